@@ -1,0 +1,103 @@
+package eventstore
+
+import "context"
+
+// Store is an append-only event log. Every method takes a context first and
+// returns when it is done or when the context ends.
+//
+// Append validates every event (Validator.Check) before anything is
+// written: a refused batch writes nothing. Appends are atomic per call. An
+// event whose ID is already stored with the same content makes the append
+// return the original result and write nothing (so a retried append is
+// idempotent); the same ID with different content is ErrDuplicateEvent.
+//
+// Reads never skip an event: an event that becomes visible later never has a
+// position lower than one a reader has already been given.
+type Store interface {
+	// Append appends events to one stream if its version satisfies expected.
+	// Errors: *ValidationError (ErrValidation), *ConcurrencyError
+	// (ErrConcurrency), *DuplicateEventError (ErrDuplicateEvent).
+	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...Event) (AppendResult, error)
+
+	// ReadStream returns up to limit events of one stream whose version is
+	// >= from, in version order (limit <= 0: all). A stream with no events
+	// is ErrStreamNotFound.
+	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]Event, error)
+
+	// ReadAll returns one page of the whole log, in position order.
+	ReadAll(ctx context.Context, opts ReadAllOptions) (Page, error)
+
+	// Subscribe delivers the whole log after opts.After: first what is
+	// stored (catch-up), then new events as they commit (live).
+	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
+
+	// Head returns the position of the last event in the log (Start if the
+	// log is empty).
+	Head(ctx context.Context) (Position, error)
+
+	// Features declares what the backend supports; the conformance suite
+	// skips what a backend lacks.
+	Features() Features
+
+	// Close releases the store's resources. Calls after Close fail with
+	// ErrClosed.
+	Close() error
+}
+
+// ReadAllOptions selects a page of the whole log.
+type ReadAllOptions struct {
+	// From is the first position to return (inclusive). Start reads from
+	// the beginning. Use Page.Next to continue.
+	From Position
+	// Limit is the page size; <= 0 means DefaultPageSize.
+	Limit int
+	// Types, when set, keeps only events of these types.
+	Types []string
+	// TenantID, when set, keeps only events of this tenant.
+	TenantID string
+}
+
+// DefaultPageSize is the page size of ReadAll when none is given.
+const DefaultPageSize = 1000
+
+// Page is a slice of the whole log.
+type Page struct {
+	Events []Event
+	// Next is the From of the following page.
+	Next Position
+	// End is true when the page reached the head of the log at read time.
+	End bool
+}
+
+// SubscribeOptions says where a subscription starts and what it delivers.
+type SubscribeOptions struct {
+	// After is exclusive: the subscription delivers events whose position
+	// is greater. Start delivers the whole log.
+	After Position
+	// Types, when set, keeps only events of these types (filtered by the
+	// backend, not the client, where the backend can).
+	Types []string
+	// BatchSize bounds how many events one Next returns; <= 0 means
+	// DefaultPageSize. It also bounds what the subscription buffers.
+	BatchSize int
+}
+
+// Subscription delivers events in position order, each once.
+type Subscription interface {
+	// Next blocks until at least one event is available and returns up to
+	// BatchSize of them. It returns ctx.Err() when ctx ends and ErrClosed
+	// after Close.
+	Next(ctx context.Context) ([]Event, error)
+	// Close stops the subscription and releases what it holds.
+	Close() error
+}
+
+// Features are the optional capabilities of a backend.
+type Features struct {
+	// GaplessPositions: positions are consecutive integers (PostgreSQL).
+	GaplessPositions bool
+	// TenantFilter: ReadAll filters by tenant on the server.
+	TenantFilter bool
+	// Persistent: data survives a new Store on the same location.
+	Persistent bool
+}

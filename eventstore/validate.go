@@ -1,0 +1,341 @@
+package eventstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// Limits every backend enforces before writing. They are documented in
+// docs/architecture.md.
+const (
+	// MaxStreamIDBytes is the longest stream id, in bytes.
+	MaxStreamIDBytes = 255
+	// MaxBatchEvents is the most events one Append may carry.
+	MaxBatchEvents = 10_000
+	// MaxEventBytes bounds one event's payload plus its encoded meta.
+	MaxEventBytes = 1 << 20
+	// MaxJSONDepth bounds the nesting of a payload or meta value.
+	MaxJSONDepth = 64
+)
+
+// Validator is the write-time check every backend runs before it writes:
+// stream id, expected version and batch limits, then for each event the
+// envelope schema and the payload schema of its type and version.
+type Validator struct {
+	reg *schemas.Registry
+}
+
+// NewValidator returns a Validator over reg. A nil reg is an error: a
+// store without schemas could be written to unchecked.
+func NewValidator(reg *schemas.Registry) (*Validator, error) {
+	if reg == nil {
+		return nil, errors.New("eventstore: a schema registry is required")
+	}
+	return &Validator{reg: reg}, nil
+}
+
+// Registry returns the registry the validator checks against.
+func (v *Validator) Registry() *schemas.Registry { return v.reg }
+
+// Prepared is a validated event ready to write: its ID is set, its stream is
+// the append's stream, and Meta holds the encoded meta.
+type Prepared struct {
+	Event
+	MetaJSON []byte
+}
+
+// Check validates an append and returns the events ready to write. Events
+// with a zero ID get a new one. On the first refusal it returns a
+// *ValidationError naming the event's index, the JSON pointer and the rule.
+func (v *Validator) Check(stream string, expected ExpectedVersion, events []Event) ([]Prepared, error) {
+	if err := CheckStreamID(stream); err != nil {
+		return nil, err
+	}
+	if expected < StreamExists {
+		return nil, &ValidationError{Index: -1, Pointer: "/expected_version", Rule: "expected-version",
+			Message: fmt.Sprintf("expected version %d: want any, no-stream, exists or a version >= 0", int64(expected))}
+	}
+	if len(events) == 0 {
+		return nil, &ValidationError{Index: -1, Rule: "batch-size", Message: "an append needs at least one event"}
+	}
+	if len(events) > MaxBatchEvents {
+		return nil, &ValidationError{Index: -1, Rule: "batch-size",
+			Message: fmt.Sprintf("%d events in one append; the maximum is %d", len(events), MaxBatchEvents)}
+	}
+	out := make([]Prepared, len(events))
+	seen := make(map[uuid.UUID]int, len(events))
+	for i, e := range events {
+		if e.ID == uuid.Nil {
+			e.ID = newID()
+		}
+		if j, dup := seen[e.ID]; dup {
+			return nil, &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "unique-id",
+				Message: fmt.Sprintf("id %s is also the id of event %d of this append", e.ID, j)}
+		}
+		seen[e.ID] = i
+		e.Stream = stream
+		metaJSON, err := v.checkEvent(i, &e)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Prepared{Event: e, MetaJSON: metaJSON}
+	}
+	return out, nil
+}
+
+func newID() uuid.UUID {
+	// Version 7 ids are time-ordered, which keeps the id index compact.
+	if id, err := uuid.NewV7(); err == nil {
+		return id
+	}
+	return uuid.New()
+}
+
+// CheckStreamID refuses an empty, over-long, non-UTF-8 or NUL-bearing id.
+func CheckStreamID(stream string) error {
+	switch {
+	case stream == "":
+		return &ValidationError{Index: -1, Pointer: "/stream", Rule: "stream-id", Message: "stream id is empty"}
+	case len(stream) > MaxStreamIDBytes:
+		return &ValidationError{Index: -1, Pointer: "/stream", Rule: "stream-id",
+			Message: fmt.Sprintf("stream id is %d bytes; the maximum is %d", len(stream), MaxStreamIDBytes)}
+	case !utf8.ValidString(stream):
+		return &ValidationError{Index: -1, Pointer: "/stream", Rule: "stream-id", Message: "stream id is not valid UTF-8"}
+	case strings.IndexByte(stream, 0) >= 0:
+		return &ValidationError{Index: -1, Pointer: "/stream", Rule: "stream-id", Message: "stream id contains a NUL byte"}
+	}
+	return nil
+}
+
+// CheckTypeName refuses a type name outside [a-z0-9._-] or over 255 bytes.
+func CheckTypeName(typ string) error {
+	if typ == "" || len(typ) > 255 || !schemas.TypeNamePattern.MatchString(typ) {
+		return &ValidationError{Index: -1, Type: typ, Pointer: "/type", Rule: "type-name",
+			Message: fmt.Sprintf("type %q: want 1 to 255 characters of [a-z0-9._-], starting with a letter or digit", truncate(typ, 64))}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (v *Validator) checkEvent(i int, e *Event) ([]byte, error) {
+	refuse := func(ptr, rule, msg string) error {
+		return &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: ptr, Rule: rule, Message: msg}
+	}
+	if err := CheckTypeName(e.Type); err != nil {
+		ve := err.(*ValidationError)
+		ve.Index = i
+		ve.SchemaVersion = e.Meta.SchemaVersion
+		return nil, ve
+	}
+	for ptr, s := range map[string]string{
+		"/source": e.Source, "/target": e.Target, "/meta/tenant_id": e.Meta.TenantID,
+		"/meta/producer": e.Meta.Producer, "/meta/correlation_id": e.Meta.CorrelationID, "/meta/causation_id": e.Meta.CausationID,
+	} {
+		if !utf8.ValidString(s) {
+			return nil, refuse(ptr, "utf-8", "not valid UTF-8")
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, refuse(ptr, "nul", "contains a NUL byte")
+		}
+	}
+	if len(e.Payload) == 0 {
+		return nil, refuse("/payload", "required", "payload is missing")
+	}
+	if len(e.Payload) > MaxEventBytes {
+		return nil, refuse("/payload", "event-size", fmt.Sprintf("payload is %d bytes; the maximum event size is %d", len(e.Payload), MaxEventBytes))
+	}
+	payload, err := DecodeJSON(e.Payload)
+	if err != nil {
+		return nil, refuse("/payload", jsonRule(err), err.Error())
+	}
+	if _, ok := payload.(map[string]any); !ok {
+		return nil, refuse("/payload", "type", fmt.Sprintf("payload must be a JSON object, not %s", jsonKind(payload)))
+	}
+	metaJSON, err := json.Marshal(e.Meta)
+	if err != nil {
+		return nil, refuse("/meta", "json", fmt.Sprintf("meta cannot be encoded: %v", err))
+	}
+	if len(e.Payload)+len(metaJSON) > MaxEventBytes {
+		return nil, refuse("/meta", "event-size", fmt.Sprintf("payload and meta are %d bytes; the maximum event size is %d", len(e.Payload)+len(metaJSON), MaxEventBytes))
+	}
+	meta, err := DecodeJSON(metaJSON)
+	if err != nil {
+		return nil, refuse("/meta", jsonRule(err), err.Error())
+	}
+	env := map[string]any{
+		"id":      e.ID.String(),
+		"type":    e.Type,
+		"stream":  e.Stream,
+		"source":  e.Source,
+		"payload": payload,
+		"meta":    meta,
+	}
+	if e.Target != "" {
+		env["target"] = e.Target
+	}
+	if err := v.reg.ValidateEnvelope(env); err != nil {
+		return nil, v.schemaError(i, e, "", err)
+	}
+	if err := v.reg.Validate(e.Type, e.Meta.SchemaVersion, payload); err != nil {
+		return nil, v.schemaError(i, e, "/payload", err)
+	}
+	return metaJSON, nil
+}
+
+func (v *Validator) schemaError(i int, e *Event, prefix string, err error) error {
+	ve := &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion}
+	var inv *schemas.Invalid
+	switch {
+	case errors.As(err, &inv):
+		for _, x := range inv.Violations {
+			ptr := x.Pointer
+			if ptr == "/" {
+				ptr = ""
+			}
+			ve.Causes = append(ve.Causes, Violation{Pointer: prefix + ptr, Rule: x.Rule, Message: x.Message})
+		}
+		first := ve.Causes[0]
+		ve.Pointer, ve.Rule, ve.Message = first.Pointer, first.Rule, first.Message
+		if ve.Pointer == "" {
+			ve.Pointer = "/"
+		}
+		ve.Causes = ve.Causes[1:]
+	case errors.Is(err, schemas.ErrUnknownType):
+		ve.Pointer, ve.Rule, ve.Message = "/type", "unknown-type", fmt.Sprintf("no schema for event type %q", e.Type)
+	case errors.Is(err, schemas.ErrUnknownVersion):
+		ve.Pointer, ve.Rule = "/meta/schema_version", "unknown-schema-version"
+		ve.Message = fmt.Sprintf("event type %q has no schema version %d (known: %v)", e.Type, e.Meta.SchemaVersion, v.reg.Versions(e.Type))
+	default:
+		ve.Pointer, ve.Rule, ve.Message = prefix, "schema", err.Error()
+	}
+	return ve
+}
+
+// JSONError is a payload that is not acceptable JSON: malformed, with a
+// duplicate key, too deeply nested, not UTF-8, or carrying a NUL character.
+type JSONError struct {
+	Rule    string
+	Message string
+}
+
+func (e *JSONError) Error() string { return e.Message }
+
+func jsonRule(err error) string {
+	var je *JSONError
+	if errors.As(err, &je) {
+		return je.Rule
+	}
+	return "json"
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	}
+	return "an object"
+}
+
+// DecodeJSON decodes one JSON value the way validation sees it: numbers as
+// json.Number (so values beyond float64 keep their digits), and refusing
+// what PostgreSQL's jsonb or a reader would get wrong: invalid UTF-8, NUL
+// characters, duplicate object keys, nesting deeper than MaxJSONDepth, and
+// trailing data.
+func DecodeJSON(b []byte) (any, error) {
+	if !utf8.Valid(b) {
+		return nil, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	v, err := decodeValue(d, 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, &JSONError{Rule: "json", Message: "invalid JSON: data after the value"}
+	}
+	return v, nil
+}
+
+func decodeValue(d *json.Decoder, depth int) (any, error) {
+	tok, err := d.Token()
+	if err != nil {
+		if err == io.EOF {
+			return nil, &JSONError{Rule: "json", Message: "invalid JSON: empty"}
+		}
+		return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		if depth >= MaxJSONDepth {
+			return nil, &JSONError{Rule: "depth", Message: fmt.Sprintf("JSON nests deeper than %d levels", MaxJSONDepth)}
+		}
+		if t == '[' {
+			arr := []any{}
+			for d.More() {
+				x, err := decodeValue(d, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				arr = append(arr, x)
+			}
+			if _, err := d.Token(); err != nil {
+				return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
+			}
+			return arr, nil
+		}
+		obj := map[string]any{}
+		for d.More() {
+			kt, err := d.Token()
+			if err != nil {
+				return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
+			}
+			k := kt.(string)
+			if strings.IndexByte(k, 0) >= 0 {
+				return nil, &JSONError{Rule: "nul", Message: "JSON key contains a NUL character"}
+			}
+			if _, dup := obj[k]; dup {
+				return nil, &JSONError{Rule: "duplicate-key", Message: fmt.Sprintf("JSON object has the key %q twice", truncate(k, 64))}
+			}
+			x, err := decodeValue(d, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			obj[k] = x
+		}
+		if _, err := d.Token(); err != nil {
+			return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
+		}
+		return obj, nil
+	case string:
+		if strings.IndexByte(t, 0) >= 0 {
+			return nil, &JSONError{Rule: "nul", Message: "JSON string contains a NUL character (\\u0000), which cannot be stored"}
+		}
+		return t, nil
+	default:
+		return t, nil
+	}
+}

@@ -1,0 +1,271 @@
+package schemas
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v5"
+)
+
+//go:embed */*.json
+var embedded embed.FS
+
+// Embedded returns the schema files shipped with eventstream.
+func Embedded() fs.FS { return embedded }
+
+// EnvelopeType is the folder of the envelope's own schema.
+const EnvelopeType = "envelope"
+
+var (
+	// ErrUnknownType: no schema exists for the event type.
+	ErrUnknownType = errors.New("schemas: unknown event type")
+	// ErrUnknownVersion: the type exists but not at that schema version.
+	ErrUnknownVersion = errors.New("schemas: unknown schema version")
+)
+
+// TypeNamePattern is what an event type name may contain.
+var TypeNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+var fileName = regexp.MustCompile(`^v([1-9][0-9]*)\.json$`)
+
+// Registry answers "is this a valid <type> at schema version N". It is
+// immutable once loaded and safe for concurrent use.
+type Registry struct {
+	schemas  map[key]*jsonschema.Schema
+	sources  map[key][]byte
+	versions map[string][]int
+	envelope *jsonschema.Schema
+}
+
+type key struct {
+	typ     string
+	version int
+}
+
+var defaultRegistry = sync.OnceValues(func() (*Registry, error) { return Load(embedded) })
+
+// Default returns the registry of the embedded schemas, compiled on first
+// use and shared afterwards.
+func Default() (*Registry, error) { return defaultRegistry() }
+
+// MustDefault is Default for programs that cannot start without it.
+func MustDefault() *Registry {
+	r, err := Default()
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// Load compiles every <type>/v<N>.json of the given file systems (later ones
+// may add types and versions, not replace them). It fails on a file that
+// does not compile, a misnamed file, a duplicate, a missing envelope schema,
+// or a hole in a type's versions (v1 and v3 without v2).
+func Load(fsyss ...fs.FS) (*Registry, error) {
+	r := &Registry{
+		schemas:  map[key]*jsonschema.Schema{},
+		sources:  map[key][]byte{},
+		versions: map[string][]int{},
+	}
+	c := jsonschema.NewCompiler()
+	c.Draft = jsonschema.Draft2020
+	c.AssertFormat = true
+	var urls []key
+	for _, fsys := range fsyss {
+		files, err := fs.Glob(fsys, "*/*.json")
+		if err != nil {
+			return nil, fmt.Errorf("schemas: list files: %w", err)
+		}
+		for _, f := range files {
+			typ, base := path.Dir(f), path.Base(f)
+			m := fileName.FindStringSubmatch(base)
+			if m == nil {
+				return nil, fmt.Errorf("schemas: %s: file name must be v<N>.json", f)
+			}
+			if !TypeNamePattern.MatchString(typ) || len(typ) > 255 {
+				return nil, fmt.Errorf("schemas: %s: type name must match %s", f, TypeNamePattern)
+			}
+			v, _ := strconv.Atoi(m[1])
+			k := key{typ, v}
+			if _, dup := r.sources[k]; dup {
+				return nil, fmt.Errorf("schemas: %s: defined twice", f)
+			}
+			b, err := fs.ReadFile(fsys, f)
+			if err != nil {
+				return nil, fmt.Errorf("schemas: read %s: %w", f, err)
+			}
+			if err := c.AddResource(url(k), bytes.NewReader(b)); err != nil {
+				return nil, fmt.Errorf("schemas: %s: %w", f, err)
+			}
+			r.sources[k] = b
+			urls = append(urls, k)
+		}
+	}
+	for _, k := range urls {
+		s, err := c.Compile(url(k))
+		if err != nil {
+			return nil, fmt.Errorf("schemas: compile %s/v%d.json: %w", k.typ, k.version, err)
+		}
+		if k.typ == EnvelopeType {
+			if k.version == 1 {
+				r.envelope = s
+			}
+			continue
+		}
+		r.schemas[k] = s
+		r.versions[k.typ] = append(r.versions[k.typ], k.version)
+	}
+	if r.envelope == nil {
+		return nil, fmt.Errorf("schemas: %s/v1.json is missing", EnvelopeType)
+	}
+	for typ, vs := range r.versions {
+		sort.Ints(vs)
+		for i, v := range vs {
+			if v != i+1 {
+				return nil, fmt.Errorf("schemas: %s: versions have a hole: v%d is missing", typ, i+1)
+			}
+		}
+	}
+	return r, nil
+}
+
+func url(k key) string { return fmt.Sprintf("mem:///%s/v%d.json", k.typ, k.version) }
+
+// Types returns every event type, sorted.
+func (r *Registry) Types() []string {
+	out := make([]string, 0, len(r.versions))
+	for t := range r.versions {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Versions returns the schema versions of a type, ascending.
+func (r *Registry) Versions(typ string) []int { return slices.Clone(r.versions[typ]) }
+
+// Latest returns a type's newest schema version (0 if unknown).
+func (r *Registry) Latest(typ string) int {
+	vs := r.versions[typ]
+	if len(vs) == 0 {
+		return 0
+	}
+	return vs[len(vs)-1]
+}
+
+// Has reports whether typ exists at schema version.
+func (r *Registry) Has(typ string, version int) bool {
+	_, ok := r.schemas[key{typ, version}]
+	return ok
+}
+
+// Source returns the schema file of typ at version as stored.
+func (r *Registry) Source(typ string, version int) ([]byte, bool) {
+	b, ok := r.sources[key{typ, version}]
+	return b, ok
+}
+
+// Lookup returns the compiled schema, or ErrUnknownType / ErrUnknownVersion.
+func (r *Registry) Lookup(typ string, version int) (*jsonschema.Schema, error) {
+	if s, ok := r.schemas[key{typ, version}]; ok {
+		return s, nil
+	}
+	if _, ok := r.versions[typ]; ok {
+		return nil, fmt.Errorf("%w: %s has no v%d (known: %v)", ErrUnknownVersion, typ, version, r.versions[typ])
+	}
+	return nil, fmt.Errorf("%w: %q", ErrUnknownType, typ)
+}
+
+// Validate checks a decoded payload (as produced by DecodeJSON: json.Number
+// for numbers) against typ at version. A payload that breaks the schema
+// yields *Invalid.
+func (r *Registry) Validate(typ string, version int, payload any) error {
+	s, err := r.Lookup(typ, version)
+	if err != nil {
+		return err
+	}
+	return toInvalid(s.Validate(payload))
+}
+
+// ValidateEnvelope checks a decoded envelope against envelope/v1.json.
+func (r *Registry) ValidateEnvelope(doc any) error {
+	return toInvalid(r.envelope.Validate(doc))
+}
+
+// Invalid lists the rules a document broke, most specific first.
+type Invalid struct {
+	Violations []Violation
+}
+
+// Violation is one broken rule: where (a JSON pointer into the document),
+// which rule (the JSON Schema keyword) and a message.
+type Violation struct {
+	Pointer string
+	Rule    string
+	Message string
+}
+
+func (e *Invalid) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = fmt.Sprintf("%s: %s [%s]", v.Pointer, v.Message, v.Rule)
+	}
+	return "schemas: " + strings.Join(parts, "; ")
+}
+
+func toInvalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	inv := &Invalid{}
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			inv.Violations = append(inv.Violations, leaf(e))
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return inv
+}
+
+var quoted = regexp.MustCompile(`'([^']*)'`)
+
+func leaf(e *jsonschema.ValidationError) Violation {
+	rule := e.KeywordLocation
+	if i := strings.LastIndexByte(rule, '/'); i >= 0 {
+		rule = rule[i+1:]
+	}
+	ptr := e.InstanceLocation
+	if rule == "required" || rule == "additionalProperties" || rule == "dependentRequired" {
+		// Point at the missing or extra property rather than its parent.
+		if m := quoted.FindStringSubmatch(e.Message); m != nil {
+			ptr = strings.TrimSuffix(ptr, "/") + "/" + escapePointer(m[1])
+		}
+	}
+	if ptr == "" {
+		ptr = "/"
+	}
+	return Violation{Pointer: ptr, Rule: rule, Message: e.Message}
+}
+
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
