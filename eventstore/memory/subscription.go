@@ -1,0 +1,113 @@
+package memory
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// maxScan bounds how much of the log one Next looks at under the read lock
+// when a Types filter skips most events, so that appends are not held up.
+const maxScan = 10_000
+
+type subscription struct {
+	s     *Store
+	types []string
+	batch int
+
+	mu   sync.Mutex // serialises Next
+	next int        // index into the log of the next event to look at
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// Subscribe delivers the log after opts.After: stored events first, then
+// new ones as they are appended. ctx bounds only the call itself.
+func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.isClosed() {
+		return nil, eventstore.ErrClosed
+	}
+	batch := opts.BatchSize
+	if batch <= 0 {
+		batch = eventstore.DefaultPageSize
+	}
+	next := firstAfter(opts.After)
+	return &subscription{
+		s:      s,
+		types:  slices.Clone(opts.Types),
+		batch:  batch,
+		next:   next,
+		closed: make(chan struct{}),
+	}, nil
+}
+
+// Next blocks until at least one event is available and returns up to
+// BatchSize of them.
+func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for {
+		select {
+		case <-sub.closed:
+			return nil, eventstore.ErrClosed
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		evs, wake, err := sub.poll()
+		if err != nil || len(evs) > 0 {
+			return evs, err
+		}
+		if wake == nil {
+			continue // scanned maxScan filtered-out events; look further
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-sub.closed:
+			return nil, eventstore.ErrClosed
+		case <-sub.s.done:
+			return nil, eventstore.ErrClosed
+		}
+	}
+}
+
+// poll takes what is there. With nothing to deliver and the log read to
+// its end, it returns the channel the next append closes.
+func (sub *subscription) poll() ([]eventstore.Event, <-chan struct{}, error) {
+	s := sub.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, nil, eventstore.ErrClosed
+	}
+	var out []eventstore.Event
+	scanned := 0
+	for sub.next < len(s.log) && len(out) < sub.batch && scanned < maxScan {
+		r := &s.log[sub.next]
+		sub.next++
+		scanned++
+		if len(sub.types) > 0 && !slices.Contains(sub.types, r.ev.Type) {
+			continue
+		}
+		out = append(out, r.event())
+	}
+	if len(out) > 0 || sub.next < len(s.log) {
+		return out, nil, nil
+	}
+	return nil, s.wake, nil
+}
+
+// Close stops the subscription; a blocked Next returns ErrClosed.
+func (sub *subscription) Close() error {
+	sub.closeOnce.Do(func() { close(sub.closed) })
+	return nil
+}

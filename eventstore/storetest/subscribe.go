@@ -1,0 +1,218 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// liveness bounds how long the suite waits for something that must happen
+// (an event delivered, a blocked call returning). It is generous on
+// purpose: it catches hangs, it does not measure speed.
+const liveness = 30 * time.Second
+
+func subscribe(t *testing.T, st eventstore.Store, opts eventstore.SubscribeOptions) eventstore.Subscription {
+	t.Helper()
+	sub, err := st.Subscribe(testContext(t), opts)
+	if err != nil {
+		t.Fatalf("Subscribe(%+v): %v", opts, err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	return sub
+}
+
+// collect reads from sub until it has n events, checking batch sizes.
+func collect(t *testing.T, sub eventstore.Subscription, n, batch int) []eventstore.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), liveness)
+	defer cancel()
+	var out []eventstore.Event
+	for len(out) < n {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next after %d of %d events: %v", len(out), n, err)
+		}
+		if len(evs) == 0 {
+			t.Fatalf("Next returned no events and no error")
+		}
+		if batch > 0 && len(evs) > batch {
+			t.Fatalf("Next returned %d events, BatchSize is %d", len(evs), batch)
+		}
+		out = append(out, evs...)
+	}
+	if len(out) > n {
+		t.Fatalf("subscription delivered %d events, want %d", len(out), n)
+	}
+	return out
+}
+
+// nothingMore fails if sub delivers anything within a short wait.
+func nothingMore(t *testing.T, sub eventstore.Subscription) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	evs, err := sub.Next(ctx)
+	if len(evs) > 0 {
+		t.Fatalf("subscription delivered %d unexpected events (first: %s at %v)", len(evs), evs[0].Type, evs[0].Position)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next with nothing to deliver: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func (s *suite) testSubscribe(t *testing.T) {
+	t.Run("CatchUpThenLive", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		stored := fill(t, st, "sub", 2, 5)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{BatchSize: 2})
+		got := collect(t, sub, 5, 2)
+		sameEvents(t, "catch-up", got, stored)
+
+		var live []eventstore.Event
+		done := make(chan []eventstore.Event, 1)
+		go func() {
+			// Next is already waiting when these are appended.
+			time.Sleep(50 * time.Millisecond)
+			for i := range 3 {
+				res, err := st.Append(t.Context(), "sub-live", eventstore.Any, added(fmt.Sprint(i)))
+				if err != nil {
+					t.Error(err)
+					break
+				}
+				live = append(live, res.Events...)
+			}
+			done <- live
+		}()
+		got = collect(t, sub, 3, 2)
+		sameEvents(t, "live", got, <-done)
+		checkLogOrder(t, s.h.Features.GaplessPositions, append(stored, got...))
+		nothingMore(t, sub)
+
+		// A batch appended in one call is delivered in order, in batches of at most BatchSize.
+		res := mustAppend(t, st, "sub-live", eventstore.Any, added("x"), added("y"), added("z"))
+		got = collect(t, sub, 3, 2)
+		sameEvents(t, "live batch", got, res.Events)
+	})
+	t.Run("AfterIsExclusive", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		stored := fill(t, st, "after", 2, 6)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{After: stored[2].Position})
+		got := collect(t, sub, 3, 0)
+		sameEvents(t, "after the third event", got, stored[3:])
+		nothingMore(t, sub)
+
+		sub = subscribe(t, st, eventstore.SubscribeOptions{After: stored[5].Position})
+		nothingMore(t, sub)
+		res := mustAppend(t, st, "after", eventstore.Any, added("next"))
+		got = collect(t, sub, 1, 0)
+		sameEvents(t, "after the head", got, res.Events)
+	})
+	t.Run("Types", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		stored := fill(t, st, "types", 2, 9)
+		var want []eventstore.Event
+		for _, e := range stored {
+			if e.Type == TypeRenamed {
+				want = append(want, e)
+			}
+		}
+		sub := subscribe(t, st, eventstore.SubscribeOptions{Types: []string{TypeRenamed}, BatchSize: 2})
+		got := collect(t, sub, len(want), 2)
+		sameEvents(t, "catch-up of renamed", got, want)
+		mustAppend(t, st, "types", eventstore.Any, added("skip"), added("skip"))
+		res := mustAppend(t, st, "types", eventstore.Any, added("skip"), renamed("keep"))
+		got = collect(t, sub, 1, 2)
+		sameEvents(t, "live renamed", got, res.Events[1:])
+		nothingMore(t, sub)
+	})
+	t.Run("EmptyStore", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{})
+		nothingMore(t, sub)
+		res := mustAppend(t, st, "empty", eventstore.NoStream, added("first"))
+		got := collect(t, sub, 1, 0)
+		sameEvents(t, "first event", got, res.Events)
+	})
+	t.Run("TwoSubscribers", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		a := subscribe(t, st, eventstore.SubscribeOptions{})
+		b := subscribe(t, st, eventstore.SubscribeOptions{})
+		res := mustAppend(t, st, "two", eventstore.NoStream, added("1"), added("2"))
+		sameEvents(t, "subscriber a", collect(t, a, 2, 0), res.Events)
+		sameEvents(t, "subscriber b", collect(t, b, 2, 0), res.Events)
+	})
+}
+
+func (s *suite) testSubscribeCancel(t *testing.T) {
+	t.Run("ContextCancel", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{})
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := sub.Next(ctx)
+			errc <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Next after cancel: %v, want context.Canceled", err)
+			}
+		case <-time.After(liveness):
+			t.Fatal("Next did not return after its context was cancelled")
+		}
+		// The subscription is still usable with a live context.
+		res := mustAppend(t, st, "cancel", eventstore.NoStream, added("a"))
+		sameEvents(t, "after a cancelled Next", collect(t, sub, 1, 0), res.Events)
+	})
+	t.Run("CancelledBeforeNext", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		mustAppend(t, st, "cancel", eventstore.NoStream, added("a"))
+		sub := subscribe(t, st, eventstore.SubscribeOptions{})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if evs, err := sub.Next(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Next with a cancelled context: %d events, %v; want context.Canceled", len(evs), err)
+		}
+	})
+	t.Run("Close", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{})
+		errc := make(chan error, 1)
+		go func() {
+			_, err := sub.Next(t.Context())
+			errc <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		if err := sub.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		select {
+		case err := <-errc:
+			if !errors.Is(err, eventstore.ErrClosed) {
+				t.Fatalf("blocked Next after Close: %v, want ErrClosed", err)
+			}
+		case <-time.After(liveness):
+			t.Fatal("blocked Next did not return after Close")
+		}
+		mustAppend(t, st, "closed-sub", eventstore.NoStream, added("a"))
+		if evs, err := sub.Next(t.Context()); !errors.Is(err, eventstore.ErrClosed) {
+			t.Fatalf("Next after Close: %d events, %v; want ErrClosed", len(evs), err)
+		}
+		sub.Close() // a second Close must not panic
+	})
+}
