@@ -1,11 +1,10 @@
 package eventstore
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -166,16 +165,12 @@ func (v *Validator) checkEvent(i int, e *Event) ([]byte, error) {
 	if _, ok := payload.(map[string]any); !ok {
 		return nil, refuse("/payload", "type", fmt.Sprintf("payload must be a JSON object, not %s", jsonKind(payload)))
 	}
-	metaJSON, err := json.Marshal(e.Meta)
+	meta, metaJSON, err := encodeMeta(e.Meta)
 	if err != nil {
-		return nil, refuse("/meta", "json", fmt.Sprintf("meta cannot be encoded: %v", err))
+		return nil, refuse("/meta", jsonRule(err), err.Error())
 	}
 	if len(e.Payload)+len(metaJSON) > MaxEventBytes {
 		return nil, refuse("/meta", "event-size", fmt.Sprintf("payload and meta are %d bytes; the maximum event size is %d", len(e.Payload)+len(metaJSON), MaxEventBytes))
-	}
-	meta, err := DecodeJSON(metaJSON)
-	if err != nil {
-		return nil, refuse("/meta", jsonRule(err), err.Error())
 	}
 	env := map[string]any{
 		"id":      e.ID.String(),
@@ -226,15 +221,6 @@ func (v *Validator) schemaError(i int, e *Event, prefix string, err error) error
 	return ve
 }
 
-// JSONError is a payload that is not acceptable JSON: malformed, with a
-// duplicate key, too deeply nested, not UTF-8, or carrying a NUL character.
-type JSONError struct {
-	Rule    string
-	Message string
-}
-
-func (e *JSONError) Error() string { return e.Message }
-
 func jsonRule(err error) string {
 	var je *JSONError
 	if errors.As(err, &je) {
@@ -259,83 +245,82 @@ func jsonKind(v any) string {
 	return "an object"
 }
 
-// DecodeJSON decodes one JSON value the way validation sees it: numbers as
-// json.Number (so values beyond float64 keep their digits), and refusing
-// what PostgreSQL's jsonb or a reader would get wrong: invalid UTF-8, NUL
-// characters, duplicate object keys, nesting deeper than MaxJSONDepth, and
-// trailing data.
-func DecodeJSON(b []byte) (any, error) {
-	if !utf8.Valid(b) {
-		return nil, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
+// encodeMeta returns meta as the validator sees it (a decoded document) and
+// as it is stored (JSON), without a round trip through encoding/json for
+// the named keys.
+func encodeMeta(m Meta) (map[string]any, []byte, error) {
+	doc := make(map[string]any, 5+len(m.Extra))
+	buf := make([]byte, 0, 160)
+	buf = append(buf, `{"schema_version":`...)
+	buf = strconv.AppendInt(buf, int64(m.SchemaVersion), 10)
+	doc["schema_version"] = json.Number(strconv.Itoa(m.SchemaVersion))
+	buf = append(buf, `,"tenant_id":`...)
+	buf = appendJSONString(buf, m.TenantID)
+	doc["tenant_id"] = m.TenantID
+	for _, kv := range [...]struct{ k, v string }{{"producer", m.Producer}, {"correlation_id", m.CorrelationID}, {"causation_id", m.CausationID}} {
+		if kv.v == "" {
+			continue
+		}
+		buf = append(buf, ',')
+		buf = appendJSONString(buf, kv.k)
+		buf = append(buf, ':')
+		buf = appendJSONString(buf, kv.v)
+		doc[kv.k] = kv.v
 	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	v, err := decodeValue(d, 0)
-	if err != nil {
-		return nil, err
+	if len(m.Extra) > 0 {
+		extra := make(map[string]any, len(m.Extra))
+		for k, v := range m.Extra {
+			if !metaKeys[k] {
+				extra[k] = v
+			}
+		}
+		raw, err := json.Marshal(extra)
+		if err != nil {
+			return nil, nil, &JSONError{Rule: "json", Message: fmt.Sprintf("meta cannot be encoded: %v", err)}
+		}
+		decoded, err := DecodeJSON(raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k, v := range decoded.(map[string]any) {
+			doc[k] = v
+		}
+		if len(raw) > 2 {
+			buf = append(buf, ',')
+			buf = append(buf, raw[1:len(raw)-1]...)
+		}
 	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, &JSONError{Rule: "json", Message: "invalid JSON: data after the value"}
-	}
-	return v, nil
+	buf = append(buf, '}')
+	return doc, buf, nil
 }
 
-func decodeValue(d *json.Decoder, depth int) (any, error) {
-	tok, err := d.Token()
-	if err != nil {
-		if err == io.EOF {
-			return nil, &JSONError{Rule: "json", Message: "invalid JSON: empty"}
+// appendJSONString appends s as a JSON string. s is valid UTF-8 without
+// NUL (checked before), so only quotes, backslashes and control characters
+// need escaping.
+func appendJSONString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
-		return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
+		buf = append(buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		default:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
 	}
-	switch t := tok.(type) {
-	case json.Delim:
-		if depth >= MaxJSONDepth {
-			return nil, &JSONError{Rule: "depth", Message: fmt.Sprintf("JSON nests deeper than %d levels", MaxJSONDepth)}
-		}
-		if t == '[' {
-			arr := []any{}
-			for d.More() {
-				x, err := decodeValue(d, depth+1)
-				if err != nil {
-					return nil, err
-				}
-				arr = append(arr, x)
-			}
-			if _, err := d.Token(); err != nil {
-				return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
-			}
-			return arr, nil
-		}
-		obj := map[string]any{}
-		for d.More() {
-			kt, err := d.Token()
-			if err != nil {
-				return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
-			}
-			k := kt.(string)
-			if strings.IndexByte(k, 0) >= 0 {
-				return nil, &JSONError{Rule: "nul", Message: "JSON key contains a NUL character"}
-			}
-			if _, dup := obj[k]; dup {
-				return nil, &JSONError{Rule: "duplicate-key", Message: fmt.Sprintf("JSON object has the key %q twice", truncate(k, 64))}
-			}
-			x, err := decodeValue(d, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			obj[k] = x
-		}
-		if _, err := d.Token(); err != nil {
-			return nil, &JSONError{Rule: "json", Message: "invalid JSON: " + err.Error()}
-		}
-		return obj, nil
-	case string:
-		if strings.IndexByte(t, 0) >= 0 {
-			return nil, &JSONError{Rule: "nul", Message: "JSON string contains a NUL character (\\u0000), which cannot be stored"}
-		}
-		return t, nil
-	default:
-		return t, nil
-	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
 }

@@ -1,0 +1,310 @@
+package eventstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// JSONError is a payload that is not acceptable JSON: malformed, with a
+// duplicate key, too deeply nested, not UTF-8, or carrying a character
+// PostgreSQL's jsonb cannot store (NUL, a lone UTF-16 surrogate).
+type JSONError struct {
+	Rule    string
+	Offset  int
+	Message string
+}
+
+func (e *JSONError) Error() string { return e.Message }
+
+// DecodeJSON decodes one JSON value the way validation sees it: objects as
+// map[string]any, arrays as []any, numbers as json.Number (so values beyond
+// float64 keep their digits). It refuses what a reader or PostgreSQL's
+// jsonb would get wrong: invalid UTF-8, NUL characters, lone surrogates,
+// duplicate object keys, nesting deeper than MaxJSONDepth, and trailing
+// data. It is a single pass over the bytes; the validator runs it on every
+// payload, so it is on the append hot path.
+func DecodeJSON(b []byte) (any, error) {
+	if !utf8.Valid(b) {
+		return nil, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
+	}
+	d := decoder{b: b}
+	d.ws()
+	v, err := d.value(0)
+	if err != nil {
+		return nil, err
+	}
+	d.ws()
+	if d.i != len(d.b) {
+		return nil, d.fail("json", "data after the JSON value")
+	}
+	return v, nil
+}
+
+type decoder struct {
+	b []byte
+	i int
+}
+
+func (d *decoder) fail(rule, msg string) error {
+	return &JSONError{Rule: rule, Offset: d.i, Message: fmt.Sprintf("invalid JSON at byte %d: %s", d.i, msg)}
+}
+
+func (d *decoder) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *decoder) value(depth int) (any, error) {
+	if d.i >= len(d.b) {
+		return nil, d.fail("json", "unexpected end of input")
+	}
+	switch c := d.b[d.i]; {
+	case c == '{':
+		if depth >= MaxJSONDepth {
+			return nil, &JSONError{Rule: "depth", Offset: d.i, Message: fmt.Sprintf("JSON nests deeper than %d levels", MaxJSONDepth)}
+		}
+		return d.object(depth)
+	case c == '[':
+		if depth >= MaxJSONDepth {
+			return nil, &JSONError{Rule: "depth", Offset: d.i, Message: fmt.Sprintf("JSON nests deeper than %d levels", MaxJSONDepth)}
+		}
+		return d.array(depth)
+	case c == '"':
+		return d.str()
+	case c == 't':
+		return d.literal("true", true)
+	case c == 'f':
+		return d.literal("false", false)
+	case c == 'n':
+		return d.literal("null", nil)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return d.number()
+	}
+	return nil, d.fail("json", fmt.Sprintf("unexpected character %q", d.b[d.i]))
+}
+
+func (d *decoder) literal(word string, v any) (any, error) {
+	if len(d.b)-d.i < len(word) || string(d.b[d.i:d.i+len(word)]) != word {
+		return nil, d.fail("json", "invalid literal")
+	}
+	d.i += len(word)
+	return v, nil
+}
+
+func (d *decoder) object(depth int) (any, error) {
+	d.i++ // {
+	obj := map[string]any{}
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return obj, nil
+	}
+	for {
+		d.ws()
+		if d.i >= len(d.b) || d.b[d.i] != '"' {
+			return nil, d.fail("json", "expected an object key")
+		}
+		at := d.i
+		k, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := obj[k]; dup {
+			return nil, &JSONError{Rule: "duplicate-key", Offset: at, Message: fmt.Sprintf("JSON object has the key %q twice", truncate(k, 64))}
+		}
+		d.ws()
+		if d.i >= len(d.b) || d.b[d.i] != ':' {
+			return nil, d.fail("json", "expected ':' after an object key")
+		}
+		d.i++
+		d.ws()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		obj[k] = v
+		d.ws()
+		if d.i >= len(d.b) {
+			return nil, d.fail("json", "unterminated object")
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return obj, nil
+		default:
+			return nil, d.fail("json", "expected ',' or '}' in an object")
+		}
+	}
+}
+
+func (d *decoder) array(depth int) (any, error) {
+	d.i++ // [
+	arr := []any{}
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+		return arr, nil
+	}
+	for {
+		d.ws()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		arr = append(arr, v)
+		d.ws()
+		if d.i >= len(d.b) {
+			return nil, d.fail("json", "unterminated array")
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return arr, nil
+		default:
+			return nil, d.fail("json", "expected ',' or ']' in an array")
+		}
+	}
+}
+
+// str reads a string. Strings without escapes (the common case) are sliced
+// directly; escaped ones are checked for NUL and lone surrogates, then
+// unquoted by encoding/json.
+func (d *decoder) str() (string, error) {
+	start := d.i
+	d.i++ // "
+	escaped := false
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			raw := d.b[start : d.i+1]
+			d.i++
+			if !escaped {
+				return string(raw[1 : len(raw)-1]), nil
+			}
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return "", &JSONError{Rule: "json", Offset: start, Message: fmt.Sprintf("invalid JSON string at byte %d", start)}
+			}
+			return s, nil
+		case c < 0x20:
+			if c == 0 {
+				return "", d.fail("nul", "NUL byte in a string")
+			}
+			return "", d.fail("json", "control character in a string")
+		case c == '\\':
+			escaped = true
+			if err := d.escape(); err != nil {
+				return "", err
+			}
+			continue
+		}
+		d.i++
+	}
+	return "", &JSONError{Rule: "json", Offset: start, Message: fmt.Sprintf("invalid JSON at byte %d: unterminated string", start)}
+}
+
+// escape checks one escape sequence at d.i (the backslash) and moves past it.
+func (d *decoder) escape() error {
+	if d.i+1 >= len(d.b) {
+		return d.fail("json", "unterminated escape")
+	}
+	switch d.b[d.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		d.i += 2
+		return nil
+	case 'u':
+		r, ok := d.hex4(d.i + 2)
+		if !ok {
+			return d.fail("json", "invalid \\u escape")
+		}
+		switch {
+		case r == 0:
+			return d.fail("nul", "\\u0000 (NUL) cannot be stored")
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return d.fail("surrogate", "lone low surrogate escape")
+		case r >= 0xD800 && r <= 0xDBFF:
+			lo, ok := rune(0), false
+			if d.i+12 <= len(d.b) && d.b[d.i+6] == '\\' && d.b[d.i+7] == 'u' {
+				lo, ok = d.hex4(d.i + 8)
+			}
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return d.fail("surrogate", "high surrogate escape without its low surrogate")
+			}
+			d.i += 12
+			return nil
+		}
+		d.i += 6
+		return nil
+	}
+	return d.fail("json", "invalid escape")
+}
+
+func (d *decoder) hex4(at int) (rune, bool) {
+	if at+4 > len(d.b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.b[at : at+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// number reads a number per the JSON grammar and keeps its text.
+func (d *decoder) number() (any, error) {
+	start := d.i
+	if d.b[d.i] == '-' {
+		d.i++
+	}
+	digits := func() int {
+		n := 0
+		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.i < len(d.b) && d.b[d.i] == '0' {
+		d.i++
+	} else if digits() == 0 {
+		return nil, d.fail("json", "invalid number")
+	}
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		d.i++
+		if digits() == 0 {
+			return nil, d.fail("json", "invalid number")
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return nil, d.fail("json", "invalid number")
+		}
+	}
+	return json.Number(d.b[start:d.i]), nil
+}

@@ -1,0 +1,380 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// request is one Append call waiting for the committer.
+type request struct {
+	ctx      context.Context
+	stream   string
+	expected eventstore.ExpectedVersion
+	events   []eventstore.Prepared
+	result   chan outcome
+}
+
+type outcome struct {
+	res eventstore.AppendResult
+	err error
+}
+
+// Append validates the events, then hands them to the committer, which
+// writes them in a group-commit transaction shared with concurrent appends.
+//
+// If ctx ends while the append is in flight, Append returns ctx.Err() and
+// the events may or may not have been written: retry with the same event
+// ids, which is idempotent.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	prepared, err := s.validator.Check(stream, expected, events)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	req := &request{ctx: ctx, stream: stream, expected: expected, events: prepared, result: make(chan outcome, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	select {
+	case s.queue <- req:
+		s.closeMu.RUnlock()
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return eventstore.AppendResult{}, ctx.Err()
+	}
+	select {
+	case o := <-req.result:
+		return o.res, o.err
+	case <-ctx.Done():
+		return eventstore.AppendResult{}, ctx.Err()
+	}
+}
+
+// commitLoop is the single committer: it takes whatever appends are queued
+// (never waiting for more to arrive), writes them in one transaction, and
+// repeats. While one group commits, the next one queues up.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	var group []*request
+	for {
+		group = group[:0]
+		select {
+		case r := <-s.queue:
+			group = append(group, r)
+		case <-s.stop:
+			// Write what was queued before Close, then stop.
+			for {
+				select {
+				case r := <-s.queue:
+					s.commitGroup([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+		n := len(group[0].events)
+	drain:
+		for n < s.opts.MaxGroupEvents {
+			select {
+			case r := <-s.queue:
+				group = append(group, r)
+				n += len(r.events)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup writes a group. If the shared transaction fails for a reason
+// that may belong to one append only (bad data the validator let through,
+// a constraint), each append is retried alone so that the others land.
+func (s *Store) commitGroup(group []*request) {
+	live := group[:0:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.result <- outcome{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	start := time.Now()
+	outs, err := s.writeGroup(live)
+	if err == nil {
+		s.groups.Add(1)
+		s.appends.Add(uint64(len(live)))
+		for _, o := range outs {
+			s.written.Add(uint64(len(o.res.Events)))
+		}
+		s.groupNanos.Add(int64(time.Since(start)))
+		for i, r := range live {
+			r.result <- outs[i]
+		}
+		s.notifier.wakeLocal()
+		return
+	}
+	if len(live) > 1 && isDataError(err) {
+		for _, r := range live {
+			s.commitGroup([]*request{r})
+		}
+		return
+	}
+	err = translate(err)
+	for _, r := range live {
+		r.result <- outcome{err: err}
+	}
+}
+
+func isDataError(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	// 22: data exception, 23: integrity constraint violation.
+	return len(pe.Code) == 5 && (pe.Code[:2] == "22" || pe.Code[:2] == "23")
+}
+
+// translate turns a data error into the typed validation error the caller
+// would have got had the validator caught it.
+func translate(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "22" {
+		return &eventstore.ValidationError{Index: -1, Rule: "storage", Message: "PostgreSQL refused the data: " + pe.Message}
+	}
+	return fmt.Errorf("postgres store: append: %w", err)
+}
+
+// insertEvents writes a whole group with one statement: one array per
+// column, zipped by unnest.
+const insertEvents = `INSERT INTO events (position, id, stream, version, type, source, target, tenant_id,
+	correlation_id, causation_id, producer, schema_version, "timestamp", payload, meta)
+SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+	$9::text[], $10::text[], $11::text[], $12::integer[], $13::timestamptz[], $14::jsonb[], $15::jsonb[])`
+
+// columns accumulates a group's rows column by column.
+type columns struct {
+	n                                          int
+	position, version                          []int64
+	id                                         []uuid.UUID
+	stream, typ, source, tenant, payload, meta []string
+	target, correlation, causation, producer   []*string
+	schemaVersion                              []int32
+	timestamp                                  []time.Time
+}
+
+func (c *columns) add(pos int64, e *eventstore.Event, meta []byte) {
+	c.n++
+	c.position = append(c.position, pos)
+	c.id = append(c.id, e.ID)
+	c.stream = append(c.stream, e.Stream)
+	c.version = append(c.version, e.Version)
+	c.typ = append(c.typ, e.Type)
+	c.source = append(c.source, e.Source)
+	c.target = append(c.target, nullable(e.Target))
+	c.tenant = append(c.tenant, e.Meta.TenantID)
+	c.correlation = append(c.correlation, nullable(e.Meta.CorrelationID))
+	c.causation = append(c.causation, nullable(e.Meta.CausationID))
+	c.producer = append(c.producer, nullable(e.Meta.Producer))
+	c.schemaVersion = append(c.schemaVersion, int32(e.Meta.SchemaVersion))
+	c.timestamp = append(c.timestamp, e.Timestamp)
+	c.payload = append(c.payload, string(e.Payload))
+	c.meta = append(c.meta, string(meta))
+}
+
+func (c *columns) args() []any {
+	return []any{c.position, c.id, c.stream, c.version, c.typ, c.source, c.target, c.tenant,
+		c.correlation, c.causation, c.producer, c.schemaVersion, c.timestamp, c.payload, c.meta}
+}
+
+// writeGroup runs one transaction for the group and returns each append's
+// outcome (a per-append error such as a conflict is an outcome, not err).
+func (s *Store) writeGroup(group []*request) ([]outcome, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	streams := make([]string, 0, len(group))
+	seenStream := map[string]bool{}
+	var ids []uuid.UUID
+	for _, r := range group {
+		if !seenStream[r.stream] {
+			seenStream[r.stream] = true
+			streams = append(streams, r.stream)
+		}
+		for _, e := range r.events {
+			ids = append(ids, e.ID)
+		}
+	}
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A connection released inside a transaction (after an error) is closed
+	// by the pool, so a failed group never leaks an open transaction.
+	defer conn.Release()
+
+	// Round trip 1: begin, lock, head, stream versions, already-stored ids.
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.lockKey)
+	var head int64
+	b.Queue(`SELECT coalesce(max(position), 0) FROM events`).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
+	versions := make(map[string]int64, len(streams))
+	b.Queue(`SELECT s, coalesce((SELECT max(version) FROM events WHERE stream = s), 0) FROM unnest($1::text[]) AS s`, streams).Query(func(rows pgx.Rows) error {
+		var st string
+		var v int64
+		_, err := pgx.ForEachRow(rows, []any{&st, &v}, func() error { versions[st] = v; return nil })
+		return err
+	})
+	stored := map[uuid.UUID]eventstore.Event{}
+	b.Queue(`SELECT `+selectColumns+` FROM events WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			e, err := scanEvent(rows)
+			if err != nil {
+				return err
+			}
+			stored[e.ID] = e
+		}
+		return rows.Err()
+	})
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	outs := make([]outcome, len(group))
+	var cols columns
+	inGroup := map[uuid.UUID]eventstore.Event{}
+	pos := head
+	for i, r := range group {
+		if res, err, dup := s.duplicate(r, stored, inGroup); dup {
+			outs[i] = outcome{res: res, err: err}
+			continue
+		}
+		cur := versions[r.stream]
+		if !r.expected.Satisfied(cur) {
+			outs[i] = outcome{err: &eventstore.ConcurrencyError{Stream: r.stream, Expected: r.expected, Actual: cur}}
+			continue
+		}
+		res := eventstore.AppendResult{Stream: r.stream, Events: make([]eventstore.Event, len(r.events))}
+		for j, p := range r.events {
+			pos++
+			cur++
+			e := p.Event
+			e.Version = cur
+			e.Position = eventstore.Pos(uint64(pos))
+			e.Timestamp = now
+			res.Events[j] = e
+			inGroup[e.ID] = e
+			cols.add(pos, &e, p.MetaJSON)
+		}
+		versions[r.stream] = cur
+		outs[i] = outcome{res: res}
+	}
+	// Round trip 2: every row in one multi-row INSERT, the notification,
+	// and the commit.
+	w := &pgx.Batch{}
+	if cols.n > 0 {
+		w.Queue(insertEvents, cols.args()...)
+		w.Queue(`SELECT pg_notify($1, $2)`, s.channel, strconv.FormatInt(pos, 10))
+	}
+	w.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, w).Close(); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// duplicate decides an append some of whose ids are already stored (or
+// written earlier in the same group). If every event is stored in this
+// stream with the same content, the original result is returned; any other
+// overlap is a DuplicateEventError.
+func (s *Store) duplicate(r *request, stored, inGroup map[uuid.UUID]eventstore.Event) (eventstore.AppendResult, error, bool) {
+	found := 0
+	for _, p := range r.events {
+		if _, ok := stored[p.ID]; ok {
+			found++
+		} else if _, ok := inGroup[p.ID]; ok {
+			found++
+		}
+	}
+	if found == 0 {
+		return eventstore.AppendResult{}, nil, false
+	}
+	res := eventstore.AppendResult{Stream: r.stream}
+	for _, p := range r.events {
+		e, ok := stored[p.ID]
+		if !ok {
+			e, ok = inGroup[p.ID]
+		}
+		if !ok || !SameContent(e, p) {
+			return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: e.Stream}, true
+		}
+		res.Events = append(res.Events, e)
+	}
+	return res, nil, true
+}
+
+// SameContent reports whether a stored event and a new one carry the same
+// envelope: stream, type, source, target and, compared as JSON values,
+// payload and meta.
+func SameContent(stored eventstore.Event, p eventstore.Prepared) bool {
+	if stored.Stream != p.Stream || stored.Type != p.Type || stored.Source != p.Source || stored.Target != p.Target {
+		return false
+	}
+	return jsonEqual(stored.Payload, p.Payload) && metaEqual(stored.Meta, p.Meta)
+}
+
+func jsonEqual(a, b []byte) bool {
+	x, err1 := eventstore.DecodeJSON(a)
+	y, err2 := eventstore.DecodeJSON(b)
+	return err1 == nil && err2 == nil && reflect.DeepEqual(normalizeNumbers(x), normalizeNumbers(y))
+}
+
+func metaEqual(a, b eventstore.Meta) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && jsonEqual(ja, jb)
+}
+
+// normalizeNumbers makes 1, 1.0 and 1e0 equal, as jsonb does.
+func normalizeNumbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = normalizeNumbers(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = normalizeNumbers(x)
+		}
+	case json.Number:
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+	}
+	return v
+}

@@ -1,0 +1,117 @@
+package postgres
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// notifier keeps one LISTEN connection per Store (started with the first
+// subscription) and wakes every subscription when a commit is announced,
+// by this process or another. It reconnects by itself, and wakes everyone
+// after a reconnect, since notifications sent meanwhile are lost.
+type notifier struct {
+	s       *Store
+	mu      sync.Mutex
+	wakes   map[chan struct{}]struct{}
+	started bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func newNotifier(s *Store) *notifier {
+	return &notifier{s: s, wakes: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+}
+
+func (n *notifier) add(c chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.wakes[c] = struct{}{}
+	if !n.started {
+		n.started = true
+		ctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		go n.listen(ctx)
+	}
+}
+
+func (n *notifier) remove(c chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.wakes, c)
+}
+
+// wakeLocal wakes every subscription without waiting for NOTIFY to travel.
+func (n *notifier) wakeLocal() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c := range n.wakes {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (n *notifier) close() {
+	n.mu.Lock()
+	started, cancel := n.started, n.cancel
+	subs := n.wakes
+	n.wakes = map[chan struct{}]struct{}{}
+	n.mu.Unlock()
+	for c := range subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	if started {
+		cancel()
+		<-n.done
+	}
+}
+
+func (n *notifier) listen(ctx context.Context) {
+	defer close(n.done)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := n.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		slog.Warn("eventstream: LISTEN connection lost; reconnecting", "error", err, "retry_in", backoff)
+		n.wakeLocal()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (n *notifier) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, n.s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(c)
+	}()
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{n.s.channel}.Sanitize()); err != nil {
+		return err
+	}
+	// Anything committed while we were not listening must be picked up.
+	n.wakeLocal()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		n.wakeLocal()
+	}
+}

@@ -1,0 +1,210 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+// Component is the name under which the log's migrations are recorded.
+const Component = "eventstore"
+
+// Migrations returns the log's embedded migrations.
+func Migrations() ([]migrate.Migration, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return migrate.Load(sub)
+}
+
+// Migrate creates or upgrades the log's tables in the pool's current
+// schema. It is idempotent and safe to run from several processes at once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	_, err = migrate.Apply(ctx, pool, Component, ms)
+	return err
+}
+
+// Options tune a Store. The zero value is sensible.
+type Options struct {
+	// MaxGroupEvents bounds how many events one group-commit transaction
+	// carries (default 4,000).
+	MaxGroupEvents int
+	// QueueSize bounds appends waiting for the committer (default 4,096);
+	// further Append calls wait, which is the back-pressure.
+	QueueSize int
+	// PollInterval is how often an idle live subscription looks for events
+	// when no notification came (a safety net; default 2s).
+	PollInterval time.Duration
+	// SkipMigrate leaves the schema alone in New; Migrate must have run.
+	SkipMigrate bool
+}
+
+// Store is the PostgreSQL event store. Create it with New or Open.
+type Store struct {
+	pool      *pgxpool.Pool
+	ownsPool  bool
+	validator *eventstore.Validator
+	opts      Options
+	schema    string
+	lockKey   int64
+	channel   string
+
+	queue   chan *request
+	stop    chan struct{}
+	done    chan struct{}
+	closeMu sync.RWMutex
+	closed  bool
+
+	notifier *notifier
+
+	groups, appends, written atomic.Uint64
+	groupNanos               atomic.Int64
+}
+
+// Stats counts the committer's work since the Store was created.
+type Stats struct {
+	// Groups is the number of group-commit transactions committed.
+	Groups uint64
+	// Appends is the number of Append calls they carried.
+	Appends uint64
+	// Events is the number of events they wrote.
+	Events uint64
+	// GroupTime is the total time spent in group transactions.
+	GroupTime time.Duration
+}
+
+// Stats returns the committer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Groups: s.groups.Load(), Appends: s.appends.Load(), Events: s.written.Load(), GroupTime: time.Duration(s.groupNanos.Load())}
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// New returns a Store on pool, whose search_path schema holds the log. It
+// applies the migrations unless opts.SkipMigrate. reg is required: every
+// append is validated against it. The pool stays the caller's.
+func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ...Options) (*Store, error) {
+	v, err := eventstore.NewValidator(reg)
+	if err != nil {
+		return nil, err
+	}
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.MaxGroupEvents <= 0 {
+		o.MaxGroupEvents = 4000
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 2 * time.Second
+	}
+	if !o.SkipMigrate {
+		if err := Migrate(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	s := &Store{
+		pool:      pool,
+		validator: v,
+		opts:      o,
+		schema:    schema,
+		lockKey:   migrate.LockKey("append", schema),
+		channel:   fmt.Sprintf("eventstream_%x", uint64(migrate.LockKey("notify", schema))),
+		queue:     make(chan *request, o.QueueSize),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	s.notifier = newNotifier(s)
+	go s.commitLoop()
+	return s, nil
+}
+
+// Open connects to databaseURL and returns a Store that owns its pool.
+func Open(ctx context.Context, databaseURL string, reg *schemas.Registry, opts ...Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: parse database URL: %w", redactErr(err))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: connect: %w", err)
+	}
+	s, err := New(ctx, pool, reg, opts...)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownsPool = true
+	return s, nil
+}
+
+// redactErr drops the text of a URL parse error, which can hold a password.
+func redactErr(err error) error {
+	return errors.New("invalid connection string (details withheld: they may contain a password)")
+}
+
+// Pool returns the store's pool (for projections that keep read models in
+// the same database).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the PostgreSQL schema that holds the log.
+func (s *Store) Schema() string { return s.schema }
+
+// Validator returns the validator every append goes through.
+func (s *Store) Validator() *eventstore.Validator { return s.validator }
+
+// Features declares what this backend supports.
+func (s *Store) Features() eventstore.Features {
+	return eventstore.Features{GaplessPositions: true, TenantFilter: true, Persistent: true}
+}
+
+// Close stops the committer after the queued appends are written and closes
+// live subscriptions. It closes the pool only if Open created it.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.stop)
+	s.closeMu.Unlock()
+	<-s.done
+	s.notifier.close()
+	if s.ownsPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	return s.closed
+}

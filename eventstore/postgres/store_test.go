@@ -1,0 +1,343 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+func testRegistry(t testing.TB) *schemas.Registry {
+	t.Helper()
+	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("testdata/schemas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func newStore(t testing.TB, maxConns int32) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	u, _ := pgtest.Schema(t)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := postgres.New(context.Background(), pool, testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, pool
+}
+
+func thing(n int) eventstore.Event {
+	return eventstore.Event{
+		Type:    "test.thing.happened",
+		Source:  "tests",
+		Payload: json.RawMessage(fmt.Sprintf(`{"n": %d, "title": "thing %d"}`, n, n)),
+		Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme", Producer: "postgres_test"},
+	}
+}
+
+// TestNoReaderSkipsAnEvent is the ordering proof: many writers append
+// concurrently (single events and batches, from several Store values, as
+// several processes would) while a subscriber runs the whole time. At the
+// end the subscriber has seen every acknowledged event exactly once, in
+// strictly increasing, gapless position order.
+func TestNoReaderSkipsAnEvent(t *testing.T) {
+	t.Parallel()
+	s1, pool := newStore(t, 16)
+	reg := testRegistry(t)
+	// A second Store on the same schema stands for a second process.
+	s2, err := postgres.New(context.Background(), pool, reg, postgres.Options{SkipMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := s1.Subscribe(ctx, eventstore.SubscribeOptions{BatchSize: 37})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	const writers, perWriter = 24, 40
+	var (
+		mu    sync.Mutex
+		acked = map[uuid.UUID]bool{}
+		wg    sync.WaitGroup
+	)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			store := s1
+			if w%2 == 1 {
+				store = s2
+			}
+			for i := 0; i < perWriter; i++ {
+				n := 1 + (i % 3) // batches of 1, 2 and 3 events
+				evs := make([]eventstore.Event, n)
+				for j := range evs {
+					evs[j] = thing(i)
+					evs[j].ID = uuid.New()
+				}
+				res, err := store.Append(ctx, fmt.Sprintf("writer-%d", w), eventstore.Any, evs...)
+				if err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+				mu.Lock()
+				for _, e := range res.Events {
+					acked[e.ID] = true
+				}
+				mu.Unlock()
+			}
+		}(w)
+	}
+	writersDone := make(chan struct{})
+	go func() { wg.Wait(); close(writersDone) }()
+
+	seen := map[uuid.UUID]bool{}
+	var last uint64
+	for {
+		mu.Lock()
+		total := len(acked)
+		mu.Unlock()
+		select {
+		case <-writersDone:
+			if len(seen) == total {
+				goto done
+			}
+		default:
+		}
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("subscription: %v (saw %d of %d)", err, len(seen), total)
+		}
+		for _, e := range evs {
+			if e.Position.Commit != last+1 {
+				t.Fatalf("position %d after %d: a gap or a reorder", e.Position.Commit, last)
+			}
+			last = e.Position.Commit
+			if seen[e.ID] {
+				t.Fatalf("event %s delivered twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+	}
+done:
+	for id := range acked {
+		if !seen[id] {
+			t.Fatalf("acknowledged event %s never delivered", id)
+		}
+	}
+	want := 0
+	for i := 0; i < perWriter; i++ {
+		want += writers * (1 + i%3)
+	}
+	if got := len(seen); got != want {
+		t.Fatalf("subscriber saw %d events, want %d", got, want)
+	}
+}
+
+// TestGroupCommitIsolatesConflicts: appends coalesced into one transaction
+// keep their own expected-version checks; the loser of each race gets
+// ErrConcurrency with the actual version and the winners all land.
+func TestGroupCommitIsolatesConflicts(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 8)
+	ctx := context.Background()
+	const streams, racers = 20, 4
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := map[string]int{}
+	conflicts := 0
+	for i := 0; i < streams; i++ {
+		for r := 0; r < racers; r++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				stream := fmt.Sprintf("race-%d", i)
+				_, err := s.Append(ctx, stream, eventstore.NoStream, thing(i))
+				mu.Lock()
+				defer mu.Unlock()
+				var ce *eventstore.ConcurrencyError
+				switch {
+				case err == nil:
+					wins[stream]++
+				case errors.As(err, &ce) && errors.Is(err, eventstore.ErrConcurrency):
+					if ce.Actual != 1 {
+						t.Errorf("conflict on %s reports actual %d, want 1", stream, ce.Actual)
+					}
+					conflicts++
+				default:
+					t.Errorf("append: %v", err)
+				}
+			}(i)
+		}
+	}
+	wg.Wait()
+	for i := 0; i < streams; i++ {
+		if got := wins[fmt.Sprintf("race-%d", i)]; got != 1 {
+			t.Fatalf("stream race-%d: %d winners, want exactly 1", i, got)
+		}
+	}
+	if conflicts != streams*(racers-1) {
+		t.Fatalf("%d conflicts, want %d", conflicts, streams*(racers-1))
+	}
+	head, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head != eventstore.Pos(streams) {
+		t.Fatalf("head %v, want %d (one event per stream, gapless)", head, streams)
+	}
+}
+
+// TestRefusedAppendWritesNothing: an invalid event in the middle of a batch
+// refuses the batch, with a typed error naming its index, pointer and rule.
+func TestRefusedAppendWritesNothing(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 4)
+	ctx := context.Background()
+	bad := thing(2)
+	bad.Payload = json.RawMessage(`{"n": -1, "title": "negative"}`)
+	_, err := s.Append(ctx, "s", eventstore.Any, thing(1), bad, thing(3))
+	var ve *eventstore.ValidationError
+	if !errors.As(err, &ve) || !errors.Is(err, eventstore.ErrValidation) {
+		t.Fatalf("got %v, want a *ValidationError", err)
+	}
+	if got, want := ve.Index, 1; got != want {
+		t.Errorf("index %d, want %d", got, want)
+	}
+	if got, want := ve.Pointer, "/payload/n"; got != want {
+		t.Errorf("pointer %q, want %q", got, want)
+	}
+	if got, want := ve.Rule, "minimum"; got != want {
+		t.Errorf("rule %q, want %q", got, want)
+	}
+	if _, err := s.ReadStream(ctx, "s", 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("stream after refusal: %v, want ErrStreamNotFound", err)
+	}
+	if head, _ := s.Head(ctx); !head.IsZero() {
+		t.Fatalf("head %v after a refused append, want empty log", head)
+	}
+}
+
+// TestStorageRefusalIsolated: data the validator lets through but
+// PostgreSQL refuses (a lone UTF-16 surrogate escape) fails only its own
+// append, not the others coalesced with it.
+func TestStorageRefusalIsolated(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 8)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			e := thing(i)
+			if i == 7 {
+				e.Payload = json.RawMessage(`{"n": 7, "title": "\ud800"}`)
+			}
+			_, errs[i] = s.Append(ctx, fmt.Sprintf("iso-%d", i), eventstore.NoStream, e)
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 7 {
+			if !errors.Is(err, eventstore.ErrValidation) {
+				t.Fatalf("append 7: %v, want a validation error", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("append %d failed with its neighbour: %v", i, err)
+		}
+	}
+	if head, _ := s.Head(ctx); head != eventstore.Pos(15) {
+		t.Fatalf("head %v, want 15", head)
+	}
+}
+
+func TestIdempotentRetryAcrossGroups(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 4)
+	ctx := context.Background()
+	e1, e2 := thing(1), thing(2)
+	e1.ID, e2.ID = uuid.New(), uuid.New()
+	first, err := s.Append(ctx, "idem", eventstore.NoStream, e1, e2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same ids, same content, payload keys reordered and spaced: the
+	// original result, even though NoStream no longer holds.
+	e1b := e1
+	e1b.Payload = json.RawMessage(`{ "title":"thing 1","n":1.0 }`)
+	again, err := s.Append(ctx, "idem", eventstore.NoStream, e1b, e2)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if again.Position() != first.Position() || again.Version() != 2 {
+		t.Fatalf("retry returned %v/%d, want %v/2", again.Position(), again.Version(), first.Position())
+	}
+	changed := e2
+	changed.Payload = json.RawMessage(`{"n": 3, "title": "other"}`)
+	if _, err := s.Append(ctx, "idem", eventstore.Any, changed); !errors.Is(err, eventstore.ErrDuplicateEvent) {
+		t.Fatalf("same id, other content: %v, want ErrDuplicateEvent", err)
+	}
+	if head, _ := s.Head(ctx); head != eventstore.Pos(2) {
+		t.Fatalf("head %v, want 2: retries must write nothing", head)
+	}
+}
+
+func TestMigrateTwiceConcurrently(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); errs[i] = postgres.Migrate(ctx, pool) }(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM eventstream_migrations WHERE component = $1`, postgres.Component).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := postgres.Migrations()
+	if n != len(ms) {
+		t.Fatalf("%d migration rows, want %d", n, len(ms))
+	}
+}
