@@ -197,6 +197,8 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		select {
 		case <-sub.done:
 			return nil, eventstore.ErrClosed
+		case <-sub.store.stop:
+			return nil, eventstore.ErrClosed
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		default:
@@ -223,6 +225,8 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		case <-poll.C:
 			poll.Reset(sub.store.opts.PollInterval)
 		case <-sub.done:
+			return nil, eventstore.ErrClosed
+		case <-sub.store.stop:
 			return nil, eventstore.ErrClosed
 		case <-ctx.Done():
 			return nil, ctx.Err()
