@@ -1,0 +1,199 @@
+package esdbtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/gossip"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+)
+
+// DefaultMaxAppendSize is EventStoreDB's default MaxAppendSize: the most
+// bytes of proposed events (as protobuf messages) one append may carry.
+const DefaultMaxAppendSize = 1 << 20
+
+// Version is the server version the stand-in reports. It is not the
+// version of any EventStoreDB release, on purpose.
+const Version = "0.0.0"
+
+// Option adjusts a Server.
+type Option func(*config)
+
+type config struct {
+	addr          string
+	maxAppendSize int
+	now           func() time.Time
+}
+
+// Addr sets the TCP address to listen on (default 127.0.0.1:0, a free
+// port on the loopback interface).
+func Addr(addr string) Option { return func(c *config) { c.addr = addr } }
+
+// MaxAppendSize sets the append size limit, as EventStoreDB's
+// --max-append-size does (default DefaultMaxAppendSize).
+func MaxAppendSize(n int) Option { return func(c *config) { c.maxAppendSize = n } }
+
+// Server is a running stand-in.
+type Server struct {
+	log       *memLog
+	grpc      *grpc.Server
+	lis       net.Listener
+	maxAppend int
+	now       func() time.Time
+	id        uuid.UUID
+	served    chan struct{}
+	stopOnce  sync.Once
+}
+
+// Start starts a stand-in server that keeps running until Stop is called or
+// ctx ends. Connect to it with URL().
+func Start(ctx context.Context, opts ...Option) (*Server, error) {
+	c := config{addr: "127.0.0.1:0", maxAppendSize: DefaultMaxAppendSize, now: time.Now}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.maxAppendSize <= 0 {
+		return nil, fmt.Errorf("esdbtest: max append size %d: want > 0", c.maxAppendSize)
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, fmt.Errorf("esdbtest: listen on %s: %w", c.addr, err)
+	}
+	s := &Server{
+		log:       newMemLog(),
+		lis:       lis,
+		maxAppend: c.maxAppendSize,
+		now:       c.now,
+		id:        uuid.New(),
+		served:    make(chan struct{}),
+	}
+	s.grpc = grpc.NewServer(
+		// The client pings every 10 s, even without calls in flight; the
+		// gRPC default policy would answer that with GOAWAY.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		// An append's events arrive one message each; a read answers one
+		// event per message. The largest event fits in EventStoreDB's own
+		// limit, which this mirrors.
+		grpc.MaxRecvMsgSize(17<<20),
+	)
+	streams.RegisterStreamsServer(s.grpc, &streamsService{s: s})
+	serverfeatures.RegisterServerFeaturesServer(s.grpc, &featuresService{})
+	gossip.RegisterGossipServer(s.grpc, &gossipService{s: s})
+	go func() {
+		defer close(s.served)
+		_ = s.grpc.Serve(lis)
+	}()
+	context.AfterFunc(ctx, s.Stop)
+	return s, nil
+}
+
+// URL is the connection string for the client: esdb://host:port?tls=false.
+func (s *Server) URL() string { return "esdb://" + s.lis.Addr().String() + "?tls=false" }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// Stop closes every connection and call and stops the server. It is safe to
+// call more than once.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.grpc.Stop()
+		<-s.served
+	})
+}
+
+// featuresService answers the client's connect-time question: which
+// methods does this node serve. The client asks it on every (re)connect.
+type featuresService struct {
+	serverfeatures.UnimplementedServerFeaturesServer
+}
+
+func (*featuresService) GetSupportedMethods(context.Context, *shared.Empty) (*serverfeatures.SupportedMethods, error) {
+	const svc = "event_store.client.streams.streams"
+	return &serverfeatures.SupportedMethods{
+		EventStoreServerVersion: Version,
+		Methods: []*serverfeatures.SupportedMethod{
+			{ServiceName: svc, MethodName: "read"},
+			{ServiceName: svc, MethodName: "append"},
+			{ServiceName: "event_store.client.gossip.gossip", MethodName: "read"},
+			{ServiceName: "event_store.client.server_features.serverfeatures", MethodName: "getsupportedmethods"},
+		},
+	}, nil
+}
+
+// gossipService answers the client's cluster discovery: one live node,
+// the leader, at the address the client reached.
+type gossipService struct {
+	gossip.UnimplementedGossipServer
+	s *Server
+}
+
+func (g *gossipService) Read(context.Context, *shared.Empty) (*gossip.ClusterInfo, error) {
+	host, portText, err := net.SplitHostPort(g.s.Addr())
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portText, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	return &gossip.ClusterInfo{Members: []*gossip.MemberInfo{{
+		InstanceId:   protoUUID(g.s.id, true),
+		TimeStamp:    toTicks(g.s.now()),
+		State:        gossip.MemberInfo_Leader,
+		IsAlive:      true,
+		HttpEndPoint: &gossip.EndPoint{Address: host, Port: uint32(port)},
+	}}}, nil
+}
+
+// toTicks converts t to what EventStoreDB puts in an event's "created"
+// metadata: .NET ticks (100 ns) since the Unix epoch, which the client
+// turns back with time.Unix(0, ticks*100).
+func toTicks(t time.Time) int64 { return t.UnixNano() / 100 }
+
+func protoUUID(id uuid.UUID, structured bool) *shared.UUID {
+	if !structured {
+		return &shared.UUID{Value: &shared.UUID_String_{String_: id.String()}}
+	}
+	var most, least uint64
+	for i := range 8 {
+		most = most<<8 | uint64(id[i])
+		least = least<<8 | uint64(id[8+i])
+	}
+	return &shared.UUID{Value: &shared.UUID_Structured_{Structured: &shared.UUID_Structured{
+		MostSignificantBits:  int64(most),
+		LeastSignificantBits: int64(least),
+	}}}
+}
+
+var errBadUUID = errors.New("event id is neither a structured nor a string UUID")
+
+func fromProtoUUID(u *shared.UUID) (uuid.UUID, error) {
+	if s := u.GetStructured(); s != nil {
+		var id uuid.UUID
+		most, least := uint64(s.GetMostSignificantBits()), uint64(s.GetLeastSignificantBits())
+		for i := 7; i >= 0; i-- {
+			id[i] = byte(most)
+			id[8+i] = byte(least)
+			most >>= 8
+			least >>= 8
+		}
+		return id, nil
+	}
+	if str := u.GetString_(); str != "" {
+		return uuid.Parse(str)
+	}
+	return uuid.Nil, errBadUUID
+}

@@ -1,0 +1,492 @@
+package esdbtest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+)
+
+// The system metadata keys of an event, as EventStoreDB names them.
+const (
+	metaType        = "type"
+	metaContentType = "content-type"
+	metaCreated     = "created"
+)
+
+type streamsService struct {
+	streams.UnimplementedStreamsServer
+	s *Server
+}
+
+// Append implements the client-streaming append: one options message,
+// then one message per proposed event.
+func (svc *streamsService) Append(call streams.Streams_AppendServer) error {
+	first, err := call.Recv()
+	if err != nil {
+		return err
+	}
+	opts := first.GetOptions()
+	if opts == nil {
+		return status.Error(codes.InvalidArgument, "the first append message must carry the options")
+	}
+	name := string(opts.GetStreamIdentifier().GetStreamName())
+	if name == "" {
+		return status.Error(codes.InvalidArgument, "stream name is empty")
+	}
+	var expected int64
+	switch o := opts.GetExpectedStreamRevision().(type) {
+	case *streams.AppendReq_Options_Any:
+		expected = expectAny
+	case *streams.AppendReq_Options_NoStream:
+		expected = noStream
+	case *streams.AppendReq_Options_StreamExists:
+		expected = expectStreamExists
+	case *streams.AppendReq_Options_Revision:
+		if o.Revision > 1<<62 {
+			return status.Error(codes.InvalidArgument, "expected revision out of range")
+		}
+		expected = int64(o.Revision)
+	default:
+		return status.Error(codes.InvalidArgument, "expected stream revision is missing")
+	}
+
+	var (
+		events  []proposed
+		sizes   = map[uuid.UUID]uint64{}
+		total   int
+		tooBig  bool
+		badMeta error
+	)
+	for {
+		req, err := call.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		msg := req.GetProposedMessage()
+		if msg == nil {
+			return status.Error(codes.InvalidArgument, "append messages after the first must be proposed events")
+		}
+		// EventStoreDB adds up the size of the proposed messages and
+		// refuses the append once the sum passes MaxAppendSize. The
+		// stand-in reads the whole request first, so the client always
+		// receives the status instead of a broken stream.
+		size := proto.Size(msg)
+		total += size
+		if total > svc.s.maxAppend {
+			tooBig = true
+			continue
+		}
+		id, err := fromProtoUUID(msg.GetId())
+		if err != nil && badMeta == nil {
+			badMeta = status.Error(codes.InvalidArgument, err.Error())
+		}
+		typ, okType := msg.GetMetadata()[metaType]
+		ct, okCT := msg.GetMetadata()[metaContentType]
+		switch {
+		case badMeta != nil:
+		case !okType:
+			badMeta = status.Errorf(codes.InvalidArgument, "Required Metadata Property '%s' is missing", metaType)
+		case !okCT:
+			badMeta = status.Errorf(codes.InvalidArgument, "Required Metadata Property '%s' is missing", metaContentType)
+		}
+		events = append(events, proposed{id: id, eventType: typ, contentType: ct, data: msg.GetData(), custom: msg.GetCustomMetadata()})
+		// A record in the transaction file also carries the stream name
+		// and a header; the exact figure does not matter, only that
+		// positions grow by more than one per event.
+		sizes[id] = uint64(size + len(name) + 64)
+	}
+	if tooBig {
+		// RpcExceptions.MaxAppendSizeExceeded in EventStoreDB.
+		call.SetTrailer(metadata.Pairs(
+			"exception", "maximum-append-size-exceeded",
+			"maximum-append-size", strconv.Itoa(svc.s.maxAppend)))
+		return status.Errorf(codes.InvalidArgument, "Maximum Append Size of %d Exceeded.", svc.s.maxAppend)
+	}
+	if badMeta != nil {
+		return badMeta
+	}
+
+	res := svc.s.log.append(name, expected, events, toTicks(svc.s.now()), func(p proposed) uint64 { return sizes[p.id] })
+	if res.decision == decisionWrongExpectedVersion {
+		return call.SendAndClose(&streams.AppendResp{Result: &streams.AppendResp_WrongExpectedVersion_{
+			WrongExpectedVersion: wrongExpectedVersion(expected, res.current),
+		}})
+	}
+	ok := &streams.AppendResp_Success{}
+	switch {
+	case res.last != nil:
+		ok.CurrentRevisionOption = &streams.AppendResp_Success_CurrentRevision{CurrentRevision: uint64(res.last.number)}
+		ok.PositionOption = &streams.AppendResp_Success_Position{Position: &streams.AppendResp_Position{
+			CommitPosition: res.last.pos, PreparePosition: res.last.pos,
+		}}
+	case res.current >= 0:
+		ok.CurrentRevisionOption = &streams.AppendResp_Success_CurrentRevision{CurrentRevision: uint64(res.current)}
+		ok.PositionOption = &streams.AppendResp_Success_NoPosition{NoPosition: &shared.Empty{}}
+	default:
+		ok.CurrentRevisionOption = &streams.AppendResp_Success_NoStream{NoStream: &shared.Empty{}}
+		ok.PositionOption = &streams.AppendResp_Success_NoPosition{NoPosition: &shared.Empty{}}
+	}
+	return call.SendAndClose(&streams.AppendResp{Result: &streams.AppendResp_Success_{Success: ok}})
+}
+
+// wrongExpectedVersion fills both the current fields and the ones older
+// clients (20.6.0) read, as EventStoreDB does.
+func wrongExpectedVersion(expected, current int64) *streams.AppendResp_WrongExpectedVersion {
+	w := &streams.AppendResp_WrongExpectedVersion{}
+	if current == noStream {
+		w.CurrentRevisionOption = &streams.AppendResp_WrongExpectedVersion_CurrentNoStream{CurrentNoStream: &shared.Empty{}}
+		w.CurrentRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_NoStream_20_6_0{NoStream_20_6_0: &shared.Empty{}}
+	} else {
+		w.CurrentRevisionOption = &streams.AppendResp_WrongExpectedVersion_CurrentRevision{CurrentRevision: uint64(current)}
+		w.CurrentRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_CurrentRevision_20_6_0{CurrentRevision_20_6_0: uint64(current)}
+	}
+	switch expected {
+	case expectAny:
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedAny{ExpectedAny: &shared.Empty{}}
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_Any_20_6_0{Any_20_6_0: &shared.Empty{}}
+	case expectStreamExists:
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedStreamExists{ExpectedStreamExists: &shared.Empty{}}
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_StreamExists_20_6_0{StreamExists_20_6_0: &shared.Empty{}}
+	case noStream:
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedNoStream{ExpectedNoStream: &shared.Empty{}}
+	default:
+		w.ExpectedRevisionOption = &streams.AppendResp_WrongExpectedVersion_ExpectedRevision{ExpectedRevision: uint64(expected)}
+		w.ExpectedRevisionOption_20_6_0 = &streams.AppendResp_WrongExpectedVersion_ExpectedRevision_20_6_0{ExpectedRevision_20_6_0: uint64(expected)}
+	}
+	return w
+}
+
+// Read serves the four kinds of read: a stream or $all, a bounded read or
+// a subscription.
+func (svc *streamsService) Read(req *streams.ReadReq, call streams.Streams_ReadServer) error {
+	o := req.GetOptions()
+	if o == nil {
+		return status.Error(codes.InvalidArgument, "read options are missing")
+	}
+	rq := readRequest{
+		structured: o.GetUuidOption().GetString_() == nil,
+		backwards:  o.GetReadDirection() == streams.ReadReq_Options_Backwards,
+		count:      o.GetCount(),
+	}
+	if f := o.GetFilter(); f != nil {
+		m, err := newMatcher(f)
+		if err != nil {
+			return err
+		}
+		rq.filter = m
+	}
+	sub := o.GetSubscription() != nil
+	if sub && rq.backwards {
+		return status.Error(codes.InvalidArgument, "subscriptions read forwards")
+	}
+	switch so := o.GetStreamOption().(type) {
+	case *streams.ReadReq_Options_Stream:
+		name := string(so.Stream.GetStreamIdentifier().GetStreamName())
+		if name == "" {
+			return status.Error(codes.InvalidArgument, "stream name is empty")
+		}
+		if sub {
+			return svc.subscribeStream(call, rq, name, so.Stream)
+		}
+		return svc.readStream(call, rq, name, so.Stream)
+	case *streams.ReadReq_Options_All:
+		if sub {
+			return svc.subscribeAll(call, rq, so.All)
+		}
+		return svc.readAll(call, rq, so.All)
+	}
+	return status.Error(codes.InvalidArgument, "read options name neither a stream nor $all")
+}
+
+type readRequest struct {
+	structured bool
+	backwards  bool
+	count      uint64
+	filter     *matcher
+}
+
+// readStream reads one stream. A stream with no events answers
+// stream_not_found; reading from past the end of a stream that exists
+// returns no events and no error, as EventStoreDB does.
+func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRequest, name string, so *streams.ReadReq_Options_StreamOptions) error {
+	recs, ok := svc.s.log.streamRecords(name)
+	if !ok {
+		return call.Send(&streams.ReadResp{Content: &streams.ReadResp_StreamNotFound_{StreamNotFound: &streams.ReadResp_StreamNotFound{
+			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(name)},
+		}}})
+	}
+	n := int64(len(recs))
+	sent := uint64(0)
+	if !rq.backwards {
+		var from int64
+		switch r := so.GetRevisionOption().(type) {
+		case *streams.ReadReq_Options_StreamOptions_End:
+			from = n
+		case *streams.ReadReq_Options_StreamOptions_Revision:
+			from = clampRevision(r.Revision, n)
+		}
+		for i := from; i < n && sent < rq.count; i++ {
+			if err := call.Send(eventResp(recs[i], rq.structured)); err != nil {
+				return err
+			}
+			sent++
+		}
+		return nil
+	}
+	from := n - 1
+	switch r := so.GetRevisionOption().(type) {
+	case *streams.ReadReq_Options_StreamOptions_Start:
+		from = 0
+	case *streams.ReadReq_Options_StreamOptions_Revision:
+		from = min(clampRevision(r.Revision, n), n-1)
+	}
+	for i := from; i >= 0 && sent < rq.count; i-- {
+		if err := call.Send(eventResp(recs[i], rq.structured)); err != nil {
+			return err
+		}
+		sent++
+	}
+	return nil
+}
+
+func clampRevision(r uint64, n int64) int64 {
+	if r > uint64(n) {
+		return n
+	}
+	return int64(r)
+}
+
+// errInvalidPosition is what EventStoreDB answers to a $all read or
+// subscription that starts inside a record (RpcExceptions.InvalidPositionException).
+var errInvalidPosition = status.Error(codes.Unknown, "Trying to read from an invalid position.")
+
+// readAll reads $all in commit/prepare order. Forwards, the start position
+// is inclusive; backwards, it is exclusive (EventStoreDB reads backwards
+// from a post-position, the end of a record).
+func (svc *streamsService) readAll(call streams.Streams_ReadServer, rq readRequest, ao *streams.ReadReq_Options_AllOptions) error {
+	all, _ := svc.s.log.snapshot()
+	end := svc.s.log.endPosition()
+	sent := uint64(0)
+	send := func(r *record) error {
+		if rq.filter != nil && !rq.filter.match(r) {
+			return nil
+		}
+		sent++
+		return call.Send(eventResp(r, rq.structured))
+	}
+	if !rq.backwards {
+		i := 0
+		switch p := ao.GetAllOption().(type) {
+		case *streams.ReadReq_Options_AllOptions_End:
+			i = len(all)
+		case *streams.ReadReq_Options_AllOptions_Position:
+			pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
+			if !validPosition(all, end, pos) {
+				return errInvalidPosition
+			}
+			i = firstAtOrAfter(all, pos)
+		}
+		for ; i < len(all) && sent < rq.count; i++ {
+			if err := send(all[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	i := len(all) - 1
+	switch p := ao.GetAllOption().(type) {
+	case *streams.ReadReq_Options_AllOptions_Start:
+		i = -1
+	case *streams.ReadReq_Options_AllOptions_Position:
+		pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
+		if !validPosition(all, end, pos) {
+			return errInvalidPosition
+		}
+		i = firstAtOrAfter(all, pos) - 1
+	}
+	for ; i >= 0 && sent < rq.count; i-- {
+		if err := send(all[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subscribeAll is a catch-up subscription to $all: the events after the
+// start position (exclusive: "the positions provided to the subscriptions
+// are exclusive", docs.kurrent.io/clients/grpc/subscriptions), then each
+// new event as it is appended.
+func (svc *streamsService) subscribeAll(call streams.Streams_ReadServer, rq readRequest, ao *streams.ReadReq_Options_AllOptions) error {
+	all, _ := svc.s.log.snapshot()
+	i := 0
+	switch p := ao.GetAllOption().(type) {
+	case *streams.ReadReq_Options_AllOptions_End:
+		i = len(all)
+	case *streams.ReadReq_Options_AllOptions_Position:
+		pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
+		if !validPosition(all, svc.s.log.endPosition(), pos) {
+			return errInvalidPosition
+		}
+		i = firstAfter(all, pos)
+	}
+	return svc.follow(call, rq, i, func(*record) bool { return true })
+}
+
+// subscribeStream is a catch-up subscription to one stream, which need not
+// exist yet. The start revision is exclusive.
+func (svc *streamsService) subscribeStream(call streams.Streams_ReadServer, rq readRequest, name string, so *streams.ReadReq_Options_StreamOptions) error {
+	all, _ := svc.s.log.snapshot()
+	start, after := 0, int64(-1)
+	switch r := so.GetRevisionOption().(type) {
+	case *streams.ReadReq_Options_StreamOptions_End:
+		start = len(all)
+	case *streams.ReadReq_Options_StreamOptions_Revision:
+		after = int64(min(r.Revision, 1<<62))
+	}
+	rq.filter = nil // filters apply to $all only
+	return svc.follow(call, rq, start, func(r *record) bool { return r.stream == name && r.number > after })
+}
+
+// follow confirms the subscription, then sends every record of $all from
+// index i on that keep accepts (and the filter matches), waiting for new
+// ones once it has caught up. A filtered subscription also gets
+// checkpoints, every maxSearchWindow × checkpointIntervalMultiplier events
+// considered, as EventStoreDB sends them.
+func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readRequest, i int, keep func(*record) bool) error {
+	ctx := call.Context()
+	if err := call.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
+		SubscriptionId: uuid.NewString(),
+	}}}); err != nil {
+		return err
+	}
+	considered, caughtUp := uint64(0), false
+	for {
+		all, changed := svc.s.log.snapshot()
+		if i >= len(all) {
+			if !caughtUp {
+				caughtUp = true
+				if err := call.Send(&streams.ReadResp{Content: &streams.ReadResp_CaughtUp_{CaughtUp: &streams.ReadResp_CaughtUp{}}}); err != nil {
+					return err
+				}
+			}
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
+			}
+		}
+		for ; i < len(all); i++ {
+			r := all[i]
+			if !keep(r) {
+				continue
+			}
+			if rq.filter != nil {
+				considered++
+				if considered%rq.filter.checkpointEvery == 0 {
+					if err := call.Send(&streams.ReadResp{Content: &streams.ReadResp_Checkpoint_{Checkpoint: &streams.ReadResp_Checkpoint{
+						CommitPosition: r.pos, PreparePosition: r.pos,
+					}}}); err != nil {
+						return err
+					}
+				}
+				if !rq.filter.match(r) {
+					continue
+				}
+			}
+			if err := call.Send(eventResp(r, rq.structured)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func eventResp(r *record, structured bool) *streams.ReadResp {
+	return &streams.ReadResp{Content: &streams.ReadResp_Event{Event: &streams.ReadResp_ReadEvent{
+		Event: &streams.ReadResp_ReadEvent_RecordedEvent{
+			Id:               protoUUID(r.id, structured),
+			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(r.stream)},
+			StreamRevision:   uint64(r.number),
+			PreparePosition:  r.pos,
+			CommitPosition:   r.pos,
+			Metadata: map[string]string{
+				metaType:        r.eventType,
+				metaContentType: r.contentType,
+				metaCreated:     strconv.FormatInt(r.created, 10),
+			},
+			CustomMetadata: r.custom,
+			Data:           r.data,
+		},
+		Position: &streams.ReadResp_ReadEvent_CommitPosition{CommitPosition: r.pos},
+	}}}
+}
+
+// matcher is a server-side filter: on the event type or on the stream
+// name, by regular expression or by prefixes (one of the two).
+type matcher struct {
+	onType          bool
+	re              *regexp.Regexp
+	prefixes        []string
+	checkpointEvery uint64
+}
+
+func newMatcher(f *streams.ReadReq_Options_FilterOptions) (*matcher, error) {
+	m := &matcher{}
+	var expr *streams.ReadReq_Options_FilterOptions_Expression
+	switch x := f.GetFilter().(type) {
+	case *streams.ReadReq_Options_FilterOptions_EventType:
+		m.onType, expr = true, x.EventType
+	case *streams.ReadReq_Options_FilterOptions_StreamIdentifier:
+		expr = x.StreamIdentifier
+	default:
+		return nil, status.Error(codes.InvalidArgument, "filter names neither event type nor stream")
+	}
+	// EventStoreDB evaluates .NET regular expressions; Go's RE2 syntax
+	// agrees with it on what the backend sends (anchors, alternation,
+	// escaped dots, character classes).
+	if expr.GetRegex() != "" {
+		re, err := regexp.Compile(expr.GetRegex())
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, fmt.Sprintf("filter regex: %v", err))
+		}
+		m.re = re
+	}
+	m.prefixes = expr.GetPrefix()
+	window := uint64(f.GetMax())
+	if window == 0 {
+		window = 32 // the clients' default MaxSearchWindow
+	}
+	m.checkpointEvery = window * max(uint64(f.GetCheckpointIntervalMultiplier()), 1)
+	return m, nil
+}
+
+func (m *matcher) match(r *record) bool {
+	s := r.stream
+	if m.onType {
+		s = r.eventType
+	}
+	if m.re != nil {
+		return m.re.MatchString(s)
+	}
+	for _, p := range m.prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return len(m.prefixes) == 0
+}
