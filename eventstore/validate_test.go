@@ -1,0 +1,275 @@
+package eventstore_test
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/storetest"
+)
+
+func TestDecodeJSONAccepts(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want any
+	}{
+		{`{}`, map[string]any{}},
+		{` {"a" : [1, "x", true, null, {"b": 2.5}]} `, map[string]any{"a": []any{json.Number("1"), "x", true, nil, map[string]any{"b": json.Number("2.5")}}}},
+		{`123456789012345678901234567890`, json.Number("123456789012345678901234567890")},
+		{`1e400`, json.Number("1e400")},
+		{`0.1000000000000000000000000001`, json.Number("0.1000000000000000000000000001")},
+		{`"héllo \u00e9"`, "héllo é"},
+		{`[]`, []any{}},
+		{strings.Repeat("[", eventstore.MaxJSONDepth) + strings.Repeat("]", eventstore.MaxJSONDepth), nil},
+	} {
+		got, err := eventstore.DecodeJSON([]byte(c.in))
+		if err != nil {
+			t.Errorf("DecodeJSON(%.40s): %v", c.in, err)
+			continue
+		}
+		if c.want != nil && !storetest.ValueEqual(got, c.want) {
+			t.Errorf("DecodeJSON(%.40s) = %#v, want %#v", c.in, got, c.want)
+		}
+	}
+	// Numbers beyond float64 keep every digit.
+	v, _ := eventstore.DecodeJSON([]byte(`{"n":123456789012345678901234567890.000000000000000000001}`))
+	if n := v.(map[string]any)["n"].(json.Number); n.String() != "123456789012345678901234567890.000000000000000000001" {
+		t.Errorf("big number decoded as %s", n)
+	}
+}
+
+func TestDecodeJSONRefuses(t *testing.T) {
+	deep := strings.Repeat("[", 10_000) + strings.Repeat("]", 10_000)
+	deepObj := strings.Repeat(`{"a":`, eventstore.MaxJSONDepth+1) + "1" + strings.Repeat("}", eventstore.MaxJSONDepth+1)
+	for _, c := range []struct {
+		name string
+		in   string
+		rule string
+	}{
+		{"Empty", ``, "json"},
+		{"Whitespace", `   `, "json"},
+		{"Truncated", `{"a":`, "json"},
+		{"UnclosedArray", `[1, 2`, "json"},
+		{"TrailingComma", `{"a":1,}`, "json"},
+		{"TrailingCommaArray", `[1,]`, "json"},
+		{"MissingColon", `{"a" 1}`, "json"},
+		{"MissingComma", `[1 2]`, "json"},
+		{"SingleQuotes", `{'a':1}`, "json"},
+		{"BareWord", `{"a":nope}`, "json"},
+		{"LeadingZero", `{"a":01}`, "json"},
+		{"NaN", `{"a":NaN}`, "json"},
+		{"TrailingValue", `{} {}`, "json"},
+		{"TrailingGarbage", `{}x`, "json"},
+		{"TrailingComment", `{} // c`, "json"},
+		{"DuplicateKey", `{"a":1,"a":2}`, "duplicate-key"},
+		{"DuplicateKeyNested", `{"x":{"a":1,"b":2,"a":1}}`, "duplicate-key"},
+		{"DuplicateKeyEscaped", `{"a":1,"\u0061":2}`, "duplicate-key"},
+		{"TooDeep10000", deep, "depth"},
+		{"TooDeepByOne", strings.Repeat("[", eventstore.MaxJSONDepth+1) + strings.Repeat("]", eventstore.MaxJSONDepth+1), "depth"},
+		{"TooDeepObjects", deepObj, "depth"},
+		{"InvalidUTF8", "{\"a\":\"\xff\xfe\"}", "utf-8"},
+		{"InvalidUTF8Key", "{\"\xc3\x28\":1}", "utf-8"},
+		{"NULEscape", `{"a":"x\u0000y"}`, "nul"},
+		{"NULInKey", `{"a\u0000":1}`, "nul"},
+		{"RawControlChar", "{\"a\":\"x\x01y\"}", "json"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := eventstore.DecodeJSON([]byte(c.in))
+			if err == nil {
+				t.Fatalf("DecodeJSON(%.40q) = %#v, want an error", c.in, v)
+			}
+			var je *eventstore.JSONError
+			if !errors.As(err, &je) {
+				t.Fatalf("DecodeJSON(%.40q): %v (%T), want *JSONError", c.in, err, err)
+			}
+			if je.Rule != c.rule {
+				t.Fatalf("DecodeJSON(%.40q): rule %q (%v), want %q", c.in, je.Rule, err, c.rule)
+			}
+		})
+	}
+}
+
+func newValidator(t *testing.T) *eventstore.Validator {
+	t.Helper()
+	reg, err := storetest.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := eventstore.NewValidator(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func validEvent() eventstore.Event {
+	return eventstore.Event{
+		Type:    storetest.TypeAdded,
+		Source:  "test",
+		Payload: json.RawMessage(`{"name":"x"}`),
+		Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "t"},
+	}
+}
+
+func TestNewValidatorNeedsRegistry(t *testing.T) {
+	if _, err := eventstore.NewValidator(nil); err == nil {
+		t.Fatal("NewValidator(nil) succeeded")
+	}
+}
+
+func TestCheckPrepares(t *testing.T) {
+	v := newValidator(t)
+	given := uuid.New()
+	a, b := validEvent(), validEvent()
+	a.ID = given
+	a.Stream = "ignored"
+	b.Meta.Extra = map[string]any{"k": "v"}
+	out, err := v.Check("s-1", eventstore.NoStream, []eventstore.Event{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 {
+		t.Fatalf("%d prepared events, want 2", len(out))
+	}
+	if out[0].ID != given {
+		t.Errorf("given id %s replaced by %s", given, out[0].ID)
+	}
+	if out[1].ID == uuid.Nil || out[1].ID == given {
+		t.Errorf("zero id became %s, want a fresh id", out[1].ID)
+	}
+	for i, p := range out {
+		if p.Stream != "s-1" {
+			t.Errorf("event %d stream %q, want s-1", i, p.Stream)
+		}
+		var m eventstore.Meta
+		if err := json.Unmarshal(p.MetaJSON, &m); err != nil || m.TenantID != "t" || m.SchemaVersion != 1 {
+			t.Errorf("event %d MetaJSON %s: %v", i, p.MetaJSON, err)
+		}
+	}
+	if !strings.Contains(string(out[1].MetaJSON), `"k":"v"`) {
+		t.Errorf("MetaJSON %s lacks the free-form key", out[1].MetaJSON)
+	}
+}
+
+func TestCheckRefuses(t *testing.T) {
+	v := newValidator(t)
+	with := func(f func(*eventstore.Event)) []eventstore.Event {
+		e := validEvent()
+		f(&e)
+		return []eventstore.Event{e}
+	}
+	one := []eventstore.Event{validEvent()}
+	dupID := uuid.New()
+	for _, c := range []struct {
+		name     string
+		stream   string
+		expected eventstore.ExpectedVersion
+		events   []eventstore.Event
+		index    int
+		pointer  string
+		rule     string
+	}{
+		{"EmptyStream", "", eventstore.Any, one, -1, "/stream", "stream-id"},
+		{"LongStream", strings.Repeat("x", 256), eventstore.Any, one, -1, "/stream", "stream-id"},
+		{"StreamNotUTF8", "s\xff", eventstore.Any, one, -1, "/stream", "stream-id"},
+		{"StreamNUL", "s\x00", eventstore.Any, one, -1, "/stream", "stream-id"},
+		{"NegativeExpected", "s", eventstore.ExpectedVersion(-4), one, -1, "/expected_version", "expected-version"},
+		{"NoEvents", "s", eventstore.Any, nil, -1, "", "batch-size"},
+		{"TooManyEvents", "s", eventstore.Any, make([]eventstore.Event, eventstore.MaxBatchEvents+1), -1, "", "batch-size"},
+		{"DuplicateID", "s", eventstore.Any, []eventstore.Event{
+			func() eventstore.Event { e := validEvent(); e.ID = dupID; return e }(),
+			func() eventstore.Event { e := validEvent(); e.ID = dupID; return e }(),
+		}, 1, "/id", "unique-id"},
+		{"TypeUppercase", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = "Item.Added" }), 0, "/type", "type-name"},
+		{"TypeSpace", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = "item added" }), 0, "/type", "type-name"},
+		{"TypeLeadingDot", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = ".item" }), 0, "/type", "type-name"},
+		{"TypeEmpty", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = "" }), 0, "/type", "type-name"},
+		{"TypeTooLong", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = strings.Repeat("a", 256) }), 0, "/type", "type-name"},
+		{"UnknownType", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Type = "storetest.nope" }), 0, "/type", "unknown-type"},
+		{"UnknownVersion", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Meta.SchemaVersion = 2 }), 0, "/meta/schema_version", "unknown-schema-version"},
+		{"MissingTenant", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Meta.TenantID = "" }), 0, "/meta/tenant_id", "minLength"},
+		{"TenantNotUTF8", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Meta.TenantID = "t\xff" }), 0, "/meta/tenant_id", "utf-8"},
+		{"SourceNUL", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Source = "a\x00" }), 0, "/source", "nul"},
+		{"TargetTooLong", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Target = strings.Repeat("t", 256) }), 0, "/target", "maxLength"},
+		{"PayloadMissing", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = nil }), 0, "/payload", "required"},
+		{"PayloadArray", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`[]`) }), 0, "/payload", "type"},
+		{"PayloadString", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`"x"`) }), 0, "/payload", "type"},
+		{"PayloadMalformed", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{`) }), 0, "/payload", "json"},
+		{"PayloadDuplicateKey", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{"name":"a","name":"a"}`) }), 0, "/payload", "duplicate-key"},
+		{"PayloadSchema", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{"name":""}`) }), 0, "/payload/name", "minLength"},
+		{"PayloadTooBig", "s", eventstore.Any, with(func(e *eventstore.Event) {
+			e.Payload = json.RawMessage(`{"name":"x","note":"` + strings.Repeat("n", eventstore.MaxEventBytes) + `"}`)
+		}), 0, "/payload", "event-size"},
+		{"MetaUnencodable", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Meta.Extra = map[string]any{"f": math.NaN()} }), 0, "/meta", "json"},
+		{"MetaTooDeep", "s", eventstore.Any, with(func(e *eventstore.Event) {
+			var x any = 1
+			for range eventstore.MaxJSONDepth + 1 {
+				x = []any{x}
+			}
+			e.Meta.Extra = map[string]any{"deep": x}
+		}), 0, "/meta", "depth"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for i := range c.events {
+				if c.events[i].Type == "" && c.name == "TooManyEvents" {
+					c.events[i] = validEvent()
+				}
+			}
+			out, err := v.Check(c.stream, c.expected, c.events)
+			if err == nil {
+				t.Fatalf("Check succeeded with %d events, want a refusal", len(out))
+			}
+			if out != nil {
+				t.Fatalf("Check returned %d prepared events with its error", len(out))
+			}
+			var ve *eventstore.ValidationError
+			if !errors.As(err, &ve) || !errors.Is(err, eventstore.ErrValidation) {
+				t.Fatalf("Check: %v (%T), want *ValidationError", err, err)
+			}
+			if ve.Index != c.index || ve.Pointer != c.pointer || ve.Rule != c.rule {
+				t.Fatalf("Check: index %d pointer %q rule %q, want %d %q %q (%v)", ve.Index, ve.Pointer, ve.Rule, c.index, c.pointer, c.rule, err)
+			}
+			if ve.Message == "" {
+				t.Fatal("ValidationError has no message")
+			}
+		})
+	}
+}
+
+func TestCheckReportsEveryViolation(t *testing.T) {
+	v := newValidator(t)
+	e := validEvent()
+	e.Payload = json.RawMessage(`{"quantity":-1,"colour":"red"}`)
+	_, err := v.Check("s", eventstore.Any, []eventstore.Event{e})
+	var ve *eventstore.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Check: %v, want *ValidationError", err)
+	}
+	got := map[string]string{ve.Pointer: ve.Rule}
+	for _, c := range ve.Causes {
+		got[c.Pointer] = c.Rule
+	}
+	want := map[string]string{"/payload/name": "required", "/payload/quantity": "minimum", "/payload/colour": "additionalProperties"}
+	for p, r := range want {
+		if got[p] != r {
+			t.Errorf("violation at %s: rule %q, want %q (all: %v)", p, got[p], r, got)
+		}
+	}
+	if !strings.Contains(err.Error(), "event 0 (storetest.item.added v1)") {
+		t.Errorf("message %q does not name the event", err.Error())
+	}
+}
+
+func TestCheckStreamIDBoundary(t *testing.T) {
+	if err := eventstore.CheckStreamID(strings.Repeat("x", eventstore.MaxStreamIDBytes)); err != nil {
+		t.Fatalf("a %d-byte stream id is refused: %v", eventstore.MaxStreamIDBytes, err)
+	}
+	if err := eventstore.CheckTypeName("a.b-c_d.9"); err != nil {
+		t.Fatalf("CheckTypeName(a.b-c_d.9): %v", err)
+	}
+}

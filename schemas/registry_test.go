@@ -1,0 +1,143 @@
+package schemas_test
+
+import (
+	"errors"
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/brainhq/eventstream/schemas"
+)
+
+const envelope = `{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object"}`
+
+func schema(required ...string) *fstest.MapFile {
+	q := make([]string, len(required))
+	for i, r := range required {
+		q[i] = `"` + r + `"`
+	}
+	return &fstest.MapFile{Data: []byte(`{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","required":[` + strings.Join(q, ",") + `]}`)}
+}
+
+func withEnvelope(files fstest.MapFS) fstest.MapFS {
+	files["envelope/v1.json"] = &fstest.MapFile{Data: []byte(envelope)}
+	return files
+}
+
+func TestLoad(t *testing.T) {
+	reg, err := schemas.Load(withEnvelope(fstest.MapFS{
+		"a.b/v1.json": schema("x"),
+		"a.b/v2.json": schema("x", "y"),
+		"c-d/v1.json": schema(),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := reg.Types(), []string{"a.b", "c-d"}; !slices.Equal(got, want) {
+		t.Fatalf("Types() = %v, want %v (the envelope is not an event type)", got, want)
+	}
+	if got, want := reg.Versions("a.b"), []int{1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("Versions(a.b) = %v, want %v", got, want)
+	}
+	if reg.Latest("a.b") != 2 || reg.Latest("nope") != 0 {
+		t.Fatalf("Latest: %d, %d", reg.Latest("a.b"), reg.Latest("nope"))
+	}
+	if !reg.Has("a.b", 2) || reg.Has("a.b", 3) || reg.Has("envelope", 1) {
+		t.Fatal("Has answers wrongly")
+	}
+	if src, ok := reg.Source("c-d", 1); !ok || !strings.Contains(string(src), `"required":[]`) {
+		t.Fatalf("Source(c-d, 1) = %s, %v", src, ok)
+	}
+	if err := reg.Validate("a.b", 1, map[string]any{"x": 1}); err != nil {
+		t.Fatalf("valid payload: %v", err)
+	}
+	err = reg.Validate("a.b", 2, map[string]any{"x": 1})
+	var inv *schemas.Invalid
+	if !errors.As(err, &inv) || len(inv.Violations) != 1 || inv.Violations[0].Pointer != "/y" || inv.Violations[0].Rule != "required" {
+		t.Fatalf("payload missing y at v2: %v, want one violation at /y (required)", err)
+	}
+	if err := reg.Validate("nope", 1, map[string]any{}); !errors.Is(err, schemas.ErrUnknownType) {
+		t.Fatalf("unknown type: %v, want ErrUnknownType", err)
+	}
+	if err := reg.Validate("a.b", 3, map[string]any{}); !errors.Is(err, schemas.ErrUnknownVersion) {
+		t.Fatalf("unknown version: %v, want ErrUnknownVersion", err)
+	}
+	// Versions returns a copy.
+	vs := reg.Versions("a.b")
+	vs[0] = 99
+	if reg.Versions("a.b")[0] != 1 {
+		t.Fatal("changing the slice Versions returned changed the registry")
+	}
+}
+
+func TestLoadLaterFSAddsTypes(t *testing.T) {
+	reg, err := schemas.Load(
+		withEnvelope(fstest.MapFS{"a/v1.json": schema()}),
+		fstest.MapFS{"a/v2.json": schema(), "b/v1.json": schema()},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := reg.Types(), []string{"a", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("Types() = %v, want %v", got, want)
+	}
+	if got, want := reg.Versions("a"), []int{1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("Versions(a) = %v, want %v", got, want)
+	}
+}
+
+func TestLoadRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fss  []fstest.MapFS
+		want string
+	}{
+		{"HoleInVersions", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": schema(), "a/v3.json": schema()})}, "hole"},
+		{"NoV1", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v2.json": schema()})}, "hole"},
+		{"MisnamedFile", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/version1.json": schema()})}, "v<N>.json"},
+		{"ZeroVersion", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v0.json": schema()})}, "v<N>.json"},
+		{"LeadingZero", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v01.json": schema()})}, "v<N>.json"},
+		{"UppercaseV", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/V1.json": schema()})}, "v<N>.json"},
+		{"BadTypeName", []fstest.MapFS{withEnvelope(fstest.MapFS{"Bad.Type/v1.json": schema()})}, "type name"},
+		{"TypeNameWithSpace", []fstest.MapFS{withEnvelope(fstest.MapFS{"a b/v1.json": schema()})}, "type name"},
+		{"MissingEnvelope", []fstest.MapFS{{"a/v1.json": schema()}}, "envelope/v1.json is missing"},
+		{"EnvelopeV2Only", []fstest.MapFS{{"envelope/v2.json": {Data: []byte(envelope)}, "a/v1.json": schema()}}, "envelope/v1.json is missing"},
+		{"Empty", []fstest.MapFS{{}}, "envelope/v1.json is missing"},
+		{"DuplicateAcrossFS", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": schema()}), {"a/v1.json": schema("x")}}, "defined twice"},
+		{"DuplicateEnvelope", []fstest.MapFS{withEnvelope(fstest.MapFS{}), withEnvelope(fstest.MapFS{})}, "defined twice"},
+		{"NotJSON", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":`)}})}, "a/v1.json"},
+		{"NotASchema", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"nonsense"}`)}})}, "a/v1.json"},
+		{"BrokenRef", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"$ref":"#/$defs/missing"}`)}})}, "a/v1.json"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fss := make([]fs.FS, len(c.fss))
+			for i, f := range c.fss {
+				fss[i] = f
+			}
+			reg, err := schemas.Load(fss...)
+			if err == nil {
+				t.Fatalf("Load succeeded (types %v), want an error mentioning %q", reg.Types(), c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Load: %v, want an error mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDefaultCompiles(t *testing.T) {
+	reg, err := schemas.Default()
+	if err != nil {
+		t.Fatalf("the embedded schemas do not load: %v", err)
+	}
+	for _, typ := range reg.Types() {
+		if !schemas.TypeNamePattern.MatchString(typ) {
+			t.Errorf("embedded type %q breaks the type name pattern", typ)
+		}
+		if got := reg.Versions(typ); len(got) == 0 || got[0] != 1 {
+			t.Errorf("embedded type %q has versions %v", typ, got)
+		}
+	}
+}
