@@ -1,0 +1,81 @@
+package aggregates
+
+import (
+	"strconv"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// CommandMeta is what every command carries besides its own fields: who it is
+// for and where it comes from. The events a command produces carry its
+// TenantID, its CorrelationID, and as causation id the CausationID if set,
+// else the command's own ID.
+type CommandMeta struct {
+	// ID identifies the command. Zero: a new one is generated. The ids of
+	// the events it produces are derived from it, so a command handled
+	// again with the same ID yields the same event ids (and the store
+	// treats a repeated append as a retry).
+	ID uuid.UUID
+	// TenantID is the tenant the events belong to. Required.
+	TenantID string
+	// CorrelationID ties a whole flow together. Empty: the command's ID.
+	CorrelationID string
+	// CausationID is the id of the event that caused this command, when a
+	// reaction issued it. Empty: the command's ID.
+	CausationID string
+	// Producer is recorded in each event's meta.producer.
+	Producer string
+}
+
+// reactionNamespace keys command ids derived from events.
+var reactionNamespace = uuid.MustParse("0f6c2b9a-5d0e-4c8a-9a55-2f1f6f1b7e01")
+
+// FromEvent returns the command a reaction named reaction issues because of
+// e: same tenant and correlation, caused by e, and with an ID derived from
+// (e.ID, reaction), so a redelivered event yields the same command id and
+// the same event ids.
+func FromEvent(e eventstore.Event, reaction string) CommandMeta {
+	corr := e.Meta.CorrelationID
+	if corr == "" {
+		corr = e.ID.String()
+	}
+	return CommandMeta{
+		ID:            uuid.NewSHA1(reactionNamespace, []byte(e.ID.String()+"/"+reaction)),
+		TenantID:      e.Meta.TenantID,
+		CorrelationID: corr,
+		CausationID:   e.ID.String(),
+		Producer:      "reaction/" + reaction,
+	}
+}
+
+func (c CommandMeta) withDefaults() CommandMeta {
+	if c.ID == uuid.Nil {
+		id, err := uuid.NewV7()
+		if err != nil {
+			id = uuid.New()
+		}
+		c.ID = id
+	}
+	if c.CorrelationID == "" {
+		c.CorrelationID = c.ID.String()
+	}
+	if c.CausationID == "" {
+		c.CausationID = c.ID.String()
+	}
+	return c
+}
+
+// eventID is the id of the i-th event a command produces.
+func (c CommandMeta) eventID(i int) uuid.UUID {
+	return uuid.NewSHA1(c.ID, []byte("event/"+strconv.Itoa(i)))
+}
+
+// Emit is a decided event whose envelope differs from the command's:
+// today only the tenant (an alert recorded for the tenant that owns an
+// aggregate rather than the caller's).
+type Emit struct {
+	Data     any
+	TenantID string
+}

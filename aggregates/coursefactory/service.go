@@ -1,0 +1,72 @@
+// Package coursefactory is the course_factory module: a course being
+// generated, event-sourced. A course moves through an explicit workflow
+// (requested → outlining → generating → review → completed | failed, then
+// deployed), each change recorded as course.workflow.transitioned. Lessons
+// come only after an outline and only for the slots it declares, each once;
+// completion needs the outline, every lesson, the quiz and the landing
+// page; a failed course accepts nothing but a new request.
+package coursefactory
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// AggregateName names the aggregate; its streams are "course-<course id>".
+const AggregateName = "course"
+
+// Source is the envelope source of the module's events.
+const Source = "course_factory"
+
+// Options configure a Service.
+type Options struct {
+	// Snapshots opts courses into snapshots (SchemaVersion is set to
+	// SnapshotSchemaVersion when zero).
+	Snapshots *aggregates.SnapshotPolicy
+	Retry     aggregates.Retry
+	Logger    *slog.Logger
+}
+
+// Service handles course commands.
+type Service struct {
+	repo *aggregates.Repository[State]
+}
+
+// New returns a Service over store. reg must have had Register called and
+// passed Check.
+func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Service, error) {
+	if p := opts.Snapshots; p != nil && p.SchemaVersion == 0 {
+		cp := *p
+		cp.SchemaVersion = SnapshotSchemaVersion
+		opts.Snapshots = &cp
+	}
+	repo, err := aggregates.NewRepository(store, reg, aggregates.Definition[State]{
+		Name:      AggregateName,
+		Source:    Source,
+		New:       newState,
+		Apply:     apply,
+		Snapshots: opts.Snapshots,
+		Retry:     opts.Retry,
+		Logger:    opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{repo: repo}, nil
+}
+
+// Repository returns the underlying repository.
+func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
+
+// Handle runs one course command.
+func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
+	return s.repo.Execute(ctx, meta, c)
+}
+
+// Load returns the course, or a *aggregates.NotFoundError.
+func (s *Service) Load(ctx context.Context, courseID string) (*aggregates.Aggregate[State], error) {
+	return s.repo.Load(ctx, courseID)
+}

@@ -1,0 +1,178 @@
+package governance
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/brainhq/eventstream/aggregates"
+)
+
+// Rules of approvals.
+var (
+	ErrApprovalExists  = aggregates.Rule("approval-once", "the approval already exists")
+	ErrBadExpiry       = aggregates.Rule("approval-expiry", "an approval expires after it is created")
+	ErrUnknownApproval = aggregates.Rule("approval-known", "no such approval")
+	ErrTokenMismatch   = aggregates.Rule("approval-token", "the token does not match the approval")
+	ErrAlreadyConsumed = aggregates.Rule("approval-single-use", "the approval was already used")
+	ErrTenantMismatch  = aggregates.Rule("approval-tenant", "the approval belongs to another tenant")
+	ErrExpired         = aggregates.Rule("approval-unexpired", "the approval has expired")
+	ErrNotYetExpired   = aggregates.Rule("expire-after-expiry", "the approval has not reached its expiry")
+	ErrMissingToken    = aggregates.Rule("approval-token-given", "a token is required")
+)
+
+// ApprovalState is an approval rebuilt from its events.
+type ApprovalState struct {
+	ApprovalID  string    `json:"approval_id"`
+	Created     bool      `json:"created"`
+	IRID        string    `json:"ir_id"`
+	MissionID   string    `json:"mission_id,omitempty"`
+	TenantID    string    `json:"tenant_id"`
+	TokenSHA256 string    `json:"token_sha256"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	Consumed    bool      `json:"consumed"`
+	ConsumedBy  string    `json:"consumed_by,omitempty"`
+	Expired     bool      `json:"expired"`
+	// Invalid counts refused attempts, by reason.
+	Invalid map[InvalidReason]int `json:"invalid"`
+}
+
+func newApproval(id string) ApprovalState {
+	return ApprovalState{ApprovalID: id, Invalid: map[InvalidReason]int{}}
+}
+
+func applyApproval(s *ApprovalState, e aggregates.Event) error {
+	switch d := e.Data.(type) {
+	case ApprovalCreated:
+		s.Created, s.IRID, s.MissionID, s.TokenSHA256, s.ExpiresAt = true, d.IRID, d.MissionID, d.TokenSHA256, d.ExpiresAt
+		s.TenantID = e.Meta.TenantID
+	case ApprovalConsumed:
+		s.Consumed, s.ConsumedBy = true, d.ConsumedBy
+	case ApprovalExpired:
+		s.Expired = true
+	case ApprovalInvalid:
+		s.Invalid[d.Reason]++
+	default:
+		return fmt.Errorf("governance: unexpected approval event %T", e.Data)
+	}
+	return nil
+}
+
+// HashToken returns the hex SHA-256 of an approval token.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+type approvalAgg = aggregates.Aggregate[ApprovalState]
+
+// CreateApproval asks a human to approve an IR. The token is given to the
+// approver out of band; only its hash is recorded.
+type CreateApproval struct {
+	ApprovalID  string
+	IRID        string
+	MissionID   string
+	Token       string
+	ExpiresAt   time.Time
+	RequestedBy string
+
+	now time.Time
+}
+
+func (c CreateApproval) AggregateID() string { return c.ApprovalID }
+
+func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
+	if a.State.Created {
+		return nil, aggregates.Refuse(ErrApprovalExists, "approval for IR %s", a.State.IRID)
+	}
+	if c.Token == "" {
+		return nil, aggregates.Refuse(ErrMissingToken, "create approval: empty token")
+	}
+	if !c.ExpiresAt.After(c.now) {
+		return nil, aggregates.Refuse(ErrBadExpiry, "expiry %s is not after now (%s)", c.ExpiresAt.Format(time.RFC3339), c.now.Format(time.RFC3339))
+	}
+	return []any{ApprovalCreated{
+		ApprovalID: c.ApprovalID, IRID: c.IRID, MissionID: c.MissionID,
+		TokenSHA256: HashToken(c.Token), ExpiresAt: c.ExpiresAt.UTC(), RequestedBy: c.RequestedBy,
+	}}, nil
+}
+
+// ConsumeApproval uses an approval, once. Each refused attempt is recorded
+// (ir.approval_invalid, or ir.approval_expired the first time an expired
+// approval is presented) and returned as a *aggregates.RuleError.
+type ConsumeApproval struct {
+	ApprovalID string
+	Token      string
+	ConsumedBy string
+
+	tenantID string
+	now      time.Time
+}
+
+func (c ConsumeApproval) AggregateID() string { return c.ApprovalID }
+
+func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
+	s := a.State
+	invalid := func(rule *aggregates.RuleError, reason InvalidReason, msg string) error {
+		ev := ApprovalInvalid{ApprovalID: a.ID, IRID: s.IRID, Reason: reason, AttemptedBy: c.ConsumedBy}
+		if reason == ReasonTenantMismatch {
+			ev.PresentedTenantID = c.tenantID
+		}
+		// The alert belongs to the approval's tenant, not to whoever
+		// presented it; an unknown approval has no tenant but the caller's.
+		tenant := s.TenantID
+		if !s.Created {
+			tenant = c.tenantID
+		}
+		return aggregates.RefuseAndRecord(aggregates.Refuse(rule, "%s", msg), aggregates.Emit{Data: ev, TenantID: tenant})
+	}
+	switch {
+	case !s.Created:
+		return nil, invalid(ErrUnknownApproval, ReasonUnknownApproval, "no approval "+a.ID)
+	case s.TenantID != c.tenantID:
+		return nil, invalid(ErrTenantMismatch, ReasonTenantMismatch, "presented by another tenant")
+	case s.Consumed:
+		return nil, invalid(ErrAlreadyConsumed, ReasonAlreadyConsumed, "consumed by "+s.ConsumedBy)
+	case s.Expired:
+		return nil, aggregates.Refuse(ErrExpired, "expired at %s", s.ExpiresAt.Format(time.RFC3339))
+	case !c.now.Before(s.ExpiresAt):
+		return nil, aggregates.RefuseAndRecord(aggregates.Refuse(ErrExpired, "expired at %s", s.ExpiresAt.Format(time.RFC3339)),
+			ApprovalExpired{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ExpiresAt: s.ExpiresAt})
+	case subtle.ConstantTimeCompare([]byte(HashToken(c.Token)), []byte(s.TokenSHA256)) != 1:
+		return nil, invalid(ErrTokenMismatch, ReasonTokenMismatch, "wrong token")
+	}
+	return []any{ApprovalConsumed{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ConsumedBy: c.ConsumedBy}}, nil
+}
+
+// ExpireApproval records that an unused approval passed its expiry (a
+// sweeper's command). Expiring an expired approval changes nothing.
+type ExpireApproval struct {
+	ApprovalID string
+
+	now time.Time
+}
+
+func (c ExpireApproval) AggregateID() string { return c.ApprovalID }
+
+func (c ExpireApproval) Decide(a *approvalAgg) ([]any, error) {
+	s := a.State
+	switch {
+	case !s.Created:
+		return nil, a.NotFound()
+	case s.Expired:
+		return nil, nil
+	case s.Consumed:
+		return nil, aggregates.Refuse(ErrAlreadyConsumed, "consumed by %s before it expired", s.ConsumedBy)
+	case c.now.Before(s.ExpiresAt):
+		return nil, aggregates.Refuse(ErrNotYetExpired, "expires at %s", s.ExpiresAt.Format(time.RFC3339))
+	}
+	return []any{ApprovalExpired{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ExpiresAt: s.ExpiresAt}}, nil
+}
+
+var (
+	_ aggregates.Command[ApprovalState] = CreateApproval{}
+	_ aggregates.Command[ApprovalState] = ConsumeApproval{}
+	_ aggregates.Command[ApprovalState] = ExpireApproval{}
+)

@@ -1,0 +1,161 @@
+// Package governance is the ir_governance module: human-in-the-loop
+// approvals of an intermediate representation (IR, a plan of steps each
+// with an action and a risk tier), validation of an IR against policy, and
+// integrity of the execution DAG compiled from it.
+//
+// Two aggregates: an approval (stream "approval-<id>") stores only a hash
+// of its token and an expiry, is consumed once, and records every refused
+// use (unknown approval, token mismatch, already consumed, tenant
+// mismatch) as ir.approval_invalid for security alerting; an IR (stream
+// "ir-<id>") is validated once (pass: tiers 0–1; escalate: some tier 2+;
+// reject: a forbidden action, naming the rule) and every DAG compiled from
+// it is compared with its steps. Time comes from an injectable clock, so
+// expiry is tested without sleeping.
+package governance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Aggregate names; streams are "<name>-<id>".
+const (
+	ApprovalAggregate = "approval"
+	IRAggregate       = "ir"
+)
+
+// Source is the envelope source of the module's events.
+const Source = "ir_governance"
+
+// SnapshotSchemaVersion is the version of the states' JSON encoding.
+const SnapshotSchemaVersion = 1
+
+// Options configure a Service.
+type Options struct {
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	// Policy is what IRs are validated against (zero: DefaultPolicy()).
+	Policy *Policy
+	// Token returns a new approval token (nil: 32 random bytes, base64url).
+	Token  func() (string, error)
+	Retry  aggregates.Retry
+	Logger *slog.Logger
+}
+
+// Service handles approvals and IR validation.
+type Service struct {
+	approvals *aggregates.Repository[ApprovalState]
+	irs       *aggregates.Repository[IRState]
+	now       func() time.Time
+	policy    Policy
+	token     func() (string, error)
+}
+
+// New returns a Service over store. reg must have had Register called and
+// passed Check.
+func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Service, error) {
+	s := &Service{now: opts.Now, token: opts.Token, policy: DefaultPolicy()}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.token == nil {
+		s.token = randomToken
+	}
+	if opts.Policy != nil {
+		s.policy = *opts.Policy
+	}
+	var err error
+	s.approvals, err = aggregates.NewRepository(store, reg, aggregates.Definition[ApprovalState]{
+		Name: ApprovalAggregate, Source: Source, New: newApproval, Apply: applyApproval, Retry: opts.Retry, Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.irs, err = aggregates.NewRepository(store, reg, aggregates.Definition[IRState]{
+		Name: IRAggregate, Source: Source, New: newIR, Apply: applyIR, Retry: opts.Retry, Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func randomToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("governance: token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// Approvals returns the approval repository.
+func (s *Service) Approvals() *aggregates.Repository[ApprovalState] { return s.approvals }
+
+// IRs returns the IR repository.
+func (s *Service) IRs() *aggregates.Repository[IRState] { return s.irs }
+
+// CreateApproval creates an approval valid for ttl and returns its token,
+// the only time the token is seen (c.Token, when set, is used instead of a
+// new one; c.ExpiresAt, when set, instead of now+ttl).
+func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMeta, c CreateApproval, ttl time.Duration) (string, aggregates.Result[ApprovalState], error) {
+	c.now = s.now()
+	if c.ExpiresAt.IsZero() {
+		c.ExpiresAt = c.now.Add(ttl)
+	}
+	if c.Token == "" {
+		t, err := s.token()
+		if err != nil {
+			return "", aggregates.Result[ApprovalState]{}, err
+		}
+		c.Token = t
+	}
+	res, err := s.approvals.Execute(ctx, meta, c)
+	if err != nil {
+		return "", res, err
+	}
+	return c.Token, res, nil
+}
+
+// ConsumeApproval uses an approval on behalf of meta.TenantID. A refused
+// use returns a *aggregates.RuleError and, except for an approval already
+// recorded as expired, records the attempt.
+func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMeta, c ConsumeApproval) (aggregates.Result[ApprovalState], error) {
+	c.tenantID, c.now = meta.TenantID, s.now()
+	return s.approvals.Execute(ctx, meta, c)
+}
+
+// ExpireApproval records the expiry of an unused approval past its expiry.
+func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMeta, approvalID string) (aggregates.Result[ApprovalState], error) {
+	return s.approvals.Execute(ctx, meta, ExpireApproval{ApprovalID: approvalID, now: s.now()})
+}
+
+// ValidateIR validates an IR against the service's policy.
+func (s *Service) ValidateIR(ctx context.Context, meta aggregates.CommandMeta, c ValidateIR) (aggregates.Result[IRState], error) {
+	c.policy = s.policy
+	return s.irs.Execute(ctx, meta, c)
+}
+
+// CheckDAG compares a compiled DAG with its IR.
+func (s *Service) CheckDAG(ctx context.Context, meta aggregates.CommandMeta, c CheckDAG) (aggregates.Result[IRState], error) {
+	return s.irs.Execute(ctx, meta, c)
+}
+
+// ApprovalStatus says whether approvalID was consumed, for which IR and
+// tenant (used by missions to check an approval before a mission starts).
+func (s *Service) ApprovalStatus(ctx context.Context, approvalID string) (ApprovalState, error) {
+	a, err := s.approvals.Load(ctx, approvalID)
+	if err != nil {
+		return ApprovalState{}, err
+	}
+	if !a.State.Created {
+		return ApprovalState{}, a.NotFound()
+	}
+	return a.State, nil
+}

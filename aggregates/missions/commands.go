@@ -1,0 +1,289 @@
+package missions
+
+import (
+	"sort"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/governance"
+)
+
+// Rules a mission command can break.
+var (
+	ErrMissionExists       = aggregates.Rule("mission-once", "the mission already exists")
+	ErrStepsUnique         = aggregates.Rule("mission-steps-unique", "a mission's IR names each step once")
+	ErrState               = aggregates.Rule("mission-state", "the command is not allowed in the mission's state")
+	ErrEnded               = aggregates.Rule("nothing-after-end", "a mission that ended accepts no command")
+	ErrIRMismatch          = aggregates.Rule("mission-ir-match", "the verdict or approval is for another IR")
+	ErrNotValidated        = aggregates.Rule("mission-validated", "a mission starts only after governance validated its IR")
+	ErrApprovalRequired    = aggregates.Rule("tier2-needs-approval", "a mission with a step of tier 2 or more starts only with a consumed approval for its IR")
+	ErrApprovalNotConsumed = aggregates.Rule("approval-consumed", "only a consumed approval can be granted to a mission")
+	ErrApprovalOtherTenant = aggregates.Rule("approval-same-tenant", "the approval belongs to another tenant")
+	ErrStepNotDeclared     = aggregates.Rule("task-step-declared", "a task runs a step of the mission's IR")
+	ErrTaskTwice           = aggregates.Rule("task-once", "each IR step gets one task, completed once")
+	ErrUnknownTask         = aggregates.Rule("task-known", "no such task in the mission")
+	ErrTasksIncomplete     = aggregates.Rule("mission-tasks-complete", "a mission completes when every step's task completed")
+	ErrVerdictChanged      = aggregates.Rule("mission-verdict-once", "a mission is validated once")
+	ErrUnknownOutcome      = aggregates.Rule("mission-outcome", "outcome is pass, escalate or reject")
+)
+
+type agg = aggregates.Aggregate[State]
+
+// open refuses a command on a missing or ended mission.
+func open(a *agg) error {
+	if !a.Exists() {
+		return a.NotFound()
+	}
+	if a.State.Status.Terminal() {
+		return aggregates.Refuse(ErrEnded, "the mission is %s", a.State.Status)
+	}
+	return nil
+}
+
+func in(a *agg, command string, want ...Status) error {
+	if err := open(a); err != nil {
+		return err
+	}
+	for _, w := range want {
+		if a.State.Status == w {
+			return nil
+		}
+	}
+	return aggregates.Refuse(ErrState, "%s needs the mission %v, it is %s", command, want, a.State.Status)
+}
+
+// Create creates a mission with its IR.
+type Create struct {
+	MissionID string
+	IRID      string
+	Title     string
+	Steps     []governance.Step
+	CreatedBy string
+}
+
+func (c Create) AggregateID() string { return c.MissionID }
+
+func (c Create) Decide(a *agg) ([]any, error) {
+	if a.Exists() {
+		return nil, aggregates.Refuse(ErrMissionExists, "mission for IR %s", a.State.IRID)
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Steps {
+		if seen[s.ID] {
+			return nil, aggregates.Refuse(ErrStepsUnique, "step %q appears twice", s.ID)
+		}
+		seen[s.ID] = true
+	}
+	return []any{Created{MissionID: c.MissionID, IRID: c.IRID, Title: c.Title, Steps: c.Steps, CreatedBy: c.CreatedBy}}, nil
+}
+
+// RecordValidation records governance's verdict on the mission's IR. The
+// same verdict again changes nothing (a redelivered governance event).
+type RecordValidation struct {
+	MissionID string
+	IRID      string
+	Outcome   string
+	MaxTier   int
+	Rule      string
+}
+
+func (c RecordValidation) AggregateID() string { return c.MissionID }
+
+func (c RecordValidation) Decide(a *agg) ([]any, error) {
+	if a.Exists() && a.State.Outcome != "" {
+		if a.State.Outcome == c.Outcome && a.State.IRID == c.IRID {
+			return nil, nil
+		}
+		return nil, aggregates.Refuse(ErrVerdictChanged, "already validated as %s", a.State.Outcome)
+	}
+	if err := in(a, "record validation", StatusCreated); err != nil {
+		return nil, err
+	}
+	if c.IRID != a.State.IRID {
+		return nil, aggregates.Refuse(ErrIRMismatch, "verdict for IR %s, mission runs IR %s", c.IRID, a.State.IRID)
+	}
+	switch c.Outcome {
+	case governance.OutcomePass, governance.OutcomeEscalate, governance.OutcomeReject:
+	default:
+		return nil, aggregates.Refuse(ErrUnknownOutcome, "outcome %q", c.Outcome)
+	}
+	return []any{Validated{MissionID: a.ID, IRID: c.IRID, Outcome: c.Outcome, MaxTier: c.MaxTier, Rule: c.Rule}}, nil
+}
+
+// GrantApproval records a consumed approval for the mission's IR, letting
+// an escalated mission start. Service.GrantApproval fills in what the
+// approval's own record says; granting the same approval again changes
+// nothing.
+type GrantApproval struct {
+	MissionID  string
+	ApprovalID string
+
+	approval governance.ApprovalState
+	tenantID string
+}
+
+func (c GrantApproval) AggregateID() string { return c.MissionID }
+
+func (c GrantApproval) Decide(a *agg) ([]any, error) {
+	if a.Exists() && a.State.ApprovalID == c.ApprovalID && c.ApprovalID != "" {
+		return nil, nil
+	}
+	if err := in(a, "grant approval", StatusAwaitingApproval); err != nil {
+		return nil, err
+	}
+	ap := c.approval
+	switch {
+	case !ap.Consumed:
+		return nil, aggregates.Refuse(ErrApprovalNotConsumed, "approval %s is not consumed", c.ApprovalID)
+	case ap.IRID != a.State.IRID:
+		return nil, aggregates.Refuse(ErrIRMismatch, "approval %s is for IR %s, mission runs IR %s", c.ApprovalID, ap.IRID, a.State.IRID)
+	case ap.TenantID != c.tenantID:
+		return nil, aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", c.ApprovalID)
+	}
+	return []any{ApprovalGranted{MissionID: a.ID, IRID: a.State.IRID, ApprovalID: c.ApprovalID}}, nil
+}
+
+// Start starts a validated mission. A mission with a step of tier 2 or
+// more needs a granted (consumed) approval for its IR.
+type Start struct{ MissionID string }
+
+func (c Start) AggregateID() string { return c.MissionID }
+
+func (c Start) Decide(a *agg) ([]any, error) {
+	if err := open(a); err != nil {
+		return nil, err
+	}
+	s := a.State
+	switch s.Status {
+	case StatusCreated:
+		return nil, aggregates.Refuse(ErrNotValidated, "IR %s has no verdict yet", s.IRID)
+	case StatusAwaitingApproval:
+		return nil, aggregates.Refuse(ErrApprovalRequired, "IR %s has tier %d steps and no consumed approval", s.IRID, s.MaxTier)
+	case StatusReady:
+	default:
+		return nil, aggregates.Refuse(ErrState, "start needs the mission ready, it is %s", s.Status)
+	}
+	if s.MaxTier >= governance.EscalationTier && s.ApprovalID == "" {
+		return nil, aggregates.Refuse(ErrApprovalRequired, "IR %s has tier %d steps and no consumed approval", s.IRID, s.MaxTier)
+	}
+	return []any{Started{MissionID: a.ID, IRID: s.IRID, ApprovalID: s.ApprovalID}}, nil
+}
+
+// CreateTask creates the task of one IR step of a running mission.
+type CreateTask struct {
+	MissionID string
+	TaskID    string
+	StepID    string
+}
+
+func (c CreateTask) AggregateID() string { return c.MissionID }
+
+func (c CreateTask) Decide(a *agg) ([]any, error) {
+	if err := in(a, "create task", StatusRunning); err != nil {
+		return nil, err
+	}
+	st, ok := a.State.step(c.StepID)
+	if !ok {
+		return nil, aggregates.Refuse(ErrStepNotDeclared, "step %q is not in IR %s", c.StepID, a.State.IRID)
+	}
+	if t, dup := a.State.StepTasks[c.StepID]; dup {
+		return nil, aggregates.Refuse(ErrTaskTwice, "step %q already has task %s", c.StepID, t)
+	}
+	if _, dup := a.State.Tasks[c.TaskID]; dup {
+		return nil, aggregates.Refuse(ErrTaskTwice, "task %s exists", c.TaskID)
+	}
+	return []any{TaskCreated{MissionID: a.ID, TaskID: c.TaskID, StepID: c.StepID, Action: st.Action}}, nil
+}
+
+// CompleteTask records a task's success.
+type CompleteTask struct {
+	MissionID string
+	TaskID    string
+}
+
+func (c CompleteTask) AggregateID() string { return c.MissionID }
+
+func (c CompleteTask) Decide(a *agg) ([]any, error) {
+	if err := in(a, "complete task", StatusRunning); err != nil {
+		return nil, err
+	}
+	t, ok := a.State.Tasks[c.TaskID]
+	if !ok {
+		return nil, aggregates.Refuse(ErrUnknownTask, "task %s", c.TaskID)
+	}
+	if t.Completed {
+		return nil, aggregates.Refuse(ErrTaskTwice, "task %s is already completed", c.TaskID)
+	}
+	return []any{TaskCompleted{MissionID: a.ID, TaskID: c.TaskID, StepID: t.StepID}}, nil
+}
+
+// Complete ends a running mission whose every step has a completed task.
+type Complete struct{ MissionID string }
+
+func (c Complete) AggregateID() string { return c.MissionID }
+
+func (c Complete) Decide(a *agg) ([]any, error) {
+	if err := in(a, "complete", StatusRunning); err != nil {
+		return nil, err
+	}
+	var pending []string
+	for _, st := range a.State.Steps {
+		id, ok := a.State.StepTasks[st.ID]
+		if !ok || !a.State.Tasks[id].Completed {
+			pending = append(pending, st.ID)
+		}
+	}
+	if len(pending) > 0 {
+		sort.Strings(pending)
+		return nil, aggregates.Refuse(ErrTasksIncomplete, "steps %v have no completed task", pending)
+	}
+	return []any{Completed{MissionID: a.ID, TaskCount: len(a.State.Tasks)}}, nil
+}
+
+// Fail ends a running mission in failure.
+type Fail struct {
+	MissionID string
+	Reason    string
+	TaskID    string
+}
+
+func (c Fail) AggregateID() string { return c.MissionID }
+
+func (c Fail) Decide(a *agg) ([]any, error) {
+	if err := in(a, "fail", StatusRunning); err != nil {
+		return nil, err
+	}
+	if c.TaskID != "" {
+		if _, ok := a.State.Tasks[c.TaskID]; !ok {
+			return nil, aggregates.Refuse(ErrUnknownTask, "task %s", c.TaskID)
+		}
+	}
+	return []any{Failed{MissionID: a.ID, Reason: c.Reason, TaskID: c.TaskID}}, nil
+}
+
+// Cancel ends a mission that has not ended.
+type Cancel struct {
+	MissionID   string
+	Reason      string
+	CancelledBy string
+}
+
+func (c Cancel) AggregateID() string { return c.MissionID }
+
+func (c Cancel) Decide(a *agg) ([]any, error) {
+	if err := open(a); err != nil {
+		return nil, err
+	}
+	return []any{Cancelled{MissionID: a.ID, Reason: c.Reason, CancelledBy: c.CancelledBy}}, nil
+}
+
+var (
+	_ aggregates.Command[State] = Create{}
+	_ aggregates.Command[State] = RecordValidation{}
+	_ aggregates.Command[State] = GrantApproval{}
+	_ aggregates.Command[State] = Start{}
+	_ aggregates.Command[State] = CreateTask{}
+	_ aggregates.Command[State] = CompleteTask{}
+	_ aggregates.Command[State] = Complete{}
+	_ aggregates.Command[State] = Fail{}
+	_ aggregates.Command[State] = Cancel{}
+)

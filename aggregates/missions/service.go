@@ -1,0 +1,82 @@
+// Package missions is the one canonical mission aggregate (the earlier
+// system had two competing ones). A mission is created with an IR, gets
+// governance's verdict on it (mission.validated), waits for a consumed
+// approval when the verdict is escalate (mission.approval_granted), then
+// starts, runs one task per IR step, and ends completed, failed or
+// cancelled; a rejected IR ends it at once. A mission with a step of tier 2
+// or more never starts without a consumed approval for its own IR.
+package missions
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// AggregateName names the aggregate; its streams are "mission-<mission id>".
+const AggregateName = "mission"
+
+// Source is the envelope source of the module's events.
+const Source = "missions"
+
+// Approvals tells a mission about an approval (governance.Service does).
+type Approvals interface {
+	ApprovalStatus(ctx context.Context, approvalID string) (governance.ApprovalState, error)
+}
+
+// Options configure a Service.
+type Options struct {
+	Snapshots *aggregates.SnapshotPolicy
+	Retry     aggregates.Retry
+	Logger    *slog.Logger
+}
+
+// Service handles mission commands.
+type Service struct {
+	repo      *aggregates.Repository[State]
+	approvals Approvals
+}
+
+// New returns a Service over store, checking approvals with approvals.
+func New(store eventstore.Store, reg *aggregates.Registry, approvals Approvals, opts Options) (*Service, error) {
+	if p := opts.Snapshots; p != nil && p.SchemaVersion == 0 {
+		cp := *p
+		cp.SchemaVersion = SnapshotSchemaVersion
+		opts.Snapshots = &cp
+	}
+	repo, err := aggregates.NewRepository(store, reg, aggregates.Definition[State]{
+		Name: AggregateName, Source: Source, New: newState, Apply: apply,
+		Snapshots: opts.Snapshots, Retry: opts.Retry, Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{repo: repo, approvals: approvals}, nil
+}
+
+// Repository returns the underlying repository.
+func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
+
+// Handle runs one mission command. Use GrantApproval for approvals.
+func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
+	return s.repo.Execute(ctx, meta, c)
+}
+
+// GrantApproval checks the approval's record in governance and, if it was
+// consumed for the mission's IR by the same tenant, records it.
+func (s *Service) GrantApproval(ctx context.Context, meta aggregates.CommandMeta, c GrantApproval) (aggregates.Result[State], error) {
+	ap, err := s.approvals.ApprovalStatus(ctx, c.ApprovalID)
+	if err != nil {
+		return aggregates.Result[State]{}, err
+	}
+	c.approval, c.tenantID = ap, meta.TenantID
+	return s.repo.Execute(ctx, meta, c)
+}
+
+// Load returns the mission, or a *aggregates.NotFoundError.
+func (s *Service) Load(ctx context.Context, missionID string) (*aggregates.Aggregate[State], error) {
+	return s.repo.Load(ctx, missionID)
+}

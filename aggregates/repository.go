@@ -1,0 +1,400 @@
+package aggregates
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"time"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Event is a stored event as an aggregate's Apply sees it: the envelope
+// (upcast to the newest schema version) and the payload decoded into its
+// registered Go type (a value, not a pointer).
+type Event struct {
+	eventstore.Event
+	Data any
+}
+
+// Aggregate is one aggregate's state at a stream version. Version 0 means
+// the aggregate has no events yet.
+type Aggregate[S any] struct {
+	Name    string
+	ID      string
+	Stream  string
+	Version int64
+	State   S
+
+	// snapshotVersion is the version of the snapshot the state was loaded
+	// from (0: none).
+	snapshotVersion int64
+}
+
+// Exists reports whether the aggregate has at least one event.
+func (a *Aggregate[S]) Exists() bool { return a.Version > 0 }
+
+// NotFound is the error a decide function returns when the command needs
+// the aggregate to exist.
+func (a *Aggregate[S]) NotFound() error { return &NotFoundError{Aggregate: a.Name, ID: a.ID} }
+
+// Definition describes an aggregate type.
+type Definition[S any] struct {
+	// Name names the aggregate ("course"); its streams are Name + "-" + id.
+	Name string
+	// Source is the envelope source of the events it writes.
+	Source string
+	// New returns the state of an aggregate with no events (nil: the zero S).
+	New func(id string) S
+	// Apply applies one event to the state. It must not fail on any event
+	// the aggregate itself can decide; an error stops the load.
+	Apply func(s *S, e Event) error
+	// Snapshots, when set, opts the aggregate into snapshots.
+	Snapshots *SnapshotPolicy
+	// Retry bounds the retries of Handle on ErrConcurrency.
+	Retry Retry
+	// Logger receives snapshot problems, which never fail a command
+	// (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// Retry is how Handle retries a command that lost a race.
+type Retry struct {
+	// Attempts is the most times a command is run, the first included.
+	// 0 means DefaultAttempts; 1 disables retries.
+	Attempts int
+	// Backoff is the mean pause before the n-th retry, multiplied by n and
+	// jittered (0: DefaultBackoff).
+	Backoff time.Duration
+}
+
+// Retry defaults.
+const (
+	DefaultAttempts = 5
+	DefaultBackoff  = 2 * time.Millisecond
+)
+
+// Decider decides the events a command yields from the aggregate's current
+// state. It returns registered event values (or Emit), a *RuleError when an
+// invariant refuses the command, a.NotFound() when the aggregate must exist,
+// or RefuseAndRecord to refuse and still record events. It may be called
+// more than once for one command (after a lost race), so it must not have
+// side effects.
+type Decider[S any] func(a *Aggregate[S]) ([]any, error)
+
+// Result is what Handle did.
+type Result[S any] struct {
+	// Aggregate is the state after the command's events.
+	Aggregate *Aggregate[S]
+	// Events are the appended events (none when the command changed nothing).
+	Events []eventstore.Event
+	// Attempts is how many times the command ran.
+	Attempts int
+}
+
+// Repository loads aggregates of one type from an event store and saves
+// the events their commands decide. It is safe for concurrent use.
+type Repository[S any] struct {
+	def   Definition[S]
+	store eventstore.Store
+	reg   *Registry
+	log   *slog.Logger
+}
+
+// NewRepository returns a repository for def over store. reg must have
+// passed Check.
+func NewRepository[S any](store eventstore.Store, reg *Registry, def Definition[S]) (*Repository[S], error) {
+	switch {
+	case store == nil:
+		return nil, errors.New("aggregates: a store is required")
+	case reg == nil || !reg.checked:
+		return nil, errors.New("aggregates: the registry must pass Check before use")
+	case def.Name == "" || def.Source == "" || def.Apply == nil:
+		return nil, errors.New("aggregates: a definition needs Name, Source and Apply")
+	case def.Snapshots != nil && (def.Snapshots.Store == nil || def.Snapshots.Every <= 0 || def.Snapshots.SchemaVersion < 1):
+		return nil, fmt.Errorf("aggregates: %s: snapshots need a Store, Every > 0 and SchemaVersion >= 1", def.Name)
+	}
+	if def.Retry.Attempts <= 0 {
+		def.Retry.Attempts = DefaultAttempts
+	}
+	if def.Retry.Backoff <= 0 {
+		def.Retry.Backoff = DefaultBackoff
+	}
+	log := def.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Repository[S]{def: def, store: store, reg: reg, log: log}, nil
+}
+
+// Name returns the aggregate's name.
+func (r *Repository[S]) Name() string { return r.def.Name }
+
+// Stream returns the stream of the aggregate id.
+func (r *Repository[S]) Stream(id string) string { return r.def.Name + "-" + id }
+
+// Registry returns the registry the repository decodes with.
+func (r *Repository[S]) Registry() *Registry { return r.reg }
+
+// Load rebuilds the aggregate id from its newest usable snapshot and the
+// events after it. An aggregate with no events is a *NotFoundError.
+func (r *Repository[S]) Load(ctx context.Context, id string) (*Aggregate[S], error) {
+	a, err := r.load(ctx, id, true)
+	if err != nil {
+		return nil, err
+	}
+	if !a.Exists() {
+		return nil, a.NotFound()
+	}
+	return a, nil
+}
+
+// LoadFromEvents rebuilds the aggregate from its events alone, ignoring
+// snapshots; it returns an aggregate at version 0 when there are none.
+func (r *Repository[S]) LoadFromEvents(ctx context.Context, id string) (*Aggregate[S], error) {
+	return r.load(ctx, id, false)
+}
+
+func (r *Repository[S]) blank(id string) *Aggregate[S] {
+	a := &Aggregate[S]{Name: r.def.Name, ID: id, Stream: r.Stream(id)}
+	if r.def.New != nil {
+		a.State = r.def.New(id)
+	}
+	return a
+}
+
+const readPage = 4096
+
+func (r *Repository[S]) load(ctx context.Context, id string, useSnapshot bool) (*Aggregate[S], error) {
+	if id == "" {
+		return nil, fmt.Errorf("aggregates: %s: empty id", r.def.Name)
+	}
+	a := r.blank(id)
+	if p := r.def.Snapshots; p != nil && useSnapshot {
+		r.restore(ctx, a, p)
+	}
+	for {
+		events, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, readPage)
+		if errors.Is(err, eventstore.ErrStreamNotFound) {
+			if a.snapshotVersion > 0 {
+				// A snapshot of a stream the log does not have: trust the log.
+				r.log.WarnContext(ctx, "aggregates: snapshot without events, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
+				return r.load(ctx, id, false)
+			}
+			return a, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+		}
+		for _, e := range events {
+			if e.Version != a.Version+1 {
+				return nil, fmt.Errorf("aggregates: load %s: event %s has version %d after %d", a.Stream, e.ID, e.Version, a.Version)
+			}
+			if err := r.apply(a, e); err != nil {
+				return nil, err
+			}
+		}
+		if len(events) < readPage {
+			return a, nil
+		}
+	}
+}
+
+// restore loads the snapshot into a, or leaves a blank when there is none
+// or it cannot be read.
+func (r *Repository[S]) restore(ctx context.Context, a *Aggregate[S], p *SnapshotPolicy) {
+	s, ok, err := p.Store.Load(ctx, a.Stream, p.SchemaVersion)
+	if err != nil {
+		r.log.WarnContext(ctx, "aggregates: snapshot unreadable, rebuilding from events", "stream", a.Stream, "err", err)
+		return
+	}
+	if !ok || s.Version <= 0 {
+		return
+	}
+	state := r.blank(a.ID).State
+	if err := json.Unmarshal(s.State, &state); err != nil {
+		r.log.WarnContext(ctx, "aggregates: snapshot does not decode, rebuilding from events", "stream", a.Stream, "version", s.Version, "err", err)
+		return
+	}
+	a.State, a.Version, a.snapshotVersion = state, s.Version, s.Version
+}
+
+func (r *Repository[S]) apply(a *Aggregate[S], e eventstore.Event) error {
+	up, data, err := r.reg.decode(e)
+	if err != nil {
+		return fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+	}
+	if err := r.def.Apply(&a.State, Event{Event: up, Data: data}); err != nil {
+		return fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
+	}
+	a.Version = e.Version
+	return nil
+}
+
+// Handle runs a command against the aggregate id: load, decide, append
+// with the loaded version as the expected version. When another writer
+// got there first (ErrConcurrency) it reloads and decides again, up to
+// Retry.Attempts times, then returns the *eventstore.ConcurrencyError.
+// A refused command returns the decider's error and writes nothing.
+func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, decide Decider[S]) (Result[S], error) {
+	cmd = cmd.withDefaults()
+	useSnapshot := true
+	for attempt := 1; ; attempt++ {
+		a, err := r.load(ctx, id, useSnapshot)
+		if err != nil {
+			return Result[S]{Attempts: attempt}, err
+		}
+		decided, err := decide(a)
+		var refusal error
+		var rec *RecordedRefusal
+		switch {
+		case errors.As(err, &rec):
+			decided, refusal = rec.Events, rec.Err
+			r.annotate(a, refusal)
+		case err != nil:
+			r.annotate(a, err)
+			return Result[S]{Aggregate: a, Attempts: attempt}, err
+		}
+		if len(decided) == 0 {
+			return Result[S]{Aggregate: a, Attempts: attempt}, refusal
+		}
+		events, values, err := r.envelopes(cmd, decided)
+		if err != nil {
+			return Result[S]{Aggregate: a, Attempts: attempt}, err
+		}
+		res, err := r.store.Append(ctx, a.Stream, eventstore.Exact(a.Version), events...)
+		if err != nil {
+			var ce *eventstore.ConcurrencyError
+			if errors.As(err, &ce) && attempt < r.def.Retry.Attempts {
+				if ce.Actual < a.Version {
+					useSnapshot = false // the snapshot is ahead of the log
+				}
+				if err := r.pause(ctx, attempt); err != nil {
+					return Result[S]{Aggregate: a, Attempts: attempt}, err
+				}
+				continue
+			}
+			return Result[S]{Aggregate: a, Attempts: attempt}, fmt.Errorf("aggregates: %s %s: append: %w", r.def.Name, id, err)
+		}
+		for i, e := range res.Events {
+			if err := r.def.Apply(&a.State, Event{Event: e, Data: values[i]}); err != nil {
+				return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
+			}
+			a.Version = e.Version
+		}
+		r.maybeSnapshot(ctx, a)
+		return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
+	}
+}
+
+func (r *Repository[S]) annotate(a *Aggregate[S], err error) {
+	var re *RuleError
+	if errors.As(err, &re) && re.Aggregate == "" {
+		re.Aggregate, re.ID = a.Name, a.ID
+	}
+}
+
+func (r *Repository[S]) pause(ctx context.Context, attempt int) error {
+	d := time.Duration(float64(r.def.Retry.Backoff) * float64(attempt) * (0.5 + rand.Float64()))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// envelopes turns decided values into events to append, and returns the
+// values normalised to what Apply sees (struct values, not pointers).
+func (r *Repository[S]) envelopes(cmd CommandMeta, decided []any) ([]eventstore.Event, []any, error) {
+	events := make([]eventstore.Event, len(decided))
+	values := make([]any, len(decided))
+	for i, d := range decided {
+		tenant := cmd.TenantID
+		if em, ok := d.(Emit); ok {
+			d = em.Data
+			if em.TenantID != "" {
+				tenant = em.TenantID
+			}
+		}
+		if v := reflect.ValueOf(d); v.Kind() == reflect.Pointer && !v.IsNil() {
+			d = v.Elem().Interface()
+		}
+		typ, version, payload, err := r.reg.encode(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("aggregates: %s: %w", r.def.Name, err)
+		}
+		values[i] = d
+		events[i] = eventstore.Event{
+			ID:      cmd.eventID(i),
+			Type:    typ,
+			Source:  r.def.Source,
+			Payload: payload,
+			Meta: eventstore.Meta{
+				SchemaVersion: version,
+				Producer:      cmd.Producer,
+				TenantID:      tenant,
+				CorrelationID: cmd.CorrelationID,
+				CausationID:   cmd.CausationID,
+			},
+		}
+	}
+	return events, values, nil
+}
+
+func (r *Repository[S]) maybeSnapshot(ctx context.Context, a *Aggregate[S]) {
+	p := r.def.Snapshots
+	if p == nil || a.Version-a.snapshotVersion < p.Every {
+		return
+	}
+	state, err := json.Marshal(a.State)
+	if err != nil {
+		r.log.WarnContext(ctx, "aggregates: snapshot not taken: state does not encode", "stream", a.Stream, "err", err)
+		return
+	}
+	s := Snapshot{Stream: a.Stream, Aggregate: r.def.Name, Version: a.Version, SchemaVersion: p.SchemaVersion, State: state}
+	if err := p.Store.Save(ctx, s); err != nil {
+		r.log.WarnContext(ctx, "aggregates: snapshot not saved", "stream", a.Stream, "version", a.Version, "err", err)
+		return
+	}
+	a.snapshotVersion = a.Version
+}
+
+// TakeSnapshot loads the aggregate from events and stores a snapshot of it
+// now, whatever Every says (for tools and benchmarks).
+func (r *Repository[S]) TakeSnapshot(ctx context.Context, id string) error {
+	p := r.def.Snapshots
+	if p == nil {
+		return fmt.Errorf("aggregates: %s has no snapshot policy", r.def.Name)
+	}
+	a, err := r.load(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	if !a.Exists() {
+		return a.NotFound()
+	}
+	state, err := json.Marshal(a.State)
+	if err != nil {
+		return fmt.Errorf("aggregates: snapshot %s: %w", a.Stream, err)
+	}
+	return p.Store.Save(ctx, Snapshot{Stream: a.Stream, Aggregate: r.def.Name, Version: a.Version, SchemaVersion: p.SchemaVersion, State: state})
+}
+
+// Command is a command on aggregates of state S: it names its aggregate
+// and decides its events from the aggregate's state.
+type Command[S any] interface {
+	AggregateID() string
+	Decide(a *Aggregate[S]) ([]any, error)
+}
+
+// Execute handles c against the aggregate it names (see Handle).
+func (r *Repository[S]) Execute(ctx context.Context, meta CommandMeta, c Command[S]) (Result[S], error) {
+	return r.Handle(ctx, c.AggregateID(), meta, c.Decide)
+}

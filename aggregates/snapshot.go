@@ -1,0 +1,91 @@
+package aggregates
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+)
+
+// Snapshot is an aggregate's state encoded at a stream version.
+type Snapshot struct {
+	Stream    string
+	Aggregate string
+	// Version is the stream version the state includes (the last applied
+	// event's version).
+	Version int64
+	// SchemaVersion is the version of the state's encoding; a snapshot is
+	// used only by code that declares the same SnapshotPolicy.SchemaVersion.
+	SchemaVersion int
+	State         json.RawMessage
+}
+
+// SnapshotStore keeps the newest snapshot of each (stream, schema version).
+// The PostgreSQL implementation is aggregates/pgsnapshot.
+type SnapshotStore interface {
+	// Load returns the snapshot of stream at schemaVersion; ok is false
+	// when there is none.
+	Load(ctx context.Context, stream string, schemaVersion int) (s Snapshot, ok bool, err error)
+	// Save stores s unless a snapshot of the same stream and schema version
+	// at a higher stream version is already stored.
+	Save(ctx context.Context, s Snapshot) error
+}
+
+// SnapshotPolicy opts an aggregate into snapshots.
+type SnapshotPolicy struct {
+	// Store keeps the snapshots.
+	Store SnapshotStore
+	// Every takes a snapshot when a save crosses a multiple of Every
+	// events (a stream version divisible by Every). Must be > 0.
+	Every int64
+	// SchemaVersion is the version of the state's JSON encoding. Change it
+	// whenever the state type changes incompatibly: older snapshots are
+	// then ignored and the aggregate rebuilds from events.
+	SchemaVersion int
+}
+
+// MemorySnapshots is a SnapshotStore in memory, for tests and tools.
+type MemorySnapshots struct {
+	mu sync.Mutex
+	m  map[memKey]Snapshot
+}
+
+type memKey struct {
+	stream  string
+	version int
+}
+
+var _ SnapshotStore = (*MemorySnapshots)(nil)
+
+// Load implements SnapshotStore.
+func (m *MemorySnapshots) Load(ctx context.Context, stream string, schemaVersion int) (Snapshot, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.m[memKey{stream, schemaVersion}]
+	return s, ok, nil
+}
+
+// Save implements SnapshotStore.
+func (m *MemorySnapshots) Save(ctx context.Context, s Snapshot) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[memKey]Snapshot{}
+	}
+	k := memKey{s.Stream, s.SchemaVersion}
+	if old, ok := m.m[k]; ok && old.Version > s.Version {
+		return nil
+	}
+	m.m[k] = s
+	return nil
+}
+
+// Put stores s as is, even over a newer snapshot (for tests that plant a
+// damaged snapshot).
+func (m *MemorySnapshots) Put(s Snapshot) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[memKey]Snapshot{}
+	}
+	m.m[memKey{s.Stream, s.SchemaVersion}] = s
+}
