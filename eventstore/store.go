@@ -100,4 +100,9 @@ type Features struct {
 	TenantFilter bool
 	// Persistent: data survives a new Store on the same location.
 	Persistent bool
+	// PerStreamIDs: event ids are unique per stream only, so the same id
+	// appended to another stream is a new event there (EventStoreDB
+	// checks ids per stream). Without it an id is unique in the whole log
+	// and reusing it in another stream is ErrDuplicateEvent.
+	PerStreamIDs bool
 }

@@ -188,6 +188,9 @@ func (s *suite) testIdempotency(t *testing.T) {
 	for _, c := range differ {
 		t.Run("SameIDDifferent"+c.name, func(t *testing.T) {
 			t.Parallel()
+			if c.change == nil && s.h.Features.PerStreamIDs {
+				t.Skip("backend declares PerStreamIDs: the same id in another stream is a new event there")
+			}
 			e := withID(added("a"))
 			first := mustAppend(t, st, c.stream, eventstore.NoStream, e)
 			target := c.stream
