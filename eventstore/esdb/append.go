@@ -1,0 +1,186 @@
+package esdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Append validates the events, appends them with the expected revision
+// that matches expected, then reads them back: the read gives each event
+// its position and timestamp, and tells a retry that EventStoreDB
+// acknowledged by id alone from one whose content differs.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	parent := ctx
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	defer done()
+
+	prepared, err := s.validator.Check(stream, expected, events)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := s.checkStream(stream); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	data := make([]client.EventData, len(prepared))
+	total := 0
+	for i, p := range prepared {
+		if data[i], err = encode(p); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("esdb: %w", err)
+		}
+		size := appendSize(data[i])
+		if size > s.maxAppend {
+			return eventstore.AppendResult{}, &eventstore.ValidationError{Index: i, Type: p.Type, SchemaVersion: p.Meta.SchemaVersion,
+				Pointer: "/payload", Rule: "event-size",
+				Message: fmt.Sprintf("event is %d bytes as EventStoreDB counts them; the server's maximum append size is %d", size, s.maxAppend)}
+		}
+		total += size
+	}
+	if total > s.maxAppend {
+		return eventstore.AppendResult{}, &eventstore.ValidationError{Index: -1, Rule: "append-size",
+			Message: fmt.Sprintf("%d events of %d bytes in all as EventStoreDB counts them; the server's maximum append size is %d", len(data), total, s.maxAppend)}
+	}
+
+	name := s.streamName(stream)
+	res, err := s.client.AppendToStream(ctx, name, client.AppendToStreamOptions{ExpectedRevision: expectedRevision(expected)}, data...)
+	if err != nil {
+		return eventstore.AppendResult{}, s.appendError(parent, ctx, stream, expected, prepared, err)
+	}
+	n := uint64(len(prepared))
+	if res.NextExpectedVersion+1 < n {
+		return eventstore.AppendResult{}, fmt.Errorf("esdb: append to %q: server answered revision %d for %d events", stream, res.NextExpectedVersion, n)
+	}
+	first := res.NextExpectedVersion + 1 - n
+	stored, err := s.readStream(ctx, name, first, n)
+	if err == nil && uint64(len(stored)) != n {
+		err = fmt.Errorf("read back %d of %d events", len(stored), n)
+	}
+	if err != nil {
+		// The append itself succeeded: retrying it with the same ids is
+		// safe, EventStoreDB acknowledges it without writing twice.
+		return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q succeeded but reading it back failed", stream), err)
+	}
+	out := eventstore.AppendResult{Stream: stream, Events: make([]eventstore.Event, n)}
+	for i, r := range stored {
+		e, ok, err := s.decode(r)
+		p := prepared[i]
+		if err == nil && !ok {
+			err = fmt.Errorf("revision %d is not an eventstream event", r.EventNumber)
+		}
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("esdb: append to %q: %w", stream, err)
+		}
+		// EventStoreDB acknowledged an append whose ids it already held
+		// (an idempotent retry) without looking at the content. Same
+		// ids, other content is not a retry.
+		if e.ID != p.ID || !sameContent(p, e) {
+			return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: stream}
+		}
+		out.Events[i] = e
+	}
+	return out, nil
+}
+
+// expectedRevision maps a stream version (from 1) to EventStoreDB's
+// expected revision (from 0).
+func expectedRevision(e eventstore.ExpectedVersion) client.ExpectedRevision {
+	switch {
+	case e == eventstore.Any:
+		return client.Any{}
+	case e == eventstore.StreamExists:
+		return client.StreamExists{}
+	case e == eventstore.NoStream || e == eventstore.Exact(0):
+		return client.NoStream{}
+	}
+	return client.Revision(uint64(e) - 1)
+}
+
+// The client reports a wrong expected version as text only:
+// "wrong expected version: expecting '…' but got '…'", where the current
+// revision is a number or no_stream.
+var currentRevision = regexp.MustCompile(`but got '([^']*)'`)
+
+func (s *Store) appendError(parent, ctx context.Context, stream string, expected eventstore.ExpectedVersion, prepared []eventstore.Prepared, err error) error {
+	var e *client.Error
+	if errors.As(err, &e) {
+		switch e.Code() {
+		case client.ErrorCodeWrongExpectedVersion:
+			actual, perr := s.actualVersion(ctx, stream, e)
+			if perr != nil {
+				return s.fail(parent, fmt.Sprintf("append to %q: wrong expected version, and the actual version could not be read", stream), perr)
+			}
+			return s.wrongExpectedVersion(ctx, stream, expected, actual, prepared)
+		case client.ErrorCodeStreamDeleted:
+			return fmt.Errorf("esdb: append to %q: the stream is deleted in EventStoreDB: %w", stream, err)
+		}
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "Maximum Append Size") {
+		return &eventstore.ValidationError{Index: -1, Rule: "append-size",
+			Message: fmt.Sprintf("refused by the server: %s (set WithMaxAppendSize to the server's limit to refuse it before sending)", st.Message())}
+	}
+	return s.fail(parent, fmt.Sprintf("append to %q", stream), err)
+}
+
+// actualVersion is the stream's version named in a wrong-expected-version
+// answer, or, if the text cannot be read, the version read from the
+// stream.
+func (s *Store) actualVersion(ctx context.Context, stream string, e *client.Error) (int64, error) {
+	if m := currentRevision.FindStringSubmatch(e.Error()); m != nil {
+		if m[1] == "no_stream" {
+			return 0, nil
+		}
+		if r, err := strconv.ParseInt(m[1], 10, 64); err == nil && r >= 0 {
+			return r + 1, nil
+		}
+	}
+	return s.lastVersion(ctx, s.streamName(stream))
+}
+
+// wrongExpectedVersion tells the two reasons EventStoreDB answers "wrong
+// expected version" apart. It follows the server's commit check
+// (IndexWriter.CheckCommit): an append whose first event id is stored at
+// the place the append expected, but whose other ids are not all stored,
+// is "corrupted idempotency", which the server also reports as wrong
+// expected version. For eventstream that append reuses a stored id with
+// other content: ErrDuplicateEvent. Every other case is a true conflict.
+func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expected eventstore.ExpectedVersion, actual int64, prepared []eventstore.Prepared) error {
+	conflict := &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: actual}
+	duplicate := &eventstore.DuplicateEventError{ID: prepared[0].ID.String(), Stream: stream}
+	switch expected {
+	case eventstore.Any:
+		// any fails only when the first id is stored in this stream and
+		// a later one is not.
+		return duplicate
+	case eventstore.StreamExists:
+		if actual == 0 {
+			return conflict
+		}
+		return duplicate
+	}
+	v := int64(expected)
+	if expected == eventstore.NoStream {
+		v = 0
+	}
+	if v >= actual {
+		return conflict
+	}
+	// The server compared the event after the expected version with our
+	// first event.
+	evs, err := s.readStream(ctx, s.streamName(stream), uint64(v), 1)
+	if err == nil && len(evs) == 1 && evs[0].EventID == prepared[0].ID {
+		return duplicate
+	}
+	return conflict
+}

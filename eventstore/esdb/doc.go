@@ -1,0 +1,38 @@
+// Package esdb is the eventstore.Store backend on EventStoreDB / KurrentDB,
+// through the official gRPC client (github.com/EventStore/EventStore-Client-Go/v4).
+//
+// What it promises, and where it differs from the PostgreSQL backend (the
+// details are in docs/eventstoredb.md):
+//
+//   - Every append is validated by eventstore.Validator before anything is
+//     sent; a refused append sends nothing.
+//   - One stream version is one EventStoreDB revision: version n is
+//     revision n-1. Expected versions map to expected revisions (Any → any,
+//     NoStream and Exact(0) → no_stream, StreamExists → stream_exists,
+//     Exact(n) → revision n-1). A wrong expected version is a
+//     *eventstore.ConcurrencyError carrying the stream's actual version.
+//   - Event ids are sent as EventStoreDB event ids, so a retried append is
+//     acknowledged by the server without writing twice. The backend then
+//     reads the acknowledged events back and compares their content: a
+//     retry with the same ids but other content is an
+//     *eventstore.DuplicateEventError. EventStoreDB checks ids per stream
+//     only: the same id appended to another stream is a new event there
+//     (the PostgreSQL backend refuses it).
+//   - The envelope's source, target and meta travel in the event metadata
+//     as JSON; the payload is the event data, content type
+//     application/json; the event type is the envelope's type.
+//   - Positions are $all commit/prepare positions. They are ordered but not
+//     consecutive (Features.GaplessPositions is false).
+//   - ReadAll pages over $all, skipping system events (types starting with
+//     "$") and events not written by eventstream; Types and TenantID filter
+//     in the client, because the client's ReadAll has no server-side
+//     filter. Subscribe is a catch-up subscription to $all with a
+//     server-side event-type filter.
+//   - Appends larger than the server's MaxAppendSize (1 MiB by default on
+//     EventStoreDB) are refused before sending, with a validation error
+//     whose rule is "append-size"; set WithMaxAppendSize to the server's
+//     value.
+//
+// Tests run against the in-process protocol stand-in in package esdbtest,
+// and against a real server when EVENTSTORE_URL is set.
+package esdb

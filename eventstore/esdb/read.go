@@ -1,0 +1,216 @@
+package esdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+
+	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// readPage is how many events one read asks the server for.
+const readPage = 4096
+
+// drain reads a read stream to its end.
+func drain(rs *client.ReadStream, err error) ([]*client.RecordedEvent, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []*client.RecordedEvent
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			var e *client.Error
+			if errors.As(err, &e) && e.Code() == client.ErrorCodeResourceNotFound {
+				return out, errNotFound
+			}
+			if errors.As(err, &e) && e.Code() == client.ErrorCodeStreamDeleted {
+				return out, fmt.Errorf("%w (deleted in EventStoreDB)", errNotFound)
+			}
+			return out, err
+		}
+		out = append(out, ev.OriginalEvent())
+	}
+}
+
+// readStream reads up to count events of an EventStoreDB stream forwards
+// from revision from. A stream without events is errNotFound; reading past
+// the end of a stream that has events returns none.
+func (s *Store) readStream(ctx context.Context, name string, from, count uint64) ([]*client.RecordedEvent, error) {
+	return drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{From: client.Revision(from)}, count))
+}
+
+// lastVersion is the version of a stream's last event (0: no events).
+func (s *Store) lastVersion(ctx context.Context, name string) (int64, error) {
+	evs, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
+	switch {
+	case errors.Is(err, errNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case len(evs) == 0:
+		return 0, nil
+	}
+	return int64(evs[0].EventNumber) + 1, nil
+}
+
+// ReadStream returns the stream's events from version from on (limit <= 0:
+// all of them), reading in pages of readPage.
+func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
+	parent := ctx
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if err := eventstore.CheckStreamID(stream); err != nil {
+		return nil, err
+	}
+	name := s.streamName(stream)
+	rev := uint64(max(from, 1) - 1)
+	remaining := uint64(math.MaxUint64)
+	if limit > 0 {
+		remaining = uint64(limit)
+	}
+	var out []eventstore.Event
+	for remaining > 0 {
+		count := min(remaining, readPage)
+		page, err := s.readStream(ctx, name, rev, count)
+		if errors.Is(err, errNotFound) {
+			return nil, fmt.Errorf("esdb: stream %q: %w", stream, eventstore.ErrStreamNotFound)
+		}
+		if err != nil {
+			return nil, s.fail(parent, fmt.Sprintf("read stream %q", stream), err)
+		}
+		for _, r := range page {
+			e, ok, err := s.decode(r)
+			if err == nil && !ok {
+				err = fmt.Errorf("revision %d (type %q) is not an eventstream event", r.EventNumber, r.EventType)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("esdb: read stream %q: %w", stream, err)
+			}
+			out = append(out, e)
+		}
+		if uint64(len(page)) < count {
+			break
+		}
+		remaining -= count
+		rev += count
+	}
+	return out, nil
+}
+
+// after is the position just past an event's: reading $all forwards from
+// it starts with the next event. EventStoreDB positions its reader at the
+// commit position (the start of the event's record, a valid place to
+// start) and skips the events of that commit whose prepare position is
+// lower than asked (AllReader.ReadAllEventsForward).
+func after(p client.Position) eventstore.Position {
+	return eventstore.Position{Commit: p.Commit, Prepare: p.Prepare + 1}
+}
+
+func allPosition(p eventstore.Position) client.AllPosition {
+	if p.IsZero() {
+		return client.Start{}
+	}
+	return client.Position{Commit: p.Commit, Prepare: p.Prepare}
+}
+
+// ReadAll returns a page of $all from opts.From (inclusive). Events that
+// are not part of the log are skipped, and Types and TenantID are applied
+// here, so a page may need several reads; a page stops early (End false,
+// maybe with fewer events than the limit) once it has looked at
+// readPage × 16 events.
+func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
+	parent := ctx
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return eventstore.Page{}, err
+	}
+	defer done()
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = eventstore.DefaultPageSize
+	}
+	page := eventstore.Page{Next: opts.From}
+	from := allPosition(opts.From)
+	scanned := 0
+	for {
+		// One more than the page needs: seeing it says the page is not
+		// the end of the log.
+		want := min(limit-len(page.Events)+1, readPage)
+		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{From: from}, uint64(want)))
+		if err != nil {
+			return eventstore.Page{}, s.fail(parent, fmt.Sprintf("read $all from %v", opts.From), err)
+		}
+		for _, r := range batch {
+			if len(page.Events) == limit {
+				return page, nil
+			}
+			page.Next = after(r.Position)
+			e, ok, err := s.decode(r)
+			if err != nil {
+				return eventstore.Page{}, fmt.Errorf("esdb: read $all: %w", err)
+			}
+			if ok && wanted(e, opts) {
+				page.Events = append(page.Events, e)
+			}
+		}
+		if len(batch) < want {
+			page.End = true
+			return page, nil
+		}
+		from = allPosition(page.Next)
+		if scanned += len(batch); scanned >= 16*readPage {
+			return page, nil
+		}
+	}
+}
+
+func wanted(e eventstore.Event, opts eventstore.ReadAllOptions) bool {
+	if len(opts.Types) > 0 && !slices.Contains(opts.Types, e.Type) {
+		return false
+	}
+	return opts.TenantID == "" || e.Meta.TenantID == opts.TenantID
+}
+
+// Head is the position of the last event of the log: $all read backwards
+// from its end, past system events and events not written by eventstream.
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	parent := ctx
+	ctx, done, err := s.begin(ctx)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	defer done()
+	var from client.AllPosition = client.End{}
+	for count := uint64(16); ; count = min(count*4, readPage) {
+		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{Direction: client.Backwards, From: from}, count))
+		if err != nil {
+			return eventstore.Position{}, s.fail(parent, "read the head of $all", err)
+		}
+		for _, r := range batch {
+			if _, ok, err := s.decode(r); err != nil {
+				return eventstore.Position{}, fmt.Errorf("esdb: read the head of $all: %w", err)
+			} else if ok {
+				return eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}, nil
+			}
+		}
+		if uint64(len(batch)) < count {
+			return eventstore.Start, nil
+		}
+		// Backwards, a position is exclusive: the read goes on before
+		// the last event seen.
+		from = batch[len(batch)-1].Position
+	}
+}

@@ -1,0 +1,226 @@
+package esdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+
+	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// DefaultMaxAppendSize is EventStoreDB's default MaxAppendSize (1 MiB): the
+// most bytes of events, as the server counts them, that one append may
+// carry.
+const DefaultMaxAppendSize = 1 << 20
+
+// Option adjusts a Store.
+type Option func(*options)
+
+type options struct {
+	namespace     string
+	maxAppendSize int
+	logger        *slog.Logger
+}
+
+// WithNamespace keeps the store inside a part of a shared server: every
+// stream id is stored with prefix in front of it, and ReadAll, Subscribe
+// and Head see only the streams that carry it. Two stores with different
+// namespaces on one server do not see each other's events. The tests use
+// it to run on a shared EventStoreDB; it also separates environments that
+// share a cluster.
+func WithNamespace(prefix string) Option { return func(o *options) { o.namespace = prefix } }
+
+// WithMaxAppendSize sets the largest append the backend sends, in bytes as
+// EventStoreDB counts them (the protobuf size of the proposed events). Set
+// it to the server's MaxAppendSize; the default is EventStoreDB's default,
+// DefaultMaxAppendSize. Larger appends are refused with a validation error
+// whose rule is "append-size", before anything is sent.
+func WithMaxAppendSize(n int) Option { return func(o *options) { o.maxAppendSize = n } }
+
+// WithLogger receives the client's own log lines, at debug level (the
+// store returns every error that matters to its caller).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Store is an eventstore.Store on EventStoreDB. It is safe for concurrent
+// use.
+type Store struct {
+	client    *client.Client
+	validator *eventstore.Validator
+	ns        string
+	maxAppend int
+
+	// life ends when the store is closed; every call runs under it.
+	life context.Context
+	kill context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+	ops    sync.WaitGroup
+	subs   map[*subscription]struct{}
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// New connects to the EventStoreDB node or cluster named by connection (an
+// esdb:// or esdb+discover:// connection string, as the client parses it)
+// and returns a store that validates every append against reg. It fails if
+// no node answers before ctx ends.
+func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...Option) (*Store, error) {
+	v, err := eventstore.NewValidator(reg)
+	if err != nil {
+		return nil, err
+	}
+	o := options{maxAppendSize: DefaultMaxAppendSize, logger: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxAppendSize <= 0 {
+		return nil, fmt.Errorf("esdb: max append size %d: want > 0", o.maxAppendSize)
+	}
+	if strings.HasPrefix(o.namespace, "$") {
+		return nil, fmt.Errorf("esdb: namespace %q: stream names starting with $ are EventStoreDB's system streams", o.namespace)
+	}
+	cfg, err := client.ParseConnectionString(connection)
+	if err != nil {
+		// The client's error may quote the connection string, password
+		// included.
+		return nil, fmt.Errorf("esdb: connection string %s: %s", Redact(connection), strings.ReplaceAll(err.Error(), connection, Redact(connection)))
+	}
+	log := o.logger
+	cfg.Logger = func(level client.LogLevel, format string, args ...any) {
+		log.Debug(fmt.Sprintf(format, args...), "component", "esdb-client", "client_level", level)
+	}
+	c, err := client.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("esdb: %w", err)
+	}
+	// The client connects on first use; connect now so that a wrong
+	// address fails here, not on the first append.
+	probe := make(chan error, 1)
+	go func() {
+		_, err := c.GetServerVersion()
+		probe <- err
+	}()
+	select {
+	case err = <-probe:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("esdb: connect to %s: %w", Redact(connection), err)
+	}
+	life, kill := context.WithCancel(context.Background())
+	return &Store{
+		client:    c,
+		validator: v,
+		ns:        o.namespace,
+		maxAppend: o.maxAppendSize,
+		life:      life,
+		kill:      kill,
+		subs:      map[*subscription]struct{}{},
+	}, nil
+}
+
+// Redact returns the connection string with its password replaced, for
+// logs and errors.
+func Redact(connection string) string {
+	u, err := url.Parse(connection)
+	if err != nil || u.User == nil {
+		if i := strings.Index(connection, "@"); i >= 0 {
+			if j := strings.Index(connection, "://"); j >= 0 && j < i {
+				return connection[:j+3] + "xxxxx" + connection[i:]
+			}
+		}
+		return connection
+	}
+	return u.Redacted()
+}
+
+// Features: positions are EventStoreDB's, not consecutive; Types and
+// TenantID of ReadAll filter in the client; the data lives on the server;
+// ids are unique per stream, as EventStoreDB checks them.
+func (s *Store) Features() eventstore.Features {
+	return eventstore.Features{GaplessPositions: false, TenantFilter: false, Persistent: true, PerStreamIDs: true}
+}
+
+// Close ends every subscription, waits for calls in flight (cancelling
+// them) and closes the connection. Later calls fail with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	subs := make([]*subscription, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	s.kill()
+	for _, sub := range subs {
+		sub.shutdown(eventstore.ErrClosed)
+	}
+	for _, sub := range subs {
+		<-sub.pumped
+	}
+	s.ops.Wait()
+	return s.client.Close()
+}
+
+// begin registers a call: it fails once the store is closed, and the
+// returned context also ends when the store is closed.
+func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, nil, eventstore.ErrClosed
+	}
+	s.ops.Add(1)
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.life, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		s.ops.Done()
+	}, nil
+}
+
+// fail says what went wrong in a call made under parent: the store was
+// closed, the caller's context ended, or err.
+func (s *Store) fail(parent context.Context, what string, err error) error {
+	switch {
+	case s.life.Err() != nil:
+		return fmt.Errorf("esdb: %s: %w", what, eventstore.ErrClosed)
+	case parent.Err() != nil:
+		return fmt.Errorf("esdb: %s: %w", what, parent.Err())
+	}
+	return fmt.Errorf("esdb: %s: %w", what, err)
+}
+
+// streamName is the EventStoreDB stream of an eventstream stream id.
+func (s *Store) streamName(stream string) string { return s.ns + stream }
+
+// checkStream refuses stream ids EventStoreDB would treat as its own:
+// names starting with $ are system streams ($$ the metadata of a stream).
+func (s *Store) checkStream(stream string) error {
+	if err := eventstore.CheckStreamID(stream); err != nil {
+		return err
+	}
+	if strings.HasPrefix(s.streamName(stream), "$") {
+		return &eventstore.ValidationError{Index: -1, Pointer: "/stream", Rule: "stream-id",
+			Message: "stream ids starting with $ are reserved for EventStoreDB's system streams"}
+	}
+	return nil
+}
+
+var errNotFound = errors.New("stream not found")
