@@ -1,0 +1,264 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// applier applies events of one generation of one projection on one
+// connection, committing each batch with the checkpoint. It is the heart
+// of the exactly-once promise: the checkpoint update comes first in every
+// transaction and only succeeds if the checkpoint is still where this
+// applier left it, so a runner whose generation was swapped or whose
+// checkpoint was moved writes nothing.
+type applier struct {
+	rt      *Runtime
+	p       *registered
+	conn    *pgx.Conn
+	gen     int
+	pos     eventstore.Position // applied, or passed without effect
+	saved   eventstore.Position // as stored in projection_checkpoints
+	savedAt time.Time
+	st      *stats
+}
+
+func newApplier(rt *Runtime, p *registered, conn *pgx.Conn, gen int, checkpoint eventstore.Position, st *stats) *applier {
+	return &applier{rt: rt, p: p, conn: conn, gen: gen, pos: checkpoint, saved: checkpoint, savedAt: time.Now(), st: st}
+}
+
+// apply applies one batch in log order. Events at or before the position
+// already reached are dropped, which makes a redelivered batch harmless.
+// An error means the session must end (connection lost, checkpoint moved,
+// context over, or the projection stopped); a failing event is retried
+// and parked here and is not an error.
+func (a *applier) apply(ctx context.Context, batch []eventstore.Event) error {
+	i := 0
+	for i < len(batch) && batch[i].Position.Compare(a.pos) <= 0 {
+		i++
+	}
+	fresh := batch[i:]
+	// A redelivery can also interleave with new events; keep strict order.
+	for j := 1; j < len(fresh); j++ {
+		if fresh[j].Position.Compare(fresh[j-1].Position) <= 0 {
+			fresh = dedupe(fresh, a.pos)
+			break
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	last := fresh[len(fresh)-1].Position
+
+	handled := make([]eventstore.Event, 0, len(fresh))
+	var prepErr error
+	for _, e := range fresh {
+		if !a.p.handles(e.Type) {
+			continue
+		}
+		ev, err := a.prepare(e)
+		if err != nil {
+			prepErr = err
+			break
+		}
+		handled = append(handled, ev)
+	}
+	if prepErr == nil && len(handled) == 0 {
+		a.pos = last
+		a.st.passed(a.gen, last, len(fresh))
+		if time.Since(a.savedAt) >= a.rt.cfg.CheckpointInterval {
+			return a.flush(ctx)
+		}
+		return nil
+	}
+	if prepErr == nil {
+		start := time.Now()
+		err := a.commit(ctx, last, func(tx pgx.Tx) error {
+			return a.p.Handler.Handle(ctx, tx, handled)
+		})
+		if err == nil {
+			a.st.observeBatch(time.Since(start))
+			a.st.applied(a.gen, last, len(fresh), len(handled))
+			return nil
+		}
+		if sessionError(ctx, a.conn.IsClosed(), err) {
+			return err
+		}
+		a.st.failed()
+		a.rt.log.Warn("projection batch failed; applying its events one by one", "projection", a.p.Name, "events", len(fresh), "err", err)
+	}
+	// Isolate the failing event: one transaction per event, with retries.
+	for _, e := range fresh {
+		if err := a.applyOne(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dedupe keeps the events after pos in strictly increasing position order.
+func dedupe(events []eventstore.Event, pos eventstore.Position) []eventstore.Event {
+	out := make([]eventstore.Event, 0, len(events))
+	for _, e := range events {
+		if e.Position.Compare(pos) > 0 {
+			out = append(out, e)
+			pos = e.Position
+		}
+	}
+	return out
+}
+
+// prepare upcasts a handled event and checks its schema version.
+func (a *applier) prepare(e eventstore.Event) (eventstore.Event, error) {
+	if a.rt.cfg.Upcast != nil && !a.p.Raw {
+		up, err := a.rt.cfg.Upcast(e)
+		if err != nil {
+			return e, Permanent(fmt.Errorf("upcast: %w", err))
+		}
+		e = up
+	}
+	if !a.p.understands(e.Type, e.Meta.SchemaVersion) {
+		return e, Permanent(&VersionError{Projection: a.p.Name, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Declared: a.p.versions[e.Type]})
+	}
+	return e, nil
+}
+
+func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
+	if !a.p.handles(e.Type) {
+		a.pos = e.Position
+		a.st.passed(a.gen, e.Position, 1)
+		return nil
+	}
+	policy := a.rt.cfg.Retry
+	for attempt := 1; ; attempt++ {
+		ev, err := a.prepare(e)
+		if err == nil {
+			err = a.commit(ctx, e.Position, func(tx pgx.Tx) error {
+				return a.p.Handler.Handle(ctx, tx, []eventstore.Event{ev})
+			})
+			if err == nil {
+				a.st.applied(a.gen, e.Position, 1, 1)
+				return nil
+			}
+			if sessionError(ctx, a.conn.IsClosed(), err) {
+				return err
+			}
+		}
+		a.st.failed()
+		if attempt < policy.MaxAttempts && !IsPermanent(err) {
+			wait := policy.Backoff(attempt)
+			a.rt.log.Warn("projection event failed; retrying", "projection", a.p.Name, "event_id", e.ID, "type", e.Type,
+				"position", e.Position.String(), "attempt", attempt, "retry_in", wait, "err", err)
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if a.p.StopOnError {
+			return a.stop(ctx, e, err)
+		}
+		return a.park(ctx, e, err, attempt)
+	}
+}
+
+// park records e in the dead-letter table and moves the checkpoint past
+// it, in one transaction.
+func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, attempts int) error {
+	c, p, err := posArgs(e.Position)
+	if err != nil {
+		return err
+	}
+	err = a.commit(ctx, e.Position, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO projection_dead_letters
+			(projection, generation, event_id, commit_position, prepare_position, event_type, stream, tenant_id, error, attempts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT (projection, generation, event_id) DO UPDATE
+			SET error = excluded.error, attempts = projection_dead_letters.attempts + excluded.attempts, last_failed_at = now()`,
+			a.p.Name, a.gen, e.ID, c, p, e.Type, e.Stream, e.Meta.TenantID, cause.Error(), attempts)
+		return err
+	})
+	if err != nil {
+		if sessionError(ctx, a.conn.IsClosed(), err) {
+			return err
+		}
+		return fmt.Errorf("projections: park event %s of %q: %w", e.ID, a.p.Name, err)
+	}
+	a.st.parkedOne(a.gen, e.Position)
+	a.rt.log.Error("projection event parked", "projection", a.p.Name, "generation", a.gen, "event_id", e.ID, "type", e.Type,
+		"position", e.Position.String(), "attempts", attempts, "err", cause)
+	return nil
+}
+
+// stop records that the projection stopped on e and ends the session.
+func (a *applier) stop(ctx context.Context, e eventstore.Event, cause error) error {
+	msg := fmt.Sprintf("event %s (%s at %s): %v", e.ID, e.Type, e.Position, cause)
+	if _, err := a.conn.Exec(ctx, `UPDATE projection_state SET stopped = true, last_error = $2, updated_at = now() WHERE projection = $1`, a.p.Name, msg); err != nil {
+		return fmt.Errorf("projections: stop %q: %w", a.p.Name, err)
+	}
+	a.rt.log.Error("projection stopped on error", "projection", a.p.Name, "event_id", e.ID, "type", e.Type, "position", e.Position.String(), "err", cause)
+	return fmt.Errorf("%w: %q: %s", ErrStopped, a.p.Name, msg)
+}
+
+// flush writes a checkpoint that only moved past unhandled events.
+func (a *applier) flush(ctx context.Context) error {
+	if a.pos == a.saved {
+		a.savedAt = time.Now()
+		return nil
+	}
+	return a.commit(ctx, a.pos, func(pgx.Tx) error { return nil })
+}
+
+// commit runs fn in a transaction that first moves the checkpoint from
+// where this applier saved it to to, and commits both together.
+func (a *applier) commit(ctx context.Context, to eventstore.Position, fn func(pgx.Tx) error) error {
+	newC, newP, err := posArgs(to)
+	if err != nil {
+		return err
+	}
+	oldC, oldP, _ := posArgs(a.saved)
+	tx, err := a.conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	tag, err := tx.Exec(ctx, `UPDATE projection_checkpoints
+		SET commit_position = $3, prepare_position = $4, updated_at = now()
+		WHERE projection = $1 AND generation = $2 AND commit_position = $5 AND prepare_position = $6`,
+		a.p.Name, a.gen, newC, newP, oldC, oldP)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return errFenced
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		// The outcome of a failed commit is unknown: restart from what
+		// the database holds.
+		return fmt.Errorf("projections: commit: %w (%w)", err, errFenced)
+	}
+	a.pos, a.saved, a.savedAt = to, to, time.Now()
+	return nil
+}
+
+// posArgs splits a position into the two bigint columns.
+func posArgs(p eventstore.Position) (int64, int64, error) {
+	if p.Commit > math.MaxInt64 || p.Prepare > math.MaxInt64 {
+		return 0, 0, fmt.Errorf("projections: position %s does not fit the checkpoint columns (bigint)", p)
+	}
+	return int64(p.Commit), int64(p.Prepare), nil
+}
+
+func fromArgs(c, p int64) eventstore.Position {
+	return eventstore.Position{Commit: uint64(c), Prepare: uint64(p)}
+}
+
+var errNoCheckpoint = errors.New("projections: no checkpoint")

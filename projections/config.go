@@ -1,0 +1,140 @@
+package projections
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Config tunes a Runtime. The zero value is sensible.
+type Config struct {
+	// BatchSize bounds how many events one transaction applies (default
+	// 1,000). Larger batches raise catch-up throughput and the work lost
+	// when a batch fails.
+	BatchSize int
+
+	// Retry says how often a failing event is tried again before it is
+	// parked (or the projection stopped).
+	Retry RetryPolicy
+
+	// LockPollInterval is how often a runtime that does not hold a
+	// projection tries to take it over (default 1s). A holder that dies
+	// is replaced within about this interval once PostgreSQL has noticed
+	// its session is gone.
+	LockPollInterval time.Duration
+
+	// HeartbeatInterval is how often an idle holder checks its connection
+	// and the projection's state, and writes a checkpoint that only moved
+	// past events it does not handle (default 2s).
+	HeartbeatInterval time.Duration
+
+	// CheckpointInterval bounds how often a batch with no handled event
+	// writes the checkpoint (default 1s). Such events have no effect, so
+	// seeing them again after a crash is harmless.
+	CheckpointInterval time.Duration
+
+	// MetricsInterval is how often Run refreshes the lag gauges (default 1s).
+	MetricsInterval time.Duration
+
+	// Upcast, if set, brings an event to the schema version a projection
+	// declares before the handler sees it; (*aggregates.Registry).Upcast
+	// fits. An event of a handled type whose schema version the projection
+	// does not declare, after upcasting, is treated as a failing event.
+	Upcast func(eventstore.Event) (eventstore.Event, error)
+
+	// Registerer receives the runtime's Prometheus metrics. Nil: no
+	// metrics are registered.
+	Registerer prometheus.Registerer
+
+	// Logger receives the runtime's logs (default slog.Default()).
+	Logger *slog.Logger
+
+	// ApplicationName prefixes the application_name of the runtime's
+	// connections, followed by ":" and the projection (default
+	// "eventstream-projection").
+	ApplicationName string
+}
+
+// RetryPolicy bounds how a failing event is retried: the first try, then
+// up to MaxAttempts-1 more, waiting InitialBackoff, then that times
+// Multiplier each time, never more than MaxBackoff, with up to Jitter of
+// random spread. Connection failures are not counted: they restart the
+// projection's session from its checkpoint instead.
+type RetryPolicy struct {
+	// MaxAttempts is how many times an event is tried before it is parked
+	// (default 5; 1 parks on the first failure).
+	MaxAttempts int
+	// InitialBackoff is the first wait (default 100ms).
+	InitialBackoff time.Duration
+	// MaxBackoff caps one wait (default 5s).
+	MaxBackoff time.Duration
+	// Multiplier grows the wait (default 2).
+	Multiplier float64
+	// Jitter is the fraction of random spread added to each wait, from 0
+	// (none, the default) to 1.
+	Jitter float64
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.LockPollInterval <= 0 {
+		c.LockPollInterval = time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.MetricsInterval <= 0 {
+		c.MetricsInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ApplicationName == "" {
+		c.ApplicationName = "eventstream-projection"
+	}
+	c.Retry = c.Retry.withDefaults()
+	return c
+}
+
+func (r RetryPolicy) withDefaults() RetryPolicy {
+	if r.MaxAttempts <= 0 {
+		r.MaxAttempts = 5
+	}
+	if r.InitialBackoff <= 0 {
+		r.InitialBackoff = 100 * time.Millisecond
+	}
+	if r.MaxBackoff <= 0 {
+		r.MaxBackoff = 5 * time.Second
+	}
+	if r.MaxBackoff < r.InitialBackoff {
+		r.MaxBackoff = r.InitialBackoff
+	}
+	if r.Multiplier < 1 {
+		r.Multiplier = 2
+	}
+	r.Jitter = min(max(r.Jitter, 0), 1)
+	return r
+}
+
+// Backoff returns the wait after the given failed attempt (1 = the first).
+func (r RetryPolicy) Backoff(attempt int) time.Duration {
+	r = r.withDefaults()
+	d := float64(r.InitialBackoff)
+	for i := 1; i < attempt && d < float64(r.MaxBackoff); i++ {
+		d *= r.Multiplier
+	}
+	d = min(d, float64(r.MaxBackoff))
+	if r.Jitter > 0 {
+		d += d * r.Jitter * rand.Float64()
+	}
+	return time.Duration(d)
+}

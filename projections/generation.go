@@ -1,0 +1,550 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/migrate"
+)
+
+// A generation is one copy of a projection's tables, in a schema of its
+// own. Readers query views in the runtime's schema that point at the
+// active generation; a rebuild fills a new generation while they do, and
+// the swap repoints the views in one transaction.
+
+// generationSchemaName names the schema of a generation:
+// <home>__<projection>_g<N>, shortened with a hash when PostgreSQL's
+// 63-byte limit requires.
+func generationSchemaName(home, name string, gen int) string {
+	s := fmt.Sprintf("%s__%s_g%d", home, name, gen)
+	if len(s) <= 63 {
+		return s
+	}
+	h := fnv.New32a()
+	h.Write([]byte(home))
+	tail := fmt.Sprintf("_%08x__%s_g%d", h.Sum32(), name, gen)
+	return home[:63-len(tail)] + tail
+}
+
+func generationSchema(ctx context.Context, q pgx.Tx, name string, gen int) (string, error) {
+	var s string
+	err := q.QueryRow(ctx, `SELECT schema_name FROM projection_generations WHERE projection = $1 AND generation = $2`, name, gen).Scan(&s)
+	if err != nil {
+		return "", fmt.Errorf("projections: find generation %d of %q: %w", gen, name, err)
+	}
+	return s, nil
+}
+
+// createGeneration creates the schema, records and checkpoint of a new
+// generation and migrates its tables, inside tx.
+func (r *Runtime) createGeneration(ctx context.Context, tx pgx.Tx, home string, p *registered, st string, from eventstore.Position) (int, string, error) {
+	c, pp, err := posArgs(from)
+	if err != nil {
+		return 0, "", err
+	}
+	var gen int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(generation), 0) + 1 FROM projection_generations WHERE projection = $1`, p.Name).Scan(&gen); err != nil {
+		return 0, "", fmt.Errorf("projections: new generation of %q: %w", p.Name, err)
+	}
+	schema := generationSchemaName(home, p.Name, gen)
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return 0, "", fmt.Errorf("projections: create schema %s for %q: %w", schema, p.Name, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO projection_generations (projection, generation, schema_name, state, activated_at)
+		VALUES ($1, $2, $3, $4, CASE WHEN $4 = 'active' THEN now() END)`, p.Name, gen, schema, st); err != nil {
+		return 0, "", fmt.Errorf("projections: record generation %d of %q: %w", gen, p.Name, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO projection_checkpoints (projection, generation, commit_position, prepare_position)
+		VALUES ($1, $2, $3, $4)`, p.Name, gen, c, pp); err != nil {
+		return 0, "", fmt.Errorf("projections: checkpoint of generation %d of %q: %w", gen, p.Name, err)
+	}
+	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+		return 0, "", err
+	}
+	return gen, schema, nil
+}
+
+// migrateGeneration applies the projection's migrations inside the
+// generation's schema; they are recorded there, as "projection:<name>".
+func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registered, schema string) error {
+	if len(p.migrations) == 0 {
+		return nil
+	}
+	var orig string
+	if err := tx.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&orig); err != nil {
+		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+	}
+	if _, err := migrate.Apply(ctx, tx, p.component, p.migrations); err != nil {
+		return fmt.Errorf("projections: migrate %q in %s: %w", p.Name, schema, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, orig); err != nil {
+		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+	}
+	return nil
+}
+
+// ViewConflictError: a read-model table would be exposed under a name
+// that another relation of the runtime's schema already has.
+type ViewConflictError struct {
+	Projection string
+	Name       string
+	Owner      string // the projection owning the view, or "" for a relation the runtime did not create
+}
+
+func (e *ViewConflictError) Error() string {
+	if e.Owner != "" {
+		return fmt.Sprintf("projections: projection %q has a table %q, but projection %q already exposes a view of that name", e.Projection, e.Name, e.Owner)
+	}
+	return fmt.Sprintf("projections: projection %q has a table %q, but the schema already has a relation of that name that is not a projection view", e.Projection, e.Name)
+}
+
+// publishViews points the projection's views in the home schema at the
+// tables of the given generation schema, inside tx: readers see the old
+// views until tx commits, then the new ones.
+func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) error {
+	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relname <> 'eventstream_migrations'
+		ORDER BY c.relname`, schema)
+	if err != nil {
+		return fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
+	}
+	rows, err = tx.Query(ctx, `SELECT view_name FROM projection_views WHERE projection = $1`, p.Name)
+	if err != nil {
+		return fmt.Errorf("projections: list views of %q: %w", p.Name, err)
+	}
+	owned, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("projections: list views of %q: %w", p.Name, err)
+	}
+	for _, v := range owned {
+		if slices.Contains(tables, v) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `DROP VIEW IF EXISTS `+pgx.Identifier{home, v}.Sanitize()); err != nil {
+			return fmt.Errorf("projections: drop view %s of %q: %w", v, p.Name, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM projection_views WHERE view_name = $1`, v); err != nil {
+			return fmt.Errorf("projections: drop view %s of %q: %w", v, p.Name, err)
+		}
+	}
+	for _, t := range tables {
+		var owner *string
+		var exists bool
+		err := tx.QueryRow(ctx, `SELECT (SELECT projection FROM projection_views WHERE view_name = $1),
+			to_regclass($2) IS NOT NULL`, t, pgx.Identifier{home, t}.Sanitize()).Scan(&owner, &exists)
+		if err != nil {
+			return fmt.Errorf("projections: check view %s of %q: %w", t, p.Name, err)
+		}
+		switch {
+		case owner != nil && *owner != p.Name:
+			return &ViewConflictError{Projection: p.Name, Name: t, Owner: *owner}
+		case owner == nil && exists:
+			return &ViewConflictError{Projection: p.Name, Name: t}
+		}
+		view := pgx.Identifier{home, t}.Sanitize()
+		def := ` WITH (security_invoker = true) AS SELECT * FROM ` + pgx.Identifier{schema, t}.Sanitize()
+		// CREATE OR REPLACE keeps the view's identity, so a reader that
+		// waits on it follows it; when the columns changed it cannot be
+		// replaced and is dropped and created again, in the same tx.
+		err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := sp.Exec(ctx, `CREATE OR REPLACE VIEW `+view+def)
+			return err
+		})
+		if err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				return fmt.Errorf("projections: create view %s of %q: %w", t, p.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `DROP VIEW IF EXISTS `+view); err != nil {
+				return fmt.Errorf("projections: replace view %s of %q: %w", t, p.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `CREATE VIEW `+view+def); err != nil {
+				return fmt.Errorf("projections: replace view %s of %q: %w", t, p.Name, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO projection_views (view_name, projection) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t, p.Name); err != nil {
+			return fmt.Errorf("projections: record view %s of %q: %w", t, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// dropRetired drops the schemas of retired generations, best effort: a
+// schema still in use by a long query is left for the next call.
+func (r *Runtime) dropRetired(ctx context.Context, home, name string) {
+	rows, err := r.pool.Query(ctx, `SELECT generation, schema_name FROM projection_generations WHERE projection = $1 AND state = 'retired'`, name)
+	if err != nil {
+		r.log.Warn("projections: list retired generations", "projection", name, "err", err)
+		return
+	}
+	type gs struct {
+		Gen    int
+		Schema string
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[gs])
+	if err != nil {
+		r.log.Warn("projections: list retired generations", "projection", name, "err", err)
+		return
+	}
+	for _, g := range list {
+		err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{g.Schema}.Sanitize()+` CASCADE`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DELETE FROM projection_generations WHERE projection = $1 AND generation = $2 AND state = 'retired'`, name, g.Gen)
+			return err
+		})
+		if err != nil {
+			r.log.Warn("projections: drop a retired generation; will try again later", "projection", name, "generation", g.Gen, "schema", g.Schema, "err", err)
+		}
+	}
+}
+
+// RebuildOptions tune Rebuild.
+type RebuildOptions struct {
+	// From is where the new generation starts: events at or before it are
+	// not applied. Start (the default) rebuilds from the whole log.
+	From eventstore.Position
+	// Restart drops a rebuild left unfinished by an earlier call instead
+	// of resuming it.
+	Restart bool
+	// KeepOld keeps the old generation's schema after the swap (it is
+	// retired, and dropped by the next Migrate).
+	KeepOld bool
+	// MaxEventsPerSecond limits the rebuild's pace (0: unlimited), to
+	// spare the database the live projections use.
+	MaxEventsPerSecond float64
+	// Progress, if set, is called after every batch.
+	Progress func(RebuildProgress)
+}
+
+// RebuildProgress reports how far a rebuild has come.
+type RebuildProgress struct {
+	Projection string
+	Generation int
+	Position   eventstore.Position
+	Head       eventstore.Position // the log's head when the rebuild started
+	Events     int64               // events read by this call
+}
+
+// RebuildResult is what a finished rebuild swapped in.
+type RebuildResult struct {
+	Projection string
+	Generation int                 // the generation readers now see
+	Previous   int                 // the generation it replaced
+	Position   eventstore.Position // where the new generation stood at the swap
+	Events     int64               // events read by this call
+	Parked     int64               // events the new generation parked
+	Resumed    bool                // an unfinished rebuild was continued
+}
+
+// Rebuild replays the log into a new generation of the projection's
+// tables while readers keep querying the current one, then, once it has
+// reached the head of the log, swaps the readers' views to it in one
+// transaction (blue/green). The live runner, in this process or another,
+// notices the swap through its checkpoint and continues from the new
+// generation's position. An interrupted rebuild resumes where it stopped
+// when called again (unless opts.Restart). Only one rebuild of a
+// projection runs at a time: ErrBusy otherwise.
+func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions) (RebuildResult, error) {
+	res := RebuildResult{Projection: name}
+	p, err := r.lookup(name)
+	if err != nil {
+		return res, err
+	}
+	home, err := r.homeSchema(ctx)
+	if err != nil {
+		return res, err
+	}
+	conn, err := r.connect(ctx, "rebuild:"+name)
+	if err != nil {
+		return res, err
+	}
+	defer closeConn(conn)
+	got, err := tryLock(ctx, conn, r.buildLockKey(home, name))
+	if err != nil {
+		return res, err
+	}
+	if !got {
+		return res, fmt.Errorf("%w: a rebuild of %q is already running", ErrBusy, name)
+	}
+
+	var schema string
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		s, err := loadState(ctx, tx, name, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		if s.building != nil && opts.Restart {
+			if err := r.dropGeneration(ctx, tx, name, *s.building); err != nil {
+				return err
+			}
+			s.building = nil
+		}
+		if s.building != nil {
+			res.Generation, res.Resumed = *s.building, true
+			if schema, err = generationSchema(ctx, tx, name, res.Generation); err != nil {
+				return err
+			}
+			return r.migrateGeneration(ctx, tx, p, schema)
+		}
+		res.Generation, schema, err = r.createGeneration(ctx, tx, home, p, "building", opts.From)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE projection_state SET building_generation = $2, updated_at = now() WHERE projection = $1`, name, res.Generation)
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	r.log.Info("projection rebuild started", "projection", name, "generation", res.Generation, "schema", schema, "resumed", res.Resumed)
+	if err := setSearchPath(ctx, conn, schema, home); err != nil {
+		return res, err
+	}
+	from, err := loadCheckpoint(ctx, conn, name, res.Generation)
+	if err != nil {
+		return res, err
+	}
+	head, err := r.store.Head(ctx)
+	if err != nil {
+		return res, fmt.Errorf("projections: read the head of the log: %w", err)
+	}
+	st := &stats{}
+	st.start(res.Generation, from)
+	a := newApplier(r, p, conn, res.Generation, from, st)
+	progress := func(n int) {
+		res.Events += int64(n)
+		if opts.Progress != nil {
+			opts.Progress(RebuildProgress{Projection: name, Generation: res.Generation, Position: a.pos, Head: head, Events: res.Events})
+		}
+	}
+	// Drain to the head, then swap; if the live generation has meanwhile
+	// gone further than the new one, drain the difference and try again,
+	// so that readers never see the model go back.
+	var prev int
+	for {
+		if err := r.drain(ctx, a, a.pos, opts.MaxEventsPerSecond, progress); err != nil {
+			return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
+		}
+		prev, err = r.swap(ctx, conn, home, p, res.Generation, schema, a.pos)
+		if !errors.Is(err, errBehind) {
+			break
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Position = a.pos
+	res.Parked = st.parked.Load()
+	res.Previous = prev
+	r.log.Info("projection rebuilt and swapped", "projection", name, "generation", res.Generation, "previous", prev, "position", res.Position.String(), "events", res.Events)
+	if !opts.KeepOld {
+		r.dropRetired(ctx, home, name)
+	}
+	return res, nil
+}
+
+// swap makes the built generation the active one in one transaction: the
+// views, the state, and the removal of the old generation's checkpoint
+// (which fences its runner) and dead letters.
+func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *registered, gen int, schema string, pos eventstore.Position) (int, error) {
+	prev := 0
+	// The runner's search_path puts the generation first; the swap works
+	// on the runtime's schema.
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{home}.Sanitize()); err != nil {
+			return err
+		}
+		s, err := loadState(ctx, tx, p.Name, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		if s.building == nil || *s.building != gen {
+			return fmt.Errorf("projections: swap %q: generation %d is no longer the one being built", p.Name, gen)
+		}
+		if s.active != nil {
+			// Locking the live checkpoint holds its runner still until
+			// the swap commits; its next transaction then finds the row
+			// gone and restarts on the new generation.
+			live, err := lockCheckpoint(ctx, tx, p.Name, *s.active)
+			if err != nil {
+				return err
+			}
+			if live.Compare(pos) > 0 {
+				return errBehind
+			}
+		}
+		if err := r.publishViews(ctx, tx, home, p, schema); err != nil {
+			return err
+		}
+		if s.active != nil {
+			prev = *s.active
+			if _, err := tx.Exec(ctx, `UPDATE projection_generations SET state = 'retired', retired_at = now() WHERE projection = $1 AND generation = $2`, p.Name, prev); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM projection_checkpoints WHERE projection = $1 AND generation = $2`, p.Name, prev); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM projection_dead_letters WHERE projection = $1 AND generation = $2`, p.Name, prev); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE projection_generations SET state = 'active', activated_at = now() WHERE projection = $1 AND generation = $2`, p.Name, gen); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE projection_state SET active_generation = $2, building_generation = NULL, stopped = false, last_error = NULL, updated_at = now() WHERE projection = $1`, p.Name, gen)
+		return err
+	})
+	if errors.Is(err, errBehind) {
+		return 0, err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projections: swap %q to generation %d: %w", p.Name, gen, err)
+	}
+	return prev, nil
+}
+
+// errBehind: the live generation is ahead of the one to swap in.
+var errBehind = errors.New("projections: the new generation is behind the live one")
+
+func lockCheckpoint(ctx context.Context, tx pgx.Tx, name string, gen int) (eventstore.Position, error) {
+	var c, p int64
+	err := tx.QueryRow(ctx, `SELECT commit_position, prepare_position FROM projection_checkpoints WHERE projection = $1 AND generation = $2 FOR UPDATE`, name, gen).Scan(&c, &p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("projections: lock the checkpoint of %q: %w", name, err)
+	}
+	return fromArgs(c, p), nil
+}
+
+// dropGeneration removes a generation that is being built, inside tx.
+func (r *Runtime) dropGeneration(ctx context.Context, tx pgx.Tx, name string, gen int) error {
+	schema, err := generationSchema(ctx, tx, name, gen)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		return fmt.Errorf("projections: drop generation %d of %q: %w", gen, name, err)
+	}
+	for _, q := range []string{
+		`DELETE FROM projection_checkpoints WHERE projection = $1 AND generation = $2`,
+		`DELETE FROM projection_dead_letters WHERE projection = $1 AND generation = $2`,
+		`DELETE FROM projection_generations WHERE projection = $1 AND generation = $2`,
+		`UPDATE projection_state SET building_generation = NULL, updated_at = now() WHERE projection = $1 AND building_generation = $2`,
+	} {
+		if _, err := tx.Exec(ctx, q, name, gen); err != nil {
+			return fmt.Errorf("projections: drop generation %d of %q: %w", gen, name, err)
+		}
+	}
+	return nil
+}
+
+// CancelRebuild drops an unfinished rebuild of the projection. ErrBusy if
+// the rebuild is running.
+func (r *Runtime) CancelRebuild(ctx context.Context, name string) error {
+	if _, err := r.lookup(name); err != nil {
+		return err
+	}
+	home, err := r.homeSchema(ctx)
+	if err != nil {
+		return err
+	}
+	conn, err := r.connect(ctx, "rebuild:"+name)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	got, err := tryLock(ctx, conn, r.buildLockKey(home, name))
+	if err != nil {
+		return err
+	}
+	if !got {
+		return fmt.Errorf("%w: a rebuild of %q is running", ErrBusy, name)
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		s, err := loadState(ctx, tx, name, "FOR UPDATE")
+		if err != nil || s.building == nil {
+			return err
+		}
+		return r.dropGeneration(ctx, tx, name, *s.building)
+	})
+}
+
+// Reprocess applies the log again from after the given position to the
+// projection's live tables: the projection's Rewind removes the effects
+// of later events and the checkpoint moves back, in one transaction; the
+// runner (here or in another process) then notices and re-applies them.
+// Parked events after the position are dropped from the dead-letter table
+// since they will be tried again. A projection without Rewind returns
+// ErrNotRewindable: rebuild it instead. Moving forward is refused.
+func (r *Runtime) Reprocess(ctx context.Context, name string, after eventstore.Position) error {
+	p, err := r.lookup(name)
+	if err != nil {
+		return err
+	}
+	if p.Rewind == nil {
+		return fmt.Errorf("%w: %q", ErrNotRewindable, name)
+	}
+	c, pp, err := posArgs(after)
+	if err != nil {
+		return err
+	}
+	home, err := r.homeSchema(ctx)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		s, err := loadState(ctx, tx, name, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		if s.active == nil {
+			return fmt.Errorf("%w: %q", ErrNotMigrated, name)
+		}
+		gen := *s.active
+		var cc, cp int64
+		if err := tx.QueryRow(ctx, `SELECT commit_position, prepare_position FROM projection_checkpoints WHERE projection = $1 AND generation = $2 FOR UPDATE`, name, gen).Scan(&cc, &cp); err != nil {
+			return fmt.Errorf("projections: reprocess %q: %w", name, err)
+		}
+		if cur := fromArgs(cc, cp); after.Compare(cur) > 0 {
+			return fmt.Errorf("projections: reprocess %q from %s: the projection is only at %s; reprocessing cannot skip events", name, after, cur)
+		}
+		schema, err := generationSchema(ctx, tx, name, gen)
+		if err != nil {
+			return err
+		}
+		path := pgx.Identifier{schema}.Sanitize() + ", " + pgx.Identifier{home}.Sanitize()
+		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, path); err != nil {
+			return err
+		}
+		if err := p.Rewind(ctx, tx, after); err != nil {
+			return fmt.Errorf("projections: rewind %q to %s: %w", name, after, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET commit_position = $3, prepare_position = $4, updated_at = now() WHERE projection = $1 AND generation = $2`, name, gen, c, pp); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM projection_dead_letters WHERE projection = $1 AND generation = $2
+			AND (commit_position, prepare_position) > ($3, $4)`, name, gen, c, pp)
+		return err
+	})
+}

@@ -1,0 +1,265 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/analytics"
+	"github.com/brainhq/eventstream/projections/audit"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+func registry(tb testing.TB) *schemas.Registry {
+	tb.Helper()
+	reg, err := schemas.Default()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return reg
+}
+
+// database is a fresh schema with a pool on it; the projection runtime's
+// generation schemas are dropped when the test ends.
+func database(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	u, _ := pgtest.Schema(tb)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := projections.Uninstall(ctx, pool); err != nil {
+			tb.Errorf("uninstall: %v", err)
+		}
+		pool.Close()
+	})
+	return pool
+}
+
+// logStore is a PostgreSQL event store in its own fresh schema.
+func logStore(tb testing.TB) *postgres.Store {
+	tb.Helper()
+	pool := database(tb)
+	s, err := postgres.New(context.Background(), pool, registry(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fastConfig keeps the tests' waits short.
+func fastConfig() projections.Config {
+	return projections.Config{
+		BatchSize:          100,
+		LockPollInterval:   100 * time.Millisecond,
+		HeartbeatInterval:  200 * time.Millisecond,
+		CheckpointInterval: 50 * time.Millisecond,
+		MetricsInterval:    100 * time.Millisecond,
+		Retry:              projections.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond},
+		Logger:             quietLogger(),
+	}
+}
+
+// newRuntime builds and migrates a runtime on pool.
+func newRuntime(tb testing.TB, pool *pgxpool.Pool, store eventstore.Store, cfg projections.Config, ps ...projections.Projection) *projections.Runtime {
+	tb.Helper()
+	rt, err := projections.New(pool, store, registry(tb), cfg, ps...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := rt.Migrate(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return rt
+}
+
+// run runs rt in the background until the returned stop is called.
+func run(tb testing.TB, rt *projections.Runtime, names ...string) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx, names...) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	}
+	tb.Cleanup(stop)
+	return stop
+}
+
+// waitCaughtUp waits until every named projection (all when none) has
+// reached the head of the log.
+func waitCaughtUp(tb testing.TB, rt *projections.Runtime, names ...string) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		lag, err := rt.Lag(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		done := true
+		for _, l := range lag {
+			if len(names) > 0 && !contains(names, l.Projection) {
+				continue
+			}
+			if l.Position.Compare(l.Head) < 0 {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("projections did not catch up: %+v", lag)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// fill appends n events of a mix of course, distribution and governance
+// types, spread over tenants and streams, in appends of up to per events.
+func fill(tb testing.TB, store eventstore.Store, n, per int) {
+	tb.Helper()
+	ctx := context.Background()
+	for done := 0; done < n; {
+		k := min(per, n-done)
+		course := uuid.New()
+		tenant := fmt.Sprintf("tenant-%d", done/per%3)
+		evs := make([]eventstore.Event, k)
+		for i := range evs {
+			evs[i] = sample(done+i, course, tenant)
+		}
+		if _, err := store.Append(ctx, "course-"+course.String(), eventstore.Any, evs...); err != nil {
+			tb.Fatalf("append: %v", err)
+		}
+		done += k
+	}
+}
+
+func sample(i int, course uuid.UUID, tenant string) eventstore.Event {
+	var typ string
+	var payload map[string]any
+	switch i % 7 {
+	case 0:
+		typ, payload = "course.generation.requested", map[string]any{"course_id": course, "topic": "Go", "attempt": 1}
+	case 1:
+		typ, payload = "course.generation.completed", map[string]any{"course_id": course, "title": "Go", "lesson_count": 3, "attempt": 1}
+	case 2:
+		typ, payload = "course.generation.failed", map[string]any{"course_id": course, "stage": "generating", "reason": "model timeout", "attempt": 1}
+	case 3:
+		typ, payload = "ir.dag_diff_failed", map[string]any{"ir_id": "ir-1", "ir_sha256": strings.Repeat("ab", 32),
+			"severity": "critical", "missing_steps": []string{"s1"}, "unexpected_nodes": []string{}, "changed_nodes": []string{}}
+	default:
+		typ, payload = "distribution.viewed", map[string]any{"distribution_id": uuid.New(), "course_id": course, "visitor_id": fmt.Sprintf("v%d", i)}
+	}
+	b, _ := json.Marshal(payload)
+	return eventstore.Event{
+		ID: uuid.New(), Type: typ, Source: "test", Payload: b,
+		Meta: eventstore.Meta{SchemaVersion: 1, TenantID: tenant, CorrelationID: fmt.Sprintf("corr-%d", i/10), Producer: "projections-test"},
+	}
+}
+
+// readModels are the queries whose rows the equality proofs compare.
+var readModels = []string{
+	`SELECT t::text FROM audit_events t ORDER BY position`,
+	`SELECT t::text FROM analytics_event_counts t ORDER BY tenant_id, day, event_type`,
+	`SELECT t::text FROM analytics_outcomes t ORDER BY tenant_id, day, subject`,
+	`SELECT t::text FROM analytics_generation_daily t ORDER BY tenant_id, day`,
+}
+
+// dump returns the rows of every read model, as text.
+func dump(tb testing.TB, pool *pgxpool.Pool) [][]string {
+	tb.Helper()
+	out := make([][]string, len(readModels))
+	for i, q := range readModels {
+		rows, err := pool.Query(context.Background(), q)
+		if err != nil {
+			tb.Fatalf("%s: %v", q, err)
+		}
+		out[i], err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			tb.Fatalf("%s: %v", q, err)
+		}
+	}
+	return out
+}
+
+// reference builds audit and analytics from the log once, in a fresh
+// schema, with nothing in the way: what every proof must equal.
+func reference(tb testing.TB, store eventstore.Store) [][]string {
+	tb.Helper()
+	pool := database(tb)
+	rt := newRuntime(tb, pool, store, fastConfig(), audit.Projection(), analytics.Projection())
+	for _, n := range rt.Names() {
+		if _, err := rt.CatchUp(context.Background(), n, 0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dump(tb, pool)
+}
+
+func sameRows(tb testing.TB, got, want [][]string) {
+	tb.Helper()
+	for i := range want {
+		if len(got[i]) != len(want[i]) {
+			tb.Fatalf("%s: %d rows, want %d", readModels[i], len(got[i]), len(want[i]))
+		}
+		for j := range want[i] {
+			if got[i][j] != want[i][j] {
+				tb.Fatalf("%s: row %d is\n%s\nwant\n%s", readModels[i], j, got[i][j], want[i][j])
+			}
+		}
+	}
+	if len(want[0]) == 0 {
+		tb.Fatal("the reference read model is empty: the proof proves nothing")
+	}
+}
+
+func headOf(tb testing.TB, store eventstore.Store) eventstore.Position {
+	tb.Helper()
+	h, err := store.Head(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}

@@ -1,0 +1,416 @@
+package projections
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+// Component is the name under which the runtime's own migrations are
+// recorded in eventstream_migrations. Each projection's migrations are
+// recorded as "projection:<name>" inside its generation's schema.
+const Component = "projections"
+
+// Migrations returns the runtime's own embedded migrations.
+func Migrations() ([]migrate.Migration, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return migrate.Load(sub)
+}
+
+// Runtime runs projections from an event store into PostgreSQL read
+// models. Build it with New, prepare the database with Migrate, then call
+// Run (or CatchUp, Rebuild, Reprocess and the dead-letter methods).
+//
+// Several runtimes, in one process or many, may share a database: each
+// projection is run by exactly one of them at a time (a session advisory
+// lock on the connection that also carries its transactions), and another
+// takes it over when the holder stops or dies.
+type Runtime struct {
+	pool   *pgxpool.Pool
+	store  eventstore.Store
+	reg    *schemas.Registry
+	cfg    Config
+	log    *slog.Logger
+	list   []*registered
+	byName map[string]*registered
+	stats  map[string]*stats
+	m      *metrics
+
+	running atomic.Bool
+
+	homeMu sync.Mutex
+	home   string
+}
+
+// New checks every projection's declaration (its name, handler,
+// migrations, and each declared event type and schema version against
+// reg) and returns a runtime for them. A projection that names a type or
+// version reg does not know is refused with a *DeclarationError. New does
+// not touch the database.
+func New(pool *pgxpool.Pool, store eventstore.Store, reg *schemas.Registry, cfg Config, ps ...Projection) (*Runtime, error) {
+	switch {
+	case pool == nil:
+		return nil, errors.New("projections: a pool is required")
+	case store == nil:
+		return nil, errors.New("projections: an event store is required")
+	case reg == nil:
+		return nil, errors.New("projections: a schema registry is required")
+	}
+	cfg = cfg.withDefaults()
+	r := &Runtime{
+		pool:   pool,
+		store:  store,
+		reg:    reg,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		byName: map[string]*registered{},
+		stats:  map[string]*stats{},
+	}
+	for _, p := range ps {
+		rp, err := check(p, reg)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := r.byName[p.Name]; dup {
+			return nil, &DeclarationError{Projection: p.Name, Reason: "two projections have this name"}
+		}
+		r.list = append(r.list, rp)
+		r.byName[p.Name] = rp
+		r.stats[p.Name] = &stats{}
+	}
+	if cfg.Registerer != nil {
+		m, err := newMetrics(r, cfg.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		r.m = m
+	}
+	return r, nil
+}
+
+// Names returns the projections of the runtime, in the order given to New.
+func (r *Runtime) Names() []string {
+	out := make([]string, len(r.list))
+	for i, p := range r.list {
+		out[i] = p.Name
+	}
+	return out
+}
+
+func (r *Runtime) lookup(name string) (*registered, error) {
+	p, ok := r.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q (known: %v)", ErrUnknownProjection, name, r.Names())
+	}
+	return p, nil
+}
+
+// homeSchema is the pool's current schema: where the runtime's tables and
+// the readers' views live.
+func (r *Runtime) homeSchema(ctx context.Context) (string, error) {
+	r.homeMu.Lock()
+	defer r.homeMu.Unlock()
+	if r.home != "" {
+		return r.home, nil
+	}
+	var s *string
+	if err := r.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&s); err != nil {
+		return "", fmt.Errorf("projections: find the current schema: %w", err)
+	}
+	if s == nil {
+		return "", errors.New("projections: the connection has no current schema (check search_path)")
+	}
+	r.home = *s
+	return r.home, nil
+}
+
+// connect opens a dedicated connection (not from the pool): it carries a
+// session advisory lock, which must die with it.
+func (r *Runtime) connect(ctx context.Context, purpose string) (*pgx.Conn, error) {
+	cc := r.pool.Config().ConnConfig.Copy()
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	cc.RuntimeParams["application_name"] = r.cfg.ApplicationName + ":" + purpose
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("projections: connect for %s: %w", purpose, err)
+	}
+	return conn, nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// tryLock takes a session advisory lock on conn without waiting.
+func tryLock(ctx context.Context, conn *pgx.Conn, key int64) (bool, error) {
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		return false, fmt.Errorf("projections: advisory lock: %w", err)
+	}
+	return ok, nil
+}
+
+func (r *Runtime) runLockKey(home, name string) int64 {
+	return migrate.LockKey("projection-run/"+name, home)
+}
+
+func (r *Runtime) buildLockKey(home, name string) int64 {
+	return migrate.LockKey("projection-rebuild/"+name, home)
+}
+
+// Migrate creates or upgrades the runtime's tables, and for every
+// projection its read-model tables (in the active generation's schema,
+// and in the one being rebuilt, if any) and the views readers query. It
+// is idempotent and safe to run from several processes at once.
+func (r *Runtime) Migrate(ctx context.Context) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := migrate.Apply(ctx, r.pool, Component, ms); err != nil {
+		return err
+	}
+	home, err := r.homeSchema(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range r.list {
+		if err := r.install(ctx, home, p); err != nil {
+			return err
+		}
+		r.dropRetired(ctx, home, p.Name)
+	}
+	return nil
+}
+
+func (r *Runtime) install(ctx context.Context, home string, p *registered) error {
+	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO projection_state (projection) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
+			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		}
+		var active, building *int
+		if err := tx.QueryRow(ctx, `SELECT active_generation, building_generation FROM projection_state WHERE projection = $1 FOR UPDATE`, p.Name).Scan(&active, &building); err != nil {
+			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		}
+		if active == nil {
+			gen, schema, err := r.createGeneration(ctx, tx, home, p, "active", eventstore.Start)
+			if err != nil {
+				return err
+			}
+			if err := r.publishViews(ctx, tx, home, p, schema); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `UPDATE projection_state SET active_generation = $2, updated_at = now() WHERE projection = $1`, p.Name, gen)
+			if err != nil {
+				return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+			}
+			r.log.Info("projection installed", "projection", p.Name, "generation", gen, "schema", schema)
+			return nil
+		}
+		schema, err := generationSchema(ctx, tx, p.Name, *active)
+		if err != nil {
+			return err
+		}
+		if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+			return err
+		}
+		if err := r.publishViews(ctx, tx, home, p, schema); err != nil {
+			return err
+		}
+		if building != nil {
+			bschema, err := generationSchema(ctx, tx, p.Name, *building)
+			if err != nil {
+				return err
+			}
+			if err := r.migrateGeneration(ctx, tx, p, bschema); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Run runs the named projections (all of them when none is named) until
+// ctx ends, then returns nil. For each projection it waits for the lock,
+// catches up from the checkpoint, then follows the log live; when it
+// loses the lock or its connection it starts over from the checkpoint.
+// Migrate must have run. Run also keeps the lag metrics up to date.
+func (r *Runtime) Run(ctx context.Context, names ...string) error {
+	ps, err := r.selectProjections(names)
+	if err != nil {
+		return err
+	}
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("projections: Run is already running on this runtime")
+	}
+	defer r.running.Store(false)
+	home, err := r.homeSchema(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.checkMigrated(ctx, ps); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.work(ctx, home, p)
+		}()
+	}
+	if r.m != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.monitor(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Runtime) selectProjections(names []string) ([]*registered, error) {
+	if len(names) == 0 {
+		return r.list, nil
+	}
+	var out []*registered
+	for _, n := range names {
+		p, err := r.lookup(n)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (r *Runtime) checkMigrated(ctx context.Context, ps []*registered) error {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	rows, err := r.pool.Query(ctx, `SELECT projection FROM projection_state WHERE projection = ANY($1) AND active_generation IS NOT NULL`, names)
+	if err != nil {
+		if isUndefinedTable(err) {
+			return fmt.Errorf("%w: the runtime's tables do not exist", ErrNotMigrated)
+		}
+		return fmt.Errorf("projections: read state: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("projections: read state: %w", err)
+	}
+	for _, n := range names {
+		if !slices.Contains(got, n) {
+			return fmt.Errorf("%w: %q", ErrNotMigrated, n)
+		}
+	}
+	return nil
+}
+
+// work keeps one projection running while ctx lasts: it takes the lock
+// when it can and restarts the session after a failure.
+func (r *Runtime) work(ctx context.Context, home string, p *registered) {
+	failures := 0
+	for ctx.Err() == nil {
+		err := r.session(ctx, home, p)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := r.cfg.LockPollInterval
+		switch {
+		case errors.Is(err, ErrBusy), errors.Is(err, ErrStopped):
+			failures = 0
+		case errors.Is(err, errFenced):
+			failures = 0
+			wait = 0
+			r.log.Info("projection checkpoint moved; restarting from the database", "projection", p.Name)
+		default:
+			failures++
+			wait = r.cfg.Retry.Backoff(failures)
+			r.log.Warn("projection session ended; restarting from its checkpoint", "projection", p.Name, "err", err, "retry_in", wait)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Uninstall removes what projection runtimes created in the pool's
+// current schema: every generation's schema (and so the read models), the
+// views, the runtime's tables and its migration record. Tests call it in
+// their cleanup, since generation schemas live beside the current one.
+func Uninstall(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass('projection_generations') IS NOT NULL`).Scan(&exists); err != nil {
+			return fmt.Errorf("projections: uninstall: %w", err)
+		}
+		if !exists {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT schema_name FROM projection_generations`)
+		if err != nil {
+			return fmt.Errorf("projections: uninstall: %w", err)
+		}
+		list, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("projections: uninstall: %w", err)
+		}
+		for _, s := range list {
+			if _, err := tx.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{s}.Sanitize()+` CASCADE`); err != nil {
+				return fmt.Errorf("projections: uninstall: drop %s: %w", s, err)
+			}
+		}
+		for _, q := range []string{
+			`DROP TABLE projection_state, projection_generations, projection_checkpoints, projection_dead_letters, processed_events, projection_views`,
+			`DELETE FROM eventstream_migrations WHERE component = '` + Component + `'`,
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("projections: uninstall: %w", err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,187 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/memory"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/analytics"
+	"github.com/brainhq/eventstream/projections/audit"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+func nop(context.Context, pgx.Tx, []eventstore.Event) error { return nil }
+
+func TestNewRefusesBadDeclarations(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	store, err := memory.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := database(t)
+	h := projections.HandlerFunc(nop)
+	cases := []struct {
+		name  string
+		p     projections.Projection
+		is    error
+		field string
+	}{
+		{"unknown type", projections.Projection{Name: "x", Handler: h, Handles: projections.Types(1, "course.generation.requested", "course.teleported")}, schemas.ErrUnknownType, "course.teleported"},
+		{"unknown version", projections.Projection{Name: "x", Handler: h, Handles: []projections.EventType{{Type: "course.generation.requested", Versions: []int{1, 2, 3}}}}, schemas.ErrUnknownVersion, "v3"},
+		{"no versions", projections.Projection{Name: "x", Handler: h, Handles: []projections.EventType{{Type: "course.generation.requested"}}}, nil, "no schema version"},
+		{"no types", projections.Projection{Name: "x", Handler: h}, nil, "handles no event type"},
+		{"both", projections.Projection{Name: "x", Handler: h, AllTypes: true, Handles: projections.Types(1, "course.generation.requested")}, nil, "exclusive"},
+		{"no handler", projections.Projection{Name: "x", AllTypes: true}, nil, "no Handler"},
+		{"bad name", projections.Projection{Name: "Audit; DROP TABLE events", Handler: h, AllTypes: true}, nil, "name must be"},
+		{"bad migration", projections.Projection{Name: "x", Handler: h, AllTypes: true, Migrations: fstest.MapFS{"create.sql": {Data: []byte("SELECT 1")}}}, nil, "migrations"},
+		{"twice", projections.Projection{Name: "x", Handler: h, Handles: append(projections.Types(1, "distribution.viewed"), projections.Types(1, "distribution.viewed")...)}, nil, "declared twice"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rt, err := projections.New(pool, store, reg, projections.Config{}, c.p)
+			if err == nil {
+				t.Fatalf("New accepted %+v", c.p)
+			}
+			if rt != nil {
+				t.Fatal("New returned a runtime with its error")
+			}
+			var de *projections.DeclarationError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %T %v is not a *DeclarationError", err, err)
+			}
+			if c.is != nil && !errors.Is(err, c.is) {
+				t.Fatalf("error %v does not match %v", err, c.is)
+			}
+			if !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("error %q does not name %q", err, c.field)
+			}
+		})
+	}
+	// Two projections with one name.
+	p := projections.Projection{Name: "x", Handler: h, AllTypes: true}
+	if _, err := projections.New(pool, store, reg, projections.Config{}, p, p); err == nil {
+		t.Fatal("New accepted two projections named x")
+	}
+	// Nothing was written: New does not touch the database.
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("New created %d tables", n)
+	}
+}
+
+func TestRunRefusesUnmigrated(t *testing.T) {
+	t.Parallel()
+	pool := database(t)
+	store := logStore(t)
+	rt, err := projections.New(pool, store, registry(t), fastConfig(), audit.Projection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Run(context.Background()); !errors.Is(err, projections.ErrNotMigrated) {
+		t.Fatalf("Run before Migrate: %v, want ErrNotMigrated", err)
+	}
+	if err := rt.Run(context.Background(), "nope"); !errors.Is(err, projections.ErrUnknownProjection) {
+		t.Fatalf("Run of an unknown projection: %v, want ErrUnknownProjection", err)
+	}
+}
+
+// TestRunAppliesTheLogOnce runs audit and analytics live while events are
+// appended and checks the read models hold every event once.
+func TestRunAppliesTheLogOnce(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	pool := database(t)
+	fill(t, store, 700, 50)
+	rt := newRuntime(t, pool, store, fastConfig(), audit.Projection(), analytics.Projection())
+	if err := rt.Migrate(context.Background()); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	run(t, rt)
+	fill(t, store, 700, 7) // live, in small appends
+	waitCaughtUp(t, rt)
+
+	var rows, sum int64
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT event_id) FROM audit_events`).Scan(&rows, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1400 || sum != 1400 {
+		t.Fatalf("audit_events: %d rows, %d distinct ids; want 1400", rows, sum)
+	}
+	if err := pool.QueryRow(context.Background(), `SELECT sum(events) FROM analytics_event_counts`).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != 1400 {
+		t.Fatalf("analytics counts sum to %d, want 1400", sum)
+	}
+	var requested, completed, failed int64
+	var rate *float64
+	if err := pool.QueryRow(context.Background(), `SELECT sum(requested), sum(completed), sum(failed), (sum(completed)::float8 / (sum(completed) + sum(failed))) FROM analytics_generation_daily`).Scan(&requested, &completed, &failed, &rate); err != nil {
+		t.Fatal(err)
+	}
+	if requested != 200 || completed != 200 || failed != 200 || rate == nil || *rate != 0.5 {
+		t.Fatalf("generation: requested %d completed %d failed %d rate %v; want 200 each, 0.5", requested, completed, failed, rate)
+	}
+	var subjectRows int64
+	if err := pool.QueryRow(context.Background(), `SELECT sum(completed + failed) FROM analytics_outcomes WHERE subject = 'course.generation'`).Scan(&subjectRows); err != nil {
+		t.Fatal(err)
+	}
+	if subjectRows != 400 {
+		t.Fatalf("outcomes of course.generation: %d, want 400", subjectRows)
+	}
+	if err := pool.QueryRow(context.Background(), `SELECT sum(failed) FROM analytics_outcomes WHERE subject = 'ir.dag_diff'`).Scan(&subjectRows); err != nil {
+		t.Fatal(err)
+	}
+	if subjectRows != 200 {
+		t.Fatalf("outcomes of ir.dag_diff: %d failed, want 200", subjectRows)
+	}
+
+	lag, err := rt.Lag(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, store)
+	for _, l := range lag {
+		if l.Position != head || l.LagEvents != 0 || l.LagSeconds != 0 || !l.Running || !l.Held || l.Parked != 0 || l.Generation != 1 {
+			t.Fatalf("lag of %s: %+v, want caught up at %s, running", l.Projection, l, head)
+		}
+	}
+	sameRows(t, dump(t, pool), reference(t, store))
+}
+
+// TestViewConflictRefused: a projection cannot take the name of a
+// relation it does not own, and a refused install leaves nothing.
+func TestViewConflictRefused(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	pool := database(t)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE audit_events (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := projections.New(pool, store, registry(t), fastConfig(), audit.Projection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rt.Migrate(context.Background())
+	var vc *projections.ViewConflictError
+	if !errors.As(err, &vc) || vc.Name != "audit_events" {
+		t.Fatalf("Migrate over a foreign audit_events table: %v, want a *ViewConflictError", err)
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM projection_generations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("a refused install left %d generations", n)
+	}
+}

@@ -1,0 +1,296 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// fetched is one batch read ahead of the applier.
+type fetched struct {
+	events []eventstore.Event
+	end    bool // the log's head was reached (page reads only)
+	err    error
+}
+
+// prefetch reads batches in a goroutine while the previous one is being
+// applied, one batch ahead at most, so memory stays bounded by two
+// batches. The channel closes after an error or when ctx ends.
+func prefetch(ctx context.Context, read func(context.Context) ([]eventstore.Event, bool, error)) <-chan fetched {
+	ch := make(chan fetched, 1)
+	go func() {
+		defer close(ch)
+		for {
+			evs, end, err := read(ctx)
+			select {
+			case ch <- fetched{evs, end, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// pages reads the whole log forwards from (inclusive) in pages.
+func (r *Runtime) pages(from eventstore.Position) func(context.Context) ([]eventstore.Event, bool, error) {
+	next := from
+	return func(ctx context.Context) ([]eventstore.Event, bool, error) {
+		page, err := r.store.ReadAll(ctx, eventstore.ReadAllOptions{From: next, Limit: r.cfg.BatchSize})
+		if err != nil {
+			return nil, false, fmt.Errorf("projections: read the log from %s: %w", next, err)
+		}
+		if len(page.Events) > 0 {
+			next = page.Next
+		}
+		return page.Events, page.End, nil
+	}
+}
+
+// state is what the database says about a projection.
+type state struct {
+	active, building *int
+	stopped          bool
+	lastError        *string
+}
+
+func loadState(ctx context.Context, q pgx.Tx, name string, lock string) (state, error) {
+	var s state
+	err := q.QueryRow(ctx, `SELECT active_generation, building_generation, stopped, last_error
+		FROM projection_state WHERE projection = $1 `+lock, name).Scan(&s.active, &s.building, &s.stopped, &s.lastError)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, fmt.Errorf("%w: %q", ErrNotMigrated, name)
+	}
+	if err != nil {
+		return s, fmt.Errorf("projections: read the state of %q: %w", name, err)
+	}
+	return s, nil
+}
+
+func loadCheckpoint(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, name string, gen int) (eventstore.Position, error) {
+	var c, p int64
+	err := q.QueryRow(ctx, `SELECT commit_position, prepare_position FROM projection_checkpoints WHERE projection = $1 AND generation = $2`, name, gen).Scan(&c, &p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return eventstore.Position{}, fmt.Errorf("%w for %q generation %d", errNoCheckpoint, name, gen)
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("projections: read the checkpoint of %q: %w", name, err)
+	}
+	return fromArgs(c, p), nil
+}
+
+// holding is a connection that holds a projection's run lock, set to
+// apply events to its active generation.
+type holding struct {
+	conn   *pgx.Conn
+	gen    int
+	schema string
+	pos    eventstore.Position
+}
+
+// hold connects, takes the projection's run lock and prepares the
+// connection for its active generation. ErrBusy: another runtime holds it.
+func (r *Runtime) hold(ctx context.Context, home string, p *registered) (*holding, error) {
+	conn, err := r.connect(ctx, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			closeConn(conn)
+		}
+	}()
+	got, err := tryLock(ctx, conn, r.runLockKey(home, p.Name))
+	if err != nil {
+		return nil, err
+	}
+	if !got {
+		return nil, fmt.Errorf("%w: projection %q is run by another runtime", ErrBusy, p.Name)
+	}
+	h := &holding{conn: conn}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		s, err := loadState(ctx, tx, p.Name, "")
+		if err != nil {
+			return err
+		}
+		if s.stopped {
+			msg := ""
+			if s.lastError != nil {
+				msg = *s.lastError
+			}
+			return fmt.Errorf("%w: %q: %s", ErrStopped, p.Name, msg)
+		}
+		if s.active == nil {
+			return fmt.Errorf("%w: %q", ErrNotMigrated, p.Name)
+		}
+		h.gen = *s.active
+		if h.schema, err = generationSchema(ctx, tx, p.Name, h.gen); err != nil {
+			return err
+		}
+		h.pos, err = loadCheckpoint(ctx, tx, p.Name, h.gen)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := setSearchPath(ctx, conn, h.schema, home); err != nil {
+		return nil, err
+	}
+	ok = true
+	return h, nil
+}
+
+// setSearchPath makes the generation's tables the ones a handler's
+// unqualified names reach, with the runtime's schema behind them (for
+// processed_events).
+func setSearchPath(ctx context.Context, conn *pgx.Conn, schema, home string) error {
+	path := pgx.Identifier{schema}.Sanitize() + ", " + pgx.Identifier{home}.Sanitize()
+	if _, err := conn.Exec(ctx, `SELECT set_config('search_path', $1, false)`, path); err != nil {
+		return fmt.Errorf("projections: set search_path: %w", err)
+	}
+	return nil
+}
+
+// session runs one projection while it holds its lock: catch-up from the
+// checkpoint then live, through the store's subscription.
+func (r *Runtime) session(ctx context.Context, home string, p *registered) error {
+	h, err := r.hold(ctx, home, p)
+	if err != nil {
+		return err
+	}
+	defer closeConn(h.conn)
+	st := r.stats[p.Name]
+	st.start(h.gen, h.pos)
+	defer st.stop()
+	r.log.Info("projection running", "projection", p.Name, "generation", h.gen, "from", h.pos.String())
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sub, err := r.store.Subscribe(sctx, eventstore.SubscribeOptions{After: h.pos, BatchSize: r.cfg.BatchSize})
+	if err != nil {
+		return fmt.Errorf("projections: subscribe from %s: %w", h.pos, err)
+	}
+	defer sub.Close()
+	batches := prefetch(sctx, func(ctx context.Context) ([]eventstore.Event, bool, error) {
+		evs, err := sub.Next(ctx)
+		return evs, false, err
+	})
+	a := newApplier(r, p, h.conn, h.gen, h.pos, st)
+	beat := time.NewTicker(r.cfg.HeartbeatInterval)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case b, ok := <-batches:
+			if !ok {
+				return ctx.Err()
+			}
+			if b.err != nil {
+				return fmt.Errorf("projections: subscription: %w", b.err)
+			}
+			if err := a.apply(ctx, b.events); err != nil {
+				return err
+			}
+		case <-beat.C:
+			if err := r.heartbeat(ctx, a); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// heartbeat checks, while idle, that the connection is alive, that the
+// projection was neither stopped nor swapped to another generation, and
+// saves a checkpoint that only passed unhandled events.
+func (r *Runtime) heartbeat(ctx context.Context, a *applier) error {
+	var gen *int
+	var stopped bool
+	err := a.conn.QueryRow(ctx, `SELECT active_generation, stopped FROM projection_state WHERE projection = $1`, a.p.Name).Scan(&gen, &stopped)
+	if err != nil {
+		return fmt.Errorf("projections: heartbeat: %w", err)
+	}
+	if stopped {
+		return fmt.Errorf("%w: %q", ErrStopped, a.p.Name)
+	}
+	if gen == nil || *gen != a.gen {
+		return errFenced
+	}
+	return a.flush(ctx)
+}
+
+// CatchUp runs one projection until it has applied everything in the log
+// at the time it reached the head, then returns: the backfill of a new or
+// lagging projection. It takes the projection's run lock, so it returns
+// ErrBusy when another runtime runs the projection (which is then
+// catching up there). The events/s rate is limited to maxRate when it is
+// above zero, to spare the database others use.
+func (r *Runtime) CatchUp(ctx context.Context, name string, maxRate float64) (eventstore.Position, error) {
+	p, err := r.lookup(name)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	home, err := r.homeSchema(ctx)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	h, err := r.hold(ctx, home, p)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	defer closeConn(h.conn)
+	st := r.stats[p.Name]
+	st.start(h.gen, h.pos)
+	defer st.stop()
+	a := newApplier(r, p, h.conn, h.gen, h.pos, st)
+	if err := r.drain(ctx, a, h.pos, maxRate, nil); err != nil {
+		return a.pos, err
+	}
+	return a.pos, nil
+}
+
+// drain applies the log from from (inclusive) until a page reaches the
+// head, then saves the checkpoint.
+func (r *Runtime) drain(ctx context.Context, a *applier, from eventstore.Position, maxRate float64, progress func(n int)) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := prefetch(rctx, r.pages(from))
+	started := time.Now()
+	n := 0
+	for b := range batches {
+		if b.err != nil {
+			return b.err
+		}
+		if err := a.apply(ctx, b.events); err != nil {
+			return err
+		}
+		n += len(b.events)
+		if progress != nil {
+			progress(len(b.events))
+		}
+		if b.end {
+			return a.flush(ctx)
+		}
+		if maxRate > 0 {
+			ahead := time.Duration(float64(n)/maxRate*float64(time.Second)) - time.Since(started)
+			if !sleep(ctx, ahead) {
+				return ctx.Err()
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("projections: the log reader stopped")
+}
