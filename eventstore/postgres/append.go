@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -62,11 +63,11 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 }
 
-// commitLoop is the single committer: it takes whatever appends are queued
-// (never waiting for more to arrive), writes them in one transaction, and
-// repeats. While one group commits, the next one queues up.
+// commitLoop is a committer: it takes whatever appends are queued (never
+// waiting for more to arrive), writes them in one transaction, and repeats.
+// While one group commits, the next one queues up.
 func (s *Store) commitLoop() {
-	defer close(s.done)
+	defer s.done.Done()
 	var group []*request
 	for {
 		group = group[:0]
@@ -115,7 +116,10 @@ func (s *Store) commitGroup(group []*request) {
 		return
 	}
 	start := time.Now()
-	outs, err := s.writeGroup(live)
+	outs, err := s.writeGroup(live, false)
+	if errors.Is(err, errRecheckIDs) {
+		outs, err = s.writeGroup(live, true)
+	}
 	if err == nil {
 		s.groups.Add(1)
 		s.appends.Add(uint64(len(live)))
@@ -164,16 +168,18 @@ func translate(err error) error {
 // column, zipped by unnest.
 const insertEvents = `INSERT INTO events (position, id, stream, version, type, source, target, tenant_id,
 	correlation_id, causation_id, producer, schema_version, "timestamp", payload, meta)
-SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
-	$9::text[], $10::text[], $11::text[], $12::integer[], $13::timestamptz[], $14::jsonb[], $15::jsonb[])`
+SELECT p, i, s, v, ty, so, nullif(ta, ''), te, nullif(co, ''), nullif(ca, ''), nullif(pr, ''), sv, ts, pl, me
+FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+	$9::text[], $10::text[], $11::text[], $12::integer[], $13::timestamptz[], $14::jsonb[], $15::jsonb[])
+	AS r(p, i, s, v, ty, so, ta, te, co, ca, pr, sv, ts, pl, me)`
 
 // columns accumulates a group's rows column by column.
 type columns struct {
 	n                                          int
 	position, version                          []int64
-	id                                         []uuid.UUID
+	id                                         []pgtype.UUID
 	stream, typ, source, tenant, payload, meta []string
-	target, correlation, causation, producer   []*string
+	target, correlation, causation, producer   []string
 	schemaVersion                              []int32
 	timestamp                                  []time.Time
 }
@@ -181,16 +187,16 @@ type columns struct {
 func (c *columns) add(pos int64, e *eventstore.Event, meta []byte) {
 	c.n++
 	c.position = append(c.position, pos)
-	c.id = append(c.id, e.ID)
+	c.id = append(c.id, pgtype.UUID{Bytes: e.ID, Valid: true})
 	c.stream = append(c.stream, e.Stream)
 	c.version = append(c.version, e.Version)
 	c.typ = append(c.typ, e.Type)
 	c.source = append(c.source, e.Source)
-	c.target = append(c.target, nullable(e.Target))
+	c.target = append(c.target, e.Target)
 	c.tenant = append(c.tenant, e.Meta.TenantID)
-	c.correlation = append(c.correlation, nullable(e.Meta.CorrelationID))
-	c.causation = append(c.causation, nullable(e.Meta.CausationID))
-	c.producer = append(c.producer, nullable(e.Meta.Producer))
+	c.correlation = append(c.correlation, e.Meta.CorrelationID)
+	c.causation = append(c.causation, e.Meta.CausationID)
+	c.producer = append(c.producer, e.Meta.Producer)
 	c.schemaVersion = append(c.schemaVersion, int32(e.Meta.SchemaVersion))
 	c.timestamp = append(c.timestamp, e.Timestamp)
 	c.payload = append(c.payload, string(e.Payload))
@@ -202,22 +208,28 @@ func (c *columns) args() []any {
 		c.correlation, c.causation, c.producer, c.schemaVersion, c.timestamp, c.payload, c.meta}
 }
 
+// errRecheckIDs asks commitGroup to rerun a group with the id check: an id
+// of the group turned out to be stored already.
+var errRecheckIDs = errors.New("postgres store: an event id is already stored")
+
 // writeGroup runs one transaction for the group and returns each append's
 // outcome (a per-append error such as a conflict is an outcome, not err).
-func (s *Store) writeGroup(group []*request) ([]outcome, error) {
+//
+// Whether an id is already stored is checked only when it can matter: when
+// an append fails its expected version (it may be a retry of an append
+// that landed), when the INSERT hits the id's unique index (then the group
+// is rerun with checkIDs), or when checkIDs is set. The common case pays
+// no lookup.
+func (s *Store) writeGroup(group []*request, checkIDs bool) ([]outcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	streams := make([]string, 0, len(group))
 	seenStream := map[string]bool{}
-	var ids []uuid.UUID
 	for _, r := range group {
 		if !seenStream[r.stream] {
 			seenStream[r.stream] = true
 			streams = append(streams, r.stream)
-		}
-		for _, e := range r.events {
-			ids = append(ids, e.ID)
 		}
 	}
 
@@ -225,11 +237,20 @@ func (s *Store) writeGroup(group []*request) ([]outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A connection released inside a transaction (after an error) is closed
-	// by the pool, so a failed group never leaks an open transaction.
 	defer conn.Release()
+	committed := false
+	defer func() {
+		if !committed {
+			// On a broken connection this fails too, and the pool then
+			// discards the connection rather than reuse it mid-transaction.
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer rcancel()
+			_, _ = conn.Exec(rctx, `ROLLBACK`)
+		}
+	}()
 
-	// Round trip 1: begin, lock, head, stream versions, already-stored ids.
+	// Round trip 1: begin, lock, head, stream versions (and, when asked,
+	// which ids are stored), pipelined.
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.lockKey)
@@ -243,6 +264,55 @@ func (s *Store) writeGroup(group []*request) ([]outcome, error) {
 		return err
 	})
 	stored := map[uuid.UUID]eventstore.Event{}
+	if checkIDs {
+		queueStoredIDs(b, group, stored)
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	outs, cols, pos, conflicts := s.decide(group, head, versions, stored, now)
+	if conflicts && !checkIDs {
+		// A conflicting append may be the retry of one that landed: look
+		// its ids up and decide again.
+		b := &pgx.Batch{}
+		queueStoredIDs(b, group, stored)
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
+		if len(stored) > 0 {
+			outs, cols, pos, _ = s.decide(group, head, versions, stored, now)
+		}
+	}
+
+	// Round trip 2: every row in one multi-row INSERT, the notification,
+	// and the commit.
+	w := &pgx.Batch{}
+	if cols.n > 0 {
+		w.Queue(insertEvents, cols.args()...)
+		w.Queue(`SELECT pg_notify($1, $2)`, s.channel, strconv.FormatInt(pos, 10))
+	}
+	w.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, w).Close(); err != nil {
+		var pe *pgconn.PgError
+		if !checkIDs && errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_id_key" {
+			return nil, errRecheckIDs
+		}
+		return nil, err
+	}
+	committed = true
+	return outs, nil
+}
+
+// queueStoredIDs queues the lookup of the group's ids that are stored.
+func queueStoredIDs(b *pgx.Batch, group []*request, stored map[uuid.UUID]eventstore.Event) {
+	var ids []pgtype.UUID
+	for _, r := range group {
+		for _, e := range r.events {
+			ids = append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
+		}
+	}
 	b.Queue(`SELECT `+selectColumns+` FROM events WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			e, err := scanEvent(rows)
@@ -253,15 +323,21 @@ func (s *Store) writeGroup(group []*request) ([]outcome, error) {
 		}
 		return rows.Err()
 	})
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
+}
 
-	now := time.Now().UTC().Truncate(time.Microsecond)
+// decide gives each append of the group its outcome against the stream
+// versions read under the lock, in queue order, and collects the rows to
+// insert. It reports whether any append failed its expected version.
+func (s *Store) decide(group []*request, head int64, read map[string]int64, stored map[uuid.UUID]eventstore.Event, now time.Time) ([]outcome, *columns, int64, bool) {
+	versions := make(map[string]int64, len(read))
+	for k, v := range read {
+		versions[k] = v
+	}
 	outs := make([]outcome, len(group))
-	var cols columns
+	cols := &columns{}
 	inGroup := map[uuid.UUID]eventstore.Event{}
 	pos := head
+	conflicts := false
 	for i, r := range group {
 		if res, err, dup := s.duplicate(r, stored, inGroup); dup {
 			outs[i] = outcome{res: res, err: err}
@@ -269,6 +345,7 @@ func (s *Store) writeGroup(group []*request) ([]outcome, error) {
 		}
 		cur := versions[r.stream]
 		if !r.expected.Satisfied(cur) {
+			conflicts = true
 			outs[i] = outcome{err: &eventstore.ConcurrencyError{Stream: r.stream, Expected: r.expected, Actual: cur}}
 			continue
 		}
@@ -287,25 +364,7 @@ func (s *Store) writeGroup(group []*request) ([]outcome, error) {
 		versions[r.stream] = cur
 		outs[i] = outcome{res: res}
 	}
-	// Round trip 2: every row in one multi-row INSERT, the notification,
-	// and the commit.
-	w := &pgx.Batch{}
-	if cols.n > 0 {
-		w.Queue(insertEvents, cols.args()...)
-		w.Queue(`SELECT pg_notify($1, $2)`, s.channel, strconv.FormatInt(pos, 10))
-	}
-	w.Queue(`COMMIT`)
-	if err := conn.SendBatch(ctx, w).Close(); err != nil {
-		return nil, err
-	}
-	return outs, nil
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
+	return outs, cols, pos, conflicts
 }
 
 // duplicate decides an append some of whose ids are already stored (or

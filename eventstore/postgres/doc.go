@@ -6,10 +6,10 @@
 // position N can never later find an event below N: such an event would have
 // had to commit before N's transaction took the lock.
 //
-// Throughput: concurrent Append calls are coalesced by one committer
-// goroutine into shared transactions (group commit). Each append keeps its
+// Throughput: concurrent Append calls are coalesced by committer
+// goroutines into shared transactions (group commit). Each append keeps its
 // own expected-version check and result; one conflicting append does not
-// fail the others. All rows of a group are written with one COPY.
+// fail the others. All rows of a group are written with one multi-row INSERT.
 //
 // Live subscriptions are woken by LISTEN/NOTIFY (and, in-process, directly
 // by the committer), with a slow fallback poll for lost notifications.

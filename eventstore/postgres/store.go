@@ -45,6 +45,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 // Options tune a Store. The zero value is sensible.
 type Options struct {
+	// Committers is how many group transactions may be in flight at once
+	// (default 2). They still commit one after another (the ordering lock),
+	// but the next group's first round trip overlaps the previous commit.
+	Committers int
 	// MaxGroupEvents bounds how many events one group-commit transaction
 	// carries (default 4,000).
 	MaxGroupEvents int
@@ -70,7 +74,7 @@ type Store struct {
 
 	queue   chan *request
 	stop    chan struct{}
-	done    chan struct{}
+	done    sync.WaitGroup
 	closeMu sync.RWMutex
 	closed  bool
 
@@ -114,6 +118,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	if o.MaxGroupEvents <= 0 {
 		o.MaxGroupEvents = 4000
 	}
+	if o.Committers <= 0 {
+		o.Committers = 2
+	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 4096
 	}
@@ -138,10 +145,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 		channel:   fmt.Sprintf("eventstream_%x", uint64(migrate.LockKey("notify", schema))),
 		queue:     make(chan *request, o.QueueSize),
 		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
 	}
 	s.notifier = newNotifier(s)
-	go s.commitLoop()
+	for range o.Committers {
+		s.done.Add(1)
+		go s.commitLoop()
+	}
 	return s, nil
 }
 
@@ -195,7 +204,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.closeMu.Unlock()
-	<-s.done
+	s.done.Wait()
 	s.notifier.close()
 	if s.ownsPool {
 		s.pool.Close()
