@@ -272,6 +272,14 @@ func (d *decoder) hex4(at int) (rune, bool) {
 	return r, true
 }
 
+// MaxNumberExponent bounds the decimal magnitude of a JSON number: its
+// value, written out, has at most this many digits before or after the
+// decimal point. Numbers beyond float64 are kept exactly within it;
+// beyond it they are refused, since PostgreSQL's numeric would expand
+// 1e100000 into 100,000 digits (or refuse it) and schema checks would
+// have to do the same.
+const MaxNumberExponent = 1000
+
 // number reads a number per the JSON grammar and keeps its text.
 func (d *decoder) number() (any, error) {
 	start := d.i
@@ -286,25 +294,43 @@ func (d *decoder) number() (any, error) {
 		}
 		return n
 	}
+	intDigits, fracDigits := 1, 0
 	if d.i < len(d.b) && d.b[d.i] == '0' {
 		d.i++
-	} else if digits() == 0 {
+	} else if intDigits = digits(); intDigits == 0 {
 		return nil, d.fail("json", "invalid number")
 	}
 	if d.i < len(d.b) && d.b[d.i] == '.' {
 		d.i++
-		if digits() == 0 {
+		if fracDigits = digits(); fracDigits == 0 {
 			return nil, d.fail("json", "invalid number")
 		}
 	}
+	exp := 0
 	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
 		d.i++
+		neg := false
 		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			neg = d.b[d.i] == '-'
 			d.i++
 		}
+		expStart := d.i
 		if digits() == 0 {
 			return nil, d.fail("json", "invalid number")
 		}
+		for _, c := range d.b[expStart:d.i] {
+			if exp > 10*MaxNumberExponent {
+				break
+			}
+			exp = exp*10 + int(c-'0')
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	if intDigits+exp > MaxNumberExponent || fracDigits-exp > MaxNumberExponent {
+		return nil, &JSONError{Rule: "number-range", Offset: start,
+			Message: fmt.Sprintf("invalid JSON at byte %d: number %s has more than %d digits before or after the decimal point", start, truncate(string(d.b[start:d.i]), 32), MaxNumberExponent)}
 	}
 	return json.Number(d.b[start:d.i]), nil
 }

@@ -82,9 +82,9 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 	c.AssertFormat = true
 	var urls []key
 	for _, fsys := range fsyss {
-		files, err := fs.Glob(fsys, "*/*.json")
+		files, err := schemaFiles(fsys)
 		if err != nil {
-			return nil, fmt.Errorf("schemas: list files: %w", err)
+			return nil, err
 		}
 		for _, f := range files {
 			typ, base := path.Dir(f), path.Base(f)
@@ -137,6 +137,30 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 		}
 	}
 	return r, nil
+}
+
+// schemaFiles lists the <type>/<file>.json files of fsys and refuses a
+// JSON file anywhere else, so that a misplaced schema is not silently
+// ignored. Other files (README.md, Go sources) are allowed.
+func schemaFiles(fsys fs.FS) ([]string, error) {
+	var files []string
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.EqualFold(path.Ext(p), ".json") {
+			return nil
+		}
+		if strings.Count(p, "/") != 1 || path.Ext(p) != ".json" {
+			return fmt.Errorf("schemas: %s: schema files must be <type>/v<N>.json", p)
+		}
+		files = append(files, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("schemas: list files: %w", err)
+	}
+	return files, nil
 }
 
 func url(k key) string { return fmt.Sprintf("mem:///%s/v%d.json", k.typ, k.version) }
