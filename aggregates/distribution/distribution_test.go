@@ -1,0 +1,230 @@
+package distribution_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/distribution"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	dt "github.com/brainhq/eventstream/aggregates/internal/domaintest"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+var ctx = context.Background()
+
+func do(t *testing.T, env *dt.Env, c aggregates.Command[distribution.State]) aggregates.Result[distribution.State] {
+	t.Helper()
+	res, err := env.Distributions.Handle(ctx, dt.Meta(), c)
+	if err != nil {
+		t.Fatalf("%T: %v", c, err)
+	}
+	return res
+}
+
+func create(t *testing.T, env *dt.Env) (id, course string) {
+	t.Helper()
+	id, course = uuid.NewString(), uuid.NewString()
+	do(t, env, distribution.Create{DistributionID: id, CourseID: course, Channel: distribution.ChannelWeb, Title: "Go concurrency"})
+	return id, course
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDistributionEmitsEveryEvent(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, course := create(t, env)
+	do(t, env, distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("Go concurrency, 2nd ed."), PriceCents: ptr(int64(4900)), Currency: ptr("EUR"), Tags: &[]string{"go", "concurrency"}}})
+	do(t, env, distribution.Publish{DistributionID: id})
+	do(t, env, distribution.RecordView{DistributionID: id, VisitorID: "v1", Referrer: "newsletter"})
+	do(t, env, distribution.RecordView{DistributionID: id})
+	do(t, env, distribution.RecordEnrollmentClick{DistributionID: id, VisitorID: "v1"})
+	do(t, env, distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go for data engineers", Keywords: []string{"go", "etl"}})
+	do(t, env, distribution.BumpVersion{DistributionID: id, Bump: distribution.Minor, To: "1.1.0", Reason: "new lesson"})
+	do(t, env, distribution.Unpublish{DistributionID: id, Reason: "rework"})
+	res := do(t, env, distribution.Delete{DistributionID: id, Reason: "retired"})
+
+	got := dt.Types(t, env.Store, "distribution-"+id)
+	want := []string{distribution.TypeCreated, distribution.TypeUpdated, distribution.TypePublished, distribution.TypeViewed, distribution.TypeViewed,
+		distribution.TypeEnrollmentClicked, distribution.TypeMicroNicheCreated, distribution.TypeVersionBumped, distribution.TypeUnpublished, distribution.TypeDeleted}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %v\nwant %v", got, want)
+	}
+	evs, _ := env.Store.ReadStream(ctx, "distribution-"+id, 1, 0)
+	for _, e := range evs {
+		var p struct {
+			DistributionID string `json:"distribution_id"`
+			CourseID       string `json:"course_id"`
+		}
+		_ = json.Unmarshal(e.Payload, &p)
+		if p.DistributionID != id || p.CourseID != course {
+			t.Fatalf("%s payload %s lacks the distribution and course ids", e.Type, e.Payload)
+		}
+	}
+	s := res.Aggregate.State
+	if !s.Deleted || s.Published || s.Views != 2 || s.EnrollmentClicks != 1 || s.Version != "1.1.0" || s.Title != "Go concurrency, 2nd ed." || *s.PriceCents != 4900 || len(s.Niches) != 1 {
+		t.Fatalf("state = %+v", s)
+	}
+}
+
+func TestDistributionRefusals(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	type setup int
+	const (
+		fresh setup = iota
+		published
+		deleted
+		missing
+	)
+	build := func(s setup) string {
+		if s == missing {
+			return uuid.NewString()
+		}
+		id, _ := create(t, env)
+		switch s {
+		case published:
+			do(t, env, distribution.Publish{DistributionID: id})
+		case deleted:
+			do(t, env, distribution.Delete{DistributionID: id})
+		}
+		return id
+	}
+	cases := []struct {
+		name string
+		from setup
+		cmd  func(id string) aggregates.Command[distribution.State]
+		want error
+	}{
+		{"update a missing distribution", missing, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("x")}}
+		}, aggregates.ErrNotFound},
+		{"publish a missing distribution", missing, func(id string) aggregates.Command[distribution.State] { return distribution.Publish{DistributionID: id} }, aggregates.ErrNotFound},
+		{"create again for another course", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x"}
+		}, distribution.ErrExists},
+		{"create with an unknown channel breaks the schema", missing, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "fax", Title: "x"}
+		}, eventstore.ErrValidation},
+		{"create with a version that is not semver breaks the schema", missing, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x", Version: "v1"}
+		}, eventstore.ErrValidation},
+		{"update with no field", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.Update{DistributionID: id} }, distribution.ErrNoChanges},
+		{"update with a bad currency breaks the schema", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Currency: ptr("euro")}}
+		}, eventstore.ErrValidation},
+		{"publish twice", published, func(id string) aggregates.Command[distribution.State] { return distribution.Publish{DistributionID: id} }, distribution.ErrAlreadyPublished},
+		{"unpublish when not published", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.Unpublish{DistributionID: id} }, distribution.ErrNotPublished},
+		{"view while unpublished", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.RecordView{DistributionID: id} }, distribution.ErrNotPublished},
+		{"click while unpublished", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.RecordEnrollmentClick{DistributionID: id} }, distribution.ErrNotPublished},
+		{"bump by an unknown part", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.BumpVersion{DistributionID: id, Bump: "huge"} }, distribution.ErrBadBump},
+		{"bump to a version that skips", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.BumpVersion{DistributionID: id, Bump: distribution.Major, To: "3.0.0"}
+		}, distribution.ErrBadBump},
+		{"bump a patch to a minor version", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch, To: "1.1.0"}
+		}, distribution.ErrBadBump},
+	}
+	for _, cmd := range []struct {
+		name string
+		c    func(id string) aggregates.Command[distribution.State]
+	}{
+		{"update", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("x")}}
+		}},
+		{"delete", func(id string) aggregates.Command[distribution.State] { return distribution.Delete{DistributionID: id} }},
+		{"publish", func(id string) aggregates.Command[distribution.State] { return distribution.Publish{DistributionID: id} }},
+		{"unpublish", func(id string) aggregates.Command[distribution.State] { return distribution.Unpublish{DistributionID: id} }},
+		{"view", func(id string) aggregates.Command[distribution.State] { return distribution.RecordView{DistributionID: id} }},
+		{"click", func(id string) aggregates.Command[distribution.State] { return distribution.RecordEnrollmentClick{DistributionID: id} }},
+		{"micro-niche", func(id string) aggregates.Command[distribution.State] {
+			return distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "n"}
+		}},
+		{"bump", func(id string) aggregates.Command[distribution.State] { return distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch} }},
+		{"create", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x"}
+		}},
+	} {
+		cases = append(cases, struct {
+			name string
+			from setup
+			cmd  func(id string) aggregates.Command[distribution.State]
+			want error
+		}{cmd.name + " after deletion", deleted, cmd.c, distribution.ErrDeleted})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := build(c.from)
+			before := dt.Head(t, env.Store)
+			_, err := env.Distributions.Handle(ctx, dt.Meta(), c.cmd(id))
+			dt.Refused(t, env.Store, before, err, c.want)
+		})
+	}
+}
+
+func TestMicroNicheNamesAreUnique(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, _ := create(t, env)
+	do(t, env, distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go for sres"})
+	before := dt.Head(t, env.Store)
+	_, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go for sres"})
+	dt.Refused(t, env.Store, before, err, distribution.ErrNicheExists)
+}
+
+func TestVersionBumpsFollowSemver(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, _ := create(t, env)
+	for _, step := range []struct {
+		bump distribution.Bump
+		want string
+	}{{distribution.Patch, "1.0.1"}, {distribution.Patch, "1.0.2"}, {distribution.Minor, "1.1.0"}, {distribution.Major, "2.0.0"}, {distribution.Patch, "2.0.1"}} {
+		res := do(t, env, distribution.BumpVersion{DistributionID: id, Bump: step.bump})
+		var ev distribution.VersionBumped
+		_ = json.Unmarshal(res.Events[0].Payload, &ev)
+		if ev.ToVersion != step.want || res.Aggregate.State.Version != step.want {
+			t.Fatalf("%s bump gave %s (state %s), want %s", step.bump, ev.ToVersion, res.Aggregate.State.Version, step.want)
+		}
+	}
+	for _, bad := range []string{"1", "1.0", "01.0.0", "1.0.0-rc1", "a.b.c", "1..0"} {
+		if _, err := distribution.ParseSemver(bad); err == nil {
+			t.Fatalf("ParseSemver(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCreateAndUpdateAreIdempotent(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	course := uuid.NewString()
+	id := distribution.IDForCourse(course, distribution.ChannelWeb)
+	if id != distribution.IDForCourse(course, distribution.ChannelWeb) || id == distribution.IDForCourse(course, distribution.ChannelEmail) {
+		t.Fatal("IDForCourse is not a function of course and channel")
+	}
+	c := distribution.Create{DistributionID: id, CourseID: course, Channel: distribution.ChannelWeb, Title: "T"}
+	do(t, env, c)
+	before := dt.Head(t, env.Store)
+	if res := do(t, env, c); len(res.Events) != 0 || dt.Head(t, env.Store) != before {
+		t.Fatal("a repeated create wrote events")
+	}
+	u := distribution.Update{DistributionID: id, Changes: distribution.Changes{StagingURL: ptr("https://staging.example.com/x")}}
+	if res := do(t, env, u); len(res.Events) != 1 {
+		t.Fatal("update wrote nothing")
+	}
+	if res := do(t, env, u); len(res.Events) != 0 {
+		t.Fatal("a repeated update wrote events")
+	}
+	// Only the fields that change are recorded.
+	res := do(t, env, distribution.Update{DistributionID: id, Changes: distribution.Changes{StagingURL: ptr("https://staging.example.com/x"), Title: ptr("T2")}})
+	var ev distribution.Updated
+	_ = json.Unmarshal(res.Events[0].Payload, &ev)
+	if ev.Changes.StagingURL != nil || ev.Changes.Title == nil || *ev.Changes.Title != "T2" {
+		t.Fatalf("update recorded %s, want only the title", res.Events[0].Payload)
+	}
+}

@@ -1,0 +1,317 @@
+package governance_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	dt "github.com/brainhq/eventstream/aggregates/internal/domaintest"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+var ctx = context.Background()
+
+func tenant(t string) aggregates.CommandMeta { return aggregates.CommandMeta{TenantID: t} }
+
+func newApproval(t *testing.T, env *dt.Env) (id, token string) {
+	t.Helper()
+	id = uuid.NewString()
+	token, res, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1", MissionID: uuid.NewString(), RequestedBy: "planner"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token == "" || len(res.Events) != 1 {
+		t.Fatalf("create returned token %q and %d events", token, len(res.Events))
+	}
+	return id, token
+}
+
+func lastEvent(t *testing.T, env *dt.Env, stream string) eventstore.Event {
+	t.Helper()
+	evs, err := env.Store.ReadStream(ctx, stream, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs[len(evs)-1]
+}
+
+func TestApprovalStoresOnlyTheTokenHash(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, token := newApproval(t, env)
+	e := lastEvent(t, env, "approval-"+id)
+	if e.Type != governance.TypeApprovalCreated {
+		t.Fatalf("event %s", e.Type)
+	}
+	if strings.Contains(string(e.Payload), token) {
+		t.Fatal("the token is stored in clear")
+	}
+	var p governance.ApprovalCreated
+	_ = json.Unmarshal(e.Payload, &p)
+	if p.TokenSHA256 != governance.HashToken(token) || !p.ExpiresAt.Equal(env.Clock.T.Add(time.Hour)) {
+		t.Fatalf("payload %s: want the token's hash and an expiry one hour after now", e.Payload)
+	}
+}
+
+func TestApprovalConsumedOnce(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, token := newApproval(t, env)
+	res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events[0].Type != governance.TypeApprovalConsumed || !res.Aggregate.State.Consumed {
+		t.Fatalf("consume wrote %s", res.Events[0].Type)
+	}
+	// A second use is refused and recorded.
+	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "mallory"})
+	checkInvalid(t, env, err, id, governance.ErrAlreadyConsumed, governance.ReasonAlreadyConsumed, "t1")
+}
+
+// checkInvalid checks a refused use returned the rule and recorded
+// ir.approval_invalid with the reason for the given tenant.
+func checkInvalid(t *testing.T, env *dt.Env, err error, id string, rule error, reason governance.InvalidReason, forTenant string) governance.ApprovalInvalid {
+	t.Helper()
+	if !errors.Is(err, rule) {
+		t.Fatalf("error = %v, want %v", err, rule)
+	}
+	e := lastEvent(t, env, "approval-"+id)
+	var p governance.ApprovalInvalid
+	_ = json.Unmarshal(e.Payload, &p)
+	if e.Type != governance.TypeApprovalInvalid || p.Reason != reason || e.Meta.TenantID != forTenant {
+		t.Fatalf("recorded %s %s for tenant %s, want %s %s for %s", e.Type, e.Payload, e.Meta.TenantID, governance.TypeApprovalInvalid, reason, forTenant)
+	}
+	return p
+}
+
+func TestApprovalInvalidReasons(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+
+	t.Run("unknown approval", func(t *testing.T) {
+		id := uuid.NewString()
+		_, err := env.Governance.ConsumeApproval(ctx, tenant("t9"), governance.ConsumeApproval{ApprovalID: id, Token: "x"})
+		p := checkInvalid(t, env, err, id, governance.ErrUnknownApproval, governance.ReasonUnknownApproval, "t9")
+		if p.IRID != "" {
+			t.Fatalf("unknown approval names IR %q", p.IRID)
+		}
+		// The probe does not make the approval exist.
+		if _, err := env.Governance.ApprovalStatus(ctx, id); !errors.Is(err, aggregates.ErrNotFound) {
+			t.Fatalf("ApprovalStatus = %v, want not found", err)
+		}
+	})
+	t.Run("token mismatch", func(t *testing.T) {
+		id, _ := newApproval(t, env)
+		_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess"})
+		checkInvalid(t, env, err, id, governance.ErrTokenMismatch, governance.ReasonTokenMismatch, "t1")
+		if st, _ := env.Governance.ApprovalStatus(ctx, id); st.Consumed {
+			t.Fatal("a wrong token consumed the approval")
+		}
+	})
+	t.Run("tenant mismatch", func(t *testing.T) {
+		id, token := newApproval(t, env)
+		_, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token})
+		p := checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+		if p.PresentedTenantID != "t2" {
+			t.Fatalf("presented tenant %q, want t2", p.PresentedTenantID)
+		}
+	})
+}
+
+func TestApprovalExpiryWithAnInjectedClock(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, token := newApproval(t, env)
+
+	// Not yet: the sweeper is refused.
+	before := dt.Head(t, env.Store)
+	_, err := env.Governance.ExpireApproval(ctx, tenant("t1"), id)
+	dt.Refused(t, env.Store, before, err, governance.ErrNotYetExpired)
+
+	env.Clock.Advance(time.Hour) // exactly at expiry: expired
+	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token})
+	if !errors.Is(err, governance.ErrExpired) {
+		t.Fatalf("consume at expiry = %v, want ErrExpired", err)
+	}
+	if e := lastEvent(t, env, "approval-"+id); e.Type != governance.TypeApprovalExpired {
+		t.Fatalf("recorded %s, want %s", e.Type, governance.TypeApprovalExpired)
+	}
+	// Once recorded, further attempts are refused without new events, and
+	// the sweeper has nothing to do.
+	before = dt.Head(t, env.Store)
+	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token})
+	dt.Refused(t, env.Store, before, err, governance.ErrExpired)
+	if res, err := env.Governance.ExpireApproval(ctx, tenant("t1"), id); err != nil || len(res.Events) != 0 {
+		t.Fatalf("expire an expired approval: %v, %d events", err, len(res.Events))
+	}
+
+	// The sweeper records expiry of an unused approval.
+	id2, _ := newApproval(t, env)
+	env.Clock.Advance(2 * time.Hour)
+	res, err := env.Governance.ExpireApproval(ctx, tenant("t1"), id2)
+	if err != nil || res.Events[0].Type != governance.TypeApprovalExpired {
+		t.Fatalf("sweeper: %v", err)
+	}
+}
+
+func TestApprovalRefusals(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, token := newApproval(t, env)
+
+	before := dt.Head(t, env.Store)
+	_, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1"}, time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrApprovalExists)
+
+	_, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1"}, -time.Minute)
+	dt.Refused(t, env.Store, before, err, governance.ErrBadExpiry)
+
+	_, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: "not-a-uuid", IRID: "ir-1"}, time.Hour)
+	dt.Refused(t, env.Store, before, err, eventstore.ErrValidation)
+
+	_, err = env.Governance.ExpireApproval(ctx, tenant("t1"), uuid.NewString())
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
+
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	env.Clock.Advance(3 * time.Hour)
+	before = dt.Head(t, env.Store)
+	_, err = env.Governance.ExpireApproval(ctx, tenant("t1"), id)
+	dt.Refused(t, env.Store, before, err, governance.ErrAlreadyConsumed)
+}
+
+func ir(id string, tiers ...int) governance.IR {
+	out := governance.IR{ID: id}
+	for i, tier := range tiers {
+		out.Steps = append(out.Steps, governance.Step{ID: string(rune('a' + i)), Action: "http.get", Tier: tier})
+	}
+	return out
+}
+
+func TestValidateIROutcomes(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	mission := uuid.NewString()
+
+	res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: ir("ir-pass", 0, 1, 1), MissionID: mission})
+	if err != nil || res.Events[0].Type != governance.TypeValidatedPass || res.Aggregate.State.MaxTier != 1 {
+		t.Fatalf("tiers 0-1: %v %+v", err, res.Events)
+	}
+
+	res, err = env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: ir("ir-esc", 0, 2, 3, 1)})
+	if err != nil || res.Events[0].Type != governance.TypeValidatedEscalate {
+		t.Fatalf("tier 2+: %v", err)
+	}
+	var esc governance.ValidatedEscalate
+	_ = json.Unmarshal(res.Events[0].Payload, &esc)
+	if esc.MaxTier != 3 || !slices.Equal(esc.EscalatedSteps, []string{"b", "c"}) {
+		t.Fatalf("escalate payload %s", res.Events[0].Payload)
+	}
+
+	bad := ir("ir-rej", 0, 0)
+	bad.Steps[1].Action = "secrets.exfiltrate"
+	res, err = env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: bad})
+	if err != nil || res.Events[0].Type != governance.TypeValidatedReject {
+		t.Fatalf("forbidden action: %v", err)
+	}
+	var rej governance.ValidatedReject
+	_ = json.Unmarshal(res.Events[0].Payload, &rej)
+	if rej.Rule != "no-secret-exfiltration" || rej.StepID != "b" || rej.Action != "secrets.exfiltrate" {
+		t.Fatalf("reject payload %s", res.Events[0].Payload)
+	}
+
+	// Validating the same IR again changes nothing.
+	before := dt.Head(t, env.Store)
+	if res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: ir("ir-pass", 0, 1, 1), MissionID: mission}); err != nil || len(res.Events) != 0 || dt.Head(t, env.Store) != before {
+		t.Fatalf("revalidation: %v, %d events", err, len(res.Events))
+	}
+}
+
+func TestValidateIRRefusals(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: ir("ir-1", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	dup := ir("ir-2", 0, 1)
+	dup.Steps[1].ID = dup.Steps[0].ID
+	badAction := ir("ir-4", 0)
+	badAction.Steps[0].Action = "Not An Action"
+	for _, c := range []struct {
+		name string
+		ir   governance.IR
+		want error
+	}{
+		{"changed plan under the same id", ir("ir-1", 0, 3), governance.ErrIRChanged},
+		{"no steps", governance.IR{ID: "ir-2"}, governance.ErrMalformedIR},
+		{"duplicate step ids", dup, governance.ErrMalformedIR},
+		{"tier out of range", ir("ir-3", 4), governance.ErrMalformedIR},
+		{"action breaking the schema", badAction, eventstore.ErrValidation},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := dt.Head(t, env.Store)
+			_, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: c.ir})
+			dt.Refused(t, env.Store, before, err, c.want)
+		})
+	}
+}
+
+func TestDAGDiff(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	plan := ir("ir-dag", 0, 1, 2)
+	if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-dag", Nodes: []governance.Step{plan.Steps[2], plan.Steps[0], plan.Steps[1]}})
+	if err != nil || res.Events[0].Type != governance.TypeDAGDiffOK {
+		t.Fatalf("matching DAG: %v", err)
+	}
+
+	tampered := []governance.Step{plan.Steps[0], {ID: "b", Action: "shell.exec", Tier: 1}, {ID: "z", Action: "http.post", Tier: 0}}
+	res, err = env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-dag", Nodes: tampered})
+	if err != nil || res.Events[0].Type != governance.TypeDAGDiffFailed {
+		t.Fatalf("tampered DAG: %v", err)
+	}
+	var p governance.DAGDiffFailed
+	_ = json.Unmarshal(res.Events[0].Payload, &p)
+	if p.Severity != "critical" || !slices.Equal(p.MissingSteps, []string{"c"}) || !slices.Equal(p.UnexpectedNodes, []string{"z"}) || !slices.Equal(p.ChangedNodes, []string{"b"}) {
+		t.Fatalf("diff payload %s", res.Events[0].Payload)
+	}
+	if s := res.Aggregate.State; s.DAGChecks != 2 || s.DAGFailures != 1 {
+		t.Fatalf("state = %+v", s)
+	}
+
+	// Refusals: no validated IR, a rejected IR.
+	before := dt.Head(t, env.Store)
+	_, err = env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-none", Nodes: plan.Steps})
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
+	bad := ir("ir-bad", 0)
+	bad.Steps[0].Action = "audit.disable"
+	if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: bad}); err != nil {
+		t.Fatal(err)
+	}
+	before = dt.Head(t, env.Store)
+	_, err = env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-bad", Nodes: bad.Steps})
+	dt.Refused(t, env.Store, before, err, governance.ErrDAGBeforeCheck)
+}
+
+func TestDiffDuplicateNodeIsUnexpected(t *testing.T) {
+	t.Parallel()
+	steps := []governance.Step{{ID: "a", Action: "x", Tier: 0}}
+	m, u, c := governance.Diff(steps, []governance.Step{steps[0], steps[0]})
+	if len(m) != 0 || !slices.Equal(u, []string{"a"}) || len(c) != 0 {
+		t.Fatalf("Diff = %v %v %v", m, u, c)
+	}
+}

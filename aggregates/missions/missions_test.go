@@ -1,0 +1,280 @@
+package missions_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	dt "github.com/brainhq/eventstream/aggregates/internal/domaintest"
+	"github.com/brainhq/eventstream/aggregates/missions"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+var ctx = context.Background()
+
+func do(t *testing.T, env *dt.Env, c aggregates.Command[missions.State]) aggregates.Result[missions.State] {
+	t.Helper()
+	res, err := env.Missions.Handle(ctx, dt.Meta(), c)
+	if err != nil {
+		t.Fatalf("%T: %v", c, err)
+	}
+	return res
+}
+
+var steps = []governance.Step{{ID: "fetch", Action: "http.get", Tier: 0}, {ID: "write", Action: "db.write", Tier: 1}}
+var risky = []governance.Step{{ID: "fetch", Action: "http.get", Tier: 0}, {ID: "pay", Action: "payments.send", Tier: 2}}
+
+func create(t *testing.T, env *dt.Env, s []governance.Step) (id, ir string) {
+	t.Helper()
+	id, ir = uuid.NewString(), "ir-"+uuid.NewString()
+	do(t, env, missions.Create{MissionID: id, IRID: ir, Title: "Nightly sync", Steps: s, CreatedBy: "ops"})
+	return id, ir
+}
+
+// runAll creates and completes a task per step.
+func runAll(t *testing.T, env *dt.Env, id string, s []governance.Step) {
+	t.Helper()
+	for _, st := range s {
+		task := uuid.NewString()
+		do(t, env, missions.CreateTask{MissionID: id, TaskID: task, StepID: st.ID})
+		do(t, env, missions.CompleteTask{MissionID: id, TaskID: task})
+	}
+}
+
+func TestMissionPassPath(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, ir := create(t, env, steps)
+	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 1})
+	do(t, env, missions.Start{MissionID: id})
+	runAll(t, env, id, steps)
+	res := do(t, env, missions.Complete{MissionID: id})
+	if s := res.Aggregate.State; s.Status != missions.StatusCompleted || len(s.Tasks) != 2 {
+		t.Fatalf("state = %+v", s)
+	}
+	got := dt.Types(t, env.Store, "mission-"+id)
+	want := []string{missions.TypeCreated, missions.TypeValidated, missions.TypeStarted, missions.TypeTaskCreated, missions.TypeTaskCompleted,
+		missions.TypeTaskCreated, missions.TypeTaskCompleted, missions.TypeCompleted}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %v\nwant %v", got, want)
+	}
+}
+
+// An escalated mission starts only with a consumed approval for its own
+// IR, checked against governance's record.
+func TestTier2MissionNeedsAConsumedApproval(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, ir := create(t, env, risky)
+	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not consumed yet.
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalNotConsumed)
+
+	// A consumed approval for another IR.
+	other := uuid.NewString()
+	otherToken, _, _ := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: other, IRID: "ir-other"}, time.Hour)
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: other, Token: otherToken}); err != nil {
+		t.Fatal(err)
+	}
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: other})
+	dt.Refused(t, env.Store, before, err, missions.ErrIRMismatch)
+
+	// An approval that does not exist.
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: uuid.NewString()})
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
+
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	// Another tenant cannot use it for its mission.
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.GrantApproval(ctx, aggregates.CommandMeta{TenantID: "t2"}, missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherTenant)
+
+	do2 := func(c missions.GrantApproval) aggregates.Result[missions.State] {
+		res, err := env.Missions.GrantApproval(ctx, dt.Meta(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := do2(missions.GrantApproval{MissionID: id, ApprovalID: approval}); len(res.Events) != 1 || res.Events[0].Type != missions.TypeApprovalGranted {
+		t.Fatalf("grant wrote %v", res.Events)
+	}
+	if res := do2(missions.GrantApproval{MissionID: id, ApprovalID: approval}); len(res.Events) != 0 {
+		t.Fatal("granting the same approval again wrote events")
+	}
+	res := do(t, env, missions.Start{MissionID: id})
+	if res.Aggregate.State.Status != missions.StatusRunning || res.Aggregate.State.ApprovalID != approval {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+}
+
+func TestMissionRefusals(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	type setup func() string
+	created := func() string { id, _ := create(t, env, steps); return id }
+	running := func() string {
+		id, ir := create(t, env, steps)
+		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 1})
+		do(t, env, missions.Start{MissionID: id})
+		return id
+	}
+	rejected := func() string {
+		id, ir := create(t, env, steps)
+		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeReject, MaxTier: 1, Rule: "no-tenant-deletion"})
+		return id
+	}
+	completed := func() string {
+		id := running()
+		runAll(t, env, id, steps)
+		do(t, env, missions.Complete{MissionID: id})
+		return id
+	}
+	cancelled := func() string {
+		id := created()
+		do(t, env, missions.Cancel{MissionID: id, Reason: "not needed"})
+		return id
+	}
+	failed := func() string {
+		id := running()
+		do(t, env, missions.Fail{MissionID: id, Reason: "upstream down"})
+		return id
+	}
+	missing := func() string { return uuid.NewString() }
+	withTask := func() string {
+		id := running()
+		do(t, env, missions.CreateTask{MissionID: id, TaskID: "00000000-0000-4000-8000-000000000001", StepID: "fetch"})
+		return id
+	}
+	cases := []struct {
+		name string
+		from setup
+		cmd  func(id string) aggregates.Command[missions.State]
+		want error
+	}{
+		{"create twice", created, func(id string) aggregates.Command[missions.State] {
+			return missions.Create{MissionID: id, IRID: "ir-x", Title: "t", Steps: steps}
+		}, missions.ErrMissionExists},
+		{"create with duplicate steps", missing, func(id string) aggregates.Command[missions.State] {
+			return missions.Create{MissionID: id, IRID: "ir-x", Title: "t", Steps: []governance.Step{steps[0], steps[0]}}
+		}, missions.ErrStepsUnique},
+		{"create without steps breaks the schema", missing, func(id string) aggregates.Command[missions.State] {
+			return missions.Create{MissionID: id, IRID: "ir-x", Title: "t", Steps: []governance.Step{}}
+		}, eventstore.ErrValidation},
+		{"start a missing mission", missing, func(id string) aggregates.Command[missions.State] { return missions.Start{MissionID: id} }, aggregates.ErrNotFound},
+		{"start before validation", created, func(id string) aggregates.Command[missions.State] { return missions.Start{MissionID: id} }, missions.ErrNotValidated},
+		{"start a rejected mission", rejected, func(id string) aggregates.Command[missions.State] { return missions.Start{MissionID: id} }, missions.ErrEnded},
+		{"start twice", running, func(id string) aggregates.Command[missions.State] { return missions.Start{MissionID: id} }, missions.ErrState},
+		{"verdict for another IR", created, func(id string) aggregates.Command[missions.State] {
+			return missions.RecordValidation{MissionID: id, IRID: "ir-other", Outcome: governance.OutcomePass}
+		}, missions.ErrIRMismatch},
+		{"unknown outcome", created, func(id string) aggregates.Command[missions.State] {
+			return missions.RecordValidation{MissionID: id, IRID: irOf(t, env, id), Outcome: "maybe"}
+		}, missions.ErrUnknownOutcome},
+		{"a different second verdict", running, func(id string) aggregates.Command[missions.State] {
+			return missions.RecordValidation{MissionID: id, IRID: irOf(t, env, id), Outcome: governance.OutcomeReject}
+		}, missions.ErrVerdictChanged},
+		{"task before start", created, func(id string) aggregates.Command[missions.State] {
+			return missions.CreateTask{MissionID: id, TaskID: uuid.NewString(), StepID: "fetch"}
+		}, missions.ErrState},
+		{"task for an undeclared step", running, func(id string) aggregates.Command[missions.State] {
+			return missions.CreateTask{MissionID: id, TaskID: uuid.NewString(), StepID: "deploy"}
+		}, missions.ErrStepNotDeclared},
+		{"second task for a step", withTask, func(id string) aggregates.Command[missions.State] {
+			return missions.CreateTask{MissionID: id, TaskID: uuid.NewString(), StepID: "fetch"}
+		}, missions.ErrTaskTwice},
+		{"complete an unknown task", running, func(id string) aggregates.Command[missions.State] {
+			return missions.CompleteTask{MissionID: id, TaskID: uuid.NewString()}
+		}, missions.ErrUnknownTask},
+		{"complete with steps pending", withTask, func(id string) aggregates.Command[missions.State] { return missions.Complete{MissionID: id} }, missions.ErrTasksIncomplete},
+		{"fail before start", created, func(id string) aggregates.Command[missions.State] { return missions.Fail{MissionID: id, Reason: "x"} }, missions.ErrState},
+		{"fail naming an unknown task", running, func(id string) aggregates.Command[missions.State] {
+			return missions.Fail{MissionID: id, Reason: "x", TaskID: uuid.NewString()}
+		}, missions.ErrUnknownTask},
+		{"cancel a completed mission", completed, func(id string) aggregates.Command[missions.State] { return missions.Cancel{MissionID: id} }, missions.ErrEnded},
+		{"cancel twice", cancelled, func(id string) aggregates.Command[missions.State] { return missions.Cancel{MissionID: id} }, missions.ErrEnded},
+		{"task after failure", failed, func(id string) aggregates.Command[missions.State] {
+			return missions.CreateTask{MissionID: id, TaskID: uuid.NewString(), StepID: "write"}
+		}, missions.ErrEnded},
+		{"cancel a missing mission", missing, func(id string) aggregates.Command[missions.State] { return missions.Cancel{MissionID: id} }, aggregates.ErrNotFound},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := c.from()
+			cmd := c.cmd(id)
+			before := dt.Head(t, env.Store)
+			_, err := env.Missions.Handle(ctx, dt.Meta(), cmd)
+			dt.Refused(t, env.Store, before, err, c.want)
+		})
+	}
+}
+
+func irOf(t *testing.T, env *dt.Env, id string) string {
+	t.Helper()
+	a, err := env.Missions.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.State.IRID
+}
+
+func TestCompleteTaskTwiceIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, ir := create(t, env, steps)
+	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass})
+	do(t, env, missions.Start{MissionID: id})
+	task := uuid.NewString()
+	do(t, env, missions.CreateTask{MissionID: id, TaskID: task, StepID: "fetch"})
+	do(t, env, missions.CompleteTask{MissionID: id, TaskID: task})
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.CompleteTask{MissionID: id, TaskID: task})
+	dt.Refused(t, env.Store, before, err, missions.ErrTaskTwice)
+}
+
+func TestMissionEndsFailedOrCancelled(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, ir := create(t, env, steps)
+	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass})
+	do(t, env, missions.Start{MissionID: id})
+	task := uuid.NewString()
+	do(t, env, missions.CreateTask{MissionID: id, TaskID: task, StepID: "fetch"})
+	res := do(t, env, missions.Fail{MissionID: id, Reason: "timeout", TaskID: task})
+	if res.Events[0].Type != missions.TypeFailed || res.Aggregate.State.Status != missions.StatusFailed {
+		t.Fatalf("fail: %v", res.Events)
+	}
+	id2, _ := create(t, env, risky)
+	res = do(t, env, missions.Cancel{MissionID: id2, Reason: "changed plans", CancelledBy: "ops"})
+	if res.Events[0].Type != missions.TypeCancelled || res.Aggregate.State.Status != missions.StatusCancelled {
+		t.Fatalf("cancel: %v", res.Events)
+	}
+	// A redelivered identical verdict changes nothing.
+	id3, ir3 := create(t, env, steps)
+	v := missions.RecordValidation{MissionID: id3, IRID: ir3, Outcome: governance.OutcomeReject, MaxTier: 0, Rule: "no-audit-tampering"}
+	do(t, env, v)
+	if res := do(t, env, v); len(res.Events) != 0 {
+		t.Fatal("a repeated verdict wrote events")
+	}
+}

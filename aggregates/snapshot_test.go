@@ -1,0 +1,173 @@
+package aggregates_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/pgsnapshot"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// countingStore counts the events ReadStream returns.
+type countingStore struct {
+	eventstore.Store
+	mu   sync.Mutex
+	read int
+}
+
+func (c *countingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
+	evs, err := c.Store.ReadStream(ctx, stream, from, limit)
+	c.mu.Lock()
+	c.read += len(evs)
+	c.mu.Unlock()
+	return evs, err
+}
+
+func (c *countingStore) take() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.read
+	c.read = 0
+	return n
+}
+
+// snapshotSuite runs the snapshot behaviour against a store of snapshots.
+func snapshotSuite(t *testing.T, store eventstore.Store, snaps aggregates.SnapshotStore, plant func(aggregates.Snapshot)) {
+	ctx := context.Background()
+	reg := testRegistry(t, testSchemas(t))
+	counting := &countingStore{Store: store}
+	policy := &aggregates.SnapshotPolicy{Store: snaps, Every: 10, SchemaVersion: 1}
+	repo := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) { d.Snapshots = policy })
+
+	for i := 0; i < 25; i++ {
+		if _, err := repo.Handle(ctx, "s1", meta(), add("s1", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, ok, err := snaps.Load(ctx, "counter-s1", 1)
+	if err != nil || !ok {
+		t.Fatalf("no snapshot after 25 events: %v", err)
+	}
+	if snap.Version != 20 || snap.Aggregate != "counter" {
+		t.Fatalf("snapshot at v%d of %q, want v20 of counter", snap.Version, snap.Aggregate)
+	}
+
+	counting.take()
+	a, err := repo.Load(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != 25 || a.State.Total != 25 || a.State.Adds != 25 {
+		t.Fatalf("loaded v%d %+v, want v25 total 25", a.Version, a.State)
+	}
+	if got := counting.take(); got != 5 {
+		t.Fatalf("load read %d events, want 5 (those after the snapshot)", got)
+	}
+
+	t.Run("other schema version is ignored", func(t *testing.T) {
+		other := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) {
+			d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1000, SchemaVersion: 2}
+		})
+		counting.take()
+		a, err := other.Load(ctx, "s1")
+		if err != nil || a.State.Total != 25 {
+			t.Fatalf("load = %+v, %v", a, err)
+		}
+		if got := counting.take(); got != 25 {
+			t.Fatalf("read %d events, want all 25", got)
+		}
+	})
+
+	t.Run("unreadable snapshot is ignored", func(t *testing.T) {
+		plant(aggregates.Snapshot{Stream: "counter-s1", Aggregate: "counter", Version: 24, SchemaVersion: 1, State: json.RawMessage(`{"total":"not a number"}`)})
+		counting.take()
+		a, err := repo.Load(ctx, "s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Version != 25 || a.State.Total != 25 {
+			t.Fatalf("loaded v%d %+v, want the state rebuilt from events", a.Version, a.State)
+		}
+		if got := counting.take(); got != 25 {
+			t.Fatalf("read %d events, want all 25", got)
+		}
+	})
+
+	t.Run("snapshot ahead of the log is not trusted", func(t *testing.T) {
+		plant(aggregates.Snapshot{Stream: "counter-s1", Aggregate: "counter", Version: 40, SchemaVersion: 1, State: json.RawMessage(`{"total":999,"adds":40}`)})
+		// The command loads v40 from the snapshot, the append fails (the
+		// stream is at 25), and the retry rebuilds from events.
+		res, err := repo.Handle(ctx, "s1", meta(), add("s1", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Aggregate.Version != 26 || res.Aggregate.State.Total != 26 || res.Attempts != 2 {
+			t.Fatalf("after command: v%d %+v in %d attempts, want v26 total 26 in 2", res.Aggregate.Version, res.Aggregate.State, res.Attempts)
+		}
+	})
+
+	t.Run("snapshot of a stream with no events is ignored", func(t *testing.T) {
+		plant(aggregates.Snapshot{Stream: "counter-ghost", Aggregate: "counter", Version: 3, SchemaVersion: 1, State: json.RawMessage(`{"total":3}`)})
+		a, err := repo.LoadFromEvents(ctx, "ghost")
+		if err != nil || a.Exists() {
+			t.Fatalf("LoadFromEvents = %+v, %v", a, err)
+		}
+		res, err := repo.Handle(ctx, "ghost", meta(), add("ghost", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Aggregate.Version != 1 || res.Aggregate.State.Total != 1 {
+			t.Fatalf("after command: v%d %+v, want v1 total 1", res.Aggregate.Version, res.Aggregate.State)
+		}
+	})
+}
+
+func TestSnapshotsInMemory(t *testing.T) {
+	t.Parallel()
+	s := testSchemas(t)
+	snaps := &aggregates.MemorySnapshots{}
+	snapshotSuite(t, memStore(t, s), snaps, snaps.Put)
+}
+
+func TestSnapshotsInPostgres(t *testing.T) {
+	t.Parallel()
+	s := testSchemas(t)
+	store, pool := pgStore(t, s)
+	ctx := context.Background()
+	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	snaps := pgsnapshot.New(pool)
+	plant := func(sn aggregates.Snapshot) {
+		if _, err := pool.Exec(ctx, `UPDATE aggregate_snapshots SET version = $3, state = $4 WHERE stream = $1 AND schema_version = $2`,
+			sn.Stream, sn.SchemaVersion, sn.Version, string(sn.State)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO aggregate_snapshots (stream, schema_version, aggregate, version, state) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			sn.Stream, sn.SchemaVersion, sn.Aggregate, sn.Version, string(sn.State)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshotSuite(t, store, snaps, plant)
+
+	// Save keeps the newest.
+	if err := snaps.Save(ctx, aggregates.Snapshot{Stream: "x", Aggregate: "counter", Version: 5, SchemaVersion: 1, State: json.RawMessage(`{"total":5}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := snaps.Save(ctx, aggregates.Snapshot{Stream: "x", Aggregate: "counter", Version: 3, SchemaVersion: 1, State: json.RawMessage(`{"total":3}`)}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := snaps.Load(ctx, "x", 1)
+	if err != nil || !ok || got.Version != 5 {
+		t.Fatalf("Load = v%d %v %v, want v5 kept over an older save", got.Version, ok, err)
+	}
+	if _, ok, _ := snaps.Load(ctx, "x", 2); ok {
+		t.Fatal("Load found a snapshot at another schema version")
+	}
+}
