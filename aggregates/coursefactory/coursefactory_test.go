@@ -113,8 +113,12 @@ func TestCourseRefusals(t *testing.T) {
 		cmd  func(id string) aggregates.Command[cf.State]
 		want error
 	}{
-		{"request while active", cf.Generating, func(id string) aggregates.Command[cf.State] { return cf.RequestGeneration{CourseID: id, Topic: "again"} }, cf.ErrAlreadyRequested},
-		{"request after completion", cf.Completed, func(id string) aggregates.Command[cf.State] { return cf.RequestGeneration{CourseID: id, Topic: "again"} }, cf.ErrAlreadyRequested},
+		{"request while active", cf.Generating, func(id string) aggregates.Command[cf.State] {
+			return cf.RequestGeneration{CourseID: id, Topic: "again"}
+		}, cf.ErrAlreadyRequested},
+		{"request after completion", cf.Completed, func(id string) aggregates.Command[cf.State] {
+			return cf.RequestGeneration{CourseID: id, Topic: "again"}
+		}, cf.ErrAlreadyRequested},
 		{"start outlining a missing course", "", func(string) aggregates.Command[cf.State] { return cf.StartOutlining{CourseID: missing} }, aggregates.ErrNotFound},
 		{"start outlining twice", cf.Outlining, func(id string) aggregates.Command[cf.State] { return cf.StartOutlining{CourseID: id} }, cf.ErrWorkflowState},
 		{"outline before outlining", cf.Requested, func(id string) aggregates.Command[cf.State] {
@@ -126,9 +130,15 @@ func TestCourseRefusals(t *testing.T) {
 		{"outline without lessons breaks the schema", cf.Outlining, func(id string) aggregates.Command[cf.State] {
 			return cf.CreateOutline{CourseID: id, Title: "x", Lessons: []cf.LessonSlot{}}
 		}, eventstore.ErrValidation},
-		{"lesson before the outline", cf.Outlining, func(id string) aggregates.Command[cf.State] { return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "a"} }, cf.ErrOutlineRequired},
-		{"lesson for an undeclared slot", cf.Generating, func(id string) aggregates.Command[cf.State] { return cf.GenerateLesson{CourseID: id, Slot: 3, Title: "c"} }, cf.ErrSlotNotDeclared},
-		{"lesson twice", cf.Review, func(id string) aggregates.Command[cf.State] { return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "a"} }, cf.ErrWorkflowState},
+		{"lesson before the outline", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+			return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "a"}
+		}, cf.ErrOutlineRequired},
+		{"lesson for an undeclared slot", cf.Generating, func(id string) aggregates.Command[cf.State] {
+			return cf.GenerateLesson{CourseID: id, Slot: 3, Title: "c"}
+		}, cf.ErrSlotNotDeclared},
+		{"lesson twice", cf.Review, func(id string) aggregates.Command[cf.State] {
+			return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "a"}
+		}, cf.ErrWorkflowState},
 		{"quiz before generating", cf.Requested, func(id string) aggregates.Command[cf.State] {
 			return cf.CreateQuiz{CourseID: id, QuizID: uuid.NewString(), QuestionCount: 3}
 		}, cf.ErrWorkflowState},

@@ -104,7 +104,9 @@ func TestDistributionRefusals(t *testing.T) {
 		{"update a missing distribution", missing, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("x")}}
 		}, aggregates.ErrNotFound},
-		{"publish a missing distribution", missing, func(id string) aggregates.Command[distribution.State] { return distribution.Publish{DistributionID: id} }, aggregates.ErrNotFound},
+		{"publish a missing distribution", missing, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Publish{DistributionID: id}
+		}, aggregates.ErrNotFound},
 		{"create again for another course", fresh, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x"}
 		}, distribution.ErrExists},
@@ -118,11 +120,21 @@ func TestDistributionRefusals(t *testing.T) {
 		{"update with a bad currency breaks the schema", fresh, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Currency: ptr("euro")}}
 		}, eventstore.ErrValidation},
-		{"publish twice", published, func(id string) aggregates.Command[distribution.State] { return distribution.Publish{DistributionID: id} }, distribution.ErrAlreadyPublished},
-		{"unpublish when not published", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.Unpublish{DistributionID: id} }, distribution.ErrNotPublished},
-		{"view while unpublished", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.RecordView{DistributionID: id} }, distribution.ErrNotPublished},
-		{"click while unpublished", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.RecordEnrollmentClick{DistributionID: id} }, distribution.ErrNotPublished},
-		{"bump by an unknown part", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.BumpVersion{DistributionID: id, Bump: "huge"} }, distribution.ErrBadBump},
+		{"publish twice", published, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Publish{DistributionID: id}
+		}, distribution.ErrAlreadyPublished},
+		{"unpublish when not published", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Unpublish{DistributionID: id}
+		}, distribution.ErrNotPublished},
+		{"view while unpublished", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.RecordView{DistributionID: id}
+		}, distribution.ErrNotPublished},
+		{"click while unpublished", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.RecordEnrollmentClick{DistributionID: id}
+		}, distribution.ErrNotPublished},
+		{"bump by an unknown part", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.BumpVersion{DistributionID: id, Bump: "huge"}
+		}, distribution.ErrBadBump},
 		{"bump to a version that skips", fresh, func(id string) aggregates.Command[distribution.State] {
 			return distribution.BumpVersion{DistributionID: id, Bump: distribution.Major, To: "3.0.0"}
 		}, distribution.ErrBadBump},
@@ -138,14 +150,24 @@ func TestDistributionRefusals(t *testing.T) {
 			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("x")}}
 		}},
 		{"delete", func(id string) aggregates.Command[distribution.State] { return distribution.Delete{DistributionID: id} }},
-		{"publish", func(id string) aggregates.Command[distribution.State] { return distribution.Publish{DistributionID: id} }},
-		{"unpublish", func(id string) aggregates.Command[distribution.State] { return distribution.Unpublish{DistributionID: id} }},
-		{"view", func(id string) aggregates.Command[distribution.State] { return distribution.RecordView{DistributionID: id} }},
-		{"click", func(id string) aggregates.Command[distribution.State] { return distribution.RecordEnrollmentClick{DistributionID: id} }},
+		{"publish", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Publish{DistributionID: id}
+		}},
+		{"unpublish", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Unpublish{DistributionID: id}
+		}},
+		{"view", func(id string) aggregates.Command[distribution.State] {
+			return distribution.RecordView{DistributionID: id}
+		}},
+		{"click", func(id string) aggregates.Command[distribution.State] {
+			return distribution.RecordEnrollmentClick{DistributionID: id}
+		}},
 		{"micro-niche", func(id string) aggregates.Command[distribution.State] {
 			return distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "n"}
 		}},
-		{"bump", func(id string) aggregates.Command[distribution.State] { return distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch} }},
+		{"bump", func(id string) aggregates.Command[distribution.State] {
+			return distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch}
+		}},
 		{"create", func(id string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x"}
 		}},
