@@ -1,0 +1,466 @@
+package esdb_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/esdb"
+	"github.com/brainhq/eventstream/eventstore/esdb/esdbtest"
+	"github.com/brainhq/eventstream/eventstore/storetest"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// The tests below pin what is particular to the esdb backend. They run on
+// the protocol stand-in (esdbtest), not on EventStoreDB.
+
+func registry(t *testing.T) *schemas.Registry {
+	t.Helper()
+	reg, err := storetest.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func added(name string) eventstore.Event {
+	return eventstore.Event{
+		Type:    storetest.TypeAdded,
+		Source:  "esdb-test",
+		Payload: json.RawMessage(fmt.Sprintf(`{"name":%q}`, name)),
+		Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "tenant-a"},
+	}
+}
+
+func rawClient(t *testing.T, srv *esdbtest.Server) *client.Client {
+	t.Helper()
+	cfg, err := client.ParseConnectionString(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Logger = client.NoopLogging()
+	c, err := client.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mustAppend(t *testing.T, st eventstore.Store, stream string, exp eventstore.ExpectedVersion, evs ...eventstore.Event) eventstore.AppendResult {
+	t.Helper()
+	res, err := st.Append(t.Context(), stream, exp, evs...)
+	if err != nil {
+		t.Fatalf("Append(%q): %v", stream, err)
+	}
+	return res
+}
+
+func readAll(t *testing.T, st eventstore.Store, opts eventstore.ReadAllOptions) []eventstore.Event {
+	t.Helper()
+	var out []eventstore.Event
+	for range 10_000 {
+		p, err := st.ReadAll(t.Context(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Events...)
+		if p.End {
+			return out
+		}
+		opts.From = p.Next
+	}
+	t.Fatal("ReadAll never reached the end")
+	return nil
+}
+
+func ids(evs []eventstore.Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString(e.ID.String()[:8])
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+func TestStandIn_EventEncoding(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	e := added("x")
+	e.Target = "somewhere"
+	e.Meta.CorrelationID, e.Meta.CausationID, e.Meta.Producer = "corr", "cause", "test/1"
+	e.Meta.Extra = map[string]any{"trace": "t"}
+	res := mustAppend(t, st, "enc", eventstore.NoStream, e)
+
+	rs, err := rawClient(t, srv).ReadStream(t.Context(), "enc", client.ReadStreamOptions{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	ev, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ev.OriginalEvent()
+	if r.EventID != res.Events[0].ID || r.EventType != storetest.TypeAdded || r.ContentType != "application/json" || r.EventNumber != 0 {
+		t.Fatalf("stored as id %s type %q content type %q revision %d", r.EventID, r.EventType, r.ContentType, r.EventNumber)
+	}
+	if string(r.Data) != `{"name":"x"}` {
+		t.Fatalf("data %s, want the payload as given", r.Data)
+	}
+	var md map[string]any
+	if err := json.Unmarshal(r.UserMetadata, &md); err != nil {
+		t.Fatalf("metadata %s is not JSON: %v", r.UserMetadata, err)
+	}
+	meta, _ := md["meta"].(map[string]any)
+	if md["source"] != "esdb-test" || md["target"] != "somewhere" || md["$correlationId"] != "corr" || md["$causationId"] != "cause" ||
+		meta["tenant_id"] != "tenant-a" || meta["schema_version"] != float64(1) || meta["producer"] != "test/1" || meta["trace"] != "t" {
+		t.Fatalf("metadata %s lacks an envelope field", r.UserMetadata)
+	}
+	if got, want := res.Events[0].Position, (eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}); got != want {
+		t.Fatalf("append result position %v, server position %v", got, want)
+	}
+	if !res.Events[0].Timestamp.Equal(r.CreatedDate) {
+		t.Fatalf("append result timestamp %v, server created %v", res.Events[0].Timestamp, r.CreatedDate)
+	}
+}
+
+// EventStoreDB checks ids per stream: the same id in another stream is a new
+// event (Features.PerStreamIDs), unlike the PostgreSQL backend.
+func TestStandIn_SameIDInAnotherStreamIsANewEvent(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	e := added("a")
+	e.ID = uuid.New()
+	first := mustAppend(t, st, "one", eventstore.NoStream, e)
+	other := mustAppend(t, st, "two", eventstore.Any, e)
+	if other.Events[0].ID != e.ID || other.Events[0].Position == first.Events[0].Position {
+		t.Fatalf("second append: id %s at %v, want the same id at a new position", other.Events[0].ID, other.Events[0].Position)
+	}
+	if got := readAll(t, st, eventstore.ReadAllOptions{}); len(got) != 2 {
+		t.Fatalf("$all has %d events, want 2", len(got))
+	}
+	if !st.Features().PerStreamIDs {
+		t.Fatal("Features().PerStreamIDs = false")
+	}
+}
+
+// A retry whose first id is stored where the append expected it, but whose
+// later ids are new, is refused by EventStoreDB as "wrong expected version"
+// (corrupted idempotency); the backend reports it as ErrDuplicateEvent, and
+// keeps true conflicts as ErrConcurrency.
+func TestStandIn_WrongVersionOrDuplicate(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	ctx := t.Context()
+	a := added("a")
+	a.ID = uuid.New()
+	mustAppend(t, st, "s", eventstore.NoStream, a)
+	mustAppend(t, st, "s", eventstore.Exact(1), added("b"))
+
+	for _, exp := range []eventstore.ExpectedVersion{eventstore.NoStream, eventstore.Exact(0), eventstore.StreamExists, eventstore.Any} {
+		_, err := st.Append(ctx, "s", exp, a, added("new"))
+		var de *eventstore.DuplicateEventError
+		if !errors.As(err, &de) || de.ID != a.ID.String() || de.Stream != "s" {
+			t.Fatalf("expected %s, stored id then a new one: %v, want DuplicateEventError for %s", exp, err, a.ID)
+		}
+	}
+	// The first id is not the event after the expected version: a conflict.
+	_, err := st.Append(ctx, "s", eventstore.Exact(1), a)
+	var ce *eventstore.ConcurrencyError
+	if !errors.As(err, &ce) || ce.Actual != 2 || ce.Expected != eventstore.Exact(1) {
+		t.Fatalf("stored id at the wrong place: %v, want ConcurrencyError actual 2", err)
+	}
+	_, err = st.Append(ctx, "missing", eventstore.StreamExists, added("x"))
+	if !errors.As(err, &ce) || ce.Actual != 0 {
+		t.Fatalf("StreamExists on a missing stream: %v, want ConcurrencyError actual 0", err)
+	}
+	if evs, err := st.ReadStream(ctx, "s", 0, 0); err != nil || len(evs) != 2 {
+		t.Fatalf("stream after refusals: %d events, %v; want 2", len(evs), err)
+	}
+}
+
+func TestStandIn_AppendSize(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	batch := make([]eventstore.Event, 8000) // ~1.4 MB as EventStoreDB counts it
+	for i := range batch {
+		batch[i] = added(fmt.Sprint(i))
+	}
+	check := func(t *testing.T, st eventstore.Store, index int, rule string, events ...eventstore.Event) {
+		t.Helper()
+		_, err := st.Append(t.Context(), "big", eventstore.NoStream, events...)
+		var ve *eventstore.ValidationError
+		if !errors.As(err, &ve) || ve.Rule != rule || ve.Index != index {
+			t.Fatalf("append over the limit: %v, want a validation error, index %d, rule %s", err, index, rule)
+		}
+		if _, err := st.ReadStream(t.Context(), "big", 0, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
+			t.Fatalf("refused append wrote: %v", err)
+		}
+	}
+	t.Run("RefusedBeforeSending", func(t *testing.T) {
+		t.Parallel()
+		st, _ := standInStore(t, reg, nil) // both at EventStoreDB's default, 1 MiB
+		check(t, st, -1, "append-size", batch...)
+		// Within eventstream's MaxEventBytes (payload and meta), but over
+		// 1 MiB once the envelope metadata and the protobuf framing are
+		// counted as EventStoreDB counts them.
+		e := added("x")
+		e.Payload = json.RawMessage(`{"name":"x","note":"` + strings.Repeat("n", eventstore.MaxEventBytes-100) + `"}`)
+		check(t, st, 0, "event-size", e)
+		st2, _ := standInStore(t, reg, nil, esdb.WithMaxAppendSize(100))
+		check(t, st2, 0, "event-size", added("x"), added("y"))
+	})
+	t.Run("RefusedByTheServer", func(t *testing.T) {
+		t.Parallel()
+		// The backend allows more than the server: the server's refusal
+		// is reported the same way, and nothing is written.
+		st, _ := standInStore(t, reg, nil, esdb.WithMaxAppendSize(16<<20))
+		check(t, st, -1, "append-size", batch...)
+	})
+	t.Run("RaisedOnBothSides", func(t *testing.T) {
+		t.Parallel()
+		st, _ := standInStore(t, reg, []esdbtest.Option{esdbtest.MaxAppendSize(4 << 20)}, esdb.WithMaxAppendSize(4<<20))
+		if res := mustAppend(t, st, "big", eventstore.NoStream, batch...); res.Version() != int64(len(batch)) {
+			t.Fatalf("version %d, want %d", res.Version(), len(batch))
+		}
+	})
+}
+
+// System events (types starting with $) and events other programs wrote
+// are not part of the log: ReadAll, Subscribe and Head skip them.
+func TestStandIn_SkipsSystemAndForeignEvents(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+	foreign := func(stream, typ string, meta []byte) {
+		t.Helper()
+		_, err := raw.AppendToStream(ctx, stream, client.AppendToStreamOptions{}, client.EventData{
+			EventID: uuid.New(), EventType: typ, ContentType: client.ContentTypeJson, Data: []byte(`{}`), Metadata: meta,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	foreign("$settings", "$metadata", nil)
+	a := mustAppend(t, st, "mine", eventstore.NoStream, added("a")).Events[0]
+	foreign("theirs", "order.placed", []byte(`{"who":"another program"}`))
+	foreign("theirs", "order.binary", nil)
+	b := mustAppend(t, st, "mine", eventstore.Exact(1), added("b")).Events[0]
+	foreign("$stats-127.0.0.1:2113", "$statsCollected", nil)
+
+	if got := readAll(t, st, eventstore.ReadAllOptions{}); ids(got) != ids([]eventstore.Event{a, b}) {
+		t.Fatalf("ReadAll: %s, want %s", ids(got), ids([]eventstore.Event{a, b}))
+	}
+	// One event per page: the pages step over the skipped events.
+	if got := readAll(t, st, eventstore.ReadAllOptions{Limit: 1}); ids(got) != ids([]eventstore.Event{a, b}) {
+		t.Fatalf("ReadAll limit 1: %s, want %s", ids(got), ids([]eventstore.Event{a, b}))
+	}
+	h, err := st.Head(ctx)
+	if err != nil || h != b.Position {
+		t.Fatalf("Head = %v, %v; want %v, the last eventstream event", h, err, b.Position)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var got []eventstore.Event
+	for len(got) < 2 {
+		evs, err := sub.Next(nctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, evs...)
+	}
+	if ids(got) != ids([]eventstore.Event{a, b}) {
+		t.Fatalf("subscription: %s, want %s", ids(got), ids([]eventstore.Event{a, b}))
+	}
+	// A stream another program wrote is not an eventstream stream.
+	if _, err := st.ReadStream(ctx, "theirs", 0, 0); err == nil || errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("ReadStream of a foreign stream: %v, want an error saying it is not an eventstream event", err)
+	}
+	// Stream ids EventStoreDB reserves are refused before sending.
+	_, err = st.Append(ctx, "$mine", eventstore.Any, added("x"))
+	var ve *eventstore.ValidationError
+	if !errors.As(err, &ve) || ve.Rule != "stream-id" {
+		t.Fatalf("append to $mine: %v, want a stream-id validation error", err)
+	}
+}
+
+func TestStandIn_HeadPastManySystemEvents(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	raw := rawClient(t, srv)
+	a := mustAppend(t, st, "mine", eventstore.NoStream, added("a")).Events[0]
+	for range 100 { // more than Head's first backwards read
+		if _, err := raw.AppendToStream(t.Context(), "$stats", client.AppendToStreamOptions{}, client.EventData{
+			EventID: uuid.New(), EventType: "$statsCollected", ContentType: client.ContentTypeJson, Data: []byte(`{}`),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, err := st.Head(t.Context()); err != nil || h != a.Position {
+		t.Fatalf("Head = %v, %v; want %v", h, err, a.Position)
+	}
+	empty, _ := standInStore(t, registry(t), nil)
+	if h, err := empty.Head(t.Context()); err != nil || !h.IsZero() {
+		t.Fatalf("Head of an empty log = %v, %v; want Start", h, err)
+	}
+}
+
+// Two namespaces on one server do not see each other.
+func TestStandIn_Namespaces(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	_, srv := standInStore(t, reg, nil)
+	open := func(ns string) eventstore.Store {
+		st, err := esdb.New(t.Context(), srv.URL(), reg, esdb.WithNamespace(ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	blue, green := open("blue-"), open("green-")
+	b1 := mustAppend(t, blue, "s", eventstore.NoStream, added("b1")).Events[0]
+	g1 := mustAppend(t, green, "s", eventstore.NoStream, added("g1")).Events[0]
+	b2 := mustAppend(t, blue, "s", eventstore.Exact(1), added("b2")).Events[0]
+	if b1.Stream != "s" || b1.Version != 1 || g1.Version != 1 {
+		t.Fatalf("streams %q@%d and %q@%d, want s@1 in each namespace", b1.Stream, b1.Version, g1.Stream, g1.Version)
+	}
+	if got := readAll(t, blue, eventstore.ReadAllOptions{}); ids(got) != ids([]eventstore.Event{b1, b2}) {
+		t.Fatalf("blue ReadAll: %s", ids(got))
+	}
+	if got := readAll(t, green, eventstore.ReadAllOptions{Types: []string{storetest.TypeAdded}}); ids(got) != ids([]eventstore.Event{g1}) {
+		t.Fatalf("green ReadAll: %s", ids(got))
+	}
+	if h, _ := green.Head(t.Context()); h != g1.Position {
+		t.Fatalf("green Head %v, want %v", h, g1.Position)
+	}
+	sub, err := green.Subscribe(t.Context(), eventstore.SubscribeOptions{Types: []string{storetest.TypeAdded}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if evs, err := sub.Next(ctx); err != nil || ids(evs) != ids([]eventstore.Event{g1}) {
+		t.Fatalf("green subscription: %s %v", ids(evs), err)
+	}
+	if _, err := esdb.New(t.Context(), srv.URL(), reg, esdb.WithNamespace("$x")); err == nil {
+		t.Fatal("a namespace starting with $ was accepted")
+	}
+}
+
+func TestStandIn_TenantFilterInTheClient(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	var want []eventstore.Event
+	for i := range 9 {
+		e := added(fmt.Sprint(i))
+		if i%3 == 0 {
+			e.Meta.TenantID = "tenant-b"
+		}
+		res := mustAppend(t, st, "t", eventstore.Any, e)
+		if i%3 == 0 {
+			want = append(want, res.Events...)
+		}
+	}
+	if got := readAll(t, st, eventstore.ReadAllOptions{TenantID: "tenant-b", Limit: 2}); ids(got) != ids(want) {
+		t.Fatalf("tenant-b: %s, want %s", ids(got), ids(want))
+	}
+}
+
+func TestStandIn_ConnectErrors(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	if _, err := esdb.New(t.Context(), "esdb://127.0.0.1:1?tls=false", nil); err == nil {
+		t.Fatal("New without a registry succeeded")
+	}
+	if _, err := esdb.New(t.Context(), "postgres://x", reg); err == nil {
+		t.Fatal("New with a postgres:// URL succeeded")
+	}
+	// Nothing listens here: New fails, and says so without the password.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err = esdb.New(ctx, "esdb://admin:s3cret@"+addr+"?tls=false&maxDiscoverAttempts=2&discoveryInterval=10", reg)
+	if err == nil {
+		t.Fatal("New to a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("error %q shows the password", err)
+	}
+	if got := esdb.Redact("esdb://admin:s3cret@host:2113?tls=true"); strings.Contains(got, "s3cret") || !strings.Contains(got, "host:2113") {
+		t.Fatalf("Redact = %q", got)
+	}
+}
+
+func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	sub, err := st.Subscribe(t.Context(), eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err = sub.Next(ctx)
+	if err == nil || errors.Is(err, eventstore.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next after the server stopped: %v, want the subscription's drop", err)
+	}
+	if _, err := sub.Next(ctx); err == nil {
+		t.Fatal("Next after the drop succeeded")
+	}
+	// Calls fail, with the store still open.
+	_, err = st.Append(ctx, "x", eventstore.Any, added("x"))
+	if err == nil || errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("Append with the server gone: %v", err)
+	}
+}
+
+func TestStandIn_SubscribeSetupHonoursContext(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := st.Subscribe(ctx, eventstore.SubscribeOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe with a cancelled context: %v, want context.Canceled", err)
+	}
+	// A subscription outlives the context it was set up with.
+	sctx, scancel := context.WithCancel(t.Context())
+	sub, err := st.Subscribe(sctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	scancel()
+	res := mustAppend(t, st, "later", eventstore.NoStream, added("a"))
+	nctx, ncancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer ncancel()
+	if evs, err := sub.Next(nctx); err != nil || len(evs) != 1 || evs[0].ID != res.Events[0].ID {
+		t.Fatalf("Next after the setup context ended: %d events, %v", len(evs), err)
+	}
+}
+
