@@ -463,4 +463,3 @@ func TestStandIn_SubscribeSetupHonoursContext(t *testing.T) {
 		t.Fatalf("Next after the setup context ended: %d events, %v", len(evs), err)
 	}
 }
-
