@@ -246,6 +246,7 @@ func (a *applier) commit(ctx context.Context, to eventstore.Position, fn func(pg
 		return fmt.Errorf("projections: commit: %w (%w)", err, errFenced)
 	}
 	a.pos, a.saved, a.savedAt = to, to, time.Now()
+	a.st.checkpointed(a.gen, to)
 	return nil
 }
 

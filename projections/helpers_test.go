@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
@@ -262,4 +263,53 @@ func headOf(tb testing.TB, store eventstore.Store) eventstore.Position {
 		tb.Fatal(err)
 	}
 	return h
+}
+
+// seenTypes are what seenProjection handles.
+var seenTypes = []string{"distribution.viewed", "course.generation.requested"}
+
+// seenProjection records each event it applies in a table without a
+// unique key, so that an event applied twice shows; fail decides whether
+// an event fails.
+func seenProjection(name string, fail func(eventstore.Event) error) projections.Projection {
+	return projections.Projection{
+		Name:    name,
+		Handles: projections.Types(1, seenTypes...),
+		Migrations: fstest.MapFS{"001_seen.up.sql": {Data: []byte(
+			`CREATE TABLE seen (n bigserial PRIMARY KEY, event_id uuid NOT NULL, tenant_id text NOT NULL)`)}},
+		Handler: projections.EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+			if err := fail(e); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO seen (event_id, tenant_id) VALUES ($1, $2)`, e.ID, e.Meta.TenantID)
+			return err
+		}),
+	}
+}
+
+func countHandled(tb testing.TB, store eventstore.Store) int {
+	tb.Helper()
+	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: seenTypes, Limit: 100_000})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return len(page.Events)
+}
+
+func seenCount(tb testing.TB, pool *pgxpool.Pool) int {
+	tb.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM seen`).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func seenTimes(tb testing.TB, pool *pgxpool.Pool, id string) int {
+	tb.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM seen WHERE event_id = $1`, id).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }

@@ -24,7 +24,8 @@ type stats struct {
 	mu       sync.Mutex
 	running  bool
 	gen      int
-	pos      eventstore.Position
+	pos      eventstore.Position // reached, in memory
+	saved    eventstore.Position // last checkpoint this runner wrote
 	rate     float64
 	rateN    int64
 	rateAt   time.Time
@@ -34,7 +35,15 @@ type stats struct {
 func (s *stats) start(gen int, pos eventstore.Position) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.running, s.gen, s.pos = true, gen, pos
+	s.running, s.gen, s.pos, s.saved = true, gen, pos, pos
+}
+
+func (s *stats) checkpointed(gen int, pos eventstore.Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen == gen {
+		s.saved = pos
+	}
 }
 
 func (s *stats) stop() {
@@ -81,7 +90,7 @@ func (s *stats) observeBatch(d time.Duration) {
 
 // sample returns the runner's position (if it runs here) and its events/s
 // over the time since the previous sample (at least half a second).
-func (s *stats) sample(now time.Time) (running bool, gen int, pos eventstore.Position, rate float64) {
+func (s *stats) sample(now time.Time) (running bool, gen int, pos, saved eventstore.Position, rate float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.consumed.Load()
@@ -91,7 +100,7 @@ func (s *stats) sample(now time.Time) (running bool, gen int, pos eventstore.Pos
 		}
 		s.rateN, s.rateAt = n, now
 	}
-	return s.running, s.gen, s.pos, s.rate
+	return s.running, s.gen, s.pos, s.saved, s.rate
 }
 
 // Lag is how far one projection is behind the log.
@@ -186,8 +195,11 @@ func (r *Runtime) Lag(ctx context.Context) ([]Lag, error) {
 			l.LastError = *lastErr
 		}
 		st := r.stats[p.Name]
-		running, gen, pos, rate := st.sample(now)
-		if running && gen == l.Generation && pos.Compare(l.Position) > 0 {
+		// The runner may have passed unhandled events it has not saved
+		// yet; its position counts if the stored one is what it saved
+		// (and not, say, a rewind it has not noticed yet).
+		running, gen, pos, saved, rate := st.sample(now)
+		if running && gen == l.Generation && saved == l.Position && pos.Compare(l.Position) > 0 {
 			l.Position = pos
 		}
 		l.Running, l.EventsPerSecond, l.Errors = running, rate, st.errors.Load()

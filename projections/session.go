@@ -212,20 +212,24 @@ func (r *Runtime) session(ctx context.Context, home string, p *registered) error
 }
 
 // heartbeat checks, while idle, that the connection is alive, that the
-// projection was neither stopped nor swapped to another generation, and
+// projection was neither stopped, swapped to another generation nor
+// rewound, and
 // saves a checkpoint that only passed unhandled events.
 func (r *Runtime) heartbeat(ctx context.Context, a *applier) error {
 	var gen *int
 	var stopped bool
-	err := a.conn.QueryRow(ctx, `SELECT active_generation, stopped FROM projection_state WHERE projection = $1`, a.p.Name).Scan(&gen, &stopped)
+	var c, p *int64
+	err := a.conn.QueryRow(ctx, `SELECT s.active_generation, s.stopped, c.commit_position, c.prepare_position
+		FROM projection_state s LEFT JOIN projection_checkpoints c ON c.projection = s.projection AND c.generation = $2
+		WHERE s.projection = $1`, a.p.Name, a.gen).Scan(&gen, &stopped, &c, &p)
 	if err != nil {
 		return fmt.Errorf("projections: heartbeat: %w", err)
 	}
 	if stopped {
 		return fmt.Errorf("%w: %q", ErrStopped, a.p.Name)
 	}
-	if gen == nil || *gen != a.gen {
-		return errFenced
+	if gen == nil || *gen != a.gen || c == nil || fromArgs(*c, *p) != a.saved {
+		return errFenced // swapped or rewound while idle
 	}
 	return a.flush(ctx)
 }
