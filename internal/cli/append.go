@@ -1,0 +1,358 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// appendOutput is what append prints per stored event (--json keys are
+// part of the contract: stream, version, position, id).
+type appendOutput struct {
+	Stream   string              `json:"stream"`
+	Version  int64               `json:"version"`
+	Position eventstore.Position `json:"position"`
+	ID       string              `json:"id"`
+	Type     string              `json:"type,omitempty"`
+}
+
+func appendOutputOf(e eventstore.Event) appendOutput {
+	return appendOutput{Stream: e.Stream, Version: e.Version, Position: e.Position, ID: e.ID.String(), Type: e.Type}
+}
+
+type appendFlags struct {
+	stream, typ, expected, tenant, correlation, causation string
+	source, target, producer, id, data, meta, file        string
+	schemaVersion                                         int
+}
+
+func (a *app) appendCommand() *cobra.Command {
+	var f appendFlags
+	cmd := &cobra.Command{
+		Use:   "append (--stream S --type T --data JSON|@FILE|- | --file EVENTS.ndjson)",
+		Short: "Validate and append one event, or a file of envelopes",
+		Long: `Validate and append one event:
+
+  eventstream append --stream course-42 --type course.generation.requested \
+      --tenant acme --data '{"course_id":"…","topic":"Go","attempt":1,"language":"en"}'
+
+prints the stored stream, version, global position and id (--json: an
+object with keys stream, version, position, id). --schema-version defaults
+to the type's newest schema; --expected-version is any (default),
+no-stream, exists or a version number.
+
+Or append a file (or - for stdin) of envelopes, one JSON object per line
+(keys id, type, stream, source, target, payload, meta — the Charter v1.0
+envelope; "stream" may be left out when --stream is given):
+
+  eventstream append --file events.ndjson
+
+Every line is validated before anything is written. Events are appended
+per stream, in file order, one atomic batch per stream (split every 10,000
+events); a line that fails validation is reported with its line number and
+nothing is written. Lines with ids already stored with the same content
+are skipped, so a file can be appended again safely.`,
+		Args: argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.file != "" {
+				return a.appendFile(cmd, f)
+			}
+			return a.appendOne(cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.stream, "stream", "", "stream id")
+	fl.StringVar(&f.typ, "type", "", "event type, e.g. course.generation.requested")
+	fl.IntVar(&f.schemaVersion, "schema-version", 0, "payload schema version (default: the type's newest)")
+	fl.StringVar(&f.expected, "expected-version", "any", "any, no-stream, exists, or the stream's current version")
+	fl.StringVar(&f.tenant, "tenant", "", "tenant id (meta.tenant_id; default $EVENTSTREAM_TENANT)")
+	fl.StringVar(&f.correlation, "correlation-id", "", "correlation id (meta.correlation_id)")
+	fl.StringVar(&f.causation, "causation-id", "", "causation id (meta.causation_id)")
+	fl.StringVar(&f.source, "source", "cli", "producing module (envelope source)")
+	fl.StringVar(&f.target, "target", "", "target module (optional)")
+	fl.StringVar(&f.producer, "producer", "eventstream-cli", "meta.producer")
+	fl.StringVar(&f.id, "id", "", "event id (UUID; default: a new one). Retrying with the same id is idempotent")
+	fl.StringVar(&f.data, "data", "", "payload: a JSON object, @FILE, or - for stdin")
+	fl.StringVar(&f.meta, "meta", "", "extra meta keys as a JSON object")
+	fl.StringVar(&f.file, "file", "", "append the envelopes of an NDJSON file (- for stdin)")
+	return cmd
+}
+
+func (a *app) appendOne(cmd *cobra.Command, f appendFlags) error {
+	switch {
+	case f.stream == "":
+		return usagef("--stream is required (or --file)")
+	case f.typ == "":
+		return usagef("--type is required")
+	case f.data == "":
+		return usagef("--data is required: a JSON object, @FILE or -")
+	}
+	expected, err := eventstore.ParseExpectedVersion(f.expected)
+	if err != nil {
+		return usagef("--expected-version %q: want any, no-stream, exists or a version >= 0", f.expected)
+	}
+	payload, err := a.readData(f.data)
+	if err != nil {
+		return err
+	}
+	e := eventstore.Event{Type: f.typ, Source: f.source, Target: f.target, Payload: payload}
+	if f.id != "" {
+		id, err := uuid.Parse(f.id)
+		if err != nil {
+			return usagef("--id %q: not a UUID", f.id)
+		}
+		e.ID = id
+	}
+	tenant := f.tenant
+	if tenant == "" {
+		tenant = a.getenv("EVENTSTREAM_TENANT")
+	}
+	e.Meta = eventstore.Meta{SchemaVersion: f.schemaVersion, Producer: f.producer, TenantID: tenant, CorrelationID: f.correlation, CausationID: f.causation}
+	if f.meta != "" {
+		var extra map[string]any
+		d := json.NewDecoder(strings.NewReader(f.meta))
+		d.UseNumber()
+		if err := d.Decode(&extra); err != nil {
+			return usagef("--meta: want a JSON object: %v", err)
+		}
+		e.Meta.Extra = extra
+	}
+	b, err := a.openBackend(cmd.Context(), connectOptions{appName: "eventstream-append"})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if e.Meta.SchemaVersion == 0 {
+		e.Meta.SchemaVersion = b.Registry.Latest(f.typ)
+		if e.Meta.SchemaVersion == 0 {
+			e.Meta.SchemaVersion = 1 // unknown type: let validation say so
+		}
+	}
+	res, err := b.Store.Append(cmd.Context(), f.stream, expected, e)
+	if err != nil {
+		return err
+	}
+	out := appendOutputOf(res.Events[0])
+	if a.asJSON {
+		out.Type = ""
+		return a.printJSON(out)
+	}
+	a.stdoutf("appended %s to %s: version %d, position %s, id %s\n", out.Type, out.Stream, out.Version, out.Position, out.ID)
+	return nil
+}
+
+// readData reads --data: inline JSON, @FILE or - (stdin).
+func (a *app) readData(v string) (json.RawMessage, error) {
+	var b []byte
+	var err error
+	switch {
+	case v == "-":
+		b, err = io.ReadAll(io.LimitReader(a.io.In, eventstore.MaxEventBytes+1))
+	case strings.HasPrefix(v, "@"):
+		b, err = os.ReadFile(v[1:])
+		if err != nil {
+			return nil, usagef("--data %s: %v", v, errors.Unwrap(err))
+		}
+	default:
+		b = []byte(v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read --data: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, usagef("--data is empty")
+	}
+	return json.RawMessage(b), nil
+}
+
+// fileLine is one envelope of an NDJSON file and where it came from.
+type fileLine struct {
+	line  int
+	event eventstore.Event
+}
+
+// streamBatch is the events of one stream in file order.
+type streamBatch struct {
+	stream string
+	lines  []fileLine
+}
+
+func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
+	if f.typ != "" || f.data != "" || f.id != "" {
+		return usagef("--file takes the type, payload and id from each line; drop --type, --data and --id")
+	}
+	expected, err := eventstore.ParseExpectedVersion(f.expected)
+	if err != nil {
+		return usagef("--expected-version %q: want any, no-stream, exists or a version >= 0", f.expected)
+	}
+	name, r, closeFn, err := a.openInput(f.file)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	batches, err := readEnvelopes(name, r, f.stream)
+	if err != nil {
+		return err
+	}
+	b, err := a.openBackend(cmd.Context(), connectOptions{appName: "eventstream-append"})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	// Validate everything first so that a bad line writes nothing at all.
+	v, err := eventstore.NewValidator(b.Registry)
+	if err != nil {
+		return err
+	}
+	for _, sb := range batches {
+		for start := 0; start < len(sb.lines); start += eventstore.MaxBatchEvents {
+			chunk := sb.lines[start:min(start+eventstore.MaxBatchEvents, len(sb.lines))]
+			if _, err := v.Check(sb.stream, expected, eventsOf(chunk)); err != nil {
+				return placeError(name, chunk, err)
+			}
+		}
+	}
+	var outs []appendOutput
+	for _, sb := range batches {
+		exp := expected
+		var last eventstore.AppendResult
+		for start := 0; start < len(sb.lines); start += eventstore.MaxBatchEvents {
+			chunk := sb.lines[start:min(start+eventstore.MaxBatchEvents, len(sb.lines))]
+			res, err := b.Store.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
+			if err != nil {
+				return placeError(name, chunk, err)
+			}
+			exp, last = eventstore.Exact(res.Version()), res
+		}
+		o := appendOutput{Stream: sb.stream, Version: last.Version(), Position: last.Position()}
+		outs = append(outs, o)
+		if a.asJSON {
+			if err := a.printJSON(struct {
+				appendOutput
+				Events int `json:"events"`
+			}{o, len(sb.lines)}); err != nil {
+				return err
+			}
+		}
+	}
+	if a.asJSON {
+		return nil
+	}
+	t := a.newTable("STREAM", "EVENTS", "VERSION", "POSITION")
+	for i, o := range outs {
+		t.row(o.Stream, len(batches[i].lines), o.Version, o.Position)
+	}
+	return t.flush()
+}
+
+func eventsOf(lines []fileLine) []eventstore.Event {
+	out := make([]eventstore.Event, len(lines))
+	for i, l := range lines {
+		out[i] = l.event
+	}
+	return out
+}
+
+// placeError puts an append error on the line of the event it names.
+func placeError(file string, chunk []fileLine, err error) error {
+	var ve *eventstore.ValidationError
+	if errors.As(err, &ve) && ve.Index >= 0 && ve.Index < len(chunk) {
+		return &lineError{File: file, Line: chunk[ve.Index].line, Err: err}
+	}
+	if len(chunk) > 0 && (errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, eventstore.ErrValidation)) {
+		return &lineError{File: file, Line: chunk[0].line, Err: err}
+	}
+	return err
+}
+
+// openInput opens a file argument, "-" being stdin.
+func (a *app) openInput(path string) (string, io.Reader, func(), error) {
+	if path == "-" {
+		return "stdin", a.io.In, func() {}, nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", nil, nil, usagef("%s: %v", path, errors.Unwrap(err))
+	}
+	return path, fh, func() { fh.Close() }, nil
+}
+
+// maxLineBytes bounds one NDJSON line: an event's payload and meta plus
+// the envelope around them.
+const maxLineBytes = eventstore.MaxEventBytes + 64<<10
+
+// readEnvelopes reads NDJSON envelopes and groups them per stream, keeping
+// the order of first appearance. A line that is not an envelope is a
+// validation refusal naming the line.
+func readEnvelopes(name string, r io.Reader, defaultStream string) ([]*streamBatch, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
+	byStream := map[string]*streamBatch{}
+	var order []*streamBatch
+	n := 0
+	for sc.Scan() {
+		n++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		e, err := decodeEnvelope(line)
+		if err != nil {
+			return nil, &lineError{File: name, Line: n, Err: err}
+		}
+		if e.Stream == "" {
+			e.Stream = defaultStream
+		}
+		if e.Stream == "" {
+			return nil, &lineError{File: name, Line: n, Err: &eventstore.ValidationError{Index: -1, Pointer: "/stream", Rule: "required", Message: "no stream on the line and no --stream given"}}
+		}
+		sb := byStream[e.Stream]
+		if sb == nil {
+			sb = &streamBatch{stream: e.Stream}
+			byStream[e.Stream] = sb
+			order = append(order, sb)
+		}
+		sb.lines = append(sb.lines, fileLine{line: n, event: e})
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, &lineError{File: name, Line: n + 1, Err: &eventstore.ValidationError{Index: -1, Rule: "event-size",
+				Message: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}}
+		}
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(order) == 0 {
+		return nil, &eventstore.ValidationError{Index: -1, Rule: "batch-size", Message: name + ": no events"}
+	}
+	return order, nil
+}
+
+// decodeEnvelope reads one line strictly: unknown keys and malformed JSON
+// are refusals, not silently dropped.
+func decodeEnvelope(line []byte) (eventstore.Event, error) {
+	var e eventstore.Event
+	if _, err := eventstore.DecodeJSON(line); err != nil {
+		return e, err
+	}
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&e); err != nil {
+		return e, &eventstore.ValidationError{Index: -1, Rule: "envelope", Message: "not an envelope: " + err.Error()}
+	}
+	return e, nil
+}
+
+// ctxErr returns ctx's error as a plain interruption.
+func ctxErr(ctx context.Context) error { return ctx.Err() }

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Exit codes of the eventstream command. They are part of its contract and
+// listed in --help and the README.
+const (
+	ExitOK       = 0 // success
+	ExitFailure  = 1 // anything else: connection, I/O, server error
+	ExitUsage    = 2 // bad flags, arguments or values
+	ExitInvalid  = 3 // input refused by validation; nothing was written
+	ExitConflict = 4 // wrong expected version; nothing was written
+)
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  failure (connection, I/O, server error)
+  2  usage error (bad flag, argument or value)
+  3  input refused by validation (nothing was written)
+  4  concurrency conflict: the stream was not at the expected version (nothing was written)`
+
+// usageError is a mistake in how the command was called.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// lineError places an error on a line of an input file.
+type lineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *lineError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+}
+
+func (e *lineError) Unwrap() error { return e.Err }
+
+// exitError carries an explicit exit code and a message already worded
+// for the user.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error { return &exitError{code: code, err: err} }
+
+// silentError ends the command with a code after it already told the user
+// why (for example a table of failures).
+type silentError struct{ code int }
+
+func (e *silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// exitCode maps an error to the documented exit codes.
+func exitCode(err error) int {
+	var ee *exitError
+	var se *silentError
+	var ue *usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &se):
+		return se.code
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, eventstore.ErrValidation):
+		return ExitInvalid
+	case errors.As(err, new(*eventstore.JSONError)):
+		return ExitInvalid
+	case errors.Is(err, eventstore.ErrConcurrency):
+		return ExitConflict
+	}
+	return ExitFailure
+}
+
+// errorReport is the --json form of an error, written to stderr.
+type errorReport struct {
+	Error   string                 `json:"error"`
+	Code    int                    `json:"code"`
+	Kind    string                 `json:"kind"`
+	Line    int                    `json:"line,omitempty"`
+	Index   *int                   `json:"index,omitempty"`
+	Type    string                 `json:"type,omitempty"`
+	Schema  int                    `json:"schema_version,omitempty"`
+	Pointer string                 `json:"pointer,omitempty"`
+	Rule    string                 `json:"rule,omitempty"`
+	Causes  []eventstore.Violation `json:"causes,omitempty"`
+	Stream  string                 `json:"stream,omitempty"`
+	Expect  string                 `json:"expected_version,omitempty"`
+	Actual  *int64                 `json:"actual_version,omitempty"`
+}
+
+func kindOf(code int) string {
+	switch code {
+	case ExitUsage:
+		return "usage"
+	case ExitInvalid:
+		return "validation"
+	case ExitConflict:
+		return "concurrency"
+	}
+	return "failure"
+}
+
+func reportOf(err error) errorReport {
+	code := exitCode(err)
+	r := errorReport{Error: err.Error(), Code: code, Kind: kindOf(code)}
+	var le *lineError
+	if errors.As(err, &le) {
+		r.Line = le.Line
+	}
+	var ve *eventstore.ValidationError
+	if errors.As(err, &ve) {
+		if ve.Index >= 0 {
+			i := ve.Index
+			r.Index = &i
+		}
+		r.Type, r.Schema, r.Pointer, r.Rule, r.Causes = ve.Type, ve.SchemaVersion, ve.Pointer, ve.Rule, ve.Causes
+	}
+	var je *eventstore.JSONError
+	if errors.As(err, &je) && r.Rule == "" {
+		r.Rule = je.Rule
+	}
+	var ce *eventstore.ConcurrencyError
+	if errors.As(err, &ce) {
+		r.Stream, r.Expect = ce.Stream, ce.Expected.String()
+		a := ce.Actual
+		r.Actual = &a
+	}
+	return r
+}
+
+// writeError tells the user what went wrong: one line (plus a hint for
+// usage errors), or a JSON object with --json.
+func writeError(w io.Writer, err error, asJSON bool, cmdPath string) {
+	var se *silentError
+	if errors.As(err, &se) {
+		return
+	}
+	if asJSON {
+		b, _ := json.Marshal(reportOf(err))
+		fmt.Fprintf(w, "%s\n", b)
+		return
+	}
+	msg := strings.TrimPrefix(err.Error(), "eventstore: ")
+	switch exitCode(err) {
+	case ExitInvalid:
+		fmt.Fprintf(w, "refused: %s\nnothing was written\n", msg)
+		var ve *eventstore.ValidationError
+		if errors.As(err, &ve) {
+			for _, c := range ve.Causes {
+				fmt.Fprintf(w, "  also %s: %s [%s]\n", c.Pointer, c.Message, c.Rule)
+			}
+		}
+	case ExitConflict:
+		fmt.Fprintf(w, "conflict: %s\nnothing was written\n", msg)
+	case ExitUsage:
+		fmt.Fprintf(w, "eventstream: %s\nRun '%s --help' for usage.\n", msg, cmdPath)
+	default:
+		fmt.Fprintf(w, "eventstream: %s\n", msg)
+	}
+}

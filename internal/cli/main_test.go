@@ -1,0 +1,143 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brainhq/eventstream/internal/pgtest"
+)
+
+// binary is the eventstream command built once for the package's tests:
+// the end-to-end tests run the real binary, as a user would.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eventstream-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "eventstream")
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/brainhq/eventstream/cmd/eventstream")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build eventstream:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// cli runs the binary against one database schema.
+type cli struct {
+	t     *testing.T
+	url   string
+	dir   string
+	env   []string
+	stdin string
+}
+
+// newCLI gives the test a fresh schema and a working directory.
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	u, _ := pgtest.Schema(t)
+	return &cli{t: t, url: u, dir: t.TempDir()}
+}
+
+// run runs the binary with --database-url and args, and waits.
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	return c.runIn(context.Background(), append([]string{"--database-url", c.url}, args...)...)
+}
+
+// runRaw runs the binary with exactly args.
+func (c *cli) runIn(ctx context.Context, args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = c.dir
+	cmd.Env = append(cleanEnv(), c.env...)
+	cmd.Stdin = strings.NewReader(c.stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run %v: %v", args, err)
+	}
+	r := result{stdout: out.String(), stderr: errb.String(), code: code}
+	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic:") {
+		c.t.Fatalf("eventstream %v crashed:\n%s", args, r)
+	}
+	return r
+}
+
+// cleanEnv drops variables that would point the binary elsewhere.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "EVENTSTORE_URL=") || strings.HasPrefix(kv, "PG") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// must runs and fails the test unless the exit code is want.
+func (c *cli) must(want int, args ...string) result {
+	c.t.Helper()
+	r := c.run(args...)
+	if r.code != want {
+		c.t.Fatalf("eventstream %s: want exit %d, got %s", strings.Join(args, " "), want, r)
+	}
+	return r
+}
+
+// jsonLines decodes NDJSON output.
+func jsonLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

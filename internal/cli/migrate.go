@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/migrate"
+)
+
+func (a *app) migrateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the store's and every projection's embedded migrations (idempotent)",
+		Long: `Apply the embedded, numbered SQL migrations of the event log and of every
+projection's read model to the database, in order, under an advisory lock.
+Running it again, or from two processes at once, is safe: what already ran
+is skipped. A database migrated by a newer eventstream is left alone and
+reported.`,
+		Args: argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-migrate"})
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			results, err := a.migrateAll(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			return a.printMigrations(results)
+		},
+	}
+	return cmd
+}
+
+// migrationResult is what migrate reports per component.
+type migrationResult struct {
+	Component string   `json:"component"`
+	Version   int      `json:"version"`
+	Applied   []string `json:"applied"`
+}
+
+// migrateAll applies every component's migrations: the log's (when it
+// lives in PostgreSQL) and the projections'.
+func (a *app) migrateAll(ctx context.Context, db *database) ([]migrationResult, error) {
+	var out []migrationResult
+	ms, err := postgres.Migrations()
+	if err != nil {
+		return nil, err
+	}
+	ran, err := migrate.Apply(ctx, db.Pool, postgres.Component, ms)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, result(postgres.Component, len(ms), ran))
+	more, err := a.migrateProjections(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
+}
+
+func result(component string, version int, ran []migrate.Migration) migrationResult {
+	r := migrationResult{Component: component, Version: version, Applied: []string{}}
+	for _, m := range ran {
+		r.Applied = append(r.Applied, fmt.Sprintf("%03d_%s", m.Version, m.Name))
+	}
+	return r
+}
+
+func (a *app) printMigrations(rs []migrationResult) error {
+	if a.asJSON {
+		return a.printJSON(rs)
+	}
+	t := a.newTable("COMPONENT", "VERSION", "APPLIED NOW")
+	for _, r := range rs {
+		applied := "up to date"
+		if len(r.Applied) > 0 {
+			applied = fmt.Sprint(r.Applied)
+		}
+		t.row(r.Component, r.Version, applied)
+	}
+	return t.flush()
+}
