@@ -1,0 +1,268 @@
+// Package reactions holds the consumers that turn one module's events into
+// another module's commands:
+//
+//   - course.generation.completed → create the course's distribution
+//   - distribution.created → deploy the course to staging
+//   - course.deployed.staging → record the staging URL on the distribution
+//   - mission.created → validate the mission's IR
+//   - ir.validated_pass/escalate/reject (for a mission) → record the verdict
+//   - ir.approval_consumed (for a mission) → grant the approval
+//
+// Every reaction is idempotent by construction, so at-least-once delivery
+// is enough: the command's target is derived from the event (the
+// distribution id is a function of the course id), the command id and so
+// the ids of the events it writes are derived from the causing event's id
+// (aggregates.FromEvent), and each command treats "already done" as done
+// and writes nothing. Handle has the plain shape func(ctx, event) error, to
+// plug into the projection runtime's idempotent-consumer machinery; Run
+// drives the reactions from a store subscription until then.
+package reactions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+
+	"github.com/brainhq/eventstream/aggregates"
+	cf "github.com/brainhq/eventstream/aggregates/coursefactory"
+	"github.com/brainhq/eventstream/aggregates/distribution"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	"github.com/brainhq/eventstream/aggregates/missions"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Reaction names; they are also the consumer names under which a runtime
+// records processed events, so never rename one.
+const (
+	CreateDistribution = "course-completed.create-distribution"
+	DeployToStaging    = "distribution-created.deploy-staging"
+	RecordStagingURL   = "course-deployed.record-staging-url"
+	ValidateMissionIR  = "mission-created.validate-ir"
+	RecordVerdict      = "ir-validated.record-mission-verdict"
+	GrantApproval      = "approval-consumed.grant-mission-approval"
+)
+
+// Config configures the reactions.
+type Config struct {
+	// StagingBaseURL is where staged courses are served; a course's staging
+	// URL is StagingBaseURL/courses/<course id>/<distribution id>.
+	StagingBaseURL string
+	// Channel is the channel of the distribution created for a completed
+	// course (default "web").
+	Channel string
+	Logger  *slog.Logger
+}
+
+// Reaction is one consumer: its name, the event types it takes, and its
+// handler.
+type Reaction struct {
+	Name   string
+	Types  []string
+	Handle func(ctx context.Context, e eventstore.Event) error
+}
+
+// Reactions are the module-to-module consumers.
+type Reactions struct {
+	svc  *domain.Services
+	cfg  Config
+	log  *slog.Logger
+	list []Reaction
+	by   map[string][]Reaction
+}
+
+// New returns the reactions over the modules' services.
+func New(svc *domain.Services, cfg Config) (*Reactions, error) {
+	if cfg.Channel == "" {
+		cfg.Channel = distribution.ChannelWeb
+	}
+	u, err := url.Parse(cfg.StagingBaseURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("reactions: StagingBaseURL %q: want an absolute URL", cfg.StagingBaseURL)
+	}
+	r := &Reactions{svc: svc, cfg: cfg, log: cfg.Logger, by: map[string][]Reaction{}}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.list = []Reaction{
+		{CreateDistribution, []string{cf.TypeGenerationCompleted}, r.createDistribution},
+		{DeployToStaging, []string{distribution.TypeCreated}, r.deployToStaging},
+		{RecordStagingURL, []string{cf.TypeDeployedStaging}, r.recordStagingURL},
+		{ValidateMissionIR, []string{missions.TypeCreated}, r.validateMissionIR},
+		{RecordVerdict, []string{governance.TypeValidatedPass, governance.TypeValidatedEscalate, governance.TypeValidatedReject}, r.recordVerdict},
+		{GrantApproval, []string{governance.TypeApprovalConsumed}, r.grantApproval},
+	}
+	for _, x := range r.list {
+		for _, t := range x.Types {
+			r.by[t] = append(r.by[t], x)
+		}
+	}
+	return r, nil
+}
+
+// List returns every reaction.
+func (r *Reactions) List() []Reaction { return append([]Reaction(nil), r.list...) }
+
+// Types returns the event types some reaction takes, sorted.
+func (r *Reactions) Types() []string {
+	out := make([]string, 0, len(r.by))
+	for t := range r.by {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Handle runs every reaction that takes e's type; events no reaction takes
+// are ignored. Handling an event again changes nothing.
+func (r *Reactions) Handle(ctx context.Context, e eventstore.Event) error {
+	var errs []error
+	for _, x := range r.by[e.Type] {
+		if err := x.Handle(ctx, e); err != nil {
+			errs = append(errs, fmt.Errorf("reaction %s to %s %s: %w", x.Name, e.Type, e.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunOptions say where Run starts and what it reports.
+type RunOptions struct {
+	// After is the position to start after (Start: the whole log).
+	After eventstore.Position
+	// Handled, when set, is called after each event is handled, with its
+	// position, so a caller can keep a checkpoint.
+	Handled func(eventstore.Position)
+}
+
+// Run subscribes to the reactions' event types and handles each event
+// until ctx ends or a reaction fails; the caller restarts it from its last
+// checkpoint (a redelivered event changes nothing).
+func (r *Reactions) Run(ctx context.Context, store eventstore.Store, opts RunOptions) error {
+	sub, err := store.Subscribe(ctx, eventstore.SubscribeOptions{After: opts.After, Types: r.Types()})
+	if err != nil {
+		return fmt.Errorf("reactions: subscribe: %w", err)
+	}
+	defer sub.Close()
+	for {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := r.Handle(ctx, e); err != nil {
+				return err
+			}
+			if opts.Handled != nil {
+				opts.Handled(e.Position)
+			}
+		}
+	}
+}
+
+// decode returns e's payload as T (upcast to the newest version).
+func decode[T any](r *Reactions, e eventstore.Event) (T, error) {
+	var zero T
+	v, err := r.svc.Registry.Decode(e)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, fmt.Errorf("event %s decodes to %T, not %T", e.ID, v, zero)
+	}
+	return t, nil
+}
+
+// StagingURL is the staging address of a course's distribution.
+func (r *Reactions) StagingURL(courseID, distributionID string) string {
+	return r.cfg.StagingBaseURL + "/courses/" + url.PathEscape(courseID) + "/" + url.PathEscape(distributionID)
+}
+
+func (r *Reactions) createDistribution(ctx context.Context, e eventstore.Event) error {
+	d, err := decode[cf.GenerationCompleted](r, e)
+	if err != nil {
+		return err
+	}
+	_, err = r.svc.Distributions.Handle(ctx, aggregates.FromEvent(e, CreateDistribution), distribution.Create{
+		DistributionID: distribution.IDForCourse(d.CourseID, r.cfg.Channel),
+		CourseID:       d.CourseID,
+		Channel:        r.cfg.Channel,
+		Title:          d.Title,
+	})
+	return err
+}
+
+func (r *Reactions) deployToStaging(ctx context.Context, e eventstore.Event) error {
+	d, err := decode[distribution.Created](r, e)
+	if err != nil {
+		return err
+	}
+	_, err = r.svc.Courses.Handle(ctx, aggregates.FromEvent(e, DeployToStaging), cf.DeployStaging{
+		CourseID:       d.CourseID,
+		DistributionID: d.DistributionID,
+		StagingURL:     r.StagingURL(d.CourseID, d.DistributionID),
+	})
+	return err
+}
+
+func (r *Reactions) recordStagingURL(ctx context.Context, e eventstore.Event) error {
+	d, err := decode[cf.DeployedStaging](r, e)
+	if err != nil {
+		return err
+	}
+	u := d.StagingURL
+	_, err = r.svc.Distributions.Handle(ctx, aggregates.FromEvent(e, RecordStagingURL), distribution.Update{
+		DistributionID: d.DistributionID,
+		Changes:        distribution.Changes{StagingURL: &u},
+	})
+	return err
+}
+
+func (r *Reactions) validateMissionIR(ctx context.Context, e eventstore.Event) error {
+	d, err := decode[missions.Created](r, e)
+	if err != nil {
+		return err
+	}
+	_, err = r.svc.Governance.ValidateIR(ctx, aggregates.FromEvent(e, ValidateMissionIR), governance.ValidateIR{
+		IR: governance.IR{ID: d.IRID, Steps: d.Steps}, MissionID: d.MissionID,
+	})
+	return err
+}
+
+func (r *Reactions) recordVerdict(ctx context.Context, e eventstore.Event) error {
+	v, err := r.svc.Registry.Decode(e)
+	if err != nil {
+		return err
+	}
+	var c missions.RecordValidation
+	switch d := v.(type) {
+	case governance.ValidatedPass:
+		c = missions.RecordValidation{MissionID: d.MissionID, IRID: d.IRID, Outcome: governance.OutcomePass, MaxTier: d.MaxTier}
+	case governance.ValidatedEscalate:
+		c = missions.RecordValidation{MissionID: d.MissionID, IRID: d.IRID, Outcome: governance.OutcomeEscalate, MaxTier: d.MaxTier}
+	case governance.ValidatedReject:
+		c = missions.RecordValidation{MissionID: d.MissionID, IRID: d.IRID, Outcome: governance.OutcomeReject, Rule: d.Rule}
+	default:
+		return fmt.Errorf("unexpected payload %T", v)
+	}
+	if c.MissionID == "" {
+		return nil // an IR validated outside any mission
+	}
+	_, err = r.svc.Missions.Handle(ctx, aggregates.FromEvent(e, RecordVerdict), c)
+	return err
+}
+
+func (r *Reactions) grantApproval(ctx context.Context, e eventstore.Event) error {
+	d, err := decode[governance.ApprovalConsumed](r, e)
+	if err != nil {
+		return err
+	}
+	if d.MissionID == "" {
+		return nil
+	}
+	_, err = r.svc.Missions.GrantApproval(ctx, aggregates.FromEvent(e, GrantApproval), missions.GrantApproval{MissionID: d.MissionID, ApprovalID: d.ApprovalID})
+	return err
+}

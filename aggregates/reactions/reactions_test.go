@@ -1,0 +1,291 @@
+package reactions_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/aggregates"
+	cf "github.com/brainhq/eventstream/aggregates/coursefactory"
+	"github.com/brainhq/eventstream/aggregates/distribution"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	dt "github.com/brainhq/eventstream/aggregates/internal/domaintest"
+	"github.com/brainhq/eventstream/aggregates/missions"
+	"github.com/brainhq/eventstream/aggregates/reactions"
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+var ctx = context.Background()
+
+func newReactions(t *testing.T, env *dt.Env) *reactions.Reactions {
+	t.Helper()
+	r, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// pump delivers every event of the log after from to the reactions, each
+// twice, until the log stops growing; it returns the new position.
+func pump(t *testing.T, env *dt.Env, r *reactions.Reactions, from eventstore.Position) eventstore.Position {
+	t.Helper()
+	for range 20 {
+		page, err := env.Store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Events) == 0 {
+			return from
+		}
+		for _, e := range page.Events {
+			for range 2 {
+				if err := r.Handle(ctx, e); err != nil {
+					t.Fatalf("handle %s: %v", e.Type, err)
+				}
+			}
+		}
+		from = page.Next
+	}
+	t.Fatal("the reactions did not settle")
+	return from
+}
+
+func countTypes(t *testing.T, env *dt.Env) map[string]int {
+	t.Helper()
+	page, err := env.Store.ReadAll(ctx, eventstore.ReadAllOptions{Limit: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, e := range page.Events {
+		n[e.Type]++
+	}
+	return n
+}
+
+// completeCourse drives a course to completion, all under correlation corr.
+func completeCourse(t *testing.T, env *dt.Env, corr string) string {
+	t.Helper()
+	id := uuid.NewString()
+	meta := aggregates.CommandMeta{TenantID: "t1", CorrelationID: corr}
+	for _, c := range []aggregates.Command[cf.State]{
+		cf.RequestGeneration{CourseID: id, Topic: "Event sourcing"},
+		cf.StartOutlining{CourseID: id},
+		cf.CreateOutline{CourseID: id, Title: "Event sourcing", Lessons: []cf.LessonSlot{{Slot: 1, Title: "Logs"}}},
+		cf.GenerateLesson{CourseID: id, Slot: 1, Title: "Logs"},
+		cf.CreateQuiz{CourseID: id, QuizID: uuid.NewString(), QuestionCount: 5},
+		cf.CreateLandingPage{CourseID: id, Headline: "Learn event sourcing", Slug: "event-sourcing"},
+		cf.SubmitForReview{CourseID: id},
+		cf.Complete{CourseID: id},
+	} {
+		if _, err := env.Courses.Handle(ctx, meta, c); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+	return id
+}
+
+func checkCourseFlow(t *testing.T, env *dt.Env, r *reactions.Reactions, course, corr string) {
+	t.Helper()
+	distID := distribution.IDForCourse(course, distribution.ChannelWeb)
+	d, err := env.Distributions.Load(ctx, distID)
+	if err != nil {
+		t.Fatalf("the course's distribution: %v", err)
+	}
+	wantURL := r.StagingURL(course, distID)
+	if d.State.CourseID != course || d.State.StagingURL != wantURL || d.Version != 2 {
+		t.Fatalf("distribution = %+v at v%d, want course %s, staging URL %s, v2", d.State, d.Version, course, wantURL)
+	}
+	c, err := env.Courses.Load(ctx, course)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State.Workflow != cf.Deployed || c.State.Deployments[distID] != wantURL {
+		t.Fatalf("course = %+v", c.State)
+	}
+	// The whole flow shares the correlation id, and each reaction's event
+	// names its cause.
+	page, _ := env.Store.ReadAll(ctx, eventstore.ReadAllOptions{Limit: 10_000})
+	byID := map[string]eventstore.Event{}
+	for _, e := range page.Events {
+		byID[e.ID.String()] = e
+	}
+	for _, e := range page.Events {
+		if e.Meta.CorrelationID != corr {
+			continue
+		}
+		var wantCause string
+		switch e.Type {
+		case distribution.TypeCreated:
+			wantCause = cf.TypeGenerationCompleted
+		case cf.TypeDeployedStaging:
+			wantCause = distribution.TypeCreated
+		case distribution.TypeUpdated:
+			wantCause = cf.TypeDeployedStaging
+		default:
+			continue
+		}
+		if cause, ok := byID[e.Meta.CausationID]; !ok || cause.Type != wantCause {
+			t.Fatalf("%s caused by %q (%s), want a %s", e.Type, e.Meta.CausationID, cause.Type, wantCause)
+		}
+	}
+}
+
+func TestCourseReactionsDeliveredTwice(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	corr := "flow-" + uuid.NewString()
+	course := completeCourse(t, env, corr)
+	pump(t, env, r, eventstore.Start)
+	checkCourseFlow(t, env, r, course, corr)
+	n := countTypes(t, env)
+	if n[distribution.TypeCreated] != 1 || n[cf.TypeDeployedStaging] != 1 || n[distribution.TypeUpdated] != 1 {
+		t.Fatalf("event counts %v: want one distribution, one deployment, one update", n)
+	}
+	// Delivering the whole log yet again changes nothing.
+	before := dt.Head(t, env.Store)
+	pump(t, env, r, eventstore.Start)
+	if after := dt.Head(t, env.Store); after != before {
+		t.Fatalf("a full redelivery moved the log from %s to %s", before, after)
+	}
+}
+
+// Two subscribers deliver every event at the same time, as two consumers
+// that both think they own the reactions would.
+func TestCourseReactionsFromTwoConcurrentSubscriptions(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	corr := "flow-" + uuid.NewString()
+	course := completeCourse(t, env, corr)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(runCtx, env.Store, reactions.RunOptions{}); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- err
+			}
+		}()
+	}
+	distID := distribution.IDForCourse(course, distribution.ChannelWeb)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := env.Distributions.Load(ctx, distID)
+		if err == nil && d.State.StagingURL != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reactions did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the slower subscriber catch up
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	checkCourseFlow(t, env, r, course, corr)
+	n := countTypes(t, env)
+	if n[distribution.TypeCreated] != 1 || n[cf.TypeDeployedStaging] != 1 || n[distribution.TypeUpdated] != 1 {
+		t.Fatalf("event counts %v: want one of each reaction's events", n)
+	}
+}
+
+func TestMissionReactionsDeliveredTwice(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	mission, ir := uuid.NewString(), "ir-"+uuid.NewString()
+	steps := []governance.Step{{ID: "a", Action: "http.get", Tier: 0}, {ID: "b", Action: "payments.send", Tier: 2}}
+	if _, err := env.Missions.Handle(ctx, dt.Meta(), missions.Create{MissionID: mission, IRID: ir, Title: "Pay", Steps: steps}); err != nil {
+		t.Fatal(err)
+	}
+	pos := pump(t, env, r, eventstore.Start)
+	m, _ := env.Missions.Load(ctx, mission)
+	if m.State.Status != missions.StatusAwaitingApproval || m.State.MaxTier != 2 {
+		t.Fatalf("mission after validation = %+v", m.State)
+	}
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: mission}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token, ConsumedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	pump(t, env, r, pos)
+	if _, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: mission}); err != nil {
+		t.Fatalf("start after the approval reaction: %v", err)
+	}
+	n := countTypes(t, env)
+	if n[governance.TypeValidatedEscalate] != 1 || n[missions.TypeValidated] != 1 || n[missions.TypeApprovalGranted] != 1 {
+		t.Fatalf("event counts %v", n)
+	}
+
+	// A rejected IR ends its mission.
+	rej := uuid.NewString()
+	if _, err := env.Missions.Handle(ctx, dt.Meta(), missions.Create{MissionID: rej, IRID: "ir-" + rej, Title: "Bad", Steps: []governance.Step{{ID: "x", Action: "tenant.delete", Tier: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	pump(t, env, r, eventstore.Start)
+	m, _ = env.Missions.Load(ctx, rej)
+	if m.State.Status != missions.StatusRejected || m.State.EndReason != "no-tenant-deletion" {
+		t.Fatalf("rejected mission = %+v", m.State)
+	}
+}
+
+// A reaction refused by an invariant reports a permanent error (there is
+// no point retrying it), and writes nothing.
+func TestReactionRefusalIsReported(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	// A distribution for a course the factory never completed.
+	course := uuid.NewString()
+	if _, err := env.Courses.Handle(ctx, dt.Meta(), cf.RequestGeneration{CourseID: course, Topic: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.Create{DistributionID: uuid.NewString(), CourseID: course, Channel: "email", Title: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	err = r.Handle(ctx, res.Events[0])
+	if !errors.Is(err, cf.ErrDeployNotCompleted) || !errors.Is(err, aggregates.ErrRefused) {
+		t.Fatalf("Handle = %v, want the deploy-after-completion refusal", err)
+	}
+	if dt.Head(t, env.Store) != before {
+		t.Fatal("a refused reaction wrote events")
+	}
+}
+
+func TestNewRefusesARelativeStagingURL(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	if _, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "/staging"}); err == nil {
+		t.Fatal("New accepted a relative staging URL")
+	}
+}
+
+func TestCourseReactionsInPostgres(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{})
+	r := newReactions(t, env)
+	corr := "flow-" + uuid.NewString()
+	course := completeCourse(t, env, corr)
+	pump(t, env, r, eventstore.Start)
+	checkCourseFlow(t, env, r, course, corr)
+}
