@@ -1,0 +1,333 @@
+// Package pgcluster starts a throwaway PostgreSQL cluster for tests that
+// must harm the database: stop it (fast or immediate), crash it, start it
+// again. The cluster lives in its own temporary folder on a free loopback
+// port, runs with fsync on (so a crash loses nothing that was committed),
+// and is removed when the test ends. It never touches the shared server
+// the other tests use.
+//
+// The server programs refuse to run as root; when the test runs as root
+// they run as the "postgres" user, which owns the folder.
+package pgcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Superuser is the role initdb creates; it connects without a password
+// from loopback.
+const Superuser = "postgres"
+
+// Mode is how Stop shuts the server down (pg_ctl stop -m).
+type Mode string
+
+const (
+	// Fast ends every session at once, rolls their transactions back and
+	// writes a checkpoint: a clean shutdown that does not wait for clients.
+	Fast Mode = "fast"
+	// Immediate ends every process without a checkpoint: a crash, with
+	// recovery from the WAL at the next start.
+	Immediate Mode = "immediate"
+)
+
+// Options adjust the cluster. The zero value is sensible.
+type Options struct {
+	// Settings are extra postgresql.conf lines (name → value, written as
+	// given: quote strings yourself).
+	Settings map[string]string
+}
+
+// Cluster is a running (or stopped) throwaway cluster.
+type Cluster struct {
+	bin  string
+	root string // temporary folder, owned by the server's user
+	data string
+	log  string
+	port int
+	cred *syscall.Credential
+
+	mu      sync.Mutex
+	running bool
+}
+
+// ErrNoServer is returned (and Start skips the test) when initdb and
+// pg_ctl are not installed.
+var ErrNoServer = errors.New("pgcluster: PostgreSQL server programs (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin")
+
+// Start initialises and starts a new cluster, and stops and removes it when
+// the test ends. It skips the test when the server programs are missing.
+func Start(tb testing.TB, opts ...Options) *Cluster {
+	tb.Helper()
+	c, err := New(opts...)
+	if errors.Is(err, ErrNoServer) {
+		tb.Skipf("skipped: %v", err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("pgcluster: server log (last lines):\n%s", c.LogTail(40))
+		}
+		if err := c.Destroy(); err != nil {
+			tb.Errorf("pgcluster: %v", err)
+		}
+	})
+	return c
+}
+
+// New initialises and starts a cluster; Destroy removes it.
+func New(opts ...Options) (*Cluster, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	bin, err := FindBinaries()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{bin: bin}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("pgcluster: running as root, and there is no postgres user to run the server as: %w", err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	c.root, err = os.MkdirTemp("", "pgcluster-")
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	if c.cred != nil {
+		if err := os.Chown(c.root, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			_ = os.RemoveAll(c.root)
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
+	}
+	c.data = filepath.Join(c.root, "data")
+	c.log = filepath.Join(c.root, "server.log")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// --no-sync only skips syncing initdb's own files: the server itself
+	// runs with fsync on (below).
+	if out, err := c.run(ctx, "initdb", "-D", c.data, "-U", Superuser, "--auth=trust",
+		"--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
+		_ = os.RemoveAll(c.root)
+		return nil, fmt.Errorf("pgcluster: initdb: %v: %s", err, tail(out, 5))
+	}
+	settings := map[string]string{
+		"listen_addresses":        "'127.0.0.1'",
+		"unix_socket_directories": "''",
+		"fsync":                   "on",
+		"synchronous_commit":      "on",
+		"full_page_writes":        "on",
+		"max_connections":         "100",
+		"shared_buffers":          "32MB",
+		"log_min_messages":        "warning",
+		"log_line_prefix":         "'%m [%p] '",
+	}
+	for k, v := range o.Settings {
+		settings[k] = v
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var conf strings.Builder
+	conf.WriteString("\n# pgcluster\n")
+	for _, k := range keys {
+		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
+	}
+	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString(conf.String())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		_ = os.RemoveAll(c.root)
+		return nil, fmt.Errorf("pgcluster: write postgresql.conf: %w", err)
+	}
+	// A free port can be taken between our check and the server's bind:
+	// try a few.
+	for attempt := 0; ; attempt++ {
+		c.port, err = freePort()
+		if err == nil {
+			err = c.Start()
+		}
+		if err == nil {
+			return c, nil
+		}
+		if attempt == 4 {
+			_ = os.RemoveAll(c.root)
+			return nil, err
+		}
+	}
+}
+
+// FindBinaries returns the folder holding initdb and pg_ctl: the PATH
+// first, then the newest /usr/lib/postgresql/*/bin.
+func FindBinaries() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := exec.LookPath("pg_ctl"); err == nil {
+			if real, err := filepath.EvalSymlinks(p); err == nil {
+				p = real
+			}
+			return filepath.Dir(p), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
+	for _, d := range dirs {
+		if executable(filepath.Join(d, "initdb")) && executable(filepath.Join(d, "pg_ctl")) {
+			return d, nil
+		}
+	}
+	return "", ErrNoServer
+}
+
+func majorOf(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+func executable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgcluster: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Port is the loopback port the server listens on (the same across
+// restarts).
+func (c *Cluster) Port() int { return c.port }
+
+// Addr is "127.0.0.1:port".
+func (c *Cluster) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
+
+// URL is the superuser's connection URL for database db ("" = postgres).
+func (c *Cluster) URL(db string) string {
+	if db == "" {
+		db = "postgres"
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", Superuser, c.Addr(), db)
+}
+
+// Dir is the cluster's data folder.
+func (c *Cluster) Dir() string { return c.data }
+
+// Running reports whether the server was started and not stopped since.
+func (c *Cluster) Running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.running
+}
+
+// Start starts the stopped server and waits until it accepts connections
+// (after crash recovery, if it was stopped in Immediate mode).
+func (c *Cluster) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := c.run(ctx, "pg_ctl", "start", "-w", "-t", "90", "-D", c.data, "-l", c.log,
+		"-o", "-p "+strconv.Itoa(c.port))
+	if err != nil {
+		return fmt.Errorf("pgcluster: pg_ctl start on port %d: %v: %s\n%s", c.port, err, tail(out, 5), c.LogTail(10))
+	}
+	c.running = true
+	return nil
+}
+
+// Stop shuts the server down in the given mode and waits until it is gone.
+func (c *Cluster) Stop(mode Mode) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := c.run(ctx, "pg_ctl", "stop", "-w", "-t", "90", "-m", string(mode), "-D", c.data)
+	if err != nil {
+		return fmt.Errorf("pgcluster: pg_ctl stop -m %s: %v: %s", mode, err, tail(out, 5))
+	}
+	c.running = false
+	return nil
+}
+
+// Restart stops the server in mode, waits down for the given time, and
+// starts it again.
+func (c *Cluster) Restart(mode Mode, down time.Duration) error {
+	if err := c.Stop(mode); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return c.Start()
+}
+
+// Destroy stops the server (immediately) and removes its folder.
+func (c *Cluster) Destroy() error {
+	err := c.Stop(Immediate)
+	if rerr := os.RemoveAll(c.root); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// LogTail returns the last n lines of the server log.
+func (c *Cluster) LogTail(n int) string {
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		return "(no server log: " + err.Error() + ")"
+	}
+	return tail(b, n)
+}
+
+func (c *Cluster) run(ctx context.Context, prog string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, prog), args...)
+	cmd.Dir = c.root
+	// Its own process group: a Ctrl-C meant for the test does not reach
+	// the server half-way; cleanup stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.cred}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.Bytes(), err
+}
+
+func tail(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
