@@ -1,0 +1,154 @@
+// Package alerts is the security-alert read model: every
+// ir.approval_invalid and ir.dag_diff_failed event becomes, or counts
+// towards, a row of security_alerts keyed by tenant, alert type, source
+// (the approval or the IR concerned) and reason, with a severity
+// (critical for DAG tampering and for an approval presented by another
+// tenant), when it was first and last seen, and how often.
+package alerts
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
+)
+
+// Name is the projection's name.
+const Name = "alerts"
+
+// The event types the projection turns into alerts.
+const (
+	ApprovalInvalid = "ir.approval_invalid"
+	DAGDiffFailed   = "ir.dag_diff_failed"
+)
+
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+// Projection returns the security-alert projection.
+func Projection() projections.Projection {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded folder is part of the binary
+	}
+	return projections.Projection{
+		Name:       Name,
+		Handles:    projections.Types(1, ApprovalInvalid, DAGDiffFailed),
+		Migrations: sub,
+		Handler:    projections.HandlerFunc(handle),
+	}
+}
+
+// Severity of a refused approval, by reason: a token presented for
+// another tenant is an attack across tenants; a wrong or replayed token
+// is an attack on one approval; an unknown approval is most often a
+// stale link.
+var approvalSeverity = map[string]string{
+	"tenant_mismatch":  "critical",
+	"token_mismatch":   "high",
+	"already_consumed": "high",
+	"unknown_approval": "medium",
+}
+
+// Alert is what one event contributes to security_alerts.
+type Alert struct {
+	Type     string // approval_invalid or dag_tampering
+	Source   string // approval:<id> or ir:<id>
+	Reason   string
+	Severity string
+	IRID     string
+}
+
+// Classify turns an event of a handled type into its alert.
+func Classify(e eventstore.Event) (Alert, error) {
+	switch e.Type {
+	case ApprovalInvalid:
+		var p struct {
+			ApprovalID string `json:"approval_id"`
+			IRID       string `json:"ir_id"`
+			Reason     string `json:"reason"`
+		}
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			return Alert{}, projections.Permanent(fmt.Errorf("alerts: decode %s %s: %w", e.Type, e.ID, err))
+		}
+		sev, ok := approvalSeverity[p.Reason]
+		if !ok {
+			sev = "high" // a reason added later is worth a look until classified
+		}
+		return Alert{Type: "approval_invalid", Source: "approval:" + p.ApprovalID, Reason: p.Reason, Severity: sev, IRID: p.IRID}, nil
+	case DAGDiffFailed:
+		var p struct {
+			IRID     string `json:"ir_id"`
+			Severity string `json:"severity"`
+		}
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			return Alert{}, projections.Permanent(fmt.Errorf("alerts: decode %s %s: %w", e.Type, e.ID, err))
+		}
+		if p.Severity == "" {
+			p.Severity = "critical"
+		}
+		return Alert{Type: "dag_tampering", Source: "ir:" + p.IRID, Reason: "dag_diff_failed", Severity: p.Severity, IRID: p.IRID}, nil
+	}
+	return Alert{}, projections.Permanent(fmt.Errorf("alerts: unexpected event type %q", e.Type))
+}
+
+const upsert = `INSERT INTO security_alerts AS t (tenant_id, alert_type, source, reason, severity, event_type, ir_id, occurrences,
+	first_seen, first_event_id, first_position, first_prepare_position,
+	last_seen, last_event_id, last_position, last_prepare_position, last_stream, last_correlation_id, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (tenant_id, alert_type, source, reason) DO UPDATE SET
+	occurrences = t.occurrences + 1,
+	severity = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.severity ELSE t.severity END,
+	first_seen = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+		THEN excluded.first_seen ELSE t.first_seen END,
+	first_event_id = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+		THEN excluded.first_event_id ELSE t.first_event_id END,
+	first_prepare_position = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+		THEN excluded.first_prepare_position ELSE t.first_prepare_position END,
+	first_position = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+		THEN excluded.first_position ELSE t.first_position END,
+	last_seen = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.last_seen ELSE t.last_seen END,
+	last_event_id = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.last_event_id ELSE t.last_event_id END,
+	last_stream = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.last_stream ELSE t.last_stream END,
+	last_correlation_id = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.last_correlation_id ELSE t.last_correlation_id END,
+	details = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.details ELSE t.details END,
+	last_prepare_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.last_prepare_position ELSE t.last_prepare_position END,
+	last_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+		THEN excluded.last_position ELSE t.last_position END`
+
+// handle sends one upsert per event, in one round trip.
+func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
+	b := &pgx.Batch{}
+	for _, e := range events {
+		a, err := Classify(e)
+		if err != nil {
+			return err
+		}
+		b.Queue(upsert, e.Meta.TenantID, a.Type, a.Source, a.Reason, a.Severity, e.Type, nullable(a.IRID),
+			e.Timestamp, e.ID, int64(e.Position.Commit), int64(e.Position.Prepare), e.Stream, nullable(e.Meta.CorrelationID), []byte(e.Payload))
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("alerts: %w", err)
+	}
+	return nil
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

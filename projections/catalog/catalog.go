@@ -1,0 +1,309 @@
+// Package catalog is the course-catalog read model: one row per course in
+// course_catalog (workflow state, lesson count and lessons generated,
+// distribution and publication status, views and enrollment clicks), and
+// one row per distribution in course_distributions, which the catalog's
+// distribution figures are summed from.
+//
+// Every statement is an upsert keyed by tenant and id, so an event about
+// a course or distribution the catalog has not seen yet (a course created
+// before the projection's first event, say) still lands. The workflow
+// state is guarded by the position of the event that set it, so a late
+// event (a parked one retried) never moves it back.
+package catalog
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
+)
+
+// Name is the projection's name.
+const Name = "catalog"
+
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+// Handles lists the event types the catalog applies.
+var Handles = append(append(
+	[]projections.EventType{{Type: "course.generation.requested", Versions: []int{1, 2}}},
+	projections.Types(1,
+		"course.outline.created", "course.lesson.generated", "course.quiz.created", "course.landing_page.created",
+		"course.generation.completed", "course.generation.failed", "course.workflow.transitioned", "course.deployed.staging",
+	)...),
+	projections.Types(1,
+		"distribution.created", "distribution.updated", "distribution.deleted", "distribution.published",
+		"distribution.unpublished", "distribution.viewed", "distribution.enrollment_clicked",
+		"distribution.micro_niche_created", "distribution.version_bumped",
+	)...)
+
+// Projection returns the course-catalog projection.
+func Projection() projections.Projection {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded folder is part of the binary
+	}
+	return projections.Projection{
+		Name:       Name,
+		Handles:    slices.Clone(Handles),
+		Migrations: sub,
+		Handler:    projections.HandlerFunc(handle),
+	}
+}
+
+// payload holds the fields of every handled type the catalog reads.
+type payload struct {
+	CourseID       string            `json:"course_id"`
+	DistributionID string            `json:"distribution_id"`
+	Topic          string            `json:"topic"`
+	Language       string            `json:"language"`
+	Attempt        int               `json:"attempt"`
+	Title          string            `json:"title"`
+	LessonCount    int               `json:"lesson_count"`
+	Lessons        []json.RawMessage `json:"lessons"`
+	QuestionCount  int               `json:"question_count"`
+	Slug           string            `json:"slug"`
+	Stage          string            `json:"stage"`
+	Reason         string            `json:"reason"`
+	To             string            `json:"to"`
+	StagingURL     string            `json:"staging_url"`
+	Channel        string            `json:"channel"`
+	Version        string            `json:"version"`
+	ToVersion      string            `json:"to_version"`
+	Changes        struct {
+		Title      *string `json:"title"`
+		PriceCents *int64  `json:"price_cents"`
+		Currency   *string `json:"currency"`
+		StagingURL *string `json:"staging_url"`
+	} `json:"changes"`
+}
+
+type courseKey struct{ tenant, course string }
+
+type distKey struct{ tenant, dist string }
+
+// handle queues the batch's statements in order, sums views and clicks
+// per distribution, recomputes the distribution figures of the courses
+// touched, and sends it all in one round trip.
+func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
+	b := &pgx.Batch{}
+	touched := map[courseKey]time.Time{}
+	counters := map[distKey]*[2]int64{}
+	courseOf := map[distKey]string{}
+	var order []distKey
+	for _, e := range events {
+		var p payload
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			return projections.Permanent(fmt.Errorf("catalog: decode %s %s: %w", e.Type, e.ID, err))
+		}
+		t, ts := e.Meta.TenantID, e.Timestamp
+		pos, prep := int64(e.Position.Commit), int64(e.Position.Prepare)
+		course := func(sql string, args ...any) {
+			b.Queue(sql, append([]any{t, p.CourseID, ts}, args...)...)
+		}
+		dist := func(sql string, args ...any) {
+			b.Queue(sql, append([]any{t, p.DistributionID, p.CourseID, ts}, args...)...)
+			touched[courseKey{t, p.CourseID}] = ts
+		}
+		switch e.Type {
+		case "course.generation.requested":
+			course(requested, p.Topic, nullable(p.Language), p.Attempt, pos, prep)
+		case "course.outline.created":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET title = excluded.title, lesson_count = excluded.lesson_count, `+touch,
+				p.Title, len(p.Lessons))
+		case "course.lesson.generated":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, lessons_generated) VALUES ($1, $2, $3, 1)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET lessons_generated = t.lessons_generated + 1, `+touch)
+		case "course.quiz.created":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, quiz_questions) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET quiz_questions = excluded.quiz_questions, `+touch, p.QuestionCount)
+		case "course.landing_page.created":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, landing_page_slug) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET landing_page_slug = excluded.landing_page_slug, `+touch, p.Slug)
+		case "course.generation.completed":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count, completed_at,
+					workflow_state, state_position, state_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $3, 'completed', $6, $7)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET title = excluded.title, lesson_count = excluded.lesson_count,
+					completed_at = excluded.completed_at, `+touch+`, `+stateGuard, p.Title, p.LessonCount, pos, prep)
+		case "course.generation.failed":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, failure_stage, failure_reason, failed_at,
+					workflow_state, state_position, state_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $3, 'failed', $6, $7)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET failure_stage = excluded.failure_stage,
+					failure_reason = excluded.failure_reason, failed_at = excluded.failed_at, `+touch+`, `+stateGuard,
+				p.Stage, p.Reason, pos, prep)
+		case "course.workflow.transitioned":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, workflow_state, state_position, state_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+touch+`, `+stateGuard, p.To, pos, prep)
+		case "course.deployed.staging":
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, staging_url, deployed_at,
+					workflow_state, state_position, state_prepare_position)
+				VALUES ($1, $2, $3, $4, $3, 'deployed', $5, $6)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET staging_url = excluded.staging_url,
+					deployed_at = excluded.deployed_at, `+touch+`, `+stateGuard, p.StagingURL, pos, prep)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, staging_url)
+				VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET staging_url = excluded.staging_url, `+touch, p.StagingURL)
+		case "distribution.created":
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, channel, title, version, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $4)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET channel = excluded.channel, title = excluded.title,
+					version = excluded.version, created_at = excluded.created_at, `+touch, p.Channel, p.Title, p.Version)
+		case "distribution.updated":
+			c := p.Changes
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, title, price_cents, currency, staging_url)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET title = coalesce(excluded.title, t.title),
+					price_cents = coalesce(excluded.price_cents, t.price_cents), currency = coalesce(excluded.currency, t.currency),
+					staging_url = coalesce(excluded.staging_url, t.staging_url), `+touch, c.Title, c.PriceCents, c.Currency, c.StagingURL)
+		case "distribution.deleted":
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, status) VALUES ($1, $2, $3, $4, 'deleted')
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET status = 'deleted', published = false, `+touch)
+		case "distribution.published":
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published, published_at, version)
+				VALUES ($1, $2, $3, $4, true, $4, $5)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET published = true, published_at = excluded.published_at,
+					version = excluded.version, `+touch, p.Version)
+		case "distribution.unpublished":
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published) VALUES ($1, $2, $3, $4, false)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET published = false, `+touch)
+		case "distribution.micro_niche_created":
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, micro_niches) VALUES ($1, $2, $3, $4, 1)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET micro_niches = t.micro_niches + 1, `+touch)
+		case "distribution.version_bumped":
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, version) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET version = excluded.version, `+touch, p.ToVersion)
+		case "distribution.viewed", "distribution.enrollment_clicked":
+			k := distKey{t, p.DistributionID}
+			if counters[k] == nil {
+				counters[k] = new([2]int64)
+				courseOf[k] = p.CourseID
+				order = append(order, k)
+			}
+			if e.Type == "distribution.viewed" {
+				counters[k][0]++
+			} else {
+				counters[k][1]++
+			}
+			touched[courseKey{t, p.CourseID}] = ts
+		default:
+			return projections.Permanent(fmt.Errorf("catalog: unexpected event type %q", e.Type))
+		}
+	}
+	if len(order) > 0 {
+		// Sorted, so that concurrent writers lock rows in one order.
+		slices.SortFunc(order, func(a, b distKey) int {
+			return strings.Compare(a.tenant+"\x00"+a.dist, b.tenant+"\x00"+b.dist)
+		})
+		var tenants, dists, courses []string
+		var views, clicks []int64
+		var stamps []time.Time
+		for _, k := range order {
+			tenants, dists, courses = append(tenants, k.tenant), append(dists, k.dist), append(courses, courseOf[k])
+			views, clicks = append(views, counters[k][0]), append(clicks, counters[k][1])
+			stamps = append(stamps, touched[courseKey{k.tenant, courseOf[k]}])
+		}
+		b.Queue(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, views, enrollment_clicks, updated_at)
+			SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::bigint[], $6::timestamptz[])
+			ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET views = t.views + excluded.views,
+				enrollment_clicks = t.enrollment_clicks + excluded.enrollment_clicks, `+touch,
+			tenants, dists, courses, views, clicks, stamps)
+	}
+	if len(touched) > 0 {
+		keys := make([]courseKey, 0, len(touched))
+		for k := range touched {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b courseKey) int {
+			return strings.Compare(a.tenant+"\x00"+a.course, b.tenant+"\x00"+b.course)
+		})
+		var tenants, courses []string
+		var stamps []time.Time
+		for _, k := range keys {
+			tenants, courses, stamps = append(tenants, k.tenant), append(courses, k.course), append(stamps, touched[k])
+		}
+		b.Queue(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at)
+			SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[])
+			ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+touch, tenants, courses, stamps)
+		b.Queue(summary, tenants, courses)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	return nil
+}
+
+// touch keeps updated_at at the time of the latest event applied.
+const touch = `updated_at = greatest(t.updated_at, excluded.updated_at)`
+
+// stateGuard sets the workflow state only from an event later in the log
+// than the one that set it.
+const stateGuard = `workflow_state = CASE WHEN (excluded.state_position, excluded.state_prepare_position) > (t.state_position, t.state_prepare_position)
+		THEN excluded.workflow_state ELSE t.workflow_state END,
+	state_prepare_position = CASE WHEN (excluded.state_position, excluded.state_prepare_position) > (t.state_position, t.state_prepare_position)
+		THEN excluded.state_prepare_position ELSE t.state_prepare_position END,
+	state_position = CASE WHEN (excluded.state_position, excluded.state_prepare_position) > (t.state_position, t.state_prepare_position)
+		THEN excluded.state_position ELSE t.state_position END`
+
+// requested starts an attempt: a later attempt clears what the previous
+// one produced.
+const requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, topic, language, attempt, requested_at,
+		workflow_state, state_position, state_prepare_position)
+	VALUES ($1, $2, $3, $4, $5, $6, $3, 'requested', $7, $8)
+	ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+		topic = excluded.topic,
+		language = coalesce(excluded.language, t.language),
+		attempt = greatest(t.attempt, excluded.attempt),
+		requested_at = CASE WHEN excluded.attempt >= t.attempt THEN excluded.requested_at ELSE t.requested_at END,
+		lessons_generated = CASE WHEN excluded.attempt > t.attempt THEN 0 ELSE t.lessons_generated END,
+		quiz_questions = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.quiz_questions END,
+		landing_page_slug = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.landing_page_slug END,
+		failure_stage = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.failure_stage END,
+		failure_reason = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.failure_reason END,
+		failed_at = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.failed_at END,
+		completed_at = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.completed_at END,
+		` + touch + `, ` + stateGuard
+
+// summary recomputes the distribution figures of the given courses from
+// course_distributions.
+const summary = `UPDATE course_catalog c SET
+		distribution_count = s.active,
+		distribution_status = CASE WHEN s.total = 0 THEN 'none' WHEN s.active > 0 THEN 'active' ELSE 'deleted' END,
+		publication_status = CASE WHEN s.published > 0 THEN 'published' ELSE 'unpublished' END,
+		published_version = s.published_version,
+		views = s.views,
+		enrollment_clicks = s.clicks
+	FROM (
+		SELECT d.tenant_id, d.course_id,
+			count(*) AS total,
+			count(*) FILTER (WHERE d.status = 'active') AS active,
+			count(*) FILTER (WHERE d.status = 'active' AND d.published) AS published,
+			(array_agg(d.version ORDER BY d.published_at DESC NULLS LAST, d.distribution_id)
+				FILTER (WHERE d.status = 'active' AND d.published))[1] AS published_version,
+			sum(d.views) AS views,
+			sum(d.enrollment_clicks) AS clicks
+		FROM course_distributions d
+		JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, course_id)
+			ON d.tenant_id = k.tenant_id AND d.course_id = k.course_id
+		GROUP BY d.tenant_id, d.course_id
+	) s
+	WHERE c.tenant_id = s.tenant_id AND c.course_id = s.course_id`
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
