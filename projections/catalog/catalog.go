@@ -123,7 +123,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 				p.Title, len(p.Lessons))
 		case "course.lesson.generated":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, lessons_generated) VALUES ($1, $2, $3, 1)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET lessons_generated = t.lessons_generated + 1, `+touch)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET lessons_generated = t.lessons_generated + 1, ` + touch)
 		case "course.quiz.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, quiz_questions) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET quiz_questions = excluded.quiz_questions, `+touch, p.QuestionCount)
@@ -170,7 +170,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 					staging_url = coalesce(excluded.staging_url, t.staging_url), `+touch, c.Title, c.PriceCents, c.Currency, c.StagingURL)
 		case "distribution.deleted":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, status) VALUES ($1, $2, $3, $4, 'deleted')
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET status = 'deleted', published = false, `+touch)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET status = 'deleted', published = false, ` + touch)
 		case "distribution.published":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published, published_at, version)
 				VALUES ($1, $2, $3, $4, true, $4, $5)
@@ -178,10 +178,10 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 					version = excluded.version, `+touch, p.Version)
 		case "distribution.unpublished":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published) VALUES ($1, $2, $3, $4, false)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET published = false, `+touch)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET published = false, ` + touch)
 		case "distribution.micro_niche_created":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, micro_niches) VALUES ($1, $2, $3, $4, 1)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET micro_niches = t.micro_niches + 1, `+touch)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET micro_niches = t.micro_niches + 1, ` + touch)
 		case "distribution.version_bumped":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, version) VALUES ($1, $2, $3, $4, $5)
 				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET version = excluded.version, `+touch, p.ToVersion)
