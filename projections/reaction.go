@@ -1,0 +1,33 @@
+package projections
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+// Reaction returns a projection for a consumer whose effect lies outside
+// the read-model database, such as a reaction that appends commands to
+// the store: before it calls fn for an event, it records the event under
+// consumer with Once, in the transaction that commits the checkpoint, and
+// it skips events the consumer has already acted on. fn runs before that
+// transaction commits, so after a crash between the two it runs again:
+// its effect must itself be idempotent (the reactions key their commands
+// by the causing event), and Once makes every redelivery after a commit,
+// a replay or a rebuild a no-op. name is the projection's name;
+// consumer the key in processed_events, which must never change.
+func Reaction(name, consumer string, handles []EventType, fn func(ctx context.Context, e eventstore.Event) error) Projection {
+	return Projection{
+		Name:    name,
+		Handles: handles,
+		Handler: EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+			first, err := Once(ctx, tx, consumer, e.ID)
+			if err != nil || !first {
+				return err
+			}
+			return fn(ctx, e)
+		}),
+	}
+}
