@@ -167,7 +167,9 @@ func (r *Repository[S]) blank(id string) *Aggregate[S] {
 	return a
 }
 
-const readPage = 4096
+// A load reads the whole stream (after the snapshot) in one query: most
+// aggregates are short, and long ones should opt into snapshots.
+const readAll = 0
 
 func (r *Repository[S]) load(ctx context.Context, id string, useSnapshot bool) (*Aggregate[S], error) {
 	if id == "" {
@@ -177,31 +179,27 @@ func (r *Repository[S]) load(ctx context.Context, id string, useSnapshot bool) (
 	if p := r.def.Snapshots; p != nil && useSnapshot {
 		r.restore(ctx, a, p)
 	}
-	for {
-		events, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, readPage)
-		if errors.Is(err, eventstore.ErrStreamNotFound) {
-			if a.snapshotVersion > 0 {
-				// A snapshot of a stream the log does not have: trust the log.
-				r.log.WarnContext(ctx, "aggregates: snapshot without events, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
-				return r.load(ctx, id, false)
-			}
-			return a, nil
+	events, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, readAll)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		if a.snapshotVersion > 0 {
+			// A snapshot of a stream the log does not have: trust the log.
+			r.log.WarnContext(ctx, "aggregates: snapshot without events, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
+			return r.load(ctx, id, false)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+		return a, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+	}
+	for _, e := range events {
+		if e.Version != a.Version+1 {
+			return nil, fmt.Errorf("aggregates: load %s: event %s has version %d after %d", a.Stream, e.ID, e.Version, a.Version)
 		}
-		for _, e := range events {
-			if e.Version != a.Version+1 {
-				return nil, fmt.Errorf("aggregates: load %s: event %s has version %d after %d", a.Stream, e.ID, e.Version, a.Version)
-			}
-			if err := r.apply(a, e); err != nil {
-				return nil, err
-			}
-		}
-		if len(events) < readPage {
-			return a, nil
+		if err := r.apply(a, e); err != nil {
+			return nil, err
 		}
 	}
+	return a, nil
 }
 
 // restore loads the snapshot into a, or leaves a blank when there is none

@@ -282,7 +282,7 @@ func TestNewRefusesARelativeStagingURL(t *testing.T) {
 
 func TestCourseReactionsInPostgres(t *testing.T) {
 	t.Parallel()
-	env := dt.Postgres(t, domain.Options{})
+	env := dt.Postgres(t, domain.Options{}, false)
 	r := newReactions(t, env)
 	corr := "flow-" + uuid.NewString()
 	course := completeCourse(t, env, corr)

@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/brainhq/eventstream/aggregates"
 	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/pgsnapshot"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/eventstore/postgres"
@@ -31,6 +34,8 @@ type Env struct {
 	*domain.Services
 	Store eventstore.Store
 	Clock *Clock
+	// Pool is the PostgreSQL pool (nil for the memory store).
+	Pool *pgxpool.Pool
 }
 
 // Memory returns the modules over a fresh in-memory store.
@@ -45,16 +50,27 @@ func Memory(t testing.TB, opts domain.Options) *Env {
 	return build(t, st, opts)
 }
 
-// Postgres returns the modules over a PostgreSQL store in a fresh schema.
-func Postgres(t testing.TB, opts domain.Options) *Env {
+// Postgres returns the modules over a PostgreSQL store in a fresh schema,
+// with the snapshot table migrated; when snapshots is true, the course,
+// distribution and mission aggregates keep their snapshots there.
+func Postgres(t testing.TB, opts domain.Options, snapshots bool) *Env {
 	t.Helper()
+	ctx := context.Background()
 	pool := pgtest.Pool(t)
-	st, err := postgres.New(context.Background(), pool, schemas.MustDefault())
+	st, err := postgres.New(ctx, pool, schemas.MustDefault())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return build(t, st, opts)
+	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if snapshots {
+		opts.Snapshots = pgsnapshot.New(pool)
+	}
+	env := build(t, st, opts)
+	env.Pool = pool
+	return env
 }
 
 func build(t testing.TB, st eventstore.Store, opts domain.Options) *Env {
