@@ -644,7 +644,9 @@ func verifyAudit(tb testing.TB, pool *pgxpool.Pool, rows []logRow, fg *figures) 
 			JOIN projection_state s ON s.projection = c.projection AND s.active_generation = c.generation
 			WHERE c.projection = 'audit'`).Scan(&got)
 		return lastErr == nil && got >= want
-	}, func() string { return fmt.Sprintf("audit checkpoint at %d, log head %d (last error: %v)", got, want, lastErr) })
+	}, func() string {
+		return fmt.Sprintf("audit checkpoint at %d, log head %d (last error: %v)", got, want, lastErr)
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
