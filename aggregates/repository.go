@@ -251,11 +251,9 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 		var rec *RecordedRefusal
 		switch {
 		case errors.As(err, &rec):
-			decided, refusal = rec.Events, rec.Err
-			r.annotate(a, refusal)
+			decided, refusal = rec.Events, r.annotate(a, rec.Err)
 		case err != nil:
-			r.annotate(a, err)
-			return Result[S]{Aggregate: a, Attempts: attempt}, err
+			return Result[S]{Aggregate: a, Attempts: attempt}, r.annotate(a, err)
 		}
 		if len(decided) == 0 {
 			return Result[S]{Aggregate: a, Attempts: attempt}, refusal
@@ -289,11 +287,15 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 	}
 }
 
-func (r *Repository[S]) annotate(a *Aggregate[S], err error) {
-	var re *RuleError
-	if errors.As(err, &re) && re.Aggregate == "" {
-		re.Aggregate, re.ID = a.Name, a.ID
+// annotate names the aggregate in a RuleError that does not, on a copy:
+// a decider may return a shared sentinel as it is.
+func (r *Repository[S]) annotate(a *Aggregate[S], err error) error {
+	if re, ok := err.(*RuleError); ok && re.Aggregate == "" {
+		c := *re
+		c.Aggregate, c.ID = a.Name, a.ID
+		return &c
 	}
+	return err
 }
 
 func (r *Repository[S]) pause(ctx context.Context, attempt int) error {

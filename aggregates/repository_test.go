@@ -274,3 +274,19 @@ func TestHandleGivesUpAfterBoundedAttempts(t *testing.T) {
 		}
 	}
 }
+
+// A decider may return a rule sentinel as it is; the repository names the
+// aggregate on a copy and leaves the sentinel alone.
+func TestSentinelReturnedAsIsIsNotMutated(t *testing.T) {
+	t.Parallel()
+	s := testSchemas(t)
+	repo := counterRepo(t, memStore(t, s), testRegistry(t, s), nil)
+	_, err := repo.Handle(context.Background(), "c9", meta(), func(*aggregates.Aggregate[Counter]) ([]any, error) { return nil, ErrLimit })
+	var re *aggregates.RuleError
+	if !errors.As(err, &re) || re.ID != "c9" || re.Aggregate != "counter" {
+		t.Fatalf("Handle = %#v, want the rule with the aggregate named", err)
+	}
+	if ErrLimit.ID != "" || ErrLimit.Aggregate != "" {
+		t.Fatalf("the sentinel was mutated: %+v", ErrLimit)
+	}
+}
