@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+)
+
+// Config describes one scenario run. Run fills every zero field from the
+// scenario's preset, so a caller (the CLI) sets only what the user gave.
+type Config struct {
+	// Scenario is the preset to run: single, batch, hot, project, replay
+	// or read (see Scenarios).
+	Scenario string
+	// DatabaseURL is the server to run against. Run creates a fresh schema
+	// on it and drops it at the end. Empty: $DATABASE_URL, else the local
+	// default (postgres://root@127.0.0.1:5432/test?sslmode=disable).
+	DatabaseURL string
+
+	// Duration is how long each phase (ours, then raw) writes. Events
+	// bounds the phase by event count instead. When both are zero the
+	// preset decides; when both are set, whichever comes first ends it.
+	Duration time.Duration
+	Events   int
+
+	// Writers is the number of concurrent appending goroutines (each with
+	// its own connection in the raw phase).
+	Writers int
+	// EventsPerAppend is the size of each append (1: single events).
+	EventsPerAppend int
+	// Streams is how many streams the appends go to; 0 (or a negative
+	// value) gives each append a new stream.
+	Streams int
+	// ExactVersions makes every append carry the exact expected version
+	// of its stream; a conflict is retried with the stream's actual
+	// version (hot). Otherwise appends to new streams use NoStream and
+	// appends to shared streams use Any.
+	ExactVersions bool
+	// EventSize is the wanted payload size in bytes (0: the natural size
+	// of each type). Types whose schema bounds their fields stay smaller;
+	// the report gives the mean size written.
+	EventSize int
+	// Mix is the event types written and their weights (nil: DomainMix).
+	Mix Mix
+
+	// Rate is the fixed append rate of project, in events per second.
+	Rate int
+	// LogEvents is how many events replay and read load into the log
+	// before they measure.
+	LogEvents int
+	// StreamEvents is the length of the long stream that read reads.
+	StreamEvents int
+
+	// SkipRaw leaves out the raw PostgreSQL ceiling (not recommended: the
+	// ratio is the figure to track).
+	SkipRaw bool
+	// Keep leaves the run's schema in place for inspection.
+	Keep bool
+	// Seed makes the generated events reproducible (0: 1).
+	Seed int64
+	// StoreOptions tune our store (zero: the defaults).
+	StoreOptions postgres.Options
+	// Logger receives progress messages (nil: discard).
+	Logger *slog.Logger
+
+	// hooks for tests: run after our phase, before verification.
+	beforeVerify func(ctx context.Context, pool *pgxpool.Pool) error
+}
+
+// Scenario describes a named preset.
+type Scenario struct {
+	Name        string
+	Description string
+	preset      Config
+}
+
+var scenarios = []Scenario{
+	{"single", "single-event appends from 64 writers, each to a new stream; raw: one INSERT per transaction, 64 connections",
+		Config{Duration: 10 * time.Second, Writers: 64, EventsPerAppend: 1}},
+	{"batch", "100-event appends from 4 writers, each to a new stream; raw: one COPY per batch, 4 connections",
+		Config{Duration: 10 * time.Second, Writers: 4, EventsPerAppend: 100}},
+	{"hot", "16 writers appending to the same 10 streams with exact expected versions, conflicts retried; raw: one INSERT per transaction, no version check",
+		Config{Duration: 10 * time.Second, Writers: 16, EventsPerAppend: 1, Streams: 10, ExactVersions: true}},
+	{"project", "appends at a fixed rate while the audit projection runs live; reports projection lag; raw: same rate into a bare table and a bare copying consumer",
+		Config{Duration: 10 * time.Second, Writers: 64, EventsPerAppend: 1, Rate: 10_000}},
+	{"replay", "rebuilds the audit projection over LogEvents events already in the log; raw: page through a bare table and COPY into a bare read-model table",
+		Config{LogEvents: 200_000, Writers: 4, EventsPerAppend: 100}},
+	{"read", "reads the whole log in pages and one long stream; raw: the same keyset-paged SELECTs on a bare table with the same indexes",
+		Config{LogEvents: 200_000, StreamEvents: 20_000, Writers: 4, EventsPerAppend: 100}},
+}
+
+// Scenarios returns the presets in the order `eventstream bench --scenario
+// all` runs them.
+func Scenarios() []Scenario { return append([]Scenario(nil), scenarios...) }
+
+// ScenarioNames returns the preset names in run order.
+func ScenarioNames() []string {
+	out := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// Preset returns the configuration of a named scenario.
+func Preset(name string) (Config, error) {
+	for _, s := range scenarios {
+		if s.Name == name {
+			c := s.preset
+			c.Scenario = name
+			return c, nil
+		}
+	}
+	return Config{}, fmt.Errorf("bench: unknown scenario %q (known: %s)", name, strings.Join(ScenarioNames(), ", "))
+}
+
+// ErrConfig marks a configuration Run refuses.
+var ErrConfig = errors.New("bench: invalid configuration")
+
+// DefaultDatabaseURL is used when neither Config.DatabaseURL nor
+// $DATABASE_URL is set.
+const DefaultDatabaseURL = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
+
+// resolve fills zero fields from the preset and checks the result.
+func (c Config) resolve() (Config, error) {
+	p, err := Preset(c.Scenario)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if c.Duration == 0 && c.Events == 0 {
+		c.Duration, c.Events = p.Duration, p.Events
+	}
+	if c.Writers == 0 {
+		c.Writers = p.Writers
+	}
+	if c.EventsPerAppend == 0 {
+		c.EventsPerAppend = p.EventsPerAppend
+	}
+	if c.Streams == 0 {
+		c.Streams = p.Streams
+	}
+	c.ExactVersions = c.ExactVersions || p.ExactVersions
+	if c.Rate == 0 {
+		c.Rate = p.Rate
+	}
+	if c.LogEvents == 0 {
+		c.LogEvents = p.LogEvents
+	}
+	if c.StreamEvents == 0 {
+		c.StreamEvents = p.StreamEvents
+	}
+	if c.Mix == nil {
+		c.Mix = DomainMix()
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = os.Getenv("DATABASE_URL")
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = DefaultDatabaseURL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	bad := func(format string, args ...any) (Config, error) {
+		return c, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	switch {
+	case c.Duration < 0 || c.Events < 0:
+		return bad("duration and events must not be negative")
+	case c.Writers < 1 || c.Writers > 512:
+		return bad("writers must be between 1 and 512, not %d", c.Writers)
+	case c.EventsPerAppend < 1 || c.EventsPerAppend > eventstore.MaxBatchEvents:
+		return bad("events per append must be between 1 and %d, not %d", eventstore.MaxBatchEvents, c.EventsPerAppend)
+	case c.EventSize < 0 || c.EventSize > eventstore.MaxEventBytes/2:
+		return bad("event size must be between 0 and %d bytes, not %d", eventstore.MaxEventBytes/2, c.EventSize)
+	case c.Scenario == "project" && c.Rate < 1:
+		return bad("project needs a rate >= 1 event/s")
+	case (c.Scenario == "replay" || c.Scenario == "read") && c.LogEvents < 1:
+		return bad("%s needs log events >= 1", c.Scenario)
+	case c.Scenario == "read" && c.StreamEvents < 1:
+		return bad("read needs stream events >= 1")
+	case c.Scenario == "hot" && c.Streams < 1:
+		return bad("hot needs a number of streams >= 1")
+	}
+	if c.Streams < 0 {
+		c.Streams = 0
+	}
+	if c.ExactVersions && c.Streams == 0 {
+		return bad("exact expected versions need shared streams (streams >= 1)")
+	}
+	return c, nil
+}
+
+// ScenarioHelp lists the presets, one per line, for a CLI's help text.
+func ScenarioHelp() string {
+	var b strings.Builder
+	for _, s := range scenarios {
+		fmt.Fprintf(&b, "  %-8s %s\n", s.Name, s.Description)
+	}
+	return b.String()
+}

@@ -1,0 +1,179 @@
+package bench
+
+import (
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+func validator(t testing.TB) *eventstore.Validator {
+	t.Helper()
+	v, err := eventstore.NewValidator(schemas.MustDefault())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Every generated payload, at every size, must pass the store's own
+// write-time validation: otherwise the bench measures refusals.
+func TestPayloadsPassValidation(t *testing.T) {
+	t.Parallel()
+	v := validator(t)
+	for _, size := range []int{0, 300, 2_000, 20_000} {
+		pool, err := newPayloadPool(UniformMix(), size, 8, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wl := &workload{seed: 7, perApp: 1, payloads: pool, prefix: "p", tenants: []string{"t"}}
+		for _, samples := range pool.byType {
+			for _, s := range samples {
+				e := wl.batch(1).events[0]
+				e.Type, e.Source, e.Payload, e.Meta.SchemaVersion = s.gen.typ, s.gen.source, s.payload, s.gen.version
+				if _, err := v.Check("stream-1", eventstore.Any, []eventstore.Event{e}); err != nil {
+					t.Fatalf("size %d: %s payload refused: %v\n%s", size, s.gen.typ, err, s.payload)
+				}
+			}
+		}
+	}
+}
+
+// The domain mix is "every type of the domain": a type added to schemas/
+// needs a generator here, and a renamed one must not linger.
+func TestEveryDomainTypeHasAGenerator(t *testing.T) {
+	t.Parallel()
+	reg := schemas.MustDefault()
+	for _, g := range generators {
+		if !reg.Has(g.typ, g.version) {
+			t.Errorf("generator for %s v%d: no such schema", g.typ, g.version)
+		}
+		if got := reg.Latest(g.typ); got != g.version {
+			t.Errorf("generator for %s writes v%d, the latest schema is v%d", g.typ, g.version, got)
+		}
+	}
+	known := map[string]bool{}
+	for _, typ := range KnownTypes() {
+		known[typ] = true
+	}
+	for _, typ := range reg.Types() {
+		if !known[typ] {
+			t.Errorf("event type %s has no payload generator in bench/payloads.go", typ)
+		}
+	}
+}
+
+// EventSize grows the types that can grow; the mean follows the target.
+func TestEventSizeGrowsPayloads(t *testing.T) {
+	t.Parallel()
+	small, err := newPayloadPool(UniformMix(), 0, 16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := newPayloadPool(Mix{{Type: "course.outline.created", Weight: 1}, {Type: "mission.created", Weight: 1}}, 8_000, 16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small.avgSize > 1_000 {
+		t.Errorf("natural mean payload %.0f bytes, want a few hundred", small.avgSize)
+	}
+	if big.avgSize < 6_000 || big.avgSize > 10_000 {
+		t.Errorf("mean payload with size 8000: %.0f bytes", big.avgSize)
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	t.Parallel()
+	m, err := ParseMix("course.lesson.generated=3, distribution.viewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Mix{{"course.lesson.generated", 3}, {"distribution.viewed", 1}}); !reflect.DeepEqual(m, want) {
+		t.Errorf("got %v, want %v", m, want)
+	}
+	m, err = ParseMix("mission.*=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) < 5 {
+		t.Errorf("mission.* gave %v", m)
+	}
+	for _, tw := range m {
+		if !strings.HasPrefix(tw.Type, "mission.") || tw.Weight != 2 {
+			t.Errorf("mission.*=2 gave %v", tw)
+		}
+	}
+	for _, s := range []string{"", "domain", "uniform"} {
+		if m, err := ParseMix(s); err != nil || len(m) != len(generators) {
+			t.Errorf("ParseMix(%q) = %d types, %v", s, len(m), err)
+		}
+	}
+	for _, bad := range []string{"no.such.type", "course.lesson.generated=0", "course.lesson.generated=x", "nothing.*", ","} {
+		if _, err := ParseMix(bad); err == nil {
+			t.Errorf("ParseMix(%q) accepted", bad)
+		}
+	}
+	if back, err := ParseMix(m.String()); err != nil || !reflect.DeepEqual(back, m) {
+		t.Errorf("String does not round-trip: %q → %v, %v", m.String(), back, err)
+	}
+}
+
+// The same sequence number gives the same events in both phases.
+func TestWorkloadIsDeterministic(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Seed: 3, EventsPerAppend: 5, Streams: 4}
+	pool, err := newPayloadPool(DomainMix(), 0, 8, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newWorkload(cfg, "w", pool), newWorkload(cfg, "w", pool)
+	x, y := a.batch(42), b.batch(42)
+	if !reflect.DeepEqual(x, y) {
+		t.Fatal("batch 42 differs between two workloads of one seed")
+	}
+	if z := a.batch(43); z.events[0].ID == x.events[0].ID {
+		t.Error("batches 42 and 43 share an event id")
+	}
+	if x.streamIdx < 0 || x.streamIdx >= 4 || x.stream != "w-"+strconv.Itoa(x.streamIdx) {
+		t.Errorf("stream %q (index %d) out of 4 shared streams", x.stream, x.streamIdx)
+	}
+	if len(x.events) != 5 || x.events[1].Meta.CausationID != x.events[0].ID.String() {
+		t.Errorf("events of a batch should chain causation: %+v", x.events[1].Meta)
+	}
+}
+
+func TestConfigRefusals(t *testing.T) {
+	t.Parallel()
+	for _, c := range []Config{
+		{Scenario: "nope"},
+		{Scenario: "single", Writers: -1},
+		{Scenario: "single", Writers: 1000},
+		{Scenario: "batch", EventsPerAppend: eventstore.MaxBatchEvents + 1},
+		{Scenario: "single", Duration: -time.Second},
+		{Scenario: "single", EventSize: eventstore.MaxEventBytes},
+		{Scenario: "project", Rate: -5},
+		{Scenario: "replay", LogEvents: -1},
+		{Scenario: "read", StreamEvents: -1},
+		{Scenario: "single", ExactVersions: true},
+	} {
+		if _, err := c.resolve(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: got %v, want ErrConfig", c, err)
+		}
+	}
+	c, err := Config{Scenario: "hot", Events: 100}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Writers != 16 || c.Streams != 10 || !c.ExactVersions || c.EventsPerAppend != 1 || c.Duration != 0 || c.Events != 100 {
+		t.Errorf("hot preset with Events: %+v", c)
+	}
+	c, _ = Config{Scenario: "batch"}.resolve()
+	if c.Writers != 4 || c.EventsPerAppend != 100 || c.Duration != 10*time.Second {
+		t.Errorf("batch preset: %+v", c)
+	}
+}

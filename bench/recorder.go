@@ -1,0 +1,77 @@
+package bench
+
+import (
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latencies are recorded in microseconds from 1 µs to 5 minutes with three
+// significant digits: within 0.1% at every scale.
+const (
+	histMinMicros = 1
+	histMaxMicros = 5 * 60 * 1_000_000
+	histSigFigs   = 3
+)
+
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(histMinMicros, histMaxMicros, histSigFigs)
+}
+
+// recorder is one worker's record of a phase: an HDR histogram of
+// operation latencies and the events it completed in each second since
+// the phase started. Each worker owns one, so recording takes no lock;
+// the phase merges them at the end.
+type recorder struct {
+	start    time.Time
+	hist     *hdrhistogram.Histogram
+	perSec   []int64
+	events   int64
+	ops      int64
+	overflow int64
+}
+
+func newRecorder(start time.Time) *recorder {
+	return &recorder{start: start, hist: newHistogram()}
+}
+
+// record notes one operation of n events that took d and ended at end.
+func (r *recorder) record(n int, d time.Duration, end time.Time) {
+	us := d.Microseconds()
+	if us < histMinMicros {
+		us = histMinMicros
+	}
+	if us > histMaxMicros {
+		us = histMaxMicros
+		r.overflow++
+	}
+	_ = r.hist.RecordValue(us)
+	sec := int(end.Sub(r.start) / time.Second)
+	if sec < 0 {
+		sec = 0
+	}
+	for len(r.perSec) <= sec {
+		r.perSec = append(r.perSec, 0)
+	}
+	r.perSec[sec] += int64(n)
+	r.events += int64(n)
+	r.ops++
+}
+
+// merge folds recorders into one.
+func merge(start time.Time, rs []*recorder) *recorder {
+	out := newRecorder(start)
+	for _, r := range rs {
+		out.hist.Merge(r.hist)
+		for len(out.perSec) < len(r.perSec) {
+			out.perSec = append(out.perSec, 0)
+		}
+		for i, n := range r.perSec {
+			out.perSec[i] += n
+		}
+		out.events += r.events
+		out.ops += r.ops
+		out.overflow += r.overflow
+	}
+	return out
+}

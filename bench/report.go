@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Phase is what one side of a scenario (ours or raw) measured.
+type Phase struct {
+	// Events and Ops completed (an op is an append, a page read or a
+	// projection batch, as Report.Op says).
+	Events       int64   `json:"events"`
+	Ops          int64   `json:"ops"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	OpsPerSec    float64 `json:"ops_per_sec"`
+	// Latency of one op, in milliseconds, from an HDR histogram.
+	P50Ms  float64 `json:"p50_ms"`
+	P95Ms  float64 `json:"p95_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	MaxMs  float64 `json:"max_ms"`
+	MeanMs float64 `json:"mean_ms"`
+	// CPU time of the bench process (user + system) during the phase; the
+	// server's CPU is not included.
+	CPUSec     float64 `json:"cpu_sec"`
+	CPUUserSec float64 `json:"cpu_user_sec"`
+	CPUSysSec  float64 `json:"cpu_sys_sec"`
+	// PeakRSSBytes is the bench process's peak resident memory during the
+	// phase (VmHWM, reset at the phase's start where Linux allows; where it
+	// does not, PeakRSSSinceStart is set and the peak is the process's).
+	PeakRSSBytes      int64 `json:"peak_rss_bytes"`
+	PeakRSSSinceStart bool  `json:"peak_rss_since_start,omitempty"`
+	// PerSecond is the events completed in each second of the phase.
+	PerSecond []int64 `json:"per_second"`
+	// Latency is the latency spectrum (percentile → ms) for charts.
+	Latency []Percentile `json:"latency"`
+}
+
+// Percentile is one point of a latency spectrum.
+type Percentile struct {
+	Percentile float64 `json:"percentile"`
+	Ms         float64 `json:"ms"`
+}
+
+// Lag is a projection's lag over a run: for each event, the time from
+// its append returning to its row being visible in the read model.
+type Lag struct {
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+	// Events is how many events the lag was measured on.
+	Events int64 `json:"events"`
+}
+
+// GroupCommit is our store's committer counters over our phase.
+type GroupCommit struct {
+	Groups          uint64  `json:"groups"`
+	Appends         uint64  `json:"appends"`
+	Events          uint64  `json:"events"`
+	EventsPerGroup  float64 `json:"events_per_group"`
+	AppendsPerGroup float64 `json:"appends_per_group"`
+	MicrosPerGroup  float64 `json:"us_per_group"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs              int       `json:"cpus"`
+	CPUModel          string    `json:"cpu_model"`
+	GoVersion         string    `json:"go"`
+	Server            string    `json:"server"`
+	SynchronousCommit string    `json:"synchronous_commit"`
+	LoadAverage       []float64 `json:"load_average"`
+	Host              string    `json:"host"`
+}
+
+// Report is the outcome of one scenario. The flat fields are the figures
+// to track (ours, the raw ceiling and their ratio); Ours and Raw hold the
+// detail, including the series the HTML report charts.
+type Report struct {
+	Scenario    string `json:"scenario"`
+	Description string `json:"description"`
+	// Op is what one latency sample measures: "append", "read page",
+	// "batch applied".
+	Op string `json:"op"`
+
+	EventsPerSec    float64 `json:"events_per_sec"`
+	AppendsPerSec   float64 `json:"appends_per_sec"`
+	RawEventsPerSec float64 `json:"raw_events_per_sec"`
+	// Ratio is ours / raw events per second (0 when raw did not run).
+	Ratio        float64 `json:"ratio"`
+	P50Ms        float64 `json:"p50_ms"`
+	P95Ms        float64 `json:"p95_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	MaxMs        float64 `json:"max_ms"`
+	RawP50Ms     float64 `json:"raw_p50_ms"`
+	RawP99Ms     float64 `json:"raw_p99_ms"`
+	RawMaxMs     float64 `json:"raw_max_ms"`
+	CPUSec       float64 `json:"cpu_sec"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	// MeanPayloadBytes is the mean payload size written (weighted by the
+	// mix).
+	MeanPayloadBytes float64 `json:"mean_payload_bytes"`
+
+	// hot: conflicts seen and retried; every retried append landed.
+	Conflicts     int64   `json:"conflicts,omitempty"`
+	ConflictRate  float64 `json:"conflict_rate,omitempty"`
+	RetriedLanded *bool   `json:"retried_landed,omitempty"`
+	// project: the projection's lag (ours and raw).
+	Lag    *Lag `json:"lag,omitempty"`
+	RawLag *Lag `json:"raw_lag,omitempty"`
+	// read: the long stream (the flat figures are the whole log).
+	StreamEventsPerSec    float64 `json:"stream_events_per_sec,omitempty"`
+	RawStreamEventsPerSec float64 `json:"raw_stream_events_per_sec,omitempty"`
+	StreamRatio           float64 `json:"stream_ratio,omitempty"`
+	// replay and read: how the log was filled before measuring.
+	LoadedEvents     int64        `json:"loaded_events,omitempty"`
+	LoadEventsPerSec float64      `json:"load_events_per_sec,omitempty"`
+	GroupCommit      *GroupCommit `json:"group_commit,omitempty"`
+
+	// Verified: every event our phase says it appended is in the log
+	// exactly once (count and id check).
+	Verified       bool  `json:"verified"`
+	VerifiedEvents int64 `json:"verified_events"`
+
+	Ours      Phase   `json:"ours"`
+	Raw       *Phase  `json:"raw,omitempty"`
+	OursExtra *Phase  `json:"ours_stream,omitempty"`
+	RawExtra  *Phase  `json:"raw_stream,omitempty"`
+	Config    Summary `json:"config"`
+	Machine   Machine `json:"machine"`
+	// Schema is the run's schema, dropped at the end unless SchemaKept.
+	Schema     string    `json:"schema"`
+	SchemaKept bool      `json:"schema_kept,omitempty"`
+	Notes      []string  `json:"notes,omitempty"`
+	Started    time.Time `json:"started"`
+}
+
+// Summary is the configuration a report was produced with.
+type Summary struct {
+	DurationSec     float64 `json:"duration_sec,omitempty"`
+	Events          int     `json:"events,omitempty"`
+	Writers         int     `json:"writers"`
+	EventsPerAppend int     `json:"events_per_append"`
+	Streams         int     `json:"streams"`
+	ExactVersions   bool    `json:"exact_versions,omitempty"`
+	EventSize       int     `json:"event_size,omitempty"`
+	Rate            int     `json:"rate,omitempty"`
+	LogEvents       int     `json:"log_events,omitempty"`
+	StreamEvents    int     `json:"stream_events,omitempty"`
+	Mix             string  `json:"mix"`
+	Seed            int64   `json:"seed"`
+}
+
+func (r *run) newReport() Report {
+	c := r.cfg
+	rep := Report{Scenario: c.Scenario, Started: time.Now().UTC(), MeanPayloadBytes: round(r.payloads.avgSize, 1),
+		Config: Summary{DurationSec: c.Duration.Seconds(), Events: c.Events, Writers: c.Writers, EventsPerAppend: c.EventsPerAppend,
+			Streams: c.Streams, ExactVersions: c.ExactVersions, EventSize: c.EventSize, Mix: c.Mix.String(), Seed: c.Seed},
+		Machine: Machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), LoadAverage: loadAverage(),
+			Server: r.server, SynchronousCommit: r.syncCommit},
+	}
+	if c.Scenario == "project" {
+		rep.Config.Rate = c.Rate
+	}
+	if c.Scenario == "replay" || c.Scenario == "read" {
+		rep.Config.LogEvents = c.LogEvents
+	}
+	if c.Scenario == "read" {
+		rep.Config.StreamEvents = c.StreamEvents
+	}
+	for _, s := range scenarios {
+		if s.Name == c.Scenario {
+			rep.Description = s.Description
+		}
+	}
+	rep.Machine.Host, _ = os.Hostname()
+	rep.Schema, rep.SchemaKept = r.schema, c.Keep
+	return rep
+}
+
+// finish copies the headline figures out of the phases.
+func (rep *Report) finish() {
+	o := rep.Ours
+	rep.EventsPerSec, rep.P50Ms, rep.P95Ms, rep.P99Ms, rep.MaxMs = o.EventsPerSec, o.P50Ms, o.P95Ms, o.P99Ms, o.MaxMs
+	if rep.Op == "append" {
+		rep.AppendsPerSec = o.OpsPerSec
+	}
+	rep.CPUSec, rep.PeakRSSBytes = o.CPUSec, o.PeakRSSBytes
+	if rep.Raw != nil {
+		rep.RawEventsPerSec, rep.RawP50Ms, rep.RawP99Ms, rep.RawMaxMs = rep.Raw.EventsPerSec, rep.Raw.P50Ms, rep.Raw.P99Ms, rep.Raw.MaxMs
+		if rep.Raw.EventsPerSec > 0 {
+			rep.Ratio = round(o.EventsPerSec/rep.Raw.EventsPerSec, 3)
+		}
+	}
+	if rep.OursExtra != nil {
+		rep.StreamEventsPerSec = rep.OursExtra.EventsPerSec
+		if rep.RawExtra != nil && rep.RawExtra.EventsPerSec > 0 {
+			rep.RawStreamEventsPerSec = rep.RawExtra.EventsPerSec
+			rep.StreamRatio = round(rep.OursExtra.EventsPerSec/rep.RawExtra.EventsPerSec, 3)
+		}
+	}
+	if la := loadAverage(); la != nil {
+		rep.Machine.LoadAverage = la
+	}
+}
+
+func (rep *Report) note(format string, args ...any) {
+	rep.Notes = append(rep.Notes, fmt.Sprintf(format, args...))
+}
+
+// phase turns a timed record into a Phase.
+func phase(t timed) Phase {
+	h := t.rec.hist
+	p := Phase{Events: t.rec.events, Ops: t.rec.ops, Seconds: round(t.elapsed.Seconds(), 3),
+		CPUUserSec: round(t.cpu.user.Seconds(), 3), CPUSysSec: round(t.cpu.sys.Seconds(), 3),
+		CPUSec: round((t.cpu.user + t.cpu.sys).Seconds(), 3), PeakRSSBytes: t.peak, PeakRSSSinceStart: !t.ownPeak, PerSecond: t.rec.perSec}
+	if s := t.elapsed.Seconds(); s > 0 {
+		p.EventsPerSec = round(float64(p.Events)/s, 1)
+		p.OpsPerSec = round(float64(p.Ops)/s, 1)
+	}
+	fillLatency(&p, h)
+	return p
+}
+
+func fillLatency(p *Phase, h *hdrhistogram.Histogram) {
+	if h.TotalCount() == 0 {
+		return
+	}
+	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
+	p.P50Ms, p.P95Ms, p.P99Ms = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(95)), ms(h.ValueAtQuantile(99))
+	p.MaxMs, p.MeanMs = ms(h.Max()), round(h.Mean()/1000, 3)
+	p.Latency = spectrum(h)
+}
+
+// spectrum samples the latency at percentiles spread evenly on a
+// "number of nines" scale, as HDR plots do: 0, 50, 75, 90, 99, 99.9, ...
+func spectrum(h *hdrhistogram.Histogram) []Percentile {
+	var out []Percentile
+	for i := 0; i <= 40; i++ {
+		// x from 0 to 4 nines in steps of 0.1.
+		x := float64(i) / 10
+		q := 100 * (1 - math.Pow(10, -x))
+		out = append(out, Percentile{Percentile: round(q, 4), Ms: round(float64(h.ValueAtQuantile(q))/1000, 3)})
+	}
+	out = append(out, Percentile{Percentile: 100, Ms: round(float64(h.Max())/1000, 3)})
+	return out
+}
+
+func lagOf(h *hdrhistogram.Histogram) *Lag {
+	if h.TotalCount() == 0 {
+		return &Lag{}
+	}
+	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
+	return &Lag{P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99)), MaxMs: ms(h.Max()), Events: h.TotalCount()}
+}
+
+func round(x float64, places int) float64 {
+	p := math.Pow(10, float64(places))
+	return math.Round(x*p) / p
+}

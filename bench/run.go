@@ -1,0 +1,299 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// Run runs one scenario: it creates a fresh schema, runs our phase (the
+// event store), verifies that every event the phase says it appended is
+// in the log exactly once, runs the raw phase (plain pgx on a bare table),
+// drops the schema (unless cfg.Keep) and returns the report.
+//
+// A failed verification returns the report so far and a *VerifyError
+// (errors.Is(err, ErrVerify)): the figures of such a run are not to be
+// trusted.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return Report{}, err
+	}
+	r, err := open(ctx, cfg)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := r.newReport()
+	defer func() {
+		if cerr := r.close(); cerr != nil {
+			cfg.Logger.Warn("bench: cleanup failed", "schema", r.schema, "err", cerr)
+		}
+	}()
+	switch cfg.Scenario {
+	case "single", "batch", "hot":
+		err = r.writeScenario(ctx, &rep)
+	case "project":
+		err = r.projectScenario(ctx, &rep)
+	case "replay":
+		err = r.replayScenario(ctx, &rep)
+	case "read":
+		err = r.readScenario(ctx, &rep)
+	}
+	rep.finish()
+	return rep, err
+}
+
+// run is the state of one scenario run.
+type run struct {
+	cfg      Config
+	schema   string
+	poolCfg  *pgxpool.Config
+	reg      *schemas.Registry
+	payloads *payloadPool
+	// server and syncCommit describe the server, for the report.
+	server, syncCommit string
+
+	mu     sync.Mutex
+	pools  []*pgxpool.Pool
+	stores []*postgres.Store
+}
+
+func open(ctx context.Context, cfg Config) (*run, error) {
+	reg, err := schemas.Default()
+	if err != nil {
+		return nil, fmt.Errorf("bench: load schemas: %w", err)
+	}
+	payloads, err := newPayloadPool(cfg.Mix, cfg.EventSize, 64, uint64(cfg.Seed))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: database URL does not parse (details withheld: it may hold a password)", ErrConfig)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	schema := "eventstream_bench_" + cfg.Scenario + "_" + hex.EncodeToString(b[:])
+	conn, err := pgx.ConnectConfig(ctx, pc.ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("bench: connect to the database: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var server, syncCommit string
+	if err := conn.QueryRow(ctx, `SELECT 'PostgreSQL ' || current_setting('server_version'), current_setting('synchronous_commit')`).Scan(&server, &syncCommit); err != nil {
+		return nil, fmt.Errorf("bench: read server settings: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		return nil, fmt.Errorf("bench: create schema %s: %w", schema, err)
+	}
+	pc.ConnConfig.RuntimeParams["search_path"] = schema
+	pc.ConnConfig.RuntimeParams["application_name"] = "eventstream-bench"
+	cfg.Logger.Info("bench: schema created", "scenario", cfg.Scenario, "schema", schema)
+	return &run{cfg: cfg, schema: schema, poolCfg: pc, reg: reg, payloads: payloads, server: server, syncCommit: syncCommit}, nil
+}
+
+// pool opens a pool of at most conns connections on the run's schema.
+func (r *run) pool(ctx context.Context, conns int) (*pgxpool.Pool, error) {
+	pc := r.poolCfg.Copy()
+	pc.MaxConns = int32(conns)
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("bench: open a pool: %w", err)
+	}
+	r.mu.Lock()
+	r.pools = append(r.pools, p)
+	r.mu.Unlock()
+	return p, nil
+}
+
+// store opens our event store on a pool of its own.
+func (r *run) store(ctx context.Context) (*postgres.Store, *pgxpool.Pool, error) {
+	p, err := r.pool(ctx, 8)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := postgres.New(ctx, p, r.reg, r.cfg.StoreOptions)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: open the event store: %w", err)
+	}
+	r.mu.Lock()
+	r.stores = append(r.stores, s)
+	r.mu.Unlock()
+	return s, p, nil
+}
+
+// release closes a store and its pool before the next phase, so that
+// the raw phase has the connections.
+func (r *run) release(s *postgres.Store, p *pgxpool.Pool) {
+	_ = s.Close()
+	p.Close()
+}
+
+// close closes what the run opened and drops its schema unless Keep.
+func (r *run) close() error {
+	r.mu.Lock()
+	stores, pools := r.stores, r.pools
+	r.stores, r.pools = nil, nil
+	r.mu.Unlock()
+	for _, s := range stores {
+		_ = s.Close()
+	}
+	for _, p := range pools {
+		p.Close()
+	}
+	if r.cfg.Keep {
+		r.cfg.Logger.Info("bench: schema kept", "schema", r.schema)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cc := r.poolCfg.ConnConfig.Copy()
+	delete(cc.RuntimeParams, "search_path")
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("bench: drop schema %s: %w", r.schema, err)
+	}
+	defer conn.Close(context.Background())
+	// Projection generations live in schemas beside the run's own,
+	// named after it: drop them too.
+	rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname = $1 OR starts_with(nspname, $1 || '__')
+		ORDER BY length(nspname) DESC`, r.schema)
+	if err != nil {
+		return fmt.Errorf("bench: drop schema %s: %w", r.schema, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("bench: drop schema %s: %w", r.schema, err)
+	}
+	for _, n := range names {
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{n}.Sanitize()+` CASCADE`); err != nil {
+			return fmt.Errorf("bench: drop schema %s: %w", n, err)
+		}
+	}
+	r.cfg.Logger.Info("bench: schema dropped", "schema", r.schema)
+	return nil
+}
+
+// phaseSpec is one timed phase of appends (or other operations): writers
+// goroutines take sequence numbers until the duration or the count is
+// reached; with a pace, operation seq is not started before
+// start + seq*pace, and its latency counts from that scheduled time (so a
+// stalled server shows up in the latencies instead of being hidden by
+// fewer requests: no coordinated omission).
+type phaseSpec struct {
+	writers  int
+	duration time.Duration
+	ops      int64 // 0: unbounded (duration only)
+	pace     time.Duration
+	// op runs operation seq for worker w and returns how many events it
+	// completed.
+	op func(ctx context.Context, w int, seq int64) (int, error)
+}
+
+// timed is a phase's merged record and its wall time, CPU time and peak
+// memory.
+type timed struct {
+	rec     *recorder
+	elapsed time.Duration
+	cpu     usage
+	peak    int64
+	ownPeak bool
+}
+
+func runPhase(ctx context.Context, spec phaseSpec) (timed, error) {
+	ownPeak := resetPeakRSS()
+	before := currentUsage()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var deadline time.Time
+	if spec.duration > 0 {
+		deadline = start.Add(spec.duration)
+	}
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	recs := make([]*recorder, spec.writers)
+	var wg sync.WaitGroup
+	for w := range spec.writers {
+		recs[w] = newRecorder(start)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := recs[w]
+			for ctx.Err() == nil {
+				seq := next.Add(1) - 1
+				if spec.ops > 0 && seq >= spec.ops {
+					return
+				}
+				began := time.Now()
+				if spec.pace > 0 {
+					began = start.Add(time.Duration(seq) * spec.pace)
+					if !deadline.IsZero() && !began.Before(deadline) {
+						return
+					}
+					if wait := time.Until(began); wait > 0 {
+						t := time.NewTimer(wait)
+						select {
+						case <-t.C:
+						case <-ctx.Done():
+							t.Stop()
+							return
+						}
+					}
+				} else if !deadline.IsZero() && !began.Before(deadline) {
+					return
+				}
+				n, err := spec.op(ctx, w, seq)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				end := time.Now()
+				rec.record(n, end.Sub(began), end)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	after := currentUsage()
+	t := timed{rec: merge(start, recs), elapsed: elapsed,
+		cpu: usage{user: after.user - before.user, sys: after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak}
+	if firstErr != nil {
+		return t, firstErr
+	}
+	return t, ctx.Err()
+}
+
+// claims collects the ids of the events the bench was told were stored,
+// one slice per worker so that recording takes no lock.
+type claims struct {
+	per [][]uuid.UUID
+}
+
+func newClaims(workers int) *claims { return &claims{per: make([][]uuid.UUID, workers)} }
+
+func (c *claims) add(w int, ids ...uuid.UUID) { c.per[w] = append(c.per[w], ids...) }
+
+func (c *claims) all() []uuid.UUID {
+	n := 0
+	for _, p := range c.per {
+		n += len(p)
+	}
+	out := make([]uuid.UUID, 0, n)
+	for _, p := range c.per {
+		out = append(out, p...)
+	}
+	return out
+}
