@@ -76,11 +76,17 @@ func (n *notifier) close() {
 
 func (n *notifier) listen(ctx context.Context) {
 	defer close(n.done)
-	backoff := 100 * time.Millisecond
+	const firstBackoff = 100 * time.Millisecond
+	backoff := firstBackoff
 	for ctx.Err() == nil {
-		err := n.listenOnce(ctx)
+		listened, err := n.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if listened {
+			// The connection worked: this is a new outage, not the next
+			// failure of the same one.
+			backoff = firstBackoff
 		}
 		slog.Warn("eventstream: LISTEN connection lost; reconnecting", "error", err, "retry_in", backoff)
 		n.wakeLocal()
@@ -93,10 +99,12 @@ func (n *notifier) listen(ctx context.Context) {
 	}
 }
 
-func (n *notifier) listenOnce(ctx context.Context) error {
+// listenOnce listens until the connection fails; listened reports whether
+// it got as far as LISTEN.
+func (n *notifier) listenOnce(ctx context.Context) (listened bool, err error) {
 	conn, err := pgx.ConnectConfig(ctx, n.s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -104,13 +112,13 @@ func (n *notifier) listenOnce(ctx context.Context) error {
 		conn.Close(c)
 	}()
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{n.s.channel}.Sanitize()); err != nil {
-		return err
+		return false, err
 	}
 	// Anything committed while we were not listening must be picked up.
 	n.wakeLocal()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return err
+			return true, err
 		}
 		n.wakeLocal()
 	}
