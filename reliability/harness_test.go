@@ -115,11 +115,14 @@ type ledger struct {
 	appends     []*appendRecord
 	failures    int
 	errClasses  map[string]int
+	errSamples  map[string]string
 	unexpected  []string
 	ackedEvents atomic.Int64
 }
 
-func newLedger() *ledger { return &ledger{errClasses: map[string]int{}} }
+func newLedger() *ledger {
+	return &ledger{errClasses: map[string]int{}, errSamples: map[string]string{}}
+}
 
 func (l *ledger) add(r *appendRecord) {
 	l.mu.Lock()
@@ -150,16 +153,19 @@ func (l *ledger) failed(r *appendRecord, err error) {
 		switch {
 		case strings.Contains(msg, "SQLSTATE 57P01"), strings.Contains(msg, "SQLSTATE 57P02"), strings.Contains(msg, "SQLSTATE 57P03"):
 			class = "server shutting down"
-		case strings.Contains(msg, "connect"), strings.Contains(msg, "dial"):
-			class = "connect"
-		case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset"), strings.Contains(msg, "broken pipe"), strings.Contains(msg, "closed"):
+		case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset by peer"), strings.Contains(msg, "broken pipe"), strings.Contains(msg, "conn closed"):
 			class = "connection lost"
+		case strings.Contains(msg, "failed to connect"), strings.Contains(msg, "dial"):
+			class = "connect"
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures++
 	l.errClasses[class]++
+	if _, ok := l.errSamples[class]; !ok {
+		l.errSamples[class] = err.Error()
+	}
 	if bad {
 		l.unexpected = append(l.unexpected, fmt.Sprintf("writer %d, stream %s, attempt %d: %v", r.writer, r.stream, r.attempts, err))
 	}
@@ -438,25 +444,26 @@ func head(pool *pgxpool.Pool) (int64, error) {
 
 // figures summarise a run; docs/reliability.md quotes them.
 type figures struct {
-	Test             string         `json:"test"`
-	Faults           int            `json:"faults_injected"`
-	Appends          int            `json:"appends"`
-	Acked            int            `json:"appends_acknowledged"`
-	AckedEvents      int            `json:"events_acknowledged"`
-	AckedAfterRetry  int            `json:"acknowledged_after_a_failure"`
-	Abandoned        int            `json:"appends_abandoned"`
-	AbandonedPresent int            `json:"abandoned_but_stored"`
-	FailedAttempts   int            `json:"failed_attempts"`
-	ErrorClasses     map[string]int `json:"error_classes"`
-	LogEvents        int            `json:"events_in_log"`
-	Lost             int            `json:"lost"`
-	Duplicated       int            `json:"duplicated"`
-	Partial          int            `json:"partly_written"`
-	SubErrors        int            `json:"subscription_errors"`
-	Resubscribes     int            `json:"resubscribes"`
-	SubscriberSaw    int            `json:"subscriber_saw"`
-	AuditRows        int            `json:"audit_rows"`
-	Extra            map[string]any `json:"extra,omitempty"`
+	Test             string            `json:"test"`
+	Faults           int               `json:"faults_injected"`
+	Appends          int               `json:"appends"`
+	Acked            int               `json:"appends_acknowledged"`
+	AckedEvents      int               `json:"events_acknowledged"`
+	AckedAfterRetry  int               `json:"acknowledged_after_a_failure"`
+	Abandoned        int               `json:"appends_abandoned"`
+	AbandonedPresent int               `json:"abandoned_but_stored"`
+	FailedAttempts   int               `json:"failed_attempts"`
+	ErrorClasses     map[string]int    `json:"error_classes"`
+	ErrorSamples     map[string]string `json:"error_samples"`
+	LogEvents        int               `json:"events_in_log"`
+	Lost             int               `json:"lost"`
+	Duplicated       int               `json:"duplicated"`
+	Partial          int               `json:"partly_written"`
+	SubErrors        int               `json:"subscription_errors"`
+	Resubscribes     int               `json:"resubscribes"`
+	SubscriberSaw    int               `json:"subscriber_saw"`
+	AuditRows        int               `json:"audit_rows"`
+	Extra            map[string]any    `json:"extra,omitempty"`
 }
 
 // verifyLog checks the log against the ledger and returns the figures:
@@ -473,6 +480,7 @@ func verifyLog(tb testing.TB, rows []logRow, led *ledger) figures {
 	var fg figures
 	fg.FailedAttempts = led.failures
 	fg.ErrorClasses = led.errClasses
+	fg.ErrorSamples = led.errSamples
 	for _, u := range led.unexpected {
 		tb.Errorf("unexpected append error: %s", u)
 	}
