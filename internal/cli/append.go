@@ -65,6 +65,7 @@ nothing is written. Lines with ids already stored with the same content
 are skipped, so a file can be appended again safely.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			a.writes = true
 			if f.file != "" {
 				return a.appendFile(cmd, f)
 			}
@@ -128,7 +129,7 @@ func (a *app) appendOne(cmd *cobra.Command, f appendFlags) error {
 		}
 		e.Meta.Extra = extra
 	}
-	b, err := a.openBackend(cmd.Context(), connectOptions{appName: "eventstream-append"})
+	b, err := a.openStore(cmd.Context(), storeOptions{connectOptions: connectOptions{appName: "eventstream-append"}, logOnly: true})
 	if err != nil {
 		return err
 	}
@@ -206,7 +207,7 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 	if err != nil {
 		return err
 	}
-	b, err := a.openBackend(cmd.Context(), connectOptions{appName: "eventstream-append"})
+	b, err := a.openStore(cmd.Context(), storeOptions{connectOptions: connectOptions{appName: "eventstream-append"}, logOnly: true})
 	if err != nil {
 		return err
 	}
@@ -232,6 +233,10 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			chunk := sb.lines[start:min(start+eventstore.MaxBatchEvents, len(sb.lines))]
 			res, err := b.Store.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
 			if err != nil {
+				if len(outs) > 0 || start > 0 {
+					a.writes = false
+					err = fmt.Errorf("%w (streams before %s are appended; %s from this line on is not)", err, sb.stream, sb.stream)
+				}
 				return placeError(name, chunk, err)
 			}
 			exp, last = eventstore.Exact(res.Version()), res

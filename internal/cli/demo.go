@@ -62,7 +62,7 @@ func (a *app) say(format string, args ...any) {
 func (a *app) runDemo(ctx context.Context) error {
 	start := time.Now()
 	rep := demoReport{Tenant: "acme-learning", Correlation: uuid.NewString()}
-	b, err := a.openBackendMigrated(ctx, connectOptions{devCluster: true, appName: "eventstream-demo"}, &rep.Migrations)
+	b, err := a.openStore(ctx, storeOptions{connectOptions: connectOptions{devCluster: true, appName: "eventstream-demo"}, devStandIn: true, migrations: &rep.Migrations})
 	if err != nil {
 		return err
 	}

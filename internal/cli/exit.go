@@ -18,6 +18,9 @@ const (
 	ExitUsage    = 2 // bad flags, arguments or values
 	ExitInvalid  = 3 // input refused by validation; nothing was written
 	ExitConflict = 4 // wrong expected version; nothing was written
+	// ExitInterrupted: a long job stopped at a checkpoint on Ctrl-C or
+	// SIGTERM; running the same command again resumes it.
+	ExitInterrupted = 130
 )
 
 const exitCodesHelp = `Exit codes:
@@ -25,7 +28,8 @@ const exitCodesHelp = `Exit codes:
   1  failure (connection, I/O, server error)
   2  usage error (bad flag, argument or value)
   3  input refused by validation (nothing was written)
-  4  concurrency conflict: the stream was not at the expected version (nothing was written)`
+  4  concurrency conflict: the stream was not at the expected version (nothing was written)
+  130  interrupted (Ctrl-C, SIGTERM); a long job stopped at a checkpoint: run it again to resume`
 
 // usageError is a mistake in how the command was called.
 type usageError struct{ msg string }
@@ -153,7 +157,7 @@ func reportOf(err error) errorReport {
 
 // writeError tells the user what went wrong: one line (plus a hint for
 // usage errors), or a JSON object with --json.
-func writeError(w io.Writer, err error, asJSON bool, cmdPath string) {
+func writeError(w io.Writer, err error, asJSON, writes bool, cmdPath string) {
 	var se *silentError
 	if errors.As(err, &se) {
 		return
@@ -166,7 +170,10 @@ func writeError(w io.Writer, err error, asJSON bool, cmdPath string) {
 	msg := strings.TrimPrefix(err.Error(), "eventstore: ")
 	switch exitCode(err) {
 	case ExitInvalid:
-		fmt.Fprintf(w, "refused: %s\nnothing was written\n", msg)
+		fmt.Fprintf(w, "refused: %s\n", msg)
+		if writes {
+			fmt.Fprintln(w, "nothing was written")
+		}
 		var ve *eventstore.ValidationError
 		if errors.As(err, &ve) {
 			for _, c := range ve.Causes {
@@ -174,7 +181,10 @@ func writeError(w io.Writer, err error, asJSON bool, cmdPath string) {
 			}
 		}
 	case ExitConflict:
-		fmt.Fprintf(w, "conflict: %s\nnothing was written\n", msg)
+		fmt.Fprintf(w, "conflict: %s\n", msg)
+		if writes {
+			fmt.Fprintln(w, "nothing was written")
+		}
 	case ExitUsage:
 		fmt.Fprintf(w, "eventstream: %s\nRun '%s --help' for usage.\n", msg, cmdPath)
 	default:

@@ -26,7 +26,11 @@ reported.`,
 				return err
 			}
 			defer db.Close()
-			results, err := a.migrateAll(cmd.Context(), db)
+			kind, err := a.storeKindChecked()
+			if err != nil {
+				return err
+			}
+			results, err := a.migrateAll(cmd.Context(), db, kind == storePostgres)
 			if err != nil {
 				return err
 			}
@@ -45,17 +49,19 @@ type migrationResult struct {
 
 // migrateAll applies every component's migrations: the log's (when it
 // lives in PostgreSQL) and the projections'.
-func (a *app) migrateAll(ctx context.Context, db *database) ([]migrationResult, error) {
+func (a *app) migrateAll(ctx context.Context, db *database, logInPostgres bool) ([]migrationResult, error) {
 	var out []migrationResult
-	ms, err := postgres.Migrations()
-	if err != nil {
-		return nil, err
+	if logInPostgres {
+		ms, err := postgres.Migrations()
+		if err != nil {
+			return nil, err
+		}
+		ran, err := migrate.Apply(ctx, db.Pool, postgres.Component, ms)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, result(postgres.Component, len(ms), ran))
 	}
-	ran, err := migrate.Apply(ctx, db.Pool, postgres.Component, ms)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, result(postgres.Component, len(ms), ran))
 	more, err := a.migrateProjections(ctx, db)
 	if err != nil {
 		return nil, err

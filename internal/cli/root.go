@@ -31,6 +31,9 @@ type app struct {
 	eventstoreURL string
 	workDir       string
 	logLevel      string
+	// writes is set by commands that write, whose refusals say that
+	// nothing was written.
+	writes bool
 
 	log *slog.Logger
 }
@@ -57,7 +60,7 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	if cmd != nil {
 		path = cmd.CommandPath()
 	}
-	writeError(stdio.Err, err, a.asJSON, path)
+	writeError(stdio.Err, err, a.asJSON, a.writes, path)
 	return exitCode(err)
 }
 
@@ -88,6 +91,8 @@ private cluster under ./.eventstream/pg.`,
 	pf := root.PersistentFlags()
 	pf.BoolVar(&a.asJSON, "json", false, "print JSON (one object per line for event lists) instead of tables")
 	pf.StringVar(&a.databaseURL, "database-url", "", "PostgreSQL URL (default $DATABASE_URL, else "+defaultDatabaseURL+")")
+	pf.StringVar(&a.storeKind, "store", "", "where the event log lives: postgres, esdb or memory (default $EVENTSTREAM_STORE, else postgres); read models are always in PostgreSQL")
+	pf.StringVar(&a.eventstoreURL, "eventstore-url", "", "EventStoreDB connection string for --store esdb (default $EVENTSTORE_URL)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	pf.StringVar(&a.defaultURL, "default-database-url", defaultDatabaseURL, "the URL tried when neither --database-url nor $DATABASE_URL is set")
 	_ = pf.MarkHidden("default-database-url")
@@ -101,6 +106,11 @@ private cluster under ./.eventstream/pg.`,
 		a.migrateCommand(),
 		a.demoCommand(),
 		a.appendCommand(),
+		a.readCommand(),
+		a.tailCommand(),
+		a.exportCommand(),
+		a.importCommand(),
+		a.schemasCommand(),
 	)
 	return root
 }

@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+func (a *app) exportCommand() *cobra.Command {
+	var (
+		from, to, output string
+		restart          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export [--from POSITION] [--to POSITION] [--output FILE] > events.ndjson",
+		Short: "Write the log (or a range of it) as NDJSON envelopes",
+		Long: `Write the whole log, or the positions from --from to --to (both
+inclusive), as one JSON envelope per line, in log order: the input of
+"eventstream import", which moves history between stores.
+
+With --output FILE, an interrupted export (Ctrl-C) resumes when run again:
+it continues after the last complete line of FILE (--restart starts over).
+Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
+		Args: argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var fromPos, toPos eventstore.Position
+			var err error
+			if from != "" {
+				if fromPos, err = eventstore.ParsePosition(from); err != nil {
+					return usagef("--from: %v", err)
+				}
+			}
+			if to != "" {
+				if toPos, err = eventstore.ParsePosition(to); err != nil {
+					return usagef("--to: %v", err)
+				}
+				if from != "" && toPos.Compare(fromPos) < 0 {
+					return usagef("--to %s is before --from %s", toPos, fromPos)
+				}
+			}
+			w := a.io.Out
+			var fh *os.File
+			var resumeAfter *eventstore.Position
+			if output != "" && output != "-" {
+				fh, resumeAfter, err = openExportFile(output, from != "", restart)
+				if err != nil {
+					return err
+				}
+				defer fh.Close()
+				w = fh
+			}
+			b, err := a.openStore(cmd.Context(), storeOptions{connectOptions: connectOptions{appName: "eventstream-export"}, logOnly: true})
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if resumeAfter != nil {
+				fromPos = *resumeAfter
+				a.log.Info("resuming the export", "file", output, "after", resumeAfter.String())
+			}
+			n, last, err := a.export(cmd.Context(), b.Store, w, fromPos, resumeAfter, toPos, to != "")
+			if fh != nil {
+				if serr := fh.Sync(); err == nil && serr != nil {
+					err = serr
+				}
+			}
+			if err != nil {
+				if cmd.Context().Err() != nil && output != "" && output != "-" {
+					return withCode(ExitInterrupted, fmt.Errorf("export interrupted after %d events (last position %s); run the same command again to resume", n, last))
+				}
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "first global position to export (default: the start)")
+	f.StringVar(&to, "to", "", "last global position to export (default: the head when the export starts)")
+	f.StringVarP(&output, "output", "o", "", "write to FILE instead of stdout (resumable)")
+	f.BoolVar(&restart, "restart", false, "with --output: overwrite FILE instead of resuming")
+	return cmd
+}
+
+// openExportFile opens FILE for an export. Unless restart or an explicit
+// --from says otherwise, it keeps the complete lines already there and
+// returns the position of the last one, to resume after it.
+func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore.Position, error) {
+	if restart || fromGiven {
+		fh, err := os.Create(path)
+		if err != nil {
+			return nil, nil, usagef("--output %s: %v", path, errors.Unwrap(err))
+		}
+		return fh, nil, nil
+	}
+	fh, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, usagef("--output %s: %v", path, errors.Unwrap(err))
+	}
+	fail := func(err error) (*os.File, *eventstore.Position, error) {
+		fh.Close()
+		return nil, nil, err
+	}
+	b, err := io.ReadAll(fh)
+	if err != nil {
+		return fail(err)
+	}
+	// Drop a partial last line (an export killed mid-write).
+	end := bytes.LastIndexByte(b, '\n') + 1
+	if err := fh.Truncate(int64(end)); err != nil {
+		return fail(err)
+	}
+	if _, err := fh.Seek(int64(end), io.SeekStart); err != nil {
+		return fail(err)
+	}
+	if end == 0 {
+		return fh, nil, nil
+	}
+	lines := bytes.Split(bytes.TrimRight(b[:end], "\n"), []byte("\n"))
+	var last struct {
+		Position *eventstore.Position `json:"position"`
+	}
+	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil || last.Position == nil {
+		return fail(usagef("--output %s: its last line is not an exported event; use --restart to overwrite it", path))
+	}
+	return fh, last.Position, nil
+}
+
+// export writes the events from from (inclusive; exclusive when it is
+// skip, the last event of a resumed file) to to.
+func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from eventstore.Position, skip *eventstore.Position, to eventstore.Position, bounded bool) (int, eventstore.Position, error) {
+	head, err := s.Head(ctx)
+	if err != nil {
+		return 0, from, err
+	}
+	if !bounded {
+		to = head
+	}
+	var total int64
+	if s.Features().GaplessPositions && to.Commit >= from.Commit {
+		total = int64(to.Commit) - int64(max(from.Commit, 1)) + 1
+	}
+	p := a.newProgress("export", "events", total)
+	bw := bufio.NewWriterSize(w, 256<<10)
+	n := 0
+	last := from
+	opts := eventstore.ReadAllOptions{From: from, Limit: eventstore.DefaultPageSize}
+	for {
+		page, err := s.ReadAll(ctx, opts)
+		if err != nil {
+			return n, last, err
+		}
+		for _, e := range page.Events {
+			if skip != nil && e.Position.Compare(*skip) <= 0 {
+				continue
+			}
+			if e.Position.Compare(to) > 0 {
+				page.End = true
+				break
+			}
+			line, err := json.Marshal(e)
+			if err != nil {
+				return n, last, err
+			}
+			bw.Write(line)
+			bw.WriteByte('\n')
+			n++
+			last = e.Position
+		}
+		// Only whole pages reach the file, so an interruption leaves
+		// complete lines.
+		if err := bw.Flush(); err != nil {
+			return n, last, err
+		}
+		p.Add(len(page.Events))
+		if page.End || len(page.Events) == 0 {
+			break
+		}
+		opts.From = page.Next
+		if err := ctx.Err(); err != nil {
+			return n, last, err
+		}
+	}
+	p.Finish("export done")
+	return n, last, nil
+}

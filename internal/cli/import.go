@@ -1,0 +1,331 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+func (a *app) importCommand() *cobra.Command {
+	var (
+		restart   bool
+		batchSize int
+		versions  string
+	)
+	cmd := &cobra.Command{
+		Use:   "import FILE|-",
+		Short: "Append the envelopes of an NDJSON export, validated, idempotent by event id",
+		Long: `Append the envelopes of an NDJSON file (as "eventstream export" writes
+them) to the log, in file order. Every line is validated before anything is
+written: a refused line is reported with its line number and nothing is
+written (exit code 3).
+
+Import is idempotent by event id: events already stored with the same
+content are not written again, so running it twice writes nothing the
+second time. By default each stream keeps the versions of the file
+(--expected-versions source): a stream that already holds other events is
+a conflict (exit code 4) instead of a silent renumbering; --expected-versions
+any appends after whatever the stream holds.
+
+Ctrl-C stops at a checkpoint (recorded in ./.eventstream/checkpoints);
+running the same command again resumes there (--restart ignores it).
+Timestamps are set by the target store when the events are written.`,
+		Args: argsExactly(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a.writes = true
+			if batchSize < 1 || batchSize > eventstore.MaxBatchEvents {
+				return usagef("--batch %d: want 1 to %d", batchSize, eventstore.MaxBatchEvents)
+			}
+			if versions != "source" && versions != "any" {
+				return usagef("--expected-versions %q: want source or any", versions)
+			}
+			return a.runImport(cmd.Context(), args[0], importOptions{restart: restart, batch: batchSize, keepVersions: versions == "source"})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&restart, "restart", false, "ignore a checkpoint of an interrupted import and start from the first line")
+	f.IntVar(&batchSize, "batch", 1000, "most events per append (consecutive events of one stream)")
+	f.StringVar(&versions, "expected-versions", "source", "source: keep the file's stream versions; any: append after what each stream holds")
+	return cmd
+}
+
+type importOptions struct {
+	restart      bool
+	batch        int
+	keepVersions bool
+}
+
+// importCheckpoint is where an interrupted import resumes.
+type importCheckpoint struct {
+	File    string    `json:"file"`
+	Target  string    `json:"target"`
+	Line    int       `json:"line"` // lines before this one are imported
+	Events  int       `json:"events"`
+	Updated time.Time `json:"updated"`
+}
+
+func (a *app) runImport(ctx context.Context, path string, opts importOptions) error {
+	name := path
+	if path == "-" {
+		// Import reads its input twice (validate, then write): spool stdin.
+		tmp, err := os.CreateTemp("", "eventstream-import-*.ndjson")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		if _, err := io.Copy(tmp, a.io.In); err != nil {
+			return fmt.Errorf("read stdin: %w", err)
+		}
+		path, name = tmp.Name(), "stdin"
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return usagef("%s: %v", path, errors.Unwrap(err))
+	}
+	b, err := a.openStore(ctx, storeOptions{connectOptions: connectOptions{appName: "eventstream-import"}, logOnly: true})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	// Pass 1: every line must be a valid envelope before anything is
+	// written.
+	v, err := eventstore.NewValidator(b.Registry)
+	if err != nil {
+		return err
+	}
+	total := 0
+	err = scanEnvelopes(path, name, 0, func(line int, e eventstore.Event) error {
+		if _, err := v.Check(e.Stream, eventstore.Any, []eventstore.Event{e}); err != nil {
+			return &lineError{File: name, Line: line, Err: err}
+		}
+		total++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if total == 0 {
+		return &lineError{File: name, Line: 1, Err: &eventstore.ValidationError{Index: -1, Rule: "batch-size", Message: "no events to import"}}
+	}
+
+	// Pass 2: append per stream run, checkpointing as batches commit.
+	target := a.targetIdentity(ctx, b)
+	cpPath := ""
+	var cp importCheckpoint
+	if name != "stdin" && b.Kind != storeMemory {
+		abs, _ := filepath.Abs(path)
+		sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s", abs, st.Size(), st.ModTime().UnixNano(), target))
+		cpPath = filepath.Join(a.workDir, ".eventstream", "checkpoints", "import-"+hex.EncodeToString(sum[:8])+".json")
+		if !opts.restart {
+			if raw, err := os.ReadFile(cpPath); err == nil && json.Unmarshal(raw, &cp) == nil && cp.Line > 0 {
+				a.log.Info("resuming an interrupted import", "file", name, "from_line", cp.Line, "events_done", cp.Events)
+			}
+		}
+		cp.File, cp.Target = abs, target
+	}
+	head, err := b.Store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	p := a.newProgress("import", "events", int64(total))
+	p.Add(cp.Events)
+	var (
+		run      []eventstore.Event
+		runStart int
+		written  int
+		present  int
+	)
+	flush := func(nextLine int) error {
+		if len(run) == 0 {
+			return nil
+		}
+		w, pr, err := a.appendRun(ctx, b.Store, run, head, opts.keepVersions)
+		if err != nil {
+			if cp.Events > 0 || w > 0 || pr > 0 {
+				// Earlier runs are in: say exactly what was written.
+				a.writes = false
+				err = fmt.Errorf("%w (the %d events before this line are imported, none from this line on)", err, cp.Events+w+pr)
+			}
+			return &lineError{File: name, Line: runStart, Err: err}
+		}
+		written += w
+		present += pr
+		p.Add(len(run))
+		cp.Events += len(run)
+		cp.Line = nextLine
+		run = run[:0]
+		if cpPath != "" {
+			if err := saveCheckpoint(cpPath, cp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	startLine := cp.Line
+	err = scanEnvelopes(path, name, startLine, func(line int, e eventstore.Event) error {
+		if len(run) > 0 && (run[0].Stream != e.Stream || len(run) >= opts.batch) {
+			if err := flush(line); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(run) == 0 {
+			runStart = line
+		}
+		run = append(run, e)
+		return nil
+	})
+	if err == nil {
+		err = flush(1 << 62)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			p.Finish("import interrupted")
+			return withCode(ExitInterrupted, fmt.Errorf("import interrupted after %d of %d events; run the same command again to resume", cp.Events, total))
+		}
+		return err
+	}
+	p.Finish("import done")
+	if cpPath != "" {
+		_ = os.Remove(cpPath)
+	}
+	out := struct {
+		File    string `json:"file"`
+		Events  int    `json:"events"`
+		Written int    `json:"written"`
+		Present int    `json:"already_present"`
+	}{name, total, written, present}
+	if a.asJSON {
+		return a.printJSON(out)
+	}
+	a.stdoutf("imported %s: %d events, %d written, %d already present\n", name, total, written, present)
+	return nil
+}
+
+// appendRun appends consecutive events of one stream and counts those
+// written now and those that were already stored (their positions are at
+// or before the head read when the import started).
+func (a *app) appendRun(ctx context.Context, s eventstore.Store, run []eventstore.Event, head eventstore.Position, keepVersions bool) (written, present int, err error) {
+	count := func(res eventstore.AppendResult) {
+		for _, e := range res.Events {
+			if e.Position.Compare(head) <= 0 {
+				present++
+			} else {
+				written++
+			}
+		}
+	}
+	expected := func(first eventstore.Event) eventstore.ExpectedVersion {
+		if keepVersions && first.Version > 0 {
+			return eventstore.Exact(first.Version - 1)
+		}
+		return eventstore.Any
+	}
+	batch := make([]eventstore.Event, len(run))
+	for i, e := range run {
+		batch[i] = e
+		batch[i].Position, batch[i].Timestamp = eventstore.Position{}, time.Time{}
+	}
+	res, err := s.Append(ctx, run[0].Stream, expected(run[0]), batch...)
+	if err == nil {
+		count(res)
+		return written, present, nil
+	}
+	if !errors.Is(err, eventstore.ErrDuplicateEvent) {
+		return 0, 0, err
+	}
+	// Some of the run is stored and some not (an import over a partly
+	// imported history): append event by event, each idempotent by id.
+	for _, e := range batch {
+		res, err := s.Append(ctx, e.Stream, expected(e), e)
+		if err != nil {
+			return written, present, err
+		}
+		count(res)
+	}
+	return written, present, nil
+}
+
+// scanEnvelopes calls fn for each envelope from line startLine on
+// (1-based; 0 is the first line).
+func scanEnvelopes(path, name string, startLine int, fn func(line int, e eventstore.Event) error) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return usagef("%s: %v", name, errors.Unwrap(err))
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		if n < startLine {
+			continue
+		}
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		e, err := decodeEnvelope(line)
+		if err != nil {
+			return &lineError{File: name, Line: n, Err: err}
+		}
+		if e.Stream == "" {
+			return &lineError{File: name, Line: n, Err: &eventstore.ValidationError{Index: -1, Pointer: "/stream", Rule: "required", Message: "the envelope has no stream"}}
+		}
+		if err := fn(n, e); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return &lineError{File: name, Line: n + 1, Err: &eventstore.ValidationError{Index: -1, Rule: "event-size", Message: fmt.Sprintf("line longer than %d bytes", maxLineBytes)}}
+		}
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	return nil
+}
+
+func saveCheckpoint(path string, cp importCheckpoint) error {
+	cp.Updated = time.Now().UTC()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(cp, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// targetIdentity names the store an import writes to, so that a
+// checkpoint is reused only for the same file and the same target.
+func (a *app) targetIdentity(ctx context.Context, b *backend) string {
+	switch b.Kind {
+	case storeESDB:
+		return "esdb " + redactURL(a.eventstoreURLOrEnv())
+	case storePostgres:
+		if b.PG != nil {
+			return "postgres " + redactURL(b.DB.URL) + " schema " + b.PG.Schema()
+		}
+	}
+	return b.Kind
+}

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"path"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore"
+)
+
+func (a *app) tailCommand() *cobra.Command {
+	var (
+		from     string
+		patterns []string
+	)
+	cmd := &cobra.Command{
+		Use:   "tail [--from POSITION] [--type PATTERN]",
+		Short: "Follow the whole log live, one JSON object per line, until interrupted",
+		Long: `Follow the whole log: print every new event as one JSON object per line
+until interrupted (Ctrl-C ends it with exit code 0). --from starts after a
+global position instead of at the head, printing the history first.
+--type keeps only matching types; a pattern may use * and ? (course.*,
+ir.approval_*); repeat it or separate patterns with commas.`,
+		Args: argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, p := range patterns {
+				if _, err := path.Match(p, ""); err != nil {
+					return usagef("--type %q: bad pattern", p)
+				}
+			}
+			var after eventstore.Position
+			var err error
+			if from != "" {
+				if after, err = eventstore.ParsePosition(from); err != nil {
+					return usagef("--from: %v", err)
+				}
+			}
+			b, err := a.openStore(cmd.Context(), storeOptions{connectOptions: connectOptions{appName: "eventstream-tail"}, logOnly: true})
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			if from == "" {
+				if after, err = b.Store.Head(cmd.Context()); err != nil {
+					return err
+				}
+			} else if after.Commit > 0 {
+				// --from is the first position to print; After is exclusive.
+				after = before(after)
+			}
+			err = a.follow(cmd.Context(), b.Store, after, patterns)
+			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "first global position to print (default: only new events)")
+	cmd.Flags().StringSliceVar(&patterns, "type", nil, "only event types matching PATTERN (* and ? allowed)")
+	return cmd
+}
+
+// before returns the position just before p for a single-counter log; a
+// split (EventStoreDB) position is returned as is, making --from exclusive
+// there.
+func before(p eventstore.Position) eventstore.Position {
+	if p.Commit == p.Prepare && p.Commit > 0 {
+		return eventstore.Pos(p.Commit - 1)
+	}
+	return p
+}
+
+func (a *app) follow(ctx context.Context, s eventstore.Store, after eventstore.Position, patterns []string) error {
+	opts := eventstore.SubscribeOptions{After: after, BatchSize: 500}
+	exact := true
+	for _, p := range patterns {
+		if strings.ContainsAny(p, "*?[") {
+			exact = false
+		}
+	}
+	if exact {
+		opts.Types = patterns
+	}
+	sub, err := s.Subscribe(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	for {
+		events, err := sub.Next(ctx)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if !matchAny(patterns, e.Type) {
+				continue
+			}
+			if err := a.printJSON(e); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func matchAny(patterns []string, typ string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, typ); ok {
+			return true
+		}
+	}
+	return false
+}
