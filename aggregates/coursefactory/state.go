@@ -24,11 +24,6 @@ const (
 	Deployed   WorkflowState = "deployed"
 )
 
-// inProgress reports whether a course in s may still fail.
-func (s WorkflowState) inProgress() bool {
-	return s == Requested || s == Outlining || s == Generating || s == Review
-}
-
 // State is a course rebuilt from its events. It is encoded as JSON in
 // snapshots (SnapshotSchemaVersion).
 type State struct {
