@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/bench"
+)
+
+// benchCommand is `eventstream bench`: the load generator of package
+// bench, with the raw PostgreSQL ceiling measured in the same run.
+func (a *app) benchCommand() *cobra.Command {
+	var (
+		scenario, mix, htmlFile, mdFile string
+		cfg                             bench.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load-test the event store beside the raw PostgreSQL ceiling, in the same run",
+		Long: `Run load scenarios against PostgreSQL, each in a fresh schema that is dropped
+afterwards (unless --keep). Every scenario also runs its raw equivalent with
+plain pgx on a bare table of the same rows, and reports ours / raw as the
+ratio: absolute figures vary between machines, the ratio is what to track.
+Before reporting, the bench checks that every event it says it appended is
+in the log exactly once, and fails (exit 1) if not.
+
+Scenarios (--scenario NAME[,NAME...] or all):
+` + bench.ScenarioHelp() + `
+Flags left unset take the scenario's preset; --duration and --events bound
+each phase (ours, then raw).
+
+Event types (--types): domain (every type of the domain, weighted as it
+produces them; the default), uniform, or type[=weight],... with "prefix.*"
+for every type under a prefix.`,
+		Example: `  eventstream bench --scenario single
+  eventstream bench --scenario batch,hot --duration 30s --html report.html
+  eventstream bench --scenario all --json > bench.json`,
+		Args: argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names, err := scenarioList(scenario)
+			if err != nil {
+				return err
+			}
+			if cfg.Mix, err = bench.ParseMix(mix); err != nil {
+				return usagef("--types: %v", err)
+			}
+			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-bench"})
+			if err != nil {
+				return err
+			}
+			// The bench opens its own pools on a schema of its own.
+			cfg.DatabaseURL = db.URL
+			db.Close()
+			cfg.Logger = a.log
+			var reports []bench.Report
+			var runErr error
+			for _, name := range names {
+				c := cfg
+				c.Scenario = name
+				rep, err := bench.Run(cmd.Context(), c)
+				if err != nil {
+					if errors.Is(err, bench.ErrConfig) {
+						return usagef("%v", err)
+					}
+					runErr = fmt.Errorf("bench %s: %w", name, err)
+					break
+				}
+				reports = append(reports, rep)
+			}
+			if err := a.writeBenchReports(reports, htmlFile, mdFile); err != nil {
+				return err
+			}
+			if runErr != nil && errors.Is(runErr, bench.ErrVerify) {
+				return fmt.Errorf("%w\nthe figures of this run are not to be trusted", runErr)
+			}
+			return runErr
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&scenario, "scenario", "all", "scenario(s) to run: "+strings.Join(bench.ScenarioNames(), ", ")+", or all")
+	f.DurationVar(&cfg.Duration, "duration", 0, "how long each phase writes (preset: 10s)")
+	f.IntVar(&cfg.Events, "events", 0, "events per phase, instead of a duration")
+	f.IntVar(&cfg.Writers, "writers", 0, "concurrent writers (goroutines; connections in the raw phase)")
+	f.IntVar(&cfg.EventsPerAppend, "events-per-append", 0, "events per append (1: single-event appends)")
+	f.IntVar(&cfg.Streams, "streams", 0, "streams the appends share (0: a new stream per append; 1: one hot stream)")
+	f.BoolVar(&cfg.ExactVersions, "exact-versions", false, "append with exact expected versions and retry conflicts (needs --streams)")
+	f.IntVar(&cfg.EventSize, "event-size", 0, "wanted payload size in bytes (0: each type's natural size)")
+	f.StringVar(&mix, "types", "domain", "event type mix: domain, uniform, or type[=weight],...")
+	f.IntVar(&cfg.Rate, "rate", 0, "project: fixed append rate in events/s (preset 10000)")
+	f.IntVar(&cfg.LogEvents, "log-events", 0, "replay, read: events loaded into the log first (preset 200000)")
+	f.IntVar(&cfg.StreamEvents, "stream-events", 0, "read: events in the long stream (preset 20000)")
+	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the generated events (0: 1)")
+	f.BoolVar(&cfg.Keep, "keep", false, "keep each run's schema (its name is in the report)")
+	f.BoolVar(&cfg.SkipRaw, "no-raw", false, "skip the raw ceiling (no ratio)")
+	f.StringVar(&htmlFile, "html", "", "also write a self-contained HTML report with charts to this file")
+	f.StringVar(&mdFile, "markdown", "", "also write the table as Markdown to this file")
+	return cmd
+}
+
+func scenarioList(s string) ([]string, error) {
+	if s == "" || s == "all" {
+		return bench.ScenarioNames(), nil
+	}
+	var out []string
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(bench.ScenarioNames(), name) {
+			return nil, usagef("--scenario %q: want %s, or all", name, strings.Join(bench.ScenarioNames(), ", "))
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+func (a *app) writeBenchReports(reports []bench.Report, htmlFile, mdFile string) error {
+	if a.asJSON {
+		if err := bench.WriteJSON(a.io.Out, reports); err != nil {
+			return err
+		}
+	} else if err := bench.WriteTable(a.io.Out, reports); err != nil {
+		return err
+	}
+	for _, out := range []struct {
+		file  string
+		write func(*os.File) error
+	}{
+		{htmlFile, func(f *os.File) error { return bench.WriteHTML(f, reports) }},
+		{mdFile, func(f *os.File) error { return bench.WriteMarkdown(f, reports) }},
+	} {
+		if out.file == "" || len(reports) == 0 {
+			continue
+		}
+		f, err := os.Create(out.file)
+		if err != nil {
+			return fmt.Errorf("write the report: %w", err)
+		}
+		if err := out.write(f); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", out.file, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("write %s: %w", out.file, err)
+		}
+		a.log.Info("report written", "file", out.file, "at", time.Now().Format(time.TimeOnly))
+	}
+	return nil
+}
