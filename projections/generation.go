@@ -370,7 +370,7 @@ func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *regi
 	// The runner's search_path puts the generation first; the swap works
 	// on the runtime's schema.
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{home}.Sanitize()); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'on', true)`, pgx.Identifier{home}.Sanitize()); err != nil {
 			return err
 		}
 		s, err := loadState(ctx, tx, p.Name, "FOR UPDATE")

@@ -77,6 +77,11 @@ func New(pool *pgxpool.Pool, store eventstore.Store, reg *schemas.Registry, cfg 
 		return nil, errors.New("projections: a schema registry is required")
 	}
 	cfg = cfg.withDefaults()
+	switch cfg.SynchronousCommit {
+	case "on", "off", "local", "remote_write", "remote_apply":
+	default:
+		return nil, fmt.Errorf("projections: SynchronousCommit %q: want on, off, local, remote_write or remote_apply", cfg.SynchronousCommit)
+	}
 	r := &Runtime{
 		pool:   pool,
 		store:  store,
@@ -152,6 +157,7 @@ func (r *Runtime) connect(ctx context.Context, purpose string) (*pgx.Conn, error
 		cc.RuntimeParams = map[string]string{}
 	}
 	cc.RuntimeParams["application_name"] = r.cfg.ApplicationName + ":" + purpose
+	cc.RuntimeParams["synchronous_commit"] = r.cfg.SynchronousCommit
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("projections: connect for %s: %w", purpose, err)
@@ -255,7 +261,8 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 }
 
 // Run runs the named projections (all of them when none is named) until
-// ctx ends, then returns nil. For each projection it waits for the lock,
+// ctx ends, then returns nil; it returns an error early only when the
+// store is closed. For each projection it waits for the lock,
 // catches up from the checkpoint, then follows the log live; when it
 // loses the lock or its connection it starts over from the checkpoint.
 // Migrate must have run. Run also keeps the lag metrics up to date.
@@ -275,12 +282,19 @@ func (r *Runtime) Run(ctx context.Context, names ...string) error {
 	if err := r.checkMigrated(ctx, ps); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
+	var fatal error
+	var once sync.Once
 	for _, p := range ps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.work(ctx, home, p)
+			if err := r.work(ctx, home, p); err != nil {
+				once.Do(func() { fatal = err })
+				cancel()
+			}
 		}()
 	}
 	if r.m != nil {
@@ -291,7 +305,7 @@ func (r *Runtime) Run(ctx context.Context, names ...string) error {
 		}()
 	}
 	wg.Wait()
-	return nil
+	return fatal
 }
 
 func (r *Runtime) selectProjections(names []string) ([]*registered, error) {
@@ -336,13 +350,17 @@ func (r *Runtime) checkMigrated(ctx context.Context, ps []*registered) error {
 }
 
 // work keeps one projection running while ctx lasts: it takes the lock
-// when it can and restarts the session after a failure.
-func (r *Runtime) work(ctx context.Context, home string, p *registered) {
+// when it can and restarts the session after a failure. It gives up only
+// when the store is closed.
+func (r *Runtime) work(ctx context.Context, home string, p *registered) error {
 	failures := 0
 	for ctx.Err() == nil {
 		err := r.session(ctx, home, p)
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if errors.Is(err, eventstore.ErrClosed) {
+			return fmt.Errorf("projections: run %q: %w", p.Name, err)
 		}
 		wait := r.cfg.LockPollInterval
 		switch {
@@ -358,9 +376,10 @@ func (r *Runtime) work(ctx context.Context, home string, p *registered) {
 			r.log.Warn("projection session ended; restarting from its checkpoint", "projection", p.Name, "err", err, "retry_in", wait)
 		}
 		if !sleep(ctx, wait) {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -183,5 +184,52 @@ func TestViewConflictRefused(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("a refused install left %d generations", n)
+	}
+}
+
+func TestRunEndsWhenTheStoreCloses(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	store, err := memory.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, store, 50, 10)
+	pool := database(t)
+	rt := newRuntime(t, pool, store, fastConfig(), audit.Projection())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(context.Background()) }()
+	waitCaughtUp(t, rt)
+	store.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, eventstore.ErrClosed) {
+			t.Fatalf("Run after the store closed: %v, want ErrClosed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not end when the store closed")
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events`).Scan(&n); err != nil || n != 50 {
+		t.Fatalf("audit rows from the memory store: %d %v", n, err)
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	store, _ := memory.New(reg)
+	pool := database(t)
+	if _, err := projections.New(pool, store, reg, projections.Config{SynchronousCommit: "maybe"}, audit.Projection()); err == nil {
+		t.Fatal("New accepted synchronous_commit = maybe")
+	}
+	if _, err := projections.New(nil, store, reg, projections.Config{}, audit.Projection()); err == nil {
+		t.Fatal("New accepted a nil pool")
+	}
+	if _, err := projections.New(pool, nil, reg, projections.Config{}, audit.Projection()); err == nil {
+		t.Fatal("New accepted a nil store")
+	}
+	if _, err := projections.New(pool, store, nil, projections.Config{}, audit.Projection()); err == nil {
+		t.Fatal("New accepted a nil registry")
 	}
 }

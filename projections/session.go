@@ -20,10 +20,13 @@ type fetched struct {
 
 // prefetch reads batches in a goroutine while the previous one is being
 // applied, one batch ahead at most, so memory stays bounded by two
-// batches. The channel closes after an error or when ctx ends.
-func prefetch(ctx context.Context, read func(context.Context) ([]eventstore.Event, bool, error)) <-chan fetched {
+// batches. The channel closes after an error or when ctx ends; wait
+// returns once the goroutine has ended (cancel ctx first).
+func prefetch(ctx context.Context, read func(context.Context) ([]eventstore.Event, bool, error)) (batches <-chan fetched, wait func()) {
 	ch := make(chan fetched, 1)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		defer close(ch)
 		for {
 			evs, end, err := read(ctx)
@@ -37,7 +40,7 @@ func prefetch(ctx context.Context, read func(context.Context) ([]eventstore.Even
 			}
 		}
 	}()
-	return ch
+	return ch, func() { <-done }
 }
 
 // pages reads the whole log forwards from (inclusive) in pages.
@@ -181,11 +184,15 @@ func (r *Runtime) session(ctx context.Context, home string, p *registered) error
 	if err != nil {
 		return fmt.Errorf("projections: subscribe from %s: %w", h.pos, err)
 	}
-	defer sub.Close()
-	batches := prefetch(sctx, func(ctx context.Context) ([]eventstore.Event, bool, error) {
+	batches, wait := prefetch(sctx, func(ctx context.Context) ([]eventstore.Event, bool, error) {
 		evs, err := sub.Next(ctx)
 		return evs, false, err
 	})
+	defer func() {
+		cancel()
+		sub.Close()
+		wait()
+	}()
 	a := newApplier(r, p, h.conn, h.gen, h.pos, st)
 	beat := time.NewTicker(r.cfg.HeartbeatInterval)
 	defer beat.Stop()
@@ -268,8 +275,11 @@ func (r *Runtime) CatchUp(ctx context.Context, name string, maxRate float64) (ev
 // head, then saves the checkpoint.
 func (r *Runtime) drain(ctx context.Context, a *applier, from eventstore.Position, maxRate float64, progress func(n int)) error {
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches := prefetch(rctx, r.pages(from))
+	batches, wait := prefetch(rctx, r.pages(from))
+	defer func() {
+		cancel()
+		wait()
+	}()
 	started := time.Now()
 	n := 0
 	for b := range batches {
