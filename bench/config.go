@@ -69,6 +69,9 @@ type Config struct {
 	Seed int64
 	// StoreOptions tune our store (zero: the defaults).
 	StoreOptions postgres.Options
+	// ProfileDir, when set, receives a CPU profile of the bench process for
+	// each phase: <scenario>-<side>.cpu.pprof (go tool pprof reads them).
+	ProfileDir string
 	// Logger receives progress messages (nil: discard).
 	Logger *slog.Logger
 

@@ -13,7 +13,7 @@ import (
 // raw ceiling's, their ratio, and what else each scenario measures.
 func WriteTable(w io.Writer, reports []Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tevents/s\tops/s\traw events/s\tratio\tp50 ms\tp95 ms\tp99 ms\tmax ms\traw p99 ms\tcpu s\tpeak RSS MiB\tverified\t")
+	fmt.Fprintln(tw, "scenario\tevents/s\tops/s\traw events/s\tratio\tp50 ms\tp95 ms\tp99 ms\tmax ms\traw p99 ms\tbench cpu s\tpg cpu s\tcpu µs/event\traw cpu µs/event\tpeak RSS MiB\tverified\t")
 	for _, r := range reports {
 		row(tw, r.Scenario, r.Ours, r.Raw, r.Ratio, r.Verified)
 		if r.OursExtra != nil {
@@ -57,9 +57,9 @@ func WriteTable(w io.Writer, reports []Report) error {
 }
 
 func row(w io.Writer, name string, o Phase, raw *Phase, ratio float64, verified bool) {
-	rawEPS, rawP99, rat := "-", "-", "-"
+	rawEPS, rawP99, rat, rawCPU := "-", "-", "-", "-"
 	if raw != nil {
-		rawEPS, rawP99 = fmt.Sprintf("%.0f", raw.EventsPerSec), ms(raw.P99Ms)
+		rawEPS, rawP99, rawCPU = fmt.Sprintf("%.0f", raw.EventsPerSec), ms(raw.P99Ms), fmt.Sprintf("%.1f", raw.CPUMicrosPerEvent)
 		if ratio > 0 {
 			rat = fmt.Sprintf("%.2f", ratio)
 		}
@@ -68,8 +68,9 @@ func row(w io.Writer, name string, o Phase, raw *Phase, ratio float64, verified 
 	if verified {
 		v = "yes"
 	}
-	fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.0f\t%s\t\n", name, o.EventsPerSec, o.OpsPerSec, rawEPS, rat,
-		ms(o.P50Ms), ms(o.P95Ms), ms(o.P99Ms), ms(o.MaxMs), rawP99, o.CPUSec, float64(o.PeakRSSBytes)/(1<<20), v)
+	fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%s\t%.0f\t%s\t\n", name, o.EventsPerSec, o.OpsPerSec, rawEPS, rat,
+		ms(o.P50Ms), ms(o.P95Ms), ms(o.P99Ms), ms(o.MaxMs), rawP99, o.CPUSec, o.ServerCPUSec, o.CPUMicrosPerEvent, rawCPU,
+		float64(o.PeakRSSBytes)/(1<<20), v)
 }
 
 func ms(x float64) string {
@@ -97,18 +98,18 @@ func WriteJSON(w io.Writer, reports []Report) error {
 // WriteMarkdown writes the table as Markdown (for bench/README.md).
 func WriteMarkdown(w io.Writer, reports []Report) error {
 	var b strings.Builder
-	b.WriteString("| scenario | events/s | ops/s | raw events/s | ratio | p50 ms | p95 ms | p99 ms | max ms | raw p99 ms | cpu s | peak RSS MiB |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| scenario | events/s | ops/s | raw events/s | ratio | p50 ms | p95 ms | p99 ms | max ms | raw p99 ms | cpu µs/event (bench+pg) | raw cpu µs/event | peak RSS MiB |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	line := func(name string, o Phase, raw *Phase, ratio float64) {
-		rawEPS, rawP99, rat := "–", "–", "–"
+		rawEPS, rawP99, rat, rawCPU := "–", "–", "–", "–"
 		if raw != nil {
-			rawEPS, rawP99 = fmt.Sprintf("%.0f", raw.EventsPerSec), ms(raw.P99Ms)
+			rawEPS, rawP99, rawCPU = fmt.Sprintf("%.0f", raw.EventsPerSec), ms(raw.P99Ms), fmt.Sprintf("%.1f", raw.CPUMicrosPerEvent)
 			if ratio > 0 {
 				rat = fmt.Sprintf("%.2f", ratio)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %.2f | %.0f |\n", name, o.EventsPerSec, o.OpsPerSec,
-			rawEPS, rat, ms(o.P50Ms), ms(o.P95Ms), ms(o.P99Ms), ms(o.MaxMs), rawP99, o.CPUSec, float64(o.PeakRSSBytes)/(1<<20))
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %.0f |\n", name, o.EventsPerSec, o.OpsPerSec,
+			rawEPS, rat, ms(o.P50Ms), ms(o.P95Ms), ms(o.P99Ms), ms(o.MaxMs), rawP99, o.CPUMicrosPerEvent, rawCPU, float64(o.PeakRSSBytes)/(1<<20))
 	}
 	for _, r := range reports {
 		line(r.Scenario, r.Ours, r.Raw, r.Ratio)

@@ -30,6 +30,11 @@ type Phase struct {
 	CPUSec     float64 `json:"cpu_sec"`
 	CPUUserSec float64 `json:"cpu_user_sec"`
 	CPUSysSec  float64 `json:"cpu_sys_sec"`
+	// ServerCPUSec is the CPU time of the PostgreSQL backends serving the
+	// phase's connections (0 when the server is not on this host).
+	ServerCPUSec float64 `json:"server_cpu_sec"`
+	// CPUMicrosPerEvent is (bench + server) CPU time per event.
+	CPUMicrosPerEvent float64 `json:"cpu_us_per_event"`
 	// PeakRSSBytes is the bench process's peak resident memory during the
 	// phase (VmHWM, reset at the phase's start where Linux allows; where it
 	// does not, PeakRSSSinceStart is set and the peak is the process's).
@@ -101,6 +106,7 @@ type Report struct {
 	RawP99Ms     float64 `json:"raw_p99_ms"`
 	RawMaxMs     float64 `json:"raw_max_ms"`
 	CPUSec       float64 `json:"cpu_sec"`
+	ServerCPUSec float64 `json:"server_cpu_sec"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	// MeanPayloadBytes is the mean payload size written (weighted by the
 	// mix).
@@ -190,7 +196,7 @@ func (rep *Report) finish() {
 	if rep.Op == "append" {
 		rep.AppendsPerSec = o.OpsPerSec
 	}
-	rep.CPUSec, rep.PeakRSSBytes = o.CPUSec, o.PeakRSSBytes
+	rep.CPUSec, rep.ServerCPUSec, rep.PeakRSSBytes = o.CPUSec, o.ServerCPUSec, o.PeakRSSBytes
 	if rep.Raw != nil {
 		rep.RawEventsPerSec, rep.RawP50Ms, rep.RawP99Ms, rep.RawMaxMs = rep.Raw.EventsPerSec, rep.Raw.P50Ms, rep.Raw.P99Ms, rep.Raw.MaxMs
 		if rep.Raw.EventsPerSec > 0 {
@@ -219,6 +225,10 @@ func phase(t timed) Phase {
 	p := Phase{Events: t.rec.events, Ops: t.rec.ops, Seconds: round(t.elapsed.Seconds(), 3),
 		CPUUserSec: round(t.cpu.user.Seconds(), 3), CPUSysSec: round(t.cpu.sys.Seconds(), 3),
 		CPUSec: round((t.cpu.user + t.cpu.sys).Seconds(), 3), PeakRSSBytes: t.peak, PeakRSSSinceStart: !t.ownPeak, PerSecond: t.rec.perSec}
+	p.ServerCPUSec = round(t.server.Seconds(), 3)
+	if p.Events > 0 {
+		p.CPUMicrosPerEvent = round(float64((t.cpu.user+t.cpu.sys+t.server).Microseconds())/float64(p.Events), 1)
+	}
 	if s := t.elapsed.Seconds(); s > 0 {
 		p.EventsPerSec = round(float64(p.Events)/s, 1)
 		p.OpsPerSec = round(float64(p.Ops)/s, 1)

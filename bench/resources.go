@@ -2,12 +2,17 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // usage is a snapshot of the bench process's own CPU time. The server's
@@ -86,4 +91,111 @@ func cpuModel() string {
 		}
 	}
 	return ""
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// serverMeter measures the CPU time of the PostgreSQL backends serving the
+// run's connections (those whose application_name starts with the run's
+// own), from /proc: it works when the server runs on this host and its
+// processes are readable, and reports zero otherwise. Background
+// processes (WAL writer, checkpointer) are not included.
+type serverMeter struct {
+	pool  *pgxpool.Pool
+	app   string
+	start map[int]time.Duration
+
+	// A sampler keeps each backend's latest figure, so that a connection
+	// closed during the phase (a rebuild's own) still counts, up to the
+	// last sample.
+	mu     sync.Mutex
+	latest map[int]time.Duration
+	stopFn func()
+}
+
+// serverSample is how often the meter samples while a phase runs.
+const serverSample = 100 * time.Millisecond
+
+func newServerMeter(ctx context.Context, pool *pgxpool.Pool, app string) *serverMeter {
+	m := &serverMeter{pool: pool, app: app, latest: map[int]time.Duration{}}
+	m.start = m.sample(ctx)
+	m.stopFn = background(ctx, func(ctx context.Context) {
+		t := time.NewTicker(serverSample)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m.merge(m.sample(ctx))
+			}
+		}
+	})
+	return m
+}
+
+func (m *serverMeter) merge(s map[int]time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pid, d := range s {
+		m.latest[pid] = max(m.latest[pid], d)
+	}
+}
+
+func (m *serverMeter) sample(ctx context.Context) map[int]time.Duration {
+	rows, err := m.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, $1)`, m.app)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		if d, ok := processCPU(int(pid)); ok {
+			out[int(pid)] = d
+		}
+	}
+	return out
+}
+
+// stop returns the backends' CPU time since the meter started.
+func (m *serverMeter) stop(ctx context.Context) time.Duration {
+	m.stopFn()
+	m.merge(m.sample(ctx))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var total time.Duration
+	for pid, d := range m.latest {
+		total += d - m.start[pid]
+	}
+	return max(total, 0)
+}
+
+// processCPU reads utime + stime of a process from /proc/<pid>/stat.
+func processCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) may hold spaces; it ends at the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+st) * time.Second / clockTicks, true
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +66,9 @@ type run struct {
 	payloads *payloadPool
 	// server and syncCommit describe the server, for the report.
 	server, syncCommit string
+	// app is the application_name of every connection of the run, which
+	// is how the server CPU meter finds the run's backends.
+	app string
 
 	mu     sync.Mutex
 	pools  []*pgxpool.Pool
@@ -98,9 +104,10 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 		return nil, fmt.Errorf("bench: create schema %s: %w", schema, err)
 	}
 	pc.ConnConfig.RuntimeParams["search_path"] = schema
-	pc.ConnConfig.RuntimeParams["application_name"] = "eventstream-bench"
+	app := "eventstream-bench-" + hex.EncodeToString(b[:])
+	pc.ConnConfig.RuntimeParams["application_name"] = app
 	cfg.Logger.Info("bench: schema created", "scenario", cfg.Scenario, "schema", schema)
-	return &run{cfg: cfg, schema: schema, poolCfg: pc, reg: reg, payloads: payloads, server: server, syncCommit: syncCommit}, nil
+	return &run{cfg: cfg, schema: schema, poolCfg: pc, reg: reg, payloads: payloads, server: server, syncCommit: syncCommit, app: app}, nil
 }
 
 // pool opens a pool of at most conns connections on the run's schema.
@@ -201,14 +208,49 @@ type phaseSpec struct {
 	op func(ctx context.Context, w int, seq int64) (int, error)
 }
 
-// timed is a phase's merged record and its wall time, CPU time and peak
-// memory.
+// timed is a phase's merged record and its wall time, CPU time (ours and
+// the server's) and peak memory.
 type timed struct {
 	rec     *recorder
 	elapsed time.Duration
 	cpu     usage
+	server  time.Duration
 	peak    int64
 	ownPeak bool
+}
+
+// measured runs one phase (side: "ours", "raw", ...) under the server CPU
+// meter and, with Config.ProfileDir, a CPU profile of the bench process.
+func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn func() (timed, error)) (timed, error) {
+	stopProfile := r.startProfile(side)
+	m := newServerMeter(ctx, pool, r.app)
+	t, err := fn()
+	t.server = m.stop(ctx)
+	stopProfile()
+	return t, err
+}
+
+// startProfile starts a CPU profile into ProfileDir/<scenario>-<side>.cpu.pprof.
+func (r *run) startProfile(side string) (stop func()) {
+	if r.cfg.ProfileDir == "" {
+		return func() {}
+	}
+	name := filepath.Join(r.cfg.ProfileDir, r.cfg.Scenario+"-"+side+".cpu.pprof")
+	f, err := os.Create(name)
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot write the profile", "file", name, "err", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		r.cfg.Logger.Warn("bench: cannot profile", "err", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		r.cfg.Logger.Info("bench: profile written", "file", name)
+	}
 }
 
 func runPhase(ctx context.Context, spec phaseSpec) (timed, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -302,6 +303,23 @@ func TestRunRefusesBadConfigWithoutTouchingTheDatabase(t *testing.T) {
 	_, err := Run(context.Background(), Config{Scenario: "single", Writers: -3, DatabaseURL: "postgres://nobody@127.0.0.1:1/none"})
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("got %v, want ErrConfig", err)
+	}
+}
+
+// The server CPU meter reads /proc/<pid>/stat; on this process it must
+// see the CPU just burnt.
+func TestProcessCPU(t *testing.T) {
+	t.Parallel()
+	x := 0
+	for i := range 50_000_000 {
+		x += i
+	}
+	d, ok := processCPU(os.Getpid())
+	if !ok || d <= 0 {
+		t.Fatalf("processCPU(self) = %v, %v (x=%d)", d, ok, x)
+	}
+	if _, ok := processCPU(-1); ok {
+		t.Error("processCPU of no process succeeded")
 	}
 }
 

@@ -137,7 +137,7 @@ func (v *visibility) lags(apps []appended) *hdrhistogram.Histogram {
 
 func (r *run) auditRuntime(pool *pgxpool.Pool, store *postgres.Store) (*projections.Runtime, error) {
 	rt, err := projections.New(pool, store, r.reg, projections.Config{Logger: slog.New(slog.DiscardHandler),
-		ApplicationName: "eventstream-bench"}, audit.Projection())
+		ApplicationName: r.app}, audit.Projection())
 	if err != nil {
 		return nil, fmt.Errorf("bench: audit projection: %w", err)
 	}
@@ -174,15 +174,17 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 	a := newAppender(store, cfg, cl)
 	apps := make([][]appended, cfg.Writers)
 	cfg.Logger.Info("bench: our phase", "scenario", cfg.Scenario, "rate", cfg.Rate)
-	t, err := runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops, pace: pace,
-		op: func(ctx context.Context, w int, seq int64) (int, error) {
-			b := wl.batch(seq)
-			res, err := a.append(ctx, w, &b)
-			if err == nil {
-				apps[w] = append(apps[w], appended{pos: int64(res.Position().Commit), n: len(res.Events), done: time.Now()})
-			}
-			return len(res.Events), err
-		}})
+	t, err := r.measured(ctx, pool, "ours", func() (timed, error) {
+		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops, pace: pace,
+			op: func(ctx context.Context, w int, seq int64) (int, error) {
+				b := wl.batch(seq)
+				res, err := a.append(ctx, w, &b)
+				if err == nil {
+					apps[w] = append(apps[w], appended{pos: int64(res.Position().Commit), n: len(res.Events), done: time.Now()})
+				}
+				return len(res.Events), err
+			}})
+	})
 	rep.Ours = phase(t)
 	rep.GroupCommit = groupCommit(store.Stats())
 	if err != nil {
@@ -243,16 +245,18 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 
 	apps := make([][]appended, cfg.Writers)
 	cfg.Logger.Info("bench: raw phase", "scenario", cfg.Scenario)
-	t, err := runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops, pace: pace,
-		op: func(ctx context.Context, w int, seq int64) (int, error) {
-			b := wl.batch(seq)
-			rows := rw.rows(&b, b.streamIdx)
-			n, err := rw.writeRows(ctx, rows)
-			if err == nil {
-				apps[w] = append(apps[w], appended{pos: rows[len(rows)-1][0].(int64), n: n, done: time.Now()})
-			}
-			return n, err
-		}})
+	t, err := r.measured(ctx, pool, "raw", func() (timed, error) {
+		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops, pace: pace,
+			op: func(ctx context.Context, w int, seq int64) (int, error) {
+				b := wl.batch(seq)
+				rows := rw.rows(&b, b.streamIdx)
+				n, err := rw.writeRows(ctx, rows)
+				if err == nil {
+					apps[w] = append(apps[w], appended{pos: rows[len(rows)-1][0].(int64), n: n, done: time.Now()})
+				}
+				return n, err
+			}})
+	})
 	raw := phase(t)
 	rep.Raw = &raw
 	if err != nil {

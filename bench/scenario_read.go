@@ -24,25 +24,20 @@ func readPasses(ctx context.Context, d time.Duration, want int64, pass func(ctx 
 	if d <= 0 {
 		d = minReadTime
 	}
-	ownPeak := resetPeakRSS()
-	before := currentUsage()
-	start := time.Now()
-	rec := newRecorder(start)
-	for {
-		n, err := pass(ctx, rec)
-		if err != nil {
-			return timed{rec: rec}, err
+	return timedRun(func(rec *recorder) error {
+		for {
+			n, err := pass(ctx, rec)
+			if err != nil {
+				return err
+			}
+			if n != want {
+				return &VerifyError{Table: "read pass", Claimed: want, Stored: n, Missing: max(want-n, 0), Unexpected: max(n-want, 0)}
+			}
+			if time.Since(rec.start) >= d {
+				return nil
+			}
 		}
-		if n != want {
-			return timed{rec: rec}, &VerifyError{Table: "read pass", Claimed: want, Stored: n, Missing: max(want-n, 0), Unexpected: max(n-want, 0)}
-		}
-		if time.Since(start) >= d {
-			break
-		}
-	}
-	elapsed := time.Since(start)
-	after := currentUsage()
-	return timed{rec: rec, elapsed: elapsed, cpu: usage{after.user - before.user, after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak}, nil
+	})
 }
 
 // readScenario fills the log (with one long stream), then reads the whole
@@ -66,40 +61,42 @@ func (r *run) readScenario(ctx context.Context, rep *Report) error {
 	cfg.Logger.Info("bench: our phase: read the log", "events", total)
 	seen := map[uuid.UUID]struct{}{}
 	first := true
-	t, err := readPasses(ctx, cfg.Duration, total, func(ctx context.Context, rec *recorder) (int64, error) {
-		var n int64
-		from := eventstore.Start
-		for {
-			began := time.Now()
-			page, err := store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: readPage})
-			if err != nil {
-				return n, fmt.Errorf("bench: read the log: %w", err)
+	t, err := r.measured(ctx, pool, "ours", func() (timed, error) {
+		return readPasses(ctx, cfg.Duration, total, func(ctx context.Context, rec *recorder) (int64, error) {
+			var n int64
+			from := eventstore.Start
+			for {
+				began := time.Now()
+				page, err := store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: readPage})
+				if err != nil {
+					return n, fmt.Errorf("bench: read the log: %w", err)
+				}
+				end := time.Now()
+				rec.record(len(page.Events), end.Sub(began), end)
+				n += int64(len(page.Events))
+				if first {
+					// The first pass also proves, through the store's own read
+					// path, that every claimed event is there once.
+					for _, e := range page.Events {
+						seen[e.ID] = struct{}{}
+					}
+				}
+				if page.End || len(page.Events) == 0 {
+					break
+				}
+				from = page.Next
 			}
-			end := time.Now()
-			rec.record(len(page.Events), end.Sub(began), end)
-			n += int64(len(page.Events))
 			if first {
-				// The first pass also proves, through the store's own read
-				// path, that every claimed event is there once.
-				for _, e := range page.Events {
-					seen[e.ID] = struct{}{}
+				first = false
+				for _, id := range cl.all() {
+					if _, ok := seen[id]; !ok {
+						return n, &VerifyError{Table: "ReadAll", Claimed: total, Stored: int64(len(seen)), Missing: 1, SampleMissing: []uuid.UUID{id}}
+					}
 				}
+				clear(seen)
 			}
-			if page.End || len(page.Events) == 0 {
-				break
-			}
-			from = page.Next
-		}
-		if first {
-			first = false
-			for _, id := range cl.all() {
-				if _, ok := seen[id]; !ok {
-					return n, &VerifyError{Table: "ReadAll", Claimed: total, Stored: int64(len(seen)), Missing: 1, SampleMissing: []uuid.UUID{id}}
-				}
-			}
-			clear(seen)
-		}
-		return n, nil
+			return n, nil
+		})
 	})
 	rep.Ours = phase(t)
 	if err != nil {
@@ -111,24 +108,26 @@ func (r *run) readScenario(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("%w: read needs stream events >= 1", ErrConfig)
 	}
 	cfg.Logger.Info("bench: our phase: read the long stream", "events", longTotal)
-	ts, err := readPasses(ctx, cfg.Duration, longTotal, func(ctx context.Context, rec *recorder) (int64, error) {
-		var n int64
-		from := int64(1)
-		for {
-			began := time.Now()
-			evs, err := store.ReadStream(ctx, longStream, from, readPage)
-			if err != nil {
-				return n, fmt.Errorf("bench: read stream %s: %w", longStream, err)
+	ts, err := r.measured(ctx, pool, "ours-stream", func() (timed, error) {
+		return readPasses(ctx, cfg.Duration, longTotal, func(ctx context.Context, rec *recorder) (int64, error) {
+			var n int64
+			from := int64(1)
+			for {
+				began := time.Now()
+				evs, err := store.ReadStream(ctx, longStream, from, readPage)
+				if err != nil {
+					return n, fmt.Errorf("bench: read stream %s: %w", longStream, err)
+				}
+				end := time.Now()
+				rec.record(len(evs), end.Sub(began), end)
+				n += int64(len(evs))
+				if len(evs) < readPage {
+					break
+				}
+				from = evs[len(evs)-1].Version + 1
 			}
-			end := time.Now()
-			rec.record(len(evs), end.Sub(began), end)
-			n += int64(len(evs))
-			if len(evs) < readPage {
-				break
-			}
-			from = evs[len(evs)-1].Version + 1
-		}
-		return n, nil
+			return n, nil
+		})
 	})
 	ours := phase(ts)
 	rep.OursExtra = &ours
@@ -150,16 +149,20 @@ func (r *run) readScenario(ctx context.Context, rep *Report) error {
 		return err
 	}
 	cfg.Logger.Info("bench: raw phase: read")
-	rt, err := readPasses(ctx, cfg.Duration, total, func(ctx context.Context, rec *recorder) (int64, error) {
-		return rawReadAll(ctx, rawPool, rec)
+	rt, err := r.measured(ctx, rawPool, "raw", func() (timed, error) {
+		return readPasses(ctx, cfg.Duration, total, func(ctx context.Context, rec *recorder) (int64, error) {
+			return rawReadAll(ctx, rawPool, rec)
+		})
 	})
 	raw := phase(rt)
 	rep.Raw = &raw
 	if err != nil {
 		return fmt.Errorf("bench: read, raw phase (log): %w", err)
 	}
-	rts, err := readPasses(ctx, cfg.Duration, longTotal, func(ctx context.Context, rec *recorder) (int64, error) {
-		return rawReadStream(ctx, rawPool, rec)
+	rts, err := r.measured(ctx, rawPool, "raw-stream", func() (timed, error) {
+		return readPasses(ctx, cfg.Duration, longTotal, func(ctx context.Context, rec *recorder) (int64, error) {
+			return rawReadStream(ctx, rawPool, rec)
+		})
 	})
 	rawS := phase(rts)
 	rep.RawExtra = &rawS

@@ -134,20 +134,19 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("bench: migrate the audit projection: %w", err)
 	}
 	cfg.Logger.Info("bench: our phase: rebuild", "events", cfg.LogEvents)
-	ownPeak := resetPeakRSS()
-	before := currentUsage()
-	start := time.Now()
-	rec := newRecorder(start)
-	last := start
-	res, err := rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{Restart: true, Progress: func(p projections.RebuildProgress) {
-		now := time.Now()
-		n := int(p.Events - rec.events)
-		rec.record(n, now.Sub(last), now)
-		last = now
-	}})
-	elapsed := time.Since(start)
-	after := currentUsage()
-	rep.Ours = phase(timed{rec: rec, elapsed: elapsed, cpu: usage{after.user - before.user, after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak})
+	var res projections.RebuildResult
+	t, err := r.measured(ctx, pool, "ours", func() (timed, error) {
+		return timedRun(func(rec *recorder) (err error) {
+			last := rec.start
+			res, err = rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{Restart: true, Progress: func(p projections.RebuildProgress) {
+				now := time.Now()
+				rec.record(int(p.Events-rec.events), now.Sub(last), now)
+				last = now
+			}})
+			return err
+		})
+	})
+	rep.Ours = phase(t)
 	if err != nil {
 		return fmt.Errorf("bench: rebuild the audit projection: %w", err)
 	}
@@ -177,17 +176,28 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 		return err
 	}
 	cfg.Logger.Info("bench: raw phase: copy", "events", n)
-	ownPeak = resetPeakRSS()
-	before = currentUsage()
-	start = time.Now()
-	rrec := newRecorder(start)
-	err = rawConsume(ctx, rawPool, 1000, &n, func(k int, d time.Duration) { rrec.record(k, d, time.Now()) })
-	elapsed = time.Since(start)
-	after = currentUsage()
-	raw := phase(timed{rec: rrec, elapsed: elapsed, cpu: usage{after.user - before.user, after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak})
+	rt2, err := r.measured(ctx, rawPool, "raw", func() (timed, error) {
+		return timedRun(func(rec *recorder) error {
+			return rawConsume(ctx, rawPool, 1000, &n, func(k int, d time.Duration) { rec.record(k, d, time.Now()) })
+		})
+	})
+	raw := phase(rt2)
 	rep.Raw = &raw
 	if err != nil {
 		return fmt.Errorf("bench: replay, raw phase: %w", err)
 	}
 	return verifyCount(ctx, rawPool, "raw_audit", n)
+}
+
+// timedRun times fn as one phase (wall time, CPU, peak memory); fn records
+// its operations into the recorder it is given.
+func timedRun(fn func(rec *recorder) error) (timed, error) {
+	ownPeak := resetPeakRSS()
+	before := currentUsage()
+	start := time.Now()
+	rec := newRecorder(start)
+	err := fn(rec)
+	elapsed := time.Since(start)
+	after := currentUsage()
+	return timed{rec: rec, elapsed: elapsed, cpu: usage{after.user - before.user, after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak}, err
 }

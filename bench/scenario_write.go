@@ -122,12 +122,14 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	cl := newClaims(cfg.Writers)
 	a := newAppender(store, cfg, cl)
 	cfg.Logger.Info("bench: our phase", "scenario", cfg.Scenario, "writers", cfg.Writers, "events_per_append", cfg.EventsPerAppend)
-	t, err := runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops,
-		op: func(ctx context.Context, w int, seq int64) (int, error) {
-			b := wl.batch(seq)
-			res, err := a.append(ctx, w, &b)
-			return len(res.Events), err
-		}})
+	t, err := r.measured(ctx, pool, "ours", func() (timed, error) {
+		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops,
+			op: func(ctx context.Context, w int, seq int64) (int, error) {
+				b := wl.batch(seq)
+				res, err := a.append(ctx, w, &b)
+				return len(res.Events), err
+			}})
+	})
 	rep.Ours = phase(t)
 	rep.GroupCommit = groupCommit(store.Stats())
 	if cfg.ExactVersions {
@@ -162,11 +164,13 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 		return err
 	}
 	cfg.Logger.Info("bench: raw phase", "scenario", cfg.Scenario)
-	rt, err := runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops,
-		op: func(ctx context.Context, w int, seq int64) (int, error) {
-			b := wl.batch(seq)
-			return rw.write(ctx, &b, b.streamIdx)
-		}})
+	rt, err := r.measured(ctx, rawPool, "raw", func() (timed, error) {
+		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops,
+			op: func(ctx context.Context, w int, seq int64) (int, error) {
+				b := wl.batch(seq)
+				return rw.write(ctx, &b, b.streamIdx)
+			}})
+	})
 	raw := phase(rt)
 	rep.Raw = &raw
 	if err != nil {
