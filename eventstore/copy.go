@@ -1,0 +1,183 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// DefaultImportBatchBytes bounds one append of Import and Copy: half of
+// EventStoreDB's default maximum append size (1 MiB), which also counts
+// each event's metadata and framing.
+const DefaultImportBatchBytes = 512 << 10
+
+// CopyOptions adjust Copy.
+type CopyOptions struct {
+	// After resumes a copy: only source events whose position is greater
+	// are copied. Start copies the whole log. CopyProgress.Position is
+	// the value to resume from.
+	After Position
+	// PageSize is how many events one source read returns; <= 0 means
+	// DefaultPageSize.
+	PageSize int
+	// MaxBatchBytes bounds one target append (payload, meta and envelope
+	// strings added up); <= 0 means DefaultImportBatchBytes.
+	MaxBatchBytes int
+	// Progress, if set, is called after each page is copied.
+	Progress func(CopyProgress)
+}
+
+// CopyProgress says how far a copy is.
+type CopyProgress struct {
+	// Events is how many events the target holds from this copy: written
+	// now, or found already written by an earlier, interrupted run.
+	Events int64
+	// Appends is how many appends were sent to the target.
+	Appends int64
+	// Position is the source position of the last event copied.
+	Position Position
+}
+
+// Copy copies the log of from into to, in from's order: every event keeps
+// its id, type, stream, stream version, source, target, payload and meta.
+// The target stamps its own positions and timestamps.
+//
+// Copy is idempotent: each event is appended at its own stream version with
+// its own id, so running a copy again (whole, or resumed from any earlier
+// CopyProgress.Position) writes nothing twice; events the target already
+// has are acknowledged as retries. A target stream that holds other events
+// at those versions makes Copy fail, naming the stream: the two logs have
+// diverged.
+//
+// Consecutive events of one stream go in one append, up to MaxBatchBytes
+// and MaxBatchEvents; the source's own append boundaries are not kept.
+func Copy(ctx context.Context, from, to Store, opts CopyOptions) (CopyProgress, error) {
+	limit := opts.PageSize
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	progress := CopyProgress{Position: opts.After}
+	read := ReadAllOptions{From: opts.After, Limit: limit}
+	for {
+		page, err := from.ReadAll(ctx, read)
+		if err != nil {
+			return progress, fmt.Errorf("eventstore: copy: read the source from %v: %w", read.From, err)
+		}
+		events := page.Events
+		// ReadAll's From is inclusive; After is not.
+		for len(events) > 0 && !opts.After.IsZero() && events[0].Position.Compare(opts.After) <= 0 {
+			events = events[1:]
+		}
+		if len(events) > 0 {
+			appends, err := Import(ctx, to, events, opts.MaxBatchBytes)
+			progress.Appends += int64(appends)
+			if err != nil {
+				return progress, fmt.Errorf("eventstore: copy: %w", err)
+			}
+			progress.Events += int64(len(events))
+			progress.Position = events[len(events)-1].Position
+			if opts.Progress != nil {
+				opts.Progress(progress)
+			}
+		}
+		if page.End {
+			return progress, nil
+		}
+		if page.Next.Compare(read.From) <= 0 {
+			return progress, fmt.Errorf("eventstore: copy: the source's next page %v does not advance past %v", page.Next, read.From)
+		}
+		read.From = page.Next
+	}
+}
+
+// Import appends events read elsewhere (from another store, an export
+// file) to to, in the order given, each at its own stream version
+// (Exact(Version-1)) with its own id. It returns how many appends it sent.
+// Like Copy, it is idempotent: events to already holds are acknowledged as
+// retries, and a stream whose stored events differ is an error.
+func Import(ctx context.Context, to Store, events []Event, maxBatchBytes int) (appends int, err error) {
+	if maxBatchBytes <= 0 {
+		maxBatchBytes = DefaultImportBatchBytes
+	}
+	for len(events) > 0 {
+		run := runLength(events, maxBatchBytes)
+		n, err := appendOrOneByOne(ctx, to, events[:run])
+		appends += n
+		if err != nil {
+			return appends, err
+		}
+		events = events[run:]
+	}
+	return appends, nil
+}
+
+// runLength is the length of the run of events at the head of events that
+// one append may carry: one stream, consecutive versions, within the
+// limits. It is at least 1.
+func runLength(events []Event, maxBytes int) int {
+	size := importSize(events[0])
+	n := 1
+	for n < len(events) && n < MaxBatchEvents {
+		e := events[n]
+		if e.Stream != events[0].Stream || e.Version != events[n-1].Version+1 {
+			break
+		}
+		s := importSize(e)
+		if size+s > maxBytes {
+			break
+		}
+		size += s
+		n++
+	}
+	return n
+}
+
+// importSize estimates what an event weighs in an append: its payload, its
+// meta and envelope strings, and a fixed allowance for the rest.
+func importSize(e Event) int {
+	meta, err := json.Marshal(e.Meta)
+	if err != nil {
+		meta = nil
+	}
+	return len(e.Payload) + len(meta) + len(e.Type) + len(e.Stream) + len(e.Source) + len(e.Target) + 256
+}
+
+// appendOrOneByOne appends one run; if the target refuses it as a whole because
+// an earlier, interrupted copy stored part of it, it appends the events
+// one by one, each an idempotent retry or a new write.
+func appendOrOneByOne(ctx context.Context, to Store, run []Event) (appends int, err error) {
+	err = appendRun(ctx, to, run)
+	appends = 1
+	if err == nil || len(run) == 1 || !(errors.Is(err, ErrDuplicateEvent) || errors.Is(err, ErrConcurrency)) {
+		return appends, err
+	}
+	for i := range run {
+		appends++
+		if err := appendRun(ctx, to, run[i:i+1]); err != nil {
+			return appends, err
+		}
+	}
+	return appends, nil
+}
+
+func appendRun(ctx context.Context, to Store, run []Event) error {
+	first := run[0]
+	if first.Version < 1 {
+		return fmt.Errorf("event %s of stream %q has version %d: an imported event needs its stream version", first.ID, first.Stream, first.Version)
+	}
+	res, err := to.Append(ctx, first.Stream, Exact(first.Version-1), run...)
+	if err != nil {
+		var ce *ConcurrencyError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("stream %q: the target holds other events than the source at version %d (it is at version %d): %w", first.Stream, first.Version, ce.Actual, err)
+		}
+		return fmt.Errorf("append %d events to stream %q at version %d: %w", len(run), first.Stream, first.Version, err)
+	}
+	for i, e := range res.Events {
+		if e.ID != run[i].ID || e.Version != run[i].Version {
+			return fmt.Errorf("stream %q: the target stored event %s at version %d where the source has %s at version %d", first.Stream, e.ID, e.Version, run[i].ID, run[i].Version)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,336 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/esdb"
+	"github.com/brainhq/eventstream/eventstore/esdb/esdbtest"
+	"github.com/brainhq/eventstream/eventstore/memory"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/eventstore/storetest"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+func copyRegistry(t *testing.T) *schemas.Registry {
+	t.Helper()
+	reg, err := storetest.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func memStore(t *testing.T, reg *schemas.Registry) *memory.Store {
+	t.Helper()
+	st, err := memory.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func copyEvent(name string, i int) eventstore.Event {
+	e := eventstore.Event{
+		ID:      uuid.New(),
+		Type:    storetest.TypeAdded,
+		Source:  "copy-test",
+		Payload: json.RawMessage(fmt.Sprintf(`{"name":%q,"quantity":%d}`, name, i)),
+		Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: fmt.Sprintf("tenant-%d", i%3), CorrelationID: fmt.Sprint("c", i)},
+	}
+	if i%4 == 1 {
+		e.Type = storetest.TypeRenamed
+		e.Payload = json.RawMessage(fmt.Sprintf(`{"name":%q,"reason":"r%d"}`, name, i))
+		e.Meta.SchemaVersion = 2
+		e.Target = "somewhere"
+		e.Meta.Extra = map[string]any{"n": i, "tags": []any{"x", i}}
+	}
+	return e
+}
+
+// fillForCopy writes a history with interleaved streams, single and
+// multi-event appends, and returns it as the source reads it.
+func fillForCopy(t *testing.T, st eventstore.Store, appends int) []eventstore.Event {
+	t.Helper()
+	i := 0
+	for a := range appends {
+		n := 1 + a%4
+		batch := make([]eventstore.Event, n)
+		for j := range batch {
+			batch[j] = copyEvent(fmt.Sprint("e", i), i)
+			i++
+		}
+		if _, err := st.Append(t.Context(), fmt.Sprintf("copy-%d", a%5), eventstore.Any, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return readLog(t, st)
+}
+
+func readLog(t *testing.T, st eventstore.Store) []eventstore.Event {
+	t.Helper()
+	var out []eventstore.Event
+	opts := eventstore.ReadAllOptions{Limit: 5000}
+	for {
+		p, err := st.ReadAll(t.Context(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Events...)
+		if p.End {
+			return out
+		}
+		opts.From = p.Next
+	}
+}
+
+// sameLog fails unless got holds the events of want, in want's order, with
+// the same ids, streams, versions and content (positions and timestamps are
+// the target's own).
+func sameLog(t *testing.T, what string, got, want []eventstore.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d events, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.ID != w.ID || g.Stream != w.Stream || g.Version != w.Version || g.Type != w.Type || g.Source != w.Source || g.Target != w.Target {
+			t.Fatalf("%s[%d]: %s %s@%d %s, want %s %s@%d %s", what, i, g.ID, g.Stream, g.Version, g.Type, w.ID, w.Stream, w.Version, w.Type)
+		}
+		if !storetest.JSONEqual(g.Payload, w.Payload) {
+			t.Fatalf("%s[%d]: payload %s, want %s", what, i, g.Payload, w.Payload)
+		}
+		gm, _ := json.Marshal(g.Meta)
+		wm, _ := json.Marshal(w.Meta)
+		if !storetest.JSONEqual(gm, wm) {
+			t.Fatalf("%s[%d]: meta %s, want %s", what, i, gm, wm)
+		}
+		if i > 0 && got[i-1].Position.Compare(g.Position) >= 0 {
+			t.Fatalf("%s: positions %v then %v", what, got[i-1].Position, g.Position)
+		}
+	}
+}
+
+func TestCopy_KeepsIDsStreamsVersionsAndOrder(t *testing.T) {
+	t.Parallel()
+	reg := copyRegistry(t)
+	src, dst := memStore(t, reg), memStore(t, reg)
+	want := fillForCopy(t, src, 40)
+
+	var calls []eventstore.CopyProgress
+	// Small pages and batches: pages end inside appends, runs are split.
+	got, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{
+		PageSize: 7, MaxBatchBytes: 700,
+		Progress: func(p eventstore.CopyProgress) { calls = append(calls, p) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameLog(t, "target", readLog(t, dst), want)
+	if got.Events != int64(len(want)) || got.Position != want[len(want)-1].Position {
+		t.Fatalf("final progress %+v, want %d events up to %v", got, len(want), want[len(want)-1].Position)
+	}
+	if len(calls) < len(want)/7 {
+		t.Fatalf("progress called %d times for %d pages", len(calls), (len(want)+6)/7)
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i].Events <= calls[i-1].Events || calls[i].Position.Compare(calls[i-1].Position) <= 0 {
+			t.Fatalf("progress went from %+v to %+v", calls[i-1], calls[i])
+		}
+	}
+	if got.Appends < int64(len(want))/4 || got.Appends > int64(len(want)) {
+		t.Fatalf("%d appends for %d events in runs of up to 4", got.Appends, len(want))
+	}
+}
+
+func TestCopy_IsIdempotentAndResumes(t *testing.T) {
+	t.Parallel()
+	reg := copyRegistry(t)
+	src, dst := memStore(t, reg), memStore(t, reg)
+	want := fillForCopy(t, src, 20)
+
+	// An interrupted copy: the target has the first events, the last of
+	// them part of a multi-event append of the source.
+	if _, err := eventstore.Import(t.Context(), dst, want[:6], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{}); err != nil {
+		t.Fatalf("copy over a partly copied target: %v", err)
+	}
+	sameLog(t, "target after the completed copy", readLog(t, dst), want)
+
+	// Again, whole: nothing new is written.
+	p, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{PageSize: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Events != int64(len(want)) {
+		t.Fatalf("second copy saw %d events, want %d", p.Events, len(want))
+	}
+	sameLog(t, "target after a second copy", readLog(t, dst), want)
+
+	// Resumed from a progress position: only what follows.
+	p, err = eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{After: want[10].Position})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Events != int64(len(want)-11) {
+		t.Fatalf("resumed copy saw %d events, want %d", p.Events, len(want)-11)
+	}
+	sameLog(t, "target after a resumed copy", readLog(t, dst), want)
+
+	// New source events are copied by a resumed run.
+	more, err := src.Append(t.Context(), "copy-new", eventstore.NoStream, copyEvent("late", 99))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{After: p.Position}); err != nil {
+		t.Fatal(err)
+	}
+	sameLog(t, "target after copying new events", readLog(t, dst), append(want, more.Events...))
+}
+
+func TestCopy_RefusesADivergedTarget(t *testing.T) {
+	t.Parallel()
+	reg := copyRegistry(t)
+	ctx := t.Context()
+
+	t.Run("OtherEventAtTheVersion", func(t *testing.T) {
+		t.Parallel()
+		src, dst := memStore(t, reg), memStore(t, reg)
+		want := fillForCopy(t, src, 10)
+		if _, err := dst.Append(ctx, want[0].Stream, eventstore.NoStream, copyEvent("other", 1000)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := eventstore.Copy(ctx, src, dst, eventstore.CopyOptions{})
+		if !errors.Is(err, eventstore.ErrConcurrency) || !strings.Contains(err.Error(), want[0].Stream) {
+			t.Fatalf("copy into a diverged target: %v, want ErrConcurrency naming %s", err, want[0].Stream)
+		}
+	})
+	t.Run("SameIDOtherContent", func(t *testing.T) {
+		t.Parallel()
+		src, dst := memStore(t, reg), memStore(t, reg)
+		want := fillForCopy(t, src, 10)
+		changed := want[0]
+		changed.Payload = json.RawMessage(`{"name":"changed"}`)
+		changed.Type, changed.Meta.SchemaVersion, changed.Target, changed.Meta.Extra = storetest.TypeAdded, 1, "", nil
+		if _, err := eventstore.Import(ctx, dst, []eventstore.Event{changed}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eventstore.Copy(ctx, src, dst, eventstore.CopyOptions{}); !errors.Is(err, eventstore.ErrDuplicateEvent) {
+			t.Fatalf("copy onto the same id with other content: %v, want ErrDuplicateEvent", err)
+		}
+	})
+	t.Run("NoVersion", func(t *testing.T) {
+		t.Parallel()
+		dst := memStore(t, reg)
+		e := copyEvent("x", 0)
+		e.Stream = "s"
+		if _, err := eventstore.Import(ctx, dst, []eventstore.Event{e}, 0); err == nil {
+			t.Fatal("Import of an event without a stream version succeeded")
+		}
+	})
+	t.Run("InvalidEvent", func(t *testing.T) {
+		t.Parallel()
+		dst := memStore(t, reg)
+		e := copyEvent("x", 0)
+		e.Stream, e.Version, e.Payload = "s", 1, json.RawMessage(`{"quantity":1}`)
+		_, err := eventstore.Import(ctx, dst, []eventstore.Event{e}, 0)
+		if !errors.Is(err, eventstore.ErrValidation) {
+			t.Fatalf("Import of an invalid event: %v, want ErrValidation", err)
+		}
+	})
+}
+
+// TestCopy_RoundTripPostgresStandIn moves a history of 100,000 events from
+// PostgreSQL to the EventStoreDB protocol stand-in (NOT EventStoreDB) and
+// back into a fresh PostgreSQL schema, and checks ids, streams, versions,
+// content and order at each step.
+func TestCopy_RoundTripPostgresStandIn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 100,000 events three times")
+	}
+	t.Parallel()
+	reg := copyRegistry(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	openPG := func() *postgres.Store {
+		st, err := postgres.New(ctx, pgtest.Pool(t), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	src := openPG()
+	start := time.Now()
+	step := func(what string) {
+		t.Logf("%s: %v", what, time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+	}
+	const total, streams, batch = 100_000, 1000, 50
+	next := make([]int64, streams)
+	for a := range total / batch {
+		s := a % streams
+		evs := make([]eventstore.Event, batch)
+		for j := range evs {
+			evs[j] = copyEvent(fmt.Sprint("e", a*batch+j), a*batch+j)
+		}
+		if _, err := src.Append(ctx, fmt.Sprintf("rt-%04d", s), eventstore.Exact(next[s]), evs...); err != nil {
+			t.Fatal(err)
+		}
+		next[s] += batch
+	}
+	step("write 100,000 events to PostgreSQL")
+	want := readLog(t, src)
+	step("read them back")
+	if len(want) != total {
+		t.Fatalf("source has %d events, want %d", len(want), total)
+	}
+
+	srv, err := esdbtest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	mid, err := esdb.New(ctx, srv.URL(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mid.Close() })
+	p, err := eventstore.Copy(ctx, src, mid, eventstore.CopyOptions{PageSize: 5000})
+	if err != nil {
+		t.Fatalf("PostgreSQL → stand-in: %v", err)
+	}
+	if p.Events != total {
+		t.Fatalf("PostgreSQL → stand-in copied %d events", p.Events)
+	}
+	step("copy PostgreSQL → stand-in")
+	sameLog(t, "stand-in", readLog(t, mid), want)
+	step("read and compare the stand-in's log")
+
+	back := openPG()
+	if _, err := eventstore.Copy(ctx, mid, back, eventstore.CopyOptions{PageSize: 5000}); err != nil {
+		t.Fatalf("stand-in → PostgreSQL: %v", err)
+	}
+	step("copy stand-in → PostgreSQL")
+	got := readLog(t, back)
+	sameLog(t, "PostgreSQL after the round trip", got, want)
+	// PostgreSQL positions are gapless: the round trip gives each event
+	// the position it had.
+	for i := range got {
+		if got[i].Position != want[i].Position {
+			t.Fatalf("event %d at position %v after the round trip, was %v", i, got[i].Position, want[i].Position)
+		}
+	}
+}
