@@ -23,6 +23,9 @@ import (
 // come; a measured lag over-states the true one by up to this much.
 const lagPoll = 5 * time.Millisecond
 
+// maxRawConns caps the raw side's connections in project.
+const maxRawConns = 64
+
 // catchUpTimeout bounds the wait for a projection to reach the last event
 // after the appends stop.
 const catchUpTimeout = 2 * time.Minute
@@ -224,7 +227,10 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 // like the audit read model, and measures the same lag.
 func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int64, pace time.Duration) error {
 	cfg := r.cfg
-	pool, err := r.pool(ctx, cfg.Writers+3)
+	// Writers wait for one of at most maxRawConns connections: the server
+	// has a connection limit, and the raw side of project is there for the
+	// consumer's lag more than for the writes.
+	pool, err := r.pool(ctx, min(cfg.Writers, maxRawConns)+3)
 	if err != nil {
 		return err
 	}
