@@ -81,10 +81,14 @@ func (svc *streamsService) Append(call streams.Streams_AppendServer) error {
 		if msg == nil {
 			return status.Error(codes.InvalidArgument, "append messages after the first must be proposed events")
 		}
-		// EventStoreDB adds up the size of the proposed messages and
-		// refuses the append once the sum passes MaxAppendSize. The
-		// stand-in reads the whole request first, so the client always
-		// receives the status instead of a broken stream.
+		// EventStoreDB adds up the size of the proposed events and
+		// refuses the append once the sum passes MaxAppendSize
+		// (kurrent-io/KurrentDB#2090). Servers before KurrentDB 25
+		// count the data only; later ones also count metadata and type
+		// (kurrent-io/KurrentDB#4882). The stand-in counts the whole
+		// protobuf message, at least as much as either. It reads the
+		// whole request before refusing, so the client always gets the
+		// status instead of a broken stream.
 		size := proto.Size(msg)
 		total += size
 		if total > svc.s.maxAppend {
