@@ -255,7 +255,11 @@ func spectrum(h *hdrhistogram.Histogram) []Percentile {
 		// x from 0 to 4 nines in steps of 0.1.
 		x := float64(i) / 10
 		q := 100 * (1 - math.Pow(10, -x))
-		out = append(out, Percentile{Percentile: round(q, 4), Ms: round(float64(h.ValueAtQuantile(q))/1000, 3)})
+		v := h.ValueAtQuantile(q)
+		if i == 0 {
+			v = h.Min()
+		}
+		out = append(out, Percentile{Percentile: round(q, 4), Ms: round(float64(v)/1000, 3)})
 	}
 	out = append(out, Percentile{Percentile: 100, Ms: round(float64(h.Max())/1000, 3)})
 	return out
