@@ -29,6 +29,8 @@ type connectOptions struct {
 	forceDev bool
 	// appName is the application_name of the connections.
 	appName string
+	// freshSchema, when set, is created and made the search_path.
+	freshSchema string
 }
 
 // database is an open pool and what must be undone when the command ends.
@@ -64,8 +66,51 @@ func (a *app) resolveURL() (string, bool) {
 
 const pointHint = "start PostgreSQL, or pass --database-url (or set DATABASE_URL) to point eventstream at a server"
 
-// openDB connects to the database following the connection conventions.
+// openDB connects to the database following the connection conventions,
+// and checks that the schema the URL selects exists.
 func (a *app) openDB(ctx context.Context, opts connectOptions) (*database, error) {
+	db, err := a.findDB(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.freshSchema != "" {
+		if _, err := db.Pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{opts.freshSchema}.Sanitize()); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("create schema %s: %w", opts.freshSchema, err)
+		}
+		db.Pool.Close()
+		db.URL = withSearchPath(db.URL, opts.freshSchema)
+		if db.Pool, err = connectPool(ctx, db.URL, opts.appName); err != nil {
+			db.Close()
+			return nil, connectFailure(db.URL, err)
+		}
+	}
+	var schema *string
+	if err := db.Pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read the current schema: %w", err)
+	}
+	if schema == nil {
+		var path string
+		_ = db.Pool.QueryRow(ctx, `SHOW search_path`).Scan(&path)
+		db.Close()
+		return nil, fmt.Errorf("no schema of the search_path (%s) exists in the database: create it, or fix search_path in the database URL", path)
+	}
+	return db, nil
+}
+
+func withSearchPath(u, schema string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	q := pu.Query()
+	q.Set("search_path", schema)
+	pu.RawQuery = q.Encode()
+	return pu.String()
+}
+
+func (a *app) findDB(ctx context.Context, opts connectOptions) (*database, error) {
 	u, explicit := a.resolveURL()
 	if opts.forceDev && !explicit {
 		return a.openDevCluster(ctx, opts, "")

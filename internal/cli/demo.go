@@ -5,26 +5,45 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/brainhq/eventstream/aggregates"
+	cf "github.com/brainhq/eventstream/aggregates/coursefactory"
+	"github.com/brainhq/eventstream/aggregates/distribution"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	"github.com/brainhq/eventstream/aggregates/missions"
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
 )
 
 func (a *app) demoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the domain's flow end to end and show what an analyst would query",
-		Long: `Migrate the database, append validated domain events, show an invalid
-event refused with its typed error (event index, JSON pointer, rule) and a
-concurrency conflict, read the stream back, and print what an analyst
-would query, with the SQL to query it.
+		Long: `Run the whole flow on a real store, in a few seconds:
 
-Each run uses fresh stream ids, so running it twice is safe. With no
-PostgreSQL answering at the default address, it starts a private cluster
-under ./.eventstream/pg if the PostgreSQL server programs are installed.`,
+  1. migrate the log, the snapshots and every read model
+  2. a course is requested, generated and completed (course_factory)
+  3. reactions distribute it and deploy it to staging; it is published,
+     viewed and clicked (course_distribution)
+  4. a mission's IR is validated and escalated, an approval is created and
+     consumed, and the mission runs its tasks (ir_governance, missions)
+  5. a tampered DAG and a forged approval token raise security alerts
+  6. an invalid event is refused with its typed error (event index, JSON
+     pointer, rule) and a stale write is a concurrency conflict
+  7. the projections catch up: audit log, analytics, alerts, catalog
+  8. what an analyst would query, with the SQL to query it
+
+Each run uses fresh ids, so running it twice is safe. With no PostgreSQL
+answering at the default address, it starts a private cluster under
+./.eventstream/pg if the PostgreSQL server programs are installed. With
+--store esdb and no --eventstore-url it runs on the in-process EventStoreDB
+protocol stand-in; with an ephemeral log (memory, stand-in) the read models
+go to a fresh PostgreSQL schema, named in the output.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runDemo(cmd.Context())
@@ -35,14 +54,29 @@ under ./.eventstream/pg if the PostgreSQL server programs are installed.`,
 
 // demoReport is what demo prints with --json.
 type demoReport struct {
+	Store       string             `json:"store"`
+	Schema      string             `json:"schema,omitempty"`
 	Migrations  []migrationResult  `json:"migrations"`
 	Tenant      string             `json:"tenant"`
 	Correlation string             `json:"correlation_id"`
-	Appended    []appendOutput     `json:"appended"`
+	CourseID    string             `json:"course_id"`
+	MissionID   string             `json:"mission_id"`
+	IRID        string             `json:"ir_id"`
+	Flow        []demoEvent        `json:"flow"`
 	Refused     errorReport        `json:"refused"`
 	Conflict    errorReport        `json:"conflict"`
-	Stream      []eventstore.Event `json:"stream"`
-	Queries     []demoQuery        `json:"queries,omitempty"`
+	Stream      []eventstore.Event `json:"course_stream"`
+	Projections []projections.Lag  `json:"projections"`
+	Queries     []demoQuery        `json:"queries"`
+	Seconds     float64            `json:"seconds"`
+}
+
+type demoEvent struct {
+	Stream   string              `json:"stream"`
+	Version  int64               `json:"version"`
+	Position eventstore.Position `json:"position"`
+	Type     string              `json:"type"`
+	By       string              `json:"by"`
 }
 
 type demoQuery struct {
@@ -59,122 +93,364 @@ func (a *app) say(format string, args ...any) {
 	}
 }
 
+// demo holds one run's state.
+type demo struct {
+	a    *app
+	b    *backend
+	dom  *domainParts
+	rt   *projections.Runtime
+	rep  *demoReport
+	meta aggregates.CommandMeta
+	seen eventstore.Position
+}
+
 func (a *app) runDemo(ctx context.Context) error {
 	start := time.Now()
-	rep := demoReport{Tenant: "acme-learning", Correlation: uuid.NewString()}
-	b, err := a.openStore(ctx, storeOptions{connectOptions: connectOptions{devCluster: true, appName: "eventstream-demo"}, devStandIn: true, migrations: &rep.Migrations})
+	a.log = a.quietLog()
+	rep := &demoReport{Tenant: "acme-learning", Correlation: uuid.NewString(), CourseID: uuid.NewString(), MissionID: uuid.NewString(), IRID: uuid.NewString()}
+	kind, err := a.storeKindChecked()
+	if err != nil {
+		return err
+	}
+	opts := storeOptions{connectOptions: connectOptions{devCluster: true, appName: "eventstream-demo"}, devStandIn: true, migrations: &rep.Migrations}
+	if kind == storeMemory || (kind == storeESDB && a.eventstoreURLOrEnv() == "") {
+		// The log starts empty on every run, so the read models' checkpoints
+		// must too.
+		opts.freshSchema = "demo_" + time.Now().UTC().Format("20060102_150405") + "_" + rep.CourseID[:4]
+	}
+	b, err := a.openStore(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	rep.Store, rep.Schema = b.Kind, opts.freshSchema
+	dom, err := a.newDomain(b.Store, b.Registry)
+	if err != nil {
+		return err
+	}
+	rt, err := a.newRuntime(b, dom, runtimeOptions{})
+	if err != nil {
+		return err
+	}
+	d := &demo{a: a, b: b, dom: dom, rt: rt, rep: rep,
+		meta: aggregates.CommandMeta{TenantID: rep.Tenant, CorrelationID: rep.Correlation, Producer: "eventstream-demo"}}
+	if d.seen, err = b.Store.Head(ctx); err != nil {
+		return err
+	}
 
-	a.say("== 1. migrate")
+	a.say("== 1. migrate (log: %s)", b.Kind)
+	if rep.Schema != "" {
+		a.say("   read models in the fresh schema %s (the %s log starts empty on every run)", rep.Schema, b.Kind)
+	}
 	for _, m := range rep.Migrations {
-		a.say("   %-28s version %d (%d applied now)", m.Component, m.Version, len(m.Applied))
+		a.say("   %-22s version %d (%d applied now)", m.Component, m.Version, len(m.Applied))
 	}
-
-	courseID := uuid.New()
-	stream := "course-" + courseID.String()
-	meta := func() eventstore.Meta {
-		return eventstore.Meta{SchemaVersion: 1, Producer: "eventstream-demo", TenantID: rep.Tenant, CorrelationID: rep.Correlation}
+	steps := []struct {
+		title string
+		run   func(context.Context) error
+	}{
+		{"2. a course is requested, generated and completed (course_factory)", d.course},
+		{"3. reactions distribute it and deploy it to staging; it is published, viewed, clicked", d.distribute},
+		{"4. a mission's IR is validated, escalated and approved; the mission runs", d.mission},
+		{"5. tampering: a changed DAG and a forged approval token", d.tampering},
+		{"6. an invalid event is refused, typed, and nothing is written", d.refusals},
+		{"7. the projections catch up", d.project},
+		{"8. what an analyst would query", d.queries},
 	}
-	ev := func(typ string, version int, payload map[string]any) eventstore.Event {
-		p, _ := json.Marshal(payload)
-		m := meta()
-		m.SchemaVersion = version
-		return eventstore.Event{Type: typ, Source: "coursefactory", Payload: p, Meta: m}
-	}
-
-	a.say("\n== 2. append validated events to %s", stream)
-	batches := [][]eventstore.Event{
-		{ev("course.generation.requested", 2, map[string]any{"course_id": courseID, "topic": "Event sourcing with PostgreSQL", "requested_by": "ana@acme.example", "attempt": 1, "language": "en"})},
-		{
-			ev("course.outline.created", 1, map[string]any{"course_id": courseID, "title": "Event sourcing with PostgreSQL", "lessons": []map[string]any{{"slot": 1, "title": "The log"}, {"slot": 2, "title": "Projections"}}}),
-			ev("course.lesson.generated", 1, map[string]any{"course_id": courseID, "slot": 1, "title": "The log", "word_count": 1200}),
-			ev("course.lesson.generated", 1, map[string]any{"course_id": courseID, "slot": 2, "title": "Projections", "word_count": 1400}),
-			ev("course.generation.completed", 1, map[string]any{"course_id": courseID, "title": "Event sourcing with PostgreSQL", "lesson_count": 2, "attempt": 1}),
-		},
-	}
-	expected := eventstore.NoStream
-	for _, batch := range batches {
-		res, err := b.Store.Append(ctx, stream, expected, batch...)
-		if err != nil {
-			return fmt.Errorf("demo append: %w", err)
-		}
-		for _, e := range res.Events {
-			rep.Appended = append(rep.Appended, appendOutputOf(e))
-			a.say("   appended %-30s version %d  position %s", e.Type, e.Version, e.Position)
-		}
-		expected = eventstore.Exact(res.Version())
-	}
-
-	a.say("\n== 3. an invalid event is refused, typed, and nothing is written")
-	bad := ev("course.generation.requested", 2, map[string]any{"course_id": courseID, "topic": "Retry", "attempt": 2, "language": "English"})
-	_, err = b.Store.Append(ctx, stream, eventstore.Any,
-		ev("course.lesson.generated", 1, map[string]any{"course_id": courseID, "slot": 3, "title": "Replays"}), bad)
-	var ve *eventstore.ValidationError
-	if !errors.As(err, &ve) {
-		return fmt.Errorf("demo: the invalid event was not refused as expected (got %v)", err)
-	}
-	rep.Refused = reportOf(err)
-	a.say("   %s", err)
-	a.say("   index %d, JSON pointer %s, rule %q -> exit code %d from the CLI", ve.Index, ve.Pointer, ve.Rule, ExitInvalid)
-
-	a.say("\n== 4. a write against a stale version is a concurrency conflict")
-	_, err = b.Store.Append(ctx, stream, eventstore.Exact(1),
-		ev("course.generation.completed", 1, map[string]any{"course_id": courseID, "title": "Stale", "lesson_count": 1, "attempt": 1}))
-	var ce *eventstore.ConcurrencyError
-	if !errors.As(err, &ce) {
-		return fmt.Errorf("demo: the stale write was not refused as expected (got %v)", err)
-	}
-	rep.Conflict = reportOf(err)
-	a.say("   %s -> exit code %d from the CLI", err, ExitConflict)
-
-	a.say("\n== 5. read the stream back")
-	events, err := b.Store.ReadStream(ctx, stream, 1, 0)
-	if err != nil {
-		return err
-	}
-	rep.Stream = events
-	if !a.asJSON {
-		t := a.newTable("   VERSION", "POSITION", "TYPE", "SCHEMA", "TENANT", "ID")
-		for _, e := range events {
-			t.row(fmt.Sprintf("   %d", e.Version), e.Position, e.Type, fmt.Sprintf("v%d", e.Meta.SchemaVersion), e.Meta.TenantID, e.ID)
-		}
-		if err := t.flush(); err != nil {
-			return err
+	for _, s := range steps {
+		a.say("\n== %s", s.title)
+		if err := s.run(ctx); err != nil {
+			return fmt.Errorf("demo step %s: %w", s.title[:2], err)
 		}
 	}
-
-	qs, err := a.demoQueries(ctx, b, rep.Tenant, rep.Correlation)
-	if err != nil {
-		return err
-	}
-	rep.Queries = qs
+	rep.Seconds = time.Since(start).Seconds()
 	if a.asJSON {
 		return a.printJSON(rep)
 	}
-	a.say("\nDone in %s. Next: eventstream read %s", time.Since(start).Round(time.Millisecond), stream)
+	a.say("\nDone in %s. Next:", time.Since(start).Round(time.Millisecond))
+	a.say("   eventstream read course-%s        # the course's stream", rep.CourseID)
+	a.say("   eventstream projections status      # lag, parked events")
+	a.say("   eventstream serve --dev              # the HTTP API and the audit browser at /ui/")
 	return nil
 }
 
-// demoQueries runs what an analyst would query, with the SQL, and prints
-// it. Until the read models land it queries the log itself.
-func (a *app) demoQueries(ctx context.Context, b *backend, tenant, correlation string) ([]demoQuery, error) {
-	if b.PG == nil {
-		return nil, nil
+// show prints the log's events since the last call.
+func (d *demo) show(ctx context.Context, by string) error {
+	// From is inclusive; the event at d.seen is skipped below. (No
+	// position arithmetic: EventStoreDB positions are not consecutive.)
+	opts := eventstore.ReadAllOptions{From: d.seen}
+	return readAll(ctx, d.b.Store, opts, 0, func(e eventstore.Event) error {
+		if e.Position.Compare(d.seen) <= 0 {
+			return nil
+		}
+		d.seen = e.Position
+		if e.Meta.CorrelationID != d.rep.Correlation {
+			return nil // another run's or another writer's event
+		}
+		who := by
+		if strings.HasPrefix(e.Meta.Producer, "reaction/") {
+			who = e.Meta.Producer
+		}
+		d.rep.Flow = append(d.rep.Flow, demoEvent{Stream: e.Stream, Version: e.Version, Position: e.Position, Type: e.Type, By: who})
+		d.a.say("   %-5s %-32s %-50s v%-2d %s", e.Position, e.Type, clip(e.Stream, 50), e.Version, who)
+		return nil
+	})
+}
+
+func (d *demo) course(ctx context.Context) error {
+	id := d.rep.CourseID
+	lessons := []cf.LessonSlot{{Slot: 1, Title: "The append-only log"}, {Slot: 2, Title: "Projections and read models"}, {Slot: 3, Title: "Replays without fear"}}
+	cmds := []aggregates.Command[cf.State]{
+		cf.RequestGeneration{CourseID: id, Topic: "Event sourcing with PostgreSQL", RequestedBy: "ana@acme.example", Language: "en"},
+		cf.StartOutlining{CourseID: id},
+		cf.CreateOutline{CourseID: id, Title: "Event sourcing with PostgreSQL", Lessons: lessons},
 	}
-	a.say("\n== 6. what an analyst would query (psql %s)", redactURL(b.DB.URL))
-	q := demoQuery{
-		Title: "Events of this run by type, straight from the log",
-		SQL: `SELECT type, schema_version AS schema, count(*) AS events
-FROM events WHERE tenant_id = $1 AND correlation_id = $2
-GROUP BY 1, 2 ORDER BY 1`,
+	for _, l := range lessons {
+		cmds = append(cmds, cf.GenerateLesson{CourseID: id, Slot: l.Slot, Title: l.Title, WordCount: 1200 + 100*l.Slot})
 	}
-	if err := a.runQuery(ctx, b.DB, &q, tenant, correlation); err != nil {
-		return nil, err
+	cmds = append(cmds,
+		cf.CreateQuiz{CourseID: id, QuizID: uuid.NewString(), QuestionCount: 8},
+		cf.CreateLandingPage{CourseID: id, Headline: "Learn event sourcing in an afternoon", Slug: "event-sourcing-" + id[:8]},
+		cf.SubmitForReview{CourseID: id},
+		cf.Complete{CourseID: id},
+	)
+	for _, c := range cmds {
+		if _, err := d.dom.Services.Courses.Handle(ctx, d.meta, c); err != nil {
+			return fmt.Errorf("%T: %w", c, err)
+		}
 	}
-	return []demoQuery{q}, nil
+	return d.show(ctx, "command")
+}
+
+// react runs the reactions until the log stops growing.
+func (d *demo) react(ctx context.Context) error {
+	for range 10 {
+		before, err := d.b.Store.Head(ctx)
+		if err != nil {
+			return err
+		}
+		if err := d.a.settle(ctx, d.rt, reactionsName); err != nil {
+			return err
+		}
+		after, err := d.b.Store.Head(ctx)
+		if err != nil {
+			return err
+		}
+		if after == before {
+			return nil
+		}
+	}
+	return errors.New("the reactions did not settle")
+}
+
+func (d *demo) distribute(ctx context.Context) error {
+	if err := d.react(ctx); err != nil {
+		return err
+	}
+	dist := distribution.IDForCourse(d.rep.CourseID, distribution.ChannelWeb)
+	cmds := []aggregates.Command[distribution.State]{distribution.Publish{DistributionID: dist}}
+	for i := range 3 {
+		cmds = append(cmds, distribution.RecordView{DistributionID: dist, VisitorID: fmt.Sprintf("visitor-%d", i+1), Referrer: "newsletter"})
+	}
+	cmds = append(cmds, distribution.RecordEnrollmentClick{DistributionID: dist, VisitorID: "visitor-2"})
+	for _, c := range cmds {
+		if _, err := d.dom.Services.Distributions.Handle(ctx, d.meta, c); err != nil {
+			return fmt.Errorf("%T: %w", c, err)
+		}
+	}
+	return d.show(ctx, "command")
+}
+
+func (d *demo) missionSteps() []governance.Step {
+	return []governance.Step{
+		{ID: "fetch", Action: "http.get", Tier: 0},
+		{ID: "summarise", Action: "llm.summarise", Tier: 1},
+		{ID: "publish", Action: "cms.publish", Tier: 2},
+	}
+}
+
+func (d *demo) mission(ctx context.Context) error {
+	m, ir := d.rep.MissionID, d.rep.IRID
+	if _, err := d.dom.Services.Missions.Handle(ctx, d.meta, missions.Create{MissionID: m, IRID: ir, Title: "Publish the course summary", Steps: d.missionSteps(), CreatedBy: "ops@acme.example"}); err != nil {
+		return err
+	}
+	if err := d.react(ctx); err != nil { // validates the IR: tier 2 escalates
+		return err
+	}
+	approval := uuid.NewString()
+	token, _, err := d.dom.Services.Governance.CreateApproval(ctx, d.meta, governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: m, RequestedBy: "ops@acme.example"}, time.Hour)
+	if err != nil {
+		return err
+	}
+	if _, err := d.dom.Services.Governance.ConsumeApproval(ctx, d.meta, governance.ConsumeApproval{ApprovalID: approval, Token: token, ConsumedBy: "cto@acme.example"}); err != nil {
+		return err
+	}
+	if err := d.react(ctx); err != nil { // grants the mission its approval
+		return err
+	}
+	cmds := []aggregates.Command[missions.State]{missions.Start{MissionID: m}}
+	var tasks []string
+	for _, s := range d.missionSteps() {
+		t := uuid.NewString()
+		tasks = append(tasks, t)
+		cmds = append(cmds, missions.CreateTask{MissionID: m, TaskID: t, StepID: s.ID})
+	}
+	for _, t := range tasks {
+		cmds = append(cmds, missions.CompleteTask{MissionID: m, TaskID: t})
+	}
+	cmds = append(cmds, missions.Complete{MissionID: m})
+	for _, c := range cmds {
+		if _, err := d.dom.Services.Missions.Handle(ctx, d.meta, c); err != nil {
+			return fmt.Errorf("%T: %w", c, err)
+		}
+	}
+	return d.show(ctx, "command")
+}
+
+func (d *demo) tampering(ctx context.Context) error {
+	ir := d.rep.IRID
+	tampered := d.missionSteps()
+	tampered[2].Action = "payments.send" // the compiled DAG does something else
+	if _, err := d.dom.Services.Governance.CheckDAG(ctx, d.meta, governance.CheckDAG{IRID: ir, Nodes: tampered}); err != nil {
+		return fmt.Errorf("check DAG: %w", err)
+	}
+	approval := uuid.NewString()
+	if _, _, err := d.dom.Services.Governance.CreateApproval(ctx, d.meta, governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: d.rep.MissionID, RequestedBy: "ops@acme.example"}, time.Hour); err != nil {
+		return err
+	}
+	_, err := d.dom.Services.Governance.ConsumeApproval(ctx, d.meta, governance.ConsumeApproval{ApprovalID: approval, Token: "forged-token", ConsumedBy: "mallory@evil.example"})
+	if err == nil {
+		return errors.New("a forged approval token was accepted")
+	}
+	d.a.say("   consuming with a forged token is refused (%v) and recorded:", err)
+	return d.show(ctx, "command")
+}
+
+func (d *demo) refusals(ctx context.Context) error {
+	stream := "course-" + d.rep.CourseID
+	ev := func(typ string, version int, payload map[string]any) eventstore.Event {
+		p, _ := json.Marshal(payload)
+		return eventstore.Event{Type: typ, Source: cf.Source, Payload: p,
+			Meta: eventstore.Meta{SchemaVersion: version, Producer: "eventstream-demo", TenantID: d.rep.Tenant, CorrelationID: d.rep.Correlation}}
+	}
+	before, err := d.b.Store.ReadStream(ctx, stream, 1, 0)
+	if err != nil {
+		return err
+	}
+	_, err = d.b.Store.Append(ctx, stream, eventstore.Any,
+		ev(cf.TypeGenerationRequested, 2, map[string]any{"course_id": d.rep.CourseID, "topic": "Retry", "attempt": 2, "language": "en"}),
+		ev(cf.TypeGenerationRequested, 2, map[string]any{"course_id": d.rep.CourseID, "topic": "Retry", "attempt": 2, "language": "English"}))
+	var ve *eventstore.ValidationError
+	if !errors.As(err, &ve) {
+		return fmt.Errorf("the invalid event was not refused as expected (got %v)", err)
+	}
+	d.rep.Refused = reportOf(err)
+	d.a.say("   append [valid, invalid] to %s:", stream)
+	d.a.say("   %s", err)
+	d.a.say("   -> *eventstore.ValidationError{Index: %d, Pointer: %q, Rule: %q}; the CLI exits %d", ve.Index, ve.Pointer, ve.Rule, ExitInvalid)
+
+	_, err = d.b.Store.Append(ctx, stream, eventstore.Exact(1),
+		ev(cf.TypeGenerationRequested, 2, map[string]any{"course_id": d.rep.CourseID, "topic": "Stale", "attempt": 2, "language": "en"}))
+	var ce *eventstore.ConcurrencyError
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("the stale write was not refused as expected (got %v)", err)
+	}
+	d.rep.Conflict = reportOf(err)
+	d.a.say("   append expecting version 1: %s -> the CLI exits %d", err, ExitConflict)
+	after, err := d.b.Store.ReadStream(ctx, stream, 1, 0)
+	if err != nil {
+		return err
+	}
+	if len(after) != len(before) {
+		return fmt.Errorf("refused appends wrote %d events", len(after)-len(before))
+	}
+	d.rep.Stream = after
+	d.a.say("   the stream still holds %d events, the last at version %d", len(after), after[len(after)-1].Version)
+	return nil
+}
+
+func (d *demo) project(ctx context.Context) error {
+	if err := d.react(ctx); err != nil {
+		return err
+	}
+	for _, n := range d.rt.Names() {
+		if err := d.a.settle(ctx, d.rt, n); err != nil {
+			return err
+		}
+	}
+	lags, err := d.rt.Lag(ctx)
+	if err != nil {
+		return err
+	}
+	d.rep.Projections = lags
+	if !d.a.asJSON {
+		return d.a.printLagTable(lags, "   ")
+	}
+	return nil
+}
+
+// settle brings one projection to the head: it catches up here, or, when
+// another process runs it (serve), waits for that one to. ErrBusy is also
+// what a just-closed session's lock gives until PostgreSQL has ended that
+// backend, so CatchUp is tried again meanwhile.
+func (a *app) settle(ctx context.Context, rt *projections.Runtime, name string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := rt.CatchUp(ctx, name, 0)
+		if !errors.Is(err, projections.ErrBusy) {
+			return err
+		}
+		lags, err := rt.Lag(ctx)
+		if err != nil {
+			return err
+		}
+		for _, l := range lags {
+			if l.Projection == name && l.Position.Compare(l.Head) >= 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("projection %s is run by another process and did not catch up within 30s", name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) queries(ctx context.Context) error {
+	if !d.a.asJSON {
+		target := redactURL(d.b.DB.URL)
+		if d.rep.Schema != "" {
+			target += " (SET search_path TO " + d.rep.Schema + ")"
+		}
+		d.a.say("   psql %s", target)
+	}
+	qs := []struct {
+		q    demoQuery
+		args []any
+	}{
+		{demoQuery{Title: "The course catalog: one row per course (the table to query first)", SQL: `SELECT title, workflow_state, lesson_count, publication_status, views, enrollment_clicks, staging_url
+FROM course_catalog WHERE tenant_id = $1 AND course_id = $2`}, []any{d.rep.Tenant, d.rep.CourseID}},
+		{demoQuery{Title: "Security alerts: tampering is critical", SQL: `SELECT severity, alert_type, reason, occurrences, ir_id
+FROM security_alerts WHERE tenant_id = $1 AND last_correlation_id = $2
+ORDER BY severity = 'critical' DESC, last_seen DESC`}, []any{d.rep.Tenant, d.rep.Correlation}},
+		{demoQuery{Title: "Course generation success rate per day", SQL: `SELECT day, requested, completed, failed, success_rate
+FROM analytics_generation_daily WHERE tenant_id = $1 ORDER BY day DESC LIMIT 3`}, []any{d.rep.Tenant}},
+		{demoQuery{Title: "Follow one correlation id across streams in the audit log", SQL: `SELECT split_part(stream, '-', 1) AS aggregate, count(*) AS events, min(position) AS first, max(position) AS last
+FROM audit_events WHERE tenant_id = $1 AND correlation_id = $2
+GROUP BY 1 ORDER BY first`}, []any{d.rep.Tenant, d.rep.Correlation}},
+	}
+	for _, x := range qs {
+		q := x.q
+		if err := d.a.runQuery(ctx, d.b.DB, &q, x.args...); err != nil {
+			return err
+		}
+		d.rep.Queries = append(d.rep.Queries, q)
+	}
+	return nil
 }
 
 // runQuery runs q.SQL, keeps its rows as text and prints them.
@@ -214,18 +490,14 @@ func (a *app) runQuery(ctx context.Context, db *database, q *demoQuery, args ...
 	for i, c := range q.Cols {
 		hdr[i] = c
 	}
-	if len(hdr) > 0 {
-		hdr[0] = "   " + q.Cols[0]
-	}
+	hdr[0] = "   | " + q.Cols[0]
 	t := a.newTable(hdr...)
 	for _, r := range q.Rows {
 		cols := make([]any, len(r))
 		for i, c := range r {
 			cols[i] = c
 		}
-		if len(cols) > 0 {
-			cols[0] = "   " + r[0]
-		}
+		cols[0] = "   | " + r[0]
 		t.row(cols...)
 	}
 	return t.flush()

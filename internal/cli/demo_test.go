@@ -14,51 +14,124 @@ func TestDemoRunsTwiceAndShowsTheRefusal(t *testing.T) {
 	c := newCLI(t)
 	for run := 1; run <= 2; run++ {
 		r := c.must(0, "demo")
-		for _, want := range []string{"/payload/language", "[pattern]", "event 1", "expected version 1, actual 5", "course.generation.completed", "SELECT"} {
+		for _, want := range []string{
+			"/payload/language", "[pattern]", "event 1", "actual 15",
+			"reaction/course-completed.create-distribution", "course.deployed.staging", "mission.approval_granted",
+			"ir.dag_diff_failed", "critical", "dag_tampering", "SELECT", "FROM course_catalog", "deployed",
+		} {
 			if !strings.Contains(r.stdout, want) {
 				t.Fatalf("run %d: demo output lacks %q:\n%s", run, want, r)
 			}
 		}
+		if strings.Contains(r.stderr, "level=INFO") {
+			t.Fatalf("run %d: demo logs chatter on stderr: %s", run, r.stderr)
+		}
 	}
+}
+
+// demoJSON is the part of demo --json the tests check.
+type demoJSON struct {
+	Store string `json:"store"`
+	Flow  []struct {
+		Type string `json:"type"`
+		By   string `json:"by"`
+	} `json:"flow"`
+	Refused struct {
+		Code    int    `json:"code"`
+		Index   *int   `json:"index"`
+		Pointer string `json:"pointer"`
+		Rule    string `json:"rule"`
+	} `json:"refused"`
+	Conflict struct {
+		Code   int    `json:"code"`
+		Actual *int64 `json:"actual_version"`
+	} `json:"conflict"`
+	Stream      []json.RawMessage `json:"course_stream"`
+	Projections []struct {
+		Projection string `json:"projection"`
+		LagEvents  int64  `json:"lag_events"`
+	} `json:"projections"`
+	Queries []struct {
+		Title string     `json:"title"`
+		SQL   string     `json:"sql"`
+		Cols  []string   `json:"columns"`
+		Rows  [][]string `json:"rows"`
+	} `json:"queries"`
+}
+
+func checkDemoJSON(t *testing.T, r result) demoJSON {
+	t.Helper()
+	var rep demoJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("demo --json is not one JSON document: %v\n%s", err, r)
+	}
+	if rep.Refused.Code != 3 || rep.Refused.Index == nil || *rep.Refused.Index != 1 || rep.Refused.Pointer != "/payload/language" || rep.Refused.Rule != "pattern" {
+		t.Fatalf("refusal = %+v, want code 3, index 1, /payload/language, pattern", rep.Refused)
+	}
+	if rep.Conflict.Code != 4 || rep.Conflict.Actual == nil || *rep.Conflict.Actual != int64(len(rep.Stream)) {
+		t.Fatalf("conflict = %+v, want code 4 and the stream's version %d", rep.Conflict, len(rep.Stream))
+	}
+	by := map[string]string{}
+	for _, e := range rep.Flow {
+		by[e.Type] = e.By
+	}
+	for typ, who := range map[string]string{
+		"course.generation.completed": "command",
+		"distribution.created":        "reaction/course-completed.create-distribution",
+		"course.deployed.staging":     "reaction/distribution-created.deploy-staging",
+		"ir.validated_escalate":       "reaction/mission-created.validate-ir",
+		"mission.approval_granted":    "reaction/approval-consumed.grant-mission-approval",
+		"mission.completed":           "command",
+		"ir.dag_diff_failed":          "command",
+		"ir.approval_invalid":         "command",
+	} {
+		if by[typ] != who {
+			t.Errorf("%s by %q, want %q", typ, by[typ], who)
+		}
+	}
+	if len(rep.Projections) != 5 {
+		t.Fatalf("projections: %+v", rep.Projections)
+	}
+	for _, p := range rep.Projections {
+		if p.LagEvents != 0 {
+			t.Errorf("projection %s lags %d events after the demo", p.Projection, p.LagEvents)
+		}
+	}
+	if len(rep.Queries) != 4 {
+		t.Fatalf("queries: %+v", rep.Queries)
+	}
+	catalog, alerts := rep.Queries[0], rep.Queries[1]
+	if len(catalog.Rows) != 1 || catalog.Rows[0][1] != "deployed" || catalog.Rows[0][3] != "published" || catalog.Rows[0][4] != "3" {
+		t.Fatalf("catalog query: %+v", catalog)
+	}
+	if len(alerts.Rows) != 2 || alerts.Rows[0][0] != "critical" || alerts.Rows[0][1] != "dag_tampering" {
+		t.Fatalf("alerts query: %+v", alerts)
+	}
+	return rep
 }
 
 func TestDemoJSON(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	r := c.must(0, "demo", "--json")
-	var rep struct {
-		Appended []struct {
-			Stream   string `json:"stream"`
-			Version  int64  `json:"version"`
-			Position int64  `json:"position"`
-			ID       string `json:"id"`
-		} `json:"appended"`
-		Refused struct {
-			Code    int    `json:"code"`
-			Index   *int   `json:"index"`
-			Pointer string `json:"pointer"`
-			Rule    string `json:"rule"`
-		} `json:"refused"`
-		Conflict struct {
-			Code   int    `json:"code"`
-			Actual *int64 `json:"actual_version"`
-		} `json:"conflict"`
-		Stream []json.RawMessage `json:"stream"`
+	if rep := checkDemoJSON(t, c.must(0, "demo", "--json")); rep.Store != "postgres" {
+		t.Fatalf("store = %q", rep.Store)
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("demo --json is not one JSON document: %v\n%s", err, r)
+}
+
+func TestDemoOnMemoryAndTheEventStoreDBStandIn(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, store := range []string{"memory", "esdb"} {
+		r := c.must(0, "demo", "--json", "--store", store)
+		if rep := checkDemoJSON(t, r); rep.Store != store {
+			t.Fatalf("store = %q, want %s", rep.Store, store)
+		}
+		if store == "esdb" && !strings.Contains(r.stderr, "protocol stand-in") {
+			t.Fatalf("demo --store esdb did not say it runs on the stand-in: %s", r.stderr)
+		}
 	}
-	if got, want := rep.Refused.Code, 3; got != want {
-		t.Fatalf("refused code = %d, want %d", got, want)
-	}
-	if rep.Refused.Index == nil || *rep.Refused.Index != 1 || rep.Refused.Pointer != "/payload/language" || rep.Refused.Rule != "pattern" {
-		t.Fatalf("refusal = %+v, want index 1, /payload/language, pattern", rep.Refused)
-	}
-	if rep.Conflict.Code != 4 || rep.Conflict.Actual == nil || *rep.Conflict.Actual != 5 {
-		t.Fatalf("conflict = %+v, want code 4 and actual version 5", rep.Conflict)
-	}
-	if len(rep.Stream) != len(rep.Appended) || len(rep.Appended) == 0 {
-		t.Fatalf("read back %d events, appended %d: the refused ones must not be stored", len(rep.Stream), len(rep.Appended))
+	if r := c.run("demo", "--store", "oracle"); r.code != 2 {
+		t.Fatalf("--store oracle: %s", r)
 	}
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,7 +88,14 @@ func textOf(v any) string {
 	case nil:
 		return ""
 	case time.Time:
+		if x.Hour() == 0 && x.Minute() == 0 && x.Second() == 0 && x.Nanosecond() == 0 {
+			return x.Format(time.DateOnly)
+		}
 		return x.UTC().Format(time.RFC3339)
+	case driver.Valuer:
+		if dv, err := x.Value(); err == nil {
+			return textOf(dv)
+		}
 	case []byte:
 		return string(x)
 	case fmt.Stringer:

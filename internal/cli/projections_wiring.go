@@ -1,9 +1,225 @@
 package cli
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
 
-// migrateProjections applies the projection runtime's and read models'
-// migrations. It is filled in as the projections package lands.
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/pgsnapshot"
+	"github.com/brainhq/eventstream/aggregates/reactions"
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/memory"
+	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/alerts"
+	"github.com/brainhq/eventstream/projections/analytics"
+	"github.com/brainhq/eventstream/projections/audit"
+	"github.com/brainhq/eventstream/projections/catalog"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// reactionsName is the projection that runs the module-to-module
+// reactions (aggregates/reactions) on the projection runtime, so they get
+// its checkpoints, locks, retries, dead letters and lag like a read model.
+const reactionsName = "reactions"
+
+// defaultStagingBaseURL is where the reactions say staged courses live.
+const defaultStagingBaseURL = "https://staging.courses.example"
+
+// domainParts are the aggregates and reactions the binary composes.
+type domainParts struct {
+	Registry  *aggregates.Registry
+	Services  *domain.Services
+	Reactions *reactions.Reactions
+}
+
+// newDomain builds the four modules' services and their reactions over
+// store.
+func (a *app) newDomain(store eventstore.Store, reg *schemas.Registry) (*domainParts, error) {
+	areg, err := domain.NewRegistry(reg)
+	if err != nil {
+		return nil, fmt.Errorf("event types and schemas disagree: %w", err)
+	}
+	svc, err := domain.New(store, areg, domain.Options{Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	rx, err := reactions.New(svc, reactions.Config{StagingBaseURL: defaultStagingBaseURL, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	return &domainParts{Registry: areg, Services: svc, Reactions: rx}, nil
+}
+
+// reactionsProjection runs every reaction whose type the event has. Each
+// reaction is recorded once per event (projections.Once, in the batch's
+// transaction) so that a replay does not issue its commands again; the
+// reactions are idempotent anyway, so a crash between the command and
+// the commit is harmless.
+func reactionsProjection(rx *reactions.Reactions, reg *schemas.Registry) projections.Projection {
+	byType := map[string][]reactions.Reaction{}
+	for _, x := range rx.List() {
+		for _, t := range x.Types {
+			byType[t] = append(byType[t], x)
+		}
+	}
+	var handles []projections.EventType
+	types := rx.Types()
+	sort.Strings(types)
+	for _, t := range types {
+		handles = append(handles, projections.EventType{Type: t, Versions: []int{reg.Latest(t)}})
+	}
+	return projections.Projection{
+		Name:    reactionsName,
+		Handles: handles,
+		Handler: projections.EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+			for _, x := range byType[e.Type] {
+				first, err := projections.Once(ctx, tx, "reaction:"+x.Name, e.ID)
+				if err != nil {
+					return err
+				}
+				if !first {
+					continue
+				}
+				if err := x.Handle(ctx, e); err != nil {
+					err = fmt.Errorf("reaction %s: %w", x.Name, err)
+					if errors.Is(err, aggregates.ErrRefused) {
+						// An invariant refused the command: retrying cannot
+						// help, so the event is parked at once.
+						err = projections.Permanent(err)
+					}
+					return err
+				}
+			}
+			return nil
+		}),
+	}
+}
+
+// runtimeOptions tune newRuntime.
+type runtimeOptions struct {
+	registerer prometheus.Registerer
+	// noReactions leaves the reactions out (for commands that only read
+	// projection state, or when the domain is not wanted).
+	noReactions bool
+	batchSize   int
+}
+
+// newRuntime builds the projection runtime over the backend: the four
+// read models and the reactions.
+func (a *app) newRuntime(b *backend, dom *domainParts, opts runtimeOptions) (*projections.Runtime, error) {
+	if b.DB == nil {
+		return nil, fmt.Errorf("projections need PostgreSQL for their read models: pass --database-url")
+	}
+	ps := []projections.Projection{audit.Projection(), analytics.Projection(), alerts.Projection(), catalog.Projection()}
+	cfg := projections.Config{Logger: a.log, Registerer: opts.registerer, BatchSize: opts.batchSize, ApplicationName: "eventstream-projection"}
+	if dom != nil {
+		cfg.Upcast = dom.Registry.Upcast
+		if !opts.noReactions {
+			ps = append(ps, reactionsProjection(dom.Reactions, b.Registry))
+		}
+	}
+	rt, err := projections.New(b.DB.Pool, b.Store, b.Registry, cfg, ps...)
+	if err != nil {
+		return nil, fmt.Errorf("projections: %w", err)
+	}
+	return rt, nil
+}
+
+// migrateProjections applies the snapshot store's, the projection
+// runtime's and every read model's migrations.
 func (a *app) migrateProjections(ctx context.Context, db *database) ([]migrationResult, error) {
-	return nil, nil
+	var out []migrationResult
+	ms, err := pgsnapshot.Migrations()
+	if err != nil {
+		return nil, err
+	}
+	ran, err := migrate.Apply(ctx, db.Pool, pgsnapshot.Component, ms)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, result(pgsnapshot.Component, len(ms), ran))
+
+	reg, err := schemas.Default()
+	if err != nil {
+		return nil, err
+	}
+	// Migrating read models never touches the log; the runtime only needs
+	// a store to be built.
+	placeholder, err := memory.New(reg)
+	if err != nil {
+		return nil, err
+	}
+	defer placeholder.Close()
+	b := &backend{Store: placeholder, Registry: reg, DB: db}
+	dom, err := a.newDomain(placeholder, reg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := a.newRuntime(b, dom, runtimeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	before := map[string]int{}
+	components := append([]string{projections.Component}, projectionComponents(rt)...)
+	for _, c := range components {
+		before[c], _ = migrationStatus(ctx, db, c)
+	}
+	if err := rt.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	for _, c := range components {
+		v, err := migrationStatus(ctx, db, c)
+		if err != nil {
+			return nil, err
+		}
+		r := migrationResult{Component: c, Version: v, Applied: []string{}}
+		for i := before[c] + 1; i <= v; i++ {
+			r.Applied = append(r.Applied, fmt.Sprintf("%03d", i))
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// projectionComponents are the migration components of the read models
+// (recorded in each generation's schema; reported here by name).
+func projectionComponents(rt *projections.Runtime) []string {
+	var out []string
+	for _, n := range rt.Names() {
+		if n != reactionsName {
+			out = append(out, "projection:"+n)
+		}
+	}
+	return out
+}
+
+// migrationStatus reads the highest applied version of a component: the
+// runtime's in the current schema, a read model's in the schema of its
+// active generation.
+func migrationStatus(ctx context.Context, db *database, component string) (int, error) {
+	table := "eventstream_migrations"
+	if name, ok := strings.CutPrefix(component, "projection:"); ok {
+		var schema string
+		err := db.Pool.QueryRow(ctx, `SELECT g.schema_name FROM projection_state s
+			JOIN projection_generations g ON g.projection = s.projection AND g.generation = s.active_generation
+			WHERE s.projection = $1`, name).Scan(&schema)
+		if err != nil {
+			return 0, nil // not installed yet
+		}
+		table = pgx.Identifier{schema, "eventstream_migrations"}.Sanitize()
+	}
+	var v int
+	err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+table+` WHERE component = $1`, component).Scan(&v)
+	if err != nil {
+		return 0, nil
+	}
+	return v, nil
 }

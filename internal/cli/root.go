@@ -35,7 +35,17 @@ type app struct {
 	// nothing was written.
 	writes bool
 
-	log *slog.Logger
+	log         *slog.Logger
+	logLevelSet bool
+}
+
+// quietLog is the logger of a command whose own output tells the story
+// (demo): warnings only, unless --log-level was given.
+func (a *app) quietLog() *slog.Logger {
+	if a.logLevelSet {
+		return a.log
+	}
+	return slog.New(slog.NewTextHandler(a.io.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // Main runs the eventstream command with args (without the program name)
@@ -111,6 +121,7 @@ private cluster under ./.eventstream/pg.`,
 		a.exportCommand(),
 		a.importCommand(),
 		a.schemasCommand(),
+		a.projectionsCommand(),
 	)
 	return root
 }
@@ -123,6 +134,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return usagef("--log-level %q: want debug, info, warn or error", a.logLevel)
 	}
 	a.log = slog.New(slog.NewTextHandler(a.io.Err, &slog.HandlerOptions{Level: level}))
+	a.logLevelSet = flagChanged(cmd.Flags(), "log-level")
 	if a.workDir == "" {
 		wd, err := os.Getwd()
 		if err != nil {

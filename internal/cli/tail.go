@@ -47,9 +47,11 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 				if after, err = b.Store.Head(cmd.Context()); err != nil {
 					return err
 				}
-			} else if after.Commit > 0 {
+			} else if !after.IsZero() {
 				// --from is the first position to print; After is exclusive.
-				after = before(after)
+				if after, err = a.printFirst(cmd.Context(), b.Store, after, patterns); err != nil {
+					return err
+				}
 			}
 			err = a.follow(cmd.Context(), b.Store, after, patterns)
 			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
@@ -63,14 +65,31 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 	return cmd
 }
 
-// before returns the position just before p for a single-counter log; a
-// split (EventStoreDB) position is returned as is, making --from exclusive
-// there.
-func before(p eventstore.Position) eventstore.Position {
-	if p.Commit == p.Prepare && p.Commit > 0 {
-		return eventstore.Pos(p.Commit - 1)
+// printFirst prints the event at position from, if any, and returns the
+// position to subscribe after. (Positions are not consecutive on every
+// backend, so "the position before from" cannot be computed.)
+func (a *app) printFirst(ctx context.Context, s eventstore.Store, from eventstore.Position, patterns []string) (eventstore.Position, error) {
+	page, err := s.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: 1})
+	if err != nil {
+		return from, err
 	}
-	return p
+	if len(page.Events) == 0 {
+		return from, nil
+	}
+	e := page.Events[0]
+	if e.Position != from {
+		// No event at from: subscribe from just before the next one.
+		if s.Features().GaplessPositions && e.Position.Commit > 0 {
+			return eventstore.Pos(e.Position.Commit - 1), nil
+		}
+		return from, nil
+	}
+	if matchAny(patterns, e.Type) {
+		if err := a.printJSON(e); err != nil {
+			return from, err
+		}
+	}
+	return e.Position, nil
 }
 
 func (a *app) follow(ctx context.Context, s eventstore.Store, after eventstore.Position, patterns []string) error {
