@@ -463,3 +463,40 @@ func TestStandIn_SubscribeSetupHonoursContext(t *testing.T) {
 		t.Fatalf("Next after the setup context ended: %d events, %v", len(evs), err)
 	}
 }
+
+// Page.Next at the end of the log points just past the last event; reading
+// or subscribing from it gives what comes after, on a server that refuses
+// positions whose prepare is above their commit.
+func TestStandIn_NextAtTheEnd(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	ctx := t.Context()
+	last := mustAppend(t, st, "n", eventstore.NoStream, added("a"), added("b")).Events[1]
+	p, err := st.ReadAll(ctx, eventstore.ReadAllOptions{})
+	if err != nil || !p.End || len(p.Events) != 2 {
+		t.Fatalf("ReadAll: %d events, End %v, %v", len(p.Events), p.End, err)
+	}
+	if p.Next.Compare(last.Position) <= 0 {
+		t.Fatalf("Next %v is not after the last event %v", p.Next, last.Position)
+	}
+	sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{After: p.Next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	next := mustAppend(t, st, "n", eventstore.Exact(2), added("c")).Events[0]
+	q, err := st.ReadAll(ctx, eventstore.ReadAllOptions{From: p.Next})
+	if err != nil || len(q.Events) != 1 || q.Events[0].ID != next.ID {
+		t.Fatalf("ReadAll from Next: %s %v, want only the new event", ids(q.Events), err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if evs, err := sub.Next(nctx); err != nil || len(evs) != 1 || evs[0].ID != next.ID {
+		t.Fatalf("subscription after Next: %s %v, want only the new event", ids(evs), err)
+	}
+	// A page that stops before the end points at the next event itself.
+	r, err := st.ReadAll(ctx, eventstore.ReadAllOptions{Limit: 1})
+	if err != nil || r.End || r.Next != p.Events[1].Position {
+		t.Fatalf("first page of one: Next %v End %v (%v), want the second event's position %v", r.Next, r.End, err, p.Events[1].Position)
+	}
+}

@@ -110,20 +110,34 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	return out, nil
 }
 
-// after is the position just past an event's: reading $all forwards from
-// it starts with the next event. EventStoreDB positions its reader at the
-// commit position (the start of the event's record, a valid place to
-// start) and skips the events of that commit whose prepare position is
-// lower than asked (AllReader.ReadAllEventsForward).
+// after is the position just past an event, for a Page.Next that has no
+// next event to point at yet: the event's commit position with its
+// prepare position plus one. Every event EventStoreDB writes through gRPC
+// has commit = prepare, and the server refuses a position whose prepare is
+// above its commit ("The commit position cannot be less than the prepare
+// position", the Position struct the server builds from a request). So a
+// position with prepare above commit is never an event's: serverPosition
+// turns it back into the event's own position, and the reader drops that
+// event.
 func after(p client.Position) eventstore.Position {
 	return eventstore.Position{Commit: p.Commit, Prepare: p.Prepare + 1}
 }
 
-func allPosition(p eventstore.Position) client.AllPosition {
-	if p.IsZero() {
+// serverPosition is where the server starts for a position of this store:
+// Start, the position itself, or for a position made by after, the event
+// it follows (the caller drops the events before p).
+func serverPosition(p eventstore.Position) client.AllPosition {
+	switch {
+	case p.IsZero():
 		return client.Start{}
+	case p.Prepare > p.Commit:
+		return client.Position{Commit: p.Commit, Prepare: p.Commit}
 	}
 	return client.Position{Commit: p.Commit, Prepare: p.Prepare}
+}
+
+func position(r *client.RecordedEvent) eventstore.Position {
+	return eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
 }
 
 // ReadAll returns a page of $all from opts.From (inclusive). Events that
@@ -143,18 +157,24 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		limit = eventstore.DefaultPageSize
 	}
 	page := eventstore.Page{Next: opts.From}
-	from := allPosition(opts.From)
+	from := opts.From
 	scanned := 0
 	for {
-		// One more than the page needs: seeing it says the page is not
-		// the end of the log.
-		want := min(limit-len(page.Events)+1, readPage)
-		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{From: from}, uint64(want)))
+		// One more than the page needs (and one more for the event a
+		// position made by after points at): seeing it says the page
+		// is not the end of the log.
+		want := min(limit-len(page.Events)+2, readPage)
+		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want)))
 		if err != nil {
-			return eventstore.Page{}, s.fail(parent, fmt.Sprintf("read $all from %v", opts.From), err)
+			return eventstore.Page{}, s.fail(parent, fmt.Sprintf("read $all from %v", from), err)
 		}
 		for _, r := range batch {
+			if position(r).Compare(from) < 0 {
+				continue
+			}
 			if len(page.Events) == limit {
+				// The next page starts at this event.
+				page.Next = position(r)
 				return page, nil
 			}
 			page.Next = after(r.Position)
@@ -170,7 +190,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			page.End = true
 			return page, nil
 		}
-		from = allPosition(page.Next)
+		from = page.Next
 		if scanned += len(batch); scanned >= 16*readPage {
 			return page, nil
 		}
@@ -203,7 +223,7 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 			if _, ok, err := s.decode(r); err != nil {
 				return eventstore.Position{}, fmt.Errorf("esdb: read the head of $all: %w", err)
 			} else if ok {
-				return eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}, nil
+				return position(r), nil
 			}
 		}
 		if uint64(len(batch)) < count {

@@ -36,7 +36,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	// the caller's context ends.
 	stop := context.AfterFunc(ctx, cancel)
 	inner, err := s.client.SubscribeToAll(life, client.SubscribeToAllOptions{
-		From:   allPosition(opts.After),
+		From:   serverPosition(opts.After),
 		Filter: s.filter(opts.Types),
 	})
 	if !stop() {
@@ -54,6 +54,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		s:      s,
 		inner:  inner,
 		cancel: cancel,
+		after:  opts.After,
 		types:  slices.Clone(opts.Types),
 		batch:  batch,
 		events: make(chan eventstore.Event, batch),
@@ -93,6 +94,7 @@ type subscription struct {
 	s      *Store
 	inner  *client.Subscription
 	cancel context.CancelFunc
+	after  eventstore.Position // events at or before it are not delivered
 	types  []string
 	batch  int
 
@@ -122,7 +124,7 @@ func (sub *subscription) pump() {
 				sub.shutdown(fmt.Errorf("esdb: subscription to $all: %w", err))
 				return
 			}
-			if !ok || (len(sub.types) > 0 && !slices.Contains(sub.types, e.Type)) {
+			if !ok || e.Position.Compare(sub.after) <= 0 || (len(sub.types) > 0 && !slices.Contains(sub.types, e.Type)) {
 				continue
 			}
 			select {

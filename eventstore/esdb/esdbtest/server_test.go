@@ -297,16 +297,27 @@ func TestProtocolStandIn_ReadAllOrder(t *testing.T) {
 	if len(last) != 1 || last[0].OriginalEvent().EventID != want[len(want)-1] {
 		t.Fatal("backwards from the end does not start with the last event")
 	}
-	// A prepare position past the event's skips it: what a reader uses to
-	// continue after an event.
-	after, _ := readAll(t, c, client.ReadAllOptions{From: client.Position{Commit: mid.Commit, Prepare: mid.Prepare + 1}}, 1)
-	if len(after) != 1 || after[0].OriginalEvent().EventID != want[6] {
-		t.Fatal("reading from (commit, prepare+1) does not start with the next event")
+	// A prepare position above the commit position: refused, as
+	// EventStoreDB's Position refuses it; for a subscription too.
+	if _, err := readAll(t, c, client.ReadAllOptions{From: client.Position{Commit: mid.Commit, Prepare: mid.Prepare + 1}}, 1); err == nil ||
+		!strings.Contains(err.Error(), "commit position cannot be less than the prepare position") {
+		t.Fatalf("read from (commit, commit+1): %v, want a refusal", err)
+	}
+	if _, err := c.SubscribeToAll(t.Context(), client.SubscribeToAllOptions{From: client.Position{Commit: mid.Commit, Prepare: mid.Prepare + 1}}); err == nil {
+		t.Fatal("subscription from (commit, commit+1) accepted")
 	}
 	// Inside a record: refused, as EventStoreDB refuses it.
 	if _, err := readAll(t, c, client.ReadAllOptions{From: client.Position{Commit: mid.Commit + 1, Prepare: mid.Commit + 1}}, 1); err == nil ||
 		!strings.Contains(err.Error(), "invalid position") {
 		t.Fatalf("read from inside a record: %v, want an invalid position error", err)
+	}
+	if _, err := c.SubscribeToAll(t.Context(), client.SubscribeToAllOptions{From: client.Position{Commit: mid.Commit + 1, Prepare: mid.Commit + 1}}); err == nil {
+		t.Fatal("subscription from inside a record accepted")
+	}
+	// The last event's own position is a valid start.
+	end := evs[len(evs)-1].OriginalEvent().Position
+	if got, err := readAll(t, c, client.ReadAllOptions{From: end}, 5); err != nil || len(got) != 1 {
+		t.Fatalf("read from the last event: %d events, %v; want 1", len(got), err)
 	}
 }
 

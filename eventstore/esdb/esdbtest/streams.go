@@ -279,6 +279,21 @@ func clampRevision(r uint64, n int64) int64 {
 // subscription that starts inside a record (RpcExceptions.InvalidPositionException).
 var errInvalidPosition = status.Error(codes.Unknown, "Trying to read from an invalid position.")
 
+// checkPosition refuses a $all start position as EventStoreDB does: the
+// server first builds its Position struct from the request, whose
+// constructor throws when the prepare position is above the commit
+// position (an exception gRPC reports as Unknown); then it refuses a
+// commit position inside a record.
+func checkPosition(all []*record, end uint64, p tfPos) error {
+	if p.prepare > p.commit {
+		return status.Error(codes.Unknown, "The commit position cannot be less than the prepare position")
+	}
+	if !validPosition(all, end, p) {
+		return errInvalidPosition
+	}
+	return nil
+}
+
 // readAll reads $all in commit/prepare order. Forwards, the start position
 // is inclusive; backwards, it is exclusive (EventStoreDB reads backwards
 // from a post-position, the end of a record).
@@ -300,8 +315,8 @@ func (svc *streamsService) readAll(call streams.Streams_ReadServer, rq readReque
 			i = len(all)
 		case *streams.ReadReq_Options_AllOptions_Position:
 			pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
-			if !validPosition(all, end, pos) {
-				return errInvalidPosition
+			if err := checkPosition(all, end, pos); err != nil {
+				return err
 			}
 			i = firstAtOrAfter(all, pos)
 		}
@@ -318,8 +333,8 @@ func (svc *streamsService) readAll(call streams.Streams_ReadServer, rq readReque
 		i = -1
 	case *streams.ReadReq_Options_AllOptions_Position:
 		pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
-		if !validPosition(all, end, pos) {
-			return errInvalidPosition
+		if err := checkPosition(all, end, pos); err != nil {
+			return err
 		}
 		i = firstAtOrAfter(all, pos) - 1
 	}
@@ -343,8 +358,8 @@ func (svc *streamsService) subscribeAll(call streams.Streams_ReadServer, rq read
 		i = len(all)
 	case *streams.ReadReq_Options_AllOptions_Position:
 		pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
-		if !validPosition(all, svc.s.log.endPosition(), pos) {
-			return errInvalidPosition
+		if err := checkPosition(all, svc.s.log.endPosition(), pos); err != nil {
+			return err
 		}
 		i = firstAfter(all, pos)
 	}
