@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/audit"
 )
@@ -30,47 +33,72 @@ func benchConfig() projections.Config {
 // builds it from nothing in a fresh schema.
 func BenchmarkAuditCatchUp(b *testing.B) {
 	n := benchEvents()
-	store := logStore(b)
+	store := logStoreNamed(b, "bench-store")
 	fill(b, store, n, 1000)
+	meter := newCPUMeter()
+	var self time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		pool := database(b)
-		rt := newRuntime(b, pool, store, benchConfig(), audit.Projection())
+		rt := newRuntime(b, pool, store, benchConfig(), metered(meter, audit.Projection()))
+		meter.watch("reader", backendPIDs(b, pool, "bench-store")...)
 		b.StartTimer()
+		cpu := selfCPU()
 		pos, err := rt.CatchUp(context.Background(), audit.Name, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
+		self += selfCPU() - cpu
+		meter.sample()
 		if pos.Commit != uint64(n) {
 			b.Fatalf("caught up to %s, want %d", pos, n)
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+	meter.report(b, n*b.N, self)
+}
+
+// metered counts the CPU of the backend that applies p's batches.
+func metered(m *cpuMeter, p projections.Projection) projections.Projection {
+	return wrap(p, func(ctx context.Context, tx pgx.Tx, evs []eventstore.Event, apply func() error) error {
+		m.watchNew("writer", int(tx.Conn().PgConn().PID()))
+		err := apply()
+		m.sample()
+		return err
+	})
 }
 
 // BenchmarkAuditRebuild measures a blue/green rebuild of a caught-up audit
 // projection: replay into a new generation, swap, drop the old one.
 func BenchmarkAuditRebuild(b *testing.B) {
 	n := benchEvents()
-	store := logStore(b)
+	store := logStoreNamed(b, "bench-store")
 	fill(b, store, n, 1000)
 	pool := database(b)
-	rt := newRuntime(b, pool, store, benchConfig(), audit.Projection())
+	meter := newCPUMeter()
+	rt := newRuntime(b, pool, store, benchConfig(), metered(meter, audit.Projection()))
 	if _, err := rt.CatchUp(context.Background(), audit.Name, 0); err != nil {
 		b.Fatal(err)
 	}
+	meter = newCPUMeter()
+	rt = newRuntime(b, pool, store, benchConfig(), metered(meter, audit.Projection()))
+	var self time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		meter.watch("reader", backendPIDs(b, pool, "bench-store")...)
+		cpu := selfCPU()
 		res, err := rt.Rebuild(context.Background(), audit.Name, projections.RebuildOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
+		self += selfCPU() - cpu
 		if res.Position.Commit != uint64(n) {
 			b.Fatalf("rebuilt to %s, want %d", res.Position, n)
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+	meter.report(b, n*b.N, self)
 }
 
 // BenchmarkAuditLiveLag appends 10,000 events/s (100-event appends every

@@ -37,12 +37,21 @@ func registry(tb testing.TB) *schemas.Registry {
 // generation schemas are dropped when the test ends.
 func database(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	return databaseNamed(tb, "")
+}
+
+// databaseNamed is database with the connections' application_name set.
+func databaseNamed(tb testing.TB, app string) *pgxpool.Pool {
+	tb.Helper()
 	u, _ := pgtest.Schema(tb)
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg.MaxConns = 8
+	if app != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = app
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -61,7 +70,12 @@ func database(tb testing.TB) *pgxpool.Pool {
 // logStore is a PostgreSQL event store in its own fresh schema.
 func logStore(tb testing.TB) *postgres.Store {
 	tb.Helper()
-	pool := database(tb)
+	return logStoreNamed(tb, "")
+}
+
+func logStoreNamed(tb testing.TB, app string) *postgres.Store {
+	tb.Helper()
+	pool := databaseNamed(tb, app)
 	s, err := postgres.New(context.Background(), pool, registry(tb))
 	if err != nil {
 		tb.Fatal(err)
