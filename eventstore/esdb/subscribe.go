@@ -26,6 +26,10 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		return nil, eventstore.ErrClosed
 	}
 	life, cancel := context.WithCancel(s.life)
+	// The setup is a call in flight: Close waits for it before it closes
+	// the client.
+	s.ops.Add(1)
+	defer s.ops.Done()
 	s.mu.Unlock()
 
 	batch := opts.BatchSize
