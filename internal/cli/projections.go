@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/spf13/cobra"
 
 	"github.com/brainhq/eventstream/projections"
@@ -58,10 +60,15 @@ func projectionError(err error, name string) error {
 	switch {
 	case errors.Is(err, projections.ErrUnknownProjection):
 		return usagef("unknown projection %q: want one of %s", name, strings.Join(knownProjections(), ", "))
-	case errors.Is(err, projections.ErrNotMigrated):
-		return fmt.Errorf("%w: run `eventstream migrate` first", err)
+	case errors.Is(err, projections.ErrNotMigrated), isUndefinedTable(err):
+		return fmt.Errorf("the projections' tables do not exist: run `eventstream migrate` first (%w)", err)
 	}
 	return err
+}
+
+func isUndefinedTable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P01"
 }
 
 func knownProjections() []string {

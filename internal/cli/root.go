@@ -122,6 +122,9 @@ private cluster under ./.eventstream/pg.`,
 		a.importCommand(),
 		a.schemasCommand(),
 		a.projectionsCommand(),
+		a.replayCommand(),
+		a.backfillCommand(),
+		a.dlqCommand(),
 	)
 	return root
 }

@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
+)
+
+func (a *app) backfillCommand() *cobra.Command {
+	var (
+		from    string
+		maxRate float64
+	)
+	cmd := &cobra.Command{
+		Use:   "backfill NAME [--from POSITION]",
+		Short: "Bring a new or lagging projection up to the head, or reprocess it from a position",
+		Long: `Catch a projection up with the log from its checkpoint: a new projection
+fills from history, a lagging one catches up, without disturbing the
+others. With --from, the projection first forgets the effects of events at
+and after POSITION (its live tables are rewound and its checkpoint moved
+back, in one transaction) and then applies them again. A projection that
+cannot be rewound says so: replay it instead. On EventStoreDB, whose
+positions are not consecutive, --from is exclusive: give the position of
+the last event to keep.
+
+If another process (serve, projections run) runs the projection, backfill
+waits for that process to reach the head. Ctrl-C stops at the last
+committed batch (exit 130); running the command again continues.`,
+		Args: argsExactly(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := a.checkProjectionNames(args); err != nil {
+				return err
+			}
+			if maxRate < 0 {
+				return usagef("--max-rate %v: want 0 (unlimited) or more", maxRate)
+			}
+			var fromPos eventstore.Position
+			var err error
+			if from != "" {
+				if fromPos, err = eventstore.ParsePosition(from); err != nil {
+					return usagef("--from: %v", err)
+				}
+			}
+			ctx := cmd.Context()
+			env, err := a.openProjections(ctx, "eventstream-backfill", runtimeOptions{})
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			if err := env.rt.Migrate(ctx); err != nil {
+				return err
+			}
+			if from != "" {
+				after := fromPos
+				if env.b.Store.Features().GaplessPositions && fromPos.Commit > 0 {
+					after = eventstore.Pos(fromPos.Commit - 1)
+				}
+				if err := env.rt.Reprocess(ctx, name, after); err != nil {
+					if errors.Is(err, projections.ErrNotRewindable) {
+						return fmt.Errorf("%s cannot be reprocessed in place: run `eventstream replay %s` to rebuild it", name, name)
+					}
+					return projectionError(err, name)
+				}
+				a.log.Info("rewound; applying again", "projection", name, "after", after.String())
+			}
+			lag, err := a.backfill(ctx, env, name, maxRate)
+			if err != nil {
+				if ctx.Err() != nil {
+					return withCode(ExitInterrupted, fmt.Errorf("backfill of %s interrupted at position %s; run the same command again to continue", name, lag.Position))
+				}
+				return projectionError(err, name)
+			}
+			if a.asJSON {
+				return a.printJSON(lag)
+			}
+			a.stdoutf("%s is at position %s (head %s), %d parked\n", name, lag.Position, lag.Head, lag.Parked)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "reprocess from this global position (default: continue from the checkpoint)")
+	cmd.Flags().Float64Var(&maxRate, "max-rate", 0, "at most N events per second (0: unlimited)")
+	return cmd
+}
+
+// backfill catches the projection up (again while the log grew under it,
+// as it does under a reaction's own appends) and reports where it ended.
+func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, maxRate float64) (projections.Lag, error) {
+	lagOf := func() (projections.Lag, error) {
+		lags, err := env.rt.Lag(ctx)
+		if err != nil {
+			return projections.Lag{}, err
+		}
+		for _, l := range lags {
+			if l.Projection == name {
+				return l, nil
+			}
+		}
+		return projections.Lag{}, fmt.Errorf("%w: %q", projections.ErrUnknownProjection, name)
+	}
+	start, err := lagOf()
+	if err != nil {
+		return start, err
+	}
+	var total int64
+	if env.b.Store.Features().GaplessPositions {
+		total = int64(start.Head.Commit)
+	}
+	p := a.newProgress("backfill "+name, "events", total)
+	if total > 0 {
+		p.Add(int(start.Position.Commit))
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		// CatchUp reports nothing while it runs: follow its checkpoint.
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		seen := start.Position.Commit
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if l, err := lagOf(); err == nil && total > 0 && l.Position.Commit > seen {
+					p.Add(int(l.Position.Commit - seen))
+					seen = l.Position.Commit
+				}
+			}
+		}
+	}()
+	busyNoted := false
+	for range 100 {
+		before, err := env.b.Store.Head(ctx)
+		if err != nil {
+			return start, err
+		}
+		_, err = env.rt.CatchUp(ctx, name, maxRate)
+		if errors.Is(err, projections.ErrBusy) {
+			if !busyNoted {
+				a.log.Info("another process runs this projection; waiting for it to reach the head", "projection", name)
+				busyNoted = true
+			}
+			l, lerr := lagOf()
+			if lerr != nil {
+				return l, lerr
+			}
+			if l.Position.Compare(l.Head) >= 0 {
+				p.Finish("backfill done")
+				return l, nil
+			}
+			select {
+			case <-ctx.Done():
+				return l, ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			l, _ := lagOf()
+			p.Finish("backfill stopped")
+			return l, err
+		}
+		after, err := env.b.Store.Head(ctx)
+		if err != nil {
+			return start, err
+		}
+		if after == before {
+			break
+		}
+	}
+	p.Finish("backfill done")
+	return lagOf()
+}

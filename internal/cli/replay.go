@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/projections"
+)
+
+func (a *app) replayCommand() *cobra.Command {
+	var (
+		restart, keepOld, cancel bool
+		maxRate                  float64
+		batch                    int
+	)
+	cmd := &cobra.Command{
+		Use:   "replay NAME",
+		Short: "Rebuild a projection blue/green from the start of the log",
+		Long: `Rebuild a projection from the start of the log into a new generation of its
+tables while readers keep querying the current one; once the new
+generation has reached the head, the readers' views are swapped to it in
+one transaction. No reader ever sees a half-built model.
+
+Progress is shown with rate and ETA. Ctrl-C stops at the last committed
+batch (exit 130); running the same command again resumes the rebuild
+(--restart drops it and starts over, --cancel drops it and exits).
+--max-rate limits events per second to spare the live database.`,
+		Args: argsExactly(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := a.checkProjectionNames(args); err != nil {
+				return err
+			}
+			if maxRate < 0 {
+				return usagef("--max-rate %v: want 0 (unlimited) or more", maxRate)
+			}
+			ctx := cmd.Context()
+			if batch < 0 {
+				return usagef("--batch %d: want 1 or more", batch)
+			}
+			env, err := a.openProjections(ctx, "eventstream-replay", runtimeOptions{batchSize: batch})
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			if err := env.rt.Migrate(ctx); err != nil {
+				return err
+			}
+			if cancel {
+				if err := env.rt.CancelRebuild(ctx, name); err != nil {
+					return projectionError(err, name)
+				}
+				a.stdoutf("dropped any unfinished rebuild of %s\n", name)
+				return nil
+			}
+			var p *progress
+			var last projections.RebuildProgress
+			res, err := env.rt.Rebuild(ctx, name, projections.RebuildOptions{
+				Restart: restart, KeepOld: keepOld, MaxEventsPerSecond: maxRate,
+				Progress: func(rp projections.RebuildProgress) {
+					if p == nil {
+						total := int64(0)
+						if env.b.Store.Features().GaplessPositions {
+							total = int64(rp.Head.Commit)
+						}
+						p = a.newProgress("replay "+name, "events", total)
+						if total > 0 {
+							p.Add(int(rp.Position.Commit) - int(rp.Events))
+						}
+					}
+					p.Add(int(rp.Events - last.Events))
+					last = rp
+				},
+			})
+			if p != nil {
+				if err != nil {
+					p.Finish("replay stopped")
+				} else {
+					p.Finish("replay done")
+				}
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return withCode(ExitInterrupted, fmt.Errorf("replay of %s interrupted at position %s (generation %d, nothing swapped: readers still see the old one); run the same command again to resume", name, last.Position, last.Generation))
+				}
+				if errors.Is(err, projections.ErrBusy) {
+					return fmt.Errorf("another process is rebuilding %s: %w", name, err)
+				}
+				return projectionError(err, name)
+			}
+			if a.asJSON {
+				return a.printJSON(res)
+			}
+			how := "rebuilt"
+			if res.Resumed {
+				how = "resumed and finished the rebuild of"
+			}
+			a.stdoutf("%s %s: readers now see generation %d (was %d), at position %s; %d events read, %d parked\n",
+				how, name, res.Generation, res.Previous, res.Position, res.Events, res.Parked)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&restart, "restart", false, "drop an unfinished rebuild and start over")
+	f.BoolVar(&cancel, "cancel", false, "drop an unfinished rebuild and exit")
+	f.BoolVar(&keepOld, "keep-old", false, "keep the old generation's tables after the swap (dropped by the next migrate)")
+	f.Float64Var(&maxRate, "max-rate", 0, "at most N events per second (0: unlimited)")
+	f.IntVar(&batch, "batch", 0, "events per transaction (default 1000); smaller batches commit progress more often")
+	return cmd
+}
