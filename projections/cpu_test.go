@@ -66,7 +66,6 @@ func backendPIDs(tb testing.TB, pool *pgxpool.Pool, app string) []int {
 type cpuMeter struct {
 	pids  map[string][]int
 	start map[int]time.Duration
-	self  time.Duration
 	usage map[string]time.Duration
 }
 
