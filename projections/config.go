@@ -1,10 +1,12 @@
 package projections
 
 import (
+	"context"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -54,6 +56,14 @@ type Config struct {
 	// fits. An event of a handled type whose schema version the projection
 	// does not declare, after upcasting, is treated as a failing event.
 	Upcast func(eventstore.Event) (eventstore.Event, error)
+
+	// OnPublish, if set, runs inside the transaction that exposes a
+	// generation's tables to readers (its first install, every Migrate,
+	// and the swap after a rebuild), after the views point at them: the
+	// place to grant roles USAGE on the new schema and SELECT on its
+	// tables, or to enable row-level security on them, so that readers
+	// keep their access across a rebuild. An error aborts the swap.
+	OnPublish func(ctx context.Context, tx pgx.Tx, p Publication) error
 
 	// Registerer receives the runtime's Prometheus metrics. Nil: no
 	// metrics are registered.
@@ -149,4 +159,14 @@ func (r RetryPolicy) Backoff(attempt int) time.Duration {
 		d += d * r.Jitter * rand.Float64()
 	}
 	return time.Duration(d)
+}
+
+// Publication is what OnPublish is told: the generation whose tables the
+// views in Home now show.
+type Publication struct {
+	Projection string
+	Generation int
+	Schema     string   // the generation's schema
+	Home       string   // the runtime's schema, where the views are
+	Tables     []string // the generation's tables, each a view of the same name in Home
 }

@@ -111,7 +111,7 @@ func (e *ViewConflictError) Error() string {
 // publishViews points the projection's views in the home schema at the
 // tables of the given generation schema, inside tx: readers see the old
 // views until tx commits, then the new ones.
-func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) error {
+func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *registered, gen int, schema string) error {
 	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relname <> 'eventstream_migrations'
 		ORDER BY c.relname`, schema)
@@ -178,6 +178,12 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO projection_views (view_name, projection) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t, p.Name); err != nil {
 			return fmt.Errorf("projections: record view %s of %q: %w", t, p.Name, err)
+		}
+	}
+	if r.cfg.OnPublish != nil {
+		pub := Publication{Projection: p.Name, Generation: gen, Schema: schema, Home: home, Tables: tables}
+		if err := r.cfg.OnPublish(ctx, tx, pub); err != nil {
+			return fmt.Errorf("projections: OnPublish for %q generation %d: %w", p.Name, gen, err)
 		}
 	}
 	return nil
@@ -392,7 +398,7 @@ func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *regi
 				return errBehind
 			}
 		}
-		if err := r.publishViews(ctx, tx, home, p, schema); err != nil {
+		if err := r.publishViews(ctx, tx, home, p, gen, schema); err != nil {
 			return err
 		}
 		if s.active != nil {

@@ -227,7 +227,7 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 			if err != nil {
 				return err
 			}
-			if err := r.publishViews(ctx, tx, home, p, schema); err != nil {
+			if err := r.publishViews(ctx, tx, home, p, gen, schema); err != nil {
 				return err
 			}
 			_, err = tx.Exec(ctx, `UPDATE projection_state SET active_generation = $2, updated_at = now() WHERE projection = $1`, p.Name, gen)
@@ -244,7 +244,7 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 		if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
 			return err
 		}
-		if err := r.publishViews(ctx, tx, home, p, schema); err != nil {
+		if err := r.publishViews(ctx, tx, home, p, *active, schema); err != nil {
 			return err
 		}
 		if building != nil {
