@@ -60,6 +60,12 @@ type Config struct {
 	// StreamEvents is the length of the long stream that read reads.
 	StreamEvents int
 
+	// Rounds splits single, batch and hot into this many alternating
+	// rounds of ours then raw (the duration or event count shared among
+	// them), so that on a shared machine both sides meet the same
+	// background load. 0: the preset (5); 1: ours, then raw.
+	Rounds int
+
 	// SkipRaw leaves out the raw PostgreSQL ceiling (not recommended: the
 	// ratio is the figure to track).
 	SkipRaw bool
@@ -88,11 +94,11 @@ type Scenario struct {
 
 var scenarios = []Scenario{
 	{"single", "single-event appends from 64 writers, each to a new stream; raw: one INSERT per transaction, 64 connections",
-		Config{Duration: 10 * time.Second, Writers: 64, EventsPerAppend: 1}},
+		Config{Duration: 10 * time.Second, Writers: 64, EventsPerAppend: 1, Rounds: 5}},
 	{"batch", "100-event appends from 4 writers, each to a new stream; raw: one COPY per batch, 4 connections",
-		Config{Duration: 10 * time.Second, Writers: 4, EventsPerAppend: 100}},
+		Config{Duration: 10 * time.Second, Writers: 4, EventsPerAppend: 100, Rounds: 5}},
 	{"hot", "16 writers appending to the same 10 streams with exact expected versions, conflicts retried; raw: one INSERT per transaction, no version check",
-		Config{Duration: 10 * time.Second, Writers: 16, EventsPerAppend: 1, Streams: 10, ExactVersions: true}},
+		Config{Duration: 10 * time.Second, Writers: 16, EventsPerAppend: 1, Streams: 10, ExactVersions: true, Rounds: 5}},
 	{"project", "single-event appends at a fixed rate (256 writers, so that slow appends do not lower the offered rate) while the audit projection runs live; reports projection lag; raw: same rate into a bare table (at most 64 connections) and a bare copying consumer",
 		Config{Duration: 10 * time.Second, Writers: 256, EventsPerAppend: 1, Rate: 10_000}},
 	{"replay", "rebuilds the audit projection over LogEvents events already in the log; raw: page through a bare table and COPY into a bare read-model table",
@@ -151,6 +157,9 @@ func (c Config) resolve() (Config, error) {
 	if c.Streams == 0 {
 		c.Streams = p.Streams
 	}
+	if c.Rounds == 0 {
+		c.Rounds = p.Rounds
+	}
 	c.ExactVersions = c.ExactVersions || p.ExactVersions
 	if c.Rate == 0 {
 		c.Rate = p.Rate
@@ -180,6 +189,8 @@ func (c Config) resolve() (Config, error) {
 		return c, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	switch {
+	case c.Rounds < 0 || c.Rounds > 100:
+		return bad("rounds must be between 1 and 100, not %d", c.Rounds)
 	case c.Duration < 0 || c.Events < 0:
 		return bad("duration and events must not be negative")
 	case c.Writers < 1 || c.Writers > 512:

@@ -146,20 +146,15 @@ func charts(b *strings.Builder, title, op string, ours Phase, raw *Phase) {
 	b.WriteString(`</div>`)
 }
 
-// perSecondPoints turns the per-second counts into a rate series; the
-// last, partial second is scaled by its length.
+// perSecondPoints turns the timeline into a rate series; slices shorter
+// than a fifth of a second are too short to say anything.
 func perSecondPoints(p Phase) [][2]float64 {
-	pts := make([][2]float64, 0, len(p.PerSecond))
-	for i, n := range p.PerSecond {
-		secs := 1.0
-		if i == len(p.PerSecond)-1 {
-			secs = p.Seconds - float64(i)
-			if secs < 0.2 {
-				break // too short to say anything
-			}
-			secs = math.Min(secs, 1)
+	pts := make([][2]float64, 0, len(p.Timeline))
+	for _, b := range p.Timeline {
+		if b.Seconds < 0.2 {
+			continue
 		}
-		pts = append(pts, [2]float64{float64(i) + 0.5, float64(n) / secs})
+		pts = append(pts, [2]float64{b.At + b.Seconds/2, float64(b.Events) / b.Seconds})
 	}
 	return pts
 }

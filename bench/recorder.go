@@ -75,3 +75,27 @@ func merge(start time.Time, rs []*recorder) *recorder {
 	}
 	return out
 }
+
+// Bucket is the events completed in one slice of a phase: a second, or the
+// shorter last second of a round.
+type Bucket struct {
+	// At is when the slice starts, in seconds since the phase started
+	// (rounds of one side follow each other).
+	At      float64 `json:"at"`
+	Seconds float64 `json:"seconds"`
+	Events  int64   `json:"events"`
+}
+
+// timeline turns the per-second counts of a phase that lasted elapsed into
+// buckets.
+func (r *recorder) timeline(elapsed time.Duration) []Bucket {
+	out := make([]Bucket, 0, len(r.perSec))
+	for i, n := range r.perSec {
+		secs := min(elapsed.Seconds()-float64(i), 1)
+		if secs <= 0 {
+			secs = 0.001 // an op that ended after the phase's clock stopped
+		}
+		out = append(out, Bucket{At: float64(i), Seconds: round(secs, 3), Events: n})
+	}
+	return out
+}

@@ -40,8 +40,11 @@ type Phase struct {
 	// does not, PeakRSSSinceStart is set and the peak is the process's).
 	PeakRSSBytes      int64 `json:"peak_rss_bytes"`
 	PeakRSSSinceStart bool  `json:"peak_rss_since_start,omitempty"`
-	// PerSecond is the events completed in each second of the phase.
-	PerSecond []int64 `json:"per_second"`
+	// Timeline is the events completed in each second of the phase.
+	Timeline []Bucket `json:"timeline"`
+	// Rounds is how many alternating rounds the phase ran in (see
+	// Config.Rounds).
+	Rounds int `json:"rounds,omitempty"`
 	// Latency is the latency spectrum (percentile → ms) for charts.
 	Latency []Percentile `json:"latency"`
 }
@@ -224,7 +227,7 @@ func phase(t timed) Phase {
 	h := t.rec.hist
 	p := Phase{Events: t.rec.events, Ops: t.rec.ops, Seconds: round(t.elapsed.Seconds(), 3),
 		CPUUserSec: round(t.cpu.user.Seconds(), 3), CPUSysSec: round(t.cpu.sys.Seconds(), 3),
-		CPUSec: round((t.cpu.user + t.cpu.sys).Seconds(), 3), PeakRSSBytes: t.peak, PeakRSSSinceStart: !t.ownPeak, PerSecond: t.rec.perSec}
+		CPUSec: round((t.cpu.user + t.cpu.sys).Seconds(), 3), PeakRSSBytes: t.peak, PeakRSSSinceStart: !t.ownPeak, Timeline: t.timeline}
 	p.ServerCPUSec = round(t.server.Seconds(), 3)
 	if p.Events > 0 {
 		p.CPUMicrosPerEvent = round(float64((t.cpu.user+t.cpu.sys+t.server).Microseconds())/float64(p.Events), 1)

@@ -203,6 +203,9 @@ type phaseSpec struct {
 	duration time.Duration
 	ops      int64 // 0: unbounded (duration only)
 	pace     time.Duration
+	// base is the first sequence number (a later round continues where
+	// the previous one stopped, so no append is made twice).
+	base int64
 	// op runs operation seq for worker w and returns how many events it
 	// completed.
 	op func(ctx context.Context, w int, seq int64) (int, error)
@@ -211,12 +214,37 @@ type phaseSpec struct {
 // timed is a phase's merged record and its wall time, CPU time (ours and
 // the server's) and peak memory.
 type timed struct {
-	rec     *recorder
-	elapsed time.Duration
-	cpu     usage
-	server  time.Duration
-	peak    int64
-	ownPeak bool
+	rec      *recorder
+	elapsed  time.Duration
+	cpu      usage
+	server   time.Duration
+	peak     int64
+	ownPeak  bool
+	timeline []Bucket
+	// next is the first sequence number a following round may use.
+	next int64
+}
+
+// then appends round u to t: the histograms merge, the times add up, and
+// u's timeline follows t's.
+func (t timed) then(u timed) timed {
+	if t.rec == nil {
+		return u
+	}
+	out := t
+	out.rec = merge(t.rec.start, []*recorder{t.rec, u.rec})
+	out.rec.perSec = nil
+	for _, b := range u.timeline {
+		b.At += t.elapsed.Seconds()
+		out.timeline = append(out.timeline, b)
+	}
+	out.elapsed += u.elapsed
+	out.cpu = usage{user: t.cpu.user + u.cpu.user, sys: t.cpu.sys + u.cpu.sys}
+	out.server += u.server
+	out.peak = max(t.peak, u.peak)
+	out.ownPeak = t.ownPeak && u.ownPeak
+	out.next = u.next
+	return out
 }
 
 // measured runs one phase (side: "ours", "raw", ...) under the server CPU
@@ -264,6 +292,7 @@ func runPhase(ctx context.Context, spec phaseSpec) (timed, error) {
 		deadline = start.Add(spec.duration)
 	}
 	var next atomic.Int64
+	next.Store(spec.base)
 	var firstErr error
 	var errOnce sync.Once
 	recs := make([]*recorder, spec.writers)
@@ -276,12 +305,12 @@ func runPhase(ctx context.Context, spec phaseSpec) (timed, error) {
 			rec := recs[w]
 			for ctx.Err() == nil {
 				seq := next.Add(1) - 1
-				if spec.ops > 0 && seq >= spec.ops {
+				if spec.ops > 0 && seq >= spec.base+spec.ops {
 					return
 				}
 				began := time.Now()
 				if spec.pace > 0 {
-					began = start.Add(time.Duration(seq) * spec.pace)
+					began = start.Add(time.Duration(seq-spec.base) * spec.pace)
 					if !deadline.IsZero() && !began.Before(deadline) {
 						return
 					}
@@ -310,8 +339,9 @@ func runPhase(ctx context.Context, spec phaseSpec) (timed, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	after := currentUsage()
-	t := timed{rec: merge(start, recs), elapsed: elapsed,
-		cpu: usage{user: after.user - before.user, sys: after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak}
+	rec := merge(start, recs)
+	t := timed{rec: rec, elapsed: elapsed, timeline: rec.timeline(elapsed),
+		cpu: usage{user: after.user - before.user, sys: after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak, next: next.Load()}
 	if firstErr != nil {
 		return t, firstErr
 	}

@@ -205,5 +205,6 @@ func timedRun(fn func(rec *recorder) error) (timed, error) {
 	err := fn(rec)
 	elapsed := time.Since(start)
 	after := currentUsage()
-	return timed{rec: rec, elapsed: elapsed, cpu: usage{after.user - before.user, after.sys - before.sys}, peak: peakRSS(), ownPeak: ownPeak}, err
+	return timed{rec: rec, elapsed: elapsed, timeline: rec.timeline(elapsed), cpu: usage{after.user - before.user, after.sys - before.sys},
+		peak: peakRSS(), ownPeak: ownPeak}, err
 }

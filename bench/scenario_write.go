@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -108,12 +109,18 @@ func groupCommit(s postgres.Stats) *GroupCommit {
 	return g
 }
 
-// writeScenario runs single, batch and hot.
+// writeScenario runs single, batch and hot. Ours and raw alternate in
+// Config.Rounds rounds, so that on a shared machine both sides meet the
+// same background load; each side's rounds are added up.
 func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	cfg := r.cfg
 	rep.Op = "append"
 	wl := newWorkload(cfg, cfg.Scenario, r.payloads)
 	ops := opsFor(cfg.Events, cfg.EventsPerAppend)
+	rounds := int64(max(cfg.Rounds, 1))
+	if ops > 0 {
+		rounds = min(rounds, ops)
+	}
 
 	store, pool, err := r.store(ctx)
 	if err != nil {
@@ -121,16 +128,61 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	}
 	cl := newClaims(cfg.Writers)
 	a := newAppender(store, cfg, cl)
-	cfg.Logger.Info("bench: our phase", "scenario", cfg.Scenario, "writers", cfg.Writers, "events_per_append", cfg.EventsPerAppend)
-	t, err := r.measured(ctx, pool, "ours", func() (timed, error) {
-		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops,
-			op: func(ctx context.Context, w int, seq int64) (int, error) {
-				b := wl.batch(seq)
-				res, err := a.append(ctx, w, &b)
-				return len(res.Events), err
-			}})
-	})
-	rep.Ours = phase(t)
+	oursOp := func(ctx context.Context, w int, seq int64) (int, error) {
+		b := wl.batch(seq)
+		res, err := a.append(ctx, w, &b)
+		return len(res.Events), err
+	}
+	var rawPool *pgxpool.Pool
+	var rw *rawWriter
+	if !cfg.SkipRaw {
+		if rawPool, err = r.pool(ctx, cfg.Writers+1); err != nil {
+			return err
+		}
+		if rw, err = newRawWriter(ctx, rawPool, cfg.Streams); err != nil {
+			return err
+		}
+	}
+	rawOp := func(ctx context.Context, w int, seq int64) (int, error) {
+		b := wl.batch(seq)
+		return rw.write(ctx, &b, b.streamIdx)
+	}
+
+	var ours, raw timed
+	var oursErr, rawErr error
+	for k := range rounds {
+		spec := phaseSpec{writers: cfg.Writers, duration: cfg.Duration / time.Duration(rounds)}
+		if ops > 0 {
+			spec.ops = ops/rounds + b2i(k < ops%rounds)
+		}
+		side := func(name string) string {
+			if rounds == 1 {
+				return name
+			}
+			return fmt.Sprintf("%s-r%d", name, k+1)
+		}
+		cfg.Logger.Info("bench: our phase", "scenario", cfg.Scenario, "round", k+1, "of", rounds)
+		s := spec
+		s.base, s.op = ours.next, oursOp
+		t, err := r.measured(ctx, pool, side("ours"), func() (timed, error) { return runPhase(ctx, s) })
+		ours = ours.then(t)
+		if oursErr = err; err != nil {
+			break
+		}
+		if cfg.SkipRaw {
+			continue
+		}
+		cfg.Logger.Info("bench: raw phase", "scenario", cfg.Scenario, "round", k+1, "of", rounds)
+		s = spec
+		s.base, s.op = raw.next, rawOp
+		t, err = r.measured(ctx, rawPool, side("raw"), func() (timed, error) { return runPhase(ctx, s) })
+		raw = raw.then(t)
+		if rawErr = err; err != nil {
+			break
+		}
+	}
+	rep.Ours = phase(ours)
+	rep.Ours.Rounds = int(rounds)
 	rep.GroupCommit = groupCommit(store.Stats())
 	if cfg.ExactVersions {
 		rep.Conflicts = a.conflicts.Load()
@@ -139,8 +191,16 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 		}
 		rep.note("%d appends needed at least one retry after a conflict", a.retried.Load())
 	}
-	if err != nil {
-		return fmt.Errorf("bench: %s, our phase: %w", cfg.Scenario, err)
+	if oursErr != nil {
+		return fmt.Errorf("bench: %s, our phase: %w", cfg.Scenario, oursErr)
+	}
+	if !cfg.SkipRaw {
+		p := phase(raw)
+		p.Rounds = int(rounds)
+		rep.Raw = &p
+	}
+	if rawErr != nil {
+		return fmt.Errorf("bench: %s, raw phase: %w", cfg.Scenario, rawErr)
 	}
 	if err := r.verifyLog(ctx, rep, pool, cl); err != nil {
 		return err
@@ -148,38 +208,27 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	if cfg.ExactVersions {
 		landed := true
 		rep.RetriedLanded = &landed
+		rep.note("raw: the same rows with no expected-version check (a bare table has none), so no conflicts")
 	}
-	r.release(store, pool)
-
+	if rounds > 1 {
+		rep.note("ours and raw alternated in %d rounds; each side's figures add its rounds up", rounds)
+	}
 	if cfg.SkipRaw {
 		rep.note("raw ceiling skipped (SkipRaw)")
 		return nil
 	}
-	rawPool, err := r.pool(ctx, cfg.Writers+1)
-	if err != nil {
+	if err := verifyCount(ctx, rawPool, "raw_events", rep.Raw.Events); err != nil {
+		rep.Verified = false
 		return err
 	}
-	rw, err := newRawWriter(ctx, rawPool, cfg.Streams)
-	if err != nil {
-		return err
+	return nil
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
 	}
-	cfg.Logger.Info("bench: raw phase", "scenario", cfg.Scenario)
-	rt, err := r.measured(ctx, rawPool, "raw", func() (timed, error) {
-		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops,
-			op: func(ctx context.Context, w int, seq int64) (int, error) {
-				b := wl.batch(seq)
-				return rw.write(ctx, &b, b.streamIdx)
-			}})
-	})
-	raw := phase(rt)
-	rep.Raw = &raw
-	if err != nil {
-		return fmt.Errorf("bench: %s, raw phase: %w", cfg.Scenario, err)
-	}
-	if cfg.ExactVersions {
-		rep.note("raw: the same rows with no expected-version check (a bare table has none), so no conflicts")
-	}
-	return verifyCount(ctx, rawPool, "raw_events", raw.Events)
+	return 0
 }
 
 // verifyLog runs the test hook, then Verify on the log.
