@@ -54,8 +54,22 @@ func Schema(tb testing.TB) (connURL, schema string) {
 			return
 		}
 		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			tb.Errorf("pgtest: drop schema %s: %v", schema, err)
+		// Projections keep each generation of a read model in a sibling
+		// schema named <schema>__<projection>_g<N>: drop those too.
+		rows, err := c.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname = $1 OR starts_with(nspname, $1 || '__')`, schema)
+		if err != nil {
+			tb.Errorf("pgtest: list schemas of %s: %v", schema, err)
+			return
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			tb.Errorf("pgtest: list schemas of %s: %v", schema, err)
+			return
+		}
+		for _, n := range names {
+			if _, err := c.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{n}.Sanitize()+` CASCADE`); err != nil {
+				tb.Errorf("pgtest: drop schema %s: %v", n, err)
+			}
 		}
 	})
 	u, err := url.Parse(base)
