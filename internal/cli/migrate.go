@@ -8,6 +8,7 @@ import (
 
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/internal/server"
 )
 
 func (a *app) migrateCommand() *cobra.Command {
@@ -62,6 +63,15 @@ func (a *app) migrateAll(ctx context.Context, db *database, logInPostgres bool) 
 		}
 		out = append(out, result(postgres.Component, len(ms), ran))
 	}
+	ms, err := server.Migrations()
+	if err != nil {
+		return nil, err
+	}
+	ran, err := migrate.Apply(ctx, db.Pool, server.Component, ms)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, result(server.Component, len(ms), ran))
 	more, err := a.migrateProjections(ctx, db)
 	if err != nil {
 		return nil, err

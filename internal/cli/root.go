@@ -125,6 +125,8 @@ private cluster under ./.eventstream/pg.`,
 		a.replayCommand(),
 		a.backfillCommand(),
 		a.dlqCommand(),
+		a.serveCommand(),
+		a.tokensCommand(),
 	)
 	return root
 }

@@ -1,0 +1,345 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/internal/server"
+	"github.com/brainhq/eventstream/projections"
+)
+
+type serveFlags struct {
+	addr, tokensFile   string
+	dev, noProjections bool
+	limits             server.Limits
+	shutdownTimeout    time.Duration
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--addr :8080]",
+		Short: "Run the projections and the HTTP API, metrics and audit browser",
+		Long: `Migrate, run every projection, and serve:
+
+  POST /streams/{stream}/events      append (201; 400 validation; 409 conflict)
+  GET  /streams/{stream}             read a stream (?from=VERSION&limit=N)
+  GET  /events                       read the whole log (?from=POSITION&limit=N&type=T)
+  GET  /projections                  projection status: position, lag, parked
+  GET  /schemas, /schemas/{type}/{version}
+  GET  /metrics                      Prometheus metrics (no token needed)
+  GET  /healthz, /readyz             liveness; readiness (migrated, database answers)
+  GET  /ui/                          the audit browser
+
+Every endpoint but /metrics, /healthz and /readyz needs a bearer token
+mapped to a tenant (eventstream tokens create TENANT; or a --tokens-file of
+"TENANT SHA256-HEX [NAME]" lines). A token sees only its tenant's events;
+tenant "*" is an operator's and sees all.
+
+--dev starts a private PostgreSQL cluster when none answers (and the
+EventStoreDB stand-in with --store esdb), and, when no token exists yet,
+makes an operator token for this run and prints it.
+
+SIGTERM or Ctrl-C: stop accepting, finish requests in flight (appends
+included) within --shutdown-timeout, then stop the projections at their
+checkpoints. Limits (body, batch, header, timeouts) are in
+docs/operations/serve.md.`,
+		Args: argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.serve(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", ":8080", "address to listen on")
+	fl.BoolVar(&f.dev, "dev", false, "development mode: private PostgreSQL if none answers, a printed operator token")
+	fl.StringVar(&f.tokensFile, "tokens-file", "", "file of tokens: TENANT SHA256-HEX [NAME] per line (default $EVENTSTREAM_TOKENS_FILE); the tokens table is always read too")
+	fl.BoolVar(&f.noProjections, "no-projections", false, "serve only; run the projections elsewhere (eventstream projections run)")
+	fl.Int64Var(&f.limits.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body; larger is 413")
+	fl.IntVar(&f.limits.MaxBatchEvents, "max-batch", 1000, "most events in one append request; more is 400")
+	fl.IntVar(&f.limits.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers; larger is 431")
+	fl.DurationVar(&f.limits.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time to read a request's headers")
+	fl.DurationVar(&f.limits.ReadTimeout, "read-timeout", 30*time.Second, "time to read a whole request")
+	fl.DurationVar(&f.limits.WriteTimeout, "write-timeout", 60*time.Second, "time to write a response")
+	fl.DurationVar(&f.limits.IdleTimeout, "idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	fl.DurationVar(&f.limits.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one request's work (503 past it)")
+	fl.IntVar(&f.limits.MaxPageEvents, "max-page", 1000, "most events one GET returns")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	return cmd
+}
+
+func (a *app) serve(ctx context.Context, f serveFlags) error {
+	if f.limits.MaxBatchEvents > 10_000 || f.limits.MaxBatchEvents < 1 {
+		return usagef("--max-batch %d: want 1 to 10000", f.limits.MaxBatchEvents)
+	}
+	if f.limits.MaxBodyBytes < 1024 {
+		return usagef("--max-body-bytes %d: want at least 1024", f.limits.MaxBodyBytes)
+	}
+	var migrations []migrationResult
+	b, err := a.openStore(ctx, storeOptions{
+		connectOptions: connectOptions{devCluster: f.dev, appName: "eventstream-serve"},
+		devStandIn:     f.dev,
+		migrations:     &migrations,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := server.NewMetrics(reg, b.Registry)
+	if err != nil {
+		return err
+	}
+	logStore := metrics.InstrumentStore(b.Store)
+	dom, err := a.newDomain(logStore, b.Registry)
+	if err != nil {
+		return err
+	}
+	ib := *b
+	ib.Store = logStore
+	rt, err := a.newRuntime(&ib, dom, runtimeOptions{registerer: reg})
+	if err != nil {
+		return err
+	}
+
+	sources := server.Sources{server.TokenTable{Pool: b.DB.Pool}}
+	if f.tokensFile == "" {
+		f.tokensFile = a.getenv("EVENTSTREAM_TOKENS_FILE")
+	}
+	if f.tokensFile != "" {
+		tf := server.TokenFile{Path: f.tokensFile}
+		if _, err := tf.Tokens(ctx); err != nil {
+			return usagef("--tokens-file: %v", err)
+		}
+		sources = append(sources, tf)
+	}
+	if f.dev {
+		have, err := sources.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		if len(have) == 0 {
+			secret, err := server.NewToken()
+			if err != nil {
+				return err
+			}
+			sources = append(sources, server.Tokens{server.TokenFor(secret, server.AllTenants, "dev")})
+			a.stderrf("dev mode: an operator token for this run (all tenants): %s\n", secret)
+		}
+	}
+
+	ready := func(ctx context.Context) error {
+		if err := b.DB.Pool.Ping(ctx); err != nil {
+			return errors.New("the database does not answer")
+		}
+		checks := map[string]int{projections.Component: 1, "api": 1}
+		if b.PG != nil {
+			checks[postgres.Component] = 1
+		}
+		for c, want := range checks {
+			v, err := migrate.Status(ctx, b.DB.Pool, c)
+			if err != nil || v < want {
+				return fmt.Errorf("migrations of %s are not applied", c)
+			}
+		}
+		return nil
+	}
+	srv, err := server.New(server.Config{
+		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
+		Auth: server.NewAuthenticator(sources), Gatherer: reg, Metrics: metrics,
+		Ready: ready, Limits: f.limits, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.addr, err)
+	}
+	hs := srv.HTTPServer(f.addr)
+
+	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
+	projDone := make(chan error, 1)
+	if f.noProjections {
+		projDone <- nil
+	} else {
+		go func() { projDone <- rt.Run(projCtx) }()
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	a.log.Info("serving", "url", "http://"+displayAddr(ln.Addr()), "ui", "http://"+displayAddr(ln.Addr())+"/ui/", "store", b.Kind, "projections", !f.noProjections)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down: finishing requests in flight", "timeout", f.shutdownTimeout)
+	case serveErr = <-served:
+	case err := <-projDone:
+		if err != nil {
+			serveErr = fmt.Errorf("projections stopped: %w", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		a.log.Warn("requests still in flight at the shutdown timeout were cut", "err", err)
+		_ = hs.Close()
+	}
+	stopProjections()
+	if err := <-projDone; err != nil && serveErr == nil && !errors.Is(err, context.Canceled) {
+		serveErr = err
+	}
+	a.log.Info("stopped; projections are at their checkpoints")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// displayAddr turns ":8080" listeners into a clickable address.
+func displayAddr(addr net.Addr) string {
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		return fmt.Sprintf("127.0.0.1:%d", ta.Port)
+	}
+	return addr.String()
+}
+
+func (a *app) tokensCommand() *cobra.Command {
+	cmd := asGroup(&cobra.Command{
+		Use:   "tokens",
+		Short: "Create, list and revoke the HTTP API's bearer tokens",
+		Long: `Bearer tokens of the HTTP API, each mapped to a tenant ("*": an operator
+who sees every tenant). Only a token's SHA-256 is stored, in the
+eventstream_api_tokens table or in a tokens file; the secret is printed
+once, when it is created.`,
+	})
+	var name, file string
+	create := &cobra.Command{
+		Use:   "create TENANT [--name NAME] [--file FILE]",
+		Short: "Make a token for TENANT and print its secret (once)",
+		Args:  argsExactly(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant := args[0]
+			if err := server.CheckTenant(tenant); err != nil {
+				return usagef("%v", err)
+			}
+			var secret string
+			if file != "" {
+				s, err := server.NewToken()
+				if err != nil {
+					return err
+				}
+				fh, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+				if err != nil {
+					return usagef("--file %s: %v", file, errors.Unwrap(err))
+				}
+				_, err = fmt.Fprintf(fh, "%s %s %s\n", tenant, server.HashToken(s), name)
+				if cerr := fh.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+				secret = s
+			} else {
+				db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-tokens"})
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				if err := migrateAPI(cmd.Context(), db); err != nil {
+					return err
+				}
+				if secret, err = (server.TokenTable{Pool: db.Pool}).Add(cmd.Context(), tenant, name); err != nil {
+					return err
+				}
+			}
+			if a.asJSON {
+				return a.printJSON(map[string]string{"tenant": tenant, "name": name, "token": secret})
+			}
+			a.stdoutf("%s\n", secret)
+			a.stderrf("token for tenant %s created; it is shown only now: keep it secret\n", tenant)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "a name to list and revoke the token by")
+	create.Flags().StringVar(&file, "file", "", "append the token's hash to this tokens file instead of the database")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (tenant, name, hash prefix, created, revoked; never secrets)",
+		Args:  argsExactly(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-tokens"})
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := migrateAPI(cmd.Context(), db); err != nil {
+				return err
+			}
+			ts, err := server.TokenTable{Pool: db.Pool}.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.asJSON {
+				return a.printJSON(ts)
+			}
+			t := a.newTable("TENANT", "NAME", "HASH", "CREATED", "REVOKED")
+			for _, x := range ts {
+				rev := ""
+				if x.RevokedAt != nil {
+					rev = x.RevokedAt.UTC().Format(time.RFC3339)
+				}
+				t.row(x.Tenant, x.Name, x.HashPrefix, x.CreatedAt.UTC().Format(time.RFC3339), rev)
+			}
+			return t.flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME|HASH-PREFIX",
+		Short: "Revoke tokens by name or by the hash prefix tokens list shows",
+		Args:  argsExactly(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-tokens"})
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := migrateAPI(cmd.Context(), db); err != nil {
+				return err
+			}
+			n, err := server.TokenTable{Pool: db.Pool}.Revoke(cmd.Context(), args[0])
+			if errors.Is(err, server.ErrNoToken) {
+				return fmt.Errorf("no live token is named or hashed %q", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			a.stdoutf("revoked %d token(s); servers stop accepting them within seconds\n", n)
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func migrateAPI(ctx context.Context, db *database) error {
+	ms, err := server.Migrations()
+	if err != nil {
+		return err
+	}
+	_, err = migrate.Apply(ctx, db.Pool, server.Component, ms)
+	return err
+}

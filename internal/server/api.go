@@ -1,0 +1,367 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
+)
+
+// eventIn is one event of an append request.
+type eventIn struct {
+	ID      uuid.UUID       `json:"id"`
+	Type    string          `json:"type"`
+	Source  string          `json:"source"`
+	Target  string          `json:"target"`
+	Payload json.RawMessage `json:"payload"`
+	Meta    eventstore.Meta `json:"meta"`
+}
+
+// appendIn is the body of POST /streams/{stream}/events: either
+// {"expected_version": ..., "events": [...]} or a single event object.
+type appendIn struct {
+	ExpectedVersion json.RawMessage `json:"expected_version"`
+	Events          []eventIn       `json:"events"`
+}
+
+// appendedOut is one stored event of an append response.
+type appendedOut struct {
+	ID       string              `json:"id"`
+	Type     string              `json:"type"`
+	Version  int64               `json:"version"`
+	Position eventstore.Position `json:"position"`
+}
+
+type appendOut struct {
+	Stream   string              `json:"stream"`
+	Version  int64               `json:"version"`
+	Position eventstore.Position `json:"position"`
+	Events   []appendedOut       `json:"events"`
+}
+
+func badRequest(rule, ptr, format string, args ...any) error {
+	return &eventstore.ValidationError{Index: -1, Pointer: ptr, Rule: rule, Message: fmt.Sprintf(format, args...)}
+}
+
+// parseExpected reads the expected version from the Expected-Version
+// header or the body's expected_version (a number or "any", "no-stream",
+// "exists"); both given must agree.
+func parseExpected(header string, field json.RawMessage) (eventstore.ExpectedVersion, error) {
+	var fromField string
+	if len(field) > 0 && string(field) != "null" {
+		var n json.Number
+		if err := json.Unmarshal(field, &fromField); err != nil {
+			if err := json.Unmarshal(field, &n); err != nil {
+				return 0, badRequest("expected-version", "/expected_version", "expected_version: want a version number or \"any\", \"no-stream\", \"exists\"")
+			}
+			fromField = n.String()
+		}
+	}
+	header = strings.TrimSpace(header)
+	if header != "" && fromField != "" && header != fromField {
+		return 0, badRequest("expected-version", "/expected_version", "the Expected-Version header (%s) and expected_version (%s) disagree", header, fromField)
+	}
+	v := header
+	if v == "" {
+		v = fromField
+	}
+	return eventstore.ParseExpectedVersion(v)
+}
+
+// decodeAppend decodes an append body strictly: malformed JSON, unknown
+// keys and duplicate keys are refused.
+func decodeAppend(body []byte) (appendIn, error) {
+	var in appendIn
+	doc, err := eventstore.DecodeJSON(body)
+	if err != nil {
+		return in, err
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return in, badRequest("type", "/", "the body must be a JSON object: one event, or {\"events\": [...]}")
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if _, batch := obj["events"]; batch {
+		if err := d.Decode(&in); err != nil {
+			return in, badRequest("envelope", "/", "not an append request: %v", err)
+		}
+		return in, nil
+	}
+	var one struct {
+		eventIn
+		ExpectedVersion json.RawMessage `json:"expected_version"`
+	}
+	if err := d.Decode(&one); err != nil {
+		return in, badRequest("envelope", "/", "not an event: %v", err)
+	}
+	return appendIn{ExpectedVersion: one.ExpectedVersion, Events: []eventIn{one.eventIn}}, nil
+}
+
+func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principal) {
+	stream := r.PathValue("stream")
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	in, err := decodeAppend(body)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	expected, err := parseExpected(r.Header.Get("Expected-Version"), in.ExpectedVersion)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	if len(in.Events) > s.cfg.Limits.MaxBatchEvents {
+		s.writeStoreError(w, r, badRequest("batch-size", "/events", "%d events in one request; this server takes at most %d", len(in.Events), s.cfg.Limits.MaxBatchEvents))
+		return
+	}
+	events := make([]eventstore.Event, len(in.Events))
+	for i, e := range in.Events {
+		m := e.Meta
+		switch {
+		case m.TenantID == "" && !p.Operator():
+			m.TenantID = p.Tenant
+		case m.TenantID != "" && !p.Sees(m.TenantID):
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("event %d: this token writes only tenant %q's events", i, p.Tenant), nil)
+			return
+		}
+		if m.SchemaVersion == 0 {
+			if m.SchemaVersion = s.cfg.Registry.Latest(e.Type); m.SchemaVersion == 0 {
+				m.SchemaVersion = 1 // unknown type: validation says so
+			}
+		}
+		if m.Producer == "" {
+			m.Producer = "http/" + p.Name
+		}
+		src := e.Source
+		if src == "" {
+			src = "http"
+		}
+		events[i] = eventstore.Event{ID: e.ID, Type: e.Type, Source: src, Target: e.Target, Payload: e.Payload, Meta: m}
+	}
+	if err := eventstore.CheckStreamID(stream); err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	// A stream belongs to the tenant of its first event; another tenant
+	// neither writes to it nor learns that it exists.
+	if !p.Operator() {
+		owner, err := s.streamOwner(r, stream)
+		if err != nil {
+			s.writeStoreError(w, r, err)
+			return
+		}
+		if owner != "" && owner != p.Tenant {
+			writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
+			return
+		}
+	}
+	res, err := s.cfg.Store.Append(r.Context(), stream, expected, events...)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	out := appendOut{Stream: res.Stream, Version: res.Version(), Position: res.Position()}
+	for _, e := range res.Events {
+		out.Events = append(out.Events, appendedOut{ID: e.ID.String(), Type: e.Type, Version: e.Version, Position: e.Position})
+	}
+	w.Header().Set("Location", "/streams/"+escapePath(stream))
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// streamOwner returns the tenant of a stream's first event ("" when the
+// stream has no events).
+func (s *Server) streamOwner(r *http.Request, stream string) (string, error) {
+	first, err := s.cfg.Store.ReadStream(r.Context(), stream, 1, 1)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if len(first) == 0 {
+		return "", nil
+	}
+	return first[0].Meta.TenantID, nil
+}
+
+func escapePath(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), "/", "%2F")
+}
+
+// intParam reads a non-negative integer query parameter.
+func intParam(r *http.Request, name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequest("query", "", "%s=%q: want a number >= 0", name, v)
+	}
+	return n, nil
+}
+
+func (s *Server) readStream(w http.ResponseWriter, r *http.Request, p Principal) {
+	stream := r.PathValue("stream")
+	from, err := intParam(r, "from", 1)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit", int64(s.cfg.Limits.MaxPageEvents))
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	limit = min(max(limit, 1), int64(s.cfg.Limits.MaxPageEvents))
+	if err := eventstore.CheckStreamID(stream); err != nil {
+		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
+		return
+	}
+	if !p.Operator() {
+		owner, err := s.streamOwner(r, stream)
+		if err != nil {
+			s.writeStoreError(w, r, err)
+			return
+		}
+		if owner != p.Tenant {
+			writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
+			return
+		}
+	}
+	events, err := s.cfg.Store.ReadStream(r.Context(), stream, max(from, 1), int(limit))
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
+		return
+	}
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	out := struct {
+		Stream string             `json:"stream"`
+		Events []eventstore.Event `json:"events"`
+		Next   *int64             `json:"next,omitempty"`
+	}{Stream: stream, Events: []eventstore.Event{}}
+	for _, e := range events {
+		if p.Sees(e.Meta.TenantID) {
+			out.Events = append(out.Events, e)
+		}
+	}
+	if len(events) == int(limit) {
+		n := events[len(events)-1].Version + 1
+		out.Next = &n
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) readAll(w http.ResponseWriter, r *http.Request, p Principal) {
+	from := eventstore.Start
+	if v := r.URL.Query().Get("from"); v != "" {
+		pos, err := eventstore.ParsePosition(v)
+		if err != nil {
+			s.writeStoreError(w, r, badRequest("query", "", "from=%q: want a position", v))
+			return
+		}
+		from = pos
+	}
+	limit, err := intParam(r, "limit", 100)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	limit = min(max(limit, 1), int64(s.cfg.Limits.MaxPageEvents))
+	opts := eventstore.ReadAllOptions{From: from, Limit: int(limit)}
+	if t := r.URL.Query()["type"]; len(t) > 0 {
+		opts.Types = t
+	}
+	if !p.Operator() {
+		opts.TenantID = p.Tenant
+	} else if t := r.URL.Query().Get("tenant"); t != "" {
+		opts.TenantID = t
+	}
+	page, err := s.cfg.Store.ReadAll(r.Context(), opts)
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	out := struct {
+		Events []eventstore.Event  `json:"events"`
+		Next   eventstore.Position `json:"next"`
+		End    bool                `json:"end"`
+	}{Events: []eventstore.Event{}, Next: page.Next, End: page.End}
+	for _, e := range page.Events {
+		if p.Sees(e.Meta.TenantID) { // a backend that filters in the client still filters
+			out.Events = append(out.Events, e)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Principal) {
+	out := struct {
+		Projections []projections.Lag `json:"projections"`
+	}{Projections: []projections.Lag{}}
+	if s.cfg.Runtime != nil {
+		lags, err := s.cfg.Runtime.Lag(r.Context())
+		if err != nil {
+			s.writeStoreError(w, r, err)
+			return
+		}
+		if !p.Operator() {
+			// Lag is the projections' state, not a tenant's rows; the
+			// error text may quote an event, so tenants do not see it.
+			for i := range lags {
+				lags[i].LastError = ""
+			}
+		}
+		out.Projections = lags
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) listSchemas(w http.ResponseWriter, r *http.Request, p Principal) {
+	type item struct {
+		Type     string `json:"type"`
+		Versions []int  `json:"versions"`
+	}
+	out := struct {
+		Schemas []item `json:"schemas"`
+	}{}
+	for _, t := range s.cfg.Registry.Types() {
+		out.Schemas = append(out.Schemas, item{t, s.cfg.Registry.Versions(t)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getSchema(w http.ResponseWriter, r *http.Request, p Principal) {
+	typ, v := r.PathValue("type"), strings.TrimPrefix(r.PathValue("version"), "v")
+	version := 0
+	if v == "latest" {
+		version = s.cfg.Registry.Latest(typ)
+	} else if n, err := strconv.Atoi(v); err == nil {
+		version = n
+	}
+	src, ok := s.cfg.Registry.Source(typ, version)
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no schema %s v%s", typ, v), nil)
+		return
+	}
+	w.Header().Set("Content-Type", "application/schema+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(src)
+}

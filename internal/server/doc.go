@@ -1,0 +1,21 @@
+// Package server is eventstream's HTTP server: a JSON API over the event
+// log, projection status and schemas; bearer-token authentication mapped
+// to tenants; Prometheus metrics; health and readiness; and /ui/, a
+// server-rendered audit browser.
+//
+// What it promises:
+//   - A token reads and writes only its tenant's events: another tenant's
+//     stream is 404 (its existence is not revealed), lists hold only the
+//     token's tenant's rows. A token of tenant "*" is an operator's and
+//     sees every tenant. No token, or an unknown one: 401.
+//   - Tokens are stored as SHA-256 hashes (in a file or the
+//     eventstream_api_tokens table) and compared in constant time against
+//     every stored hash.
+//   - An append is validated like every append (eventstore.Validator):
+//     400 with the event index, JSON pointer and rule; 409 on a wrong
+//     expected version; nothing is written on either.
+//   - Requests are bounded: body size, events per append, header size,
+//     read/write/idle timeouts and a per-request deadline (Limits).
+//   - Metrics are registered on the registry the caller gives, never the
+//     global one, and carry no tenant or token in their labels.
+package server

@@ -1,0 +1,325 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// Limits bound what one request may cost. The zero value of a field means
+// its default (in brackets).
+type Limits struct {
+	// MaxBodyBytes bounds a request body [4 MiB]; larger is 413.
+	MaxBodyBytes int64
+	// MaxBatchEvents bounds the events of one append [1,000]; more is 400.
+	MaxBatchEvents int
+	// MaxHeaderBytes bounds the request line and headers [64 KiB]; more
+	// is 431.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds reading the headers [10s].
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request [30s].
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response [60s].
+	WriteTimeout time.Duration
+	// IdleTimeout bounds an idle keep-alive connection [120s].
+	IdleTimeout time.Duration
+	// RequestTimeout is the deadline of a request's work [30s]; past it the
+	// request fails with 503 and an append is not written.
+	RequestTimeout time.Duration
+	// MaxPageEvents bounds the events one GET returns [1,000].
+	MaxPageEvents int
+}
+
+// WithDefaults fills the zero fields.
+func (l Limits) WithDefaults() Limits {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = 4 << 20
+	}
+	if l.MaxBatchEvents <= 0 || l.MaxBatchEvents > eventstore.MaxBatchEvents {
+		l.MaxBatchEvents = min(1000, eventstore.MaxBatchEvents)
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.MaxPageEvents <= 0 {
+		l.MaxPageEvents = 1000
+	}
+	def(&l.ReadHeaderTimeout, 10*time.Second)
+	def(&l.ReadTimeout, 30*time.Second)
+	def(&l.WriteTimeout, 60*time.Second)
+	def(&l.IdleTimeout, 120*time.Second)
+	def(&l.RequestTimeout, 30*time.Second)
+	return l
+}
+
+// Config is what the server serves.
+type Config struct {
+	// Store is the log. Wrap it with Metrics.InstrumentStore to count
+	// appends.
+	Store eventstore.Store
+	// Registry holds the schemas GET /schemas serves.
+	Registry *schemas.Registry
+	// Pool is the PostgreSQL database of the read models: the audit
+	// browser reads audit_events there.
+	Pool *pgxpool.Pool
+	// Runtime, if set, answers GET /projections and the UI's lag page.
+	Runtime *projections.Runtime
+	// Auth checks bearer tokens. Required.
+	Auth *Authenticator
+	// Gatherer serves GET /metrics (nil: no metrics endpoint).
+	Gatherer prometheus.Gatherer
+	// Metrics counts requests (nil: not counted).
+	Metrics *Metrics
+	// Ready reports whether the server may take traffic (GET /readyz).
+	Ready  func(ctx context.Context) error
+	Limits Limits
+	Logger *slog.Logger
+}
+
+// Server serves the API, the metrics and the audit browser.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+	log *slog.Logger
+	ui  *ui
+}
+
+// New checks cfg and builds the routes.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("server: a store is required")
+	case cfg.Registry == nil:
+		return nil, errors.New("server: a schema registry is required")
+	case cfg.Auth == nil:
+		return nil, errors.New("server: an authenticator is required")
+	}
+	cfg.Limits = cfg.Limits.WithDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	var err error
+	if s.ui, err = newUI(s); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	api := func(route string, h func(http.ResponseWriter, *http.Request, Principal)) {
+		s.mux.Handle(route, s.instrument(route, s.limit(s.authAPI(h))))
+	}
+	api("POST /streams/{stream}/events", s.appendEvents)
+	api("GET /streams/{stream}", s.readStream)
+	api("GET /events", s.readAll)
+	api("GET /projections", s.projectionStatus)
+	api("GET /schemas", s.listSchemas)
+	api("GET /schemas/{type}/{version}", s.getSchema)
+	s.mux.Handle("GET /healthz", s.instrument("/healthz", http.HandlerFunc(s.healthz)))
+	s.mux.Handle("GET /readyz", s.instrument("/readyz", http.HandlerFunc(s.readyz)))
+	if s.cfg.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	s.ui.routes()
+	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint", nil)
+	})))
+}
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// HTTPServer returns an http.Server for addr with the limits applied.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	l := s.cfg.Limits
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.mux,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout:       l.ReadTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// statusWriter records the status code for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Server) instrument(route string, h http.Handler) http.Handler {
+	if s.cfg.Metrics == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		s.cfg.Metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
+		s.cfg.Metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+// limit applies the body size limit and the request deadline.
+func (s *Server) limit(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBodyBytes)
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// bearer returns the token of an Authorization: Bearer header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok, err := s.cfg.Auth.Authenticate(r.Context(), bearer(r))
+		if err != nil {
+			s.log.Error("authenticate", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check tokens right now", nil)
+			return
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eventstream"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer TOKEN)", nil)
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Error   string                 `json:"error"`
+	Kind    string                 `json:"kind"`
+	Index   *int                   `json:"index,omitempty"`
+	Type    string                 `json:"type,omitempty"`
+	Schema  int                    `json:"schema_version,omitempty"`
+	Pointer string                 `json:"pointer,omitempty"`
+	Rule    string                 `json:"rule,omitempty"`
+	Causes  []eventstore.Violation `json:"causes,omitempty"`
+	Stream  string                 `json:"stream,omitempty"`
+	Expect  string                 `json:"expected_version,omitempty"`
+	Actual  *int64                 `json:"actual_version,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, kind, msg string, extra func(*apiError)) {
+	e := apiError{Error: msg, Kind: kind}
+	if extra != nil {
+		extra(&e)
+	}
+	writeJSON(w, code, e)
+}
+
+// writeStoreError maps the log's typed errors to HTTP.
+func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *eventstore.ValidationError
+	var je *eventstore.JSONError
+	var ce *eventstore.ConcurrencyError
+	var mb *http.MaxBytesError
+	switch {
+	case errors.As(err, &mb):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the request body is over %d bytes", mb.Limit), nil)
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, "validation", strings.TrimPrefix(err.Error(), "eventstore: "), func(e *apiError) {
+			if ve.Index >= 0 {
+				i := ve.Index
+				e.Index = &i
+			}
+			e.Type, e.Schema, e.Pointer, e.Rule, e.Causes = ve.Type, ve.SchemaVersion, ve.Pointer, ve.Rule, ve.Causes
+		})
+	case errors.As(err, &je):
+		writeError(w, http.StatusBadRequest, "validation", je.Message, func(e *apiError) { e.Rule, e.Pointer = je.Rule, "" })
+	case errors.As(err, &ce):
+		writeError(w, http.StatusConflict, "concurrency", strings.TrimPrefix(err.Error(), "eventstore: "), func(e *apiError) {
+			a := ce.Actual
+			e.Stream, e.Expect, e.Actual = ce.Stream, ce.Expected.String(), &a
+		})
+	case errors.Is(err, eventstore.ErrDuplicateEvent):
+		writeError(w, http.StatusConflict, "duplicate", strings.TrimPrefix(err.Error(), "eventstore: "), nil)
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil:
+		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than the server allows", nil)
+	case errors.Is(err, context.Canceled):
+		writeError(w, http.StatusServiceUnavailable, "cancelled", "the request was cancelled", nil)
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "internal error (logged on the server)", nil)
+	}
+}

@@ -1,0 +1,449 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/projections"
+)
+
+//go:embed ui/*.html ui/*.css
+var uiFiles embed.FS
+
+// tokenCookie holds the token a browser signed in with.
+const tokenCookie = "eventstream_token"
+
+// uiPageSize is how many events one page of the audit browser lists.
+const uiPageSize = 50
+
+type ui struct {
+	s     *Server
+	pages map[string]*template.Template
+	css   []byte
+}
+
+func newUI(s *Server) (*ui, error) {
+	u := &ui{s: s, pages: map[string]*template.Template{}}
+	for _, name := range []string{"login", "events", "event", "projections"} {
+		t, err := template.ParseFS(uiFiles, "ui/layout.html", "ui/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("server: ui template %s: %w", name, err)
+		}
+		u.pages[name] = t
+	}
+	var err error
+	if u.css, err = uiFiles.ReadFile("ui/style.css"); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (u *ui) routes() {
+	m, s := u.s.mux, u.s
+	page := func(route string, h func(http.ResponseWriter, *http.Request, Principal)) {
+		m.Handle(route, s.instrument(route, s.limit(u.auth(h))))
+	}
+	page("GET /ui/{$}", u.events)
+	m.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	page("GET /ui/events/{id}", u.event)
+	page("GET /ui/projections", u.projections)
+	m.Handle("GET /ui/login", s.instrument("GET /ui/login", http.HandlerFunc(u.loginPage)))
+	m.Handle("POST /ui/login", s.instrument("POST /ui/login", s.limit(http.HandlerFunc(u.login))))
+	m.Handle("POST /ui/logout", s.instrument("POST /ui/logout", http.HandlerFunc(u.logout)))
+	m.Handle("GET /ui/static/style.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = w.Write(u.css)
+	}))
+}
+
+// view is what every page template gets.
+type view struct {
+	Title     string
+	Page      string
+	Principal *Principal
+}
+
+func (u *ui) render(w http.ResponseWriter, code int, name string, data any) {
+	var b bytes.Buffer
+	if err := u.pages[name].ExecuteTemplate(&b, name+".html", data); err != nil {
+		u.s.log.Error("render page", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(b.Bytes())
+}
+
+// auth accepts the sign-in cookie or a bearer header; without either the
+// sign-in page is shown (401).
+func (u *ui) auth(h func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secret := bearer(r)
+		if c, err := r.Cookie(tokenCookie); secret == "" && err == nil {
+			secret = c.Value
+		}
+		p, ok, err := u.s.cfg.Auth.Authenticate(r.Context(), secret)
+		if err != nil {
+			http.Error(w, "cannot check tokens right now", http.StatusServiceUnavailable)
+			return
+		}
+		if !ok {
+			msg := ""
+			if secret != "" {
+				msg = "That token is not valid (any more)."
+			}
+			u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: msg, Next: r.URL.RequestURI()})
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+type loginView struct {
+	view
+	Error string
+	Next  string
+}
+
+func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
+	u.render(w, http.StatusOK, "login", loginView{view: view{Title: "Sign in"}, Next: "/ui/"})
+}
+
+// safeNext keeps a redirect inside /ui/.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		return "/ui/"
+	}
+	return next
+}
+
+func (u *ui) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		u.render(w, http.StatusBadRequest, "login", loginView{view: view{Title: "Sign in"}, Error: "Malformed form.", Next: "/ui/"})
+		return
+	}
+	secret, next := strings.TrimSpace(r.PostForm.Get("token")), safeNext(r.PostForm.Get("next"))
+	_, ok, err := u.s.cfg.Auth.Authenticate(r.Context(), secret)
+	if err != nil || !ok {
+		u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: "That token is not valid.", Next: next})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: secret, Path: "/ui/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: "", Path: "/ui/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// filters are the audit browser's query parameters.
+type filters struct {
+	Type, Stream, Tenant, Correlation, Since, Until string
+	Before                                          int64
+}
+
+func (f filters) values() url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"type": f.Type, "stream": f.Stream, "tenant": f.Tenant, "correlation": f.Correlation, "since": f.Since, "until": f.Until} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return v
+}
+
+type eventRow struct {
+	Position                                string
+	ID                                      uuid.UUID
+	Time, Type, Stream, Tenant, Correlation string
+	Version                                 int64
+}
+
+type eventsView struct {
+	view
+	F           filters
+	Rows        []eventRow
+	More        bool
+	Older       string
+	Unavailable string
+	Lagging     int64
+}
+
+// parseUITime reads a datetime-local value (UTC).
+func parseUITime(s string) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05", time.RFC3339, "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q: want YYYY-MM-DDTHH:MM (UTC)", s)
+}
+
+func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
+	q := r.URL.Query()
+	f := filters{Type: q.Get("type"), Stream: q.Get("stream"), Tenant: q.Get("tenant"), Correlation: q.Get("correlation"), Since: q.Get("since"), Until: q.Get("until")}
+	if !p.Operator() {
+		f.Tenant = p.Tenant
+	}
+	v := eventsView{view: view{Title: "Audit log", Page: "events", Principal: &p}, F: f}
+	if b := q.Get("before"); b != "" {
+		if n, err := strconv.ParseInt(b, 10, 64); err == nil {
+			f.Before = n
+		}
+	}
+	var where []string
+	var args []any
+	add := func(cond string, arg any) {
+		args = append(args, arg)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Type != "" {
+		if strings.ContainsAny(f.Type, "%*") {
+			add("type LIKE $%d", strings.ReplaceAll(f.Type, "*", "%"))
+		} else {
+			add("type = $%d", f.Type)
+		}
+	}
+	if f.Stream != "" {
+		add("stream = $%d", f.Stream)
+	}
+	if f.Tenant != "" {
+		add("tenant_id = $%d", f.Tenant)
+	}
+	if f.Correlation != "" {
+		add("correlation_id = $%d", f.Correlation)
+	}
+	for _, t := range []struct {
+		s, op string
+	}{{f.Since, ">="}, {f.Until, "<"}} {
+		if t.s == "" {
+			continue
+		}
+		tm, err := parseUITime(t.s)
+		if err != nil {
+			v.Unavailable = err.Error()
+			u.render(w, http.StatusBadRequest, "events", v)
+			return
+		}
+		add("occurred_at "+t.op+" $%d", tm)
+	}
+	if f.Before > 0 {
+		add("position < $%d", f.Before)
+	}
+	sql := `SELECT position, prepare_position, event_id, occurred_at, type, stream, version, tenant_id, coalesce(correlation_id, '') FROM audit_events`
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	sql += fmt.Sprintf(" ORDER BY position DESC, prepare_position DESC LIMIT %d", uiPageSize+1)
+	if u.s.cfg.Pool == nil {
+		v.Unavailable = "The audit log needs the PostgreSQL read models."
+		u.render(w, http.StatusServiceUnavailable, "events", v)
+		return
+	}
+	rows, err := u.s.cfg.Pool.Query(r.Context(), sql, args...)
+	if err != nil {
+		u.unavailable(w, &v, err)
+		return
+	}
+	var last int64 // the position of the last row shown
+	for rows.Next() {
+		var row eventRow
+		var pos, prep int64
+		var at time.Time
+		if err := rows.Scan(&pos, &prep, &row.ID, &at, &row.Type, &row.Stream, &row.Version, &row.Tenant, &row.Correlation); err != nil {
+			rows.Close()
+			u.unavailable(w, &v, err)
+			return
+		}
+		row.Position = strconv.FormatInt(pos, 10)
+		if prep != pos {
+			row.Position += "/" + strconv.FormatInt(prep, 10)
+		}
+		row.Time = at.UTC().Format("2006-01-02 15:04:05.000")
+		if len(v.Rows) < uiPageSize {
+			last = pos
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		u.unavailable(w, &v, err)
+		return
+	}
+	if len(v.Rows) > uiPageSize {
+		v.Rows, v.More = v.Rows[:uiPageSize], true
+		older := f.values()
+		older.Set("before", strconv.FormatInt(last, 10))
+		v.Older = "/ui/?" + older.Encode()
+	}
+	v.Lagging = u.auditLag(r.Context())
+	u.render(w, http.StatusOK, "events", v)
+}
+
+func (u *ui) unavailable(w http.ResponseWriter, v *eventsView, err error) {
+	v.Unavailable = "The audit log cannot be read: " + friendly(err)
+	u.s.log.Warn("ui: read audit_events", "err", err)
+	u.render(w, http.StatusServiceUnavailable, "events", v)
+}
+
+func friendly(err error) string {
+	if strings.Contains(err.Error(), "SQLSTATE 42P01") {
+		return "the audit projection is not installed (run eventstream migrate)."
+	}
+	return "see the server's log."
+}
+
+// auditLag returns how many events the audit projection is behind (0 if
+// unknown).
+func (u *ui) auditLag(ctx context.Context) int64 {
+	if u.s.cfg.Runtime == nil {
+		return 0
+	}
+	lags, err := u.s.cfg.Runtime.Lag(ctx)
+	if err != nil {
+		return 0
+	}
+	for _, l := range lags {
+		if l.Projection == "audit" {
+			return l.LagEvents
+		}
+	}
+	return 0
+}
+
+type eventDetail struct {
+	ID                                                   uuid.UUID
+	Position, Time, Type, Stream, Source, Target, Tenant string
+	Correlation, Causation, Producer                     string
+	Version                                              int64
+	SchemaVersion                                        int
+}
+
+type eventView struct {
+	view
+	E         eventDetail
+	Payload   string
+	Meta      string
+	CauseLink string
+}
+
+func (u *ui) event(w http.ResponseWriter, r *http.Request, p Principal) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	notFound := func() {
+		v := eventsView{view: view{Title: "Not found", Page: "events", Principal: &p}, Unavailable: "No such event."}
+		u.render(w, http.StatusNotFound, "events", v)
+	}
+	if err != nil || u.s.cfg.Pool == nil {
+		notFound()
+		return
+	}
+	var e eventDetail
+	var pos, prep int64
+	var at time.Time
+	var payload, meta []byte
+	err = u.s.cfg.Pool.QueryRow(r.Context(), `SELECT position, prepare_position, event_id, occurred_at, type, stream, version, source, coalesce(target, ''),
+		tenant_id, coalesce(correlation_id, ''), coalesce(causation_id, ''), coalesce(producer, ''), schema_version, payload, meta
+		FROM audit_events WHERE event_id = $1`, id).Scan(&pos, &prep, &e.ID, &at, &e.Type, &e.Stream, &e.Version, &e.Source, &e.Target,
+		&e.Tenant, &e.Correlation, &e.Causation, &e.Producer, &e.SchemaVersion, &payload, &meta)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !p.Sees(e.Tenant)) {
+		notFound()
+		return
+	}
+	if err != nil {
+		v := eventsView{view: view{Title: "Audit log", Page: "events", Principal: &p}}
+		u.unavailable(w, &v, err)
+		return
+	}
+	e.Position = strconv.FormatInt(pos, 10)
+	if prep != pos {
+		e.Position += "/" + strconv.FormatInt(prep, 10)
+	}
+	e.Time = at.UTC().Format(time.RFC3339Nano)
+	v := eventView{view: view{Title: e.Type, Page: "events", Principal: &p}, E: e, Payload: indentJSON(payload), Meta: indentJSON(meta)}
+	if _, err := uuid.Parse(e.Causation); err == nil && e.Causation != e.ID.String() {
+		v.CauseLink = "/ui/events/" + e.Causation
+	}
+	u.render(w, http.StatusOK, "event", v)
+}
+
+func indentJSON(b []byte) string {
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return string(b)
+	}
+	return out.String()
+}
+
+type projectionsView struct {
+	view
+	Lags        []projections.Lag
+	Parked      []projections.Parked
+	Unavailable string
+}
+
+// State words a projection's state.
+func (projectionsView) State(l projections.Lag) string {
+	switch {
+	case l.Stopped:
+		return "stopped: " + l.LastError
+	case l.Rebuilding > 0:
+		return fmt.Sprintf("rebuilding generation %d (at %s)", l.Rebuilding, l.RebuildPosition)
+	case l.Running:
+		return "running here"
+	case l.Held:
+		return "running elsewhere"
+	}
+	return "idle"
+}
+
+func (u *ui) projections(w http.ResponseWriter, r *http.Request, p Principal) {
+	v := projectionsView{view: view{Title: "Projections", Page: "projections", Principal: &p}}
+	if u.s.cfg.Runtime == nil {
+		v.Unavailable = "This server runs no projection runtime."
+		u.render(w, http.StatusOK, "projections", v)
+		return
+	}
+	lags, err := u.s.cfg.Runtime.Lag(r.Context())
+	if err == nil {
+		v.Lags = lags
+		var parked []projections.Parked
+		parked, err = u.s.cfg.Runtime.ListParked(r.Context(), "")
+		for _, x := range parked {
+			if p.Sees(x.TenantID) {
+				v.Parked = append(v.Parked, x)
+			}
+		}
+	}
+	if err != nil {
+		v.Unavailable = "Projection state cannot be read: " + friendly(err)
+		u.render(w, http.StatusServiceUnavailable, "projections", v)
+		return
+	}
+	if !p.Operator() {
+		for i := range v.Lags {
+			v.Lags[i].LastError = ""
+		}
+	}
+	u.render(w, http.StatusOK, "projections", v)
+}
