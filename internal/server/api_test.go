@@ -1,0 +1,278 @@
+package server_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/internal/server"
+)
+
+func TestEveryAPIEndpointNeedsAToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	for _, ep := range [][2]string{
+		{"POST", "/streams/s/events"}, {"GET", "/streams/s"}, {"GET", "/events"},
+		{"GET", "/projections"}, {"GET", "/schemas"}, {"GET", "/schemas/course.generation.requested/2"},
+	} {
+		for _, token := range []string{"", "es_wrong"} {
+			r := e.do(ep[0], ep[1], token, requestedEvent(""))
+			if r.code != http.StatusUnauthorized || !strings.Contains(r.header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("%s %s with token %q: %d %s", ep[0], ep[1], token, r.code, r.body)
+			}
+		}
+	}
+	if e.logSize() != 0 {
+		t.Fatal("an unauthenticated append wrote")
+	}
+	e.must(200, "GET", "/healthz", "", "")
+	e.must(200, "GET", "/readyz", "", "")
+	e.ready = fmt.Errorf("migrations of eventstore are not applied")
+	if r := e.must(503, "GET", "/readyz", "", ""); !strings.Contains(r.body, "not applied") {
+		t.Fatalf("readyz: %s", r.body)
+	}
+}
+
+func TestAppendAndRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	r := e.must(201, "POST", "/streams/course-1/events", acmeToken, requestedEvent(""))
+	got := r.json(t)
+	if got["stream"] != "course-1" || got["version"] != float64(1) || got["position"] != float64(1) {
+		t.Fatalf("append: %s", r.body)
+	}
+	if r.header.Get("Location") != "/streams/course-1" {
+		t.Fatalf("Location = %q", r.header.Get("Location"))
+	}
+	// A batch, with the expected version in the body, then in a header.
+	batch := fmt.Sprintf(`{"expected_version": 1, "events": [%s, %s]}`, requestedEvent(""), requestedEvent("acme"))
+	r = e.must(201, "POST", "/streams/course-1/events", acmeToken, batch)
+	if got := r.json(t); got["version"] != float64(3) || len(got["events"].([]any)) != 2 {
+		t.Fatalf("batch: %s", r.body)
+	}
+	e.must(201, "POST", "/streams/course-1/events", acmeToken, requestedEvent(""), "Expected-Version", "3")
+	// Retrying with the same id is idempotent.
+	id := uuid.NewString()
+	one := fmt.Sprintf(`{"id":%q,"type":"course.generation.requested","payload":{"course_id":"%s","topic":"Go","attempt":1,"language":"en"}}`, id, uuid.New())
+	first := e.must(201, "POST", "/streams/course-2/events", acmeToken, one).json(t)
+	again := e.must(201, "POST", "/streams/course-2/events", acmeToken, one).json(t)
+	if first["position"] != again["position"] {
+		t.Fatalf("a retried append moved: %v then %v", first, again)
+	}
+
+	r = e.must(200, "GET", "/streams/course-1?from=2&limit=2", acmeToken, "")
+	stream := r.json(t)
+	evs := stream["events"].([]any)
+	if len(evs) != 2 || evs[0].(map[string]any)["version"] != float64(2) || stream["next"] != float64(4) {
+		t.Fatalf("read stream: %s", r.body)
+	}
+	meta := evs[0].(map[string]any)["meta"].(map[string]any)
+	if meta["tenant_id"] != "acme" || meta["schema_version"] != float64(2) || meta["producer"] != "http/acme-app" {
+		t.Fatalf("defaults filled from the token and the registry: %v", meta)
+	}
+	r = e.must(200, "GET", "/events?from=2&limit=10", acmeToken, "")
+	if all := r.json(t); len(all["events"].([]any)) != 4 || all["end"] != true {
+		t.Fatalf("read all: %s", r.body)
+	}
+	r = e.must(200, "GET", "/events?type=course.generation.failed", acmeToken, "")
+	if n := len(r.json(t)["events"].([]any)); n != 0 {
+		t.Fatalf("type filter: %d events", n)
+	}
+	e.must(404, "GET", "/streams/nope", acmeToken, "")
+	e.must(400, "GET", "/events?from=abc", acmeToken, "")
+	e.must(400, "GET", "/streams/course-1?limit=-1", acmeToken, "")
+	e.must(404, "GET", "/nope", acmeToken, "")
+}
+
+func TestAppendRefusalsWriteNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{MaxBodyBytes: 64 << 10, MaxBatchEvents: 3})
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	badPayload := fmt.Sprintf(`{"events":[%s, {"type":"course.generation.requested","payload":{"course_id":"%s","topic":"Go","attempt":0,"language":"en"}}]}`, requestedEvent(""), uuid.New())
+	deep := strings.Repeat(`{"a":`, 10_000) + "1" + strings.Repeat("}", 10_000)
+	cases := []struct {
+		name, body string
+		headers    []string
+		code       int
+		want       []string
+	}{
+		{"payload breaks its schema", badPayload, nil, 400, []string{`"index":1`, `"pointer":"/payload/attempt"`, `"rule":"minimum"`}},
+		{"unknown type", `{"type":"no.such","payload":{}}`, nil, 400, []string{`"kind":"validation"`}},
+		{"unknown schema version", `{"type":"course.generation.requested","payload":{},"meta":{"schema_version":9}}`, nil, 400, []string{`"rule":`}},
+		{"malformed JSON", `{"type":`, nil, 400, []string{`"kind":"validation"`}},
+		{"not an object", `[1]`, nil, 400, []string{`"rule":"type"`}},
+		{"unknown key", `{"type":"course.generation.requested","payload":{},"surprise":1}`, nil, 400, []string{`"rule":"envelope"`}},
+		{"duplicate key", `{"type":"a","type":"b","payload":{}}`, nil, 400, []string{`duplicate`}},
+		{"payload not an object", `{"type":"course.generation.requested","payload":[1]}`, nil, 400, []string{`"kind":"validation"`}},
+		{"10,000 levels of nesting", `{"type":"course.generation.requested","payload":` + deep + `}`, nil, 400, []string{`"kind":"validation"`}},
+		{"too many events", fmt.Sprintf(`{"events":[%s,%s,%s,%s]}`, requestedEvent(""), requestedEvent(""), requestedEvent(""), requestedEvent("")), nil, 400, []string{`"rule":"batch-size"`}},
+		{"no events", `{"events":[]}`, nil, 400, []string{`"rule":"batch-size"`}},
+		{"body too large", `{"type":"x","payload":{"a":"` + strings.Repeat("x", 70<<10) + `"}}`, nil, 413, []string{`"kind":"too_large"`}},
+		{"bad expected version", requestedEvent(""), []string{"Expected-Version", "-7"}, 400, []string{`"rule":"expected-version"`}},
+		{"header and body disagree", fmt.Sprintf(`{"expected_version":1,"events":[%s]}`, requestedEvent("")), []string{"Expected-Version", "2"}, 400, []string{"disagree"}},
+		{"wrong expected version", requestedEvent(""), []string{"Expected-Version", "no-stream"}, 409, []string{`"kind":"concurrency"`, `"actual_version":1`}},
+		{"another id's content", "", nil, 0, nil},
+	}
+	for _, tc := range cases {
+		if tc.code == 0 {
+			continue
+		}
+		r := e.do("POST", "/streams/s/events", acmeToken, tc.body, tc.headers...)
+		if r.code != tc.code {
+			t.Errorf("%s: want %d, got %d: %s", tc.name, tc.code, r.code, r.body)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.body, w) {
+				t.Errorf("%s: body lacks %s: %s", tc.name, w, r.body)
+			}
+		}
+	}
+	if n := e.logSize(); n != 1 {
+		t.Fatalf("refused appends wrote: the log has %d events, want 1", n)
+	}
+	// The same id with other content is a 409 duplicate.
+	id := uuid.NewString()
+	ev := func(topic string) string {
+		return fmt.Sprintf(`{"id":%q,"type":"course.generation.requested","payload":{"course_id":"%s","topic":%q,"attempt":1,"language":"en"}}`, id, "0f0f0f0f-0000-4000-8000-000000000000", topic)
+	}
+	e.must(201, "POST", "/streams/d/events", acmeToken, ev("one"))
+	if r := e.must(409, "POST", "/streams/d/events", acmeToken, ev("two")); !strings.Contains(r.body, `"kind":"duplicate"`) {
+		t.Fatalf("duplicate id: %s", r.body)
+	}
+	e.must(400, "POST", "/streams/"+strings.Repeat("x", 300)+"/events", acmeToken, requestedEvent(""))
+}
+
+func TestTenantsSeeOnlyTheirOwnEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	e.must(201, "POST", "/streams/acme-course/events", acmeToken, requestedEvent(""))
+	e.must(201, "POST", "/streams/globex-course/events", globexToken, requestedEvent(""))
+
+	// Another tenant's stream does not exist, for reading and for writing.
+	e.must(404, "GET", "/streams/acme-course", globexToken, "")
+	if r := e.must(404, "POST", "/streams/acme-course/events", globexToken, requestedEvent("")); strings.Contains(r.body, "acme") {
+		t.Fatalf("the 404 reveals the owner: %s", r.body)
+	}
+	// An event of another tenant cannot be written, anywhere.
+	e.must(403, "POST", "/streams/globex-2/events", globexToken, requestedEvent("acme"))
+	r := e.must(200, "GET", "/events", globexToken, "")
+	for _, ev := range r.json(t)["events"].([]any) {
+		if ev.(map[string]any)["meta"].(map[string]any)["tenant_id"] != "globex" {
+			t.Fatalf("globex sees %v", ev)
+		}
+	}
+	if n := len(r.json(t)["events"].([]any)); n != 1 {
+		t.Fatalf("globex sees %d events, want 1", n)
+	}
+	// The operator sees both, and can filter by tenant.
+	if e.logSize() != 2 {
+		t.Fatalf("operator sees %d events", e.logSize())
+	}
+	if r := e.must(200, "GET", "/events?tenant=acme", operatorToken, ""); len(r.json(t)["events"].([]any)) != 1 {
+		t.Fatalf("operator tenant filter: %s", r.body)
+	}
+	e.must(200, "GET", "/streams/acme-course", operatorToken, "")
+	// An operator's event needs an explicit tenant.
+	e.must(400, "POST", "/streams/ops/events", operatorToken, requestedEvent(""))
+	e.must(201, "POST", "/streams/ops/events", operatorToken, requestedEvent("initech"))
+
+	// The audit browser: another tenant's event is not found; lists hold
+	// only the token's tenant's rows, whatever the filter says.
+	e.project()
+	acmeEvent := e.must(200, "GET", "/streams/acme-course", acmeToken, "").json(t)["events"].([]any)[0].(map[string]any)["id"].(string)
+	e.must(404, "GET", "/ui/events/"+acmeEvent, globexToken, "")
+	e.must(200, "GET", "/ui/events/"+acmeEvent, acmeToken, "")
+	r = e.must(200, "GET", "/ui/?tenant=acme", globexToken, "")
+	if strings.Contains(r.body, "acme-course") || !strings.Contains(r.body, "globex-course") {
+		t.Fatalf("globex's audit page shows acme rows or misses its own")
+	}
+}
+
+func TestSchemasAndProjections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	r := e.must(200, "GET", "/schemas/course.generation.requested/2", acmeToken, "")
+	if r.header.Get("Content-Type") != "application/schema+json" || !strings.Contains(r.body, `"language"`) {
+		t.Fatalf("schema: %s", r.body)
+	}
+	if r := e.must(200, "GET", "/schemas/course.generation.requested/latest", acmeToken, ""); !strings.Contains(r.body, `"language"`) {
+		t.Fatalf("latest: %s", r.body)
+	}
+	e.must(200, "GET", "/schemas/course.generation.requested/v1", acmeToken, "")
+	e.must(404, "GET", "/schemas/course.generation.requested/9", acmeToken, "")
+	e.must(404, "GET", "/schemas/nope/1", acmeToken, "")
+	if r := e.must(200, "GET", "/schemas", acmeToken, ""); !strings.Contains(r.body, `"mission.created"`) {
+		t.Fatalf("schemas: %s", r.body)
+	}
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	r = e.must(200, "GET", "/projections", acmeToken, "")
+	lag := r.json(t)["projections"].([]any)[0].(map[string]any)
+	if lag["projection"] != "audit" || lag["lag_events"] != float64(1) {
+		t.Fatalf("projections: %s", r.body)
+	}
+}
+
+func TestMetricsCoverAppendsRefusalsAndConflicts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	e.must(400, "POST", "/streams/s/events", acmeToken, `{"type":"course.generation.requested","payload":{"course_id":"x","topic":"Go","attempt":1,"language":"en"}}`)
+	e.must(409, "POST", "/streams/s/events", acmeToken, requestedEvent(""), "Expected-Version", "no-stream")
+	e.must(400, "POST", "/streams/s/events", acmeToken, `{"type":"made.up.type","payload":{}}`)
+	r := e.must(200, "GET", "/metrics", "", "")
+	for _, want := range []string{
+		`eventstream_appends_total{outcome="ok"} 1`,
+		`eventstream_appends_total{outcome="invalid"} 2`,
+		`eventstream_appends_total{outcome="conflict"} 1`,
+		`eventstream_events_total{outcome="ok",type="course.generation.requested"} 1`,
+		`eventstream_validation_refusals_total{rule="format",type="course.generation.requested"} 1`,
+		`eventstream_validation_refusals_total{rule="unknown-type",type="unknown"} 1`,
+		`eventstream_concurrency_conflicts_total 1`,
+		`eventstream_append_duration_seconds_count 4`,
+		`eventstream_http_requests_total{code="201",method="POST",route="POST /streams/{stream}/events"} 1`,
+		`eventstream_projection_events_total{projection="audit"}`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(r.body, "acme") || strings.Contains(r.body, acmeToken) {
+		t.Fatal("metrics carry a tenant or a token")
+	}
+}
+
+// TestHeaderLimit runs the real http.Server with its limits.
+func TestHeaderLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	s, err := server.New(server.Config{Store: e.store, Registry: schemasReg(), Auth: server.NewAuthenticator(server.Tokens{}), Limits: server.Limits{MaxHeaderBytes: 4096}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := s.HTTPServer("127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("64 KiB of headers: %d, want 431", res.StatusCode)
+	}
+	if hs.ReadHeaderTimeout != 10*time.Second || hs.ReadTimeout != 30*time.Second || hs.IdleTimeout != 120*time.Second {
+		t.Fatalf("default timeouts: %+v", hs)
+	}
+}
