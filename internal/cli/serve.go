@@ -172,10 +172,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	projDone := make(chan error, 1)
-	if f.noProjections {
-		projDone <- nil
-	} else {
+	var projWatch <-chan error // nil (never ready) without projections
+	if !f.noProjections {
 		go func() { projDone <- rt.Run(projCtx) }()
+		projWatch = projDone
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -186,10 +186,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	case <-ctx.Done():
 		a.log.Info("shutting down: finishing requests in flight", "timeout", f.shutdownTimeout)
 	case serveErr = <-served:
-	case err := <-projDone:
-		if err != nil {
-			serveErr = fmt.Errorf("projections stopped: %w", err)
-		}
+	case err := <-projWatch:
+		serveErr = fmt.Errorf("projections stopped: %v", err)
+		projDone <- nil
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
@@ -198,8 +197,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		_ = hs.Close()
 	}
 	stopProjections()
-	if err := <-projDone; err != nil && serveErr == nil && !errors.Is(err, context.Canceled) {
-		serveErr = err
+	if !f.noProjections {
+		if err := <-projDone; err != nil && serveErr == nil && !errors.Is(err, context.Canceled) {
+			serveErr = err
+		}
 	}
 	a.log.Info("stopped; projections are at their checkpoints")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
