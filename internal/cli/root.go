@@ -127,6 +127,7 @@ private cluster under ./.eventstream/pg.`,
 		a.dlqCommand(),
 		a.serveCommand(),
 		a.tokensCommand(),
+		a.benchCommand(),
 	)
 	return root
 }
