@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -49,6 +50,9 @@ type Options struct {
 	// Settings are extra postgresql.conf lines (name → value, written as
 	// given: quote strings yourself).
 	Settings map[string]string
+	// Password, if set, is the superuser's password, and TCP connections
+	// must give it (scram-sha-256); otherwise they are trusted.
+	Password string
 }
 
 // Cluster is a running (or stopped) throwaway cluster.
@@ -59,6 +63,7 @@ type Cluster struct {
 	log  string
 	port int
 	cred *syscall.Credential
+	pass string
 
 	mu      sync.Mutex
 	running bool
@@ -100,7 +105,7 @@ func New(opts ...Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{bin: bin}
+	c := &Cluster{bin: bin, pass: o.Password}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -126,8 +131,20 @@ func New(opts ...Options) (*Cluster, error) {
 	defer cancel()
 	// --no-sync only skips syncing initdb's own files: the server itself
 	// runs with fsync on (below).
-	if out, err := c.run(ctx, "initdb", "-D", c.data, "-U", Superuser, "--auth=trust",
-		"--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
+	args := []string{"-D", c.data, "-U", Superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"}
+	if o.Password != "" {
+		pw := filepath.Join(c.root, "pwfile")
+		if err := os.WriteFile(pw, []byte(o.Password+"\n"), 0o600); err == nil && c.cred != nil {
+			err = os.Chown(pw, int(c.cred.Uid), int(c.cred.Gid))
+		}
+		if err != nil {
+			_ = os.RemoveAll(c.root)
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
+		defer os.Remove(pw)
+		args = append(args, "--auth-host=scram-sha-256", "--pwfile="+pw)
+	}
+	if out, err := c.run(ctx, "initdb", args...); err != nil {
 		_ = os.RemoveAll(c.root)
 		return nil, fmt.Errorf("pgcluster: initdb: %v: %s", err, tail(out, 5))
 	}
@@ -230,12 +247,31 @@ func (c *Cluster) Port() int { return c.port }
 // Addr is "127.0.0.1:port".
 func (c *Cluster) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
 
-// URL is the superuser's connection URL for database db ("" = postgres).
+// URL is the superuser's connection URL for database db ("" = postgres),
+// with the password if the cluster has one.
 func (c *Cluster) URL(db string) string {
 	if db == "" {
 		db = "postgres"
 	}
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", Superuser, c.Addr(), db)
+	u := url.URL{Scheme: "postgres", Host: c.Addr(), Path: "/" + db, RawQuery: "sslmode=disable"}
+	if c.pass != "" {
+		u.User = url.UserPassword(Superuser, c.pass)
+	} else {
+		u.User = url.User(Superuser)
+	}
+	return u.String()
+}
+
+// URLAs is the connection URL of another role (password "" for none).
+func (c *Cluster) URLAs(role, password, db string) string {
+	if db == "" {
+		db = "postgres"
+	}
+	u := url.URL{Scheme: "postgres", Host: c.Addr(), Path: "/" + db, RawQuery: "sslmode=disable", User: url.User(role)}
+	if password != "" {
+		u.User = url.UserPassword(role, password)
+	}
+	return u.String()
 }
 
 // Dir is the cluster's data folder.

@@ -78,3 +78,20 @@ func TestCommittedRowsSurviveEveryStop(t *testing.T) {
 		exec(`INSERT INTO t VALUES (2)`)
 	}
 }
+
+// TestPasswordClusterRefusesAWrongPassword checks the password option the
+// secrets tests use: the right password connects, a wrong one does not.
+func TestPasswordClusterRefusesAWrongPassword(t *testing.T) {
+	c := pgcluster.Start(t, pgcluster.Options{Password: "s3cret-Pa55"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.URL(""))
+	if err != nil {
+		t.Fatalf("connect with the password: %v", err)
+	}
+	conn.Close(ctx)
+	if conn, err := pgx.Connect(ctx, c.URLAs(pgcluster.Superuser, "wrong", "")); err == nil {
+		conn.Close(ctx)
+		t.Fatal("a wrong password connected")
+	}
+}
