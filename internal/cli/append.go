@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -358,6 +357,3 @@ func decodeEnvelope(line []byte) (eventstore.Event, error) {
 	}
 	return e, nil
 }
-
-// ctxErr returns ctx's error as a plain interruption.
-func ctxErr(ctx context.Context) error { return ctx.Err() }

@@ -171,9 +171,6 @@ func asGroup(c *cobra.Command) *cobra.Command {
 // argsExactly and friends wrap cobra's argument checks as usage errors.
 func argsExactly(n int) cobra.PositionalArgs { return usageArgs(cobra.ExactArgs(n)) }
 func argsMax(n int) cobra.PositionalArgs     { return usageArgs(cobra.MaximumNArgs(n)) }
-func argsRange(lo, hi int) cobra.PositionalArgs {
-	return usageArgs(cobra.RangeArgs(lo, hi))
-}
 
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -62,12 +62,8 @@ type storeOptions struct {
 	migrations *[]migrationResult
 }
 
-// openBackend connects to the database and opens the log chosen with
+// openStore connects to the database and opens the log chosen with
 // --store. The log's migrations are applied if they have not run.
-func (a *app) openBackend(ctx context.Context, opts connectOptions) (*backend, error) {
-	return a.openStore(ctx, storeOptions{connectOptions: opts})
-}
-
 func (a *app) openStore(ctx context.Context, opts storeOptions) (*backend, error) {
 	kind, err := a.storeKindChecked()
 	if err != nil {
