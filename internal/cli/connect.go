@@ -127,7 +127,7 @@ func (a *app) findDB(ctx context.Context, opts connectOptions) (*database, error
 		if cerr := createDatabase(ctx, u); cerr != nil {
 			return nil, cerr
 		}
-		a.log.Info("created database", "url", redactURL(u))
+		a.stderrf("created the database %s at %s\n", dbName(u), hostOf(u))
 		pool, err = connectPool(ctx, u, opts.appName)
 		if err != nil {
 			return nil, connectFailure(u, err)
@@ -303,6 +303,14 @@ func passwordOf(u string) string {
 	}
 	p, _ := pu.User.Password()
 	return p
+}
+
+func dbName(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimPrefix(pu.Path, "/")
 }
 
 func hostOf(u string) string {

@@ -366,7 +366,7 @@ func TestImportRefusesBadFilesAndConflicts(t *testing.T) {
 func TestImportResumesAfterCtrlC(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	const n = 3000
+	const n = 1500
 	var b strings.Builder
 	for i := range n {
 		b.WriteString(envelope(fmt.Sprintf("s-%d", i%7), "course.generation.requested", 2, requested()))
