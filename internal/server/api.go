@@ -156,20 +156,11 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		s.writeStoreError(w, r, err)
 		return
 	}
-	// A stream belongs to the tenant of its first event; another tenant
-	// neither writes to it nor learns that it exists.
-	if !p.Operator() {
-		owner, err := s.streamOwner(r, stream)
-		if err != nil {
-			s.writeStoreError(w, r, err)
-			return
-		}
-		if owner != "" && owner != p.Tenant {
-			writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
-			return
-		}
+	res, err := s.appendOwned(r, p, stream, expected, events)
+	if errors.Is(err, errNotOwner) {
+		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
+		return
 	}
-	res, err := s.cfg.Store.Append(r.Context(), stream, expected, events...)
 	if err != nil {
 		s.writeStoreError(w, r, err)
 		return
@@ -180,6 +171,39 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	w.Header().Set("Location", "/streams/"+escapePath(stream))
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// errNotOwner: the stream belongs to another tenant.
+var errNotOwner = errors.New("stream of another tenant")
+
+// appendOwned appends for p. A stream belongs to the tenant of its first
+// event; another tenant neither writes to it nor learns that it exists.
+// When the stream is empty at the check, "any" is appended as "no stream",
+// so that another tenant creating the stream at the same moment makes this
+// append conflict (and be checked again) instead of landing in that
+// tenant's stream.
+func (s *Server) appendOwned(r *http.Request, p Principal, stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (eventstore.AppendResult, error) {
+	if p.Operator() {
+		return s.cfg.Store.Append(r.Context(), stream, expected, events...)
+	}
+	for attempt := 0; ; attempt++ {
+		owner, err := s.streamOwner(r, stream)
+		if err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		if owner != "" && owner != p.Tenant {
+			return eventstore.AppendResult{}, errNotOwner
+		}
+		exp := expected
+		if owner == "" && expected == eventstore.Any {
+			exp = eventstore.NoStream
+		}
+		res, err := s.cfg.Store.Append(r.Context(), stream, exp, events...)
+		if exp != expected && errors.Is(err, eventstore.ErrConcurrency) && attempt < 3 {
+			continue // created meanwhile: check whose it is
+		}
+		return res, err
+	}
 }
 
 // streamOwner returns the tenant of a stream's first event ("" when the

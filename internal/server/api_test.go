@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -274,5 +275,44 @@ func TestHeaderLimit(t *testing.T) {
 	}
 	if hs.ReadHeaderTimeout != 10*time.Second || hs.ReadTimeout != 30*time.Second || hs.IdleTimeout != 120*time.Second {
 		t.Fatalf("default timeouts: %+v", hs)
+	}
+}
+
+// TestTwoTenantsRacingForANewStream: whichever tenant creates a stream
+// owns it; the other's concurrent appends get 404 and never land in it.
+func TestTwoTenantsRacingForANewStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	const streams, writers = 8, 6
+	var wg sync.WaitGroup
+	for i := range streams {
+		for w := range writers {
+			token := acmeToken
+			if w%2 == 1 {
+				token = globexToken
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := e.do("POST", fmt.Sprintf("/streams/race-%d/events", i), token, requestedEvent(""))
+				if r.code != 201 && r.code != 404 {
+					t.Errorf("race-%d: %d %s", i, r.code, r.body)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for i := range streams {
+		r := e.must(200, "GET", fmt.Sprintf("/streams/race-%d", i), operatorToken, "")
+		evs := r.json(t)["events"].([]any)
+		owner := evs[0].(map[string]any)["meta"].(map[string]any)["tenant_id"]
+		for _, ev := range evs {
+			if got := ev.(map[string]any)["meta"].(map[string]any)["tenant_id"]; got != owner {
+				t.Fatalf("race-%d holds events of %v and %v", i, owner, got)
+			}
+		}
+		if len(evs) != writers/2 {
+			t.Fatalf("race-%d holds %d events, want the owner's %d", i, len(evs), writers/2)
+		}
 	}
 }
