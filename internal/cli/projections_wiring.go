@@ -16,6 +16,7 @@ import (
 	"github.com/brainhq/eventstream/aggregates/reactions"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/memory"
+	"github.com/brainhq/eventstream/internal/analysts"
 	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/alerts"
@@ -119,7 +120,10 @@ func (a *app) newRuntime(b *backend, dom *domainParts, opts runtimeOptions) (*pr
 		return nil, fmt.Errorf("projections need PostgreSQL for their read models: pass --database-url")
 	}
 	ps := []projections.Projection{audit.Projection(), analytics.Projection(), alerts.Projection(), catalog.Projection()}
-	cfg := projections.Config{Logger: a.log, Registerer: opts.registerer, BatchSize: opts.batchSize, ApplicationName: "eventstream-projection"}
+	cfg := projections.Config{Logger: a.log, Registerer: opts.registerer, BatchSize: opts.batchSize, ApplicationName: "eventstream-projection",
+		// Analyst roles (eventstream tenants grant-analyst) keep their
+		// row-level security and grants on every new generation.
+		OnPublish: analysts.OnPublish}
 	if dom != nil {
 		cfg.Upcast = dom.Registry.Upcast
 		if !opts.noReactions {

@@ -128,6 +128,7 @@ private cluster under ./.eventstream/pg.`,
 		a.serveCommand(),
 		a.tokensCommand(),
 		a.benchCommand(),
+		a.tenantsCommand(),
 	)
 	return root
 }
