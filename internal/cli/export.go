@@ -113,23 +113,29 @@ func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore
 	if err != nil {
 		return fail(err)
 	}
-	// Drop a partial last line (an export killed mid-write).
+	if len(b) == 0 {
+		return fh, nil, nil
+	}
+	// The last complete line must be an exported event; a partial line
+	// after it (an export killed mid-write) is dropped.
 	end := bytes.LastIndexByte(b, '\n') + 1
+	notExport := usagef("--output %s: it is not an export of eventstream; use --restart to overwrite it", path)
+	if end == 0 {
+		return fail(notExport)
+	}
+	lines := bytes.Split(bytes.TrimRight(b[:end], "\n"), []byte("\n"))
+	var last struct {
+		Position *eventstore.Position `json:"position"`
+		ID       string               `json:"id"`
+	}
+	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil || last.Position == nil || last.ID == "" {
+		return fail(notExport)
+	}
 	if err := fh.Truncate(int64(end)); err != nil {
 		return fail(err)
 	}
 	if _, err := fh.Seek(int64(end), io.SeekStart); err != nil {
 		return fail(err)
-	}
-	if end == 0 {
-		return fh, nil, nil
-	}
-	lines := bytes.Split(bytes.TrimRight(b[:end], "\n"), []byte("\n"))
-	var last struct {
-		Position *eventstore.Position `json:"position"`
-	}
-	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil || last.Position == nil {
-		return fail(usagef("--output %s: its last line is not an exported event; use --restart to overwrite it", path))
 	}
 	return fh, last.Position, nil
 }

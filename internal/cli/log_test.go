@@ -292,7 +292,14 @@ func TestExportImportRoundTripIsIdempotent(t *testing.T) {
 	if len(exported) != 30 {
 		t.Fatalf("exported %d lines, want 30", len(exported))
 	}
-	// Resume: a second export appends only what is new.
+	// Resume: a second export appends only what is new, after dropping
+	// the partial line an export killed mid-write leaves.
+	fh, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.WriteString(`{"id":"0000`)
+	fh.Close()
 	src.must(0, "append", "--stream", "course-0", "--type", "course.generation.requested", "--tenant", "acme", "--data", requested())
 	src.must(0, "export", "--output", out)
 	if got := readLines(t, out); len(got) != 31 || got[0] != exported[0] {
@@ -424,4 +431,33 @@ func readLines(t *testing.T, path string) []string {
 	defer f.Close()
 	b, _ := io.ReadAll(f)
 	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+func TestTailAndExportRefuseBadInput(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, args := range [][]string{
+		{"tail", "--type", "[abc"},
+		{"tail", "--from", "x"},
+		{"tail", "extra"},
+		{"export", "--from", "9", "--to", "3"},
+		{"export", "--to", "z"},
+	} {
+		if r := c.run(args...); r.code != 2 {
+			t.Errorf("%v: want exit 2, got %s", args, r)
+		}
+	}
+	// A file that is not an export is not silently extended.
+	notExport := writeFile(t, c.dir, "notes.txt", "hello\n")
+	if r := c.run("export", "--output", notExport); r.code != 2 || !strings.Contains(r.stderr, "--restart") {
+		t.Fatalf("export onto a foreign file: %s", r)
+	}
+	if got := readLines(t, notExport); len(got) != 1 || got[0] != "hello" {
+		t.Fatalf("the foreign file changed: %v", got)
+	}
+	noNewline := writeFile(t, c.dir, "partial.txt", "no newline at all")
+	c.must(2, "export", "--output", noNewline)
+	if got := readLines(t, noNewline); got[0] != "no newline at all" {
+		t.Fatalf("a file without a complete line was truncated: %v", got)
+	}
 }
