@@ -66,7 +66,7 @@ func (e *ValidationError) Error() string {
 	if e.Index >= 0 {
 		fmt.Fprintf(&b, "event %d", e.Index)
 		if e.Type != "" {
-			fmt.Fprintf(&b, " (%s v%d)", e.Type, e.SchemaVersion)
+			fmt.Fprintf(&b, " (%s v%d)", truncate(e.Type, 64), e.SchemaVersion)
 		}
 		b.WriteString(": ")
 	}

@@ -118,7 +118,7 @@ func CheckStreamID(stream string) error {
 // CheckTypeName refuses a type name outside [a-z0-9._-] or over 255 bytes.
 func CheckTypeName(typ string) error {
 	if typ == "" || len(typ) > 255 || !schemas.TypeNamePattern.MatchString(typ) {
-		return &ValidationError{Index: -1, Type: typ, Pointer: "/type", Rule: "type-name",
+		return &ValidationError{Index: -1, Type: truncate(typ, 64), Pointer: "/type", Rule: "type-name",
 			Message: fmt.Sprintf("type %q: want 1 to 255 characters of [a-z0-9._-], starting with a letter or digit", truncate(typ, 64))}
 	}
 	return nil
