@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -31,7 +32,7 @@ const (
 
 // env is a server on a fresh schema, with the audit projection.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	store *postgres.Store
 	rt    *projections.Runtime
@@ -39,7 +40,7 @@ type env struct {
 	ready error
 }
 
-func newEnv(t *testing.T, limits server.Limits) *env {
+func newEnv(t testing.TB, limits server.Limits) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
@@ -62,7 +63,7 @@ func newEnv(t *testing.T, limits server.Limits) *env {
 		t.Fatal(err)
 	}
 	logStore := m.InstrumentStore(store)
-	e.rt, err = projections.New(pool, logStore, sreg, projections.Config{Registerer: e.reg}, audit.Projection())
+	e.rt, err = projections.New(pool, logStore, sreg, projections.Config{Registerer: e.reg, Logger: slog.New(slog.DiscardHandler)}, audit.Projection())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ type response struct {
 	body   string
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(r.body), &m); err != nil {
