@@ -22,6 +22,7 @@ h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin:2.2rem 0 .3r
 .sub{color:#5b6474;margin:.1rem 0 .8rem} .charts{display:flex;flex-wrap:wrap;gap:1rem}
 table{border-collapse:collapse;margin:.6rem 0;font-variant-numeric:tabular-nums} td,th{padding:.2rem .6rem;border-bottom:1px solid #e5e7ee;text-align:right}
 th:first-child,td:first-child{text-align:left} .ok{color:#17803d;font-weight:600} .bad{color:#b42318;font-weight:600}
+.charts svg{flex:1 1 440px;max-width:540px;height:auto}
 .key{display:inline-block;width:.9rem;height:.25rem;vertical-align:middle;margin:0 .3rem 0 .8rem}
 ul.notes{color:#5b6474;margin:.3rem 0}
 </style></head><body>

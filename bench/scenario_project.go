@@ -277,6 +277,9 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 		return fmt.Errorf("bench: the raw consumer did not catch up: %w", werr)
 	}
 	rep.RawLag = lagOf(vis.lags(slices.Concat(apps...)))
+	if raw.EventsPerSec < 0.95*float64(cfg.Rate) {
+		rep.note("raw writes fell behind the asked rate: %.0f of %d events/s", raw.EventsPerSec, cfg.Rate)
+	}
 	var copied int64
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM raw_audit`).Scan(&copied); err == nil && copied != raw.Events {
 		rep.note("raw consumer copied %d of %d rows: reading a bare table by position skips rows that commit out of order, which our log prevents", copied, raw.Events)
