@@ -21,15 +21,16 @@ import (
 )
 
 // Run runs one scenario: it creates a fresh schema, runs our phase (the
-// event store), verifies that every event the phase says it appended is
-// in the log exactly once, runs the raw phase (plain pgx on a bare table),
-// drops the schema (unless cfg.Keep) and returns the report.
+// event store) and the raw phase (plain pgx on a bare table), verifies
+// that every event our phase says it appended is in the log exactly once,
+// drops the schema (unless cfg.Keep) and returns the report. A
+// configuration it refuses is ErrConfig, before anything is touched.
 //
 // A failed verification returns the report so far and a *VerifyError
 // (errors.Is(err, ErrVerify)): the figures of such a run are not to be
-// trusted.
-func Run(ctx context.Context, cfg Config) (Report, error) {
-	cfg, err := cfg.resolve()
+// trusted. A schema that could not be dropped is an error too.
+func Run(ctx context.Context, cfg Config) (rep Report, err error) {
+	cfg, err = cfg.resolve()
 	if err != nil {
 		return Report{}, err
 	}
@@ -37,10 +38,13 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep := r.newReport()
+	rep = r.newReport()
 	defer func() {
 		if cerr := r.close(); cerr != nil {
 			cfg.Logger.Warn("bench: cleanup failed", "schema", r.schema, "err", cerr)
+			if err == nil {
+				err = cerr
+			}
 		}
 	}()
 	switch cfg.Scenario {

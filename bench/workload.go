@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/brainhq/eventstream/eventstore"
 )
 
@@ -107,13 +105,4 @@ func nullable(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-// ids returns the ids of the batch's events.
-func (b *batch) ids() []uuid.UUID {
-	out := make([]uuid.UUID, len(b.events))
-	for i := range b.events {
-		out[i] = b.events[i].ID
-	}
-	return out
 }
