@@ -48,12 +48,14 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu     sync.Mutex
-	conns  map[*link]struct{}
-	nextID uint64
-	cut    CutFunc
-	refuse bool
-	closed bool
+	mu      sync.Mutex
+	conns   map[*link]struct{}
+	nextID  uint64
+	cut     CutFunc
+	refuse  bool
+	closed  bool
+	stalled bool
+	unstall *sync.Cond // signalled when stalled turns false or the proxy closes
 
 	wg                       sync.WaitGroup
 	accepted, cuts, refused  atomic.Int64
@@ -85,6 +87,7 @@ func New(target string) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{target: target, ln: ln, conns: map[*link]struct{}{}}
+	p.unstall = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -111,6 +114,18 @@ func (p *Proxy) SetRefuse(refuse bool) {
 	p.mu.Lock()
 	p.refuse = refuse
 	p.mu.Unlock()
+}
+
+// SetStall stops (true) or resumes (false) forwarding on every
+// connection, open or new, without closing any: the network hangs, as in a
+// partition, instead of failing fast.
+func (p *Proxy) SetStall(stall bool) {
+	p.mu.Lock()
+	p.stalled = stall
+	p.mu.Unlock()
+	if !stall {
+		p.unstall.Broadcast()
+	}
 }
 
 // CutAll cuts every open connection and returns how many it cut.
@@ -198,6 +213,7 @@ func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.unstall.Broadcast()
 	err := p.ln.Close()
 	p.CutAll()
 	p.wg.Wait()
@@ -254,6 +270,9 @@ func (p *Proxy) pipe(l *link, dir Direction, from, to net.Conn, counter *atomic.
 		n, err := from.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
+			for p.stalled && !p.closed {
+				p.unstall.Wait()
+			}
 			cut := p.cut
 			p.mu.Unlock()
 			if cut != nil && cut(Chunk{Conn: l.id, Dir: dir, Data: buf[:n]}) {

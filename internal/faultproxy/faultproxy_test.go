@@ -201,3 +201,29 @@ func TestCutConnCutsThatConnectionOnly(t *testing.T) {
 		t.Fatalf("the other connection broke: %v", err)
 	}
 }
+
+func TestStallHoldsTrafficUntilResumed(t *testing.T) {
+	p := newProxy(t)
+	c, r := dial(t, p)
+	if _, err := roundTrip(c, r, "before"); err != nil {
+		t.Fatal(err)
+	}
+	p.SetStall(true)
+	_ = c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := io.WriteString(c, "held\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("traffic went through a stalled proxy")
+	}
+	p.SetStall(false)
+	// The held line arrives once the stall ends; the connection was not cut.
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	got, err := r.ReadString('\n')
+	if err != nil || got != "held\n" {
+		t.Fatalf("after the stall: %q, %v", got, err)
+	}
+	if s := p.Stats(); s.Cuts != 0 {
+		t.Fatalf("a stall cut %d connections", s.Cuts)
+	}
+}
