@@ -208,6 +208,12 @@ func (c *columns) args() []any {
 		c.correlation, c.causation, c.producer, c.schemaVersion, c.timestamp, c.payload, c.meta}
 }
 
+// appendIdleTimeout bounds how long a group-commit transaction may sit
+// idle on the server (waiting for the client's next round trip); past it
+// the server ends the session, the lock is released and the group fails
+// (its appends may be retried with the same ids).
+const appendIdleTimeout = `'5s'`
+
 // errRecheckIDs asks commitGroup to rerun a group with the id check: an id
 // of the group turned out to be stored already.
 var errRecheckIDs = errors.New("postgres store: an event id is already stored")
@@ -253,6 +259,11 @@ func (s *Store) writeGroup(group []*request, checkIDs bool) ([]outcome, error) {
 	// which ids are stored), pipelined.
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
+	// A client that hangs inside this transaction (a network partition)
+	// would hold the append lock, and so every process's appends, for as
+	// long as the server cannot tell it is gone. The transaction is never
+	// idle for more than a round trip, so the server may end it sooner.
+	b.Queue(`SET LOCAL idle_in_transaction_session_timeout = ` + appendIdleTimeout)
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.lockKey)
 	var head int64
 	b.Queue(`SELECT coalesce(max(position), 0) FROM events`).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
