@@ -40,7 +40,8 @@ type Chunk struct {
 
 // CutFunc decides, for each chunk, whether to cut its connection instead
 // of forwarding the chunk. It is called from the proxy's goroutines,
-// concurrently.
+// concurrently, before a stall is honoured: it may call SetStall(true) to
+// hold the chunk it is looking at.
 type CutFunc func(Chunk) bool
 
 // Proxy forwards connections from its loopback address to a target.
@@ -180,11 +181,7 @@ func (p *Proxy) CutConn(id uint64) bool {
 		}
 	}
 	p.mu.Unlock()
-	if victim == nil || !p.drop(victim) {
-		return false
-	}
-	p.cuts.Add(1)
-	return true
+	return victim != nil && p.drop(victim)
 }
 
 // Open is the number of connections currently forwarded.
@@ -270,17 +267,19 @@ func (p *Proxy) pipe(l *link, dir Direction, from, to net.Conn, counter *atomic.
 		n, err := from.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			for p.stalled && !p.closed {
-				p.unstall.Wait()
-			}
 			cut := p.cut
 			p.mu.Unlock()
 			if cut != nil && cut(Chunk{Conn: l.id, Dir: dir, Data: buf[:n]}) {
-				if p.drop(l) {
-					p.cuts.Add(1)
-				}
+				p.drop(l)
 				return
 			}
+			// After the cut rule, so that a rule may stall the very chunk
+			// it sees (SetStall from inside a CutFunc).
+			p.mu.Lock()
+			for p.stalled && !p.closed {
+				p.unstall.Wait()
+			}
+			p.mu.Unlock()
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -293,12 +292,16 @@ func (p *Proxy) pipe(l *link, dir Direction, from, to net.Conn, counter *atomic.
 	}
 }
 
-// drop cuts l if it is still open and reports whether this call cut it.
+// drop cuts l if it is still open, counts the cut (before the client can
+// notice it), and reports whether this call cut it.
 func (p *Proxy) drop(l *link) bool {
 	p.mu.Lock()
 	_, open := p.conns[l]
 	delete(p.conns, l)
 	p.mu.Unlock()
+	if open {
+		p.cuts.Add(1)
+	}
 	l.close()
 	return open
 }

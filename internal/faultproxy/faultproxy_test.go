@@ -156,9 +156,12 @@ func TestRefuseRefusesNewConnectionsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.SetRefuse(true)
-	c2, r2 := dial(t, p)
-	if _, err := roundTrip(c2, r2, "x"); err == nil {
-		t.Fatal("a refused connection answered")
+	// A refused connection is reset: at once (dial fails) or on first use.
+	if c2, err := net.Dial("tcp", p.Addr()); err == nil {
+		defer c2.Close()
+		if _, err := roundTrip(c2, bufio.NewReader(c2), "x"); err == nil {
+			t.Fatal("a refused connection answered")
+		}
 	}
 	if _, err := roundTrip(c, r, "still"); err != nil {
 		t.Fatalf("an open connection broke on SetRefuse: %v", err)
