@@ -60,10 +60,10 @@ type Config struct {
 	// StreamEvents is the length of the long stream that read reads.
 	StreamEvents int
 
-	// Rounds splits single, batch and hot into this many alternating
+	// Rounds splits single, batch, hot and read into this many alternating
 	// rounds of ours then raw (the duration or event count shared among
 	// them), so that on a shared machine both sides meet the same
-	// background load. 0: the preset (5); 1: ours, then raw.
+	// background load. 0: the preset (5; read 3); 1: ours, then raw.
 	Rounds int
 
 	// SkipRaw leaves out the raw PostgreSQL ceiling (not recommended: the
@@ -103,8 +103,8 @@ var scenarios = []Scenario{
 		Config{Duration: 10 * time.Second, Writers: 256, EventsPerAppend: 1, Rate: 10_000}},
 	{"replay", "rebuilds the audit projection over LogEvents events already in the log; raw: page through a bare table and COPY into a bare read-model table",
 		Config{LogEvents: 200_000, Writers: 4, EventsPerAppend: 100}},
-	{"read", "reads the whole log in pages and one long stream; raw: the same keyset-paged SELECTs on a bare table with the same indexes",
-		Config{LogEvents: 200_000, StreamEvents: 20_000, Writers: 4, EventsPerAppend: 100}},
+	{"read", "reads the whole log in pages and one long stream, ours and raw alternating; raw: the same keyset-paged SELECTs on a bare table with the same indexes",
+		Config{LogEvents: 200_000, StreamEvents: 20_000, Writers: 4, EventsPerAppend: 100, Rounds: 3}},
 }
 
 // Scenarios returns the presets in the order `eventstream bench --scenario

@@ -40,8 +40,11 @@ func readPasses(ctx context.Context, d time.Duration, want int64, pass func(ctx 
 	})
 }
 
-// readScenario fills the log (with one long stream), then reads the whole
-// log page by page and the long stream page by page, for Duration each.
+// readScenario fills the log (with one long stream) and the raw table
+// with the same rows, then reads the whole log page by page and the long
+// stream page by page, ours and raw alternating in Config.Rounds rounds
+// (each side reading for Duration in all), so that both meet the same
+// background load.
 func (r *run) readScenario(ctx context.Context, rep *Report) error {
 	cfg := r.cfg
 	rep.Op = "read page"
@@ -57,117 +60,136 @@ func (r *run) readScenario(ctx context.Context, rep *Report) error {
 	}
 	total := int64(len(cl.all()))
 	longTotal := plan.longOps * int64(cfg.EventsPerAppend)
-
-	cfg.Logger.Info("bench: our phase: read the log", "events", total)
-	seen := map[uuid.UUID]struct{}{}
-	first := true
-	t, err := r.measured(ctx, pool, "ours", func() (timed, error) {
-		return readPasses(ctx, cfg.Duration, total, func(ctx context.Context, rec *recorder) (int64, error) {
-			var n int64
-			from := eventstore.Start
-			for {
-				began := time.Now()
-				page, err := store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: readPage})
-				if err != nil {
-					return n, fmt.Errorf("bench: read the log: %w", err)
-				}
-				end := time.Now()
-				rec.record(len(page.Events), end.Sub(began), end)
-				n += int64(len(page.Events))
-				if first {
-					// The first pass also proves, through the store's own read
-					// path, that every claimed event is there once.
-					for _, e := range page.Events {
-						seen[e.ID] = struct{}{}
-					}
-				}
-				if page.End || len(page.Events) == 0 {
-					break
-				}
-				from = page.Next
-			}
-			if first {
-				first = false
-				for _, id := range cl.all() {
-					if _, ok := seen[id]; !ok {
-						return n, &VerifyError{Table: "ReadAll", Claimed: total, Stored: int64(len(seen)), Missing: 1, SampleMissing: []uuid.UUID{id}}
-					}
-				}
-				clear(seen)
-			}
-			return n, nil
-		})
-	})
-	rep.Ours = phase(t)
-	if err != nil {
-		return fmt.Errorf("bench: read, our phase (log): %w", err)
-	}
-	rep.note("first ReadAll pass checked every claimed id through the store's read path")
-
 	if longTotal == 0 {
 		return fmt.Errorf("%w: read needs stream events >= 1", ErrConfig)
 	}
-	cfg.Logger.Info("bench: our phase: read the long stream", "events", longTotal)
-	ts, err := r.measured(ctx, pool, "ours-stream", func() (timed, error) {
-		return readPasses(ctx, cfg.Duration, longTotal, func(ctx context.Context, rec *recorder) (int64, error) {
-			var n int64
-			from := int64(1)
-			for {
-				began := time.Now()
-				evs, err := store.ReadStream(ctx, longStream, from, readPage)
-				if err != nil {
-					return n, fmt.Errorf("bench: read stream %s: %w", longStream, err)
-				}
-				end := time.Now()
-				rec.record(len(evs), end.Sub(began), end)
-				n += int64(len(evs))
-				if len(evs) < readPage {
-					break
-				}
-				from = evs[len(evs)-1].Version + 1
-			}
-			return n, nil
-		})
-	})
-	ours := phase(ts)
-	rep.OursExtra = &ours
-	if err != nil {
-		return fmt.Errorf("bench: read, our phase (stream): %w", err)
+	var rawPool *pgxpool.Pool
+	if !cfg.SkipRaw {
+		if rawPool, err = r.pool(ctx, 4); err != nil {
+			return err
+		}
+		if _, err := r.loadRaw(ctx, rawPool, plan); err != nil {
+			return err
+		}
 	}
-	rep.note("flat figures: the whole log in pages of %d; stream_*: one stream of %d events in pages of %d", readPage, longTotal, readPage)
-	r.release(store, pool)
 
+	seen := map[uuid.UUID]struct{}{}
+	first := true
+	oursLog := func(ctx context.Context, rec *recorder) (int64, error) {
+		var n int64
+		from := eventstore.Start
+		for {
+			began := time.Now()
+			page, err := store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: readPage})
+			if err != nil {
+				return n, fmt.Errorf("bench: read the log: %w", err)
+			}
+			end := time.Now()
+			rec.record(len(page.Events), end.Sub(began), end)
+			n += int64(len(page.Events))
+			if first {
+				// The first pass also proves, through the store's own read
+				// path, that every claimed event is there once.
+				for _, e := range page.Events {
+					seen[e.ID] = struct{}{}
+				}
+			}
+			if page.End || len(page.Events) == 0 {
+				break
+			}
+			from = page.Next
+		}
+		if first {
+			first = false
+			for _, id := range cl.all() {
+				if _, ok := seen[id]; !ok {
+					return n, &VerifyError{Table: "ReadAll", Claimed: total, Stored: int64(len(seen)), Missing: 1, SampleMissing: []uuid.UUID{id}}
+				}
+			}
+			clear(seen)
+		}
+		return n, nil
+	}
+	oursStream := func(ctx context.Context, rec *recorder) (int64, error) {
+		var n int64
+		from := int64(1)
+		for {
+			began := time.Now()
+			evs, err := store.ReadStream(ctx, longStream, from, readPage)
+			if err != nil {
+				return n, fmt.Errorf("bench: read stream %s: %w", longStream, err)
+			}
+			end := time.Now()
+			rec.record(len(evs), end.Sub(began), end)
+			n += int64(len(evs))
+			if len(evs) < readPage {
+				break
+			}
+			from = evs[len(evs)-1].Version + 1
+		}
+		return n, nil
+	}
+
+	// The four parts, each a side of one of the two reads.
+	type part struct {
+		side string
+		pool *pgxpool.Pool
+		want int64
+		pass func(ctx context.Context, rec *recorder) (int64, error)
+		t    timed
+	}
+	parts := []*part{
+		{side: "ours", pool: pool, want: total, pass: oursLog},
+		{side: "raw", pool: rawPool, want: total, pass: func(ctx context.Context, rec *recorder) (int64, error) { return rawReadAll(ctx, rawPool, rec) }},
+		{side: "ours-stream", pool: pool, want: longTotal, pass: oursStream},
+		{side: "raw-stream", pool: rawPool, want: longTotal, pass: func(ctx context.Context, rec *recorder) (int64, error) { return rawReadStream(ctx, rawPool, rec) }},
+	}
+	rounds := max(cfg.Rounds, 1)
+	d := cfg.Duration
+	if d <= 0 {
+		d = minReadTime
+	}
+	var readErr error
+rounds:
+	for k := range rounds {
+		for _, p := range parts {
+			if p.pool == nil {
+				continue // SkipRaw
+			}
+			side := p.side
+			if rounds > 1 {
+				side = fmt.Sprintf("%s-r%d", p.side, k+1)
+			}
+			cfg.Logger.Info("bench: read", "side", side, "round", k+1, "of", rounds)
+			t, err := r.measured(ctx, p.pool, side, func() (timed, error) {
+				return readPasses(ctx, d/time.Duration(rounds), p.want, p.pass)
+			})
+			p.t = p.t.then(t)
+			if err != nil {
+				readErr = fmt.Errorf("bench: read (%s): %w", p.side, err)
+				break rounds
+			}
+		}
+	}
+	rep.Ours = phase(parts[0].t)
+	ours := phase(parts[2].t)
+	rep.OursExtra = &ours
+	rep.Ours.Rounds, rep.OursExtra.Rounds = rounds, rounds
+	if !cfg.SkipRaw {
+		raw, rawS := phase(parts[1].t), phase(parts[3].t)
+		raw.Rounds, rawS.Rounds = rounds, rounds
+		rep.Raw, rep.RawExtra = &raw, &rawS
+	}
+	if readErr != nil {
+		return readErr
+	}
+	rep.note("first ReadAll pass checked every claimed id through the store's read path")
+	rep.note("flat figures: the whole log in pages of %d; stream_*: one stream of %d events in pages of %d", readPage, longTotal, readPage)
+	if rounds > 1 {
+		rep.note("ours and raw alternated in %d rounds of whole passes; each side's figures add its rounds up", rounds)
+	}
 	if cfg.SkipRaw {
 		rep.note("raw ceiling skipped (SkipRaw)")
-		return nil
-	}
-	rawPool, err := r.pool(ctx, 4)
-	if err != nil {
-		return err
-	}
-	if _, err := r.loadRaw(ctx, rawPool, plan); err != nil {
-		return err
-	}
-	cfg.Logger.Info("bench: raw phase: read")
-	rt, err := r.measured(ctx, rawPool, "raw", func() (timed, error) {
-		return readPasses(ctx, cfg.Duration, total, func(ctx context.Context, rec *recorder) (int64, error) {
-			return rawReadAll(ctx, rawPool, rec)
-		})
-	})
-	raw := phase(rt)
-	rep.Raw = &raw
-	if err != nil {
-		return fmt.Errorf("bench: read, raw phase (log): %w", err)
-	}
-	rts, err := r.measured(ctx, rawPool, "raw-stream", func() (timed, error) {
-		return readPasses(ctx, cfg.Duration, longTotal, func(ctx context.Context, rec *recorder) (int64, error) {
-			return rawReadStream(ctx, rawPool, rec)
-		})
-	})
-	rawS := phase(rts)
-	rep.RawExtra = &rawS
-	if err != nil {
-		return fmt.Errorf("bench: read, raw phase (stream): %w", err)
 	}
 	return nil
 }
