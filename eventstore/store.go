@@ -86,7 +86,9 @@ type SubscribeOptions struct {
 type Subscription interface {
 	// Next blocks until at least one event is available and returns up to
 	// BatchSize of them. It returns ctx.Err() when ctx ends and ErrClosed
-	// after Close.
+	// after Close. Any other error (the database is unreachable) is
+	// transient: the subscription keeps its place, and calling Next again
+	// resumes after the last event it returned.
 	Next(ctx context.Context) ([]Event, error)
 	// Close stops the subscription and releases what it holds.
 	Close() error
