@@ -74,6 +74,13 @@ func (a *app) openDB(ctx context.Context, opts connectOptions) (*database, error
 		return nil, err
 	}
 	if opts.freshSchema != "" {
+		// Beside a schema the URL chose (not public), name the fresh one
+		// after it, so that whoever drops <schema> and <schema>__* (the
+		// projections' generations; the tests do) drops it too.
+		var base *string
+		if err := db.Pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&base); err == nil && base != nil && *base != "public" {
+			opts.freshSchema = *base + "__" + opts.freshSchema
+		}
 		if _, err := db.Pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{opts.freshSchema}.Sanitize()); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("create schema %s: %w", opts.freshSchema, err)

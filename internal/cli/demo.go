@@ -123,7 +123,13 @@ func (a *app) runDemo(ctx context.Context) error {
 		return err
 	}
 	defer b.Close()
-	rep.Store, rep.Schema = b.Kind, opts.freshSchema
+	rep.Store = b.Kind
+	if opts.freshSchema != "" && b.DB != nil {
+		// openDB may have named it after the URL's schema.
+		if err := b.DB.Pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&rep.Schema); err != nil {
+			return fmt.Errorf("read the demo's schema: %w", err)
+		}
+	}
 	dom, err := a.newDomain(b.Store, b.Registry)
 	if err != nil {
 		return err
