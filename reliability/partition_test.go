@@ -16,13 +16,16 @@ import (
 )
 
 // TestPartitionedWriterDoesNotBlockOtherProcesses partitions one process
-// (its network hangs, nothing is closed) at the worst moment: its
-// group-commit transaction holds the append lock and its INSERT is on the
-// way. The server cannot tell a hung client from a slow one, so unless the
-// transaction is bounded on the server side, every other process's
-// appends wait for as long as the partition lasts. Another process must be
-// able to append within a bounded time, and the partitioned append must be
-// all or nothing.
+// (its network hangs, nothing is closed) in the middle of its group-commit
+// transaction, as its call of eventstream_append is on the way. The server
+// cannot tell a hung client from a slow one: had the process taken the
+// append lock in an earlier round trip, every other process's appends
+// would wait for as long as the partition lasts. (The one-round-trip path
+// takes the lock inside the function, after the whole call has arrived;
+// the careful path, which holds it across round trips, bounds the
+// transaction with idle_in_transaction_session_timeout.) Another process
+// must be able to append within a bounded time, and the partitioned append
+// must be all or nothing.
 func TestPartitionedWriterDoesNotBlockOtherProcesses(t *testing.T) {
 	cluster := pgcluster.Start(t)
 	proxy, err := faultproxy.New(cluster.Addr())
@@ -34,16 +37,16 @@ func TestPartitionedWriterDoesNotBlockOtherProcesses(t *testing.T) {
 	a := openStore(t, openPool(t, strings.Replace(cluster.URL(""), cluster.Addr(), proxy.Addr(), 1), 4), reg, postgres.Options{})
 	b := openStore(t, openPool(t, cluster.URL(""), 4), reg, postgres.Options{SkipMigrate: true})
 	ctx := context.Background()
-	// Only b warms up: a's first INSERT must carry its statement text
-	// (pgx sends it once per connection, then only the prepared name).
+	// Only b warms up: a's first call must carry its statement text (pgx
+	// sends it once per connection, then only the prepared name).
 	if _, err := b.Append(ctx, "warm-up", eventstore.Any, probe(0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
 
 	var hit atomic.Bool
 	proxy.SetCut(func(c faultproxy.Chunk) bool {
-		if c.Dir == faultproxy.ToServer && bytes.Contains(c.Data, []byte("INSERT INTO events")) && hit.CompareAndSwap(false, true) {
-			proxy.SetStall(true) // hold this very INSERT: the lock is taken
+		if c.Dir == faultproxy.ToServer && bytes.Contains(c.Data, []byte("eventstream_append(")) && hit.CompareAndSwap(false, true) {
+			proxy.SetStall(true) // hold this very call, mid-transaction
 		}
 		return false
 	})
@@ -55,7 +58,7 @@ func TestPartitionedWriterDoesNotBlockOtherProcesses(t *testing.T) {
 		_, err := a.Append(actx, "partitioned", eventstore.Any, stuck)
 		aDone <- err
 	}()
-	waitFor(t, 10*time.Second, hit.Load, func() string { return "the partitioned append never sent its INSERT" })
+	waitFor(t, 10*time.Second, hit.Load, func() string { return "the partitioned append never sent its call" })
 
 	// Another process appends while the partition lasts.
 	const bound = 15 * time.Second

@@ -116,9 +116,9 @@ func (s *Store) commitGroup(group []*request) {
 		return
 	}
 	start := time.Now()
-	outs, err := s.writeGroup(live, false)
+	outs, err := s.writeGroupOneTrip(live)
 	if errors.Is(err, errRecheckIDs) {
-		outs, err = s.writeGroup(live, true)
+		outs, err = s.writeGroupChecked(live)
 	}
 	if err == nil {
 		s.groups.Add(1)
@@ -218,15 +218,13 @@ const appendIdleTimeout = `'5s'`
 // of the group turned out to be stored already.
 var errRecheckIDs = errors.New("postgres store: an event id is already stored")
 
-// writeGroup runs one transaction for the group and returns each append's
-// outcome (a per-append error such as a conflict is an outcome, not err).
-//
-// Whether an id is already stored is checked only when it can matter: when
-// an append fails its expected version (it may be a retry of an append
-// that landed), when the INSERT hits the id's unique index (then the group
-// is rerun with checkIDs), or when checkIDs is set. The common case pays
-// no lookup.
-func (s *Store) writeGroup(group []*request, checkIDs bool) ([]outcome, error) {
+// writeGroupChecked is the careful path of a group, taken when
+// writeGroupOneTrip found one of its ids already stored: it looks every id
+// up under the lock and decides each append in this process (a retry gets
+// its original result, an id reused with other content is refused, two
+// appends of the group with one id are told apart), then writes what is
+// left. It costs two round trips under the lock instead of none.
+func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -255,8 +253,7 @@ func (s *Store) writeGroup(group []*request, checkIDs bool) ([]outcome, error) {
 		}
 	}()
 
-	// Round trip 1: begin, lock, head, stream versions (and, when asked,
-	// which ids are stored), pipelined.
+	// Round trip 1: begin, lock, head, stream versions, stored ids.
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	// A client that hangs inside this transaction (a network partition)
@@ -275,27 +272,13 @@ func (s *Store) writeGroup(group []*request, checkIDs bool) ([]outcome, error) {
 		return err
 	})
 	stored := map[uuid.UUID]eventstore.Event{}
-	if checkIDs {
-		queueStoredIDs(b, group, stored)
-	}
+	queueStoredIDs(b, group, stored)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	outs, cols, pos, conflicts := s.decide(group, head, versions, stored, now)
-	if conflicts && !checkIDs {
-		// A conflicting append may be the retry of one that landed: look
-		// its ids up and decide again.
-		b := &pgx.Batch{}
-		queueStoredIDs(b, group, stored)
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			return nil, err
-		}
-		if len(stored) > 0 {
-			outs, cols, pos, _ = s.decide(group, head, versions, stored, now)
-		}
-	}
+	outs, cols, pos := s.decide(group, head, versions, stored, now)
 
 	// Round trip 2: every row in one multi-row INSERT, the notification,
 	// and the commit.
@@ -306,10 +289,6 @@ func (s *Store) writeGroup(group []*request, checkIDs bool) ([]outcome, error) {
 	}
 	w.Queue(`COMMIT`)
 	if err := conn.SendBatch(ctx, w).Close(); err != nil {
-		var pe *pgconn.PgError
-		if !checkIDs && errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_id_key" {
-			return nil, errRecheckIDs
-		}
 		return nil, err
 	}
 	committed = true
@@ -338,8 +317,8 @@ func queueStoredIDs(b *pgx.Batch, group []*request, stored map[uuid.UUID]eventst
 
 // decide gives each append of the group its outcome against the stream
 // versions read under the lock, in queue order, and collects the rows to
-// insert. It reports whether any append failed its expected version.
-func (s *Store) decide(group []*request, head int64, read map[string]int64, stored map[uuid.UUID]eventstore.Event, now time.Time) ([]outcome, *columns, int64, bool) {
+// insert.
+func (s *Store) decide(group []*request, head int64, read map[string]int64, stored map[uuid.UUID]eventstore.Event, now time.Time) ([]outcome, *columns, int64) {
 	versions := make(map[string]int64, len(read))
 	for k, v := range read {
 		versions[k] = v
@@ -348,7 +327,6 @@ func (s *Store) decide(group []*request, head int64, read map[string]int64, stor
 	cols := &columns{}
 	inGroup := map[uuid.UUID]eventstore.Event{}
 	pos := head
-	conflicts := false
 	for i, r := range group {
 		if res, err, dup := s.duplicate(r, stored, inGroup); dup {
 			outs[i] = outcome{res: res, err: err}
@@ -356,7 +334,6 @@ func (s *Store) decide(group []*request, head int64, read map[string]int64, stor
 		}
 		cur := versions[r.stream]
 		if !r.expected.Satisfied(cur) {
-			conflicts = true
 			outs[i] = outcome{err: &eventstore.ConcurrencyError{Stream: r.stream, Expected: r.expected, Actual: cur}}
 			continue
 		}
@@ -375,7 +352,7 @@ func (s *Store) decide(group []*request, head int64, read map[string]int64, stor
 		versions[r.stream] = cur
 		outs[i] = outcome{res: res}
 	}
-	return outs, cols, pos, conflicts
+	return outs, cols, pos
 }
 
 // duplicate decides an append some of whose ids are already stored (or

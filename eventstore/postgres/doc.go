@@ -9,7 +9,8 @@
 // Throughput: concurrent Append calls are coalesced by committer
 // goroutines into shared transactions (group commit). Each append keeps its
 // own expected-version check and result; one conflicting append does not
-// fail the others. All rows of a group are written with one multi-row INSERT.
+// fail the others. A group is one round trip: the server-side function eventstream_append
+// checks the expected versions under the lock and inserts every row.
 //
 // Live subscriptions are woken by LISTEN/NOTIFY (and, in-process, directly
 // by the committer), with a slow fallback poll for lost notifications.
