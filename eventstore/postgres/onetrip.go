@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -143,19 +144,27 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 	stored := map[uuid.UUID]eventstore.Event{}
 	lb := &pgx.Batch{}
 	queueStoredIDs(lb, refused, stored)
-	if err := conn.SendBatch(ctx, lb).Close(); err != nil {
-		// The group is committed: report it, and the conflicts as they are.
-		return outs, nil
-	}
-	if len(stored) == 0 {
-		return outs, nil
+	err = conn.SendBatch(ctx, lb).Close()
+	if err != nil {
+		// The connection may be what failed: once more on another one.
+		clear(stored)
+		lb = &pgx.Batch{}
+		queueStoredIDs(lb, refused, stored)
+		err = s.pool.SendBatch(ctx, lb).Close()
 	}
 	for i, r := range group {
 		if verdicts[i].accepted {
 			continue
 		}
-		if res, err, dup := s.duplicate(r, stored, nil); dup {
-			outs[i] = outcome{res: res, err: err}
+		if err != nil {
+			// Without the lookup a retry of a stored append would look
+			// like a conflict; report the failure instead, so the caller
+			// retries (the group itself is committed).
+			outs[i] = outcome{err: fmt.Errorf("postgres store: append: look up the ids of a conflicting append: %w", err)}
+			continue
+		}
+		if res, derr, dup := s.duplicate(r, stored, nil); dup {
+			outs[i] = outcome{res: res, err: derr}
 		}
 	}
 	return outs, nil
