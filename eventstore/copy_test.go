@@ -107,12 +107,12 @@ func sameLog(t *testing.T, what string, got, want []eventstore.Event) {
 		if g.ID != w.ID || g.Stream != w.Stream || g.Version != w.Version || g.Type != w.Type || g.Source != w.Source || g.Target != w.Target {
 			t.Fatalf("%s[%d]: %s %s@%d %s, want %s %s@%d %s", what, i, g.ID, g.Stream, g.Version, g.Type, w.ID, w.Stream, w.Version, w.Type)
 		}
-		if !storetest.JSONEqual(g.Payload, w.Payload) {
+		if !eventstore.JSONEqual(g.Payload, w.Payload) {
 			t.Fatalf("%s[%d]: payload %s, want %s", what, i, g.Payload, w.Payload)
 		}
 		gm, _ := json.Marshal(g.Meta)
 		wm, _ := json.Marshal(w.Meta)
-		if !storetest.JSONEqual(gm, wm) {
+		if !eventstore.JSONEqual(gm, wm) {
 			t.Fatalf("%s[%d]: meta %s, want %s", what, i, gm, wm)
 		}
 		if i > 0 && got[i-1].Position.Compare(g.Position) >= 0 {

@@ -35,3 +35,28 @@ func TestDecodeJSONSurrogates(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONEqual(t *testing.T) {
+	same := [][2]string{
+		{`{"a":1,"b":[1,2]}`, `{ "b" : [1, 2], "a" : 1.0 }`},
+		{`123456789012345678901234567890`, `1.23456789012345678901234567890e29`},
+		{`{"x":null}`, `{"x": null}`},
+	}
+	for _, c := range same {
+		if !eventstore.JSONEqual([]byte(c[0]), []byte(c[1])) {
+			t.Errorf("JSONEqual(%s, %s) = false, want true", c[0], c[1])
+		}
+	}
+	differ := [][2]string{
+		{`{"a":1}`, `{"a":"1"}`},
+		{`123456789012345678901234567890`, `123456789012345678901234567891`}, // equal as float64
+		{`[1,2]`, `[2,1]`},
+		{`{"a":1}`, `{"a":1,"b":2}`},
+		{`{"a":1}`, `not json`},
+	}
+	for _, c := range differ {
+		if eventstore.JSONEqual([]byte(c[0]), []byte(c[1])) {
+			t.Errorf("JSONEqual(%s, %s) = true, want false", c[0], c[1])
+		}
+	}
+}

@@ -32,7 +32,7 @@ func TestDecodeJSONAccepts(t *testing.T) {
 			t.Errorf("DecodeJSON(%.40s): %v", c.in, err)
 			continue
 		}
-		if c.want != nil && !storetest.ValueEqual(got, c.want) {
+		if c.want != nil && !eventstore.ValueEqual(got, c.want) {
 			t.Errorf("DecodeJSON(%.40s) = %#v, want %#v", c.in, got, c.want)
 		}
 	}

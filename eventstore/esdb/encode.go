@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"reflect"
 	"strings"
 
 	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -116,58 +114,5 @@ func sameContent(p eventstore.Prepared, e eventstore.Event) bool {
 	if err != nil {
 		return false
 	}
-	return jsonEqual(p.Payload, e.Payload) && jsonEqual(p.MetaJSON, meta)
-}
-
-func jsonEqual(a, b []byte) bool {
-	x, err := eventstore.DecodeJSON(a)
-	if err != nil {
-		return false
-	}
-	y, err := eventstore.DecodeJSON(b)
-	if err != nil {
-		return false
-	}
-	return valueEqual(x, y)
-}
-
-// valueEqual compares decoded JSON; numbers compare as exact decimals.
-func valueEqual(x, y any) bool {
-	switch a := x.(type) {
-	case map[string]any:
-		b, ok := y.(map[string]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for k, v := range a {
-			w, ok := b[k]
-			if !ok || !valueEqual(v, w) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		b, ok := y.([]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for i := range a {
-			if !valueEqual(a[i], b[i]) {
-				return false
-			}
-		}
-		return true
-	case json.Number:
-		b, ok := y.(json.Number)
-		if !ok {
-			return false
-		}
-		if a == b {
-			return true
-		}
-		ra, okA := new(big.Rat).SetString(string(a))
-		rb, okB := new(big.Rat).SetString(string(b))
-		return okA && okB && ra.Cmp(rb) == 0
-	}
-	return reflect.DeepEqual(x, y)
+	return eventstore.JSONEqual(p.Payload, e.Payload) && eventstore.JSONEqual(p.MetaJSON, meta)
 }

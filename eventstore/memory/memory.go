@@ -146,7 +146,7 @@ func sameContent(r *record, stream string, p eventstore.Prepared) bool {
 	if r.ev.Stream != stream || r.ev.Type != p.Type || r.ev.Source != p.Source || r.ev.Target != p.Target {
 		return false
 	}
-	return jsonEqual(r.ev.Payload, p.Payload) && jsonEqual(r.metaJSON, p.MetaJSON)
+	return eventstore.JSONEqual(r.ev.Payload, p.Payload) && eventstore.JSONEqual(r.metaJSON, p.MetaJSON)
 }
 
 // event returns a copy of the stored event that the caller may change.

@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"time"
 
@@ -377,51 +375,10 @@ func (s *Store) duplicate(r *request, stored, inGroup map[uuid.UUID]eventstore.E
 		if !ok {
 			e, ok = inGroup[p.ID]
 		}
-		if !ok || !SameContent(e, p) {
+		if !ok || !eventstore.SameContent(e, p) {
 			return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: e.Stream}, true
 		}
 		res.Events = append(res.Events, e)
 	}
 	return res, nil, true
-}
-
-// SameContent reports whether a stored event and a new one carry the same
-// envelope: stream, type, source, target and, compared as JSON values,
-// payload and meta.
-func SameContent(stored eventstore.Event, p eventstore.Prepared) bool {
-	if stored.Stream != p.Stream || stored.Type != p.Type || stored.Source != p.Source || stored.Target != p.Target {
-		return false
-	}
-	return jsonEqual(stored.Payload, p.Payload) && metaEqual(stored.Meta, p.Meta)
-}
-
-func jsonEqual(a, b []byte) bool {
-	x, err1 := eventstore.DecodeJSON(a)
-	y, err2 := eventstore.DecodeJSON(b)
-	return err1 == nil && err2 == nil && reflect.DeepEqual(normalizeNumbers(x), normalizeNumbers(y))
-}
-
-func metaEqual(a, b eventstore.Meta) bool {
-	ja, err1 := json.Marshal(a)
-	jb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && jsonEqual(ja, jb)
-}
-
-// normalizeNumbers makes 1, 1.0 and 1e0 equal, as jsonb does.
-func normalizeNumbers(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = normalizeNumbers(x)
-		}
-	case []any:
-		for i, x := range t {
-			t[i] = normalizeNumbers(x)
-		}
-	case json.Number:
-		if f, err := t.Float64(); err == nil {
-			return f
-		}
-	}
-	return v
 }

@@ -47,7 +47,7 @@ func (s *suite) testEnvelope(t *testing.T) {
 		if m.SchemaVersion != 1 || m.Producer != "storetest/1.0" || m.TenantID != "tenant-meta" || m.CorrelationID != "corr-1" || m.CausationID != "cause-1" {
 			t.Fatalf("read back meta %+v", m)
 		}
-		if gm, wm := mustJSON(m), mustJSON(e.Meta); !JSONEqual(gm, wm) {
+		if gm, wm := mustJSON(m), mustJSON(e.Meta); !eventstore.JSONEqual(gm, wm) {
 			t.Fatalf("read back meta %s, want %s", gm, wm)
 		}
 		if len(m.Extra) != 4 {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
-	"reflect"
 	"testing"
 	"time"
 
@@ -182,11 +180,11 @@ func sameEvent(t *testing.T, what string, got, want eventstore.Event) {
 	if !got.Timestamp.Equal(want.Timestamp) {
 		t.Fatalf("%s: event %s timestamp %v, want %v", what, got.ID, got.Timestamp, want.Timestamp)
 	}
-	if !JSONEqual(got.Payload, want.Payload) {
+	if !eventstore.JSONEqual(got.Payload, want.Payload) {
 		t.Fatalf("%s: event %s payload %s, want %s", what, got.ID, got.Payload, want.Payload)
 	}
 	gm, wm := mustJSON(got.Meta), mustJSON(want.Meta)
-	if !JSONEqual(gm, wm) {
+	if !eventstore.JSONEqual(gm, wm) {
 		t.Fatalf("%s: event %s meta %s, want %s", what, got.ID, gm, wm)
 	}
 }
@@ -199,63 +197,6 @@ func sameEvents(t *testing.T, what string, got, want []eventstore.Event) {
 	for i := range got {
 		sameEvent(t, fmt.Sprintf("%s[%d]", what, i), got[i], want[i])
 	}
-}
-
-// JSONEqual reports whether a and b are the same JSON value: object key
-// order and whitespace do not matter, numbers compare by value (1.0 == 1,
-// and digits beyond float64 count). Invalid JSON is equal to nothing.
-func JSONEqual(a, b []byte) bool {
-	x, err := eventstore.DecodeJSON(a)
-	if err != nil {
-		return false
-	}
-	y, err := eventstore.DecodeJSON(b)
-	if err != nil {
-		return false
-	}
-	return ValueEqual(x, y)
-}
-
-// ValueEqual compares two values decoded by eventstore.DecodeJSON the way
-// JSONEqual does.
-func ValueEqual(x, y any) bool {
-	switch a := x.(type) {
-	case map[string]any:
-		b, ok := y.(map[string]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for k, av := range a {
-			bv, ok := b[k]
-			if !ok || !ValueEqual(av, bv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		b, ok := y.([]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for i := range a {
-			if !ValueEqual(a[i], b[i]) {
-				return false
-			}
-		}
-		return true
-	case json.Number:
-		b, ok := y.(json.Number)
-		if !ok {
-			return false
-		}
-		if a == b {
-			return true
-		}
-		ra, oka := new(big.Rat).SetString(string(a))
-		rb, okb := new(big.Rat).SetString(string(b))
-		return oka && okb && ra.Cmp(rb) == 0
-	}
-	return reflect.DeepEqual(x, y)
 }
 
 // wantValidation fails unless err is a *ValidationError with the given

@@ -163,7 +163,7 @@ func (s *suite) testValidationLimits(t *testing.T) {
 		}
 		m := v.(map[string]any)
 		want, _ := eventstore.DecodeJSON([]byte(`{"name":"x","quantity":123456789012345678901234567890,"amount":0.1000000000000000000000000001}`))
-		if !ValueEqual(m, want) {
+		if !eventstore.ValueEqual(m, want) {
 			t.Fatalf("payload read back as %s: digits lost", evs[0].Payload)
 		}
 	})

@@ -1,0 +1,79 @@
+package eventstore
+
+import (
+	"encoding/json"
+	"math/big"
+	"reflect"
+)
+
+// JSONEqual reports whether a and b are the same JSON value, as
+// PostgreSQL's jsonb equality sees it: object key order and whitespace do
+// not matter, numbers compare by value (1.0 equals 1, and digits beyond
+// float64 count). Invalid JSON is equal to nothing.
+func JSONEqual(a, b []byte) bool {
+	x, err := DecodeJSON(a)
+	if err != nil {
+		return false
+	}
+	y, err := DecodeJSON(b)
+	if err != nil {
+		return false
+	}
+	return ValueEqual(x, y)
+}
+
+// ValueEqual compares two values decoded by DecodeJSON the way JSONEqual
+// does.
+func ValueEqual(x, y any) bool {
+	switch a := x.(type) {
+	case map[string]any:
+		b, ok := y.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, av := range a {
+			if bv, ok := b[k]; !ok || !ValueEqual(av, bv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := y.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !ValueEqual(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case json.Number:
+		b, ok := y.(json.Number)
+		if !ok {
+			return false
+		}
+		if a == b {
+			return true
+		}
+		ra, oka := new(big.Rat).SetString(string(a))
+		rb, okb := new(big.Rat).SetString(string(b))
+		return oka && okb && ra.Cmp(rb) == 0
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// SameContent reports whether a stored event carries what p would store:
+// the same stream, type, source and target, and payload and meta of the
+// same JSON value. Backends use it to tell an idempotent retry (same id,
+// same content) from a reused id (ErrDuplicateEvent).
+func SameContent(stored Event, p Prepared) bool {
+	if stored.Stream != p.Stream || stored.Type != p.Type || stored.Source != p.Source || stored.Target != p.Target {
+		return false
+	}
+	meta, err := json.Marshal(stored.Meta)
+	if err != nil {
+		return false
+	}
+	return JSONEqual(stored.Payload, p.Payload) && JSONEqual(meta, p.MetaJSON)
+}
