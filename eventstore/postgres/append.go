@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -212,6 +213,25 @@ func (c *columns) args() []any {
 // (its appends may be retried with the same ids).
 const appendIdleTimeout = `'5s'`
 
+// groupConn acquires a connection for a group transaction. done(false)
+// rolls the transaction back before releasing the connection; on a broken
+// connection the rollback fails too, and the pool then discards the
+// connection rather than reuse it mid-transaction.
+func (s *Store) groupConn(ctx context.Context) (*pgxpool.Conn, func(committed bool), error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, func(committed bool) {
+		if !committed {
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _ = conn.Exec(rctx, `ROLLBACK`)
+		}
+		conn.Release()
+	}, nil
+}
+
 // errRecheckIDs asks commitGroup to rerun a group with the id check: an id
 // of the group turned out to be stored already.
 var errRecheckIDs = errors.New("postgres store: an event id is already stored")
@@ -235,21 +255,12 @@ func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
 		}
 	}
 
-	conn, err := s.pool.Acquire(ctx)
+	conn, done, err := s.groupConn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Release()
 	committed := false
-	defer func() {
-		if !committed {
-			// On a broken connection this fails too, and the pool then
-			// discards the connection rather than reuse it mid-transaction.
-			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer rcancel()
-			_, _ = conn.Exec(rctx, `ROLLBACK`)
-		}
-	}()
+	defer func() { done(committed) }()
 
 	// Round trip 1: begin, lock, head, stream versions, stored ids.
 	b := &pgx.Batch{}

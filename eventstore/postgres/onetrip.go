@@ -70,19 +70,12 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 		}
 	}
 
-	conn, err := s.pool.Acquire(ctx)
+	conn, done, err := s.groupConn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Release()
 	committed := false
-	defer func() {
-		if !committed {
-			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer rcancel()
-			_, _ = conn.Exec(rctx, `ROLLBACK`)
-		}
-	}()
+	defer func() { done(committed) }()
 
 	type verdict struct {
 		accepted         bool
