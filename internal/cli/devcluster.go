@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,15 +10,16 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/brainhq/eventstream/internal/pgbin"
 )
 
 // errNoServerBinaries: initdb and pg_ctl are not installed.
-var errNoServerBinaries = errors.New("PostgreSQL server programs not found")
+var errNoServerBinaries = pgbin.ErrNotFound
 
 // devCluster is a private PostgreSQL cluster in ./.eventstream/pg,
 // listening on a free loopback port, for a newcomer with no server set up.
@@ -35,43 +35,11 @@ type devCluster struct {
 // devSuperuser is the superuser initdb creates in a private cluster.
 const devSuperuser = "eventstream"
 
-// findServerBinaries returns the folder holding initdb and pg_ctl: the
-// PATH first, then /usr/lib/postgresql/*/bin (newest version first).
-func findServerBinaries() (string, error) {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		dir := filepath.Dir(p)
-		if _, err := exec.LookPath("pg_ctl"); err == nil {
-			if real, err := filepath.EvalSymlinks(p); err == nil {
-				dir = filepath.Dir(real)
-			}
-			return dir, nil
-		}
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
-	for _, d := range dirs {
-		if isExecutable(filepath.Join(d, "initdb")) && isExecutable(filepath.Join(d, "pg_ctl")) {
-			return d, nil
-		}
-	}
-	return "", errNoServerBinaries
-}
-
-func versionOf(binDir string) float64 {
-	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
-	return v
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
-}
-
 // startDevCluster initialises the cluster on first use, and starts it
 // unless it is already running (another eventstream started it); then it
 // returns its address.
 func startDevCluster(ctx context.Context, workDir string, log *slog.Logger) (*devCluster, error) {
-	bin, err := findServerBinaries()
+	bin, err := pgbin.Find()
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +109,7 @@ func (c *devCluster) initdb(ctx context.Context) error {
 // devClusterRunning reports whether a private cluster is running in
 // workDir's ./.eventstream/pg.
 func devClusterRunning(ctx context.Context, workDir string) bool {
-	bin, err := findServerBinaries()
+	bin, err := pgbin.Find()
 	if err != nil {
 		return false
 	}

@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/brainhq/eventstream/internal/pgbin"
 )
 
 // Superuser is the role initdb creates; it connects without a password
@@ -200,35 +202,14 @@ func New(opts ...Options) (*Cluster, error) {
 	}
 }
 
-// FindBinaries returns the folder holding initdb and pg_ctl: the PATH
-// first, then the newest /usr/lib/postgresql/*/bin.
+// FindBinaries returns the folder holding initdb and pg_ctl (pgbin.Find),
+// or ErrNoServer.
 func FindBinaries() (string, error) {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if _, err := exec.LookPath("pg_ctl"); err == nil {
-			if real, err := filepath.EvalSymlinks(p); err == nil {
-				p = real
-			}
-			return filepath.Dir(p), nil
-		}
+	d, err := pgbin.Find()
+	if err != nil {
+		return "", ErrNoServer
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
-	for _, d := range dirs {
-		if executable(filepath.Join(d, "initdb")) && executable(filepath.Join(d, "pg_ctl")) {
-			return d, nil
-		}
-	}
-	return "", ErrNoServer
-}
-
-func majorOf(binDir string) float64 {
-	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
-	return v
-}
-
-func executable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	return d, nil
 }
 
 func freePort() (int, error) {
