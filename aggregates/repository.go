@@ -55,6 +55,10 @@ type Definition[S any] struct {
 	Apply func(s *S, e Event) error
 	// Snapshots, when set, opts the aggregate into snapshots.
 	Snapshots *SnapshotPolicy
+	// SnapshotSchemaVersion is the version of S's JSON encoding, used when
+	// Snapshots.SchemaVersion is 0, so that a module can declare it once
+	// and its callers need only say how often to snapshot.
+	SnapshotSchemaVersion int
 	// Retry bounds the retries of Handle on ErrConcurrency.
 	Retry Retry
 	// Logger receives snapshot problems, which never fail a command
@@ -108,6 +112,11 @@ type Repository[S any] struct {
 // NewRepository returns a repository for def over store. reg must have
 // passed Check.
 func NewRepository[S any](store eventstore.Store, reg *Registry, def Definition[S]) (*Repository[S], error) {
+	if p := def.Snapshots; p != nil && p.SchemaVersion == 0 {
+		cp := *p
+		cp.SchemaVersion = def.SnapshotSchemaVersion
+		def.Snapshots = &cp
+	}
 	switch {
 	case store == nil:
 		return nil, errors.New("aggregates: a store is required")

@@ -171,3 +171,30 @@ func TestSnapshotsInPostgres(t *testing.T) {
 		t.Fatal("Load found a snapshot at another schema version")
 	}
 }
+
+// TestSnapshotSchemaVersionFromDefinition: a policy without a schema
+// version takes the definition's; with neither, the repository refuses.
+func TestSnapshotSchemaVersionFromDefinition(t *testing.T) {
+	ctx := context.Background()
+	s := testSchemas(t)
+	reg := testRegistry(t, s)
+	store := memStore(t, s)
+	snaps := &aggregates.MemorySnapshots{}
+	repo := counterRepo(t, store, reg, func(d *aggregates.Definition[Counter]) {
+		d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 2}
+		d.SnapshotSchemaVersion = 3
+	})
+	for i := 0; i < 2; i++ {
+		if _, err := repo.Handle(ctx, "v", meta(), add("v", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, err := snaps.Load(ctx, "counter-v", 3); err != nil || !ok {
+		t.Fatalf("no snapshot at the definition's schema version 3: %v", err)
+	}
+	_, err := aggregates.NewRepository(store, reg, aggregates.Definition[Counter]{Name: "counter", Source: "test", Apply: applyCounter,
+		Snapshots: &aggregates.SnapshotPolicy{Store: snaps, Every: 2}})
+	if err == nil {
+		t.Fatal("a snapshot policy with no schema version anywhere was accepted")
+	}
+}

@@ -36,19 +36,14 @@ type Service struct {
 // New returns a Service over store. reg must have had Register called and
 // passed Check.
 func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Service, error) {
-	if p := opts.Snapshots; p != nil && p.SchemaVersion == 0 {
-		cp := *p
-		cp.SchemaVersion = SnapshotSchemaVersion
-		opts.Snapshots = &cp
-	}
 	repo, err := aggregates.NewRepository(store, reg, aggregates.Definition[State]{
 		Name:      AggregateName,
 		Source:    Source,
 		New:       newState,
 		Apply:     apply,
-		Snapshots: opts.Snapshots,
-		Retry:     opts.Retry,
-		Logger:    opts.Logger,
+		Snapshots: opts.Snapshots, SnapshotSchemaVersion: SnapshotSchemaVersion,
+		Retry:  opts.Retry,
+		Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, err
