@@ -237,31 +237,39 @@ func TestRefusedAppendWritesNothing(t *testing.T) {
 	}
 }
 
-// TestStorageRefusalIsolated: data the validator lets through but
-// PostgreSQL refuses (a lone UTF-16 surrogate escape) fails only its own
-// append, not the others coalesced with it.
+// TestStorageRefusalIsolated: an append that PostgreSQL refuses although
+// the validator let it through (here a CHECK constraint the test adds
+// stands for any such rule) fails alone; the appends coalesced with it in
+// a group all land.
 func TestStorageRefusalIsolated(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t, 8)
+	s, pool := newStore(t, 8)
 	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `ALTER TABLE events ADD CONSTRAINT test_no_poison CHECK (payload->>'title' <> 'poison')`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 32
 	var wg sync.WaitGroup
-	errs := make([]error, 16)
+	start := make(chan struct{})
+	errs := make([]error, n)
 	for i := range errs {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			e := thing(i)
 			if i == 7 {
-				e.Payload = json.RawMessage(`{"n": 7, "title": "\ud800"}`)
+				e.Payload = json.RawMessage(`{"n": 7, "title": "poison"}`)
 			}
+			<-start
 			_, errs[i] = s.Append(ctx, fmt.Sprintf("iso-%d", i), eventstore.NoStream, e)
 		}(i)
 	}
+	close(start)
 	wg.Wait()
 	for i, err := range errs {
 		if i == 7 {
-			if !errors.Is(err, eventstore.ErrValidation) {
-				t.Fatalf("append 7: %v, want a validation error", err)
+			if err == nil || errors.Is(err, eventstore.ErrConcurrency) {
+				t.Fatalf("append 7: %v, want PostgreSQL's refusal", err)
 			}
 			continue
 		}
@@ -269,8 +277,58 @@ func TestStorageRefusalIsolated(t *testing.T) {
 			t.Fatalf("append %d failed with its neighbour: %v", i, err)
 		}
 	}
-	if head, _ := s.Head(ctx); head != eventstore.Pos(15) {
-		t.Fatalf("head %v, want 15", head)
+	if head, _ := s.Head(ctx); head != eventstore.Pos(n-1) {
+		t.Fatalf("head %v, want %d", head, n-1)
+	}
+	if _, err := s.ReadStream(ctx, "iso-7", 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("the refused append left something: %v", err)
+	}
+}
+
+// TestSameIDsInOneGroup: appends sent at once with the same event ids
+// (a client retrying before its first attempt answered) may share a group;
+// the ids' unique index sends such a group down the careful path, which
+// writes the first and answers the others with its result. Every pair
+// must end with one stored copy and the same answer twice.
+func TestSameIDsInOneGroup(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, 8)
+	ctx := context.Background()
+	const pairs = 40
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	res := make([][2]eventstore.AppendResult, pairs)
+	errs := make([][2]error, pairs)
+	for i := 0; i < pairs; i++ {
+		e := thing(i)
+		e.ID = uuid.New()
+		for k := 0; k < 2; k++ {
+			wg.Add(1)
+			go func(i, k int) {
+				defer wg.Done()
+				<-start
+				res[i][k], errs[i][k] = s.Append(ctx, fmt.Sprintf("pair-%d", i), eventstore.Any, e)
+			}(i, k)
+		}
+	}
+	close(start)
+	wg.Wait()
+	for i := 0; i < pairs; i++ {
+		for k := 0; k < 2; k++ {
+			if errs[i][k] != nil {
+				t.Fatalf("pair %d, append %d: %v", i, k, errs[i][k])
+			}
+		}
+		if a, b := res[i][0].Position(), res[i][1].Position(); a != b {
+			t.Fatalf("pair %d answered positions %v and %v: one id stored twice?", i, a, b)
+		}
+		evs, err := s.ReadStream(ctx, fmt.Sprintf("pair-%d", i), 1, 0)
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("pair %d: %d events stored (%v), want 1", i, len(evs), err)
+		}
+	}
+	if head, _ := s.Head(ctx); head != eventstore.Pos(pairs) {
+		t.Fatalf("head %v, want %d", head, pairs)
 	}
 }
 
