@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"regexp"
 	"slices"
@@ -42,10 +43,27 @@ var fileName = regexp.MustCompile(`^v([1-9][0-9]*)\.json$`)
 // immutable once loaded and safe for concurrent use.
 type Registry struct {
 	schemas  map[key]*jsonschema.Schema
+	checkers map[key]*checker // nil entry: validated by jsonschema/v5 alone
 	sources  map[key][]byte
 	versions map[string][]int
 	envelope *jsonschema.Schema
+	envCheck *checker
+
+	// crossCheck: every document the checker accepts is also validated by
+	// jsonschema/v5, and a disagreement is an error (see CrossCheckEnv).
+	crossCheck bool
 }
+
+// CrossCheckEnv names the environment variable that, when set to 1 at Load,
+// makes the registry validate every document twice (the fast checker and
+// jsonschema/v5) and refuse, with ErrCheckerDisagrees, a document the two
+// judge differently. The test suite runs with it set.
+const CrossCheckEnv = "EVENTSTREAM_SCHEMA_CROSSCHECK"
+
+// ErrCheckerDisagrees: the fast checker accepted a document that
+// jsonschema/v5 refuses. It is a bug in eventstream; it is only looked for
+// when CrossCheckEnv is set.
+var ErrCheckerDisagrees = errors.New("schemas: the fast checker accepted a document jsonschema/v5 refuses")
 
 type key struct {
 	typ     string
@@ -73,9 +91,11 @@ func MustDefault() *Registry {
 // or a hole in a type's versions (v1 and v3 without v2).
 func Load(fsyss ...fs.FS) (*Registry, error) {
 	r := &Registry{
-		schemas:  map[key]*jsonschema.Schema{},
-		sources:  map[key][]byte{},
-		versions: map[string][]int{},
+		schemas:    map[key]*jsonschema.Schema{},
+		checkers:   map[key]*checker{},
+		sources:    map[key][]byte{},
+		versions:   map[string][]int{},
+		crossCheck: os.Getenv(CrossCheckEnv) == "1",
 	}
 	c := jsonschema.NewCompiler()
 	c.Draft = jsonschema.Draft2020
@@ -118,11 +138,12 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 		}
 		if k.typ == EnvelopeType {
 			if k.version == 1 {
-				r.envelope = s
+				r.envelope, r.envCheck = s, newChecker(s)
 			}
 			continue
 		}
 		r.schemas[k] = s
+		r.checkers[k] = newChecker(s)
 		r.versions[k.typ] = append(r.versions[k.typ], k.version)
 	}
 	if r.envelope == nil {
@@ -218,12 +239,33 @@ func (r *Registry) Validate(typ string, version int, payload any) error {
 	if err != nil {
 		return err
 	}
-	return toInvalid(s.Validate(payload))
+	return r.validate(s, r.checkers[key{typ, version}], payload)
 }
 
 // ValidateEnvelope checks a decoded envelope against envelope/v1.json.
 func (r *Registry) ValidateEnvelope(doc any) error {
-	return toInvalid(r.envelope.Validate(doc))
+	return r.validate(r.envelope, r.envCheck, doc)
+}
+
+// validate asks the fast checker first; what it does not accept goes to
+// jsonschema/v5, whose verdict and error stand.
+func (r *Registry) validate(s *jsonschema.Schema, c *checker, doc any) error {
+	if c != nil && c.valid(doc) {
+		if r.crossCheck {
+			if err := toInvalid(s.Validate(doc)); err != nil {
+				return fmt.Errorf("%w (%s): %w", ErrCheckerDisagrees, s.Location, err)
+			}
+		}
+		return nil
+	}
+	return toInvalid(s.Validate(doc))
+}
+
+// Checked reports whether typ at version has a fast checker (false: the
+// schema uses a keyword only jsonschema/v5 implements, so every document
+// of that type is validated by jsonschema/v5 alone).
+func (r *Registry) Checked(typ string, version int) bool {
+	return r.checkers[key{typ, version}] != nil
 }
 
 // Invalid lists the rules a document broke, most specific first.
