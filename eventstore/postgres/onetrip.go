@@ -14,14 +14,16 @@ import (
 	"github.com/brainhq/eventstream/eventstore"
 )
 
-// callAppend runs a group through eventstream_append (migration 002).
+// callAppend runs a group through eventstream_append (migration 003).
 const callAppend = `SELECT accepted, actual, coalesce(first_version, 0), coalesce(first_position, 0)
-FROM eventstream_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+FROM eventstream_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
 
-// writeGroupOneTrip is the common path of a group: one pipelined round
-// trip (BEGIN, eventstream_append, NOTIFY, COMMIT), with the expected-version
-// checks made by the server under the append lock. The lock is held only
-// while the server works, not across a round trip to this process.
+// writeGroupOneTrip is the common path of a group: one statement, a call of
+// eventstream_append in an implicit transaction, which takes the append
+// lock, checks the expected versions, inserts, notifies and commits as the
+// statement ends. The lock is held only while the server works, never
+// across a round trip to this process, and no transaction can sit idle
+// holding it.
 //
 // An append that fails its expected version may be the retry of one that
 // landed: its ids are looked up after the commit (stored events never
@@ -41,6 +43,7 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 		reqStream = make([]string, len(group))
 		reqExpect = make([]int64, len(group))
 		reqCount  = make([]int32, len(group))
+		evReq     = make([]int32, 0, n)
 		id        = make([]pgtype.UUID, 0, n)
 		typ       = make([]string, 0, n)
 		source    = make([]string, 0, n)
@@ -56,6 +59,7 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 	for i, r := range group {
 		reqStream[i], reqExpect[i], reqCount[i] = r.stream, int64(r.expected), int32(len(r.events))
 		for _, p := range r.events {
+			evReq = append(evReq, int32(i+1))
 			id = append(id, pgtype.UUID{Bytes: p.ID, Valid: true})
 			typ = append(typ, p.Type)
 			source = append(source, p.Source)
@@ -70,42 +74,34 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 		}
 	}
 
-	conn, done, err := s.groupConn(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	committed := false
-	defer func() { done(committed) }()
+	// An error leaves no transaction open (the implicit one rolls back), so
+	// the connection goes back to the pool as it is; one that broke is
+	// discarded by the pool.
+	defer conn.Release()
 
 	type verdict struct {
 		accepted         bool
 		actual, ver, pos int64
 	}
 	verdicts := make([]verdict, 0, len(group))
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
-	// See appendIdleTimeout: a client that hangs mid-transaction must not
-	// hold the append lock for long.
-	b.Queue(`SET LOCAL idle_in_transaction_session_timeout = ` + appendIdleTimeout)
-	b.Queue(callAppend, s.lockKey, now, reqStream, reqExpect, reqCount, id, typ, source, target, tenant, corr, caus, prod, sv, payload, meta).
-		Query(func(rows pgx.Rows) error {
-			var v verdict
-			_, err := pgx.ForEachRow(rows, []any{&v.accepted, &v.actual, &v.ver, &v.pos}, func() error {
-				verdicts = append(verdicts, v)
-				return nil
-			})
-			return err
-		})
-	b.Queue(`SELECT pg_notify($1, '')`, s.channel)
-	b.Queue(`COMMIT`)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+	rows, _ := conn.Query(ctx, callAppend, s.lockKey, s.channel, now, reqStream, reqExpect, reqCount, evReq,
+		id, typ, source, target, tenant, corr, caus, prod, sv, payload, meta)
+	var v verdict
+	_, err = pgx.ForEachRow(rows, []any{&v.accepted, &v.actual, &v.ver, &v.pos}, func() error {
+		verdicts = append(verdicts, v)
+		return nil
+	})
+	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_id_key" {
 			return nil, errRecheckIDs
 		}
 		return nil, err
 	}
-	committed = true
 	if len(verdicts) != len(group) {
 		return nil, errors.New("postgres store: eventstream_append returned the wrong number of verdicts")
 	}
