@@ -24,11 +24,15 @@ func (e *JSONError) Error() string { return e.Message }
 // duplicate object keys, nesting deeper than MaxJSONDepth, and trailing
 // data. It is a single pass over the bytes; the validator runs it on every
 // payload, so it is on the append hot path.
-func DecodeJSON(b []byte) (any, error) {
+func DecodeJSON(b []byte) (any, error) { return decodeJSON(b, nil) }
+
+// decodeJSON is DecodeJSON with an intern table: an object key found in
+// keys is the table's string, not a new allocation.
+func decodeJSON(b []byte, keys map[string]string) (any, error) {
 	if !utf8.Valid(b) {
 		return nil, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
 	}
-	d := decoder{b: b}
+	d := decoder{b: b, keys: keys}
 	d.ws()
 	v, err := d.value(0)
 	if err != nil {
@@ -42,8 +46,9 @@ func DecodeJSON(b []byte) (any, error) {
 }
 
 type decoder struct {
-	b []byte
-	i int
+	b    []byte
+	i    int
+	keys map[string]string // read-only intern table, may be nil
 }
 
 func (d *decoder) fail(rule, msg string) error {
@@ -112,7 +117,7 @@ func (d *decoder) object(depth int) (any, error) {
 			return nil, d.fail("json", "expected an object key")
 		}
 		at := d.i
-		k, err := d.str()
+		k, err := d.key()
 		if err != nil {
 			return nil, err
 		}
@@ -180,6 +185,23 @@ func (d *decoder) array(depth int) (any, error) {
 // str reads a string. Strings without escapes (the common case) are sliced
 // directly; escaped ones are checked for NUL and lone surrogates, then
 // unquoted by encoding/json.
+// key reads an object key, from the intern table when it is there.
+func (d *decoder) key() (string, error) {
+	if d.keys != nil {
+		end := d.i + 1
+		for end < len(d.b) && d.b[end] != '"' && d.b[end] != '\\' && d.b[end] >= 0x20 {
+			end++
+		}
+		if end < len(d.b) && d.b[end] == '"' {
+			if k, ok := d.keys[string(d.b[d.i+1:end])]; ok {
+				d.i = end + 1
+				return k, nil
+			}
+		}
+	}
+	return d.str()
+}
+
 func (d *decoder) str() (string, error) {
 	start := d.i
 	d.i++ // "

@@ -30,7 +30,8 @@ const (
 // stream id, expected version and batch limits, then for each event the
 // envelope schema and the payload schema of its type and version.
 type Validator struct {
-	reg *schemas.Registry
+	reg  *schemas.Registry
+	keys map[string]string // the schemas' property names, shared by decoded payloads
 }
 
 // NewValidator returns a Validator over reg. A nil reg is an error: a
@@ -39,7 +40,7 @@ func NewValidator(reg *schemas.Registry) (*Validator, error) {
 	if reg == nil {
 		return nil, errors.New("eventstore: a schema registry is required")
 	}
-	return &Validator{reg: reg}, nil
+	return &Validator{reg: reg, keys: reg.PropertyNames()}, nil
 }
 
 // Registry returns the registry the validator checks against.
@@ -72,6 +73,9 @@ func (v *Validator) Check(stream string, expected ExpectedVersion, events []Even
 	}
 	out := make([]Prepared, len(events))
 	seen := make(map[uuid.UUID]int, len(events))
+	// The envelope documents are rebuilt for each event in the same maps:
+	// the schema checks keep no reference to them.
+	docs := envelopeDocs{env: make(map[string]any, 7), meta: make(map[string]any, 5)}
 	for i, e := range events {
 		if e.ID == uuid.Nil {
 			e.ID = newID()
@@ -82,7 +86,7 @@ func (v *Validator) Check(stream string, expected ExpectedVersion, events []Even
 		}
 		seen[e.ID] = i
 		e.Stream = stream
-		metaJSON, err := v.checkEvent(i, &e)
+		metaJSON, err := v.checkEvent(i, &e, &docs)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +121,7 @@ func CheckStreamID(stream string) error {
 
 // CheckTypeName refuses a type name outside [a-z0-9._-] or over 255 bytes.
 func CheckTypeName(typ string) error {
-	if typ == "" || len(typ) > 255 || !schemas.TypeNamePattern.MatchString(typ) {
+	if !schemas.ValidTypeName(typ) {
 		return &ValidationError{Index: -1, Type: truncate(typ, 64), Pointer: "/type", Rule: "type-name",
 			Message: fmt.Sprintf("type %q: want 1 to 255 characters of [a-z0-9._-], starting with a letter or digit", truncate(typ, 64))}
 	}
@@ -131,12 +135,15 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func (v *Validator) checkEvent(i int, e *Event) ([]byte, error) {
+// envelopeDocs are the maps an event's envelope is checked as.
+type envelopeDocs struct{ env, meta map[string]any }
+
+func (v *Validator) checkEvent(i int, e *Event, docs *envelopeDocs) ([]byte, error) {
 	refuse := func(ptr, rule, msg string) error {
 		return &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: ptr, Rule: rule, Message: msg}
 	}
-	if err := CheckTypeName(e.Type); err != nil {
-		ve := err.(*ValidationError)
+	if !schemas.ValidTypeName(e.Type) {
+		ve := CheckTypeName(e.Type).(*ValidationError)
 		ve.Index = i
 		ve.SchemaVersion = e.Meta.SchemaVersion
 		return nil, ve
@@ -160,28 +167,29 @@ func (v *Validator) checkEvent(i int, e *Event) ([]byte, error) {
 	if len(e.Payload) > MaxEventBytes {
 		return nil, refuse("/payload", "event-size", fmt.Sprintf("payload is %d bytes; the maximum event size is %d", len(e.Payload), MaxEventBytes))
 	}
-	payload, err := DecodeJSON(e.Payload)
+	payload, err := decodeJSON(e.Payload, v.keys)
 	if err != nil {
 		return nil, refuse("/payload", jsonRule(err), err.Error())
 	}
 	if _, ok := payload.(map[string]any); !ok {
 		return nil, refuse("/payload", "type", fmt.Sprintf("payload must be a JSON object, not %s", jsonKind(payload)))
 	}
-	meta, metaJSON, err := encodeMeta(e.Meta)
+	clear(docs.meta)
+	meta, metaJSON, err := encodeMeta(e.Meta, docs.meta)
 	if err != nil {
 		return nil, refuse("/meta", jsonRule(err), err.Error())
 	}
 	if len(e.Payload)+len(metaJSON) > MaxEventBytes {
 		return nil, refuse("/meta", "event-size", fmt.Sprintf("payload and meta are %d bytes; the maximum event size is %d", len(e.Payload)+len(metaJSON), MaxEventBytes))
 	}
-	env := map[string]any{
-		"id":      e.ID.String(),
-		"type":    e.Type,
-		"stream":  e.Stream,
-		"source":  e.Source,
-		"payload": payload,
-		"meta":    meta,
-	}
+	env := docs.env
+	clear(env)
+	env["id"] = e.ID.String()
+	env["type"] = e.Type
+	env["stream"] = e.Stream
+	env["source"] = e.Source
+	env["payload"] = payload
+	env["meta"] = meta
 	if e.Target != "" {
 		env["target"] = e.Target
 	}
@@ -247,11 +255,10 @@ func jsonKind(v any) string {
 	return "an object"
 }
 
-// encodeMeta returns meta as the validator sees it (a decoded document) and
-// as it is stored (JSON), without a round trip through encoding/json for
-// the named keys.
-func encodeMeta(m Meta) (map[string]any, []byte, error) {
-	doc := make(map[string]any, 5+len(m.Extra))
+// encodeMeta fills doc with meta as the validator sees it (a decoded
+// document) and returns it with meta as it is stored (JSON), without a
+// round trip through encoding/json for the named keys.
+func encodeMeta(m Meta, doc map[string]any) (map[string]any, []byte, error) {
 	buf := make([]byte, 0, 160)
 	buf = append(buf, `{"schema_version":`...)
 	buf = strconv.AppendInt(buf, int64(m.SchemaVersion), 10)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"unicode/utf8"
 
@@ -44,6 +45,7 @@ type checker struct {
 	// strings
 	minLen, maxLen int
 	pattern        *regexp.Regexp
+	classes        classMatcher // pattern without the regexp, when it has that shape
 
 	// numbers; the int64 forms are set when the bound is an integer that fits
 	min, max, exMin, exMax                 *big.Rat
@@ -147,6 +149,9 @@ func (b *checkerBuilder) build(s *jsonschema.Schema) *checker {
 
 	c.minLen, c.maxLen = s.MinLength, s.MaxLength
 	c.pattern = s.Pattern
+	if s.Pattern != nil {
+		c.classes = newClassMatcher(s.Pattern)
+	}
 
 	c.min, c.max, c.exMin, c.exMax = s.Minimum, s.Maximum, s.ExclusiveMinimum, s.ExclusiveMaximum
 	c.minI, c.hasMinI = ratInt64(s.Minimum)
@@ -181,7 +186,11 @@ func (c *checker) valid(v any) bool {
 				return false
 			}
 		}
-		if c.pattern != nil && !c.pattern.MatchString(v) {
+		if c.classes != nil {
+			if !c.classes.match(v) {
+				return false
+			}
+		} else if c.pattern != nil && !c.pattern.MatchString(v) {
 			return false
 		}
 	case map[string]any:
@@ -346,4 +355,113 @@ func uniqueScalars(v []any) bool {
 		seen[item] = struct{}{}
 	}
 	return true
+}
+
+// classMatcher matches the patterns most schemas use for identifiers and
+// codes without running a regexp: a sequence of ASCII character classes
+// each repeated a fixed number of times, the last one possibly open-ended,
+// anchored at both ends: ^[a-z0-9][a-z0-9._-]*$, ^[0-9a-f]{64}$,
+// ^[A-Z]{3}$. Because every element but the last has a fixed count, one
+// left-to-right pass decides a match exactly as the regexp would. Other
+// patterns are matched by their regexp.
+type classMatcher []classRun
+
+type classRun struct {
+	set      [128]bool
+	min, max int // max < 0: unbounded
+}
+
+func (m classMatcher) match(s string) bool {
+	i := 0
+	for k, run := range m {
+		n := 0
+		for i < len(s) && (run.max < 0 || n < run.max) {
+			c := s[i]
+			if c >= utf8.RuneSelf || !run.set[c] {
+				break
+			}
+			i++
+			n++
+		}
+		if n < run.min {
+			return false
+		}
+		if k < len(m)-1 && n != run.max {
+			return false // a fixed count that was not reached
+		}
+	}
+	return i == len(s)
+}
+
+// newClassMatcher returns the matcher of re, or nil if re is not of the
+// shape classMatcher handles.
+func newClassMatcher(re *regexp.Regexp) classMatcher {
+	tree, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	if tree.Op != syntax.OpConcat || len(tree.Sub) < 3 ||
+		tree.Sub[0].Op != syntax.OpBeginText || tree.Sub[len(tree.Sub)-1].Op != syntax.OpEndText {
+		return nil
+	}
+	var m classMatcher
+	for _, sub := range tree.Sub[1 : len(tree.Sub)-1] {
+		run, ok := asRun(sub)
+		if !ok {
+			return nil
+		}
+		m = append(m, run)
+	}
+	for k, run := range m {
+		if k < len(m)-1 && run.min != run.max {
+			return nil
+		}
+		if run.max == 0 {
+			return nil
+		}
+	}
+	return m
+}
+
+// asRun reads one element: a class or a literal rune, possibly repeated.
+func asRun(re *syntax.Regexp) (classRun, bool) {
+	var run classRun
+	min, max := 1, 1
+	switch re.Op {
+	case syntax.OpStar:
+		min, max, re = 0, -1, re.Sub[0]
+	case syntax.OpPlus:
+		min, max, re = 1, -1, re.Sub[0]
+	case syntax.OpRepeat:
+		min, max, re = re.Min, re.Max, re.Sub[0]
+	case syntax.OpLiteral:
+		// A run of literal runes, such as "ir-": one element each.
+		if len(re.Rune) != 1 {
+			return run, false
+		}
+	}
+	if re.Flags&syntax.FoldCase != 0 {
+		return run, false
+	}
+	switch re.Op {
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			lo, hi := re.Rune[i], re.Rune[i+1]
+			if lo < 0 || hi >= utf8.RuneSelf {
+				return run, false // the class reaches beyond ASCII
+			}
+			for c := lo; c <= hi; c++ {
+				run.set[c] = true
+			}
+		}
+	case syntax.OpLiteral:
+		if len(re.Rune) != 1 || re.Rune[0] >= utf8.RuneSelf {
+			return run, false
+		}
+		run.set[re.Rune[0]] = true
+	default:
+		return run, false
+	}
+	run.min, run.max = min, max
+	return run, true
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -488,4 +489,66 @@ func ratFloor(r *big.Rat) int64 {
 		return -(1 << 50)
 	}
 	return int64(f)
+}
+
+func TestClassMatcherAgreesWithRegexp(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	alphabet := []rune("aAzZ09.-_:é\n xg")
+	for _, c := range []struct {
+		pattern string
+		fast    bool // whether classMatcher takes it
+	}{
+		{`^[a-z0-9][a-z0-9._-]*$`, true},
+		{`^[A-Za-z0-9][A-Za-z0-9._:-]*$`, true},
+		{`^[0-9a-f]{64}$`, true},
+		{`^[A-Z]{3}$`, true},
+		{`^[a-z][a-z0-9_.:-]*$`, true},
+		{`^x[0-9]+$`, true},
+		{`^[a-z]{2,3}$`, true},
+		{`^[a-z]{2,3}(-[A-Z]{2})?$`, false},
+		{`^[a-z0-9]+(-[a-z0-9]+)*$`, false},
+		{`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`, false},
+		{`^[a-z]*[a-z]$`, false}, // an open run before another: needs backtracking
+		{`[a-z]+`, false},        // not anchored
+		{`^[^a-z]+$`, false},     // a negated class reaches beyond ASCII
+		{`^(?i)[a-z]+$`, false},
+		{`^[a-z]{0}$`, false},
+	} {
+		re := regexp.MustCompile(c.pattern)
+		m := newClassMatcher(re)
+		if (m != nil) != c.fast {
+			t.Errorf("%s: classMatcher takes it = %v, want %v", c.pattern, m != nil, c.fast)
+		}
+		if m == nil {
+			continue
+		}
+		matched := 0
+		for i := 0; i < 3000; i++ {
+			var s string
+			if i < len(samples) {
+				s = samples[i]
+			} else {
+				b := make([]rune, rnd.IntN(70))
+				for j := range b {
+					b[j] = alphabet[rnd.IntN(len(alphabet))]
+				}
+				s = string(b)
+				switch rnd.IntN(3) {
+				case 0:
+					s = strings.Repeat("a", rnd.IntN(4)) + strings.Repeat("0", rnd.IntN(66))
+				case 1:
+					s = "x" + strings.Repeat("9", rnd.IntN(3))
+				}
+			}
+			if got, want := m.match(s), re.MatchString(s); got != want {
+				t.Fatalf("%s on %q: classMatcher %v, regexp %v", c.pattern, s, got, want)
+			}
+			if re.MatchString(s) {
+				matched++
+			}
+		}
+		if matched == 0 {
+			t.Errorf("%s: no generated string matched; the comparison only covered refusals", c.pattern)
+		}
+	}
 }

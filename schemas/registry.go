@@ -37,6 +37,16 @@ var (
 // TypeNamePattern is what an event type name may contain.
 var TypeNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
+// typeName matches TypeNamePattern without running the regexp (every
+// append checks every event's type).
+var typeName = newClassMatcher(TypeNamePattern)
+
+// ValidTypeName reports whether s is a type name: 1 to 255 bytes matching
+// TypeNamePattern.
+func ValidTypeName(s string) bool {
+	return len(s) > 0 && len(s) <= 255 && typeName.match(s)
+}
+
 var fileName = regexp.MustCompile(`^v([1-9][0-9]*)\.json$`)
 
 // Registry answers "is this a valid <type> at schema version N". It is
@@ -112,7 +122,7 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 			if m == nil {
 				return nil, fmt.Errorf("schemas: %s: file name must be v<N>.json", f)
 			}
-			if !TypeNamePattern.MatchString(typ) || len(typ) > 255 {
+			if !ValidTypeName(typ) {
 				return nil, fmt.Errorf("schemas: %s: type name must match %s", f, TypeNamePattern)
 			}
 			v, _ := strconv.Atoi(m[1])
@@ -259,6 +269,35 @@ func (r *Registry) validate(s *jsonschema.Schema, c *checker, doc any) error {
 		return nil
 	}
 	return toInvalid(s.Validate(doc))
+}
+
+// PropertyNames returns every property name the schemas declare, at any
+// depth. Decoders use it to share one string per name instead of
+// allocating each key of each payload.
+func (r *Registry) PropertyNames() map[string]string {
+	names := map[string]string{}
+	seen := map[*jsonschema.Schema]bool{}
+	var walk func(s *jsonschema.Schema)
+	walk = func(s *jsonschema.Schema) {
+		if s == nil || seen[s] {
+			return
+		}
+		seen[s] = true
+		for n, ps := range s.Properties {
+			names[n] = n
+			walk(ps)
+		}
+		if ap, ok := s.AdditionalProperties.(*jsonschema.Schema); ok {
+			walk(ap)
+		}
+		walk(s.Items2020)
+		walk(s.Ref)
+	}
+	walk(r.envelope)
+	for _, s := range r.schemas {
+		walk(s)
+	}
+	return names
 }
 
 // Checked reports whether typ at version has a fast checker (false: the

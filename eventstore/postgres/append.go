@@ -62,9 +62,11 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 }
 
-// commitLoop is a committer: it takes whatever appends are queued (never
-// waiting for more to arrive), writes them in one transaction, and repeats.
-// While one group commits, the next one queues up.
+// commitLoop is a committer: it takes whatever appends are queued, writes
+// them in one transaction, and repeats. While one group commits, the next
+// one queues up. It never waits for more appends when no other group is in
+// flight; when one is, it sends its group only once it holds
+// MinOverlapEvents events (see Options), else when the other group ends.
 func (s *Store) commitLoop() {
 	defer s.done.Done()
 	var group []*request
@@ -95,7 +97,24 @@ func (s *Store) commitLoop() {
 				break drain
 			}
 		}
+	gather:
+		for n < s.opts.MinOverlapEvents && s.inFlight.Load() > 0 {
+			select {
+			case r := <-s.queue:
+				group = append(group, r)
+				n += len(r.events)
+			case <-s.groupDone:
+			case <-s.stop:
+				break gather
+			}
+		}
+		s.inFlight.Add(1)
 		s.commitGroup(group)
+		s.inFlight.Add(-1)
+		select {
+		case s.groupDone <- struct{}{}:
+		default:
+		}
 	}
 }
 

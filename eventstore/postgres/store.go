@@ -47,8 +47,15 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 type Options struct {
 	// Committers is how many group transactions may be in flight at once
 	// (default 2). They still commit one after another (the ordering lock),
-	// but the next group's first round trip overlaps the previous commit.
+	// but the server reads the next group's parameters while the previous
+	// one holds the lock.
 	Committers int
+	// MinOverlapEvents is the smallest group that is sent while another
+	// group is in flight (default 100). A smaller one waits for more
+	// appends or for the group in flight to end: overlapping pays for the
+	// server's parsing of a large group, while splitting a stream of small
+	// appends into many small groups costs more per event than it saves.
+	MinOverlapEvents int
 	// MaxGroupEvents bounds how many events one group-commit transaction
 	// carries (default 4,000).
 	MaxGroupEvents int
@@ -72,11 +79,13 @@ type Store struct {
 	lockKey   int64
 	channel   string
 
-	queue   chan *request
-	stop    chan struct{}
-	done    sync.WaitGroup
-	closeMu sync.RWMutex
-	closed  bool
+	queue     chan *request
+	stop      chan struct{}
+	inFlight  atomic.Int32  // groups being written
+	groupDone chan struct{} // a group ended (buffered; a wake-up, not a count)
+	done      sync.WaitGroup
+	closeMu   sync.RWMutex
+	closed    bool
 
 	notifier *notifier
 
@@ -124,6 +133,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	if o.QueueSize <= 0 {
 		o.QueueSize = 4096
 	}
+	if o.MinOverlapEvents <= 0 {
+		o.MinOverlapEvents = 100
+	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 2 * time.Second
 	}
@@ -145,6 +157,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 		channel:   fmt.Sprintf("eventstream_%x", uint64(migrate.LockKey("notify", schema))),
 		queue:     make(chan *request, o.QueueSize),
 		stop:      make(chan struct{}),
+		groupDone: make(chan struct{}, o.Committers),
 	}
 	s.notifier = newNotifier(s)
 	for range o.Committers {

@@ -388,3 +388,49 @@ func TestMigrateTwiceConcurrently(t *testing.T) {
 		t.Fatalf("%d migration rows, want %d", n, len(ms))
 	}
 }
+
+// TestCommittersNeverWaitForever: committers that hold back small groups
+// while another group is in flight (MinOverlapEvents) still send them when
+// that group ends, however many committers wait: every append of a steady
+// stream of single events lands, and the groups carry more than one event.
+func TestCommittersNeverWaitForever(t *testing.T) {
+	t.Parallel()
+	u, _ := pgtest.Schema(t)
+	pool, err := pgxpool.New(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := postgres.New(context.Background(), pool, testRegistry(t), postgres.Options{Committers: 4, MinOverlapEvents: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const writers, each = 32, 25
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := s.Append(ctx, fmt.Sprintf("overlap-%d", w), eventstore.Any, thing(i)); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	head, err := s.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head != eventstore.Pos(writers*each) {
+		t.Fatalf("head %v, want %d", head, writers*each)
+	}
+	if st := s.Stats(); st.Groups >= uint64(writers*each) {
+		t.Fatalf("%d groups for %d appends: the committers did not group anything", st.Groups, writers*each)
+	}
+}

@@ -41,7 +41,9 @@ CREATE FUNCTION eventstream_append(
     ev_payload  jsonb[],
     ev_meta     jsonb[]
 ) RETURNS TABLE (accepted boolean, actual bigint, first_version bigint, first_position bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     n        integer := coalesce(array_length(req_stream, 1), 0);
     head     bigint;
