@@ -53,8 +53,8 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 		caus      = make([]string, 0, n)
 		prod      = make([]string, 0, n)
 		sv        = make([]int32, 0, n)
-		payload   = make([]string, 0, n)
-		meta      = make([]string, 0, n)
+		payload   = make([][]byte, 0, n)
+		meta      = make([][]byte, 0, n)
 	)
 	for i, r := range group {
 		reqStream[i], reqExpect[i], reqCount[i] = r.stream, int64(r.expected), int32(len(r.events))
@@ -69,8 +69,8 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 			caus = append(caus, p.Meta.CausationID)
 			prod = append(prod, p.Meta.Producer)
 			sv = append(sv, int32(p.Meta.SchemaVersion))
-			payload = append(payload, string(p.Payload))
-			meta = append(meta, string(p.MetaJSON))
+			payload = append(payload, p.Payload)
+			meta = append(meta, p.MetaJSON)
 		}
 	}
 
