@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/schemas"
 )
@@ -433,4 +435,75 @@ func TestCommittersNeverWaitForever(t *testing.T) {
 	if st := s.Stats(); st.Groups >= uint64(writers*each) {
 		t.Fatalf("%d groups for %d appends: the committers did not group anything", st.Groups, writers*each)
 	}
+}
+
+// TestPreviousReleaseAppendsDuringAnUpgrade: migration 003 keeps the 002
+// function, so a process of the previous release, which calls it inside
+// BEGIN ... COMMIT, goes on appending while this release's stores do. Both
+// take the same lock, so positions stay gapless and every event is there.
+func TestPreviousReleaseAppendsDuringAnUpgrade(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t, 0)
+	ctx := context.Background()
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	lockKey := migrate.LockKey("append", schema)
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := 0; i < n; i++ {
+		wg.Add(2)
+		go func(i int) {
+			defer wg.Done()
+			_, err := s.Append(ctx, fmt.Sprintf("new-%d", i), eventstore.NoStream, thing(i))
+			errs <- err
+		}(i)
+		go func(i int) {
+			defer wg.Done()
+			errs <- previousReleaseAppend(ctx, pool, lockKey, fmt.Sprintf("old-%d", i), i)
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var count, head int64
+	if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(max(position), 0) FROM events`).Scan(&count, &head); err != nil {
+		t.Fatal(err)
+	}
+	if count != 2*n || head != 2*n {
+		t.Fatalf("%d events, head %d: want %d of each (gapless)", count, head, 2*n)
+	}
+	evs, err := s.ReadStream(ctx, "old-7", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Version != 1 || evs[0].Meta.Producer != "previous-release" || !eventstore.JSONEqual(evs[0].Payload, thing(7).Payload) {
+		t.Fatalf("the previous release's event reads back as %+v", evs)
+	}
+}
+
+// previousReleaseAppend appends one event the way the previous release did:
+// the 002 signature of eventstream_append inside an explicit transaction.
+func previousReleaseAppend(ctx context.Context, pool *pgxpool.Pool, lockKey int64, stream string, n int) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var accepted bool
+		err := tx.QueryRow(ctx, `SELECT accepted FROM eventstream_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			lockKey, time.Now().UTC().Truncate(time.Microsecond), []string{stream}, []int64{-2}, []int32{1},
+			[]uuid.UUID{uuid.New()}, []string{"test.thing.happened"}, []string{"tests"}, []string{""}, []string{"acme"},
+			[]string{""}, []string{""}, []string{"previous-release"}, []int32{1},
+			[]string{string(thing(n).Payload)}, []string{`{"schema_version":1,"tenant_id":"acme","producer":"previous-release"}`}).Scan(&accepted)
+		if err != nil {
+			return err
+		}
+		if !accepted {
+			return fmt.Errorf("the previous release's append to %s was refused", stream)
+		}
+		return nil
+	})
 }

@@ -18,8 +18,10 @@
 --
 -- ev_req gives each event the (1-based) index of its append in req_*.
 -- expected: -1 any, -2 no stream, -3 stream exists, >= 0 exact version.
-DROP FUNCTION eventstream_append(bigint, timestamptz, text[], bigint[], integer[], uuid[], text[], text[], text[],
-    text[], text[], text[], text[], integer[], jsonb[], jsonb[]);
+-- The 002 function stays (a different argument list, so a separate
+-- overload): processes of the previous release keep appending through it
+-- during a rolling upgrade, under the same advisory lock, so positions stay
+-- gapless and ordered whichever version wrote them.
 
 CREATE FUNCTION eventstream_append(
     lock_key    bigint,
