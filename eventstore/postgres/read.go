@@ -2,14 +2,19 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -47,18 +52,238 @@ func scanEvent(row pgx.Row) (eventstore.Event, error) {
 	return e, nil
 }
 
-func collect(rows pgx.Rows, hint int) ([]eventstore.Event, error) {
+func collect(rows pgx.Rows) ([]eventstore.Event, error) {
 	defer rows.Close()
-	// The hint is a caller's limit, not a count: cap what it reserves.
-	out := make([]eventstore.Event, 0, min(hint, 256))
+	// The number of rows is not known until the last one: gather them in
+	// a pooled buffer and return an exact copy, rather than grow the answer
+	// from nothing (1,000 events would allocate three times their size on
+	// the way). An answer too big to pool is returned as it grew.
+	bp := scratch.Get().(*[]eventstore.Event)
+	pooled := *bp
+	buf := pooled[:0]
+	defer func() {
+		// Pool the bigger buffer that fits, cleared: the pool must not keep
+		// events alive.
+		if cap(buf) <= maxScratch {
+			clear(buf)
+			*bp = buf[:0]
+		} else {
+			clear(pooled[:cap(pooled)]) // filled before buf outgrew it
+		}
+		scratch.Put(bp)
+	}()
+	var d rowDecoder
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		if len(buf) == 0 {
+			d.init(rows.FieldDescriptions())
+		}
+		buf = append(buf, eventstore.Event{})
+		e := &buf[len(buf)-1]
+		if d.ok {
+			ok, err := d.decode(rows.RawValues(), e)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				continue
+			}
+		}
+		ev, err := scanEvent(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		*e = ev
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(buf) > maxScratch {
+		return buf, nil
+	}
+	return append(make([]eventstore.Event, 0, len(buf)), buf...), nil
+}
+
+// scratch holds collect's buffers, of up to maxScratch events each (the
+// default page size with room to spare).
+var scratch = sync.Pool{New: func() any { return new([]eventstore.Event) }}
+
+const maxScratch = 4 * eventstore.DefaultPageSize
+
+// The columns of selectColumns, as the fast path of collect reads them.
+const (
+	colPosition = iota
+	colID
+	colStream
+	colVersion
+	colType
+	colSource
+	colTarget
+	colTenant
+	colCorrelation
+	colCausation
+	colProducer
+	colSchemaVersion
+	colTimestamp
+	colPayload
+	colExtra
+	numColumns
+)
+
+// columnOIDs are the PostgreSQL types of selectColumns.
+var columnOIDs = [numColumns]uint32{
+	colPosition: pgtype.Int8OID, colID: pgtype.UUIDOID, colStream: pgtype.TextOID,
+	colVersion: pgtype.Int8OID, colType: pgtype.TextOID, colSource: pgtype.TextOID,
+	colTarget: pgtype.TextOID, colTenant: pgtype.TextOID, colCorrelation: pgtype.TextOID,
+	colCausation: pgtype.TextOID, colProducer: pgtype.TextOID, colSchemaVersion: pgtype.Int4OID,
+	colTimestamp: pgtype.TimestamptzOID, colPayload: pgtype.JSONBOID, colExtra: pgtype.JSONBOID,
+}
+
+// rowDecoder decodes the raw values of selectColumns without Scan: a page
+// of 1,000 events scanned column by column costs a dozen allocations and
+// a dozen interface conversions per row, most of them for strings that
+// repeat from one row to the next (stream, type, source, tenant, producer).
+type rowDecoder struct {
+	ok        bool               // every column arrived in a format it reads
+	jsonbText [numColumns]bool   // a jsonb column arrived in text format
+	last      [numColumns]string // the previous row's text values, reused when equal
+}
+
+// init checks the result's columns (their types and the formats pgx asked
+// for): the fast path reads binary int8, int4, uuid and timestamptz, text in
+// either format (the bytes are the same), and jsonb in either format (binary
+// is a version byte then the text). Anything else (under the simple protocol
+// every column is text) leaves ok false and the rows to Scan.
+func (d *rowDecoder) init(fds []pgconn.FieldDescription) {
+	if len(fds) != numColumns {
+		return
+	}
+	for i, fd := range fds {
+		if fd.DataTypeOID != columnOIDs[i] {
+			return
+		}
+		switch fd.DataTypeOID {
+		case pgtype.TextOID:
+		case pgtype.JSONBOID:
+			d.jsonbText[i] = fd.Format == pgtype.TextFormatCode
+		default:
+			if fd.Format != pgtype.BinaryFormatCode {
+				return
+			}
+		}
+	}
+	d.ok = true
+}
+
+// The range of timestamps pgx accepts when it scans a timestamptz into a
+// time.Time; outside it (and at ±infinity) decode leaves the row to Scan,
+// which reports the error.
+var (
+	minTimestamp = time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC)
+	endTimestamp = time.Date(294277, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// microsecFromUnixEpochToY2K is 2000-01-01 UTC, PostgreSQL's epoch, in
+// microseconds since the Unix epoch.
+const microsecFromUnixEpochToY2K = 946_684_800 * 1_000_000
+
+// decode fills e from one row's raw values as scanEvent would. It returns
+// false, leaving e alone, when a value is not what it expects (a NULL in a
+// NOT NULL column, a wrong length, an infinite timestamp): the caller then
+// scans the row, which gives the same event or the same error.
+func (d *rowDecoder) decode(vals [][]byte, e *eventstore.Event) (ok bool, err error) {
+	if len(vals) != numColumns {
+		return false, nil
+	}
+	for i, v := range vals[:colExtra] {
+		if v == nil {
+			return false, nil
+		}
+		switch columnOIDs[i] {
+		case pgtype.Int8OID:
+			if len(v) != 8 {
+				return false, nil
+			}
+		case pgtype.Int4OID:
+			if len(v) != 4 {
+				return false, nil
+			}
+		case pgtype.UUIDOID:
+			if len(v) != 16 {
+				return false, nil
+			}
+		case pgtype.TimestamptzOID:
+			if len(v) != 8 {
+				return false, nil
+			}
+		}
+	}
+	us := int64(binary.BigEndian.Uint64(vals[colTimestamp]))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return false, nil
+	}
+	ts := time.Unix(
+		microsecFromUnixEpochToY2K/1_000_000+us/1_000_000,
+		(microsecFromUnixEpochToY2K%1_000_000*1_000)+(us%1_000_000*1_000),
+	)
+	if ts.Before(minTimestamp) || !ts.Before(endTimestamp) {
+		return false, nil
+	}
+	payload, ok := d.jsonb(colPayload, vals[colPayload])
+	if !ok {
+		return false, nil
+	}
+	var extra []byte
+	if vals[colExtra] != nil {
+		if extra, ok = d.jsonb(colExtra, vals[colExtra]); !ok {
+			return false, nil
+		}
+	}
+
+	e.Position = eventstore.Pos(binary.BigEndian.Uint64(vals[colPosition]))
+	e.ID = uuid.UUID(vals[colID])
+	e.Stream = d.text(colStream, vals[colStream])
+	e.Version = int64(binary.BigEndian.Uint64(vals[colVersion]))
+	e.Type = d.text(colType, vals[colType])
+	e.Source = d.text(colSource, vals[colSource])
+	e.Target = d.text(colTarget, vals[colTarget])
+	e.Meta.TenantID = d.text(colTenant, vals[colTenant])
+	e.Meta.CorrelationID = d.text(colCorrelation, vals[colCorrelation])
+	e.Meta.CausationID = d.text(colCausation, vals[colCausation])
+	e.Meta.Producer = d.text(colProducer, vals[colProducer])
+	e.Meta.SchemaVersion = int(int32(binary.BigEndian.Uint32(vals[colSchemaVersion])))
+	e.Timestamp = ts.UTC()
+	e.Payload = make(json.RawMessage, len(payload))
+	copy(e.Payload, payload)
+	if extra != nil {
+		var m eventstore.Meta
+		if err := json.Unmarshal(extra, &m); err != nil {
+			return true, fmt.Errorf("event %s: meta: %w", e.ID, err)
+		}
+		e.Meta.Extra = m.Extra
+	}
+	return true, nil
+}
+
+// text returns v as a string, the previous row's string of column i when
+// the bytes are the same.
+func (d *rowDecoder) text(i int, v []byte) string {
+	if string(v) == d.last[i] {
+		return d.last[i]
+	}
+	s := string(v)
+	d.last[i] = s
+	return s
+}
+
+// jsonb returns the JSON text of a jsonb value (not a copy).
+func (d *rowDecoder) jsonb(i int, v []byte) ([]byte, bool) {
+	if d.jsonbText[i] {
+		return v, true
+	}
+	if len(v) == 0 || v[0] != 1 {
+		return nil, false
+	}
+	return v[1:], true
 }
 
 // ReadStream returns the events of stream from version from, at most limit
@@ -86,7 +311,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	var evs []eventstore.Event
 	b.Queue(q, args...).Query(func(rows pgx.Rows) error {
 		var err error
-		evs, err = collect(rows, max(limit, 0))
+		evs, err = collect(rows)
 		return err
 	})
 	exists := from <= 1
@@ -140,7 +365,7 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: read all: %w", err)
 	}
-	evs, err := collect(rows, limit)
+	evs, err := collect(rows)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: read all: %w", err)
 	}

@@ -1,0 +1,398 @@
+package postgres
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// readTestEvents are events with every kind of value a read decodes: NULL
+// and present target, correlation, causation and producer; meta extras
+// present and absent; unicode; a large payload.
+func readTestEvents() []eventstore.Event {
+	tags := make([]string, 4000)
+	for i := range tags {
+		tags[i] = fmt.Sprintf("tag %d — ünïcødé 日本語 🚀 %s", i, strings.Repeat("x", 150))
+	}
+	large, _ := json.Marshal(map[string]any{"n": 3, "title": "large", "tags": tags})
+	return []eventstore.Event{
+		{
+			Type: "test.thing.happened", Source: "tests", Target: "target-1",
+			Payload: json.RawMessage(`{"n": 1, "title": "every field"}`),
+			Meta: eventstore.Meta{
+				SchemaVersion: 1, TenantID: "acme", Producer: "read_test",
+				CorrelationID: "corr-1", CausationID: "cause-1",
+				Extra: map[string]any{"k": "v", "n": json.Number("1.5"), "nested": map[string]any{"a": []any{json.Number("1"), "b", nil, true}}},
+			},
+		},
+		{
+			Type: "test.thing.happened", Source: "tests",
+			Payload: json.RawMessage(`{"n": 2, "title": "no optional field"}`),
+			Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme"},
+		},
+		{
+			Type: "test.thing.happened", Source: "sourçe — 日本語", Target: "tärget 🎯",
+			Payload: large,
+			Meta: eventstore.Meta{
+				SchemaVersion: 1, TenantID: "ténant", Producer: "prödücer",
+				CorrelationID: "cörrelation", Extra: map[string]any{"ünïcødé": "日本語"},
+			},
+		},
+		{
+			Type: "test.thing.happened", Source: "tests",
+			Payload: json.RawMessage(`{"n": 4, "title": "ünïcødé 日本語 🚀 \"quoted\" \\ \u0001"}`),
+			Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme", CausationID: "cause-only"},
+		},
+		{
+			Type: "test.thing.happened", Source: "tests",
+			Payload: json.RawMessage(`{"n": 5, "title": "same as before"}`),
+			Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme", CausationID: "cause-only"},
+		},
+	}
+}
+
+func readTestStore(t *testing.T, u string, mode pgx.QueryExecMode) *Store {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = mode
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("testdata/schemas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), pool, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestReadDecodesEveryValue reads back events with every kind of value,
+// through the raw-value path and through Scan, and compares them field by
+// field with what was appended and with each other.
+func TestReadDecodesEveryValue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	s := readTestStore(t, u, pgx.QueryExecModeCacheStatement)
+
+	var appended []eventstore.Event
+	for _, stream := range []string{"read-a", "read-b"} {
+		res, err := s.Append(ctx, stream, eventstore.NoStream, readTestEvents()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appended = append(appended, res.Events...)
+	}
+	sent := append(readTestEvents(), readTestEvents()...)
+
+	readA, err := s.ReadStream(ctx, "read-a", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readB, err := s.ReadStream(ctx, "read-b", 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.ReadAll(ctx, eventstore.ReadAllOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(readA) != 5 || len(readB) != 4 || len(page.Events) != 10 {
+		t.Fatalf("read %d, %d and %d events, want 5, 4 and 10", len(readA), len(readB), len(page.Events))
+	}
+	for i, e := range page.Events {
+		sameAsAppended(t, fmt.Sprintf("ReadAll[%d]", i), e, appended[i], sent[i])
+	}
+	for i, e := range readA {
+		sameAsAppended(t, fmt.Sprintf("ReadStream a[%d]", i), e, appended[i], sent[i])
+	}
+	for i, e := range readB {
+		sameAsAppended(t, fmt.Sprintf("ReadStream b[%d]", i), e, appended[6+i], sent[6+i])
+	}
+
+	// The raw-value path must give exactly what Scan gives.
+	scanned := scanAll(t, s.pool)
+	if !reflect.DeepEqual(page.Events, scanned) {
+		t.Fatalf("collect and Scan disagree:\n%+v\n%+v", page.Events, scanned)
+	}
+	sub, err := s.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, scanned) {
+		t.Fatalf("Subscribe and Scan disagree:\n%+v\n%+v", got, scanned)
+	}
+
+	// A repeated text value is shared, not copied, and a changed one is not.
+	if readA[0].Type != readA[1].Type || readA[1].Meta.CausationID != "" || readA[4].Meta.CausationID != "cause-only" {
+		t.Fatal("repeated values decoded wrong")
+	}
+
+	// Under the simple protocol every column arrives as text: the rows are
+	// scanned, with the same result.
+	simple := readTestStore(t, u, pgx.QueryExecModeSimpleProtocol)
+	if !fastPath(t, s.pool) || fastPath(t, simple.pool) {
+		t.Fatalf("fast path taken: %v under the extended protocol, %v under the simple one; want true, false", fastPath(t, s.pool), fastPath(t, simple.pool))
+	}
+	sp, err := simple.ReadAll(ctx, eventstore.ReadAllOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(sp.Events, scanned) {
+		t.Fatalf("simple protocol and Scan disagree:\n%+v\n%+v", sp.Events, scanned)
+	}
+}
+
+// sameAsAppended compares a read event field by field with the append's
+// result and with the event as it was sent.
+func sameAsAppended(t *testing.T, what string, got, res, sent eventstore.Event) {
+	t.Helper()
+	if got.ID != res.ID || got.Type != sent.Type || got.Stream != res.Stream || got.Version != res.Version ||
+		got.Position != res.Position || got.Source != sent.Source || got.Target != sent.Target {
+		t.Fatalf("%s: got %+v, want %+v", what, got, res)
+	}
+	if got.Timestamp.Location() != time.UTC || !got.Timestamp.Equal(res.Timestamp) || got.Timestamp != res.Timestamp.UTC() {
+		t.Fatalf("%s: timestamp %v (%v), want %v in UTC", what, got.Timestamp, got.Timestamp.Location(), res.Timestamp)
+	}
+	if !eventstore.JSONEqual(got.Payload, sent.Payload) {
+		t.Fatalf("%s: payload %.200s, want %.200s", what, got.Payload, sent.Payload)
+	}
+	gm, sm := got.Meta, sent.Meta
+	if gm.SchemaVersion != sm.SchemaVersion || gm.TenantID != sm.TenantID || gm.Producer != sm.Producer ||
+		gm.CorrelationID != sm.CorrelationID || gm.CausationID != sm.CausationID {
+		t.Fatalf("%s: meta %+v, want %+v", what, gm, sm)
+	}
+	if (gm.Extra == nil) != (sm.Extra == nil) || !eventstore.ValueEqual(extraValue(gm.Extra), extraValue(sm.Extra)) {
+		t.Fatalf("%s: meta extra %#v, want %#v", what, gm.Extra, sm.Extra)
+	}
+}
+
+func extraValue(m map[string]any) any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// fastPath reports whether collect reads the raw values of the pool's rows.
+func fastPath(t *testing.T, pool *pgxpool.Pool) bool {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT `+selectColumns+` FROM events ORDER BY position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal("no rows")
+	}
+	var d rowDecoder
+	d.init(rows.FieldDescriptions())
+	return d.ok
+}
+
+// scanAll reads the whole log with Scan alone.
+func scanAll(t *testing.T, pool *pgxpool.Pool) []eventstore.Event {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT `+selectColumns+` FROM events ORDER BY position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []eventstore.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRowDecoderTimestamps checks the timestamp conversion against pgx's
+// own, on both sides of 2000-01-01 and at the limits, and that the values
+// pgx refuses to scan are left to Scan.
+func TestRowDecoderTimestamps(t *testing.T) {
+	t.Parallel()
+	m := pgtype.NewMap()
+	var d rowDecoder
+	d.ok = true
+	for _, us := range []int64{
+		0, 1, -1, 999_999, -999_999, 1_000_000, -1_000_001, 123_456_789_012_345, -123_456_789_012_345,
+		time.Date(2026, 11, 27, 4, 9, 5, 123456000, time.UTC).Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).Microseconds(),
+		time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC).Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).Microseconds(),
+		-211_813_488_000_000_000, // 4714-11-24 BC, PostgreSQL's first day
+		9_214_646_399_999_999,    // the last microsecond of 294276
+		math.MaxInt64, math.MinInt64, math.MaxInt64 - 1, math.MinInt64 + 1,
+	} {
+		raw := binary.BigEndian.AppendUint64(nil, uint64(us))
+		var want time.Time
+		wantErr := m.Scan(pgtype.TimestamptzOID, pgtype.BinaryFormatCode, raw, &want)
+		vals := rawRow(raw)
+		var e eventstore.Event
+		ok, err := d.decode(vals, &e)
+		switch {
+		case err != nil:
+			t.Fatalf("%d µs: %v", us, err)
+		case wantErr != nil && ok:
+			t.Fatalf("%d µs: decoded %v, pgx refuses it (%v)", us, e.Timestamp, wantErr)
+		case wantErr == nil && !ok:
+			t.Fatalf("%d µs: not decoded, pgx gives %v", us, want)
+		case ok && e.Timestamp != want.UTC():
+			t.Fatalf("%d µs: decoded %v, pgx gives %v", us, e.Timestamp, want.UTC())
+		}
+	}
+}
+
+// TestRowDecoderLeavesOddRowsToScan checks that a value of a length or a
+// NULL the fast path does not expect is left to Scan.
+func TestRowDecoderLeavesOddRowsToScan(t *testing.T) {
+	t.Parallel()
+	var d rowDecoder
+	d.ok = true
+	var e eventstore.Event
+	if ok, err := d.decode(rawRow(make([]byte, 8)), &e); !ok || err != nil {
+		t.Fatalf("a good row: ok %v, err %v", ok, err)
+	}
+	for i := range numColumns {
+		for _, v := range [][]byte{nil, make([]byte, 3)} {
+			vals := rawRow(make([]byte, 8))
+			vals[i] = v
+			if i == colExtra || (v != nil && columnOIDs[i] == pgtype.TextOID) {
+				continue // NULL extras and text of any length are fine
+			}
+			if ok, _ := d.decode(vals, &e); ok {
+				t.Errorf("column %d = %v decoded", i, v)
+			}
+		}
+	}
+	vals := rawRow(make([]byte, 8))
+	vals[colPayload] = []byte{2, '{', '}'}
+	if ok, _ := d.decode(vals, &e); ok {
+		t.Error("jsonb version 2 decoded")
+	}
+	vals[colPayload] = []byte{1, '{', '}'}
+	vals[colExtra] = []byte{1, '[', ']'}
+	if ok, err := d.decode(vals, &e); !ok || err == nil {
+		t.Errorf("bad meta: ok %v, err %v; want the error", ok, err)
+	}
+	if ok, _ := d.decode(vals[:numColumns-1], &e); ok {
+		t.Error("a short row decoded")
+	}
+}
+
+// rawRow is a row of binary values with the given timestamp.
+func rawRow(ts []byte) [][]byte {
+	id := uuid.New()
+	return [][]byte{
+		colPosition: binary.BigEndian.AppendUint64(nil, 7), colID: id[:], colStream: []byte("s-1"),
+		colVersion: binary.BigEndian.AppendUint64(nil, 3), colType: []byte("t.x"), colSource: []byte("src"),
+		colTarget: {}, colTenant: []byte("acme"), colCorrelation: {}, colCausation: {}, colProducer: {},
+		colSchemaVersion: binary.BigEndian.AppendUint32(nil, 1), colTimestamp: ts,
+		colPayload: []byte("\x01{}"), colExtra: nil,
+	}
+}
+
+// TestCollectBuffers checks collect's pooled buffer: answers do not share
+// it, the buffers in the pool hold no events, and an answer bigger than
+// the pool keeps is whole.
+func TestCollectBuffers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	s := readTestStore(t, u, pgx.QueryExecModeCacheStatement)
+	for _, stream := range []string{"small-a", "small-b"} {
+		if _, err := s.Append(ctx, stream, eventstore.NoStream, readTestEvents()...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := make([]eventstore.Event, 1000)
+	for i := range big {
+		big[i] = eventstore.Event{
+			Type: "test.thing.happened", Source: "tests",
+			Payload: json.RawMessage(fmt.Sprintf(`{"n": %d, "title": "big %d"}`, i, i)),
+			Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme"},
+		}
+	}
+	for range maxScratch/len(big) + 1 {
+		if _, err := s.Append(ctx, "big", eventstore.Any, big...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a, err := s.ReadStream(ctx, "small-a", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := append([]eventstore.Event(nil), a...)
+	if _, err := s.ReadStream(ctx, "small-b", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, keep) {
+		t.Fatal("a later read changed an earlier answer")
+	}
+	bigRead, err := s.ReadStream(ctx, "big", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := (maxScratch/len(big) + 1) * len(big); len(bigRead) != n {
+		t.Fatalf("read %d events of %q, want %d", len(bigRead), "big", n)
+	}
+	for i, e := range bigRead {
+		if e.Version != int64(i+1) || e.Stream != "big" {
+			t.Fatalf("event %d: %s@%d", i, e.Stream, e.Version)
+		}
+	}
+	if !reflect.DeepEqual(a, keep) {
+		t.Fatal("a later read changed an earlier answer")
+	}
+	if _, err := s.ReadStream(ctx, "small-b", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		bp := scratch.Get().(*[]eventstore.Event)
+		for i, e := range (*bp)[:cap(*bp)] {
+			if !reflect.DeepEqual(e, eventstore.Event{}) {
+				t.Fatalf("pooled buffer holds event %d: %s", i, e.ID)
+			}
+		}
+		defer scratch.Put(bp)
+	}
+}
