@@ -5,4 +5,9 @@
 //
 // Adding a type or a version is adding a file: the registry discovers
 // types from the folder names and needs no code change.
+//
+// Validation asks a checker built from each compiled schema first (plain Go,
+// no allocation on the way to "valid"); whatever it does not accept is
+// decided by jsonschema/v5, whose verdict and error stand. The checker never
+// accepts what jsonschema/v5 refuses: see checker.go and CrossCheckEnv.
 package schemas
