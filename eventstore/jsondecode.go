@@ -182,10 +182,9 @@ func (d *decoder) array(depth int) (any, error) {
 	}
 }
 
-// str reads a string. Strings without escapes (the common case) are sliced
-// directly; escaped ones are checked for NUL and lone surrogates, then
-// unquoted by encoding/json.
-// key reads an object key, from the intern table when it is there.
+// key reads an object key, from the intern table when it is there (a key
+// without escapes or control characters, so the same string str would
+// return).
 func (d *decoder) key() (string, error) {
 	if d.keys != nil {
 		end := d.i + 1
@@ -202,6 +201,9 @@ func (d *decoder) key() (string, error) {
 	return d.str()
 }
 
+// str reads a string. Strings without escapes (the common case) are sliced
+// directly; escaped ones are checked for NUL and lone surrogates, then
+// unquoted by encoding/json.
 func (d *decoder) str() (string, error) {
 	start := d.i
 	d.i++ // "
