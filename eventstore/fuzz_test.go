@@ -31,7 +31,11 @@ var jsonRules = map[string]bool{
 // With an intern table of object keys (what the validator passes), the
 // result and the error are exactly the same.
 func FuzzDecodeJSON(f *testing.F) {
-	interned := map[string]string{"title": "title", "n": "n", "a": "a", "tags": "tags", "": "", "k\u0041": "k\u0041"}
+	interned := map[string]string{"title": "title", "n": "n", "a": "a", "tags": "tags", "": ""}
+	for _, seed := range []string{`{"title": 1, "title": 2}`, `{"title": 1, "ti\u0074le": 2}`, `{"": {"": []}}`,
+		`{"n": 1, "n\u0000": 2}`, `{"tags": ["a"], "a": {"title": "x"}}`} {
+		f.Add([]byte(seed))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := eventstore.DecodeJSON(b)
 		iv, ierr := eventstore.DecodeJSONInterned(b, interned)
