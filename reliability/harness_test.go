@@ -434,14 +434,6 @@ func readLog(tb testing.TB, pool *pgxpool.Pool) []logRow {
 	return nil
 }
 
-func head(pool *pgxpool.Pool) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var h int64
-	err := pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&h)
-	return h, err
-}
-
 // figures summarise a run; docs/reliability.md quotes them.
 type figures struct {
 	Test             string            `json:"test"`

@@ -136,12 +136,13 @@ func New(opts ...Options) (*Cluster, error) {
 	args := []string{"-D", c.data, "-U", Superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"}
 	if o.Password != "" {
 		pw := filepath.Join(c.root, "pwfile")
-		if err := os.WriteFile(pw, []byte(o.Password+"\n"), 0o600); err == nil && c.cred != nil {
-			err = os.Chown(pw, int(c.cred.Uid), int(c.cred.Gid))
+		werr := os.WriteFile(pw, []byte(o.Password+"\n"), 0o600)
+		if werr == nil && c.cred != nil {
+			werr = os.Chown(pw, int(c.cred.Uid), int(c.cred.Gid))
 		}
-		if err != nil {
+		if werr != nil {
 			_ = os.RemoveAll(c.root)
-			return nil, fmt.Errorf("pgcluster: %w", err)
+			return nil, fmt.Errorf("pgcluster: write the password file: %w", werr)
 		}
 		defer os.Remove(pw)
 		args = append(args, "--auth-host=scram-sha-256", "--pwfile="+pw)
