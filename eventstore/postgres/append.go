@@ -226,7 +226,8 @@ func (c *columns) args() []any {
 		c.correlation, c.causation, c.producer, c.schemaVersion, c.timestamp, c.payload, c.meta}
 }
 
-// appendIdleTimeout bounds how long a group-commit transaction may sit
+// appendIdleTimeout bounds how long a transaction of the careful path
+// (writeGroupChecked, which holds the lock across round trips) may sit
 // idle on the server (waiting for the client's next round trip); past it
 // the server ends the session, the lock is released and the group fails
 // (its appends may be retried with the same ids).

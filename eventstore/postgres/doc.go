@@ -9,8 +9,9 @@
 // Throughput: concurrent Append calls are coalesced by committer
 // goroutines into shared transactions (group commit). Each append keeps its
 // own expected-version check and result; one conflicting append does not
-// fail the others. A group is one round trip: the server-side function eventstream_append
-// checks the expected versions under the lock and inserts every row.
+// fail the others. A group is one statement: the server-side function
+// eventstream_append takes the lock, checks the expected versions, inserts
+// every row and notifies, and the statement's implicit transaction commits.
 //
 // Live subscriptions are woken by LISTEN/NOTIFY (and, in-process, directly
 // by the committer), with a slow fallback poll for lost notifications.

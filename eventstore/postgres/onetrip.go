@@ -29,7 +29,7 @@ FROM eventstream_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 
 // landed: its ids are looked up after the commit (stored events never
 // change, so the answer cannot go stale). An id already stored makes the
 // whole group fail on the id index with errRecheckIDs, and commitGroup
-// reruns it with writeGroup's explicit id check.
+// reruns it on writeGroupChecked, which looks every id up.
 func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
