@@ -290,3 +290,64 @@ func TestSentinelReturnedAsIsIsNotMutated(t *testing.T) {
 		t.Fatalf("the sentinel was mutated: %+v", ErrLimit)
 	}
 }
+
+// A new command's id is version 7 (time-ordered); the ids of its events,
+// and of the commands reactions derive from them, keep its millisecond
+// timestamp, so the log's id index grows at its right edge. They are still
+// derived deterministically: the same command id gives the same event ids.
+func TestDerivedIDsKeepTheCommandsTime(t *testing.T) {
+	s := testSchemas(t)
+	store := memStore(t, s)
+	repo := counterRepo(t, store, testRegistry(t, s), nil)
+	ctx := context.Background()
+	cmdID := uuid.Must(uuid.NewV7())
+	cmd := aggregates.CommandMeta{ID: cmdID, TenantID: "acme"}
+	two := func(a *aggregates.Aggregate[Counter]) ([]any, error) {
+		return []any{Added{CounterID: "t1", N: 1}, Added{CounterID: "t1", N: 2}}, nil
+	}
+	res, err := repo.Handle(ctx, "t1", cmd, two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 2 || res.Events[0].ID == res.Events[1].ID {
+		t.Fatalf("events %+v: want two with distinct ids", res.Events)
+	}
+	for i, e := range res.Events {
+		if e.ID.Version() != 7 || e.ID.Variant() != uuid.RFC4122 || string(e.ID[:6]) != string(cmdID[:6]) {
+			t.Fatalf("event %d id %s (version %d): want version 7 with the timestamp of command %s", i, e.ID, e.ID.Version(), cmdID)
+		}
+		if e.ID == cmdID {
+			t.Fatalf("event %d has the command's own id", i)
+		}
+	}
+
+	// The same command again: the same ids, so the store sees a retry.
+	again, err := repo.Handle(ctx, "t1", cmd, two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again.Events {
+		if again.Events[i].ID != res.Events[i].ID {
+			t.Fatalf("retried command: event %d id %s, first time %s", i, again.Events[i].ID, res.Events[i].ID)
+		}
+	}
+	if got, err := store.ReadStream(ctx, res.Events[0].Stream, 1, 10); err != nil || len(got) != 2 {
+		t.Fatalf("stream after a retried command: %d events (%v), want 2", len(got), err)
+	}
+
+	// A reaction's command id follows the causing event's time; a second
+	// reaction to the same event gets another id.
+	r1 := aggregates.FromEvent(res.Events[0], "notify")
+	r2 := aggregates.FromEvent(res.Events[0], "audit")
+	if r1.ID.Version() != 7 || string(r1.ID[:6]) != string(cmdID[:6]) || r1.ID == r2.ID {
+		t.Fatalf("reaction command ids %s, %s: want distinct version 7 ids with the event's timestamp", r1.ID, r2.ID)
+	}
+	if aggregates.FromEvent(res.Events[0], "notify").ID != r1.ID {
+		t.Fatal("a redelivered event gave its reaction another command id")
+	}
+	// Ids that carry no time (version 4) still derive plain name-based ids.
+	old := eventstore.Event{ID: uuid.New()}
+	if v := aggregates.FromEvent(old, "notify").ID.Version(); v != 5 {
+		t.Fatalf("reaction to a version 4 event id: command id version %d, want 5", v)
+	}
+}
