@@ -51,6 +51,11 @@ type Config struct {
 	EventSize int
 	// Mix is the event types written and their weights (nil: DomainMix).
 	Mix Mix
+	// RandomIDs draws event ids at random (UUID version 4) instead of
+	// time-ordered (version 7, as the aggregates and the store make them).
+	// Random ids land on random pages of the log's id index, which costs
+	// PostgreSQL more per event; the raw table has no index to notice.
+	RandomIDs bool
 
 	// Rate is the fixed append rate of project, in events per second.
 	Rate int

@@ -461,6 +461,18 @@ func randomUUID(r *rand.Rand) uuid.UUID {
 	return u
 }
 
+// orderedUUID draws a version 7 UUID from r whose timestamp is ms: ids
+// made for later appends sort after earlier ones, as the domain's do (see
+// aggregates.CommandMeta).
+func orderedUUID(r *rand.Rand, ms int64) uuid.UUID {
+	u := randomUUID(r)
+	for i := range 6 {
+		u[i] = byte(ms >> (8 * (5 - i)))
+	}
+	u[6] = u[6]&0x0f | 0x70
+	return u
+}
+
 func pick(r *rand.Rand, xs ...string) string { return xs[r.IntN(len(xs))] }
 
 func user(r *rand.Rand) string {

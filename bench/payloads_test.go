@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/schemas"
@@ -175,5 +178,44 @@ func TestConfigRefusals(t *testing.T) {
 	c, _ = Config{Scenario: "batch"}.resolve()
 	if c.Writers != 4 || c.EventsPerAppend != 100 || c.Duration != 10*time.Second {
 		t.Errorf("batch preset: %+v", c)
+	}
+}
+
+// Event ids are time-ordered by default, as the domain makes them: version
+// 7, the later append's ids after the earlier one's. RandomIDs gives
+// version 4 ids.
+func TestWorkloadEventIDs(t *testing.T) {
+	t.Parallel()
+	pool, err := newPayloadPool(DomainMix(), 0, 8, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := newWorkload(Config{Seed: 3, EventsPerAppend: 4}, "w", pool)
+	early, late := wl.batch(7), wl.batch(8)
+	seen := map[uuid.UUID]bool{}
+	for _, b := range []batch{early, late} {
+		for _, e := range b.events {
+			if e.ID.Version() != 7 || e.ID.Variant() != uuid.RFC4122 {
+				t.Fatalf("event id %s: version %d, want an RFC 4122 version 7 id", e.ID, e.ID.Version())
+			}
+			if seen[e.ID] {
+				t.Fatalf("event id %s drawn twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+	}
+	for _, e := range early.events {
+		for _, f := range late.events {
+			if bytes.Compare(e.ID[:], f.ID[:]) >= 0 {
+				t.Fatalf("id %s of append 7 does not sort before %s of append 8", e.ID, f.ID)
+			}
+		}
+	}
+
+	random := newWorkload(Config{Seed: 3, EventsPerAppend: 4, RandomIDs: true}, "w", pool)
+	for _, e := range random.batch(7).events {
+		if e.ID.Version() != 4 || e.ID.Variant() != uuid.RFC4122 {
+			t.Fatalf("random event id %s: version %d, want an RFC 4122 version 4 id", e.ID, e.ID.Version())
+		}
 	}
 }

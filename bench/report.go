@@ -162,6 +162,7 @@ type Summary struct {
 	LogEvents       int     `json:"log_events,omitempty"`
 	StreamEvents    int     `json:"stream_events,omitempty"`
 	Mix             string  `json:"mix"`
+	IDs             string  `json:"ids"`
 	Seed            int64   `json:"seed"`
 }
 
@@ -169,7 +170,7 @@ func (r *run) newReport() Report {
 	c := r.cfg
 	rep := Report{Scenario: c.Scenario, Started: time.Now().UTC(), MeanPayloadBytes: round(r.payloads.avgSize, 1),
 		Config: Summary{DurationSec: c.Duration.Seconds(), Events: c.Events, Writers: c.Writers, EventsPerAppend: c.EventsPerAppend,
-			Streams: c.Streams, ExactVersions: c.ExactVersions, EventSize: c.EventSize, Mix: c.Mix.String(), Seed: c.Seed},
+			Streams: c.Streams, ExactVersions: c.ExactVersions, EventSize: c.EventSize, Mix: c.Mix.String(), IDs: idKind(c.RandomIDs), Seed: c.Seed},
 		Machine: Machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), LoadAverage: loadAverage(),
 			Server: r.server, SynchronousCommit: r.syncCommit},
 	}
@@ -279,4 +280,12 @@ func lagOf(h *hdrhistogram.Histogram) *Lag {
 func round(x float64, places int) float64 {
 	p := math.Pow(10, float64(places))
 	return math.Round(x*p) / p
+}
+
+// idKind names the event ids a run wrote, for its report.
+func idKind(random bool) string {
+	if random {
+		return "random (v4)"
+	}
+	return "time-ordered (v7)"
 }

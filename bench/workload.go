@@ -18,7 +18,14 @@ type workload struct {
 	prefix   string
 	payloads *payloadPool
 	tenants  []string
+	random   bool // version 4 event ids instead of time-ordered ones
 }
+
+// idEpoch is the timestamp of the first append's time-ordered event ids;
+// each later append's ids are one millisecond later. It is fixed, so that
+// a seed gives the same ids in every run (each run has a schema of its
+// own, so runs never meet each other's ids).
+var idEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
 func newWorkload(cfg Config, prefix string, payloads *payloadPool) *workload {
 	tenants := make([]string, 8)
@@ -26,7 +33,7 @@ func newWorkload(cfg Config, prefix string, payloads *payloadPool) *workload {
 		tenants[i] = "tenant-" + strconv.Itoa(i+1)
 	}
 	return &workload{seed: uint64(cfg.Seed), perApp: cfg.EventsPerAppend, streams: cfg.Streams, prefix: prefix,
-		payloads: payloads, tenants: tenants}
+		payloads: payloads, tenants: tenants, random: cfg.RandomIDs}
 }
 
 // batch is one append: its stream and events, with each event's meta as
@@ -57,8 +64,12 @@ func (w *workload) batch(seq int64) batch {
 	var causation string
 	for i := range b.events {
 		s := w.payloads.pick(r)
+		id := orderedUUID(r, idEpoch+seq)
+		if w.random {
+			id = randomUUID(r)
+		}
 		e := eventstore.Event{
-			ID: randomUUID(r), Type: s.gen.typ, Source: s.gen.source, Payload: s.payload,
+			ID: id, Type: s.gen.typ, Source: s.gen.source, Payload: s.payload,
 			Meta: eventstore.Meta{SchemaVersion: s.gen.version, Producer: producer, TenantID: tenant, CorrelationID: corr, CausationID: causation},
 		}
 		b.events[i] = e

@@ -91,6 +91,7 @@ for every type under a prefix.`,
 	f.IntVar(&cfg.Streams, "streams", 0, "streams the appends share (0: a new stream per append; 1: one hot stream)")
 	f.BoolVar(&cfg.ExactVersions, "exact-versions", false, "append with exact expected versions and retry conflicts (needs --streams)")
 	f.IntVar(&cfg.EventSize, "event-size", 0, "wanted payload size in bytes (0: each type's natural size)")
+	f.BoolVar(&cfg.RandomIDs, "random-ids", false, "random (v4) event ids instead of time-ordered (v7) ones like the domain's")
 	f.StringVar(&mix, "types", "domain", "event type mix: domain, uniform, or type[=weight],...")
 	f.IntVar(&cfg.Rate, "rate", 0, "project: fixed append rate in events/s (preset 10000)")
 	f.IntVar(&cfg.LogEvents, "log-events", 0, "replay, read: events loaded into the log first (preset 200000)")
