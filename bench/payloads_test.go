@@ -219,3 +219,36 @@ func TestWorkloadEventIDs(t *testing.T) {
 		}
 	}
 }
+
+// RandomIDs changes the event ids and nothing else: with the same seed, a
+// run with random ids writes the same streams, types, payloads and meta as
+// a time-ordered run, so that the two compare only the ids.
+func TestRandomIDsChangeOnlyTheIDs(t *testing.T) {
+	t.Parallel()
+	pool, err := newPayloadPool(DomainMix(), 0, 8, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Seed: 5, EventsPerAppend: 6, Streams: 7}
+	ordered := newWorkload(cfg, "w", pool)
+	cfg.RandomIDs = true
+	random := newWorkload(cfg, "w", pool)
+	for seq := range int64(50) {
+		a, b := ordered.batch(seq), random.batch(seq)
+		if a.stream != b.stream || a.streamIdx != b.streamIdx {
+			t.Fatalf("append %d: stream %q (%d) with ordered ids, %q (%d) with random ids", seq, a.stream, a.streamIdx, b.stream, b.streamIdx)
+		}
+		for i := range a.events {
+			x, y := a.events[i], b.events[i]
+			if x.ID == y.ID || x.ID.Version() != 7 || y.ID.Version() != 4 {
+				t.Fatalf("append %d event %d: ids %s and %s, want a version 7 and a version 4 id", seq, i, x.ID, y.ID)
+			}
+			x.ID, y.ID = uuid.UUID{}, uuid.UUID{}
+			x.Meta.CausationID, y.Meta.CausationID = "", "" // the previous event's id
+			if !reflect.DeepEqual(x, y) {
+				t.Fatalf("append %d event %d differs beyond its ids:\nordered: %s %s %+v\nrandom:  %s %s %+v", seq, i,
+					x.Type, x.Payload, x.Meta, y.Type, y.Payload, y.Meta)
+			}
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/brainhq/eventstream/eventstore"
 )
 
@@ -64,9 +66,13 @@ func (w *workload) batch(seq int64) batch {
 	var causation string
 	for i := range b.events {
 		s := w.payloads.pick(r)
-		id := orderedUUID(r, idEpoch+seq)
+		// Exactly one id draw either way, so that RandomIDs changes the
+		// ids and nothing else: the later picks see the same numbers.
+		var id uuid.UUID
 		if w.random {
 			id = randomUUID(r)
+		} else {
+			id = orderedUUID(r, idEpoch+seq)
 		}
 		e := eventstore.Event{
 			ID: id, Type: s.gen.typ, Source: s.gen.source, Payload: s.payload,
