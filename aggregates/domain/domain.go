@@ -56,7 +56,8 @@ type Services struct {
 
 // New builds the four services over store, with reg from NewRegistry.
 func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Services, error) {
-	policy := func(version int) *aggregates.SnapshotPolicy {
+	// Each module's Definition fills in its own snapshot schema version.
+	policy := func() *aggregates.SnapshotPolicy {
 		if opts.Snapshots == nil {
 			return nil
 		}
@@ -64,20 +65,20 @@ func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Servi
 		if every <= 0 {
 			every = 100
 		}
-		return &aggregates.SnapshotPolicy{Store: opts.Snapshots, Every: every, SchemaVersion: version}
+		return &aggregates.SnapshotPolicy{Store: opts.Snapshots, Every: every}
 	}
 	s := &Services{Registry: reg}
 	var err error
-	if s.Courses, err = coursefactory.New(store, reg, coursefactory.Options{Snapshots: policy(coursefactory.SnapshotSchemaVersion), Retry: opts.Retry, Logger: opts.Logger}); err != nil {
+	if s.Courses, err = coursefactory.New(store, reg, coursefactory.Options{Snapshots: policy(), Retry: opts.Retry, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
-	if s.Distributions, err = distribution.New(store, reg, distribution.Options{Snapshots: policy(distribution.SnapshotSchemaVersion), Retry: opts.Retry, Logger: opts.Logger}); err != nil {
+	if s.Distributions, err = distribution.New(store, reg, distribution.Options{Snapshots: policy(), Retry: opts.Retry, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
 	if s.Governance, err = governance.New(store, reg, governance.Options{Now: opts.Now, Retry: opts.Retry, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
-	if s.Missions, err = missions.New(store, reg, s.Governance, missions.Options{Snapshots: policy(missions.SnapshotSchemaVersion), Retry: opts.Retry, Logger: opts.Logger}); err != nil {
+	if s.Missions, err = missions.New(store, reg, s.Governance, missions.Options{Snapshots: policy(), Retry: opts.Retry, Logger: opts.Logger}); err != nil {
 		return nil, err
 	}
 	return s, nil

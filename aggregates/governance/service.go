@@ -34,9 +34,6 @@ const (
 // Source is the envelope source of the module's events.
 const Source = "ir_governance"
 
-// SnapshotSchemaVersion is the version of the states' JSON encoding.
-const SnapshotSchemaVersion = 1
-
 // Options configure a Service.
 type Options struct {
 	// Now is the clock (nil: time.Now).
