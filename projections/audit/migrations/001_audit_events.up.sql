@@ -21,9 +21,7 @@ CREATE TABLE audit_events (
 
 CREATE UNIQUE INDEX audit_events_event_id_idx ON audit_events (event_id);
 CREATE INDEX audit_events_type_time_idx ON audit_events (type, occurred_at);
--- A stream's events are few and read whole; a hash index finds them at a
--- fraction of the write cost of a B-tree over long, random stream ids.
-CREATE INDEX audit_events_stream_idx ON audit_events USING hash (stream);
+CREATE INDEX audit_events_stream_idx ON audit_events (stream, version);
 CREATE INDEX audit_events_tenant_time_idx ON audit_events (tenant_id, occurred_at);
 CREATE INDEX audit_events_correlation_idx ON audit_events (correlation_id) WHERE correlation_id IS NOT NULL;
 -- Rows arrive in time order, so a BRIN index serves time ranges at a
