@@ -62,14 +62,23 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 }
 
+// maxHoldBack bounds how long a committer holds back a small group while
+// another is in flight. A group commits in a few milliseconds; one that
+// takes longer is stuck (a network stall, a lock held outside the store),
+// and holding back behind it would only stall appends that could go.
+const maxHoldBack = 20 * time.Millisecond
+
 // commitLoop is a committer: it takes whatever appends are queued, writes
 // them in one transaction, and repeats. While one group commits, the next
 // one queues up. It never waits for more appends when no other group is in
 // flight; when one is, it sends its group only once it holds
-// MinOverlapEvents events (see Options), else when the other group ends.
+// MinOverlapEvents events (see Options), else when the other group ends or
+// after maxHoldBack.
 func (s *Store) commitLoop() {
 	defer s.done.Done()
 	var group []*request
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
 	for {
 		group = group[:0]
 		select {
@@ -97,16 +106,22 @@ func (s *Store) commitLoop() {
 				break drain
 			}
 		}
-	gather:
-		for n < s.opts.MinOverlapEvents && s.inFlight.Load() > 0 {
-			select {
-			case r := <-s.queue:
-				group = append(group, r)
-				n += len(r.events)
-			case <-s.groupDone:
-			case <-s.stop:
-				break gather
+		if n < s.opts.MinOverlapEvents && s.inFlight.Load() > 0 {
+			hold.Reset(maxHoldBack)
+		gather:
+			for n < s.opts.MinOverlapEvents && s.inFlight.Load() > 0 {
+				select {
+				case r := <-s.queue:
+					group = append(group, r)
+					n += len(r.events)
+				case <-s.groupDone:
+				case <-hold.C:
+					break gather
+				case <-s.stop:
+					break gather
+				}
 			}
+			hold.Stop()
 		}
 		s.inFlight.Add(1)
 		s.commitGroup(group)
@@ -388,28 +403,31 @@ func (s *Store) decide(group []*request, head int64, read map[string]int64, stor
 // written earlier in the same group). If every event is stored in this
 // stream with the same content, the original result is returned; any other
 // overlap is a DuplicateEventError.
+//
+// The error names a stored event: the first whose content differs, else,
+// when only some of the append's ids are stored, the first stored one.
 func (s *Store) duplicate(r *request, stored, inGroup map[uuid.UUID]eventstore.Event) (eventstore.AppendResult, error, bool) {
-	found := 0
-	for _, p := range r.events {
-		if _, ok := stored[p.ID]; ok {
-			found++
-		} else if _, ok := inGroup[p.ID]; ok {
-			found++
-		}
-	}
-	if found == 0 {
-		return eventstore.AppendResult{}, nil, false
-	}
 	res := eventstore.AppendResult{Stream: r.stream}
 	for _, p := range r.events {
 		e, ok := stored[p.ID]
 		if !ok {
 			e, ok = inGroup[p.ID]
 		}
-		if !ok || !eventstore.SameContent(e, p) {
+		if !ok {
+			continue
+		}
+		if !eventstore.SameContent(e, p) {
 			return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: e.Stream}, true
 		}
 		res.Events = append(res.Events, e)
 	}
-	return res, nil, true
+	switch len(res.Events) {
+	case 0:
+		return eventstore.AppendResult{}, nil, false
+	case len(r.events):
+		return res, nil, true
+	default:
+		first := res.Events[0]
+		return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: first.ID.String(), Stream: first.Stream}, true
+	}
 }

@@ -51,8 +51,9 @@ type Options struct {
 	// one holds the lock.
 	Committers int
 	// MinOverlapEvents is the smallest group that is sent while another
-	// group is in flight (default 100). A smaller one waits for more
-	// appends or for the group in flight to end: overlapping pays for the
+	// group is in flight (default 100, at most MaxGroupEvents). A smaller
+	// one waits for more appends, for the group in flight to end, or 20 ms
+	// at most (a group in flight that long is stuck): overlapping pays for the
 	// server's parsing of a large group, while splitting a stream of small
 	// appends into many small groups costs more per event than it saves.
 	MinOverlapEvents int
@@ -136,6 +137,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	if o.MinOverlapEvents <= 0 {
 		o.MinOverlapEvents = 100
 	}
+	o.MinOverlapEvents = min(o.MinOverlapEvents, o.MaxGroupEvents)
 	if o.PollInterval <= 0 {
 		o.PollInterval = 2 * time.Second
 	}

@@ -270,8 +270,8 @@ func TestStorageRefusalIsolated(t *testing.T) {
 	wg.Wait()
 	for i, err := range errs {
 		if i == 7 {
-			if err == nil || errors.Is(err, eventstore.ErrConcurrency) {
-				t.Fatalf("append 7: %v, want PostgreSQL's refusal", err)
+			if pe := storageError(err); pe == nil || pe.ConstraintName != "test_no_poison" {
+				t.Fatalf("append 7: %v, want PostgreSQL's refusal by test_no_poison", err)
 			}
 			continue
 		}
