@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"maps"
-	"slices"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -86,7 +84,11 @@ func rewind(ctx context.Context, tx pgx.Tx, after eventstore.Position) error {
 // encodeMeta writes the meta as a JSON object. It is what
 // eventstore.Meta.MarshalJSON writes (jsonb does not keep key order), at
 // a fraction of the cost for the usual meta without free-form keys: the
-// audit log encodes one per event.
+// audit log encodes one per event, and MarshalJSON (a map through
+// encoding/json) costs the catch-up about 1.5 µs of client CPU per event.
+// It copies eventstore's own encoder and list of named keys, which are
+// unexported; TestEncodeMetaMatchesMarshalJSON keeps the two in step until
+// eventstore exports an append-style encoder to use instead.
 func encodeMeta(m eventstore.Meta) ([]byte, error) {
 	b := make([]byte, 0, 160)
 	b = append(b, `{"schema_version":`...)
@@ -95,12 +97,13 @@ func encodeMeta(m eventstore.Meta) ([]byte, error) {
 	b = appendField(b, "producer", m.Producer, false)
 	b = appendField(b, "correlation_id", m.CorrelationID, false)
 	b = appendField(b, "causation_id", m.CausationID, false)
-	for _, k := range slices.Sorted(maps.Keys(m.Extra)) {
+	// Map order is fine: jsonb neither keeps key order nor compares by it.
+	for k, x := range m.Extra {
 		switch k {
 		case "schema_version", "tenant_id", "producer", "correlation_id", "causation_id":
 			continue
 		}
-		v, err := json.Marshal(m.Extra[k])
+		v, err := json.Marshal(x)
 		if err != nil {
 			return nil, err
 		}
