@@ -97,3 +97,71 @@ func TestOnPublishKeepsReadersAcrossARebuild(t *testing.T) {
 		t.Fatalf("the reader role after the rebuild: %d rows, %v", n, err)
 	}
 }
+
+// An error from OnPublish when Migrate installs a projection rolls the
+// install back whole: no view, no active generation, no generation
+// schema; the next Migrate, with a hook that works, installs generation 1.
+func TestOnPublishRefusalUndoesTheInstall(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	fill(t, store, 40, 20)
+	pool := database(t)
+	ctx := context.Background()
+	refused := errors.New("grants refused")
+	fail := true
+	var pubs []projections.Publication
+	cfg := fastConfig()
+	cfg.OnPublish = func(ctx context.Context, tx pgx.Tx, p projections.Publication) error {
+		if fail {
+			return refused
+		}
+		pubs = append(pubs, p)
+		return nil
+	}
+	rt, err := projections.New(pool, store, registry(t), cfg, audit.Projection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Migrate(ctx); !errors.Is(err, refused) {
+		t.Fatalf("Migrate with a failing OnPublish: %v, want %v", err, refused)
+	}
+	var view bool
+	var active, generations, schemas int
+	err = pool.QueryRow(ctx, `SELECT to_regclass('audit_events') IS NOT NULL,
+		(SELECT count(*) FROM projection_state WHERE projection = $1 AND active_generation IS NOT NULL),
+		(SELECT count(*) FROM projection_generations WHERE projection = $1),
+		(SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, current_schema() || '__'))`, audit.Name).
+		Scan(&view, &active, &generations, &schemas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if view || active != 0 || generations != 0 || schemas != 0 {
+		t.Fatalf("after a refused install: view %v, active generations %d, generations %d, generation schemas %d; want none",
+			view, active, generations, schemas)
+	}
+	if _, err := rt.CatchUp(ctx, audit.Name, 0); !errors.Is(err, projections.ErrNotMigrated) {
+		t.Fatalf("CatchUp after a refused install: %v, want ErrNotMigrated", err)
+	}
+
+	fail = false
+	if err := rt.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with a working OnPublish: %v", err)
+	}
+	if len(pubs) != 1 || pubs[0].Generation != 1 || len(pubs[0].Tables) != 1 || pubs[0].Tables[0] != "audit_events" {
+		t.Fatalf("publications: %+v", pubs)
+	}
+	lag, err := rt.Lag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag[0].Generation != 1 || lag[0].Rebuilding != 0 {
+		t.Fatalf("after the install: %+v", lag[0])
+	}
+	if _, err := rt.CatchUp(ctx, audit.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil || n != 40 {
+		t.Fatalf("audit_events after the install: %d rows, %v; want 40", n, err)
+	}
+}
