@@ -140,6 +140,15 @@ func Preset(name string) (Config, error) {
 // ErrConfig marks a configuration Run refuses.
 var ErrConfig = errors.New("bench: invalid configuration")
 
+// Check returns the error (ErrConfig) Run would refuse cfg with, without
+// touching the database, or nil. A caller that runs several scenarios
+// checks them all first, so that a refusal does not come after others
+// already ran.
+func Check(cfg Config) error {
+	_, err := cfg.resolve()
+	return err
+}
+
 // DefaultDatabaseURL is used when neither Config.DatabaseURL nor
 // $DATABASE_URL is set.
 const DefaultDatabaseURL = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
@@ -219,7 +228,29 @@ func (c Config) resolve() (Config, error) {
 	if c.ExactVersions && c.Streams == 0 {
 		return bad("exact expected versions need shared streams (streams >= 1)")
 	}
+	if err := c.Mix.check(); err != nil {
+		return bad("%v", err)
+	}
 	return c, nil
+}
+
+// check refuses what the payload pool cannot generate, so that Check
+// catches it before Run opens anything.
+func (m Mix) check() error {
+	total := 0
+	for _, tw := range m {
+		if _, ok := generatorFor(tw.Type); !ok {
+			return fmt.Errorf("no generator for event type %q", tw.Type)
+		}
+		if tw.Weight < 1 {
+			return fmt.Errorf("event type %q: weight must be >= 1", tw.Type)
+		}
+		total += tw.Weight
+	}
+	if total == 0 {
+		return errors.New("the event type mix is empty")
+	}
+	return nil
 }
 
 // ScenarioHelp lists the presets, one per line, for a CLI's help text.

@@ -163,9 +163,19 @@ func TestConfigRefusals(t *testing.T) {
 		{Scenario: "replay", LogEvents: -1},
 		{Scenario: "read", StreamEvents: -1},
 		{Scenario: "single", ExactVersions: true},
+		{Scenario: "single", Mix: Mix{}},
+		{Scenario: "single", Mix: Mix{{Type: "no.such.type", Weight: 1}}},
+		{Scenario: "single", Mix: Mix{{Type: "distribution.viewed", Weight: 0}}},
 	} {
-		if _, err := c.resolve(); !errors.Is(err, ErrConfig) {
+		if err := Check(c); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: got %v, want ErrConfig", c, err)
+		}
+	}
+	for _, c := range []Config{
+		{Scenario: "single", Mix: Mix{{Type: "distribution.viewed", Weight: 2}}},
+	} {
+		if err := Check(c); err != nil {
+			t.Errorf("%+v: refused: %v", c, err)
 		}
 	}
 	c, err := Config{Scenario: "hot", Events: 100}.resolve()

@@ -50,6 +50,18 @@ for every type under a prefix.`,
 			if cfg.Mix, err = bench.ParseMix(mix); err != nil {
 				return usagef("--types: %v", err)
 			}
+			// Refuse up front: a refusal after the first scenarios ran
+			// would lose their reports.
+			for _, name := range names {
+				c := cfg
+				c.Scenario = name
+				if err := bench.Check(c); err != nil {
+					if len(names) > 1 {
+						return usagef("scenario %s: %v", name, err)
+					}
+					return usagef("%v", err)
+				}
+			}
 			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-bench"})
 			if err != nil {
 				return err
@@ -66,9 +78,10 @@ for every type under a prefix.`,
 				rep, err := bench.Run(cmd.Context(), c)
 				if err != nil {
 					if errors.Is(err, bench.ErrConfig) {
-						return usagef("%v", err)
+						runErr = usagef("bench %s: %v", name, err)
+					} else {
+						runErr = fmt.Errorf("bench %s: %w", name, err)
 					}
-					runErr = fmt.Errorf("bench %s: %w", name, err)
 					break
 				}
 				reports = append(reports, rep)
