@@ -89,22 +89,10 @@ committed batch (exit 130); running the command again continues.`,
 	return cmd
 }
 
-// backfill catches the projection up (again while the log grew under it,
-// as it does under a reaction's own appends) and reports where it ended.
+// backfill catches the projection up and reports where it ended: at the
+// head of the log, or where an error or ctx stopped it.
 func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, maxRate float64) (projections.Lag, error) {
-	lagOf := func() (projections.Lag, error) {
-		lags, err := env.rt.Lag(ctx)
-		if err != nil {
-			return projections.Lag{}, err
-		}
-		for _, l := range lags {
-			if l.Projection == name {
-				return l, nil
-			}
-		}
-		return projections.Lag{}, fmt.Errorf("%w: %q", projections.ErrUnknownProjection, name)
-	}
-	start, err := lagOf()
+	start, err := projectionLag(ctx, env.rt, name)
 	if err != nil {
 		return start, err
 	}
@@ -128,53 +116,106 @@ func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, max
 			case <-done:
 				return
 			case <-t.C:
-				if l, err := lagOf(); err == nil && total > 0 && l.Position.Commit > seen {
+				if l, err := projectionLag(ctx, env.rt, name); err == nil && total > 0 && l.Position.Commit > seen {
 					p.Add(int(l.Position.Commit - seen))
 					seen = l.Position.Commit
 				}
 			}
 		}
 	}()
-	busyNoted := false
-	for range 100 {
-		before, err := env.b.Store.Head(ctx)
-		if err != nil {
-			return start, err
-		}
-		_, err = env.rt.CatchUp(ctx, name, maxRate)
-		if errors.Is(err, projections.ErrBusy) {
-			if !busyNoted {
-				a.log.Info("another process runs this projection; waiting for it to reach the head", "projection", name)
-				busyNoted = true
-			}
-			l, lerr := lagOf()
-			if lerr != nil {
-				return l, lerr
-			}
-			if l.Position.Compare(l.Head) >= 0 {
-				p.Finish("backfill done")
-				return l, nil
-			}
-			select {
-			case <-ctx.Done():
-				return l, ctx.Err()
-			case <-time.After(250 * time.Millisecond):
-			}
-			continue
-		}
-		if err != nil {
-			l, _ := lagOf()
-			p.Finish("backfill stopped")
-			return l, err
-		}
-		after, err := env.b.Store.Head(ctx)
-		if err != nil {
-			return start, err
-		}
-		if after == before {
-			break
-		}
+	l, err := catchUpToHead(ctx, env.rt, name, catchUpOptions{
+		maxRate: maxRate,
+		onBusy: func() {
+			a.log.Info("another process runs this projection; waiting for it to reach the head", "projection", name)
+		},
+	})
+	if err != nil {
+		p.Finish("backfill stopped")
+		return l, err
 	}
 	p.Finish("backfill done")
-	return lagOf()
+	return l, nil
+}
+
+// projectionLag is the lag of one projection.
+func projectionLag(ctx context.Context, rt *projections.Runtime, name string) (projections.Lag, error) {
+	lags, err := rt.Lag(ctx)
+	if err != nil {
+		return projections.Lag{}, err
+	}
+	for _, l := range lags {
+		if l.Projection == name {
+			return l, nil
+		}
+	}
+	return projections.Lag{}, fmt.Errorf("%w: %q", projections.ErrUnknownProjection, name)
+}
+
+// catchUpOptions tune catchUpToHead.
+type catchUpOptions struct {
+	maxRate float64 // events per second (0: unlimited)
+	// onBusy, if set, is called once, the first time another process is
+	// found running the projection.
+	onBusy func()
+	// busyWait bounds how long to wait for another process that runs the
+	// projection to reach the head (0: as long as ctx lasts).
+	busyWait time.Duration
+}
+
+// busyPoll is how often catchUpToHead looks again at a projection that
+// another process runs.
+const busyPoll = 100 * time.Millisecond
+
+// catchUpToHead brings one projection to the head of the log and returns
+// its lag there (position at or past the head). It catches up in this
+// process, again as long as the log grew meanwhile (as it does under the
+// reactions' own appends); or, when another process runs the projection
+// (serve, projections run), it waits for that process to get there.
+// ErrBusy is also what a just-closed session's lock gives until PostgreSQL
+// has ended that backend, so CatchUp is tried again while waiting. Only
+// ctx (and opts.busyWait) limits how long it takes.
+func catchUpToHead(ctx context.Context, rt *projections.Runtime, name string, opts catchUpOptions) (projections.Lag, error) {
+	var busySince time.Time
+	var last projections.Lag
+	for pass := 0; ; pass++ {
+		_, err := rt.CatchUp(ctx, name, opts.maxRate)
+		busy := errors.Is(err, projections.ErrBusy)
+		if err != nil && !busy {
+			return projections.Lag{}, err
+		}
+		l, err := projectionLag(ctx, rt, name)
+		if err != nil {
+			return l, err
+		}
+		if l.Position.Compare(l.Head) >= 0 {
+			return l, nil
+		}
+		moved := pass == 0 || l.Position != last.Position
+		last = l
+		if !busy {
+			if moved {
+				continue // the log grew while it caught up: again
+			}
+			// Caught up, yet not at the head, and no further than
+			// before: do not spin.
+		} else {
+			if l.Stopped {
+				return l, fmt.Errorf("%w: %q: %s", projections.ErrStopped, name, l.LastError)
+			}
+			if busySince.IsZero() {
+				busySince = time.Now()
+				if opts.onBusy != nil {
+					opts.onBusy()
+				}
+			}
+			if opts.busyWait > 0 && time.Since(busySince) > opts.busyWait {
+				return l, fmt.Errorf("projection %s is run by another process and did not reach the head within %s: at position %s, head %s", name, opts.busyWait, l.Position, l.Head)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return l, ctx.Err()
+		case <-time.After(busyPoll):
+		}
+	}
 }

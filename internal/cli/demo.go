@@ -228,25 +228,10 @@ func (d *demo) course(ctx context.Context) error {
 	return d.show(ctx, "command")
 }
 
-// react runs the reactions until the log stops growing.
+// react runs the reactions until they have handled everything, their own
+// appends included.
 func (d *demo) react(ctx context.Context) error {
-	for range 10 {
-		before, err := d.b.Store.Head(ctx)
-		if err != nil {
-			return err
-		}
-		if err := d.a.settle(ctx, d.rt, reactionsName); err != nil {
-			return err
-		}
-		after, err := d.b.Store.Head(ctx)
-		if err != nil {
-			return err
-		}
-		if after == before {
-			return nil
-		}
-	}
-	return errors.New("the reactions did not settle")
+	return d.settle(ctx, reactionsName)
 }
 
 func (d *demo) distribute(ctx context.Context) error {
@@ -380,7 +365,7 @@ func (d *demo) project(ctx context.Context) error {
 		return err
 	}
 	for _, n := range d.rt.Names() {
-		if err := d.a.settle(ctx, d.rt, n); err != nil {
+		if err := d.settle(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -395,35 +380,11 @@ func (d *demo) project(ctx context.Context) error {
 	return nil
 }
 
-// settle brings one projection to the head: it catches up here, or, when
-// another process runs it (serve), waits for that one to. ErrBusy is also
-// what a just-closed session's lock gives until PostgreSQL has ended that
-// backend, so CatchUp is tried again meanwhile.
-func (a *app) settle(ctx context.Context, rt *projections.Runtime, name string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := rt.CatchUp(ctx, name, 0)
-		if !errors.Is(err, projections.ErrBusy) {
-			return err
-		}
-		lags, err := rt.Lag(ctx)
-		if err != nil {
-			return err
-		}
-		for _, l := range lags {
-			if l.Projection == name && l.Position.Compare(l.Head) >= 0 {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("projection %s is run by another process and did not catch up within 30s", name)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+// settle brings one projection to the head (catchUpToHead). When another
+// process (serve) runs it, the demo waits 30 s at most for that one.
+func (d *demo) settle(ctx context.Context, name string) error {
+	_, err := catchUpToHead(ctx, d.rt, name, catchUpOptions{busyWait: 30 * time.Second})
+	return err
 }
 
 func (d *demo) queries(ctx context.Context) error {

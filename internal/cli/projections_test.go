@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/internal/migrate"
 )
 
 // appendMany appends n course requests over a few streams.
@@ -195,6 +197,65 @@ func TestBackfillFromAPosition(t *testing.T) {
 	}
 	c.must(2, "backfill", "nope")
 	c.must(2, "backfill", "audit", "--from", "x")
+}
+
+// TestBackfillWaitsForTheProcessThatRunsIt: while another process holds
+// the projection's run lock, backfill waits (it does not give up and call
+// itself done); once the lock is free it catches up and exits 0 at the
+// head.
+func TestBackfillWaitsForTheProcessThatRunsIt(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	c.appendMany(50)
+
+	// Hold the run lock of audit as a runner in another process would.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	key := migrate.LockKey("projection-run/audit", schema)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "backfill", "audit", "--json")
+	cmd.Env = cleanEnv()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	case <-time.After(3 * time.Second):
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("backfill after the lock was freed: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "another process runs this projection") {
+		t.Fatalf("backfill did not say why it waited:\n%s", stderr.String())
+	}
+	var lag lagJSON
+	if err := json.Unmarshal([]byte(stdout.String()), &lag); err != nil {
+		t.Fatalf("backfill --json: %v\n%s", err, stdout.String())
+	}
+	if lag.Position != 50 || lag.Head != 50 {
+		t.Fatalf("backfill exited 0 but not at the head: %+v", lag)
+	}
 }
 
 // TestDeadLetters parks a reaction that an invariant refuses (a course
