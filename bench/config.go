@@ -69,6 +69,8 @@ type Config struct {
 	// rounds of ours then raw (the duration or event count shared among
 	// them), so that on a shared machine both sides meet the same
 	// background load. 0: the preset (5; read 3); 1: ours, then raw.
+	// project and replay always run ours, then raw: they refuse more
+	// than 1.
 	Rounds int
 
 	// SkipRaw leaves out the raw PostgreSQL ceiling (not recommended: the
@@ -204,7 +206,9 @@ func (c Config) resolve() (Config, error) {
 	}
 	switch {
 	case c.Rounds < 0 || c.Rounds > 100:
-		return bad("rounds must be between 1 and 100, not %d", c.Rounds)
+		return bad("rounds must be 0 (the preset) to 100, not %d", c.Rounds)
+	case (c.Scenario == "project" || c.Scenario == "replay") && c.Rounds > 1:
+		return bad("%s runs ours, then raw, once: rounds (%d) apply to single, batch, hot and read only", c.Scenario, c.Rounds)
 	case c.Duration < 0 || c.Events < 0:
 		return bad("duration and events must not be negative")
 	case c.Writers < 1 || c.Writers > 512:

@@ -163,6 +163,10 @@ func TestConfigRefusals(t *testing.T) {
 		{Scenario: "replay", LogEvents: -1},
 		{Scenario: "read", StreamEvents: -1},
 		{Scenario: "single", ExactVersions: true},
+		{Scenario: "single", Rounds: -1},
+		{Scenario: "single", Rounds: 101},
+		{Scenario: "project", Rounds: 3},
+		{Scenario: "replay", Rounds: 2},
 		{Scenario: "single", Mix: Mix{}},
 		{Scenario: "single", Mix: Mix{{Type: "no.such.type", Weight: 1}}},
 		{Scenario: "single", Mix: Mix{{Type: "distribution.viewed", Weight: 0}}},
@@ -171,12 +175,25 @@ func TestConfigRefusals(t *testing.T) {
 			t.Errorf("%+v: got %v, want ErrConfig", c, err)
 		}
 	}
+	if err := Check(Config{Scenario: "single", Rounds: 101}); err == nil || !strings.Contains(err.Error(), "0 (the preset) to 100") {
+		t.Errorf("rounds 101: %v, want the accepted range in the message", err)
+	}
+	if err := Check(Config{Scenario: "project", Rounds: 3}); err == nil || !strings.Contains(err.Error(), "single, batch, hot and read only") {
+		t.Errorf("project with rounds: %v, want it to say which scenarios take rounds", err)
+	}
 	for _, c := range []Config{
+		{Scenario: "single", Rounds: 100},
+		{Scenario: "read", Rounds: 1},
+		{Scenario: "project", Rounds: 1}, // ours, then raw: what project does
+		{Scenario: "replay", Rounds: 1},
 		{Scenario: "single", Mix: Mix{{Type: "distribution.viewed", Weight: 2}}},
 	} {
 		if err := Check(c); err != nil {
 			t.Errorf("%+v: refused: %v", c, err)
 		}
+	}
+	if c, _ := (Config{Scenario: "read"}).resolve(); c.Rounds != 3 {
+		t.Errorf("read preset: %d rounds, want 3", c.Rounds)
 	}
 	c, err := Config{Scenario: "hot", Events: 100}.resolve()
 	if err != nil {

@@ -24,6 +24,11 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		// single is fine, project is not: refused before single runs,
 		// where single's report used to be lost.
 		{[]string{"--scenario", "single,project", "--events", "20", "--rate", "-5"}, "scenario project"},
+		{[]string{"--scenario", "single", "--rounds", "101"}, "0 (the preset) to 100"},
+		{[]string{"--scenario", "single", "--rounds", "-1"}, "0 (the preset) to 100"},
+		{[]string{"--scenario", "project", "--rounds", "3"}, "single, batch, hot and read only"},
+		{[]string{"--scenario", "replay", "--rounds", "2"}, "single, batch, hot and read only"},
+		{[]string{"--rounds", "3"}, "scenario project"}, // all: project is among them
 	} {
 		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, tc.args...)...)
 		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) {
