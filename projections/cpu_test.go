@@ -73,6 +73,13 @@ func newCPUMeter() *cpuMeter {
 	return &cpuMeter{pids: map[string][]int{}, start: map[int]time.Duration{}, usage: map[string]time.Duration{}}
 }
 
+// reset forgets what was measured and watched so far.
+func (m *cpuMeter) reset() {
+	clear(m.pids)
+	clear(m.start)
+	clear(m.usage)
+}
+
 // watch starts counting a stage's processes from now.
 func (m *cpuMeter) watch(stage string, pids ...int) {
 	for _, pid := range pids {

@@ -173,9 +173,17 @@ func contains(list []string, s string) bool {
 
 // fill appends n events of a mix of course, distribution and governance
 // types, spread over tenants and streams, in appends of up to per events.
+// It stops the test on failure, so call it from the test's goroutine only;
+// other goroutines call appendSamples.
 func fill(tb testing.TB, store eventstore.Store, n, per int) {
 	tb.Helper()
-	ctx := context.Background()
+	if err := appendSamples(context.Background(), store, n, per); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// appendSamples is fill returning its error.
+func appendSamples(ctx context.Context, store eventstore.Store, n, per int) error {
 	for done := 0; done < n; {
 		k := min(per, n-done)
 		course := uuid.New()
@@ -185,10 +193,11 @@ func fill(tb testing.TB, store eventstore.Store, n, per int) {
 			evs[i] = sample(done+i, course, tenant)
 		}
 		if _, err := store.Append(ctx, "course-"+course.String(), eventstore.Any, evs...); err != nil {
-			tb.Fatalf("append: %v", err)
+			return fmt.Errorf("append: %w", err)
 		}
 		done += k
 	}
+	return nil
 }
 
 func sample(i int, course uuid.UUID, tenant string) eventstore.Event {
