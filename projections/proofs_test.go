@@ -215,10 +215,14 @@ func TestRebuildEqualsLiveRowForRow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
+	var writerErr error
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			fill(t, store, 10, 5)
+			if err := appendSamples(context.Background(), store, 10, 5); err != nil {
+				writerErr = fmt.Errorf("writer: %w", err)
+				return
+			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
@@ -268,6 +272,9 @@ func TestRebuildEqualsLiveRowForRow(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	wg.Wait()
+	if writerErr != nil {
+		t.Fatal(writerErr)
+	}
 	if readerErr != nil {
 		t.Fatal(readerErr)
 	}
