@@ -128,7 +128,12 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		s.writeStoreError(w, r, badRequest("batch-size", "/events", "%d events in one request; this server takes at most %d", len(in.Events), s.cfg.Limits.MaxBatchEvents))
 		return
 	}
+	// Every event gets its id here, not in the store: an append whose
+	// outcome the server cannot tell (past the request deadline, a lost
+	// connection) may still commit, and the client can retry it without
+	// writing it twice only with the same ids, which the error returns.
 	events := make([]eventstore.Event, len(in.Events))
+	ids := make([]string, len(in.Events))
 	for i, e := range in.Events {
 		m := e.Meta
 		switch {
@@ -150,7 +155,12 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		if src == "" {
 			src = "http"
 		}
-		events[i] = eventstore.Event{ID: e.ID, Type: e.Type, Source: src, Target: e.Target, Payload: e.Payload, Meta: m}
+		id := e.ID
+		if id == uuid.Nil {
+			id = newEventID()
+		}
+		ids[i] = id.String()
+		events[i] = eventstore.Event{ID: id, Type: e.Type, Source: src, Target: e.Target, Payload: e.Payload, Meta: m}
 	}
 	if err := eventstore.CheckStreamID(stream); err != nil {
 		s.writeStoreError(w, r, err)
@@ -162,7 +172,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		return
 	}
 	if err != nil {
-		s.writeStoreError(w, r, err)
+		s.writeAppendError(w, r, err, ids)
 		return
 	}
 	out := appendOut{Stream: res.Stream, Version: res.Version(), Position: res.Position()}
@@ -171,6 +181,15 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	w.Header().Set("Location", "/streams/"+escapePath(stream))
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// newEventID is an id for an event the client sent without one: version
+// 7, time-ordered, as the store itself would give it.
+func newEventID() uuid.UUID {
+	if id, err := uuid.NewV7(); err == nil {
+		return id
+	}
+	return uuid.New()
 }
 
 // errNotOwner: the stream belongs to another tenant.

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/internal/server"
 )
 
@@ -313,6 +316,90 @@ func TestTwoTenantsRacingForANewStream(t *testing.T) {
 		}
 		if len(evs) != writers/2 {
 			t.Fatalf("race-%d holds %d events, want the owner's %d", i, len(evs), writers/2)
+		}
+	}
+}
+
+// TestAppendPastTheDeadlineIsRetriedWithItsIDs: an append that times out
+// while the store holds it may still commit. The 503 names the ids the
+// server gave the events, and a retry with those ids writes nothing twice.
+func TestAppendPastTheDeadlineIsRetriedWithItsIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{RequestTimeout: time.Second})
+	ctx := context.Background()
+
+	// A successful append names the ids it gave.
+	r := e.must(201, "POST", "/streams/fast/events", acmeToken, requestedEvent(""))
+	var ok struct {
+		Events []struct{ ID string } `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &ok); err != nil || len(ok.Events) != 1 {
+		t.Fatalf("append: %s", r.body)
+	}
+	if id, err := uuid.Parse(ok.Events[0].ID); err != nil || id.Version() != 7 {
+		t.Fatalf("the server's id %q is not a UUIDv7", ok.Events[0].ID)
+	}
+
+	// Hold the append lock from another connection: the store's committer
+	// takes the append and waits for the lock past the request deadline.
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrate.LockKey("append", e.store.Schema())); err != nil {
+		t.Fatal(err)
+	}
+	bodies := []string{requestedEvent(""), requestedEvent("acme")}
+	batch := `{"events":[` + strings.Join(bodies, ",") + `]}`
+	r = e.must(503, "POST", "/streams/slow/events", acmeToken, batch)
+	var timeout struct {
+		Kind     string   `json:"kind"`
+		EventIDs []string `json:"event_ids"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &timeout); err != nil || timeout.Kind != "timeout" || len(timeout.EventIDs) != 2 {
+		t.Fatalf("503 body: %s", r.body)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The committer writes the append once the lock is free, after the
+	// client was told 503.
+	stream := func() []any {
+		r := e.do("GET", "/streams/slow", operatorToken, "")
+		if r.code == 404 {
+			return nil
+		}
+		if r.code != 200 {
+			t.Fatalf("read: %d %s", r.code, r.body)
+		}
+		return r.json(t)["events"].([]any)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(stream()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the timed-out append was never written")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// The retry, with the ids of the 503, is acknowledged and writes
+	// nothing.
+	for i, id := range timeout.EventIDs {
+		bodies[i] = `{"id":"` + id + `",` + strings.TrimPrefix(bodies[i], "{")
+	}
+	r = e.must(201, "POST", "/streams/slow/events", acmeToken, `{"events":[`+strings.Join(bodies, ",")+`]}`)
+	if err := json.Unmarshal([]byte(r.body), &ok); err != nil || len(ok.Events) != 2 || ok.Events[0].ID != timeout.EventIDs[0] || ok.Events[1].ID != timeout.EventIDs[1] {
+		t.Fatalf("retry: %s", r.body)
+	}
+	evs := stream()
+	if len(evs) != 2 {
+		t.Fatalf("the stream holds %d events after the retry, want 2", len(evs))
+	}
+	for i, ev := range evs {
+		if got := ev.(map[string]any)["id"]; got != timeout.EventIDs[i] {
+			t.Fatalf("event %d has id %v, want %s", i+1, got, timeout.EventIDs[i])
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/brainhq/eventstream/eventstore/postgres"
@@ -35,6 +36,7 @@ type env struct {
 	t     testing.TB
 	srv   *httptest.Server
 	store *postgres.Store
+	pool  *pgxpool.Pool
 	rt    *projections.Runtime
 	reg   *prometheus.Registry
 	ready error
@@ -57,7 +59,7 @@ func newEnv(t testing.TB, limits server.Limits) *env {
 	if _, err := migrate.Apply(ctx, pool, server.Component, ms); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, reg: prometheus.NewRegistry()}
+	e := &env{t: t, store: store, pool: pool, reg: prometheus.NewRegistry()}
 	m, err := server.NewMetrics(e.reg, sreg)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,10 @@ type Limits struct {
 	// IdleTimeout bounds an idle keep-alive connection [120s].
 	IdleTimeout time.Duration
 	// RequestTimeout is the deadline of a request's work [30s]; past it the
-	// request fails with 503 and an append is not written.
+	// request fails with 503. An append past it may still have been
+	// written (the store may commit it after the deadline): the body names
+	// the events' ids (event_ids), and retrying the append with the same
+	// ids is idempotent.
 	RequestTimeout time.Duration
 	// MaxPageEvents bounds the events one GET returns [1,000].
 	MaxPageEvents int
@@ -271,6 +274,10 @@ type apiError struct {
 	Stream  string                 `json:"stream,omitempty"`
 	Expect  string                 `json:"expected_version,omitempty"`
 	Actual  *int64                 `json:"actual_version,omitempty"`
+	// EventIDs are the ids of an append's events when its outcome is
+	// unknown (503, 500): it may have been written, and a retry with
+	// these ids is idempotent.
+	EventIDs []string `json:"event_ids,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -290,6 +297,22 @@ func writeError(w http.ResponseWriter, code int, kind, msg string, extra func(*a
 
 // writeStoreError maps the log's typed errors to HTTP.
 func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err error) {
+	s.writeAppendError(w, r, err, nil)
+}
+
+// writeAppendError is writeStoreError for an append of events with these
+// ids:
+// when the error leaves it unknown whether the append was written (a
+// timeout, a cancellation, an internal error), the body carries ids so
+// that the client can retry without writing the events twice. A refusal
+// (400, 409) wrote nothing and carries none.
+func (s *Server) writeAppendError(w http.ResponseWriter, r *http.Request, err error, ids []string) {
+	unknown := func(e *apiError) {
+		if len(ids) > 0 {
+			e.EventIDs = ids
+			e.Error += "; the append may have been written: retry it with the same event ids (event_ids), which is idempotent"
+		}
+	}
 	var ve *eventstore.ValidationError
 	var je *eventstore.JSONError
 	var ce *eventstore.ConcurrencyError
@@ -315,11 +338,11 @@ func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 	case errors.Is(err, eventstore.ErrDuplicateEvent):
 		writeError(w, http.StatusConflict, "duplicate", strings.TrimPrefix(err.Error(), "eventstore: "), nil)
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil:
-		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than the server allows", nil)
+		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than the server allows", unknown)
 	case errors.Is(err, context.Canceled):
-		writeError(w, http.StatusServiceUnavailable, "cancelled", "the request was cancelled", nil)
+		writeError(w, http.StatusServiceUnavailable, "cancelled", "the request was cancelled", unknown)
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "internal error (logged on the server)", nil)
+		writeError(w, http.StatusInternalServerError, "internal", "internal error (logged on the server)", unknown)
 	}
 }
