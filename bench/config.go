@@ -26,9 +26,13 @@ type Config struct {
 	// default (postgres://root@127.0.0.1:5432/test?sslmode=disable).
 	DatabaseURL string
 
-	// Duration is how long each phase (ours, then raw) writes. Events
-	// bounds the phase by event count instead. When both are zero the
-	// preset decides; when both are set, whichever comes first ends it.
+	// Duration is how long each side (ours, raw) writes, or in read
+	// reads, in all: single, batch, hot and read share it among their
+	// rounds (see Rounds). Events bounds each side by event count instead
+	// (single, batch, hot and project; read takes Duration only, 3s when
+	// zero). When both are zero the preset decides; when both are set,
+	// whichever comes first ends it. replay uses neither: it rebuilds
+	// LogEvents events.
 	Duration time.Duration
 	Events   int
 

@@ -32,8 +32,12 @@ in the log exactly once, and fails (exit 1) if not.
 
 Scenarios (--scenario NAME[,NAME...] or all):
 ` + bench.ScenarioHelp() + `
-Flags left unset take the scenario's preset; --duration and --events bound
-each phase (ours, then raw).
+Flags left unset take the scenario's preset. --duration and --events bound
+what each side (ours, raw) does in all: single, batch, hot and read share
+them among their alternating rounds (--rounds); project runs each side once.
+read takes --duration only (whole passes; preset 3s), replay neither (it
+rebuilds --log-events events). Every scenario's flags are checked before
+the first one runs.
 
 Event types (--types): domain (every type of the domain, weighted as it
 produces them; the default), uniform, or type[=weight],... with "prefix.*"
@@ -97,8 +101,8 @@ for every type under a prefix.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&scenario, "scenario", "all", "scenario(s) to run: "+strings.Join(bench.ScenarioNames(), ", ")+", or all")
-	f.DurationVar(&cfg.Duration, "duration", 0, "how long each phase writes (preset: 10s)")
-	f.IntVar(&cfg.Events, "events", 0, "events per phase, instead of a duration")
+	f.DurationVar(&cfg.Duration, "duration", 0, "how long each side (ours, raw) writes or reads, rounds together (preset: 10s; read 3s; replay: not used)")
+	f.IntVar(&cfg.Events, "events", 0, "events each side (ours, raw) writes, rounds together, instead of a duration (single, batch, hot, project)")
 	f.IntVar(&cfg.Writers, "writers", 0, "concurrent writers (goroutines; connections in the raw phase)")
 	f.IntVar(&cfg.EventsPerAppend, "events-per-append", 0, "events per append (1: single-event appends)")
 	f.IntVar(&cfg.Streams, "streams", 0, "streams the appends share (0: a new stream per append; 1: one hot stream)")
