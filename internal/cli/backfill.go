@@ -73,7 +73,15 @@ committed batch (exit 130); running the command again continues.`,
 			lag, err := a.backfill(ctx, env, name, maxRate)
 			if err != nil {
 				if ctx.Err() != nil {
-					return withCode(ExitInterrupted, fmt.Errorf("backfill of %s interrupted at position %s; run the same command again to continue", name, lag.Position))
+					// ctx is cancelled: read where the last committed
+					// batch left the checkpoint without it.
+					at := "its last committed batch"
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					if l, err := projectionLag(rctx, env.rt, name); err == nil {
+						at = "position " + l.Position.String()
+					}
+					cancel()
+					return withCode(ExitInterrupted, fmt.Errorf("backfill of %s interrupted at %s; run the same command again to continue", name, at))
 				}
 				return projectionError(err, name)
 			}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,6 +199,53 @@ func TestBackfillFromAPosition(t *testing.T) {
 	}
 	c.must(2, "backfill", "nope")
 	c.must(2, "backfill", "audit", "--from", "x")
+}
+
+// TestBackfillInterruptedSaysWhereItStopped interrupts a slow backfill
+// after its first committed batch: it exits 130 naming the position it
+// reached (read although Ctrl-C cancelled the command's context), and
+// running it again finishes.
+func TestBackfillInterruptedSaysWhereItStopped(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	c.appendMany(1500)
+	// A batch is 1000 events; at 300 events/s the second one waits ~3 s.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "backfill", "audit", "--max-rate", "300")
+	cmd.Env = cleanEnv()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit'`) == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the backfill never committed a batch: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted backfill: want exit 130, got %v\n%s", err, stderr.String())
+	}
+	m := regexp.MustCompile(`backfill of audit interrupted at position (\d+); run the same command again to continue`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("interrupted backfill did not say where it stopped:\n%s", stderr.String())
+	}
+	at, _ := strconv.Atoi(m[1])
+	if at <= 0 || at >= 1500 {
+		t.Fatalf("interrupted at position %d, want after the first batch and before the end", at)
+	}
+	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != at {
+		t.Fatalf("audit_events has %d rows, want the %d the reported position covers", n, at)
+	}
+	c.must(0, "backfill", "audit")
+	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != 1500 {
+		t.Fatalf("audit_events has %d rows after the second backfill, want 1500", n)
+	}
 }
 
 // TestBackfillWaitsForTheProcessThatRunsIt: while another process holds
