@@ -273,9 +273,13 @@ func TestTenantIsolationOnEveryEndpoint(t *testing.T) {
 	if after := e.logCount(); after != before {
 		t.Errorf("the refused writes changed the log: %d events, was %d", after, before)
 	}
+	metrics := e.must(200, "GET", "/metrics", "", "")
+	if strings.Contains(metrics.body, "acme") || strings.Contains(metrics.body, "globex") {
+		t.Errorf("/metrics carries a tenant")
+	}
 	for _, secret := range []string{acmeSecret, globexSecret, operatorSecret} {
-		if m := e.do("GET", "/metrics", "", ""); strings.Contains(m.body, secret) || strings.Contains(m.body, "acme") || strings.Contains(m.body, "globex") {
-			t.Errorf("/metrics carries a tenant or a token")
+		if strings.Contains(metrics.body, secret) {
+			t.Errorf("/metrics carries a token")
 		}
 	}
 
@@ -471,11 +475,8 @@ func TestHostileValuesOverHTTP(t *testing.T) {
 	stored := 0
 	for _, c := range cases {
 		before := e.logCount()
-		path := "/streams/" + url.PathEscape(c.stream) + "/events"
-		if strings.IndexByte(c.stream, 0) >= 0 || strings.IndexByte(c.stream, 0xff) >= 0 {
-			path = "/streams/" + strings.NewReplacer("\x00", "%00", "\xff", "%FF").Replace(c.stream) + "/events"
-		}
-		r := e.do("POST", path, acmeSecret, c.body)
+		streamPath := "/streams/" + url.PathEscape(c.stream)
+		r := e.do("POST", streamPath+"/events", acmeSecret, c.body)
 		if r.code != c.code {
 			t.Errorf("%s: status %d, want %d: %s", c.name, r.code, c.code, clip(r.body))
 			continue
@@ -493,7 +494,7 @@ func TestHostileValuesOverHTTP(t *testing.T) {
 			continue
 		}
 		stored++
-		got := e.must(200, "GET", strings.TrimSuffix(path, "/events"), acmeSecret, "")
+		got := e.must(200, "GET", streamPath, acmeSecret, "")
 		var back struct {
 			Stream string             `json:"stream"`
 			Events []eventstore.Event `json:"events"`
