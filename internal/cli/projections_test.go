@@ -186,12 +186,20 @@ func TestBackfillFromAPosition(t *testing.T) {
 	if !strings.Contains(r.stdout, `"lag_events":0`) {
 		t.Fatalf("backfill: %s", r)
 	}
+	// Damage a row before and a row after the position: reprocessing from
+	// 4 rewrites 5 and leaves 2 as it is.
+	if n := c.queryInt(`WITH u AS (UPDATE audit_events SET type = 'corrupted' WHERE position IN (2, 5) RETURNING 1) SELECT count(*) FROM u`); n != 2 {
+		t.Fatalf("damaged %d rows, want 2", n)
+	}
 	c.must(0, "backfill", "audit", "--from", "4")
 	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != 10 {
 		t.Fatalf("audit_events has %d rows after reprocessing, want 10", n)
 	}
-	if n := c.queryInt(`SELECT count(*) FROM audit_events WHERE position >= 4`); n != 7 {
-		t.Fatalf("reprocessed rows: %d, want 7", n)
+	if n := c.queryInt(`SELECT count(*) FROM audit_events WHERE position = 5 AND type = 'course.generation.requested'`); n != 1 {
+		t.Fatal("the row at position 5 was not reprocessed")
+	}
+	if n := c.queryInt(`SELECT count(*) FROM audit_events WHERE position = 2 AND type = 'corrupted'`); n != 1 {
+		t.Fatal("the row at position 2, before --from, was reprocessed")
 	}
 	r = c.run("backfill", "catalog", "--from", "4")
 	if r.code != 1 || !strings.Contains(r.stderr, "eventstream replay catalog") {
