@@ -107,10 +107,7 @@ func reactionsProjection(rx *reactions.Reactions, reg *schemas.Registry) project
 // runtimeOptions tune newRuntime.
 type runtimeOptions struct {
 	registerer prometheus.Registerer
-	// noReactions leaves the reactions out (for commands that only read
-	// projection state, or when the domain is not wanted).
-	noReactions bool
-	batchSize   int
+	batchSize  int
 }
 
 // newRuntime builds the projection runtime over the backend: the four
@@ -126,9 +123,7 @@ func (a *app) newRuntime(b *backend, dom *domainParts, opts runtimeOptions) (*pr
 		OnPublish: analysts.OnPublish}
 	if dom != nil {
 		cfg.Upcast = dom.Registry.Upcast
-		if !opts.noReactions {
-			ps = append(ps, reactionsProjection(dom.Reactions, b.Registry))
-		}
+		ps = append(ps, reactionsProjection(dom.Reactions, b.Registry))
 	}
 	rt, err := projections.New(b.DB.Pool, b.Store, b.Registry, cfg, ps...)
 	if err != nil {
