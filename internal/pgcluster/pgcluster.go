@@ -231,18 +231,7 @@ func (c *Cluster) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.I
 
 // URL is the superuser's connection URL for database db ("" = postgres),
 // with the password if the cluster has one.
-func (c *Cluster) URL(db string) string {
-	if db == "" {
-		db = "postgres"
-	}
-	u := url.URL{Scheme: "postgres", Host: c.Addr(), Path: "/" + db, RawQuery: "sslmode=disable"}
-	if c.pass != "" {
-		u.User = url.UserPassword(Superuser, c.pass)
-	} else {
-		u.User = url.User(Superuser)
-	}
-	return u.String()
-}
+func (c *Cluster) URL(db string) string { return c.URLAs(Superuser, c.pass, db) }
 
 // URLAs is the connection URL of another role (password "" for none).
 func (c *Cluster) URLAs(role, password, db string) string {
