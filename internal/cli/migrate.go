@@ -8,7 +8,6 @@ import (
 
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/migrate"
-	"github.com/brainhq/eventstream/internal/server"
 )
 
 func (a *app) migrateCommand() *cobra.Command {
@@ -63,15 +62,11 @@ func (a *app) migrateAll(ctx context.Context, db *database, logInPostgres bool) 
 		}
 		out = append(out, result(postgres.Component, len(ms), ran))
 	}
-	ms, err := server.Migrations()
+	api, err := migrateAPI(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	ran, err := migrate.Apply(ctx, db.Pool, server.Component, ms)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, result(server.Component, len(ms), ran))
+	out = append(out, api)
 	more, err := a.migrateProjections(ctx, db)
 	if err != nil {
 		return nil, err

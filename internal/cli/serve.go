@@ -260,7 +260,7 @@ once, when it is created.`,
 					return err
 				}
 				defer db.Close()
-				if err := migrateAPI(cmd.Context(), db); err != nil {
+				if _, err := migrateAPI(cmd.Context(), db); err != nil {
 					return err
 				}
 				if secret, err = (server.TokenTable{Pool: db.Pool}).Add(cmd.Context(), tenant, name); err != nil {
@@ -287,7 +287,7 @@ once, when it is created.`,
 				return err
 			}
 			defer db.Close()
-			if err := migrateAPI(cmd.Context(), db); err != nil {
+			if _, err := migrateAPI(cmd.Context(), db); err != nil {
 				return err
 			}
 			ts, err := server.TokenTable{Pool: db.Pool}.List(cmd.Context())
@@ -318,7 +318,7 @@ once, when it is created.`,
 				return err
 			}
 			defer db.Close()
-			if err := migrateAPI(cmd.Context(), db); err != nil {
+			if _, err := migrateAPI(cmd.Context(), db); err != nil {
 				return err
 			}
 			n, err := server.TokenTable{Pool: db.Pool}.Revoke(cmd.Context(), args[0])
@@ -336,11 +336,16 @@ once, when it is created.`,
 	return cmd
 }
 
-func migrateAPI(ctx context.Context, db *database) error {
+// migrateAPI applies the API's migrations (the tokens table) and reports
+// what it did.
+func migrateAPI(ctx context.Context, db *database) (migrationResult, error) {
 	ms, err := server.Migrations()
 	if err != nil {
-		return err
+		return migrationResult{}, err
 	}
-	_, err = migrate.Apply(ctx, db.Pool, server.Component, ms)
-	return err
+	ran, err := migrate.Apply(ctx, db.Pool, server.Component, ms)
+	if err != nil {
+		return migrationResult{}, err
+	}
+	return result(server.Component, len(ms), ran), nil
 }
