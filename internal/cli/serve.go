@@ -144,7 +144,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		if err := b.DB.Pool.Ping(ctx); err != nil {
 			return errors.New("the database does not answer")
 		}
-		checks := map[string]int{projections.Component: 1, "api": 1}
+		checks := map[string]int{projections.Component: 1, server.Component: 1}
 		if b.PG != nil {
 			checks[postgres.Component] = 1
 		}
