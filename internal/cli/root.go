@@ -64,7 +64,7 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	if ctx.Err() != nil && exitCode(err) == ExitFailure && isCanceled(err) {
 		// Ctrl-C on a command that does not checkpoint: say so plainly.
 		a.stderrf("interrupted\n")
-		return 130
+		return ExitInterrupted
 	}
 	path := "eventstream"
 	if cmd != nil {
