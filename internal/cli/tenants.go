@@ -45,10 +45,10 @@ nor its logs.`,
 			a.writes = true
 			tenant, role := args[0], args[1]
 			if err := analysts.CheckTenant(tenant); err != nil {
-				return usagef("%v", strings.TrimPrefix(err.Error(), analysts.ErrRefused.Error()+": "))
+				return refusal(err)
 			}
 			if err := analysts.CheckRole(role); err != nil {
-				return usagef("%v", strings.TrimPrefix(err.Error(), analysts.ErrRefused.Error()+": "))
+				return refusal(err)
 			}
 			var opts analysts.Options
 			opts.NoLogin = noLogin
@@ -75,7 +75,7 @@ nor its logs.`,
 			defer db.Close()
 			res, err := analysts.Grant(cmd.Context(), db.Pool, tenant, role, opts)
 			if errors.Is(err, analysts.ErrRefused) {
-				return usagef("%v", strings.TrimPrefix(err.Error(), analysts.ErrRefused.Error()+": "))
+				return refusal(err)
 			}
 			if err != nil {
 				return err
@@ -109,7 +109,7 @@ nor its logs.`,
 			defer db.Close()
 			err = analysts.Revoke(cmd.Context(), db.Pool, args[0])
 			if errors.Is(err, analysts.ErrRefused) {
-				return usagef("%v", strings.TrimPrefix(err.Error(), analysts.ErrRefused.Error()+": "))
+				return refusal(err)
 			}
 			if err != nil {
 				return err
@@ -147,4 +147,10 @@ nor its logs.`,
 	}
 	cmd.AddCommand(grant, revoke, list)
 	return cmd
+}
+
+// refusal is analysts' refusal as a usage error (exit 2), worded without
+// the prefix of analysts.ErrRefused.
+func refusal(err error) error {
+	return usagef("%s", strings.TrimPrefix(err.Error(), analysts.ErrRefused.Error()+": "))
 }
