@@ -85,6 +85,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if f.limits.MaxBodyBytes < 1024 {
 		return usagef("--max-body-bytes %d: want at least 1024", f.limits.MaxBodyBytes)
 	}
+	if f.shutdownTimeout <= 0 {
+		// 0 would cut every request in flight at once, appends included.
+		return usagef("--shutdown-timeout %s: want more than 0, the time requests in flight get to finish", f.shutdownTimeout)
+	}
 	var migrations []migrationResult
 	b, err := a.openStore(ctx, storeOptions{
 		connectOptions: connectOptions{devCluster: f.dev, appName: "eventstream-serve"},

@@ -185,6 +185,11 @@ func TestServeRefusesBadSettings(t *testing.T) {
 	c := newCLI(t)
 	c.must(2, "serve", "--max-batch", "0")
 	c.must(2, "serve", "--max-body-bytes", "10")
+	for _, d := range []string{"0", "0s", "-1s"} {
+		if r := c.run("serve", "--shutdown-timeout", d); r.code != 2 || !strings.Contains(r.stderr, "--shutdown-timeout") {
+			t.Fatalf("--shutdown-timeout %s: want a usage error, got %s", d, r)
+		}
+	}
 	c.must(2, "serve", "--tokens-file", filepath.Join(c.dir, "missing"))
 	c.must(2, "serve", "--tokens-file", writeFile(t, c.dir, "plain", "acme es_secret_in_clear\n"))
 	if r := c.run("serve", "--addr", "256.0.0.1:99999"); r.code != 1 || !strings.Contains(r.stderr, "listen") {
