@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/pgschema"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -178,19 +179,8 @@ func (r *run) close() error {
 	defer conn.Close(context.Background())
 	// Projection generations live in schemas beside the run's own,
 	// named after it: drop them too.
-	rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname = $1 OR starts_with(nspname, $1 || '__')
-		ORDER BY length(nspname) DESC`, r.schema)
-	if err != nil {
-		return fmt.Errorf("bench: drop schema %s: %w", r.schema, err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("bench: drop schema %s: %w", r.schema, err)
-	}
-	for _, n := range names {
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{n}.Sanitize()+` CASCADE`); err != nil {
-			return fmt.Errorf("bench: drop schema %s: %w", n, err)
-		}
+	if err := pgschema.Drop(ctx, conn, r.schema); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	r.cfg.Logger.Info("bench: schema dropped", "schema", r.schema)
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/brainhq/eventstream/internal/pgschema"
 	"github.com/brainhq/eventstream/internal/pgtest"
 )
 
@@ -314,7 +315,7 @@ func TestKeepLeavesTheSchema(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{rep.Schema, "events"}.Sanitize()).Scan(&n); err != nil || n != 20 {
 		t.Errorf("kept schema holds %d events (%v), want 20", n, err)
 	}
-	if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{rep.Schema}.Sanitize()+` CASCADE`); err != nil {
+	if err := pgschema.Drop(ctx, conn, rep.Schema); err != nil {
 		t.Fatal(err)
 	}
 	if rep.Raw != nil || rep.Ratio != 0 {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/internal/pgschema"
 )
 
 // DefaultURL is used when TEST_DATABASE_URL is not set.
@@ -56,20 +58,8 @@ func Schema(tb testing.TB) (connURL, schema string) {
 		defer c.Close(ctx)
 		// Projections keep each generation of a read model in a sibling
 		// schema named <schema>__<projection>_g<N>: drop those too.
-		rows, err := c.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname = $1 OR starts_with(nspname, $1 || '__')`, schema)
-		if err != nil {
-			tb.Errorf("pgtest: list schemas of %s: %v", schema, err)
-			return
-		}
-		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			tb.Errorf("pgtest: list schemas of %s: %v", schema, err)
-			return
-		}
-		for _, n := range names {
-			if _, err := c.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{n}.Sanitize()+` CASCADE`); err != nil {
-				tb.Errorf("pgtest: drop schema %s: %v", n, err)
-			}
+		if err := pgschema.Drop(ctx, c, schema); err != nil {
+			tb.Errorf("pgtest: %v", err)
 		}
 	})
 	u, err := url.Parse(base)
