@@ -36,9 +36,10 @@ written (exit code 3).
 Import is idempotent by event id: events already stored with the same
 content are not written again, so running it twice writes nothing the
 second time. By default each stream keeps the versions of the file
-(--expected-versions source): a stream that already holds other events is
-a conflict (exit code 4) instead of a silent renumbering; --expected-versions
-any appends after whatever the stream holds.
+(--expected-versions source): each event is appended at its own version, so
+a stream that already holds other events, or a file that skips a version
+of a stream, is a conflict (exit code 4) instead of a silent renumbering;
+--expected-versions any appends after whatever the stream holds.
 
 Ctrl-C stops at a checkpoint (recorded in ./.eventstream/checkpoints);
 running the same command again resumes there (--restart ignores it).
@@ -57,7 +58,7 @@ Timestamps are set by the target store when the events are written.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&restart, "restart", false, "ignore a checkpoint of an interrupted import and start from the first line")
-	f.IntVar(&batchSize, "batch", 1000, "most events per append (consecutive events of one stream)")
+	f.IntVar(&batchSize, "batch", 1000, fmt.Sprintf("most events per append (consecutive events of one stream; keeping versions, an append also stays within %d KiB)", eventstore.DefaultImportBatchBytes>>10))
 	f.StringVar(&versions, "expected-versions", "source", "source: keep the file's stream versions; any: append after what each stream holds")
 	return cmd
 }
@@ -146,7 +147,7 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	p.Add(cp.Events)
 	var (
 		run      []eventstore.Event
-		runStart int
+		runLines []int // the line of each event of run
 		written  int
 		present  int
 	)
@@ -156,19 +157,22 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 		}
 		w, pr, err := a.appendRun(ctx, b.Store, run, head, opts.keepVersions)
 		if err != nil {
+			// The run is appended in order, so the w+pr events counted
+			// are its head: the error is at the next one.
+			line := runLines[min(w+pr, len(run)-1)]
 			if cp.Events > 0 || w > 0 || pr > 0 {
-				// Earlier runs are in: say exactly what was written.
+				// Earlier events are in: say exactly what was written.
 				a.writes = false
 				err = fmt.Errorf("%w (the %d events before this line are imported, none from this line on)", err, cp.Events+w+pr)
 			}
-			return &lineError{File: name, Line: runStart, Err: err}
+			return &lineError{File: name, Line: line, Err: err}
 		}
 		written += w
 		present += pr
 		p.Add(len(run))
 		cp.Events += len(run)
 		cp.Line = nextLine
-		run = run[:0]
+		run, runLines = run[:0], runLines[:0]
 		if cpPath != "" {
 			if err := saveCheckpoint(cpPath, cp); err != nil {
 				return err
@@ -186,10 +190,8 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(run) == 0 {
-			runStart = line
-		}
 		run = append(run, e)
+		runLines = append(runLines, line)
 		return nil
 	})
 	if err == nil {
@@ -222,45 +224,79 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 // appendRun appends consecutive events of one stream and counts those
 // written now and those that were already stored (their positions are at
 // or before the head read when the import started).
+//
+// Events that keep their file versions (--expected-versions source) go
+// through eventstore.Import, the same code as eventstore.Copy: each run at
+// Exact(version-1), with the versions the target stores checked against
+// the file's, and one event at a time when the target refuses the run
+// because an earlier, interrupted import stored part of it (a duplicate id,
+// or, on a backend that checks ids per stream, a wrong expected version).
+// Import returns no results, so the store is wrapped to count them.
+// Events appended after whatever the stream holds (--expected-versions any,
+// or a line without a version) have no version to keep and are appended
+// here at Any.
 func (a *app) appendRun(ctx context.Context, s eventstore.Store, run []eventstore.Event, head eventstore.Position, keepVersions bool) (written, present int, err error) {
-	count := func(res eventstore.AppendResult) {
-		for _, e := range res.Events {
-			if e.Position.Compare(head) <= 0 {
-				present++
-			} else {
-				written++
-			}
-		}
-	}
-	expected := func(first eventstore.Event) eventstore.ExpectedVersion {
-		if keepVersions && first.Version > 0 {
-			return eventstore.Exact(first.Version - 1)
-		}
-		return eventstore.Any
-	}
+	cs := &countingStore{Store: s, head: head}
 	batch := make([]eventstore.Event, len(run))
 	for i, e := range run {
 		batch[i] = e
 		batch[i].Position, batch[i].Timestamp = eventstore.Position{}, time.Time{}
 	}
-	res, err := s.Append(ctx, run[0].Stream, expected(run[0]), batch...)
-	if err == nil {
-		count(res)
-		return written, present, nil
-	}
-	if !errors.Is(err, eventstore.ErrDuplicateEvent) {
-		return 0, 0, err
-	}
-	// Some of the run is stored and some not (an import over a partly
-	// imported history): append event by event, each idempotent by id.
-	for _, e := range batch {
-		res, err := s.Append(ctx, e.Stream, expected(e), e)
-		if err != nil {
-			return written, present, err
+	for len(batch) > 0 {
+		versioned := keepVersions && batch[0].Version > 0
+		n := 1
+		for n < len(batch) && (keepVersions && batch[n].Version > 0) == versioned {
+			n++
 		}
-		count(res)
+		if versioned {
+			_, err = eventstore.Import(ctx, cs, batch[:n], 0)
+		} else {
+			err = appendAny(ctx, cs, batch[:n])
+		}
+		if err != nil {
+			return cs.written, cs.present, err
+		}
+		batch = batch[n:]
 	}
-	return written, present, nil
+	return cs.written, cs.present, nil
+}
+
+// appendAny appends a run at Any; if some of it is stored and some not (an
+// import over a partly imported history), it appends event by event, each
+// idempotent by id.
+func appendAny(ctx context.Context, s eventstore.Store, run []eventstore.Event) error {
+	_, err := s.Append(ctx, run[0].Stream, eventstore.Any, run...)
+	if err == nil || len(run) == 1 || !errors.Is(err, eventstore.ErrDuplicateEvent) {
+		return err
+	}
+	for _, e := range run {
+		if _, err := s.Append(ctx, e.Stream, eventstore.Any, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countingStore counts the events its successful appends return: written
+// now (after head) or already stored (at or before head).
+type countingStore struct {
+	eventstore.Store
+	head             eventstore.Position
+	written, present int
+}
+
+func (c *countingStore) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	res, err := c.Store.Append(ctx, stream, expected, events...)
+	if err == nil {
+		for _, e := range res.Events {
+			if e.Position.Compare(c.head) <= 0 {
+				c.present++
+			} else {
+				c.written++
+			}
+		}
+	}
+	return res, err
 }
 
 // scanEnvelopes calls fn for each envelope from line startLine on

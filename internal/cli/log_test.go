@@ -368,6 +368,73 @@ func TestImportRefusesBadFilesAndConflicts(t *testing.T) {
 	}
 }
 
+// versioned is an export line: an envelope with its stream version.
+func versioned(stream string, version int) string {
+	return fmt.Sprintf(`{"id":"%s","type":"course.generation.requested","stream":"%s","version":%d,"source":"test","payload":%s,"meta":{"schema_version":2,"tenant_id":"acme"}}`,
+		uuid.New(), stream, version, requested())
+}
+
+// TestImportOverAPartlyImportedHistory: an import whose runs overlap what
+// an earlier import stored (here the first lines of the same file, in
+// other batches) appends the overlapping run one event at a time, counts
+// each stored event as present and each new one as written, and keeps the
+// file's ids and versions.
+func TestImportOverAPartlyImportedHistory(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var lines []string
+	for v := 1; v <= 6; v++ {
+		lines = append(lines, versioned("p", v))
+	}
+	for v := 1; v <= 3; v++ {
+		lines = append(lines, versioned("q", v))
+	}
+	part := writeFile(t, c.dir, "part.ndjson", strings.Join(lines[:4], "\n")+"\n")
+	whole := writeFile(t, c.dir, "whole.ndjson", strings.Join(lines, "\n")+"\n")
+	r := c.must(0, "import", part, "--batch", "3", "--json")
+	if got := jsonLines(t, r.stdout)[0]; got["written"] != float64(4) || got["already_present"] != float64(0) {
+		t.Fatalf("first import: %s", r)
+	}
+	r = c.must(0, "import", whole, "--json")
+	if got := jsonLines(t, r.stdout)[0]; got["written"] != float64(5) || got["already_present"] != float64(4) {
+		t.Fatalf("import over the first 4 events: %s", r)
+	}
+	stored := jsonLines(t, c.must(0, "read", "--all", "--json").stdout)
+	if len(stored) != len(lines) {
+		t.Fatalf("the log holds %d events, want %d", len(stored), len(lines))
+	}
+	for i, line := range lines {
+		want := jsonLines(t, line)[0]
+		if stored[i]["id"] != want["id"] || stored[i]["stream"] != want["stream"] || stored[i]["version"] != want["version"] {
+			t.Fatalf("event %d: stored %v %v v%v, the file has %v %v v%v", i, stored[i]["id"], stored[i]["stream"], stored[i]["version"], want["id"], want["stream"], want["version"])
+		}
+	}
+}
+
+// TestImportRefusesAFileThatSkipsAVersion: keeping the file's versions
+// means each event at its own version, not a run renumbered from its first
+// one. The events before the gap are in, and the error names the line of
+// the event after it.
+func TestImportRefusesAFileThatSkipsAVersion(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	p := writeFile(t, c.dir, "gap.ndjson", versioned("g", 1)+"\n"+versioned("g", 2)+"\n"+versioned("g", 4)+"\n")
+	r := c.run("import", p)
+	if r.code != 4 || !strings.Contains(r.stderr, "gap.ndjson:3:") || !strings.Contains(r.stderr, "the 2 events before this line are imported") {
+		t.Fatalf("want exit 4 naming line 3, got %s", r)
+	}
+	if n := c.count("g"); n != 2 {
+		t.Fatalf("g has %d events, want the 2 before the gap", n)
+	}
+	r = c.must(0, "import", p, "--expected-versions", "any", "--json")
+	if got := jsonLines(t, r.stdout)[0]; got["written"] != float64(1) || got["already_present"] != float64(2) {
+		t.Fatalf("import --expected-versions any: %s", r)
+	}
+	if n := c.count("g"); n != 3 {
+		t.Fatalf("g has %d events, want 3", n)
+	}
+}
+
 // TestImportResumesAfterCtrlC interrupts an import once its checkpoint
 // exists, then runs it again: every event ends up stored exactly once.
 func TestImportResumesAfterCtrlC(t *testing.T) {
