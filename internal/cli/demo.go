@@ -428,7 +428,8 @@ func (a *app) runQuery(ctx context.Context, db *database, q *demoQuery, args ...
 	}
 	defer rows.Close()
 	q.Cols = nil
-	for _, f := range rows.FieldDescriptions() {
+	fields := rows.FieldDescriptions()
+	for _, f := range fields {
 		q.Cols = append(q.Cols, f.Name)
 	}
 	q.Rows = [][]string{}
@@ -439,7 +440,7 @@ func (a *app) runQuery(ctx context.Context, db *database, q *demoQuery, args ...
 		}
 		row := make([]string, len(vals))
 		for i, v := range vals {
-			row[i] = textOf(v)
+			row[i] = textOf(v, fields[i].DataTypeOID)
 		}
 		q.Rows = append(q.Rows, row)
 	}

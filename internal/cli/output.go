@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"golang.org/x/term"
 )
@@ -82,19 +83,21 @@ func splitLines(s string) []string {
 	return append(out, s[start:])
 }
 
-// textOf renders a database value for a table cell.
-func textOf(v any) string {
+// textOf renders a database value of a column of type oid for a table
+// cell. A date column prints as a date; any other time as RFC 3339 in UTC,
+// midnight included.
+func textOf(v any, oid uint32) string {
 	switch x := v.(type) {
 	case nil:
 		return ""
 	case time.Time:
-		if x.Hour() == 0 && x.Minute() == 0 && x.Second() == 0 && x.Nanosecond() == 0 {
+		if oid == pgtype.DateOID {
 			return x.Format(time.DateOnly)
 		}
 		return x.UTC().Format(time.RFC3339)
 	case driver.Valuer:
 		if dv, err := x.Value(); err == nil {
-			return textOf(dv)
+			return textOf(dv, oid)
 		}
 	case []byte:
 		return string(x)
