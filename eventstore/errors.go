@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/brainhq/eventstream/schemas"
 )
 
 // Sentinel errors. Backends return errors that match them with errors.Is;
@@ -66,7 +68,14 @@ func (e *ValidationError) Error() string {
 	if e.Index >= 0 {
 		fmt.Fprintf(&b, "event %d", e.Index)
 		if e.Type != "" {
-			fmt.Fprintf(&b, " (%s v%d)", truncate(e.Type, 64), e.SchemaVersion)
+			// A refused type name may hold anything (invalid UTF-8, a
+			// newline): it is quoted, so that the message stays one line
+			// of valid UTF-8. A valid one is printed as it is.
+			if schemas.ValidTypeName(e.Type) {
+				fmt.Fprintf(&b, " (%s v%d)", truncate(e.Type, 64), e.SchemaVersion)
+			} else {
+				fmt.Fprintf(&b, " (%q v%d)", truncate(e.Type, 64), e.SchemaVersion)
+			}
 		}
 		b.WriteString(": ")
 	}

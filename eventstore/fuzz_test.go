@@ -151,6 +151,9 @@ func checkOutcome(t *testing.T, reg *schemas.Registry, stream string, e eventsto
 		if ve.Rule == "" || ve.Message == "" || (ve.Index != 0 && ve.Index != -1) {
 			t.Fatalf("Check refusal without rule, message or index: %#v", ve)
 		}
+		if !utf8.ValidString(err.Error()) {
+			t.Fatalf("Check refusal message %q is not valid UTF-8", err.Error())
+		}
 		if ve.Pointer != "" && ve.Pointer[0] != '/' {
 			t.Fatalf("Check refusal pointer %q is not a JSON pointer", ve.Pointer)
 		}

@@ -128,9 +128,15 @@ func CheckTypeName(typ string) error {
 	return nil
 }
 
+// truncate cuts s to at most n bytes, at a rune boundary, and marks the
+// cut with an ellipsis. Invalid UTF-8 in s stays invalid: print the result
+// with %q.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

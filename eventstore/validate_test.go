@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -271,5 +272,38 @@ func TestCheckStreamIDBoundary(t *testing.T) {
 	}
 	if err := eventstore.CheckTypeName("a.b-c_d.9"); err != nil {
 		t.Fatalf("CheckTypeName(a.b-c_d.9): %v", err)
+	}
+}
+
+// TestRefusedTypeNameMessage checks that a refused type name reaches the
+// error message quoted, cut at a rune boundary: one line of valid UTF-8,
+// whatever the name holds.
+func TestRefusedTypeNameMessage(t *testing.T) {
+	v := newValidator(t)
+	for _, c := range []struct {
+		name, typ, want string // want: in the message
+	}{
+		{"LongMultiByte", strings.Repeat("日", 30), `("` + strings.Repeat("日", 21) + `…" v1)`},
+		{"InvalidUTF8", "a\xffb", `("a\xffb" v1)`},
+		{"Newline", "evil\ninjected", `("evil\ninjected" v1)`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := validEvent()
+			e.Type = c.typ
+			_, err := v.Check("s", eventstore.Any, []eventstore.Event{e})
+			var ve *eventstore.ValidationError
+			if !errors.As(err, &ve) || ve.Rule != "type-name" {
+				t.Fatalf("Check with type %q: %v, want a type-name refusal", c.typ, err)
+			}
+			for _, err := range []error{err, eventstore.CheckTypeName(c.typ)} {
+				msg := err.Error()
+				if !utf8.ValidString(msg) || strings.ContainsAny(msg, "\n\r") {
+					t.Errorf("message %q is not one line of valid UTF-8", msg)
+				}
+			}
+			if msg := err.Error(); !strings.Contains(msg, c.want) {
+				t.Errorf("message %q does not contain %q", msg, c.want)
+			}
+		})
 	}
 }

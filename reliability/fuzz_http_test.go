@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path"
+	"strconv"
 	"testing"
 
 	"github.com/brainhq/eventstream/eventstore/memory"
@@ -59,13 +60,35 @@ func FuzzHTTPAppend(f *testing.F) {
 		}
 		switch code {
 		case http.StatusCreated:
+			// The store outlives the iterations: an earlier input may have
+			// created the stream already, so the read must hold this
+			// append's very events, at the versions the answer gave.
+			var created, read struct {
+				Events []struct {
+					ID      string `json:"id"`
+					Version int64  `json:"version"`
+				} `json:"events"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &created); err != nil || len(created.Events) == 0 {
+				t.Fatalf("201 without the appended events (%v): %s", err, rec.Body.String())
+			}
 			get := httptest.NewRequest("GET", "/streams/x", nil)
 			get.URL.Path, get.URL.RawPath = "/streams/"+stream, "/streams/"+url.PathEscape(stream)
+			get.URL.RawQuery = "from=" + strconv.FormatInt(created.Events[0].Version, 10)
 			get.Header.Set("Authorization", "Bearer "+acmeSecret)
 			r2 := httptest.NewRecorder()
 			h.ServeHTTP(r2, get)
 			if r2.Code != http.StatusOK {
 				t.Fatalf("appended (201 %s) but reading the stream gives %d: %s", rec.Body.String(), r2.Code, r2.Body.String())
+			}
+			if err := json.Unmarshal(r2.Body.Bytes(), &read); err != nil {
+				t.Fatalf("reading the stream: %v: %s", err, r2.Body.String())
+			}
+			for i, e := range created.Events {
+				if i >= len(read.Events) || read.Events[i].ID != e.ID || read.Events[i].Version != e.Version {
+					t.Fatalf("appended (201 %s) but the stream read from version %d does not hold event %s at version %d: %s",
+						rec.Body.String(), created.Events[0].Version, e.ID, e.Version, r2.Body.String())
+				}
 			}
 		case http.StatusBadRequest:
 			if out["rule"] == nil || out["rule"] == "" {
