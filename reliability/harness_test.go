@@ -629,12 +629,12 @@ func (a *auditRunner) stop() {
 	a.cancel = nil
 }
 
-// verifyAudit waits until the audit read model has caught up with the
-// log, then checks it holds every event exactly once, nothing parked, and
-// a checkpoint at the head.
-func verifyAudit(tb testing.TB, pool *pgxpool.Pool, rows []logRow, fg *figures) {
+// waitCheckpoint waits until the active generation of projection name
+// has its checkpoint at head (or beyond), and returns the checkpoint. A
+// batch's read-model writes commit with its checkpoint, so from then on
+// the read model holds every event up to head.
+func waitCheckpoint(tb testing.TB, pool *pgxpool.Pool, name string, head int64) int64 {
 	tb.Helper()
-	want := int64(len(rows))
 	var got int64
 	var lastErr error
 	waitFor(tb, 30*time.Second, func() bool {
@@ -642,11 +642,21 @@ func verifyAudit(tb testing.TB, pool *pgxpool.Pool, rows []logRow, fg *figures) 
 		defer cancel()
 		lastErr = pool.QueryRow(ctx, `SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints c
 			JOIN projection_state s ON s.projection = c.projection AND s.active_generation = c.generation
-			WHERE c.projection = 'audit'`).Scan(&got)
-		return lastErr == nil && got >= want
+			WHERE c.projection = $1`, name).Scan(&got)
+		return lastErr == nil && got >= head
 	}, func() string {
-		return fmt.Sprintf("audit checkpoint at %d, log head %d (last error: %v)", got, want, lastErr)
+		return fmt.Sprintf("%s checkpoint at %d, log head %d (last error: %v)", name, got, head, lastErr)
 	})
+	return got
+}
+
+// verifyAudit waits until the audit read model has caught up with the
+// log, then checks it holds every event exactly once, nothing parked, and
+// a checkpoint at the head.
+func verifyAudit(tb testing.TB, pool *pgxpool.Pool, rows []logRow, fg *figures) {
+	tb.Helper()
+	want := int64(len(rows))
+	got := waitCheckpoint(tb, pool, audit.Name, want)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

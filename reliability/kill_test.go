@@ -24,6 +24,7 @@ import (
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/pgcluster"
 	"github.com/brainhq/eventstream/internal/server"
+	"github.com/brainhq/eventstream/projections/analytics"
 )
 
 // buildBinary builds cmd/eventstream once for the test.
@@ -313,6 +314,8 @@ func TestProcessKillWhileAppendingAndProjecting(t *testing.T) {
 	rows := readLog(t, pool)
 	fg := verifyLog(t, rows, led)
 	verifyAudit(t, pool, rows, &fg)
+	// The analytics projection runs beside the audit one, at its own pace.
+	waitCheckpoint(t, pool, analytics.Name, int64(len(rows)))
 	var counted int64
 	if err := pool.QueryRow(context.Background(), `SELECT coalesce(sum(events), 0) FROM analytics_event_counts`).Scan(&counted); err != nil {
 		t.Fatal(err)
