@@ -159,15 +159,44 @@ func TestCopy_IsIdempotentAndResumes(t *testing.T) {
 	src, dst := memStore(t, reg), memStore(t, reg)
 	want := fillForCopy(t, src, 20)
 
-	// An interrupted copy: the target has the first events, the last of
-	// them part of a multi-event append of the source.
-	if _, err := eventstore.Import(t.Context(), dst, want[:6], 0); err != nil {
+	// How many appends a copy into an empty target sends: one per run.
+	fresh := memStore(t, reg)
+	clean, err := eventstore.Copy(t.Context(), src, fresh, eventstore.CopyOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{}); err != nil {
+	sameLog(t, "fresh target", readLog(t, fresh), want)
+
+	// An interrupted copy: the target has the first events, and they end
+	// inside a run (one stream, consecutive versions) that the copy sends
+	// as one append. The target refuses that append as a whole (some of
+	// its ids are stored), so the copy appends the run's events one by one.
+	const cut = 7
+	if want[cut-1].Stream != want[cut].Stream || want[cut].Version != want[cut-1].Version+1 {
+		t.Fatalf("events %d and %d (%s@%d, %s@%d) are not one run: the test no longer cuts a run",
+			cut-1, cut, want[cut-1].Stream, want[cut-1].Version, want[cut].Stream, want[cut].Version)
+	}
+	run := 1 // the length of the run the cut falls in
+	for i := cut - 1; i > 0 && want[i-1].Stream == want[i].Stream && want[i].Version == want[i-1].Version+1; i-- {
+		run++
+	}
+	for i := cut; i < len(want) && want[i].Stream == want[i-1].Stream && want[i].Version == want[i-1].Version+1; i++ {
+		run++
+	}
+	if _, err := eventstore.Import(t.Context(), dst, want[:cut], 0); err != nil {
+		t.Fatal(err)
+	}
+	resumed, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{})
+	if err != nil {
 		t.Fatalf("copy over a partly copied target: %v", err)
 	}
 	sameLog(t, "target after the completed copy", readLog(t, dst), want)
+	// The refused append, then one per event of the run.
+	if resumed.Appends != clean.Appends+int64(run) {
+		t.Fatalf("copy over a target cut inside a run of %d sent %d appends; into an empty target %d: want %d (the run one by one)",
+			run, resumed.Appends, clean.Appends, clean.Appends+int64(run))
+	}
+	sameLog(t, "target after the completed copy, against the fresh target", readLog(t, dst), readLog(t, fresh))
 
 	// Again, whole: nothing new is written.
 	p, err := eventstore.Copy(t.Context(), src, dst, eventstore.CopyOptions{PageSize: 9})
