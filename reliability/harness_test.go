@@ -130,6 +130,13 @@ func (l *ledger) add(r *appendRecord) {
 	l.mu.Unlock()
 }
 
+// unexpectedf records a failure of the test that verifyLog reports.
+func (l *ledger) unexpectedf(format string, args ...any) {
+	l.mu.Lock()
+	l.unexpected = append(l.unexpected, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
 // failed records a failed attempt. Errors that a fault may cause
 // (connection, timeout) are expected; a refusal of a retried append
 // (validation, duplicate, wrong version) would mean the store did not
@@ -256,9 +263,7 @@ func (f *fleet) write(w int, rng *rand.Rand) {
 				if stopSeen.IsZero() {
 					stopSeen = time.Now()
 				} else if time.Since(stopSeen) > 30*time.Second {
-					f.led.mu.Lock()
-					f.led.unexpected = append(f.led.unexpected, fmt.Sprintf("writer %d could not finish its last append in 30s after the faults ended: %v", w, err))
-					f.led.mu.Unlock()
+					f.led.unexpectedf("writer %d could not finish its last append in 30s after the faults ended: %v", w, err)
 					rec.abandoned = true
 					return
 				}

@@ -137,7 +137,6 @@ type httpFleet struct {
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	acks       []atomic.Int64
-	unexpected chan string
 }
 
 func (f *httpFleet) post(stream string, body []byte) (eventstore.AppendResult, int, error) {
@@ -202,7 +201,7 @@ func (f *httpFleet) write(w int, rng *rand.Rand) {
 			}
 			f.led.failed(rec, err)
 			if code >= 400 && code < 500 {
-				f.unexpected <- fmt.Sprintf("writer %d: %v", w, err)
+				f.led.unexpectedf("writer %d: %v", w, err)
 			}
 			stopping := false
 			select {
@@ -214,7 +213,7 @@ func (f *httpFleet) write(w int, rng *rand.Rand) {
 				if stopSeen.IsZero() {
 					stopSeen = time.Now()
 				} else if time.Since(stopSeen) > 60*time.Second {
-					f.unexpected <- fmt.Sprintf("writer %d could not finish its last append: %v", w, err)
+					f.led.unexpectedf("writer %d could not finish its last append: %v", w, err)
 					rec.abandoned = true
 					return
 				}
@@ -269,7 +268,7 @@ func TestProcessKillWhileAppendingAndProjecting(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	led := newLedger()
 	f := &httpFleet{url: c.url, token: secret, led: led, stop: make(chan struct{}),
-		client: &http.Client{Timeout: 10 * time.Second}, acks: make([]atomic.Int64, 4), unexpected: make(chan string, 100)}
+		client: &http.Client{Timeout: 10 * time.Second}, acks: make([]atomic.Int64, 4)}
 	for w := range f.acks {
 		f.wg.Add(1)
 		go f.write(w, rand.New(rand.NewPCG(seed, uint64(w)+100)))
@@ -305,10 +304,6 @@ func TestProcessKillWhileAppendingAndProjecting(t *testing.T) {
 	}, func() string { return "a writer did not recover after the last restart\n" + c.logTail() })
 	close(f.stop)
 	f.wg.Wait()
-	close(f.unexpected)
-	for u := range f.unexpected {
-		t.Errorf("unexpected: %s", u)
-	}
 
 	pool := openPool(t, cluster.URL(""), 4)
 	rows := readLog(t, pool)
