@@ -137,10 +137,14 @@ func (l *ledger) unexpectedf(format string, args ...any) {
 	l.mu.Unlock()
 }
 
+// errRefused is a refusal that is neither a validation, a duplicate nor
+// a conflict (an HTTP 403, 404, 413, …): never expected of a writer.
+var errRefused = errors.New("refused")
+
 // failed records a failed attempt. Errors that a fault may cause
 // (connection, timeout) are expected; a refusal of a retried append
-// (validation, duplicate, wrong version) would mean the store did not
-// recognise its own write, and is a failure of the test.
+// (validation, duplicate, wrong version, any other refusal) would mean the
+// store did not recognise its own write, and is a failure of the test.
 func (l *ledger) failed(r *appendRecord, err error) {
 	class := "other"
 	bad := false
@@ -153,6 +157,8 @@ func (l *ledger) failed(r *appendRecord, err error) {
 		class, bad = "concurrency", true
 	case errors.Is(err, eventstore.ErrClosed):
 		class, bad = "closed", true
+	case errors.Is(err, errRefused):
+		class, bad = "refused", true
 	case errors.Is(err, context.DeadlineExceeded):
 		class = "timeout"
 	default:
@@ -178,10 +184,17 @@ func (l *ledger) failed(r *appendRecord, err error) {
 	}
 }
 
+// appender is what a fleet writes through: a store, or the HTTP API of a
+// running server (httpAppender).
+type appender interface {
+	Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error)
+}
+
 // fleet is a set of writers appending continuously, each to its own
 // streams, retrying a failed append with the same event ids.
 type fleet struct {
-	store    eventstore.Store
+	store    appender
+	newEvent func(writer, seq, i int) eventstore.Event
 	led      *ledger
 	maxTries int // failed attempts before an append is abandoned (while not stopping)
 
@@ -191,8 +204,15 @@ type fleet struct {
 	lastErrs []atomic.Value
 }
 
-func startFleet(store eventstore.Store, led *ledger, writers, maxTries int, seed uint64) *fleet {
-	f := &fleet{store: store, led: led, maxTries: maxTries, stop: make(chan struct{}),
+// startFleet starts writers that append probe events.
+func startFleet(store appender, led *ledger, writers, maxTries int, seed uint64) *fleet {
+	return startFleetOf(store, probe, led, writers, maxTries, seed)
+}
+
+// startFleetOf starts writers that append the events newEvent makes (each
+// with a new id).
+func startFleetOf(store appender, newEvent func(writer, seq, i int) eventstore.Event, led *ledger, writers, maxTries int, seed uint64) *fleet {
+	f := &fleet{store: store, newEvent: newEvent, led: led, maxTries: maxTries, stop: make(chan struct{}),
 		acks: make([]atomic.Int64, writers), lastErrs: make([]atomic.Value, writers)}
 	for w := range writers {
 		f.wg.Add(1)
@@ -236,7 +256,7 @@ func (f *fleet) write(w int, rng *rand.Rand) {
 		events := make([]eventstore.Event, n)
 		rec := &appendRecord{writer: w, stream: stream, ids: make([]uuid.UUID, n)}
 		for i := range events {
-			events[i] = probe(w, seq, i)
+			events[i] = f.newEvent(w, seq, i)
 			rec.ids[i] = events[i].ID
 		}
 		f.led.add(rec)
