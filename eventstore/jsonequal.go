@@ -68,7 +68,7 @@ func ValueEqual(x, y any) bool {
 // same JSON value. Backends use it to tell an idempotent retry (same id,
 // same content) from a reused id (ErrDuplicateEvent).
 func SameContent(stored Event, p Prepared) bool {
-	if stored.Stream != p.Stream || stored.Type != p.Type || stored.Source != p.Source || stored.Target != p.Target {
+	if !sameEnvelope(stored, p) {
 		return false
 	}
 	meta, err := json.Marshal(stored.Meta)
@@ -76,4 +76,15 @@ func SameContent(stored Event, p Prepared) bool {
 		return false
 	}
 	return JSONEqual(stored.Payload, p.Payload) && JSONEqual(meta, p.MetaJSON)
+}
+
+// SameStoredContent is SameContent for a backend that keeps an event's
+// meta as JSON: storedMeta is compared with p's, and stored.Meta is not
+// looked at.
+func SameStoredContent(stored Event, storedMeta []byte, p Prepared) bool {
+	return sameEnvelope(stored, p) && JSONEqual(stored.Payload, p.Payload) && JSONEqual(storedMeta, p.MetaJSON)
+}
+
+func sameEnvelope(stored Event, p Prepared) bool {
+	return stored.Stream == p.Stream && stored.Type == p.Type && stored.Source == p.Source && stored.Target == p.Target
 }

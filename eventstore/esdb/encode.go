@@ -103,16 +103,7 @@ func (s *Store) decode(r *client.RecordedEvent) (e eventstore.Event, ok bool, er
 	return e, true, nil
 }
 
-// sameContent reports whether a stored event is what p would have stored:
-// same type, source, target, and payload and meta of the same meaning
-// (key order, spacing and number spelling aside).
-func sameContent(p eventstore.Prepared, e eventstore.Event) bool {
-	if p.Type != e.Type || p.Source != e.Source || p.Target != e.Target {
-		return false
-	}
-	meta, err := json.Marshal(e.Meta)
-	if err != nil {
-		return false
-	}
-	return eventstore.JSONEqual(p.Payload, e.Payload) && eventstore.JSONEqual(p.MetaJSON, meta)
-}
+// sameContent reports whether e, read back after an append, is what p
+// would have stored (eventstore.SameContent). e was read from p's stream,
+// so the stream always matches.
+func sameContent(p eventstore.Prepared, e eventstore.Event) bool { return eventstore.SameContent(e, p) }

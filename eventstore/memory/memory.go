@@ -125,7 +125,7 @@ func (s *Store) retried(stream string, prepared []eventstore.Prepared) (eventsto
 		if first == nil {
 			first = r
 		}
-		if !sameContent(r, stream, p) {
+		if !eventstore.SameStoredContent(r.ev, r.metaJSON, p) {
 			return eventstore.AppendResult{}, false, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: r.ev.Stream}
 		}
 	}
@@ -140,13 +140,6 @@ func (s *Store) retried(stream string, prepared []eventstore.Prepared) (eventsto
 		res.Events[i] = s.log[s.byID[p.ID]].event()
 	}
 	return res, true, nil
-}
-
-func sameContent(r *record, stream string, p eventstore.Prepared) bool {
-	if r.ev.Stream != stream || r.ev.Type != p.Type || r.ev.Source != p.Source || r.ev.Target != p.Target {
-		return false
-	}
-	return eventstore.JSONEqual(r.ev.Payload, p.Payload) && eventstore.JSONEqual(r.metaJSON, p.MetaJSON)
 }
 
 // event returns a copy of the stored event that the caller may change.
