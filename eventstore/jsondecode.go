@@ -182,21 +182,22 @@ func (d *decoder) array(depth int) (any, error) {
 	}
 }
 
-// key reads an object key, from the intern table when it is there (a key
-// without escapes or control characters, so the same string str would
-// return).
+// key reads an object key. A plain key (no escapes, no control
+// characters: the same string str would return) is scanned once: it is
+// the intern table's string when the table has it, else sliced directly.
+// Any other key is left to str.
 func (d *decoder) key() (string, error) {
-	if d.keys != nil {
-		end := d.i + 1
-		for end < len(d.b) && d.b[end] != '"' && d.b[end] != '\\' && d.b[end] >= 0x20 {
-			end++
+	end := d.i + 1
+	for end < len(d.b) && d.b[end] != '"' && d.b[end] != '\\' && d.b[end] >= 0x20 {
+		end++
+	}
+	if end < len(d.b) && d.b[end] == '"' {
+		raw := d.b[d.i+1 : end]
+		d.i = end + 1
+		if k, ok := d.keys[string(raw)]; ok {
+			return k, nil
 		}
-		if end < len(d.b) && d.b[end] == '"' {
-			if k, ok := d.keys[string(d.b[d.i+1:end])]; ok {
-				d.i = end + 1
-				return k, nil
-			}
-		}
+		return string(raw), nil
 	}
 	return d.str()
 }
