@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // DefaultImportBatchBytes bounds one append of Import and Copy: half of
@@ -136,11 +137,34 @@ func runLength(events []Event, maxBytes int) int {
 // importSize estimates what an event weighs in an append: its payload, its
 // meta and envelope strings, and a fixed allowance for the rest.
 func importSize(e Event) int {
-	meta, err := json.Marshal(e.Meta)
-	if err != nil {
-		meta = nil
+	return len(e.Payload) + metaSize(e.Meta) + len(e.Type) + len(e.Stream) + len(e.Source) + len(e.Target) + 256
+}
+
+// metaSize is the length of m as the validator encodes it (encodeMeta),
+// counted from the named fields' lengths; only free-form keys, if any, are
+// marshalled. Meta that cannot be encoded counts its named fields alone
+// (the append will refuse it anyway).
+func metaSize(m Meta) int {
+	var digits [20]byte
+	n := len(`{"schema_version":`) + len(strconv.AppendInt(digits[:0], int64(m.SchemaVersion), 10)) +
+		len(`,"tenant_id":`) + jsonStringLen(m.TenantID) + len(`}`)
+	for _, kv := range [...]struct{ k, v string }{{"producer", m.Producer}, {"correlation_id", m.CorrelationID}, {"causation_id", m.CausationID}} {
+		if kv.v != "" {
+			n += len(`,"":`) + len(kv.k) + jsonStringLen(kv.v)
+		}
 	}
-	return len(e.Payload) + len(meta) + len(e.Type) + len(e.Stream) + len(e.Source) + len(e.Target) + 256
+	if len(m.Extra) > 0 {
+		extra := make(map[string]any, len(m.Extra))
+		for k, v := range m.Extra {
+			if !metaKeys[k] {
+				extra[k] = v
+			}
+		}
+		if raw, err := json.Marshal(extra); err == nil && len(raw) > 2 {
+			n += len(`,`) + len(raw) - 2
+		}
+	}
+	return n
 }
 
 // appendOrOneByOne appends one run; if the target refuses it as a whole because

@@ -309,6 +309,20 @@ func encodeMeta(m Meta, doc map[string]any) (map[string]any, []byte, error) {
 	return doc, buf, nil
 }
 
+// jsonStringLen is the length of what appendJSONString appends for s.
+func jsonStringLen(s string) int {
+	n := len(s) + 2
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r':
+			n++
+		case c < 0x20:
+			n += 5
+		}
+	}
+	return n
+}
+
 // appendJSONString appends s as a JSON string. s is valid UTF-8 without
 // NUL (checked before), so only quotes, backslashes and control characters
 // need escaping.
