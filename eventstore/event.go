@@ -65,6 +65,44 @@ func (m Meta) MarshalJSON() ([]byte, error) {
 	return json.Marshal(out)
 }
 
+// AppendMeta appends m as the JSON object the stores keep, the same value
+// MarshalJSON gives (key order aside, which jsonb neither keeps nor
+// compares), at a fraction of its cost: the named keys are written
+// directly, and only free-form values go through encoding/json.
+// Projections that store the meta use it on every event.
+func AppendMeta(dst []byte, m Meta) ([]byte, error) {
+	dst = appendNamedMeta(dst, m)
+	for k, v := range m.Extra {
+		if metaKeys[k] {
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, &JSONError{Rule: "json", Message: fmt.Sprintf("meta key %q cannot be encoded: %v", k, err)}
+		}
+		dst = append(appendJSONString(append(dst, ','), k), ':')
+		dst = append(dst, raw...)
+	}
+	return append(dst, '}'), nil
+}
+
+// appendNamedMeta appends the opening of m's JSON object and its named
+// keys: schema_version and tenant_id always, the others when set. The
+// caller appends the free-form keys and the closing brace.
+func appendNamedMeta(dst []byte, m Meta) []byte {
+	dst = append(dst, `{"schema_version":`...)
+	dst = strconv.AppendInt(dst, int64(m.SchemaVersion), 10)
+	dst = append(dst, `,"tenant_id":`...)
+	dst = appendJSONString(dst, m.TenantID)
+	for _, kv := range [...]struct{ k, v string }{{"producer", m.Producer}, {"correlation_id", m.CorrelationID}, {"causation_id", m.CausationID}} {
+		if kv.v != "" {
+			dst = append(appendJSONString(append(dst, ','), kv.k), ':')
+			dst = appendJSONString(dst, kv.v)
+		}
+	}
+	return dst
+}
+
 // UnmarshalJSON reads the named keys and keeps every other key in Extra.
 func (m *Meta) UnmarshalJSON(b []byte) error {
 	var raw map[string]json.RawMessage

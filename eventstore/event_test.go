@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -261,5 +262,48 @@ func TestErrorsMatchSentinels(t *testing.T) {
 	ce := &eventstore.ConcurrencyError{Stream: "orders-1", Expected: eventstore.Exact(2), Actual: 3}
 	if got, want := ce.Error(), `eventstore: stream "orders-1": expected version 2, actual 3`; got != want {
 		t.Errorf("ConcurrencyError message %q, want %q", got, want)
+	}
+}
+
+// AppendMeta says what Meta.MarshalJSON says, escapes and free-form keys
+// included, and the validator stores the same value.
+func TestAppendMetaMatchesMarshalJSON(t *testing.T) {
+	metas := []eventstore.Meta{
+		{SchemaVersion: 1, TenantID: "acme"},
+		{SchemaVersion: 2, TenantID: `quo"te\back`, Producer: "p\n\t\x01", CorrelationID: "c-1", CausationID: "é ü 😀 \u2028 <&>"},
+		{SchemaVersion: 1, TenantID: "t", Extra: map[string]any{"trace": "abc", "n": json.Number("12345678901234567890"),
+			"nested": map[string]any{"a": []any{true, nil}}, "tenant_id": "shadowed", "k\"ey": "<v>"}},
+	}
+	for _, m := range metas {
+		got, err := eventstore.AppendMeta([]byte("prefix:"), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(got, []byte("prefix:")) {
+			t.Fatalf("AppendMeta dropped what dst held: %s", got)
+		}
+		got = got[len("prefix:"):]
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(got) || !eventstore.JSONEqual(got, want) {
+			t.Fatalf("AppendMeta:\n%s\nMarshalJSON:\n%s", got, want)
+		}
+	}
+	if _, err := eventstore.AppendMeta(nil, eventstore.Meta{SchemaVersion: 1, TenantID: "t", Extra: map[string]any{"f": func() {}}}); err == nil {
+		t.Fatal("AppendMeta encoded a func value")
+	}
+}
+
+func BenchmarkAppendMeta(b *testing.B) {
+	m := eventstore.Meta{SchemaVersion: 1, TenantID: "tenant-1", Producer: "svc", CorrelationID: "corr-123"}
+	buf := make([]byte, 0, 160)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = eventstore.AppendMeta(buf[:0], m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

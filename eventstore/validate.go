@@ -265,22 +265,13 @@ func jsonKind(v any) string {
 // document) and returns it with meta as it is stored (JSON), without a
 // round trip through encoding/json for the named keys.
 func encodeMeta(m Meta, doc map[string]any) (map[string]any, []byte, error) {
-	buf := make([]byte, 0, 160)
-	buf = append(buf, `{"schema_version":`...)
-	buf = strconv.AppendInt(buf, int64(m.SchemaVersion), 10)
+	buf := appendNamedMeta(make([]byte, 0, 160), m)
 	doc["schema_version"] = json.Number(strconv.Itoa(m.SchemaVersion))
-	buf = append(buf, `,"tenant_id":`...)
-	buf = appendJSONString(buf, m.TenantID)
 	doc["tenant_id"] = m.TenantID
 	for _, kv := range [...]struct{ k, v string }{{"producer", m.Producer}, {"correlation_id", m.CorrelationID}, {"causation_id", m.CausationID}} {
-		if kv.v == "" {
-			continue
+		if kv.v != "" {
+			doc[kv.k] = kv.v
 		}
-		buf = append(buf, ',')
-		buf = appendJSONString(buf, kv.k)
-		buf = append(buf, ':')
-		buf = appendJSONString(buf, kv.v)
-		doc[kv.k] = kv.v
 	}
 	if len(m.Extra) > 0 {
 		extra := make(map[string]any, len(m.Extra))
