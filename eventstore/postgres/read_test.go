@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -153,9 +154,24 @@ func TestReadDecodesEveryValue(t *testing.T) {
 		t.Fatalf("Subscribe and Scan disagree:\n%+v\n%+v", got, scanned)
 	}
 
-	// A repeated text value is shared, not copied, and a changed one is not.
-	if readA[0].Type != readA[1].Type || readA[1].Meta.CausationID != "" || readA[4].Meta.CausationID != "cause-only" {
-		t.Fatal("repeated values decoded wrong")
+	// The raw-value path shares a text value that repeats the previous
+	// row's (one string, not a copy per row), and a changed one is read
+	// as itself, not as the previous row's.
+	if readA[1].Meta.CausationID != "" || readA[2].Source != sent[2].Source || readA[3].Meta.CausationID != "cause-only" {
+		t.Fatal("changed values decoded wrong")
+	}
+	for _, c := range []struct{ what, prev, next string }{
+		{"type of rows 1 and 2", readA[0].Type, readA[1].Type},
+		{"source of rows 1 and 2", readA[0].Source, readA[1].Source},
+		{"causation of rows 4 and 5", readA[3].Meta.CausationID, readA[4].Meta.CausationID},
+		{"stream of rows 1 and 5", readA[0].Stream, readA[4].Stream},
+	} {
+		if c.prev != c.next {
+			t.Fatalf("%s: %q and %q, want the same text", c.what, c.prev, c.next)
+		}
+		if unsafe.StringData(c.prev) != unsafe.StringData(c.next) {
+			t.Errorf("%s: %q is two copies, want one shared string", c.what, c.prev)
+		}
 	}
 
 	// Under the simple protocol every column arrives as text: the rows are
