@@ -435,7 +435,9 @@ func asRun(re *syntax.Regexp) (classRun, bool) {
 	case syntax.OpRepeat:
 		min, max, re = re.Min, re.Max, re.Sub[0]
 	case syntax.OpLiteral:
-		// A run of literal runes, such as "ir-": one element each.
+		// One literal rune is an element. The parser merges a run of
+		// literal runes, such as "ir-", into one literal: that is not
+		// split into elements here, so the pattern keeps its regexp.
 		if len(re.Rune) != 1 {
 			return run, false
 		}
