@@ -70,7 +70,7 @@ func schemasUnderTest(t testing.TB) []schemaUnderTest {
 		for _, typ := range r.Types() {
 			for _, v := range r.Versions(typ) {
 				k := key{typ, v}
-				out = append(out, schemaUnderTest{fmt.Sprintf("%s/v%d", typ, v), r.schemas[k], r.checkers[k]})
+				out = append(out, schemaUnderTest{fmt.Sprintf("%s/v%d", typ, v), r.schemas[k].schema, r.schemas[k].check})
 			}
 		}
 	}
@@ -194,7 +194,7 @@ func TestCheckerCases(t *testing.T) {
 		if got := err == nil; got != c.valid {
 			t.Errorf("%s %s: valid = %v (%v), want %v", c.typ, c.doc, got, err, c.valid)
 		}
-		if k := r.checkers[key{c.typ, 1}]; k != nil && k.valid(doc) && !c.valid {
+		if k := r.schemas[key{c.typ, 1}].check; k != nil && k.valid(doc) && !c.valid {
 			t.Errorf("%s %s: the checker accepts it", c.typ, c.doc)
 		}
 	}
@@ -209,7 +209,9 @@ func TestCrossCheckReportsADisagreement(t *testing.T) {
 	k := key{"k.numbers", 1}
 	doc := decode(t, `{"i": 8}`)
 	// A checker with a bug: it accepts anything.
-	r.checkers[k] = &checker{minProps: -1, maxProps: -1, minItems: -1, maxItems: -1, minLen: -1, maxLen: -1}
+	c := r.schemas[k]
+	c.check = &checker{minProps: -1, maxProps: -1, minItems: -1, maxItems: -1, minLen: -1, maxLen: -1}
+	r.schemas[k] = c
 	err := r.Validate("k.numbers", 1, doc)
 	if !errors.Is(err, ErrCheckerDisagrees) {
 		t.Fatalf("Validate with a checker that accepts too much = %v, want ErrCheckerDisagrees", err)
@@ -551,4 +553,24 @@ func TestClassMatcherAgreesWithRegexp(t *testing.T) {
 			t.Errorf("%s: no generated string matched; the comparison only covered refusals", c.pattern)
 		}
 	}
+}
+
+// TestTypeNameMatcher: the type-name rule has its matcher, and a pattern
+// without one is a panic at init rather than a rule that refuses every
+// name.
+func TestTypeNameMatcher(t *testing.T) {
+	if typeName == nil {
+		t.Fatalf("no class matcher for %s", TypeNamePattern)
+	}
+	for _, s := range []string{"a", "a.b-c_d.9", "0x"} {
+		if !ValidTypeName(s) {
+			t.Errorf("ValidTypeName(%q) = false", s)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("mustClassMatcher of a pattern it cannot match did not panic")
+		}
+	}()
+	mustClassMatcher(regexp.MustCompile(`^(ab|cd)$`))
 }

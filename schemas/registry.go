@@ -39,7 +39,17 @@ var TypeNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
 // typeName matches TypeNamePattern without running the regexp (every
 // append checks every event's type).
-var typeName = newClassMatcher(TypeNamePattern)
+var typeName = mustClassMatcher(TypeNamePattern)
+
+// mustClassMatcher is newClassMatcher for a pattern that must have its
+// shape: without a matcher, ValidTypeName would refuse every type name.
+func mustClassMatcher(re *regexp.Regexp) classMatcher {
+	m := newClassMatcher(re)
+	if m == nil {
+		panic(fmt.Sprintf("schemas: pattern %s is not of the shape classMatcher handles", re))
+	}
+	return m
+}
 
 // ValidTypeName reports whether s is a type name: 1 to 255 bytes matching
 // TypeNamePattern.
@@ -52,8 +62,7 @@ var fileName = regexp.MustCompile(`^v([1-9][0-9]*)\.json$`)
 // Registry answers "is this a valid <type> at schema version N". It is
 // immutable once loaded and safe for concurrent use.
 type Registry struct {
-	schemas  map[key]*jsonschema.Schema
-	checkers map[key]*checker // nil entry: validated by jsonschema/v5 alone
+	schemas  map[key]compiled
 	sources  map[key][]byte
 	versions map[string][]int
 	envelope *jsonschema.Schema
@@ -80,6 +89,13 @@ type key struct {
 	version int
 }
 
+// compiled is one type and version's schema and its fast checker (nil:
+// validated by jsonschema/v5 alone).
+type compiled struct {
+	schema *jsonschema.Schema
+	check  *checker
+}
+
 var defaultRegistry = sync.OnceValues(func() (*Registry, error) { return Load(embedded) })
 
 // Default returns the registry of the embedded schemas, compiled on first
@@ -101,8 +117,7 @@ func MustDefault() *Registry {
 // or a hole in a type's versions (v1 and v3 without v2).
 func Load(fsyss ...fs.FS) (*Registry, error) {
 	r := &Registry{
-		schemas:    map[key]*jsonschema.Schema{},
-		checkers:   map[key]*checker{},
+		schemas:    map[key]compiled{},
 		sources:    map[key][]byte{},
 		versions:   map[string][]int{},
 		crossCheck: os.Getenv(CrossCheckEnv) == "1",
@@ -152,8 +167,7 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 			}
 			continue
 		}
-		r.schemas[k] = s
-		r.checkers[k] = newChecker(s)
+		r.schemas[k] = compiled{schema: s, check: newChecker(s)}
 		r.versions[k.typ] = append(r.versions[k.typ], k.version)
 	}
 	if r.envelope == nil {
@@ -232,24 +246,29 @@ func (r *Registry) Source(typ string, version int) ([]byte, bool) {
 
 // Lookup returns the compiled schema, or ErrUnknownType / ErrUnknownVersion.
 func (r *Registry) Lookup(typ string, version int) (*jsonschema.Schema, error) {
-	if s, ok := r.schemas[key{typ, version}]; ok {
-		return s, nil
+	c, err := r.lookup(typ, version)
+	return c.schema, err
+}
+
+func (r *Registry) lookup(typ string, version int) (compiled, error) {
+	if c, ok := r.schemas[key{typ, version}]; ok {
+		return c, nil
 	}
 	if _, ok := r.versions[typ]; ok {
-		return nil, fmt.Errorf("%w: %s has no v%d (known: %v)", ErrUnknownVersion, typ, version, r.versions[typ])
+		return compiled{}, fmt.Errorf("%w: %s has no v%d (known: %v)", ErrUnknownVersion, typ, version, r.versions[typ])
 	}
-	return nil, fmt.Errorf("%w: %q", ErrUnknownType, typ)
+	return compiled{}, fmt.Errorf("%w: %q", ErrUnknownType, typ)
 }
 
 // Validate checks a decoded payload (as produced by DecodeJSON: json.Number
 // for numbers) against typ at version. A payload that breaks the schema
 // yields *Invalid.
 func (r *Registry) Validate(typ string, version int, payload any) error {
-	s, err := r.Lookup(typ, version)
+	c, err := r.lookup(typ, version)
 	if err != nil {
 		return err
 	}
-	return r.validate(s, r.checkers[key{typ, version}], payload)
+	return r.validate(c.schema, c.check, payload)
 }
 
 // ValidateEnvelope checks a decoded envelope against envelope/v1.json.
@@ -294,8 +313,8 @@ func (r *Registry) PropertyNames() map[string]string {
 		walk(s.Ref)
 	}
 	walk(r.envelope)
-	for _, s := range r.schemas {
-		walk(s)
+	for _, c := range r.schemas {
+		walk(c.schema)
 	}
 	return names
 }
@@ -304,7 +323,7 @@ func (r *Registry) PropertyNames() map[string]string {
 // schema uses a keyword only jsonschema/v5 implements, so every document
 // of that type is validated by jsonschema/v5 alone).
 func (r *Registry) Checked(typ string, version int) bool {
-	return r.checkers[key{typ, version}] != nil
+	return r.schemas[key{typ, version}].check != nil
 }
 
 // Invalid lists the rules a document broke, most specific first.
