@@ -359,7 +359,9 @@ func TestTokensAreStoredHashed(t *testing.T) {
 // TestServerRequestLimits checks each documented limit on the real
 // http.Server: body size (413), events per append (400 batch-size),
 // header size (431), a client that never finishes its headers (the
-// connection is closed), and the request deadline (503, nothing written).
+// connection is closed), and the request deadline (503; the store here
+// never starts the late append, so nothing is written — with a real store
+// the append may still land, which is why the 503 carries the event ids).
 // The server stays up after each.
 func TestServerRequestLimits(t *testing.T) {
 	t.Parallel()

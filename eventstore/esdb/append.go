@@ -85,7 +85,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		// EventStoreDB acknowledged an append whose ids it already held
 		// (an idempotent retry) without looking at the content. Same
 		// ids, other content is not a retry.
-		if e.ID != p.ID || !sameContent(p, e) {
+		if e.ID != p.ID || !eventstore.SameContent(e, p) {
 			return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: stream}
 		}
 		out.Events[i] = e

@@ -102,8 +102,3 @@ func (s *Store) decode(r *client.RecordedEvent) (e eventstore.Event, ok bool, er
 	}
 	return e, true, nil
 }
-
-// sameContent reports whether e, read back after an append, is what p
-// would have stored (eventstore.SameContent). e was read from p's stream,
-// so the stream always matches.
-func sameContent(p eventstore.Prepared, e eventstore.Event) bool { return eventstore.SameContent(e, p) }
