@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,11 +30,8 @@ import (
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "eventstream")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/brainhq/eventstream/cmd/eventstream")
+	// go test puts its own toolchain's bin first on PATH.
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/brainhq/eventstream/cmd/eventstream")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build the eventstream binary: %v\n%s", err, out)
 	}
