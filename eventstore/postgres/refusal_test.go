@@ -166,7 +166,19 @@ func TestDataExceptionIsAStorageRefusal(t *testing.T) {
 		CREATE TRIGGER test_refuse_poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION test_refuse_poison();`); err != nil {
 		t.Fatal(err)
 	}
-	const n = 16
+	var ve *eventstore.ValidationError
+	if err := poisonedGroup(t, s, "data", 16, 5); !errors.As(err, &ve) || ve.Rule != "storage" || !errors.Is(err, eventstore.ErrValidation) {
+		t.Fatalf("poisoned append: %v (%T), want a ValidationError with rule storage", err, err)
+	}
+}
+
+// poisonedGroup appends n single events to new streams at once, so that
+// they share groups; the one numbered bad has the title "poison". Every
+// other append must land, and the poisoned one leave nothing; it returns
+// the poisoned append's error.
+func poisonedGroup(t *testing.T, s *postgres.Store, prefix string, n, bad int) error {
+	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	errs := make([]error, n)
@@ -175,33 +187,30 @@ func TestDataExceptionIsAStorageRefusal(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			e := thing(i)
-			if i == 5 {
-				e.Payload = json.RawMessage(`{"n": 5, "title": "poison"}`)
+			if i == bad {
+				e.Payload = json.RawMessage(fmt.Sprintf(`{"n": %d, "title": "poison"}`, i))
 			}
 			<-start
-			_, errs[i] = s.Append(ctx, fmt.Sprintf("data-%d", i), eventstore.NoStream, e)
+			_, errs[i] = s.Append(ctx, fmt.Sprintf("%s-%d", prefix, i), eventstore.NoStream, e)
 		}(i)
 	}
 	close(start)
 	wg.Wait()
 	for i, err := range errs {
-		if i != 5 {
-			if err != nil {
-				t.Fatalf("append %d failed with its neighbour: %v", i, err)
-			}
-			continue
-		}
-		var ve *eventstore.ValidationError
-		if !errors.As(err, &ve) || ve.Rule != "storage" || !errors.Is(err, eventstore.ErrValidation) {
-			t.Fatalf("poisoned append: %v (%T), want a ValidationError with rule storage", err, err)
+		if i != bad && err != nil {
+			t.Fatalf("append %d failed with its poisoned neighbour: %v", i, err)
 		}
 	}
-	if head, _ := s.Head(ctx); head != eventstore.Pos(n-1) {
+	if head, _ := s.Head(ctx); head != eventstore.Pos(uint64(n-1)) {
 		t.Fatalf("head %v, want %d", head, n-1)
 	}
-	if _, err := s.ReadStream(ctx, "data-5", 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
+	if _, err := s.ReadStream(ctx, fmt.Sprintf("%s-%d", prefix, bad), 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
 		t.Fatalf("the refused append left something: %v", err)
 	}
+	if errs[bad] == nil {
+		t.Fatal("the poisoned append was accepted")
+	}
+	return errs[bad]
 }
 
 // A group holding both the retry of a stored append and a conflicting

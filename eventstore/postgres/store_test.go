@@ -250,40 +250,8 @@ func TestStorageRefusalIsolated(t *testing.T) {
 	if _, err := pool.Exec(ctx, `ALTER TABLE events ADD CONSTRAINT test_no_poison CHECK (payload->>'title' <> 'poison')`); err != nil {
 		t.Fatal(err)
 	}
-	const n = 32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make([]error, n)
-	for i := range errs {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			e := thing(i)
-			if i == 7 {
-				e.Payload = json.RawMessage(`{"n": 7, "title": "poison"}`)
-			}
-			<-start
-			_, errs[i] = s.Append(ctx, fmt.Sprintf("iso-%d", i), eventstore.NoStream, e)
-		}(i)
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if i == 7 {
-			if pe := storageError(err); pe == nil || pe.ConstraintName != "test_no_poison" {
-				t.Fatalf("append 7: %v, want PostgreSQL's refusal by test_no_poison", err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Fatalf("append %d failed with its neighbour: %v", i, err)
-		}
-	}
-	if head, _ := s.Head(ctx); head != eventstore.Pos(n-1) {
-		t.Fatalf("head %v, want %d", head, n-1)
-	}
-	if _, err := s.ReadStream(ctx, "iso-7", 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
-		t.Fatalf("the refused append left something: %v", err)
+	if err := poisonedGroup(t, s, "iso", 32, 7); storageError(err) == nil || storageError(err).ConstraintName != "test_no_poison" {
+		t.Fatalf("append 7: %v, want PostgreSQL's refusal by test_no_poison", err)
 	}
 }
 
