@@ -52,11 +52,7 @@ func FromEvent(e eventstore.Event, reaction string) CommandMeta {
 
 func (c CommandMeta) withDefaults() CommandMeta {
 	if c.ID == uuid.Nil {
-		id, err := uuid.NewV7()
-		if err != nil {
-			id = uuid.New()
-		}
-		c.ID = id
+		c.ID = eventstore.NewID()
 	}
 	if c.CorrelationID == "" {
 		c.CorrelationID = c.ID.String()

@@ -157,7 +157,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		}
 		id := e.ID
 		if id == uuid.Nil {
-			id = newEventID()
+			id = eventstore.NewID()
 		}
 		ids[i] = id.String()
 		events[i] = eventstore.Event{ID: id, Type: e.Type, Source: src, Target: e.Target, Payload: e.Payload, Meta: m}
@@ -181,15 +181,6 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	w.Header().Set("Location", "/streams/"+escapePath(stream))
 	writeJSON(w, http.StatusCreated, out)
-}
-
-// newEventID is an id for an event the client sent without one: version
-// 7, time-ordered, as the store itself would give it.
-func newEventID() uuid.UUID {
-	if id, err := uuid.NewV7(); err == nil {
-		return id
-	}
-	return uuid.New()
 }
 
 // errNotOwner: the stream belongs to another tenant.
