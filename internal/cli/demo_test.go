@@ -3,7 +3,6 @@ package cli_test
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -213,23 +212,12 @@ func TestUnreachableServerIsOneLineWithoutPassword(t *testing.T) {
 // address, demo starts a private cluster under ./.eventstream/pg, says so,
 // and stops it afterwards; a second run reuses its data.
 func TestDemoStartsAPrivateCluster(t *testing.T) {
-	if _, err := exec.LookPath("initdb"); err != nil {
-		if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); len(m) == 0 {
-			t.Skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
-		}
+	if !serverProgramsInstalled() {
+		t.Skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
 	}
 	t.Parallel()
 	c := newCLI(t)
-	// The server may run as the postgres user, which must reach the folder.
-	if err := os.Chmod(c.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for p := filepath.Dir(c.dir); p != "/"; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
-		if err == nil && st.Mode().Perm()&0o001 == 0 {
-			_ = os.Chmod(p, st.Mode().Perm()|0o001)
-		}
-	}
+	reachableByServer(t, c.dir)
 	args := []string{"--default-database-url", "postgres://root@127.0.0.1:1/eventstream?sslmode=disable&connect_timeout=2", "demo"}
 	for run := 1; run <= 2; run++ {
 		r := c.runIn(t.Context(), args...)

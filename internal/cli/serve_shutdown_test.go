@@ -325,6 +325,21 @@ func serverProgramsInstalled() bool {
 	return len(m) > 0
 }
 
+// reachableByServer lets a private cluster's server, which may run as the
+// postgres user, reach dir: dir readable, its parents traversable.
+func reachableByServer(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p := filepath.Dir(dir); p != "/"; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil && st.Mode().Perm()&0o001 == 0 {
+			_ = os.Chmod(p, st.Mode().Perm()|0o001)
+		}
+	}
+}
+
 // TestServeDevStartsAPrivateCluster: serve --dev with nothing answering
 // at the default address starts a private cluster under
 // ./.eventstream/pg, serves appends on it with the printed dev token,
@@ -335,16 +350,7 @@ func TestServeDevStartsAPrivateCluster(t *testing.T) {
 	}
 	t.Parallel()
 	c := newCLI(t)
-	// The server may run as the postgres user, which must reach the folder.
-	if err := os.Chmod(c.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for p := filepath.Dir(c.dir); p != "/"; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
-		if err == nil && st.Mode().Perm()&0o001 == 0 {
-			_ = os.Chmod(p, st.Mode().Perm()|0o001)
-		}
-	}
+	reachableByServer(t, c.dir)
 	pidFile := filepath.Join(c.dir, ".eventstream", "pg", "postmaster.pid")
 	// If the test fails while the cluster runs, stop the postmaster it
 	// started (by its pid: SIGQUIT is PostgreSQL's immediate shutdown).
