@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,12 @@ type Config struct {
 	// zero). When both are zero the preset decides; when both are set,
 	// whichever comes first ends it. replay uses neither: it rebuilds
 	// LogEvents events.
+	//
+	// A scenario given a setting it does not use (here and below: Events
+	// in read, Duration or Events in replay, Streams or ExactVersions in
+	// replay and read, Rate outside project, LogEvents outside replay and
+	// read, StreamEvents outside read) refuses it (ErrConfig) instead of
+	// ignoring it, so that nobody believes it changed the run.
 	Duration time.Duration
 	Events   int
 
@@ -42,12 +49,15 @@ type Config struct {
 	// EventsPerAppend is the size of each append (1: single events).
 	EventsPerAppend int
 	// Streams is how many streams the appends go to; 0 (or a negative
-	// value) gives each append a new stream.
+	// value) gives each append a new stream. single, batch, hot and
+	// project only: replay and read load their log with a new stream per
+	// append (and read's long stream).
 	Streams int
 	// ExactVersions makes every append carry the exact expected version
 	// of its stream; a conflict is retried with the stream's actual
 	// version (hot). Otherwise appends to new streams use NoStream and
-	// appends to shared streams use Any.
+	// appends to shared streams use Any. single, batch, hot and project
+	// only, like Streams.
 	ExactVersions bool
 	// EventSize is the wanted payload size in bytes (0: the natural size
 	// of each type). Types whose schema bounds their fields stay smaller;
@@ -61,12 +71,14 @@ type Config struct {
 	// PostgreSQL more per event; the raw table has no index to notice.
 	RandomIDs bool
 
-	// Rate is the fixed append rate of project, in events per second.
+	// Rate is the fixed append rate of project, in events per second
+	// (project only).
 	Rate int
 	// LogEvents is how many events replay and read load into the log
-	// before they measure.
+	// before they measure (replay and read only).
 	LogEvents int
-	// StreamEvents is the length of the long stream that read reads.
+	// StreamEvents is the length of the long stream that read reads
+	// (read only).
 	StreamEvents int
 
 	// Rounds splits single, batch, hot and read into this many alternating
@@ -159,11 +171,107 @@ func Check(cfg Config) error {
 // $DATABASE_URL is set.
 const DefaultDatabaseURL = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
 
+// scenarioSetting is a setting that only some scenarios use.
+type scenarioSetting struct {
+	// name is how messages name it.
+	name string
+	// given returns the setting as the CLI flag spells it ("--events
+	// 500") and whether it is given: zero takes the preset.
+	given func(Config) (string, bool)
+	// takenBy are the scenarios that use it, in run order.
+	takenBy []string
+	// instead says, for some of the others, what they do instead.
+	instead map[string]string
+}
+
+// scenarioSettings are the settings some scenarios do not use; resolve
+// refuses one given to such a scenario. Rounds is not here: project and
+// replay take 1 (what they do), and resolve refuses more.
+var scenarioSettings = []scenarioSetting{
+	{"duration", func(c Config) (string, bool) { return "--duration " + c.Duration.String(), c.Duration != 0 },
+		[]string{"single", "batch", "hot", "project", "read"},
+		map[string]string{"replay": "it rebuilds every event of its log (--log-events), however long that takes"}},
+	{"events", intSetting("--events", func(c Config) int { return c.Events }),
+		[]string{"single", "batch", "hot", "project"},
+		map[string]string{
+			"read":   "it reads whole passes for a duration (--duration, preset 3s)",
+			"replay": "it rebuilds every event of its log (set their number with --log-events)",
+		}},
+	{"streams", intSetting("--streams", func(c Config) int { return c.Streams }),
+		[]string{"single", "batch", "hot", "project"},
+		map[string]string{
+			"read":   "it loads its log with a new stream per append, and one long stream (--stream-events)",
+			"replay": "it loads its log with a new stream per append",
+		}},
+	{"exact versions", func(c Config) (string, bool) { return "--exact-versions", c.ExactVersions },
+		[]string{"single", "batch", "hot", "project"},
+		map[string]string{
+			"read":   "it loads its log without exact expected versions",
+			"replay": "it loads its log without exact expected versions",
+		}},
+	{"rate", intSetting("--rate", func(c Config) int { return c.Rate }),
+		[]string{"project"},
+		map[string]string{
+			"single": "its writers append as fast as they can",
+			"batch":  "its writers append as fast as they can",
+			"hot":    "its writers append as fast as they can",
+		}},
+	{"log events", intSetting("--log-events", func(c Config) int { return c.LogEvents }),
+		[]string{"replay", "read"},
+		map[string]string{
+			"single":  "it appends to an empty log",
+			"batch":   "it appends to an empty log",
+			"hot":     "it appends to an empty log",
+			"project": "it appends to an empty log",
+		}},
+	{"stream events", intSetting("--stream-events", func(c Config) int { return c.StreamEvents }),
+		[]string{"read"},
+		map[string]string{"replay": "it reads no long stream"}},
+}
+
+// intSetting is the given func of an int setting read by v.
+func intSetting(flag string, v func(Config) int) func(Config) (string, bool) {
+	return func(c Config) (string, bool) { return fmt.Sprintf("%s %d", flag, v(c)), v(c) != 0 }
+}
+
+// checkTaken refuses a setting given to a scenario that does not use it,
+// which would otherwise ignore it silently.
+func (c Config) checkTaken() error {
+	for _, s := range scenarioSettings {
+		flag, given := s.given(c)
+		if !given || slices.Contains(s.takenBy, c.Scenario) {
+			continue
+		}
+		why := ""
+		if w := s.instead[c.Scenario]; w != "" {
+			why = ": " + w
+		}
+		verb := "take"
+		if len(s.takenBy) == 1 {
+			verb = "takes"
+		}
+		return fmt.Errorf("%w: %s takes no %s (%s)%s; only %s %s %s", ErrConfig, c.Scenario, s.name, flag, why, andList(s.takenBy), verb, s.name)
+	}
+	return nil
+}
+
+// andList joins names as "a, b and c".
+func andList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
 // resolve fills zero fields from the preset and checks the result.
 func (c Config) resolve() (Config, error) {
 	p, err := Preset(c.Scenario)
 	if err != nil {
 		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	// Before the preset fills them: a zero field was not given.
+	if err := c.checkTaken(); err != nil {
+		return c, err
 	}
 	if c.Duration == 0 && c.Events == 0 {
 		c.Duration, c.Events = p.Duration, p.Events

@@ -39,6 +39,22 @@ read takes --duration only (whole passes; preset 3s), replay neither (it
 rebuilds --log-events events). Every scenario's flags are checked before
 the first one runs.
 
+Some flags only some scenarios take; the others refuse them (exit 2)
+instead of ignoring them:
+  --duration                    single, batch, hot, project, read
+  --events                      single, batch, hot, project
+  --streams, --exact-versions   single, batch, hot, project
+  --rate                        project
+  --log-events                  replay, read
+  --stream-events               read
+  --rounds (more than 1)        single, batch, hot, read
+Every scenario takes the other flags (replay and read use --writers,
+--events-per-append, --types, --event-size and --random-ids to load their
+log). With several scenarios (--scenario all, the default, or a list), a
+flag one of them refuses stops the whole run before anything runs: name
+the scenarios that take it, e.g. --scenario single,batch,hot,project,read
+--duration 30s.
+
 Event types (--types): domain (every type of the domain, weighted as it
 produces them; the default), uniform, or type[=weight],... with "prefix.*"
 for every type under a prefix.`,
@@ -101,12 +117,12 @@ for every type under a prefix.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&scenario, "scenario", "all", "scenario(s) to run: "+strings.Join(bench.ScenarioNames(), ", ")+", or all")
-	f.DurationVar(&cfg.Duration, "duration", 0, "how long each side (ours, raw) writes or reads, rounds together (preset: 10s; read 3s; replay: not used)")
-	f.IntVar(&cfg.Events, "events", 0, "events each side (ours, raw) writes, rounds together, instead of a duration (single, batch, hot, project)")
-	f.IntVar(&cfg.Writers, "writers", 0, "concurrent writers (goroutines; connections in the raw phase)")
-	f.IntVar(&cfg.EventsPerAppend, "events-per-append", 0, "events per append (1: single-event appends)")
-	f.IntVar(&cfg.Streams, "streams", 0, "streams the appends share (0: a new stream per append; 1: one hot stream)")
-	f.BoolVar(&cfg.ExactVersions, "exact-versions", false, "append with exact expected versions and retry conflicts (needs --streams)")
+	f.DurationVar(&cfg.Duration, "duration", 0, "single, batch, hot, project, read: how long each side (ours, raw) writes or reads, rounds together (preset 10s; read 3s)")
+	f.IntVar(&cfg.Events, "events", 0, "single, batch, hot, project: events each side (ours, raw) writes, rounds together, instead of a duration")
+	f.IntVar(&cfg.Writers, "writers", 0, "concurrent writers (goroutines; connections in the raw phase); replay, read: the writers that load the log")
+	f.IntVar(&cfg.EventsPerAppend, "events-per-append", 0, "events per append (1: single-event appends); replay, read: of the appends that load the log")
+	f.IntVar(&cfg.Streams, "streams", 0, "single, batch, hot, project: streams the appends share (0: a new stream per append; 1: one hot stream)")
+	f.BoolVar(&cfg.ExactVersions, "exact-versions", false, "single, batch, hot, project: append with exact expected versions and retry conflicts (needs --streams)")
 	f.IntVar(&cfg.EventSize, "event-size", 0, "wanted payload size in bytes (0: each type's natural size)")
 	f.BoolVar(&cfg.RandomIDs, "random-ids", false, "random (v4) event ids instead of time-ordered (v7) ones like the domain's")
 	f.StringVar(&mix, "types", "domain", "event type mix: domain, uniform, or type[=weight],...")

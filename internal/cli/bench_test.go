@@ -23,7 +23,7 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		{[]string{"--scenario", "single", "--writers", "-3"}, "writers"},
 		// single is fine, project is not: refused before single runs,
 		// where single's report used to be lost.
-		{[]string{"--scenario", "single,project", "--events", "20", "--rate", "-5"}, "scenario project"},
+		{[]string{"--scenario", "single,project", "--events", "20", "--rounds", "3"}, "scenario project"},
 		{[]string{"--scenario", "single", "--rounds", "101"}, "0 (the preset) to 100"},
 		{[]string{"--scenario", "single", "--rounds", "-1"}, "0 (the preset) to 100"},
 		{[]string{"--scenario", "project", "--rounds", "3"}, "single, batch, hot and read only"},
@@ -39,5 +39,57 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 	r := c.runIn(context.Background(), "--database-url", nowhere, "bench", "--scenario", "single", "--events", "20")
 	if r.code != 1 {
 		t.Errorf("bench with good flags and no server: want exit 1 (connection), got %s", r)
+	}
+}
+
+// A flag that a scenario does not take is refused (exit 2, nothing run)
+// instead of being ignored, and the message names the flag and the
+// scenario. Several scenarios (all, the default, or a list) are refused
+// when one of them does not take it, as --rounds is.
+func TestBenchRefusesFlagsTheScenarioDoesNotTake(t *testing.T) {
+	t.Parallel()
+	const nowhere = "postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"
+	c := &cli{t: t, dir: t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want []string // in the message
+	}{
+		{[]string{"--scenario", "read", "--events", "500"}, []string{"read takes no events", "--events 500"}},
+		{[]string{"--scenario", "replay", "--duration", "30s"}, []string{"replay takes no duration", "--duration 30s"}},
+		{[]string{"--scenario", "replay", "--events", "500"}, []string{"replay takes no events", "--events 500"}},
+		{[]string{"--scenario", "read", "--streams", "4"}, []string{"read takes no streams", "--streams 4"}},
+		{[]string{"--scenario", "replay", "--exact-versions"}, []string{"replay takes no exact versions", "--exact-versions"}},
+		{[]string{"--scenario", "single", "--rate", "500"}, []string{"single takes no rate", "--rate 500"}},
+		{[]string{"--scenario", "batch", "--log-events", "1000"}, []string{"batch takes no log events", "--log-events 1000"}},
+		{[]string{"--scenario", "replay", "--stream-events", "100"}, []string{"replay takes no stream events", "--stream-events 100"}},
+		// Several scenarios: the first that does not take it is named.
+		{[]string{"--duration", "30s"}, []string{"scenario replay", "--duration 30s", "only single, batch, hot, project and read take duration"}},
+		{[]string{"--scenario", "all", "--events", "20"}, []string{"scenario replay", "--events 20"}},
+		{[]string{"--scenario", "single,read", "--events", "20"}, []string{"scenario read", "--events 20"}},
+	} {
+		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, tc.args...)...)
+		if r.code != 2 || r.stdout != "" {
+			t.Errorf("bench %s: want exit 2 and no output; got %s", strings.Join(tc.args, " "), r)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("bench %s: message lacks %q: %s", strings.Join(tc.args, " "), w, r.stderr)
+			}
+		}
+	}
+	// The controls: each scenario's own flags, and none, pass the checks
+	// and get as far as connecting.
+	for _, args := range [][]string{
+		{"--scenario", "read", "--duration", "1s", "--log-events", "100", "--stream-events", "10"},
+		{"--scenario", "replay", "--log-events", "100", "--rounds", "1"},
+		{"--scenario", "project", "--events", "20", "--rate", "100", "--streams", "2", "--exact-versions"},
+		{"--scenario", "single,batch,hot,project,read", "--duration", "1s"},
+		{"--scenario", "all"},
+	} {
+		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, args...)...)
+		if r.code != 1 {
+			t.Errorf("bench %s with no server: want exit 1 (connection), got %s", strings.Join(args, " "), r)
+		}
 	}
 }

@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A scenario refuses a setting it does not use instead of ignoring it:
+// a user who gave it would believe it changed the run. The message names
+// the flag and the scenario. Nothing here needs a database.
+func TestConfigRefusesSettingsTheScenarioDoesNotTake(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg  Config
+		want []string // in the message
+	}{
+		// The ones users met: read reads for a duration, replay rebuilds
+		// its log however long that takes.
+		{Config{Scenario: "read", Events: 500}, []string{"read takes no events", "--events 500", "--duration"}},
+		{Config{Scenario: "read", Events: 500, Duration: time.Second}, []string{"read takes no events", "--events 500"}},
+		{Config{Scenario: "replay", Duration: 30 * time.Second}, []string{"replay takes no duration", "--duration 30s", "--log-events"}},
+		{Config{Scenario: "replay", Events: 500}, []string{"replay takes no events", "--events 500", "--log-events"}},
+		// replay and read load their log with a new stream per append.
+		{Config{Scenario: "read", Streams: 4}, []string{"read takes no streams", "--streams 4"}},
+		{Config{Scenario: "replay", Streams: 4}, []string{"replay takes no streams", "--streams 4"}},
+		{Config{Scenario: "read", Streams: 4, ExactVersions: true}, []string{"read takes no streams", "--streams 4"}},
+		{Config{Scenario: "replay", ExactVersions: true}, []string{"replay takes no exact versions", "--exact-versions"}},
+		{Config{Scenario: "read", ExactVersions: true}, []string{"read takes no exact versions", "--exact-versions"}},
+		// Only project paces its appends.
+		{Config{Scenario: "single", Rate: 500}, []string{"single takes no rate", "--rate 500", "only project takes rate"}},
+		{Config{Scenario: "batch", Rate: -5}, []string{"batch takes no rate", "--rate -5", "only project takes rate"}},
+		{Config{Scenario: "hot", Rate: 500}, []string{"hot takes no rate", "--rate 500"}},
+		{Config{Scenario: "replay", Rate: 500}, []string{"replay takes no rate", "--rate 500"}},
+		{Config{Scenario: "read", Rate: 500}, []string{"read takes no rate", "--rate 500"}},
+		// Only replay and read load a log before they measure.
+		{Config{Scenario: "single", LogEvents: 1000}, []string{"single takes no log events", "--log-events 1000", "only replay and read take log events"}},
+		{Config{Scenario: "batch", LogEvents: 1000}, []string{"batch takes no log events", "--log-events 1000"}},
+		{Config{Scenario: "hot", LogEvents: 1000}, []string{"hot takes no log events", "--log-events 1000"}},
+		{Config{Scenario: "project", LogEvents: 1000}, []string{"project takes no log events", "--log-events 1000"}},
+		// Only read reads a long stream.
+		{Config{Scenario: "replay", StreamEvents: 100}, []string{"replay takes no stream events", "--stream-events 100", "only read takes stream events"}},
+		{Config{Scenario: "single", StreamEvents: 100}, []string{"single takes no stream events", "--stream-events 100"}},
+		{Config{Scenario: "project", StreamEvents: 100}, []string{"project takes no stream events", "--stream-events 100"}},
+	} {
+		err := Check(tc.cfg)
+		if !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: got %v, want ErrConfig", tc.cfg, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: %q lacks %q", tc.cfg, err, w)
+			}
+		}
+	}
+	// Run refuses the same before it touches the database: there is no
+	// server behind this URL.
+	_, err := Run(context.Background(), Config{Scenario: "replay", Duration: time.Second, DatabaseURL: "postgres://nobody@127.0.0.1:1/none"})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "--duration") {
+		t.Errorf("Run of replay with a duration: got %v, want ErrConfig naming --duration", err)
+	}
+}
+
+// What a scenario takes, and every setting left unset (the preset), it
+// still accepts.
+func TestConfigAcceptsSettingsTheScenarioTakes(t *testing.T) {
+	t.Parallel()
+	for _, name := range ScenarioNames() {
+		if err := Check(Config{Scenario: name}); err != nil {
+			t.Errorf("%s with its preset: refused: %v", name, err)
+		}
+		// The configurations the scenario tests run with.
+		if err := Check(small(name)); err != nil {
+			t.Errorf("%s as the tests run it: refused: %v", name, err)
+		}
+		// Taken by every scenario (replay and read load their log with them).
+		every := Config{Scenario: name, Writers: 2, EventsPerAppend: 10, EventSize: 300, RandomIDs: true, Seed: 7,
+			SkipRaw: true, Keep: true, Rounds: 1, Mix: Mix{{Type: "distribution.viewed", Weight: 1}}}
+		if err := Check(every); err != nil {
+			t.Errorf("%s with settings every scenario takes: refused: %v", name, err)
+		}
+	}
+	for _, c := range []Config{
+		{Scenario: "single", Duration: time.Second, Events: 100, Streams: 3, ExactVersions: true},
+		{Scenario: "batch", Duration: time.Second, Events: 100, Streams: -1},
+		{Scenario: "hot", Duration: time.Second, Events: 100, Streams: 3, ExactVersions: true},
+		{Scenario: "project", Duration: time.Second, Events: 100, Rate: 500, Streams: 3, ExactVersions: true},
+		{Scenario: "replay", LogEvents: 1000},
+		{Scenario: "read", Duration: time.Second, LogEvents: 1000, StreamEvents: 100, Rounds: 2},
+	} {
+		if err := Check(c); err != nil {
+			t.Errorf("%+v: refused: %v", c, err)
+		}
+	}
+	// Unset, read's duration stays zero (its 3s) and replay's stays
+	// unbounded: the refusals look at what was given, not at the preset.
+	for _, name := range []string{"read", "replay"} {
+		c, err := Config{Scenario: name}.resolve()
+		if err != nil || c.Duration != 0 || c.Events != 0 || c.LogEvents != 200_000 {
+			t.Errorf("%s preset: %+v, %v", name, c, err)
+		}
+	}
+}
