@@ -182,6 +182,8 @@ type scenarioSetting struct {
 	takenBy []string
 	// instead says, for some of the others, what they do instead.
 	instead map[string]string
+	// clear sets the setting to "not given".
+	clear func(*Config)
 }
 
 // scenarioSettings are the settings some scenarios do not use; resolve
@@ -190,32 +192,37 @@ type scenarioSetting struct {
 var scenarioSettings = []scenarioSetting{
 	{"duration", func(c Config) (string, bool) { return "--duration " + c.Duration.String(), c.Duration != 0 },
 		[]string{"single", "batch", "hot", "project", "read"},
-		map[string]string{"replay": "it rebuilds every event of its log (--log-events), however long that takes"}},
+		map[string]string{"replay": "it rebuilds every event of its log (--log-events), however long that takes"},
+		func(c *Config) { c.Duration = 0 }},
 	{"events", intSetting("--events", func(c Config) int { return c.Events }),
 		[]string{"single", "batch", "hot", "project"},
 		map[string]string{
 			"read":   "it reads whole passes for a duration (--duration, preset 3s)",
 			"replay": "it rebuilds every event of its log (set their number with --log-events)",
-		}},
+		},
+		func(c *Config) { c.Events = 0 }},
 	{"streams", intSetting("--streams", func(c Config) int { return c.Streams }),
 		[]string{"single", "batch", "hot", "project"},
 		map[string]string{
 			"read":   "it loads its log with a new stream per append, and one long stream (--stream-events)",
 			"replay": "it loads its log with a new stream per append",
-		}},
+		},
+		func(c *Config) { c.Streams = 0 }},
 	{"exact versions", func(c Config) (string, bool) { return "--exact-versions", c.ExactVersions },
 		[]string{"single", "batch", "hot", "project"},
 		map[string]string{
 			"read":   "it loads its log without exact expected versions",
 			"replay": "it loads its log without exact expected versions",
-		}},
+		},
+		func(c *Config) { c.ExactVersions = false }},
 	{"rate", intSetting("--rate", func(c Config) int { return c.Rate }),
 		[]string{"project"},
 		map[string]string{
 			"single": "its writers append as fast as they can",
 			"batch":  "its writers append as fast as they can",
 			"hot":    "its writers append as fast as they can",
-		}},
+		},
+		func(c *Config) { c.Rate = 0 }},
 	{"log events", intSetting("--log-events", func(c Config) int { return c.LogEvents }),
 		[]string{"replay", "read"},
 		map[string]string{
@@ -223,10 +230,12 @@ var scenarioSettings = []scenarioSetting{
 			"batch":   "it appends to an empty log",
 			"hot":     "it appends to an empty log",
 			"project": "it appends to an empty log",
-		}},
+		},
+		func(c *Config) { c.LogEvents = 0 }},
 	{"stream events", intSetting("--stream-events", func(c Config) int { return c.StreamEvents }),
 		[]string{"read"},
-		map[string]string{"replay": "it reads no long stream"}},
+		map[string]string{"replay": "it reads no long stream"},
+		func(c *Config) { c.StreamEvents = 0 }},
 }
 
 // intSetting is the given func of an int setting read by v.
@@ -253,6 +262,29 @@ func (c Config) checkTaken() error {
 		return fmt.Errorf("%w: %s takes no %s (%s)%s; only %s %s %s", ErrConfig, c.Scenario, s.name, flag, why, andList(s.takenBy), verb, s.name)
 	}
 	return nil
+}
+
+// WithoutUntaken returns c without the settings its scenario does not
+// take, and those settings as the CLI flag spells them ("--duration 30s").
+// A caller running every scenario (`--scenario all`) applies a setting to
+// the scenarios that take it and says which ones ran without it, instead
+// of refusing a setting that is meant for most of them; a scenario named
+// on purpose is refused it (Check).
+func WithoutUntaken(c Config) (Config, []string) {
+	var dropped []string
+	for _, s := range scenarioSettings {
+		flag, given := s.given(c)
+		if !given || slices.Contains(s.takenBy, c.Scenario) {
+			continue
+		}
+		dropped = append(dropped, flag)
+		s.clear(&c)
+	}
+	if (c.Scenario == "project" || c.Scenario == "replay") && c.Rounds > 1 {
+		dropped = append(dropped, fmt.Sprintf("--rounds %d", c.Rounds))
+		c.Rounds = 0
+	}
+	return c, dropped
 }
 
 // andList joins names as "a, b and c".

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,43 @@ func TestConfigAcceptsSettingsTheScenarioTakes(t *testing.T) {
 		c, err := Config{Scenario: name}.resolve()
 		if err != nil || c.Duration != 0 || c.Events != 0 || c.LogEvents != 200_000 {
 			t.Errorf("%s preset: %+v, %v", name, c, err)
+		}
+	}
+}
+
+// WithoutUntaken (what `--scenario all` does) keeps what a scenario takes
+// and drops, naming them, the settings it does not: what is left passes
+// Check for every scenario.
+func TestWithoutUntakenKeepsWhatEachScenarioTakes(t *testing.T) {
+	given := Config{Duration: 30 * time.Second, Events: 500, Streams: 4, ExactVersions: true, Rate: 100,
+		LogEvents: 1000, StreamEvents: 10, Rounds: 3}
+	want := map[string][]string{
+		"single":  {"--rate 100", "--log-events 1000", "--stream-events 10"},
+		"batch":   {"--rate 100", "--log-events 1000", "--stream-events 10"},
+		"hot":     {"--rate 100", "--log-events 1000", "--stream-events 10"},
+		"project": {"--log-events 1000", "--stream-events 10", "--rounds 3"},
+		"replay":  {"--duration 30s", "--events 500", "--streams 4", "--exact-versions", "--rate 100", "--stream-events 10", "--rounds 3"},
+		"read":    {"--events 500", "--streams 4", "--exact-versions", "--rate 100"},
+	}
+	for _, name := range ScenarioNames() {
+		c := given
+		c.Scenario = name
+		if err := Check(c); err == nil {
+			t.Errorf("%s: Check accepted every setting; the test wants some refused", name)
+		}
+		kept, dropped := WithoutUntaken(c)
+		if !slices.Equal(dropped, want[name]) {
+			t.Errorf("%s: dropped %q, want %q", name, dropped, want[name])
+		}
+		if err := Check(kept); err != nil {
+			t.Errorf("%s: what WithoutUntaken kept is refused: %v", name, err)
+		}
+		// What the scenario takes is kept as given.
+		if name == "single" && (kept.Duration != given.Duration || kept.Events != given.Events || kept.Rounds != given.Rounds) {
+			t.Errorf("single: kept %+v, want duration, events and rounds as given", kept)
+		}
+		if name == "replay" && kept.LogEvents != given.LogEvents {
+			t.Errorf("replay: log events %d, want %d", kept.LogEvents, given.LogEvents)
 		}
 	}
 }

@@ -50,10 +50,11 @@ instead of ignoring them:
   --rounds (more than 1)        single, batch, hot, read
 Every scenario takes the other flags (replay and read use --writers,
 --events-per-append, --types, --event-size and --random-ids to load their
-log). With several scenarios (--scenario all, the default, or a list), a
-flag one of them refuses stops the whole run before anything runs: name
-the scenarios that take it, e.g. --scenario single,batch,hot,project,read
---duration 30s.
+log). With a list of scenarios, a flag one of them does not take stops the
+whole run before anything runs. With every scenario (--scenario all, the
+default) a flag goes to the scenarios that take it, and the log says which
+ran without it: --duration 30s sets the duration of every scenario but
+replay.
 
 Event types (--types): domain (every type of the domain, weighted as it
 produces them; the default), uniform, or type[=weight],... with "prefix.*"
@@ -70,11 +71,22 @@ for every type under a prefix.`,
 			if cfg.Mix, err = bench.ParseMix(mix); err != nil {
 				return usagef("--types: %v", err)
 			}
+			// With every scenario (all), a setting goes to the scenarios
+			// that take it; one named on purpose is refused a setting it
+			// would not use.
+			every := scenario == "" || scenario == "all"
+			configFor := func(name string) (bench.Config, []string) {
+				c := cfg
+				c.Scenario = name
+				if !every {
+					return c, nil
+				}
+				return bench.WithoutUntaken(c)
+			}
 			// Refuse up front: a refusal after the first scenarios ran
 			// would lose their reports.
 			for _, name := range names {
-				c := cfg
-				c.Scenario = name
+				c, _ := configFor(name)
 				if err := bench.Check(c); err != nil {
 					if len(names) > 1 {
 						return usagef("scenario %s: %v", name, err)
@@ -93,8 +105,10 @@ for every type under a prefix.`,
 			var reports []bench.Report
 			var runErr error
 			for _, name := range names {
-				c := cfg
-				c.Scenario = name
+				c, dropped := configFor(name)
+				if len(dropped) > 0 {
+					a.log.Info("scenario "+name+" runs without settings it does not take", "dropped", strings.Join(dropped, " "))
+				}
 				rep, err := bench.Run(cmd.Context(), c)
 				if err != nil {
 					if errors.Is(err, bench.ErrConfig) {
