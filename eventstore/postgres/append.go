@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -236,9 +237,117 @@ func (c *columns) add(pos int64, e *eventstore.Event, meta []byte) {
 	c.meta = append(c.meta, string(meta))
 }
 
-func (c *columns) args() []any {
-	return []any{c.position, c.id, c.stream, c.version, c.typ, c.source, c.target, c.tenant,
-		c.correlation, c.causation, c.producer, c.schemaVersion, c.timestamp, c.payload, c.meta}
+// args are insertEvents' arguments, typed for a Query message.
+func (c *columns) args() []typedArg {
+	text := func(v []string) typedArg { return typedArg{pgtype.TextArrayOID, v} }
+	return []typedArg{{pgtype.Int8ArrayOID, c.position}, {pgtype.UUIDArrayOID, c.id}, text(c.stream),
+		{pgtype.Int8ArrayOID, c.version}, text(c.typ), text(c.source), text(c.target), text(c.tenant),
+		text(c.correlation), text(c.causation), text(c.producer), {pgtype.Int4ArrayOID, c.schemaVersion},
+		{pgtype.TimestamptzArrayOID, c.timestamp}, text(c.payload), text(c.meta)}
+}
+
+// typedArg is an argument of a statement sent in a Query message: a value
+// and the PostgreSQL type whose text form it takes.
+type typedArg struct {
+	oid   uint32
+	value any
+}
+
+// queryMessage is one round trip of the careful path: statements sent as
+// one simple-protocol Query message, their arguments inlined as quoted
+// literals in their text form.
+//
+// Not a pipeline of extended-protocol messages (Bind, Execute, ..., Sync),
+// as pgx sends a Batch: PostgreSQL runs each Execute as soon as it has
+// arrived, and arms idle_in_transaction_session_timeout only once it has
+// answered a Sync. A client whose network hangs after part of such a
+// pipeline has arrived (past the lock's Execute, or past the INSERT's
+// Bind) leaves its session waiting for the rest with the append lock held
+// and no timer running, so every process's appends wait for as long as
+// the network hangs (TestCarefulPathNetworkStall/lock-round-trip-cut). A
+// Query message is read whole before any of it runs: the part of one that
+// arrived takes no lock, and a transaction waiting for the rest of the
+// next one is idle, under the timer armed when it answered the previous
+// one.
+type queryMessage struct {
+	types *pgtype.Map
+	sql   strings.Builder
+	err   error
+}
+
+// add appends the statement sql, whose placeholders $1, $2, ... are
+// replaced by args. sql is one of this package's constant statements: no
+// '$' other than placeholders.
+func (q *queryMessage) add(sql string, args ...typedArg) {
+	if q.err != nil {
+		return
+	}
+	if q.sql.Len() > 0 {
+		q.sql.WriteString(";\n")
+	}
+	for i := 0; i < len(sql); i++ {
+		if sql[i] != '$' {
+			q.sql.WriteByte(sql[i])
+			continue
+		}
+		j := i + 1
+		for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' {
+			j++
+		}
+		n, err := strconv.Atoi(sql[i+1 : j])
+		if err != nil || n < 1 || n > len(args) {
+			q.err = fmt.Errorf("postgres store: placeholder %q has no argument", sql[i:j])
+			return
+		}
+		text, err := q.types.Encode(args[n-1].oid, pgtype.TextFormatCode, args[n-1].value, nil)
+		if err != nil {
+			q.err = fmt.Errorf("postgres store: encode argument %d: %w", n, err)
+			return
+		}
+		// With standard_conforming_strings on (the caller checks), a
+		// quote doubled is the only escape a string literal needs.
+		q.sql.WriteByte('\'')
+		for _, c := range text {
+			if c == '\'' {
+				q.sql.WriteByte('\'')
+			}
+			q.sql.WriteByte(c)
+		}
+		q.sql.WriteByte('\'')
+		i = j - 1
+	}
+}
+
+// send sends the message and passes the rows of the results for which
+// read has a function (by the statement's index) to it; it returns the
+// first error.
+func (q *queryMessage) send(ctx context.Context, conn *pgx.Conn, read map[int]func(pgx.Rows) error) error {
+	if q.err != nil {
+		return q.err
+	}
+	if conn.PgConn().ParameterStatus("standard_conforming_strings") != "on" {
+		return errors.New("postgres store: the careful append path needs standard_conforming_strings = on")
+	}
+	mrr := conn.PgConn().Exec(ctx, q.sql.String())
+	var readErr error
+	for i := 0; mrr.NextResult(); i++ {
+		f := read[i]
+		if f == nil || readErr != nil {
+			// Its rows are read and dropped: the next result follows them.
+			_, _ = mrr.ResultReader().Close()
+			continue
+		}
+		rows := pgx.RowsFromResultReader(conn.TypeMap(), mrr.ResultReader())
+		readErr = f(rows)
+		rows.Close()
+		if readErr == nil {
+			readErr = rows.Err()
+		}
+	}
+	if err := mrr.Close(); err != nil {
+		return err
+	}
+	return readErr
 }
 
 // appendIdleTimeout bounds how long a transaction of the careful path
@@ -297,27 +406,39 @@ func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
 	committed := false
 	defer func() { done(committed) }()
 
-	// Round trip 1: begin, lock, head, stream versions, stored ids.
-	b := &pgx.Batch{}
-	b.Queue(`BEGIN`)
+	// Round trip 1: begin, lock, head, stream versions, stored ids. Each
+	// round trip is one Query message (see queryMessage).
+	q := &queryMessage{types: conn.Conn().TypeMap()}
+	q.add(`BEGIN`)
 	// A client that hangs inside this transaction (a network partition)
 	// would hold the append lock, and so every process's appends, for as
 	// long as the server cannot tell it is gone. The transaction is never
 	// idle for more than a round trip, so the server may end it sooner.
-	b.Queue(`SET LOCAL idle_in_transaction_session_timeout = ` + appendIdleTimeout)
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, s.lockKey)
+	q.add(`SET LOCAL idle_in_transaction_session_timeout = ` + appendIdleTimeout)
+	q.add(`SELECT pg_advisory_xact_lock($1)`, typedArg{pgtype.Int8OID, s.lockKey})
+	q.add(`SELECT coalesce(max(position), 0) FROM events`)
+	q.add(`SELECT s, coalesce((SELECT max(version) FROM events WHERE stream = s), 0) FROM unnest($1::text[]) AS s`,
+		typedArg{pgtype.TextArrayOID, streams})
+	q.add(`SELECT `+selectColumns+` FROM events WHERE id = ANY($1::uuid[])`, typedArg{pgtype.UUIDArrayOID, groupIDs(group)})
 	var head int64
-	b.Queue(`SELECT coalesce(max(position), 0) FROM events`).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
 	versions := make(map[string]int64, len(streams))
-	b.Queue(`SELECT s, coalesce((SELECT max(version) FROM events WHERE stream = s), 0) FROM unnest($1::text[]) AS s`, streams).Query(func(rows pgx.Rows) error {
-		var st string
-		var v int64
-		_, err := pgx.ForEachRow(rows, []any{&st, &v}, func() error { versions[st] = v; return nil })
-		return err
-	})
 	stored := map[uuid.UUID]eventstore.Event{}
-	queueStoredIDs(b, group, stored)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+	err = q.send(ctx, conn.Conn(), map[int]func(pgx.Rows) error{
+		3: func(rows pgx.Rows) error {
+			if !rows.Next() {
+				return errors.New("postgres store: no head")
+			}
+			return rows.Scan(&head)
+		},
+		4: func(rows pgx.Rows) error {
+			var st string
+			var v int64
+			_, err := pgx.ForEachRow(rows, []any{&st, &v}, func() error { versions[st] = v; return nil })
+			return err
+		},
+		5: func(rows pgx.Rows) error { return scanStored(rows, stored) },
+	})
+	if err != nil {
 		return nil, err
 	}
 
@@ -326,13 +447,13 @@ func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
 
 	// Round trip 2: every row in one multi-row INSERT, the notification,
 	// and the commit.
-	w := &pgx.Batch{}
+	w := &queryMessage{types: conn.Conn().TypeMap()}
 	if cols.n > 0 {
-		w.Queue(insertEvents, cols.args()...)
-		w.Queue(`SELECT pg_notify($1, $2)`, s.channel, strconv.FormatInt(pos, 10))
+		w.add(insertEvents, cols.args()...)
+		w.add(`SELECT pg_notify($1, $2)`, typedArg{pgtype.TextOID, s.channel}, typedArg{pgtype.TextOID, strconv.FormatInt(pos, 10)})
 	}
-	w.Queue(`COMMIT`)
-	if err := conn.SendBatch(ctx, w).Close(); err != nil {
+	w.add(`COMMIT`)
+	if err := w.send(ctx, conn.Conn(), nil); err != nil {
 		return nil, err
 	}
 	committed = true
@@ -341,22 +462,32 @@ func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
 
 // queueStoredIDs queues the lookup of the group's ids that are stored.
 func queueStoredIDs(b *pgx.Batch, group []*request, stored map[uuid.UUID]eventstore.Event) {
+	b.Queue(`SELECT `+selectColumns+` FROM events WHERE id = ANY($1)`, groupIDs(group)).Query(func(rows pgx.Rows) error {
+		return scanStored(rows, stored)
+	})
+}
+
+// groupIDs is the ids of the group's events.
+func groupIDs(group []*request) []pgtype.UUID {
 	var ids []pgtype.UUID
 	for _, r := range group {
 		for _, e := range r.events {
 			ids = append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
 		}
 	}
-	b.Queue(`SELECT `+selectColumns+` FROM events WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			e, err := scanEvent(rows)
-			if err != nil {
-				return err
-			}
-			stored[e.ID] = e
+	return ids
+}
+
+// scanStored reads stored events into stored, by id.
+func scanStored(rows pgx.Rows, stored map[uuid.UUID]eventstore.Event) error {
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return err
 		}
-		return rows.Err()
-	})
+		stored[e.ID] = e
+	}
+	return rows.Err()
 }
 
 // decide gives each append of the group its outcome against the stream
