@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,9 +17,10 @@ func (a *app) backfillCommand() *cobra.Command {
 	var (
 		from    string
 		maxRate float64
+		follow  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "backfill NAME [--from POSITION]",
+		Use:   "backfill NAME [--from POSITION] [--follow]",
 		Short: "Bring a new or lagging projection up to the head, or reprocess it from a position",
 		Long: `Catch a projection up with the log from its checkpoint: a new projection
 fills from history, a lagging one catches up, without disturbing the
@@ -29,8 +31,17 @@ cannot be rewound says so: replay it instead. On EventStoreDB, whose
 positions are not consecutive, --from is exclusive: give the position of
 the last event to keep.
 
+Backfill reads the head of the log when it starts and ends once the
+projection's checkpoint is at or past that head, however much the log grows
+meanwhile: the live runner (serve, projections run) carries on from there.
+It prints where the projection stopped, the head at that moment and the
+head it started with. With --follow it does not end there: it keeps
+catching up with the log as it grows, reporting progress, until Ctrl-C
+(exit 0, printing where it stopped).
+
 If another process (serve, projections run) runs the projection, backfill
-waits for that process to reach the head. Ctrl-C stops at the last
+waits for that process's checkpoint to reach the head read at the start
+(with --follow, follows it until Ctrl-C). Ctrl-C stops at the last
 committed batch (exit 130); running the command again continues.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -70,79 +81,133 @@ committed batch (exit 130); running the command again continues.`,
 				}
 				a.log.Info("rewound; applying again", "projection", name, "after", after.String())
 			}
-			lag, err := a.backfill(ctx, env, name, maxRate)
+			res, err := a.backfill(ctx, env, name, maxRate, follow)
 			if err != nil {
 				if ctx.Err() != nil {
 					// ctx is cancelled: read where the last committed
 					// batch left the checkpoint without it.
-					at := "its last committed batch"
 					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-					if l, err := projectionLag(rctx, env.rt, name); err == nil {
+					l, lerr := projectionLag(rctx, env.rt, name)
+					cancel()
+					if follow && lerr == nil {
+						// Ctrl-C is how --follow ends.
+						res.Lag = l
+						a.log.Info("backfill --follow stopped", "projection", name, "position", l.Position.String(), "head", l.Head.String(), "lag_events", l.LagEvents)
+						return a.printBackfill(res)
+					}
+					at := "its last committed batch"
+					if lerr == nil {
 						at = "position " + l.Position.String()
 					}
-					cancel()
 					return withCode(ExitInterrupted, fmt.Errorf("backfill of %s interrupted at %s; run the same command again to continue", name, at))
 				}
 				return projectionError(err, name)
 			}
-			if a.asJSON {
-				return a.printJSON(lag)
-			}
-			a.stdoutf("%s is at position %s (head %s), %d parked\n", name, lag.Position, lag.Head, lag.Parked)
-			return nil
+			a.log.Info("backfill reached the head it read at the start; the live runner carries on from there",
+				"projection", name, "position", res.Position.String(), "start_head", res.StartHead.String(), "head", res.Head.String(), "lag_events", res.LagEvents)
+			return a.printBackfill(res)
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "reprocess from this global position (default: continue from the checkpoint)")
 	cmd.Flags().Float64Var(&maxRate, "max-rate", 0, "at most N events per second (0: unlimited)")
+	cmd.Flags().BoolVar(&follow, "follow", false, "do not stop at the head read at the start: keep catching up until Ctrl-C")
 	return cmd
 }
 
-// backfill catches the projection up and reports where it ended: at the
-// head of the log, or where an error or ctx stopped it.
-func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, maxRate float64) (projections.Lag, error) {
+// backfillResult is what backfill prints: the projection's lag where it
+// stopped (its position, and the head at that moment) and the head it
+// read when it started.
+type backfillResult struct {
+	projections.Lag
+	StartHead eventstore.Position `json:"start_head"`
+}
+
+func (a *app) printBackfill(r backfillResult) error {
+	if a.asJSON {
+		return a.printJSON(r)
+	}
+	a.stdoutf("%s is at position %s (head %s; %s when the backfill started), %d parked\n", r.Projection, r.Position, r.Head, r.StartHead, r.Parked)
+	return nil
+}
+
+// backfill catches the projection up and reports where it ended: at or
+// past the head it read when it started, or where an error or ctx stopped
+// it. With follow it goes on catching up with the log until ctx ends.
+func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, maxRate float64, follow bool) (backfillResult, error) {
 	start, err := projectionLag(ctx, env.rt, name)
 	if err != nil {
-		return start, err
+		return backfillResult{Lag: start}, err
 	}
+	res := backfillResult{Lag: start, StartHead: start.Head}
+	// The bar counts positions, which only a gapless log can: up to the
+	// start head, or (following) up to the head as it grows.
+	gapless := env.b.Store.Features().GaplessPositions
 	var total int64
-	if env.b.Store.Features().GaplessPositions {
+	if gapless {
 		total = int64(start.Head.Commit)
 	}
 	p := a.newProgress("backfill "+name, "events", total)
-	if total > 0 {
-		p.Add(int(start.Position.Commit))
+	counted := func(l projections.Lag) uint64 {
+		if follow {
+			return l.Position.Commit
+		}
+		return min(l.Position.Commit, start.Head.Commit)
 	}
-	done := make(chan struct{})
-	defer close(done)
+	seen := counted(start)
+	if gapless && seen > 0 {
+		p.Add(int(seen))
+	}
+	done, watched := make(chan struct{}), make(chan struct{})
 	go func() {
 		// CatchUp reports nothing while it runs: follow its checkpoint.
+		defer close(watched)
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
-		seen := start.Position.Commit
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				if l, err := projectionLag(ctx, env.rt, name); err == nil && total > 0 && l.Position.Commit > seen {
-					p.Add(int(l.Position.Commit - seen))
-					seen = l.Position.Commit
-				}
+			}
+			l, err := projectionLag(ctx, env.rt, name)
+			if err != nil || !gapless {
+				continue
+			}
+			if follow && int64(l.Head.Commit) > total {
+				total = int64(l.Head.Commit)
+				p.SetTotal(total)
+			}
+			if at := counted(l); at > seen {
+				p.Add(int(at - seen))
+				seen = at
 			}
 		}
 	}()
-	l, err := catchUpToHead(ctx, env.rt, name, catchUpOptions{
-		maxRate: maxRate,
-		onBusy: func() {
-			a.log.Info("another process runs this projection; waiting for it to reach the head", "projection", name)
-		},
-	})
+	opts := catchUpOptions{maxRate: maxRate, stop: stopAtTarget, target: start.Head}
+	if follow {
+		opts.stop = stopNever
+		opts.onBusy = func() {
+			a.log.Info("another process runs this projection; following its checkpoint until Ctrl-C", "projection", name)
+		}
+	} else {
+		opts.onBusy = func() {
+			a.log.Info("another process runs this projection; waiting for its checkpoint to reach the head read at the start",
+				"projection", name, "start_head", start.Head.String())
+		}
+	}
+	l, err := catchUpToHead(ctx, env.rt, name, opts)
+	close(done)
+	<-watched
 	if err != nil {
 		p.Finish("backfill stopped")
-		return l, err
+		return res, err
+	}
+	if at := counted(l); gapless && at > seen {
+		p.Add(int(at - seen)) // what the last tick did not see
 	}
 	p.Finish("backfill done")
-	return l, nil
+	res.Lag = l
+	return res, nil
 }
 
 // projectionLag is the lag of one projection.
@@ -159,34 +224,85 @@ func projectionLag(ctx context.Context, rt *projections.Runtime, name string) (p
 	return projections.Lag{}, fmt.Errorf("%w: %q", projections.ErrUnknownProjection, name)
 }
 
+// catchUpStop says when catchUpToHead is done.
+type catchUpStop int
+
+const (
+	// stopAtHead: once the position is at the head as read after a pass,
+	// so again as long as the log grew meanwhile (the demo waits so for
+	// the reactions' own appends).
+	stopAtHead catchUpStop = iota
+	// stopAtTarget: once the position is at or past catchUpOptions.target,
+	// however far the log has grown since (backfill: the head it read when
+	// it started).
+	stopAtTarget
+	// stopNever: keep catching up with the log as it grows until ctx ends
+	// (backfill --follow).
+	stopNever
+)
+
 // catchUpOptions tune catchUpToHead.
 type catchUpOptions struct {
 	maxRate float64 // events per second (0: unlimited)
+	// stop says when to return (zero: stopAtHead).
+	stop catchUpStop
+	// target is the position to reach with stopAtTarget.
+	target eventstore.Position
 	// onBusy, if set, is called once, the first time another process is
 	// found running the projection.
 	onBusy func()
 	// busyWait bounds how long to wait for another process that runs the
-	// projection to reach the head (0: as long as ctx lasts).
+	// projection to reach the goal (0: as long as ctx lasts).
 	busyWait time.Duration
 }
 
-// busyPoll is how often catchUpToHead looks again at a projection that
-// another process runs.
-const busyPoll = 100 * time.Millisecond
+// reached tells whether l is where catchUpToHead stops.
+func (o catchUpOptions) reached(l projections.Lag) bool {
+	switch o.stop {
+	case stopAtTarget:
+		return l.Position.Compare(o.target) >= 0
+	case stopNever:
+		return false
+	default:
+		return l.Position.Compare(l.Head) >= 0
+	}
+}
 
-// catchUpToHead brings one projection to the head of the log and returns
-// its lag there (position at or past the head). It catches up in this
-// process, again as long as the log grew meanwhile (as it does under the
-// reactions' own appends); or, when another process runs the projection
-// (serve, projections run), it waits for that process to get there.
-// ErrBusy is also what a just-closed session's lock gives until PostgreSQL
-// has ended that backend, so CatchUp is tried again while waiting. Only
-// ctx (and opts.busyWait) limits how long it takes.
+// goal names where catchUpToHead is going, for messages.
+func (o catchUpOptions) goal() string {
+	if o.stop == stopAtTarget {
+		return "position " + o.target.String()
+	}
+	return "the head"
+}
+
+const (
+	// busyPoll is how often catchUpToHead looks again at a projection
+	// that another process runs.
+	busyPoll = 100 * time.Millisecond
+	// targetPoll is how often a pass with a target reads the checkpoint.
+	targetPoll = 250 * time.Millisecond
+	// followPoll is how often catchUpToHead, following the log from its
+	// head, looks for new events.
+	followPoll = 500 * time.Millisecond
+)
+
+// catchUpToHead brings one projection to the head of the log, or to the
+// position opts says, and returns its lag there. It catches up in this
+// process; with stopAtHead again as long as the log grew meanwhile (as it
+// does under the reactions' own appends), with stopAtTarget until the
+// checkpoint is at or past opts.target however far the log grows (a live
+// runner carries on from there), with stopNever until ctx ends. When
+// another process runs the projection (serve, projections run), it waits
+// for that process to get there instead. ErrBusy is also what a
+// just-closed session's lock gives until PostgreSQL has ended that
+// backend, so CatchUp is tried again while waiting. Only ctx (and
+// opts.busyWait) limits how long it takes.
 func catchUpToHead(ctx context.Context, rt *projections.Runtime, name string, opts catchUpOptions) (projections.Lag, error) {
 	var busySince time.Time
 	var last projections.Lag
 	for pass := 0; ; pass++ {
-		_, err := rt.CatchUp(ctx, name, opts.maxRate)
+		err := catchUpPass(ctx, rt, name, opts)
 		busy := errors.Is(err, projections.ErrBusy)
 		if err != nil && !busy {
 			return projections.Lag{}, err
@@ -195,14 +311,22 @@ func catchUpToHead(ctx context.Context, rt *projections.Runtime, name string, op
 		if err != nil {
 			return l, err
 		}
-		if l.Position.Compare(l.Head) >= 0 {
+		if opts.reached(l) {
 			return l, nil
 		}
+		atHead := l.Position.Compare(l.Head) >= 0
 		moved := pass == 0 || l.Position != last.Position
 		last = l
 		if !busy {
-			if moved {
+			if !atHead && moved {
 				continue // the log grew while it caught up: again
+			}
+			if atHead && opts.stop == stopNever {
+				// Following, at the head: wait for new events.
+				if err := waitPast(ctx, rt, name, l.Head); err != nil {
+					return l, err
+				}
+				continue
 			}
 			// Caught up, yet not at the head, and no further than
 			// before: do not spin.
@@ -217,13 +341,73 @@ func catchUpToHead(ctx context.Context, rt *projections.Runtime, name string, op
 				}
 			}
 			if opts.busyWait > 0 && time.Since(busySince) > opts.busyWait {
-				return l, fmt.Errorf("projection %s is run by another process and did not reach the head within %s: at position %s, head %s", name, opts.busyWait, l.Position, l.Head)
+				return l, fmt.Errorf("projection %s is run by another process and did not reach %s within %s: at position %s, head %s", name, opts.goal(), opts.busyWait, l.Position, l.Head)
 			}
+		}
+		wait := busyPoll
+		if opts.stop == stopNever {
+			wait = followPoll // following another process: no hurry
 		}
 		select {
 		case <-ctx.Done():
 			return l, ctx.Err()
-		case <-time.After(busyPoll):
+		case <-time.After(wait):
+		}
+	}
+}
+
+// catchUpPass runs CatchUp once. With stopAtTarget it also watches the
+// checkpoint and ends the pass once that is at or past the target: CatchUp
+// alone returns only when it reaches the head, which a log growing faster
+// than the projection applies it (or than --max-rate lets it) never lets
+// it do. The batch in flight then is rolled back, as on Ctrl-C; the
+// committed checkpoint is already past the target.
+func catchUpPass(ctx context.Context, rt *projections.Runtime, name string, opts catchUpOptions) error {
+	if opts.stop != stopAtTarget {
+		_, err := rt.CatchUp(ctx, name, opts.maxRate)
+		return err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var reached atomic.Bool
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(targetPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			if l, err := projectionLag(pctx, rt, name); err == nil && opts.reached(l) {
+				reached.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	_, err := rt.CatchUp(pctx, name, opts.maxRate)
+	cancel()
+	<-watched
+	if err != nil && reached.Load() && ctx.Err() == nil {
+		return nil
+	}
+	return err
+}
+
+// waitPast waits until the head of the log is past pos.
+func waitPast(ctx context.Context, rt *projections.Runtime, name string, pos eventstore.Position) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(followPoll):
+		}
+		l, err := projectionLag(ctx, rt, name)
+		if err != nil || l.Head.Compare(pos) > 0 {
+			return err
 		}
 	}
 }

@@ -327,7 +327,7 @@ func TestDeadLetters(t *testing.T) {
 		return course
 	}
 	first := park()
-	c.must(0, "backfill", "reactions")
+	c.settle("reactions")
 	r := c.must(0, "dlq", "list", "--json")
 	parked := jsonLines(t, r.stdout)
 	if len(parked) != 1 || parked[0]["projection"] != "reactions" || parked[0]["type"] != "distribution.created" {
@@ -366,7 +366,7 @@ func TestDeadLetters(t *testing.T) {
 	// Skip, and retry --all.
 	park()
 	park()
-	c.must(0, "backfill", "reactions")
+	c.settle("reactions")
 	parked = jsonLines(t, c.must(0, "dlq", "list", "--projection", "reactions", "--json").stdout)
 	if len(parked) != 2 {
 		t.Fatalf("want 2 parked, got %v", parked)

@@ -1,0 +1,393 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// keepAppending appends course requests, batch events per append, one
+// append after another (pause apart), as a live service would, until the
+// returned stop is called (also at the end of the test). stop returns how
+// many events it appended. The log must be migrated.
+func (c *cli) keepAppending(batch int, pause time.Duration) (stop func() int64) {
+	c.t.Helper()
+	reg, err := schemas.Default()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := postgres.Open(ctx, c.url, reg, postgres.Options{SkipMigrate: true})
+	if err != nil {
+		cancel()
+		c.t.Fatal(err)
+	}
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			evs := make([]eventstore.Event, batch)
+			for j := range evs {
+				evs[j] = eventstore.Event{ID: uuid.New(), Type: "course.generation.requested", Source: "test",
+					Payload: json.RawMessage(requested()), Meta: eventstore.Meta{SchemaVersion: 2, TenantID: "acme"}}
+			}
+			if _, err := store.Append(ctx, fmt.Sprintf("course-live-%d", i%7), eventstore.Any, evs...); err != nil {
+				if ctx.Err() == nil {
+					c.t.Errorf("live append: %v", err)
+				}
+				return
+			}
+			n.Add(int64(batch))
+			if pause > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() int64 {
+		once.Do(func() {
+			cancel()
+			<-done
+			store.Close()
+		})
+		return n.Load()
+	}
+	c.t.Cleanup(func() { stop() })
+	// Wait for the first append: the log is growing from here on.
+	for n.Load() == 0 {
+		select {
+		case <-done:
+			c.t.Fatal("the live appender stopped before its first append")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return stop
+}
+
+// head is the position of the last event in the log.
+func (c *cli) head() int {
+	c.t.Helper()
+	return c.queryInt(`SELECT coalesce(max(position), 0) FROM events`)
+}
+
+// checkpoint is the committed position of the active generation of a
+// projection, read from the database.
+func (c *cli) checkpoint(projection string) int {
+	c.t.Helper()
+	return c.queryInt(`SELECT c.commit_position FROM projection_checkpoints c
+		JOIN projection_state s ON s.projection = c.projection AND s.active_generation = c.generation
+		WHERE c.projection = $1`, projection)
+}
+
+// syncBuffer is a command's output, read by the test while the command
+// still writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// backfillJSON is what backfill --json prints.
+type backfillJSON struct {
+	lagJSON
+	StartHead int64 `json:"start_head"`
+}
+
+// settle runs backfill of a reaction projection again until its own
+// appends no longer grow the log: each run stops at the head it read when
+// it started, before the events its reactions appended meanwhile.
+func (c *cli) settle(projection string) {
+	c.t.Helper()
+	for range 10 {
+		var res backfillJSON
+		r := c.must(0, "backfill", projection, "--json")
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			c.t.Fatalf("backfill --json: %v\n%s", err, r)
+		}
+		if res.Head == res.StartHead && res.Position == res.Head {
+			return
+		}
+	}
+	c.t.Fatalf("%s did not settle in 10 backfills", projection)
+}
+
+// runBounded runs the binary with args, killed after limit so that a
+// command that should end on its own fails the test instead of hanging it.
+func (c *cli) runBounded(limit time.Duration, args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	r := c.runIn(ctx, append([]string{"--database-url", c.url}, args...)...)
+	if ctx.Err() != nil {
+		c.t.Fatalf("eventstream %s did not end on its own within %s:\n%s", strings.Join(args, " "), limit, r)
+	}
+	return r
+}
+
+// TestBackfillStopsAtTheHeadItSawWhileTheLogGrows runs backfill while
+// events keep being appended: it ends on its own, with the checkpoint at
+// or past the head it read when it started, every event up to that head
+// applied, and it says where it stopped and the head then. Below the
+// append rate with --max-rate, a single catch-up pass would never reach
+// the head, so backfill must stop at the start head within the pass.
+func TestBackfillStopsAtTheHeadItSawWhileTheLogGrows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		batch int           // events per live append
+		pause time.Duration // between live appends
+		flags []string
+	}{
+		{name: "unlimited", batch: 5},
+		// A batch is 1000 events: with a backlog above that, every page is
+		// full and a catch-up pass never reads to the head.
+		{name: "max-rate below the append rate", batch: 20, pause: 20 * time.Millisecond, flags: []string{"--max-rate", "300"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCLI(t)
+			c.must(0, "migrate")
+			c.appendMany(1500)
+			stop := c.keepAppending(tc.batch, tc.pause)
+			before := c.head()
+			r := c.runBounded(time.Minute, append([]string{"backfill", "audit", "--json"}, tc.flags...)...)
+			after := c.head()
+			if r.code != 0 {
+				t.Fatalf("backfill under live appends: %s", r)
+			}
+			appended := stop()
+			var res backfillJSON
+			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+				t.Fatalf("backfill --json: %v\n%s", err, r)
+			}
+			start := int(res.StartHead)
+			if start < before || start > after {
+				t.Fatalf("start head %d: want the head when backfill started, between %d and %d", start, before, after)
+			}
+			if res.Position < res.StartHead || res.Head < res.Position {
+				t.Fatalf("backfill ended at position %d, head %d, started with head %d: want start head <= position <= head", res.Position, res.Head, res.StartHead)
+			}
+			cp := c.checkpoint("audit")
+			if cp < start {
+				t.Fatalf("checkpoint %d after backfill: want at or past the start head %d", cp, start)
+			}
+			if cp < int(res.Position) {
+				t.Fatalf("checkpoint %d is before the position %d backfill reported", cp, res.Position)
+			}
+			if n := c.queryInt(`SELECT count(*) FROM audit_events WHERE position <= $1`, start); n != start {
+				t.Fatalf("audit_events has %d rows up to the start head %d, want %d", n, start, start)
+			}
+			if res.Head <= res.StartHead {
+				t.Fatalf("the log did not grow while backfill ran (head %d at the start and at the end)", res.Head)
+			}
+			if !strings.Contains(r.stderr, "backfill reached the head it read at the start") || !strings.Contains(r.stderr, fmt.Sprintf("start_head=%d", start)) {
+				t.Fatalf("backfill did not log where it stopped and the heads:\n%s", r.stderr)
+			}
+			t.Logf("start head %d, stopped at %d (head %d then); %d events appended meanwhile", start, res.Position, res.Head, appended)
+		})
+	}
+}
+
+// TestBackfillFollowKeepsGoingUntilInterrupted: with --follow, backfill
+// does not stop at the head it started with: it applies what is appended
+// afterwards, until Ctrl-C, which ends it with exit 0 and the position it
+// reached (the checkpoint in the database).
+func TestBackfillFollowKeepsGoingUntilInterrupted(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	c.appendMany(100)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "backfill", "audit", "--follow", "--json")
+	cmd.Env = cleanEnv()
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waitCheckpoint := func(at int) {
+		t.Helper()
+		for c.checkpoint("audit") < at {
+			select {
+			case err := <-exited:
+				t.Fatalf("backfill --follow ended on its own: %v\n%s\n%s", err, stdout.String(), stderr.String())
+			case <-ctx.Done():
+				t.Fatalf("backfill --follow did not reach position %d:\n%s", at, stderr.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	// The head it starts with; then it is still running.
+	waitCheckpoint(100)
+	select {
+	case err := <-exited:
+		t.Fatalf("backfill --follow ended at the head it started with: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	case <-time.After(time.Second):
+	}
+	// Events appended afterwards are applied too, live.
+	stop := c.keepAppending(5, 0)
+	time.Sleep(time.Second)
+	stop()
+	end := c.head()
+	waitCheckpoint(end)
+
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	if err := <-exited; err != nil {
+		t.Fatalf("backfill --follow after Ctrl-C: want exit 0, got %v\n%s", err, stderr.String())
+	}
+	var res backfillJSON
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("backfill --follow --json: %v\n%s", err, stdout.String())
+	}
+	if res.StartHead != 100 || int(res.Position) != end || int(res.Head) != end {
+		t.Fatalf("backfill --follow reported %+v, want start head 100, position and head %d", res, end)
+	}
+	if cp := c.checkpoint("audit"); cp != end {
+		t.Fatalf("checkpoint %d, want %d", cp, end)
+	}
+	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != end {
+		t.Fatalf("audit_events has %d rows, want %d", n, end)
+	}
+	if !strings.Contains(stderr.String(), "backfill --follow stopped") {
+		t.Fatalf("backfill --follow did not log where it stopped:\n%s", stderr.String())
+	}
+}
+
+// TestBackfillOfAProjectionRunElsewhereStopsAtTheStartHead: while another
+// process runs the projection live, behind the head, and events keep
+// coming, backfill waits for that process's checkpoint to pass the head
+// backfill read when it started, then ends on its own.
+func TestBackfillOfAProjectionRunElsewhereStopsAtTheStartHead(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	c.appendMany(1000)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	runner := exec.CommandContext(ctx, binary, "--database-url", c.url, "projections", "run", "audit")
+	runner.Env = cleanEnv()
+	var runLog syncBuffer
+	runner.Stderr = &runLog
+	if err := runner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = runner.Process.Signal(syscall.SIGTERM)
+		_ = runner.Wait()
+	}()
+	for c.checkpoint("audit") < 1000 || !c.status()["audit"].Held {
+		if ctx.Err() != nil {
+			t.Fatalf("the runner never caught up:\n%s", runLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Keep the runner behind: stopped, it still holds the projection (its
+	// connection, with the run lock, stays open) but applies nothing.
+	if err := runner.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = runner.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	c.keepAppending(5, 0) // stopped at the end of the test
+	before := c.head()
+
+	bctx, bcancel := context.WithTimeout(ctx, time.Minute)
+	defer bcancel()
+	cmd := exec.CommandContext(bctx, binary, "--database-url", c.url, "backfill", "audit", "--json")
+	cmd.Env = cleanEnv()
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	const waiting = "another process runs this projection; waiting for its checkpoint to reach the head read at the start"
+	for !strings.Contains(stderr.String(), waiting) {
+		select {
+		case err := <-exited:
+			t.Fatalf("backfill ended while the process that runs the projection was behind: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		case <-bctx.Done():
+			t.Fatalf("backfill did not say it waits for the other process:\n%s", stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("backfill ended while the process that runs the projection was behind: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	case <-time.After(time.Second):
+	}
+	if cp := c.checkpoint("audit"); cp != 1000 {
+		t.Fatalf("the runner moved to %d while held back", cp)
+	}
+	resume()
+
+	err := <-exited
+	after := c.head()
+	if bctx.Err() != nil {
+		t.Fatalf("backfill did not end on its own once the other process passed its start head:\n%s\nthe runner's log:\n%s", stderr.String(), runLog.String())
+	}
+	if err != nil {
+		t.Fatalf("backfill of a projection run elsewhere: %v\n%s", err, stderr.String())
+	}
+	var res backfillJSON
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("backfill --json: %v\n%s", err, stdout.String())
+	}
+	start := int(res.StartHead)
+	if start < before || start > after {
+		t.Fatalf("start head %d: want the head when backfill started, between %d and %d", start, before, after)
+	}
+	if res.Position < res.StartHead {
+		t.Fatalf("backfill ended at position %d, before its start head %d", res.Position, res.StartHead)
+	}
+	if cp := c.checkpoint("audit"); cp < start {
+		t.Fatalf("checkpoint %d: want at or past the start head %d", cp, start)
+	}
+	if n := c.queryInt(`SELECT count(*) FROM audit_events WHERE position <= $1`, start); n != start {
+		t.Fatalf("audit_events has %d rows up to the start head %d, want %d", n, start, start)
+	}
+	if res.Head <= res.StartHead {
+		t.Fatalf("the log did not grow while backfill waited (head %d at the start and at the end)", res.Head)
+	}
+}
