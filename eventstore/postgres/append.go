@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,6 +39,8 @@ type outcome struct {
 // the events may or may not have been written: retry with the same event
 // ids, which is idempotent.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	s.callers.enter()
+	defer s.callers.leave()
 	prepared, err := s.validator.Check(stream, expected, events)
 	if err != nil {
 		return eventstore.AppendResult{}, err
@@ -82,10 +85,18 @@ func (s *Store) commitLoop() {
 	hold.Stop()
 	for {
 		group = group[:0]
+		// One committer gathers at a time: two would split the appends
+		// arriving between them.
+		select {
+		case s.gathering <- struct{}{}:
+		case <-s.stop:
+			s.gathering <- struct{}{}
+		}
 		select {
 		case r := <-s.queue:
 			group = append(group, r)
 		case <-s.stop:
+			<-s.gathering
 			// Write what was queued before Close, then stop.
 			for {
 				select {
@@ -124,7 +135,9 @@ func (s *Store) commitLoop() {
 			}
 			hold.Stop()
 		}
+		group = s.linger(group, n, hold)
 		s.inFlight.Add(1)
+		<-s.gathering
 		s.commitGroup(group)
 		s.inFlight.Add(-1)
 		select {
@@ -133,6 +146,59 @@ func (s *Store) commitLoop() {
 		}
 	}
 }
+
+// linger, when no group is in flight, waits for the appends the committer
+// expects (Options.Linger): as many as were in progress at once lately,
+// for at most Options.Linger and half the last group's time. A wait that
+// times out lowers the expectation to what came.
+func (s *Store) linger(group []*request, n int, hold *time.Timer) []*request {
+	want := s.callers.expected()
+	if s.opts.Linger <= 0 || len(group) >= want || n >= s.opts.MaxGroupEvents || s.inFlight.Load() > 0 {
+		return group
+	}
+	wait := min(s.opts.Linger, time.Duration(s.lastGroup.Load()/2))
+	if wait <= 0 {
+		return group
+	}
+	s.lingers.Add(1)
+	hold.Reset(wait)
+	defer hold.Stop()
+	for len(group) < want && n < s.opts.MaxGroupEvents {
+		select {
+		case r := <-s.queue:
+			group = append(group, r)
+			n += len(r.events)
+		case <-hold.C:
+			s.lingersTimedOut.Add(1)
+			s.callers.lower(len(group))
+			return group
+		case <-s.stop:
+			return group
+		}
+	}
+	return group
+}
+
+// callerCount counts the Append calls in progress and remembers the most
+// seen at once, until a linger finds that they no longer come.
+type callerCount struct {
+	now, peak atomic.Int64
+}
+
+func (c *callerCount) enter() {
+	n := c.now.Add(1)
+	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
+	}
+}
+
+func (c *callerCount) leave() { c.now.Add(-1) }
+
+// expected is how many appends a gathering committer waits for.
+func (c *callerCount) expected() int { return int(c.peak.Load()) }
+
+// lower sets the expectation to what came, or to the calls in progress now
+// if they are more.
+func (c *callerCount) lower(came int) { c.peak.Store(max(int64(came), c.now.Load())) }
 
 // commitGroup writes a group. If the shared transaction fails for a reason
 // that may belong to one append only (bad data the validator let through,
@@ -150,6 +216,7 @@ func (s *Store) commitGroup(group []*request) {
 		return
 	}
 	start := time.Now()
+	defer func() { s.lastGroup.Store(int64(time.Since(start))) }()
 	outs, err := s.writeGroupOneTrip(live)
 	if errors.Is(err, errRecheckIDs) {
 		outs, err = s.writeGroupChecked(live)

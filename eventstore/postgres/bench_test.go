@@ -99,6 +99,18 @@ func BenchmarkAppendSingle(b *testing.B) {
 	reportGroups(b, s)
 }
 
+// BenchmarkAppendSingleNoLinger is BenchmarkAppendSingle with
+// Options.Linger off: what waiting for the writers of the last group buys.
+func BenchmarkAppendSingleNoLinger(b *testing.B) {
+	s, _ := newStoreWith(b, 0, postgres.Options{Linger: -1})
+	ctx := context.Background()
+	parallel(b, 64, 1, func(w, c int) error {
+		_, err := s.Append(ctx, fmt.Sprintf("single-%d-%d", w, c), eventstore.NoStream, benchEvent())
+		return err
+	})
+	reportGroups(b, s)
+}
+
 // BenchmarkRawInsertPerCommit: the ceiling for single events: one INSERT
 // per transaction from 64 goroutines, each with its own connection.
 func BenchmarkRawInsertPerCommit(b *testing.B) {

@@ -32,6 +32,12 @@ func testRegistry(t testing.TB) *schemas.Registry {
 
 func newStore(t testing.TB, maxConns int32) (*postgres.Store, *pgxpool.Pool) {
 	t.Helper()
+	return newStoreWith(t, maxConns, postgres.Options{})
+}
+
+// newStoreWith is newStore with options.
+func newStoreWith(t testing.TB, maxConns int32, opts postgres.Options) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
 	u, _ := pgtest.Schema(t)
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
@@ -45,7 +51,7 @@ func newStore(t testing.TB, maxConns int32) (*postgres.Store, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s, err := postgres.New(context.Background(), pool, testRegistry(t))
+	s, err := postgres.New(context.Background(), pool, testRegistry(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
