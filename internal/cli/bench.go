@@ -145,6 +145,7 @@ for every type under a prefix.`,
 	f.IntVar(&cfg.StreamEvents, "stream-events", 0, "read: events in the long stream (preset 20000)")
 	f.IntVar(&cfg.Rounds, "rounds", 0, "single, batch, hot, read: alternate ours and raw in this many rounds, at most 100 (preset 5, read 3; 1: ours, then raw); project and replay refuse more than 1")
 	f.IntVar(&cfg.StoreOptions.Committers, "committers", 0, "our store's group-commit transactions in flight at once (0: the store's default)")
+	f.DurationVar(&cfg.StoreOptions.Linger, "linger", 0, "how long our store's committer waits for the writers of its last group (0: the store's default, 1ms; negative: never)")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the generated events (0: 1)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep each run's schema (its name is in the report)")
 	f.BoolVar(&cfg.SkipRaw, "no-raw", false, "skip the raw ceiling (no ratio)")
