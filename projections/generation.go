@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,7 +31,17 @@ func generationSchemaName(home, name string, gen int) string {
 	h := fnv.New32a()
 	h.Write([]byte(home))
 	tail := fmt.Sprintf("_%08x__%s_g%d", h.Sum32(), name, gen)
-	return home[:63-len(tail)] + tail
+	return home[:runeCut(home, 63-len(tail))] + tail
+}
+
+// runeCut is the largest n <= max at which s can be cut without splitting
+// a UTF-8 sequence: a name cut inside one is invalid UTF-8, which
+// PostgreSQL refuses.
+func runeCut(s string, max int) int {
+	for max > 0 && max < len(s) && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return max
 }
 
 func generationSchema(ctx context.Context, q pgx.Tx, name string, gen int) (string, error) {

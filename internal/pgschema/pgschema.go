@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -149,7 +150,11 @@ func generationName(home, projection string, gen int) string {
 	if len(tail) > maxIdentifier {
 		return "" // projections cannot name it either (its slice would panic)
 	}
-	return home[:maxIdentifier-len(tail)] + tail
+	cut := maxIdentifier - len(tail)
+	for cut > 0 && !utf8.RuneStart(home[cut]) {
+		cut-- // never inside a UTF-8 sequence, as projections cuts
+	}
+	return home[:cut] + tail
 }
 
 // shortMark is what a shortened generation name of home carries between
@@ -164,7 +169,8 @@ func shortMark(home string) string {
 // projections gives a generation of a runtime at home in home: some prefix
 // of home, shortMark(home), a projection's name, "_g" and the generation.
 func isShortGeneration(home, n string) bool {
-	if len(n) != maxIdentifier {
+	// A cut that would split a UTF-8 sequence backs off by up to 3 bytes.
+	if len(n) > maxIdentifier || len(n) < maxIdentifier-(utf8.UTFMax-1) {
 		return false
 	}
 	g := strings.LastIndex(n, "_g")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -317,6 +318,52 @@ func TestDropTakesTheGenerationsOfASiblingsRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range append([]string{home, sibling}, gens...) {
+		if schemaExists(t, conn, s) {
+			t.Errorf("schema %s left behind", s)
+		}
+	}
+}
+
+// A home whose 63-byte cut would fall inside a UTF-8 sequence: projections
+// backs the cut off to the sequence's start (a split one is invalid UTF-8,
+// which PostgreSQL refuses), and Drop still finds the generations by name.
+func TestDropTakesShortenedGenerationsOfANonASCIIHome(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, base := pgtest.Schema(t)
+	conn, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	// The shortened name keeps 63 - len("_<8 hex>__drops_g<N>") = 44 bytes
+	// of home; put the second byte of an "é" at offset 44.
+	home := base + "_"
+	if (44-len(home))%2 == 0 {
+		home += "x"
+	}
+	home += strings.Repeat("é", (58-len(home))/2)
+	if utf8.RuneStart(home[44]) || len(home) < 50 {
+		t.Fatalf("home %q: the test wants byte 44 inside a UTF-8 sequence", home)
+	}
+	t.Cleanup(func() {
+		if err := pgschema.Drop(context.Background(), conn, home); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	gens := longRuntime(t, conn, home)
+	for _, g := range gens {
+		if !utf8.ValidString(g) || len(g) > 63 || strings.HasPrefix(g, home+"__") {
+			t.Errorf("generation schema %q: want a valid, shortened name of at most 63 bytes", g)
+		}
+	}
+	if _, err := conn.Exec(ctx, `DROP TABLE `+pgx.Identifier{home, "projection_generations"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgschema.Drop(ctx, conn, home); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range append([]string{home}, gens...) {
 		if schemaExists(t, conn, s) {
 			t.Errorf("schema %s left behind", s)
 		}
