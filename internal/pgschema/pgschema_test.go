@@ -173,12 +173,7 @@ func TestDropTakesHashShortenedGenerations(t *testing.T) {
 		t.Run(map[bool]string{true: "recorded", false: "by name"}[recorded], func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			_, base := pgtest.Schema(t)
-			conn, err := pgx.Connect(ctx, pgtest.BaseURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close(context.Background()) })
+			base, conn := connect(t)
 			home, twin := longHomes(base)
 			lookalike := home + "x"
 			t.Cleanup(func() {
@@ -245,12 +240,7 @@ func TestDropTakesHashShortenedGenerations(t *testing.T) {
 func TestDropTakesRecordedGenerations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, base := pgtest.Schema(t)
-	conn, err := pgx.Connect(ctx, pgtest.BaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	base, conn := connect(t)
 	home := base + "_rec"
 	odd := base + "_odd_generation" // not a name projections derives
 	t.Cleanup(func() {
@@ -287,12 +277,7 @@ func TestDropTakesRecordedGenerations(t *testing.T) {
 func TestDropTakesTheGenerationsOfASiblingsRuntime(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, base := pgtest.Schema(t)
-	conn, err := pgx.Connect(ctx, pgtest.BaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	base, conn := connect(t)
 	// Long enough that the sibling's shortened generations keep less of
 	// its name than home + "__".
 	home := base + "_sib_" + strings.Repeat("s", 40-len(base))
@@ -324,18 +309,26 @@ func TestDropTakesTheGenerationsOfASiblingsRuntime(t *testing.T) {
 	}
 }
 
+// connect gives a test a base name for its schemas (pgtest.Schema, which
+// drops them afterwards) and a direct connection.
+func connect(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	_, base := pgtest.Schema(t)
+	conn, err := pgx.Connect(context.Background(), pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return base, conn
+}
+
 // A home whose 63-byte cut would fall inside a UTF-8 sequence: projections
 // backs the cut off to the sequence's start (a split one is invalid UTF-8,
 // which PostgreSQL refuses), and Drop still finds the generations by name.
 func TestDropTakesShortenedGenerationsOfANonASCIIHome(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, base := pgtest.Schema(t)
-	conn, err := pgx.Connect(ctx, pgtest.BaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	base, conn := connect(t)
 	// The shortened name keeps 63 - len("_<8 hex>__drops_g<N>") = 44 bytes
 	// of home; put the second byte of an "é" at offset 44.
 	home := base + "_"
