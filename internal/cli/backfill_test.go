@@ -98,6 +98,28 @@ func (c *cli) checkpoint(projection string) int {
 
 // syncBuffer is a command's output, read by the test while the command
 // still writes it.
+// background is the binary running in the background (cli.start).
+type background struct {
+	cmd            *exec.Cmd
+	stdout, stderr syncBuffer
+	exited         chan error // cmd.Wait's result, once
+}
+
+// start runs the binary against the test's database in the background,
+// until it exits or ctx ends.
+func (c *cli) start(ctx context.Context, args ...string) *background {
+	c.t.Helper()
+	b := &background{exited: make(chan error, 1)}
+	b.cmd = exec.CommandContext(ctx, binary, append([]string{"--database-url", c.url}, args...)...)
+	b.cmd.Env = cleanEnv()
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { b.exited <- b.cmd.Wait() }()
+	return b
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
@@ -228,15 +250,8 @@ func TestBackfillFollowKeepsGoingUntilInterrupted(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "backfill", "audit", "--follow", "--json")
-	cmd.Env = cleanEnv()
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	b := c.start(ctx, "backfill", "audit", "--follow", "--json")
+	cmd, stdout, stderr, exited := b.cmd, &b.stdout, &b.stderr, b.exited
 	waitCheckpoint := func(at int) {
 		t.Helper()
 		for c.checkpoint("audit") < at {
@@ -333,15 +348,8 @@ func TestBackfillOfAProjectionRunElsewhereStopsAtTheStartHead(t *testing.T) {
 
 	bctx, bcancel := context.WithTimeout(ctx, time.Minute)
 	defer bcancel()
-	cmd := exec.CommandContext(bctx, binary, "--database-url", c.url, "backfill", "audit", "--json")
-	cmd.Env = cleanEnv()
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	b := c.start(bctx, "backfill", "audit", "--json")
+	stdout, stderr, exited := &b.stdout, &b.stderr, b.exited
 	const waiting = "another process runs this projection; waiting for its checkpoint to reach the head read at the start"
 	for !strings.Contains(stderr.String(), waiting) {
 		select {
