@@ -151,12 +151,7 @@ func BenchmarkRawCopyBatch(b *testing.B) {
 		for i := range rows {
 			rows[i] = rawRow(pos.Add(1), stream, int64(i+1))
 		}
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"raw_events"}, []string{"position", "id", "stream", "version", "type", "source",
-				"target", "tenant_id", "correlation_id", "causation_id", "producer", "schema_version", "timestamp", "payload", "meta"},
-				pgx.CopyFromRows(rows))
-			return err
-		})
+		return copyRaw(ctx, pool, rows)
 	})
 }
 
@@ -178,12 +173,17 @@ func BenchmarkRawCopyBatchIndexed(b *testing.B) {
 			rows[i] = rawRow(pos.Add(1), stream, int64(i+1))
 			rows[i][1] = eventstore.NewID()
 		}
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"raw_events"}, []string{"position", "id", "stream", "version", "type", "source",
-				"target", "tenant_id", "correlation_id", "causation_id", "producer", "schema_version", "timestamp", "payload", "meta"},
-				pgx.CopyFromRows(rows))
-			return err
-		})
+		return copyRaw(ctx, pool, rows)
+	})
+}
+
+// copyRaw copies rows into raw_events in a transaction of their own.
+func copyRaw(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"raw_events"}, []string{"position", "id", "stream", "version", "type", "source",
+			"target", "tenant_id", "correlation_id", "causation_id", "producer", "schema_version", "timestamp", "payload", "meta"},
+			pgx.CopyFromRows(rows))
+		return err
 	})
 }
 
