@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,8 +38,6 @@ type outcome struct {
 // the events may or may not have been written: retry with the same event
 // ids, which is idempotent.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
-	s.callers.enter()
-	defer s.callers.leave()
 	prepared, err := s.validator.Check(stream, expected, events)
 	if err != nil {
 		return eventstore.AppendResult{}, err
@@ -51,10 +48,14 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		s.closeMu.RUnlock()
 		return eventstore.AppendResult{}, eventstore.ErrClosed
 	}
+	// Counted before it is queued: a committer that takes it at once
+	// must see it (linger's expectation).
+	s.arrivals.Add(1)
 	select {
 	case s.queue <- req:
 		s.closeMu.RUnlock()
 	case <-ctx.Done():
+		s.arrivals.Add(-1)
 		s.closeMu.RUnlock()
 		return eventstore.AppendResult{}, ctx.Err()
 	}
@@ -147,17 +148,33 @@ func (s *Store) commitLoop() {
 	}
 }
 
+// maxLingerBackoff is the most groups a committer sends without lingering
+// after waits that timed out.
+const maxLingerBackoff = 64
+
 // linger, when no group is in flight, waits for the appends the committer
-// expects (Options.Linger): as many as were in progress at once lately,
-// for at most Options.Linger and half the last group's time. A wait that
-// times out lowers the expectation to what came.
+// expects (Options.Linger): those that arrived while the last group was in
+// flight, plus those the last group released, whose writers may append
+// again at once. It waits at most Options.Linger and half the last group's
+// time. Writers that append in a loop come back within microseconds, and
+// one group carrying all of them pays the fixed cost of a group once.
+// Appends that arrive independently of the groups (a server's requests, a
+// rate-limited producer) do not fill that expectation in half a group's
+// time; a wait that times out backs off: the next 1, 2, 4, ... up to
+// maxLingerBackoff groups go without waiting, so such writers rarely pay
+// for one. A wait that gets all it expected ends the back-off. The caller
+// holds the gathering token, which guards lingerSkip and lingerBackoff.
 func (s *Store) linger(group []*request, n int, hold *time.Timer) []*request {
-	want := s.callers.expected()
+	want := int(s.expect.Load())
 	if s.opts.Linger <= 0 || len(group) >= want || n >= s.opts.MaxGroupEvents || s.inFlight.Load() > 0 {
 		return group
 	}
 	wait := min(s.opts.Linger, time.Duration(s.lastGroup.Load()/2))
 	if wait <= 0 {
+		return group
+	}
+	if s.lingerSkip > 0 {
+		s.lingerSkip--
 		return group
 	}
 	s.lingers.Add(1)
@@ -170,35 +187,16 @@ func (s *Store) linger(group []*request, n int, hold *time.Timer) []*request {
 			n += len(r.events)
 		case <-hold.C:
 			s.lingersTimedOut.Add(1)
-			s.callers.lower(len(group))
+			s.lingerBackoff = min(maxLingerBackoff, max(1, 2*s.lingerBackoff))
+			s.lingerSkip = s.lingerBackoff
 			return group
 		case <-s.stop:
 			return group
 		}
 	}
+	s.lingerBackoff = 0
 	return group
 }
-
-// callerCount counts the Append calls in progress and remembers the most
-// seen at once, until a linger finds that they no longer come.
-type callerCount struct {
-	now, peak atomic.Int64
-}
-
-func (c *callerCount) enter() {
-	n := c.now.Add(1)
-	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
-	}
-}
-
-func (c *callerCount) leave() { c.now.Add(-1) }
-
-// expected is how many appends a gathering committer waits for.
-func (c *callerCount) expected() int { return int(c.peak.Load()) }
-
-// lower sets the expectation to what came, or to the calls in progress now
-// if they are more.
-func (c *callerCount) lower(came int) { c.peak.Store(max(int64(came), c.now.Load())) }
 
 // commitGroup writes a group. If the shared transaction fails for a reason
 // that may belong to one append only (bad data the validator let through,
@@ -216,6 +214,7 @@ func (s *Store) commitGroup(group []*request) {
 		return
 	}
 	start := time.Now()
+	arrivedBefore := s.arrivals.Load()
 	defer func() { s.lastGroup.Store(int64(time.Since(start))) }()
 	outs, err := s.writeGroupOneTrip(live)
 	if errors.Is(err, errRecheckIDs) {
@@ -228,6 +227,9 @@ func (s *Store) commitGroup(group []*request) {
 			s.written.Add(uint64(len(o.res.Events)))
 		}
 		s.groupNanos.Add(int64(time.Since(start)))
+		// What a committer lingering for the next group expects: what
+		// arrived meanwhile, and the writers released now.
+		s.expect.Store(s.arrivals.Load() - arrivedBefore + int64(len(live)))
 		for i, r := range live {
 			r.result <- outs[i]
 		}

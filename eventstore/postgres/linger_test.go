@@ -1,8 +1,14 @@
 package postgres
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/internal/pgtest"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -16,22 +22,12 @@ func lingerStore(linger, lastGroup time.Duration) *Store {
 
 func oneEvent() *request { return &request{events: make([]eventstore.Prepared, 1)} }
 
-// seen records n Append calls in progress at once, then their return.
-func (s *Store) seen(n int) {
-	for range n {
-		s.callers.enter()
-	}
-	for range n {
-		s.callers.leave()
-	}
-}
+// seen sets what the last group left a lingering committer to expect.
+func (s *Store) seen(n int) { s.expect.Store(int64(n)) }
 
 func TestLingerWaitsForTheWritersItSawAtOnce(t *testing.T) {
 	s := lingerStore(5*time.Second, 10*time.Second)
 	s.seen(8)
-	if got := s.callers.expected(); got != 8 {
-		t.Fatalf("expected %d appends after 8 at once, want 8", got)
-	}
 	go func() {
 		time.Sleep(10 * time.Millisecond)
 		for range 7 {
@@ -51,12 +47,9 @@ func TestLingerWaitsForTheWritersItSawAtOnce(t *testing.T) {
 	if st := s.Stats(); st.Lingers != 1 || st.LingersTimedOut != 0 {
 		t.Errorf("stats %+v, want one linger, none timed out", st)
 	}
-	if got := s.callers.expected(); got != 8 {
-		t.Errorf("expectation %d after a linger that got all, want 8 kept", got)
-	}
 }
 
-func TestLingerThatTimesOutLowersTheExpectation(t *testing.T) {
+func TestLingerTakesWhatCameWhenTheWaitTimesOut(t *testing.T) {
 	s := lingerStore(30*time.Millisecond, 10*time.Second)
 	s.seen(8)
 	for range 2 {
@@ -71,16 +64,26 @@ func TestLingerThatTimesOutLowersTheExpectation(t *testing.T) {
 	if st := s.Stats(); st.Lingers != 1 || st.LingersTimedOut != 1 {
 		t.Errorf("stats %+v, want one linger, timed out", st)
 	}
-	if got := s.callers.expected(); got != 3 {
-		t.Errorf("expectation %d after the wait timed out with 3, want 3", got)
+}
+
+// What a group leaves the next lingering committer to expect, with a real
+// store: a lone writer's group leaves 1 (itself, released), so a lone
+// writer never waits.
+func TestLingerExpectsTheWritersAGroupReleased(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	s := readTestStore(t, u, pgx.QueryExecModeCacheStatement)
+	for i := range 20 {
+		if _, err := s.Append(ctx, fmt.Sprintf("lone-%d", i), eventstore.NoStream, readTestEvents()[0]); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.expect.Load(); got != 1 {
+			t.Fatalf("after the lone writer's append %d the next group expects %d, want 1", i, got)
+		}
 	}
-	// The next group of 3 does not wait for the 8 again.
-	group = s.linger([]*request{oneEvent(), oneEvent(), oneEvent()}, 3, hold)
-	if len(group) != 3 {
-		t.Errorf("group of %d, want the 3 as they were", len(group))
-	}
-	if st := s.Stats(); st.Lingers != 1 {
-		t.Errorf("stats %+v: a second linger although 3 were expected and 3 came", st)
+	if st := s.Stats(); st.Lingers != 0 || st.Groups != 20 {
+		t.Errorf("stats %+v: want 20 groups and no linger for a lone writer", st)
 	}
 }
 
@@ -128,5 +131,53 @@ func TestLingerBoundedByHalfTheLastGroup(t *testing.T) {
 	}
 	if took < 20*time.Millisecond || took > 5*time.Second {
 		t.Errorf("waited %s, want about 20 ms (half of 40 ms), far below Linger (10 s)", took)
+	}
+}
+
+// Waits that time out back off: after the k-th in a row, the next 2^(k-1)
+// groups (at most maxLingerBackoff) go without waiting, however many
+// appends were in progress at once meanwhile; a wait that gets all it
+// expected ends the back-off.
+func TestLingerBacksOffAfterWaitsThatTimeOut(t *testing.T) {
+	s := lingerStore(5*time.Millisecond, 10*time.Second)
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	lingerOnce := func() (waited bool) {
+		t.Helper()
+		s.seen(8) // writers seen at once again: the expectation is 8
+		before := s.Stats().Lingers
+		s.linger([]*request{oneEvent()}, 1, hold)
+		return s.Stats().Lingers > before
+	}
+	// Timed out k times in a row: then 1, 2, 4 groups skip.
+	var got []bool
+	for range 1 + 1 + 1 + 2 + 1 + 4 + 1 {
+		got = append(got, lingerOnce())
+	}
+	want := []bool{true, false, true, false, false, true, false, false, false, false, true}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("groups waited %v, want %v", got, want)
+		}
+	}
+	// A wait that gets its 8 ends the back-off: after it, a wait that
+	// times out skips one group only.
+	for s.lingerSkip > 0 {
+		lingerOnce()
+	}
+	for range 7 {
+		s.queue <- oneEvent()
+	}
+	if !lingerOnce() || s.Stats().LingersTimedOut != 4 {
+		t.Fatalf("stats %+v: want a fifth wait that got all it expected", s.Stats())
+	}
+	if !lingerOnce() || lingerOnce() || !lingerOnce() {
+		t.Errorf("after a wait that got all, a timeout should skip exactly one group (skip %d, back-off %d)", s.lingerSkip, s.lingerBackoff)
+	}
+	for range maxLingerBackoff {
+		lingerOnce()
+	}
+	if s.lingerBackoff > maxLingerBackoff {
+		t.Errorf("back-off %d above its bound %d", s.lingerBackoff, maxLingerBackoff)
 	}
 }

@@ -62,14 +62,15 @@ type Options struct {
 	MaxGroupEvents int
 	// Linger bounds how long a committer with no group in flight waits for
 	// appends it expects before it sends its group (default 1 ms; negative:
-	// never wait). It expects as many appends as were once in progress at
-	// the same time (from Append's call to its return), and waits at most
-	// half the time the last group took: writers that append in a loop come
-	// back a few microseconds after their previous group, and one group
-	// carrying all of them pays the group's fixed cost (round trip, lock,
-	// WAL flush) once instead of twice. A wait that times out lowers the
-	// expectation to what came, so appends that do not come back cost one
-	// wait, not one per group. A lone writer never waits.
+	// never wait). It expects those that arrived while the last group was
+	// in flight plus those the last group released, and waits at most half
+	// the time the last group took: writers that append in a loop come back
+	// a few microseconds after their group, and one group carrying all of
+	// them pays the group's fixed cost (round trip, lock, WAL flush) once
+	// instead of twice. Appends that arrive independently of the groups (a
+	// server's requests) do not fill that in half a group's time; a wait
+	// that times out backs off (the next 1, 2, 4, ... up to 64 groups do not
+	// wait), so they rarely pay for one. A lone writer never waits.
 	Linger time.Duration
 	// QueueSize bounds appends waiting for the committer (default 4,096);
 	// further Append calls wait, which is the back-pressure.
@@ -96,11 +97,16 @@ type Store struct {
 	inFlight  atomic.Int32  // groups being written
 	groupDone chan struct{} // a group ended (buffered; a wake-up, not a count)
 	gathering chan struct{} // a token: held by the committer that gathers a group
-	callers   callerCount
-	lastGroup atomic.Int64 // how long the last group took, in ns
-	done      sync.WaitGroup
-	closeMu   sync.RWMutex
-	closed    bool
+	arrivals  atomic.Int64  // appends queued since the Store was made
+	expect    atomic.Int64  // appends the next lingering committer waits for
+	lastGroup atomic.Int64  // how long the last group took, in ns
+	// lingerSkip is how many more groups go without lingering, and
+	// lingerBackoff what the last timed-out wait set it to (guarded by
+	// the gathering token).
+	lingerSkip, lingerBackoff int
+	done                      sync.WaitGroup
+	closeMu                   sync.RWMutex
+	closed                    bool
 
 	notifier *notifier
 
