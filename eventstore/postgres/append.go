@@ -75,10 +75,11 @@ const maxHoldBack = 20 * time.Millisecond
 
 // commitLoop is a committer: it takes whatever appends are queued, writes
 // them in one transaction, and repeats. While one group commits, the next
-// one queues up. It never waits for more appends when no other group is in
-// flight; when one is, it sends its group only once it holds
+// one queues up; one committer gathers at a time (the gathering token).
+// When another group is in flight it sends its group only once it holds
 // MinOverlapEvents events (see Options), else when the other group ends or
-// after maxHoldBack.
+// after maxHoldBack. With no group in flight it waits only for the appends
+// the last group leads it to expect (linger, Options.Linger).
 func (s *Store) commitLoop() {
 	defer s.done.Done()
 	var group []*request

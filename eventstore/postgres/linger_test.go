@@ -25,7 +25,7 @@ func oneEvent() *request { return &request{events: make([]eventstore.Prepared, 1
 // seen sets what the last group left a lingering committer to expect.
 func (s *Store) seen(n int) { s.expect.Store(int64(n)) }
 
-func TestLingerWaitsForTheWritersItSawAtOnce(t *testing.T) {
+func TestLingerWaitsForTheAppendsItExpects(t *testing.T) {
 	s := lingerStore(5*time.Second, 10*time.Second)
 	s.seen(8)
 	go func() {
