@@ -55,7 +55,15 @@ func TestCarefulPathNetworkStall(t *testing.T) {
 	for _, point := range []stallPoint{stallReplyHeld, stallLockRoundTripCut, stallInsertRoundTripCut} {
 		t.Run(point.String(), func(t *testing.T) {
 			t.Parallel()
-			carefulPathStall(t, point)
+			// The stall must catch the careful path holding the lock
+			// (the last case) for the test to prove anything; on a loaded
+			// machine it once did not, so the scenario runs again, on a
+			// fresh schema, up to three times.
+			for attempt := 1; !carefulPathStall(t, point); attempt++ {
+				if attempt == 3 {
+					t.Fatalf("in %d attempts no session held the append lock while the careful path was stalled: the test proves nothing", attempt)
+				}
+			}
 		})
 	}
 }
@@ -195,7 +203,10 @@ func (g *carefulGroup) containsRetryID(data []byte) bool {
 	return false
 }
 
-func carefulPathStall(t *testing.T, point stallPoint) {
+// carefulPathStall runs the scenario at point. It returns false, having
+// checked nothing, when the stall did not catch the careful path holding
+// the append lock (stallInsertRoundTripCut, stallReplyHeld).
+func carefulPathStall(t *testing.T, point stallPoint) (caught bool) {
 	e := newStallEnv(t)
 	ctx := context.Background()
 
@@ -338,7 +349,8 @@ func carefulPathStall(t *testing.T, point stallPoint) {
 	} else if !held {
 		// Proof that the test stalls what it means to: the careful path's
 		// transaction holds the lock.
-		t.Fatalf("no session holds the append lock while the careful path is stalled: the test proves nothing")
+		t.Logf("no session holds the append lock while the careful path is stalled: this attempt proves nothing")
+		return false
 	}
 
 	// Another process appends while the network still hangs.
@@ -462,6 +474,7 @@ func carefulPathStall(t *testing.T, point stallPoint) {
 	if total := int64(retryEvents + newAppends*newEvents + 2); n != total {
 		t.Errorf("%d events stored, want %d", n, total)
 	}
+	return true
 }
 
 // waitFor polls cond every 10 ms until it holds, or fails the test after
