@@ -221,13 +221,8 @@ func TestBackfillInterruptedSaysWhereItStopped(t *testing.T) {
 	// A batch is 1000 events; at 300 events/s the second one waits ~3 s.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "backfill", "audit", "--max-rate", "300")
-	cmd.Env = cleanEnv()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	b := c.start(ctx, "backfill", "audit", "--max-rate", "300")
+	cmd, stderr := b.cmd, &b.stderr
 	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit'`) == 0 {
 		if ctx.Err() != nil {
 			t.Fatalf("the backfill never committed a batch: %s", stderr.String())
@@ -235,7 +230,7 @@ func TestBackfillInterruptedSaysWhereItStopped(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
+	err := <-b.exited
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
 		t.Fatalf("interrupted backfill: want exit 130, got %v\n%s", err, stderr.String())
 	}
@@ -283,15 +278,8 @@ func TestBackfillWaitsForTheProcessThatRunsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "backfill", "audit", "--json")
-	cmd.Env = cleanEnv()
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	b := c.start(ctx, "backfill", "audit", "--json")
+	stdout, stderr, exited := &b.stdout, &b.stderr, b.exited
 	select {
 	case err := <-exited:
 		t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
