@@ -15,25 +15,7 @@ import (
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/migrate"
-	"github.com/brainhq/eventstream/internal/pgtest"
 )
-
-// storeWith is newStore with options.
-func storeWith(t *testing.T, o postgres.Options) (*postgres.Store, *pgxpool.Pool) {
-	t.Helper()
-	u, _ := pgtest.Schema(t)
-	pool, err := pgxpool.New(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := postgres.New(context.Background(), pool, testRegistry(t), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, pool
-}
 
 // holdAppendLock takes the store's append lock on a connection of its own,
 // as another process's long transaction would, and returns its release.
@@ -92,7 +74,7 @@ func waitForLockWaiters(t *testing.T, s *postgres.Store, pool *pgxpool.Pool, n i
 // first to end (before the bound it waited as long as the first did).
 func TestSmallGroupNotHeldBehindAStuckOne(t *testing.T) {
 	t.Parallel()
-	s, pool := storeWith(t, postgres.Options{Committers: 2, MinOverlapEvents: 1000})
+	s, pool := newStoreWith(t, 0, postgres.Options{Committers: 2, MinOverlapEvents: 1000})
 	ctx := context.Background()
 	release := holdAppendLock(t, s, pool)
 	errs := make(chan error, 2)
@@ -115,7 +97,7 @@ func TestSmallGroupNotHeldBehindAStuckOne(t *testing.T) {
 // with the context's error and never written.
 func TestQueuedAppendCancelled(t *testing.T) {
 	t.Parallel()
-	s, pool := storeWith(t, postgres.Options{Committers: 1})
+	s, pool := newStoreWith(t, 0, postgres.Options{Committers: 1})
 	ctx := context.Background()
 	release := holdAppendLock(t, s, pool)
 	first := make(chan error, 1)
@@ -219,7 +201,7 @@ func poisonedGroup(t *testing.T, s *postgres.Store, prefix string, n, bad int) e
 // ConcurrencyError, and nothing is written twice.
 func TestCarefulPathDecidesRetryAndConflict(t *testing.T) {
 	t.Parallel()
-	s, pool := storeWith(t, postgres.Options{Committers: 1})
+	s, pool := newStoreWith(t, 0, postgres.Options{Committers: 1})
 	ctx := context.Background()
 	stored, err := s.Append(ctx, "careful-a", eventstore.NoStream, thing(1))
 	if err != nil {
