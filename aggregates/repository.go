@@ -285,6 +285,14 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 			}
 			return Result[S]{Aggregate: a, Attempts: attempt}, fmt.Errorf("aggregates: %s %s: append: %w", r.def.Name, id, err)
 		}
+		if len(res.Events) > 0 && res.Events[0].Version <= a.Version {
+			// The store answered with events it already held: this command
+			// was handled before (a retry after a timeout, with the same
+			// command id) and its events are part of the state just
+			// loaded. Applying them again would count them twice, in the
+			// result and in the snapshot taken from it.
+			return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
+		}
 		for i, e := range res.Events {
 			if err := r.def.Apply(&a.State, Event{Event: e, Data: values[i]}); err != nil {
 				return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
