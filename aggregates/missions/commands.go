@@ -9,21 +9,22 @@ import (
 
 // Rules a mission command can break.
 var (
-	ErrMissionExists       = aggregates.Rule("mission-once", "the mission already exists")
-	ErrStepsUnique         = aggregates.Rule("mission-steps-unique", "a mission's IR names each step once")
-	ErrState               = aggregates.Rule("mission-state", "the command is not allowed in the mission's state")
-	ErrEnded               = aggregates.Rule("nothing-after-end", "a mission that ended accepts no command")
-	ErrIRMismatch          = aggregates.Rule("mission-ir-match", "the verdict or approval is for another IR")
-	ErrNotValidated        = aggregates.Rule("mission-validated", "a mission starts only after governance validated its IR")
-	ErrApprovalRequired    = aggregates.Rule("tier2-needs-approval", "a mission with a step of tier 2 or more starts only with a consumed approval for its IR")
-	ErrApprovalNotConsumed = aggregates.Rule("approval-consumed", "only a consumed approval can be granted to a mission")
-	ErrApprovalOtherTenant = aggregates.Rule("approval-same-tenant", "the approval belongs to another tenant")
-	ErrStepNotDeclared     = aggregates.Rule("task-step-declared", "a task runs a step of the mission's IR")
-	ErrTaskTwice           = aggregates.Rule("task-once", "each IR step gets one task, completed once")
-	ErrUnknownTask         = aggregates.Rule("task-known", "no such task in the mission")
-	ErrTasksIncomplete     = aggregates.Rule("mission-tasks-complete", "a mission completes when every step's task completed")
-	ErrVerdictChanged      = aggregates.Rule("mission-verdict-once", "a mission is validated once")
-	ErrUnknownOutcome      = aggregates.Rule("mission-outcome", "outcome is pass, escalate or reject")
+	ErrMissionExists        = aggregates.Rule("mission-once", "the mission already exists")
+	ErrStepsUnique          = aggregates.Rule("mission-steps-unique", "a mission's IR names each step once")
+	ErrState                = aggregates.Rule("mission-state", "the command is not allowed in the mission's state")
+	ErrEnded                = aggregates.Rule("nothing-after-end", "a mission that ended accepts no command")
+	ErrIRMismatch           = aggregates.Rule("mission-ir-match", "the verdict or approval is for another IR")
+	ErrNotValidated         = aggregates.Rule("mission-validated", "a mission starts only after governance validated its IR")
+	ErrApprovalRequired     = aggregates.Rule("tier2-needs-approval", "a mission with a step of tier 2 or more starts only with a consumed approval for its IR")
+	ErrApprovalNotConsumed  = aggregates.Rule("approval-consumed", "only a consumed approval can be granted to a mission")
+	ErrApprovalOtherTenant  = aggregates.Rule("approval-same-tenant", "the approval belongs to another tenant")
+	ErrApprovalOtherMission = aggregates.Rule("approval-same-mission", "the approval was given for another mission")
+	ErrStepNotDeclared      = aggregates.Rule("task-step-declared", "a task runs a step of the mission's IR")
+	ErrTaskTwice            = aggregates.Rule("task-once", "each IR step gets one task, completed once")
+	ErrUnknownTask          = aggregates.Rule("task-known", "no such task in the mission")
+	ErrTasksIncomplete      = aggregates.Rule("mission-tasks-complete", "a mission completes when every step's task completed")
+	ErrVerdictChanged       = aggregates.Rule("mission-verdict-once", "a mission is validated once")
+	ErrUnknownOutcome       = aggregates.Rule("mission-outcome", "outcome is pass, escalate or reject")
 )
 
 type agg = aggregates.Aggregate[State]
@@ -136,6 +137,10 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrApprovalNotConsumed, "approval %s is not consumed", c.ApprovalID)
 	case ap.IRID != a.State.IRID:
 		return nil, aggregates.Refuse(ErrIRMismatch, "approval %s is for IR %s, mission runs IR %s", c.ApprovalID, ap.IRID, a.State.IRID)
+	case ap.MissionID != "" && ap.MissionID != a.ID:
+		// Another mission may run the same IR; the approval was consumed
+		// once, for the mission it names.
+		return nil, aggregates.Refuse(ErrApprovalOtherMission, "approval %s was given for mission %s", c.ApprovalID, ap.MissionID)
 	case ap.TenantID != c.tenantID:
 		return nil, aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", c.ApprovalID)
 	}

@@ -278,3 +278,37 @@ func TestMissionEndsFailedOrCancelled(t *testing.T) {
 		t.Fatal("a repeated verdict wrote events")
 	}
 }
+
+// An approval given for one mission is not granted to another mission that
+// runs the same IR: one human approval starts one mission.
+func TestApprovalForAnotherMissionIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	first, ir := create(t, env, risky)
+	second := uuid.NewString()
+	do(t, env, missions.Create{MissionID: second, IRID: ir, Title: "Same plan again", Steps: risky, CreatedBy: "ops"})
+	for _, id := range []string{first, second} {
+		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+	}
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: first}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: second, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherMission)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: second})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+
+	// The mission it was given for gets it.
+	if _, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: first, ApprovalID: approval}); err != nil {
+		t.Fatal(err)
+	}
+	if res := do(t, env, missions.Start{MissionID: first}); res.Aggregate.State.Status != missions.StatusRunning {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+}
