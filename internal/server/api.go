@@ -191,7 +191,8 @@ var errNotOwner = errors.New("stream of another tenant")
 // When the stream is empty at the check, "any" is appended as "no stream",
 // so that another tenant creating the stream at the same moment makes this
 // append conflict (and be checked again) instead of landing in that
-// tenant's stream.
+// tenant's stream; an expected version that needs the stream to exist
+// conflicts at once, for the same reason.
 func (s *Server) appendOwned(r *http.Request, p Principal, stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (eventstore.AppendResult, error) {
 	if p.Operator() {
 		return s.cfg.Store.Append(r.Context(), stream, expected, events...)
@@ -203,6 +204,12 @@ func (s *Server) appendOwned(r *http.Request, p Principal, stream string, expect
 		}
 		if owner != "" && owner != p.Tenant {
 			return eventstore.AppendResult{}, errNotOwner
+		}
+		if owner == "" && !expected.Satisfied(0) {
+			// The stream was empty when checked, so the condition failed
+			// then. Appending anyway would succeed only if another tenant
+			// created the stream meanwhile, and land in its stream.
+			return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
 		}
 		exp := expected
 		if owner == "" && expected == eventstore.Any {
