@@ -171,6 +171,13 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
 		return
 	}
+	var de *eventstore.DuplicateEventError
+	if errors.As(err, &de) && !p.Operator() && de.Stream != stream {
+		// The id is stored in another stream, perhaps another tenant's:
+		// refuse without naming it.
+		writeError(w, http.StatusConflict, "duplicate", fmt.Sprintf("event id %s is already stored in another stream", de.ID), nil)
+		return
+	}
 	if err != nil {
 		s.writeAppendError(w, r, err, ids)
 		return

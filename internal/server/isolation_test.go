@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,6 +15,30 @@ import (
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/server"
 )
+
+// TestDuplicateIDDoesNotNameAnotherTenantsStream: an id already stored by
+// another tenant is refused (409, nothing written), and the refusal does not
+// tell the caller which stream of that tenant holds it.
+func TestDuplicateIDDoesNotNameAnotherTenantsStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	id := uuid.NewString()
+	ev := func() string {
+		return fmt.Sprintf(`{"id":%q,"type":"course.generation.requested","payload":{"course_id":"%s","topic":"Go","attempt":1,"language":"en"}}`, id, uuid.New())
+	}
+	e.must(201, "POST", "/streams/acme-merger-plans/events", acmeToken, ev())
+	r := e.must(409, "POST", "/streams/globex-1/events", globexToken, ev())
+	if !strings.Contains(r.body, `"kind":"duplicate"`) || strings.Contains(r.body, "acme-merger-plans") {
+		t.Fatalf("duplicate id of another tenant: %s", r.body)
+	}
+	if n := e.logSize(); n != 1 {
+		t.Fatalf("the log has %d events, want 1", n)
+	}
+	// The operator is told where it is.
+	if r := e.must(409, "POST", "/streams/ops-1/events", operatorToken, strings.Replace(ev(), `}}`, `},"meta":{"tenant_id":"acme"}}`, 1)); !strings.Contains(r.body, "acme-merger-plans") {
+		t.Fatalf("the operator's 409 does not name the stream: %s", r.body)
+	}
+}
 
 // racingStore lets another tenant create a stream right after the server
 // found it empty, before the server appends: the interleaving of two
