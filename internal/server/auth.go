@@ -270,10 +270,11 @@ func (t TokenTable) Add(ctx context.Context, tenant, name string) (string, error
 // ErrNoToken: no token matches.
 var ErrNoToken = errors.New("no such token")
 
-// Revoke revokes the tokens named name (or whose hash starts with name).
+// Revoke revokes the tokens named name (or whose hash starts with name,
+// of at least 8 characters, compared literally: never as a LIKE pattern).
 func (t TokenTable) Revoke(ctx context.Context, name string) (int64, error) {
 	tag, err := t.Pool.Exec(ctx, `UPDATE eventstream_api_tokens SET revoked_at = now()
-		WHERE revoked_at IS NULL AND (name = $1 OR (length($1) >= 8 AND token_sha256 LIKE $1 || '%'))`, name)
+		WHERE revoked_at IS NULL AND (name = $1 OR (length($1) >= 8 AND left(token_sha256, length($1)) = $1))`, name)
 	if err != nil {
 		return 0, err
 	}

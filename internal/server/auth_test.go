@@ -89,3 +89,41 @@ func TestTokenTableAddListRevoke(t *testing.T) {
 		t.Fatalf("revoke twice: %v", err)
 	}
 }
+
+// TestRevokeMatchesAHashPrefixLiterally: revoking by hash prefix treats the
+// argument as hex digits, not as a LIKE pattern; "%" or "_" revoke nothing.
+func TestRevokeMatchesAHashPrefixLiterally(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	ms, _ := server.Migrations()
+	if _, err := migrate.Apply(ctx, pool, server.Component, ms); err != nil {
+		t.Fatal(err)
+	}
+	tt := server.TokenTable{Pool: pool}
+	acme, err := tt.Add(ctx, "acme", "acme-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	globex, err := tt.Add(ctx, "globex", "globex-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pattern := range []string{"%%%%%%%%", "________", server.HashToken(acme)[:6] + "__"} {
+		if n, err := tt.Revoke(ctx, pattern); err != server.ErrNoToken {
+			t.Errorf("revoke %q: revoked %d tokens (%v), want ErrNoToken", pattern, n, err)
+		}
+	}
+	for _, secret := range []string{acme, globex} {
+		if _, ok, err := server.NewAuthenticator(tt).Authenticate(ctx, secret); err != nil || !ok {
+			t.Fatalf("a token was revoked by a pattern: %v", err)
+		}
+	}
+	// A real prefix revokes its token only.
+	if n, err := tt.Revoke(ctx, server.HashToken(globex)[:8]); err != nil || n != 1 {
+		t.Fatalf("revoke by prefix: %d %v", n, err)
+	}
+	if _, ok, _ := server.NewAuthenticator(tt).Authenticate(ctx, acme); !ok {
+		t.Fatal("revoking globex's prefix revoked acme's token")
+	}
+}
