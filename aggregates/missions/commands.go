@@ -167,8 +167,14 @@ func (c Start) Decide(a *agg) ([]any, error) {
 	default:
 		return nil, aggregates.Refuse(ErrState, "start needs the mission ready, it is %s", s.Status)
 	}
-	if s.MaxTier >= governance.EscalationTier && s.ApprovalID == "" {
-		return nil, aggregates.Refuse(ErrApprovalRequired, "IR %s has tier %d steps and no consumed approval", s.IRID, s.MaxTier)
+	// The steps the mission runs decide, not only the verdict's max tier:
+	// a verdict recorded by a caller may understate it.
+	tier := s.MaxTier
+	for _, st := range s.Steps {
+		tier = max(tier, st.Tier)
+	}
+	if tier >= governance.EscalationTier && s.ApprovalID == "" {
+		return nil, aggregates.Refuse(ErrApprovalRequired, "IR %s has tier %d steps and no consumed approval", s.IRID, tier)
 	}
 	return []any{Started{MissionID: a.ID, IRID: s.IRID, ApprovalID: s.ApprovalID}}, nil
 }

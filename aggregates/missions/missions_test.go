@@ -312,3 +312,16 @@ func TestApprovalForAnotherMissionIsRefused(t *testing.T) {
 		t.Fatalf("state = %+v", res.Aggregate.State)
 	}
 }
+
+// The mission's own steps decide whether it needs an approval: a verdict
+// that understates their tier (pass, max tier 0, for a plan with a tier 2
+// step) does not let it start without one.
+func TestTier2MissionNeedsAnApprovalWhateverTheVerdictSays(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, ir := create(t, env, risky)
+	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 0})
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+}
