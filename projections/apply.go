@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -241,13 +242,33 @@ func (a *applier) commit(ctx context.Context, to eventstore.Position, fn func(pg
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		// The outcome of a failed commit is unknown: restart from what
-		// the database holds.
+		if committedNothing(a.conn, err) {
+			// The server answered COMMIT with an error (a deferred
+			// constraint) or with ROLLBACK (a statement of the handler
+			// failed and the handler went on): the transaction is known
+			// to have rolled back, so this is a failure of the batch or
+			// event, to be retried and parked like any other.
+			return fmt.Errorf("projections: commit: %w", err)
+		}
+		// Otherwise the outcome of the commit is unknown: restart from
+		// what the database holds.
 		return fmt.Errorf("projections: commit: %w (%w)", err, errFenced)
 	}
 	a.pos, a.saved, a.savedAt = to, to, time.Now()
 	a.st.checkpointed(a.gen, to)
 	return nil
+}
+
+// committedNothing reports whether a failed COMMIT on conn is known to
+// have rolled the transaction back: the server answered it (with an error
+// or with ROLLBACK) and the connection is still usable. A commit cut off
+// by the network or by ctx closes the connection and stays unknown.
+func committedNothing(conn *pgx.Conn, err error) bool {
+	if conn.IsClosed() || conn.PgConn().TxStatus() != 'I' {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	return errors.Is(err, pgx.ErrTxCommitRollback) || errors.As(err, &pgErr)
 }
 
 // posArgs splits a position into the two bigint columns.

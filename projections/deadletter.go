@@ -119,7 +119,15 @@ func (r *Runtime) RetryParked(ctx context.Context, id int64) error {
 		ev, err := a.prepare(e)
 		if err == nil {
 			err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-				return p.Handler.Handle(ctx, sp, []eventstore.Event{ev})
+				if err := p.Handler.Handle(ctx, sp, []eventstore.Event{ev}); err != nil {
+					return err
+				}
+				// Deferred constraints are checked here rather than at
+				// COMMIT, and a statement error the handler ignored
+				// shows here, so that either is a failure of the event,
+				// undone with the savepoint and recorded below.
+				_, err := sp.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`)
+				return err
 			})
 		}
 		if err != nil {

@@ -1,0 +1,89 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/fstest"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/projections"
+)
+
+// An event whose failure shows only at COMMIT (a deferred constraint, or
+// a handler that swallowed a failed statement, so COMMIT rolls back) is a
+// failing event like any other: the server answered, the transaction is
+// known to have rolled back, so the event is retried and parked and the
+// projection goes on, instead of restarting on it for ever.
+func TestFailureAtCommitIsParked(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	fill(t, store, 140, 14)
+	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := page.Events[30]
+	for _, tc := range []struct {
+		name string
+		fail func(ctx context.Context, tx pgx.Tx) error
+		want string // in the parked entry's error
+	}{
+		{"deferred constraint", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO marks (k) VALUES (1), (1)`) // checked at COMMIT
+			return err
+		}, "marks_k"},
+		{"swallowed statement error", func(ctx context.Context, tx pgx.Tx) error {
+			_, _ = tx.Exec(ctx, `SELECT 1/0`) // the handler ignores it; the transaction is aborted
+			return nil
+		}, "rollback"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := projections.Projection{
+				Name:    "atcommit",
+				Handles: projections.Types(1, seenTypes...),
+				Migrations: fstest.MapFS{"001_seen.up.sql": {Data: []byte(
+					`CREATE TABLE seen (n bigserial PRIMARY KEY, event_id uuid NOT NULL, tenant_id text NOT NULL);
+					CREATE TABLE marks (k int, CONSTRAINT marks_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED);`)}},
+				Handler: projections.EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+					if _, err := tx.Exec(ctx, `INSERT INTO seen (event_id, tenant_id) VALUES ($1, $2)`, e.ID, e.Meta.TenantID); err != nil {
+						return err
+					}
+					if e.ID == poison.ID {
+						return tc.fail(ctx, tx)
+					}
+					return nil
+				}),
+			}
+			pool := database(t)
+			rt := newRuntime(t, pool, store, fastConfig(), p)
+			stop := run(t, rt)
+			waitCaughtUp(t, rt)
+			stop()
+			if got, want := seenCount(t, pool), countHandled(t, store)-1; got != want {
+				t.Fatalf("seen %d events, want %d (all but the poisoned one)", got, want)
+			}
+			if n := seenTimes(t, pool, poison.ID.String()); n != 0 {
+				t.Fatalf("the poisoned event was applied %d times", n)
+			}
+			parked, err := rt.ListParked(context.Background(), "atcommit")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(parked) != 1 || parked[0].EventID != poison.ID || parked[0].Attempts != 3 || !containsAll(parked[0].Error, tc.want) {
+				t.Fatalf("parked: %+v, want the poisoned event after 3 attempts, with %q in its error", parked, tc.want)
+			}
+			// Still failing, a retry keeps the entry with one more attempt.
+			var re *projections.RetryError
+			if err := rt.RetryParked(context.Background(), parked[0].ID); !errors.As(err, &re) {
+				t.Fatalf("RetryParked: %v, want a *RetryError", err)
+			}
+			if got, err := rt.GetParked(context.Background(), parked[0].ID); err != nil || got.Attempts != 4 {
+				t.Fatalf("after a failed retry: %+v %v, want 4 attempts", got, err)
+			}
+		})
+	}
+}
