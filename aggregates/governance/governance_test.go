@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,5 +315,47 @@ func TestDiffDuplicateNodeIsUnexpected(t *testing.T) {
 	m, u, c := governance.Diff(steps, []governance.Step{steps[0], steps[0]})
 	if len(m) != 0 || !slices.Equal(u, []string{"a"}) || len(c) != 0 {
 		t.Fatalf("Diff = %v %v %v", m, u, c)
+	}
+}
+
+// Approvers racing to consume one approval in PostgreSQL: exactly one
+// succeeds and one ir.approval_consumed is stored; every other use is
+// refused as already consumed (or, out of retries, as a conflict) and
+// never consumes it again.
+func TestApprovalConsumedOnceByRacingApprovers(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, token := newApproval(t, env)
+	const approvers = 8
+	errs := make(chan error, approvers)
+	var wg sync.WaitGroup
+	for i := range approvers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: fmt.Sprintf("approver-%d", i)})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, governance.ErrAlreadyConsumed), errors.Is(err, eventstore.ErrConcurrency):
+		default:
+			t.Errorf("consume: %v", err)
+		}
+	}
+	consumed := 0
+	for _, typ := range dt.Types(t, env.Store, "approval-"+id) {
+		if typ == governance.TypeApprovalConsumed {
+			consumed++
+		}
+	}
+	if ok != 1 || consumed != 1 {
+		t.Fatalf("%d consumes succeeded and %d ir.approval_consumed are stored, want 1 and 1", ok, consumed)
 	}
 }
