@@ -17,7 +17,9 @@ import (
 )
 
 // Config describes one scenario run. Run fills every zero field from the
-// scenario's preset, so a caller (the CLI) sets only what the user gave.
+// scenario's preset, so a caller (the CLI) sets only what the user gave;
+// a zero the user gave looks the same, and a caller that can tell checks
+// it with CheckGiven first.
 type Config struct {
 	// Scenario is the preset to run: single, batch, hot, project, replay
 	// or read (see Scenarios).
@@ -165,6 +167,72 @@ var ErrConfig = errors.New("bench: invalid configuration")
 func Check(cfg Config) error {
 	_, err := cfg.resolve()
 	return err
+}
+
+// The bounds of the settings that have one.
+const (
+	maxWriters   = 512
+	maxRounds    = 100
+	maxEventSize = eventstore.MaxEventBytes / 2
+)
+
+// CheckGiven returns the error (ErrConfig) for a setting given outside
+// its range, naming its flag and what it wants, or nil. given reports
+// whether the caller was given a flag (its name without dashes:
+// "writers"), as the CLI's flag set does. A Config cannot tell a zero that
+// was given from one left unset, and Run fills both from the preset: a
+// caller that can tell asks here first, so that `--writers 0` is refused
+// instead of running the preset's writers.
+//
+// Zero is refused where it means nothing (--duration, --events,
+// --writers, --events-per-append, --rate, --log-events, --stream-events)
+// and kept where it is documented: --streams 0 is a new stream per append
+// (refused by a scenario whose preset shares streams, hot, which needs
+// them), --event-size 0 each type's natural size, --rounds 0 the preset,
+// --committers 0 and --linger 0 the store's defaults, --seed 0 seed 1.
+// With no Scenario, only what holds for every scenario is checked.
+func CheckGiven(c Config, given func(flag string) bool) error {
+	for _, r := range givenRanges {
+		if given(r.flag) && !r.ok(c) {
+			return fmt.Errorf("%w: --%s %v: want %s; left unset: %s", ErrConfig, r.flag, r.value(c), r.want, r.unset)
+		}
+	}
+	p, err := Preset(c.Scenario)
+	if err == nil && given("streams") && c.Streams <= 0 && p.Streams > 0 {
+		return fmt.Errorf("%w: --streams %d: %s needs shared streams, 1 or more, where 0 gives each append a new stream (left unset: its preset, %d)", ErrConfig, c.Streams, c.Scenario, p.Streams)
+	}
+	return nil
+}
+
+// givenRanges are the ranges CheckGiven holds given settings to, by flag.
+var givenRanges = []struct {
+	flag  string
+	value func(Config) any
+	ok    func(Config) bool
+	want  string
+	unset string
+}{
+	{"duration", func(c Config) any { return c.Duration }, func(c Config) bool { return c.Duration > 0 },
+		"a duration above 0, such as 30s", "the preset, or with --events no time bound"},
+	{"events", func(c Config) any { return c.Events }, func(c Config) bool { return c.Events >= 1 },
+		"1 or more events", "the preset, or with --duration no event bound"},
+	{"writers", func(c Config) any { return c.Writers }, func(c Config) bool { return c.Writers >= 1 && c.Writers <= maxWriters },
+		fmt.Sprintf("1 to %d writers", maxWriters), "the scenario's preset"},
+	{"events-per-append", func(c Config) any { return c.EventsPerAppend },
+		func(c Config) bool { return c.EventsPerAppend >= 1 && c.EventsPerAppend <= eventstore.MaxBatchEvents },
+		fmt.Sprintf("1 to %d events", eventstore.MaxBatchEvents), "the scenario's preset"},
+	{"event-size", func(c Config) any { return c.EventSize }, func(c Config) bool { return c.EventSize >= 0 && c.EventSize <= maxEventSize },
+		fmt.Sprintf("0 (each type's natural size) to %d bytes", maxEventSize), "each type's natural size"},
+	{"rate", func(c Config) any { return c.Rate }, func(c Config) bool { return c.Rate >= 1 },
+		"1 or more events/s", "the scenario's preset"},
+	{"log-events", func(c Config) any { return c.LogEvents }, func(c Config) bool { return c.LogEvents >= 1 },
+		"1 or more events", "the scenario's preset"},
+	{"stream-events", func(c Config) any { return c.StreamEvents }, func(c Config) bool { return c.StreamEvents >= 1 },
+		"1 or more events", "the scenario's preset"},
+	{"rounds", func(c Config) any { return c.Rounds }, func(c Config) bool { return c.Rounds >= 0 && c.Rounds <= maxRounds },
+		fmt.Sprintf("0 (the preset) to %d", maxRounds), "the scenario's preset"},
+	{"committers", func(c Config) any { return c.StoreOptions.Committers }, func(c Config) bool { return c.StoreOptions.Committers >= 0 },
+		"0 (the store's default) or more", "the store's default"},
 }
 
 // DefaultDatabaseURL is used when neither Config.DatabaseURL nor
@@ -349,18 +417,18 @@ func (c Config) resolve() (Config, error) {
 		return c, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	switch {
-	case c.Rounds < 0 || c.Rounds > 100:
-		return bad("rounds must be 0 (the preset) to 100, not %d", c.Rounds)
+	case c.Rounds < 0 || c.Rounds > maxRounds:
+		return bad("rounds must be 0 (the preset) to %d, not %d", maxRounds, c.Rounds)
 	case (c.Scenario == "project" || c.Scenario == "replay") && c.Rounds > 1:
 		return bad("%s runs ours, then raw, once: rounds (%d) apply to single, batch, hot and read only", c.Scenario, c.Rounds)
 	case c.Duration < 0 || c.Events < 0:
 		return bad("duration and events must not be negative")
-	case c.Writers < 1 || c.Writers > 512:
-		return bad("writers must be between 1 and 512, not %d", c.Writers)
+	case c.Writers < 1 || c.Writers > maxWriters:
+		return bad("writers must be between 1 and %d, not %d", maxWriters, c.Writers)
 	case c.EventsPerAppend < 1 || c.EventsPerAppend > eventstore.MaxBatchEvents:
 		return bad("events per append must be between 1 and %d, not %d", eventstore.MaxBatchEvents, c.EventsPerAppend)
-	case c.EventSize < 0 || c.EventSize > eventstore.MaxEventBytes/2:
-		return bad("event size must be between 0 and %d bytes, not %d", eventstore.MaxEventBytes/2, c.EventSize)
+	case c.EventSize < 0 || c.EventSize > maxEventSize:
+		return bad("event size must be between 0 and %d bytes, not %d", maxEventSize, c.EventSize)
 	case c.Scenario == "project" && c.Rate < 1:
 		return bad("project needs a rate >= 1 event/s")
 	case (c.Scenario == "replay" || c.Scenario == "read") && c.LogEvents < 1:

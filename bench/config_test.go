@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/brainhq/eventstream/eventstore/postgres"
 )
 
 // A scenario refuses a setting it does not use instead of ignoring it:
@@ -140,5 +142,95 @@ func TestWithoutUntakenKeepsWhatEachScenarioTakes(t *testing.T) {
 		if name == "replay" && kept.LogEvents != given.LogEvents {
 			t.Errorf("replay: log events %d, want %d", kept.LogEvents, given.LogEvents)
 		}
+	}
+}
+
+// A setting given outside its range is refused, naming its flag and what
+// it wants, 0 included where 0 means nothing: a Config cannot tell a 0
+// given from one left unset, and Run would silently run the preset
+// (`--writers 0` ran 64 writers). Where 0 is documented it is kept, and
+// an unset setting still takes the preset.
+func TestCheckGivenRefusesValuesOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg   Config
+		given string // the flag given
+		want  []string
+	}{
+		{Config{Scenario: "single"}, "duration", []string{"--duration 0s", "above 0"}},
+		{Config{Scenario: "single", Duration: -time.Second}, "duration", []string{"--duration -1s", "above 0"}},
+		{Config{Scenario: "single"}, "events", []string{"--events 0", "1 or more"}},
+		{Config{Scenario: "single", Events: -5}, "events", []string{"--events -5", "1 or more"}},
+		{Config{Scenario: "single"}, "writers", []string{"--writers 0", "1 to 512"}},
+		{Config{Scenario: "single", Writers: -3}, "writers", []string{"--writers -3", "1 to 512"}},
+		{Config{Scenario: "single", Writers: 513}, "writers", []string{"--writers 513", "1 to 512"}},
+		{Config{Scenario: "batch"}, "events-per-append", []string{"--events-per-append 0", "1 to 10000"}},
+		{Config{Scenario: "batch", EventsPerAppend: 10_001}, "events-per-append", []string{"--events-per-append 10001", "1 to 10000"}},
+		{Config{Scenario: "single", EventSize: -1}, "event-size", []string{"--event-size -1", "0 (each type's natural size) to 524288 bytes"}},
+		{Config{Scenario: "project"}, "rate", []string{"--rate 0", "1 or more events/s"}},
+		{Config{Scenario: "project", Rate: -1}, "rate", []string{"--rate -1", "1 or more events/s"}},
+		{Config{Scenario: "replay"}, "log-events", []string{"--log-events 0", "1 or more events"}},
+		{Config{Scenario: "read"}, "stream-events", []string{"--stream-events 0", "1 or more events"}},
+		{Config{Scenario: "single", Rounds: 101}, "rounds", []string{"--rounds 101", "0 (the preset) to 100"}},
+		{Config{Scenario: "single", StoreOptions: postgres.Options{Committers: -1}}, "committers", []string{"--committers -1", "0 (the store's default) or more"}},
+		// hot needs shared streams: 0 (a new stream per append) ran its
+		// preset's 10 instead.
+		{Config{Scenario: "hot"}, "streams", []string{"--streams 0", "hot needs shared streams", "1 or more"}},
+		{Config{Scenario: "hot", Streams: -1}, "streams", []string{"--streams -1", "hot needs shared streams"}},
+	} {
+		err := CheckGiven(tc.cfg, func(flag string) bool { return flag == tc.given })
+		if !errors.Is(err, ErrConfig) {
+			t.Errorf("%s given, %+v: got %v, want ErrConfig", tc.given, tc.cfg, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s given, %+v: %q lacks %q", tc.given, tc.cfg, err, w)
+			}
+		}
+	}
+
+	// Where 0 is documented, a 0 given is what it says.
+	for _, tc := range []struct {
+		cfg   Config
+		given string
+	}{
+		{Config{Scenario: "single"}, "streams"}, // a new stream per append
+		{Config{Scenario: "batch", Streams: -1}, "streams"},
+		{Config{Scenario: "read"}, "streams"}, // read's own, as unset
+		{Config{Scenario: "single"}, "event-size"},
+		{Config{Scenario: "single"}, "rounds"},
+		{Config{Scenario: "single"}, "committers"},
+		{Config{Scenario: "single"}, "linger"},
+		{Config{Scenario: "single", StoreOptions: postgres.Options{Linger: -1}}, "linger"},
+		{Config{Scenario: "single"}, "seed"},
+		{Config{Scenario: "single", Writers: 512}, "writers"},
+		{Config{Scenario: "batch", EventsPerAppend: 10_000}, "events-per-append"},
+		// With no scenario, hot's need is not checked.
+		{Config{}, "streams"},
+	} {
+		if err := CheckGiven(tc.cfg, func(flag string) bool { return flag == tc.given }); err != nil {
+			t.Errorf("%s given, %+v: refused: %v", tc.given, tc.cfg, err)
+		}
+	}
+
+	// Unset, every setting takes the preset: nothing given is refused, and
+	// resolve fills the zeros.
+	for _, name := range ScenarioNames() {
+		if err := CheckGiven(Config{Scenario: name}, func(string) bool { return false }); err != nil {
+			t.Errorf("%s with nothing given: refused: %v", name, err)
+		}
+	}
+	c, err := Config{Scenario: "hot"}.resolve()
+	if err != nil || c.Writers != 16 || c.EventsPerAppend != 1 || c.Streams != 10 || c.Rounds != 5 || c.Duration != 10*time.Second {
+		t.Errorf("hot left unset: %+v, %v; want its preset (16 writers, 1 event per append, 10 streams, 5 rounds, 10s)", c, err)
+	}
+	c, err = Config{Scenario: "project"}.resolve()
+	if err != nil || c.Rate != 10_000 || c.Writers != 256 {
+		t.Errorf("project left unset: %+v, %v; want its preset (rate 10000, 256 writers)", c, err)
+	}
+	c, err = Config{Scenario: "replay"}.resolve()
+	if err != nil || c.LogEvents != 200_000 || c.EventsPerAppend != 100 {
+		t.Errorf("replay left unset: %+v, %v; want its preset (200000 log events, 100 events per append)", c, err)
 	}
 }

@@ -39,6 +39,11 @@ read takes --duration only (whole passes; preset 3s), replay neither (it
 rebuilds --log-events events). Every scenario's flags are checked before
 the first one runs.
 
+A flag given a value it cannot take is refused (exit 2), 0 included: 0
+means something only where the flag's help says so (--streams, --event-size,
+--rounds, --committers, --linger, --seed); hot, which needs shared streams,
+refuses --streams 0.
+
 Some flags only some scenarios take; the others refuse them (exit 2)
 instead of ignoring them:
   --duration                    single, batch, hot, project, read
@@ -84,10 +89,22 @@ for every type under a prefix.`,
 				return bench.WithoutUntaken(c)
 			}
 			// Refuse up front: a refusal after the first scenarios ran
-			// would lose their reports.
+			// would lose their reports. The flags given are checked with
+			// the flag set at hand: in a Config, a 0 given looks like a 0
+			// left unset, which bench.Run fills from the preset.
+			given := cmd.Flags().Changed
+			if err := bench.CheckGiven(cfg, given); err != nil {
+				return usagef("%v", err)
+			}
 			for _, name := range names {
 				c, _ := configFor(name)
-				if err := bench.Check(c); err != nil {
+				g := cfg
+				g.Scenario = name
+				err := bench.CheckGiven(g, given)
+				if err == nil {
+					err = bench.Check(c)
+				}
+				if err != nil {
 					if len(names) > 1 {
 						return usagef("scenario %s: %v", name, err)
 					}
@@ -135,7 +152,7 @@ for every type under a prefix.`,
 	f.IntVar(&cfg.Events, "events", 0, "single, batch, hot, project: events each side (ours, raw) writes, rounds together, instead of a duration")
 	f.IntVar(&cfg.Writers, "writers", 0, "concurrent writers (goroutines; connections in the raw phase); replay, read: the writers that load the log")
 	f.IntVar(&cfg.EventsPerAppend, "events-per-append", 0, "events per append (1: single-event appends); replay, read: of the appends that load the log")
-	f.IntVar(&cfg.Streams, "streams", 0, "single, batch, hot, project: streams the appends share (0: a new stream per append; 1: one hot stream)")
+	f.IntVar(&cfg.Streams, "streams", 0, "single, batch, hot, project: streams the appends share (0: a new stream per append, which hot refuses; 1: one hot stream)")
 	f.BoolVar(&cfg.ExactVersions, "exact-versions", false, "single, batch, hot, project: append with exact expected versions and retry conflicts (needs --streams)")
 	f.IntVar(&cfg.EventSize, "event-size", 0, "wanted payload size in bytes (0: each type's natural size)")
 	f.BoolVar(&cfg.RandomIDs, "random-ids", false, "random (v4) event ids instead of time-ordered (v7) ones like the domain's")
@@ -143,7 +160,7 @@ for every type under a prefix.`,
 	f.IntVar(&cfg.Rate, "rate", 0, "project: fixed append rate in events/s (preset 10000)")
 	f.IntVar(&cfg.LogEvents, "log-events", 0, "replay, read: events loaded into the log first (preset 200000)")
 	f.IntVar(&cfg.StreamEvents, "stream-events", 0, "read: events in the long stream (preset 20000)")
-	f.IntVar(&cfg.Rounds, "rounds", 0, "single, batch, hot, read: alternate ours and raw in this many rounds, at most 100 (preset 5, read 3; 1: ours, then raw); project and replay refuse more than 1")
+	f.IntVar(&cfg.Rounds, "rounds", 0, "single, batch, hot, read: alternate ours and raw in this many rounds, at most 100 (0: the preset, 5, read 3; 1: ours, then raw); project and replay refuse more than 1")
 	f.IntVar(&cfg.StoreOptions.Committers, "committers", 0, "our store's group-commit transactions in flight at once (0: the store's default)")
 	f.DurationVar(&cfg.StoreOptions.Linger, "linger", 0, "how long our store's committer waits for the writers of its last group (0: the store's default, 1ms; negative: never)")
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the generated events (0: 1)")

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -28,16 +29,80 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		{[]string{"--scenario", "single", "--rounds", "-1"}, "0 (the preset) to 100"},
 		{[]string{"--scenario", "project", "--rounds", "3"}, "single, batch, hot and read only"},
 		{[]string{"--scenario", "replay", "--rounds", "2"}, "single, batch, hot and read only"},
+		// A 0 given where 0 means nothing ran the preset instead (--writers
+		// 0 ran 64 writers); now it is refused like any value out of range,
+		// naming the flag and what it wants.
+		{[]string{"--scenario", "single", "--writers", "0"}, "--writers 0: want 1 to 512"},
+		{[]string{"--scenario", "single", "--writers", "513"}, "--writers 513: want 1 to 512"},
+		{[]string{"--scenario", "batch", "--events-per-append", "0"}, "--events-per-append 0: want 1 to 10000"},
+		{[]string{"--scenario", "batch", "--events-per-append", "10001"}, "--events-per-append 10001: want 1 to 10000"},
+		{[]string{"--scenario", "project", "--rate", "0"}, "--rate 0: want 1 or more events/s"},
+		{[]string{"--scenario", "replay", "--log-events", "0"}, "--log-events 0: want 1 or more"},
+		{[]string{"--scenario", "read", "--stream-events", "0"}, "--stream-events 0: want 1 or more"},
+		{[]string{"--scenario", "single", "--events", "0"}, "--events 0: want 1 or more"},
+		{[]string{"--scenario", "single", "--events", "-5"}, "--events -5: want 1 or more"},
+		{[]string{"--scenario", "single", "--duration", "0"}, "--duration 0s: want a duration above 0"},
+		{[]string{"--scenario", "single", "--event-size", "-1"}, "--event-size -1: want 0 (each type's natural size) to"},
+		{[]string{"--scenario", "single", "--committers", "-1"}, "--committers -1: want 0 (the store's default) or more"},
+		// --streams 0 is a new stream per append, which hot cannot do: it
+		// ran its preset's 10 streams instead.
+		{[]string{"--scenario", "hot", "--streams", "0"}, "--streams 0: hot needs shared streams"},
+		{[]string{"--scenario", "single,hot", "--streams", "0"}, "scenario hot: bench: invalid configuration: --streams 0"},
+		// With every scenario too, where a setting goes only to the
+		// scenarios that take it.
+		{[]string{"--rate", "0"}, "--rate 0: want 1 or more"},
+		{[]string{"--log-events", "0"}, "--log-events 0: want 1 or more"},
+		{[]string{"--streams", "0"}, "scenario hot: bench: invalid configuration: --streams 0"},
 	} {
 		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, tc.args...)...)
 		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("bench %s: want exit 2, no output and %q in the message; got %s", strings.Join(tc.args, " "), tc.want, r)
 		}
 	}
-	// The control: flags that pass the checks get as far as connecting.
-	r := c.runIn(context.Background(), "--database-url", nowhere, "bench", "--scenario", "single", "--events", "20")
-	if r.code != 1 {
-		t.Errorf("bench with good flags and no server: want exit 1 (connection), got %s", r)
+	// The controls: flags that pass the checks get as far as connecting,
+	// among them a 0 where the flag's help gives it a meaning.
+	for _, args := range [][]string{
+		{"--scenario", "single", "--events", "20"},
+		{"--scenario", "single", "--streams", "0"},
+		{"--scenario", "single", "--event-size", "0"},
+		{"--scenario", "single", "--rounds", "0"},
+		{"--scenario", "single", "--committers", "0", "--linger", "0", "--seed", "0"},
+		{"--scenario", "single", "--linger", "-1ms"},
+	} {
+		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, args...)...)
+		if r.code != 1 {
+			t.Errorf("bench %s with no server: want exit 1 (connection), got %s", strings.Join(args, " "), r)
+		}
+	}
+}
+
+// A flag left unset still takes the scenario's preset: batch's 4 writers
+// and 100 events per append, as the report's config says. The run is a
+// few hundred milliseconds (200 events, no raw phase).
+func TestBenchUnsetFlagsTakeThePreset(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := c.must(0, "--json", "bench", "--scenario", "batch", "--events", "200", "--rounds", "1", "--no-raw")
+	var out struct {
+		Reports []struct {
+			Scenario string `json:"scenario"`
+			Verified bool   `json:"verified"`
+			Config   struct {
+				Writers         int `json:"writers"`
+				EventsPerAppend int `json:"events_per_append"`
+				Events          int `json:"events"`
+			} `json:"config"`
+		} `json:"reports"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, r.stdout)
+	}
+	if len(out.Reports) != 1 {
+		t.Fatalf("%d reports, want 1: %s", len(out.Reports), r.stdout)
+	}
+	rep := out.Reports[0]
+	if rep.Scenario != "batch" || !rep.Verified || rep.Config.Writers != 4 || rep.Config.EventsPerAppend != 100 || rep.Config.Events != 200 {
+		t.Errorf("report %+v, want batch, verified, with the preset's 4 writers and 100 events per append, and the 200 events given", rep)
 	}
 }
 
