@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -321,8 +322,11 @@ func (s *Server) readAll(w http.ResponseWriter, r *http.Request, p Principal) {
 	from := eventstore.Start
 	if v := r.URL.Query().Get("from"); v != "" {
 		pos, err := eventstore.ParsePosition(v)
-		if err != nil {
-			s.writeStoreError(w, r, badRequest("query", "", "from=%q: want a position", v))
+		// No log reaches 2^63 (PostgreSQL's positions are bigint), and a
+		// backend that converts a larger one to int64 would read from the
+		// start instead.
+		if err != nil || pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
+			s.writeStoreError(w, r, badRequest("query", "", "from=%q: want a position (at most %d)", v, int64(math.MaxInt64)))
 			return
 		}
 		from = pos

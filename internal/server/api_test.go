@@ -403,3 +403,19 @@ func TestAppendPastTheDeadlineIsRetriedWithItsIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAllRefusesAPositionBeyondTheLog: a from position no log can reach
+// (above 2^63-1, PostgreSQL's bigint) is a 400, never the log from its start.
+func TestReadAllRefusesAPositionBeyondTheLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	for _, from := range []string{"18446744073709551615", "9223372036854775808", "1/18446744073709551615"} {
+		if r := e.do("GET", "/events?from="+from, acmeToken, ""); r.code != 400 || !strings.Contains(r.body, `"rule":"query"`) {
+			t.Errorf("from=%s: %d %s, want 400", from, r.code, r.body)
+		}
+	}
+	if r := e.must(200, "GET", "/events?from=9223372036854775807", acmeToken, ""); len(r.json(t)["events"].([]any)) != 0 {
+		t.Fatalf("from the largest position: %s", r.body)
+	}
+}
