@@ -41,7 +41,8 @@ catching up with the log as it grows, reporting progress, until Ctrl-C
 
 If another process (serve, projections run) runs the projection, backfill
 waits for that process's checkpoint to reach the head read at the start
-(with --follow, follows it until Ctrl-C). Ctrl-C stops at the last
+(with --follow, follows it until Ctrl-C); should that process let go of
+the projection, backfill takes it over. Ctrl-C stops at the last
 committed batch (exit 130); running the command again continues.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -277,9 +278,15 @@ func (o catchUpOptions) goal() string {
 }
 
 const (
-	// busyPoll is how often catchUpToHead looks again at a projection
-	// that another process runs.
+	// busyPoll is how often catchUpToHead reads the checkpoint of a
+	// projection that another process runs (Lag: queries on the pool).
 	busyPoll = 100 * time.Millisecond
+	// busyRetry is how often catchUpToHead tries CatchUp while the
+	// projection's run lock shows as held. A try opens a connection of
+	// its own and takes an advisory lock, and cannot succeed while the
+	// lock is held, so it is tried again as soon as Lag shows the lock
+	// gone; this slower retry only guards against a Lag that misreads it.
+	busyRetry = 10 * time.Second
 	// targetPoll is how often a pass with a target reads the checkpoint.
 	targetPoll = 250 * time.Millisecond
 	// followPoll is how often catchUpToHead, following the log from its
@@ -294,18 +301,24 @@ const (
 // checkpoint is at or past opts.target however far the log grows (a live
 // runner carries on from there), with stopNever until ctx ends. When
 // another process runs the projection (serve, projections run), it waits
-// for that process to get there instead. ErrBusy is also what a
-// just-closed session's lock gives until PostgreSQL has ended that
-// backend, so CatchUp is tried again while waiting. Only ctx (and
+// for that process to get there instead, reading its checkpoint every
+// busyPoll. ErrBusy is also what a just-closed session's lock gives until
+// PostgreSQL has ended that backend, so CatchUp is tried again while
+// waiting: once the lock shows as free (and every busyRetry regardless),
+// not at every poll, since each try costs a new connection. Only ctx (and
 // opts.busyWait) limits how long it takes.
 func catchUpToHead(ctx context.Context, rt *projections.Runtime, name string, opts catchUpOptions) (projections.Lag, error) {
-	var busySince time.Time
+	var busySince, tried time.Time
 	var last projections.Lag
+	busy, held := false, false
 	for pass := 0; ; pass++ {
-		err := catchUpPass(ctx, rt, name, opts)
-		busy := errors.Is(err, projections.ErrBusy)
-		if err != nil && !busy {
-			return projections.Lag{}, err
+		if !busy || !held || time.Since(tried) >= busyRetry {
+			tried = time.Now()
+			err := catchUpPass(ctx, rt, name, opts)
+			busy = errors.Is(err, projections.ErrBusy)
+			if err != nil && !busy {
+				return projections.Lag{}, err
+			}
 		}
 		l, err := projectionLag(ctx, rt, name)
 		if err != nil {
@@ -314,6 +327,7 @@ func catchUpToHead(ctx context.Context, rt *projections.Runtime, name string, op
 		if opts.reached(l) {
 			return l, nil
 		}
+		held = l.Held
 		atHead := l.Position.Compare(l.Head) >= 0
 		moved := pass == 0 || l.Position != last.Position
 		last = l

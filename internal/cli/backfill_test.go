@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -13,9 +14,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -397,5 +401,136 @@ func TestBackfillOfAProjectionRunElsewhereStopsAtTheStartHead(t *testing.T) {
 	}
 	if res.Head <= res.StartHead {
 		t.Fatalf("the log did not grow while backfill waited (head %d at the start and at the end)", res.Head)
+	}
+}
+
+// ownDatabase creates a database of the test's own on the test server,
+// dropped when the test ends, and returns its URL and name. Per-database
+// counters (pg_stat_database) then count only what the test does.
+func ownDatabase(t *testing.T) (dbURL, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := pgtest.BaseURL()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	name = "es_testdb_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatalf("create a database for the test (the test role needs CREATEDB): %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String(), name
+}
+
+// TestBackfillWaitingForAnotherProcessOpensNoConnections: while another
+// process holds the projection's run lock, backfill waits by reading the
+// checkpoint on its pool; it does not open a connection (to try the lock)
+// at every poll. Once the lock is free it takes the projection over and
+// ends at the head. The connections are counted by the server, in a
+// database only this test uses (pg_stat_database.sessions).
+func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
+	t.Parallel()
+	dbURL, db := ownDatabase(t)
+	c := &cli{t: t, url: dbURL, dir: t.TempDir()}
+	c.must(0, "migrate")
+	c.appendMany(50)
+
+	// Hold the run lock of audit as a runner in another process would.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	holder, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	var schema string
+	if err := holder.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	key := migrate.LockKey("projection-run/audit", schema)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	// The counter is read from another database, so that reading it
+	// opens no session in the one counted.
+	stats, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stats.Close(context.Background())
+	sessions := func() int64 {
+		t.Helper()
+		var n int64
+		if err := stats.QueryRow(ctx, `SELECT sessions FROM pg_stat_database WHERE datname = $1`, db).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	b := c.start(ctx, "backfill", "audit", "--json")
+	stdout, stderr, exited := &b.stdout, &b.stderr, b.exited
+	const waiting = "another process runs this projection; waiting for its checkpoint to reach the head read at the start"
+	for !strings.Contains(stderr.String(), waiting) {
+		select {
+		case err := <-exited:
+			t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("backfill did not say it waits for the other process:\n%s", stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// A backend reports its session when it ends or, open, within a
+	// second or so: let those of backfill's pool be counted first.
+	time.Sleep(1500 * time.Millisecond)
+	before := sessions()
+	const window = 3 * time.Second
+	select {
+	case err := <-exited:
+		t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	case <-time.After(window):
+	}
+	// Each try of the lock is a session of its own (polling with one
+	// every 100 ms opened some 25 here); backfill's pool may open a few.
+	opened := sessions() - before
+	if opened > 4 {
+		t.Fatalf("backfill opened %d connections in %s while it waited for the process that holds the projection, want at most 4", opened, window)
+	}
+	t.Logf("backfill opened %d connections in %s while it waited", opened, window)
+
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("backfill after the lock was freed: %v\n%s", err, stderr.String())
+	}
+	var res backfillJSON
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("backfill --json: %v\n%s", err, stdout.String())
+	}
+	if res.Position != 50 || res.StartHead != 50 {
+		t.Fatalf("backfill exited 0 but not at its start head 50: %+v", res)
+	}
+	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != 50 {
+		t.Fatalf("audit_events has %d rows, want 50", n)
 	}
 }
