@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -181,7 +182,7 @@ func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, att
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (projection, generation, event_id) DO UPDATE
 			SET error = excluded.error, attempts = projection_dead_letters.attempts + excluded.attempts, last_failed_at = now()`,
-			a.p.Name, a.gen, e.ID, c, p, e.Type, e.Stream, e.Meta.TenantID, cause.Error(), attempts)
+			a.p.Name, a.gen, e.ID, c, p, e.Type, e.Stream, e.Meta.TenantID, storable(cause.Error()), attempts)
 		return err
 	})
 	if err != nil {
@@ -198,12 +199,21 @@ func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, att
 
 // stop records that the projection stopped on e and ends the session.
 func (a *applier) stop(ctx context.Context, e eventstore.Event, cause error) error {
-	msg := fmt.Sprintf("event %s (%s at %s): %v", e.ID, e.Type, e.Position, cause)
+	msg := storable(fmt.Sprintf("event %s (%s at %s): %v", e.ID, e.Type, e.Position, cause))
 	if _, err := a.conn.Exec(ctx, `UPDATE projection_state SET stopped = true, last_error = $2, updated_at = now() WHERE projection = $1`, a.p.Name, msg); err != nil {
 		return fmt.Errorf("projections: stop %q: %w", a.p.Name, err)
 	}
 	a.rt.log.Error("projection stopped on error", "projection", a.p.Name, "event_id", e.ID, "type", e.Type, "position", e.Position.String(), "err", cause)
 	return fmt.Errorf("%w: %q: %s", ErrStopped, a.p.Name, msg)
+}
+
+// storable makes an error text fit a text column: PostgreSQL refuses a
+// NUL byte and bytes that are not UTF-8, and a handler's error may hold
+// either (a quoted payload, a driver message). Refused, the text would
+// fail the very transaction that parks the event or stops the projection,
+// and the runner would meet the event again for ever.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // flush writes a checkpoint that only moved past unhandled events.

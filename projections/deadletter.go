@@ -135,7 +135,7 @@ func (r *Runtime) RetryParked(ctx context.Context, id int64) error {
 				return err
 			}
 			handlerErr = err
-			_, err := tx.Exec(ctx, `UPDATE projection_dead_letters SET error = $2, attempts = attempts + 1, last_failed_at = now() WHERE id = $1`, id, err.Error())
+			_, err := tx.Exec(ctx, `UPDATE projection_dead_letters SET error = $2, attempts = attempts + 1, last_failed_at = now() WHERE id = $1`, id, storable(err.Error()))
 			return err
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM projection_dead_letters WHERE id = $1`, id)

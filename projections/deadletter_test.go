@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -85,5 +86,82 @@ func TestFailureAtCommitIsParked(t *testing.T) {
 				t.Fatalf("after a failed retry: %+v %v, want 4 attempts", got, err)
 			}
 		})
+	}
+}
+
+// A handler error whose text PostgreSQL cannot store (a NUL byte, bytes
+// that are not UTF-8) still parks the event, or stops the projection, and
+// a failed retry still records the attempt: the text is made storable
+// rather than failing the transaction that moves past the event.
+func TestUnstorableErrorTextStillParks(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	fill(t, store, 140, 14)
+	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := page.Events[30]
+	fail := func(e eventstore.Event) error {
+		if e.ID == poison.ID {
+			return errors.New("bad byte \x00 and \xff\xfe in the payload")
+		}
+		return nil
+	}
+	t.Run("parked", func(t *testing.T) {
+		t.Parallel()
+		pool := database(t)
+		rt := newRuntime(t, pool, store, fastConfig(), seenProjection("seen", fail))
+		stop := run(t, rt)
+		waitCaughtUp(t, rt)
+		stop()
+		if got, want := seenCount(t, pool), countHandled(t, store)-1; got != want {
+			t.Fatalf("seen %d events, want %d (all but the poisoned one)", got, want)
+		}
+		parked, err := rt.ListParked(context.Background(), "seen")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(parked) != 1 || parked[0].EventID != poison.ID || parked[0].Attempts != 3 || !containsAll(parked[0].Error, "bad byte", "in the payload") {
+			t.Fatalf("parked: %+v, want the poisoned event after 3 attempts, with its error", parked)
+		}
+		var re *projections.RetryError
+		if err := rt.RetryParked(context.Background(), parked[0].ID); !errors.As(err, &re) {
+			t.Fatalf("RetryParked: %v, want a *RetryError", err)
+		}
+		if got, err := rt.GetParked(context.Background(), parked[0].ID); err != nil || got.Attempts != 4 {
+			t.Fatalf("after a failed retry: %+v %v, want 4 attempts", got, err)
+		}
+	})
+	t.Run("stopped", func(t *testing.T) {
+		t.Parallel()
+		p := seenProjection("strict", fail)
+		p.StopOnError = true
+		pool := database(t)
+		rt := newRuntime(t, pool, store, fastConfig(), p)
+		run(t, rt)
+		l := waitStopped(t, rt)
+		if !containsAll(l.LastError, poison.ID.String(), "bad byte", "in the payload") || l.Position.Compare(poison.Position) >= 0 {
+			t.Fatalf("stopped projection: %+v", l)
+		}
+	})
+}
+
+// waitStopped waits until the runtime's first projection is stopped.
+func waitStopped(t *testing.T, rt *projections.Runtime) projections.Lag {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		lag, err := rt.Lag(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lag[0].Stopped {
+			return lag[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the projection did not stop: %+v", lag[0])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
