@@ -29,6 +29,9 @@ type applier struct {
 	saved   eventstore.Position // as stored in projection_checkpoints
 	savedAt time.Time
 	st      *stats
+	// building: this applier fills a generation being rebuilt, which
+	// readers and the live runner do not use yet.
+	building bool
 }
 
 func newApplier(rt *Runtime, p *registered, conn *pgx.Conn, gen int, checkpoint eventstore.Position, st *stats) *applier {
@@ -163,6 +166,12 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 			continue
 		}
 		if a.p.StopOnError {
+			if a.building {
+				// The rebuild stops here, to resume from its checkpoint
+				// once the handler is fixed; the live projection, which
+				// is not concerned, keeps running.
+				return fmt.Errorf("projections: event %s (%s at %s): %w", e.ID, e.Type, e.Position, err)
+			}
 			return a.stop(ctx, e, err)
 		}
 		return a.park(ctx, e, err, attempt)

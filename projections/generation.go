@@ -347,6 +347,7 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	st := &stats{}
 	st.start(res.Generation, from)
 	a := newApplier(r, p, conn, res.Generation, from, st)
+	a.building = true
 	progress := func(n int) {
 		res.Events += int64(n)
 		if opts.Progress != nil {

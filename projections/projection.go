@@ -57,7 +57,9 @@ type Projection struct {
 
 	// StopOnError stops the projection (recorded in the database, so no
 	// other process takes it over) instead of parking an event that still
-	// fails after the retries. Resume starts it again.
+	// fails after the retries. Resume starts it again. A rebuild meeting
+	// such an event returns its error instead, leaving the live
+	// projection running.
 	StopOnError bool
 }
 
