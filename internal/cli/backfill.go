@@ -96,11 +96,7 @@ committed batch (exit 130); running the command again continues.`,
 						a.log.Info("backfill --follow stopped", "projection", name, "position", l.Position.String(), "head", l.Head.String(), "lag_events", l.LagEvents)
 						return a.printBackfill(res)
 					}
-					at := "its last committed batch"
-					if lerr == nil {
-						at = "position " + l.Position.String()
-					}
-					return withCode(ExitInterrupted, fmt.Errorf("backfill of %s interrupted at %s; run the same command again to continue", name, at))
+					return withCode(ExitInterrupted, interrupted(name, res, l, lerr, follow, env.b.Store.Features().GaplessPositions))
 				}
 				return projectionError(err, name)
 			}
@@ -131,9 +127,45 @@ func (a *app) printBackfill(r backfillResult) error {
 	return nil
 }
 
+// interrupted says where a backfill stopped on Ctrl-C (l, read after it;
+// lerr if that failed), where it was going (the head it started with, or
+// following, the head) and how many events it had left, so that an
+// operator knows how far it was. res is what backfill returned: its start
+// head and the last lag it read.
+func interrupted(name string, res backfillResult, l projections.Lag, lerr error, follow, gapless bool) error {
+	at := "its last committed batch"
+	if lerr == nil {
+		at = "position " + l.Position.String()
+	}
+	msg := fmt.Sprintf("backfill of %s interrupted at %s; run the same command again to continue", name, at)
+	switch {
+	case follow:
+		// Ctrl-C ends --follow with exit 0 when the lag can be read, so
+		// here only the lag read last is known.
+		if last := res.Lag; !last.Head.IsZero() {
+			msg += fmt.Sprintf(" (the head was at position %s when last read, %d events after the projection's checkpoint then)", last.Head, last.LagEvents)
+		}
+	case res.StartHead.IsZero():
+		// Interrupted before it read the head.
+	case lerr != nil:
+		msg += fmt.Sprintf(" to position %s, the head when it started", res.StartHead)
+	case gapless:
+		left := uint64(0)
+		if res.StartHead.Commit > l.Position.Commit {
+			left = res.StartHead.Commit - l.Position.Commit
+		}
+		msg += fmt.Sprintf(" to position %s, the head when it started: %d events remain", res.StartHead, left)
+	default:
+		// Positions do not count events here: count those to the head.
+		msg += fmt.Sprintf(" to position %s, the head when it started (%d events behind the head now)", res.StartHead, l.LagEvents)
+	}
+	return errors.New(msg)
+}
+
 // backfill catches the projection up and reports where it ended: at or
 // past the head it read when it started, or where an error or ctx stopped
-// it. With follow it goes on catching up with the log until ctx ends.
+// it (then with the last lag it read). With follow it goes on catching up
+// with the log until ctx ends.
 func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, maxRate float64, follow bool) (backfillResult, error) {
 	start, err := projectionLag(ctx, env.rt, name)
 	if err != nil {
@@ -158,6 +190,7 @@ func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, max
 	if gapless && seen > 0 {
 		p.Add(int(seen))
 	}
+	last := start // the last lag read, while CatchUp runs
 	done, watched := make(chan struct{}), make(chan struct{})
 	go func() {
 		// CatchUp reports nothing while it runs: follow its checkpoint.
@@ -171,7 +204,11 @@ func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, max
 			case <-t.C:
 			}
 			l, err := projectionLag(ctx, env.rt, name)
-			if err != nil || !gapless {
+			if err != nil {
+				continue
+			}
+			last = l
+			if !gapless {
 				continue
 			}
 			if follow && int64(l.Head.Commit) > total {
@@ -201,6 +238,7 @@ func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, max
 	<-watched
 	if err != nil {
 		p.Finish("backfill stopped")
+		res.Lag = last
 		return res, err
 	}
 	if at := counted(l); gapless && at > seen {

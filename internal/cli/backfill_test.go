@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -532,5 +534,52 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 	}
 	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != 50 {
 		t.Fatalf("audit_events has %d rows, want 50", n)
+	}
+}
+
+// TestBackfillInterruptedSaysHowFarItWas: Ctrl-C during a backfill names,
+// beside the position it stopped at, the head it was going to (the one it
+// read when it started, not the head the log has grown to since) and how
+// many events were left to it.
+func TestBackfillInterruptedSaysHowFarItWas(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	c.appendMany(1500)
+	// A batch is 1000 events; at 100 events/s the second one waits ~10 s.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := c.start(ctx, "backfill", "audit", "--max-rate", "100")
+	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit'`) == 0 {
+		select {
+		case err := <-b.exited:
+			t.Fatalf("backfill ended before it was interrupted: %v\n%s", err, b.stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("the backfill never committed a batch: %s", b.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c.appendMany(100) // the head moves on from the one backfill started with
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	err := <-b.exited
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted backfill: want exit 130, got %v\n%s", err, b.stderr.String())
+	}
+	m := regexp.MustCompile(`backfill of audit interrupted at position (\d+); run the same command again to continue to position (\d+), the head when it started: (\d+) events remain`).
+		FindStringSubmatch(b.stderr.String())
+	if m == nil {
+		t.Fatalf("interrupted backfill did not say where it stopped, where it was going and how much was left:\n%s", b.stderr.String())
+	}
+	at, _ := strconv.Atoi(m[1])
+	head, _ := strconv.Atoi(m[2])
+	left, _ := strconv.Atoi(m[3])
+	if cp := c.checkpoint("audit"); at != cp || at <= 0 || at >= 1500 {
+		t.Fatalf("interrupted at position %d, checkpoint %d: want the checkpoint, after the first batch and before the end", at, cp)
+	}
+	if head != 1500 {
+		t.Fatalf("interrupted on the way to position %d, want 1500, the head when it started (the log is at %d now)", head, c.head())
+	}
+	if left != head-at {
+		t.Fatalf("%d events remain from position %d to %d, want %d", left, at, head, head-at)
 	}
 }
