@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -210,7 +211,11 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		}
 		out = append(out, r.event())
 	}
-	return eventstore.Page{Events: out, Next: eventstore.Pos(uint64(i) + 1), End: i >= len(s.log)}, nil
+	next := eventstore.Pos(uint64(i) + 1)
+	if next.Compare(opts.From) < 0 {
+		next = opts.From // From was past any index the log can reach
+	}
+	return eventstore.Page{Events: out, Next: next, End: i >= len(s.log)}, nil
 }
 
 // firstAtOrAfter is the index of the first event whose position is >= p.
@@ -219,17 +224,23 @@ func firstAtOrAfter(p eventstore.Position) int {
 		return 0
 	}
 	if eventstore.Pos(p.Commit).Compare(p) >= 0 {
-		return int(p.Commit - 1)
+		return logIndex(p.Commit - 1)
 	}
-	return int(p.Commit)
+	return logIndex(p.Commit)
 }
 
 // firstAfter is the index of the first event whose position is > p.
 func firstAfter(p eventstore.Position) int {
 	if p.Commit > 0 && eventstore.Pos(p.Commit).Compare(p) > 0 {
-		return int(p.Commit - 1)
+		return logIndex(p.Commit - 1)
 	}
-	return int(p.Commit)
+	return logIndex(p.Commit)
+}
+
+// logIndex is i as an index of the log; one beyond any int is past every
+// event the log can hold (it must not wrap to a negative index).
+func logIndex(i uint64) int {
+	return int(min(i, math.MaxInt))
 }
 
 // Head returns the position of the last event.

@@ -327,6 +327,17 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	return evs, nil
 }
 
+// logPos is p as the log's bigint position column. Positions above the
+// largest bigint are past any event the log can hold; they become that
+// largest value, so reading from or after one finds nothing instead of
+// wrapping to a negative number and reading from the start.
+func logPos(p eventstore.Position) int64 {
+	if p.Commit > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(p.Commit)
+}
+
 // ReadAll returns one page of the log in position order.
 func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
 	if s.isClosed() {
@@ -336,7 +347,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if limit <= 0 {
 		limit = eventstore.DefaultPageSize
 	}
-	evs, err := s.readFrom(ctx, int64(opts.From.Commit), limit, opts.Types, opts.TenantID)
+	evs, err := s.readFrom(ctx, logPos(opts.From), limit, opts.Types, opts.TenantID)
 	if err != nil {
 		return eventstore.Page{}, err
 	}
@@ -400,7 +411,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	}
 	sub := &subscription{
 		store: s,
-		after: int64(opts.After.Commit),
+		after: min(logPos(opts.After), math.MaxInt64-1), // it reads from after+1
 		types: opts.Types,
 		batch: batch,
 		wake:  make(chan struct{}, 1),

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -200,6 +201,26 @@ func (s *suite) testReadAll(t *testing.T) {
 		sameEvents(t, "ReadAll default limit", p.Events, want)
 		if !p.End {
 			t.Fatal("End = false after reading 25 events with the default page size")
+		}
+	})
+	t.Run("FromBeyondAnyPosition", func(t *testing.T) {
+		// A backend that keeps positions in a signed 64-bit column must
+		// not wrap these to negative numbers and read from the start.
+		if !s.h.Features.GaplessPositions {
+			t.Skip("positions of this backend are its own; only gapless integer positions are checked")
+		}
+		t.Parallel()
+		for _, from := range []uint64{1 << 63, math.MaxUint64} {
+			p, err := st.ReadAll(ctx, eventstore.ReadAllOptions{From: eventstore.Pos(from)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Events) != 0 || !p.End {
+				t.Fatalf("ReadAll from %d: %d events, End %v; want 0, true", from, len(p.Events), p.End)
+			}
+			if p.Next.Compare(eventstore.Pos(from)) < 0 {
+				t.Fatalf("ReadAll from %d: Next %v goes back", from, p.Next)
+			}
 		}
 	})
 	t.Run("FromIsInclusive", func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -112,6 +113,17 @@ func (s *suite) testSubscribe(t *testing.T) {
 		res := mustAppend(t, st, "after", eventstore.Any, added("next"))
 		got = collect(t, sub, 1, 0)
 		sameEvents(t, "after the head", got, res.Events)
+	})
+	t.Run("AfterBeyondAnyPosition", func(t *testing.T) {
+		if !s.h.Features.GaplessPositions {
+			t.Skip("positions of this backend are its own; only gapless integer positions are checked")
+		}
+		t.Parallel()
+		st := s.newStore(t)
+		fill(t, st, "beyond", 2, 4)
+		for _, after := range []uint64{1<<63 - 1, 1 << 63, math.MaxUint64} {
+			nothingMore(t, subscribe(t, st, eventstore.SubscribeOptions{After: eventstore.Pos(after)}))
+		}
 	})
 	t.Run("Types", func(t *testing.T) {
 		t.Parallel()
