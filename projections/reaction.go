@@ -13,9 +13,12 @@ import (
 // the store: before it calls fn for an event, it records the event under
 // consumer with Once, in the transaction that commits the checkpoint, and
 // it skips events the consumer has already acted on. fn runs before that
-// transaction commits, so after a crash between the two it runs again:
-// its effect must itself be idempotent (the reactions key their commands
-// by the causing event), and Once makes every redelivery after a commit,
+// transaction commits, so it runs again whenever the transaction does not
+// commit: after a crash between the two, and for the other events of a
+// batch in which one event fails (the runtime rolls the batch back and
+// applies its events one per transaction). Its effect must itself be
+// idempotent (the reactions key their commands by the causing event),
+// and Once makes every redelivery after a commit,
 // a replay or a rebuild a no-op. name is the projection's name;
 // consumer the key in processed_events, which must never change.
 func Reaction(name, consumer string, handles []EventType, fn func(ctx context.Context, e eventstore.Event) error) Projection {
