@@ -25,18 +25,25 @@ type CopyOptions struct {
 	// MaxBatchBytes bounds one target append (payload, meta and envelope
 	// strings added up); <= 0 means DefaultImportBatchBytes.
 	MaxBatchBytes int
-	// Progress, if set, is called after each page is copied.
+	// Progress, if set, is called after each page is copied, and when an
+	// append fails, with what the target holds of that page: its last call
+	// is the progress Copy returns.
 	Progress func(CopyProgress)
 }
 
 // CopyProgress says how far a copy is.
 type CopyProgress struct {
 	// Events is how many events the target holds from this copy: written
-	// now, or found already written by an earlier, interrupted run.
+	// now, or found already written by an earlier, interrupted run. After
+	// a failure too: they are the source's events up to Position. An
+	// append whose outcome is unknown (cut off by ctx in flight) counts as
+	// not written; copying again settles it.
 	Events int64
 	// Appends is how many appends were sent to the target.
 	Appends int64
-	// Position is the source position of the last event copied.
+	// Position is the source position of the last event copied; every
+	// event of the source up to it (after CopyOptions.After) is in the
+	// target, also after a failure.
 	Position Position
 }
 
@@ -71,15 +78,20 @@ func Copy(ctx context.Context, from, to Store, opts CopyOptions) (CopyProgress, 
 			events = events[1:]
 		}
 		if len(events) > 0 {
-			appends, err := Import(ctx, to, events, opts.MaxBatchBytes)
+			// A failure part way through the page leaves the events
+			// before the failing one in the target: earlier runs, and
+			// those of the failing run the fallback stored one by one.
+			appends, held, err := importEvents(ctx, to, events, opts.MaxBatchBytes)
 			progress.Appends += int64(appends)
-			if err != nil {
-				return progress, fmt.Errorf("eventstore: copy: %w", err)
+			if held > 0 {
+				progress.Events += int64(held)
+				progress.Position = events[held-1].Position
 			}
-			progress.Events += int64(len(events))
-			progress.Position = events[len(events)-1].Position
 			if opts.Progress != nil {
 				opts.Progress(progress)
+			}
+			if err != nil {
+				return progress, fmt.Errorf("eventstore: copy: %w", err)
 			}
 		}
 		if page.End {
@@ -98,19 +110,27 @@ func Copy(ctx context.Context, from, to Store, opts CopyOptions) (CopyProgress, 
 // Like Copy, it is idempotent: events to already holds are acknowledged as
 // retries, and a stream whose stored events differ is an error.
 func Import(ctx context.Context, to Store, events []Event, maxBatchBytes int) (appends int, err error) {
+	appends, _, err = importEvents(ctx, to, events, maxBatchBytes)
+	return appends, err
+}
+
+// importEvents is Import, and also returns how many events at the head of
+// events the target holds: all of them, or on failure those before the
+// event it failed on.
+func importEvents(ctx context.Context, to Store, events []Event, maxBatchBytes int) (appends, held int, err error) {
 	if maxBatchBytes <= 0 {
 		maxBatchBytes = DefaultImportBatchBytes
 	}
-	for len(events) > 0 {
-		run := runLength(events, maxBatchBytes)
-		n, err := appendOrOneByOne(ctx, to, events[:run])
+	for held < len(events) {
+		run := runLength(events[held:], maxBatchBytes)
+		n, stored, err := appendOrOneByOne(ctx, to, events[held:held+run])
 		appends += n
+		held += stored
 		if err != nil {
-			return appends, err
+			return appends, held, err
 		}
-		events = events[run:]
 	}
-	return appends, nil
+	return appends, held, nil
 }
 
 // runLength is the length of the run of events at the head of events that
@@ -169,20 +189,26 @@ func metaSize(m Meta) int {
 
 // appendOrOneByOne appends one run; if the target refuses it as a whole because
 // an earlier, interrupted copy stored part of it, it appends the events
-// one by one, each an idempotent retry or a new write.
-func appendOrOneByOne(ctx context.Context, to Store, run []Event) (appends int, err error) {
+// one by one, each an idempotent retry or a new write. held is how many
+// events at the head of run the target holds when it returns: the run is
+// appended whole or not at all, and one by one it stops at the first
+// event refused.
+func appendOrOneByOne(ctx context.Context, to Store, run []Event) (appends, held int, err error) {
 	err = appendRun(ctx, to, run)
 	appends = 1
-	if err == nil || len(run) == 1 || !(errors.Is(err, ErrDuplicateEvent) || errors.Is(err, ErrConcurrency)) {
-		return appends, err
+	if err == nil {
+		return appends, len(run), nil
+	}
+	if len(run) == 1 || !(errors.Is(err, ErrDuplicateEvent) || errors.Is(err, ErrConcurrency)) {
+		return appends, 0, err
 	}
 	for i := range run {
 		appends++
 		if err := appendRun(ctx, to, run[i:i+1]); err != nil {
-			return appends, err
+			return appends, i, err
 		}
 	}
-	return appends, nil
+	return appends, len(run), nil
 }
 
 func appendRun(ctx context.Context, to Store, run []Event) error {
