@@ -173,23 +173,29 @@ func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, max
 	}
 	res := backfillResult{Lag: start, StartHead: start.Head}
 	// The bar counts positions, which only a gapless log can: up to the
-	// start head, or (following) up to the head as it grows.
+	// start head, or (following) up to the head as it grows. It counts
+	// from where the projection was when this run started, which its
+	// description names: what earlier runs applied would count in the
+	// rate and ETA as done in no time (the bar has no starting value
+	// that is not progress).
 	gapless := env.b.Store.Features().GaplessPositions
-	var total int64
-	if gapless {
-		total = int64(start.Head.Commit)
-	}
-	p := a.newProgress("backfill "+name, "events", total)
 	counted := func(l projections.Lag) uint64 {
 		if follow {
 			return l.Position.Commit
 		}
 		return min(l.Position.Commit, start.Head.Commit)
 	}
-	seen := counted(start)
-	if gapless && seen > 0 {
-		p.Add(int(seen))
+	base := counted(start)
+	seen := base
+	what := "backfill " + name
+	var total int64
+	if gapless {
+		total = int64(start.Head.Commit) - int64(base)
+		if base > 0 {
+			what += fmt.Sprintf(" after position %d", base)
+		}
 	}
+	p := a.newProgress(what, "events", total)
 	last := start // the last lag read, while CatchUp runs
 	done, watched := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -211,8 +217,8 @@ func (a *app) backfill(ctx context.Context, env *projectionEnv, name string, max
 			if !gapless {
 				continue
 			}
-			if follow && int64(l.Head.Commit) > total {
-				total = int64(l.Head.Commit)
+			if follow && int64(l.Head.Commit)-int64(base) > total {
+				total = int64(l.Head.Commit) - int64(base)
 				p.SetTotal(total)
 			}
 			if at := counted(l); at > seen {

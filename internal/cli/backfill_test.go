@@ -583,3 +583,48 @@ func TestBackfillInterruptedSaysHowFarItWas(t *testing.T) {
 		t.Fatalf("%d events remain from position %d to %d, want %d", left, at, head, head-at)
 	}
 }
+
+// TestBackfillResumedReportsOnlyItsOwnProgress: a backfill of a projection
+// that has applied part of the log already reports progress (the plain
+// lines of a run without a terminal; a terminal's bar counts the same)
+// over what is left, not over the whole log: what earlier runs applied
+// would count in its rate and ETA as done in no time. Its job names the
+// position it started from.
+func TestBackfillResumedReportsOnlyItsOwnProgress(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	c.appendMany(1000)
+	c.must(0, "backfill", "audit")
+	c.appendMany(1500)
+	// At 1000 events/s the second batch waits: progress lines come
+	// while it runs, not only at the end.
+	c.env = []string{"EVENTSTREAM_PROGRESS_INTERVAL=100ms"}
+	r := c.must(0, "backfill", "audit", "--max-rate", "1000")
+
+	line := regexp.MustCompile(`msg="?(progress|backfill done)"? job="([^"]*)" events=(\d+) .*total=(\d+)`)
+	var done int
+	for _, l := range strings.Split(r.stderr, "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		events, _ := strconv.Atoi(m[3])
+		total, _ := strconv.Atoi(m[4])
+		if total != 1500 || events > total {
+			t.Fatalf("progress counts %d of %d events, want up to the 1500 this run had to apply:\n%s", events, total, l)
+		}
+		if m[2] != "backfill audit after position 1000" {
+			t.Fatalf("progress of job %q, want it to name where this run started:\n%s", m[2], l)
+		}
+		if m[1] == "backfill done" {
+			done = events
+		}
+	}
+	if done != 1500 {
+		t.Fatalf("backfill done after %d events, want the 1500 it applied:\n%s", done, r.stderr)
+	}
+	if cp := c.checkpoint("audit"); cp != 2500 {
+		t.Fatalf("checkpoint %d, want 2500", cp)
+	}
+}
