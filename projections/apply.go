@@ -209,7 +209,33 @@ func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, att
 // stop records that the projection stopped on e and ends the session.
 func (a *applier) stop(ctx context.Context, e eventstore.Event, cause error) error {
 	msg := storable(fmt.Sprintf("event %s (%s at %s): %v", e.ID, e.Type, e.Position, cause))
-	if _, err := a.conn.Exec(ctx, `UPDATE projection_state SET stopped = true, last_error = $2, updated_at = now() WHERE projection = $1`, a.p.Name, msg); err != nil {
+	err := pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
+		// Fenced like a commit: a swap or a rewind that committed since
+		// the last attempt took the event away from this generation, and
+		// the stop would otherwise fall on the generation that replaced
+		// it. The state row is locked first, as the swap and Reprocess
+		// do, so the checkpoint read after it is the one they left.
+		var gen *int
+		if err := tx.QueryRow(ctx, `SELECT active_generation FROM projection_state WHERE projection = $1 FOR UPDATE`, a.p.Name).Scan(&gen); err != nil {
+			return err
+		}
+		if gen == nil || *gen != a.gen {
+			return errFenced
+		}
+		pos, err := loadCheckpoint(ctx, tx, a.p.Name, a.gen)
+		if errors.Is(err, errNoCheckpoint) || (err == nil && pos != a.saved) {
+			return errFenced
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE projection_state SET stopped = true, last_error = $2, updated_at = now() WHERE projection = $1`, a.p.Name, msg)
+		return err
+	})
+	if errors.Is(err, errFenced) {
+		return err
+	}
+	if err != nil {
 		return fmt.Errorf("projections: stop %q: %w", a.p.Name, err)
 	}
 	a.rt.log.Error("projection stopped on error", "projection", a.p.Name, "event_id", e.ID, "type", e.Type, "position", e.Position.String(), "err", cause)

@@ -2,9 +2,16 @@ package projections_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
@@ -63,5 +70,116 @@ func TestRebuildFailureLeavesTheLiveProjectionRunning(t *testing.T) {
 	waitCaughtUp(t, rt)
 	if got, want := seenCount(t, pool), countHandled(t, store); got != want {
 		t.Fatalf("the rebuilt generation has %d events, want %d", got, want)
+	}
+}
+
+// A live StopOnError runner gives up on an event while a rebuild, which
+// applied that event, swaps its generation in: the stop belongs to the
+// retired generation and must not stop the new one, which runs on.
+func TestStopOfARetiredGenerationDoesNotStopTheNewOne(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	fill(t, store, 200, 20)
+	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := page.Events[50]
+	pool := database(t)
+	cfg := fastConfig()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	cfg.ApplicationName = "stopswap-" + hex.EncodeToString(b[:])
+
+	var rt *projections.Runtime
+	rebuilt := make(chan error, 1)
+	var attempts atomic.Int32
+	// Generation 1 cannot apply the event; on its last attempt, a rebuild
+	// (which can) reaches its swap, which waits for this transaction.
+	handler := func(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
+		var schema string
+		if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.ID == poison.ID && strings.HasSuffix(schema, "_g1") {
+				if len(evs) == 1 && attempts.Add(1) == int32(cfg.Retry.MaxAttempts) {
+					go func() {
+						_, err := rt.Rebuild(context.Background(), "stopswap", projections.RebuildOptions{})
+						rebuilt <- err
+					}()
+					if err := waitForLockWait(ctx, pool, cfg.ApplicationName+":rebuild:stopswap"); err != nil {
+						return err
+					}
+				}
+				return errors.New("generation 1 cannot apply it")
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO seen (event_id, tenant_id) VALUES ($1, $2)`, e.ID, e.Meta.TenantID); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	p := seenProjection("stopswap", nil)
+	p.Handler = projections.HandlerFunc(handler)
+	p.StopOnError = true
+	rt = newRuntime(t, pool, store, cfg, p)
+	run(t, rt)
+	select {
+	case err := <-rebuilt:
+		if err != nil {
+			t.Fatalf("Rebuild: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the rebuild did not end")
+	}
+	fill(t, store, 70, 7)
+	want := countHandled(t, store)
+	deadline := time.Now().Add(60 * time.Second)
+	for seenCount(t, pool) != want {
+		lag, err := rt.Lag(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lag[0].Stopped {
+			t.Fatalf("the new generation was stopped by the old one's failure: %+v", lag[0])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("seen %d events, want %d: %+v", seenCount(t, pool), want, lag[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lag, err := rt.Lag(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := lag[0]; l.Stopped || l.Generation != 2 {
+		t.Fatalf("after the swap: %+v, want generation 2 running", l)
+	}
+}
+
+// waitForLockWait waits until a session of the given application_name
+// waits for a lock.
+func waitForLockWait(ctx context.Context, pool *pgxpool.Pool, app string) error {
+	for {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting)
+		if err != nil || waiting {
+			return err
+		}
+		if !sleepCtx(ctx, 5*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
