@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -77,26 +78,90 @@ func CheckTenant(tenant string) error {
 	return nil
 }
 
-// Authenticator checks bearer tokens against a TokenSource, caching the
-// list for a few seconds so that revocations apply quickly without a
-// database round trip per request.
-type Authenticator struct {
-	src TokenSource
-	ttl time.Duration
+// ErrTokensUnavailable: the list of tokens cannot be read and the last one
+// read is too old to be trusted (or none was ever read). The request must be
+// refused (503), never checked against a list that may still hold a
+// revoked token.
+var ErrTokensUnavailable = errors.New("the tokens cannot be read")
 
-	mu     sync.Mutex
-	cache  []Token
-	loaded time.Time
+// AuthConfig tunes an Authenticator. The zero value of a field means its
+// default (in brackets).
+type AuthConfig struct {
+	// TTL is how long a list of tokens is used before it is read again
+	// [5s]: a revocation applies within it.
+	TTL time.Duration
+	// MaxStale bounds the age of the list used while it cannot be read
+	// again (the database is down or unreachable) [1m]. Within it, tokens
+	// are checked against the last list read, so that a short outage does
+	// not take the API down; past it, every request with a token fails
+	// with ErrTokensUnavailable until the list is read again, so that a
+	// token revoked just before an outage is not accepted for as long as
+	// the outage lasts. Less than TTL means TTL.
+	MaxStale time.Duration
+	// Logger gets one warning when an outage starts refusing requests and
+	// one line when the tokens can be read again [the Server's Logger when
+	// a Server uses the Authenticator, else slog.Default()].
+	Logger *slog.Logger
+	// Now is the clock [time.Now].
+	Now func() time.Time
 }
 
-// NewAuthenticator returns an Authenticator over src.
+// WithDefaults fills the zero fields (but Logger).
+func (c AuthConfig) WithDefaults() AuthConfig {
+	if c.TTL <= 0 {
+		c.TTL = 5 * time.Second
+	}
+	if c.MaxStale <= 0 {
+		c.MaxStale = time.Minute
+	}
+	c.MaxStale = max(c.MaxStale, c.TTL)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Authenticator checks bearer tokens against a TokenSource, caching the
+// list for a few seconds so that revocations apply quickly without a
+// database round trip per request. While the source fails, the cached list
+// is used up to AuthConfig.MaxStale, then requests are refused: a
+// revocation is never ignored for longer than that.
+type Authenticator struct {
+	src TokenSource
+	cfg AuthConfig
+
+	mu       sync.Mutex
+	log      *slog.Logger
+	cache    []Token
+	loaded   time.Time // when the read that filled cache began
+	refusing bool      // an outage is refusing requests (and was logged)
+	since    time.Time // when refusing began
+}
+
+// NewAuthenticator returns an Authenticator over src with the default
+// AuthConfig.
 func NewAuthenticator(src TokenSource) *Authenticator {
-	return &Authenticator{src: src, ttl: 5 * time.Second}
+	return NewAuthenticatorWithConfig(src, AuthConfig{})
+}
+
+// NewAuthenticatorWithConfig returns an Authenticator over src tuned by cfg.
+func NewAuthenticatorWithConfig(src TokenSource, cfg AuthConfig) *Authenticator {
+	return &Authenticator{src: src, cfg: cfg.WithDefaults(), log: cfg.Logger}
+}
+
+// useLogger makes l the logger unless one was configured.
+func (a *Authenticator) useLogger(l *slog.Logger) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.log == nil {
+		a.log = l
+	}
 }
 
 // Authenticate returns the principal of secret. Every stored hash is
 // compared, in constant time, whatever matches: the time taken does not
-// depend on which token (if any) matched or how much of it.
+// depend on which token (if any) matched or how much of it. The error, if
+// any, wraps ErrTokensUnavailable.
 func (a *Authenticator) Authenticate(ctx context.Context, secret string) (Principal, bool, error) {
 	if secret == "" {
 		return Principal{}, false, nil
@@ -121,21 +186,50 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (Princi
 func (a *Authenticator) tokens(ctx context.Context) ([]Token, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.cache != nil && time.Since(a.loaded) < a.ttl {
+	start := a.cfg.Now()
+	age := start.Sub(a.loaded)
+	if a.cache != nil && age < a.cfg.TTL {
 		return a.cache, nil
 	}
 	ts, err := a.src.Tokens(ctx)
-	if err != nil {
-		if a.cache != nil {
-			return a.cache, nil // keep serving while the source is briefly down
+	if err == nil {
+		if a.refusing {
+			a.logger().Info("the tokens can be read again: accepting requests", "refused_for", a.cfg.Now().Sub(a.since).Round(time.Millisecond))
+			a.refusing = false
 		}
-		return nil, err
+		if ts == nil {
+			ts = []Token{}
+		}
+		// The list is as new as the moment its read began: a revocation
+		// committed after that may be missing from it.
+		a.cache, a.loaded = ts, start
+		return ts, nil
 	}
-	if ts == nil {
-		ts = []Token{}
+	if a.cache != nil && age < a.cfg.MaxStale {
+		return a.cache, nil // a short outage: the list is recent enough
 	}
-	a.cache, a.loaded = ts, time.Now()
-	return ts, nil
+	if ctx.Err() != nil {
+		// The request is gone (or out of time): that says nothing about
+		// the source, so it neither starts nor ends an outage.
+		return nil, fmt.Errorf("%w: %w", ErrTokensUnavailable, err)
+	}
+	if !a.refusing {
+		a.refusing, a.since = true, start
+		stale := "never read"
+		if a.cache != nil {
+			stale = age.Round(time.Millisecond).String()
+		}
+		a.logger().Warn("cannot read the tokens: refusing every request with a token (503) until they can be read again",
+			"last_read_ago", stale, "max_stale", a.cfg.MaxStale, "err", err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrTokensUnavailable, err)
+}
+
+func (a *Authenticator) logger() *slog.Logger {
+	if a.log != nil {
+		return a.log
+	}
+	return slog.Default()
 }
 
 // Tokens is a fixed list (tests, the dev token of serve --dev).
@@ -238,7 +332,7 @@ func (t TokenTable) Tokens(ctx context.Context) ([]Token, error) {
 	for rows.Next() {
 		var hash, tenant, name string
 		if err := rows.Scan(&hash, &tenant, &name); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read tokens: %w", err)
 		}
 		raw, err := hex.DecodeString(hash)
 		if err != nil || len(raw) != sha256.Size {
@@ -248,7 +342,10 @@ func (t TokenTable) Tokens(ctx context.Context) ([]Token, error) {
 		copy(tok.Hash[:], raw)
 		out = append(out, tok)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	return out, nil
 }
 
 // Add stores a new token for tenant and returns its secret (shown once).

@@ -10,7 +10,10 @@
 //     sees every tenant. No token, or an unknown one: 401.
 //   - Tokens are stored as SHA-256 hashes (in a file or the
 //     eventstream_api_tokens table) and compared in constant time against
-//     every stored hash.
+//     every stored hash. The list is re-read every 5 seconds; while it
+//     cannot be read, the last list read is used for at most a minute,
+//     then every request with a token is 503 until it can: a revoked
+//     token is never accepted for longer than that (AuthConfig).
 //   - An append is validated like every append (eventstore.Validator):
 //     400 with the event index, JSON pointer and rule; 409 on a wrong
 //     expected version; nothing is written on either.

@@ -87,7 +87,8 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Runtime, if set, answers GET /projections and the UI's lag page.
 	Runtime *projections.Runtime
-	// Auth checks bearer tokens. Required.
+	// Auth checks bearer tokens. Required. Its outage warnings go to
+	// Logger unless it was given its own (AuthConfig.Logger).
 	Auth *Authenticator
 	// Gatherer serves GET /metrics (nil: no metrics endpoint).
 	Gatherer prometheus.Gatherer
@@ -121,6 +122,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Auth.useLogger(cfg.Logger)
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
 	var err error
 	if s.ui, err = newUI(s); err != nil {
@@ -232,8 +234,11 @@ func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok, err := s.cfg.Auth.Authenticate(r.Context(), bearer(r))
 		if err != nil {
-			s.log.Error("authenticate", "err", err)
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check tokens right now", nil)
+			// The Authenticator logs an outage once, not per request.
+			if !errors.Is(err, ErrTokensUnavailable) {
+				s.log.Error("authenticate", "err", err)
+			}
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check tokens right now (the token list cannot be read); retry later", nil)
 			return
 		}
 		if !ok {
