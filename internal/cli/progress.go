@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -30,23 +31,33 @@ func (a *app) newProgress(what, unit string, total int64) *progress {
 	p := &progress{a: a, what: what, unit: unit, total: total, start: time.Now(), every: a.progressEvery()}
 	p.lastLog = p.start
 	if isTerminal(a.io.Err) && !a.asJSON {
-		max := total
-		if max <= 0 {
-			max = -1
-		}
-		p.bar = progressbar.NewOptions64(max,
-			progressbar.OptionSetWriter(a.io.Err),
-			progressbar.OptionSetDescription(what),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString(unit),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(a.io.Err) }),
-		)
+		p.bar = newBar(a.io.Err, what, unit, total)
 	}
 	return p
+}
+
+// newBar is the terminal's bar for a job of total units (0 or less:
+// unknown). Its clock starts now: left to start at the first Add, it
+// would take a resumed job's first chunk as done in no time and show an
+// absurd rate.
+func newBar(w io.Writer, what, unit string, total int64) *progressbar.ProgressBar {
+	max := total
+	if max <= 0 {
+		max = -1
+	}
+	bar := progressbar.NewOptions64(max,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString(unit),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+	)
+	bar.StartWithoutRender()
+	return bar
 }
 
 // progressEvery is how often plain progress lines are logged
