@@ -85,7 +85,7 @@ func (a *applier) apply(ctx context.Context, batch []eventstore.Event) error {
 	if prepErr == nil {
 		start := time.Now()
 		err := a.commit(ctx, last, func(tx pgx.Tx) error {
-			return a.p.Handler.Handle(ctx, tx, handled)
+			return catch(func() error { return a.p.Handler.Handle(ctx, tx, handled) })
 		})
 		if err == nil {
 			a.st.observeBatch(time.Since(start))
@@ -122,7 +122,11 @@ func dedupe(events []eventstore.Event, pos eventstore.Position) []eventstore.Eve
 // prepare upcasts a handled event and checks its schema version.
 func (a *applier) prepare(e eventstore.Event) (eventstore.Event, error) {
 	if a.rt.cfg.Upcast != nil && !a.p.Raw {
-		up, err := a.rt.cfg.Upcast(e)
+		var up eventstore.Event
+		err := catch(func() (err error) {
+			up, err = a.rt.cfg.Upcast(e)
+			return err
+		})
 		if err != nil {
 			return e, Permanent(fmt.Errorf("upcast: %w", err))
 		}
@@ -145,7 +149,7 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 		ev, err := a.prepare(e)
 		if err == nil {
 			err = a.commit(ctx, e.Position, func(tx pgx.Tx) error {
-				return a.p.Handler.Handle(ctx, tx, []eventstore.Event{ev})
+				return catch(func() error { return a.p.Handler.Handle(ctx, tx, []eventstore.Event{ev}) })
 			})
 			if err == nil {
 				a.st.applied(a.gen, e.Position, 1, 1)

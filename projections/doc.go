@@ -16,7 +16,9 @@
 //     subscription, in batches, in log order.
 //   - A failing event is retried with backoff (RetryPolicy), then parked
 //     in the dead-letter table (or the projection stopped, if so
-//     declared); parked events can be listed, retried and skipped.
+//     declared); parked events can be listed, retried and skipped. A
+//     panic in a handler (or in Upcast) is such a failure, a *PanicError,
+//     not a crash of the process.
 //   - Each projection is run by exactly one runtime at a time across
 //     processes (a session advisory lock on the connection that also
 //     carries its transactions); another takes over when it dies.

@@ -193,7 +193,7 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 	}
 	if r.cfg.OnPublish != nil {
 		pub := Publication{Projection: p.Name, Generation: gen, Schema: schema, Home: home, Tables: tables}
-		if err := r.cfg.OnPublish(ctx, tx, pub); err != nil {
+		if err := catch(func() error { return r.cfg.OnPublish(ctx, tx, pub) }); err != nil {
 			return fmt.Errorf("projections: OnPublish for %q generation %d: %w", p.Name, gen, err)
 		}
 	}
@@ -555,7 +555,7 @@ func (r *Runtime) Reprocess(ctx context.Context, name string, after eventstore.P
 		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, path); err != nil {
 			return err
 		}
-		if err := p.Rewind(ctx, tx, after); err != nil {
+		if err := catch(func() error { return p.Rewind(ctx, tx, after) }); err != nil {
 			return fmt.Errorf("projections: rewind %q to %s: %w", name, after, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET commit_position = $3, prepare_position = $4, updated_at = now() WHERE projection = $1 AND generation = $2`, name, gen, c, pp); err != nil {

@@ -84,7 +84,9 @@ func Types(version int, types ...string) []EventType {
 // must not commit or roll it back, and must write only through tx. A
 // batch may hold a single event (when the runtime isolates a failing one);
 // a handler must give the same result for a batch as for its events one
-// by one.
+// by one. A panic in Handle is recovered and is an error of the batch
+// like a returned one (a *PanicError): the transaction rolls back and the
+// event is retried, then parked or the projection stopped.
 type Handler interface {
 	Handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error
 }

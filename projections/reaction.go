@@ -19,7 +19,9 @@ import (
 // applies its events one per transaction). Its effect must itself be
 // idempotent (the reactions key their commands by the causing event),
 // and Once makes every redelivery after a commit,
-// a replay or a rebuild a no-op. name is the projection's name;
+// a replay or a rebuild a no-op. A panic in fn fails the event like a
+// returned error (a *PanicError), and the event is not recorded as acted
+// on. name is the projection's name;
 // consumer the key in processed_events, which must never change.
 func Reaction(name, consumer string, handles []EventType, fn func(ctx context.Context, e eventstore.Event) error) Projection {
 	return Projection{
