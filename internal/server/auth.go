@@ -45,7 +45,9 @@ type Token struct {
 	Name   string
 }
 
-// TokenSource lists the valid tokens.
+// TokenSource lists the valid tokens. Tokens must return once ctx is done:
+// the Authenticator bounds each read with AuthConfig.ReadTimeout and counts
+// on it to end.
 type TokenSource interface {
 	Tokens(ctx context.Context) ([]Token, error)
 }
@@ -88,16 +90,23 @@ var ErrTokensUnavailable = errors.New("the tokens cannot be read")
 // default (in brackets).
 type AuthConfig struct {
 	// TTL is how long a list of tokens is used before it is read again
-	// [5s]: a revocation applies within it.
+	// [5s]: a revocation applies within it (plus the time of one read)
+	// while the list can be read. After a read fails, the next one starts
+	// no sooner than TTL later, however many requests come meanwhile.
 	TTL time.Duration
 	// MaxStale bounds the age of the list used while it cannot be read
-	// again (the database is down or unreachable) [1m]. Within it, tokens
-	// are checked against the last list read, so that a short outage does
-	// not take the API down; past it, every request with a token fails
-	// with ErrTokensUnavailable until the list is read again, so that a
-	// token revoked just before an outage is not accepted for as long as
-	// the outage lasts. Less than TTL means TTL.
+	// again (the database is down, unreachable or does not answer) [1m].
+	// Within it, tokens are checked against the last list read, so that a
+	// short outage does not take the API down; past it, every request with
+	// a token fails with ErrTokensUnavailable until the list is read again,
+	// so that a token revoked just before an outage is not accepted for as
+	// long as the outage lasts. Less than TTL means TTL.
 	MaxStale time.Duration
+	// ReadTimeout bounds one read of the list [3s]. A read runs on its
+	// own, not with the context of the request that started it (a client
+	// that goes away does not cut it short for everyone), one at a time; a
+	// read that has not answered within ReadTimeout has failed.
+	ReadTimeout time.Duration
 	// Logger gets one warning when an outage starts refusing requests and
 	// one line when the tokens can be read again [the Server's Logger when
 	// a Server uses the Authenticator, else slog.Default()].
@@ -115,6 +124,9 @@ func (c AuthConfig) WithDefaults() AuthConfig {
 		c.MaxStale = time.Minute
 	}
 	c.MaxStale = max(c.MaxStale, c.TTL)
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 3 * time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -126,6 +138,27 @@ func (c AuthConfig) WithDefaults() AuthConfig {
 // database round trip per request. While the source fails, the cached list
 // is used up to AuthConfig.MaxStale, then requests are refused: a
 // revocation is never ignored for longer than that.
+//
+// A source that hangs (the database accepts the connection and never
+// answers) holds up no request that the cache can answer. One read runs at
+// a time, with its own context bounded by AuthConfig.ReadTimeout, and a
+// failed read is retried TTL later, not once per request. A request waits
+// for a read (never past its own context) only:
+//   - when it started the read and either the last read succeeded, so that
+//     while the source answers a revocation applies within TTL, or the
+//     cache cannot answer it (no list was ever read, or the last one is
+//     older than MaxStale), so that it is not refused while the source may
+//     well answer;
+//   - when the cache cannot answer it and the read in flight was started
+//     for that same reason while no read had failed since the last success
+//     (the first read at start-up, a burst of requests after an idle spell
+//     longer than MaxStale).
+//
+// Every other request is answered at once: from the cache within MaxStale,
+// refused past it. So when the source starts hanging, the request that
+// started the read waits ReadTimeout, then is answered from the cache; the
+// others are answered meanwhile, and none waits again while the cache can
+// answer.
 type Authenticator struct {
 	src TokenSource
 	cfg AuthConfig
@@ -134,9 +167,24 @@ type Authenticator struct {
 	log      *slog.Logger
 	cache    []Token
 	loaded   time.Time // when the read that filled cache began
+	reading  *read     // the read in flight, if any
+	err      error     // why the last read failed; nil once one succeeds
+	failed   time.Time // when it failed: the next read waits TTL
 	refusing bool      // an outage is refusing requests (and was logged)
 	since    time.Time // when refusing began
 }
+
+// read is one read of the list in flight. Its outcome is recorded in the
+// Authenticator before done is closed; err is set by then.
+type read struct {
+	done   chan struct{}
+	err    error
+	needed bool // started while the cache could not answer and the source was answering
+}
+
+// errReadPending is why a request is refused while the first read since
+// the last success has not answered yet.
+var errReadPending = errors.New("the read of the tokens has not answered yet")
 
 // NewAuthenticator returns an Authenticator over src with the default
 // AuthConfig.
@@ -186,13 +234,92 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (Princi
 func (a *Authenticator) tokens(ctx context.Context) ([]Token, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	start := a.cfg.Now()
-	age := start.Sub(a.loaded)
-	if a.cache != nil && age < a.cfg.TTL {
+	now := a.cfg.Now()
+	if a.cache != nil && now.Sub(a.loaded) < a.cfg.TTL {
 		return a.cache, nil
 	}
-	ts, err := a.src.Tokens(ctx)
+	healthy := a.err == nil // no read has failed since the last success
+	r, wait := a.reading, false
+	switch {
+	case r == nil && (healthy || now.Sub(a.failed) >= a.cfg.TTL) && ctx.Err() == nil:
+		// A request already gone starts no read: its context says nothing
+		// about the source.
+		r = a.startRead(now)
+		r.needed = healthy && !a.usable(now)
+		wait = healthy || !a.usable(now)
+	case r != nil:
+		// A read that began while the cache could still answer, and
+		// has been running since, is likely hanging: past the bound, no
+		// request waits for it.
+		wait = r.needed && !a.usable(now)
+	}
+	if wait {
+		a.mu.Unlock()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
+		if a.cache != nil && isDone(r) && r.err == nil {
+			return a.cache, nil
+		}
+		now = a.cfg.Now()
+	}
+	if a.usable(now) {
+		return a.cache, nil // a short outage: the list is recent enough
+	}
+	if err := ctx.Err(); err != nil {
+		// The request is gone (or out of time): that says nothing about
+		// the source, so it neither starts nor ends an outage.
+		return nil, fmt.Errorf("%w: %w", ErrTokensUnavailable, err)
+	}
+	err := a.err
 	if err == nil {
+		err = errReadPending
+	}
+	if !a.refusing {
+		a.refusing, a.since = true, now
+		stale := "never read"
+		if a.cache != nil {
+			stale = now.Sub(a.loaded).Round(time.Millisecond).String()
+		}
+		a.logger().Warn("cannot read the tokens: refusing every request with a token (503) until they can be read again",
+			"last_read_ago", stale, "max_stale", a.cfg.MaxStale, "err", err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrTokensUnavailable, err)
+}
+
+// usable reports whether the cached list may answer a request at now
+// (within MaxStale of its read). a.mu is held.
+func (a *Authenticator) usable(now time.Time) bool {
+	return a.cache != nil && now.Sub(a.loaded) < a.cfg.MaxStale
+}
+
+func isDone(r *read) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startRead starts a read of the list, begun at began, and returns it. a.mu is
+// held. The read has its own context, bounded by ReadTimeout: it outlives
+// neither that nor the source's answer.
+func (a *Authenticator) startRead(began time.Time) *read {
+	r := &read{done: make(chan struct{})}
+	a.reading = r
+	go func() {
+		ts, err := a.readTokens()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		defer close(r.done)
+		a.reading, r.err = nil, err
+		if err != nil {
+			a.err, a.failed = err, a.cfg.Now()
+			return
+		}
 		if a.refusing {
 			a.logger().Info("the tokens can be read again: accepting requests", "refused_for", a.cfg.Now().Sub(a.since).Round(time.Millisecond))
 			a.refusing = false
@@ -202,27 +329,27 @@ func (a *Authenticator) tokens(ctx context.Context) ([]Token, error) {
 		}
 		// The list is as new as the moment its read began: a revocation
 		// committed after that may be missing from it.
-		a.cache, a.loaded = ts, start
-		return ts, nil
-	}
-	if a.cache != nil && age < a.cfg.MaxStale {
-		return a.cache, nil // a short outage: the list is recent enough
-	}
-	if ctx.Err() != nil {
-		// The request is gone (or out of time): that says nothing about
-		// the source, so it neither starts nor ends an outage.
-		return nil, fmt.Errorf("%w: %w", ErrTokensUnavailable, err)
-	}
-	if !a.refusing {
-		a.refusing, a.since = true, start
-		stale := "never read"
-		if a.cache != nil {
-			stale = age.Round(time.Millisecond).String()
+		a.cache, a.loaded, a.err = ts, began, nil
+	}()
+	return r
+}
+
+// readTokens asks the source, within ReadTimeout. A panic in the source is
+// a failed read: it runs outside any request, where nothing would recover
+// it.
+func (a *Authenticator) readTokens() (ts []Token, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ReadTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			ts, err = nil, fmt.Errorf("the token source panicked: %v", p)
 		}
-		a.logger().Warn("cannot read the tokens: refusing every request with a token (503) until they can be read again",
-			"last_read_ago", stale, "max_stale", a.cfg.MaxStale, "err", err)
+	}()
+	ts, err = a.src.Tokens(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer within %v: %w", a.cfg.ReadTimeout, err)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrTokensUnavailable, err)
+	return ts, err
 }
 
 func (a *Authenticator) logger() *slog.Logger {

@@ -13,7 +13,11 @@
 //     every stored hash. The list is re-read every 5 seconds; while it
 //     cannot be read, the last list read is used for at most a minute,
 //     then every request with a token is 503 until it can: a revoked
-//     token is never accepted for longer than that (AuthConfig).
+//     token is never accepted for longer than that (AuthConfig). A
+//     database that hangs instead of refusing holds up no request the
+//     last list can answer: one read runs at a time, on its own context
+//     and for at most 3 seconds, and a failed one is retried 5 seconds
+//     later, not once per request (Authenticator).
 //   - An append is validated like every append (eventstore.Validator):
 //     400 with the event index, JSON pointer and rule; 409 on a wrong
 //     expected version; nothing is written on either.
