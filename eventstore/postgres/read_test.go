@@ -68,7 +68,7 @@ func readTestEvents() []eventstore.Event {
 	}
 }
 
-func readTestStore(t *testing.T, u string, mode pgx.QueryExecMode) *Store {
+func readTestStore(t testing.TB, u string, mode pgx.QueryExecMode) *Store {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
