@@ -190,16 +190,20 @@ const (
 // (refused by a scenario whose preset shares streams, hot, which needs
 // them), --event-size 0 each type's natural size, --rounds 0 the preset,
 // --committers 0 and --linger 0 the store's defaults, --seed 0 seed 1.
+// A negative --streams is refused everywhere: Run reads it as 0, which
+// nobody means by -1.
 // With no Scenario, only what holds for every scenario is checked.
 func CheckGiven(c Config, given func(flag string) bool) error {
+	// First, so that hot is told what it needs rather than what the
+	// others take.
+	p, err := Preset(c.Scenario)
+	if err == nil && given("streams") && c.Streams <= 0 && p.Streams > 0 {
+		return fmt.Errorf("%w: --streams %d: %s needs shared streams, 1 or more, where 0 gives each append a new stream (left unset: its preset, %d)", ErrConfig, c.Streams, c.Scenario, p.Streams)
+	}
 	for _, r := range givenRanges {
 		if given(r.flag) && !r.ok(c) {
 			return fmt.Errorf("%w: --%s %v: want %s; left unset: %s", ErrConfig, r.flag, r.value(c), r.want, r.unset)
 		}
-	}
-	p, err := Preset(c.Scenario)
-	if err == nil && given("streams") && c.Streams <= 0 && p.Streams > 0 {
-		return fmt.Errorf("%w: --streams %d: %s needs shared streams, 1 or more, where 0 gives each append a new stream (left unset: its preset, %d)", ErrConfig, c.Streams, c.Scenario, p.Streams)
 	}
 	return nil
 }
@@ -223,6 +227,8 @@ var givenRanges = []struct {
 		fmt.Sprintf("1 to %d events", eventstore.MaxBatchEvents), "the scenario's preset"},
 	{"event-size", func(c Config) any { return c.EventSize }, func(c Config) bool { return c.EventSize >= 0 && c.EventSize <= maxEventSize },
 		fmt.Sprintf("0 (each type's natural size) to %d bytes", maxEventSize), "each type's natural size"},
+	{"streams", func(c Config) any { return c.Streams }, func(c Config) bool { return c.Streams >= 0 },
+		"0 (a new stream per append, which hot refuses) or more streams", "the scenario's preset"},
 	{"rate", func(c Config) any { return c.Rate }, func(c Config) bool { return c.Rate >= 1 },
 		"1 or more events/s", "the scenario's preset"},
 	{"log-events", func(c Config) any { return c.LogEvents }, func(c Config) bool { return c.LogEvents >= 1 },

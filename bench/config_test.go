@@ -177,6 +177,12 @@ func TestCheckGivenRefusesValuesOutOfRange(t *testing.T) {
 		// preset's 10 instead.
 		{Config{Scenario: "hot"}, "streams", []string{"--streams 0", "hot needs shared streams", "1 or more"}},
 		{Config{Scenario: "hot", Streams: -1}, "streams", []string{"--streams -1", "hot needs shared streams"}},
+		// Negative streams meant a new stream per append, like 0, in the
+		// scenarios other than hot: -1 ran as if 0 were given.
+		{Config{Scenario: "single", Streams: -1}, "streams", []string{"--streams -1", "want 0 (a new stream per append, which hot refuses) or more"}},
+		{Config{Scenario: "batch", Streams: -1}, "streams", []string{"--streams -1", "want 0"}},
+		{Config{Scenario: "project", Streams: -5}, "streams", []string{"--streams -5", "want 0"}},
+		{Config{Streams: -1}, "streams", []string{"--streams -1", "want 0"}},
 	} {
 		err := CheckGiven(tc.cfg, func(flag string) bool { return flag == tc.given })
 		if !errors.Is(err, ErrConfig) {
@@ -196,7 +202,7 @@ func TestCheckGivenRefusesValuesOutOfRange(t *testing.T) {
 		given string
 	}{
 		{Config{Scenario: "single"}, "streams"}, // a new stream per append
-		{Config{Scenario: "batch", Streams: -1}, "streams"},
+		{Config{Scenario: "batch", Streams: 3}, "streams"},
 		{Config{Scenario: "read"}, "streams"}, // read's own, as unset
 		{Config{Scenario: "single"}, "event-size"},
 		{Config{Scenario: "single"}, "rounds"},

@@ -48,6 +48,14 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		// ran its preset's 10 streams instead.
 		{[]string{"--scenario", "hot", "--streams", "0"}, "--streams 0: hot needs shared streams"},
 		{[]string{"--scenario", "single,hot", "--streams", "0"}, "scenario hot: bench: invalid configuration: --streams 0"},
+		// A negative --streams ran as 0 (a new stream per append) in
+		// every scenario but hot; now every one refuses it.
+		{[]string{"--scenario", "single", "--streams", "-1"}, "--streams -1: want 0 (a new stream per append, which hot refuses) or more"},
+		{[]string{"--scenario", "batch", "--streams", "-1"}, "--streams -1: want 0"},
+		{[]string{"--scenario", "project", "--streams", "-2"}, "--streams -2: want 0"},
+		{[]string{"--scenario", "hot", "--streams", "-1"}, "--streams -1"},
+		{[]string{"--scenario", "read", "--streams", "-1"}, "--streams -1"},
+		{[]string{"--streams", "-1"}, "--streams -1: want 0"},
 		// With every scenario too, where a setting goes only to the
 		// scenarios that take it.
 		{[]string{"--rate", "0"}, "--rate 0: want 1 or more"},
