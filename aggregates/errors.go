@@ -3,6 +3,10 @@ package aggregates
 import (
 	"errors"
 	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
 )
 
 var (
@@ -12,6 +16,10 @@ var (
 	ErrRefused = errors.New("aggregates: command refused")
 	// ErrNotFound: the command needs an aggregate that does not exist.
 	ErrNotFound = errors.New("aggregates: aggregate not found")
+	// ErrCommandReused: the command's id was already handled on the same
+	// aggregate by a command that decided other events. The error is a
+	// *CommandReusedError; nothing was written.
+	ErrCommandReused = errors.New("aggregates: command id already used by another command")
 )
 
 // RuleError is a command refused by an invariant. Rule is a stable,
@@ -66,6 +74,32 @@ func (e *NotFoundError) Error() string {
 
 // Is makes errors.Is(err, ErrNotFound) true.
 func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// CommandReusedError is a command whose id already landed on its
+// aggregate with events this command does not decide (against the state
+// the earlier one was decided against): a client gave one id to two
+// commands. A command id must name one command, since its event ids derive
+// from it.
+//
+// errors.Is(err, ErrCommandReused) is true, and so is errors.Is(err,
+// eventstore.ErrDuplicateEvent): the command's event ids are stored with
+// other content.
+type CommandReusedError struct {
+	Aggregate string
+	ID        string
+	CommandID uuid.UUID
+	// Version is the stream version of the earlier command's first event.
+	Version int64
+}
+
+func (e *CommandReusedError) Error() string {
+	return fmt.Sprintf("aggregates: %s %s: command id %s was already used at v%d by a command that decided other events", e.Aggregate, e.ID, e.CommandID, e.Version)
+}
+
+// Is matches ErrCommandReused and eventstore.ErrDuplicateEvent.
+func (e *CommandReusedError) Is(target error) bool {
+	return target == ErrCommandReused || target == eventstore.ErrDuplicateEvent
+}
 
 // UnknownEventError is a stored event the registry cannot decode: its type
 // has no Go type, or its schema version has no upcaster chain to the Go

@@ -181,8 +181,15 @@ func (r *Repository[S]) blank(id string) *Aggregate[S] {
 const readAll = 0
 
 func (r *Repository[S]) load(ctx context.Context, id string, useSnapshot bool) (*Aggregate[S], error) {
+	a, _, err := r.loadEvents(ctx, id, useSnapshot)
+	return a, err
+}
+
+// loadEvents is load that also returns the stored events it applied: those
+// after the snapshot, or the whole stream when there was none.
+func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot bool) (*Aggregate[S], []eventstore.Event, error) {
 	if id == "" {
-		return nil, fmt.Errorf("aggregates: %s: empty id", r.def.Name)
+		return nil, nil, fmt.Errorf("aggregates: %s: empty id", r.def.Name)
 	}
 	a := r.blank(id)
 	if p := r.def.Snapshots; p != nil && useSnapshot {
@@ -193,22 +200,31 @@ func (r *Repository[S]) load(ctx context.Context, id string, useSnapshot bool) (
 		if a.snapshotVersion > 0 {
 			// A snapshot of a stream the log does not have: trust the log.
 			r.log.WarnContext(ctx, "aggregates: snapshot without events, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
-			return r.load(ctx, id, false)
+			return r.loadEvents(ctx, id, false)
 		}
-		return a, nil
+		return a, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+		return nil, nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
 	}
+	if err := r.replay(a, events); err != nil {
+		return nil, nil, err
+	}
+	return a, events, nil
+}
+
+// replay applies stored events, which must follow a's version without a
+// hole, to a.
+func (r *Repository[S]) replay(a *Aggregate[S], events []eventstore.Event) error {
 	for _, e := range events {
 		if e.Version != a.Version+1 {
-			return nil, fmt.Errorf("aggregates: load %s: event %s has version %d after %d", a.Stream, e.ID, e.Version, a.Version)
+			return fmt.Errorf("aggregates: load %s: event %s has version %d after %d", a.Stream, e.ID, e.Version, a.Version)
 		}
 		if err := r.apply(a, e); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // restore loads the snapshot into a, or leaves a blank when there is none
@@ -247,11 +263,18 @@ func (r *Repository[S]) apply(a *Aggregate[S], e eventstore.Event) error {
 // got there first (ErrConcurrency) it reloads and decides again, up to
 // Retry.Attempts times, then returns the *eventstore.ConcurrencyError.
 // A refused command returns the decider's error and writes nothing.
+//
+// A command handled again with the command id of one that already landed
+// (a client retrying after a timeout) returns the first Handle's result:
+// its stored events, with the aggregate as loaded now, and the refusal it
+// recorded, if any, even when the state, which now holds those events,
+// makes the command decide otherwise. When that id landed with events the
+// command does not decide, Handle returns a *CommandReusedError.
 func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, decide Decider[S]) (Result[S], error) {
 	cmd = cmd.withDefaults()
 	useSnapshot := true
 	for attempt := 1; ; attempt++ {
-		a, err := r.load(ctx, id, useSnapshot)
+		a, loaded, err := r.loadEvents(ctx, id, useSnapshot)
 		if err != nil {
 			return Result[S]{Attempts: attempt}, err
 		}
@@ -262,7 +285,7 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 		case errors.As(err, &rec):
 			decided, refusal = rec.Events, r.annotate(a, rec.Err)
 		case err != nil:
-			return Result[S]{Aggregate: a, Attempts: attempt}, r.annotate(a, err)
+			return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, r.annotate(a, err))
 		}
 		if len(decided) == 0 {
 			return Result[S]{Aggregate: a, Attempts: attempt}, refusal
@@ -283,7 +306,11 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 				}
 				continue
 			}
-			return Result[S]{Aggregate: a, Attempts: attempt}, fmt.Errorf("aggregates: %s %s: append: %w", r.def.Name, id, err)
+			err = fmt.Errorf("aggregates: %s %s: append: %w", r.def.Name, id, err)
+			if errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, eventstore.ErrDuplicateEvent) {
+				return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, err)
+			}
+			return Result[S]{Aggregate: a, Attempts: attempt}, err
 		}
 		if len(res.Events) > 0 && res.Events[0].Version <= a.Version {
 			// The store answered with events it already held: this command

@@ -2,6 +2,7 @@ package aggregates_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -71,4 +72,93 @@ func TestCommandRetriedAfterItLandedCountsOnce(t *testing.T) {
 	if snap, ok, err := snaps.Load(ctx, "counter-r1", 1); err != nil || !ok || snap.Version != 2 {
 		t.Fatalf("snapshot = v%d %v %v, want the one taken at v2 left alone", snap.Version, ok, err)
 	}
+}
+
+// fill adds what the counter lacks to reach to, and refuses a counter that
+// is there already: retried after it landed, it decides otherwise.
+func fill(id string, to int) aggregates.Decider[Counter] {
+	return func(a *aggregates.Aggregate[Counter]) ([]any, error) {
+		if a.State.Total >= to {
+			return nil, aggregates.Refuse(ErrLimit, "%d is at least %d", a.State.Total, to)
+		}
+		return []any{Added{CounterID: id, N: to - a.State.Total}}, nil
+	}
+}
+
+// TestCommandRetriedAfterItLandedGetsItsResult: a command retried after it
+// landed, which the state with its own event now refuses, returns the
+// original result, also when the aggregate is loaded from a snapshot taken
+// after the command (so that its event is not among those loaded). Another
+// command is refused as before, and the command's id given to another
+// command is ErrCommandReused.
+func TestCommandRetriedAfterItLandedGetsItsResult(t *testing.T) {
+	t.Parallel()
+	run := func(t *testing.T, store eventstore.Store, snaps aggregates.SnapshotStore) {
+		ctx := context.Background()
+		reg := testRegistry(t, testSchemas(t))
+		repo := counterRepo(t, store, reg, func(d *aggregates.Definition[Counter]) {
+			d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 2, SchemaVersion: 1}
+		})
+		cmd := meta()
+		cmd.ID = eventstore.NewID()
+		must := func(m aggregates.CommandMeta, d aggregates.Decider[Counter]) aggregates.Result[Counter] {
+			t.Helper()
+			res, err := repo.Handle(ctx, "f1", m, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		must(meta(), add("f1", 1)) // v1
+		first := must(cmd, fill("f1", 5))
+		must(meta(), add("f1", 1)) // v3
+		must(meta(), add("f1", 1)) // v4, snapshot at v4
+		if snap, ok, err := snaps.Load(ctx, "counter-f1", 1); err != nil || !ok || snap.Version != 4 {
+			t.Fatalf("snapshot = v%d %v %v, want v4", snap.Version, ok, err)
+		}
+
+		again, err := repo.Handle(ctx, "f1", cmd, fill("f1", 5))
+		if err != nil {
+			t.Fatalf("the retry failed: %v", err)
+		}
+		if len(again.Events) != 1 || again.Events[0].ID != first.Events[0].ID || again.Events[0].Version != 2 ||
+			again.Events[0].Position != first.Events[0].Position || !eventstore.JSONEqual(again.Events[0].Payload, first.Events[0].Payload) {
+			t.Fatalf("the retry returned %+v, want %+v", again.Events, first.Events)
+		}
+		if a := again.Aggregate; a.Version != 4 || a.State.Total != 7 {
+			t.Fatalf("the retry's aggregate is v%d total %d, want v4 total 7", a.Version, a.State.Total)
+		}
+		if n := streamLen(t, store, "counter-f1"); n != 4 {
+			t.Fatalf("the stream has %d events, want 4", n)
+		}
+
+		// Another command, deciding the same, is refused as before.
+		if _, err := repo.Handle(ctx, "f1", meta(), fill("f1", 5)); !errors.Is(err, ErrLimit) {
+			t.Fatalf("another fill: %v, want %v", err, ErrLimit)
+		}
+		// The command's id on other commands: one that decides other
+		// events, one that is refused.
+		for _, d := range []aggregates.Decider[Counter]{fill("f1", 6), add("f1", limit+1)} {
+			_, err := repo.Handle(ctx, "f1", cmd, d)
+			var re *aggregates.CommandReusedError
+			if !errors.As(err, &re) || re.Version != 2 || re.CommandID != cmd.ID || !errors.Is(err, aggregates.ErrCommandReused) {
+				t.Fatalf("another command with the same id: %v, want a *CommandReusedError at v2", err)
+			}
+		}
+		if n := streamLen(t, store, "counter-f1"); n != 4 {
+			t.Fatalf("the stream has %d events, want 4", n)
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		run(t, memStore(t, testSchemas(t)), &aggregates.MemorySnapshots{})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		store, pool := pgStore(t, testSchemas(t))
+		if err := pgsnapshot.Migrate(context.Background(), pool); err != nil {
+			t.Fatal(err)
+		}
+		run(t, store, pgsnapshot.New(pool))
+	})
 }
