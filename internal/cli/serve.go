@@ -24,6 +24,8 @@ type serveFlags struct {
 	dev, noProjections bool
 	limits             server.Limits
 	shutdownTimeout    time.Duration
+	// auth holds the token cache's TTL, MaxStale and ReadTimeout.
+	auth server.AuthConfig
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -54,7 +56,14 @@ makes an operator token for this run and prints it.
 SIGTERM or Ctrl-C: stop accepting, finish requests in flight (appends
 included) within --shutdown-timeout, then stop the projections at their
 checkpoints. Limits (body, batch, header, timeouts) are in
-docs/operations/serve.md.`,
+docs/operations/serve.md.
+
+The token list is read again every --tokens-ttl, so a revocation applies
+within it. While it cannot be read (database down or hanging, tokens file
+unreadable), the last list read answers until it is --tokens-max-stale old,
+then every request with a token gets 503 until the list is read again.
+One read gives up after --tokens-read-timeout. Each must be above 0, and
+--tokens-max-stale at least --tokens-ttl and --tokens-read-timeout.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.serve(cmd.Context(), f)
@@ -75,6 +84,12 @@ docs/operations/serve.md.`,
 	fl.DurationVar(&f.limits.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one request's work (503 past it)")
 	fl.IntVar(&f.limits.MaxPageEvents, "max-page", 1000, "most events one GET returns")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	// The server's own defaults: the flags' defaults are what a server
+	// built without them would use.
+	auth := server.AuthConfig{}.WithDefaults()
+	fl.DurationVar(&f.auth.TTL, "tokens-ttl", auth.TTL, "how long the token list is used before it is read again: a revocation applies within it")
+	fl.DurationVar(&f.auth.MaxStale, "tokens-max-stale", auth.MaxStale, "while the token list cannot be read, how old the last one may get before every request with a token is refused (503); at least --tokens-ttl")
+	fl.DurationVar(&f.auth.ReadTimeout, "tokens-read-timeout", auth.ReadTimeout, "how long one read of the token list may take before it has failed; at most --tokens-max-stale")
 	return cmd
 }
 
@@ -88,6 +103,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if f.shutdownTimeout <= 0 {
 		// 0 would cut every request in flight at once, appends included.
 		return usagef("--shutdown-timeout %s: want more than 0, the time requests in flight get to finish", f.shutdownTimeout)
+	}
+	if err := checkAuthFlags(f.auth); err != nil {
+		return err
 	}
 	var migrations []migrationResult
 	b, err := a.openStore(ctx, storeOptions{
@@ -162,7 +180,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	srv, err := server.New(server.Config{
 		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
-		Auth: server.NewAuthenticator(sources), Gatherer: reg, Metrics: metrics,
+		Auth: server.NewAuthenticatorWithConfig(sources, f.auth), Gatherer: reg, Metrics: metrics,
 		Ready: ready, Limits: f.limits, Logger: a.log,
 	})
 	if err != nil {
@@ -209,6 +227,33 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	a.log.Info("stopped; projections are at their checkpoints")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
+	}
+	return nil
+}
+
+// checkAuthFlags refuses token-cache durations the server would not
+// honour as given: the Authenticator takes a value of 0 or less as its
+// default and a max stale below the TTL as the TTL. A read timeout above
+// the max stale it would take, but to no use (see the message).
+func checkAuthFlags(c server.AuthConfig) error {
+	def := server.AuthConfig{}.WithDefaults()
+	for _, d := range []struct {
+		flag   string
+		v, def time.Duration
+	}{
+		{"--tokens-ttl", c.TTL, def.TTL},
+		{"--tokens-max-stale", c.MaxStale, def.MaxStale},
+		{"--tokens-read-timeout", c.ReadTimeout, def.ReadTimeout},
+	} {
+		if d.v <= 0 {
+			return usagef("%s %s: want a duration above 0 (left unset: %s)", d.flag, d.v, d.def)
+		}
+	}
+	if c.MaxStale < c.TTL {
+		return usagef("--tokens-max-stale %s is less than --tokens-ttl %s: the list is trusted for the whole TTL without being read again, so it can always be that old, and the server would take the TTL as the max stale; want a max stale of at least the TTL", c.MaxStale, c.TTL)
+	}
+	if c.ReadTimeout > c.MaxStale {
+		return usagef("--tokens-read-timeout %s is longer than --tokens-max-stale %s: a list is as old as the moment its read began, so a read that takes longer than the max stale brings a list already too old to answer from, and while one read hangs no other starts, so requests are refused past the max stale until it gives up; want a read timeout of at most the max stale", c.ReadTimeout, c.MaxStale)
 	}
 	return nil
 }
