@@ -32,6 +32,9 @@ type applier struct {
 	// building: this applier fills a generation being rebuilt, which
 	// readers and the live runner do not use yet.
 	building bool
+	// breaks is the runner's memory of where its sessions broke; nil
+	// outside Run (CatchUp and Rebuild return a session's error).
+	breaks *sessionBreaks
 }
 
 func newApplier(rt *Runtime, p *registered, conn *pgx.Conn, gen int, checkpoint eventstore.Position, st *stats) *applier {
@@ -58,6 +61,17 @@ func (a *applier) apply(ctx context.Context, batch []eventstore.Event) error {
 	}
 	if len(fresh) == 0 {
 		return nil
+	}
+	if k := a.suspects(fresh); k > 0 {
+		// The last session broke while these events were being applied:
+		// one transaction each, so that the event that breaks it, if one
+		// does, is the one the break is counted against.
+		for _, e := range fresh[:k] {
+			if err := a.applyOne(ctx, e); err != nil {
+				return err
+			}
+		}
+		return a.apply(ctx, fresh[k:])
 	}
 	last := fresh[len(fresh)-1].Position
 
@@ -93,6 +107,7 @@ func (a *applier) apply(ctx context.Context, batch []eventstore.Event) error {
 			return nil
 		}
 		if sessionError(ctx, a.conn.IsClosed(), err) {
+			a.brokeIn(ctx, last, err)
 			return err
 		}
 		a.st.failed()
@@ -144,6 +159,9 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 		a.st.passed(a.gen, e.Position, 1)
 		return nil
 	}
+	if breaks, err := a.brokenTooOften(e); err != nil {
+		return a.giveUp(ctx, e, err, breaks)
+	}
 	policy := a.rt.cfg.Retry
 	for attempt := 1; ; attempt++ {
 		ev, err := a.prepare(e)
@@ -156,6 +174,7 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 				return nil
 			}
 			if sessionError(ctx, a.conn.IsClosed(), err) {
+				a.brokeAt(ctx, e, err)
 				return err
 			}
 		}
@@ -169,17 +188,29 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 			}
 			continue
 		}
-		if a.p.StopOnError {
-			if a.building {
-				// The rebuild stops here, to resume from its checkpoint
-				// once the handler is fixed; the live projection, which
-				// is not concerned, keeps running.
-				return fmt.Errorf("projections: event %s (%s at %s): %w", e.ID, e.Type, e.Position, err)
-			}
-			return a.stop(ctx, e, err)
-		}
-		return a.park(ctx, e, err, attempt)
+		return a.giveUp(ctx, e, err, attempt)
 	}
+}
+
+// giveUp ends the attempts at e: it parks e, or stops the projection on it
+// with StopOnError.
+func (a *applier) giveUp(ctx context.Context, e eventstore.Event, cause error, attempts int) error {
+	if !a.p.StopOnError {
+		return a.park(ctx, e, cause, attempts)
+	}
+	if a.building {
+		// The rebuild stops here, to resume from its checkpoint once the
+		// handler is fixed; the live projection, which is not concerned,
+		// keeps running.
+		return fmt.Errorf("projections: event %s (%s at %s): %w", e.ID, e.Type, e.Position, cause)
+	}
+	err := a.stop(ctx, e, cause)
+	if errors.Is(err, ErrStopped) && a.breaks != nil {
+		// After Resume the event is tried afresh: the handler may have
+		// been fixed.
+		*a.breaks = sessionBreaks{}
+	}
+	return err
 }
 
 // park records e in the dead-letter table and moves the checkpoint past
@@ -301,10 +332,11 @@ func (a *applier) commit(ctx context.Context, to eventstore.Position, fn func(pg
 		}
 		// Otherwise the outcome of the commit is unknown: restart from
 		// what the database holds.
-		return fmt.Errorf("projections: commit: %w (%w)", err, errFenced)
+		return fmt.Errorf("projections: commit: %w (%w)", err, errCommitUnknown)
 	}
 	a.pos, a.saved, a.savedAt = to, to, time.Now()
 	a.st.checkpointed(a.gen, to)
+	a.settle()
 	return nil
 }
 

@@ -82,11 +82,24 @@ type Config struct {
 // up to MaxAttempts-1 more, waiting InitialBackoff, then that times
 // Multiplier each time, never more than MaxBackoff, with up to Jitter of
 // random spread. Connection failures are not counted: they restart the
-// projection's session from its checkpoint instead.
+// projection's session from its checkpoint instead, up to MaxSessionBreaks
+// times in a row at one event.
 type RetryPolicy struct {
 	// MaxAttempts is how many times an event is tried before it is parked
 	// (default 5; 1 parks on the first failure).
 	MaxAttempts int
+	// MaxSessionBreaks is how many times in a row the projection's
+	// session may break (connection lost, a network or context error, a
+	// commit of unknown outcome) while one event is being applied before
+	// that event is parked, or the projection stopped, like an event that
+	// failed all its attempts (default 5). Such breaks are not attempts,
+	// so that a database restart parks nothing; the bound is for an
+	// event whose handling itself breaks the session, which would
+	// otherwise be met again after every restart, for ever. Breaks while
+	// idle or while reading the log are not counted, and an event applied
+	// after a break starts the count again. 1 gives an event up on the
+	// first break, which a database restart can also cause.
+	MaxSessionBreaks int
 	// InitialBackoff is the first wait (default 100ms).
 	InitialBackoff time.Duration
 	// MaxBackoff caps one wait (default 5s).
@@ -130,6 +143,9 @@ func (c Config) withDefaults() Config {
 func (r RetryPolicy) withDefaults() RetryPolicy {
 	if r.MaxAttempts <= 0 {
 		r.MaxAttempts = 5
+	}
+	if r.MaxSessionBreaks <= 0 {
+		r.MaxSessionBreaks = 5
 	}
 	if r.InitialBackoff <= 0 {
 		r.InitialBackoff = 100 * time.Millisecond

@@ -33,6 +33,13 @@ var (
 // session restarts from what the database says.
 var errFenced = errors.New("projections: checkpoint changed by someone else")
 
+// errCommitUnknown means the connection broke while COMMIT was under way,
+// so whether the transaction committed is unknown: the session restarts
+// from what the database says, as after errFenced. Unlike errFenced it is
+// a break of the session, counted against the event being applied (one
+// that did commit is behind the checkpoint the restart reads).
+var errCommitUnknown = errors.New("projections: outcome of the commit unknown")
+
 // permanentError marks a handler error that retrying cannot fix.
 type permanentError struct{ err error }
 
@@ -88,7 +95,7 @@ func sessionError(ctx context.Context, connClosed bool, err error) bool {
 	if err == nil {
 		return false
 	}
-	if ctx.Err() != nil || connClosed || errors.Is(err, errFenced) {
+	if ctx.Err() != nil || connClosed || errors.Is(err, errFenced) || errors.Is(err, errCommitUnknown) {
 		return true
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -354,8 +354,9 @@ func (r *Runtime) checkMigrated(ctx context.Context, ps []*registered) error {
 // when the store is closed.
 func (r *Runtime) work(ctx context.Context, home string, p *registered) error {
 	failures := 0
+	breaks := &sessionBreaks{}
 	for ctx.Err() == nil {
-		err := r.session(ctx, home, p)
+		err := r.session(ctx, home, p, breaks)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -370,6 +371,10 @@ func (r *Runtime) work(ctx context.Context, home string, p *registered) error {
 			failures = 0
 			wait = 0
 			r.log.Info("projection checkpoint moved; restarting from the database", "projection", p.Name)
+		case errors.Is(err, errCommitUnknown):
+			failures = 0
+			wait = 0
+			r.log.Warn("projection commit outcome unknown; restarting from the database", "projection", p.Name, "err", err)
 		default:
 			failures++
 			wait = r.cfg.Retry.Backoff(failures)

@@ -166,8 +166,9 @@ func setSearchPath(ctx context.Context, conn *pgx.Conn, schema, home string) err
 }
 
 // session runs one projection while it holds its lock: catch-up from the
-// checkpoint then live, through the store's subscription.
-func (r *Runtime) session(ctx context.Context, home string, p *registered) error {
+// checkpoint then live, through the store's subscription. breaks is the
+// runner's memory of where its sessions broke, kept across them.
+func (r *Runtime) session(ctx context.Context, home string, p *registered, breaks *sessionBreaks) error {
 	h, err := r.hold(ctx, home, p)
 	if err != nil {
 		return err
@@ -194,6 +195,7 @@ func (r *Runtime) session(ctx context.Context, home string, p *registered) error
 		wait()
 	}()
 	a := newApplier(r, p, h.conn, h.gen, h.pos, st)
+	a.breaks = breaks
 	beat := time.NewTicker(r.cfg.HeartbeatInterval)
 	defer beat.Stop()
 	for {
