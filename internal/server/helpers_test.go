@@ -35,6 +35,7 @@ const (
 type env struct {
 	t     testing.TB
 	srv   *httptest.Server
+	h     http.Handler // the server's handler, which srv serves
 	store *postgres.Store
 	pool  *pgxpool.Pool
 	rt    *projections.Runtime
@@ -86,7 +87,8 @@ func newEnv(t testing.TB, limits server.Limits) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(s.Handler())
+	e.h = s.Handler()
+	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(e.srv.Close)
 	return e
 }

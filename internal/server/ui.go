@@ -148,13 +148,50 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: "That token is not valid.", Next: next})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: secret, Path: "/ui/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, sessionCookie(r, secret))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: "", Path: "/ui/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	c := sessionCookie(r, "")
+	c.MaxAge = -1
+	http.SetCookie(w, c)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// sessionCookie is the cookie that holds a browser's token (or clears it,
+// with an empty value). It is Secure whenever the browser reached us over
+// TLS, including through a proxy that terminates TLS, the deployment the
+// documentation recommends: a cookie that is not Secure is sent in clear
+// to any http:// URL of the host the browser is made to load.
+func sessionCookie(r *http.Request, secret string) *http.Cookie {
+	return &http.Cookie{Name: tokenCookie, Value: secret, Path: "/ui/", HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode}
+}
+
+// overTLS reports whether the browser's connection was TLS: ours, or the
+// one a proxy in front of us terminated and reported with
+// X-Forwarded-Proto or Forwarded (RFC 7239; the first hop's, the one the
+// browser made). The headers are trusted without knowing the proxy: all a
+// client forging them over plain HTTP gets is a Secure cookie that its
+// browser refuses to store there, so only its own sign-in fails.
+func overTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if v := r.Header.Get("X-Forwarded-Proto"); v != "" {
+		first, _, _ := strings.Cut(v, ",")
+		return strings.EqualFold(strings.TrimSpace(first), "https")
+	}
+	if v := r.Header.Get("Forwarded"); v != "" {
+		first, _, _ := strings.Cut(v, ",")
+		for pair := range strings.SplitSeq(first, ";") {
+			k, val, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if strings.EqualFold(k, "proto") {
+				return strings.EqualFold(strings.Trim(val, `"`), "https")
+			}
+		}
+	}
+	return false
 }
 
 // filters are the audit browser's query parameters.

@@ -1,0 +1,95 @@
+package server_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/brainhq/eventstream/internal/server"
+)
+
+// signIn posts the sign-in form with a token and extra headers.
+func (e *env) signIn(token string, headers ...string) response {
+	e.t.Helper()
+	return e.do("POST", "/ui/login", "", "token="+url.QueryEscape(token)+"&next=/ui/",
+		append([]string{"Content-Type", "application/x-www-form-urlencoded"}, headers...)...)
+}
+
+// sessionCookie returns the Set-Cookie of the session cookie in r.
+func sessionCookie(t testing.TB, r response) *http.Cookie {
+	t.Helper()
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		if c.Name == "eventstream_token" {
+			return c
+		}
+	}
+	t.Fatalf("no session cookie in %v", r.header)
+	return nil
+}
+
+// TestUISessionCookieIsSecureBehindATLSProxy: the documented deployment
+// terminates TLS in a proxy, so the server sees plain HTTP; the proxy says
+// so with X-Forwarded-Proto or Forwarded. The cookie holding the token must
+// then be Secure, or a browser sends it in clear to any http:// URL of the
+// host (one an attacker on the network makes it load). Plain HTTP without
+// such a header (serve --dev on a laptop) keeps a cookie the browser stores.
+// Signing out clears the cookie with the same attributes.
+func TestUISessionCookieIsSecureBehindATLSProxy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	for _, c := range []struct {
+		name    string
+		headers []string
+		secure  bool
+	}{
+		{"plain HTTP", nil, false},
+		{"X-Forwarded-Proto https", []string{"X-Forwarded-Proto", "https"}, true},
+		{"X-Forwarded-Proto HTTPS, then http", []string{"X-Forwarded-Proto", "HTTPS, http"}, true},
+		{"X-Forwarded-Proto http", []string{"X-Forwarded-Proto", "http"}, false},
+		{"Forwarded proto=https", []string{"Forwarded", `for=192.0.2.1;proto=https;host=audit.example`}, true},
+		{"Forwarded quoted proto", []string{"Forwarded", `for="[2001:db8::1]";proto="https", for=10.0.0.1;proto=http`}, true},
+		{"Forwarded proto=http", []string{"Forwarded", `proto=http`}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := e.signIn(operatorToken, c.headers...)
+			if in.code != http.StatusSeeOther {
+				t.Fatalf("sign in: %d %s", in.code, in.body)
+			}
+			out := e.do("POST", "/ui/logout", "", "", c.headers...)
+			for what, ck := range map[string]*http.Cookie{"sign-in": sessionCookie(t, in), "sign-out": sessionCookie(t, out)} {
+				if ck.Secure != c.secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/ui/" {
+					t.Errorf("%s cookie: Secure=%v HttpOnly=%v SameSite=%v Path=%q; want Secure=%v, HttpOnly, SameSite=Strict, Path=/ui/",
+						what, ck.Secure, ck.HttpOnly, ck.SameSite, ck.Path, c.secure)
+				}
+			}
+		})
+	}
+}
+
+// TestUISessionCookieIsSecureOverTLS: served over TLS directly, the
+// session cookie is Secure, and so is the one that clears it.
+func TestUISessionCookieIsSecureOverTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	tls := httptest.NewTLSServer(e.h)
+	t.Cleanup(tls.Close)
+	client := tls.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err := client.PostForm(tls.URL+"/ui/login", url.Values{"token": {operatorToken}, "next": {"/ui/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if ck := sessionCookie(t, response{code: res.StatusCode, header: res.Header}); !ck.Secure {
+		t.Fatalf("over TLS the session cookie is not Secure: %v", res.Header)
+	}
+	res, err = client.Post(tls.URL+"/ui/logout", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if ck := sessionCookie(t, response{code: res.StatusCode, header: res.Header}); !ck.Secure || ck.MaxAge >= 0 {
+		t.Fatalf("over TLS signing out does not clear a Secure cookie: %v", res.Header)
+	}
+}
