@@ -61,8 +61,16 @@ func (u *ui) routes() {
 	page("GET /ui/events/{id}", u.event)
 	page("GET /ui/projections", u.projections)
 	m.Handle("GET /ui/login", s.instrument("GET /ui/login", http.HandlerFunc(u.loginPage)))
-	m.Handle("POST /ui/login", s.instrument("POST /ui/login", s.limit(http.HandlerFunc(u.login))))
-	m.Handle("POST /ui/logout", s.instrument("POST /ui/logout", http.HandlerFunc(u.logout)))
+	// Signing in and out set and clear the cookie, which SameSite does not
+	// guard: a form on another site could sign the browser out, or in
+	// with the attacker's token (the victim then trusts the attacker's
+	// audit log as their own). Browsers say where a form post comes from.
+	sameOrigin := http.NewCrossOriginProtection()
+	sameOrigin.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.render(w, http.StatusForbidden, "login", loginView{view: view{Title: "Sign in"}, Error: "A page of another site sent this form: sign in here instead.", Next: "/ui/"})
+	}))
+	m.Handle("POST /ui/login", s.instrument("POST /ui/login", sameOrigin.Handler(s.limit(http.HandlerFunc(u.login)))))
+	m.Handle("POST /ui/logout", s.instrument("POST /ui/logout", sameOrigin.Handler(http.HandlerFunc(u.logout))))
 	m.Handle("GET /ui/static/style.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "max-age=3600")

@@ -93,3 +93,42 @@ func TestUISessionCookieIsSecureOverTLS(t *testing.T) {
 		t.Fatalf("over TLS signing out does not clear a Secure cookie: %v", res.Header)
 	}
 }
+
+// TestUISignInAndOutRefuseOtherSites: a page of another site cannot sign a
+// browser in (with the attacker's own token: the victim then browses, and
+// trusts, the attacker's tenant as if it were theirs) or out. The
+// SameSite cookie does not prevent either: it limits when the cookie is
+// sent, not when it is set or cleared by a cross-site form post. A
+// same-origin browser and a client that sends neither Sec-Fetch-Site nor
+// Origin (curl, scripts) still sign in.
+func TestUISignInAndOutRefuseOtherSites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	for _, c := range []struct {
+		name    string
+		headers []string
+		ok      bool
+	}{
+		{"no browser headers", nil, true},
+		{"same origin", []string{"Sec-Fetch-Site", "same-origin", "Origin", e.srv.URL}, true},
+		{"same origin behind a proxy that rewrites Host", []string{"Sec-Fetch-Site", "same-origin", "Origin", "https://audit.example"}, true},
+		{"typed in the address bar", []string{"Sec-Fetch-Site", "none"}, true},
+		{"old browser, same origin", []string{"Origin", e.srv.URL}, true},
+		{"cross site", []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, false},
+		{"same site, other origin", []string{"Sec-Fetch-Site", "same-site", "Origin", "https://other.audit.example"}, false},
+		{"old browser, other origin", []string{"Origin", "https://evil.example"}, false},
+		{"opaque origin", []string{"Origin", "null"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, r := range []response{e.signIn(globexToken, c.headers...), e.do("POST", "/ui/logout", "", "", c.headers...)} {
+				set := r.header.Get("Set-Cookie") != ""
+				switch {
+				case c.ok && (r.code != http.StatusSeeOther || !set):
+					t.Errorf("refused: %d %v %s", r.code, r.header, r.body)
+				case !c.ok && (r.code != http.StatusForbidden || set):
+					t.Errorf("another site's form post: %d, Set-Cookie %q; want 403 and no cookie", r.code, r.header.Get("Set-Cookie"))
+				}
+			}
+		})
+	}
+}
