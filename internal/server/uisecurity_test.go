@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/brainhq/eventstream/internal/server"
@@ -130,5 +131,53 @@ func TestUISignInAndOutRefuseOtherSites(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEveryResponseCarriesTheSecurityHeaders: every answer of the server,
+// not only the audit browser's rendered pages, tells the browser not to
+// guess its content type, not to show it in a frame (clickjacking; the
+// CSP for current browsers, X-Frame-Options for older ones) and to run or
+// load nothing it names: the redirects, the style sheet, the plain-text
+// and JSON errors, the API's JSON with attacker-written strings in it.
+func TestEveryResponseCarriesTheSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	e.seed()
+	form := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	for _, c := range []struct {
+		method, path, token, body string
+		headers                   []string
+	}{
+		{"GET", "/", "", "", nil},
+		{"GET", "/ui", "", "", nil},
+		{"GET", "/ui/", "", "", nil},
+		{"GET", "/ui/", acmeToken, "", nil},
+		{"GET", "/ui/login", "", "", nil},
+		{"POST", "/ui/login", "", "token=" + acmeToken + "&next=/ui/", form},
+		{"POST", "/ui/login", "", "token=wrong", form},
+		{"POST", "/ui/logout", "", "", nil},
+		{"GET", "/ui/logout", "", "", nil},
+		{"GET", "/ui/events/not-a-uuid", acmeToken, "", nil},
+		{"GET", "/ui/projections", acmeToken, "", nil},
+		{"GET", "/ui/static/style.css", "", "", nil},
+		{"GET", "/ui/nothing-here", "", "", nil},
+		{"GET", "/events", acmeToken, "", nil},
+		{"GET", "/events", "", "", nil},
+		{"GET", "/streams/course-0", acmeToken, "", nil},
+		{"POST", "/streams/course-0/events", acmeToken, "{", nil},
+		{"GET", "/schemas/course.generation.requested/latest", acmeToken, "", nil},
+		{"GET", "/healthz", "", "", nil},
+		{"GET", "/readyz", "", "", nil},
+		{"GET", "/metrics", "", "", nil},
+	} {
+		r := e.do(c.method, c.path, c.token, c.body, c.headers...)
+		h := r.header
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Errorf("%s %s (%d): X-Content-Type-Options %q, X-Frame-Options %q, Content-Security-Policy %q",
+				c.method, c.path, r.code, h.Get("X-Content-Type-Options"), h.Get("X-Frame-Options"), h.Get("Content-Security-Policy"))
+		}
 	}
 }
