@@ -430,8 +430,9 @@ func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
 	if err == nil || errors.Is(err, eventstore.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next after the server stopped: %v, want the subscription's drop", err)
 	}
-	if _, err := sub.Next(ctx); err == nil {
-		t.Fatal("Next after the drop succeeded")
+	// The next Next subscribes again, which fails while no server answers.
+	if _, err := sub.Next(ctx); err == nil || errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("Next with the server gone: %v, want the failed subscribe", err)
 	}
 	// Calls fail, with the store still open.
 	_, err = st.Append(ctx, "x", eventstore.Any, added("x"))
@@ -498,5 +499,62 @@ func TestStandIn_NextAtTheEnd(t *testing.T) {
 	r, err := st.ReadAll(ctx, eventstore.ReadAllOptions{Limit: 1})
 	if err != nil || r.End || r.Next != p.Events[1].Position {
 		t.Fatalf("first page of one: Next %v End %v (%v), want the second event's position %v", r.Next, r.End, err, p.Events[1].Position)
+	}
+}
+
+// The Store contract makes any error of Next other than ctx's and
+// ErrClosed transient: the subscription keeps its place, and the next
+// Next resumes after the last event it returned. A server drops
+// subscriptions (a restart, a leader election); after the drop, Next
+// reports it once, then subscribes again and delivers the rest of the log,
+// each event once.
+func TestStandIn_SubscriptionResumesAfterADrop(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	want := mustAppend(t, st, "drop", eventstore.NoStream, added("a"), added("b"), added("c")).Events
+	sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.DropSubscriptions()
+	dropped := false
+	for !dropped {
+		evs, err := sub.Next(ctx)
+		switch {
+		case err == nil:
+			got = append(got, evs...) // buffered before the drop
+		case errors.Is(err, eventstore.ErrClosed) || ctx.Err() != nil:
+			t.Fatalf("Next after the server dropped the subscription: %v, want the drop", err)
+		default:
+			t.Logf("the drop: %v", err)
+			dropped = true
+		}
+		if len(got) > len(want) {
+			t.Fatalf("%d events delivered before the drop was reported, the log has %d", len(got), len(want))
+		}
+	}
+	want = append(want, mustAppend(t, st, "drop", eventstore.Exact(3), added("d")).Events...)
+	for len(got) < len(want) {
+		evs, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next after the drop was reported, %d of %d events delivered: %v", len(got), len(want), err)
+		}
+		got = append(got, evs...)
+	}
+	if ids(got) != ids(want) {
+		t.Fatalf("delivered %s, want %s: each event once, in order", ids(got), ids(want))
+	}
+	nctx, ncancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer ncancel()
+	if evs, err := sub.Next(nctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next with nothing more: %s %v, want the deadline", ids(evs), err)
 	}
 }

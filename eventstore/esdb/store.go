@@ -170,7 +170,7 @@ func (s *Store) Close() error {
 		sub.shutdown(eventstore.ErrClosed)
 	}
 	for _, sub := range subs {
-		<-sub.pumped
+		sub.wait()
 	}
 	s.ops.Wait()
 	return s.client.Close()

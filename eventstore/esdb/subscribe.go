@@ -18,62 +18,32 @@ import (
 // the server filters by event type; otherwise it leaves out system events.
 // In a namespace the server filters by stream prefix instead, and the types
 // are checked here. ctx bounds the setup only; the subscription lasts until
-// it or the store is closed.
+// it or the store is closed. When the server drops it (a restart, a leader
+// election), Next says so once and the following Next subscribes again
+// after the last event it returned.
 func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, eventstore.ErrClosed
-	}
-	life, cancel := context.WithCancel(s.life)
-	// The setup is a call in flight: Close waits for it before it closes
-	// the client.
-	s.ops.Add(1)
-	defer s.ops.Done()
-	s.mu.Unlock()
-
 	batch := opts.BatchSize
 	if batch <= 0 {
 		batch = eventstore.DefaultPageSize
 	}
-	// The setup waits for the server's confirmation; give up on it when
-	// the caller's context ends.
-	stop := context.AfterFunc(ctx, cancel)
-	inner, err := s.client.SubscribeToAll(life, client.SubscribeToAllOptions{
-		From:   serverPosition(opts.After),
-		Filter: s.filter(opts.Types),
-	})
-	if !stop() {
-		cancel()
-		if err == nil {
-			inner.Close()
-		}
-		return nil, fmt.Errorf("esdb: subscribe to $all: %w", ctx.Err())
-	}
-	if err != nil {
-		cancel()
-		return nil, s.fail(ctx, "subscribe to $all", err)
-	}
 	sub := &subscription{
 		s:      s,
-		inner:  inner,
-		cancel: cancel,
-		after:  opts.After,
 		types:  slices.Clone(opts.Types),
 		batch:  batch,
-		events: make(chan eventstore.Event, batch),
+		last:   opts.After,
 		closed: make(chan struct{}),
-		pumped: make(chan struct{}),
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		sub.shutdown(eventstore.ErrClosed)
 		return nil, eventstore.ErrClosed
 	}
 	s.subs[sub] = struct{}{}
 	s.mu.Unlock()
-	go sub.pump()
+	if _, err := sub.feed(ctx); err != nil {
+		sub.shutdown(err)
+		return nil, err
+	}
 	return sub, nil
 }
 
@@ -94,50 +64,153 @@ func (s *Store) filter(types []string) *client.SubscriptionFilter {
 	return &client.SubscriptionFilter{Type: client.EventFilterType, Regex: "^(?:" + strings.Join(quoted, "|") + ")$"}
 }
 
+// subscription is the store's side of a catch-up subscription; each
+// server subscription it holds in turn is a feed.
 type subscription struct {
-	s      *Store
-	inner  *client.Subscription
-	cancel context.CancelFunc
-	after  eventstore.Position // events at or before it are not delivered
-	types  []string
-	batch  int
+	s     *Store
+	types []string
+	batch int
 
-	events chan eventstore.Event // filled by pump, in position order
-	closed chan struct{}         // closed by shutdown
-	pumped chan struct{}         // closed when pump has returned
+	closed chan struct{} // closed by shutdown
+	once   sync.Once
 
-	once sync.Once
 	mu   sync.Mutex
-	err  error // why the subscription ended
+	err  error               // why the subscription ended
+	cur  *feed               // the server subscription; nil after a drop until Next subscribes again
+	last eventstore.Position // After, then the last event Next returned
 }
 
-// pump moves events from the gRPC stream to the buffer, which holds at
-// most BatchSize events: a slow reader slows the server down (gRPC flow
+// feed is one server subscription and the goroutine that reads it.
+type feed struct {
+	inner  *client.Subscription
+	ctx    context.Context // ends when the feed is stopped
+	cancel context.CancelFunc
+	events chan eventstore.Event // filled by pump, in position order
+	done   chan struct{}         // closed when pump has returned
+	err    error                 // why pump returned; read after done
+	fatal  bool                  // err is not the server's drop: subscribing again would meet it again
+}
+
+func (f *feed) stop() {
+	f.cancel()
+	f.inner.Close()
+}
+
+// feed returns the current server subscription, or subscribes again after
+// the last event Next returned. The setup is a call in flight: Close waits
+// for it, and a feed it opens once the subscription is closed is stopped.
+func (sub *subscription) feed(ctx context.Context) (*feed, error) {
+	sub.mu.Lock()
+	f, after := sub.cur, sub.last
+	sub.mu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	s := sub.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, eventstore.ErrClosed
+	}
+	s.ops.Add(1)
+	defer s.ops.Done()
+	s.mu.Unlock()
+
+	life, cancel := context.WithCancel(s.life)
+	// The setup waits for the server's confirmation; give up on it when
+	// the caller's context ends.
+	stop := context.AfterFunc(ctx, cancel)
+	inner, err := s.client.SubscribeToAll(life, client.SubscribeToAllOptions{
+		From:   serverPosition(after),
+		Filter: s.filter(sub.types),
+	})
+	if !stop() {
+		cancel()
+		if err == nil {
+			inner.Close()
+		}
+		return nil, fmt.Errorf("esdb: subscribe to $all: %w", ctx.Err())
+	}
+	if err != nil {
+		cancel()
+		return nil, s.fail(ctx, "subscribe to $all", err)
+	}
+	f = &feed{inner: inner, ctx: life, cancel: cancel, events: make(chan eventstore.Event, sub.batch), done: make(chan struct{})}
+	go sub.pump(f, after)
+	sub.mu.Lock()
+	select {
+	case <-sub.closed:
+		sub.mu.Unlock()
+		f.stop()
+		<-f.done
+		return nil, sub.reason()
+	default:
+	}
+	if other := sub.cur; other != nil {
+		// Another Next subscribed again first: keep one feed.
+		sub.mu.Unlock()
+		f.stop()
+		<-f.done
+		return other, nil
+	}
+	sub.cur = f
+	sub.mu.Unlock()
+	return f, nil
+}
+
+// pump moves events from the gRPC stream to the feed's buffer, which holds
+// at most BatchSize events: a slow reader slows the server down (gRPC flow
 // control), it does not grow memory.
-func (sub *subscription) pump() {
-	defer close(sub.pumped)
+func (sub *subscription) pump(f *feed, after eventstore.Position) {
+	defer close(f.done)
 	for {
-		ev := sub.inner.Recv()
+		ev := f.inner.Recv()
 		switch {
 		case ev.SubscriptionDropped != nil:
-			sub.shutdown(fmt.Errorf("esdb: subscription to $all dropped: %w", ev.SubscriptionDropped.Error))
+			f.err = ev.SubscriptionDropped.Error
 			return
 		case ev.EventAppeared != nil:
 			e, ok, err := sub.s.decode(ev.EventAppeared.OriginalEvent())
 			if err != nil {
-				sub.shutdown(fmt.Errorf("esdb: subscription to $all: %w", err))
+				f.err, f.fatal = err, true
 				return
 			}
-			if !ok || e.Position.Compare(sub.after) <= 0 || (len(sub.types) > 0 && !slices.Contains(sub.types, e.Type)) {
+			if !ok || e.Position.Compare(after) <= 0 || (len(sub.types) > 0 && !slices.Contains(sub.types, e.Type)) {
 				continue
 			}
 			select {
-			case sub.events <- e:
-			case <-sub.closed:
+			case f.events <- e:
+			case <-f.ctx.Done():
+				f.err = f.ctx.Err()
 				return
 			}
 		}
 	}
+}
+
+// dropped says why feed f ended, once the events it buffered have been
+// delivered. A drop by the server is transient: the next Next subscribes
+// again. An event the backend cannot read ends the subscription.
+func (sub *subscription) dropped(f *feed) error {
+	select {
+	case <-sub.closed:
+		return sub.reason()
+	default:
+	}
+	if sub.s.life.Err() != nil {
+		return eventstore.ErrClosed
+	}
+	if f.fatal {
+		err := fmt.Errorf("esdb: subscription to $all: %w", f.err)
+		sub.shutdown(err)
+		return err
+	}
+	sub.mu.Lock()
+	if sub.cur == f {
+		sub.cur = nil
+	}
+	sub.mu.Unlock()
+	return fmt.Errorf("esdb: subscription to $all dropped by the server (Next subscribes again after the last event it returned): %w", f.err)
 }
 
 // shutdown ends the subscription once, for the reason given.
@@ -145,14 +218,26 @@ func (sub *subscription) shutdown(reason error) {
 	sub.once.Do(func() {
 		sub.mu.Lock()
 		sub.err = reason
-		sub.mu.Unlock()
 		close(sub.closed)
-		sub.cancel()
-		sub.inner.Close()
+		f := sub.cur
+		sub.mu.Unlock()
+		if f != nil {
+			f.stop()
+		}
 		sub.s.mu.Lock()
 		delete(sub.s.subs, sub)
 		sub.s.mu.Unlock()
 	})
+}
+
+// wait returns once the feed's goroutine has, after shutdown.
+func (sub *subscription) wait() {
+	sub.mu.Lock()
+	f := sub.cur
+	sub.mu.Unlock()
+	if f != nil {
+		<-f.done
+	}
 }
 
 func (sub *subscription) reason() error {
@@ -171,9 +256,20 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		return nil, sub.reason()
 	default:
 	}
+	f, err := sub.feed(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var first eventstore.Event
 	select {
-	case first = <-sub.events:
+	case first = <-f.events:
+	case <-f.done:
+		// What the feed buffered before it ended comes first.
+		select {
+		case first = <-f.events:
+		default:
+			return nil, sub.dropped(f)
+		}
 	case <-sub.closed:
 		return nil, sub.reason()
 	case <-ctx.Done():
@@ -182,18 +278,31 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 	out := []eventstore.Event{first}
 	for len(out) < sub.batch {
 		select {
-		case e := <-sub.events:
+		case e := <-f.events:
 			out = append(out, e)
 		default:
+			sub.delivered(out)
 			return out, nil
 		}
 	}
+	sub.delivered(out)
 	return out, nil
+}
+
+// delivered moves the place a new feed starts from past out. Concurrent
+// Next calls may record their batches out of order; the place only moves
+// forwards.
+func (sub *subscription) delivered(out []eventstore.Event) {
+	sub.mu.Lock()
+	if p := out[len(out)-1].Position; p.Compare(sub.last) > 0 {
+		sub.last = p
+	}
+	sub.mu.Unlock()
 }
 
 // Close ends the subscription; Next then returns ErrClosed.
 func (sub *subscription) Close() error {
 	sub.shutdown(eventstore.ErrClosed)
-	<-sub.pumped
+	sub.wait()
 	return nil
 }

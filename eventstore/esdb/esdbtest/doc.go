@@ -28,6 +28,10 @@
 //     expression or prefixes) with checkpoints, and the "invalid position"
 //     refusal for $all positions that are not at an event.
 //
+// DropSubscriptions ends every subscription call with gRPC Unavailable while
+// the server keeps serving, as a node does when it restarts or loses its
+// role.
+//
 // Not implemented (answered with gRPC Unimplemented): BatchAppend, Delete,
 // Tombstone, persistent subscriptions, projections, users, operations.
 // Access control is not enforced; credentials are ignored. Links are never

@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/gossip"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
@@ -54,6 +56,9 @@ type Server struct {
 	id        uuid.UUID
 	served    chan struct{}
 	stopOnce  sync.Once
+
+	dropMu sync.Mutex
+	drop   chan struct{} // closed by DropSubscriptions, then replaced
 }
 
 // Start starts a stand-in server that keeps running until Stop is called or
@@ -78,6 +83,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		now:       c.now,
 		id:        uuid.New(),
 		served:    make(chan struct{}),
+		drop:      make(chan struct{}),
 	}
 	s.grpc = grpc.NewServer(
 		// The client pings every 10 s, even without calls in flight; the
@@ -113,6 +119,27 @@ func (s *Server) Stop() {
 		<-s.served
 	})
 }
+
+// DropSubscriptions ends every subscription call in progress with the gRPC
+// status Unavailable, while the server keeps serving: what a client sees
+// when the node it subscribed on shuts its subscriptions down (a restart,
+// a leader election, a node going offline behind a load balancer). The
+// connection stays up, so a client may subscribe again at once.
+func (s *Server) DropSubscriptions() {
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	close(s.drop)
+	s.drop = make(chan struct{})
+}
+
+func (s *Server) dropSignal() <-chan struct{} {
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	return s.drop
+}
+
+// errDropped is what a subscription dropped by DropSubscriptions ends with.
+var errDropped = status.Error(codes.Unavailable, "subscription dropped by the server")
 
 // featuresService answers the client's connect-time question: which
 // methods does this node serve. The client asks it on every (re)connect.

@@ -388,6 +388,7 @@ func (svc *streamsService) subscribeStream(call streams.Streams_ReadServer, rq r
 // considered, as EventStoreDB sends them.
 func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readRequest, i int, keep func(*record) bool) error {
 	ctx := call.Context()
+	drop := svc.s.dropSignal()
 	if err := call.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
 		SubscriptionId: uuid.NewString(),
 	}}}); err != nil {
@@ -406,11 +407,18 @@ func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readReques
 			select {
 			case <-changed:
 				continue
+			case <-drop:
+				return errDropped
 			case <-ctx.Done():
 				return status.FromContextError(ctx.Err()).Err()
 			}
 		}
 		for ; i < len(all); i++ {
+			select {
+			case <-drop:
+				return errDropped
+			default:
+			}
 			r := all[i]
 			if !keep(r) {
 				continue
