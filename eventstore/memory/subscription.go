@@ -17,8 +17,12 @@ type subscription struct {
 	types []string
 	batch int
 
-	mu   sync.Mutex // serialises Next
-	next int        // index into the log of the next event to look at
+	// turn is held by the Next in progress, so that calls from several
+	// goroutines take turns. A channel, not a mutex, so that a call
+	// waiting its turn still returns when its context ends or the
+	// subscription closes.
+	turn chan struct{}
+	next int // index into the log of the next event to look at; guarded by turn
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -43,6 +47,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		types:  slices.Clone(opts.Types),
 		batch:  batch,
 		next:   next,
+		turn:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 	}, nil
 }
@@ -50,8 +55,16 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 // Next blocks until at least one event is available and returns up to
 // BatchSize of them.
 func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
+	select {
+	case sub.turn <- struct{}{}:
+		defer func() { <-sub.turn }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-sub.closed:
+		return nil, eventstore.ErrClosed
+	case <-sub.s.done:
+		return nil, eventstore.ErrClosed
+	}
 	for {
 		select {
 		case <-sub.closed:

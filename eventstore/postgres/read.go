@@ -416,6 +416,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		batch: batch,
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
+		turn:  make(chan struct{}, 1),
 	}
 	s.notifier.add(sub.wake)
 	return sub, nil
@@ -423,14 +424,29 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 
 type subscription struct {
 	store *Store
-	after int64
 	types []string
 	batch int
 	wake  chan struct{}
 	done  chan struct{}
+	// turn is held by the Next in progress. Calls from several goroutines
+	// take turns: two reading from the same position would both deliver
+	// what they found. A channel, not a mutex, so that a call waiting its
+	// turn still returns when its context ends or the subscription closes.
+	turn  chan struct{}
+	after int64 // the last position delivered or passed over; guarded by turn
 }
 
 func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
+	select {
+	case sub.turn <- struct{}{}:
+		defer func() { <-sub.turn }()
+	case <-sub.done:
+		return nil, eventstore.ErrClosed
+	case <-sub.store.stop:
+		return nil, eventstore.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	poll := time.NewTimer(sub.store.opts.PollInterval)
 	defer poll.Stop()
 	for {

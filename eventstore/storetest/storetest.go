@@ -49,6 +49,7 @@ func Run(t *testing.T, h Harness) {
 		{"Head", s.testHead},
 		{"Subscribe", s.testSubscribe},
 		{"SubscribeCancel", s.testSubscribeCancel},
+		{"SubscribeShared", s.testSubscribeShared},
 		{"ConcurrentOneStream", s.testConcurrentOneStream},
 		{"ConcurrentManyStreams", s.testConcurrentManyStreams},
 		{"Envelope", s.testEnvelope},

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -226,5 +229,101 @@ func (s *suite) testSubscribeCancel(t *testing.T) {
 			t.Fatalf("Next after Close: %d events, %v; want ErrClosed", len(evs), err)
 		}
 		sub.Close() // a second Close must not panic
+	})
+}
+
+// testSubscribeShared covers a subscription used from several goroutines:
+// each event is still delivered once, and a call waiting for another still
+// honours its own context.
+func (s *suite) testSubscribeShared(t *testing.T) {
+	t.Run("ConcurrentNext", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{BatchSize: 3})
+		const appends, perAppend = 30, 2
+		ctx, cancel := context.WithTimeout(t.Context(), liveness)
+		defer cancel()
+		var (
+			mu    sync.Mutex
+			seen  = map[uuid.UUID]int{}
+			total int
+			wg    sync.WaitGroup
+		)
+		for range 4 {
+			wg.Go(func() {
+				for {
+					evs, err := sub.Next(ctx)
+					if err != nil {
+						if ctx.Err() == nil {
+							t.Errorf("Next: %v", err)
+						}
+						return
+					}
+					if len(evs) > 3 {
+						t.Errorf("Next returned %d events, BatchSize is 3", len(evs))
+					}
+					mu.Lock()
+					for _, e := range evs {
+						seen[e.ID]++
+					}
+					total += len(evs)
+					if total >= appends*perAppend {
+						cancel()
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		var want []eventstore.Event
+		for i := range appends {
+			res := mustAppend(t, st, fmt.Sprintf("shared-%d", i%3), eventstore.Any, added(fmt.Sprint(i)), renamed(fmt.Sprint(i)))
+			want = append(want, res.Events...)
+		}
+		wg.Wait()
+		for _, e := range want {
+			if n := seen[e.ID]; n != 1 {
+				t.Errorf("event at %v delivered %d times, want once", e.Position, n)
+			}
+		}
+		if total != len(want) {
+			t.Fatalf("four goroutines sharing a subscription got %d events, want %d", total, len(want))
+		}
+	})
+	t.Run("WaitingNextCancelled", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{})
+		first := make(chan []eventstore.Event, 1)
+		go func() {
+			evs, err := sub.Next(t.Context())
+			if err != nil {
+				t.Errorf("first Next: %v", err)
+			}
+			first <- evs
+		}()
+		time.Sleep(50 * time.Millisecond) // the first Next is waiting for events
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := sub.Next(ctx)
+			errc <- err
+		}()
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("second Next after its context was cancelled: %v, want context.Canceled", err)
+			}
+		case <-time.After(liveness):
+			t.Fatal("a Next called while another waits did not return when its context was cancelled")
+		}
+		res := mustAppend(t, st, "waiting", eventstore.NoStream, added("a"))
+		select {
+		case evs := <-first:
+			sameEvents(t, "first Next", evs, res.Events)
+		case <-time.After(liveness):
+			t.Fatal("the first Next did not return the appended event")
+		}
 	})
 }
