@@ -34,7 +34,10 @@ type options struct {
 // and Head see only the streams that carry it. Two stores with different
 // namespaces on one server do not see each other's events. The tests use
 // it to run on a shared EventStoreDB; it also separates environments that
-// share a cluster.
+// share a cluster. No namespace may be a prefix of another on one server:
+// the stored name cannot tell stream "eu-s" of namespace "prod-" from
+// stream "s" of "prod-eu-", so the first store would read (and could
+// write) the second's streams.
 func WithNamespace(prefix string) Option { return func(o *options) { o.namespace = prefix } }
 
 // WithMaxAppendSize sets the largest append the backend sends, in bytes as
