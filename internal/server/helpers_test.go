@@ -45,6 +45,24 @@ type env struct {
 
 func newEnv(t testing.TB, limits server.Limits) *env {
 	t.Helper()
+	return newEnvWith(t, envOptions{limits: limits})
+}
+
+// envOptions adjusts newEnvWith's server.
+type envOptions struct {
+	limits server.Limits
+	// extra projections run besides the audit projection, retried
+	// per retry.
+	extra []projections.Projection
+	retry projections.RetryPolicy
+	// tokenTable replaces the test tenants' fixed tokens with the
+	// eventstream_api_tokens table, checked with auth.
+	tokenTable bool
+	auth       server.AuthConfig
+}
+
+func newEnvWith(t testing.TB, o envOptions) *env {
+	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	sreg := schemas.MustDefault()
@@ -66,23 +84,27 @@ func newEnv(t testing.TB, limits server.Limits) *env {
 		t.Fatal(err)
 	}
 	logStore := m.InstrumentStore(store)
-	e.rt, err = projections.New(pool, logStore, sreg, projections.Config{Registerer: e.reg, Logger: slog.New(slog.DiscardHandler)}, audit.Projection())
+	e.rt, err = projections.New(pool, logStore, sreg, projections.Config{Registerer: e.reg, Logger: slog.New(slog.DiscardHandler), Retry: o.retry},
+		append([]projections.Projection{audit.Projection()}, o.extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.rt.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tokens := server.Tokens{
+	var tokens server.TokenSource = server.Tokens{
 		server.TokenFor(acmeToken, "acme", "acme-app"),
 		server.TokenFor(globexToken, "globex", "globex-app"),
 		server.TokenFor(operatorToken, server.AllTenants, "ops"),
 	}
+	if o.tokenTable {
+		tokens = server.TokenTable{Pool: pool}
+	}
 	s, err := server.New(server.Config{
 		Store: logStore, Registry: sreg, Pool: pool, Runtime: e.rt,
-		Auth: server.NewAuthenticator(tokens), Gatherer: e.reg, Metrics: m,
+		Auth: server.NewAuthenticatorWithConfig(tokens, o.auth), Gatherer: e.reg, Metrics: m,
 		Ready:  func(context.Context) error { return e.ready },
-		Limits: limits,
+		Limits: o.limits,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/brainhq/eventstream/internal/server"
 )
@@ -179,5 +181,71 @@ func TestEveryResponseCarriesTheSecurityHeaders(t *testing.T) {
 			t.Errorf("%s %s (%d): X-Content-Type-Options %q, X-Frame-Options %q, Content-Security-Policy %q",
 				c.method, c.path, r.code, h.Get("X-Content-Type-Options"), h.Get("X-Frame-Options"), h.Get("Content-Security-Policy"))
 		}
+	}
+}
+
+// TestUISessionEndsWhenItsTokenIsRevoked: the cookie is checked like a
+// bearer token on every page, so a browser signed in with a token is
+// signed out, on its next page past the token list's TTL, once the token
+// is revoked; it does not live on as a session of its own.
+func TestUISessionEndsWhenItsTokenIsRevoked(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, envOptions{tokenTable: true, auth: server.AuthConfig{TTL: 10 * time.Millisecond}})
+	ctx := context.Background()
+	tt := server.TokenTable{Pool: e.pool}
+	secret, err := tt.Add(ctx, "acme", "browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := e.signIn(secret)
+	if in.code != http.StatusSeeOther {
+		t.Fatalf("sign in: %d %s", in.code, in.body)
+	}
+	cookie := "eventstream_token=" + sessionCookie(t, in).Value
+	for _, p := range []string{"/ui/", "/ui/projections"} {
+		e.must(200, "GET", p, "", "", "Cookie", cookie)
+	}
+	if _, err := tt.Revoke(ctx, "browser"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // past the TTL
+	for _, p := range []string{"/ui/", "/ui/projections"} {
+		if r := e.must(401, "GET", p, "", "", "Cookie", cookie); !strings.Contains(r.body, `id="token"`) || !strings.Contains(r.body, "not valid") {
+			t.Errorf("GET %s with a revoked token's cookie: not the sign-in page:\n%s", p, r.body)
+		}
+	}
+}
+
+// TestUISignInRedirectsOnlyWithinTheBrowser: the address signed in to
+// comes from the form, which a link can fill in; whatever it holds, the
+// redirect stays on this host, in the audit browser.
+func TestUISignInRedirectsOnlyWithinTheBrowser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	base, err := url.Parse(e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, next := range []string{
+		"https://evil.example/ui/", "//evil.example/ui/", "/\\evil.example/ui/", "\\\\evil.example/ui/",
+		"/ui/../..//evil.example/", "/ui/..%2f..%2f/evil.example",
+		"javascript:alert(1)//ui/", "",
+	} {
+		r := e.do("POST", "/ui/login", "", url.Values{"token": {operatorToken}, "next": {next}}.Encode(), "Content-Type", "application/x-www-form-urlencoded")
+		loc := r.header.Get("Location")
+		// Browsers drop tabs and newlines from a URL and read "\" as "/".
+		seen := strings.ReplaceAll(strings.NewReplacer("\t", "", "\r", "", "\n", "").Replace(loc), "\\", "/")
+		to, err := base.Parse(seen)
+		if r.code != http.StatusSeeOther || err != nil || to.Host != base.Host || !strings.HasPrefix(seen, "/") || strings.HasPrefix(seen, "//") {
+			t.Errorf("next=%q: %d, Location %q", next, r.code, loc)
+		}
+	}
+	r := e.signIn(operatorToken)
+	if got := r.header.Get("Location"); got != "/ui/" {
+		t.Errorf("next=/ui/: Location %q", got)
+	}
+	r = e.do("POST", "/ui/login", "", url.Values{"token": {operatorToken}, "next": {"/ui/events/x?y=1"}}.Encode(), "Content-Type", "application/x-www-form-urlencoded")
+	if got := r.header.Get("Location"); got != "/ui/events/x?y=1" {
+		t.Errorf("next=/ui/events/x?y=1: Location %q", got)
 	}
 }
