@@ -137,9 +137,11 @@ func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
 	u.render(w, http.StatusOK, "login", loginView{view: view{Title: "Sign in"}, Next: "/ui/"})
 }
 
-// safeNext keeps a redirect inside /ui/.
+// safeNext keeps a redirect inside /ui/, with an address that parses: one
+// with a control character would go out as is (http.Redirect cleans only
+// what parses), a Location that Go's client refuses and browsers rewrite.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+	if _, err := url.Parse(next); err != nil || !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
 		return "/ui/"
 	}
 	return next

@@ -230,6 +230,9 @@ func TestUISignInRedirectsOnlyWithinTheBrowser(t *testing.T) {
 		"https://evil.example/ui/", "//evil.example/ui/", "/\\evil.example/ui/", "\\\\evil.example/ui/",
 		"/ui/../..//evil.example/", "/ui/..%2f..%2f/evil.example",
 		"javascript:alert(1)//ui/", "",
+		// A control character makes a Location that Go's client refuses and
+		// browsers rewrite.
+		"/ui/\t/evil.example", "/ui/../\t/evil.example", "/ui/\r\nLocation: https://evil.example", "/ui/\x7f",
 	} {
 		r := e.do("POST", "/ui/login", "", url.Values{"token": {operatorToken}, "next": {next}}.Encode(), "Content-Type", "application/x-www-form-urlencoded")
 		loc := r.header.Get("Location")
