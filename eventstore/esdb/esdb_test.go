@@ -558,3 +558,46 @@ func TestStandIn_SubscriptionResumesAfterADrop(t *testing.T) {
 		t.Fatalf("Next with nothing more: %s %v, want the deadline", ids(evs), err)
 	}
 }
+
+// Servers before 22.6.0 send no $all position with a stream read, and the
+// backend takes an appended event's position from reading it back: on
+// such a server every append result would carry position 2^64-1, which no
+// event has. New refuses them; from 22.6.0 on, an append result has the
+// position $all gives the event.
+func TestStandIn_ServersBefore22_6AreRefused(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	for _, c := range []struct {
+		version string
+		refused bool
+	}{{"21.10.9", true}, {"20.10.5", true}, {"22.6.0", false}, {"24.10.1", false}} {
+		t.Run(c.version, func(t *testing.T) {
+			t.Parallel()
+			srv, err := esdbtest.Start(t.Context(), esdbtest.ServerVersion(c.version))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(srv.Stop)
+			st, err := esdb.New(t.Context(), srv.URL(), reg)
+			if c.refused {
+				if err == nil {
+					defer st.Close()
+					res, err := st.Append(t.Context(), "s", eventstore.NoStream, added("a"))
+					t.Fatalf("New accepted EventStoreDB %s; an append then gave position %v (%v)", c.version, res.Events[0].Position, err)
+				}
+				if !strings.Contains(err.Error(), c.version) || !strings.Contains(err.Error(), "22.6") {
+					t.Fatalf("New on %s: %v; want an error naming the version and 22.6", c.version, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			res := mustAppend(t, st, "s", eventstore.NoStream, added("a"), added("b"))
+			if got := readAll(t, st, eventstore.ReadAllOptions{}); len(got) != 2 || got[0].Position != res.Events[0].Position || got[1].Position != res.Events[1].Position {
+				t.Fatalf("append result positions %v %v, $all has %d events: %s", res.Events[0].Position, res.Events[1].Position, len(got), ids(got))
+			}
+		})
+	}
+}

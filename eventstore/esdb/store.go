@@ -106,19 +106,29 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 	}
 	// The client connects on first use; connect now so that a wrong
 	// address fails here, not on the first append.
-	probe := make(chan error, 1)
+	type answer struct {
+		v   *client.ServerVersion
+		err error
+	}
+	probe := make(chan answer, 1)
 	go func() {
-		_, err := c.GetServerVersion()
-		probe <- err
+		v, err := c.GetServerVersion()
+		probe <- answer{v, err}
 	}()
+	var version *client.ServerVersion
 	select {
-	case err = <-probe:
+	case a := <-probe:
+		version, err = a.v, a.err
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("esdb: connect to %s: %w", Redact(connection), err)
+	}
+	if err := checkVersion(version); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("esdb: %s: %w", Redact(connection), err)
 	}
 	life, kill := context.WithCancel(context.Background())
 	return &Store{
@@ -130,6 +140,19 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 		kill:      kill,
 		subs:      map[*subscription]struct{}{},
 	}, nil
+}
+
+// checkVersion refuses servers before 22.6.0. They send no $all position
+// with a stream read (kurrent-io/KurrentDB#3459 added it), and an append
+// takes its events' positions from reading them back, so every append
+// result would carry a position no event has. A server without the
+// server-features call (before 20.10) reports 0.0.0, as the protocol
+// stand-in does: it cannot be told apart and is let through.
+func checkVersion(v *client.ServerVersion) error {
+	if v == nil || v.Major == 0 || v.Major > 22 || (v.Major == 22 && v.Minor >= 6) {
+		return nil
+	}
+	return fmt.Errorf("EventStoreDB %d.%d.%d is not supported: eventstream needs 22.6 or later, whose stream reads carry each event's $all position", v.Major, v.Minor, v.Patch)
 }
 
 // Redact returns the connection string with its password replaced, for

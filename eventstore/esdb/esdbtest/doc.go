@@ -28,6 +28,9 @@
 //     expression or prefixes) with checkpoints, and the "invalid position"
 //     refusal for $all positions that are not at an event.
 //
+// ServerVersion makes it report another version and, below 22.6.0, answer
+// stream reads without $all positions, as those servers do.
+//
 // DropSubscriptions ends every subscription call with gRPC Unavailable while
 // the server keeps serving, as a node does when it restarts or loses its
 // role.

@@ -29,10 +29,18 @@ const DefaultMaxAppendSize = 1 << 20
 // version of any EventStoreDB release, on purpose.
 const Version = "0.0.0"
 
+// ServerVersion makes the stand-in report version v ("major.minor.patch")
+// instead of Version, and behave as that version does where the stand-in
+// models a difference: before 22.6.0, stream reads carry no $all position
+// (commit and prepare are both 2^64-1, EventStoreDB's "no position";
+// kurrent-io/KurrentDB#3459 added them in 22.6.0).
+func ServerVersion(v string) Option { return func(c *config) { c.version = v } }
+
 // Option adjusts a Server.
 type Option func(*config)
 
 type config struct {
+	version       string
 	addr          string
 	maxAppendSize int
 	now           func() time.Time
@@ -53,9 +61,13 @@ type Server struct {
 	lis       net.Listener
 	maxAppend int
 	now       func() time.Time
-	id        uuid.UUID
-	served    chan struct{}
-	stopOnce  sync.Once
+	version   string
+	// streamPositions: stream reads carry each event's $all position
+	// (servers from 22.6.0 on).
+	streamPositions bool
+	id              uuid.UUID
+	served          chan struct{}
+	stopOnce        sync.Once
 
 	dropMu sync.Mutex
 	drop   chan struct{} // closed by DropSubscriptions, then replaced
@@ -64,12 +76,16 @@ type Server struct {
 // Start starts a stand-in server that keeps running until Stop is called or
 // ctx ends. Connect to it with URL().
 func Start(ctx context.Context, opts ...Option) (*Server, error) {
-	c := config{addr: "127.0.0.1:0", maxAppendSize: DefaultMaxAppendSize, now: time.Now}
+	c := config{version: Version, addr: "127.0.0.1:0", maxAppendSize: DefaultMaxAppendSize, now: time.Now}
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.maxAppendSize <= 0 {
 		return nil, fmt.Errorf("esdbtest: max append size %d: want > 0", c.maxAppendSize)
+	}
+	var major, minor, patch int
+	if _, err := fmt.Sscanf(c.version, "%d.%d.%d", &major, &minor, &patch); err != nil {
+		return nil, fmt.Errorf("esdbtest: server version %q: want major.minor.patch", c.version)
 	}
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", c.addr)
@@ -81,9 +97,13 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		lis:       lis,
 		maxAppend: c.maxAppendSize,
 		now:       c.now,
-		id:        uuid.New(),
-		served:    make(chan struct{}),
-		drop:      make(chan struct{}),
+		version:   c.version,
+		// The stand-in's own version (0.0.0) behaves as the current
+		// servers do.
+		streamPositions: major == 0 || major > 22 || (major == 22 && minor >= 6),
+		id:              uuid.New(),
+		served:          make(chan struct{}),
+		drop:            make(chan struct{}),
 	}
 	s.grpc = grpc.NewServer(
 		// The client pings every 10 s, even without calls in flight; the
@@ -95,7 +115,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		grpc.MaxRecvMsgSize(17<<20),
 	)
 	streams.RegisterStreamsServer(s.grpc, &streamsService{s: s})
-	serverfeatures.RegisterServerFeaturesServer(s.grpc, &featuresService{})
+	serverfeatures.RegisterServerFeaturesServer(s.grpc, &featuresService{version: c.version})
 	gossip.RegisterGossipServer(s.grpc, &gossipService{s: s})
 	go func() {
 		defer close(s.served)
@@ -145,12 +165,13 @@ var errDropped = status.Error(codes.Unavailable, "subscription dropped by the se
 // methods does this node serve. The client asks it on every (re)connect.
 type featuresService struct {
 	serverfeatures.UnimplementedServerFeaturesServer
+	version string
 }
 
-func (*featuresService) GetSupportedMethods(context.Context, *shared.Empty) (*serverfeatures.SupportedMethods, error) {
+func (f *featuresService) GetSupportedMethods(context.Context, *shared.Empty) (*serverfeatures.SupportedMethods, error) {
 	const svc = "event_store.client.streams.streams"
 	return &serverfeatures.SupportedMethods{
-		EventStoreServerVersion: Version,
+		EventStoreServerVersion: f.version,
 		Methods: []*serverfeatures.SupportedMethod{
 			{ServiceName: svc, MethodName: "read"},
 			{ServiceName: svc, MethodName: "append"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -245,7 +246,7 @@ func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRe
 			from = clampRevision(r.Revision, n)
 		}
 		for i := from; i < n && sent < rq.count; i++ {
-			if err := call.Send(eventResp(recs[i], rq.structured)); err != nil {
+			if err := call.Send(svc.streamEventResp(recs[i], rq.structured)); err != nil {
 				return err
 			}
 			sent++
@@ -260,7 +261,7 @@ func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRe
 		from = min(clampRevision(r.Revision, n), n-1)
 	}
 	for i := from; i >= 0 && sent < rq.count; i-- {
-		if err := call.Send(eventResp(recs[i], rq.structured)); err != nil {
+		if err := call.Send(svc.streamEventResp(recs[i], rq.structured)); err != nil {
 			return err
 		}
 		sent++
@@ -441,6 +442,19 @@ func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readReques
 			}
 		}
 	}
+}
+
+// streamEventResp is an event as a stream read answers it: before 22.6.0
+// without its $all position (Position.FromInt64(-1, -1) on the server:
+// both halves 2^64-1, and no_position).
+func (svc *streamsService) streamEventResp(r *record, structured bool) *streams.ReadResp {
+	resp := eventResp(r, structured)
+	if !svc.s.streamPositions {
+		ev := resp.GetEvent()
+		ev.Event.CommitPosition, ev.Event.PreparePosition = math.MaxUint64, math.MaxUint64
+		ev.Position = &streams.ReadResp_ReadEvent_NoPosition{NoPosition: &shared.Empty{}}
+	}
+	return resp
 }
 
 func eventResp(r *record, structured bool) *streams.ReadResp {
