@@ -154,7 +154,16 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 	}
 	secret, next := strings.TrimSpace(r.PostForm.Get("token")), safeNext(r.PostForm.Get("next"))
 	_, ok, err := u.s.cfg.Auth.Authenticate(r.Context(), secret)
-	if err != nil || !ok {
+	if err != nil {
+		// Not the token's fault: saying it is not valid would send the
+		// operator off to revoke or recreate a good one.
+		if !errors.Is(err, ErrTokensUnavailable) {
+			u.s.log.Error("authenticate", "err", err)
+		}
+		u.render(w, http.StatusServiceUnavailable, "login", loginView{view: view{Title: "Sign in"}, Error: "Tokens cannot be checked right now (the token list cannot be read); retry in a moment.", Next: next})
+		return
+	}
+	if !ok {
 		u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: "That token is not valid.", Next: next})
 		return
 	}

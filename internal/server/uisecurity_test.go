@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/internal/server"
 )
 
@@ -250,5 +253,29 @@ func TestUISignInRedirectsOnlyWithinTheBrowser(t *testing.T) {
 	r = e.do("POST", "/ui/login", "", url.Values{"token": {operatorToken}, "next": {"/ui/events/x?y=1"}}.Encode(), "Content-Type", "application/x-www-form-urlencoded")
 	if got := r.header.Get("Location"); got != "/ui/events/x?y=1" {
 		t.Errorf("next=/ui/events/x?y=1: Location %q", got)
+	}
+}
+
+// TestUISignInWhileTheTokensCannotBeReadSaysSo: while the token list cannot
+// be read, signing in answers 503 and says why, like every other request
+// with a token, instead of telling the operator that a good token is not
+// valid (they would go and revoke or recreate it); it sets no cookie.
+func TestUISignInWhileTheTokensCannotBeReadSaysSo(t *testing.T) {
+	t.Parallel()
+	src := &switchSource{tokens: server.Tokens{server.TokenFor("s1", "acme", "a")}, err: errors.New("connection refused")}
+	store, err := memory.New(schemasReg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(server.Config{Store: store, Registry: schemasReg(), Auth: server.NewAuthenticator(src), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv}
+	r := e.signIn("s1")
+	if r.code != http.StatusServiceUnavailable || strings.Contains(r.body, "not valid") || !strings.Contains(r.body, "cannot be checked") || r.header.Get("Set-Cookie") != "" {
+		t.Fatalf("sign in while the tokens cannot be read: %d, Set-Cookie %q:\n%s", r.code, r.header.Get("Set-Cookie"), r.body)
 	}
 }
