@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -212,5 +214,69 @@ func TestUIInHeadlessChromium(t *testing.T) {
 	waitFor("correlation=corr-1")
 	if n := rows(); n != 4 {
 		t.Fatalf("following corr-1 lists %d events, want 4", n)
+	}
+}
+
+// TestUIInHeadlessChromiumRefusesAnotherSitesSignIn: a page of another site
+// that posts the sign-in form with its own token, as soon as a signed-out
+// browser opens it, does not leave that browser signed in.
+func TestUIInHeadlessChromiumRefusesAnotherSitesSignIn(t *testing.T) {
+	browser := chromium()
+	if browser == "" {
+		t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it): the audit browser was not tested in a browser")
+	}
+	e := newEnv(t, server.Limits{})
+	e.seed()
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/ui/login">
+<input name="token" value="%s"><input name="next" value="/ui/"></form>
+<script>document.getElementById("f").submit()</script>`, e.srv.URL, globexToken)
+	}))
+	t.Cleanup(attacker.Close)
+	// Another site: localhost is not 127.0.0.1.
+	evil := strings.Replace(attacker.URL, "127.0.0.1", "localhost", 1)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	if err := chromedp.Do(bctx, chromedp.Navigate(evil)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+	defer cancel()
+	for { // the form posts itself and the browser lands on the audit browser
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatalf("location: %v", err)
+		}
+		if strings.HasPrefix(loc, e.srv.URL) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the other site's form never reached the audit browser (at %s)", loc)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	signedIn, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("events") !== null || document.getElementById("token") === null`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signedIn {
+		html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+		t.Fatalf("another site's form signed the browser in:\n%v", html)
 	}
 }
