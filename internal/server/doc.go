@@ -25,4 +25,14 @@
 //     read/write/idle timeouts and a per-request deadline (Limits).
 //   - Metrics are registered on the registry the caller gives, never the
 //     global one, and carry no tenant or token in their labels.
+//   - The audit browser shows every value a tenant or a handler wrote as
+//     text (html/template, no JavaScript), and a tenant only its own events
+//     and parked events. Its cookie holds the token, HttpOnly, SameSite
+//     Strict, limited to /ui/, Secure over TLS (ours, or a proxy's that
+//     says so with X-Forwarded-Proto or Forwarded), and is checked like a
+//     bearer token on every page, so revoking the token ends it. A sign-in
+//     or sign-out form posted by another site is refused (403).
+//   - Every response carries X-Content-Type-Options: nosniff,
+//     X-Frame-Options: DENY and a Content-Security-Policy that loads, runs
+//     and frames nothing (the browser's pages allow their style sheet).
 package server
