@@ -428,12 +428,14 @@ type subscription struct {
 	batch int
 	wake  chan struct{}
 	done  chan struct{}
+	// closeOnce closes done.
+	closeOnce sync.Once
 	// turn is held by the Next in progress. Calls from several goroutines
 	// take turns: two reading from the same position would both deliver
 	// what they found. A channel, not a mutex, so that a call waiting its
 	// turn still returns when its context ends or the subscription closes.
 	turn  chan struct{}
-	after int64 // the last position delivered or passed over; guarded by turn
+	after int64 // the last position delivered; guarded by turn
 }
 
 func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
@@ -491,11 +493,11 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 }
 
 func (sub *subscription) Close() error {
-	select {
-	case <-sub.done:
-	default:
+	// Once, not a check of done: two Closes at the same moment would both
+	// find done open and close it twice.
+	sub.closeOnce.Do(func() {
 		close(sub.done)
 		sub.store.notifier.remove(sub.wake)
-	}
+	})
 	return nil
 }

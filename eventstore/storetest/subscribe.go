@@ -233,8 +233,8 @@ func (s *suite) testSubscribeCancel(t *testing.T) {
 }
 
 // testSubscribeShared covers a subscription used from several goroutines:
-// each event is still delivered once, and a call waiting for another still
-// honours its own context.
+// each event is still delivered once, a call waiting for another still
+// honours its own context, and concurrent Closes are safe.
 func (s *suite) testSubscribeShared(t *testing.T) {
 	t.Run("ConcurrentNext", func(t *testing.T) {
 		t.Parallel()
@@ -324,6 +324,31 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 			sameEvents(t, "first Next", evs, res.Events)
 		case <-time.After(liveness):
 			t.Fatal("the first Next did not return the appended event")
+		}
+	})
+	t.Run("ConcurrentClose", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		for range 1000 {
+			sub, err := st.Subscribe(t.Context(), eventstore.SubscribeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Go(func() {
+					<-start
+					if err := sub.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if _, err := sub.Next(t.Context()); !errors.Is(err, eventstore.ErrClosed) {
+				t.Fatalf("Next after concurrent Closes: %v, want ErrClosed", err)
+			}
 		}
 	})
 }
