@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -412,7 +413,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	sub := &subscription{
 		store: s,
 		after: min(logPos(opts.After), math.MaxInt64-1), // it reads from after+1
-		types: opts.Types,
+		types: slices.Clone(opts.Types),                 // the caller may reuse its slice
 		batch: batch,
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),

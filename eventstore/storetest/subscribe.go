@@ -234,7 +234,8 @@ func (s *suite) testSubscribeCancel(t *testing.T) {
 
 // testSubscribeShared covers a subscription used from several goroutines:
 // each event is still delivered once, a call waiting for another still
-// honours its own context, and concurrent Closes are safe.
+// honours its own context, and concurrent Closes are safe. It also checks
+// that a subscription keeps its own copy of the Types it was given.
 func (s *suite) testSubscribeShared(t *testing.T) {
 	t.Run("ConcurrentNext", func(t *testing.T) {
 		t.Parallel()
@@ -350,5 +351,16 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 				t.Fatalf("Next after concurrent Closes: %v, want ErrClosed", err)
 			}
 		}
+	})
+	t.Run("TypesCopied", func(t *testing.T) {
+		t.Parallel()
+		st := s.newStore(t)
+		types := []string{TypeRenamed}
+		sub := subscribe(t, st, eventstore.SubscribeOptions{Types: types})
+		types[0] = TypeAdded // the caller reuses its slice
+		mustAppend(t, st, "types-copied", eventstore.NoStream, added("skip"))
+		res := mustAppend(t, st, "types-copied", eventstore.Any, renamed("keep"))
+		sameEvents(t, "filtered by the types given to Subscribe", collect(t, sub, 1, 0), res.Events)
+		nothingMore(t, sub)
 	})
 }
