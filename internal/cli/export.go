@@ -68,13 +68,13 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 				a.log.Info("resuming the export", "file", output, "after", resumeAfter.String())
 			}
 			n, last, err := a.export(cmd.Context(), b.Store, w, fromPos, resumeAfter, toPos, to != "")
-			if fh != nil {
+			if fh != nil && resumable(fh) {
 				if serr := fh.Sync(); err == nil && serr != nil {
 					err = serr
 				}
 			}
 			if err != nil {
-				if cmd.Context().Err() != nil && output != "" && output != "-" {
+				if cmd.Context().Err() != nil && fh != nil && resumable(fh) {
 					return withCode(ExitInterrupted, fmt.Errorf("export interrupted after %d events (last position %s); run the same command again to resume", n, last))
 				}
 				return err
@@ -94,6 +94,16 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 // --from says otherwise, it keeps the complete lines already there and
 // returns the position of the last one, to resume after it.
 func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore.Position, error) {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		// A device or a pipe (/dev/null, /dev/stdout into gzip, a FIFO):
+		// nothing there to resume after. Reading it back would never end
+		// on a pipe, and truncating it means nothing.
+		fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, nil, usagef("--output %s: %v", path, errors.Unwrap(err))
+		}
+		return fh, nil, nil
+	}
 	if restart || fromGiven {
 		fh, err := os.Create(path)
 		if err != nil {
@@ -138,6 +148,13 @@ func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore
 		return fail(err)
 	}
 	return fh, last.Position, nil
+}
+
+// resumable reports whether fh is a regular file: one an export can be
+// resumed from, and synced to disk (fsync refuses a pipe or /dev/null).
+func resumable(fh *os.File) bool {
+	st, err := fh.Stat()
+	return err == nil && st.Mode().IsRegular()
 }
 
 // export writes the events from from (inclusive; exclusive when it is
