@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -109,8 +110,27 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	if err != nil {
 		return err
 	}
+	// An id given twice is two events claiming one place in the log
+	// (ids are per stream on a backend that checks them per stream).
+	type idKey struct {
+		stream string
+		id     uuid.UUID
+	}
+	perStream := b.Store.Features().PerStreamIDs
+	seen := map[idKey]int{}
 	total := 0
 	err = scanEnvelopes(path, name, 0, func(line int, e eventstore.Event) error {
+		if e.ID != uuid.Nil {
+			k := idKey{id: e.ID}
+			if perStream {
+				k.stream = e.Stream
+			}
+			if first, dup := seen[k]; dup {
+				return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "unique-id",
+					Message: fmt.Sprintf("id %s is also the id of line %d", e.ID, first)}}
+			}
+			seen[k] = line
+		}
 		if _, err := v.Check(e.Stream, eventstore.Any, []eventstore.Event{e}); err != nil {
 			return &lineError{File: name, Line: line, Err: err}
 		}
