@@ -348,18 +348,25 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if limit <= 0 {
 		limit = eventstore.DefaultPageSize
 	}
-	evs, err := s.readFrom(ctx, logPos(opts.From), limit, opts.Types, opts.TenantID)
+	from := logPos(opts.From)
+	evs, through, err := s.readFrom(ctx, from, limit, opts.Types, opts.TenantID)
 	if err != nil {
 		return eventstore.Page{}, err
 	}
 	page := eventstore.Page{Events: evs, Next: opts.From, End: len(evs) < limit}
-	if len(evs) > 0 {
-		page.Next = eventstore.Pos(evs[len(evs)-1].Position.Commit + 1)
+	if through >= from {
+		page.Next = eventstore.Pos(uint64(through) + 1)
 	}
 	return page, nil
 }
 
-func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []string, tenant string) ([]eventstore.Event, error) {
+// readFrom returns up to limit events from position from on that pass the
+// filters, and the position through which it looked at the log: the last
+// event's, or, when a filtered page is not full, the head. A filtered read
+// may pass over many events that match nothing; without the head, the
+// next read (a subscription's next wake-up, a poller's next page) would
+// start from the last match and look at all of them again, every time.
+func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []string, tenant string) (evs []eventstore.Event, through int64, err error) {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + selectColumns + ` FROM events WHERE position >= $1`)
 	args := []any{from}
@@ -373,15 +380,40 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 	}
 	args = append(args, limit)
 	b.WriteString(` ORDER BY position LIMIT $` + strconv.Itoa(len(args)))
-	rows, err := s.pool.Query(ctx, b.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("postgres store: read all: %w", err)
+	through = from - 1
+	if len(types) == 0 && tenant == "" {
+		rows, err := s.pool.Query(ctx, b.String(), args...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("postgres store: read all: %w", err)
+		}
+		if evs, err = collect(rows); err != nil {
+			return nil, 0, fmt.Errorf("postgres store: read all: %w", err)
+		}
+	} else {
+		// The head is read first, in the same round trip. Every position
+		// up to a visible head is committed (positions are gapless and in
+		// commit order), and the page's statement sees at least what the
+		// head's saw: a page that is not full has looked at every event up
+		// to that head.
+		var head int64
+		batch := &pgx.Batch{}
+		batch.Queue(`SELECT coalesce(max(position), 0) FROM events`).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
+		batch.Queue(b.String(), args...).Query(func(rows pgx.Rows) error {
+			var err error
+			evs, err = collect(rows)
+			return err
+		})
+		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+			return nil, 0, fmt.Errorf("postgres store: read all: %w", err)
+		}
+		if len(evs) < limit {
+			through = max(through, head)
+		}
 	}
-	evs, err := collect(rows)
-	if err != nil {
-		return nil, fmt.Errorf("postgres store: read all: %w", err)
+	if len(evs) > 0 {
+		through = max(through, int64(evs[len(evs)-1].Position.Commit))
 	}
-	return evs, nil
+	return evs, through, nil
 }
 
 // Head returns the position of the last event (Start when empty).
@@ -436,7 +468,7 @@ type subscription struct {
 	// what they found. A channel, not a mutex, so that a call waiting its
 	// turn still returns when its context ends or the subscription closes.
 	turn  chan struct{}
-	after int64 // the last position delivered; guarded by turn
+	after int64 // the last position delivered or passed over; guarded by turn
 }
 
 func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
@@ -468,15 +500,15 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		case <-sub.wake:
 		default:
 		}
-		evs, err := sub.store.readFrom(ctx, sub.after+1, sub.batch, sub.types, "")
+		evs, through, err := sub.store.readFrom(ctx, sub.after+1, sub.batch, sub.types, "")
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			return nil, err
 		}
+		sub.after = max(sub.after, through)
 		if len(evs) > 0 {
-			sub.after = int64(evs[len(evs)-1].Position.Commit)
 			return evs, nil
 		}
 		select {

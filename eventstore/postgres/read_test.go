@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/storetest"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/schemas"
 )
@@ -410,5 +412,97 @@ func TestCollectBuffers(t *testing.T) {
 			}
 		}
 		defer scratch.Put(bp)
+	}
+}
+
+// TestFilteredReadsPassOverWhatMatchesNothing checks that a filtered read
+// that finds no more matches up to the head moves past the events it
+// looked at: a subscription's next wake-up, or a poller's next page, then
+// starts at the head instead of going over them all again each time.
+func TestFilteredReadsPassOverWhatMatchesNothing(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reg, err := storetest.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(ctx, pgtest.Pool(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	item := func(typ, tenant string) eventstore.Event {
+		return eventstore.Event{Type: typ, Source: "tests", Payload: json.RawMessage(`{"name": "x"}`),
+			Meta: eventstore.Meta{SchemaVersion: 1, TenantID: tenant}}
+	}
+	match, err := s.Append(ctx, "match", eventstore.NoStream, item(storetest.TypeRenamed, "acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]eventstore.Event, 300)
+	for i := range noise {
+		noise[i] = item(storetest.TypeAdded, "other")
+	}
+	res, err := s.Append(ctx, "noise", eventstore.NoStream, noise...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := int64(res.Position().Commit)
+
+	sub, err := s.Subscribe(ctx, eventstore.SubscribeOptions{Types: []string{storetest.TypeRenamed}, BatchSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got, err := sub.Next(ctx)
+	if err != nil || len(got) != 1 || got[0].ID != match.Events[0].ID {
+		t.Fatalf("first Next: %d events, %v; want the one match", len(got), err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	if evs, err := sub.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next with no more matches: %d events, %v; want context.DeadlineExceeded", len(evs), err)
+	}
+	if after := sub.(*subscription).after; after != head {
+		t.Fatalf("after a Next that found no match up to the head (%d), the subscription reads on from %d, want from the head", head, after+1)
+	}
+	later, err := s.Append(ctx, "match", eventstore.Exact(1), item(storetest.TypeAdded, "acme"), item(storetest.TypeRenamed, "acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sub.Next(ctx); err != nil || len(got) != 1 || got[0].ID != later.Events[1].ID {
+		t.Fatalf("Next after a new match: %d events, %v; want the new match", len(got), err)
+	}
+
+	// ReadAll: a filtered page that is not full continues after the head.
+	for _, opts := range []eventstore.ReadAllOptions{
+		{From: eventstore.Pos(2), Types: []string{storetest.TypeRenamed}},
+		{From: eventstore.Pos(2), TenantID: "acme", Limit: 5},
+		{From: eventstore.Pos(2), TenantID: "acme", Types: []string{storetest.TypeRenamed}},
+	} {
+		p, err := s.ReadAll(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Events) == 0 || p.Events[len(p.Events)-1].ID != later.Events[1].ID || !p.End {
+			t.Fatalf("ReadAll(%+v): %d events, End %v; want up to the last match, End", opts, len(p.Events), p.End)
+		}
+		if want := later.Position(); p.Next != eventstore.Pos(want.Commit+1) {
+			t.Fatalf("ReadAll(%+v): Next %v, want %d, after the head", opts, p.Next, want.Commit+1)
+		}
+		p, err = s.ReadAll(ctx, eventstore.ReadAllOptions{From: p.Next, Types: opts.Types, TenantID: opts.TenantID})
+		if err != nil || len(p.Events) != 0 || !p.End || p.Next.Compare(later.Position()) <= 0 {
+			t.Fatalf("ReadAll after the head: %d events, End %v, Next %v, %v", len(p.Events), p.End, p.Next, err)
+		}
+	}
+	// A full filtered page continues after its last event: what lies
+	// beyond it has not been looked at.
+	p, err := s.ReadAll(ctx, eventstore.ReadAllOptions{TenantID: "acme", Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Events) != 2 || p.End || p.Next != eventstore.Pos(p.Events[1].Position.Commit+1) {
+		t.Fatalf("full filtered page: %d events, End %v, Next %v; want 2, false, after the second", len(p.Events), p.End, p.Next)
 	}
 }

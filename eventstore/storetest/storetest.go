@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 		{"Subscribe", s.testSubscribe},
 		{"SubscribeCancel", s.testSubscribeCancel},
 		{"SubscribeShared", s.testSubscribeShared},
+		{"FilteredWhileWriting", s.testFilteredWhileWriting},
 		{"ConcurrentOneStream", s.testConcurrentOneStream},
 		{"ConcurrentManyStreams", s.testConcurrentManyStreams},
 		{"Envelope", s.testEnvelope},

@@ -364,3 +364,108 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 		nothingMore(t, sub)
 	})
 }
+
+// testFilteredWhileWriting reads with a Types filter (a subscription, and
+// a poller of ReadAll pages) while writers append events of both types:
+// each reader gets every matching event once, in order, and nothing else.
+func (s *suite) testFilteredWhileWriting(t *testing.T) {
+	st := s.newStore(t)
+	ctx, cancel := context.WithTimeout(t.Context(), liveness)
+	defer cancel()
+	sub := subscribe(t, st, eventstore.SubscribeOptions{Types: []string{TypeRenamed}, BatchSize: 4})
+
+	const writers, appends = 4, 25
+	var (
+		mu   sync.Mutex
+		want = map[uuid.UUID]bool{}
+		wg   sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range appends {
+				// Mostly events that match nothing, now and then a match.
+				evs := []eventstore.Event{added("noise"), added("noise")}
+				if (w+i)%5 == 0 {
+					evs = append(evs, renamed(fmt.Sprintf("w%d-%d", w, i)))
+				}
+				res, err := st.Append(ctx, fmt.Sprintf("filtered-%d", w), eventstore.Any, evs...)
+				if err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+				mu.Lock()
+				for _, e := range res.Events {
+					if e.Type == TypeRenamed {
+						want[e.ID] = true
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	matches := 0
+	for w := range writers {
+		for i := range appends {
+			if (w+i)%5 == 0 {
+				matches++
+			}
+		}
+	}
+
+	check := func(what string, got []eventstore.Event) {
+		t.Helper()
+		seen := map[uuid.UUID]bool{}
+		for i, e := range got {
+			if e.Type != TypeRenamed {
+				t.Fatalf("%s delivered a %s event", what, e.Type)
+			}
+			if seen[e.ID] {
+				t.Fatalf("%s delivered event %v twice", what, e.Position)
+			}
+			seen[e.ID] = true
+			if i > 0 && got[i-1].Position.Compare(e.Position) >= 0 {
+				t.Fatalf("%s: position %v after %v", what, e.Position, got[i-1].Position)
+			}
+		}
+	}
+	polled := make(chan []eventstore.Event, 1)
+	go func() {
+		var got []eventstore.Event
+		opts := eventstore.ReadAllOptions{Types: []string{TypeRenamed}, Limit: 3}
+		for len(got) < matches && ctx.Err() == nil {
+			p, err := st.ReadAll(ctx, opts)
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Errorf("ReadAll: %v", err)
+				}
+				break
+			}
+			got = append(got, p.Events...)
+			if len(p.Events) == 0 {
+				time.Sleep(time.Millisecond) // at the head: let the writers go on
+			}
+			if p.Next.Compare(opts.From) < 0 {
+				t.Errorf("ReadAll: Next %v goes back from %v", p.Next, opts.From)
+				break
+			}
+			opts.From = p.Next
+		}
+		polled <- got
+	}()
+	got := collect(t, sub, matches, 4)
+	wg.Wait()
+	check("the subscription", got)
+	pages := <-polled
+	check("the ReadAll poller", pages)
+	for what, evs := range map[string][]eventstore.Event{"the subscription": got, "the ReadAll poller": pages} {
+		if len(evs) != len(want) {
+			t.Fatalf("%s got %d matching events, want %d", what, len(evs), len(want))
+		}
+		for _, e := range evs {
+			if !want[e.ID] {
+				t.Fatalf("%s got event %v, which no writer appended", what, e.Position)
+			}
+		}
+	}
+	nothingMore(t, sub)
+}
