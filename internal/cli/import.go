@@ -34,7 +34,8 @@ them) to the log, in file order. Every line is validated before anything is
 written: a refused line is reported with its line number and nothing is
 written (exit code 3).
 
-Import is idempotent by event id: events already stored with the same
+Import is idempotent by event id (every line needs one; "eventstream
+append --file" takes lines without): events already stored with the same
 content are not written again, so running it twice writes nothing the
 second time. By default each stream keeps the versions of the file
 (--expected-versions source): each event is appended at its own version, so
@@ -110,8 +111,11 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	if err != nil {
 		return err
 	}
-	// An id given twice is two events claiming one place in the log
-	// (ids are per stream on a backend that checks them per stream).
+	// An import keeps each event's id and is idempotent and resumable by
+	// it: a line without one would be written again by every run (and by
+	// a run resumed after an append cut off in flight), and an id given
+	// twice is two events claiming one place in the log (ids are per
+	// stream on a backend that checks them per stream).
 	type idKey struct {
 		stream string
 		id     uuid.UUID
@@ -120,17 +124,19 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	seen := map[idKey]int{}
 	total := 0
 	err = scanEnvelopes(path, name, 0, func(line int, e eventstore.Event) error {
-		if e.ID != uuid.Nil {
-			k := idKey{id: e.ID}
-			if perStream {
-				k.stream = e.Stream
-			}
-			if first, dup := seen[k]; dup {
-				return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "unique-id",
-					Message: fmt.Sprintf("id %s is also the id of line %d", e.ID, first)}}
-			}
-			seen[k] = line
+		if e.ID == uuid.Nil {
+			return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "required",
+				Message: "the envelope has no id: import keeps ids and is idempotent by them (append --file gives new ids)"}}
 		}
+		k := idKey{id: e.ID}
+		if perStream {
+			k.stream = e.Stream
+		}
+		if first, dup := seen[k]; dup {
+			return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "unique-id",
+				Message: fmt.Sprintf("id %s is also the id of line %d", e.ID, first)}}
+		}
+		seen[k] = line
 		if _, err := v.Check(e.Stream, eventstore.Any, []eventstore.Event{e}); err != nil {
 			return &lineError{File: name, Line: line, Err: err}
 		}

@@ -47,3 +47,27 @@ func TestImportRefusesAFileWithAnIDTwice(t *testing.T) {
 		t.Fatalf("refused imports wrote: %s", r)
 	}
 }
+
+// TestImportRefusesALineWithoutAnID: import is idempotent by event id and
+// resumes by it, so a line without one would be written again by every
+// run (and by a run resumed after an append cut off in flight). It is
+// refused, naming the line; append --file takes such lines.
+func TestImportRefusesALineWithoutAnID(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	noID := strings.Replace(line(uuid.Nil.String(), "n", uuid.NewString()), `"id":"`+uuid.Nil.String()+`",`, "", 1)
+	p := writeFile(t, c.dir, "noid.ndjson", line(uuid.NewString(), "n", uuid.NewString())+"\n"+noID+"\n")
+	for range 2 {
+		r := c.run("import", p)
+		if r.code != 3 || !strings.Contains(r.stderr, "noid.ndjson:2:") || !strings.Contains(r.stderr, "/id") {
+			t.Fatalf("want exit 3 naming line 2, got %s", r)
+		}
+	}
+	if r := c.must(0, "read", "--all", "--json"); strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("refused imports wrote: %s", r)
+	}
+	c.must(0, "append", "--file", p)
+	if n := c.count("n"); n != 2 {
+		t.Fatalf("append --file of the same lines: n has %d events, want 2", n)
+	}
+}
