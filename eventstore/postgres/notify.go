@@ -18,6 +18,7 @@ type notifier struct {
 	mu      sync.Mutex
 	wakes   map[chan struct{}]struct{}
 	started bool
+	closed  bool
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -26,9 +27,16 @@ func newNotifier(s *Store) *notifier {
 	return &notifier{s: s, wakes: map[chan struct{}]struct{}{}, done: make(chan struct{})}
 }
 
-func (n *notifier) add(c chan struct{}) {
+// add registers a subscription's wake channel, starting the LISTEN
+// connection with the first one. It returns false once the notifier is
+// closed: a Subscribe that found the store open can get here after Close
+// has run, and a listener started then would never be stopped.
+func (n *notifier) add(c chan struct{}) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
 	n.wakes[c] = struct{}{}
 	if !n.started {
 		n.started = true
@@ -36,6 +44,7 @@ func (n *notifier) add(c chan struct{}) {
 		n.cancel = cancel
 		go n.listen(ctx)
 	}
+	return true
 }
 
 func (n *notifier) remove(c chan struct{}) {
@@ -58,6 +67,7 @@ func (n *notifier) wakeLocal() {
 
 func (n *notifier) close() {
 	n.mu.Lock()
+	n.closed = true
 	started, cancel := n.started, n.cancel
 	subs := n.wakes
 	n.wakes = map[chan struct{}]struct{}{}

@@ -451,7 +451,9 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		done:  make(chan struct{}),
 		turn:  make(chan struct{}, 1),
 	}
-	s.notifier.add(sub.wake)
+	if !s.notifier.add(sub.wake) {
+		return nil, eventstore.ErrClosed // Close ran since the check above
+	}
 	return sub, nil
 }
 
