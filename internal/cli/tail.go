@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +21,9 @@ func (a *app) tailCommand() *cobra.Command {
 		Use:   "tail [--from POSITION] [--type PATTERN]",
 		Short: "Follow the whole log live, one JSON object per line, until interrupted",
 		Long: `Follow the whole log: print every new event as one JSON object per line
-until interrupted (Ctrl-C ends it with exit code 0). --from starts after a
+until interrupted (Ctrl-C ends it with exit code 0). A lost connection
+(the database restarting) is retried, with a warning on stderr, and tail
+carries on where it was. --from starts after a
 global position instead of at the head, printing the history first.
 --type keeps only matching types; a pattern may use * and ? (course.*,
 ir.approval_*); repeat it or separate patterns with commas.`,
@@ -108,11 +111,27 @@ func (a *app) follow(ctx context.Context, s eventstore.Store, after eventstore.P
 		return err
 	}
 	defer sub.Close()
+	const maxWait = 5 * time.Second
+	wait := 250 * time.Millisecond
 	for {
 		events, err := sub.Next(ctx)
 		if err != nil {
-			return err
+			if ctx.Err() != nil || errors.Is(err, eventstore.ErrClosed) {
+				return err
+			}
+			// Any other error is transient (the database restarted, a
+			// connection was cut): the subscription keeps its place, and
+			// tail follows until interrupted, so it waits and reads again.
+			a.log.Warn("tail: reading the log failed; retrying", "in", wait, "err", err)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			wait = min(2*wait, maxWait)
+			continue
 		}
+		wait = 250 * time.Millisecond
 		for _, e := range events {
 			if !matchAny(patterns, e.Type) {
 				continue

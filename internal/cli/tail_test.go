@@ -1,0 +1,118 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/url"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/brainhq/eventstream/internal/faultproxy"
+)
+
+// TestTailCarriesOnAcrossAConnectionCut: tail follows the log until
+// interrupted, so a connection cut under a read (a database restart, a
+// failover, a network blip) is waited out, not the end of the command:
+// after the cut, tail still prints what is appended next, each event
+// once, and Ctrl-C still ends it with exit code 0.
+func TestTailCarriesOnAcrossAConnectionCut(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	u, err := url.Parse(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	u.Host = proxy.Addr()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--database-url", u.String(), "tail")
+	cmd.Env = cleanEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	seen := map[string]int{}
+	// appendUntilPrinted appends one event at a time (not through the
+	// proxy) until tail prints one: tail starts at the head, and after the
+	// cut it may take a moment to read again.
+	appendUntilPrinted := func(stage string) {
+		t.Helper()
+		deadline := time.After(45 * time.Second)
+		for {
+			r := c.must(0, "append", "--json", "--stream", "cut", "--type", "course.generation.requested", "--tenant", "acme", "--data", requested())
+			id, _ := jsonLines(t, r.stdout)[0]["id"].(string)
+			for {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						t.Fatalf("%s: tail ended: %v\nstderr: %s", stage, cmd.Wait(), stderr.String())
+					}
+					got, _ := jsonLines(t, l)[0]["id"].(string)
+					if seen[got]++; seen[got] > 1 {
+						t.Fatalf("%s: tail printed %s twice", stage, got)
+					}
+					if got == id {
+						return
+					}
+					continue
+				case <-time.After(500 * time.Millisecond):
+				case <-deadline:
+					t.Fatalf("%s: tail printed nothing; stderr: %s", stage, stderr.String())
+				}
+				break
+			}
+		}
+	}
+	appendUntilPrinted("before the cut")
+	// Cut the connection that carries the rows of tail's next read of the
+	// log, as a restart does to a query in flight (a connection cut while
+	// idle is replaced unnoticed by the pool).
+	var armed, cut atomic.Bool
+	armed.Store(true)
+	proxy.SetCut(func(ch faultproxy.Chunk) bool {
+		if ch.Dir == faultproxy.ToClient && bytes.Contains(ch.Data, []byte("course.generation.requested")) && armed.CompareAndSwap(true, false) {
+			cut.Store(true)
+			return true
+		}
+		return false
+	})
+	appendUntilPrinted("after the cut")
+	if !cut.Load() {
+		t.Fatal("no read of the log went through the proxy")
+	}
+
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("tail after Ctrl-C: %v; stderr: %s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "panic") {
+		t.Fatalf("stderr: %s", stderr.String())
+	}
+}
