@@ -125,6 +125,16 @@ func (b *checkerBuilder) build(s *jsonschema.Schema) *checker {
 		c.enum = s.Enum
 	}
 
+	// A count bound below -1 is one jsonschema/v5 overflowed (Load refuses
+	// those, see maxCountBound): it refuses every value with that
+	// maximum, which the checker, reading a negative bound as none, would
+	// accept.
+	for _, n := range []int{s.MinProperties, s.MaxProperties, s.MinItems, s.MaxItems, s.MinLength, s.MaxLength} {
+		if n < -1 {
+			b.unsupported = true
+			return c
+		}
+	}
 	c.minProps, c.maxProps = s.MinProperties, s.MaxProperties
 	c.required = s.Required
 	if len(s.Properties) > 0 {

@@ -47,6 +47,53 @@ var keywordSchemas = fstest.MapFS{
 		"properties":{"a":{"oneOf":[{"type":"string"},{"type":"integer"}]}}}`)},
 }
 
+// overflowSchemas have count bounds jsonschema/v5 reads through a float64
+// into an int: 1e20 becomes -9223372036854775808 on amd64, and
+// jsonschema/v5 then refuses every string, array or object. Load refuses
+// them (countBoundsFit); they are compiled here directly so that the
+// checker meets them anyway.
+var overflowSchemas = map[string]string{
+	"overflow.maxLength":     `{"type":"string","maxLength":100000000000000000000}`,
+	"overflow.maxItems":      `{"type":"array","maxItems":1e20}`,
+	"overflow.maxProperties": `{"type":"object","maxProperties":1e20}`,
+	"overflow.nested":        `{"type":"object","properties":{"s":{"type":"string","maxLength":1e19}}}`,
+}
+
+func overflowSchemasUnderTest(t testing.TB) []schemaUnderTest {
+	t.Helper()
+	var out []schemaUnderTest
+	for name, src := range overflowSchemas {
+		c := jsonschema.NewCompiler()
+		c.Draft = jsonschema.Draft2020
+		c.AssertFormat = true
+		if err := c.AddResource("mem:///"+name+".json", strings.NewReader(src)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Compile("mem:///" + name + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, schemaUnderTest{name, s, newChecker(s)})
+	}
+	return out
+}
+
+// TestCheckerRefusesOverflowedBounds: whatever jsonschema/v5 makes of a
+// count bound it overflowed, the checker does not accept a document it
+// refuses.
+func TestCheckerRefusesOverflowedBounds(t *testing.T) {
+	for _, s := range overflowSchemasUnderTest(t) {
+		for _, doc := range []string{`"abc"`, `""`, `[1]`, `[]`, `{"a":1}`, `{}`, `{"s":"abc"}`} {
+			v := decode(t, doc)
+			if s.checker != nil && s.checker.valid(v) {
+				if err := s.schema.Validate(v); err != nil {
+					t.Errorf("%s: the checker accepts %s; jsonschema/v5: %v", s.name, doc, err)
+				}
+			}
+		}
+	}
+}
+
 func keywordRegistry(t testing.TB) *Registry {
 	t.Helper()
 	r, err := Load(keywordSchemas)
@@ -223,7 +270,7 @@ func FuzzCheckerAgrees(f *testing.F) {
 		`{"course_id": "0b5a1c7e-3f1e-4d5c-9a63-1f2e3d4c5b6a", "slot": 3, "title": "x"}`} {
 		f.Add(s)
 	}
-	tests := schemasUnderTest(f)
+	tests := append(schemasUnderTest(f), overflowSchemasUnderTest(f)...)
 	f.Fuzz(func(t *testing.T, s string) {
 		dec := json.NewDecoder(strings.NewReader(s))
 		dec.UseNumber()

@@ -114,7 +114,9 @@ func MustDefault() *Registry {
 // Load compiles every <type>/v<N>.json of the given file systems (later ones
 // may add types and versions, not replace them). It fails on a file that
 // does not compile, a misnamed file, a duplicate, a missing envelope schema,
-// or a hole in a type's versions (v1 and v3 without v2).
+// a hole in a type's versions (v1 and v3 without v2), or a count bound
+// (maxLength, maxItems, ...) above 2^53, which jsonschema/v5 cannot read as
+// written.
 func Load(fsyss ...fs.FS) (*Registry, error) {
 	r := &Registry{
 		schemas:    map[key]compiled{},
@@ -161,6 +163,9 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schemas: compile %s/v%d.json: %w", k.typ, k.version, err)
 		}
+		if err := countBoundsFit(s); err != nil {
+			return nil, fmt.Errorf("schemas: %s/v%d.json: %w", k.typ, k.version, err)
+		}
 		if k.typ == EnvelopeType {
 			if k.version == 1 {
 				r.envelope, r.envCheck = s, newChecker(s)
@@ -206,6 +211,76 @@ func schemaFiles(fsys fs.FS) ([]string, error) {
 		return nil, fmt.Errorf("schemas: list files: %w", err)
 	}
 	return files, nil
+}
+
+// maxCountBound is the largest minLength, maxLength, minItems, maxItems,
+// minProperties, maxProperties, minContains or maxContains a schema may
+// have. jsonschema/v5 reads these through a float64 into an int: past 2^53
+// the bound is rounded, and one that overflows the int becomes
+// -9223372036854775808 on amd64 (so maxLength: 1e20 refuses every string)
+// or 9223372036854775807 elsewhere. Such a schema would mean something else
+// than it says, and something else on each machine; Load refuses it.
+const maxCountBound = 1 << 53
+
+// countBoundsFit reports a count bound of s, or of a schema s reaches, that
+// jsonschema/v5 did not read as written (see maxCountBound).
+func countBoundsFit(s *jsonschema.Schema) error {
+	seen := map[*jsonschema.Schema]bool{}
+	var walk func(s *jsonschema.Schema) error
+	walk = func(s *jsonschema.Schema) error {
+		if s == nil || seen[s] {
+			return nil
+		}
+		seen[s] = true
+		for _, b := range []struct {
+			name string
+			v    int
+		}{
+			{"minLength", s.MinLength}, {"maxLength", s.MaxLength},
+			{"minItems", s.MinItems}, {"maxItems", s.MaxItems},
+			{"minProperties", s.MinProperties}, {"maxProperties", s.MaxProperties},
+			{"minContains", s.MinContains}, {"maxContains", s.MaxContains},
+		} {
+			if b.v < -1 || b.v > maxCountBound {
+				return fmt.Errorf("%s: %s is too large (at most %d)", s.Location, b.name, maxCountBound)
+			}
+		}
+		subs := []*jsonschema.Schema{s.Ref, s.RecursiveRef, s.DynamicRef, s.Not, s.If, s.Then, s.Else,
+			s.PropertyNames, s.UnevaluatedProperties, s.Items2020, s.Contains, s.UnevaluatedItems, s.ContentSchema}
+		subs = append(subs, s.AllOf...)
+		subs = append(subs, s.AnyOf...)
+		subs = append(subs, s.OneOf...)
+		subs = append(subs, s.PrefixItems...)
+		for _, p := range s.Properties {
+			subs = append(subs, p)
+		}
+		for _, p := range s.PatternProperties {
+			subs = append(subs, p)
+		}
+		for _, p := range s.DependentSchemas {
+			subs = append(subs, p)
+		}
+		for _, d := range s.Dependencies {
+			if p, ok := d.(*jsonschema.Schema); ok {
+				subs = append(subs, p)
+			}
+		}
+		for _, x := range []any{s.AdditionalProperties, s.AdditionalItems, s.Items} {
+			switch x := x.(type) {
+			case *jsonschema.Schema:
+				subs = append(subs, x)
+			case []*jsonschema.Schema:
+				subs = append(subs, x...)
+			}
+		}
+		for _, sub := range subs {
+			if err := walk(sub); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(s)
 }
 
 func url(k key) string { return fmt.Sprintf("mem:///%s/v%d.json", k.typ, k.version) }

@@ -109,6 +109,13 @@ func TestLoadRefuses(t *testing.T) {
 		{"DuplicateEnvelope", []fstest.MapFS{withEnvelope(fstest.MapFS{}), withEnvelope(fstest.MapFS{})}, "defined twice"},
 		{"NotJSON", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":`)}})}, "a/v1.json"},
 		{"NotASchema", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"nonsense"}`)}})}, "a/v1.json"},
+		// jsonschema/v5 reads count bounds through a float64 into an int:
+		// these would refuse every value on amd64 and mean "no bound"
+		// elsewhere, so they are refused, naming the keyword.
+		{"MaxLengthOverflows", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"string","maxLength":100000000000000000000}`)}})}, "maxLength is too large"},
+		{"MaxItemsOverflowsInOneOf", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"oneOf":[{"type":"array","maxItems":1e20},{"type":"string"}]}`)}})}, "maxItems is too large"},
+		{"MaxPropertiesPastFloatPrecision", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"properties":{"o":{"maxProperties":1152921504606846977}}}`)}})}, "maxProperties is too large"},
+		{"EnvelopeMinLengthOverflows", []fstest.MapFS{{"envelope/v1.json": {Data: []byte(`{"properties":{"id":{"minLength":1e19}}}`)}}}, "minLength is too large"},
 		{"BrokenRef", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"$ref":"#/$defs/missing"}`)}})}, "a/v1.json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
