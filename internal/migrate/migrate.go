@@ -71,8 +71,27 @@ type Beginner interface {
 // Apply runs the migrations of component that have not run yet in the
 // current schema and returns those it ran. A database that has migrations
 // this code does not know (a newer binary ran) is left alone and reported.
+//
+// On a pool or a connection (anything with pgx's BeginTx), Apply runs in a
+// READ COMMITTED transaction whatever the session's
+// default_transaction_isolation: after waiting for another applier's lock
+// it must see what that applier committed. On a pgx.Tx it runs in a
+// savepoint of the caller's transaction, whose isolation level is the
+// caller's: concurrent appliers are safe only if it is READ COMMITTED.
 func Apply(ctx context.Context, db Beginner, component string, ms []Migration) ([]Migration, error) {
-	tx, err := db.Begin(ctx)
+	var tx pgx.Tx
+	var err error
+	if b, ok := db.(interface {
+		BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		// Under REPEATABLE READ or SERIALIZABLE the snapshot is taken by
+		// the first statement, before the lock is granted: an applier that
+		// waited would not see the rows of the one it waited for and would
+		// run every migration again.
+		tx, err = b.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	} else {
+		tx, err = db.Begin(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: begin: %w", component, err)
 	}

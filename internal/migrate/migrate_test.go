@@ -1,0 +1,255 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/internal/migrate"
+	"github.com/brainhq/eventstream/internal/pgtest"
+)
+
+const component = "test"
+
+func migrations(sqls ...string) []migrate.Migration {
+	ms := make([]migrate.Migration, len(sqls))
+	for i, s := range sqls {
+		ms[i] = migrate.Migration{Version: i + 1, Name: fmt.Sprintf("m%d", i+1), SQL: s}
+	}
+	return ms
+}
+
+// withParam returns u with one more query parameter (pgx sends unknown
+// ones to the server as run-time settings).
+func withParam(t *testing.T, u, k, v string) string {
+	t.Helper()
+	p, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := p.Query()
+	q.Set(k, v)
+	p.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx does not read + as a space
+	return p.String()
+}
+
+func connect(t *testing.T, u string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func status(t *testing.T, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) int {
+	t.Helper()
+	v, err := migrate.Status(context.Background(), q, component)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func tableExists(t *testing.T, c *pgx.Conn, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := c.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestApplyTwiceRunsNothingTheSecondTime(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	ms := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)
+	ran, err := migrate.Apply(ctx, c, component, ms)
+	if err != nil || len(ran) != 2 {
+		t.Fatalf("first Apply: ran %d, %v; want 2, nil", len(ran), err)
+	}
+	ran, err = migrate.Apply(ctx, c, component, ms)
+	if err != nil || len(ran) != 0 {
+		t.Fatalf("second Apply: ran %d, %v; want 0, nil", len(ran), err)
+	}
+	if got := status(t, c); got != 2 {
+		t.Fatalf("Status = %d, want 2", got)
+	}
+}
+
+// TestApplyConcurrently: processes migrating one schema at once, each on
+// its own connection, apply every migration exactly once between them and
+// all succeed, whatever the session's default isolation level.
+func TestApplyConcurrently(t *testing.T) {
+	for _, iso := range []string{"", "repeatable read", "serializable"} {
+		t.Run(strings.ReplaceAll(iso+" ", " ", "_"), func(t *testing.T) {
+			ctx := context.Background()
+			u, _ := pgtest.Schema(t)
+			if iso != "" {
+				u = withParam(t, u, "default_transaction_isolation", iso)
+			}
+			// The first migration sleeps so that every applier is
+			// waiting on the lock before the first one commits.
+			ms := migrations(`SELECT pg_sleep(0.3); CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `INSERT INTO a VALUES (1)`)
+			const n = 6
+			conns := make([]*pgx.Conn, n)
+			for i := range conns {
+				conns[i] = connect(t, u)
+			}
+			var wg sync.WaitGroup
+			ran := make([]int, n)
+			errs := make([]error, n)
+			start := make(chan struct{})
+			for i := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					r, err := migrate.Apply(ctx, conns[i], component, ms)
+					ran[i], errs[i] = len(r), err
+				}()
+			}
+			close(start)
+			wg.Wait()
+			total := 0
+			for i := range n {
+				if errs[i] != nil {
+					t.Errorf("applier %d: %v", i, errs[i])
+				}
+				total += ran[i]
+			}
+			if total != len(ms) {
+				t.Errorf("the appliers ran %v migrations, %d in all; want %d in all", ran, total, len(ms))
+			}
+			var rows int
+			if err := conns[0].QueryRow(ctx, `SELECT count(*) FROM a`).Scan(&rows); err != nil || rows != 1 {
+				t.Errorf("table a has %d rows (%v), want 1: migration 3 ran once", rows, err)
+			}
+		})
+	}
+}
+
+// TestFailedMigrationLeavesNothing: a run stops at the first migration
+// that fails, and neither it nor those it ran before in that run leave a
+// trace (tables or records); the next run applies them all.
+func TestFailedMigrationLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	if _, err := migrate.Apply(ctx, c, component, migrations(`CREATE TABLE a (x int)`)); err != nil {
+		t.Fatal(err)
+	}
+	broken := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int); SELECT 1/0`)
+	ran, err := migrate.Apply(ctx, c, component, broken)
+	if err == nil || !strings.Contains(err.Error(), "003_m3") || !strings.Contains(err.Error(), "division by zero") {
+		t.Fatalf("Apply with a failing 003: %v, want an error naming 003_m3 and the cause", err)
+	}
+	if len(ran) != 0 {
+		t.Fatalf("Apply returned %d migrations as run although it failed", len(ran))
+	}
+	if got := status(t, c); got != 1 {
+		t.Fatalf("Status after the failed run = %d, want 1", got)
+	}
+	for _, tbl := range []string{"b", "c"} {
+		if tableExists(t, c, tbl) {
+			t.Errorf("table %s exists after the failed run", tbl)
+		}
+	}
+	fixed := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+	ran, err = migrate.Apply(ctx, c, component, fixed)
+	if err != nil || len(ran) != 2 {
+		t.Fatalf("Apply after the fix: ran %d, %v; want 2, nil", len(ran), err)
+	}
+}
+
+// TestNewerDatabaseIsRefused: a database a newer program migrated is
+// reported and left as it is (docs/operations/migrate.md).
+func TestNewerDatabaseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	ms := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+	if _, err := migrate.Apply(ctx, c, component, ms); err != nil {
+		t.Fatal(err)
+	}
+	ran, err := migrate.Apply(ctx, c, component, ms[:2])
+	if err == nil || !strings.Contains(err.Error(), "at version 3") || len(ran) != 0 {
+		t.Fatalf("Apply of 2 migrations to a database at 3: ran %d, %v; want an error naming version 3", len(ran), err)
+	}
+	if got := status(t, c); got != 3 {
+		t.Fatalf("Status = %d, want 3", got)
+	}
+}
+
+// TestOddSchemaName: the schema's name is never written into SQL, so any
+// name PostgreSQL allows works, and two such schemas are independent.
+func TestOddSchemaName(t *testing.T) {
+	ctx := context.Background()
+	admin := connect(t, pgtest.BaseURL())
+	for _, name := range []string{`Odd "Name"; DROP TABLE x; --`, `ünï cödé.ß`} {
+		if _, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = admin.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{name}.Sanitize()+` CASCADE`)
+		})
+		c := connect(t, withParam(t, pgtest.BaseURL(), "search_path", pgx.Identifier{name}.Sanitize()))
+		ms := migrations(`CREATE TABLE a (x int)`)
+		ran, err := migrate.Apply(ctx, c, component, ms)
+		if err != nil || len(ran) != 1 {
+			t.Fatalf("%q: Apply ran %d, %v", name, len(ran), err)
+		}
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename IN ('a', 'eventstream_migrations')`, name).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("%q: %d of the tables a, eventstream_migrations are in the schema (%v), want 2", name, n, err)
+		}
+	}
+}
+
+// TestApplyInsideATransaction: Apply on a transaction (a savepoint, as the
+// projections use it) commits nothing itself.
+func TestApplyInsideATransaction(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	pool, err := pgxpool.New(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Apply(ctx, tx, component, migrations(`CREATE TABLE a (x int)`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, u)
+	if tableExists(t, c, "a") {
+		t.Fatal("the migration survived the rollback of the caller's transaction")
+	}
+	_, err = migrate.Status(ctx, c, component)
+	if err == nil {
+		t.Fatal("Status found a migrations table the rolled-back transaction created")
+	}
+	var pgErr interface{ SQLState() string }
+	if !errors.As(err, &pgErr) || pgErr.SQLState() != "42P01" {
+		t.Fatalf("Status: %v, want undefined_table", err)
+	}
+}
