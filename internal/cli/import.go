@@ -90,7 +90,10 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
-		if _, err := io.Copy(tmp, a.io.In); err != nil {
+		if err := copyUntilDone(ctx, tmp, a.io.In); err != nil {
+			if ctx.Err() != nil {
+				return interruptedValidating()
+			}
 			return fmt.Errorf("read stdin: %w", err)
 		}
 		path, name = tmp.Name(), "stdin"
@@ -124,6 +127,9 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	seen := map[idKey]int{}
 	total := 0
 	err = scanEnvelopes(path, name, 0, func(line int, e eventstore.Event) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if e.ID == uuid.Nil {
 			return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "required",
 				Message: "the envelope has no id: import keeps ids and is idempotent by them (append --file gives new ids)"}}
@@ -144,6 +150,9 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return interruptedValidating()
+		}
 		return err
 	}
 	if total == 0 {
@@ -245,6 +254,29 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	}
 	a.stdoutf("imported %s: %d events, %d written, %d already present\n", name, total, written, present)
 	return nil
+}
+
+// interruptedValidating is Ctrl-C before import wrote anything.
+func interruptedValidating() error {
+	return withCode(ExitInterrupted, errors.New("import interrupted before writing; nothing was written"))
+}
+
+// copyUntilDone copies r to w until r ends or ctx does. A read from a
+// terminal or a pipe cannot be cut short: on ctx's end the copy is left
+// to finish in the background, and the command, about to exit, does not
+// wait for it.
+func copyUntilDone(ctx context.Context, w io.Writer, r io.Reader) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(w, r)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // appendRun appends consecutive events of one stream and counts those

@@ -1,9 +1,14 @@
 package cli_test
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -70,4 +75,90 @@ func TestImportRefusesALineWithoutAnID(t *testing.T) {
 	if n := c.count("n"); n != 2 {
 		t.Fatalf("append --file of the same lines: n has %d events, want 2", n)
 	}
+}
+
+// TestImportCtrlCDuringValidation: Ctrl-C while import validates a big
+// file (before anything is written) ends it at once with exit 130, having
+// written nothing; before, the whole file was validated first, every
+// further Ctrl-C ignored too, minutes on a big file.
+func TestImportCtrlCDuringValidation(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	var b strings.Builder
+	for i := range 300_000 {
+		b.WriteString(line(uuid.NewString(), fmt.Sprintf("s-%d", i%7), uuid.NewString()))
+		b.WriteByte('\n')
+	}
+	p := writeFile(t, c.dir, "big.ndjson", b.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bg := c.startWithStdin(ctx, "import", p)
+	bg.stdin.Close()
+	time.Sleep(500 * time.Millisecond)
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	var err error
+	select {
+	case err = <-bg.exited:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("import still running 3s after Ctrl-C; stderr: %s", bg.stderr.String())
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(bg.stderr.String(), "nothing was written") {
+		t.Fatalf("import interrupted while validating: %v; stderr: %s", err, bg.stderr.String())
+	}
+	if r := c.must(0, "read", "--all", "--json"); strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("an import interrupted while validating wrote: %s", r)
+	}
+}
+
+// TestImportCtrlCWhileReadingStdin: import - reads stdin to its end before
+// validating; Ctrl-C while stdin is still open ends it with exit 130.
+func TestImportCtrlCWhileReadingStdin(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bg := c.startWithStdin(ctx, "import", "-")
+	bg.stdin.Write([]byte(line(uuid.NewString(), "s", uuid.NewString()) + "\n"))
+	time.Sleep(500 * time.Millisecond)
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	var err error
+	select {
+	case err = <-bg.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("import - still running 5s after Ctrl-C; stderr: %s", bg.stderr.String())
+	}
+	bg.stdin.Close()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("import - interrupted while reading stdin: %v; stderr: %s", err, bg.stderr.String())
+	}
+	if r := c.must(0, "read", "--all", "--json"); strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("an import interrupted while reading stdin wrote: %s", r)
+	}
+}
+
+// stdinBackground is the binary in the background with its stdin a pipe
+// the test writes to.
+type stdinBackground struct {
+	*background
+	stdin io.WriteCloser
+}
+
+func (c *cli) startWithStdin(ctx context.Context, args ...string) stdinBackground {
+	c.t.Helper()
+	b := &background{exited: make(chan error, 1)}
+	b.cmd = exec.CommandContext(ctx, binary, append([]string{"--database-url", c.url}, args...)...)
+	b.cmd.Env = cleanEnv()
+	b.cmd.Dir = c.dir
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	in, err := b.cmd.StdinPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := b.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { b.exited <- b.cmd.Wait() }()
+	return stdinBackground{background: b, stdin: in}
 }
