@@ -96,11 +96,15 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		return nil, fmt.Errorf("migrate %s: begin: %w", component, err)
 	}
 	defer tx.Rollback(ctx)
-	var schema string
-	if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+	var schema *string
+	var searchPath string
+	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path')`).Scan(&schema, &searchPath); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", component, err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey("migrate", schema)); err != nil {
+	if schema == nil {
+		return nil, fmt.Errorf("migrate %s: the search_path (%s) names no schema that exists: create it first", component, searchPath)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey("migrate", *schema)); err != nil {
 		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS eventstream_migrations (

@@ -220,6 +220,17 @@ func TestOddSchemaName(t *testing.T) {
 	}
 }
 
+// TestNoSchemaSelected: a search_path naming no existing schema is an
+// error that says so, not a failed scan.
+func TestNoSchemaSelected(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, withParam(t, pgtest.BaseURL(), "search_path", "es_test_does_not_exist"))
+	_, err := migrate.Apply(ctx, c, component, migrations(`CREATE TABLE a (x int)`))
+	if err == nil || !strings.Contains(err.Error(), "search_path") {
+		t.Fatalf("Apply with no existing schema on the search_path: %v, want an error about the search_path", err)
+	}
+}
+
 // TestApplyInsideATransaction: Apply on a transaction (a savepoint, as the
 // projections use it) commits nothing itself.
 func TestApplyInsideATransaction(t *testing.T) {
