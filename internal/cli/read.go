@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -56,7 +57,9 @@ prints each event's full envelope as one JSON object per line.`,
 			} else {
 				v := int64(1)
 				if from != "" {
-					if _, err := fmt.Sscan(from, &v); err != nil || v < 1 {
+					// ParseInt, not Sscan: Sscan reads the number a value
+					// starts with (1.5 as 1, 2abc as 2) and hex (0x2).
+					if v, err = strconv.ParseInt(strings.TrimSpace(from), 10, 64); err != nil || v < 1 {
 						return usagef("--from %q: want a stream version >= 1", from)
 					}
 				}

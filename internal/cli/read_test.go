@@ -1,0 +1,23 @@
+package cli_test
+
+import (
+	"testing"
+)
+
+// TestReadRefusesAStreamVersionThatIsNotANumber: --from of a stream is a
+// version, a whole number from 1; anything else is a usage error (exit
+// 2), not read as the number it starts with (1.5 read from version 1,
+// 2abc from 2).
+func TestReadRefusesAStreamVersionThatIsNotANumber(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(5) // course-0 … course-4, one event each
+	for _, from := range []string{"1.5", "2abc", "0x1", "1e0", "0", "-1", "99999999999999999999"} {
+		if r := c.run("read", "course-0", "--from", from); r.code != 2 {
+			t.Errorf("read course-0 --from %q: want exit 2, got %s", from, r)
+		}
+	}
+	if n := c.count("course-0", "--from", "1"); n != 1 {
+		t.Fatalf("read course-0 --from 1: %d events, want 1", n)
+	}
+}
