@@ -168,8 +168,16 @@ func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from 
 		to = head
 	}
 	var total int64
-	if s.Features().GaplessPositions && to.Commit >= from.Commit {
-		total = int64(to.Commit) - int64(max(from.Commit, 1)) + 1
+	if s.Features().GaplessPositions {
+		// From the first position to write to the last one there is:
+		// neither the resumed file's last event nor a --to past the head.
+		first, end := max(from.Commit, 1), min(to.Commit, head.Commit)
+		if skip != nil {
+			first = max(first, skip.Commit+1)
+		}
+		if end >= first {
+			total = int64(end - first + 1)
+		}
 	}
 	p := a.newProgress("export", "events", total)
 	bw := bufio.NewWriterSize(w, 256<<10)
@@ -181,6 +189,7 @@ func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from 
 		if err != nil {
 			return n, last, err
 		}
+		before := n
 		for _, e := range page.Events {
 			if skip != nil && e.Position.Compare(*skip) <= 0 {
 				continue
@@ -203,7 +212,7 @@ func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from 
 		if err := bw.Flush(); err != nil {
 			return n, last, err
 		}
-		p.Add(len(page.Events))
+		p.Add(n - before)
 		if page.End || len(page.Events) == 0 {
 			break
 		}

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,5 +29,35 @@ func TestExportToADeviceOrAPipe(t *testing.T) {
 	}
 	if r := c.runBounded(15*time.Second, "export", "--output", "/dev/null"); r.code != 0 {
 		t.Fatalf("export --output /dev/null: %s", r)
+	}
+}
+
+// TestExportCountsTheEventsItWrote: the progress an export reports (its
+// last log line off a terminal) counts the events written, not those of
+// the pages read: a page runs past --to, and a resumed export skips what
+// the file already holds.
+func TestExportCountsTheEventsItWrote(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(7)
+	r := c.must(0, "export", "--from", "3", "--to", "4")
+	if got := jsonLines(t, r.stdout); len(got) != 2 {
+		t.Fatalf("export --from 3 --to 4: %d events, want 2", len(got))
+	}
+	if !strings.Contains(r.stderr, "events=2 ") {
+		t.Fatalf("export --from 3 --to 4 reports another count: %s", r.stderr)
+	}
+	out := filepath.Join(c.dir, "e.ndjson")
+	c.must(0, "export", "--to", "5", "--output", out)
+	r = c.must(0, "export", "--output", out)
+	if got := readLines(t, out); len(got) != 7 {
+		t.Fatalf("resumed export: the file has %d lines, want 7", len(got))
+	}
+	if !strings.Contains(r.stderr, "events=2 ") || !strings.Contains(r.stderr, "total=2") {
+		t.Fatalf("resumed export after 5 of 7 events reports another count: %s", r.stderr)
+	}
+	// A --to past the head: the total is what there is to write.
+	if r := c.must(0, "export", "--from", "6", "--to", "18446744073709551615"); !strings.Contains(r.stderr, "events=2 ") || !strings.Contains(r.stderr, "total=2") {
+		t.Fatalf("export --from 6 --to past the head reports another count: %s", r.stderr)
 	}
 }
