@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -21,10 +22,18 @@ type notifier struct {
 	closed  bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// idle is how long the LISTEN connection may stay silent before it is
+	// asked to answer a ping within pingTimeout. A connection whose peer
+	// vanished without a reset (a partition, a failover that took the
+	// address away) delivers nothing and reports nothing until TCP gives
+	// up, minutes later; meanwhile every live subscription would wait for
+	// its safety poll.
+	idle, pingTimeout time.Duration
 }
 
 func newNotifier(s *Store) *notifier {
-	return &notifier{s: s, wakes: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	return &notifier{s: s, wakes: map[chan struct{}]struct{}{}, done: make(chan struct{}),
+		idle: 10 * time.Second, pingTimeout: 5 * time.Second}
 }
 
 // add registers a subscription's wake channel, starting the LISTEN
@@ -127,9 +136,24 @@ func (n *notifier) listenOnce(ctx context.Context) (listened bool, err error) {
 	// Anything committed while we were not listening must be picked up.
 	n.wakeLocal()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, n.idle)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			n.wakeLocal()
+		case ctx.Err() == nil && wctx.Err() != nil:
+			// Silent for a while: make sure the server is still there. (A
+			// timed-out wait leaves the connection usable: pgconn keeps a
+			// message it had half read.)
+			pctx, cancel := context.WithTimeout(ctx, n.pingTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return true, fmt.Errorf("LISTEN connection does not answer: %w", err)
+			}
+		default:
 			return true, err
 		}
-		n.wakeLocal()
 	}
 }

@@ -4,11 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/schemas"
 )
@@ -56,4 +65,228 @@ func TestSubscribeRacingCloseStartsNoListener(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestSilentListenConnectionIsReplaced cuts the network under the LISTEN
+// connection without closing it (a partition, a failover that took the
+// address away: no reset ever comes). The subscriptions of that store, whose
+// safety poll is an hour, must still learn of an event another process
+// appends: the silent connection is found out and replaced.
+func TestSilentListenConnectionIsReplaced(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	u, _ := pgtest.Schema(t)
+	writer, err := Open(ctx, u, testRegistryInternal(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+
+	bh := newBlackholeProxy(t)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", bh.port()
+	cfg.ConnConfig.Fallbacks = nil
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	app := "es-silent-test-" + hex.EncodeToString(b[:])
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	reader, err := New(ctx, pool, testRegistryInternal(t), Options{SkipMigrate: true, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	reader.notifier.idle, reader.notifier.pingTimeout = 200*time.Millisecond, 300*time.Millisecond
+
+	sub, err := reader.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		var n int
+		err := writer.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND query LIKE 'LISTEN%' AND state = 'idle'`, app).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break // the reader listens
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The LISTEN connection works: an event of the other process arrives.
+	res, err := writer.Append(ctx, "silent", eventstore.NoStream, thingEvent(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sub.Next(ctx); err != nil || len(got) != 1 || got[0].ID != res.Events[0].ID {
+		t.Fatalf("Next before the cut: %d events, %v", len(got), err)
+	}
+	if !bh.silence("LISTEN") {
+		t.Fatal("no connection of the reader sent LISTEN")
+	}
+	// Take any wake-up left from before, then wait for the next event.
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if evs, err := sub.Next(short); err == nil {
+		t.Fatalf("Next with nothing appended: %d events", len(evs))
+	}
+	type result struct {
+		evs []eventstore.Event
+		err error
+	}
+	next := make(chan result, 1)
+	go func() {
+		nctx, ncancel := context.WithTimeout(ctx, 30*time.Second)
+		defer ncancel()
+		evs, err := sub.Next(nctx)
+		next <- result{evs, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // Next has read nothing and waits
+	res, err = writer.Append(ctx, "silent", eventstore.Exact(1), thingEvent(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-next
+	got, err := r.evs, r.err
+	if err != nil {
+		t.Fatalf("Next after the LISTEN connection went silent: %v (the event was never announced)", err)
+	}
+	if len(got) != 1 || got[0].ID != res.Events[0].ID {
+		t.Fatalf("Next after the LISTEN connection went silent: %d events, want the appended one", len(got))
+	}
+}
+
+func testRegistryInternal(t *testing.T) *schemas.Registry {
+	t.Helper()
+	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("testdata/schemas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func thingEvent(n int) eventstore.Event {
+	return eventstore.Event{
+		Type: "test.thing.happened", Source: "tests",
+		Payload: json.RawMessage(fmt.Sprintf(`{"n": %d, "title": "thing"}`, n)),
+		Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme"},
+	}
+}
+
+// blackholeProxy forwards TCP connections to the test database and can
+// silence one: from then on it forwards nothing either way and closes
+// nothing, as a network that lost the route would.
+type blackholeProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	links  []*blackholeLink
+	wg     sync.WaitGroup
+}
+
+type blackholeLink struct {
+	client, server net.Conn
+	sent           strings.Builder // what the client sent, up to 64 KiB; guarded by the proxy's mu
+	silent         atomic.Bool
+}
+
+func newBlackholeProxy(t *testing.T) *blackholeProxy {
+	t.Helper()
+	u, err := url.Parse(pgtest.BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackholeProxy{ln: ln, target: u.Host}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, l := range p.links {
+			l.client.Close()
+			l.server.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *blackholeProxy) port() uint16 { return uint16(p.ln.Addr().(*net.TCPAddr).Port) }
+
+func (p *blackholeProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		l := &blackholeLink{client: c, server: s}
+		p.mu.Lock()
+		p.links = append(p.links, l)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(l, c, s, true)
+		go p.pipe(l, s, c, false)
+	}
+}
+
+func (p *blackholeProxy) pipe(l *blackholeLink, from, to net.Conn, fromClient bool) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 && !l.silent.Load() {
+			if fromClient {
+				p.mu.Lock()
+				if l.sent.Len() < 64<<10 {
+					l.sent.Write(buf[:n])
+				}
+				p.mu.Unlock()
+			}
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !l.silent.Load() {
+				to.Close()
+			}
+			return
+		}
+	}
+}
+
+// silence silences the connections whose client sent text containing s
+// and reports whether there was one.
+func (p *blackholeProxy) silence(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	found := false
+	for _, l := range p.links {
+		if strings.Contains(l.sent.String(), s) {
+			l.silent.Store(true)
+			found = true
+		}
+	}
+	return found
 }
