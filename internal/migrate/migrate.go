@@ -3,17 +3,23 @@
 // eventstream_migrations table, one row per (component, version). Applying
 // is idempotent and safe from two processes at once: a transaction-scoped
 // advisory lock serialises appliers, and each pending migration runs in the
-// same transaction as its record.
+// same transaction as its record. Each record keeps a checksum of the
+// migration's SQL: a migration changed after it ran, two migrations with
+// one number, or a missing record stop Apply with an error, since
+// skipping them would leave databases at one version that differ.
 package migrate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -112,22 +118,34 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		version    integer     NOT NULL,
 		name       text        NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now(),
+		checksum   text,
 		PRIMARY KEY (component, version))`); err != nil {
 		return nil, fmt.Errorf("migrate %s: create table: %w", component, err)
 	}
-	var current int
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM eventstream_migrations WHERE component = $1`, component).Scan(&current); err != nil {
-		return nil, fmt.Errorf("migrate %s: read applied: %w", component, err)
+	// A table created by a release that recorded no checksum gets the
+	// column. Looked up first: ALTER TABLE would lock out readers of the
+	// table (Status) until this transaction ends, every time.
+	var hasChecksum bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_attribute
+		WHERE attrelid = 'eventstream_migrations'::regclass AND attname = 'checksum' AND NOT attisdropped)`).Scan(&hasChecksum); err != nil {
+		return nil, fmt.Errorf("migrate %s: read the migrations table: %w", component, err)
 	}
-	if current > len(ms) {
-		return nil, fmt.Errorf("migrate %s: the database is at version %d but this program knows only %d migrations; upgrade the program", component, current, len(ms))
+	if !hasChecksum {
+		if _, err := tx.Exec(ctx, `ALTER TABLE eventstream_migrations ADD COLUMN IF NOT EXISTS checksum text`); err != nil {
+			return nil, fmt.Errorf("migrate %s: add the checksum column: %w", component, err)
+		}
+	}
+	current, err := checkApplied(ctx, tx, component, ms)
+	if err != nil {
+		return nil, err
 	}
 	var ran []Migration
 	for _, m := range ms[current:] {
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return nil, fmt.Errorf("migrate %s: %03d_%s: %w", component, m.Version, m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name) VALUES ($1, $2, $3)`, component, m.Version, m.Name); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)`,
+			component, m.Version, m.Name, Checksum(m.SQL)); err != nil {
 			return nil, fmt.Errorf("migrate %s: record %03d_%s: %w", component, m.Version, m.Name, err)
 		}
 		ran = append(ran, m)
@@ -136,6 +154,63 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		return nil, fmt.Errorf("migrate %s: commit: %w", component, err)
 	}
 	return ran, nil
+}
+
+// checkApplied compares what the migrations table records for component
+// with ms and returns how many of ms have run. It refuses a database a
+// newer program migrated, a hole in the recorded versions, and a recorded
+// migration whose name or checksum differs from the one in ms: a migration
+// edited after it ran would never reach the databases that ran it, so that
+// two databases at one version would differ (the change belongs in a new
+// migration). A record without a checksum (written by a release that kept
+// none) gets the checksum of ms.
+func checkApplied(ctx context.Context, tx pgx.Tx, component string, ms []Migration) (int, error) {
+	type record struct {
+		version  int
+		name     string
+		checksum *string
+	}
+	rows, err := tx.Query(ctx, `SELECT version, name, checksum FROM eventstream_migrations WHERE component = $1 ORDER BY version`, component)
+	if err != nil {
+		return 0, fmt.Errorf("migrate %s: read applied: %w", component, err)
+	}
+	applied, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (record, error) {
+		var rec record
+		err := r.Scan(&rec.version, &rec.name, &rec.checksum)
+		return rec, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("migrate %s: read applied: %w", component, err)
+	}
+	if n := len(applied); n > 0 && applied[n-1].version > len(ms) {
+		return 0, fmt.Errorf("migrate %s: the database is at version %d but this program knows only %d migrations; upgrade the program", component, applied[n-1].version, len(ms))
+	}
+	for i, rec := range applied {
+		m := ms[i]
+		if rec.version != m.Version {
+			return 0, fmt.Errorf("migrate %s: the migrations table records version %d but not %03d_%s: it was edited by hand; restore the record if that migration ran", component, rec.version, m.Version, m.Name)
+		}
+		if rec.name != m.Name {
+			return 0, fmt.Errorf("migrate %s: migration %03d ran as %q but this program's %03d is %q: two migrations were given one number", component, m.Version, rec.name, m.Version, m.Name)
+		}
+		sum := Checksum(m.SQL)
+		if rec.checksum == nil {
+			if _, err := tx.Exec(ctx, `UPDATE eventstream_migrations SET checksum = $3 WHERE component = $1 AND version = $2`, component, m.Version, sum); err != nil {
+				return 0, fmt.Errorf("migrate %s: record the checksum of %03d_%s: %w", component, m.Version, m.Name, err)
+			}
+		} else if *rec.checksum != sum {
+			return 0, fmt.Errorf("migrate %s: migration %03d_%s was changed after it was applied (checksum %.12s recorded, %.12s now): restore it and make the change in a new migration", component, m.Version, m.Name, *rec.checksum, sum)
+		}
+	}
+	return len(applied), nil
+}
+
+// Checksum is what the migrations table records of a migration's SQL: the
+// SHA-256 of its text with CRLF line endings read as LF, so that a
+// checkout that converts line endings builds the same migrations.
+func Checksum(sql string) string {
+	h := sha256.Sum256([]byte(strings.ReplaceAll(sql, "\r\n", "\n")))
+	return hex.EncodeToString(h[:])
 }
 
 // Status returns the highest applied version of component (0: none).

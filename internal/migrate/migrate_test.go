@@ -264,3 +264,109 @@ func TestApplyInsideATransaction(t *testing.T) {
 		t.Fatalf("Status: %v, want undefined_table", err)
 	}
 }
+
+// TestEditedMigrationIsRefused: a migration changed after it ran (the
+// projections' audit 001 once was) would leave databases migrated before
+// and after the change different under one version; Apply refuses to go on
+// instead of skipping it, and runs nothing.
+func TestEditedMigrationIsRefused(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	if _, err := migrate.Apply(ctx, c, component, migrations(`CREATE TABLE a (x int)`, `CREATE INDEX a_x ON a (x)`)); err != nil {
+		t.Fatal(err)
+	}
+	edited := migrations(`CREATE TABLE a (x int)`, `CREATE INDEX a_x ON a USING hash (x)`, `CREATE TABLE b (x int)`)
+	ran, err := migrate.Apply(ctx, c, component, edited)
+	if err == nil || !strings.Contains(err.Error(), "002_m2") || !strings.Contains(err.Error(), "changed after it was applied") {
+		t.Fatalf("Apply with 002 edited: ran %d, %v; want an error saying 002_m2 changed after it was applied", len(ran), err)
+	}
+	if tableExists(t, c, "b") {
+		t.Fatal("003 ran although 002 had changed")
+	}
+	// Line endings are not a change: a checkout with CRLF builds the same.
+	u2, _ := pgtest.Schema(t)
+	c2 := connect(t, u2)
+	if _, err := migrate.Apply(ctx, c2, component, migrations("CREATE TABLE a (x int);\nCREATE INDEX a_x ON a (x)\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Apply(ctx, c2, component, migrations("CREATE TABLE a (x int);\r\nCREATE INDEX a_x ON a (x)\r\n")); err != nil {
+		t.Fatalf("Apply of the same migration with CRLF line endings: %v", err)
+	}
+}
+
+// TestRenamedMigrationIsRefused: two branches that each added a migration
+// 002 of their own: the database ran one, the program has the other.
+func TestRenamedMigrationIsRefused(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	if _, err := migrate.Apply(ctx, c, component, migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)); err != nil {
+		t.Fatal(err)
+	}
+	other := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)
+	other[1].Name = "other_branch"
+	_, err := migrate.Apply(ctx, c, component, other)
+	if err == nil || !strings.Contains(err.Error(), `"m2"`) || !strings.Contains(err.Error(), `"other_branch"`) {
+		t.Fatalf("Apply with another 002: %v, want an error naming both", err)
+	}
+}
+
+// TestRowsOfAnOlderReleaseGetAChecksum: a migrations table written by a
+// release that recorded no checksum is upgraded in place; the migrations it
+// records are checked from then on.
+func TestRowsOfAnOlderReleaseGetAChecksum(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	for _, q := range []string{
+		`CREATE TABLE eventstream_migrations (component text NOT NULL, version integer NOT NULL, name text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (component, version))`,
+		`CREATE TABLE a (x int)`,
+		`INSERT INTO eventstream_migrations (component, version, name) VALUES ('test', 1, 'm1')`,
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)
+	ran, err := migrate.Apply(ctx, c, component, ms)
+	if err != nil || len(ran) != 1 {
+		t.Fatalf("Apply on an older release's table: ran %d, %v; want 1, nil", len(ran), err)
+	}
+	// A process of the older release still running records a migration
+	// without a checksum.
+	if _, err := c.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name) VALUES ('test', 3, 'm3'); CREATE TABLE c (x int)`); err != nil {
+		t.Fatal(err)
+	}
+	ms = migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+	if _, err := migrate.Apply(ctx, c, component, ms); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ms {
+		edited := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+		edited[i].SQL += "; SELECT 1"
+		if _, err := migrate.Apply(ctx, c, component, edited); err == nil {
+			t.Errorf("Apply with %03d edited succeeded: its checksum was not recorded", i+1)
+		}
+	}
+}
+
+// TestMissingRecordIsRefused: a migrations table with a hole (a row
+// deleted by hand) is not taken as "everything below the highest ran".
+func TestMissingRecordIsRefused(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	c := connect(t, u)
+	ms := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+	if _, err := migrate.Apply(ctx, c, component, ms); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `DELETE FROM eventstream_migrations WHERE version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := migrate.Apply(ctx, c, component, ms)
+	if err == nil || !strings.Contains(err.Error(), "002") {
+		t.Fatalf("Apply with the record of 002 missing: %v, want an error naming 002", err)
+	}
+}
