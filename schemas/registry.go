@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -114,7 +115,8 @@ func MustDefault() *Registry {
 // Load compiles every <type>/v<N>.json of the given file systems (later ones
 // may add types and versions, not replace them). It fails on a file that
 // does not compile, a misnamed file, a duplicate, a missing envelope schema,
-// a hole in a type's versions (v1 and v3 without v2), or a count bound
+// a hole in a type's versions (v1 and v3 without v2), a key written twice
+// in one object of a file, or a count bound
 // (maxLength, maxItems, ...) above 2^53, which jsonschema/v5 cannot read as
 // written.
 func Load(fsyss ...fs.FS) (*Registry, error) {
@@ -150,6 +152,9 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 			b, err := fs.ReadFile(fsys, f)
 			if err != nil {
 				return nil, fmt.Errorf("schemas: read %s: %w", f, err)
+			}
+			if err := duplicateKey(json.NewDecoder(bytes.NewReader(b)), ""); err != nil && !errors.Is(err, errMalformed) {
+				return nil, fmt.Errorf("schemas: %s: %w", f, err)
 			}
 			if err := c.AddResource(url(k), bytes.NewReader(b)); err != nil {
 				return nil, fmt.Errorf("schemas: %s: %w", f, err)
@@ -211,6 +216,52 @@ func schemaFiles(fsys fs.FS) ([]string, error) {
 		return nil, fmt.Errorf("schemas: list files: %w", err)
 	}
 	return files, nil
+}
+
+// errMalformed: duplicateKey met JSON it cannot read, which jsonschema/v5
+// reports better.
+var errMalformed = errors.New("malformed JSON")
+
+// duplicateKey reports a key written twice in one object of the JSON value
+// dec reads next. jsonschema/v5 decodes a schema file with encoding/json,
+// which keeps the last of two equal keys and drops the other without a
+// word: a property defined twice, or a "maxLength" given twice, would lose
+// one of its definitions silently.
+func duplicateKey(dec *json.Decoder, at string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errMalformed
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return errMalformed
+			}
+			k, _ := t.(string)
+			if seen[k] {
+				return fmt.Errorf("key %q appears twice in the object at %q", k, at+"/")
+			}
+			seen[k] = true
+			if err := duplicateKey(dec, at+"/"+escapePointer(k)); err != nil {
+				return err
+			}
+		}
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			if err := duplicateKey(dec, at+"/"+strconv.Itoa(i)); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return errMalformed
+	}
+	return nil
 }
 
 // maxCountBound is the largest minLength, maxLength, minItems, maxItems,

@@ -116,6 +116,12 @@ func TestLoadRefuses(t *testing.T) {
 		{"MaxItemsOverflowsInOneOf", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"oneOf":[{"type":"array","maxItems":1e20},{"type":"string"}]}`)}})}, "maxItems is too large"},
 		{"MaxPropertiesPastFloatPrecision", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"properties":{"o":{"maxProperties":1152921504606846977}}}`)}})}, "maxProperties is too large"},
 		{"EnvelopeMinLengthOverflows", []fstest.MapFS{{"envelope/v1.json": {Data: []byte(`{"properties":{"id":{"minLength":1e19}}}`)}}}, "minLength is too large"},
+		// encoding/json keeps the last of two equal keys: the first
+		// definition would be lost without a word.
+		{"DuplicateProperty", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"object","properties":{"t":{"type":"string","maxLength":3},"u":{},"t":{"type":"string"}}}`)}})}, `key "t" appears twice in the object at "/properties/"`},
+		{"DuplicateKeyword", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"object","required":["a"],"properties":{"a":{"maxLength":3,"maxLength":300}}}`)}})}, `key "maxLength" appears twice in the object at "/properties/a/"`},
+		{"DuplicateKeyInArray", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"enum":[{"x":1},{"x":1,"x":2}]}`)}})}, `key "x" appears twice in the object at "/enum/1/"`},
+		{"DuplicateKeyInEnvelope", []fstest.MapFS{{"envelope/v1.json": {Data: []byte(`{"type":"object","type":"array"}`)}}}, "envelope/v1.json"},
 		{"BrokenRef", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"$ref":"#/$defs/missing"}`)}})}, "a/v1.json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
