@@ -89,7 +89,7 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 	}
 	verdicts := make([]verdict, 0, len(group))
 	rows, _ := conn.Query(ctx, callAppend, s.lockKey, s.channel, now, reqStream, reqExpect, reqCount, evReq,
-		id, typ, source, target, tenant, corr, caus, prod, sv, payload, meta)
+		id, typ, source, target, tenant, corr, caus, prod, sv, jsonArray(conn.Conn(), payload), jsonArray(conn.Conn(), meta))
 	var v verdict
 	_, err = pgx.ForEachRow(rows, []any{&v.accepted, &v.actual, &v.ver, &v.pos}, func() error {
 		verdicts = append(verdicts, v)
@@ -157,4 +157,21 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 		}
 	}
 	return outs, nil
+}
+
+// jsonArray is the argument for a jsonb[] parameter. The modes that prepare
+// the statement first send it in binary, the JSON as it is. The exec and
+// simple-protocol modes (what a connection pooler in transaction mode may
+// need) do not learn the parameter's type, so pgx would send [][]byte as
+// bytea, which PostgreSQL refuses as JSON: there it goes as text.
+func jsonArray(conn *pgx.Conn, vals [][]byte) any {
+	switch conn.Config().DefaultQueryExecMode {
+	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
+		text := make([]string, len(vals))
+		for i, v := range vals {
+			text[i] = string(v)
+		}
+		return text
+	}
+	return vals
 }
