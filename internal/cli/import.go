@@ -44,7 +44,9 @@ of a stream, is a conflict (exit code 4) instead of a silent renumbering;
 --expected-versions any appends after whatever the stream holds.
 
 Ctrl-C stops at a checkpoint (recorded in ./.eventstream/checkpoints);
-running the same command again resumes there (--restart ignores it).
+running the same command again resumes there (--restart ignores it). An
+import from standard input (-) keeps no checkpoint: run again, it reads
+from the first line, and what was stored is not written twice.
 Timestamps are set by the target store when the events are written.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -382,7 +382,8 @@ func (s Sources) Tokens(ctx context.Context) ([]Token, error) {
 }
 
 // TokenFile reads tokens from a file of lines "TENANT SHA256-HEX [NAME]"
-// ('#' starts a comment). It is read again when it changes.
+// ('#' starts a comment). It is read again, like the tokens table, once
+// the cached list is older than the authenticator's TTL.
 type TokenFile struct {
 	Path string
 }
