@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -59,12 +60,7 @@ func TestTokenFileHoldsHashesOnly(t *testing.T) {
 func TestTokenTableAddListRevoke(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	ms, _ := server.Migrations()
-	if _, err := migrate.Apply(ctx, pool, server.Component, ms); err != nil {
-		t.Fatal(err)
-	}
-	tt := server.TokenTable{Pool: pool}
+	pool, tt := tokenTable(t)
 	secret, err := tt.Add(ctx, "acme", "ci")
 	if err != nil {
 		t.Fatal(err)
@@ -103,20 +99,8 @@ func TestTokenTableAddListRevoke(t *testing.T) {
 func TestRevokeMatchesAHashPrefixLiterally(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	ms, _ := server.Migrations()
-	if _, err := migrate.Apply(ctx, pool, server.Component, ms); err != nil {
-		t.Fatal(err)
-	}
-	tt := server.TokenTable{Pool: pool}
-	acme, err := tt.Add(ctx, "acme", "acme-app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	globex, err := tt.Add(ctx, "globex", "globex-app")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tt := tokenTable(t)
+	acme, globex := tt.mustAdd(t, "acme"), tt.mustAdd(t, "globex")
 	for _, pattern := range []string{"%%%%%%%%", "________", server.HashToken(acme)[:6] + "__"} {
 		if n, err := tt.Revoke(ctx, pattern); err != server.ErrNoToken {
 			t.Errorf("revoke %q: revoked %d tokens (%v), want ErrNoToken", pattern, n, err)
@@ -192,20 +176,8 @@ func (l *logLines) count(parts ...string) int {
 func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	ms, _ := server.Migrations()
-	if _, err := migrate.Apply(ctx, pool, server.Component, ms); err != nil {
-		t.Fatal(err)
-	}
-	tt := server.TokenTable{Pool: pool}
-	acme, err := tt.Add(ctx, "acme", "acme-app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	globex, err := tt.Add(ctx, "globex", "globex-app")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, tt := tokenTable(t)
+	acme, globex := tt.mustAdd(t, "acme"), tt.mustAdd(t, "globex")
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql); err != nil {
@@ -722,20 +694,8 @@ func TestTokenReadHasItsOwnDeadline(t *testing.T) {
 func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	ms, _ := server.Migrations()
-	if _, err := migrate.Apply(ctx, pool, server.Component, ms); err != nil {
-		t.Fatal(err)
-	}
-	tt := server.TokenTable{Pool: pool}
-	acme, err := tt.Add(ctx, "acme", "acme-app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	globex, err := tt.Add(ctx, "globex", "globex-app")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, tt := tokenTable(t)
+	acme, globex := tt.mustAdd(t, "acme"), tt.mustAdd(t, "globex")
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, sql); err != nil {
@@ -842,4 +802,28 @@ func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	if n := logs.count("level=INFO", "can be read again"); n != 1 {
 		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.buf.String())
 	}
+}
+
+// testTokens is a TokenTable in a fresh schema with the api component
+// migrated.
+type testTokens struct{ server.TokenTable }
+
+func tokenTable(t *testing.T) (*pgxpool.Pool, testTokens) {
+	t.Helper()
+	pool := pgtest.Pool(t)
+	ms, _ := server.Migrations()
+	if _, err := migrate.Apply(context.Background(), pool, server.Component, ms); err != nil {
+		t.Fatal(err)
+	}
+	return pool, testTokens{server.TokenTable{Pool: pool}}
+}
+
+// mustAdd adds a token named TENANT-app for tenant and returns its secret.
+func (tt testTokens) mustAdd(t *testing.T, tenant string) string {
+	t.Helper()
+	secret, err := tt.Add(context.Background(), tenant, tenant+"-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
 }
