@@ -167,27 +167,34 @@ func (s *suite) testSubscribe(t *testing.T) {
 	})
 }
 
+// cancelWaitingNext calls Next with a context that is cancelled while it
+// waits, and fails unless Next returns context.Canceled in time.
+func cancelWaitingNext(t *testing.T, sub eventstore.Subscription, what string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := sub.Next(ctx)
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // Next is waiting for events
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s, its context cancelled: %v, want context.Canceled", what, err)
+		}
+	case <-time.After(liveness):
+		t.Fatalf("%s did not return after its context was cancelled", what)
+	}
+}
+
 func (s *suite) testSubscribeCancel(t *testing.T) {
 	t.Run("ContextCancel", func(t *testing.T) {
 		t.Parallel()
 		st := s.newStore(t)
 		sub := subscribe(t, st, eventstore.SubscribeOptions{})
-		ctx, cancel := context.WithCancel(t.Context())
-		errc := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(ctx)
-			errc <- err
-		}()
-		time.Sleep(50 * time.Millisecond)
-		cancel()
-		select {
-		case err := <-errc:
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("Next after cancel: %v, want context.Canceled", err)
-			}
-		case <-time.After(liveness):
-			t.Fatal("Next did not return after its context was cancelled")
-		}
+		cancelWaitingNext(t, sub, "Next")
 		// The subscription is still usable with a live context.
 		res := mustAppend(t, st, "cancel", eventstore.NoStream, added("a"))
 		sameEvents(t, "after a cancelled Next", collect(t, sub, 1, 0), res.Events)
@@ -303,22 +310,7 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 			first <- evs
 		}()
 		time.Sleep(50 * time.Millisecond) // the first Next is waiting for events
-		ctx, cancel := context.WithCancel(t.Context())
-		errc := make(chan error, 1)
-		go func() {
-			_, err := sub.Next(ctx)
-			errc <- err
-		}()
-		time.Sleep(50 * time.Millisecond)
-		cancel()
-		select {
-		case err := <-errc:
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("second Next after its context was cancelled: %v, want context.Canceled", err)
-			}
-		case <-time.After(liveness):
-			t.Fatal("a Next called while another waits did not return when its context was cancelled")
-		}
+		cancelWaitingNext(t, sub, "a Next called while another waits")
 		res := mustAppend(t, st, "waiting", eventstore.NoStream, added("a"))
 		select {
 		case evs := <-first:
