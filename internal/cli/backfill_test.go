@@ -20,7 +20,6 @@ import (
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
-	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/schemas"
 )
@@ -460,19 +459,7 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 	// Hold the run lock of audit as a runner in another process would.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	holder, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	var schema string
-	if err := holder.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	key := migrate.LockKey("projection-run/audit", schema)
-	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
-		t.Fatal(err)
-	}
+	release := holdRunLock(ctx, t, c.url, "audit")
 	// The counter is read from another database, so that reading it
 	// opens no session in the one counted.
 	stats, err := pgx.Connect(ctx, pgtest.BaseURL())
@@ -519,9 +506,7 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 	}
 	t.Logf("backfill opened %d connections in %s while it waited", opened, window)
 
-	if _, err := holder.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if err := <-exited; err != nil {
 		t.Fatalf("backfill after the lock was freed: %v\n%s", err, stderr.String())
 	}

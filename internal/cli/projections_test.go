@@ -264,19 +264,7 @@ func TestBackfillWaitsForTheProcessThatRunsIt(t *testing.T) {
 	// Hold the run lock of audit as a runner in another process would.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var schema string
-	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	key := migrate.LockKey("projection-run/audit", schema)
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
-		t.Fatal(err)
-	}
+	release := holdRunLock(ctx, t, c.url, "audit")
 
 	b := c.start(ctx, "backfill", "audit", "--json")
 	stdout, stderr, exited := &b.stdout, &b.stderr, b.exited
@@ -285,9 +273,7 @@ func TestBackfillWaitsForTheProcessThatRunsIt(t *testing.T) {
 		t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	case <-time.After(3 * time.Second):
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if err := <-exited; err != nil {
 		t.Fatalf("backfill after the lock was freed: %v\n%s", err, stderr.String())
 	}
@@ -368,6 +354,32 @@ func TestDeadLetters(t *testing.T) {
 	for _, args := range [][]string{{"dlq", "retry"}, {"dlq", "retry", "1", "--all"}, {"dlq", "show", "x"}, {"dlq", "skip", "-3"}, {"dlq", "list", "--projection", "nope"}, {"dlq", "retry", "1", "--projection", "audit"}} {
 		if r := c.run(args...); r.code != 2 {
 			t.Errorf("%v: want exit 2, got %s", args, r)
+		}
+	}
+}
+
+// holdRunLock holds a projection's run lock, as a runner in another
+// process would, on a connection of its own until release (or the test's
+// end).
+func holdRunLock(ctx context.Context, t *testing.T, url, projection string) (release func()) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	key := migrate.LockKey("projection-run/"+projection, schema)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
