@@ -99,6 +99,23 @@ func chromium() string {
 	return ""
 }
 
+// headless starts a headless browser (at its first use) with a profile of
+// its own, closed at the test's end.
+func headless(t *testing.T, browser string) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+	return bctx
+}
+
 // TestUIInHeadlessChromium drives the audit browser in a real browser:
 // sign in, the list loads, a filter narrows it, an event opens, its
 // correlation id is followed.
@@ -110,18 +127,7 @@ func TestUIInHeadlessChromium(t *testing.T) {
 	e := newEnv(t, server.Limits{})
 	e.seed()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := headless(t, browser)
 	// The first run starts the browser; it must not carry a timeout.
 	if err := chromedp.Do(bctx, chromedp.Navigate(e.srv.URL+"/ui/")); err != nil {
 		t.Fatalf("start chromium: %v", err)
@@ -237,18 +243,7 @@ func TestUIInHeadlessChromiumRefusesAnotherSitesSignIn(t *testing.T) {
 	// Another site: localhost is not 127.0.0.1.
 	evil := strings.Replace(attacker.URL, "127.0.0.1", "localhost", 1)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := headless(t, browser)
 	if err := chromedp.Do(bctx, chromedp.Navigate(evil)); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
