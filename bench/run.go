@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/pgschema"
 	"github.com/brainhq/eventstream/schemas"
@@ -351,6 +352,14 @@ type claims struct {
 func newClaims(workers int) *claims { return &claims{per: make([][]uuid.UUID, workers)} }
 
 func (c *claims) add(w int, ids ...uuid.UUID) { c.per[w] = append(c.per[w], ids...) }
+
+// addEvents records the ids of events written by the raw side, which has
+// no store to hand them back.
+func (c *claims) addEvents(w int, events []eventstore.Event) {
+	for i := range events {
+		c.per[w] = append(c.per[w], events[i].ID)
+	}
+}
 
 func (c *claims) all() []uuid.UUID {
 	n := 0

@@ -250,6 +250,7 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 	stop := func() { stopVis(); stopConsumer() }
 
 	apps := make([][]appended, cfg.Writers)
+	rawCl := newClaims(cfg.Writers)
 	cfg.Logger.Info("bench: raw phase", "scenario", cfg.Scenario)
 	t, err := r.measured(ctx, pool, "raw", func() (timed, error) {
 		return runPhase(ctx, phaseSpec{writers: cfg.Writers, duration: cfg.Duration, ops: ops, pace: pace,
@@ -259,6 +260,7 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 				n, err := rw.writeRows(ctx, rows)
 				if err == nil {
 					apps[w] = append(apps[w], appended{pos: rows[len(rows)-1][0].(int64), n: n, done: time.Now()})
+					rawCl.addEvents(w, b.events)
 				}
 				return n, err
 			}})
@@ -284,7 +286,7 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM raw_audit`).Scan(&copied); err == nil && copied != raw.Events {
 		rep.note("raw consumer copied %d of %d rows: reading a bare table by position skips rows that commit out of order, which our log prevents", copied, raw.Events)
 	}
-	return verifyCount(ctx, pool, "raw_events", raw.Events)
+	return verifyRaw(ctx, pool, "raw_events", "id", rawCl.all(), true)
 }
 
 // rawReadModel creates raw_audit with the columns and indexes of the audit

@@ -192,7 +192,11 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("bench: replay, raw phase: %w", err)
 	}
-	return verifyCount(ctx, rawPool, "raw_audit", n)
+	if raw.Events != n {
+		return &VerifyError{Table: "raw_audit", Claimed: n, Stored: raw.Events, Missing: max(n-raw.Events, 0), Unexpected: max(raw.Events-n, 0)}
+	}
+	// The raw table holds the rows of our load, with the same ids.
+	return verifyRaw(ctx, rawPool, "raw_audit", "event_id", cl.all(), false)
 }
 
 // timedRun times fn as one phase (wall time, CPU, peak memory); fn records

@@ -143,9 +143,14 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 			return err
 		}
 	}
+	rawCl := newClaims(cfg.Writers)
 	rawOp := func(ctx context.Context, w int, seq int64) (int, error) {
 		b := wl.batch(seq)
-		return rw.write(ctx, &b, b.streamIdx)
+		n, err := rw.write(ctx, &b, b.streamIdx)
+		if err == nil {
+			rawCl.addEvents(w, b.events)
+		}
+		return n, err
 	}
 
 	var ours, raw timed
@@ -217,7 +222,7 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 		rep.note("raw ceiling skipped (SkipRaw)")
 		return nil
 	}
-	if err := verifyCount(ctx, rawPool, "raw_events", rep.Raw.Events); err != nil {
+	if err := verifyRaw(ctx, rawPool, "raw_events", "id", rawCl.all(), true); err != nil {
 		rep.Verified = false
 		return err
 	}
