@@ -91,13 +91,31 @@ type courseKey struct{ tenant, course string }
 
 type distKey struct{ tenant, dist string }
 
+// counter sums a batch's views and clicks of one distribution, with the
+// latest time among them. updated_at is the greatest timestamp of the
+// row's own events, whatever the batch: taking another distribution's
+// time, or the last event's rather than the latest (a log's order is its
+// commit order, not its clock's), would make a rebuild, which applies
+// large batches, differ from the live model.
+type counter struct {
+	views, clicks int64
+	at            time.Time
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // handle queues the batch's statements in order, sums views and clicks
 // per distribution, recomputes the distribution figures of the courses
 // touched, and sends it all in one round trip.
 func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 	b := &pgx.Batch{}
 	touched := map[courseKey]time.Time{}
-	counters := map[distKey]*[2]int64{}
+	counters := map[distKey]*counter{}
 	courseOf := map[distKey]string{}
 	var order []distKey
 	for _, e := range events {
@@ -112,7 +130,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		}
 		dist := func(sql string, args ...any) {
 			b.Queue(sql, append([]any{t, p.DistributionID, p.CourseID, ts}, args...)...)
-			touched[courseKey{t, p.CourseID}] = ts
+			touched[courseKey{t, p.CourseID}] = latest(touched[courseKey{t, p.CourseID}], ts)
 		}
 		switch e.Type {
 		case "course.generation.requested":
@@ -188,16 +206,17 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		case "distribution.viewed", "distribution.enrollment_clicked":
 			k := distKey{t, p.DistributionID}
 			if counters[k] == nil {
-				counters[k] = new([2]int64)
+				counters[k] = &counter{}
 				courseOf[k] = p.CourseID
 				order = append(order, k)
 			}
 			if e.Type == "distribution.viewed" {
-				counters[k][0]++
+				counters[k].views++
 			} else {
-				counters[k][1]++
+				counters[k].clicks++
 			}
-			touched[courseKey{t, p.CourseID}] = ts
+			counters[k].at = latest(counters[k].at, ts)
+			touched[courseKey{t, p.CourseID}] = latest(touched[courseKey{t, p.CourseID}], ts)
 		default:
 			return projections.Permanent(fmt.Errorf("catalog: unexpected event type %q", e.Type))
 		}
@@ -212,8 +231,8 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		var stamps []time.Time
 		for _, k := range order {
 			tenants, dists, courses = append(tenants, k.tenant), append(dists, k.dist), append(courses, courseOf[k])
-			views, clicks = append(views, counters[k][0]), append(clicks, counters[k][1])
-			stamps = append(stamps, touched[courseKey{k.tenant, courseOf[k]}])
+			views, clicks = append(views, counters[k].views), append(clicks, counters[k].clicks)
+			stamps = append(stamps, counters[k].at)
 		}
 		b.Queue(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, views, enrollment_clicks, updated_at)
 			SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::bigint[], $5::bigint[], $6::timestamptz[])

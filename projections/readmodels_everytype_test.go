@@ -1,0 +1,400 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/alerts"
+	"github.com/brainhq/eventstream/projections/analytics"
+	"github.com/brainhq/eventstream/projections/audit"
+	"github.com/brainhq/eventstream/projections/catalog"
+)
+
+// clockStore gives every event the timestamp at(position), so a test
+// controls the time of day its events carry (the stores stamp the append
+// time).
+type clockStore struct {
+	eventstore.Store
+	at func(eventstore.Position) time.Time
+}
+
+func (s clockStore) retime(evs []eventstore.Event) []eventstore.Event {
+	out := make([]eventstore.Event, len(evs))
+	for i, e := range evs {
+		e.Timestamp = s.at(e.Position)
+		out[i] = e
+	}
+	return out
+}
+
+func (s clockStore) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
+	page, err := s.Store.ReadAll(ctx, opts)
+	page.Events = s.retime(page.Events)
+	return page, err
+}
+
+func (s clockStore) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	sub, err := s.Store.Subscribe(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return clockSub{sub, s}, nil
+}
+
+type clockSub struct {
+	eventstore.Subscription
+	s clockStore
+}
+
+func (c clockSub) Next(ctx context.Context) ([]eventstore.Event, error) {
+	evs, err := c.Subscription.Next(ctx)
+	return c.s.retime(evs), err
+}
+
+// everyTypeClock spreads the log over several UTC days, crossing midnight
+// and a daylight-saving change in Europe and America; every third event
+// is stamped five hours early, as events appended by concurrent writers
+// may be (the log's order is the commit order, not the clock's).
+func everyTypeClock(p eventstore.Position) time.Time {
+	t := time.Date(2026, 3, 28, 21, 0, 0, 0, time.UTC).Add(time.Duration(p.Commit) * 37 * time.Minute)
+	if p.Commit%3 == 0 {
+		t = t.Add(-5 * time.Hour)
+	}
+	return t
+}
+
+// poolInZone is a fresh schema whose sessions run in the time zone tz.
+func poolInZone(tb testing.TB, tz string) *pgxpool.Pool {
+	tb.Helper()
+	u, _ := pgtest.Schema(tb)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.MaxConns = 8
+	cfg.ConnConfig.RuntimeParams["timezone"] = tz
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := projections.Uninstall(ctx, pool); err != nil {
+			tb.Errorf("uninstall: %v", err)
+		}
+		pool.Close()
+	})
+	return pool
+}
+
+// everyTypeLog appends, for tenant, one stream per aggregate covering
+// every domain event type, with optional fields both absent and present,
+// unicode text and numbers past 2^53. It returns the events as written.
+func everyTypeLog(t *testing.T, store eventstore.Store, tenant string, n int) []eventstore.Event {
+	t.Helper()
+	course, course2, dist, dist2 := uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	mission, task, approval, approval2 := uuid.New(), uuid.New(), uuid.New(), uuid.New()
+	ir := fmt.Sprintf("ir-%d.x:y", n)
+	sha := strings.Repeat("ab", 32)
+	steps := []map[string]any{{"step_id": "s1", "action": "fetch", "tier": 0}, {"step_id": "s2", "action": "deploy.prod", "tier": 2}}
+	var written []eventstore.Event
+	seq := 0
+	e := func(typ string, version int, payload map[string]any) eventstore.Event {
+		seq++
+		b, err := json.Marshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := eventstore.Event{ID: uuid.New(), Type: typ, Source: "svc/ünïcode-" + tenant, Payload: b,
+			Meta: eventstore.Meta{SchemaVersion: version, TenantID: tenant}}
+		switch seq % 4 {
+		case 0: // bare meta, no target
+		case 1:
+			ev.Target = "target/→/" + tenant
+			ev.Meta.CorrelationID = "corr-" + tenant
+			ev.Meta.CausationID = uuid.NewString()
+			ev.Meta.Producer = "prod 🚀"
+			ev.Meta.Extra = map[string]any{"big": json.Number("123456789012345678901234567890"), "trace": map[string]any{"ids": []any{json.Number("1"), "二"}}, "nil": nil}
+		case 2:
+			ev.Meta.CorrelationID = "corr-" + tenant
+			ev.Meta.Extra = map[string]any{"max_int64": json.Number("9223372036854775807"), "flag": true}
+		case 3:
+			ev.Target = "x"
+			ev.Meta.Producer = "p"
+		}
+		return ev
+	}
+	app := func(stream string, evs ...eventstore.Event) {
+		written = append(written, appendTo(t, store, stream, evs...)...)
+	}
+	c := func(typ string, version int, id uuid.UUID, extra map[string]any) eventstore.Event {
+		p := map[string]any{"course_id": id}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return e(typ, version, p)
+	}
+	tr := func(id uuid.UUID, from, to string) eventstore.Event {
+		return c("course.workflow.transitioned", 1, id, map[string]any{"from": from, "to": to})
+	}
+	app("course-"+course.String(),
+		c("course.generation.requested", 1, course, map[string]any{"topic": "Événements et 日本語 ✓", "attempt": 1}),
+		tr(course, "none", "requested"),
+		c("course.generation.failed", 1, course, map[string]any{"stage": "requested", "reason": "模型超时", "attempt": 1}),
+		tr(course, "requested", "failed"),
+		c("course.generation.requested", 2, course, map[string]any{"topic": "Événements", "attempt": 2, "language": "fr-CA", "requested_by": "zoë"}),
+		tr(course, "failed", "requested"), tr(course, "requested", "outlining"),
+		c("course.outline.created", 1, course, map[string]any{"title": "Événements 101", "summary": "ü",
+			"lessons": []map[string]any{{"slot": 1, "title": "α"}, {"slot": 2, "title": "β"}}}),
+		tr(course, "outlining", "generating"),
+		c("course.lesson.generated", 1, course, map[string]any{"slot": 1, "title": "α"}),
+		c("course.lesson.generated", 1, course, map[string]any{"slot": 2, "title": "β", "content_uri": "https://example.com/l/2", "word_count": int64(9007199254740993)}),
+		c("course.quiz.created", 1, course, map[string]any{"quiz_id": uuid.New(), "question_count": 7}),
+		c("course.landing_page.created", 1, course, map[string]any{"headline": "Lernen 🎓", "slug": "evenements-101"}),
+		tr(course, "generating", "review"),
+		c("course.generation.completed", 1, course, map[string]any{"title": "Événements 101", "lesson_count": 2, "attempt": 2}),
+		tr(course, "review", "completed"))
+	d := func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
+		p := map[string]any{"course_id": course, "distribution_id": id}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return e(typ, 1, p)
+	}
+	app("distribution-"+dist.String(), d("distribution.created", dist, map[string]any{"channel": "web", "title": "Évé", "version": "1.0.0"}))
+	app("course-"+course.String(), d("course.deployed.staging", dist, map[string]any{"staging_url": "https://staging.example/ü"}), tr(course, "completed", "deployed"))
+	app("distribution-"+dist.String(),
+		d("distribution.updated", dist, map[string]any{"changes": map[string]any{"price_cents": int64(9223372036854775807), "currency": "JPY", "tags": []string{"日本"}}}),
+		d("distribution.updated", dist, map[string]any{"changes": map[string]any{"description": "only a description"}}),
+		d("distribution.published", dist, map[string]any{"version": "1.0.0"}),
+		d("distribution.viewed", dist, map[string]any{}),
+		d("distribution.viewed", dist, map[string]any{"visitor_id": "v-ü", "referrer": "https://ref.example/?q=日本"}),
+		d("distribution.enrollment_clicked", dist, map[string]any{}),
+		d("distribution.micro_niche_created", dist, map[string]any{"niche_id": uuid.New(), "niche": "niche ü"}),
+		d("distribution.micro_niche_created", dist, map[string]any{"niche_id": uuid.New(), "niche": "niche 2", "keywords": []string{"a", "b"}}),
+		d("distribution.version_bumped", dist, map[string]any{"bump": "major", "from_version": "1.0.0", "to_version": "2.0.0", "reason": "Ω"}),
+		d("distribution.version_bumped", dist, map[string]any{"bump": "patch", "from_version": "2.0.0", "to_version": "2.0.1"}),
+		d("distribution.viewed", dist, map[string]any{"visitor_id": "v2"}))
+	app("distribution-"+dist2.String(),
+		d("distribution.created", dist2, map[string]any{"channel": "partner", "title": "second", "version": "0.1.0"}),
+		d("distribution.viewed", dist2, map[string]any{}),
+		d("distribution.published", dist2, map[string]any{"version": "0.1.0"}),
+		d("distribution.unpublished", dist2, map[string]any{}),
+		d("distribution.published", dist2, map[string]any{"version": "0.1.0"}),
+		d("distribution.unpublished", dist2, map[string]any{"reason": "paused"}),
+		d("distribution.enrollment_clicked", dist2, map[string]any{"visitor_id": "v3"}),
+		d("distribution.deleted", dist2, map[string]any{}))
+	// A course the log knows only from a view (created before the log began).
+	app("distribution-"+uuid.NewString(), e("distribution.viewed", 1, map[string]any{"course_id": course2, "distribution_id": uuid.New()}))
+
+	m := func(typ string, extra map[string]any) eventstore.Event {
+		p := map[string]any{"mission_id": mission}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return e(typ, 1, p)
+	}
+	a := func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
+		p := map[string]any{"approval_id": id}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return e(typ, 1, p)
+	}
+	app("mission-"+mission.String(), m("mission.created", map[string]any{"ir_id": ir, "title": "Mission ✓", "steps": steps}))
+	app("ir-"+ir,
+		e("ir.validated_escalate", 1, map[string]any{"ir_id": ir, "ir_sha256": sha, "mission_id": mission, "steps": steps, "max_tier": 2, "escalated_steps": []string{"s2"}}),
+		e("ir.validated_pass", 1, map[string]any{"ir_id": ir, "ir_sha256": sha, "steps": steps[:1], "max_tier": 0}),
+		e("ir.validated_reject", 1, map[string]any{"ir_id": ir, "ir_sha256": sha, "step_id": "s2", "action": "deploy.prod", "rule": "no-prod"}),
+		e("ir.dag_diff_ok", 1, map[string]any{"ir_id": ir, "ir_sha256": sha, "node_count": 2}),
+		e("ir.dag_diff_failed", 1, map[string]any{"ir_id": ir, "ir_sha256": sha, "severity": "critical", "missing_steps": []string{"s2"}, "unexpected_nodes": []string{}, "changed_nodes": []string{"n1"}}),
+		e("ir.dag_diff_failed", 1, map[string]any{"ir_id": ir, "ir_sha256": sha, "mission_id": mission, "severity": "critical", "missing_steps": []string{}, "unexpected_nodes": []string{"ü"}, "changed_nodes": []string{}}))
+	app("mission-"+mission.String(), m("mission.validated", map[string]any{"ir_id": ir, "outcome": "escalate", "max_tier": 2}))
+	app("approval-"+approval.String(),
+		a("ir.approval_created", approval, map[string]any{"ir_id": ir, "token_sha256": sha, "expires_at": "2026-03-30T00:00:00Z"}),
+		a("ir.approval_invalid", approval, map[string]any{"ir_id": ir, "reason": "token_mismatch", "attempted_by": "mallory ☠"}),
+		a("ir.approval_invalid", approval, map[string]any{"ir_id": ir, "reason": "tenant_mismatch", "presented_tenant_id": "evil"}),
+		a("ir.approval_invalid", approval, map[string]any{"ir_id": ir, "reason": "token_mismatch"}),
+		a("ir.approval_consumed", approval, map[string]any{"ir_id": ir, "mission_id": mission, "consumed_by": "ops"}),
+		a("ir.approval_invalid", approval, map[string]any{"ir_id": ir, "reason": "already_consumed"}))
+	app("approval-"+approval2.String(),
+		a("ir.approval_created", approval2, map[string]any{"ir_id": ir, "mission_id": mission, "token_sha256": sha, "expires_at": "2026-03-29T00:00:00+02:00", "requested_by": "r"}),
+		a("ir.approval_expired", approval2, map[string]any{"ir_id": ir, "expires_at": "2026-03-29T00:00:00+02:00"}),
+		a("ir.approval_invalid", approval2, map[string]any{"reason": "unknown_approval"}))
+	app("mission-"+mission.String(),
+		m("mission.approval_granted", map[string]any{"ir_id": ir, "approval_id": approval}),
+		m("mission.started", map[string]any{"ir_id": ir, "approval_id": approval}),
+		m("mission.task.created", map[string]any{"task_id": task, "step_id": "s1", "action": "fetch"}),
+		m("mission.task.completed", map[string]any{"task_id": task, "step_id": "s1"}),
+		m("mission.failed", map[string]any{"reason": "échec", "task_id": task}))
+	other := uuid.New()
+	app("mission-"+other.String(),
+		e("mission.created", 1, map[string]any{"mission_id": other, "ir_id": ir, "title": "t", "steps": steps[:1], "created_by": "c"}),
+		e("mission.started", 1, map[string]any{"mission_id": other, "ir_id": ir}),
+		e("mission.completed", 1, map[string]any{"mission_id": other, "task_count": 1}))
+	third := uuid.New()
+	app("mission-"+third.String(),
+		e("mission.created", 1, map[string]any{"mission_id": third, "ir_id": ir, "title": "t", "steps": steps[:1]}),
+		e("mission.cancelled", 1, map[string]any{"mission_id": third}),
+	)
+	return written
+}
+
+// everyReadModel are the queries that dump all four read models.
+var everyReadModel = []string{
+	`SELECT t::text FROM audit_events t ORDER BY position`,
+	`SELECT t::text FROM analytics_event_counts t ORDER BY tenant_id, day, event_type`,
+	`SELECT t::text FROM analytics_outcomes t ORDER BY tenant_id, day, subject`,
+	`SELECT t::text FROM analytics_generation_daily t ORDER BY tenant_id, day`,
+	`SELECT t::text FROM security_alerts t ORDER BY tenant_id, alert_type, source, reason`,
+	`SELECT t::text FROM course_catalog t ORDER BY tenant_id, course_id`,
+	`SELECT t::text FROM course_distributions t ORDER BY tenant_id, distribution_id`,
+}
+
+// dumpEvery dumps every read model as text, timestamps in UTC whatever
+// the pool's time zone.
+func dumpEvery(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL timezone = 'UTC'`); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, q := range everyReadModel {
+		r, err := tx.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		rows, err := pgx.CollectRows(r, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(rows) == 0 {
+			t.Fatalf("%s: no rows", q)
+		}
+		out = append(out, "-- "+q)
+		out = append(out, rows...)
+	}
+	return out
+}
+
+func allFour() []projections.Projection {
+	return []projections.Projection{audit.Projection(), analytics.Projection(), alerts.Projection(), catalog.Projection()}
+}
+
+// everyTypeStore is a log of every domain event type for three tenants,
+// its events spread over several UTC days.
+func everyTypeStore(t *testing.T) (clockStore, []eventstore.Event) {
+	t.Helper()
+	store := logStore(t)
+	var written []eventstore.Event
+	for i, tenant := range []string{"acme", "globex", "テナント-ü"} {
+		written = append(written, everyTypeLog(t, store, tenant, i)...)
+	}
+	return clockStore{store, everyTypeClock}, written
+}
+
+// The four read models built live, one event per transaction, in a
+// session far west of UTC, have the same rows as the ones a rebuild
+// writes in large batches in a session far east of UTC, for a log of
+// every domain event type of three tenants.
+func TestEveryReadModelLiveEqualsRebuild(t *testing.T) {
+	t.Parallel()
+	store, written := everyTypeStore(t)
+
+	live := poolInZone(t, "America/Los_Angeles")
+	cfg := fastConfig()
+	cfg.BatchSize = 1
+	rt := newRuntime(t, live, store, cfg, allFour()...)
+	stop := run(t, rt)
+	waitCaughtUp(t, rt)
+	stop()
+	want := dumpEvery(t, live)
+
+	rebuilt := poolInZone(t, "Pacific/Kiritimati")
+	cfg = fastConfig()
+	cfg.BatchSize = 1000
+	rt = newRuntime(t, rebuilt, store, cfg, allFour()...)
+	for _, n := range rt.Names() {
+		if _, err := rt.Rebuild(context.Background(), n, projections.RebuildOptions{}); err != nil {
+			t.Fatalf("Rebuild %s: %v", n, err)
+		}
+	}
+	got := dumpEvery(t, rebuilt)
+	if len(got) != len(want) {
+		t.Fatalf("rebuilt: %d rows, live: %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("rebuilt row %d is\n%s\nlive\n%s", i, got[i], want[i])
+		}
+	}
+	if n := len(dumpQuery(t, live, `SELECT t::text FROM audit_events t`)); n != len(written) {
+		t.Fatalf("audit_events has %d rows, the log %d events", n, len(written))
+	}
+}
+
+// The catalog's updated_at is the latest timestamp of a row's own events
+// whether they come one per transaction (live) or many per batch (a
+// rebuild): a batch's views must not take another distribution's time,
+// nor the last event's time when an earlier one is later on the clock.
+func TestCatalogUpdatedAtSameInBatches(t *testing.T) {
+	t.Parallel()
+	base := logStore(t)
+	course, a, b := uuid.New(), uuid.New(), uuid.New()
+	d := func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
+		p := map[string]any{"course_id": course, "distribution_id": id}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return ev(typ, 1, "acme", p)
+	}
+	appendTo(t, base, "distribution-a", d("distribution.created", a, map[string]any{"channel": "web", "title": "a", "version": "1.0.0"}))
+	appendTo(t, base, "distribution-b", d("distribution.created", b, map[string]any{"channel": "web", "title": "b", "version": "1.0.0"}))
+	appendTo(t, base, "distribution-a", d("distribution.viewed", a, nil), d("distribution.viewed", a, nil))
+	appendTo(t, base, "distribution-b", d("distribution.enrollment_clicked", b, nil))
+	at := func(h, m int) time.Time { return time.Date(2026, 5, 1, h, m, 0, 0, time.UTC) }
+	clock := map[uint64]time.Time{1: at(10, 0), 2: at(10, 1), 3: at(12, 0), 4: at(10, 3), 5: at(10, 4)}
+	store := clockStore{base, func(p eventstore.Position) time.Time { return clock[p.Commit] }}
+
+	const q = `SELECT (SELECT string_agg(d.title || ' ' || d.updated_at::text, ', ' ORDER BY d.title) FROM course_distributions d)
+		|| ' / ' || (SELECT c.updated_at::text FROM course_catalog c)`
+	results := map[int]string{}
+	for _, size := range []int{1, 1000} {
+		pool := poolInZone(t, "UTC")
+		cfg := fastConfig()
+		cfg.BatchSize = size
+		rt := newRuntime(t, pool, store, cfg, catalog.Projection())
+		if _, err := rt.CatchUp(context.Background(), catalog.Name, 0); err != nil {
+			t.Fatal(err)
+		}
+		var s string
+		if err := pool.QueryRow(context.Background(), q).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		results[size] = s
+	}
+	const want = "a 2026-05-01 12:00:00+00, b 2026-05-01 10:04:00+00 / 2026-05-01 12:00:00+00"
+	for size, got := range results {
+		if got != want {
+			t.Errorf("batches of %d: updated_at %s, want %s", size, got, want)
+		}
+	}
+}
