@@ -32,3 +32,49 @@ func TestVerificationChecksTheRawIDs(t *testing.T) {
 		t.Error("report says verified")
 	}
 }
+
+// Our projection commits its read model with the runtime's
+// synchronous_commit (off by default: its checkpoint commits with it, and
+// the log stays durable), so the raw consumer, which stands for it, must
+// commit the same way: a WAL flush per raw page and none per ours would
+// flatter replay's ratio and project's lag. The raw appends, like ours,
+// stay durable.
+func TestRawReadModelCommitsAsOursDoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg, err := small("replay").resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	show := func(p *pgxpool.Pool) string {
+		t.Helper()
+		var s string
+		if err := p.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	consumer, err := r.consumerPool(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(consumer), readModelCommit; got != want {
+		t.Errorf("raw consumer commits with synchronous_commit %s, ours with %s", got, want)
+	}
+	writers, err := r.pool(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := show(writers), r.syncCommit; got != want {
+		t.Errorf("raw writers commit with synchronous_commit %s, want the server's %s as our appends", got, want)
+	}
+}

@@ -138,9 +138,33 @@ func (v *visibility) lags(apps []appended) *hdrhistogram.Histogram {
 	return h
 }
 
+// readModelCommit is the synchronous_commit our projection runtime commits
+// its read model with (projections.Config's default, set here so that the
+// raw consumer can match it).
+const readModelCommit = "off"
+
+// consumerPool opens the connection of the raw consumer, which commits
+// its pages as our runner commits its batches (readModelCommit), as the
+// runner's own connections do, by a run-time parameter, with no statement
+// more per page. Its application_name keeps it under the server CPU meter.
+func (r *run) consumerPool(ctx context.Context) (*pgxpool.Pool, error) {
+	pc := r.poolCfg.Copy()
+	pc.MaxConns = 1
+	pc.ConnConfig.RuntimeParams["synchronous_commit"] = readModelCommit
+	pc.ConnConfig.RuntimeParams["application_name"] = r.app + ":raw-consumer"
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("bench: open the raw consumer's pool: %w", err)
+	}
+	r.mu.Lock()
+	r.pools = append(r.pools, p)
+	r.mu.Unlock()
+	return p, nil
+}
+
 func (r *run) auditRuntime(pool *pgxpool.Pool, store *postgres.Store) (*projections.Runtime, error) {
 	rt, err := projections.New(pool, store, r.reg, projections.Config{Logger: slog.New(slog.DiscardHandler),
-		ApplicationName: r.app}, audit.Projection())
+		ApplicationName: r.app, SynchronousCommit: readModelCommit}, audit.Projection())
 	if err != nil {
 		return nil, fmt.Errorf("bench: audit projection: %w", err)
 	}
@@ -244,8 +268,12 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 	vis := newVisibility(pool, "raw_audit")
 	stopVis := background(ctx, vis.watch)
 	defer stopVis()
+	consumer, err := r.consumerPool(ctx)
+	if err != nil {
+		return err
+	}
 	consumerErr := make(chan error, 1)
-	stopConsumer := background(ctx, func(ctx context.Context) { consumerErr <- rawConsume(ctx, pool, 1000, nil) })
+	stopConsumer := background(ctx, func(ctx context.Context) { consumerErr <- rawConsume(ctx, consumer, 1000, nil) })
 	defer stopConsumer()
 	stop := func() { stopVis(); stopConsumer() }
 

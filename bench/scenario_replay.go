@@ -181,10 +181,14 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 	if err := r.rawReadModel(ctx, rawPool, false); err != nil {
 		return err
 	}
+	consumer, err := r.consumerPool(ctx)
+	if err != nil {
+		return err
+	}
 	cfg.Logger.Info("bench: raw phase: copy", "events", n)
 	rt2, err := r.measured(ctx, rawPool, "raw", func() (timed, error) {
 		return timedRun(func(rec *recorder) error {
-			return rawConsume(ctx, rawPool, 1000, &n, func(k int, d time.Duration) { rec.record(k, d, time.Now()) })
+			return rawConsume(ctx, consumer, 1000, &n, func(k int, d time.Duration) { rec.record(k, d, time.Now()) })
 		})
 	})
 	raw := phase(rt2)
