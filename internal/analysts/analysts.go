@@ -14,6 +14,9 @@
 //     refuses a role that would still reach them.
 //   - Superusers, roles with BYPASSRLS, the tables' owner and the role
 //     running the command are refused: row-level security cannot hold them.
+//     So are REPLICATION roles and members of pg_execute_server_program,
+//     pg_read_server_files and pg_write_server_files, which read the data
+//     around it.
 //   - A new generation of a read model (a rebuild) is protected and
 //     granted in the transaction that publishes it, through OnPublish
 //     (projections.Config.OnPublish); without it the analysts lose access
@@ -182,7 +185,7 @@ func Grant(ctx context.Context, pool *pgxpool.Pool, tenant, role string, opts Op
 				return fmt.Errorf("analysts: update role %s: %w", role, err)
 			}
 		} else {
-			if _, err := tx.Exec(ctx, `CREATE ROLE `+ident+` `+login+` NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB`); err != nil {
+			if _, err := tx.Exec(ctx, `CREATE ROLE `+ident+` `+login+` NOSUPERUSER NOBYPASSRLS NOREPLICATION NOCREATEROLE NOCREATEDB`); err != nil {
 				return fmt.Errorf("analysts: create role %s: %w", role, err)
 			}
 			res.Created = true
@@ -417,20 +420,31 @@ func revokeLog(ctx context.Context, tx pgx.Tx, home, ident string) error {
 	return nil
 }
 
+// serverRoles are the predefined roles whose members run programs, or
+// read and write files, as the server's operating-system user: they read
+// the data files (every tenant's rows) or become a superuser, whatever
+// row-level security says.
+var serverRoles = []string{"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"}
+
 // checkUnprivileged refuses a role that row-level security cannot bind:
 // a superuser, a BYPASSRLS role, or a member (directly or not) of one, or
-// of the role running the command.
+// of the role running the command; and a role that reads the data around
+// it: REPLICATION (a base backup or logical decoding streams every row)
+// or a member of a serverRoles role.
 func checkUnprivileged(ctx context.Context, tx pgx.Tx, role string) error {
 	var why *string
 	err := tx.QueryRow(ctx, `SELECT CASE
 			WHEN r.rolsuper THEN 'is a superuser'
 			WHEN r.rolbypassrls THEN 'has BYPASSRLS'
-			WHEN EXISTS (SELECT 1 FROM pg_roles o WHERE (o.rolsuper OR o.rolbypassrls) AND o.oid <> r.oid AND pg_has_role(r.oid, o.oid, 'MEMBER'))
-				THEN 'is a member of a superuser or BYPASSRLS role'
+			WHEN r.rolreplication THEN 'has REPLICATION (it can stream every row of the database)'
+			WHEN EXISTS (SELECT 1 FROM pg_roles o WHERE (o.rolsuper OR o.rolbypassrls OR o.rolreplication) AND o.oid <> r.oid AND pg_has_role(r.oid, o.oid, 'MEMBER'))
+				THEN 'is a member of a superuser, BYPASSRLS or REPLICATION role'
 			WHEN pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = current_user), 'MEMBER')
 				THEN 'is a member of the role running this command'
+			ELSE (SELECT 'is a member of ' || o.rolname || ' (it runs programs or reads and writes files as the server)'
+				FROM pg_roles o WHERE o.rolname = ANY($2) AND pg_has_role(r.oid, o.oid, 'MEMBER') ORDER BY o.rolname LIMIT 1)
 		END
-		FROM pg_roles r WHERE r.rolname = $1`, role).Scan(&why)
+		FROM pg_roles r WHERE r.rolname = $1`, role, serverRoles).Scan(&why)
 	if err != nil {
 		return fmt.Errorf("analysts: check role %s: %w", role, err)
 	}

@@ -1,0 +1,179 @@
+package analysts_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/analysts"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/audit"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// shared is a fresh schema on the shared test server (TEST_DATABASE_URL)
+// with a log of acme and globex events and the audit read model caught
+// up. Roles are cluster-wide: role gives each test its own names and
+// drops them when the test ends.
+type shared struct {
+	url, schema string
+	pool        *pgxpool.Pool
+}
+
+func newShared(t *testing.T) *shared {
+	t.Helper()
+	ctx := context.Background()
+	u, schema := pgtest.Schema(t)
+	pool, err := pgxpool.New(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("../../reliability/testdata/schemas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.New(ctx, pool, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	for _, tenant := range []string{"acme", "globex"} {
+		for i := range 3 {
+			e := eventstore.Event{
+				Type: "reliability.probe.recorded", Source: "analysts",
+				Payload: json.RawMessage(fmt.Sprintf(`{"writer":1,"seq":%d,"i":0,"note":"%s-secret"}`, i, tenant)),
+				Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: tenant},
+			}
+			if _, err := store.Append(ctx, tenant+"-stream", eventstore.Any, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rt, err := projections.New(pool, store, reg, projections.Config{OnPublish: analysts.OnPublish}, audit.Projection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CatchUp(ctx, audit.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	return &shared{url: u, schema: schema, pool: pool}
+}
+
+// role returns a role name unique to this test (the schema's random
+// suffix) and drops the role, with what it owns, when the test ends.
+func (s *shared) role(t *testing.T, prefix string) string {
+	t.Helper()
+	name := prefix + "_" + strings.TrimPrefix(s.schema, "es_test_")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, name).Scan(&exists); err != nil || !exists {
+			return
+		}
+		id := pgx.Identifier{name}.Sanitize()
+		if _, err := s.pool.Exec(ctx, `DROP OWNED BY `+id); err != nil {
+			t.Errorf("drop owned by %s: %v", name, err)
+		}
+		if _, err := s.pool.Exec(ctx, `DROP ROLE `+id); err != nil {
+			t.Errorf("drop role %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// as connects to the test's schema as role (the shared server trusts
+// local connections).
+func (s *shared) as(t *testing.T, role string) *pgx.Conn {
+	t.Helper()
+	u, err := url.Parse(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	conn, err := pgx.Connect(context.Background(), u.String())
+	if err != nil {
+		t.Fatalf("connect as %s: %v", role, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// TestGrantRefusesSuperuserEquivalentRoles: a role that may run programs
+// or read and write files as the server's operating-system user, or that
+// may replicate (a base backup, logical decoding), reads every tenant's
+// data around row-level security, like a superuser. Grant must refuse it
+// as it refuses superusers, and change nothing.
+func TestGrantRefusesSuperuserEquivalentRoles(t *testing.T) {
+	s := newShared(t)
+	ctx := context.Background()
+
+	// The leak: a member of pg_execute_server_program reads another
+	// tenant's payloads from the log's data file.
+	prog := s.role(t, "an_prog")
+	if _, err := s.pool.Exec(ctx, `CREATE ROLE `+prog+` LOGIN IN ROLE pg_execute_server_program`); err != nil {
+		t.Fatal(err)
+	}
+	_, grantErr := analysts.Grant(ctx, s.pool, "acme", prog, analysts.Options{})
+	if grantErr == nil {
+		var file string
+		if err := s.pool.QueryRow(ctx, `SELECT pg_relation_filepath('events')`).Scan(&file); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.pool.Exec(ctx, `CHECKPOINT`); err != nil {
+			t.Fatal(err)
+		}
+		conn := s.as(t, prog)
+		if _, err := conn.Exec(ctx, `SELECT 1 FROM events`); sqlState(err) != "42501" {
+			t.Fatalf("reading the log directly: %v, want permission denied", err)
+		}
+		for _, q := range []string{
+			`CREATE TEMP TABLE heap (line text)`,
+			`COPY heap FROM PROGRAM 'tr -c "[:alnum:]-" "\n" < ` + file + `'`,
+		} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Fatalf("the analyst of acme runs a program as the server: %s: %v", q, err)
+			}
+		}
+		var leaked int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM heap WHERE line = 'globex-secret'`).Scan(&leaked); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("Grant accepted a member of pg_execute_server_program; as the analyst of acme it read %d globex payloads from %s", leaked, file)
+	} else if !errors.Is(grantErr, analysts.ErrRefused) || !strings.Contains(grantErr.Error(), "pg_execute_server_program") {
+		t.Errorf("a member of pg_execute_server_program: %v, want refused naming the role", grantErr)
+	}
+
+	for _, c := range []struct{ prefix, create, why string }{
+		{"an_read", `LOGIN IN ROLE pg_read_server_files`, "pg_read_server_files"},
+		{"an_write", `LOGIN IN ROLE pg_write_server_files`, "pg_write_server_files"},
+		{"an_repl", `LOGIN REPLICATION`, "REPLICATION"},
+	} {
+		role := s.role(t, c.prefix)
+		if _, err := s.pool.Exec(ctx, `CREATE ROLE `+role+` `+c.create); err != nil {
+			t.Fatal(err)
+		}
+		_, err := analysts.Grant(ctx, s.pool, "acme", role, analysts.Options{})
+		if !errors.Is(err, analysts.ErrRefused) || !strings.Contains(err.Error(), c.why) {
+			t.Errorf("a role %s: %v, want refused naming %s", c.create, err, c.why)
+		}
+		var mapped bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eventstream_analysts WHERE role_name = $1)`, role).Scan(&mapped); err != nil || mapped {
+			t.Errorf("the refused grant to %s was recorded (%v)", role, err)
+		}
+	}
+}
