@@ -398,3 +398,134 @@ func TestCatalogUpdatedAtSameInBatches(t *testing.T) {
 		}
 	}
 }
+
+// Every audit row holds its event's envelope exactly as written: the
+// target absent (NULL) or set, correlation, causation and producer, the
+// meta's free-form keys (nested, null, numbers past 2^64), the payload's
+// unicode and large numbers, and the timestamp.
+func TestAuditKeepsTheEnvelope(t *testing.T) {
+	t.Parallel()
+	store, written := everyTypeStore(t)
+	pool := poolInZone(t, "Asia/Kathmandu")
+	rt := newRuntime(t, pool, store, fastConfig(), audit.Projection())
+	if _, err := rt.CatchUp(context.Background(), audit.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range written {
+		meta, err := json.Marshal(e.Meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var target, corr, cause, producer *string
+		var same bool
+		var at time.Time
+		var typ, stream, source, tenant string
+		var version int64
+		var schemaVersion int
+		err = pool.QueryRow(context.Background(), `SELECT type, stream, version, source, target, tenant_id, correlation_id, causation_id,
+				producer, schema_version, occurred_at, payload = $2::jsonb AND meta = $3::jsonb
+			FROM audit_events WHERE event_id = $1`, e.ID, string(e.Payload), string(meta)).
+			Scan(&typ, &stream, &version, &source, &target, &tenant, &corr, &cause, &producer, &schemaVersion, &at, &same)
+		if err != nil {
+			t.Fatalf("audit row of %s: %v", e.ID, err)
+		}
+		str := func(p *string) string {
+			if p == nil {
+				return "<null>"
+			}
+			return *p
+		}
+		opt := func(s string) string {
+			if s == "" {
+				return "<null>"
+			}
+			return s
+		}
+		got := fmt.Sprint(typ, stream, version, source, str(target), tenant, str(corr), str(cause), str(producer), schemaVersion, at.UTC(), same)
+		want := fmt.Sprint(e.Type, e.Stream, e.Version, e.Source, opt(e.Target), e.Meta.TenantID, opt(e.Meta.CorrelationID), opt(e.Meta.CausationID),
+			opt(e.Meta.Producer), e.Meta.SchemaVersion, everyTypeClock(e.Position), true)
+		if got != want {
+			t.Fatalf("audit row of %s (%s):\n%s\nwant\n%s", e.ID, meta, got, want)
+		}
+	}
+}
+
+// perStreamIDStore is a log whose event ids are unique per stream only,
+// as on EventStoreDB: events appended under alias ids are read back with
+// the id they alias.
+type perStreamIDStore struct {
+	eventstore.Store
+	alias map[uuid.UUID]uuid.UUID
+}
+
+func (s perStreamIDStore) Features() eventstore.Features {
+	f := s.Store.Features()
+	f.PerStreamIDs = true
+	return f
+}
+
+func (s perStreamIDStore) reid(evs []eventstore.Event) []eventstore.Event {
+	out := make([]eventstore.Event, len(evs))
+	for i, e := range evs {
+		if id, ok := s.alias[e.ID]; ok {
+			e.ID = id
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func (s perStreamIDStore) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
+	page, err := s.Store.ReadAll(ctx, opts)
+	page.Events = s.reid(page.Events)
+	return page, err
+}
+
+func (s perStreamIDStore) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	sub, err := s.Store.Subscribe(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return perStreamIDSub{sub, s}, nil
+}
+
+type perStreamIDSub struct {
+	eventstore.Subscription
+	s perStreamIDStore
+}
+
+func (c perStreamIDSub) Next(ctx context.Context) ([]eventstore.Event, error) {
+	evs, err := c.Subscription.Next(ctx)
+	return c.s.reid(evs), err
+}
+
+// On a backend whose event ids are unique per stream only (EventStoreDB),
+// the same id in two streams is two events: the audit log records both
+// instead of parking the second.
+func TestAuditKeepsTheSameIDInTwoStreams(t *testing.T) {
+	t.Parallel()
+	base := logStore(t)
+	viewed := func() eventstore.Event {
+		return ev("distribution.viewed", 1, "acme", map[string]any{"distribution_id": uuid.New(), "course_id": uuid.New()})
+	}
+	first := appendTo(t, base, "distribution-1", viewed())[0]
+	second := appendTo(t, base, "distribution-2", viewed())[0]
+	store := perStreamIDStore{base, map[uuid.UUID]uuid.UUID{second.ID: first.ID}}
+
+	pool := database(t)
+	rt := newRuntime(t, pool, store, fastConfig(), audit.Projection())
+	run(t, rt)
+	waitCaughtUp(t, rt)
+	parked, err := rt.ListParked(context.Background(), audit.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 0 {
+		t.Fatalf("parked: %+v", parked)
+	}
+	got := dumpQuery(t, pool, `SELECT stream || ' ' || event_id::text FROM audit_events ORDER BY position`)
+	want := []string{"distribution-1 " + first.ID.String(), "distribution-2 " + first.ID.String()}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("audit_events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
