@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -76,5 +78,64 @@ func TestRawReadModelCommitsAsOursDoes(t *testing.T) {
 	}
 	if got, want := show(writers), r.syncCommit; got != want {
 		t.Errorf("raw writers commit with synchronous_commit %s, want the server's %s as our appends", got, want)
+	}
+}
+
+// A connection that opens and closes within a phase (a rebuild's own)
+// must count in the server CPU up to its last statement, not up to the
+// meter's last tick: replay's rebuild runs on such a connection, and the
+// raw consumer's stays open to the end, so missing it flatters ours.
+func TestServerMeterCountsAConnectionClosedWithinThePhase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg, err := small("replay").resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	p, err := r.tracedPool(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var burnt time.Duration
+	tm, err := r.measured(ctx, p, "ours", func() (timed, error) {
+		// As projections.Runtime.connect does: the pool's config, a name
+		// of its own under the run's.
+		cc := p.Config().ConnConfig.Copy()
+		cc.RuntimeParams["application_name"] = r.app + ":burn"
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		if err != nil {
+			return timed{}, err
+		}
+		defer conn.Close(ctx)
+		var sum int64
+		if err := conn.QueryRow(ctx, `SELECT sum(i) FROM generate_series(1, 400000) i`).Scan(&sum); err != nil {
+			return timed{}, err
+		}
+		d, ok := processCPU(int(conn.PgConn().PID()))
+		if !ok {
+			t.Skip("the server's processes are not readable here")
+		}
+		burnt = d
+		return timed{}, conn.Close(ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if burnt < 20*time.Millisecond {
+		t.Skipf("the backend burnt only %v: too little to tell", burnt)
+	}
+	// The backend is idle between its last statement and its close, so
+	// a meter that saw that statement end has all of it.
+	if tm.server < burnt {
+		t.Errorf("server CPU %v, but the closed connection's backend alone burnt %v", tm.server, burnt)
 	}
 }

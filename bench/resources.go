@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -160,6 +161,60 @@ func (m *serverMeter) sample(ctx context.Context) map[int]time.Duration {
 		}
 	}
 	return out
+}
+
+// observe samples one backend now (see backendTracer).
+func (m *serverMeter) observe(pid int) {
+	if d, ok := processCPU(pid); ok {
+		m.merge(map[int]time.Duration{pid: d})
+	}
+}
+
+// backendTracer is a pgx tracer that samples a connection's backend for
+// the meter of the phase in progress (none: it does nothing) after each
+// query, COPY and batch: the backend is idle from then until its next
+// statement, so a connection that closes between two of the meter's
+// ticks still counts in full.
+type backendTracer struct {
+	meter atomic.Pointer[serverMeter]
+}
+
+var (
+	_ pgx.QueryTracer    = (*backendTracer)(nil)
+	_ pgx.CopyFromTracer = (*backendTracer)(nil)
+	_ pgx.BatchTracer    = (*backendTracer)(nil)
+)
+
+func (t *backendTracer) observe(conn *pgx.Conn) {
+	if m := t.meter.Load(); m != nil && conn != nil {
+		m.observe(int(conn.PgConn().PID()))
+	}
+}
+
+func (t *backendTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (t *backendTracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceQueryEndData) {
+	t.observe(conn)
+}
+
+func (t *backendTracer) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	return ctx
+}
+
+func (t *backendTracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceCopyFromEndData) {
+	t.observe(conn)
+}
+
+func (t *backendTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (t *backendTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (t *backendTracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.TraceBatchEndData) {
+	t.observe(conn)
 }
 
 // stop returns the backends' CPU time since the meter started.

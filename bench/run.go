@@ -75,6 +75,9 @@ type run struct {
 	// app is the application_name of every connection of the run, which
 	// is how the server CPU meter finds the run's backends.
 	app string
+	// tracer feeds the meter of the phase in progress from tracedPool's
+	// connections.
+	tracer *backendTracer
 
 	mu     sync.Mutex
 	pools  []*pgxpool.Pool
@@ -113,13 +116,19 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 	app := "eventstream-bench-" + hex.EncodeToString(b[:])
 	pc.ConnConfig.RuntimeParams["application_name"] = app
 	cfg.Logger.Info("bench: schema created", "scenario", cfg.Scenario, "schema", schema)
-	return &run{cfg: cfg, schema: schema, poolCfg: pc, reg: reg, payloads: payloads, server: server, syncCommit: syncCommit, app: app}, nil
+	return &run{cfg: cfg, schema: schema, poolCfg: pc, reg: reg, payloads: payloads, server: server, syncCommit: syncCommit, app: app,
+		tracer: &backendTracer{}}, nil
 }
 
 // pool opens a pool of at most conns connections on the run's schema.
 func (r *run) pool(ctx context.Context, conns int) (*pgxpool.Pool, error) {
 	pc := r.poolCfg.Copy()
 	pc.MaxConns = int32(conns)
+	return r.addPool(ctx, pc)
+}
+
+// addPool opens a pool of the run, closed with it.
+func (r *run) addPool(ctx context.Context, pc *pgxpool.Config) (*pgxpool.Pool, error) {
 	p, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("bench: open a pool: %w", err)
@@ -130,9 +139,30 @@ func (r *run) pool(ctx context.Context, conns int) (*pgxpool.Pool, error) {
 	return p, nil
 }
 
-// store opens our event store on a pool of its own.
+// tracedPool opens a pool whose connections, and those copied from its
+// configuration (a projection rebuild's own), report their backend's CPU
+// to the phase's meter after each statement: a connection that closes
+// within a phase then counts up to its last statement instead of up to
+// the meter's last tick before it closed. It costs a read of /proc per
+// statement, so only pools whose connections come and go within a phase
+// use it.
+func (r *run) tracedPool(ctx context.Context, conns int) (*pgxpool.Pool, error) {
+	pc := r.poolCfg.Copy()
+	pc.MaxConns = int32(conns)
+	pc.ConnConfig.Tracer = r.tracer
+	return r.addPool(ctx, pc)
+}
+
+// store opens our event store on a pool of its own. In replay that pool
+// is traced (tracedPool): the rebuild measured there runs on a connection
+// of its own, copied from the pool's configuration, that closes before
+// the phase ends. Elsewhere the pool serves the appends, untraced.
 func (r *run) store(ctx context.Context) (*postgres.Store, *pgxpool.Pool, error) {
-	p, err := r.pool(ctx, 8)
+	open := r.pool
+	if r.cfg.Scenario == "replay" {
+		open = r.tracedPool
+	}
+	p, err := open(ctx, 8)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -247,7 +277,9 @@ func (t timed) then(u timed) timed {
 func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn func() (timed, error)) (timed, error) {
 	stopProfile := r.startProfile(side)
 	m := newServerMeter(ctx, pool, r.app)
+	r.tracer.meter.Store(m)
 	t, err := fn()
+	r.tracer.meter.Store(nil)
 	t.server = m.stop(ctx)
 	stopProfile()
 	return t, err
