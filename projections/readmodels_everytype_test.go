@@ -529,3 +529,78 @@ func TestAuditKeepsTheSameIDInTwoStreams(t *testing.T) {
 		t.Fatalf("audit_events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Analytics counts each event once, on the UTC day of its timestamp,
+// whatever the session's time zone: a session at UTC+14 would put
+// evening events on the next day.
+func TestAnalyticsCountsByUTCDay(t *testing.T) {
+	t.Parallel()
+	store, written := everyTypeStore(t)
+	pool := poolInZone(t, "Pacific/Kiritimati")
+	rt := newRuntime(t, pool, store, fastConfig(), analytics.Projection())
+	if _, err := rt.CatchUp(context.Background(), analytics.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	outcomes := map[string]int64{}
+	for _, e := range written {
+		day := everyTypeClock(e.Position).UTC().Format(time.DateOnly)
+		want[e.Meta.TenantID+" "+day+" "+e.Type]++
+		if subject, outcome, ok := analytics.Outcome(e.Type); ok {
+			outcomes[e.Meta.TenantID+" "+day+" "+subject+" "+outcome]++
+		}
+	}
+	got := map[string]int64{}
+	for _, r := range queryRows(t, pool, `SELECT tenant_id || ' ' || day::text || ' ' || event_type AS k, events FROM analytics_event_counts`) {
+		got[r["k"].(string)] = r["events"].(int64)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("analytics_event_counts:\n%v\nwant\n%v", got, want)
+	}
+	gotOutcomes := map[string]int64{}
+	for _, r := range queryRows(t, pool, `SELECT tenant_id || ' ' || day::text || ' ' || subject AS k, created, completed, failed FROM analytics_outcomes`) {
+		for _, o := range []string{"created", "completed", "failed"} {
+			if n := r[o].(int64); n != 0 {
+				gotOutcomes[r["k"].(string)+" "+o] = n
+			}
+		}
+	}
+	if fmt.Sprint(gotOutcomes) != fmt.Sprint(outcomes) {
+		t.Fatalf("analytics_outcomes:\n%v\nwant\n%v", gotOutcomes, outcomes)
+	}
+}
+
+// Every event delivered twice, live and in catch-up pages, changes none
+// of the four read models.
+func TestEveryReadModelUnchangedByRedelivery(t *testing.T) {
+	t.Parallel()
+	store, _ := everyTypeStore(t)
+	clean := poolInZone(t, "UTC")
+	rt := newRuntime(t, clean, store, fastConfig(), allFour()...)
+	for _, n := range rt.Names() {
+		if _, err := rt.CatchUp(context.Background(), n, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := dumpEvery(t, clean)
+
+	twice := twiceStore{store}
+	live := poolInZone(t, "UTC")
+	cfg := fastConfig()
+	cfg.BatchSize = 7
+	rt = newRuntime(t, live, twice, cfg, allFour()...)
+	run(t, rt)
+	waitCaughtUp(t, rt)
+	pages := poolInZone(t, "UTC")
+	rt = newRuntime(t, pages, twice, cfg, allFour()...)
+	for _, n := range rt.Names() {
+		if _, err := rt.CatchUp(context.Background(), n, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, pool := range map[string]*pgxpool.Pool{"live": live, "pages": pages} {
+		if got := dumpEvery(t, pool); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s, every event twice:\n%s\nwant\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
