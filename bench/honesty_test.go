@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -137,5 +138,31 @@ func TestServerMeterCountsAConnectionClosedWithinThePhase(t *testing.T) {
 	// a meter that saw that statement end has all of it.
 	if tm.server < burnt {
 		t.Errorf("server CPU %v, but the closed connection's backend alone burnt %v", tm.server, burnt)
+	}
+}
+
+// project's claim that the read model holds every event once is checked:
+// a row that goes missing from it fails the run.
+func TestProjectVerificationFailsWhenTheReadModelLosesARow(t *testing.T) {
+	t.Parallel()
+	c := small("project")
+	c.Duration, c.SkipRaw = 300*time.Millisecond, true
+	var deleted uuid.UUID
+	c.beforeVerify = func(ctx context.Context, pool *pgxpool.Pool) error {
+		return pool.QueryRow(ctx, `DELETE FROM audit_events WHERE position = (SELECT max(position) FROM audit_events) RETURNING event_id`).Scan(&deleted)
+	}
+	rep, err := Run(context.Background(), c)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrVerify) {
+		t.Fatalf("got %v, want a *VerifyError on audit_events", err)
+	}
+	if ve.Table != "audit_events" || ve.Missing != 1 || len(ve.SampleMissing) != 1 || ve.SampleMissing[0] != deleted {
+		t.Errorf("verify error: %+v (deleted %s)", ve, deleted)
+	}
+	if rep.Verified {
+		t.Error("report says verified: the log passed, but the run did not")
+	}
+	if schemaExists(t, rep.Schema) {
+		t.Errorf("schema %s left behind after a failure", rep.Schema)
 	}
 }

@@ -132,7 +132,9 @@ type Report struct {
 	GroupCommit      *GroupCommit `json:"group_commit,omitempty"`
 
 	// Verified: every event our phase says it appended is in the log
-	// exactly once (count and id check).
+	// exactly once (count and id check), and every other table the run
+	// checks (a read model, the raw table) passed too; false on any
+	// ErrVerify.
 	Verified       bool  `json:"verified"`
 	VerifiedEvents int64 `json:"verified_events"`
 
