@@ -108,6 +108,9 @@ type Config struct {
 
 	// hooks for tests: run after our phase, before verification.
 	beforeVerify func(ctx context.Context, pool *pgxpool.Pool) error
+	// beforePhase runs as a measured phase (side: "ours", "raw-r1", ...)
+	// is about to start its clock, with the pool it is metered on.
+	beforePhase func(side string, pool *pgxpool.Pool)
 }
 
 // Scenario describes a named preset.

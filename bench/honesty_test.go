@@ -166,3 +166,27 @@ func TestProjectVerificationFailsWhenTheReadModelLosesARow(t *testing.T) {
 		t.Errorf("schema %s left behind after a failure", rep.Schema)
 	}
 }
+
+// Opening connections is warm-up, not work: each side's connections are
+// open before its clock first starts, or the raw side (one connection per
+// writer) pays for 64 connections inside its first round, while our store
+// (8) has opened most of its own before.
+func TestConnectionsAreOpenBeforeTheClockStarts(t *testing.T) {
+	t.Parallel()
+	c := small("single")
+	c.Rounds = 2
+	c.Writers = 6
+	seen := map[string]int32{}
+	c.beforePhase = func(side string, pool *pgxpool.Pool) {
+		seen[side] = pool.Stat().TotalConns()
+	}
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen["raw-r1"]; got < int32(c.Writers) {
+		t.Errorf("raw's first round started with %d connections open, want its %d writers'", got, c.Writers)
+	}
+	if got := seen["ours-r1"]; got < 8 {
+		t.Errorf("our first round started with %d connections open, want the store pool's 8", got)
+	}
+}

@@ -133,6 +133,26 @@ func (r *run) pool(ctx context.Context, conns int) (*pgxpool.Pool, error) {
 	return r.addPool(ctx, pc)
 }
 
+// warm opens n connections of pool (at most its size) before a clock
+// starts: opening them is warm-up, which neither side's figures include.
+func warm(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	n = min(n, int(pool.Config().MaxConns))
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: open connections before the clock starts: %w", err)
+		}
+		conns = append(conns, c)
+	}
+	return nil
+}
+
 // addPool opens a pool of the run, closed with it.
 func (r *run) addPool(ctx context.Context, pc *pgxpool.Config) (*pgxpool.Pool, error) {
 	p, err := pgxpool.NewWithConfig(ctx, pc)
@@ -281,6 +301,9 @@ func (t timed) then(u timed) timed {
 // measured runs one phase (side: "ours", "raw", ...) under the server CPU
 // meter and, with Config.ProfileDir, a CPU profile of the bench process.
 func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn func() (timed, error)) (timed, error) {
+	if r.cfg.beforePhase != nil {
+		r.cfg.beforePhase(side, pool)
+	}
 	stopProfile := r.startProfile(side)
 	m := newServerMeter(ctx, pool, r.app)
 	r.tracer.meter.Store(m)

@@ -197,6 +197,9 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 	stopVis := background(ctx, vis.watch)
 	defer stopVis()
 
+	if err := warm(ctx, pool, int(pool.Config().MaxConns)); err != nil {
+		return err
+	}
 	cl := newClaims(cfg.Writers)
 	a := newAppender(store, cfg, cl)
 	apps := make([][]appended, cfg.Writers)
@@ -277,6 +280,9 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 	defer stopConsumer()
 	stop := func() { stopVis(); stopConsumer() }
 
+	if err := warm(ctx, pool, int(pool.Config().MaxConns)); err != nil {
+		return err
+	}
 	apps := make([][]appended, cfg.Writers)
 	rawCl := newClaims(cfg.Writers)
 	cfg.Logger.Info("bench: raw phase", "scenario", cfg.Scenario)

@@ -153,6 +153,16 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 		return n, err
 	}
 
+	// Each side's connections open before its first round: the store's
+	// pool in full, the raw side's one per writer.
+	if err := warm(ctx, pool, int(pool.Config().MaxConns)); err != nil {
+		return err
+	}
+	if rawPool != nil {
+		if err := warm(ctx, rawPool, cfg.Writers); err != nil {
+			return err
+		}
+	}
 	var ours, raw timed
 	var oursErr, rawErr error
 	for k := range rounds {
