@@ -77,6 +77,12 @@ func everyTypeClock(p eventstore.Position) time.Time {
 // poolInZone is a fresh schema whose sessions run in the time zone tz.
 func poolInZone(tb testing.TB, tz string) *pgxpool.Pool {
 	tb.Helper()
+	return poolInMode(tb, tz, pgx.QueryExecModeCacheStatement)
+}
+
+// poolInMode is poolInZone whose queries run in pgx's exec mode mode.
+func poolInMode(tb testing.TB, tz string, mode pgx.QueryExecMode) *pgxpool.Pool {
+	tb.Helper()
 	u, _ := pgtest.Schema(tb)
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
@@ -84,6 +90,7 @@ func poolInZone(tb testing.TB, tz string) *pgxpool.Pool {
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.RuntimeParams["timezone"] = tz
+	cfg.ConnConfig.DefaultQueryExecMode = mode
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -601,6 +608,37 @@ func TestEveryReadModelUnchangedByRedelivery(t *testing.T) {
 	for name, pool := range map[string]*pgxpool.Pool{"live": live, "pages": pages} {
 		if got := dumpEvery(t, pool); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s, every event twice:\n%s\nwant\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+// The read models are the same on a pool in pgx's simple-protocol or exec
+// mode (as behind PgBouncer in transaction mode), where parameters travel
+// as text: the alerts' details used to go as bytea, which PostgreSQL
+// refused as json, so every alert was parked.
+func TestEveryReadModelUnderSimpleProtocol(t *testing.T) {
+	t.Parallel()
+	store, _ := everyTypeStore(t)
+	build := func(pool *pgxpool.Pool) []string {
+		rt := newRuntime(t, pool, store, fastConfig(), allFour()...)
+		for _, n := range rt.Names() {
+			if _, err := rt.CatchUp(context.Background(), n, 0); err != nil {
+				t.Fatalf("CatchUp %s: %v", n, err)
+			}
+		}
+		parked, err := rt.ListParked(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(parked) > 0 {
+			t.Fatalf("%d events parked, the first by %s: %s", len(parked), parked[0].Projection, parked[0].Error)
+		}
+		return dumpEvery(t, pool)
+	}
+	want := build(poolInZone(t, "UTC"))
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		if got := build(poolInMode(t, "America/Los_Angeles", mode)); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%v:\n%s\nwant\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
 }

@@ -129,7 +129,9 @@ ON CONFLICT (tenant_id, alert_type, source, reason) DO UPDATE SET
 	last_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
 		THEN excluded.last_position ELSE t.last_position END`
 
-// handle sends one upsert per event, in one round trip.
+// handle sends one upsert per event, in one round trip. The payload goes
+// as a string: as []byte, pgx's simple-protocol and exec modes send it as
+// a bytea literal, which PostgreSQL refuses as json.
 func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 	b := &pgx.Batch{}
 	for _, e := range events {
@@ -138,7 +140,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 			return err
 		}
 		b.Queue(upsert, e.Meta.TenantID, a.Type, a.Source, a.Reason, a.Severity, e.Type, nullable(a.IRID),
-			e.Timestamp, e.ID, int64(e.Position.Commit), int64(e.Position.Prepare), e.Stream, nullable(e.Meta.CorrelationID), []byte(e.Payload))
+			e.Timestamp, e.ID, int64(e.Position.Commit), int64(e.Position.Prepare), e.Stream, nullable(e.Meta.CorrelationID), string(e.Payload))
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("alerts: %w", err)
