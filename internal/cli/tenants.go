@@ -68,6 +68,12 @@ nor its logs.`,
 				}
 				opts.Password = strings.TrimRight(string(b), "\r\n")
 			}
+			// An empty Password means "no password" to analysts.Grant: a
+			// flag that read nothing must not silently make a LOGIN role
+			// without the password that was asked for.
+			if (passwordStdin || passwordFile != "") && opts.Password == "" {
+				return usagef("password: empty; want 8 to 1,024 characters of printable ASCII without spaces")
+			}
 			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-tenants"})
 			if err != nil {
 				return err
