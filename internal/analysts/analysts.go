@@ -271,12 +271,32 @@ func Revoke(ctx context.Context, pool *pgxpool.Pool, role string) error {
 					}
 				}
 			}
-			if _, err := tx.Exec(ctx, `REVOKE ALL ON SCHEMA `+pgx.Identifier{p.Schema}.Sanitize()+` FROM `+ident); err != nil {
+		}
+		// Every generation's schema, not only the active ones: a retired
+		// generation kept after a rebuild (KeepOld) still carries the grants
+		// OnPublish gave it.
+		schemas, err := generationSchemas(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, sch := range schemas {
+			id := pgx.Identifier{sch}.Sanitize()
+			for _, q := range []string{`REVOKE ALL ON ALL TABLES IN SCHEMA ` + id + ` FROM ` + ident, `REVOKE ALL ON SCHEMA ` + id + ` FROM ` + ident} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+		}
+		// Grant gave USAGE on the home schema too.
+		for _, q := range []string{
+			`REVOKE ALL ON ` + pgx.Identifier{home, "eventstream_analysts"}.Sanitize() + ` FROM ` + ident,
+			`REVOKE USAGE ON SCHEMA ` + pgx.Identifier{home}.Sanitize() + ` FROM ` + ident,
+		} {
+			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `REVOKE ALL ON `+pgx.Identifier{home, "eventstream_analysts"}.Sanitize()+` FROM `+ident)
-		return err
+		return nil
 	})
 }
 
@@ -394,6 +414,21 @@ func published(ctx context.Context, tx pgx.Tx, home string) ([]projections.Publi
 		err := r.Scan(&p.Projection, &p.Generation, &p.Schema, &p.Tables)
 		return p, err
 	})
+}
+
+// generationSchemas lists the schemas of every recorded generation of
+// every projection (building, active or retired) that still exists.
+func generationSchemas(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('projection_generations') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT g.schema_name FROM projection_generations g
+		WHERE EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = g.schema_name) ORDER BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("analysts: list generations: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // logTables are what an analyst must never read: the log, the runtime's

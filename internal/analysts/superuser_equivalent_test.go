@@ -177,3 +177,37 @@ func TestGrantRefusesSuperuserEquivalentRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeTakesEveryGrantAway: after revoke-analyst the role holds no
+// privilege Grant gave it on the read models' schemas and tables,
+// including USAGE on the home schema.
+func TestRevokeTakesEveryGrantAway(t *testing.T) {
+	s := newShared(t)
+	ctx := context.Background()
+	role := s.role(t, "an_rev")
+	if _, err := analysts.Grant(ctx, s.pool, "acme", role, analysts.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	conn := s.as(t, role)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("before revoke the analyst reads %d rows (%v), want 3", n, err)
+	}
+	if err := analysts.Revoke(ctx, s.pool, role); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `SELECT 'schema ' || n.nspname FROM pg_namespace n
+			WHERE (n.nspname = $1 OR n.nspname LIKE $1 || '\_\_%') AND has_schema_privilege(n.oid, 'USAGE')
+		UNION ALL SELECT 'table ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE (n.nspname = $1 OR n.nspname LIKE $1 || '\_\_%') AND has_table_privilege(c.oid, 'SELECT')`, s.schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("after revoke-analyst the role still holds %v", left)
+	}
+}
