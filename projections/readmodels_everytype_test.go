@@ -642,3 +642,74 @@ func TestEveryReadModelUnderSimpleProtocol(t *testing.T) {
 		}
 	}
 }
+
+// A request and a failure of an earlier attempt, parked and retried after
+// the next attempt was requested, change nothing the newer attempt set:
+// its topic, language, request time, and no failure.
+func TestCatalogLateAttemptKeepsTheNewerOne(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	course := uuid.New()
+	c := func(typ string, version int, extra map[string]any) eventstore.Event {
+		p := map[string]any{"course_id": course}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return ev(typ, version, "acme", p)
+	}
+	stream := "course-" + course.String()
+	old := appendTo(t, store, stream,
+		c("course.generation.requested", 2, map[string]any{"topic": "old topic", "attempt": 1, "language": "de"}),
+		c("course.generation.failed", 1, map[string]any{"stage": "outlining", "reason": "old failure", "attempt": 1}))
+	appendTo(t, store, stream,
+		c("course.workflow.transitioned", 1, map[string]any{"from": "failed", "to": "requested"}),
+		c("course.generation.requested", 2, map[string]any{"topic": "new topic", "attempt": 2, "language": "fr"}),
+		c("course.workflow.transitioned", 1, map[string]any{"from": "requested", "to": "outlining"}))
+	late := map[uuid.UUID]bool{old[0].ID: true, old[1].ID: true}
+	broken := true
+	p := catalog.Projection()
+	orig := p.Handler
+	p.Handler = projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
+		for _, e := range evs {
+			if broken && late[e.ID] {
+				return projections.Permanent(errTest)
+			}
+		}
+		return orig.Handle(ctx, tx, evs)
+	})
+	pool := database(t)
+	rt := newRuntime(t, pool, store, fastConfig(), p)
+	if _, err := rt.CatchUp(context.Background(), catalog.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	const q = `SELECT concat_ws(' | ', topic, language, attempt, workflow_state, coalesce(failure_reason, '-'), coalesce(failure_stage, '-'),
+		failed_at IS NULL, requested_at = $2) FROM course_catalog WHERE course_id = $1`
+	var want string
+	var requestedAt time.Time
+	if err := pool.QueryRow(context.Background(), `SELECT requested_at FROM course_catalog WHERE course_id = $1`, course).Scan(&requestedAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(context.Background(), q, course, requestedAt).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if want != "new topic | fr | 2 | outlining | - | - | t | t" {
+		t.Fatalf("before the retries: %s", want)
+	}
+	parked, err := rt.ListParked(context.Background(), catalog.Name)
+	if err != nil || len(parked) != 2 {
+		t.Fatalf("parked %v %v", parked, err)
+	}
+	broken = false
+	for _, d := range parked {
+		if err := rt.RetryParked(context.Background(), d.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got string
+	if err := pool.QueryRow(context.Background(), q, course, requestedAt).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("after the late events of attempt 1: %s, want %s", got, want)
+	}
+}

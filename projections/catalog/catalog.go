@@ -152,15 +152,21 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count, completed_at,
 					workflow_state, state_position, state_prepare_position)
 				VALUES ($1, $2, $3, $4, $5, $3, 'completed', $6, $7)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET title = excluded.title, lesson_count = excluded.lesson_count,
-					completed_at = excluded.completed_at, `+touch+`, `+stateGuard, p.Title, p.LessonCount, pos, prep)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+					title = CASE WHEN $8 >= t.attempt THEN excluded.title ELSE t.title END,
+					lesson_count = CASE WHEN $8 >= t.attempt THEN excluded.lesson_count ELSE t.lesson_count END,
+					completed_at = CASE WHEN $8 >= t.attempt THEN excluded.completed_at ELSE t.completed_at END,
+					`+touch+`, `+stateGuard, p.Title, p.LessonCount, pos, prep, p.Attempt)
 		case "course.generation.failed":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, failure_stage, failure_reason, failed_at,
 					workflow_state, state_position, state_prepare_position)
 				VALUES ($1, $2, $3, $4, $5, $3, 'failed', $6, $7)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET failure_stage = excluded.failure_stage,
-					failure_reason = excluded.failure_reason, failed_at = excluded.failed_at, `+touch+`, `+stateGuard,
-				p.Stage, p.Reason, pos, prep)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+					failure_stage = CASE WHEN $8 >= t.attempt THEN excluded.failure_stage ELSE t.failure_stage END,
+					failure_reason = CASE WHEN $8 >= t.attempt THEN excluded.failure_reason ELSE t.failure_reason END,
+					failed_at = CASE WHEN $8 >= t.attempt THEN excluded.failed_at ELSE t.failed_at END,
+					`+touch+`, `+stateGuard,
+				p.Stage, p.Reason, pos, prep, p.Attempt)
 		case "course.workflow.transitioned":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, workflow_state, state_position, state_prepare_position)
 				VALUES ($1, $2, $3, $4, $5, $6)
@@ -277,13 +283,15 @@ const stateGuard = `workflow_state = CASE WHEN (excluded.state_position, exclude
 		THEN excluded.state_position ELSE t.state_position END`
 
 // requested starts an attempt: a later attempt clears what the previous
-// one produced.
+// one produced, and an earlier one (a parked event retried late) changes
+// nothing the later one set. Completions and failures are likewise
+// applied only from the current attempt or a later one.
 const requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, topic, language, attempt, requested_at,
 		workflow_state, state_position, state_prepare_position)
 	VALUES ($1, $2, $3, $4, $5, $6, $3, 'requested', $7, $8)
 	ON CONFLICT (tenant_id, course_id) DO UPDATE SET
-		topic = excluded.topic,
-		language = coalesce(excluded.language, t.language),
+		topic = CASE WHEN excluded.attempt >= t.attempt THEN excluded.topic ELSE t.topic END,
+		language = CASE WHEN excluded.attempt >= t.attempt THEN coalesce(excluded.language, t.language) ELSE t.language END,
 		attempt = greatest(t.attempt, excluded.attempt),
 		requested_at = CASE WHEN excluded.attempt >= t.attempt THEN excluded.requested_at ELSE t.requested_at END,
 		lessons_generated = CASE WHEN excluded.attempt > t.attempt THEN 0 ELSE t.lessons_generated END,
