@@ -96,6 +96,11 @@ func CheckRole(role string) error {
 	if !roleName.MatchString(role) || strings.HasPrefix(role, "pg_") {
 		return refuse("role %q: want 1 to 63 characters of [a-z0-9_], starting with a letter or _, not pg_", role)
 	}
+	// PostgreSQL reserves these even quoted; "public" in a GRANT is every
+	// role.
+	if role == "public" || role == "none" {
+		return refuse("role %q: a name PostgreSQL reserves", role)
+	}
 	return nil
 }
 

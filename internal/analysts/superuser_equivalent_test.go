@@ -211,3 +211,20 @@ func TestRevokeTakesEveryGrantAway(t *testing.T) {
 		t.Errorf("after revoke-analyst the role still holds %v", left)
 	}
 }
+
+// TestGrantRefusesReservedRoleNames: "public" and "none" pass the name
+// pattern but PostgreSQL reserves them ("public" in a GRANT means every
+// role). They are refused as names (ErrRefused, exit 2), not left to
+// fail as an SQL error.
+func TestGrantRefusesReservedRoleNames(t *testing.T) {
+	s := newShared(t)
+	ctx := context.Background()
+	for _, role := range []string{"public", "none"} {
+		if _, err := analysts.Grant(ctx, s.pool, "acme", role, analysts.Options{}); !errors.Is(err, analysts.ErrRefused) {
+			t.Errorf("Grant(acme, %q) = %v, want refused", role, err)
+		}
+		if err := analysts.Revoke(ctx, s.pool, role); !errors.Is(err, analysts.ErrRefused) {
+			t.Errorf("Revoke(%q) = %v, want refused", role, err)
+		}
+	}
+}
