@@ -356,6 +356,15 @@ func TestEveryReadModelLiveEqualsRebuild(t *testing.T) {
 	if n := len(dumpQuery(t, live, `SELECT t::text FROM audit_events t`)); n != len(written) {
 		t.Fatalf("audit_events has %d rows, the log %d events", n, len(written))
 	}
+	seen := map[string]bool{}
+	for _, e := range written {
+		seen[e.Type] = true
+	}
+	for _, typ := range registry(t).Types() {
+		if !seen[typ] {
+			t.Errorf("the log has no %s event", typ)
+		}
+	}
 }
 
 // The catalog's updated_at is the latest timestamp of a row's own events
