@@ -197,11 +197,8 @@ func TestFewerBreaksThanTheBoundParkNothing(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	fill(t, store, 140, 14)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	flaky := map[uuid.UUID]*atomic.Int32{page.Events[20].ID: {}, page.Events[30].ID: {}}
+	viewed := eventsOf(t, store, "distribution.viewed")
+	flaky := map[uuid.UUID]*atomic.Int32{viewed[20].ID: {}, viewed[30].ID: {}}
 	p := seenProjection("flaky", func(eventstore.Event) error { return nil })
 	p.Handler = projections.HandlerFunc(func(ctx context.Context, tx pgx.Tx, evs []eventstore.Event) error {
 		for _, e := range evs {
@@ -226,9 +223,7 @@ func TestFewerBreaksThanTheBoundParkNothing(t *testing.T) {
 	})
 	pool := database(t)
 	rt := newRuntime(t, pool, store, breaksConfig(), p)
-	stop := run(t, rt)
-	waitCaughtUp(t, rt)
-	stop()
+	runUntilCaughtUp(t, rt)
 	for id, alone := range flaky {
 		if got := alone.Load(); got != maxBreaks {
 			t.Fatalf("event %s was applied alone %d times, want %d (%d breaks, then success)", id, got, maxBreaks, maxBreaks-1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,12 +20,7 @@ import (
 func TestFailureAtCommitIsParked(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
-	fill(t, store, 140, 14)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := page.Events[30]
+	poison := poisoned(t, store)
 	for _, tc := range []struct {
 		name string
 		fail func(ctx context.Context, tx pgx.Tx) error
@@ -61,9 +55,7 @@ func TestFailureAtCommitIsParked(t *testing.T) {
 			}
 			pool := database(t)
 			rt := newRuntime(t, pool, store, fastConfig(), p)
-			stop := run(t, rt)
-			waitCaughtUp(t, rt)
-			stop()
+			runUntilCaughtUp(t, rt)
 			if got, want := seenCount(t, pool), countHandled(t, store)-1; got != want {
 				t.Fatalf("seen %d events, want %d (all but the poisoned one)", got, want)
 			}
@@ -96,12 +88,7 @@ func TestFailureAtCommitIsParked(t *testing.T) {
 func TestUnstorableErrorTextStillParks(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
-	fill(t, store, 140, 14)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := page.Events[30]
+	poison := poisoned(t, store)
 	fail := func(e eventstore.Event) error {
 		if e.ID == poison.ID {
 			return errors.New("bad byte \x00 and \xff\xfe in the payload")
@@ -112,9 +99,7 @@ func TestUnstorableErrorTextStillParks(t *testing.T) {
 		t.Parallel()
 		pool := database(t)
 		rt := newRuntime(t, pool, store, fastConfig(), seenProjection("seen", fail))
-		stop := run(t, rt)
-		waitCaughtUp(t, rt)
-		stop()
+		runUntilCaughtUp(t, rt)
 		if got, want := seenCount(t, pool), countHandled(t, store)-1; got != want {
 			t.Fatalf("seen %d events, want %d (all but the poisoned one)", got, want)
 		}
@@ -145,23 +130,4 @@ func TestUnstorableErrorTextStillParks(t *testing.T) {
 			t.Fatalf("stopped projection: %+v", l)
 		}
 	})
-}
-
-// waitStopped waits until the runtime's first projection is stopped.
-func waitStopped(t *testing.T, rt *projections.Runtime) projections.Lag {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		lag, err := rt.Lag(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if lag[0].Stopped {
-			return lag[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the projection did not stop: %+v", lag[0])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -75,9 +75,7 @@ func TestCommitAnswerLostRestartsClean(t *testing.T) {
 		cuts.Add(1)
 		return true
 	})
-	stop := run(t, rt)
-	waitCaughtUp(t, rt)
-	stop()
+	runUntilCaughtUp(t, rt)
 	proxy.SetCut(nil)
 	if cuts.Load() < 2 {
 		t.Fatalf("only %d answers to COMMIT were cut", cuts.Load())

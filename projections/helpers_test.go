@@ -43,15 +43,24 @@ func database(tb testing.TB) *pgxpool.Pool {
 // databaseNamed is database with the connections' application_name set.
 func databaseNamed(tb testing.TB, app string) *pgxpool.Pool {
 	tb.Helper()
+	return databaseWith(tb, func(cfg *pgxpool.Config) {
+		if app != "" {
+			cfg.ConnConfig.RuntimeParams["application_name"] = app
+		}
+	})
+}
+
+// databaseWith is database with its pool's configuration changed by
+// configure before the pool is made.
+func databaseWith(tb testing.TB, configure func(*pgxpool.Config)) *pgxpool.Pool {
+	tb.Helper()
 	u, _ := pgtest.Schema(tb)
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg.MaxConns = 8
-	if app != "" {
-		cfg.ConnConfig.RuntimeParams["application_name"] = app
-	}
+	configure(cfg)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -133,6 +142,16 @@ func run(tb testing.TB, rt *projections.Runtime, names ...string) (stop func()) 
 	return stop
 }
 
+// runUntilCaughtUp runs rt until every named projection (all when none)
+// has reached the head of the log, then stops it; the stop fails the test
+// if Run returned an error.
+func runUntilCaughtUp(tb testing.TB, rt *projections.Runtime, names ...string) {
+	tb.Helper()
+	stop := run(tb, rt, names...)
+	waitCaughtUp(tb, rt, names...)
+	stop()
+}
+
 // waitCaughtUp waits until every named projection (all when none) has
 // reached the head of the log.
 func waitCaughtUp(tb testing.TB, rt *projections.Runtime, names ...string) {
@@ -157,6 +176,25 @@ func waitCaughtUp(tb testing.TB, rt *projections.Runtime, names ...string) {
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("projections did not catch up: %+v", lag)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitStopped waits until the runtime's first projection is stopped.
+func waitStopped(tb testing.TB, rt *projections.Runtime) projections.Lag {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		lag, err := rt.Lag(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if lag[0].Stopped {
+			return lag[0]
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the projection did not stop: %+v", lag[0])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -198,6 +236,26 @@ func appendSamples(ctx context.Context, store eventstore.Store, n, per int) erro
 		done += k
 	}
 	return nil
+}
+
+// eventsOf returns the events of type typ in the log, in its order.
+func eventsOf(tb testing.TB, store eventstore.Store, typ string) []eventstore.Event {
+	tb.Helper()
+	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{typ}, Limit: 10_000})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !page.End {
+		tb.Fatalf("more than one page of %s events", typ)
+	}
+	return page.Events
+}
+
+// poisoned fills the log and returns one handled event in its middle.
+func poisoned(tb testing.TB, store eventstore.Store) eventstore.Event {
+	tb.Helper()
+	fill(tb, store, 140, 14)
+	return eventsOf(tb, store, "distribution.viewed")[30]
 }
 
 func sample(i int, course uuid.UUID, tenant string) eventstore.Event {

@@ -75,17 +75,6 @@ func panicProjection(name string, poison uuid.UUID, raise func(), attempts *atom
 	return p
 }
 
-// poisoned fills the log and returns one handled event in its middle.
-func poisoned(t *testing.T, store eventstore.Store) eventstore.Event {
-	t.Helper()
-	fill(t, store, 140, 14)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return page.Events[30]
-}
-
 // appliedOnceExceptPoison checks that seen holds every handled event once,
 // and the poisoned one not at all.
 func appliedOnceExceptPoison(t *testing.T, pool *pgxpool.Pool, store eventstore.Store, poison uuid.UUID) {
@@ -200,11 +189,8 @@ func TestReactionPanicIsParked(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	fill(t, store, 300, 30)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"course.generation.failed"}, Limit: 10_000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := page.Events[len(page.Events)/2]
+	failed := eventsOf(t, store, "course.generation.failed")
+	poison := failed[len(failed)/2]
 	var mu sync.Mutex
 	acted := map[uuid.UUID]int{}
 	p := projections.Reaction("notify", "notify-on-failure", projections.Types(1, "course.generation.failed"),
@@ -220,9 +206,7 @@ func TestReactionPanicIsParked(t *testing.T) {
 		})
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), p)
-	stop := run(t, rt)
-	waitCaughtUp(t, rt)
-	stop()
+	runUntilCaughtUp(t, rt)
 
 	parked, err := rt.ListParked(context.Background(), "notify")
 	if err != nil {
@@ -234,16 +218,16 @@ func TestReactionPanicIsParked(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if _, ok := acted[poison.ID]; ok || len(acted) != len(page.Events)-1 {
-		t.Fatalf("acted on %d events (the poisoned one: %v), want %d, not the poisoned one", len(acted), ok, len(page.Events)-1)
+	if _, ok := acted[poison.ID]; ok || len(acted) != len(failed)-1 {
+		t.Fatalf("acted on %d events (the poisoned one: %v), want %d, not the poisoned one", len(acted), ok, len(failed)-1)
 	}
 	var rows, poisonRows int
 	err = pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE event_id = $1) FROM processed_events WHERE consumer = 'notify-on-failure'`, poison.ID).Scan(&rows, &poisonRows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rows != len(page.Events)-1 || poisonRows != 0 {
-		t.Fatalf("processed_events holds %d rows (%d for the poisoned event), want %d and none", rows, poisonRows, len(page.Events)-1)
+	if rows != len(failed)-1 || poisonRows != 0 {
+		t.Fatalf("processed_events holds %d rows (%d for the poisoned event), want %d and none", rows, poisonRows, len(failed)-1)
 	}
 }
 
@@ -315,9 +299,7 @@ func TestUpcastPanicIsParked(t *testing.T) {
 	}
 	pool := database(t)
 	rt := newRuntime(t, pool, store, cfg, seenProjection("upcast", func(eventstore.Event) error { return nil }))
-	stop := run(t, rt)
-	waitCaughtUp(t, rt)
-	stop()
+	runUntilCaughtUp(t, rt)
 	parked, err := rt.ListParked(context.Background(), "upcast")
 	if err != nil {
 		t.Fatal(err)

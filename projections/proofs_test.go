@@ -345,12 +345,8 @@ func TestPoisonedEventParkedThenRetriedOnce(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	fill(t, store, 300, 30)
-	var poison, skipped eventstore.Event
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison, skipped = page.Events[40], page.Events[90]
+	viewed := eventsOf(t, store, "distribution.viewed")
+	poison, skipped := viewed[40], viewed[90]
 	var broken atomic.Bool
 	broken.Store(true)
 	p := seenProjection("seen", func(e eventstore.Event) error {
@@ -430,11 +426,7 @@ func TestStopOnErrorStopsThenResumes(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	fill(t, store, 200, 20)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := page.Events[50]
+	poison := eventsOf(t, store, "distribution.viewed")[50]
 	var broken atomic.Bool
 	broken.Store(true)
 	p := seenProjection("strict", func(e eventstore.Event) error {
@@ -447,21 +439,7 @@ func TestStopOnErrorStopsThenResumes(t *testing.T) {
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), p)
 	run(t, rt)
-	deadline := time.Now().Add(30 * time.Second)
-	var l projections.Lag
-	for {
-		lag, err := rt.Lag(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l = lag[0]; l.Stopped {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the projection did not stop: %+v", l)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	l := waitStopped(t, rt)
 	if !containsAll(l.LastError, poison.ID.String(), "cannot apply") || l.Parked != 0 || l.Position.Compare(poison.Position) >= 0 {
 		t.Fatalf("stopped projection: %+v", l)
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
-	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/alerts"
 	"github.com/brainhq/eventstream/projections/analytics"
@@ -83,27 +82,10 @@ func poolInZone(tb testing.TB, tz string) *pgxpool.Pool {
 // poolInMode is poolInZone whose queries run in pgx's exec mode mode.
 func poolInMode(tb testing.TB, tz string, mode pgx.QueryExecMode) *pgxpool.Pool {
 	tb.Helper()
-	u, _ := pgtest.Schema(tb)
-	cfg, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.MaxConns = 8
-	cfg.ConnConfig.RuntimeParams["timezone"] = tz
-	cfg.ConnConfig.DefaultQueryExecMode = mode
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := projections.Uninstall(ctx, pool); err != nil {
-			tb.Errorf("uninstall: %v", err)
-		}
-		pool.Close()
+	return databaseWith(tb, func(cfg *pgxpool.Config) {
+		cfg.ConnConfig.RuntimeParams["timezone"] = tz
+		cfg.ConnConfig.DefaultQueryExecMode = mode
 	})
-	return pool
 }
 
 // everyTypeLog appends, for tenant, one stream per aggregate covering
@@ -330,9 +312,7 @@ func TestEveryReadModelLiveEqualsRebuild(t *testing.T) {
 	cfg := fastConfig()
 	cfg.BatchSize = 1
 	rt := newRuntime(t, live, store, cfg, allFour()...)
-	stop := run(t, rt)
-	waitCaughtUp(t, rt)
-	stop()
+	runUntilCaughtUp(t, rt)
 	want := dumpEvery(t, live)
 
 	rebuilt := poolInZone(t, "Pacific/Kiritimati")

@@ -270,11 +270,7 @@ func TestCatalogLateEventKeepsState(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	done, _, _ := courseFlow(t, store, "acme")
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"course.workflow.transitioned"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	late := page.Events[2] // requested -> outlining
+	late := eventsOf(t, store, "course.workflow.transitioned")[2] // requested -> outlining
 	broken := true
 	p := catalog.Projection()
 	orig := p.Handler
@@ -288,9 +284,7 @@ func TestCatalogLateEventKeepsState(t *testing.T) {
 	})
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), p)
-	stop := run(t, rt)
-	waitCaughtUp(t, rt)
-	stop()
+	runUntilCaughtUp(t, rt)
 	parked, err := rt.ListParked(context.Background(), catalog.Name)
 	if err != nil || len(parked) != 1 || parked[0].EventID != late.ID {
 		t.Fatalf("parked %v %v", parked, err)

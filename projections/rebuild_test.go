@@ -25,11 +25,7 @@ func TestRebuildFailureLeavesTheLiveProjectionRunning(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	fill(t, store, 200, 20)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := page.Events[50]
+	poison := eventsOf(t, store, "distribution.viewed")[50]
 	// The new code fails on an event the old code applied.
 	var newCode atomic.Bool
 	p := seenProjection("strict", func(e eventstore.Event) error {
@@ -45,7 +41,7 @@ func TestRebuildFailureLeavesTheLiveProjectionRunning(t *testing.T) {
 	waitCaughtUp(t, rt)
 
 	newCode.Store(true)
-	_, err = rt.Rebuild(context.Background(), "strict", projections.RebuildOptions{})
+	_, err := rt.Rebuild(context.Background(), "strict", projections.RebuildOptions{})
 	if err == nil || !containsAll(err.Error(), poison.ID.String(), "cannot apply any more") {
 		t.Fatalf("Rebuild over the failing event: %v, want its error", err)
 	}
@@ -80,11 +76,7 @@ func TestStopOfARetiredGenerationDoesNotStopTheNewOne(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	fill(t, store, 200, 20)
-	page, err := store.ReadAll(context.Background(), eventstore.ReadAllOptions{Types: []string{"distribution.viewed"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := page.Events[50]
+	poison := eventsOf(t, store, "distribution.viewed")[50]
 	pool := database(t)
 	cfg := fastConfig()
 	var b [4]byte
