@@ -111,6 +111,13 @@ type Config struct {
 	// beforePhase runs as a measured phase (side: "ours", "raw-r1", ...)
 	// is about to start its clock, with the pool it is metered on.
 	beforePhase func(side string, pool *pgxpool.Pool)
+	// beforeReadCheck runs in read after the timed rounds, before the log
+	// is checked through the store's read path.
+	beforeReadCheck func(ctx context.Context, pool *pgxpool.Pool) error
+	// readChecked runs as read's check through the store's read path
+	// takes a page of n events, with the side of the timed phase open at
+	// that moment ("" when none is).
+	readChecked func(window string, n int)
 }
 
 // Scenario describes a named preset.

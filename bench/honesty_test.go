@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,5 +190,122 @@ func TestConnectionsAreOpenBeforeTheClockStarts(t *testing.T) {
 	}
 	if got := seen["ours-r1"]; got < 8 {
 		t.Errorf("our first round started with %d connections open, want the store pool's 8", got)
+	}
+}
+
+// read's timed passes do the same work on both sides: each reads the whole
+// log and nothing else. The check that our read path returns every claimed
+// event (a set of ids built and looked up) is verification, not reading:
+// inside our first timed pass it made ours look slower than it is. It runs
+// in a pass of its own, outside every timed phase, and reads each claimed
+// event there exactly once.
+func TestReadChecksTheLogOutsideTheTimedPasses(t *testing.T) {
+	t.Parallel()
+	c := small("read")
+	c.Rounds = 2
+	var mu sync.Mutex
+	checked := 0
+	timedChecks := map[string]int{} // events the check took per timed phase
+	windows := map[string]int{}
+	c.beforePhase = func(side string, _ *pgxpool.Pool) {
+		mu.Lock()
+		defer mu.Unlock()
+		windows[side]++
+	}
+	c.readChecked = func(window string, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		checked += n
+		if window != "" {
+			timedChecks[window] += n
+		}
+	}
+	rep, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, side := range []string{"ours-r1", "raw-r1", "ours-r2", "raw-r2"} {
+		if windows[side] != 1 {
+			t.Errorf("timed phases: %v, want each of ours and raw once per round", windows)
+			break
+		}
+	}
+	// Per pass, each side's timed phase takes the log's 2,000 events from
+	// its read path, and ours nothing more.
+	if len(timedChecks) != 0 {
+		t.Errorf("the check took events inside timed phases: %v; ours must do per pass what raw does", timedChecks)
+	}
+	if checked != c.LogEvents {
+		t.Errorf("the check read %d events through the store's read path, want each of the %d claimed once", checked, c.LogEvents)
+	}
+	if rep.Ours.Events == 0 || rep.Ours.Events%int64(c.LogEvents) != 0 || rep.Raw.Events%int64(c.LogEvents) != 0 {
+		t.Errorf("timed passes not whole: ours %d, raw %d events", rep.Ours.Events, rep.Raw.Events)
+	}
+}
+
+// read's check through the store's read path still fails the run, loudly
+// and with the id, when an event is gone by the time it runs (after the
+// SQL check of the load, so only the read path's check can see it).
+func TestReadCheckFailsWhenAnEventIsMissing(t *testing.T) {
+	t.Parallel()
+	c := small("read")
+	c.Rounds, c.SkipRaw = 1, true
+	var deleted uuid.UUID
+	c.beforeReadCheck = func(ctx context.Context, pool *pgxpool.Pool) error {
+		return pool.QueryRow(ctx, `DELETE FROM events WHERE position = (SELECT max(position) FROM events) RETURNING id`).Scan(&deleted)
+	}
+	rep, err := Run(context.Background(), c)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrVerify) {
+		t.Fatalf("got %v, want a *VerifyError from the ReadAll check", err)
+	}
+	if ve.Table != "ReadAll" || ve.Missing != 1 || ve.Claimed != int64(c.LogEvents) || ve.Stored != int64(c.LogEvents)-1 ||
+		ve.Unexpected != 0 || ve.Duplicated != 0 || len(ve.SampleMissing) != 1 || ve.SampleMissing[0] != deleted {
+		t.Errorf("verify error: %+v (deleted %s)", ve, deleted)
+	}
+	if !strings.Contains(err.Error(), deleted.String()) {
+		t.Errorf("error does not name the missing id: %v", err)
+	}
+	if rep.Verified {
+		t.Error("report says verified")
+	}
+	if rep.Ours.Events == 0 {
+		t.Error("the timed passes did not run before the check")
+	}
+	if schemaExists(t, rep.Schema) {
+		t.Errorf("schema %s left behind after a failure", rep.Schema)
+	}
+}
+
+// A timed pass that reads fewer events than the log holds fails the run
+// with a *VerifyError, the report keeping the figures so far, even when
+// the parts after it never ran.
+func TestReadPassFailsWhenAnEventGoesMissingBeforeIt(t *testing.T) {
+	t.Parallel()
+	c := small("read")
+	c.Rounds = 1
+	c.beforePhase = func(side string, pool *pgxpool.Pool) {
+		if side == "ours" {
+			if _, err := pool.Exec(context.Background(), `DELETE FROM events WHERE position = (SELECT max(position) FROM events)`); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	rep, err := Run(context.Background(), c)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Table != "read pass" || ve.Missing != 1 || ve.Stored != int64(c.LogEvents)-1 {
+		t.Fatalf("got %v, want a *VerifyError of the timed read pass", err)
+	}
+	if rep.Verified {
+		t.Error("report says verified")
+	}
+	if rep.Ours.Events != int64(c.LogEvents)-1 {
+		t.Errorf("report of the failed pass: %d events, want %d", rep.Ours.Events, c.LogEvents-1)
+	}
+	if schemaExists(t, rep.Schema) {
+		t.Errorf("schema %s left behind after a failure", rep.Schema)
 	}
 }

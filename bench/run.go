@@ -84,6 +84,9 @@ type run struct {
 	// tracer feeds the meter of the phase in progress from tracedPool's
 	// connections.
 	tracer *backendTracer
+	// window is the side of the measured phase in progress (nil between
+	// phases), for the tests' hooks.
+	window atomic.Pointer[string]
 
 	mu     sync.Mutex
 	pools  []*pgxpool.Pool
@@ -307,11 +310,21 @@ func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn 
 	stopProfile := r.startProfile(side)
 	m := newServerMeter(ctx, pool, r.app)
 	r.tracer.meter.Store(m)
+	r.window.Store(&side)
 	t, err := fn()
+	r.window.Store(nil)
 	r.tracer.meter.Store(nil)
 	t.server = m.stop(ctx)
 	stopProfile()
 	return t, err
+}
+
+// openWindow is the side of the measured phase in progress, "" if none.
+func (r *run) openWindow() string {
+	if w := r.window.Load(); w != nil {
+		return *w
+	}
+	return ""
 }
 
 // startProfile starts a CPU profile into ProfileDir/<scenario>-<side>.cpu.pprof.
