@@ -32,7 +32,8 @@ func (a *app) importCommand() *cobra.Command {
 		Long: `Append the envelopes of an NDJSON file (as "eventstream export" writes
 them) to the log, in file order. Every line is validated before anything is
 written: a refused line is reported with its line number and nothing is
-written (exit code 3).
+written (exit code 3). A UTF-8 byte order mark at the very start of the
+input is ignored (anywhere else it is refused).
 
 Import is idempotent by event id (every line needs one; "eventstream
 append --file" takes lines without): events already stored with the same
@@ -359,6 +360,9 @@ func (c *countingStore) Append(ctx context.Context, stream string, expected even
 	return res, err
 }
 
+// utf8BOM is the byte order mark U+FEFF in UTF-8.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
 // scanEnvelopes calls fn for each envelope from line startLine on
 // (1-based; 0 is the first line).
 func scanEnvelopes(path, name string, startLine int, fn func(line int, e eventstore.Event) error) error {
@@ -375,12 +379,27 @@ func scanEnvelopes(path, name string, startLine int, fn func(line int, e eventst
 		if n < startLine {
 			continue
 		}
-		line := bytes.TrimSpace(sc.Bytes())
+		raw := sc.Bytes()
+		if n == 1 {
+			// A UTF-8 byte order mark at the very start of the input (as
+			// editors on Windows write it) is not part of the text: RFC
+			// 8259 lets a parser ignore it, and a file saved with one
+			// imports like the same file without.
+			raw = bytes.TrimPrefix(raw, utf8BOM)
+		}
+		line := bytes.TrimSpace(raw)
 		if len(line) == 0 {
 			continue
 		}
 		e, err := decodeEnvelope(line)
 		if err != nil {
+			if bytes.HasPrefix(line, utf8BOM) {
+				// Anywhere else the mark is a character JSON does not
+				// allow outside a string: refused, named rather than as
+				// the 'ï' its first byte reads as.
+				err = &eventstore.ValidationError{Index: -1, Rule: "json",
+					Message: "a byte order mark (U+FEFF, bytes EF BB BF) is allowed only at the very start of the input"}
+			}
 			return &lineError{File: name, Line: n, Err: err}
 		}
 		if e.Stream == "" {

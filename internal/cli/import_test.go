@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
@@ -161,4 +162,78 @@ func (c *cli) startWithStdin(ctx context.Context, args ...string) stdinBackgroun
 	}
 	go func() { b.exited <- b.cmd.Wait() }()
 	return stdinBackground{background: b, stdin: in}
+}
+
+// TestImportIgnoresAByteOrderMarkAtTheStart: a file saved with a UTF-8
+// byte order mark (EF BB BF, as editors on Windows write it) imports
+// exactly like the same file without one, from a file or from stdin;
+// RFC 8259 lets a parser ignore it. Before, line 1 was refused with
+// "unexpected character 'ï'". A mark anywhere else is still refused,
+// naming its line, with exit 3 and nothing written.
+func TestImportIgnoresAByteOrderMarkAtTheStart(t *testing.T) {
+	t.Parallel()
+	const bom = "\xEF\xBB\xBF"
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, line(uuid.NewString(), fmt.Sprintf("bom-%d", i%2), uuid.NewString()))
+	}
+	plain := strings.Join(lines, "\n") + "\n"
+	type event struct{ id, stream, typ, payload string }
+	events := func(c *cli) []event {
+		t.Helper()
+		var out []event
+		for _, e := range jsonLines(t, c.must(0, "read", "--all", "--json").stdout) {
+			p, _ := json.Marshal(e["payload"])
+			out = append(out, event{fmt.Sprint(e["id"]), fmt.Sprint(e["stream"]), fmt.Sprint(e["type"]), string(p)})
+		}
+		return out
+	}
+	imported := func(r result) string {
+		t.Helper()
+		got := jsonLines(t, r.stdout)[0]
+		return fmt.Sprintf("events=%v written=%v present=%v", got["events"], got["written"], got["already_present"])
+	}
+
+	ref := newCLI(t)
+	want := imported(ref.must(0, "import", writeFile(t, ref.dir, "plain.ndjson", plain), "--json"))
+	wantEvents := events(ref)
+	if len(wantEvents) != 5 {
+		t.Fatalf("the plain file imported %d events, want 5", len(wantEvents))
+	}
+
+	file := newCLI(t)
+	r := file.run("import", writeFile(t, file.dir, "bom.ndjson", bom+plain), "--json")
+	if r.code != 0 {
+		t.Fatalf("import of the file with a BOM: %s", r)
+	}
+	if got := imported(r); got != want {
+		t.Fatalf("import of the file with a BOM: %s, the plain file: %s", got, want)
+	}
+	if got := events(file); fmt.Sprint(got) != fmt.Sprint(wantEvents) {
+		t.Fatalf("the file with a BOM imported\n%v\nthe plain file\n%v", got, wantEvents)
+	}
+
+	stdin := newCLI(t)
+	stdin.stdin = bom + plain
+	r = stdin.run("import", "-", "--json")
+	if r.code != 0 {
+		t.Fatalf("import - of input with a BOM: %s", r)
+	}
+	if got := imported(r); got != want {
+		t.Fatalf("import - of input with a BOM: %s, the plain file: %s", got, want)
+	}
+	if got := events(stdin); fmt.Sprint(got) != fmt.Sprint(wantEvents) {
+		t.Fatalf("stdin with a BOM imported\n%v\nthe plain file\n%v", got, wantEvents)
+	}
+
+	// Only at the very start: on line 2 the mark is refused, named.
+	late := newCLI(t)
+	r = late.run("import", writeFile(t, late.dir, "late.ndjson", lines[0]+"\n"+bom+lines[1]+"\n"))
+	if r.code != 3 || !strings.Contains(r.stderr, "late.ndjson:2:") || !strings.Contains(r.stderr, "byte order mark") ||
+		!strings.Contains(r.stderr, "nothing was written") {
+		t.Fatalf("a BOM on line 2: want exit 3 naming line 2 and the mark, got %s", r)
+	}
+	if r := late.must(0, "read", "--all", "--json"); strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("the refused import wrote: %s", r)
+	}
 }
