@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -29,6 +30,10 @@ inclusive), as one JSON envelope per line, in log order: the input of
 
 With --output FILE, an interrupted export (Ctrl-C) resumes when run again:
 it continues after the last complete line of FILE (--restart starts over).
+It resumes only a FILE that holds the beginning of the same range (its
+first line is the range's first event, its last line an event of the log
+within the range); a FILE holding another export is started over, with a
+warning, and a FILE that is no export at all is refused.
 Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,9 +54,9 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 			}
 			w := a.io.Out
 			var fh *os.File
-			var resumeAfter *eventstore.Position
+			var held *exportedLines
 			if output != "" && output != "-" {
-				fh, resumeAfter, err = openExportFile(output, from != "", restart)
+				fh, held, err = openExportFile(output, restart)
 				if err != nil {
 					return err
 				}
@@ -63,6 +68,24 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 				return err
 			}
 			defer b.Close()
+			var resumeAfter *eventstore.Position
+			if held != nil {
+				why, err := held.notOfRange(cmd.Context(), b.Store, fromPos, toPos, to != "")
+				if err != nil {
+					return err
+				}
+				if why == "" {
+					resumeAfter = &held.last.Position
+				} else {
+					a.log.Warn("starting the export over: the file holds another export", "file", output, "reason", why)
+					if err := fh.Truncate(0); err != nil {
+						return err
+					}
+					if _, err := fh.Seek(0, io.SeekStart); err != nil {
+						return err
+					}
+				}
+			}
 			if resumeAfter != nil {
 				fromPos = *resumeAfter
 				a.log.Info("resuming the export", "file", output, "after", resumeAfter.String())
@@ -90,10 +113,67 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 	return cmd
 }
 
-// openExportFile opens FILE for an export. Unless restart or an explicit
-// --from says otherwise, it keeps the complete lines already there and
-// returns the position of the last one, to resume after it.
-func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore.Position, error) {
+// exportedLine is where a line of an export file was in the log.
+type exportedLine struct {
+	Position eventstore.Position
+	ID       uuid.UUID
+}
+
+// exportedLines are the first and the last complete line of an export file.
+type exportedLines struct{ first, last exportedLine }
+
+// notOfRange says why the file's lines are not the beginning of an export
+// of from..to (bounded: to is --to; otherwise the range runs to the head),
+// or "" when they are and the export resumes after the last one.
+//
+// They are when the first line is the range's first event (the first
+// event of the log at or after from: the same position and id) and the
+// last line is an event of the log within the range. The log is append
+// only and an export writes it in position order, so an earlier run of
+// the same command left exactly such a file, and the lines after its last
+// one are what it did not write. Before, an explicit --from always
+// started over, since nothing told a file of this range from one of
+// another (resuming after the last line of an export from elsewhere in
+// the log gives a file that is neither); without --from the file was
+// resumed whatever range it held.
+func (h *exportedLines) notOfRange(ctx context.Context, s eventstore.Store, from, to eventstore.Position, bounded bool) (string, error) {
+	at := func(p eventstore.Position) (*eventstore.Event, error) {
+		page, err := s.ReadAll(ctx, eventstore.ReadAllOptions{From: p, Limit: 1})
+		if err != nil || len(page.Events) == 0 {
+			return nil, err
+		}
+		return &page.Events[0], nil
+	}
+	first, err := at(from)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case first == nil || bounded && first.Position.Compare(to) > 0:
+		return fmt.Sprintf("the range has no events; the file starts at %s", h.first.Position), nil
+	case first.Position != h.first.Position || first.ID != h.first.ID:
+		return fmt.Sprintf("its first line is the event at %s; the range starts with the event at %s", h.first.Position, first.Position), nil
+	case h.last.Position.Compare(h.first.Position) < 0:
+		return fmt.Sprintf("its last line, at %s, is before its first, at %s", h.last.Position, h.first.Position), nil
+	case bounded && h.last.Position.Compare(to) > 0:
+		return fmt.Sprintf("its last line, at %s, is past --to %s", h.last.Position, to), nil
+	}
+	last, err := at(h.last.Position)
+	if err != nil {
+		return "", err
+	}
+	if last == nil || last.Position != h.last.Position || last.ID != h.last.ID {
+		return fmt.Sprintf("its last line, at %s, is not the log's event there", h.last.Position), nil
+	}
+	return "", nil
+}
+
+// openExportFile opens FILE for an export. Unless restart says otherwise,
+// it keeps the complete lines already there (dropping a partial line after
+// them) and returns the first and the last one; the caller resumes after
+// the last one if they are of the range it exports, and otherwise empties
+// the file.
+func openExportFile(path string, restart bool) (*os.File, *exportedLines, error) {
 	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
 		// A device or a pipe (/dev/null, /dev/stdout into gzip, a FIFO):
 		// nothing there to resume after. Reading it back would never end
@@ -104,7 +184,7 @@ func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore
 		}
 		return fh, nil, nil
 	}
-	if restart || fromGiven {
+	if restart {
 		fh, err := os.Create(path)
 		if err != nil {
 			return nil, nil, usagef("--output %s: %v", path, errors.Unwrap(err))
@@ -115,7 +195,7 @@ func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore
 	if err != nil {
 		return nil, nil, usagef("--output %s: %v", path, errors.Unwrap(err))
 	}
-	fail := func(err error) (*os.File, *eventstore.Position, error) {
+	fail := func(err error) (*os.File, *exportedLines, error) {
 		fh.Close()
 		return nil, nil, err
 	}
@@ -134,20 +214,32 @@ func openExportFile(path string, fromGiven, restart bool) (*os.File, *eventstore
 		return fail(notExport)
 	}
 	lines := bytes.Split(bytes.TrimRight(b[:end], "\n"), []byte("\n"))
-	var last struct {
-		Position *eventstore.Position `json:"position"`
-		ID       string               `json:"id"`
+	line := func(raw []byte) (exportedLine, bool) {
+		var l struct {
+			Position *eventstore.Position `json:"position"`
+			ID       string               `json:"id"`
+		}
+		if err := json.Unmarshal(raw, &l); err != nil || l.Position == nil {
+			return exportedLine{}, false
+		}
+		id, err := uuid.Parse(l.ID)
+		return exportedLine{Position: *l.Position, ID: id}, err == nil
 	}
-	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil || last.Position == nil || last.ID == "" {
+	last, ok := line(lines[len(lines)-1])
+	if !ok {
 		return fail(notExport)
 	}
+	// A first line that is no export line makes the file one of no
+	// range: it is started over (the zero line is the first event of no
+	// log).
+	first, _ := line(lines[0])
 	if err := fh.Truncate(int64(end)); err != nil {
 		return fail(err)
 	}
 	if _, err := fh.Seek(int64(end), io.SeekStart); err != nil {
 		return fail(err)
 	}
-	return fh, last.Position, nil
+	return fh, &exportedLines{first: first, last: last}, nil
 }
 
 // resumable reports whether fh is a regular file: one an export can be

@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,5 +61,90 @@ func TestExportCountsTheEventsItWrote(t *testing.T) {
 	// A --to past the head: the total is what there is to write.
 	if r := c.must(0, "export", "--from", "6", "--to", "18446744073709551615"); !strings.Contains(r.stderr, "events=2 ") || !strings.Contains(r.stderr, "total=2") {
 		t.Fatalf("export --from 6 --to past the head reports another count: %s", r.stderr)
+	}
+}
+
+// TestExportWithFromResumes: an export with --from and --output,
+// interrupted, says "run the same command again to resume"; the rerun of
+// the same command now does, after the file's last complete line, instead
+// of truncating the file and writing the whole range again. It resumes
+// only a file that holds the beginning of this very range (its first line
+// is the range's first event, its last one is in the range): any other
+// export in the file is started over, saying so. Each rerun gives the
+// file a one-shot export of the range would, byte for byte. The progress
+// line (events=N) shows what the rerun wrote.
+func TestExportWithFromResumes(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(12)
+	out := filepath.Join(c.dir, "part.ndjson")
+	oneShot := func(args ...string) string {
+		t.Helper()
+		return c.must(0, append([]string{"export"}, args...)...).stdout
+	}
+	// prefix is the first n lines of an export, and the start of a line
+	// cut off in flight, as an interrupted run leaves the file.
+	prefix := func(export string, n int) {
+		t.Helper()
+		lines := strings.SplitAfter(export, "\n")
+		if err := os.WriteFile(out, []byte(strings.Join(lines[:n], "")+`{"id":"0000`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rerun := func(want string, wantWritten int, resumed bool, args ...string) {
+		t.Helper()
+		r := c.must(0, append([]string{"export", "--output", out}, args...)...)
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want {
+			t.Fatalf("export %v: the file differs from a one-shot export\ngot:\n%s\nwant:\n%s\n%s", args, got, want, r)
+		}
+		if !strings.Contains(r.stderr, fmt.Sprintf("events=%d ", wantWritten)) || wantWritten > 0 && !strings.Contains(r.stderr, fmt.Sprintf("total=%d", wantWritten)) {
+			t.Fatalf("export %v wrote other than the %d missing events: %s", args, wantWritten, r.stderr)
+		}
+		if resumed != strings.Contains(r.stderr, "resuming the export") || resumed == strings.Contains(r.stderr, "starting the export over") {
+			t.Fatalf("export %v: want resumed=%v, got %s", args, resumed, r.stderr)
+		}
+	}
+
+	// --from and --to: 3 of the 7 events of 4..10 are in the file.
+	bounded := oneShot("--from", "4", "--to", "10")
+	prefix(bounded, 3)
+	rerun(bounded, 4, true, "--from", "4", "--to", "10")
+	// Run again on the complete file: nothing to write.
+	rerun(bounded, 0, true, "--from", "4", "--to", "10")
+
+	// --from alone: 5 of the 9 events from 4 to the head.
+	open := oneShot("--from", "4")
+	prefix(open, 5)
+	rerun(open, 4, true, "--from", "4")
+
+	// The file holds another range: it starts at 3, not 4.
+	prefix(oneShot("--from", "3"), 3)
+	rerun(bounded, 7, false, "--from", "4", "--to", "10")
+	// It starts at 4 but runs past --to 10.
+	prefix(open, 8)
+	rerun(bounded, 7, false, "--from", "4", "--to", "10")
+	// Without --from the range starts at the first event, not at 4.
+	whole := oneShot()
+	prefix(open, 2)
+	rerun(whole, 12, false)
+
+	// A file that is no export at all is refused with --from too (before,
+	// --from overwrote it), as without: --restart overwrites it.
+	if err := os.WriteFile(out, []byte("notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.run("export", "--from", "4", "--output", out); r.code != 2 || !strings.Contains(r.stderr, "--restart") {
+		t.Fatalf("export --from onto a foreign file: %s", r)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "notes\n" {
+		t.Fatalf("the foreign file changed: %q", got)
+	}
+	c.must(0, "export", "--from", "4", "--output", out, "--restart")
+	if got, _ := os.ReadFile(out); string(got) != open {
+		t.Fatalf("export --restart: the file differs from a one-shot export:\n%s", got)
 	}
 }
