@@ -249,12 +249,7 @@ func TestVerificationFailsWhenAnEventIsMissing(t *testing.T) {
 	if !strings.Contains(err.Error(), deleted.String()) {
 		t.Errorf("error does not name the missing id: %v", err)
 	}
-	if rep.Verified {
-		t.Error("report says verified")
-	}
-	if schemaExists(t, rep.Schema) {
-		t.Errorf("schema %s left behind after a failure", rep.Schema)
-	}
+	wantFailedRun(t, rep)
 }
 
 // Verify also catches rows nobody claimed, ids stored twice, and gaps.
@@ -394,5 +389,17 @@ func TestWriters(t *testing.T) {
 	}
 	if !strings.Contains(h, oursColor) || !strings.Contains(h, rawColor) {
 		t.Error("HTML charts lack one of the two series")
+	}
+}
+
+// wantFailedRun checks what a run that failed verification leaves: a report
+// that does not say verified, and no schema behind.
+func wantFailedRun(t *testing.T, rep Report) {
+	t.Helper()
+	if rep.Verified {
+		t.Error("report says verified, but the run failed verification")
+	}
+	if schemaExists(t, rep.Schema) {
+		t.Errorf("schema %s left behind after a failure", rep.Schema)
 	}
 }
