@@ -47,15 +47,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("../../reliability/testdata/schemas"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.New(ctx, pool, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store, reg := logStore(t, pool)
 	ms, err := server.Migrations()
 	if err != nil {
 		t.Fatal(err)
@@ -322,4 +314,20 @@ func TestGrantRefusesRolesRowSecurityCannotBind(t *testing.T) {
 	if err := w.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'newcomer')`).Scan(&exists); err != nil || exists {
 		t.Errorf("the refused grant was not rolled back (%v)", err)
 	}
+}
+
+// logStore is the event log in pool's schema, with the reliability tests'
+// schemas (the domain's and their test types).
+func logStore(t *testing.T, pool *pgxpool.Pool) (*postgres.Store, *schemas.Registry) {
+	t.Helper()
+	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("../../reliability/testdata/schemas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.New(context.Background(), pool, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store, reg
 }

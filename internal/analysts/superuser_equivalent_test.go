@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,12 +13,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
-	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/analysts"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/audit"
-	"github.com/brainhq/eventstream/schemas"
 )
 
 // shared is a fresh schema on the shared test server (TEST_DATABASE_URL)
@@ -40,15 +37,7 @@ func newShared(t *testing.T) *shared {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("../../reliability/testdata/schemas"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := postgres.New(ctx, pool, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store, reg := logStore(t, pool)
 	for _, tenant := range []string{"acme", "globex"} {
 		for i := range 3 {
 			e := eventstore.Event{
