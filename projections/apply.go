@@ -98,15 +98,16 @@ func (a *applier) apply(ctx context.Context, batch []eventstore.Event) error {
 	}
 	if prepErr == nil {
 		start := time.Now()
-		err := a.commit(ctx, last, func(tx pgx.Tx) error {
-			return catch(func() error { return a.p.Handler.Handle(ctx, tx, handled) })
-		})
+		err := a.commit(ctx, last, func(tx pgx.Tx) error { return a.handle(ctx, tx, handled) })
 		if err == nil {
 			a.st.observeBatch(time.Since(start))
 			a.st.applied(a.gen, last, len(fresh), len(handled))
 			return nil
 		}
-		if sessionError(ctx, a.conn.IsClosed(), err) {
+		if a.conn.IsClosed() || sessionError(ctx, false, err) {
+			// Also a handler's failure that left the connection closed:
+			// which event failed is found one per transaction, in the
+			// next session.
 			a.brokeIn(ctx, last, err)
 			return err
 		}
@@ -132,6 +133,18 @@ func dedupe(events []eventstore.Event, pos eventstore.Position) []eventstore.Eve
 		}
 	}
 	return out
+}
+
+// handle calls the projection's handler on tx. A failure while the
+// connection and ctx are still alive is the handler's own (handlerError):
+// an attempt, not a break, even if the rollback then closes the
+// connection.
+func (a *applier) handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
+	err := catch(func() error { return a.p.Handler.Handle(ctx, tx, events) })
+	if err == nil || ctx.Err() != nil || a.conn.IsClosed() {
+		return err
+	}
+	return &handlerError{err}
 }
 
 // prepare upcasts a handled event and checks its schema version.
@@ -163,12 +176,14 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 		return a.giveUp(ctx, e, err, breaks)
 	}
 	policy := a.rt.cfg.Retry
-	for attempt := 1; ; attempt++ {
+	attempt, last := a.triedBefore(e)
+	if attempt > 0 && (attempt >= policy.MaxAttempts || IsPermanent(last)) {
+		return a.giveUp(ctx, e, last, attempt)
+	}
+	for attempt++; ; attempt++ {
 		ev, err := a.prepare(e)
 		if err == nil {
-			err = a.commit(ctx, e.Position, func(tx pgx.Tx) error {
-				return catch(func() error { return a.p.Handler.Handle(ctx, tx, []eventstore.Event{ev}) })
-			})
+			err = a.commit(ctx, e.Position, func(tx pgx.Tx) error { return a.handle(ctx, tx, []eventstore.Event{ev}) })
 			if err == nil {
 				a.st.applied(a.gen, e.Position, 1, 1)
 				return nil
@@ -179,6 +194,15 @@ func (a *applier) applyOne(ctx context.Context, e eventstore.Event) error {
 			}
 		}
 		a.st.failed()
+		if a.conn.IsClosed() {
+			// The handler failed and its rollback closed the connection
+			// (it left a query's rows open): the attempt counts, and the
+			// next session goes on from it.
+			a.failedAt(e, attempt, err)
+			a.rt.log.Warn("projection event failed and left its connection closed; restarting the session", "projection", a.p.Name,
+				"event_id", e.ID, "type", e.Type, "position", e.Position.String(), "attempt", attempt, "err", err)
+			return err
+		}
 		if attempt < policy.MaxAttempts && !IsPermanent(err) {
 			wait := policy.Backoff(attempt)
 			a.rt.log.Warn("projection event failed; retrying", "projection", a.p.Name, "event_id", e.ID, "type", e.Type,

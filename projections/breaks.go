@@ -11,15 +11,17 @@ import (
 )
 
 // sessionBreaks is a runner's memory, kept across its sessions, of where
-// the last one broke while it was applying events. A session error
-// (connection lost, network or context error, commit of unknown outcome)
-// is not counted as an attempt of the event, so that a database restart
-// parks nothing; but an event whose handling itself breaks the session (a
-// handler that fails with a query's rows still open, or that returns a
-// network or context error of its own) would then be met again after
-// every restart, for ever. Remembering the event across sessions bounds
-// that: after RetryPolicy.MaxSessionBreaks breaks in a row at one event,
-// it is given up like an event that failed all its attempts.
+// the last one broke while it was applying events. A session break
+// (connection lost or closed by the server, commit of unknown outcome) is
+// not counted as an attempt of the event, so that a database restart or a
+// flaky network parks nothing; but an event whose handling itself makes
+// the server drop the connection would then be met again after every
+// restart, for ever. Remembering the event across sessions bounds that:
+// after RetryPolicy.MaxSessionBreaks breaks in a row at one event, it is
+// given up like an event that failed all its attempts. The memory also
+// carries the attempts of an event whose handler failed and left the
+// connection closed (a query's rows still open), so that they go on in
+// the next session instead of starting again.
 //
 // Only breaks while an event is being applied are remembered; a session
 // that ends while idle, while reading the log or before it holds the
@@ -34,6 +36,16 @@ type sessionBreaks struct {
 	id    uuid.UUID // of the event, when event
 	n     int       // breaks in a row at that event
 	last  error     // the error of the last break
+	// tried counts the event's failed attempts that also closed the
+	// connection (a handler that failed with a query's rows still
+	// open), so ended their session; failure is the last one's error.
+	tried   int
+	failure error
+}
+
+// about reports whether the memory is about e, applied alone in generation gen.
+func (b *sessionBreaks) about(gen int, e eventstore.Event) bool {
+	return b.set && b.event && b.gen == gen && b.at == e.Position && b.id == e.ID
 }
 
 // settle forgets the breaks once the applier has gone past them (the
@@ -80,7 +92,7 @@ func (a *applier) brokeAt(ctx context.Context, e eventstore.Event, err error) {
 	if b == nil || !isBreak(ctx, err) {
 		return
 	}
-	if !b.set || !b.event || b.gen != a.gen || b.at != e.Position || b.id != e.ID {
+	if !b.about(a.gen, e) {
 		*b = sessionBreaks{set: true, gen: a.gen, at: e.Position, event: true, id: e.ID}
 	}
 	b.n++
@@ -94,15 +106,39 @@ func (a *applier) brokeAt(ctx context.Context, e eventstore.Event, err error) {
 // a row while e was being applied, the error to give e up with.
 func (a *applier) brokenTooOften(e eventstore.Event) (attempts int, err error) {
 	b := a.breaks
-	if b == nil || !b.set || !b.event || b.gen != a.gen || b.at != e.Position || b.id != e.ID || b.n < a.rt.cfg.Retry.MaxSessionBreaks {
+	if b == nil || !b.about(a.gen, e) || b.n < a.rt.cfg.Retry.MaxSessionBreaks {
 		return 0, nil
 	}
 	times := "times"
 	if b.n == 1 {
 		times = "time"
 	}
-	return b.n, fmt.Errorf("the session broke %d %s in a row while applying the event (a connection, network or context error, "+
-		"or a handler that failed with a query's rows still open); last error: %w", b.n, times, b.last)
+	return b.n, fmt.Errorf("the session broke %d %s in a row while applying the event (its connection lost or closed by the server, "+
+		"or a commit of unknown outcome); last error: %w", b.n, times, b.last)
+}
+
+// failedAt records that attempt of e failed and left the connection
+// closed, so that the next session goes on with the attempts instead of
+// starting them again (which would retry the event for ever).
+func (a *applier) failedAt(e eventstore.Event, attempt int, err error) {
+	b := a.breaks
+	if b == nil {
+		return
+	}
+	if !b.about(a.gen, e) {
+		*b = sessionBreaks{set: true, gen: a.gen, at: e.Position, event: true, id: e.ID}
+	}
+	b.tried, b.failure = attempt, err
+}
+
+// triedBefore returns how many attempts of e earlier sessions made (whose
+// failures closed the connection) and the last one's error.
+func (a *applier) triedBefore(e eventstore.Event) (int, error) {
+	b := a.breaks
+	if b == nil || !b.about(a.gen, e) {
+		return 0, nil
+	}
+	return b.tried, b.failure
 }
 
 // isBreak tells a break of the session from its other ends: the runner's

@@ -89,16 +89,21 @@ type RetryPolicy struct {
 	// (default 5; 1 parks on the first failure).
 	MaxAttempts int
 	// MaxSessionBreaks is how many times in a row the projection's
-	// session may break (connection lost, a network or context error, a
+	// session may break (its connection lost or closed by the server, a
 	// commit of unknown outcome) while one event is being applied before
 	// that event is parked, or the projection stopped, like an event that
-	// failed all its attempts (default 5). Such breaks are not attempts,
-	// so that a database restart parks nothing; the bound is for an
-	// event whose handling itself breaks the session, which would
-	// otherwise be met again after every restart, for ever. Breaks while
-	// idle or while reading the log are not counted, and an event applied
-	// after a break starts the count again. 1 gives an event up on the
-	// first break, which a database restart can also cause.
+	// failed all its attempts (default 10). Such breaks are not attempts,
+	// so that a database restart or a flaky network parks nothing; the
+	// bound is for an event whose handling makes the server drop the
+	// connection (a backend crash, a statement or idle timeout that
+	// terminates the session), which would otherwise be met again after
+	// every restart, for ever. A handler's own failure is an attempt even
+	// when it leaves the connection closed. Breaks while idle or while
+	// reading the log are not counted, and an event applied after a break
+	// starts the count again. With a network that breaks a fraction p of
+	// the runner's transactions, an innocent event is given up with
+	// probability about p^MaxSessionBreaks per break; 1 gives an event up
+	// on the first break, which a database restart can also cause.
 	MaxSessionBreaks int
 	// InitialBackoff is the first wait (default 100ms).
 	InitialBackoff time.Duration
@@ -145,7 +150,7 @@ func (r RetryPolicy) withDefaults() RetryPolicy {
 		r.MaxAttempts = 5
 	}
 	if r.MaxSessionBreaks <= 0 {
-		r.MaxSessionBreaks = 5
+		r.MaxSessionBreaks = 10
 	}
 	if r.InitialBackoff <= 0 {
 		r.InitialBackoff = 100 * time.Millisecond

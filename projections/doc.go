@@ -18,9 +18,10 @@
 //     in the dead-letter table (or the projection stopped, if so
 //     declared); parked events can be listed, retried and skipped. A
 //     panic in a handler (or in Upcast) is such a failure, a *PanicError,
-//     not a crash of the process. A lost connection restarts the session
-//     instead, unless it breaks RetryPolicy.MaxSessionBreaks times in a
-//     row at one event, which is then given up in the same way.
+//     not a crash of the process, and so is a handler's failure that
+//     leaves its connection closed. A lost connection restarts the
+//     session instead, unless it breaks RetryPolicy.MaxSessionBreaks
+//     times in a row at one event, which is then given up in the same way.
 //   - Each projection is run by exactly one runtime at a time across
 //     processes (a session advisory lock on the connection that also
 //     carries its transactions); another takes over when it dies.

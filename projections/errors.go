@@ -40,6 +40,19 @@ var errFenced = errors.New("projections: checkpoint changed by someone else")
 // that did commit is behind the checkpoint the restart reads).
 var errCommitUnknown = errors.New("projections: outcome of the commit unknown")
 
+// handlerError is an error the projection's handler returned (or a panic
+// of it) while the runner's connection and context were still alive: a
+// failed attempt of the batch or event, never a break of the session, even
+// when the rollback then finds the connection unusable and closes it (a
+// handler that failed with a query's rows still open). A context or
+// network error the handler returns from an outside call of its own is
+// such a failure too. A handler whose query met a lost connection returns
+// with the connection already closed, and that is a break.
+type handlerError struct{ err error }
+
+func (e *handlerError) Error() string { return e.err.Error() }
+func (e *handlerError) Unwrap() error { return e.err }
+
 // permanentError marks a handler error that retrying cannot fix.
 type permanentError struct{ err error }
 
@@ -90,12 +103,21 @@ func (e *RetryError) Unwrap() error { return e.Err }
 
 // sessionError reports whether err means the runner's connection or
 // context is gone, or its checkpoint was moved: the session must restart
-// from the database rather than count a failed attempt of the event.
+// from the database rather than count a failed attempt of the event. A
+// handlerError is an attempt even when it left the connection closed; the
+// caller ends the session after counting it.
 func sessionError(ctx context.Context, connClosed bool, err error) bool {
 	if err == nil {
 		return false
 	}
-	if ctx.Err() != nil || connClosed || errors.Is(err, errFenced) || errors.Is(err, errCommitUnknown) {
+	if ctx.Err() != nil || errors.Is(err, errFenced) || errors.Is(err, errCommitUnknown) {
+		return true
+	}
+	var he *handlerError
+	if errors.As(err, &he) {
+		return false
+	}
+	if connClosed {
 		return true
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -626,8 +626,15 @@ func startAudit(tb testing.TB, pool *pgxpool.Pool, store eventstore.Store, reg *
 		LockPollInterval:   100 * time.Millisecond,
 		HeartbeatInterval:  300 * time.Millisecond,
 		CheckpointInterval: 100 * time.Millisecond,
-		Retry:              projections.RetryPolicy{MaxAttempts: 5, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
-		Logger:             quietLogger(),
+		// The cut test's proxy may break up to a third of the runner's
+		// transactions (a quarter of its COPYs, a twelfth of its COMMIT
+		// replies, random cuts). After a break at an event, k-1 more in
+		// a row follow with probability about 0.3^(k-1): 1e-2 at 5 (a
+		// CI run parked an event so), 3e-5 at the default of 10, too
+		// much over many runs' dozens of breaks, 2e-10 at 20. A real
+		// network is far kinder.
+		Retry:  projections.RetryPolicy{MaxAttempts: 5, MaxSessionBreaks: 20, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond},
+		Logger: quietLogger(),
 	}
 	rt, err := projections.New(pool, store, reg, cfg, audit.Projection())
 	if err != nil {
