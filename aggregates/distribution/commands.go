@@ -1,7 +1,9 @@
 package distribution
 
 import (
+	"errors"
 	"slices"
+	"strconv"
 
 	"github.com/google/uuid"
 
@@ -16,6 +18,7 @@ var (
 	ErrNotPublished     = aggregates.Rule("requires-published", "only a published distribution accepts this")
 	ErrNicheExists      = aggregates.Rule("niche-unique", "the distribution already has a micro-niche of that name")
 	ErrBadBump          = aggregates.Rule("semver-bump", "a version moves by one major, minor or patch step")
+	ErrBadVersion       = aggregates.Rule("semver-range", "a version's numbers must fit the module's integers")
 	ErrNoChanges        = aggregates.Rule("update-has-changes", "an update sets at least one field")
 )
 
@@ -70,6 +73,11 @@ func (c Create) Decide(a *agg) ([]any, error) {
 			return nil, nil
 		}
 		return nil, aggregates.Refuse(ErrExists, "it offers course %s on %s", s.CourseID, s.Channel)
+	}
+	// The schema checks the version's form; numbers too large to count
+	// would make a distribution whose version can never be bumped.
+	if _, err := ParseSemver(version); errors.Is(err, strconv.ErrRange) {
+		return nil, aggregates.Refuse(ErrBadVersion, "%v", err)
 	}
 	return []any{ev}, nil
 }

@@ -250,3 +250,30 @@ func TestCreateAndUpdateAreIdempotent(t *testing.T) {
 		t.Fatalf("update recorded %s, want only the title", res.Events[0].Payload)
 	}
 }
+
+// A version number at the top of the range has no next version: the bump
+// is refused by the semver rule, not handed to the store as a negative
+// number. A version whose numbers do not fit at all is refused at
+// creation, rather than created and never bumpable.
+func TestVersionNumbersOutOfRange(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	for _, c := range []struct {
+		version string
+		bump    distribution.Bump
+	}{
+		{"9223372036854775807.0.0", distribution.Major},
+		{"1.9223372036854775807.0", distribution.Minor},
+		{"1.0.9223372036854775807", distribution.Patch},
+	} {
+		id := uuid.NewString()
+		do(t, env, distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: distribution.ChannelWeb, Title: "x", Version: c.version})
+		before := dt.Head(t, env.Store)
+		_, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.BumpVersion{DistributionID: id, Bump: c.bump})
+		dt.Refused(t, env.Store, before, err, distribution.ErrBadBump)
+	}
+	before := dt.Head(t, env.Store)
+	id := uuid.NewString()
+	_, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: distribution.ChannelWeb, Title: "x", Version: "99999999999999999999.0.0"})
+	dt.Refused(t, env.Store, before, err, distribution.ErrBadVersion)
+}

@@ -2,6 +2,7 @@ package distribution
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -43,14 +44,29 @@ func (v Semver) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Mino
 
 // Next returns the version after a bump: a major bump resets minor and
 // patch, a minor bump resets patch.
+// A part already at the largest int has no next value: that bump is an
+// error, not a wrap to a negative number.
 func (v Semver) Next(b Bump) (Semver, error) {
+	var part int
+	switch b {
+	case Major:
+		part = v.Major
+	case Minor:
+		part = v.Minor
+	case Patch:
+		part = v.Patch
+	default:
+		return Semver{}, fmt.Errorf("bump %q: want major, minor or patch", b)
+	}
+	if part == math.MaxInt {
+		return Semver{}, fmt.Errorf("a %s bump of %s: the %s number is at its largest", b, v, b)
+	}
 	switch b {
 	case Major:
 		return Semver{v.Major + 1, 0, 0}, nil
 	case Minor:
 		return Semver{v.Major, v.Minor + 1, 0}, nil
-	case Patch:
+	default:
 		return Semver{v.Major, v.Minor, v.Patch + 1}, nil
 	}
-	return Semver{}, fmt.Errorf("bump %q: want major, minor or patch", b)
 }
