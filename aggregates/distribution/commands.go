@@ -20,6 +20,7 @@ var (
 	ErrBadBump          = aggregates.Rule("semver-bump", "a version moves by one major, minor or patch step")
 	ErrBadVersion       = aggregates.Rule("semver-range", "a version's numbers must fit the module's integers")
 	ErrNoChanges        = aggregates.Rule("update-has-changes", "an update sets at least one field")
+	ErrOtherCourse      = aggregates.Rule("update-own-course", "the distribution offers another course")
 )
 
 type agg = aggregates.Aggregate[State]
@@ -83,9 +84,12 @@ func (c Create) Decide(a *agg) ([]any, error) {
 }
 
 // Update changes metadata. Fields already at the given values are left
-// out; an update that changes nothing writes nothing.
+// out; an update that changes nothing writes nothing. CourseID, when set,
+// must be the course the distribution offers (a reaction to a course's
+// event updates only that course's distribution).
 type Update struct {
 	DistributionID string
+	CourseID       string
 	Changes        Changes
 }
 
@@ -96,6 +100,9 @@ func (c Update) Decide(a *agg) ([]any, error) {
 		return nil, err
 	}
 	in, s := c.Changes, a.State
+	if c.CourseID != "" && c.CourseID != s.CourseID {
+		return nil, aggregates.Refuse(ErrOtherCourse, "update for course %s: the distribution offers course %s", c.CourseID, s.CourseID)
+	}
 	if in == (Changes{}) {
 		return nil, aggregates.Refuse(ErrNoChanges, "no field given")
 	}

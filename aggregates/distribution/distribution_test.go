@@ -116,6 +116,9 @@ func TestDistributionRefusals(t *testing.T) {
 		{"create with a version that is not semver breaks the schema", missing, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x", Version: "v1"}
 		}, eventstore.ErrValidation},
+		{"update for another course", fresh, func(id string) aggregates.Command[distribution.State] {
+			return distribution.Update{DistributionID: id, CourseID: uuid.NewString(), Changes: distribution.Changes{Title: ptr("x")}}
+		}, distribution.ErrOtherCourse},
 		{"update with no field", fresh, func(id string) aggregates.Command[distribution.State] { return distribution.Update{DistributionID: id} }, distribution.ErrNoChanges},
 		{"update with a bad currency breaks the schema", fresh, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Currency: ptr("euro")}}

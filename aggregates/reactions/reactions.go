@@ -216,6 +216,7 @@ func (r *Reactions) recordStagingURL(ctx context.Context, e eventstore.Event) er
 	u := d.StagingURL
 	_, err = r.svc.Distributions.Handle(ctx, aggregates.FromEvent(e, RecordStagingURL), distribution.Update{
 		DistributionID: d.DistributionID,
+		CourseID:       d.CourseID, // a deployment may name any distribution id
 		Changes:        distribution.Changes{StagingURL: &u},
 	})
 	return err

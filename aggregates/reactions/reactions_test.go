@@ -289,3 +289,32 @@ func TestCourseReactionsInPostgres(t *testing.T) {
 	pump(t, env, r, eventstore.Start)
 	checkCourseFlow(t, env, r, course, corr)
 }
+
+// A deployment that names a distribution of another course (DeployStaging
+// cannot see the distribution) does not write its staging URL onto that
+// course's distribution: the reaction is refused, typed, and writes
+// nothing.
+func TestStagingURLOnlyOnTheCoursesOwnDistribution(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	r := newReactions(t, env)
+	a := completeCourse(t, env, "flow-a")
+	pos := pump(t, env, r, eventstore.Start)
+	b := completeCourse(t, env, "flow-b")
+	pump(t, env, r, pos)
+	distA := distribution.IDForCourse(a, distribution.ChannelWeb)
+	res, err := env.Courses.Handle(ctx, dt.Meta(), cf.DeployStaging{CourseID: b, DistributionID: distA, StagingURL: "https://staging.example.com/courses/" + b + "/wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	err = r.Handle(ctx, res.Events[0])
+	dt.Refused(t, env.Store, before, err, distribution.ErrOtherCourse)
+	d, err := env.Distributions.Load(ctx, distA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := r.StagingURL(a, distA); d.State.StagingURL != want {
+		t.Fatalf("course %s's distribution has staging URL %s, want %s", a, d.State.StagingURL, want)
+	}
+}
