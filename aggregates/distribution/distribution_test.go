@@ -3,6 +3,7 @@ package distribution_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"testing"
 
@@ -279,4 +280,27 @@ func TestVersionNumbersOutOfRange(t *testing.T) {
 	id := uuid.NewString()
 	_, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: distribution.ChannelWeb, Title: "x", Version: "99999999999999999999.0.0"})
 	dt.Refused(t, env.Store, before, err, distribution.ErrBadVersion)
+}
+
+// Channels is the schema's enum of channels.
+func TestChannelsMatchTheSchema(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../schemas/distribution.created/v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Properties struct {
+			Channel struct {
+				Enum []string `json:"enum"`
+			} `json:"channel"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	got, want := slices.Sorted(slices.Values(distribution.Channels())), slices.Sorted(slices.Values(s.Properties.Channel.Enum))
+	if !slices.Equal(got, want) {
+		t.Fatalf("Channels() = %v, schema enum %v", got, want)
+	}
 }

@@ -24,6 +24,12 @@ const (
 	ChannelPartner     = "partner"
 )
 
+// Channels returns every channel (the enum of distribution.created's
+// channel).
+func Channels() []string {
+	return []string{ChannelWeb, ChannelMarketplace, ChannelEmail, ChannelSocial, ChannelPartner}
+}
+
 // Created is distribution.created v1.
 type Created struct {
 	DistributionID string `json:"distribution_id"`

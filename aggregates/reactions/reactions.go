@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -78,6 +79,9 @@ type Reactions struct {
 func New(svc *domain.Services, cfg Config) (*Reactions, error) {
 	if cfg.Channel == "" {
 		cfg.Channel = distribution.ChannelWeb
+	}
+	if !slices.Contains(distribution.Channels(), cfg.Channel) {
+		return nil, fmt.Errorf("reactions: Channel %q: want one of %v", cfg.Channel, distribution.Channels())
 	}
 	u, err := url.Parse(cfg.StagingBaseURL)
 	if err != nil || u.Scheme == "" || u.Host == "" {

@@ -318,3 +318,18 @@ func TestStagingURLOnlyOnTheCoursesOwnDistribution(t *testing.T) {
 		t.Fatalf("course %s's distribution has staging URL %s, want %s", a, d.State.StagingURL, want)
 	}
 }
+
+// A channel the distribution schema does not know is a configuration
+// error at start-up, not a failure of every completed course's reaction.
+func TestNewRefusesAnUnknownChannel(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	if _, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com", Channel: "fax"}); err == nil {
+		t.Fatal("New accepted the channel fax")
+	}
+	for _, ch := range []string{"", distribution.ChannelWeb, distribution.ChannelMarketplace, distribution.ChannelEmail, distribution.ChannelSocial, distribution.ChannelPartner} {
+		if _, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com", Channel: ch}); err != nil {
+			t.Fatalf("channel %q: %v", ch, err)
+		}
+	}
+}
