@@ -5,7 +5,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/brainhq/eventstream/aggregates"
 )
@@ -58,6 +60,22 @@ func applyApproval(s *ApprovalState, e aggregates.Event) error {
 		return fmt.Errorf("governance: unexpected approval event %T", e.Data)
 	}
 	return nil
+}
+
+// maxTextLen is the longest attempted_by and presented_tenant_id an
+// ir.approval_invalid holds, in characters.
+const maxTextLen = 255
+
+// boundText returns s as a schema string of at most n characters: valid
+// UTF-8, NUL bytes (which the store refuses) replaced by U+FFFD, and cut
+// with an ellipsis when longer.
+func boundText(s string, n int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // HashToken returns the hex SHA-256 of an approval token.
@@ -116,9 +134,11 @@ func (c ConsumeApproval) AggregateID() string { return c.ApprovalID }
 func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 	s := a.State
 	invalid := func(rule *aggregates.RuleError, reason InvalidReason, msg string) error {
-		ev := ApprovalInvalid{ApprovalID: a.ID, IRID: s.IRID, Reason: reason, AttemptedBy: c.ConsumedBy}
+		// What the presenter sends is recorded bounded to what the schema
+		// takes: a value it refuses would keep the attempt out of the log.
+		ev := ApprovalInvalid{ApprovalID: a.ID, IRID: s.IRID, Reason: reason, AttemptedBy: boundText(c.ConsumedBy, maxTextLen)}
 		if reason == ReasonTenantMismatch {
-			ev.PresentedTenantID = c.tenantID
+			ev.PresentedTenantID = boundText(c.tenantID, maxTextLen)
 		}
 		// The alert belongs to the approval's tenant, not to whoever
 		// presented it; an unknown approval has no tenant but the caller's.

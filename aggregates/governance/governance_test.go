@@ -359,3 +359,26 @@ func TestApprovalConsumedOnceByRacingApprovers(t *testing.T) {
 		t.Fatalf("%d consumes succeeded and %d ir.approval_consumed are stored, want 1 and 1", ok, consumed)
 	}
 }
+
+// A refused use is recorded whatever the presenter sends: who they say
+// they are and which tenant they present are theirs to choose, and a value
+// the ir.approval_invalid schema does not take (too long, a NUL byte) must
+// not keep the attempt out of the log. The recorded values are bounded.
+func TestApprovalInvalidRecordedWhateverThePresenterSends(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, _ := newApproval(t, env)
+	long := strings.Repeat("m", 300) + "\x00"
+
+	_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: long})
+	p := checkInvalid(t, env, err, id, governance.ErrTokenMismatch, governance.ReasonTokenMismatch, "t1")
+	if n := len([]rune(p.AttemptedBy)); n == 0 || n > 255 || strings.ContainsRune(p.AttemptedBy, 0) || !strings.HasPrefix(p.AttemptedBy, "mmm") {
+		t.Fatalf("attempted_by recorded as %q (%d characters)", p.AttemptedBy, n)
+	}
+
+	_, err = env.Governance.ConsumeApproval(ctx, tenant(long), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "mallory\x00"})
+	p = checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	if n := len([]rune(p.PresentedTenantID)); n == 0 || n > 255 || strings.ContainsRune(p.PresentedTenantID, 0) || p.AttemptedBy == "" || strings.ContainsRune(p.AttemptedBy, 0) {
+		t.Fatalf("recorded presented tenant %q (%d characters), attempted_by %q", p.PresentedTenantID, n, p.AttemptedBy)
+	}
+}
