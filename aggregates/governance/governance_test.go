@@ -382,3 +382,47 @@ func TestApprovalInvalidRecordedWhateverThePresenterSends(t *testing.T) {
 		t.Fatalf("recorded presented tenant %q (%d characters), attempted_by %q", p.PresentedTenantID, n, p.AttemptedBy)
 	}
 }
+
+// Tampering is recorded whatever the DAG's nodes are called: a node id the
+// ir.dag_diff_failed schema does not take (empty, longer than 128
+// characters, with a NUL byte), or more extra nodes than it lists, must
+// not keep the critical record out of the log.
+func TestDAGTamperingRecordedWhateverTheNodeIDs(t *testing.T) {
+	t.Parallel()
+	many := make([]governance.Step, 1500)
+	for i := range many {
+		many[i] = governance.Step{ID: fmt.Sprintf("%0120d", i), Action: "http.get"}
+	}
+	for _, store := range []string{"memory", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			var env *dt.Env
+			if store == "memory" {
+				env = dt.Memory(t, domain.Options{})
+			} else {
+				env = dt.Postgres(t, domain.Options{}, false)
+			}
+			plan := ir("ir-dag", 0, 1)
+			if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan}); err != nil {
+				t.Fatal(err)
+			}
+			for name, extra := range map[string][]governance.Step{
+				"empty id":         {{ID: "", Action: "shell.exec", Tier: 0}},
+				"long id":          {{ID: strings.Repeat("z", 200), Action: "shell.exec"}},
+				"nul id":           {{ID: "a\x00", Action: "shell.exec"}},
+				"1500 extra nodes": many,
+			} {
+				nodes := append(slices.Clone(plan.Steps), extra...)
+				res, err := env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-dag", Nodes: nodes})
+				if err != nil || len(res.Events) != 1 || res.Events[0].Type != governance.TypeDAGDiffFailed {
+					t.Fatalf("%s: %v, %d events", name, err, len(res.Events))
+				}
+				var p governance.DAGDiffFailed
+				_ = json.Unmarshal(res.Events[0].Payload, &p)
+				if p.Severity != governance.SeverityCritical || len(p.UnexpectedNodes) == 0 || len(p.MissingSteps) != 0 || len(p.ChangedNodes) != 0 {
+					t.Fatalf("%s: recorded %s", name, res.Events[0].Payload)
+				}
+			}
+		})
+	}
+}

@@ -1,9 +1,12 @@
 package governance
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 
 	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/eventstore"
 )
 
 // Rules of IR validation.
@@ -113,14 +116,46 @@ func (c CheckDAG) Decide(a *irAgg) ([]any, error) {
 	if len(missing)+len(unexpected)+len(changed) == 0 {
 		return []any{DAGDiffOK{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, NodeCount: len(c.Nodes)}}, nil
 	}
-	nz := func(x []string) []string {
-		if x == nil {
-			return []string{}
+	return []any{failedRecord(DAGDiffFailed{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, Severity: SeverityCritical,
+		MissingSteps: missing, UnexpectedNodes: unexpected, ChangedNodes: changed})}, nil
+}
+
+// Bounds of the lists of an ir.dag_diff_failed.
+const (
+	maxDiffIDs   = 1000 // ids per list
+	maxDiffIDLen = 128  // characters per id
+	// maxDiffBytes leaves room for the envelope's meta in an event.
+	maxDiffBytes = eventstore.MaxEventBytes - 16<<10
+)
+
+// failedRecord returns f with lists the ir.dag_diff_failed schema takes,
+// whatever the DAG's node ids are: the record of tampering must never be
+// refused. An id is bounded by boundText (an empty one is recorded as
+// `""`), a list keeps its first maxDiffIDs ids, and while the payload is
+// too large for an event, lists are halved (unexpected nodes first, the
+// only ones not taken from the validated IR).
+func failedRecord(f DAGDiffFailed) DAGDiffFailed {
+	bound := func(ids []string) []string {
+		out := make([]string, 0, min(len(ids), maxDiffIDs))
+		for _, id := range ids {
+			if id == "" {
+				id = `""`
+			}
+			out = append(out, boundText(id, maxDiffIDLen))
 		}
-		return x
+		sort.Strings(out)
+		return out[:min(len(out), maxDiffIDs)]
 	}
-	return []any{DAGDiffFailed{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, Severity: SeverityCritical,
-		MissingSteps: nz(missing), UnexpectedNodes: nz(unexpected), ChangedNodes: nz(changed)}}, nil
+	f.MissingSteps, f.UnexpectedNodes, f.ChangedNodes = bound(f.MissingSteps), bound(f.UnexpectedNodes), bound(f.ChangedNodes)
+	for _, l := range []*[]string{&f.UnexpectedNodes, &f.ChangedNodes, &f.MissingSteps} {
+		for len(*l) > 1 {
+			if b, err := json.Marshal(f); err == nil && len(b) <= maxDiffBytes {
+				break
+			}
+			*l = (*l)[:len(*l)/2]
+		}
+	}
+	return f
 }
 
 var (
