@@ -111,6 +111,10 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 	if !c.ExpiresAt.After(c.now) {
 		return nil, aggregates.Refuse(ErrBadExpiry, "expiry %s is not after now (%s)", c.ExpiresAt.Format(time.RFC3339), c.now.Format(time.RFC3339))
 	}
+	if c.ExpiresAt.UTC().Year() > 9999 {
+		// RFC 3339, which the event holds the expiry in, has four-digit years.
+		return nil, aggregates.Refuse(ErrBadExpiry, "expiry %s is after year 9999", c.ExpiresAt.Format(time.RFC3339))
+	}
 	return []any{ApprovalCreated{
 		ApprovalID: c.ApprovalID, IRID: c.IRID, MissionID: c.MissionID,
 		TokenSHA256: HashToken(c.Token), ExpiresAt: c.ExpiresAt.UTC(), RequestedBy: c.RequestedBy,

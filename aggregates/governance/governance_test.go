@@ -426,3 +426,21 @@ func TestDAGTamperingRecordedWhateverTheNodeIDs(t *testing.T) {
 		})
 	}
 }
+
+// An expiry the log cannot hold (after year 9999, which RFC 3339 cannot
+// write) is refused as a bad expiry, whether given or computed from a
+// TTL, not failed with an encoding error.
+func TestApprovalExpiryBeyondYear9999Refused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	before := dt.Head(t, env.Store)
+	_, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1", ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, 0)
+	dt.Refused(t, env.Store, before, err, governance.ErrBadExpiry)
+
+	env.Clock.T = time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC)
+	_, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1"}, 2*time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrBadExpiry)
+	if _, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1"}, 30*time.Minute); err != nil {
+		t.Fatalf("an expiry in year 9999: %v", err)
+	}
+}
