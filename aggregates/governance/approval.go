@@ -171,7 +171,8 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a
-// sweeper's command). Expiring an expired approval changes nothing.
+// sweeper's command, which may run for any tenant: the event is the
+// approval's tenant's). Expiring an expired approval changes nothing.
 type ExpireApproval struct {
 	ApprovalID string
 
@@ -192,7 +193,8 @@ func (c ExpireApproval) Decide(a *approvalAgg) ([]any, error) {
 	case c.now.Before(s.ExpiresAt):
 		return nil, aggregates.Refuse(ErrNotYetExpired, "expires at %s", s.ExpiresAt.Format(time.RFC3339))
 	}
-	return []any{ApprovalExpired{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ExpiresAt: s.ExpiresAt}}, nil
+	// Recorded for the approval's tenant, whoever sweeps.
+	return []any{aggregates.Emit{Data: ApprovalExpired{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ExpiresAt: s.ExpiresAt}, TenantID: s.TenantID}}, nil
 }
 
 var (

@@ -444,3 +444,21 @@ func TestApprovalExpiryBeyondYear9999Refused(t *testing.T) {
 		t.Fatalf("an expiry in year 9999: %v", err)
 	}
 }
+
+// The expiry of an approval is a fact of the approval's tenant, whoever
+// runs the sweeper: ir.approval_expired is recorded for it, as
+// ir.approval_invalid is, so that the tenant's alerts and projections see
+// it and the approval's stream holds one tenant's events.
+func TestApprovalExpiredRecordedForTheApprovalsTenant(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, _ := newApproval(t, env)
+	env.Clock.Advance(2 * time.Hour)
+	res, err := env.Governance.ExpireApproval(ctx, tenant("sweeper"), id)
+	if err != nil || len(res.Events) != 1 || res.Events[0].Type != governance.TypeApprovalExpired {
+		t.Fatalf("sweep: %v, %d events", err, len(res.Events))
+	}
+	if e := lastEvent(t, env, "approval-"+id); e.Meta.TenantID != "t1" {
+		t.Fatalf("ir.approval_expired recorded for tenant %q, want the approval's t1", e.Meta.TenantID)
+	}
+}
