@@ -166,6 +166,11 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	if s.closed {
 		return nil, eventstore.ErrClosed
 	}
+	// An id no append can have is refused as the other backends refuse
+	// it, not reported as a stream without events.
+	if err := eventstore.CheckStreamID(stream); err != nil {
+		return nil, err
+	}
 	idxs, ok := s.streams[stream]
 	if !ok {
 		return nil, fmt.Errorf("memory: read stream %q: %w", stream, eventstore.ErrStreamNotFound)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -131,6 +132,18 @@ func (s *suite) testReadStream(t *testing.T) {
 		evs, err := st.ReadStream(ctx, stream, 0, 0)
 		if !errors.Is(err, eventstore.ErrStreamNotFound) {
 			t.Fatalf("ReadStream(%q): %d events, %v; want ErrStreamNotFound", stream, len(evs), err)
+		}
+	}
+	// A stream id no append can have is refused as Append refuses it (a
+	// ValidationError, rule stream-id), not reported as a stream that
+	// merely has no events, in every backend alike.
+	for _, stream := range []string{"", "rs\x00", "rs\xff", strings.Repeat("r", eventstore.MaxStreamIDBytes+1)} {
+		for _, from := range []int64{0, 2} {
+			evs, err := st.ReadStream(ctx, stream, from, 0)
+			if errors.Is(err, eventstore.ErrStreamNotFound) {
+				t.Fatalf("ReadStream(%q, from %d): %v; want a ValidationError, not ErrStreamNotFound", stream, from, err)
+			}
+			wantValidationErr(t, fmt.Sprintf("ReadStream(%q, from %d)", stream, from), len(evs), err, -1, "/stream", "stream-id")
 		}
 	}
 }

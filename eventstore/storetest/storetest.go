@@ -220,6 +220,19 @@ func wantValidation(t *testing.T, err error, index int, pointer, rule string) {
 	}
 }
 
+// wantValidationErr is wantValidation for a read: what names the call,
+// n how many events it returned.
+func wantValidationErr(t *testing.T, what string, n int, err error, index int, pointer, rule string) {
+	t.Helper()
+	var ve *eventstore.ValidationError
+	if !errors.Is(err, eventstore.ErrValidation) || !errors.As(err, &ve) {
+		t.Fatalf("%s: %d events, %v (%T); want a *ValidationError (%s, %s)", what, n, err, err, pointer, rule)
+	}
+	if ve.Index != index || ve.Pointer != pointer || ve.Rule != rule {
+		t.Fatalf("%s: validation error index %d pointer %q rule %q, want %d %q %q (%v)", what, ve.Index, ve.Pointer, ve.Rule, index, pointer, rule, err)
+	}
+}
+
 func wantConcurrency(t *testing.T, err error, stream string, actual int64) {
 	t.Helper()
 	if !errors.Is(err, eventstore.ErrConcurrency) {
