@@ -462,3 +462,24 @@ func TestApprovalExpiredRecordedForTheApprovalsTenant(t *testing.T) {
 		t.Fatalf("ir.approval_expired recorded for tenant %q, want the approval's t1", e.Meta.TenantID)
 	}
 }
+
+// A DAG check is recorded for the IR's tenant, whoever asks for it: a
+// critical ir.dag_diff_failed must reach the alerts of the tenant whose
+// plan was tampered with.
+func TestDAGCheckRecordedForTheIRsTenant(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	plan := ir("ir-dag", 0, 1)
+	if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan}); err != nil {
+		t.Fatal(err)
+	}
+	for _, nodes := range [][]governance.Step{plan.Steps, plan.Steps[:1]} {
+		res, err := env.Governance.CheckDAG(ctx, tenant("compiler"), governance.CheckDAG{IRID: "ir-dag", Nodes: nodes})
+		if err != nil || len(res.Events) != 1 {
+			t.Fatalf("check: %v", err)
+		}
+		if e := res.Events[0]; e.Meta.TenantID != "t1" {
+			t.Fatalf("%s recorded for tenant %q, want the IR's t1", e.Type, e.Meta.TenantID)
+		}
+	}
+}

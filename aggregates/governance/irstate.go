@@ -28,10 +28,12 @@ type IRState struct {
 	IRID      string `json:"ir_id"`
 	SHA256    string `json:"sha256,omitempty"`
 	MissionID string `json:"mission_id,omitempty"`
-	Outcome   string `json:"outcome,omitempty"`
-	Steps     []Step `json:"steps,omitempty"`
-	MaxTier   int    `json:"max_tier"`
-	Rule      string `json:"rule,omitempty"`
+	// TenantID is the tenant the IR was validated for.
+	TenantID string `json:"tenant_id,omitempty"`
+	Outcome  string `json:"outcome,omitempty"`
+	Steps    []Step `json:"steps,omitempty"`
+	MaxTier  int    `json:"max_tier"`
+	Rule     string `json:"rule,omitempty"`
 	// DAGChecks and DAGFailures count DAG comparisons and failed ones.
 	DAGChecks   int `json:"dag_checks"`
 	DAGFailures int `json:"dag_failures"`
@@ -40,6 +42,10 @@ type IRState struct {
 func newIR(id string) IRState { return IRState{IRID: id} }
 
 func applyIR(s *IRState, e aggregates.Event) error {
+	switch e.Data.(type) {
+	case ValidatedPass, ValidatedEscalate, ValidatedReject:
+		s.TenantID = e.Meta.TenantID
+	}
 	switch d := e.Data.(type) {
 	case ValidatedPass:
 		s.SHA256, s.MissionID, s.Outcome, s.Steps, s.MaxTier = d.IRSHA256, d.MissionID, OutcomePass, d.Steps, d.MaxTier
@@ -112,12 +118,14 @@ func (c CheckDAG) Decide(a *irAgg) ([]any, error) {
 	if s.Outcome != OutcomePass && s.Outcome != OutcomeEscalate {
 		return nil, aggregates.Refuse(ErrDAGBeforeCheck, "IR %s was rejected by rule %s", a.ID, s.Rule)
 	}
+	// The result is the IR's tenant's, whoever asked: tampering alerts
+	// reach the tenant whose plan it is.
 	missing, unexpected, changed := Diff(s.Steps, c.Nodes)
 	if len(missing)+len(unexpected)+len(changed) == 0 {
-		return []any{DAGDiffOK{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, NodeCount: len(c.Nodes)}}, nil
+		return []any{aggregates.Emit{Data: DAGDiffOK{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, NodeCount: len(c.Nodes)}, TenantID: s.TenantID}}, nil
 	}
-	return []any{failedRecord(DAGDiffFailed{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, Severity: SeverityCritical,
-		MissingSteps: missing, UnexpectedNodes: unexpected, ChangedNodes: changed})}, nil
+	return []any{aggregates.Emit{Data: failedRecord(DAGDiffFailed{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, Severity: SeverityCritical,
+		MissingSteps: missing, UnexpectedNodes: unexpected, ChangedNodes: changed}), TenantID: s.TenantID}}, nil
 }
 
 // Bounds of the lists of an ir.dag_diff_failed.
