@@ -124,6 +124,11 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // ConsumeApproval uses an approval, once. Each refused attempt is recorded
 // (ir.approval_invalid, or ir.approval_expired the first time an expired
 // approval is presented) and returned as a *aggregates.RuleError.
+//
+// When several reasons apply, the first of these wins: unknown approval,
+// tenant mismatch, already consumed, expired, token mismatch. So another
+// tenant's attempt is always recorded as tenant_mismatch, and the token is
+// checked only on an approval that could otherwise be used.
 type ConsumeApproval struct {
 	ApprovalID string
 	Token      string

@@ -483,3 +483,29 @@ func TestDAGCheckRecordedForTheIRsTenant(t *testing.T) {
 		}
 	}
 }
+
+// When several reasons apply, the first in ConsumeApproval's documented
+// order wins: unknown approval, tenant mismatch, already consumed, expired,
+// token mismatch.
+func TestApprovalRefusalPrecedence(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	consumed, token := newApproval(t, env)
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: consumed, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	unused, _ := newApproval(t, env)
+	env.Clock.Advance(2 * time.Hour) // both past expiry
+
+	// Another tenant, consumed, expired, wrong token: tenant mismatch.
+	_, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: consumed, Token: "guess"})
+	checkInvalid(t, env, err, consumed, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	// Consumed, expired, wrong token: already consumed.
+	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: consumed, Token: "guess"})
+	checkInvalid(t, env, err, consumed, governance.ErrAlreadyConsumed, governance.ReasonAlreadyConsumed, "t1")
+	// Expired, wrong token: expired, recorded once.
+	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: unused, Token: "guess"})
+	if !errors.Is(err, governance.ErrExpired) || lastEvent(t, env, "approval-"+unused).Type != governance.TypeApprovalExpired {
+		t.Fatalf("expired approval, wrong token: %v", err)
+	}
+}
