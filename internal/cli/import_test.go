@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,7 +98,7 @@ func TestImportCtrlCDuringValidation(t *testing.T) {
 	defer cancel()
 	bg := c.startWithStdin(ctx, "import", p)
 	bg.stdin.Close()
-	time.Sleep(500 * time.Millisecond)
+	waitOpened(t, bg.background, "big.ndjson") // validating it
 	_ = bg.cmd.Process.Signal(syscall.SIGINT)
 	var err error
 	select {
@@ -122,7 +124,7 @@ func TestImportCtrlCWhileReadingStdin(t *testing.T) {
 	defer cancel()
 	bg := c.startWithStdin(ctx, "import", "-")
 	bg.stdin.Write([]byte(line(uuid.NewString(), "s", uuid.NewString()) + "\n"))
-	time.Sleep(500 * time.Millisecond)
+	waitOpened(t, bg.background, "eventstream-import-") // the spool of stdin
 	_ = bg.cmd.Process.Signal(syscall.SIGINT)
 	var err error
 	select {
@@ -144,6 +146,35 @@ func TestImportCtrlCWhileReadingStdin(t *testing.T) {
 type stdinBackground struct {
 	*background
 	stdin io.WriteCloser
+}
+
+// waitOpened waits until the process b runs has a file whose path
+// contains name open: it is past its start-up (the signal handler is set
+// at the start of main), so a Ctrl-C sent now tests the command, not a
+// process that a loaded machine has not started yet (which dies of the
+// signal). Without /proc it waits half a second.
+func waitOpened(t *testing.T, b *background, name string) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", b.cmd.Process.Pid)
+	if _, err := os.Stat(dir); err != nil {
+		time.Sleep(500 * time.Millisecond)
+		return
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.Contains(target, name) {
+				return
+			}
+		}
+		select {
+		case err := <-b.exited:
+			t.Fatalf("the command exited (%v) before it opened %s; stderr: %s", err, name, b.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("the command did not open %s within a minute; stderr: %s", name, b.stderr.String())
 }
 
 func (c *cli) startWithStdin(ctx context.Context, args ...string) stdinBackground {
