@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/url"
@@ -197,10 +198,13 @@ func TestNewerDatabaseIsRefused(t *testing.T) {
 
 // TestOddSchemaName: the schema's name is never written into SQL, so any
 // name PostgreSQL allows works, and two such schemas are independent.
+// Each name ends in a random suffix, so that runs side by side on one
+// database do not meet.
 func TestOddSchemaName(t *testing.T) {
 	ctx := context.Background()
 	admin := connect(t, pgtest.BaseURL())
-	for _, name := range []string{`Odd "Name"; DROP TABLE x; --`, `ünï cödé.ß`} {
+	suffix := rand.Text()[:8]
+	for _, name := range []string{`Odd "Name"; DROP TABLE x; -- ` + suffix, `ünï cödé.ß ` + suffix} {
 		if _, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{name}.Sanitize()); err != nil {
 			t.Fatal(err)
 		}
