@@ -24,11 +24,15 @@ type Store interface {
 	// is ErrStreamNotFound.
 	ReadStream(ctx context.Context, stream string, from int64, limit int) ([]Event, error)
 
-	// ReadAll returns one page of the whole log, in position order.
+	// ReadAll returns one page of the whole log, in position order. A
+	// filter no stored event can match (CheckFilter: a type that is not a
+	// type name, a tenant id that is not UTF-8 or holds a NUL) is a
+	// *ValidationError.
 	ReadAll(ctx context.Context, opts ReadAllOptions) (Page, error)
 
 	// Subscribe delivers the whole log after opts.After: first what is
-	// stored (catch-up), then new events as they commit (live).
+	// stored (catch-up), then new events as they commit (live). Types
+	// are checked as ReadAll's are.
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
 
 	// Head returns the position of the last event in the log (Start if the

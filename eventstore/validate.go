@@ -131,6 +131,28 @@ func CheckTypeName(typ string) error {
 	return nil
 }
 
+// CheckFilter refuses a read filter that no stored event can match
+// because no append could have written it: a type that is not a valid
+// type name (CheckTypeName), or a tenant id that is not UTF-8 or holds a
+// NUL. Every backend runs it on ReadAll's Types and TenantID and on
+// Subscribe's Types, so that such a filter is a ValidationError
+// everywhere, not an empty answer from one backend and a database error
+// from another.
+func CheckFilter(types []string, tenant string) error {
+	for _, t := range types {
+		if err := CheckTypeName(t); err != nil {
+			return err
+		}
+	}
+	switch {
+	case !utf8.ValidString(tenant):
+		return &ValidationError{Index: -1, Pointer: "/tenant_id", Rule: "utf-8", Message: "tenant id is not valid UTF-8"}
+	case strings.IndexByte(tenant, 0) >= 0:
+		return &ValidationError{Index: -1, Pointer: "/tenant_id", Rule: "nul", Message: "tenant id contains a NUL byte"}
+	}
+	return nil
+}
+
 // truncate cuts s to at most n bytes, at a rune boundary, and marks the
 // cut with an ellipsis. Invalid UTF-8 in s stays invalid: print the result
 // with %q.

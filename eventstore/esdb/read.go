@@ -152,6 +152,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		return eventstore.Page{}, err
 	}
 	defer done()
+	if err := eventstore.CheckFilter(opts.Types, opts.TenantID); err != nil {
+		return eventstore.Page{}, err
+	}
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = eventstore.DefaultPageSize

@@ -22,6 +22,9 @@ import (
 // election), Next says so once and the following Next subscribes again
 // after the last event it returned.
 func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	if err := eventstore.CheckFilter(opts.Types, ""); err != nil {
+		return nil, err
+	}
 	batch := opts.BatchSize
 	if batch <= 0 {
 		batch = eventstore.DefaultPageSize

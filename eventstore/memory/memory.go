@@ -195,6 +195,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if err := ctx.Err(); err != nil {
 		return eventstore.Page{}, err
 	}
+	if err := eventstore.CheckFilter(opts.Types, opts.TenantID); err != nil {
+		return eventstore.Page{}, err
+	}
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = eventstore.DefaultPageSize

@@ -37,6 +37,9 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	if s.isClosed() {
 		return nil, eventstore.ErrClosed
 	}
+	if err := eventstore.CheckFilter(opts.Types, ""); err != nil {
+		return nil, err
+	}
 	batch := opts.BatchSize
 	if batch <= 0 {
 		batch = eventstore.DefaultPageSize

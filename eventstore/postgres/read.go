@@ -344,6 +344,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if s.isClosed() {
 		return eventstore.Page{}, eventstore.ErrClosed
 	}
+	if err := eventstore.CheckFilter(opts.Types, opts.TenantID); err != nil {
+		return eventstore.Page{}, err
+	}
 	limit := opts.Limit
 	if limit <= 0 {
 		limit = eventstore.DefaultPageSize
@@ -433,10 +436,8 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	if s.isClosed() {
 		return nil, eventstore.ErrClosed
 	}
-	for _, t := range opts.Types {
-		if err := eventstore.CheckTypeName(t); err != nil {
-			return nil, err
-		}
+	if err := eventstore.CheckFilter(opts.Types, ""); err != nil {
+		return nil, err
 	}
 	batch := opts.BatchSize
 	if batch <= 0 {

@@ -236,6 +236,31 @@ func (s *suite) testReadAll(t *testing.T) {
 			}
 		}
 	})
+	t.Run("FiltersNoEventCanMatch", func(t *testing.T) {
+		// A type or tenant no append can have written (a type outside the
+		// type-name rule; a tenant id, or a type, that is not UTF-8 or
+		// holds a NUL) is refused with a ValidationError, by ReadAll and
+		// Subscribe alike and in every backend, rather than answered with
+		// an empty page by one backend and a database error by another.
+		t.Parallel()
+		for _, typ := range []string{"", "Storetest.Item", "storetest.item.added\x00", "storetest.\xff"} {
+			opts := eventstore.ReadAllOptions{Types: []string{TypeAdded, typ}}
+			p, err := st.ReadAll(ctx, opts)
+			wantValidationErr(t, fmt.Sprintf("ReadAll(Types %q)", opts.Types), len(p.Events), err, -1, "/type", "type-name")
+			sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{Types: opts.Types})
+			if err == nil {
+				sub.Close()
+			}
+			wantValidationErr(t, fmt.Sprintf("Subscribe(Types %q)", opts.Types), 0, err, -1, "/type", "type-name")
+		}
+		if !s.h.Features.TenantFilter {
+			return
+		}
+		for _, c := range []struct{ tenant, rule string }{{"tenant-a\x00", "nul"}, {"tenant-\xff", "utf-8"}} {
+			p, err := st.ReadAll(ctx, eventstore.ReadAllOptions{TenantID: c.tenant})
+			wantValidationErr(t, fmt.Sprintf("ReadAll(TenantID %q)", c.tenant), len(p.Events), err, -1, "/tenant_id", c.rule)
+		}
+	})
 	t.Run("FromIsInclusive", func(t *testing.T) {
 		t.Parallel()
 		got := readAll(t, st, eventstore.ReadAllOptions{From: want[12].Position, Limit: 4})
