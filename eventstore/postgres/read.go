@@ -339,6 +339,17 @@ func logPos(p eventstore.Position) int64 {
 	return int64(p.Commit)
 }
 
+// subscribeAfter is the last log position a subscription After p has
+// passed: p's, or the one before when Pos(p.Commit) is after p (its
+// Prepare is below its Commit), so that event is delivered.
+func subscribeAfter(p eventstore.Position) int64 {
+	after := logPos(p)
+	if p.Prepare < p.Commit && p.Commit <= math.MaxInt64 {
+		after--
+	}
+	return after
+}
+
 // ReadAll returns one page of the log in position order.
 func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
 	if s.isClosed() {
@@ -352,6 +363,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		limit = eventstore.DefaultPageSize
 	}
 	from := logPos(opts.From)
+	if opts.From.Prepare > opts.From.Commit && from < math.MaxInt64 {
+		from++ // Pos(Commit) is before From (positions compare by Commit, then Prepare)
+	}
 	evs, through, err := s.readFrom(ctx, from, limit, opts.Types, opts.TenantID)
 	if err != nil {
 		return eventstore.Page{}, err
@@ -445,8 +459,8 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	}
 	sub := &subscription{
 		store: s,
-		after: min(logPos(opts.After), math.MaxInt64-1), // it reads from after+1
-		types: slices.Clone(opts.Types),                 // the caller may reuse its slice
+		after: min(subscribeAfter(opts.After), math.MaxInt64-1), // it reads from after+1
+		types: slices.Clone(opts.Types),                         // the caller may reuse its slice
 		batch: batch,
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
