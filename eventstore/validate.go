@@ -22,6 +22,11 @@ const (
 	MaxBatchEvents = 10_000
 	// MaxEventBytes bounds one event's payload plus its encoded meta.
 	MaxEventBytes = 1 << 20
+	// MaxAppendBytes bounds one append's payloads and encoded metas added
+	// up. Without it an append of MaxBatchEvents events near MaxEventBytes
+	// would be 10 GiB, far past the 1 GB a PostgreSQL message may carry,
+	// and fail with a protocol error instead of a refusal.
+	MaxAppendBytes = 64 << 20
 	// MaxJSONDepth bounds the nesting of a payload or meta value.
 	MaxJSONDepth = 64
 )
@@ -71,8 +76,19 @@ func (v *Validator) Check(stream string, expected ExpectedVersion, events []Even
 		return nil, &ValidationError{Index: -1, Rule: "batch-size",
 			Message: fmt.Sprintf("%d events in one append; the maximum is %d", len(events), MaxBatchEvents)}
 	}
+	// The payloads alone first, cheaply: an append far too large is
+	// refused before its events are checked.
+	payloads := 0
+	for _, e := range events {
+		payloads += len(e.Payload)
+	}
+	if payloads > MaxAppendBytes {
+		return nil, &ValidationError{Index: -1, Rule: "batch-bytes",
+			Message: fmt.Sprintf("the append's payloads are %d bytes; the maximum for one append is %d", payloads, MaxAppendBytes)}
+	}
 	out := make([]Prepared, len(events))
 	seen := make(map[uuid.UUID]int, len(events))
+	size := 0
 	// The envelope documents are rebuilt for each event in the same maps:
 	// the schema checks keep no reference to them.
 	docs := envelopeDocs{env: make(map[string]any, 7), meta: make(map[string]any, 5)}
@@ -89,6 +105,10 @@ func (v *Validator) Check(stream string, expected ExpectedVersion, events []Even
 		metaJSON, err := v.checkEvent(i, &e, &docs)
 		if err != nil {
 			return nil, err
+		}
+		if size += len(e.Payload) + len(metaJSON); size > MaxAppendBytes {
+			return nil, &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/meta", Rule: "batch-bytes",
+				Message: fmt.Sprintf("the append's payloads and metas pass %d bytes, the maximum for one append, at this event", MaxAppendBytes)}
 		}
 		out[i] = Prepared{Event: e, MetaJSON: metaJSON}
 	}

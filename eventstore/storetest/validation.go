@@ -29,6 +29,23 @@ func (s *suite) testValidation(t *testing.T) {
 	for i := range tooMany {
 		tooMany[i] = added("x")
 	}
+	// Appends past MaxAppendBytes, their events sharing one payload: 65
+	// payloads of nearly 1 MiB (refused before the events are checked),
+	// and 100 events of 600 kB of payload and 400 kB of meta each, whose
+	// payloads alone pass but whose payloads and metas pass the bound at
+	// event 67 (67 events hold at most 67,108,864 bytes with up to 1,624
+	// bytes of envelope each, 68 do not with as little as none).
+	heavyPayloads := make([]eventstore.Event, eventstore.MaxAppendBytes/eventstore.MaxEventBytes+1)
+	heavy := withPayload(`{"name":"x","note":"` + almost + `"}`)
+	for i := range heavyPayloads {
+		heavyPayloads[i] = heavy
+	}
+	heavyMetas := make([]eventstore.Event, 100)
+	half := withPayload(`{"name":"x","note":"` + strings.Repeat("n", 600_000-len(`{"name":"x","note":""}`)) + `"}`)
+	pad := strings.Repeat("p", 400_000)
+	for i := range heavyMetas {
+		heavyMetas[i] = change(half, func(e *eventstore.Event) { e.Meta.Extra = map[string]any{"pad": pad} })
+	}
 
 	cases := []struct {
 		name     string
@@ -68,6 +85,8 @@ func (s *suite) testValidation(t *testing.T) {
 		{"PayloadAndMetaOverMaxEventBytes", "", eventstore.Any, []eventstore.Event{change(withPayload(`{"name":"x","note":"`+almost+`"}`), func(e *eventstore.Event) {
 			e.Meta.Extra = map[string]any{"pad": strings.Repeat("p", 200)}
 		})}, 0, "/meta", "event-size"},
+		{"PayloadsOverMaxAppendBytes", "", eventstore.Any, heavyPayloads, -1, "", "batch-bytes"},
+		{"PayloadsAndMetasOverMaxAppendBytes", "", eventstore.Any, heavyMetas, 67, "/meta", "batch-bytes"},
 		{"InvalidInMiddleOfBatch", "", eventstore.Any, []eventstore.Event{added("ok"), withPayload(`{"quantity":1}`), added("ok")}, 1, "/payload/name", "required"},
 		{"InvalidLastOfBatch", "", eventstore.Any, []eventstore.Event{added("ok"), added("ok"), change(added("x"), func(e *eventstore.Event) { e.Meta.TenantID = "" })}, 2, "/meta/tenant_id", "minLength"},
 		// Validation comes before the expected-version check: the stream is
