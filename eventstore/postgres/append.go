@@ -23,6 +23,7 @@ type request struct {
 	stream   string
 	expected eventstore.ExpectedVersion
 	events   []eventstore.Prepared
+	bytes    int // the events' payloads and metas
 	result   chan outcome
 }
 
@@ -42,7 +43,11 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	req := &request{ctx: ctx, stream: stream, expected: expected, events: prepared, result: make(chan outcome, 1)}
+	size := 0
+	for i := range prepared {
+		size += len(prepared[i].Payload) + len(prepared[i].MetaJSON)
+	}
+	req := &request{ctx: ctx, stream: stream, expected: expected, events: prepared, bytes: size, result: make(chan outcome, 1)}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -109,25 +114,27 @@ func (s *Store) commitLoop() {
 				}
 			}
 		}
-		n := len(group[0].events)
+		n, b := len(group[0].events), group[0].bytes
 	drain:
-		for n < s.opts.MaxGroupEvents {
+		for n < s.opts.MaxGroupEvents && b < s.opts.MaxGroupBytes {
 			select {
 			case r := <-s.queue:
 				group = append(group, r)
 				n += len(r.events)
+				b += r.bytes
 			default:
 				break drain
 			}
 		}
-		if n < s.opts.MinOverlapEvents && s.inFlight.Load() > 0 {
+		if n < s.opts.MinOverlapEvents && b < s.opts.MaxGroupBytes && s.inFlight.Load() > 0 {
 			hold.Reset(maxHoldBack)
 		gather:
-			for n < s.opts.MinOverlapEvents && s.inFlight.Load() > 0 {
+			for n < s.opts.MinOverlapEvents && b < s.opts.MaxGroupBytes && s.inFlight.Load() > 0 {
 				select {
 				case r := <-s.queue:
 					group = append(group, r)
 					n += len(r.events)
+					b += r.bytes
 				case <-s.groupDone:
 				case <-hold.C:
 					break gather
@@ -137,7 +144,7 @@ func (s *Store) commitLoop() {
 			}
 			hold.Stop()
 		}
-		group = s.linger(group, n, hold)
+		group = s.linger(group, n, b, hold)
 		s.inFlight.Add(1)
 		<-s.gathering
 		s.commitGroup(group)
@@ -165,9 +172,9 @@ const maxLingerBackoff = 64
 // maxLingerBackoff groups go without waiting, so such writers rarely pay
 // for one. A wait that gets all it expected ends the back-off. The caller
 // holds the gathering token, which guards lingerSkip and lingerBackoff.
-func (s *Store) linger(group []*request, n int, hold *time.Timer) []*request {
+func (s *Store) linger(group []*request, n, b int, hold *time.Timer) []*request {
 	want := int(s.expect.Load())
-	if s.opts.Linger <= 0 || len(group) >= want || n >= s.opts.MaxGroupEvents || s.inFlight.Load() > 0 {
+	if s.opts.Linger <= 0 || len(group) >= want || n >= s.opts.MaxGroupEvents || b >= s.opts.MaxGroupBytes || s.inFlight.Load() > 0 {
 		return group
 	}
 	wait := min(s.opts.Linger, time.Duration(s.lastGroup.Load()/2))
@@ -181,11 +188,12 @@ func (s *Store) linger(group []*request, n int, hold *time.Timer) []*request {
 	s.lingers.Add(1)
 	hold.Reset(wait)
 	defer hold.Stop()
-	for len(group) < want && n < s.opts.MaxGroupEvents {
+	for len(group) < want && n < s.opts.MaxGroupEvents && b < s.opts.MaxGroupBytes {
 		select {
 		case r := <-s.queue:
 			group = append(group, r)
 			n += len(r.events)
+			b += r.bytes
 		case <-hold.C:
 			s.lingersTimedOut.Add(1)
 			s.lingerBackoff = min(maxLingerBackoff, max(1, 2*s.lingerBackoff))

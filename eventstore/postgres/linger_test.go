@@ -15,7 +15,7 @@ import (
 
 // lingerStore is a Store with just what linger reads: no database.
 func lingerStore(linger, lastGroup time.Duration) *Store {
-	s := &Store{opts: Options{Linger: linger, MaxGroupEvents: 4000}, queue: make(chan *request, 64)}
+	s := &Store{opts: Options{Linger: linger, MaxGroupEvents: 4000, MaxGroupBytes: 64 << 20}, queue: make(chan *request, 64)}
 	s.lastGroup.Store(int64(lastGroup))
 	return s
 }
@@ -37,7 +37,7 @@ func TestLingerWaitsForTheAppendsItExpects(t *testing.T) {
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
 	start := time.Now()
-	group := s.linger([]*request{oneEvent()}, 1, hold)
+	group := s.linger([]*request{oneEvent()}, 1, 0, hold)
 	if len(group) != 8 {
 		t.Fatalf("group of %d, want the 8 writers", len(group))
 	}
@@ -57,7 +57,7 @@ func TestLingerTakesWhatCameWhenTheWaitTimesOut(t *testing.T) {
 	}
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
-	group := s.linger([]*request{oneEvent()}, 1, hold)
+	group := s.linger([]*request{oneEvent()}, 1, 0, hold)
 	if len(group) != 3 {
 		t.Fatalf("group of %d, want the 3 that came", len(group))
 	}
@@ -106,7 +106,7 @@ func TestLingerDoesNotWait(t *testing.T) {
 		s := tc.store()
 		s.queue <- oneEvent()
 		start := time.Now()
-		group := s.linger([]*request{oneEvent()}, tc.n, hold)
+		group := s.linger([]*request{oneEvent()}, tc.n, 0, hold)
 		if len(group) != 1 || s.Stats().Lingers != 0 {
 			t.Errorf("%s: group of %d, %d lingers; want 1 and no linger", tc.name, len(group), s.Stats().Lingers)
 		}
@@ -124,7 +124,7 @@ func TestLingerBoundedByHalfTheLastGroup(t *testing.T) {
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
 	start := time.Now()
-	group := s.linger([]*request{oneEvent()}, 1, hold)
+	group := s.linger([]*request{oneEvent()}, 1, 0, hold)
 	took := time.Since(start)
 	if len(group) != 1 || s.Stats().LingersTimedOut != 1 {
 		t.Fatalf("group of %d, stats %+v; want 1 and a timed-out linger", len(group), s.Stats())
@@ -146,7 +146,7 @@ func TestLingerBacksOffAfterWaitsThatTimeOut(t *testing.T) {
 		t.Helper()
 		s.seen(8) // writers seen at once again: the expectation is 8
 		before := s.Stats().Lingers
-		s.linger([]*request{oneEvent()}, 1, hold)
+		s.linger([]*request{oneEvent()}, 1, 0, hold)
 		return s.Stats().Lingers > before
 	}
 	// Timed out k times in a row: then 1, 2, 4 groups skip.

@@ -60,6 +60,13 @@ type Options struct {
 	// MaxGroupEvents bounds how many events one group-commit transaction
 	// carries (default 4,000).
 	MaxGroupEvents int
+	// MaxGroupBytes bounds the payloads and metas one group-commit
+	// transaction carries (default 64 MiB). A group stops taking appends
+	// once it holds that much, so it carries at most MaxGroupBytes plus
+	// one append (eventstore.MaxAppendBytes, 64 MiB), well inside the
+	// 1 GB a PostgreSQL message may carry even as escaped text (the
+	// simple protocol). An append of its own is never split.
+	MaxGroupBytes int
 	// Linger bounds how long a committer with no group in flight waits for
 	// appends it expects before it sends its group (default 1 ms; negative:
 	// never wait). It expects those that arrived while the last group was
@@ -129,12 +136,14 @@ type Stats struct {
 	// (Options.Linger), and LingersTimedOut how many of those waits ended
 	// before all of them came.
 	Lingers, LingersTimedOut uint64
+	// Queued is how many appends wait for a committer at this moment.
+	Queued int
 }
 
 // Stats returns the committer's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Groups: s.groups.Load(), Appends: s.appends.Load(), Events: s.written.Load(), GroupTime: time.Duration(s.groupNanos.Load()),
-		Lingers: s.lingers.Load(), LingersTimedOut: s.lingersTimedOut.Load()}
+		Lingers: s.lingers.Load(), LingersTimedOut: s.lingersTimedOut.Load(), Queued: len(s.queue)}
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -153,6 +162,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	}
 	if o.MaxGroupEvents <= 0 {
 		o.MaxGroupEvents = 4000
+	}
+	if o.MaxGroupBytes <= 0 {
+		o.MaxGroupBytes = 64 << 20
 	}
 	if o.Committers <= 0 {
 		o.Committers = 2
