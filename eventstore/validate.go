@@ -1,9 +1,11 @@
 package eventstore
 
 import (
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -225,6 +227,16 @@ func (v *Validator) checkEvent(i int, e *Event, docs *envelopeDocs) ([]byte, err
 	if _, ok := payload.(map[string]any); !ok {
 		return nil, refuse("/payload", "type", fmt.Sprintf("payload must be a JSON object, not %s", jsonKind(payload)))
 	}
+	for k, x := range e.Meta.Extra {
+		// encoding/json would store a string that is not UTF-8 with its
+		// bad bytes replaced by U+FFFD, changing the data without a word.
+		if metaKeys[k] {
+			continue // the named fields win; encodeMeta drops these
+		}
+		if !utf8.ValidString(k) || !validUTF8Value(reflect.ValueOf(x), 0) {
+			return nil, refuse("/meta/"+pointerToken(strings.ToValidUTF8(k, "\uFFFD")), "utf-8", "not valid UTF-8")
+		}
+	}
 	clear(docs.meta)
 	meta, metaJSON, err := encodeMeta(e.Meta, docs.meta)
 	if err != nil {
@@ -304,6 +316,60 @@ func jsonKind(v any) string {
 		return "a number"
 	}
 	return "an object"
+}
+
+// validUTF8Value reports whether every string encoding/json would write
+// for v (strings, map keys, and what a TextMarshaler returns, in maps,
+// slices, arrays, pointers, interfaces and exported struct fields) is
+// valid UTF-8. A json.Marshaler's output is written as it is, and checked
+// after encoding like the rest of the meta. depth stops a cyclic value;
+// encoding/json refuses those itself.
+func validUTF8Value(v reflect.Value, depth int) bool {
+	if !v.IsValid() || depth > MaxJSONDepth {
+		return true
+	}
+	if v.Kind() != reflect.Pointer && v.Kind() != reflect.Interface && v.CanInterface() {
+		switch x := v.Interface().(type) {
+		case json.Marshaler:
+			return true
+		case encoding.TextMarshaler:
+			b, err := x.MarshalText()
+			return err != nil || utf8.Valid(b)
+		}
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return utf8.ValidString(v.String())
+	case reflect.Pointer, reflect.Interface:
+		return v.IsNil() || validUTF8Value(v.Elem(), depth+1)
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if !validUTF8Value(it.Key(), depth+1) || !validUTF8Value(it.Value(), depth+1) {
+				return false
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return true // []byte is written as base64
+		}
+		for i := range v.Len() {
+			if !validUTF8Value(v.Index(i), depth+1) {
+				return false
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() && !validUTF8Value(v.Field(i), depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// pointerToken escapes a key for a JSON pointer (RFC 6901).
+func pointerToken(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 }
 
 // encodeMeta fills doc with meta as the validator sees it (a decoded

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -305,5 +306,35 @@ func TestRefusedTypeNameMessage(t *testing.T) {
 				t.Errorf("message %q does not contain %q", msg, c.want)
 			}
 		})
+	}
+}
+
+// Free-form meta that is valid UTF-8 is stored as given, whatever Go
+// values carry it: a replacement character written on purpose, a
+// json.Marshaler (time.Time, json.RawMessage), bytes (written as base64,
+// whatever they hold), a struct's exported fields and a typed map. Only
+// strings that are not UTF-8 are refused (the conformance suite).
+func TestCheckKeepsValidMetaExtra(t *testing.T) {
+	type label struct {
+		Team    string
+		private string
+	}
+	e := validEvent()
+	e.Meta.Extra = map[string]any{
+		"note":   "ok \uFFFD",
+		"when":   time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
+		"raw":    json.RawMessage(`{"a":1}`),
+		"bytes":  []byte{0xff, 0xfe},
+		"label":  label{Team: "core", private: "\xff"},
+		"labels": map[string]string{"team": "core"},
+	}
+	out, err := newValidator(t).Check("s", eventstore.Any, []eventstore.Event{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"note":"ok ` + "\uFFFD" + `"`, `"when":"2026-11-27T12:00:00Z"`, `"raw":{"a":1}`, `"bytes":"//4="`, `"label":{"Team":"core"}`} {
+		if !strings.Contains(string(out[0].MetaJSON), want) {
+			t.Errorf("meta %s: want %s", out[0].MetaJSON, want)
+		}
 	}
 }

@@ -87,6 +87,15 @@ func (s *suite) testValidation(t *testing.T) {
 		})}, 0, "/meta", "event-size"},
 		{"PayloadsOverMaxAppendBytes", "", eventstore.Any, heavyPayloads, -1, "", "batch-bytes"},
 		{"PayloadsAndMetasOverMaxAppendBytes", "", eventstore.Any, heavyMetas, 67, "/meta", "batch-bytes"},
+		{"MetaExtraNotUTF8", "", eventstore.Any, []eventstore.Event{change(added("x"), func(e *eventstore.Event) {
+			e.Meta.Extra = map[string]any{"ok": "fine", "note": "a\xffb"}
+		})}, 0, "/meta/note", "utf-8"},
+		{"MetaExtraNestedNotUTF8", "", eventstore.Any, []eventstore.Event{change(added("x"), func(e *eventstore.Event) {
+			e.Meta.Extra = map[string]any{"labels": map[string][]string{"team": {"core", "x\xc3"}}}
+		})}, 0, "/meta/labels", "utf-8"},
+		{"MetaExtraKeyNotUTF8", "", eventstore.Any, []eventstore.Event{change(added("x"), func(e *eventstore.Event) {
+			e.Meta.Extra = map[string]any{"k\xff/": 1}
+		})}, 0, "/meta/k\uFFFD~1", "utf-8"},
 		{"InvalidInMiddleOfBatch", "", eventstore.Any, []eventstore.Event{added("ok"), withPayload(`{"quantity":1}`), added("ok")}, 1, "/payload/name", "required"},
 		{"InvalidLastOfBatch", "", eventstore.Any, []eventstore.Event{added("ok"), added("ok"), change(added("x"), func(e *eventstore.Event) { e.Meta.TenantID = "" })}, 2, "/meta/tenant_id", "minLength"},
 		// Validation comes before the expected-version check: the stream is
