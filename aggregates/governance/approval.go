@@ -23,7 +23,14 @@ var (
 	ErrExpired         = aggregates.Rule("approval-unexpired", "the approval has expired")
 	ErrNotYetExpired   = aggregates.Rule("expire-after-expiry", "the approval has not reached its expiry")
 	ErrMissingToken    = aggregates.Rule("approval-token-given", "a token is required")
+	ErrWeakToken       = aggregates.Rule("approval-token-length", "a token the caller chooses has at least MinTokenLength bytes")
 )
+
+// MinTokenLength is the shortest approval token a caller may choose. Only
+// the token's SHA-256 is recorded, unsalted, in a log that many read: a
+// short token could be found from it offline by trying them all. The
+// tokens the service makes are 43 characters (32 random bytes).
+const MinTokenLength = 16
 
 // ApprovalState is an approval rebuilt from its events.
 type ApprovalState struct {
@@ -107,6 +114,9 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 	}
 	if c.Token == "" {
 		return nil, aggregates.Refuse(ErrMissingToken, "create approval: empty token")
+	}
+	if len(c.Token) < MinTokenLength {
+		return nil, aggregates.Refuse(ErrWeakToken, "create approval: the token has %d bytes, want at least %d", len(c.Token), MinTokenLength)
 	}
 	if !c.ExpiresAt.After(c.now) {
 		return nil, aggregates.Refuse(ErrBadExpiry, "expiry %s is not after now (%s)", c.ExpiresAt.Format(time.RFC3339), c.now.Format(time.RFC3339))

@@ -181,6 +181,16 @@ func TestApprovalRefusals(t *testing.T) {
 	_, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: "not-a-uuid", IRID: "ir-1"}, time.Hour)
 	dt.Refused(t, env.Store, before, err, eventstore.ErrValidation)
 
+	// A token the caller chooses is at least MinTokenLength bytes: its
+	// unsalted hash is in the log.
+	_, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1", Token: "123456"}, time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrWeakToken)
+	chosen := strings.Repeat("k", governance.MinTokenLength)
+	if got, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1", Token: chosen}, time.Hour); err != nil || got != chosen {
+		t.Fatalf("a chosen token of %d bytes: %q, %v", governance.MinTokenLength, got, err)
+	}
+	before = dt.Head(t, env.Store)
+
 	_, err = env.Governance.ExpireApproval(ctx, tenant("t1"), uuid.NewString())
 	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 
