@@ -476,6 +476,36 @@ func TestApprovalExpiredRecordedForTheApprovalsTenant(t *testing.T) {
 // A DAG check is recorded for the IR's tenant, whoever asks for it: a
 // critical ir.dag_diff_failed must reach the alerts of the tenant whose
 // plan was tampered with.
+// An IR id belongs to the tenant that validated it: another tenant's
+// ValidateIR of that id, with the same plan or another, is refused with
+// nothing written, and neither the refusal nor a result tells it the IR's
+// verdict, hash or steps.
+func TestValidateIRIsTheTenantsOwn(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	plan := ir("ir-owned", 0, 2)
+	res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := res.Aggregate.State.SHA256
+	for _, other := range []governance.IR{plan, ir("ir-owned", 0, 1)} {
+		before := dt.Head(t, env.Store)
+		res, err := env.Governance.ValidateIR(ctx, tenant("t2"), governance.ValidateIR{IR: other})
+		dt.Refused(t, env.Store, before, err, governance.ErrIRTenant)
+		if msg := err.Error(); strings.Contains(msg, governance.OutcomeEscalate) || strings.Contains(msg, sum[:12]) {
+			t.Fatalf("the refusal tells another tenant about the IR: %s", msg)
+		}
+		if res.Aggregate != nil {
+			t.Fatalf("the refused result carries the IR's state: %+v", res.Aggregate.State)
+		}
+	}
+	// Its own tenant validates it again as before: nothing new.
+	if res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan}); err != nil || len(res.Events) != 0 {
+		t.Fatalf("the owner's second validation: %v, %d events", err, len(res.Events))
+	}
+}
+
 func TestDAGCheckRecordedForTheIRsTenant(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})

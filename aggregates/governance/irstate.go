@@ -14,6 +14,7 @@ var (
 	ErrMalformedIR    = aggregates.Rule("ir-well-formed", "an IR has steps with unique ids, actions and tiers 0..3")
 	ErrIRChanged      = aggregates.Rule("ir-immutable", "an IR is validated once; a changed plan is a new IR")
 	ErrDAGBeforeCheck = aggregates.Rule("dag-needs-validated-ir", "a DAG is checked against an IR that passed or escalated")
+	ErrIRTenant       = aggregates.Rule("ir-tenant", "an IR id belongs to the tenant that validated it")
 )
 
 // Outcomes of validation.
@@ -73,7 +74,8 @@ type ValidateIR struct {
 	IR        IR
 	MissionID string
 
-	policy Policy
+	policy   Policy
+	tenantID string // the caller's (CommandMeta.TenantID), set by the service
 }
 
 func (c ValidateIR) AggregateID() string { return c.IR.ID }
@@ -84,6 +86,11 @@ func (c ValidateIR) Decide(a *irAgg) ([]any, error) {
 	}
 	sum := c.IR.SHA256()
 	if a.State.Outcome != "" {
+		if a.State.TenantID != c.tenantID {
+			// Nothing of the other tenant's IR (its verdict, its hash, its
+			// state in the result) reaches the caller.
+			return nil, aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", a.ID)
+		}
 		if a.State.SHA256 == sum {
 			return nil, nil
 		}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -135,8 +136,14 @@ func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMet
 
 // ValidateIR validates an IR against the service's policy.
 func (s *Service) ValidateIR(ctx context.Context, meta aggregates.CommandMeta, c ValidateIR) (aggregates.Result[IRState], error) {
-	c.policy = s.policy
-	return s.irs.Execute(ctx, meta, c)
+	c.policy, c.tenantID = s.policy, meta.TenantID
+	res, err := s.irs.Execute(ctx, meta, c)
+	if errors.Is(err, ErrIRTenant) {
+		// A refused command's result carries the aggregate as loaded:
+		// not another tenant's IR.
+		return aggregates.Result[IRState]{}, err
+	}
+	return res, err
 }
 
 // CheckDAG compares a compiled DAG with its IR.
