@@ -234,13 +234,7 @@ func TestEventThatBreaksTheSessionStopsOnError(t *testing.T) {
 				t.Fatalf("the poisoned event is in the read model %d times", n)
 			}
 			broken.Store(false)
-			if err := rt.Resume(context.Background(), "strict"); err != nil {
-				t.Fatal(err)
-			}
-			waitCaughtUp(t, rt)
-			if got, want := seenCount(t, pool), countHandled(t, store); got != want {
-				t.Fatalf("seen %d after resume, want %d", got, want)
-			}
+			resumeCaughtUp(t, rt, "strict", pool, store)
 			if n := seenTimes(t, pool, poison.ID.String()); n != 1 {
 				t.Fatalf("the poisoned event is in the read model %d times after resume, want 1", n)
 			}

@@ -182,6 +182,19 @@ func waitCaughtUp(tb testing.TB, rt *projections.Runtime, names ...string) {
 }
 
 // waitStopped waits until the runtime's first projection is stopped.
+// resumeCaughtUp resumes a stopped projection and waits until it has
+// caught up, with every handled event in the seen read model.
+func resumeCaughtUp(tb testing.TB, rt *projections.Runtime, name string, pool *pgxpool.Pool, store eventstore.Store) {
+	tb.Helper()
+	if err := rt.Resume(context.Background(), name); err != nil {
+		tb.Fatal(err)
+	}
+	waitCaughtUp(tb, rt)
+	if got, want := seenCount(tb, pool), countHandled(tb, store); got != want {
+		tb.Fatalf("seen %d after resume, want %d", got, want)
+	}
+}
+
 func waitStopped(tb testing.TB, rt *projections.Runtime) projections.Lag {
 	tb.Helper()
 	deadline := time.Now().Add(60 * time.Second)

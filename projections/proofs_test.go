@@ -448,13 +448,7 @@ func TestStopOnErrorStopsThenResumes(t *testing.T) {
 		t.Fatal("the poisoned event was applied")
 	}
 	broken.Store(false)
-	if err := rt.Resume(context.Background(), "strict"); err != nil {
-		t.Fatal(err)
-	}
-	waitCaughtUp(t, rt)
-	if got, want := seenCount(t, pool), countHandled(t, store); got != want {
-		t.Fatalf("seen %d after resume, want %d", got, want)
-	}
+	resumeCaughtUp(t, rt, "strict", pool, store)
 }
 
 // Proof 5: two runtimes against one database: each projection is run by
