@@ -89,6 +89,10 @@ func TestAppendAndRead(t *testing.T) {
 	}
 	e.must(404, "GET", "/streams/nope", acmeToken, "")
 	e.must(400, "GET", "/events?from=abc", acmeToken, "")
+	// A type filter no event can have is a refusal, not an empty page.
+	if r := e.do("GET", "/events?type=Not%20a%20type", acmeToken, ""); r.code != 400 || !strings.Contains(r.body, `"rule":"type-name"`) {
+		t.Fatalf("GET /events with a malformed type filter: %d %s, want 400 with rule type-name", r.code, r.body)
+	}
 	e.must(400, "GET", "/streams/course-1?limit=-1", acmeToken, "")
 	e.must(404, "GET", "/nope", acmeToken, "")
 }
