@@ -74,6 +74,9 @@ prints each event's full envelope as one JSON object per line.`,
 					}
 				}
 			}
+			if err != nil && p.printed == 0 {
+				return err // no table with only its header above the error
+			}
 			if ferr := p.flush(); err == nil {
 				err = ferr
 			}
@@ -121,6 +124,7 @@ type eventPrinter struct {
 	t        *table
 	stream   bool
 	payloads bool
+	printed  int // events printed
 }
 
 func (a *app) newEventPrinter(withStream, payloads bool) *eventPrinter {
@@ -140,6 +144,7 @@ func (a *app) newEventPrinter(withStream, payloads bool) *eventPrinter {
 }
 
 func (p *eventPrinter) print(e eventstore.Event) error {
+	p.printed++
 	if p.a.asJSON {
 		return p.a.printJSON(e)
 	}

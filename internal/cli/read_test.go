@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -19,5 +20,18 @@ func TestReadRefusesAStreamVersionThatIsNotANumber(t *testing.T) {
 	}
 	if n := c.count("course-0", "--from", "1"); n != 1 {
 		t.Fatalf("read course-0 --from 1: %d events, want 1", n)
+	}
+}
+
+// TestReadRefusesATypeFilterNoEventCanHave: read --all --type with a name
+// outside the type-name rule is refused (exit 3) with the rule, and
+// prints no table header above the error.
+func TestReadRefusesATypeFilterNoEventCanHave(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(1)
+	r := c.run("read", "--all", "--type", "Not a type")
+	if r.code != 3 || !strings.Contains(r.stderr, "type-name") || strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("read --all --type %q: want exit 3 naming type-name and nothing on stdout, got %s", "Not a type", r)
 	}
 }
