@@ -45,19 +45,7 @@ func TestVerificationChecksTheRawIDs(t *testing.T) {
 func TestRawReadModelCommitsAsOursDoes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg, err := small("replay").resolve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := r.close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	r := openSmall(t, "replay")
 	show := func(p *pgxpool.Pool) string {
 		t.Helper()
 		var s string
@@ -89,19 +77,7 @@ func TestRawReadModelCommitsAsOursDoes(t *testing.T) {
 func TestServerMeterCountsAConnectionClosedWithinThePhase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg, err := small("replay").resolve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := r.close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	r := openSmall(t, "replay")
 	p, err := r.tracedPool(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -291,4 +267,24 @@ func TestReadPassFailsWhenAnEventGoesMissingBeforeIt(t *testing.T) {
 		t.Errorf("report of the failed pass: %d events, want %d", rep.Ours.Events, c.LogEvents-1)
 	}
 	wantFailedRun(t, rep)
+}
+
+// openSmall opens a run of the small preset of scenario, closed when the
+// test ends.
+func openSmall(t *testing.T, scenario string) *run {
+	t.Helper()
+	cfg, err := small(scenario).resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
 }

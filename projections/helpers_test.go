@@ -3,10 +3,12 @@ package projections_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -182,6 +184,27 @@ func waitCaughtUp(tb testing.TB, rt *projections.Runtime, names ...string) {
 }
 
 // waitStopped waits until the runtime's first projection is stopped.
+// runStrict runs, over a log of 200 events, the StopOnError projection
+// "strict", whose handler fails with msg on one event (the poison) while
+// failing is set.
+func runStrict(tb testing.TB, failing *atomic.Bool, msg string) (eventstore.Store, eventstore.Event, *pgxpool.Pool, *projections.Runtime) {
+	tb.Helper()
+	store := logStore(tb)
+	fill(tb, store, 200, 20)
+	poison := eventsOf(tb, store, "distribution.viewed")[50]
+	p := seenProjection("strict", func(e eventstore.Event) error {
+		if failing.Load() && e.ID == poison.ID {
+			return errors.New(msg)
+		}
+		return nil
+	})
+	p.StopOnError = true
+	pool := database(tb)
+	rt := newRuntime(tb, pool, store, fastConfig(), p)
+	run(tb, rt)
+	return store, poison, pool, rt
+}
+
 // resumeCaughtUp resumes a stopped projection and waits until it has
 // caught up, with every handled event in the seen read model.
 func resumeCaughtUp(tb testing.TB, rt *projections.Runtime, name string, pool *pgxpool.Pool, store eventstore.Store) {

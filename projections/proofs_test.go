@@ -424,21 +424,9 @@ func TestPoisonedEventParkedThenRetriedOnce(t *testing.T) {
 // process takes it over), and continues from it after Resume.
 func TestStopOnErrorStopsThenResumes(t *testing.T) {
 	t.Parallel()
-	store := logStore(t)
-	fill(t, store, 200, 20)
-	poison := eventsOf(t, store, "distribution.viewed")[50]
 	var broken atomic.Bool
 	broken.Store(true)
-	p := seenProjection("strict", func(e eventstore.Event) error {
-		if broken.Load() && e.ID == poison.ID {
-			return errors.New("cannot apply")
-		}
-		return nil
-	})
-	p.StopOnError = true
-	pool := database(t)
-	rt := newRuntime(t, pool, store, fastConfig(), p)
-	run(t, rt)
+	store, poison, pool, rt := runStrict(t, &broken, "cannot apply")
 	l := waitStopped(t, rt)
 	if !containsAll(l.LastError, poison.ID.String(), "cannot apply") || l.Parked != 0 || l.Position.Compare(poison.Position) >= 0 {
 		t.Fatalf("stopped projection: %+v", l)

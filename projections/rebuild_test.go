@@ -23,21 +23,9 @@ import (
 // resumes from before the event once the handler is fixed.
 func TestRebuildFailureLeavesTheLiveProjectionRunning(t *testing.T) {
 	t.Parallel()
-	store := logStore(t)
-	fill(t, store, 200, 20)
-	poison := eventsOf(t, store, "distribution.viewed")[50]
 	// The new code fails on an event the old code applied.
 	var newCode atomic.Bool
-	p := seenProjection("strict", func(e eventstore.Event) error {
-		if newCode.Load() && e.ID == poison.ID {
-			return errors.New("cannot apply any more")
-		}
-		return nil
-	})
-	p.StopOnError = true
-	pool := database(t)
-	rt := newRuntime(t, pool, store, fastConfig(), p)
-	run(t, rt)
+	store, poison, pool, rt := runStrict(t, &newCode, "cannot apply any more")
 	waitCaughtUp(t, rt)
 
 	newCode.Store(true)

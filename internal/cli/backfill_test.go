@@ -522,6 +522,36 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 	}
 }
 
+// interruptedBackfill migrates, appends 1,500 events, starts a backfill
+// of audit at rate events/s (a batch is 1,000 events, so the second one
+// waits), runs meanwhile once the first batch is committed, then sends
+// Ctrl-C and checks the exit 130. It returns what the backfill wrote on
+// stderr.
+func (c *cli) interruptedBackfill(rate string, meanwhile func()) string {
+	c.t.Helper()
+	c.must(0, "migrate")
+	c.appendMany(1500)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := c.start(ctx, "backfill", "audit", "--max-rate", rate)
+	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit'`) == 0 {
+		select {
+		case err := <-b.exited:
+			c.t.Fatalf("backfill ended before its first batch was committed: %v\n%s", err, b.stderr.String())
+		case <-ctx.Done():
+			c.t.Fatalf("the backfill never committed a batch: %s", b.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	meanwhile()
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	err := <-b.exited
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		c.t.Fatalf("interrupted backfill: want exit 130, got %v\n%s", err, b.stderr.String())
+	}
+	return b.stderr.String()
+}
+
 // TestBackfillInterruptedSaysHowFarItWas: Ctrl-C during a backfill names,
 // beside the position it stopped at, the head it was going to (the one it
 // read when it started, not the head the log has grown to since) and how
@@ -529,31 +559,12 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 func TestBackfillInterruptedSaysHowFarItWas(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	c.must(0, "migrate")
-	c.appendMany(1500)
-	// A batch is 1000 events; at 100 events/s the second one waits ~10 s.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b := c.start(ctx, "backfill", "audit", "--max-rate", "100")
-	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit'`) == 0 {
-		select {
-		case err := <-b.exited:
-			t.Fatalf("backfill ended before it was interrupted: %v\n%s", err, b.stderr.String())
-		case <-ctx.Done():
-			t.Fatalf("the backfill never committed a batch: %s", b.stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	c.appendMany(100) // the head moves on from the one backfill started with
-	_ = b.cmd.Process.Signal(syscall.SIGINT)
-	err := <-b.exited
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
-		t.Fatalf("interrupted backfill: want exit 130, got %v\n%s", err, b.stderr.String())
-	}
+	// The head moves on from the one backfill started with.
+	stderr := c.interruptedBackfill("100", func() { c.appendMany(100) })
 	m := regexp.MustCompile(`backfill of audit interrupted at position (\d+); run the same command again to continue to position (\d+), the head when it started: (\d+) events remain`).
-		FindStringSubmatch(b.stderr.String())
+		FindStringSubmatch(stderr)
 	if m == nil {
-		t.Fatalf("interrupted backfill did not say where it stopped, where it was going and how much was left:\n%s", b.stderr.String())
+		t.Fatalf("interrupted backfill did not say where it stopped, where it was going and how much was left:\n%s", stderr)
 	}
 	at, _ := strconv.Atoi(m[1])
 	head, _ := strconv.Atoi(m[2])

@@ -216,27 +216,10 @@ func TestBackfillFromAPosition(t *testing.T) {
 func TestBackfillInterruptedSaysWhereItStopped(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
-	c.must(0, "migrate")
-	c.appendMany(1500)
-	// A batch is 1000 events; at 300 events/s the second one waits ~3 s.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b := c.start(ctx, "backfill", "audit", "--max-rate", "300")
-	cmd, stderr := b.cmd, &b.stderr
-	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit'`) == 0 {
-		if ctx.Err() != nil {
-			t.Fatalf("the backfill never committed a batch: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	err := <-b.exited
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
-		t.Fatalf("interrupted backfill: want exit 130, got %v\n%s", err, stderr.String())
-	}
-	m := regexp.MustCompile(`backfill of audit interrupted at position (\d+); run the same command again to continue`).FindStringSubmatch(stderr.String())
+	stderr := c.interruptedBackfill("300", func() {})
+	m := regexp.MustCompile(`backfill of audit interrupted at position (\d+); run the same command again to continue`).FindStringSubmatch(stderr)
 	if m == nil {
-		t.Fatalf("interrupted backfill did not say where it stopped:\n%s", stderr.String())
+		t.Fatalf("interrupted backfill did not say where it stopped:\n%s", stderr)
 	}
 	at, _ := strconv.Atoi(m[1])
 	if at <= 0 || at >= 1500 {

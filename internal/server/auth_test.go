@@ -167,6 +167,19 @@ func (l *logLines) count(parts ...string) int {
 	return n
 }
 
+// tokensAway returns functions that rename the real tokens table away,
+// so that every read of it fails in PostgreSQL, and back.
+func tokensAway(t *testing.T, pool *pgxpool.Pool) (away, back func()) {
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := pool.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() { exec(`ALTER TABLE eventstream_api_tokens RENAME TO eventstream_api_tokens_away`) },
+		func() { exec(`ALTER TABLE eventstream_api_tokens_away RENAME TO eventstream_api_tokens`) }
+}
+
 // TestTokensPastMaxStaleAreRefused cuts the server off its real tokens
 // table (the table is renamed away, so every read fails in PostgreSQL) after
 // a token was revoked. Within the bound the last list read is used, revoked
@@ -178,14 +191,7 @@ func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	ctx := context.Background()
 	pool, tt := tokenTable(t)
 	acme, globex := tt.mustAdd(t, "acme"), tt.mustAdd(t, "globex")
-	exec := func(sql string) {
-		t.Helper()
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	outage := func() { exec(`ALTER TABLE eventstream_api_tokens RENAME TO eventstream_api_tokens_away`) }
-	restore := func() { exec(`ALTER TABLE eventstream_api_tokens_away RENAME TO eventstream_api_tokens`) }
+	outage, restore := tokensAway(t, pool)
 
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	logs := &logLines{}
@@ -696,12 +702,7 @@ func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	ctx := context.Background()
 	pool, tt := tokenTable(t)
 	acme, globex := tt.mustAdd(t, "acme"), tt.mustAdd(t, "globex")
-	exec := func(sql string) {
-		t.Helper()
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	away, back := tokensAway(t, pool)
 
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	logs := &logLines{}
@@ -747,9 +748,9 @@ func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	// source's good standing: from now on no request waits for a read the
 	// cache can stand in for.
 	clk.Advance(5 * time.Second)
-	exec(`ALTER TABLE eventstream_api_tokens RENAME TO eventstream_api_tokens_away`)
+	away()
 	must(200, acme)
-	exec(`ALTER TABLE eventstream_api_tokens_away RENAME TO eventstream_api_tokens`)
+	back()
 	if _, err := tt.Revoke(ctx, "globex-app"); err != nil {
 		t.Fatal(err)
 	}
