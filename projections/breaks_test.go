@@ -168,6 +168,27 @@ func TestHandlerFailureThatLooksLikeABreakIsAnAttempt(t *testing.T) {
 	}
 }
 
+// A Permanent failure that also closes the connection is given up in the
+// next session without another attempt: the attempt and its error cross
+// the session restart.
+func TestPermanentFailureThatClosesTheConnectionIsParkedAtOnce(t *testing.T) {
+	t.Parallel()
+	var met atomic.Int32
+	parked, _ := runPoisoned(t, func(ctx context.Context, tx pgx.Tx) error {
+		if err := leaveRowsOpen(ctx, tx); err != nil {
+			return err
+		}
+		return projections.Permanent(errors.New("poisoned for good"))
+	}, &met)
+	if parked.Attempts != 1 || !strings.Contains(parked.Error, "poisoned for good") {
+		t.Fatalf("parked after %d attempts with %q, want 1 attempt and the handler's error", parked.Attempts, parked.Error)
+	}
+	// Once in its batch, once alone; parked without meeting it again.
+	if got := met.Load(); got != 2 {
+		t.Fatalf("the handler met the poisoned event %d times, want 2", got)
+	}
+}
+
 // An event whose handling makes the server drop the connection every time
 // is parked after MaxSessionBreaks breaks in a row, with an error that
 // says so, instead of restarting the session on it for ever.
