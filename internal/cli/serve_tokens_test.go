@@ -112,9 +112,16 @@ func TestServeTokenCacheFlagsReachTheServer(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	log := s.log.String()
-	if !strings.Contains(log, "no answer within 500ms") || !strings.Contains(log, "max_stale=3s") {
-		t.Fatalf("the refusal's warning should name the read timeout (500ms) and the max stale (3s):\n%s", log)
+	// The server logs the warning before it answers 503, but its stderr
+	// reaches s.log through a pipe copied by another goroutine: wait for it.
+	for warned := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		log := s.log.String()
+		if strings.Contains(log, "no answer within 500ms") && strings.Contains(log, "max_stale=3s") {
+			break
+		}
+		if time.Now().After(warned) {
+			t.Fatalf("the refusal's warning should name the read timeout (500ms) and the max stale (3s):\n%s", log)
+		}
 	}
 
 	// The table answers again: the list is read again, and requests are
