@@ -24,6 +24,7 @@ var (
 	ErrNotYetExpired   = aggregates.Rule("expire-after-expiry", "the approval has not reached its expiry")
 	ErrMissingToken    = aggregates.Rule("approval-token-given", "a token is required")
 	ErrWeakToken       = aggregates.Rule("approval-token-length", "a token the caller chooses has at least MinTokenLength bytes")
+	ErrApprovalMission = aggregates.Rule("approval-mission", "an approval created for a mission is consumed for that mission")
 )
 
 // MinTokenLength is the shortest approval token a caller may choose. Only
@@ -59,6 +60,11 @@ func applyApproval(s *ApprovalState, e aggregates.Event) error {
 		s.TenantID = e.Meta.TenantID
 	case ApprovalConsumed:
 		s.Consumed, s.ConsumedBy = true, d.ConsumedBy
+		if d.MissionID != "" {
+			// An approval created for no mission is bound to the one its
+			// consumer named.
+			s.MissionID = d.MissionID
+		}
 	case ApprovalExpired:
 		s.Expired = true
 	case ApprovalInvalid:
@@ -139,10 +145,19 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // tenant mismatch, already consumed, expired, token mismatch. So another
 // tenant's attempt is always recorded as tenant_mismatch, and the token is
 // checked only on an approval that could otherwise be used.
+//
+// An approval authorises at most one mission: the one it was created for,
+// or, when it was created for none, the MissionID its consumer names (the
+// consumption records it; an approval consumed naming no mission
+// authorises none). Naming another mission than the one the approval was
+// created for is refused with ErrApprovalMission (after the token check,
+// not recorded) and consumes nothing.
 type ConsumeApproval struct {
 	ApprovalID string
 	Token      string
 	ConsumedBy string
+	// MissionID is the mission the approval is used for (optional).
+	MissionID string
 
 	tenantID string
 	now      time.Time
@@ -181,8 +196,14 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 			ApprovalExpired{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ExpiresAt: s.ExpiresAt})
 	case subtle.ConstantTimeCompare([]byte(HashToken(c.Token)), []byte(s.TokenSHA256)) != 1:
 		return nil, invalid(ErrTokenMismatch, ReasonTokenMismatch, "wrong token")
+	case c.MissionID != "" && s.MissionID != "" && c.MissionID != s.MissionID:
+		return nil, aggregates.Refuse(ErrApprovalMission, "the approval was created for mission %s, not %s", s.MissionID, c.MissionID)
 	}
-	return []any{ApprovalConsumed{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ConsumedBy: c.ConsumedBy}}, nil
+	mission := s.MissionID
+	if mission == "" {
+		mission = c.MissionID
+	}
+	return []any{ApprovalConsumed{ApprovalID: a.ID, IRID: s.IRID, MissionID: mission, ConsumedBy: c.ConsumedBy}}, nil
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a

@@ -549,3 +549,23 @@ func TestApprovalRefusalPrecedence(t *testing.T) {
 		t.Fatalf("expired approval, wrong token: %v", err)
 	}
 }
+
+// An approval created for a mission is not consumed for another one: the
+// use is refused, nothing is written, and the approval stays usable for
+// its own mission.
+func TestApprovalConsumedForAnotherMissionRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, mission := uuid.NewString(), uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1", MissionID: mission}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, MissionID: uuid.NewString()})
+	dt.Refused(t, env.Store, before, err, governance.ErrApprovalMission)
+	res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, MissionID: mission})
+	if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.MissionID != mission {
+		t.Fatalf("consume for its own mission: %v", err)
+	}
+}

@@ -18,7 +18,7 @@ var (
 	ErrApprovalRequired     = aggregates.Rule("tier2-needs-approval", "a mission with a step of tier 2 or more starts only with a consumed approval for its IR")
 	ErrApprovalNotConsumed  = aggregates.Rule("approval-consumed", "only a consumed approval can be granted to a mission")
 	ErrApprovalOtherTenant  = aggregates.Rule("approval-same-tenant", "the approval belongs to another tenant")
-	ErrApprovalOtherMission = aggregates.Rule("approval-same-mission", "the approval was given for another mission")
+	ErrApprovalOtherMission = aggregates.Rule("approval-same-mission", "the approval was given for another mission, or for none")
 	ErrStepNotDeclared      = aggregates.Rule("task-step-declared", "a task runs a step of the mission's IR")
 	ErrTaskTwice            = aggregates.Rule("task-once", "each IR step gets one task, completed once")
 	ErrUnknownTask          = aggregates.Rule("task-known", "no such task in the mission")
@@ -111,7 +111,9 @@ func (c RecordValidation) Decide(a *agg) ([]any, error) {
 }
 
 // GrantApproval records a consumed approval for the mission's IR, letting
-// an escalated mission start. Service.GrantApproval fills in what the
+// an escalated mission start. The approval must name the mission (created
+// for it, or consumed for it: governance.ConsumeApproval.MissionID), so
+// one approval authorises one mission. Service.GrantApproval fills in what the
 // approval's own record says; granting the same approval again changes
 // nothing.
 type GrantApproval struct {
@@ -137,7 +139,12 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrApprovalNotConsumed, "approval %s is not consumed", c.ApprovalID)
 	case ap.IRID != a.State.IRID:
 		return nil, aggregates.Refuse(ErrIRMismatch, "approval %s is for IR %s, mission runs IR %s", c.ApprovalID, ap.IRID, a.State.IRID)
-	case ap.MissionID != "" && ap.MissionID != a.ID:
+	case ap.MissionID == "":
+		// Consumed once, it authorises one mission: the one it was created
+		// or consumed for. Granting one that names none to any mission
+		// that asks would let its single use start them all.
+		return nil, aggregates.Refuse(ErrApprovalOtherMission, "approval %s was consumed for no mission", c.ApprovalID)
+	case ap.MissionID != a.ID:
 		// Another mission may run the same IR; the approval was consumed
 		// once, for the mission it names.
 		return nil, aggregates.Refuse(ErrApprovalOtherMission, "approval %s was given for mission %s", c.ApprovalID, ap.MissionID)

@@ -325,3 +325,72 @@ func TestTier2MissionNeedsAnApprovalWhateverTheVerdictSays(t *testing.T) {
 	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
 	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
 }
+
+// escalatedPair creates two missions running the same risky IR, both
+// escalated and awaiting an approval.
+func escalatedPair(t *testing.T, env *dt.Env) (first, second, ir string) {
+	t.Helper()
+	first, ir = create(t, env, risky)
+	second = uuid.NewString()
+	do(t, env, missions.Create{MissionID: second, IRID: ir, Title: "Same plan again", Steps: risky, CreatedBy: "ops"})
+	for _, id := range []string{first, second} {
+		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+	}
+	return first, second, ir
+}
+
+// An approval created without a mission, consumed without naming one,
+// authorises no mission: otherwise its one consumption granted every
+// mission of the tenant that runs the IR, one after the other.
+func TestApprovalConsumedForNoMissionStartsNone(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	first, second, ir := escalatedPair(t, env)
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{first, second} {
+		before := dt.Head(t, env.Store)
+		_, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
+		dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherMission)
+		_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+		dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+	}
+}
+
+// An approval created without a mission is bound, when consumed, to the
+// mission its consumer names: that mission gets it, and no other.
+func TestApprovalConsumedForAMissionStartsThatOneOnly(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	first, second, ir := escalatedPair(t, env)
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token, MissionID: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := res.Aggregate.State; s.MissionID != first {
+		t.Fatalf("the consumed approval names mission %q, want %s", s.MissionID, first)
+	}
+	before := dt.Head(t, env.Store)
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: second, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherMission)
+	if _, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: first, ApprovalID: approval}); err != nil {
+		t.Fatal(err)
+	}
+	if res := do(t, env, missions.Start{MissionID: first}); res.Aggregate.State.Status != missions.StatusRunning {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: second})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+}

@@ -61,8 +61,8 @@ func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c agg
 }
 
 // GrantApproval checks the approval's record in governance and, if it was
-// consumed for the mission's IR by the same tenant (and names this mission
-// or none), records it.
+// consumed for the mission's IR by the same tenant, for this mission (the
+// one it was created or consumed for), records it.
 func (s *Service) GrantApproval(ctx context.Context, meta aggregates.CommandMeta, c GrantApproval) (aggregates.Result[State], error) {
 	ap, err := s.approvals.ApprovalStatus(ctx, c.ApprovalID)
 	if err != nil {
