@@ -137,13 +137,46 @@ type RunOptions struct {
 	// After is the position to start after (Start: the whole log).
 	After eventstore.Position
 	// Handled, when set, is called after each event is handled, with its
-	// position, so a caller can keep a checkpoint.
+	// position, so a caller can keep a checkpoint. A refused event counts
+	// as handled.
 	Handled func(eventstore.Position)
+	// Refused, when set, is called with each event a reaction refused for
+	// good (see Refusal) and the refusal, before Handled, so a caller can
+	// keep it as a dead letter. Run logs it either way and goes on.
+	Refused func(eventstore.Event, error)
+}
+
+// Refusal reports whether err, returned by Handle, is a refusal that
+// handling the event again cannot change: an invariant refused a
+// reaction's command (aggregates.ErrRefused), the command's aggregate does
+// not exist (aggregates.ErrNotFound), or the store refused its events
+// (eventstore.ErrValidation). When several reactions failed, it is a
+// refusal only when every one of them was refused.
+func Refusal(err error) bool {
+	if err == nil {
+		return false
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := j.Unwrap()
+		for _, e := range errs {
+			if !Refusal(e) {
+				return false
+			}
+		}
+		return len(errs) > 0
+	}
+	return errors.Is(err, aggregates.ErrRefused) || errors.Is(err, aggregates.ErrNotFound) || errors.Is(err, eventstore.ErrValidation)
 }
 
 // Run subscribes to the reactions' event types and handles each event
-// until ctx ends or a reaction fails; the caller restarts it from its last
-// checkpoint (a redelivered event changes nothing).
+// until ctx ends or a reaction fails with an error that another attempt
+// might not meet (the store unreachable, a lost race after every retry);
+// the caller restarts it from its last checkpoint (a redelivered event
+// changes nothing). An event a reaction refuses for good (Refusal) does
+// not stop it: the refusal is logged and given to RunOptions.Refused, the
+// event counts as handled, and Run goes on with the next one. Stopping
+// there would refuse the same event again on every restart, and no later
+// event would ever be handled.
 func (r *Reactions) Run(ctx context.Context, store eventstore.Store, opts RunOptions) error {
 	sub, err := store.Subscribe(ctx, eventstore.SubscribeOptions{After: opts.After, Types: r.Types()})
 	if err != nil {
@@ -157,7 +190,13 @@ func (r *Reactions) Run(ctx context.Context, store eventstore.Store, opts RunOpt
 		}
 		for _, e := range evs {
 			if err := r.Handle(ctx, e); err != nil {
-				return err
+				if ctx.Err() != nil || !Refusal(err) {
+					return err
+				}
+				r.log.Warn("reactions: event refused; skipped", "event_id", e.ID, "type", e.Type, "stream", e.Stream, "position", e.Position.String(), "error", err)
+				if opts.Refused != nil {
+					opts.Refused(e, err)
+				}
 			}
 			if opts.Handled != nil {
 				opts.Handled(e.Position)

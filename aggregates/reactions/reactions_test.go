@@ -3,6 +3,7 @@ package reactions_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -330,6 +331,108 @@ func TestNewRefusesAnUnknownChannel(t *testing.T) {
 	for _, ch := range []string{"", distribution.ChannelWeb, distribution.ChannelMarketplace, distribution.ChannelEmail, distribution.ChannelSocial, distribution.ChannelPartner} {
 		if _, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com", Channel: ch}); err != nil {
 			t.Fatalf("channel %q: %v", ch, err)
+		}
+	}
+}
+
+// A refused reaction is permanent: Run reports it (RunOptions.Refused),
+// counts the event as handled and goes on with the next events, instead of
+// returning and refusing the same event again on every restart from the
+// checkpoint (which held back every later course's reactions for good).
+func TestRunGoesOnAfterARefusal(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	// A distribution for a course the factory never completed: its deploy
+	// reaction is refused.
+	stuck := uuid.NewString()
+	if _, err := env.Courses.Handle(ctx, dt.Meta(), cf.RequestGeneration{CourseID: stuck, Topic: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.Create{DistributionID: uuid.NewString(), CourseID: stuck, Channel: "email", Title: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedID := res.Events[0].ID
+	// A course completed after it.
+	course := completeCourse(t, env, "flow-after")
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var refused []eventstore.Event
+	var handled []eventstore.Position
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Run(runCtx, env.Store, reactions.RunOptions{
+			Refused: func(e eventstore.Event, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !errors.Is(err, cf.ErrDeployNotCompleted) {
+					t.Errorf("Refused got %v, want the deploy-after-completion refusal", err)
+				}
+				refused = append(refused, e)
+			},
+			Handled: func(p eventstore.Position) {
+				mu.Lock()
+				defer mu.Unlock()
+				handled = append(handled, p)
+			},
+		})
+	}()
+	distID := distribution.IDForCourse(course, distribution.ChannelWeb)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := env.Distributions.Load(ctx, distID)
+		if err == nil && d.State.StagingURL != "" {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned %v before the later course's reactions ran", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the later course's reactions did not run")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refused) != 1 || refused[0].ID != refusedID {
+		t.Fatalf("Refused saw %d events, want the one distribution.created %s", len(refused), refusedID)
+	}
+	if !slices.Contains(handled, refused[0].Position) {
+		t.Fatal("the refused event's position was not reported as handled, so a checkpoint would stay before it")
+	}
+}
+
+// Refusal tells a refusal for good from a failure worth retrying, also
+// when Handle joins the errors of several reactions.
+func TestRefusalClassifiesErrors(t *testing.T) {
+	t.Parallel()
+	refused := aggregates.Refuse(cf.ErrDeployNotCompleted, "no")
+	transient := errors.New("connection reset")
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{refused, true},
+		{&aggregates.NotFoundError{Aggregate: "course", ID: "x"}, true},
+		{&eventstore.ValidationError{}, true},
+		{transient, false},
+		{context.Canceled, false},
+		{&eventstore.ConcurrencyError{}, false},
+		{errors.Join(refused, refused), true},
+		{errors.Join(refused, transient), false},
+	} {
+		if got := reactions.Refusal(c.err); got != c.want {
+			t.Errorf("Refusal(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
