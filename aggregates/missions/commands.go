@@ -25,6 +25,7 @@ var (
 	ErrTasksIncomplete      = aggregates.Rule("mission-tasks-complete", "a mission completes when every step's task completed")
 	ErrVerdictChanged       = aggregates.Rule("mission-verdict-once", "a mission is validated once")
 	ErrUnknownOutcome       = aggregates.Rule("mission-outcome", "outcome is pass, escalate or reject")
+	ErrMissionTenant        = aggregates.Rule("mission-tenant", "a mission belongs to the tenant that created it")
 )
 
 type agg = aggregates.Aggregate[State]
@@ -36,6 +37,15 @@ func open(a *agg) error {
 	}
 	if a.State.Status.Terminal() {
 		return aggregates.Refuse(ErrEnded, "the mission is %s", a.State.Status)
+	}
+	return nil
+}
+
+// sameTenant refuses a caller of another tenant than an existing
+// mission's, saying nothing of the mission.
+func sameTenant(a *agg, tenantID string) error {
+	if a.Exists() && a.State.TenantID != tenantID {
+		return aggregates.Refuse(ErrMissionTenant, "the mission belongs to another tenant")
 	}
 	return nil
 }
@@ -127,6 +137,14 @@ type GrantApproval struct {
 func (c GrantApproval) AggregateID() string { return c.MissionID }
 
 func (c GrantApproval) Decide(a *agg) ([]any, error) {
+	// Tenants first, and saying nothing of the approval or the mission:
+	// the approval must be the mission's tenant's, and so must the caller.
+	if c.approval.TenantID != c.tenantID {
+		return nil, aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", c.ApprovalID)
+	}
+	if err := sameTenant(a, c.tenantID); err != nil {
+		return nil, err
+	}
 	if a.Exists() && a.State.ApprovalID == c.ApprovalID && c.ApprovalID != "" {
 		return nil, nil
 	}
@@ -148,8 +166,6 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 		// Another mission may run the same IR; the approval was consumed
 		// once, for the mission it names.
 		return nil, aggregates.Refuse(ErrApprovalOtherMission, "approval %s was given for mission %s", c.ApprovalID, ap.MissionID)
-	case ap.TenantID != c.tenantID:
-		return nil, aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", c.ApprovalID)
 	}
 	return []any{ApprovalGranted{MissionID: a.ID, IRID: a.State.IRID, ApprovalID: c.ApprovalID}}, nil
 }

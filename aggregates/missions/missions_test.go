@@ -3,6 +3,7 @@ package missions_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -393,4 +394,54 @@ func TestApprovalConsumedForAMissionStartsThatOneOnly(t *testing.T) {
 	before = dt.Head(t, env.Store)
 	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: second})
 	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+}
+
+// A mission is its tenant's. Another tenant could approve it with an
+// approval of its own for the mission's IR (the grant compared the
+// approval's tenant with the caller's, never with the mission's), and so
+// start a tier-2 mission no human of its tenant approved; and it could
+// cancel, start or record verdicts on it. Each is refused, writes nothing
+// and returns nothing of the mission.
+func TestAnotherTenantCannotApproveOrDriveAMission(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, ir := create(t, env, risky)
+	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+	t2 := aggregates.CommandMeta{TenantID: "t2"}
+
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, t2, governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, t2, governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	res, err := env.Missions.GrantApproval(ctx, t2, missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrMissionTenant)
+	if res.Aggregate != nil {
+		t.Fatalf("the refusal returned the mission: %+v", res.Aggregate.State)
+	}
+	// Nor may the mission's tenant take the other tenant's approval.
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherTenant)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+
+	for _, c := range []aggregates.Command[missions.State]{
+		missions.Start{MissionID: id},
+		missions.Cancel{MissionID: id, Reason: "sabotage"},
+		missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2},
+		missions.Create{MissionID: id, IRID: ir, Title: "x", Steps: risky},
+	} {
+		res, err := env.Missions.Handle(ctx, t2, c)
+		dt.Refused(t, env.Store, before, err, missions.ErrMissionTenant)
+		if res.Aggregate != nil || strings.Contains(err.Error(), ir) || strings.Contains(err.Error(), string(missions.StatusAwaitingApproval)) {
+			t.Fatalf("%T: the refusal tells another tenant about the mission: %v, %+v", c, err, res.Aggregate)
+		}
+	}
+	if a, _ := env.Missions.Load(ctx, id); a.State.Status != missions.StatusAwaitingApproval {
+		t.Fatalf("state = %+v", a.State)
+	}
 }

@@ -9,6 +9,7 @@ package missions
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -55,9 +56,28 @@ func New(store eventstore.Store, reg *aggregates.Registry, approvals Approvals, 
 // Repository returns the underlying repository.
 func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 
-// Handle runs one mission command. Use GrantApproval for approvals.
+// Handle runs one mission command for meta.TenantID. Use GrantApproval
+// for approvals. A mission takes commands from the tenant that created it
+// only: another tenant's is refused with ErrMissionTenant, and its result
+// carries nothing of the mission.
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
-	return s.repo.Execute(ctx, meta, c)
+	res, err := s.repo.Handle(ctx, c.AggregateID(), meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
+		if err := sameTenant(a, meta.TenantID); err != nil {
+			return nil, err
+		}
+		return c.Decide(a)
+	})
+	return hideRefused(res, err)
+}
+
+// hideRefused drops the mission from the result of a refusal that names
+// another tenant: a refused command's result carries the aggregate as
+// loaded.
+func hideRefused(res aggregates.Result[State], err error) (aggregates.Result[State], error) {
+	if errors.Is(err, ErrMissionTenant) || errors.Is(err, ErrApprovalOtherTenant) {
+		return aggregates.Result[State]{}, err
+	}
+	return res, err
 }
 
 // GrantApproval checks the approval's record in governance and, if it was
@@ -69,7 +89,7 @@ func (s *Service) GrantApproval(ctx context.Context, meta aggregates.CommandMeta
 		return aggregates.Result[State]{}, err
 	}
 	c.approval, c.tenantID = ap, meta.TenantID
-	return s.repo.Execute(ctx, meta, c)
+	return hideRefused(s.repo.Execute(ctx, meta, c))
 }
 
 // Load returns the mission, or a *aggregates.NotFoundError.

@@ -43,7 +43,10 @@ type Task struct {
 
 // State is a mission rebuilt from its events.
 type State struct {
-	MissionID  string            `json:"mission_id"`
+	MissionID string `json:"mission_id"`
+	// TenantID is the tenant that created the mission, the only one whose
+	// commands it takes.
+	TenantID   string            `json:"tenant_id"`
 	IRID       string            `json:"ir_id"`
 	Title      string            `json:"title"`
 	Steps      []governance.Step `json:"steps"`
@@ -56,8 +59,9 @@ type State struct {
 	EndReason  string            `json:"end_reason,omitempty"`
 }
 
-// SnapshotSchemaVersion is the version of State's JSON encoding.
-const SnapshotSchemaVersion = 1
+// SnapshotSchemaVersion is the version of State's JSON encoding (2:
+// TenantID, which a version 1 snapshot lacks).
+const SnapshotSchemaVersion = 2
 
 func newState(id string) State {
 	return State{MissionID: id, Tasks: map[string]*Task{}, StepTasks: map[string]string{}}
@@ -76,6 +80,7 @@ func apply(s *State, e aggregates.Event) error {
 	switch d := e.Data.(type) {
 	case Created:
 		s.IRID, s.Title, s.Steps, s.Status = d.IRID, d.Title, d.Steps, StatusCreated
+		s.TenantID = e.Meta.TenantID
 	case Validated:
 		s.Outcome, s.MaxTier = d.Outcome, d.MaxTier
 		switch d.Outcome {
