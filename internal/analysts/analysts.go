@@ -469,9 +469,10 @@ func generationSchemas(ctx context.Context, tx pgx.Tx) ([]string, error) {
 }
 
 // logTables are what an analyst must never read: the log, the runtime's
-// tables (dead letters hold payloads of every tenant), tokens, migrations.
+// tables (dead letters hold payloads of every tenant), tokens, the audit
+// browser's sessions, migrations.
 var logTables = []string{
-	"events", "eventstream_migrations", "eventstream_api_tokens",
+	"events", "eventstream_migrations", "eventstream_api_tokens", "eventstream_ui_sessions",
 	"projection_state", "projection_generations", "projection_checkpoints",
 	"projection_dead_letters", "projection_views", "processed_events",
 }

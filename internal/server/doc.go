@@ -27,11 +27,15 @@
 //     global one, and carry no tenant or token in their labels.
 //   - The audit browser shows every value a tenant or a handler wrote as
 //     text (html/template, no JavaScript), and a tenant only its own events
-//     and parked events. Its cookie holds the token, HttpOnly, SameSite
-//     Strict, limited to /ui/, Secure over TLS (ours, or a proxy's that
-//     says so with X-Forwarded-Proto or Forwarded), and is checked like a
-//     bearer token on every page, so revoking the token ends it. A sign-in
-//     or sign-out form posted by another site is refused (403).
+//     and parked events. Its cookie holds a random session id, never the
+//     token (the database keeps the SHA-256 of both: a copy of the cookie
+//     is no credential of the API), HttpOnly, SameSite Strict, limited to
+//     /ui/, Secure over TLS (ours, or a proxy's that says so with
+//     X-Forwarded-Proto or Forwarded). The session's token is checked like
+//     a bearer token on every page, so revoking the token ends it; signing
+//     out ends the session on the server, and it expires after
+//     Config.SessionTTL (12h). A sign-in or sign-out form posted by another
+//     site is refused (403).
 //   - Every response carries X-Content-Type-Options: nosniff,
 //     X-Frame-Options: DENY and a Content-Security-Policy that loads, runs
 //     and frames nothing (the browser's pages allow their style sheet).

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -59,6 +60,8 @@ type envOptions struct {
 	// eventstream_api_tokens table, checked with auth.
 	tokenTable bool
 	auth       server.AuthConfig
+	// sessionTTL is the audit browser's session lifetime (0: default).
+	sessionTTL time.Duration
 }
 
 func newEnvWith(t testing.TB, o envOptions) *env {
@@ -104,7 +107,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		Store: logStore, Registry: sreg, Pool: pool, Runtime: e.rt,
 		Auth: server.NewAuthenticatorWithConfig(tokens, o.auth), Gatherer: e.reg, Metrics: m,
 		Ready:  func(context.Context) error { return e.ready },
-		Limits: o.limits,
+		Limits: o.limits, SessionTTL: o.sessionTTL,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -95,9 +95,14 @@ type Config struct {
 	// Metrics counts requests (nil: not counted).
 	Metrics *Metrics
 	// Ready reports whether the server may take traffic (GET /readyz).
-	Ready  func(ctx context.Context) error
-	Limits Limits
-	Logger *slog.Logger
+	Ready func(ctx context.Context) error
+	// SessionTTL is how long a sign-in to the audit browser lasts
+	// [DefaultSessionTTL, 12h]. Sessions are kept in Pool's
+	// eventstream_ui_sessions table (the server's migrations), shared by
+	// every server on the database; without a Pool, in the process.
+	SessionTTL time.Duration
+	Limits     Limits
+	Logger     *slog.Logger
 }
 
 // Server serves the API, the metrics and the audit browser.
@@ -120,6 +125,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: an authenticator is required")
 	}
 	cfg.Limits = cfg.Limits.WithDefaults()
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -23,20 +24,29 @@ import (
 //go:embed ui/*.html ui/*.css
 var uiFiles embed.FS
 
-// tokenCookie holds the token a browser signed in with.
+// tokenCookie holds the id of a browser's session (never the token it
+// signed in with: see sessions). The name is the one under which earlier
+// versions kept the token itself, so that signing in or out replaces such a
+// cookie, and one presented is looked up as a session id and refused.
 const tokenCookie = "eventstream_token"
 
 // uiPageSize is how many events one page of the audit browser lists.
 const uiPageSize = 50
 
 type ui struct {
-	s     *Server
-	pages map[string]*template.Template
-	css   []byte
+	s        *Server
+	pages    map[string]*template.Template
+	css      []byte
+	sessions sessions
 }
 
 func newUI(s *Server) (*ui, error) {
 	u := &ui{s: s, pages: map[string]*template.Template{}}
+	if s.cfg.Pool != nil {
+		u.sessions = pgSessions{pool: s.cfg.Pool}
+	} else {
+		u.sessions = &memSessions{now: time.Now}
+	}
 	for _, name := range []string{"login", "events", "event", "projections"} {
 		t, err := template.ParseFS(uiFiles, "ui/layout.html", "ui/"+name+".html")
 		if err != nil {
@@ -70,7 +80,7 @@ func (u *ui) routes() {
 		u.render(w, http.StatusForbidden, "login", loginView{view: view{Title: "Sign in"}, Error: "A page of another site sent this form: sign in here instead.", Next: "/ui/"})
 	}))
 	m.Handle("POST /ui/login", s.instrument("POST /ui/login", sameOrigin.Handler(s.limit(http.HandlerFunc(u.login)))))
-	m.Handle("POST /ui/logout", s.instrument("POST /ui/logout", sameOrigin.Handler(http.HandlerFunc(u.logout))))
+	m.Handle("POST /ui/logout", s.instrument("POST /ui/logout", sameOrigin.Handler(s.limit(http.HandlerFunc(u.logout)))))
 	m.Handle("GET /ui/static/style.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "max-age=3600")
@@ -102,24 +112,40 @@ func (u *ui) render(w http.ResponseWriter, code int, name string, data any) {
 	_, _ = w.Write(b.Bytes())
 }
 
-// auth accepts the sign-in cookie or a bearer header; without either the
+// auth accepts a bearer header or the session cookie, whose session's
+// token is checked like a bearer token on every page; without either the
 // sign-in page is shown (401).
 func (u *ui) auth(h func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		secret := bearer(r)
-		if c, err := r.Cookie(tokenCookie); secret == "" && err == nil {
-			secret = c.Value
+		var p Principal
+		var ok bool
+		var err error
+		msg := ""
+		if secret := bearer(r); secret != "" {
+			p, ok, err = u.s.cfg.Auth.Authenticate(r.Context(), secret)
+			msg = "That token is not valid (any more)."
+		} else if c, cerr := r.Cookie(tokenCookie); cerr == nil && c.Value != "" {
+			msg = "Your session has ended or is not valid: sign in again."
+			var token [sha256.Size]byte
+			var live bool
+			if wellFormed(c.Value) {
+				token, live, err = u.sessions.lookup(r.Context(), c.Value)
+				if err != nil {
+					u.s.log.Warn("ui: read session", "err", err)
+					http.Error(w, "cannot check the session right now", http.StatusServiceUnavailable)
+					return
+				}
+			}
+			if live {
+				p, ok, err = u.s.cfg.Auth.authenticateHash(r.Context(), token)
+				msg = "The token this session signed in with is not valid (any more)."
+			}
 		}
-		p, ok, err := u.s.cfg.Auth.Authenticate(r.Context(), secret)
 		if err != nil {
 			http.Error(w, "cannot check tokens right now", http.StatusServiceUnavailable)
 			return
 		}
 		if !ok {
-			msg := ""
-			if secret != "" {
-				msg = "That token is not valid (any more)."
-			}
 			u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: msg, Next: r.URL.RequestURI()})
 			return
 		}
@@ -167,24 +193,41 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: "That token is not valid.", Next: next})
 		return
 	}
-	http.SetCookie(w, sessionCookie(r, secret))
+	id, err := u.sessions.create(r.Context(), sha256.Sum256([]byte(secret)), u.s.cfg.SessionTTL)
+	if err != nil {
+		u.s.log.Error("ui: start a session", "err", err)
+		u.render(w, http.StatusServiceUnavailable, "login", loginView{view: view{Title: "Sign in"}, Error: "A session cannot be started right now; retry in a moment.", Next: next})
+		return
+	}
+	http.SetCookie(w, sessionCookie(r, id))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// logout ends the session on the server, so that its cookie opens nothing
+// any more wherever a copy of it is, then clears the cookie. When the
+// session cannot be ended, the cookie is kept so that signing out can be
+// retried.
 func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(tokenCookie); err == nil && wellFormed(ck.Value) {
+		if err := u.sessions.end(r.Context(), ck.Value); err != nil {
+			u.s.log.Error("ui: end a session", "err", err)
+			u.render(w, http.StatusServiceUnavailable, "login", loginView{view: view{Title: "Sign out"}, Error: "The session cannot be ended right now; sign out again in a moment.", Next: "/ui/"})
+			return
+		}
+	}
 	c := sessionCookie(r, "")
 	c.MaxAge = -1
 	http.SetCookie(w, c)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-// sessionCookie is the cookie that holds a browser's token (or clears it,
-// with an empty value). It is Secure whenever the browser reached us over
+// sessionCookie is the cookie that holds a browser's session id (or clears
+// it, with an empty value). It is Secure whenever the browser reached us over
 // TLS, including through a proxy that terminates TLS, the deployment the
 // documentation recommends: a cookie that is not Secure is sent in clear
 // to any http:// URL of the host the browser is made to load.
-func sessionCookie(r *http.Request, secret string) *http.Cookie {
-	return &http.Cookie{Name: tokenCookie, Value: secret, Path: "/ui/", HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode}
+func sessionCookie(r *http.Request, id string) *http.Cookie {
+	return &http.Cookie{Name: tokenCookie, Value: id, Path: "/ui/", HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode}
 }
 
 // overTLS reports whether the browser's connection was TLS: ours, or the

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DefaultSessionTTL is how long a sign-in to the audit browser lasts.
+const DefaultSessionTTL = 12 * time.Hour
+
+// sessionIDLen is the length of a session id as the cookie holds it: 32
+// random bytes, base64url without padding.
+const sessionIDLen = 43
+
+// sessions maps the audit browser's session ids to the SHA-256 of the token
+// each signed in with. The cookie holds the id, never the token, so a
+// stolen cookie (or a log of one) is not the API token: it opens the
+// audit browser only, until it expires or its browser signs out, and the
+// token behind it still has to be valid on every page.
+type sessions interface {
+	// create starts a session for the token whose SHA-256 is token,
+	// lasting ttl, and returns its id.
+	create(ctx context.Context, token [sha256.Size]byte, ttl time.Duration) (string, error)
+	// lookup returns the token hash of a live (not ended, not expired)
+	// session.
+	lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error)
+	// end ends a session (nothing if there is none).
+	end(ctx context.Context, id string) error
+}
+
+func newSessionID() (id string, hash [sha256.Size]byte, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", hash, err
+	}
+	id = base64.RawURLEncoding.EncodeToString(b[:])
+	return id, sha256.Sum256([]byte(id)), nil
+}
+
+// wellFormed reports whether id can be a session id: anything else is not
+// looked up.
+func wellFormed(id string) bool {
+	if len(id) != sessionIDLen {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(id)
+	return err == nil
+}
+
+// pgSessions keeps sessions in eventstream_ui_sessions, so that every
+// server sharing the database knows them. Times are the database's.
+type pgSessions struct {
+	pool *pgxpool.Pool
+}
+
+func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl time.Duration) (string, error) {
+	id, h, err := newSessionID()
+	if err != nil {
+		return "", err
+	}
+	// Expired sessions go as new ones come: the table holds the live ones
+	// and those expired since the last sign-in.
+	_, err = s.pool.Exec(ctx, `WITH gone AS (DELETE FROM eventstream_ui_sessions WHERE expires_at <= now())
+		INSERT INTO eventstream_ui_sessions (session_sha256, token_sha256, expires_at)
+		VALUES ($1, $2, now() + make_interval(secs => $3))`,
+		hex.EncodeToString(h[:]), hex.EncodeToString(token[:]), ttl.Seconds())
+	if err != nil {
+		return "", fmt.Errorf("start a session: %w", err)
+	}
+	return id, nil
+}
+
+func (s pgSessions) lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error) {
+	var out [sha256.Size]byte
+	h := sha256.Sum256([]byte(id))
+	var token string
+	err := s.pool.QueryRow(ctx, `SELECT token_sha256 FROM eventstream_ui_sessions
+		WHERE session_sha256 = $1 AND expires_at > now()`, hex.EncodeToString(h[:])).Scan(&token)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return out, false, nil
+	}
+	if err != nil {
+		return out, false, fmt.Errorf("read a session: %w", err)
+	}
+	raw, err := hex.DecodeString(token)
+	if err != nil || len(raw) != sha256.Size {
+		return out, false, nil
+	}
+	copy(out[:], raw)
+	return out, true, nil
+}
+
+func (s pgSessions) end(ctx context.Context, id string) error {
+	h := sha256.Sum256([]byte(id))
+	if _, err := s.pool.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE session_sha256 = $1`, hex.EncodeToString(h[:])); err != nil {
+		return fmt.Errorf("end a session: %w", err)
+	}
+	return nil
+}
+
+// memSessions keeps sessions in the process, for a server without a
+// database (its sessions end when it stops, and other servers do not know
+// them).
+type memSessions struct {
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[[sha256.Size]byte]memSession
+}
+
+type memSession struct {
+	token   [sha256.Size]byte
+	expires time.Time
+}
+
+func (s *memSessions) create(_ context.Context, token [sha256.Size]byte, ttl time.Duration) (string, error) {
+	id, h, err := newSessionID()
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[[sha256.Size]byte]memSession{}
+	}
+	for k, v := range s.m {
+		if !now.Before(v.expires) {
+			delete(s.m, k)
+		}
+	}
+	s.m[h] = memSession{token: token, expires: now.Add(ttl)}
+	return id, nil
+}
+
+func (s *memSessions) lookup(_ context.Context, id string) ([sha256.Size]byte, bool, error) {
+	h := sha256.Sum256([]byte(id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[h]
+	if !ok || !s.now().Before(v.expires) {
+		return [sha256.Size]byte{}, false, nil
+	}
+	return v.token, true, nil
+}
+
+func (s *memSessions) end(_ context.Context, id string) error {
+	h := sha256.Sum256([]byte(id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, h)
+	return nil
+}
