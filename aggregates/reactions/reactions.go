@@ -251,17 +251,39 @@ func (r *Reactions) deployToStaging(ctx context.Context, e eventstore.Event) err
 	return err
 }
 
+// recordStagingURL records a deployment's staging URL on its
+// distribution, unless the course has been deployed for that distribution
+// again since, to another URL: then the event is stale (an older event
+// parked and retried after the newer one went through, or handled by a
+// slower consumer) and writing its URL would put the older address back.
+// The newer deployment's own event records the newer URL.
+//
+// The course is read inside the decider, after the distribution is loaded
+// and before the update is appended at that distribution version: when a
+// newer deployment's update lands in between, the append loses the race,
+// and the retry reads the course again and sees the newer deployment.
 func (r *Reactions) recordStagingURL(ctx context.Context, e eventstore.Event) error {
 	d, err := decode[cf.DeployedStaging](r, e)
 	if err != nil {
 		return err
 	}
 	u := d.StagingURL
-	_, err = r.svc.Distributions.Handle(ctx, aggregates.FromEvent(e, RecordStagingURL), distribution.Update{
+	update := distribution.Update{
 		DistributionID: d.DistributionID,
 		CourseID:       d.CourseID, // a deployment may name any distribution id
 		Changes:        distribution.Changes{StagingURL: &u},
-	})
+	}
+	_, err = r.svc.Distributions.Repository().Handle(ctx, update.AggregateID(), aggregates.FromEvent(e, RecordStagingURL),
+		func(a *aggregates.Aggregate[distribution.State]) ([]any, error) {
+			course, err := r.svc.Courses.Load(ctx, d.CourseID)
+			if err != nil {
+				return nil, err
+			}
+			if current, ok := course.State.Deployments[d.DistributionID]; ok && current != d.StagingURL {
+				return nil, nil // stale: a newer deployment of this distribution exists
+			}
+			return update.Decide(a)
+		})
 	return err
 }
 

@@ -436,3 +436,85 @@ func TestRefusalClassifiesErrors(t *testing.T) {
 		}
 	}
 }
+
+// handleEach delivers e to the reactions twice, failing the test on an
+// error.
+func handleEach(t *testing.T, r *reactions.Reactions, evs ...eventstore.Event) {
+	t.Helper()
+	for _, e := range evs {
+		for range 2 {
+			if err := r.Handle(ctx, e); err != nil {
+				t.Fatalf("handle %s %s: %v", e.Type, e.ID, err)
+			}
+		}
+	}
+}
+
+// lastOfType returns the last event of type typ in stream.
+func lastOfType(t *testing.T, env *dt.Env, stream, typ string) eventstore.Event {
+	t.Helper()
+	evs, err := env.Store.ReadStream(ctx, stream, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Type == typ {
+			return evs[i]
+		}
+	}
+	t.Fatalf("no %s in %s", typ, stream)
+	return eventstore.Event{}
+}
+
+// Two deployments of a course for one distribution, their
+// course.deployed.staging events handled newest first (an older event
+// parked and retried from the dead letters after the newer one went
+// through, or two consumers): the distribution keeps the newest staging
+// URL, and the stale event writes nothing, delivered once or twice.
+func TestStaleDeploymentDoesNotOverwriteTheNewerStagingURL(t *testing.T) {
+	t.Parallel()
+	for _, store := range []string{"memory", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			var env *dt.Env
+			if store == "memory" {
+				env = dt.Memory(t, domain.Options{})
+			} else {
+				env = dt.Postgres(t, domain.Options{}, false)
+			}
+			r := newReactions(t, env)
+			course := completeCourse(t, env, "flow-"+uuid.NewString())
+			distID := distribution.IDForCourse(course, distribution.ChannelWeb)
+			handleEach(t, r, lastOfType(t, env, "course-"+course, cf.TypeGenerationCompleted))
+			handleEach(t, r, lastOfType(t, env, "distribution-"+distID, distribution.TypeCreated))
+			older := lastOfType(t, env, "course-"+course, cf.TypeDeployedStaging)
+			// The course is deployed again, to a new staging host.
+			newer := "https://staging-2.example.com/courses/" + course
+			res, err := env.Courses.Handle(ctx, dt.Meta(), cf.DeployStaging{CourseID: course, DistributionID: distID, StagingURL: newer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			handleEach(t, r, res.Events[0])
+			before := dt.Head(t, env.Store)
+			handleEach(t, r, older)
+			if after := dt.Head(t, env.Store); after != before {
+				t.Fatalf("the stale deployment wrote events (log %s → %s)", before, after)
+			}
+			d, err := env.Distributions.Load(ctx, distID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.State.StagingURL != newer {
+				t.Fatalf("staging URL %s, want the newer deployment's %s", d.State.StagingURL, newer)
+			}
+			// The whole log again, in order, changes nothing.
+			pump(t, env, r, eventstore.Start)
+			if after := dt.Head(t, env.Store); after != before {
+				t.Fatalf("a redelivery of the log moved it from %s to %s", before, after)
+			}
+			if d, _ := env.Distributions.Load(ctx, distID); d.State.StagingURL != newer {
+				t.Fatalf("after a redelivery the staging URL is %s, want %s", d.State.StagingURL, newer)
+			}
+		})
+	}
+}
