@@ -106,6 +106,7 @@ func open(ctx context.Context, cfg Config) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: database URL does not parse (details withheld: it may hold a password)", ErrConfig)
 	}
+	postgres.SetSessionDefaults(pc.ConnConfig)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	schema := "eventstream_bench_" + cfg.Scenario + "_" + hex.EncodeToString(b[:])

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -182,6 +184,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	if o.PollInterval <= 0 {
 		o.PollInterval = 2 * time.Second
 	}
+	if err := checkDateStyle(ctx, pool); err != nil {
+		return nil, err
+	}
 	if !o.SkipMigrate {
 		if err := Migrate(ctx, pool); err != nil {
 			return nil, err
@@ -217,6 +222,7 @@ func Open(ctx context.Context, databaseURL string, reg *schemas.Registry, opts .
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: parse database URL: %w", redactErr(err))
 	}
+	SetSessionDefaults(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: connect: %w", err)
@@ -228,6 +234,51 @@ func Open(ctx context.Context, databaseURL string, reg *schemas.Registry, opts .
 	}
 	s.ownsPool = true
 	return s, nil
+}
+
+// SetSessionDefaults sets on cc the session settings the store's reads
+// rely on, where the connection string leaves them unset: DateStyle ISO.
+// Under the simple protocol and pgx.QueryExecModeExec, results arrive as
+// text, and pgx reads a timestamp only in the ISO style; a database or
+// role whose DateStyle is SQL, Postgres or German would make every read
+// fail. A setting in the startup packet overrides the database's and the
+// role's, so this holds whatever they say. Open calls it; call it on the
+// configuration of a pool you give to New.
+func SetSessionDefaults(cc *pgx.ConnConfig) {
+	for k := range cc.RuntimeParams {
+		if strings.EqualFold(k, "datestyle") {
+			return
+		}
+	}
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	cc.RuntimeParams["DateStyle"] = "ISO"
+}
+
+// ErrDateStyle is returned by New when the pool reads results as text
+// (the simple protocol or pgx.QueryExecModeExec) and its sessions show
+// dates in a style other than ISO, which pgx cannot read back: every read
+// of the log would fail. See SetSessionDefaults.
+var ErrDateStyle = errors.New("postgres store: the pool's sessions must use DateStyle ISO to read timestamps as text")
+
+// checkDateStyle refuses a pool whose reads would fail on the log's
+// timestamps (ErrDateStyle). Modes that describe their statements read
+// timestamps in binary, whatever the DateStyle.
+func checkDateStyle(ctx context.Context, pool *pgxpool.Pool) error {
+	switch pool.Config().ConnConfig.DefaultQueryExecMode {
+	case pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec:
+	default:
+		return nil
+	}
+	var style string
+	if err := pool.QueryRow(ctx, `SHOW DateStyle`).Scan(&style); err != nil {
+		return fmt.Errorf("postgres store: %w", err)
+	}
+	if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(style)), "ISO") {
+		return fmt.Errorf("%w: it is %q (set DateStyle=ISO in the connection string, or call SetSessionDefaults on the pool's configuration)", ErrDateStyle, style)
+	}
+	return nil
 }
 
 // redactErr drops the text of a URL parse error, which can hold a password.

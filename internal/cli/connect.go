@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore/postgres"
 )
 
 // defaultDatabaseURL is tried when neither --database-url nor
@@ -201,6 +203,7 @@ func connectPool(ctx context.Context, u, appName string) (*pgxpool.Pool, error) 
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = appName
 	}
+	postgres.SetSessionDefaults(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

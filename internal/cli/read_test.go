@@ -3,6 +3,7 @@ package cli_test
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReadRefusesAStreamVersionThatIsNotANumber: --from of a stream is a
@@ -33,5 +34,28 @@ func TestReadRefusesATypeFilterNoEventCanHave(t *testing.T) {
 	r := c.run("read", "--all", "--type", "Not a type")
 	if r.code != 3 || !strings.Contains(r.stderr, "type-name") || strings.TrimSpace(r.stdout) != "" {
 		t.Fatalf("read --all --type %q: want exit 3 naming type-name and nothing on stdout, got %s", "Not a type", r)
+	}
+}
+
+// TestReadUnderANonISODateStyle: a database whose DateStyle is not ISO
+// (here German, given as a session option as ALTER DATABASE would), used
+// through the simple protocol, where pgx parses timestamps from text in
+// the ISO style only. The command's sessions ask for ISO, so reading the
+// log and the stream works and shows the stored timestamps.
+func TestReadUnderANonISODateStyle(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.url += "&default_query_exec_mode=simple_protocol&options=-c%20datestyle%3DGerman"
+	c.appendMany(3)
+	all := jsonLines(t, c.must(0, "read", "--all", "--json").stdout)
+	one := jsonLines(t, c.must(0, "read", "course-1", "--json").stdout)
+	if len(all) != 3 || len(one) != 1 {
+		t.Fatalf("read %d events from the log and %d from course-1, want 3 and 1", len(all), len(one))
+	}
+	for _, e := range append(all, one...) {
+		ts, _ := e["timestamp"].(string)
+		if at, err := time.Parse(time.RFC3339Nano, ts); err != nil || time.Since(at) > time.Hour || time.Since(at) < -time.Minute {
+			t.Fatalf("timestamp %q (%v): want the time of the append, in RFC 3339", ts, err)
+		}
 	}
 }
