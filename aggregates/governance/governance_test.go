@@ -569,3 +569,60 @@ func TestApprovalConsumedForAnotherMissionRefused(t *testing.T) {
 		t.Fatalf("consume for its own mission: %v", err)
 	}
 }
+
+// An IR is validated once, but every mission that runs it needs its
+// verdict (missions wait in created for an ir.validated_* naming them).
+// Validating an IR already validated, for a mission it was not validated
+// for, records the stored verdict again for that mission; for a mission
+// it was recorded for, or for none, it writes nothing. Before, a second
+// mission on a validated IR got no verdict and waited forever.
+func TestValidatedIRVerdictRecordedForEachMission(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	bad := ir("ir-rej", 0, 1)
+	bad.Steps[1].Action = "tenant.delete"
+	for _, c := range []struct {
+		plan governance.IR
+		typ  string
+	}{{ir("ir-esc", 0, 2, 3), governance.TypeValidatedEscalate}, {ir("ir-pass", 0, 1), governance.TypeValidatedPass}, {bad, governance.TypeValidatedReject}} {
+		t.Run(c.typ, func(t *testing.T) {
+			// The first validation names no mission; each mission then gets
+			// the verdict once.
+			first, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: c.plan})
+			if err != nil || len(first.Events) != 1 || first.Events[0].Type != c.typ {
+				t.Fatalf("first validation: %v", err)
+			}
+			want := payloadMap(t, first.Events[0].Payload)
+			for _, m := range []string{uuid.NewString(), uuid.NewString()} {
+				res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: c.plan, MissionID: m})
+				if err != nil || len(res.Events) != 1 || res.Events[0].Type != c.typ {
+					t.Fatalf("validation for mission %s: %v, %d events", m, err, len(res.Events))
+				}
+				got := payloadMap(t, res.Events[0].Payload)
+				if got["mission_id"] != m {
+					t.Fatalf("verdict %s names mission %v, want %s", res.Events[0].Payload, got["mission_id"], m)
+				}
+				delete(got, "mission_id")
+				if gb, wb := fmt.Sprint(got), fmt.Sprint(want); gb != wb {
+					t.Fatalf("verdict for the mission %s differs from the IR's %s", gb, wb)
+				}
+				for _, again := range []string{m, ""} {
+					before := dt.Head(t, env.Store)
+					res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: c.plan, MissionID: again})
+					if err != nil || len(res.Events) != 0 || dt.Head(t, env.Store) != before {
+						t.Fatalf("validation again for %q: %v, %d events", again, err, len(res.Events))
+					}
+				}
+			}
+		})
+	}
+}
+
+func payloadMap(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -3,6 +3,7 @@ package governance
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -35,6 +36,13 @@ type IRState struct {
 	Steps    []Step `json:"steps,omitempty"`
 	MaxTier  int    `json:"max_tier"`
 	Rule     string `json:"rule,omitempty"`
+	// RejectedStep is the step that broke Rule (reject), with its action
+	// and the rule's message.
+	RejectedStep   string `json:"rejected_step,omitempty"`
+	RejectedAction string `json:"rejected_action,omitempty"`
+	RuleMessage    string `json:"rule_message,omitempty"`
+	// Missions are the missions the verdict was recorded for.
+	Missions []string `json:"missions,omitempty"`
 	// DAGChecks and DAGFailures count DAG comparisons and failed ones.
 	DAGChecks   int `json:"dag_checks"`
 	DAGFailures int `json:"dag_failures"`
@@ -43,17 +51,38 @@ type IRState struct {
 func newIR(id string) IRState { return IRState{IRID: id} }
 
 func applyIR(s *IRState, e aggregates.Event) error {
+	var mission string
+	switch d := e.Data.(type) {
+	case ValidatedPass:
+		mission = d.MissionID
+	case ValidatedEscalate:
+		mission = d.MissionID
+	case ValidatedReject:
+		mission = d.MissionID
+	}
 	switch e.Data.(type) {
 	case ValidatedPass, ValidatedEscalate, ValidatedReject:
+		if mission != "" && !slices.Contains(s.Missions, mission) {
+			s.Missions = append(s.Missions, mission)
+		}
+		if s.MissionID == "" {
+			s.MissionID = mission // the first mission the IR was validated for
+		}
+		if s.Outcome != "" {
+			// The verdict again, for another mission (the same tenant,
+			// hash and outcome).
+			return nil
+		}
 		s.TenantID = e.Meta.TenantID
 	}
 	switch d := e.Data.(type) {
 	case ValidatedPass:
-		s.SHA256, s.MissionID, s.Outcome, s.Steps, s.MaxTier = d.IRSHA256, d.MissionID, OutcomePass, d.Steps, d.MaxTier
+		s.SHA256, s.Outcome, s.Steps, s.MaxTier = d.IRSHA256, OutcomePass, d.Steps, d.MaxTier
 	case ValidatedEscalate:
-		s.SHA256, s.MissionID, s.Outcome, s.Steps, s.MaxTier = d.IRSHA256, d.MissionID, OutcomeEscalate, d.Steps, d.MaxTier
+		s.SHA256, s.Outcome, s.Steps, s.MaxTier = d.IRSHA256, OutcomeEscalate, d.Steps, d.MaxTier
 	case ValidatedReject:
-		s.SHA256, s.MissionID, s.Outcome, s.Rule = d.IRSHA256, d.MissionID, OutcomeReject, d.Rule
+		s.SHA256, s.Outcome, s.Rule = d.IRSHA256, OutcomeReject, d.Rule
+		s.RejectedStep, s.RejectedAction, s.RuleMessage = d.StepID, d.Action, d.Message
 	case DAGDiffOK:
 		s.DAGChecks++
 	case DAGDiffFailed:
@@ -68,8 +97,10 @@ func applyIR(s *IRState, e aggregates.Event) error {
 type irAgg = aggregates.Aggregate[IRState]
 
 // ValidateIR validates an IR against the policy. Validating the same IR
-// again changes nothing; validating a changed IR under the same id is
-// refused.
+// again changes nothing, except for a mission the verdict was not yet
+// recorded for: the stored verdict (not the policy's answer now) is
+// recorded again naming that mission, so every mission that runs the IR
+// gets it. Validating a changed IR under the same id is refused.
 type ValidateIR struct {
 	IR        IR
 	MissionID string
@@ -92,7 +123,10 @@ func (c ValidateIR) Decide(a *irAgg) ([]any, error) {
 			return nil, aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", a.ID)
 		}
 		if a.State.SHA256 == sum {
-			return nil, nil
+			if c.MissionID == "" || slices.Contains(a.State.Missions, c.MissionID) {
+				return nil, nil
+			}
+			return []any{a.State.verdictFor(c.MissionID)}, nil
 		}
 		return nil, aggregates.Refuse(ErrIRChanged, "IR %s was validated as %s with hash %s; this plan hashes to %s", a.ID, a.State.Outcome, a.State.SHA256[:12], sum[:12])
 	}
@@ -104,6 +138,23 @@ func (c ValidateIR) Decide(a *irAgg) ([]any, error) {
 		return []any{ValidatedEscalate{IRID: c.IR.ID, IRSHA256: sum, MissionID: c.MissionID, Steps: c.IR.Steps, MaxTier: v.MaxTier, EscalatedSteps: v.Escalated}}, nil
 	}
 	return []any{ValidatedPass{IRID: c.IR.ID, IRSHA256: sum, MissionID: c.MissionID, Steps: c.IR.Steps, MaxTier: v.MaxTier}}, nil
+}
+
+// verdictFor is the IR's stored verdict, recorded for mission.
+func (s IRState) verdictFor(mission string) any {
+	switch s.Outcome {
+	case OutcomeReject:
+		return ValidatedReject{IRID: s.IRID, IRSHA256: s.SHA256, MissionID: mission, StepID: s.RejectedStep, Action: s.RejectedAction, Rule: s.Rule, Message: s.RuleMessage}
+	case OutcomeEscalate:
+		var escalated []string
+		for _, st := range s.Steps {
+			if st.Tier >= EscalationTier {
+				escalated = append(escalated, st.ID)
+			}
+		}
+		return ValidatedEscalate{IRID: s.IRID, IRSHA256: s.SHA256, MissionID: mission, Steps: s.Steps, MaxTier: s.MaxTier, EscalatedSteps: escalated}
+	}
+	return ValidatedPass{IRID: s.IRID, IRSHA256: s.SHA256, MissionID: mission, Steps: s.Steps, MaxTier: s.MaxTier}
 }
 
 // CheckDAG compares the nodes of the execution DAG compiled from an IR

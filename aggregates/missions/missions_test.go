@@ -14,6 +14,7 @@ import (
 	"github.com/brainhq/eventstream/aggregates/governance"
 	dt "github.com/brainhq/eventstream/aggregates/internal/domaintest"
 	"github.com/brainhq/eventstream/aggregates/missions"
+	"github.com/brainhq/eventstream/aggregates/reactions"
 	"github.com/brainhq/eventstream/eventstore"
 )
 
@@ -443,5 +444,53 @@ func TestAnotherTenantCannotApproveOrDriveAMission(t *testing.T) {
 	}
 	if a, _ := env.Missions.Load(ctx, id); a.State.Status != missions.StatusAwaitingApproval {
 		t.Fatalf("state = %+v", a.State)
+	}
+}
+
+// settle delivers the log to the reactions until it stops growing.
+func settle(t *testing.T, env *dt.Env, r *reactions.Reactions) {
+	t.Helper()
+	from := eventstore.Position{}
+	for range 20 {
+		page, err := env.Store.ReadAll(ctx, eventstore.ReadAllOptions{From: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Events) == 0 {
+			return
+		}
+		for _, e := range page.Events {
+			if err := r.Handle(ctx, e); err != nil {
+				t.Fatalf("handle %s: %v", e.Type, err)
+			}
+		}
+		from = page.Next
+	}
+	t.Fatal("the reactions did not settle")
+}
+
+// A second mission created on an IR governance already validated gets its
+// verdict through the reactions, as the first did; it waited in created
+// forever, since validating the same IR again wrote nothing.
+func TestSecondMissionOnAValidatedIRGetsItsVerdict(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	r, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, ir := create(t, env, steps)
+	settle(t, env, r)
+	second := uuid.NewString()
+	do(t, env, missions.Create{MissionID: second, IRID: ir, Title: "Same plan again", Steps: steps, CreatedBy: "ops"})
+	settle(t, env, r)
+	for _, id := range []string{first, second} {
+		a, err := env.Missions.Load(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.State.Status != missions.StatusReady {
+			t.Fatalf("mission %s is %s, want ready", id, a.State.Status)
+		}
 	}
 }
