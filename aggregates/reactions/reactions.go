@@ -256,7 +256,8 @@ func (r *Reactions) deployToStaging(ctx context.Context, e eventstore.Event) err
 // again since, to another URL: then the event is stale (an older event
 // parked and retried after the newer one went through, or handled by a
 // slower consumer) and writing its URL would put the older address back.
-// The newer deployment's own event records the newer URL.
+// The newer deployment's own event records the newer URL. A deployment
+// of a distribution deleted meanwhile records nothing either.
 //
 // The course is read inside the decider, after the distribution is loaded
 // and before the update is appended at that distribution version: when a
@@ -275,6 +276,11 @@ func (r *Reactions) recordStagingURL(ctx context.Context, e eventstore.Event) er
 	}
 	_, err = r.svc.Distributions.Repository().Handle(ctx, update.AggregateID(), aggregates.FromEvent(e, RecordStagingURL),
 		func(a *aggregates.Aggregate[distribution.State]) ([]any, error) {
+			if a.Exists() && a.State.Deleted {
+				// Deleted while the deployment ran: there is no staging URL
+				// to keep, and refusing would park a dead letter for it.
+				return nil, nil
+			}
 			course, err := r.svc.Courses.Load(ctx, d.CourseID)
 			if err != nil {
 				return nil, err

@@ -518,3 +518,30 @@ func TestStaleDeploymentDoesNotOverwriteTheNewerStagingURL(t *testing.T) {
 		})
 	}
 }
+
+// A distribution deleted before its course's deployment is recorded (the
+// user deleted it while the deploy reaction ran): there is no staging URL
+// to keep on it, so the reaction writes nothing and fails nothing, instead
+// of parking a dead letter for a benign race.
+func TestDeploymentOfADeletedDistributionIsSkipped(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	course := completeCourse(t, env, "flow-"+uuid.NewString())
+	distID := distribution.IDForCourse(course, distribution.ChannelWeb)
+	handleEach(t, r, lastOfType(t, env, "course-"+course, cf.TypeGenerationCompleted))
+	handleEach(t, r, lastOfType(t, env, "distribution-"+distID, distribution.TypeCreated))
+	if _, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.Delete{DistributionID: distID, Reason: "changed my mind"}); err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	handleEach(t, r, lastOfType(t, env, "course-"+course, cf.TypeDeployedStaging))
+	if after := dt.Head(t, env.Store); after != before {
+		t.Fatalf("the reaction wrote to a deleted distribution (log %s → %s)", before, after)
+	}
+	// The whole log again changes nothing and fails nothing.
+	pump(t, env, r, eventstore.Start)
+	if after := dt.Head(t, env.Store); after != before {
+		t.Fatalf("a redelivery moved the log from %s to %s", before, after)
+	}
+}
