@@ -18,8 +18,9 @@
 //   - Superusers, roles with BYPASSRLS, the tables' owner and the role
 //     running the command are refused: row-level security cannot hold them.
 //     So are REPLICATION roles and members of pg_execute_server_program,
-//     pg_read_server_files and pg_write_server_files, which read the data
-//     around it.
+//     pg_read_server_files, pg_write_server_files and pg_read_all_stats
+//     (pg_monitor), which read the data around it (the last through
+//     other sessions' query texts, where the log's writers send payloads).
 //   - A new generation of a read model (a rebuild) is protected and
 //     granted in the transaction that publishes it, through OnPublish
 //     (projections.Config.OnPublish); without it the analysts lose access
@@ -502,8 +503,10 @@ var serverRoles = []string{"pg_execute_server_program", "pg_read_server_files", 
 // checkUnprivileged refuses a role that row-level security cannot bind:
 // a superuser, a BYPASSRLS role, or a member (directly or not) of one, or
 // of the role running the command; and a role that reads the data around
-// it: REPLICATION (a base backup or logical decoding streams every row)
-// or a member of a serverRoles role.
+// it: REPLICATION (a base backup or logical decoding streams every row),
+// a member of pg_read_all_stats (pg_monitor is one), which reads every
+// session's query text in pg_stat_activity, where the log's writers send
+// payloads as literals, or a member of a serverRoles role.
 func checkUnprivileged(ctx context.Context, tx pgx.Tx, role string) error {
 	var why *string
 	err := tx.QueryRow(ctx, `SELECT CASE
@@ -514,6 +517,8 @@ func checkUnprivileged(ctx context.Context, tx pgx.Tx, role string) error {
 				THEN 'is a member of a superuser, BYPASSRLS or REPLICATION role'
 			WHEN pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = current_user), 'MEMBER')
 				THEN 'is a member of the role running this command'
+			WHEN pg_has_role(r.oid, 'pg_read_all_stats', 'MEMBER')
+				THEN 'is a member of pg_read_all_stats (directly or through pg_monitor: it reads the text of every session''s query in pg_stat_activity, which holds the event payloads the log''s writers send)'
 			ELSE (SELECT 'is a member of ' || o.rolname || ' (it runs programs or reads and writes files as the server)'
 				FROM pg_roles o WHERE o.rolname = ANY($2) AND pg_has_role(r.oid, o.oid, 'MEMBER') ORDER BY o.rolname LIMIT 1)
 		END
