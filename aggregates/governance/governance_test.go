@@ -626,3 +626,29 @@ func payloadMap(t *testing.T, b []byte) map[string]any {
 	}
 	return m
 }
+
+// An approval id no approval can have (approval ids are UUIDs) is refused
+// as an unknown approval, typed and with nothing written, rather than
+// failing on the schema of the ir.approval_invalid the refusal would
+// record (or, for an id no stream can have, on the read); the sweeper and
+// ApprovalStatus answer not found.
+func TestApprovalMalformedIDRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	for _, id := range []string{"not-a-uuid", "", strings.Repeat("a", 300), "a\x00b", "{" + uuid.NewString() + "}"} {
+		before := dt.Head(t, env.Store)
+		res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "mallory"})
+		var re *aggregates.RuleError
+		if !errors.Is(err, governance.ErrUnknownApproval) || !errors.As(err, &re) || re.Aggregate != governance.ApprovalAggregate || len(res.Events) != 0 {
+			t.Fatalf("consume %q: %v (%d events), want a refusal [%s]", id, err, len(res.Events), governance.ErrUnknownApproval.Rule)
+		}
+		if after := dt.Head(t, env.Store); after != before {
+			t.Fatalf("consume %q moved the log", id)
+		}
+		_, err = env.Governance.ExpireApproval(ctx, tenant("t1"), id)
+		dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
+		if _, err := env.Governance.ApprovalStatus(ctx, id); !errors.Is(err, aggregates.ErrNotFound) {
+			t.Fatalf("ApprovalStatus(%q) = %v, want not found", id, err)
+		}
+	}
+}

@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v5"
+
 	"github.com/brainhq/eventstream/aggregates"
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -125,12 +127,23 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 // use returns a *aggregates.RuleError and, except for an approval already
 // recorded as expired, records the attempt.
 func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMeta, c ConsumeApproval) (aggregates.Result[ApprovalState], error) {
+	if !validApprovalID(c.ApprovalID) {
+		// No approval has this id, and the attempt cannot be recorded:
+		// ir.approval_invalid names the approval by its UUID.
+		return aggregates.Result[ApprovalState]{}, &aggregates.RuleError{
+			Aggregate: ApprovalAggregate, ID: boundText(c.ApprovalID, 64), Rule: ErrUnknownApproval.Rule,
+			Message: "no approval has this id (approval ids are UUIDs); not recorded",
+		}
+	}
 	c.tenantID, c.now = meta.TenantID, s.now()
 	return s.approvals.Execute(ctx, meta, c)
 }
 
 // ExpireApproval records the expiry of an unused approval past its expiry.
 func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMeta, approvalID string) (aggregates.Result[ApprovalState], error) {
+	if !validApprovalID(approvalID) {
+		return aggregates.Result[ApprovalState]{}, approvalNotFound(approvalID)
+	}
 	return s.approvals.Execute(ctx, meta, ExpireApproval{ApprovalID: approvalID, now: s.now()})
 }
 
@@ -154,6 +167,9 @@ func (s *Service) CheckDAG(ctx context.Context, meta aggregates.CommandMeta, c C
 // ApprovalStatus says whether approvalID was consumed, for which IR and
 // tenant (used by missions to check an approval before a mission starts).
 func (s *Service) ApprovalStatus(ctx context.Context, approvalID string) (ApprovalState, error) {
+	if !validApprovalID(approvalID) {
+		return ApprovalState{}, approvalNotFound(approvalID)
+	}
 	a, err := s.approvals.Load(ctx, approvalID)
 	if err != nil {
 		return ApprovalState{}, err
@@ -162,4 +178,14 @@ func (s *Service) ApprovalStatus(ctx context.Context, approvalID string) (Approv
 		return ApprovalState{}, a.NotFound()
 	}
 	return a.State, nil
+}
+
+// validApprovalID reports whether id can be an approval's: a UUID, as the
+// schemas' "uuid" format (which ir.approval_created checks) takes it.
+func validApprovalID(id string) bool {
+	return jsonschema.Formats["uuid"](id)
+}
+
+func approvalNotFound(id string) error {
+	return &aggregates.NotFoundError{Aggregate: ApprovalAggregate, ID: boundText(id, 64)}
 }
