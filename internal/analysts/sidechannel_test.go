@@ -3,8 +3,12 @@ package analysts_test
 import (
 	"context"
 	"errors"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/brainhq/eventstream/internal/analysts"
 )
@@ -61,5 +65,68 @@ func TestGrantRefusesRolesThatReadOtherSessionsQueries(t *testing.T) {
 		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eventstream_analysts WHERE role_name = $1)`, role).Scan(&mapped); err != nil || mapped {
 			t.Errorf("the refused grant to %s was recorded (%v)", role, err)
 		}
+	}
+}
+
+// TestAdvisoryLocksAndTheDocumentedRevoke pins what docs/operations/
+// tenants.md says an analyst can still do, and that its recipe works: by
+// default an analyst takes advisory locks (the functions are PUBLIC's) and
+// LISTENs on any channel; once the page's SQL has run, every advisory-lock
+// function is refused to it. The recipe is run in a transaction that is
+// rolled back (it is database-wide), on the very text of the page.
+func TestAdvisoryLocksAndTheDocumentedRevoke(t *testing.T) {
+	s := newShared(t)
+	ctx := context.Background()
+	role := s.role(t, "an_lock")
+	if _, err := analysts.Grant(ctx, s.pool, "acme", role, analysts.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	conn := s.as(t, role)
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(7340033)`).Scan(&got); err != nil || !got {
+		t.Fatalf("by default an analyst takes advisory locks: %v %v (the page says it can)", got, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock_all(); LISTEN eventstream_probe`); err != nil {
+		t.Fatalf("an analyst LISTENs (the page says it can): %v", err)
+	}
+
+	doc, err := os.ReadFile("../../docs/operations/tenants.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```sql\n(.*?advisory.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("docs/operations/tenants.md holds no SQL block about advisory locks")
+	}
+	recipe := strings.Replace(string(m[1]), "owner text := 'eventstream';", "owner text := current_user;", 1)
+	if recipe == string(m[1]) {
+		t.Fatal("the recipe no longer names its owner as `owner text := 'eventstream';`")
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, recipe); err != nil {
+		t.Fatalf("the page's recipe: %v\n%s", err, recipe)
+	}
+	rows, err := tx.Query(ctx, `SELECT p.oid::regprocedure::text FROM pg_proc p
+		WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname LIKE '%advisory%lock%'
+			AND has_function_privilege($1, p.oid, 'EXECUTE')`, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("after the recipe the analyst may still run %v", left)
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+role); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_lock(7340033)`); sqlState(err) != "42501" {
+		t.Fatalf("after the recipe, pg_advisory_lock as the analyst: %v, want permission denied", err)
 	}
 }
