@@ -1,6 +1,9 @@
 package coursefactory
 
 import (
+	"fmt"
+	"unicode"
+
 	"github.com/brainhq/eventstream/aggregates"
 )
 
@@ -18,7 +21,31 @@ var (
 	ErrLessonsMissing     = aggregates.Rule("lessons-complete", "review needs every declared lesson")
 	ErrIncomplete         = aggregates.Rule("completion-requirements", "completion needs the outline, every lesson, the quiz and the landing page")
 	ErrDeployNotCompleted = aggregates.Rule("deploy-after-completion", "only a completed course is deployed")
+	ErrBlank              = aggregates.Rule("text-not-blank", "a topic, title or headline has a visible character")
 )
+
+// blank reports whether s shows nothing: it is empty or holds only white
+// space, control and format characters (such as U+200B ZERO WIDTH SPACE).
+// The schemas' minLength counts those as characters.
+func blank(s string) bool {
+	for _, r := range s {
+		if !unicode.IsSpace(r) && !unicode.In(r, unicode.Cc, unicode.Cf) {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseBlank refuses the first of fields (name, value pairs) that is
+// blank.
+func refuseBlank(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if blank(fields[i+1]) {
+			return aggregates.Refuse(ErrBlank, "%s %q shows nothing", fields[i], fields[i+1])
+		}
+	}
+	return nil
+}
 
 type agg = aggregates.Aggregate[State]
 
@@ -59,6 +86,9 @@ func (c RequestGeneration) Decide(a *agg) ([]any, error) {
 	if a.Exists() && a.State.Workflow != Failed {
 		return nil, aggregates.Refuse(ErrAlreadyRequested, "the course is %s", a.State.Workflow)
 	}
+	if err := refuseBlank("topic", c.Topic); err != nil {
+		return nil, err
+	}
 	lang := c.Language
 	if lang == "" {
 		lang = DefaultLanguage
@@ -96,6 +126,14 @@ func (c CreateOutline) Decide(a *agg) ([]any, error) {
 	if err := require(a, "create outline", Outlining); err != nil {
 		return nil, err
 	}
+	if err := refuseBlank("title", c.Title); err != nil {
+		return nil, err
+	}
+	for _, l := range c.Lessons {
+		if err := refuseBlank(fmt.Sprintf("slot %d's title", l.Slot), l.Title); err != nil {
+			return nil, err
+		}
+	}
 	seen := map[int]bool{}
 	for _, l := range c.Lessons {
 		if seen[l.Slot] {
@@ -132,6 +170,9 @@ func (c GenerateLesson) Decide(a *agg) ([]any, error) {
 	}
 	if a.State.Lessons[c.Slot] {
 		return nil, aggregates.Refuse(ErrLessonTwice, "slot %d is already generated", c.Slot)
+	}
+	if err := refuseBlank("lesson title", c.Title); err != nil {
+		return nil, err
 	}
 	return []any{LessonGenerated{CourseID: c.CourseID, Slot: c.Slot, Title: c.Title, ContentURI: c.ContentURI, WordCount: c.WordCount}}, nil
 }
@@ -171,6 +212,9 @@ func (c CreateLandingPage) Decide(a *agg) ([]any, error) {
 	}
 	if a.State.HasLanding {
 		return nil, aggregates.Refuse(ErrLandingPageTwice, "the course already has a landing page")
+	}
+	if err := refuseBlank("headline", c.Headline); err != nil {
+		return nil, err
 	}
 	return []any{LandingPageCreated{CourseID: c.CourseID, Headline: c.Headline, Slug: c.Slug}}, nil
 }

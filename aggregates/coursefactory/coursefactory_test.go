@@ -337,3 +337,45 @@ func TestLessonOnlyOncePerSlot(t *testing.T) {
 	_, err := env.Courses.Handle(ctx, dt.Meta(), cf.GenerateLesson{CourseID: id, Slot: 2, Title: "b again"})
 	dt.Refused(t, env.Store, before, err, cf.ErrLessonTwice)
 }
+
+// A topic, title or headline that shows nothing (only white space, or
+// invisible characters) passes the schemas' minLength but names nothing:
+// it is refused, typed, and nothing is written. Visible text around
+// spaces is fine.
+func TestBlankTextIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	for _, c := range []struct {
+		name string
+		from cf.WorkflowState
+		cmd  func(id string) aggregates.Command[cf.State]
+	}{
+		{"topic of spaces", "", func(id string) aggregates.Command[cf.State] { return cf.RequestGeneration{CourseID: id, Topic: "   "} }},
+		{"topic of a zero-width space", "", func(id string) aggregates.Command[cf.State] {
+			return cf.RequestGeneration{CourseID: id, Topic: "\u200b"}
+		}},
+		{"outline title of white space", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+			return cf.CreateOutline{CourseID: id, Title: " \t ", Lessons: []cf.LessonSlot{{1, "a"}}}
+		}},
+		{"lesson slot title of spaces", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+			return cf.CreateOutline{CourseID: id, Title: "Go", Lessons: []cf.LessonSlot{{1, "a"}, {2, "  "}}}
+		}},
+		{"lesson title of a newline", cf.Generating, func(id string) aggregates.Command[cf.State] {
+			return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "\n"}
+		}},
+		{"headline of no-break spaces", cf.Generating, func(id string) aggregates.Command[cf.State] {
+			return cf.CreateLandingPage{CourseID: id, Headline: "\u00a0\u00a0", Slug: "go"}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := uuid.NewString()
+			if c.from != "" {
+				id = course(t, env, c.from)
+			}
+			before := dt.Head(t, env.Store)
+			_, err := env.Courses.Handle(ctx, dt.Meta(), c.cmd(id))
+			dt.Refused(t, env.Store, before, err, cf.ErrBlank)
+		})
+	}
+	do(t, env, cf.RequestGeneration{CourseID: uuid.NewString(), Topic: "  Go  "})
+}

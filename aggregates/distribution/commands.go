@@ -2,8 +2,10 @@ package distribution
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -21,7 +23,34 @@ var (
 	ErrBadVersion       = aggregates.Rule("semver-range", "a version's numbers must fit the module's integers")
 	ErrNoChanges        = aggregates.Rule("update-has-changes", "an update sets at least one field")
 	ErrOtherCourse      = aggregates.Rule("update-own-course", "the distribution offers another course")
+	ErrBlank            = aggregates.Rule("text-not-blank", "a title, tag, niche or keyword has a visible character")
 )
+
+// blank reports whether s shows nothing: it is empty or holds only white
+// space, control and format characters (such as U+200B ZERO WIDTH SPACE).
+// The schemas' minLength counts those as characters.
+func blank(s string) bool {
+	for _, r := range s {
+		if !unicode.IsSpace(r) && !unicode.In(r, unicode.Cc, unicode.Cf) {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseBlank refuses the first of values that is blank; what names them
+// in the message.
+func refuseBlank(what string, values ...string) error {
+	for i, v := range values {
+		if blank(v) {
+			if len(values) > 1 {
+				what = fmt.Sprintf("%s %d", what, i+1)
+			}
+			return aggregates.Refuse(ErrBlank, "%s %q shows nothing", what, v)
+		}
+	}
+	return nil
+}
 
 type agg = aggregates.Aggregate[State]
 
@@ -75,6 +104,9 @@ func (c Create) Decide(a *agg) ([]any, error) {
 		}
 		return nil, aggregates.Refuse(ErrExists, "it offers course %s on %s", s.CourseID, s.Channel)
 	}
+	if err := refuseBlank("title", c.Title); err != nil {
+		return nil, err
+	}
 	// The schema checks the version's form; numbers too large to count
 	// would make a distribution whose version can never be bumped.
 	if _, err := ParseSemver(version); errors.Is(err, strconv.ErrRange) {
@@ -105,6 +137,16 @@ func (c Update) Decide(a *agg) ([]any, error) {
 	}
 	if in == (Changes{}) {
 		return nil, aggregates.Refuse(ErrNoChanges, "no field given")
+	}
+	if in.Title != nil {
+		if err := refuseBlank("title", *in.Title); err != nil {
+			return nil, err
+		}
+	}
+	if in.Tags != nil {
+		if err := refuseBlank("tag", *in.Tags...); err != nil {
+			return nil, err
+		}
 	}
 	var out Changes
 	if in.Title != nil && *in.Title != s.Title {
@@ -233,6 +275,12 @@ func (c CreateMicroNiche) Decide(a *agg) ([]any, error) {
 	}
 	if id, ok := a.State.Niches[c.Niche]; ok {
 		return nil, aggregates.Refuse(ErrNicheExists, "niche %q exists as %s", c.Niche, id)
+	}
+	if err := refuseBlank("niche", c.Niche); err != nil {
+		return nil, err
+	}
+	if err := refuseBlank("keyword", c.Keywords...); err != nil {
+		return nil, err
 	}
 	return []any{MicroNicheCreated{DistributionID: a.ID, CourseID: a.State.CourseID, NicheID: c.NicheID, Niche: c.Niche, Keywords: c.Keywords}}, nil
 }

@@ -304,3 +304,43 @@ func TestChannelsMatchTheSchema(t *testing.T) {
 		t.Fatalf("Channels() = %v, schema enum %v", got, want)
 	}
 }
+
+// A title, tag, niche or keyword that shows nothing (only white space, or
+// invisible characters) passes the schemas' minLength but names nothing:
+// it is refused, typed, and nothing is written. (The channel is an enum of
+// the schema: "  " is refused there.)
+func TestBlankTextIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	for _, c := range []struct {
+		name string
+		cmd  func(id string) aggregates.Command[distribution.State]
+		want error
+	}{
+		{"create with a title of spaces", func(string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Channel: "web", Title: "   "}
+		}, distribution.ErrBlank},
+		{"create with a channel of spaces", func(string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Channel: "  ", Title: "Go"}
+		}, eventstore.ErrValidation},
+		{"update to a title of a zero-width space", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("\u200b")}}
+		}, distribution.ErrBlank},
+		{"update with a blank tag", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Tags: &[]string{"go", " \t"}}}
+		}, distribution.ErrBlank},
+		{"micro-niche of spaces", func(id string) aggregates.Command[distribution.State] {
+			return distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "  "}
+		}, distribution.ErrBlank},
+		{"micro-niche with a blank keyword", func(id string) aggregates.Command[distribution.State] {
+			return distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "sres", Keywords: []string{"\u00a0"}}
+		}, distribution.ErrBlank},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id, _ := create(t, env)
+			before := dt.Head(t, env.Store)
+			_, err := env.Distributions.Handle(ctx, dt.Meta(), c.cmd(id))
+			dt.Refused(t, env.Store, before, err, c.want)
+		})
+	}
+}
