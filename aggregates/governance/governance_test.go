@@ -473,9 +473,6 @@ func TestApprovalExpiredRecordedForTheApprovalsTenant(t *testing.T) {
 	}
 }
 
-// A DAG check is recorded for the IR's tenant, whoever asks for it: a
-// critical ir.dag_diff_failed must reach the alerts of the tenant whose
-// plan was tampered with.
 // An IR id belongs to the tenant that validated it: another tenant's
 // ValidateIR of that id, with the same plan or another, is refused with
 // nothing written, and neither the refusal nor a result tells it the IR's
@@ -506,6 +503,12 @@ func TestValidateIRIsTheTenantsOwn(t *testing.T) {
 	}
 }
 
+// A DAG check is recorded for the IR's tenant, never another's: a
+// critical ir.dag_diff_failed must reach the alerts of the tenant whose
+// plan was tampered with. A check asked for under another tenant (a
+// compiler with an identity of its own) is refused with ir-tenant and
+// recorded under no tenant (TestCheckDAGIsTheIRTenantsOwn); it used to
+// be recorded for the IR's tenant, which let any tenant write into it.
 func TestDAGCheckRecordedForTheIRsTenant(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
@@ -514,7 +517,10 @@ func TestDAGCheckRecordedForTheIRsTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, nodes := range [][]governance.Step{plan.Steps, plan.Steps[:1]} {
-		res, err := env.Governance.CheckDAG(ctx, tenant("compiler"), governance.CheckDAG{IRID: "ir-dag", Nodes: nodes})
+		before := dt.Head(t, env.Store)
+		_, err := env.Governance.CheckDAG(ctx, tenant("compiler"), governance.CheckDAG{IRID: "ir-dag", Nodes: nodes})
+		dt.Refused(t, env.Store, before, err, governance.ErrIRTenant)
+		res, err := env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-dag", Nodes: nodes})
 		if err != nil || len(res.Events) != 1 {
 			t.Fatalf("check: %v", err)
 		}
@@ -650,5 +656,47 @@ func TestApprovalMalformedIDRefused(t *testing.T) {
 		if _, err := env.Governance.ApprovalStatus(ctx, id); !errors.Is(err, aggregates.ErrNotFound) {
 			t.Fatalf("ApprovalStatus(%q) = %v, want not found", id, err)
 		}
+	}
+}
+
+// A DAG check is its IR's tenant's, as validation is: another tenant's
+// CheckDAG of the IR, matching or not, is refused with ir-tenant, writes
+// nothing, and learns nothing of the IR (its steps, hash, verdict or
+// rule). Before, it was recorded for the IR's tenant, so any tenant could
+// fill another's stream with critical tampering alerts or attest a DAG
+// as matching, and the result (the IR's state, the diff) handed it the
+// plan.
+func TestCheckDAGIsTheIRTenantsOwn(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	plan := ir("ir-owned", 0, 2)
+	res, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := res.Aggregate.State.SHA256
+	bad := ir("ir-bad", 0)
+	bad.Steps[0].Action = "audit.disable"
+	if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: bad}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []governance.CheckDAG{
+		{IRID: "ir-owned", Nodes: plan.Steps},
+		{IRID: "ir-owned", Nodes: plan.Steps[:1]},
+		{IRID: "ir-bad", Nodes: bad.Steps},
+	} {
+		before := dt.Head(t, env.Store)
+		res, err := env.Governance.CheckDAG(ctx, tenant("t2"), c)
+		dt.Refused(t, env.Store, before, err, governance.ErrIRTenant)
+		if msg := err.Error(); strings.Contains(msg, sum[:12]) || strings.Contains(msg, "no-audit-tampering") || strings.Contains(msg, "reject") {
+			t.Fatalf("the refusal tells another tenant about the IR: %s", msg)
+		}
+		if res.Aggregate != nil || len(res.Events) != 0 {
+			t.Fatalf("the refused result carries the IR: %+v", res)
+		}
+	}
+	// The IR's tenant checks it as before.
+	if res, err := env.Governance.CheckDAG(ctx, tenant("t1"), governance.CheckDAG{IRID: "ir-owned", Nodes: plan.Steps}); err != nil || len(res.Events) != 1 || res.Events[0].Type != governance.TypeDAGDiffOK {
+		t.Fatalf("the owner's check: %v", err)
 	}
 }

@@ -161,9 +161,14 @@ func (s IRState) verdictFor(mission string) any {
 // with the IR's validated steps. A difference is tampering: it is recorded
 // as ir.dag_diff_failed (severity critical), and the command succeeds,
 // since recording it is the point; Result.Events says which was recorded.
+//
+// The IR's tenant checks it: another tenant's check is refused with
+// ErrIRTenant and learns nothing of the IR, as for ValidateIR.
 type CheckDAG struct {
 	IRID  string
 	Nodes []Step
+
+	tenantID string // the caller's (CommandMeta.TenantID), set by the service
 }
 
 func (c CheckDAG) AggregateID() string { return c.IRID }
@@ -173,11 +178,17 @@ func (c CheckDAG) Decide(a *irAgg) ([]any, error) {
 	if !a.Exists() || s.Outcome == "" {
 		return nil, a.NotFound()
 	}
+	if s.TenantID != c.tenantID {
+		// Nothing of the other tenant's IR (its verdict, its rule, its
+		// steps through a diff) reaches the caller, and nothing is
+		// recorded in its name.
+		return nil, aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", a.ID)
+	}
 	if s.Outcome != OutcomePass && s.Outcome != OutcomeEscalate {
 		return nil, aggregates.Refuse(ErrDAGBeforeCheck, "IR %s was rejected by rule %s", a.ID, s.Rule)
 	}
-	// The result is the IR's tenant's, whoever asked: tampering alerts
-	// reach the tenant whose plan it is.
+	// The result is the IR's tenant's (the caller's, checked above):
+	// tampering alerts reach the tenant whose plan it is.
 	missing, unexpected, changed := Diff(s.Steps, c.Nodes)
 	if len(missing)+len(unexpected)+len(changed) == 0 {
 		return []any{aggregates.Emit{Data: DAGDiffOK{IRID: a.ID, IRSHA256: s.SHA256, MissionID: s.MissionID, NodeCount: len(c.Nodes)}, TenantID: s.TenantID}}, nil

@@ -159,9 +159,14 @@ func (s *Service) ValidateIR(ctx context.Context, meta aggregates.CommandMeta, c
 	return res, err
 }
 
-// CheckDAG compares a compiled DAG with its IR.
+// CheckDAG compares a compiled DAG with its IR, for the IR's tenant.
 func (s *Service) CheckDAG(ctx context.Context, meta aggregates.CommandMeta, c CheckDAG) (aggregates.Result[IRState], error) {
-	return s.irs.Execute(ctx, meta, c)
+	c.tenantID = meta.TenantID
+	res, err := s.irs.Execute(ctx, meta, c)
+	if errors.Is(err, ErrIRTenant) {
+		return aggregates.Result[IRState]{}, err
+	}
+	return res, err
 }
 
 // ApprovalStatus says whether approvalID was consumed, for which IR and
