@@ -258,6 +258,9 @@ func bearer(r *http.Request) string {
 
 func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A tenant's events and payloads: no cache keeps them past the
+		// token's life, whatever a client or proxy would infer.
+		w.Header().Set("Cache-Control", "no-store")
 		p, ok, err := s.cfg.Auth.Authenticate(r.Context(), bearer(r))
 		if err != nil {
 			// The Authenticator logs an outage once, not per request.

@@ -146,3 +146,29 @@ func TestUISessionExpires(t *testing.T) {
 		t.Fatalf("%d expired sessions kept after a sign-in", n)
 	}
 }
+
+// TestAuthenticatedAnswersAreNeverCached: every answer to a request with
+// a token (the API's JSON, which holds a tenant's events and payloads,
+// its errors, and the audit browser's pages) says Cache-Control: no-store,
+// so that no browser or proxy cache keeps a copy past the token's or the
+// session's life.
+func TestAuthenticatedAnswersAreNeverCached(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	e.must(201, "POST", "/streams/acme-cache/events", acmeToken, requestedEvent("acme"))
+	e.project()
+	for _, c := range []struct{ method, path, token string }{
+		{"GET", "/events", acmeToken},
+		{"GET", "/streams/acme-cache", acmeToken},
+		{"GET", "/streams/acme-cache", globexToken},
+		{"GET", "/projections", acmeToken},
+		{"GET", "/schemas", acmeToken},
+		{"GET", "/events", "wrong"},
+		{"GET", "/ui/", acmeToken},
+		{"GET", "/ui/", ""},
+	} {
+		if r := e.do(c.method, c.path, c.token, ""); r.header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s %s (%d): Cache-Control %q, want no-store", c.method, c.path, r.code, r.header.Get("Cache-Control"))
+		}
+	}
+}
