@@ -487,7 +487,10 @@ func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
 	// Round trip 1: begin, lock, head, stream versions, stored ids. Each
 	// round trip is one Query message (see queryMessage).
 	q := &queryMessage{types: conn.Conn().TypeMap()}
-	q.add(`BEGIN`)
+	// Read committed whatever the session's default: the head and the
+	// versions are read after the lock, and must see what committed
+	// before it.
+	q.add(`BEGIN ISOLATION LEVEL READ COMMITTED`)
 	// A client that hangs inside this transaction (a network partition)
 	// would hold the append lock, and so every process's appends, for as
 	// long as the server cannot tell it is gone. The transaction is never

@@ -100,6 +100,17 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_id_key" {
 			return nil, errRecheckIDs
 		}
+		if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "40001") {
+			// Under the append lock neither a position nor a version can
+			// collide, nor a serialization fail, unless the session's
+			// transactions do not read committed: say so.
+			var isolation string
+			if conn.QueryRow(ctx, `SELECT current_setting('default_transaction_isolation')`).Scan(&isolation) == nil {
+				if serr := checkIsolation(isolation); serr != nil {
+					return nil, serr
+				}
+			}
+		}
 		return nil, err
 	}
 	if len(verdicts) != len(group) {

@@ -184,7 +184,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	if o.PollInterval <= 0 {
 		o.PollInterval = 2 * time.Second
 	}
-	if err := checkDateStyle(ctx, pool); err != nil {
+	if err := checkSession(ctx, pool); err != nil {
 		return nil, err
 	}
 	if !o.SkipMigrate {
@@ -236,49 +236,79 @@ func Open(ctx context.Context, databaseURL string, reg *schemas.Registry, opts .
 	return s, nil
 }
 
-// SetSessionDefaults sets on cc the session settings the store's reads
-// rely on, where the connection string leaves them unset: DateStyle ISO.
-// Under the simple protocol and pgx.QueryExecModeExec, results arrive as
-// text, and pgx reads a timestamp only in the ISO style; a database or
-// role whose DateStyle is SQL, Postgres or German would make every read
-// fail. A setting in the startup packet overrides the database's and the
-// role's, so this holds whatever they say. Open calls it; call it on the
-// configuration of a pool you give to New.
+// sessionDefaults are the session settings the store relies on, as a
+// connection's startup parameters name them, with the value it needs.
+//
+//   - DateStyle ISO: under the simple protocol and pgx.QueryExecModeExec,
+//     results arrive as text, and pgx reads a timestamp only in the ISO
+//     style; a database or role whose DateStyle is SQL, Postgres or German
+//     would make every read of the log fail.
+//   - default_transaction_isolation read committed: a group's append is one
+//     statement in an implicit transaction, which takes the append lock and
+//     then reads the head. Under repeatable read or serializable its
+//     snapshot is taken before the lock, so it misses the group committed
+//     just before it and concurrent appends fail (a duplicate position, a
+//     serialization failure).
+var sessionDefaults = []struct{ name, value string }{
+	{"DateStyle", "ISO"},
+	{"default_transaction_isolation", "read committed"},
+}
+
+// SetSessionDefaults sets on cc the session settings the store relies on
+// where the connection string leaves them unset: DateStyle ISO and
+// default_transaction_isolation read committed. A setting in the startup
+// packet overrides the database's and the role's, so this holds whatever
+// they say. Open calls it; call it on the configuration of a pool you give
+// to New if the database's or role's defaults differ.
 func SetSessionDefaults(cc *pgx.ConnConfig) {
-	for k := range cc.RuntimeParams {
-		if strings.EqualFold(k, "datestyle") {
-			return
-		}
-	}
 	if cc.RuntimeParams == nil {
 		cc.RuntimeParams = map[string]string{}
 	}
-	cc.RuntimeParams["DateStyle"] = "ISO"
+outer:
+	for _, d := range sessionDefaults {
+		for k := range cc.RuntimeParams {
+			if strings.EqualFold(k, d.name) {
+				continue outer
+			}
+		}
+		cc.RuntimeParams[d.name] = d.value
+	}
 }
 
-// ErrDateStyle is returned by New when the pool reads results as text
-// (the simple protocol or pgx.QueryExecModeExec) and its sessions show
-// dates in a style other than ISO, which pgx cannot read back: every read
-// of the log would fail. See SetSessionDefaults.
-var ErrDateStyle = errors.New("postgres store: the pool's sessions must use DateStyle ISO to read timestamps as text")
+// ErrSessionSetting is returned (wrapped, naming the setting) by New when
+// the pool's sessions have a setting the store cannot work under, and by
+// an append that failed because of one (see SetSessionDefaults): a
+// DateStyle other than ISO where results are read as text, or a
+// default_transaction_isolation other than read committed.
+var ErrSessionSetting = errors.New("postgres store: a session setting of the pool does not suit the store")
 
-// checkDateStyle refuses a pool whose reads would fail on the log's
-// timestamps (ErrDateStyle). Modes that describe their statements read
-// timestamps in binary, whatever the DateStyle.
-func checkDateStyle(ctx context.Context, pool *pgxpool.Pool) error {
-	switch pool.Config().ConnConfig.DefaultQueryExecMode {
-	case pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec:
-	default:
-		return nil
-	}
-	var style string
-	if err := pool.QueryRow(ctx, `SHOW DateStyle`).Scan(&style); err != nil {
+// checkSession refuses a pool whose sessions would break the store's reads
+// or appends (ErrSessionSetting). The modes that describe their statements
+// read timestamps in binary, whatever the DateStyle.
+func checkSession(ctx context.Context, pool *pgxpool.Pool) error {
+	var style, isolation string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('DateStyle'), current_setting('default_transaction_isolation')`).Scan(&style, &isolation); err != nil {
 		return fmt.Errorf("postgres store: %w", err)
 	}
-	if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(style)), "ISO") {
-		return fmt.Errorf("%w: it is %q (set DateStyle=ISO in the connection string, or call SetSessionDefaults on the pool's configuration)", ErrDateStyle, style)
+	switch pool.Config().ConnConfig.DefaultQueryExecMode {
+	case pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec:
+		if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(style)), "ISO") {
+			return sessionError("DateStyle", style, "ISO, to read timestamps sent as text")
+		}
+	}
+	return checkIsolation(isolation)
+}
+
+func checkIsolation(isolation string) error {
+	if isolation != "read committed" {
+		return sessionError("default_transaction_isolation", isolation, "read committed, for the append lock to see what committed before it")
 	}
 	return nil
+}
+
+func sessionError(name, have, want string) error {
+	return fmt.Errorf("%w: %s is %q, want %s (set %s in the connection string, or call SetSessionDefaults on the pool's configuration)",
+		ErrSessionSetting, name, have, want, name)
 }
 
 // redactErr drops the text of a URL parse error, which can hold a password.
