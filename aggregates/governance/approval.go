@@ -209,10 +209,14 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 // ExpireApproval records that an unused approval passed its expiry (a
 // sweeper's command, which may run for any tenant: the event is the
 // approval's tenant's). Expiring an expired approval changes nothing.
+//
+// A sweeper of another tenant than the approval's learns from a refusal
+// only its rule: not who consumed the approval nor when it expires.
 type ExpireApproval struct {
 	ApprovalID string
 
-	now time.Time
+	now      time.Time
+	tenantID string // the caller's, set by the service
 }
 
 func (c ExpireApproval) AggregateID() string { return c.ApprovalID }
@@ -224,8 +228,12 @@ func (c ExpireApproval) Decide(a *approvalAgg) ([]any, error) {
 		return nil, a.NotFound()
 	case s.Expired:
 		return nil, nil
+	case s.Consumed && s.TenantID != c.tenantID:
+		return nil, aggregates.Refuse(ErrAlreadyConsumed, "consumed before it expired")
 	case s.Consumed:
 		return nil, aggregates.Refuse(ErrAlreadyConsumed, "consumed by %s before it expired", s.ConsumedBy)
+	case c.now.Before(s.ExpiresAt) && s.TenantID != c.tenantID:
+		return nil, aggregates.Refuse(ErrNotYetExpired, "not yet expired")
 	case c.now.Before(s.ExpiresAt):
 		return nil, aggregates.Refuse(ErrNotYetExpired, "expires at %s", s.ExpiresAt.Format(time.RFC3339))
 	}

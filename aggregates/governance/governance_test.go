@@ -700,3 +700,46 @@ func TestCheckDAGIsTheIRTenantsOwn(t *testing.T) {
 		t.Fatalf("the owner's check: %v", err)
 	}
 }
+
+// Another tenant presenting an approval learns nothing of it: the refusal
+// is recorded for the approval's tenant, but the result handed to the
+// presenter carried the approval as loaded (its token's hash, IR,
+// mission, expiry, consumer) and the record naming its IR. A sweeper of
+// another tenant does not learn who consumed an approval either.
+func TestApprovalNothingLeaksToAnotherTenant(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, token := newApproval(t, env)
+	st, err := env.Governance.ApprovalStatus(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []string{st.IRID, st.MissionID, st.TokenSHA256[:12], "alice"}
+	leaks := func(what string, err error, res aggregates.Result[governance.ApprovalState]) {
+		t.Helper()
+		for _, s := range secret {
+			if strings.Contains(err.Error(), s) {
+				t.Fatalf("%s: the refusal names %q: %v", what, s, err)
+			}
+		}
+		if res.Aggregate != nil || len(res.Events) != 0 {
+			t.Fatalf("%s: the result carries the approval: %+v", what, res)
+		}
+	}
+	res, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token})
+	checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	leaks("before use", err, res)
+
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token})
+	checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	leaks("after use", err, res)
+
+	env.Clock.Advance(2 * time.Hour)
+	before := dt.Head(t, env.Store)
+	res, err = env.Governance.ExpireApproval(ctx, tenant("t2"), id)
+	dt.Refused(t, env.Store, before, err, governance.ErrAlreadyConsumed)
+	leaks("sweeper", err, res)
+}

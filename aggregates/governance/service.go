@@ -125,7 +125,8 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 
 // ConsumeApproval uses an approval on behalf of meta.TenantID. A refused
 // use returns a *aggregates.RuleError and, except for an approval already
-// recorded as expired, records the attempt.
+// recorded as expired, records the attempt. Another tenant's attempt gets
+// an empty result: nothing of the approval.
 func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMeta, c ConsumeApproval) (aggregates.Result[ApprovalState], error) {
 	if !validApprovalID(c.ApprovalID) {
 		// No approval has this id, and the attempt cannot be recorded:
@@ -136,15 +137,30 @@ func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMe
 		}
 	}
 	c.tenantID, c.now = meta.TenantID, s.now()
-	return s.approvals.Execute(ctx, meta, c)
+	res, err := s.approvals.Execute(ctx, meta, c)
+	if errors.Is(err, ErrTenantMismatch) {
+		// The attempt is recorded for the approval's tenant; the result
+		// (the approval as loaded: its token's hash, IR, mission, expiry,
+		// consumer; the record) is not the presenter's to see.
+		return aggregates.Result[ApprovalState]{}, err
+	}
+	return res, err
 }
 
-// ExpireApproval records the expiry of an unused approval past its expiry.
+// ExpireApproval records the expiry of an unused approval past its expiry
+// (for any tenant: a sweeper's; the result carries the approval's state
+// only for the approval's own tenant).
 func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMeta, approvalID string) (aggregates.Result[ApprovalState], error) {
 	if !validApprovalID(approvalID) {
 		return aggregates.Result[ApprovalState]{}, approvalNotFound(approvalID)
 	}
-	return s.approvals.Execute(ctx, meta, ExpireApproval{ApprovalID: approvalID, now: s.now()})
+	res, err := s.approvals.Execute(ctx, meta, ExpireApproval{ApprovalID: approvalID, now: s.now(), tenantID: meta.TenantID})
+	if res.Aggregate != nil && res.Aggregate.State.TenantID != meta.TenantID {
+		// A sweeper of another tenant gets what it did (Events), not the
+		// approval's state.
+		res.Aggregate = nil
+	}
+	return res, err
 }
 
 // ValidateIR validates an IR against the service's policy.
