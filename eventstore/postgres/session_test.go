@@ -142,8 +142,8 @@ func TestSetSessionDefaultsKeepsExplicitSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	SetSessionDefaults(cfg)
-	if len(cfg.RuntimeParams) != 2 || cfg.RuntimeParams["datestyle"] != "SQL" || cfg.RuntimeParams["Default_Transaction_Isolation"] != "serializable" {
-		t.Fatalf("runtime params %v, want only the given ones", cfg.RuntimeParams)
+	if len(cfg.RuntimeParams) != len(sessionDefaults) || cfg.RuntimeParams["datestyle"] != "SQL" || cfg.RuntimeParams["Default_Transaction_Isolation"] != "serializable" {
+		t.Fatalf("runtime params %v, want the given ones and the other defaults", cfg.RuntimeParams)
 	}
 	cfg, err = pgx.ParseConfig("postgres://root@127.0.0.1:5432/test")
 	if err != nil {
@@ -152,6 +152,40 @@ func TestSetSessionDefaultsKeepsExplicitSettings(t *testing.T) {
 	SetSessionDefaults(cfg)
 	if cfg.RuntimeParams["DateStyle"] != "ISO" || cfg.RuntimeParams["default_transaction_isolation"] != "read committed" {
 		t.Fatalf("runtime params %v, want DateStyle ISO and read committed", cfg.RuntimeParams)
+	}
+}
+
+// The server applies the defaults to a store's sessions over TCP, where
+// the keepalives matter: they are what ends the session of a client that
+// vanished while it held the append lock.
+func TestOpenSessionsCarryTheDefaults(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("testdata/schemas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := pgtest.Schema(t)
+	s, err := Open(ctx, u, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var addr *string
+	if err := s.pool.QueryRow(ctx, `SELECT inet_client_addr()::text`).Scan(&addr); err != nil {
+		t.Fatal(err)
+	}
+	if addr == nil {
+		t.Skip("the test database is reached over a Unix socket, where keepalives do not apply")
+	}
+	for _, d := range sessionDefaults {
+		var got string
+		if err := s.pool.QueryRow(ctx, `SELECT current_setting($1)`, d.name).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if want := d.value; got != want && !(d.name == "DateStyle" && strings.HasPrefix(got, want+",")) {
+			t.Errorf("%s is %q in the store's session, want %q", d.name, got, want)
+		}
 	}
 }
 

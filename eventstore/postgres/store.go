@@ -249,14 +249,25 @@ func Open(ctx context.Context, databaseURL string, reg *schemas.Registry, opts .
 //     snapshot is taken before the lock, so it misses the group committed
 //     just before it and concurrent appends fail (a duplicate position, a
 //     serialization failure).
+//   - TCP keepalives of 10 s, then 3 probes 5 s apart: the server notices
+//     within about 25 s a client that vanished without closing its
+//     connection (a network partition, a host gone) instead of after the
+//     system's default of about two hours, so a session holding the append
+//     lock (a group cut between its Execute and Sync) or a projection's
+//     lock is ended and the lock released. On a Unix socket they do
+//     nothing.
 var sessionDefaults = []struct{ name, value string }{
 	{"DateStyle", "ISO"},
 	{"default_transaction_isolation", "read committed"},
+	{"tcp_keepalives_idle", "10"},
+	{"tcp_keepalives_interval", "5"},
+	{"tcp_keepalives_count", "3"},
 }
 
 // SetSessionDefaults sets on cc the session settings the store relies on
-// where the connection string leaves them unset: DateStyle ISO and
-// default_transaction_isolation read committed. A setting in the startup
+// where the connection string leaves them unset: DateStyle ISO,
+// default_transaction_isolation read committed, and TCP keepalives that
+// let the server notice a vanished client in about 25 s. A setting in the startup
 // packet overrides the database's and the role's, so this holds whatever
 // they say. Open calls it; call it on the configuration of a pool you give
 // to New if the database's or role's defaults differ.
