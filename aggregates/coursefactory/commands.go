@@ -21,6 +21,7 @@ var (
 	ErrLessonsMissing     = aggregates.Rule("lessons-complete", "review needs every declared lesson")
 	ErrIncomplete         = aggregates.Rule("completion-requirements", "completion needs the outline, every lesson, the quiz and the landing page")
 	ErrDeployNotCompleted = aggregates.Rule("deploy-after-completion", "only a completed course is deployed")
+	ErrCourseTenant       = aggregates.Rule("course-tenant", "a course belongs to the tenant that requested it")
 	ErrBlank              = aggregates.Rule("text-not-blank", "a topic, title or headline has a visible character")
 )
 
@@ -48,6 +49,15 @@ func refuseBlank(fields ...string) error {
 }
 
 type agg = aggregates.Aggregate[State]
+
+// sameTenant refuses a command on an existing course from another tenant
+// than the one that requested it.
+func sameTenant(a *agg, tenantID string) error {
+	if a.Exists() && a.State.TenantID != tenantID {
+		return aggregates.Refuse(ErrCourseTenant, "the course belongs to another tenant")
+	}
+	return nil
+}
 
 // transition returns the event of a workflow change.
 func transition(a *agg, to WorkflowState) WorkflowTransitioned {

@@ -9,6 +9,7 @@ package coursefactory
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -56,9 +57,23 @@ func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Servi
 // Repository returns the underlying repository.
 func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 
-// Handle runs one course command.
+// Handle runs one course command for meta.TenantID. A course takes
+// commands from the tenant that requested it only: another tenant's is
+// refused with ErrCourseTenant, and its result carries nothing of the
+// course. (A reaction's command has the tenant of the event that caused
+// it, so a distribution another tenant created for this course does not
+// deploy it.)
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
-	return s.repo.Execute(ctx, meta, c)
+	res, err := s.repo.Handle(ctx, c.AggregateID(), meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
+		if err := sameTenant(a, meta.TenantID); err != nil {
+			return nil, err
+		}
+		return c.Decide(a)
+	})
+	if errors.Is(err, ErrCourseTenant) {
+		return aggregates.Result[State]{}, err
+	}
+	return res, err
 }
 
 // Load returns the course, or a *aggregates.NotFoundError.

@@ -27,7 +27,10 @@ const (
 // State is a course rebuilt from its events. It is encoded as JSON in
 // snapshots (SnapshotSchemaVersion).
 type State struct {
-	CourseID    string            `json:"course_id"`
+	CourseID string `json:"course_id"`
+	// TenantID is the tenant whose event opened the course's stream (the
+	// one that requested it), the only one whose commands it takes.
+	TenantID    string            `json:"tenant_id"`
 	Workflow    WorkflowState     `json:"workflow"`
 	Topic       string            `json:"topic"`
 	Language    string            `json:"language"`
@@ -42,8 +45,9 @@ type State struct {
 	Deployments map[string]string `json:"deployments"` // distribution id → staging URL
 }
 
-// SnapshotSchemaVersion is the version of State's JSON encoding.
-const SnapshotSchemaVersion = 1
+// SnapshotSchemaVersion is the version of State's JSON encoding (2:
+// TenantID, which a version 1 snapshot lacks).
+const SnapshotSchemaVersion = 2
 
 func newState(id string) State {
 	return State{CourseID: id, Workflow: None, Slots: map[int]string{}, Lessons: map[int]bool{}, Deployments: map[string]string{}}
@@ -62,11 +66,18 @@ func (s *State) MissingLessons() []int {
 }
 
 func apply(s *State, e aggregates.Event) error {
+	// The course is the tenant's whose event opened its stream (as the
+	// API's stream ownership has it).
+	if s.TenantID == "" {
+		s.TenantID = e.Meta.TenantID
+	}
 	switch d := e.Data.(type) {
 	case GenerationRequested:
-		// A new request starts the course over.
+		// A new request starts the course over, for the same tenant.
+		tenant := s.TenantID
 		*s = newState(d.CourseID)
 		s.Topic, s.Language, s.Attempt = d.Topic, d.Language, d.Attempt
+		s.TenantID = tenant
 	case WorkflowTransitioned:
 		s.Workflow = d.To
 	case OutlineCreated:

@@ -23,6 +23,7 @@ var (
 	ErrBadVersion       = aggregates.Rule("semver-range", "a version's numbers must fit the module's integers")
 	ErrNoChanges        = aggregates.Rule("update-has-changes", "an update sets at least one field")
 	ErrOtherCourse      = aggregates.Rule("update-own-course", "the distribution offers another course")
+	ErrTenant           = aggregates.Rule("distribution-tenant", "a distribution belongs to the tenant that created it")
 	ErrBlank            = aggregates.Rule("text-not-blank", "a title, tag, niche or keyword has a visible character")
 )
 
@@ -53,6 +54,15 @@ func refuseBlank(what string, values ...string) error {
 }
 
 type agg = aggregates.Aggregate[State]
+
+// sameTenant refuses a command on an existing distribution from another
+// tenant than the one that created it.
+func sameTenant(a *agg, tenantID string) error {
+	if a.Exists() && a.State.TenantID != tenantID {
+		return aggregates.Refuse(ErrTenant, "the distribution belongs to another tenant")
+	}
+	return nil
+}
 
 // live refuses a command on a missing or deleted distribution.
 func live(a *agg) error {

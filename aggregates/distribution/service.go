@@ -7,6 +7,7 @@ package distribution
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -54,9 +55,27 @@ func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Servi
 // Repository returns the underlying repository.
 func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 
-// Handle runs one distribution command.
+// Handle runs one distribution command for meta.TenantID (see
+// HandleFunc).
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
-	return s.repo.Execute(ctx, meta, c)
+	return s.HandleFunc(ctx, c.AggregateID(), meta, c.Decide)
+}
+
+// HandleFunc runs decide against distribution id for meta.TenantID. A
+// distribution takes commands from the tenant that created it only:
+// another tenant's is refused with ErrTenant, and its result carries
+// nothing of the distribution.
+func (s *Service) HandleFunc(ctx context.Context, id string, meta aggregates.CommandMeta, decide aggregates.Decider[State]) (aggregates.Result[State], error) {
+	res, err := s.repo.Handle(ctx, id, meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
+		if err := sameTenant(a, meta.TenantID); err != nil {
+			return nil, err
+		}
+		return decide(a)
+	})
+	if errors.Is(err, ErrTenant) {
+		return aggregates.Result[State]{}, err
+	}
+	return res, err
 }
 
 // Load returns the distribution, or a *aggregates.NotFoundError.

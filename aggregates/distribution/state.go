@@ -8,7 +8,10 @@ import (
 
 // State is a distribution rebuilt from its events.
 type State struct {
-	DistributionID   string            `json:"distribution_id"`
+	DistributionID string `json:"distribution_id"`
+	// TenantID is the tenant whose event opened the distribution's stream
+	// (the one that created it), the only one whose commands it takes.
+	TenantID         string            `json:"tenant_id"`
 	CourseID         string            `json:"course_id"`
 	Channel          string            `json:"channel"`
 	Title            string            `json:"title"`
@@ -25,12 +28,18 @@ type State struct {
 	Niches           map[string]string `json:"niches"` // niche name → niche id
 }
 
-// SnapshotSchemaVersion is the version of State's JSON encoding.
-const SnapshotSchemaVersion = 1
+// SnapshotSchemaVersion is the version of State's JSON encoding (2:
+// TenantID, which a version 1 snapshot lacks).
+const SnapshotSchemaVersion = 2
 
 func newState(id string) State { return State{DistributionID: id, Niches: map[string]string{}} }
 
 func apply(s *State, e aggregates.Event) error {
+	// The distribution is the tenant's whose event opened its stream (as
+	// the API's stream ownership has it).
+	if s.TenantID == "" {
+		s.TenantID = e.Meta.TenantID
+	}
 	switch d := e.Data.(type) {
 	case Created:
 		s.CourseID, s.Channel, s.Title, s.Version = d.CourseID, d.Channel, d.Title, d.Version

@@ -219,6 +219,29 @@ func decode[T any](r *Reactions, e eventstore.Event) (T, error) {
 	return t, nil
 }
 
+// ErrForeignEvent refuses a course or distribution event whose payload
+// names another aggregate than the stream it was appended to. The
+// modules never write one; a raw append can (the API checks who owns a
+// stream, not what its payload names), and acting on it would let one
+// tenant's event create or deploy for another tenant's course.
+var ErrForeignEvent = aggregates.Rule("reaction-own-stream", "a course or distribution event is acted on only in its aggregate's own stream")
+
+// named is what fromOwnStream needs of a repository.
+type named interface {
+	Name() string
+	Stream(id string) string
+}
+
+// fromOwnStream refuses e unless it is in the stream of the aggregate id
+// its payload names.
+func (r *Reactions) fromOwnStream(e eventstore.Event, repo named, id string) error {
+	if want := repo.Stream(id); e.Stream != want {
+		return &aggregates.RuleError{Aggregate: repo.Name(), ID: id, Rule: ErrForeignEvent.Rule,
+			Message: fmt.Sprintf("%s %s is in stream %q, not %q", e.Type, e.ID, e.Stream, want)}
+	}
+	return nil
+}
+
 // StagingURL is the staging address of a course's distribution.
 func (r *Reactions) StagingURL(courseID, distributionID string) string {
 	return r.cfg.StagingBaseURL + "/courses/" + url.PathEscape(courseID) + "/" + url.PathEscape(distributionID)
@@ -227,6 +250,9 @@ func (r *Reactions) StagingURL(courseID, distributionID string) string {
 func (r *Reactions) createDistribution(ctx context.Context, e eventstore.Event) error {
 	d, err := decode[cf.GenerationCompleted](r, e)
 	if err != nil {
+		return err
+	}
+	if err := r.fromOwnStream(e, r.svc.Courses.Repository(), d.CourseID); err != nil {
 		return err
 	}
 	_, err = r.svc.Distributions.Handle(ctx, aggregates.FromEvent(e, CreateDistribution), distribution.Create{
@@ -241,6 +267,9 @@ func (r *Reactions) createDistribution(ctx context.Context, e eventstore.Event) 
 func (r *Reactions) deployToStaging(ctx context.Context, e eventstore.Event) error {
 	d, err := decode[distribution.Created](r, e)
 	if err != nil {
+		return err
+	}
+	if err := r.fromOwnStream(e, r.svc.Distributions.Repository(), d.DistributionID); err != nil {
 		return err
 	}
 	_, err = r.svc.Courses.Handle(ctx, aggregates.FromEvent(e, DeployToStaging), cf.DeployStaging{
@@ -274,7 +303,10 @@ func (r *Reactions) recordStagingURL(ctx context.Context, e eventstore.Event) er
 		CourseID:       d.CourseID, // a deployment may name any distribution id
 		Changes:        distribution.Changes{StagingURL: &u},
 	}
-	_, err = r.svc.Distributions.Repository().Handle(ctx, update.AggregateID(), aggregates.FromEvent(e, RecordStagingURL),
+	if err := r.fromOwnStream(e, r.svc.Courses.Repository(), d.CourseID); err != nil {
+		return err
+	}
+	_, err = r.svc.Distributions.HandleFunc(ctx, update.AggregateID(), aggregates.FromEvent(e, RecordStagingURL),
 		func(a *aggregates.Aggregate[distribution.State]) ([]any, error) {
 			if a.Exists() && a.State.Deleted {
 				// Deleted while the deployment ran: there is no staging URL

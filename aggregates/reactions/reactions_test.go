@@ -545,3 +545,84 @@ func TestDeploymentOfADeletedDistributionIsSkipped(t *testing.T) {
 		t.Fatalf("a redelivery moved the log from %s to %s", before, after)
 	}
 }
+
+// One tenant's events and commands never act on another tenant's course
+// or distribution. Tenant t2 can append raw events (the API checks who
+// owns a stream, not what its payload names) and create distributions of
+// its own naming any course id: none of that deploys t1's course, creates
+// t1's course distribution for t2, or reaches t1's aggregates. Each
+// refusal is typed and writes nothing.
+func TestAnotherTenantCannotDeployOrClaimACourse(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	t2 := aggregates.CommandMeta{TenantID: "t2"}
+	course := completeCourse(t, env, "flow-"+uuid.NewString()) // tenant t1
+	distID := distribution.IDForCourse(course, distribution.ChannelWeb)
+
+	// A completion of t1's course, appended by t2 to a stream of its own,
+	// would create t1's course distribution under t2 (and t1's real
+	// completion would then find it taken).
+	raw := func(stream, typ, payload string) eventstore.Event {
+		t.Helper()
+		res, err := env.Store.Append(ctx, stream, eventstore.NoStream, eventstore.Event{Type: typ, Source: "t2-client",
+			Payload: []byte(payload), Meta: eventstore.Meta{SchemaVersion: 1, TenantID: "t2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Events[0]
+	}
+	fake := raw("course-"+uuid.NewString(), cf.TypeGenerationCompleted,
+		`{"course_id":"`+course+`","title":"Mine now","lesson_count":1,"attempt":1}`)
+	before := dt.Head(t, env.Store)
+	dt.Refused(t, env.Store, before, r.Handle(ctx, fake), reactions.ErrForeignEvent)
+
+	// t1's own completion creates the distribution, for t1.
+	handleEach(t, r, lastOfType(t, env, "course-"+course, cf.TypeGenerationCompleted))
+	d, err := env.Distributions.Load(ctx, distID)
+	if err != nil || d.State.TenantID != "t1" {
+		t.Fatalf("t1's course distribution: %+v, %v", d, err)
+	}
+
+	// A distribution t2 creates for t1's course does not deploy t1's course.
+	res, err := env.Distributions.Handle(ctx, t2, distribution.Create{DistributionID: uuid.NewString(), CourseID: course, Channel: distribution.ChannelEmail, Title: "Mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = dt.Head(t, env.Store)
+	dt.Refused(t, env.Store, before, r.Handle(ctx, res.Events[0]), cf.ErrCourseTenant)
+
+	// A deployment of t1's course, appended by t2 to its own stream, does
+	// not set the staging URL of t1's distribution.
+	fakeDeploy := raw("course-"+uuid.NewString(), cf.TypeDeployedStaging,
+		`{"course_id":"`+course+`","distribution_id":"`+distID+`","staging_url":"https://evil.example.com/"}`)
+	before = dt.Head(t, env.Store)
+	dt.Refused(t, env.Store, before, r.Handle(ctx, fakeDeploy), reactions.ErrForeignEvent)
+
+	// t2's commands on t1's course and distribution are refused, and learn
+	// nothing of them.
+	before = dt.Head(t, env.Store)
+	cres, err := env.Courses.Handle(ctx, t2, cf.DeployStaging{CourseID: course, DistributionID: distID, StagingURL: "https://evil.example.com/"})
+	dt.Refused(t, env.Store, before, err, cf.ErrCourseTenant)
+	if cres.Aggregate != nil {
+		t.Fatal("the refusal's result carries t1's course")
+	}
+	dres, err := env.Distributions.Handle(ctx, t2, distribution.Publish{DistributionID: distID})
+	dt.Refused(t, env.Store, before, err, distribution.ErrTenant)
+	if dres.Aggregate != nil {
+		t.Fatal("the refusal's result carries t1's distribution")
+	}
+	_, err = env.Distributions.Handle(ctx, t2, distribution.Create{DistributionID: distID, CourseID: course, Channel: distribution.ChannelWeb, Title: "Mine"})
+	dt.Refused(t, env.Store, before, err, distribution.ErrTenant)
+
+	// t1's own flow still completes.
+	handleEach(t, r, lastOfType(t, env, "distribution-"+distID, distribution.TypeCreated))
+	handleEach(t, r, lastOfType(t, env, "course-"+course, cf.TypeDeployedStaging))
+	if d, _ := env.Distributions.Load(ctx, distID); d.State.StagingURL != r.StagingURL(course, distID) {
+		t.Fatalf("t1's distribution staging URL %q", d.State.StagingURL)
+	}
+	c, _ := env.Courses.Load(ctx, course)
+	if c.State.Workflow != cf.Deployed || len(c.State.Deployments) != 1 || c.State.TenantID != "t1" {
+		t.Fatalf("t1's course = %+v, want deployed once, for t1", c.State)
+	}
+}
