@@ -366,3 +366,27 @@ func holdRunLock(ctx context.Context, t *testing.T, url, projection string) (rel
 		}
 	}
 }
+
+// TestReactionForAMissingAggregateIsParkedAtOnce: a distribution created
+// for a course that does not exist (appended raw, as the API allows) asks
+// the course to deploy; the course is not there, and handling the event
+// again cannot change that, so the reactions park it after one attempt
+// instead of retrying it MaxAttempts times first.
+func TestReactionForAMissingAggregateIsParkedAtOnce(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	dist, course := uuid.NewString(), uuid.NewString()
+	c.must(0, "append", "--stream", "distribution-"+dist, "--type", "distribution.created", "--tenant", "acme",
+		"--data", fmt.Sprintf(`{"distribution_id":"%s","course_id":"%s","channel":"web","title":"T","version":"1.0.0"}`, dist, course))
+	c.settle("reactions")
+	parked := jsonLines(t, c.must(0, "dlq", "list", "--projection", "reactions", "--json").stdout)
+	if len(parked) != 1 || parked[0]["type"] != "distribution.created" {
+		t.Fatalf("dlq list: %v, want the distribution.created parked", parked)
+	}
+	if parked[0]["attempts"] != float64(1) {
+		t.Fatalf("parked after %v attempts, want 1: %v", parked[0]["attempts"], parked[0])
+	}
+	if r := c.must(0, "dlq", "show", fmt.Sprint(parked[0]["id"])); !strings.Contains(r.stdout, "not found") {
+		t.Fatalf("dlq show does not say the course was not found: %s", r)
+	}
+}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -91,9 +90,10 @@ func reactionsProjection(rx *reactions.Reactions, reg *schemas.Registry) project
 				}
 				if err := x.Handle(ctx, e); err != nil {
 					err = fmt.Errorf("reaction %s: %w", x.Name, err)
-					if errors.Is(err, aggregates.ErrRefused) {
-						// An invariant refused the command: retrying cannot
-						// help, so the event is parked at once.
+					if reactions.Refusal(err) {
+						// An invariant refused the command, its aggregate
+						// does not exist, or the store refused its events:
+						// retrying cannot help, so the event is parked at once.
 						err = projections.Permanent(err)
 					}
 					return err
