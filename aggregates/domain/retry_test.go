@@ -41,18 +41,24 @@ func withID() aggregates.CommandMeta {
 	return m
 }
 
-// readyMission creates a mission and records a passing verdict (v2).
+// readyMission creates a mission and records governance's passing verdict
+// (v2).
 func readyMission(t *testing.T, env *dt.Env) string {
 	t.Helper()
 	id, ir := uuid.NewString(), "ir-"+uuid.NewString()
 	steps := []governance.Step{{ID: "fetch", Action: "http.get", Tier: 0}}
-	for _, c := range []aggregates.Command[missions.State]{
-		missions.Create{MissionID: id, IRID: ir, Title: "Nightly sync", Steps: steps, CreatedBy: "ops"},
-		missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 0},
-	} {
-		if _, err := env.Missions.Handle(ctx, dt.Meta(), c); err != nil {
-			t.Fatal(err)
-		}
+	create := missions.Create{MissionID: id, IRID: ir, Title: "Nightly sync", Steps: steps, CreatedBy: "ops"}
+	if _, err := env.Missions.Handle(ctx, dt.Meta(), create); err != nil {
+		t.Fatal(err)
+	}
+	// The verdict a mission records is governance's (as the reactions
+	// carry it): governance validates the IR for the mission first.
+	if _, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: steps}, MissionID: id}); err != nil {
+		t.Fatal(err)
+	}
+	verdict := missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 0}
+	if _, err := env.Missions.Handle(ctx, dt.Meta(), verdict); err != nil {
+		t.Fatal(err)
 	}
 	return id
 }

@@ -743,3 +743,30 @@ func TestApprovalNothingLeaksToAnotherTenant(t *testing.T) {
 	dt.Refused(t, env.Store, before, err, governance.ErrAlreadyConsumed)
 	leaks("sweeper", err, res)
 }
+
+// IRStatus is what missions check a verdict against: an IR with no verdict
+// is not found (so a mission records none), a validated one gives its
+// verdict, plan hash, tenant and the missions it was recorded for.
+func TestIRStatus(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	for _, id := range []string{"", "ir-never"} {
+		if _, err := env.Governance.IRStatus(ctx, id); !errors.Is(err, aggregates.ErrNotFound) {
+			t.Fatalf("IRStatus(%q) = %v, want not found", id, err)
+		}
+	}
+	bad := ir("ir-rej", 0, 1)
+	bad.Steps[1].Action = "tenant.delete"
+	mission := uuid.NewString()
+	if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: bad, MissionID: mission}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := env.Governance.IRStatus(ctx, "ir-rej")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Outcome != governance.OutcomeReject || st.Rule != "no-tenant-deletion" || st.SHA256 != bad.SHA256() ||
+		st.TenantID != "t1" || !slices.Equal(st.Missions, []string{mission}) {
+		t.Fatalf("IRStatus = %+v", st)
+	}
+}

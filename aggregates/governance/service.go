@@ -201,6 +201,24 @@ func (s *Service) ApprovalStatus(ctx context.Context, approvalID string) (Approv
 	return a.State, nil
 }
 
+// IRStatus returns governance's record of an IR: its verdict, the SHA-256
+// of the plan it was given for, the tenant it was validated for, and the
+// missions it was recorded for (used by missions to check a verdict before
+// recording it). An IR with no verdict is a *aggregates.NotFoundError.
+func (s *Service) IRStatus(ctx context.Context, irID string) (IRState, error) {
+	if irID == "" {
+		return IRState{}, &aggregates.NotFoundError{Aggregate: IRAggregate}
+	}
+	a, err := s.irs.Load(ctx, irID)
+	if err != nil {
+		return IRState{}, err
+	}
+	if a.State.Outcome == "" {
+		return IRState{}, a.NotFound()
+	}
+	return a.State, nil
+}
+
 // validApprovalID reports whether id can be an approval's: a UUID, as the
 // schemas' "uuid" format (which ir.approval_created checks) takes it.
 func validApprovalID(id string) bool {

@@ -1,6 +1,7 @@
 package missions
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -26,6 +27,8 @@ var (
 	ErrVerdictChanged       = aggregates.Rule("mission-verdict-once", "a mission is validated once")
 	ErrUnknownOutcome       = aggregates.Rule("mission-outcome", "outcome is pass, escalate or reject")
 	ErrMissionTenant        = aggregates.Rule("mission-tenant", "a mission belongs to the tenant that created it")
+	ErrVerdictNotRecorded   = aggregates.Rule("verdict-recorded", "a mission records a verdict only once governance recorded it for the mission's IR, tenant and mission")
+	ErrVerdictDisagrees     = aggregates.Rule("verdict-as-recorded", "a mission's verdict is the one governance recorded for its IR")
 )
 
 type agg = aggregates.Aggregate[State]
@@ -88,13 +91,24 @@ func (c Create) Decide(a *agg) ([]any, error) {
 }
 
 // RecordValidation records governance's verdict on the mission's IR. The
-// same verdict again changes nothing (a redelivered governance event).
+// verdict is governance's, never the caller's: Service.Handle fills in
+// governance's record of the IR (Governance.IRStatus), and the command is
+// refused unless governance recorded a verdict on the IR for the
+// mission's tenant and for this mission (ErrVerdictNotRecorded), for the
+// plan the mission runs (the IR's SHA-256 over the mission's IR id and
+// steps; ErrIRMismatch), and that verdict is the command's (outcome, max
+// tier and rule; ErrVerdictDisagrees). The same verdict again changes
+// nothing (a redelivered governance event).
 type RecordValidation struct {
 	MissionID string
 	IRID      string
 	Outcome   string
 	MaxTier   int
 	Rule      string
+
+	// governed is governance's record of IRID (nil: none), set by the
+	// service; a command decided without it records nothing.
+	governed *governance.IRState
 }
 
 func (c RecordValidation) AggregateID() string { return c.MissionID }
@@ -117,8 +131,27 @@ func (c RecordValidation) Decide(a *agg) ([]any, error) {
 	default:
 		return nil, aggregates.Refuse(ErrUnknownOutcome, "outcome %q", c.Outcome)
 	}
-	return []any{Validated{MissionID: a.ID, IRID: c.IRID, Outcome: c.Outcome, MaxTier: c.MaxTier, Rule: c.Rule}}, nil
+	g := c.governed
+	switch {
+	case g == nil || g.Outcome == "" || g.IRID != a.State.IRID || g.TenantID != a.State.TenantID:
+		// An IR id validated for another tenant is, for this one, an IR
+		// governance never validated: nothing of it is said.
+		return nil, aggregates.Refuse(ErrVerdictNotRecorded, "governance has recorded no verdict on IR %s for the mission's tenant", a.State.IRID)
+	case !slices.Contains(g.Missions, a.ID):
+		return nil, aggregates.Refuse(ErrVerdictNotRecorded, "governance has not recorded IR %s's verdict for this mission (ValidateIR with its mission id)", a.State.IRID)
+	}
+	if sum := (governance.IR{ID: a.State.IRID, Steps: a.State.Steps}).SHA256(); sum != g.SHA256 {
+		return nil, aggregates.Refuse(ErrIRMismatch, "governance validated IR %s with hash %s; the mission's plan hashes to %s", a.State.IRID, short(g.SHA256), short(sum))
+	}
+	if c.Outcome != g.Outcome || c.MaxTier != g.MaxTier || c.Rule != g.Rule {
+		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s (max tier %d, rule %q) for IR %s, not %s (max tier %d, rule %q)",
+			g.Outcome, g.MaxTier, g.Rule, a.State.IRID, c.Outcome, c.MaxTier, c.Rule)
+	}
+	return []any{Validated{MissionID: a.ID, IRID: a.State.IRID, Outcome: g.Outcome, MaxTier: g.MaxTier, Rule: g.Rule}}, nil
 }
+
+// short is the start of a hash, for messages.
+func short(sum string) string { return sum[:min(len(sum), 12)] }
 
 // GrantApproval records a consumed approval for the mission's IR, letting
 // an escalated mission start. The approval must name the mission (created

@@ -2,6 +2,8 @@ package missions_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -32,11 +34,35 @@ func do(t *testing.T, env *dt.Env, c aggregates.Command[missions.State]) aggrega
 var steps = []governance.Step{{ID: "fetch", Action: "http.get", Tier: 0}, {ID: "write", Action: "db.write", Tier: 1}}
 var risky = []governance.Step{{ID: "fetch", Action: "http.get", Tier: 0}, {ID: "pay", Action: "payments.send", Tier: 2}}
 
+// forbidden is a plan of tiers 0 and 1 that the default policy rejects
+// (no-tenant-deletion): only governance's verdict keeps it from running.
+var forbidden = []governance.Step{{ID: "fetch", Action: "http.get", Tier: 0}, {ID: "drop", Action: "tenant.delete", Tier: 1}}
+
 func create(t *testing.T, env *dt.Env, s []governance.Step) (id, ir string) {
 	t.Helper()
 	id, ir = uuid.NewString(), "ir-"+uuid.NewString()
 	do(t, env, missions.Create{MissionID: id, IRID: ir, Title: "Nightly sync", Steps: s, CreatedBy: "ops"})
 	return id, ir
+}
+
+// validate has governance validate the mission's IR for the mission, as
+// the mission.created reaction does, checks its outcome, and returns the
+// RecordValidation the ir.validated_* reaction issues for it.
+func validate(t *testing.T, env *dt.Env, id, want string) missions.RecordValidation {
+	t.Helper()
+	a, err := env.Missions.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: a.State.IRID, Steps: a.State.Steps}, MissionID: id})
+	if err != nil {
+		t.Fatalf("ValidateIR: %v", err)
+	}
+	g := res.Aggregate.State
+	if g.Outcome != want {
+		t.Fatalf("governance judged IR %s %s, want %s", g.IRID, g.Outcome, want)
+	}
+	return missions.RecordValidation{MissionID: id, IRID: g.IRID, Outcome: g.Outcome, MaxTier: g.MaxTier, Rule: g.Rule}
 }
 
 // runAll creates and completes a task per step.
@@ -52,8 +78,8 @@ func runAll(t *testing.T, env *dt.Env, id string, s []governance.Step) {
 func TestMissionPassPath(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
-	id, ir := create(t, env, steps)
-	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 1})
+	id, _ := create(t, env, steps)
+	do(t, env, validate(t, env, id, governance.OutcomePass))
 	do(t, env, missions.Start{MissionID: id})
 	runAll(t, env, id, steps)
 	res := do(t, env, missions.Complete{MissionID: id})
@@ -74,7 +100,7 @@ func TestTier2MissionNeedsAConsumedApproval(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
 	id, ir := create(t, env, risky)
-	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+	do(t, env, validate(t, env, id, governance.OutcomeEscalate))
 
 	before := dt.Head(t, env.Store)
 	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
@@ -137,14 +163,14 @@ func TestMissionRefusals(t *testing.T) {
 	type setup func() string
 	created := func() string { id, _ := create(t, env, steps); return id }
 	running := func() string {
-		id, ir := create(t, env, steps)
-		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 1})
+		id, _ := create(t, env, steps)
+		do(t, env, validate(t, env, id, governance.OutcomePass))
 		do(t, env, missions.Start{MissionID: id})
 		return id
 	}
 	rejected := func() string {
-		id, ir := create(t, env, steps)
-		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeReject, MaxTier: 1, Rule: "no-tenant-deletion"})
+		id, _ := create(t, env, forbidden)
+		do(t, env, validate(t, env, id, governance.OutcomeReject))
 		return id
 	}
 	completed := func() string {
@@ -244,8 +270,8 @@ func irOf(t *testing.T, env *dt.Env, id string) string {
 func TestCompleteTaskTwiceIsRefused(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
-	id, ir := create(t, env, steps)
-	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass})
+	id, _ := create(t, env, steps)
+	do(t, env, validate(t, env, id, governance.OutcomePass))
 	do(t, env, missions.Start{MissionID: id})
 	task := uuid.NewString()
 	do(t, env, missions.CreateTask{MissionID: id, TaskID: task, StepID: "fetch"})
@@ -258,8 +284,8 @@ func TestCompleteTaskTwiceIsRefused(t *testing.T) {
 func TestMissionEndsFailedOrCancelled(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
-	id, ir := create(t, env, steps)
-	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass})
+	id, _ := create(t, env, steps)
+	do(t, env, validate(t, env, id, governance.OutcomePass))
 	do(t, env, missions.Start{MissionID: id})
 	task := uuid.NewString()
 	do(t, env, missions.CreateTask{MissionID: id, TaskID: task, StepID: "fetch"})
@@ -273,8 +299,11 @@ func TestMissionEndsFailedOrCancelled(t *testing.T) {
 		t.Fatalf("cancel: %v", res.Events)
 	}
 	// A redelivered identical verdict changes nothing.
-	id3, ir3 := create(t, env, steps)
-	v := missions.RecordValidation{MissionID: id3, IRID: ir3, Outcome: governance.OutcomeReject, MaxTier: 0, Rule: "no-audit-tampering"}
+	id3, _ := create(t, env, []governance.Step{{ID: "mute", Action: "audit.disable", Tier: 0}})
+	v := validate(t, env, id3, governance.OutcomeReject)
+	if v.Rule != "no-audit-tampering" {
+		t.Fatalf("rejected by rule %q", v.Rule)
+	}
 	do(t, env, v)
 	if res := do(t, env, v); len(res.Events) != 0 {
 		t.Fatal("a repeated verdict wrote events")
@@ -290,7 +319,7 @@ func TestApprovalForAnotherMissionIsRefused(t *testing.T) {
 	second := uuid.NewString()
 	do(t, env, missions.Create{MissionID: second, IRID: ir, Title: "Same plan again", Steps: risky, CreatedBy: "ops"})
 	for _, id := range []string{first, second} {
-		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+		do(t, env, validate(t, env, id, governance.OutcomeEscalate))
 	}
 	approval := uuid.NewString()
 	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: first}, time.Hour)
@@ -317,14 +346,31 @@ func TestApprovalForAnotherMissionIsRefused(t *testing.T) {
 
 // The mission's own steps decide whether it needs an approval: a verdict
 // that understates their tier (pass, max tier 0, for a plan with a tier 2
-// step) does not let it start without one.
+// step) does not let it start without one. RecordValidation now refuses
+// such a verdict (governance escalated the IR); one already in the log,
+// recorded before verdicts were checked against governance's, is appended
+// here as it was stored.
 func TestTier2MissionNeedsAnApprovalWhateverTheVerdictSays(t *testing.T) {
 	t.Parallel()
 	env := dt.Postgres(t, domain.Options{}, false)
 	id, ir := create(t, env, risky)
-	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 0})
+	validate(t, env, id, governance.OutcomeEscalate)
 	before := dt.Head(t, env.Store)
-	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 0})
+	dt.Refused(t, env.Store, before, err, missions.ErrVerdictDisagrees)
+
+	payload, _ := json.Marshal(missions.Validated{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 0})
+	if _, err := env.Store.Append(ctx, "mission-"+id, eventstore.Exact(1), eventstore.Event{
+		Type: missions.TypeValidated, Source: missions.Source, Payload: payload,
+		Meta: eventstore.Meta{SchemaVersion: 1, TenantID: dt.Meta().TenantID, CorrelationID: "earlier-release"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := env.Missions.Load(ctx, id); a.State.Status != missions.StatusReady {
+		t.Fatalf("the stored pass left the mission %s, want ready", a.State.Status)
+	}
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
 	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
 }
 
@@ -336,7 +382,7 @@ func escalatedPair(t *testing.T, env *dt.Env) (first, second, ir string) {
 	second = uuid.NewString()
 	do(t, env, missions.Create{MissionID: second, IRID: ir, Title: "Same plan again", Steps: risky, CreatedBy: "ops"})
 	for _, id := range []string{first, second} {
-		do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+		do(t, env, validate(t, env, id, governance.OutcomeEscalate))
 	}
 	return first, second, ir
 }
@@ -407,7 +453,7 @@ func TestAnotherTenantCannotApproveOrDriveAMission(t *testing.T) {
 	t.Parallel()
 	env := dt.Postgres(t, domain.Options{}, false)
 	id, ir := create(t, env, risky)
-	do(t, env, missions.RecordValidation{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2})
+	do(t, env, validate(t, env, id, governance.OutcomeEscalate))
 	t2 := aggregates.CommandMeta{TenantID: "t2"}
 
 	approval := uuid.NewString()
@@ -493,4 +539,220 @@ func TestSecondMissionOnAValidatedIRGetsItsVerdict(t *testing.T) {
 			t.Fatalf("mission %s is %s, want ready", id, a.State.Status)
 		}
 	}
+}
+
+// refusedVerdict checks that c is refused with want, that the log did not
+// move, and that the mission is still created: it cannot start.
+func refusedVerdict(t *testing.T, env *dt.Env, c missions.RecordValidation, want error) {
+	t.Helper()
+	before := dt.Head(t, env.Store)
+	events := dt.Types(t, env.Store, "mission-"+c.MissionID)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), c)
+	dt.Refused(t, env.Store, before, err, want)
+	var re *aggregates.RuleError
+	if !errors.As(err, &re) {
+		t.Fatalf("%v is not a *aggregates.RuleError", err)
+	}
+	if got := dt.Types(t, env.Store, "mission-"+c.MissionID); !slices.Equal(got, events) {
+		t.Fatalf("the mission's stream went from %v to %v", events, got)
+	}
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: c.MissionID})
+	dt.Refused(t, env.Store, before, err, missions.ErrNotValidated)
+}
+
+// A mission's verdict is governance's: its tenant cannot record "pass"
+// for an IR governance rejected by a policy rule (a plan of tiers 0 and 1,
+// which the tier gate of Start does not stop). Before, the caller's
+// verdict was recorded and the mission started.
+func TestPassForARejectedIRIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, ir := create(t, env, forbidden)
+	truth := validate(t, env, id, governance.OutcomeReject)
+	for _, c := range []missions.RecordValidation{
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomePass},
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 1},
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 2},
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomeReject, Rule: "another-rule"},
+	} {
+		refusedVerdict(t, env, c, missions.ErrVerdictDisagrees)
+	}
+	// Governance's verdict is recorded, and ends the mission.
+	res := do(t, env, truth)
+	if s := res.Aggregate.State; s.Status != missions.StatusRejected || s.EndReason != "no-tenant-deletion" {
+		t.Fatalf("state = %+v", s)
+	}
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, missions.ErrEnded)
+}
+
+// Nor can it record "pass" for an IR governance escalated: the mission
+// stays created, and waits for governance's verdict (then an approval).
+func TestPassForAnEscalatedIRIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, ir := create(t, env, risky)
+	truth := validate(t, env, id, governance.OutcomeEscalate)
+	for _, c := range []missions.RecordValidation{
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomePass},
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomePass, MaxTier: 2},
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomeEscalate, MaxTier: 1}, // understated tier
+		{MissionID: id, IRID: ir, Outcome: governance.OutcomeReject, Rule: "no-tenant-deletion"},
+	} {
+		refusedVerdict(t, env, c, missions.ErrVerdictDisagrees)
+	}
+	if res := do(t, env, truth); res.Aggregate.State.Status != missions.StatusAwaitingApproval {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+}
+
+// A verdict governance has not recorded for the mission is refused with
+// ErrVerdictNotRecorded, whatever it says: for an IR governance never
+// validated, validated without naming this mission, or validated for
+// another tenant (of which the refusal says nothing).
+func TestVerdictGovernanceNeverRecordedIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	outcomes := []missions.RecordValidation{
+		{Outcome: governance.OutcomePass},
+		{Outcome: governance.OutcomePass, MaxTier: 1},
+		{Outcome: governance.OutcomeEscalate, MaxTier: 2},
+		{Outcome: governance.OutcomeReject, Rule: "no-tenant-deletion"},
+	}
+	each := func(id, ir string, check func(err error)) {
+		t.Helper()
+		for _, c := range outcomes {
+			c.MissionID, c.IRID = id, ir
+			refusedVerdict(t, env, c, missions.ErrVerdictNotRecorded)
+			if check != nil {
+				_, err := env.Missions.Handle(ctx, dt.Meta(), c)
+				check(err)
+			}
+		}
+	}
+
+	// Never validated.
+	id, ir := create(t, env, steps)
+	each(id, ir, nil)
+
+	// Validated, but for no mission.
+	if _, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: steps}}); err != nil {
+		t.Fatal(err)
+	}
+	each(id, ir, nil)
+	// Validated for another mission on the same plan.
+	other := uuid.NewString()
+	do(t, env, missions.Create{MissionID: other, IRID: ir, Title: "Same plan again", Steps: steps, CreatedBy: "ops"})
+	validate(t, env, other, governance.OutcomePass)
+	each(id, ir, nil)
+	// Once governance records it for the mission, its verdict is.
+	do(t, env, validate(t, env, id, governance.OutcomePass))
+
+	// The IR id was validated for another tenant, for this mission id.
+	irT2 := "ir-" + uuid.NewString()
+	id2 := uuid.NewString()
+	if _, err := env.Governance.ValidateIR(ctx, aggregates.CommandMeta{TenantID: "t2"}, governance.ValidateIR{IR: governance.IR{ID: irT2, Steps: forbidden}, MissionID: id2}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, env, missions.Create{MissionID: id2, IRID: irT2, Title: "Nightly sync", Steps: forbidden, CreatedBy: "ops"})
+	each(id2, irT2, func(err error) {
+		if msg := err.Error(); strings.Contains(msg, "reject") || strings.Contains(msg, "t2") || strings.Contains(msg, "tenant.delete") {
+			t.Fatalf("the refusal tells of the other tenant's IR: %v", err)
+		}
+	})
+}
+
+// The verdict binds the plan: governance's verdict on an IR id is recorded
+// only for a mission whose steps hash as the plan governance validated. A
+// mission that names a passed IR but runs another plan (a forbidden step
+// added) cannot take its "pass", even once governance recorded the verdict
+// for it (validating the passed plan again, naming that mission).
+func TestVerdictForAnotherPlanIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	first, ir := create(t, env, steps)
+	truth := validate(t, env, first, governance.OutcomePass)
+	do(t, env, truth)
+
+	second := uuid.NewString()
+	do(t, env, missions.Create{MissionID: second, IRID: ir, Title: "Same id, other plan", Steps: forbidden, CreatedBy: "ops"})
+	// Its own plan cannot be validated under the IR id.
+	_, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: forbidden}, MissionID: second})
+	if !errors.Is(err, governance.ErrIRChanged) {
+		t.Fatalf("ValidateIR of another plan under the IR id: %v, want %v", err, governance.ErrIRChanged)
+	}
+	// The validated plan can, naming the mission: governance's record
+	// then lists it, with the validated plan's hash.
+	if _, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: steps}, MissionID: second}); err != nil {
+		t.Fatal(err)
+	}
+	c := truth
+	c.MissionID = second
+	refusedVerdict(t, env, c, missions.ErrIRMismatch)
+}
+
+// The normal path runs through the reactions, end to end: mission.created
+// → governance validates the IR → ir.validated_* → the mission records the
+// verdict; a passed mission starts, an escalated one starts after a
+// consumed approval, a rejected one ends. Each event is delivered twice.
+func TestVerdictsThroughTheReactions(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	r, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed, _ := create(t, env, steps)
+	escalated, ir := create(t, env, risky)
+	rejected, _ := create(t, env, forbidden)
+	settle(t, env, r)
+	settle(t, env, r) // everything again: the same verdicts are no-ops
+	status := func(id string) missions.State {
+		t.Helper()
+		a, err := env.Missions.Load(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.State
+	}
+	if s := status(passed); s.Status != missions.StatusReady || s.Outcome != governance.OutcomePass || s.MaxTier != 1 {
+		t.Fatalf("passed mission: %+v", s)
+	}
+	if s := status(escalated); s.Status != missions.StatusAwaitingApproval || s.MaxTier != 2 {
+		t.Fatalf("escalated mission: %+v", s)
+	}
+	if s := status(rejected); s.Status != missions.StatusRejected || s.EndReason != "no-tenant-deletion" {
+		t.Fatalf("rejected mission: %+v", s)
+	}
+
+	do(t, env, missions.Start{MissionID: passed})
+	runAll(t, env, passed, steps)
+	do(t, env, missions.Complete{MissionID: passed})
+
+	before := dt.Head(t, env.Store)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: escalated})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: escalated}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, env, r)
+	if s := status(escalated); s.Status != missions.StatusReady || s.ApprovalID != approval {
+		t.Fatalf("approved mission: %+v", s)
+	}
+	do(t, env, missions.Start{MissionID: escalated})
+	runAll(t, env, escalated, risky)
+	do(t, env, missions.Complete{MissionID: escalated})
+
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: rejected})
+	dt.Refused(t, env.Store, before, err, missions.ErrEnded)
 }
