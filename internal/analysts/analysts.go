@@ -8,10 +8,11 @@
 //     table has row-level security with a policy that compares tenant_id
 //     with the role's mapping in eventstream_analysts. The read models'
 //     views are security_invoker, so the policy applies through them.
-//   - It has no access to the log (events), the projections' own tables
-//     (checkpoints, dead letters, which hold payloads of every tenant), the
-//     API tokens or the migrations: Grant revokes any such privilege and
-//     refuses a role that would still reach them.
+//   - It has no access to the log (events), the aggregate snapshots, the
+//     projections' own tables (checkpoints, dead letters, which hold
+//     payloads of every tenant), the API tokens or the migrations: Grant
+//     revokes any such privilege and refuses a role that would still reach
+//     them.
 //   - A role that can create objects in the home schema or a generation's
 //     schema, or create schemas, is refused: the owner's unqualified SQL
 //     could resolve to what it plants.
@@ -469,11 +470,12 @@ func generationSchemas(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// logTables are what an analyst must never read: the log, the runtime's
-// tables (dead letters hold payloads of every tenant), tokens, the audit
-// browser's sessions, migrations.
+// logTables are what an analyst must never read: the log, the aggregate
+// snapshots (the log folded: every tenant's state, with no tenant column
+// for a policy), the runtime's tables (dead letters hold payloads of every
+// tenant), tokens, the audit browser's sessions, migrations.
 var logTables = []string{
-	"events", "eventstream_migrations", "eventstream_api_tokens", "eventstream_ui_sessions",
+	"events", "aggregate_snapshots", "eventstream_migrations", "eventstream_api_tokens", "eventstream_ui_sessions",
 	"projection_state", "projection_generations", "projection_checkpoints",
 	"projection_dead_letters", "projection_views", "processed_events",
 }
