@@ -330,12 +330,23 @@ func carefulPathStall(t *testing.T, point stallPoint) (caught bool) {
 	// Any: the retry passes the version check, so its ids reach the
 	// INSERT, which fails on the id index: the careful path.
 	go run(0, g.retryStream, eventstore.Any, g.retry)
-	time.Sleep(50 * time.Millisecond)
+	// The only committer waits for the filler's group, so the appends
+	// queue up behind it: the retry first, then the new ones, all in one
+	// group when the lock is released. (Fixed sleeps were not enough on a
+	// loaded machine: an append validated late went into a group of its
+	// own, and the retry's careful path then sent a round trip too small
+	// to cut.)
+	queued := func(n int) {
+		waitFor(t, 30*time.Second, func() bool { return e.a.Stats().Queued >= n }, func() string {
+			return fmt.Sprintf("%d of %d appends queued behind the filler", e.a.Stats().Queued, n)
+		})
+	}
+	queued(1)
 	for i := range newAppends {
 		wg.Add(1)
 		go run(1+i, g.streams[i], eventstore.NoStream, g.fresh[i])
 	}
-	time.Sleep(100 * time.Millisecond)
+	queued(1 + newAppends)
 	release()
 	if err := <-filler; err != nil {
 		t.Fatal(err)
