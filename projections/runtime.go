@@ -165,9 +165,17 @@ func (r *Runtime) connect(ctx context.Context, purpose string) (*pgx.Conn, error
 	return conn, nil
 }
 
+// closeConn releases conn's session advisory locks, then closes it. The
+// server ends a closed session, and releases its locks, only some time
+// after the client has gone: without the release, a caller that retries
+// at once (a Rebuild after a failed one) could find its own lock still
+// held and be told ErrBusy. A broken connection has nothing to release.
 func closeConn(conn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if !conn.IsClosed() && conn.PgConn().TxStatus() == 'I' {
+		_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+	}
 	_ = conn.Close(ctx)
 }
 
