@@ -2,7 +2,6 @@ package coursefactory
 
 import (
 	"fmt"
-	"unicode"
 
 	"github.com/brainhq/eventstream/aggregates"
 )
@@ -25,23 +24,11 @@ var (
 	ErrBlank              = aggregates.Rule("text-not-blank", "a topic, title or headline has a visible character")
 )
 
-// blank reports whether s shows nothing: it is empty or holds only white
-// space, control and format characters (such as U+200B ZERO WIDTH SPACE).
-// The schemas' minLength counts those as characters.
-func blank(s string) bool {
-	for _, r := range s {
-		if !unicode.IsSpace(r) && !unicode.In(r, unicode.Cc, unicode.Cf) {
-			return false
-		}
-	}
-	return true
-}
-
 // refuseBlank refuses the first of fields (name, value pairs) that is
 // blank.
 func refuseBlank(fields ...string) error {
 	for i := 0; i+1 < len(fields); i += 2 {
-		if blank(fields[i+1]) {
+		if aggregates.Blank(fields[i+1]) {
 			return aggregates.Refuse(ErrBlank, "%s %q shows nothing", fields[i], fields[i+1])
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"unicode"
 
 	"github.com/google/uuid"
 
@@ -27,23 +26,11 @@ var (
 	ErrBlank            = aggregates.Rule("text-not-blank", "a title, tag, niche or keyword has a visible character")
 )
 
-// blank reports whether s shows nothing: it is empty or holds only white
-// space, control and format characters (such as U+200B ZERO WIDTH SPACE).
-// The schemas' minLength counts those as characters.
-func blank(s string) bool {
-	for _, r := range s {
-		if !unicode.IsSpace(r) && !unicode.In(r, unicode.Cc, unicode.Cf) {
-			return false
-		}
-	}
-	return true
-}
-
 // refuseBlank refuses the first of values that is blank; what names them
 // in the message.
 func refuseBlank(what string, values ...string) error {
 	for i, v := range values {
-		if blank(v) {
+		if aggregates.Blank(v) {
 			if len(values) > 1 {
 				what = fmt.Sprintf("%s %d", what, i+1)
 			}
