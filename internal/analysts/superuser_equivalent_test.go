@@ -157,13 +157,7 @@ func TestGrantRefusesSuperuserEquivalentRoles(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := analysts.Grant(ctx, s.pool, "acme", role, analysts.Options{})
-		if !errors.Is(err, analysts.ErrRefused) || !strings.Contains(err.Error(), c.why) {
-			t.Errorf("a role %s: %v, want refused naming %s", c.create, err, c.why)
-		}
-		var mapped bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eventstream_analysts WHERE role_name = $1)`, role).Scan(&mapped); err != nil || mapped {
-			t.Errorf("the refused grant to %s was recorded (%v)", role, err)
-		}
+		s.refusedUnrecorded(t, role, "a role "+c.create, c.why, err)
 	}
 }
 
@@ -215,5 +209,19 @@ func TestGrantRefusesReservedRoleNames(t *testing.T) {
 		if err := analysts.Revoke(ctx, s.pool, role); !errors.Is(err, analysts.ErrRefused) {
 			t.Errorf("Revoke(%q) = %v, want refused", role, err)
 		}
+	}
+}
+
+// refusedUnrecorded fails t unless err, Grant's answer for role (what
+// describes it), is a refusal naming why, and the refused role was not
+// recorded as an analyst.
+func (s *shared) refusedUnrecorded(t *testing.T, role, what, why string, err error) {
+	t.Helper()
+	if !errors.Is(err, analysts.ErrRefused) || !strings.Contains(err.Error(), why) {
+		t.Errorf("%s: %v, want refused naming %s", what, err, why)
+	}
+	var mapped bool
+	if err := s.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM eventstream_analysts WHERE role_name = $1)`, role).Scan(&mapped); err != nil || mapped {
+		t.Errorf("the refused grant to %s was recorded (%v)", role, err)
 	}
 }
