@@ -601,3 +601,37 @@ func TestStandIn_ServersBefore22_6AreRefused(t *testing.T) {
 		})
 	}
 }
+
+// A position inside a record (one not made by this store: a PostgreSQL
+// position, a typo) is refused by EventStoreDB after it has confirmed the
+// subscription (since 24.2). That is no transient drop: subscribing again
+// meets it again. Next fails for good with an error that names the
+// position, instead of reporting a drop and subscribing again on every
+// call.
+func TestStandIn_SubscribeFromAnInvalidPosition(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e := mustAppend(t, st, "p", eventstore.NoStream, added("a"), added("b")).Events[0]
+	bad := eventstore.Pos(e.Position.Commit + 1)
+	sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{After: bad})
+	if err == nil {
+		defer sub.Close()
+		_, err = sub.Next(ctx)
+		if err == nil {
+			t.Fatalf("Next from %v (inside a record) delivered events", bad)
+		}
+		if _, again := sub.Next(ctx); again == nil || again.Error() != err.Error() {
+			t.Fatalf("Next after the refusal: %v, want the same error again (the subscription has ended): %v", again, err)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, eventstore.ErrClosed) ||
+		strings.Contains(err.Error(), "subscribes again") || !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("subscription from %v (inside a record): %v; want an error that names the position, not a transient drop", bad, err)
+	}
+	t.Logf("refused: %v", err)
+	if _, err := st.ReadAll(ctx, eventstore.ReadAllOptions{From: bad}); err == nil || !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("ReadAll from %v (inside a record): %v, want an error that names the position", bad, err)
+	}
+}

@@ -7,8 +7,11 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 
 	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -136,6 +139,25 @@ func serverPosition(p eventstore.Position) client.AllPosition {
 	return client.Position{Commit: p.Commit, Prepare: p.Prepare}
 }
 
+// errBadPosition marks a position EventStoreDB cannot read $all from.
+var errBadPosition = errors.New("not a position of this EventStoreDB log")
+
+// invalidPosition reports whether err is EventStoreDB's refusal of a $all
+// position that is not at the start of a record ("Trying to read from an
+// invalid position", RpcExceptions.InvalidPositionException, gRPC status
+// Unknown; kurrent-io/KurrentDB#3963, #3991, #4128).
+func invalidPosition(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unknown && strings.Contains(st.Message(), "invalid position")
+}
+
+// badPosition says that p cannot be read from: it points inside a record,
+// so it was not made by this store on this log (a PostgreSQL position, a
+// position of another EventStoreDB database).
+func badPosition(p eventstore.Position, err error) error {
+	return fmt.Errorf("esdb: $all position %v: %w (positions must come from this store: an event's position or Page.Next): %v", p, errBadPosition, err)
+}
+
 func position(r *client.RecordedEvent) eventstore.Position {
 	return eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
 }
@@ -169,6 +191,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		want := min(limit-len(page.Events)+2, readPage)
 		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want)))
 		if err != nil {
+			if invalidPosition(err) {
+				return eventstore.Page{}, badPosition(from, err)
+			}
 			return eventstore.Page{}, s.fail(parent, fmt.Sprintf("read $all from %v", from), err)
 		}
 		for _, r := range batch {

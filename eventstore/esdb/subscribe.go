@@ -2,6 +2,7 @@ package esdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -136,6 +137,9 @@ func (sub *subscription) feed(ctx context.Context) (*feed, error) {
 	}
 	if err != nil {
 		cancel()
+		if invalidPosition(err) {
+			return nil, badPosition(after, err)
+		}
 		return nil, s.fail(ctx, "subscribe to $all", err)
 	}
 	f = &feed{inner: inner, ctx: life, cancel: cancel, events: make(chan eventstore.Event, sub.batch), done: make(chan struct{})}
@@ -171,6 +175,13 @@ func (sub *subscription) pump(f *feed, after eventstore.Position) {
 		switch {
 		case ev.SubscriptionDropped != nil:
 			f.err = ev.SubscriptionDropped.Error
+			if invalidPosition(f.err) {
+				// EventStoreDB confirms a subscription before it reads
+				// from the start position (24.2 on), so a position it
+				// cannot read from arrives here, as a drop. Subscribing
+				// again would meet it again.
+				f.err, f.fatal = badPosition(after, f.err), true
+			}
 			return
 		case ev.EventAppeared != nil:
 			e, ok, err := sub.s.decode(ev.EventAppeared.OriginalEvent())
@@ -204,7 +215,10 @@ func (sub *subscription) dropped(f *feed) error {
 		return eventstore.ErrClosed
 	}
 	if f.fatal {
-		err := fmt.Errorf("esdb: subscription to $all: %w", f.err)
+		err := f.err
+		if !errors.Is(err, errBadPosition) {
+			err = fmt.Errorf("esdb: subscription to $all: %w", f.err)
+		}
 		sub.shutdown(err)
 		return err
 	}

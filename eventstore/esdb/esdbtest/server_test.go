@@ -311,8 +311,24 @@ func TestProtocolStandIn_ReadAllOrder(t *testing.T) {
 		!strings.Contains(err.Error(), "invalid position") {
 		t.Fatalf("read from inside a record: %v, want an invalid position error", err)
 	}
-	if _, err := c.SubscribeToAll(t.Context(), client.SubscribeToAllOptions{From: client.Position{Commit: mid.Commit + 1, Prepare: mid.Commit + 1}}); err == nil {
-		t.Fatal("subscription from inside a record accepted")
+	// A subscription is confirmed first, then fails when it reads from
+	// the position (EventStoreDB 24.2 on: kurrent-io/KurrentDB#4057, #4128).
+	inside, err := c.SubscribeToAll(t.Context(), client.SubscribeToAllOptions{From: client.Position{Commit: mid.Commit + 1, Prepare: mid.Commit + 1}})
+	if err != nil {
+		t.Fatalf("subscription from inside a record: %v, want a confirmation, then the refusal", err)
+	}
+	defer inside.Close()
+	for {
+		e := inside.Recv()
+		if e.EventAppeared != nil {
+			t.Fatalf("subscription from inside a record delivered %s", e.EventAppeared.OriginalEvent().EventID)
+		}
+		if e.SubscriptionDropped != nil {
+			if err := e.SubscriptionDropped.Error; err == nil || !strings.Contains(err.Error(), "invalid position") {
+				t.Fatalf("subscription from inside a record dropped with %v, want an invalid position error", err)
+			}
+			break
+		}
 	}
 	// The last event's own position is a valid start.
 	end := evs[len(evs)-1].OriginalEvent().Position
@@ -371,6 +387,23 @@ func TestProtocolStandIn_SubscribeToAll(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "keep,drop,drop,keep" {
 		t.Fatalf("subscription from the start delivered %v", got)
+	}
+
+	// From a position beyond the end of the log: EventStoreDB skips the
+	// events written up to it (Enumerator.AllSubscription.GoLive).
+	evs, _ = readAll(t, c, client.ReadAllOptions{From: client.End{}, Direction: client.Backwards}, 1)
+	beyond := evs[0].OriginalEvent().Position.Commit + 4096
+	ahead, err := c.SubscribeToAll(ctx, client.SubscribeToAllOptions{From: client.Position{Commit: beyond, Prepare: beyond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ahead.Close()
+	big := event("big")
+	big.Data = []byte(`"` + strings.Repeat("x", 8192) + `"`)
+	after := event("after")
+	appendTo(t, c, "z", client.Any{}, big, after)
+	if got := next(ahead); got.EventID != after.EventID {
+		t.Fatalf("subscription from beyond the end delivered %s at %v first, want the first event after %d", got.EventType, got.Position, beyond)
 	}
 }
 

@@ -351,20 +351,44 @@ func (svc *streamsService) readAll(call streams.Streams_ReadServer, rq readReque
 // start position (exclusive: "the positions provided to the subscriptions
 // are exclusive", docs.kurrent.io/clients/grpc/subscriptions), then each
 // new event as it is appended.
+//
+// As EventStoreDB does since its subscriptions stopped using the read
+// index (kurrent-io/KurrentDB#4057, #4128, #4131: Enumerator.AllSubscription
+// and AllSubscriptionFiltered, MainLoop), the subscription is confirmed
+// first and only then reads from the start position: a position inside a
+// record fails the call after the confirmation, with "Trying to read from
+// an invalid position". A prepare position above the commit position is
+// refused before, when the request is parsed. Every event, caught up or
+// live, is sent only if its position is after the start position, so a
+// start position beyond the end of the log skips the events written up
+// to it (GoLive: "the client specified a checkpoint for events that don't
+// exist yet and so is not interested in them").
 func (svc *streamsService) subscribeAll(call streams.Streams_ReadServer, rq readRequest, ao *streams.ReadReq_Options_AllOptions) error {
-	all, _ := svc.s.log.snapshot()
-	i := 0
+	var (
+		start func() (int, error)
+		keep  = func(*record) bool { return true }
+	)
 	switch p := ao.GetAllOption().(type) {
 	case *streams.ReadReq_Options_AllOptions_End:
-		i = len(all)
+		all, _ := svc.s.log.snapshot()
+		start = func() (int, error) { return len(all), nil }
 	case *streams.ReadReq_Options_AllOptions_Position:
 		pos := tfPos{p.Position.GetCommitPosition(), p.Position.GetPreparePosition()}
-		if err := checkPosition(all, svc.s.log.endPosition(), pos); err != nil {
-			return err
+		if pos.prepare > pos.commit {
+			return checkPosition(nil, 0, pos)
 		}
-		i = firstAfter(all, pos)
+		start = func() (int, error) {
+			all, _ := svc.s.log.snapshot()
+			if err := checkPosition(all, svc.s.log.endPosition(), pos); err != nil {
+				return 0, err
+			}
+			return firstAfter(all, pos), nil
+		}
+		keep = func(r *record) bool { return pos.less(r.tfPos()) }
+	default:
+		start = func() (int, error) { return 0, nil }
 	}
-	return svc.follow(call, rq, i, func(*record) bool { return true })
+	return svc.follow(call, rq, start, keep)
 }
 
 // subscribeStream is a catch-up subscription to one stream, which need not
@@ -379,20 +403,25 @@ func (svc *streamsService) subscribeStream(call streams.Streams_ReadServer, rq r
 		after = int64(min(r.Revision, 1<<62))
 	}
 	rq.filter = nil // filters apply to $all only
-	return svc.follow(call, rq, start, func(r *record) bool { return r.stream == name && r.number > after })
+	return svc.follow(call, rq, func() (int, error) { return start, nil }, func(r *record) bool { return r.stream == name && r.number > after })
 }
 
 // follow confirms the subscription, then sends every record of $all from
-// index i on that keep accepts (and the filter matches), waiting for new
-// ones once it has caught up. A filtered subscription also gets
+// the index start returns on that keep accepts (and the filter matches),
+// waiting for new ones once it has caught up. An error from start ends the
+// call after the confirmation. A filtered subscription also gets
 // checkpoints, every maxSearchWindow × checkpointIntervalMultiplier events
 // considered, as EventStoreDB sends them.
-func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readRequest, i int, keep func(*record) bool) error {
+func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readRequest, start func() (int, error), keep func(*record) bool) error {
 	ctx := call.Context()
 	drop := svc.s.dropSignal()
 	if err := call.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
 		SubscriptionId: uuid.NewString(),
 	}}}); err != nil {
+		return err
+	}
+	i, err := start()
+	if err != nil {
 		return err
 	}
 	considered, caughtUp := uint64(0), false
