@@ -57,6 +57,16 @@ func pump(t *testing.T, env *dt.Env, r *reactions.Reactions, from eventstore.Pos
 	return from
 }
 
+// redeliverChangesNothing delivers the whole log again (each event twice)
+// and fails t unless the log's head stays at before.
+func redeliverChangesNothing(t *testing.T, env *dt.Env, r *reactions.Reactions, before eventstore.Position) {
+	t.Helper()
+	pump(t, env, r, eventstore.Start)
+	if after := dt.Head(t, env.Store); after != before {
+		t.Fatalf("a redelivery of the whole log moved it from %s to %s", before, after)
+	}
+}
+
 func countTypes(t *testing.T, env *dt.Env) map[string]int {
 	t.Helper()
 	page, err := env.Store.ReadAll(ctx, eventstore.ReadAllOptions{Limit: 10_000})
@@ -151,11 +161,7 @@ func TestCourseReactionsDeliveredTwice(t *testing.T) {
 		t.Fatalf("event counts %v: want one distribution, one deployment, one update", n)
 	}
 	// Delivering the whole log yet again changes nothing.
-	before := dt.Head(t, env.Store)
-	pump(t, env, r, eventstore.Start)
-	if after := dt.Head(t, env.Store); after != before {
-		t.Fatalf("a full redelivery moved the log from %s to %s", before, after)
-	}
+	redeliverChangesNothing(t, env, r, dt.Head(t, env.Store))
 }
 
 // Two subscribers deliver every event at the same time, as two consumers
@@ -508,10 +514,7 @@ func TestStaleDeploymentDoesNotOverwriteTheNewerStagingURL(t *testing.T) {
 				t.Fatalf("staging URL %s, want the newer deployment's %s", d.State.StagingURL, newer)
 			}
 			// The whole log again, in order, changes nothing.
-			pump(t, env, r, eventstore.Start)
-			if after := dt.Head(t, env.Store); after != before {
-				t.Fatalf("a redelivery of the log moved it from %s to %s", before, after)
-			}
+			redeliverChangesNothing(t, env, r, before)
 			if d, _ := env.Distributions.Load(ctx, distID); d.State.StagingURL != newer {
 				t.Fatalf("after a redelivery the staging URL is %s, want %s", d.State.StagingURL, newer)
 			}
@@ -540,10 +543,7 @@ func TestDeploymentOfADeletedDistributionIsSkipped(t *testing.T) {
 		t.Fatalf("the reaction wrote to a deleted distribution (log %s → %s)", before, after)
 	}
 	// The whole log again changes nothing and fails nothing.
-	pump(t, env, r, eventstore.Start)
-	if after := dt.Head(t, env.Store); after != before {
-		t.Fatalf("a redelivery moved the log from %s to %s", before, after)
-	}
+	redeliverChangesNothing(t, env, r, before)
 }
 
 // One tenant's events and commands never act on another tenant's course
