@@ -21,6 +21,10 @@
 //   - The envelope's source, target and meta travel in the event metadata
 //     as JSON; the payload is the event data, content type
 //     application/json; the event type is the envelope's type.
+//   - ReadStream checks that the server returns a stream from the version
+//     asked for: a stream whose first events its EventStoreDB metadata
+//     hides ($tb, $maxCount, $maxAge) is ErrTruncated, not a shorter
+//     stream.
 //   - Positions are $all commit/prepare positions. They are ordered but not
 //     consecutive (Features.GaplessPositions is false).
 //   - ReadAll pages over $all, skipping system events (types starting with

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -633,5 +634,99 @@ func TestStandIn_SubscribeFromAnInvalidPosition(t *testing.T) {
 	t.Logf("refused: %v", err)
 	if _, err := st.ReadAll(ctx, eventstore.ReadAllOptions{From: bad}); err == nil || !strings.Contains(err.Error(), bad.String()) {
 		t.Fatalf("ReadAll from %v (inside a record): %v, want an error that names the position", bad, err)
+	}
+}
+
+// A stream whose first events EventStoreDB hides ($tb, $maxCount, $maxAge
+// in its metadata) is read by the server from the first event it still
+// has. ReadStream used to return that rest as if it were the whole stream
+// (an aggregate rebuilt from it starts at a later version, silently
+// wrong); it is now ErrTruncated, naming the stream, the version asked and
+// the first version left. Appends go on numbering from the stream's last
+// version, and ReadAll still has every event.
+func TestStandIn_ReadStreamOfATruncatedStream(t *testing.T) {
+	t.Parallel()
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	st, srv := standInStore(t, registry(t), []esdbtest.Option{esdbtest.Clock(clock)}, esdb.WithNamespace("ns-"))
+	c := rawClient(t, srv)
+	ctx := t.Context()
+	setMeta := func(stream string, set func(*client.StreamMetadata)) {
+		t.Helper()
+		var m client.StreamMetadata
+		set(&m)
+		if _, err := c.SetStreamMetadata(ctx, "ns-"+stream, client.AppendToStreamOptions{}, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	five := func() []eventstore.Event {
+		return []eventstore.Event{added("a"), added("b"), added("c"), added("d"), added("e")}
+	}
+	for _, s := range []string{"tb", "count", "age", "gone"} {
+		mustAppend(t, st, s, eventstore.NoStream, five()...)
+	}
+	now.Add(int64(2 * time.Minute))
+	mustAppend(t, st, "age", eventstore.Exact(5), added("f"), added("g"))
+	setMeta("tb", func(m *client.StreamMetadata) { m.SetTruncateBefore(2) })
+	setMeta("count", func(m *client.StreamMetadata) { m.SetMaxCount(2) })
+	setMeta("age", func(m *client.StreamMetadata) { m.SetMaxAge(time.Minute) })
+	setMeta("gone", func(m *client.StreamMetadata) { m.SetTruncateBefore(10) })
+
+	for _, tc := range []struct {
+		stream string
+		from   int64
+		limit  int
+		want   string // in the error; "" for no error
+	}{
+		{"tb", 1, 0, `"tb" from version 1: ` + esdb.ErrTruncated.Error() + `: the first version the server still returns is 3`},
+		{"tb", 0, 0, `"tb" from version 1:`},
+		{"tb", 1, 1, `"tb" from version 1:`},
+		{"tb", 2, 0, `"tb" from version 2: ` + esdb.ErrTruncated.Error() + `: the first version the server still returns is 3`}, // after a snapshot at 1
+		{"tb", 3, 0, ""},
+		{"count", 1, 0, "the first version the server still returns is 4"},
+		{"count", 4, 0, ""},
+		{"age", 1, 0, "the first version the server still returns is 6"},
+		{"age", 5, 0, "the first version the server still returns is 6"},
+		{"age", 6, 0, ""},
+		{"gone", 1, 0, `"gone" from version 1: ` + esdb.ErrTruncated.Error() + `: the server returns none of its events`},
+	} {
+		evs, err := st.ReadStream(ctx, tc.stream, tc.from, tc.limit)
+		if tc.want == "" {
+			if err != nil || len(evs) == 0 || evs[0].Version != tc.from {
+				t.Fatalf("ReadStream(%s, %d): %d events, %v; want events from version %d", tc.stream, tc.from, len(evs), err, tc.from)
+			}
+			continue
+		}
+		if !errors.Is(err, esdb.ErrTruncated) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("ReadStream(%s, %d, %d): %d events, %v; want ErrTruncated saying %q", tc.stream, tc.from, tc.limit, len(evs), err, tc.want)
+		}
+		if errors.Is(err, eventstore.ErrStreamNotFound) || evs != nil {
+			t.Fatalf("ReadStream(%s, %d): %v with %d events; want no events and not ErrStreamNotFound", tc.stream, tc.from, err, len(evs))
+		}
+	}
+	// The stream's version does not move back: an exact expected version
+	// goes on from it; an older one is a conflict.
+	res := mustAppend(t, st, "tb", eventstore.Exact(5), added("f"))
+	if res.Events[0].Version != 6 {
+		t.Fatalf("append at version 5 of a truncated stream stored version %d, want 6", res.Events[0].Version)
+	}
+	if _, err := st.Append(ctx, "gone", eventstore.NoStream, added("x")); !errors.Is(err, eventstore.ErrConcurrency) {
+		t.Fatalf("append expecting no stream to a stream whose events are all hidden: %v, want a conflict", err)
+	}
+	if evs, err := st.ReadStream(ctx, "tb", 4, 0); err != nil || len(evs) != 3 || evs[2].ID != res.Events[0].ID {
+		t.Fatalf("ReadStream(tb, 4) after the append: %d events, %v; want versions 4 to 6", len(evs), err)
+	}
+	// Past the end: nothing, as before.
+	if evs, err := st.ReadStream(ctx, "gone", 6, 0); err != nil || len(evs) != 0 {
+		t.Fatalf("ReadStream(gone, 6): %d events, %v; want none", len(evs), err)
+	}
+	// ReadAll does not read streams: every event is still there.
+	perStream := map[string]int{}
+	for _, e := range readAll(t, st, eventstore.ReadAllOptions{}) {
+		perStream[e.Stream]++
+	}
+	if perStream["tb"] != 6 || perStream["count"] != 5 || perStream["age"] != 7 || perStream["gone"] != 5 {
+		t.Fatalf("ReadAll holds %v events per stream, want every event written", perStream)
 	}
 }

@@ -66,8 +66,29 @@ func (s *Store) lastVersion(ctx context.Context, name string) (int64, error) {
 	return int64(evs[0].EventNumber) + 1, nil
 }
 
+// ErrTruncated: the server no longer returns the first events asked for
+// from a stream. EventStoreDB hides a stream's first events from stream
+// reads when its metadata says so ($tb truncate-before, $maxCount,
+// $maxAge) and answers with the events it still has, as if they were all;
+// an aggregate rebuilt from them would start at a later version.
+var ErrTruncated = errors.New("stream truncated by its EventStoreDB metadata ($tb, $maxCount or $maxAge)")
+
+// truncated reports that a stream read from revision rev got first as its
+// first event: stream revisions are contiguous, so a later one means the
+// events in between are hidden.
+func truncated(stream string, rev, first uint64) error {
+	return fmt.Errorf("esdb: read stream %q from version %d: %w: the first version the server still returns is %d", stream, rev+1, ErrTruncated, first+1)
+}
+
 // ReadStream returns the stream's events from version from on (limit <= 0:
-// all of them), reading in pages of readPage.
+// all of them), reading in pages of readPage. Events the server no longer
+// returns (hidden by stream metadata: $tb, $maxCount, $maxAge) are
+// ErrTruncated, not a shorter stream: the first event of each read must be
+// at the revision asked for. A read from version 1 of a stream that exists
+// but returns no event at all is ErrTruncated too. A read from a later
+// version that finds nothing is the end of the stream, as EventStoreDB
+// cannot tell it apart from a stream whose events are all hidden (an
+// append at the version the caller holds then fails as a conflict).
 func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
 	parent := ctx
 	ctx, done, err := s.begin(ctx)
@@ -93,6 +114,14 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 		}
 		if err != nil {
 			return nil, s.fail(parent, fmt.Sprintf("read stream %q", stream), err)
+		}
+		switch {
+		case len(page) > 0 && page[0].EventNumber != rev:
+			return nil, truncated(stream, rev, page[0].EventNumber)
+		case len(page) == 0 && rev == 0:
+			// The server did not say "stream not found": the stream
+			// has events, and none is returned.
+			return nil, fmt.Errorf("esdb: read stream %q from version 1: %w: the server returns none of its events", stream, ErrTruncated)
 		}
 		for _, r := range page {
 			e, ok, err := s.decode(r)

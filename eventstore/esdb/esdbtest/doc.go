@@ -27,6 +27,12 @@
 //     exclusive), server-side filters on event type or stream name (regular
 //     expression or prefixes) with checkpoints, and the "invalid position"
 //     refusal for $all positions that are not at an event.
+//   - Stream metadata $tb, $maxCount and $maxAge, written by the client's
+//     SetStreamMetadata to "$$"+stream: stream reads skip the events they
+//     hide, as EventStoreDB does before a scavenge ($all keeps them).
+//
+// Reads counts the Read calls received; Clock sets the server's clock
+// (event timestamps and $maxAge).
 //
 // ServerVersion makes it report another version and, below 22.6.0, answer
 // stream reads without $all positions, as those servers do.

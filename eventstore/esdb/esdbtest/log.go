@@ -1,7 +1,9 @@
 package esdbtest
 
 import (
+	"encoding/json"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -237,6 +239,67 @@ func (l *memLog) streamRecords(name string) ([]*record, bool) {
 		return nil, false
 	}
 	return s.records, true
+}
+
+// metadataEventType is the type of the events of a metadata stream
+// ("$$" + stream name), as the client's SetStreamMetadata writes them.
+const metadataEventType = "$metadata"
+
+// retention is the part of a stream's metadata that hides events from
+// stream reads: $tb (truncate before: the first revision kept), $maxCount
+// (how many of the last events are kept) and $maxAge (seconds an event is
+// kept after it was written). The client's SetStreamMetadata writes them
+// as JSON integers ($maxAge in whole seconds).
+type retention struct {
+	TruncateBefore *uint64 `json:"$tb"`
+	MaxCount       *uint64 `json:"$maxCount"`
+	MaxAge         *int64  `json:"$maxAge"`
+}
+
+// firstVisible is the first revision of a stream that stream reads still
+// return at time now (.NET ticks), as the stream's latest metadata event
+// ("$metadata" in "$$"+name) sets it; len(records) if it hides them all.
+// EventStoreDB applies $tb, $maxCount and $maxAge to stream reads at once,
+// before any scavenge: a forward read from an earlier revision starts at
+// the first event kept ("Set TruncateBefore to 81, read 10 events forwards
+// from position 0: events 81 to 90 will be returned", kurrent-io/KurrentDB#2631;
+// the three settings as KurrentDB's documentation describes them, server
+// docs, "Event streams", "Stream metadata": "when data reaches a certain length/age it automatically
+// disappears from the stream"). The hidden events stay in $all until a
+// scavenge, and the stream's last revision does not move, so appends go on
+// numbering from it ("the version numbers do not start at zero but at where
+// you soft deleted the stream from", EventStoreDB's HTTP API docs,
+// "Deleting a stream"). The stand-in never scavenges, does not model soft
+// deletes ($tb at its largest value), and applies no metadata to metadata
+// streams.
+func (l *memLog) firstVisible(name string, now int64) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.streams[name]
+	meta := l.streams["$$"+name]
+	if s == nil || meta == nil || strings.HasPrefix(name, "$$") {
+		return 0
+	}
+	m := meta.records[len(meta.records)-1]
+	var r retention
+	if m.eventType != metadataEventType || json.Unmarshal(m.data, &r) != nil {
+		return 0
+	}
+	n := int64(len(s.records))
+	first := int64(0)
+	if r.TruncateBefore != nil {
+		first = int64(min(*r.TruncateBefore, uint64(n)))
+	}
+	if r.MaxCount != nil && *r.MaxCount < uint64(n) {
+		first = max(first, n-int64(*r.MaxCount))
+	}
+	if r.MaxAge != nil && *r.MaxAge > 0 {
+		cutoff := now - *r.MaxAge*10_000_000 // seconds to ticks
+		for first < n && s.records[first].created < cutoff {
+			first++
+		}
+	}
+	return first
 }
 
 // validPosition reports whether a $all read or subscription may start at

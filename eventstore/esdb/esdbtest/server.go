@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,7 +72,17 @@ type Server struct {
 
 	dropMu sync.Mutex
 	drop   chan struct{} // closed by DropSubscriptions, then replaced
+
+	reads atomic.Int64 // Read calls received (reads and subscriptions)
 }
+
+// Reads is how many Read calls the server has received: each stream or
+// $all read, and each subscription. Tests use it to count round trips.
+func (s *Server) Reads() int64 { return s.reads.Load() }
+
+// Clock makes the stand-in take the time from now instead of time.Now: for
+// the events' "created" timestamps and for $maxAge.
+func Clock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // Start starts a stand-in server that keeps running until Stop is called or
 // ctx ends. Connect to it with URL().

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -476,5 +477,94 @@ func TestProtocolStandIn_StopEndsSubscriptions(t *testing.T) {
 	defer cancel()
 	if _, err := c.AppendToStream(ctx, "after-stop", client.AppendToStreamOptions{}, event("a")); err == nil {
 		t.Fatal("append after Stop succeeded")
+	}
+}
+
+// Stream metadata $tb, $maxCount and $maxAge hide a stream's first events
+// from stream reads at once, as EventStoreDB does before any scavenge
+// (kurrent-io/KurrentDB#2631: with TruncateBefore 81, a forward read from 0
+// returns 81 on). The stream keeps its last revision, so appends go on
+// numbering from it, and $all still holds every event.
+func TestProtocolStandIn_StreamMetadataTrims(t *testing.T) {
+	t.Parallel()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	_, c := standIn(t, esdbtest.Clock(func() time.Time { return time.Unix(0, now.Load()) }))
+	ctx := t.Context()
+	numbers := func(evs []*client.ResolvedEvent) string {
+		var b []string
+		for _, e := range evs {
+			b = append(b, fmt.Sprint(e.OriginalEvent().EventNumber))
+		}
+		return strings.Join(b, ",")
+	}
+	setMeta := func(stream string, set func(*client.StreamMetadata)) {
+		t.Helper()
+		var m client.StreamMetadata
+		set(&m)
+		if _, err := c.SetStreamMetadata(ctx, stream, client.AppendToStreamOptions{}, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(stream string, opts client.ReadStreamOptions) string {
+		t.Helper()
+		evs, err := readStream(t, c, stream, opts, 100)
+		if err != nil {
+			t.Fatalf("read %s: %v", stream, err)
+		}
+		return numbers(evs)
+	}
+	for _, s := range []string{"tb", "count", "age", "gone"} {
+		for range 5 {
+			appendTo(t, c, s, client.Any{}, event("a"))
+		}
+	}
+	now.Add(int64(2 * time.Minute))
+	appendTo(t, c, "age", client.Any{}, event("a"), event("a"))
+
+	setMeta("tb", func(m *client.StreamMetadata) { m.SetTruncateBefore(2) })
+	setMeta("count", func(m *client.StreamMetadata) { m.SetMaxCount(2) })
+	setMeta("age", func(m *client.StreamMetadata) { m.SetMaxAge(time.Minute) })
+	setMeta("gone", func(m *client.StreamMetadata) { m.SetTruncateBefore(10) })
+	for _, tc := range []struct {
+		stream string
+		opts   client.ReadStreamOptions
+		want   string
+	}{
+		{"tb", client.ReadStreamOptions{}, "2,3,4"},
+		{"tb", client.ReadStreamOptions{From: client.Revision(1)}, "2,3,4"},
+		{"tb", client.ReadStreamOptions{From: client.Revision(3)}, "3,4"},
+		{"tb", client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, "4,3,2"},
+		{"count", client.ReadStreamOptions{}, "3,4"},
+		{"age", client.ReadStreamOptions{}, "5,6"},
+		{"gone", client.ReadStreamOptions{}, ""},
+		{"gone", client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, ""},
+	} {
+		if got := read(tc.stream, tc.opts); got != tc.want {
+			t.Fatalf("read %s %+v: revisions %q, want %q", tc.stream, tc.opts, got, tc.want)
+		}
+	}
+	// The last revision does not move: an exact expected revision goes on
+	// from it, and an expected revision below it is wrong.
+	if res := appendTo(t, c, "tb", client.Revision(4), event("a")); res.NextExpectedVersion != 5 {
+		t.Fatalf("append after revision 4 of a truncated stream: next expected %d, want 5", res.NextExpectedVersion)
+	}
+	_, err := c.AppendToStream(ctx, "gone", client.AppendToStreamOptions{ExpectedRevision: client.NoStream{}}, event("a"))
+	wantWrongVersion(t, err, "4")
+	if got := read("tb", client.ReadStreamOptions{}); got != "2,3,4,5" {
+		t.Fatalf("truncated stream after an append: revisions %q, want 2,3,4,5", got)
+	}
+	// $all is not trimmed by stream metadata (only a scavenge removes
+	// events from it, and the stand-in never scavenges).
+	all, err := readAll(t, c, client.ReadAllOptions{}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perStream := map[string]int{}
+	for _, e := range all {
+		perStream[e.OriginalEvent().StreamID]++
+	}
+	if perStream["tb"] != 6 || perStream["count"] != 5 || perStream["age"] != 7 || perStream["gone"] != 5 {
+		t.Fatalf("$all holds %v events per stream, want every event written", perStream)
 	}
 }

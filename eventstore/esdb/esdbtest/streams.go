@@ -179,6 +179,7 @@ func wrongExpectedVersion(expected, current int64) *streams.AppendResp_WrongExpe
 // Read serves the four kinds of read: a stream or $all, a bounded read or
 // a subscription.
 func (svc *streamsService) Read(req *streams.ReadReq, call streams.Streams_ReadServer) error {
+	svc.s.reads.Add(1)
 	o := req.GetOptions()
 	if o == nil {
 		return status.Error(codes.InvalidArgument, "read options are missing")
@@ -236,6 +237,10 @@ func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRe
 		}}})
 	}
 	n := int64(len(recs))
+	// Events hidden by the stream's metadata ($tb, $maxCount, $maxAge)
+	// are not returned; a stream whose events are all hidden still
+	// exists and reads as no events (firstVisible).
+	first := svc.s.log.firstVisible(name, toTicks(svc.s.now()))
 	sent := uint64(0)
 	if !rq.backwards {
 		var from int64
@@ -245,7 +250,7 @@ func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRe
 		case *streams.ReadReq_Options_StreamOptions_Revision:
 			from = clampRevision(r.Revision, n)
 		}
-		for i := from; i < n && sent < rq.count; i++ {
+		for i := max(from, first); i < n && sent < rq.count; i++ {
 			if err := call.Send(svc.streamEventResp(recs[i], rq.structured)); err != nil {
 				return err
 			}
@@ -260,7 +265,7 @@ func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRe
 	case *streams.ReadReq_Options_StreamOptions_Revision:
 		from = min(clampRevision(r.Revision, n), n-1)
 	}
-	for i := from; i >= 0 && sent < rq.count; i-- {
+	for i := from; i >= first && sent < rq.count; i-- {
 		if err := call.Send(svc.streamEventResp(recs[i], rq.structured)); err != nil {
 			return err
 		}
