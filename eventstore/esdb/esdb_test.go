@@ -730,3 +730,103 @@ func TestStandIn_ReadStreamOfATruncatedStream(t *testing.T) {
 		t.Fatalf("ReadAll holds %v events per stream, want every event written", perStream)
 	}
 }
+
+// A filtered ReadAll with a small Limit over a long stretch of events it
+// leaves out used to read Limit+2 events a call: about 5,000 round trips
+// for the 10,000 events below at Limit 1. Reads now grow while they keep
+// nothing; the pages are the same: the same events, Next and End as a
+// model of the page rules computed from the whole log.
+func TestStandIn_FilteredReadAllReadsLongGapsInFewCalls(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), []esdbtest.Option{esdbtest.MaxAppendSize(conformanceAppendSize)}, esdb.WithMaxAppendSize(conformanceAppendSize))
+	renamed := func(tenant string) eventstore.Event {
+		return eventstore.Event{Type: storetest.TypeRenamed, Source: "esdb-test", Payload: json.RawMessage(`{"name":"r"}`),
+			Meta: eventstore.Meta{SchemaVersion: 1, TenantID: tenant}}
+	}
+	addedBy := func(tenant string) eventstore.Event {
+		e := added("x")
+		e.Meta.TenantID = tenant
+		return e
+	}
+	n := 1
+	put := func(evs ...eventstore.Event) {
+		t.Helper()
+		mustAppend(t, st, fmt.Sprintf("s-%d", n), eventstore.NoStream, evs...)
+		n++
+	}
+	put(renamed("tenant-b"))
+	const gap = 10_000
+	for range gap / 2000 {
+		batch := make([]eventstore.Event, 2000)
+		for i := range batch {
+			batch[i] = addedBy("tenant-a")
+		}
+		put(batch...)
+	}
+	put(renamed("tenant-a"), addedBy("tenant-b"), addedBy("tenant-a"), addedBy("tenant-a"))
+	put(renamed("tenant-b"), addedBy("tenant-a"), addedBy("tenant-a"))
+
+	all := readAll(t, st, eventstore.ReadAllOptions{Limit: 5000})
+	// model is the page the rules give from index i of the whole log: the
+	// first limit events kept, Next the event after the last one looked
+	// at (or just past the end of the log, with End).
+	model := func(i, limit int, keep func(eventstore.Event) bool) (eventstore.Page, int) {
+		var p eventstore.Page
+		for ; i < len(all); i++ {
+			if len(p.Events) == limit {
+				p.Next = all[i].Position
+				return p, i
+			}
+			if keep(all[i]) {
+				p.Events = append(p.Events, all[i])
+			}
+		}
+		last := all[len(all)-1].Position
+		p.Next, p.End = eventstore.Position{Commit: last.Commit, Prepare: last.Prepare + 1}, true
+		return p, i
+	}
+	for _, tc := range []struct {
+		name   string
+		opts   eventstore.ReadAllOptions
+		keep   func(eventstore.Event) bool
+		budget int64 // Read calls for the whole walk
+	}{
+		{"types limit 1", eventstore.ReadAllOptions{Limit: 1, Types: []string{storetest.TypeRenamed}},
+			func(e eventstore.Event) bool { return e.Type == storetest.TypeRenamed }, 40},
+		{"tenant limit 1", eventstore.ReadAllOptions{Limit: 1, TenantID: "tenant-b"},
+			func(e eventstore.Event) bool { return e.Meta.TenantID == "tenant-b" }, 40},
+		{"tenant limit 2", eventstore.ReadAllOptions{Limit: 2, TenantID: "tenant-b"},
+			func(e eventstore.Event) bool { return e.Meta.TenantID == "tenant-b" }, 40},
+		{"types and tenant limit 3", eventstore.ReadAllOptions{Limit: 3, Types: []string{storetest.TypeRenamed}, TenantID: "tenant-b"},
+			func(e eventstore.Event) bool { return e.Type == storetest.TypeRenamed && e.Meta.TenantID == "tenant-b" }, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := srv.Reads()
+			opts, i := tc.opts, 0
+			for pages := 0; ; pages++ {
+				if pages > 10 {
+					t.Fatal("more pages than the log has matching events")
+				}
+				got, err := st.ReadAll(t.Context(), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want eventstore.Page
+				want, i = model(i, opts.Limit, tc.keep)
+				if ids(got.Events) != ids(want.Events) || got.Next != want.Next || got.End != want.End {
+					t.Fatalf("page %d from %v: events [%s] Next %v End %v; want [%s] Next %v End %v",
+						pages, opts.From, ids(got.Events), got.Next, got.End, ids(want.Events), want.Next, want.End)
+				}
+				if got.End {
+					break
+				}
+				opts.From = got.Next
+			}
+			if reads := srv.Reads() - before; reads > tc.budget {
+				t.Fatalf("the walk over %d events took %d reads, want at most %d", len(all), reads, tc.budget)
+			} else {
+				t.Logf("%d reads", reads)
+			}
+		})
+	}
+}

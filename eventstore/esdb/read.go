@@ -191,11 +191,25 @@ func position(r *client.RecordedEvent) eventstore.Position {
 	return eventstore.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
 }
 
+// scanLimit is how many events one ReadAll page looks at, at most: a
+// filtered page over a long stretch of events it leaves out stops there
+// (End false), so that one call's time stays bounded.
+const scanLimit = 16 * readPage
+
 // ReadAll returns a page of $all from opts.From (inclusive). Events that
 // are not part of the log are skipped, and Types and TenantID are applied
 // here, so a page may need several reads; a page stops early (End false,
-// maybe with fewer events than the limit) once it has looked at
-// readPage × 16 events.
+// maybe with fewer events than the limit, Next the first event it did not
+// look at) once it has looked at scanLimit events.
+//
+// A read asks for what the page still needs plus two (one more says the
+// page is not the end of the log, and one more for the event a position
+// made by after points at). While reads keep none of their events (a
+// filter over a long stretch of other events), each asks for twice as
+// many, up to readPage, so that a small Limit does not cost one round trip
+// per Limit+2 events. The page is the same whatever the read sizes: it
+// ends at the same event, and End is still only set by a read that came
+// back short (the end of the log at read time).
 func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
 	parent := ctx
 	ctx, done, err := s.begin(ctx)
@@ -213,11 +227,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	page := eventstore.Page{Next: opts.From}
 	from := opts.From
 	scanned := 0
+	size := limit + 2
 	for {
-		// One more than the page needs (and one more for the event a
-		// position made by after points at): seeing it says the page
-		// is not the end of the log.
-		want := min(limit-len(page.Events)+2, readPage)
+		want := min(size, readPage)
 		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want)))
 		if err != nil {
 			if invalidPosition(err) {
@@ -225,15 +237,17 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			}
 			return eventstore.Page{}, s.fail(parent, fmt.Sprintf("read $all from %v", from), err)
 		}
+		kept := false
 		for _, r := range batch {
 			if position(r).Compare(from) < 0 {
 				continue
 			}
-			if len(page.Events) == limit {
+			if len(page.Events) == limit || scanned == scanLimit {
 				// The next page starts at this event.
 				page.Next = position(r)
 				return page, nil
 			}
+			scanned++
 			page.Next = after(r.Position)
 			e, ok, err := s.decode(r)
 			if err != nil {
@@ -241,6 +255,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			}
 			if ok && wanted(e, opts) {
 				page.Events = append(page.Events, e)
+				kept = true
 			}
 		}
 		if len(batch) < want {
@@ -248,8 +263,10 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			return page, nil
 		}
 		from = page.Next
-		if scanned += len(batch); scanned >= 16*readPage {
-			return page, nil
+		if kept {
+			size = limit - len(page.Events) + 2
+		} else {
+			size = want * 2
 		}
 	}
 }
