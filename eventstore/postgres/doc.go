@@ -15,4 +15,8 @@
 //
 // Live subscriptions are woken by LISTEN/NOTIFY (and, in-process, directly
 // by the committer), with a slow fallback poll for lost notifications.
+//
+// Sessions: the store needs read committed transactions and, where results
+// arrive as text, DateStyle ISO. Open sets both (and TCP keepalives) in
+// the startup packet; for a pool given to New, see SetSessionDefaults.
 package postgres
