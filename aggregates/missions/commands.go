@@ -132,22 +132,34 @@ func (c RecordValidation) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrUnknownOutcome, "outcome %q", c.Outcome)
 	}
 	g := c.governed
-	switch {
-	case g == nil || g.Outcome == "" || g.IRID != a.State.IRID || g.TenantID != a.State.TenantID:
-		// An IR id validated for another tenant is, for this one, an IR
-		// governance never validated: nothing of it is said.
-		return nil, aggregates.Refuse(ErrVerdictNotRecorded, "governance has recorded no verdict on IR %s for the mission's tenant", a.State.IRID)
-	case !slices.Contains(g.Missions, a.ID):
-		return nil, aggregates.Refuse(ErrVerdictNotRecorded, "governance has not recorded IR %s's verdict for this mission (ValidateIR with its mission id)", a.State.IRID)
-	}
-	if sum := (governance.IR{ID: a.State.IRID, Steps: a.State.Steps}).SHA256(); sum != g.SHA256 {
-		return nil, aggregates.Refuse(ErrIRMismatch, "governance validated IR %s with hash %s; the mission's plan hashes to %s", a.State.IRID, short(g.SHA256), short(sum))
+	if err := governed(a, g); err != nil {
+		return nil, err
 	}
 	if c.Outcome != g.Outcome || c.MaxTier != g.MaxTier || c.Rule != g.Rule {
 		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s (max tier %d, rule %q) for IR %s, not %s (max tier %d, rule %q)",
 			g.Outcome, g.MaxTier, g.Rule, a.State.IRID, c.Outcome, c.MaxTier, c.Rule)
 	}
 	return []any{Validated{MissionID: a.ID, IRID: a.State.IRID, Outcome: g.Outcome, MaxTier: g.MaxTier, Rule: g.Rule}}, nil
+}
+
+// governed refuses unless g, governance's record of the mission's IR (nil:
+// none), holds a verdict on that IR for the mission's tenant and for this
+// mission (ErrVerdictNotRecorded), given for the plan the mission runs: the
+// IR's SHA-256 over the mission's IR id and steps (ErrIRMismatch). Both
+// RecordValidation and Start check a verdict with it.
+func governed(a *agg, g *governance.IRState) error {
+	switch {
+	case g == nil || g.Outcome == "" || g.IRID != a.State.IRID || g.TenantID != a.State.TenantID:
+		// An IR id validated for another tenant is, for this one, an IR
+		// governance never validated: nothing of it is said.
+		return aggregates.Refuse(ErrVerdictNotRecorded, "governance has recorded no verdict on IR %s for the mission's tenant", a.State.IRID)
+	case !slices.Contains(g.Missions, a.ID):
+		return aggregates.Refuse(ErrVerdictNotRecorded, "governance has not recorded IR %s's verdict for this mission (ValidateIR with its mission id)", a.State.IRID)
+	}
+	if sum := (governance.IR{ID: a.State.IRID, Steps: a.State.Steps}).SHA256(); sum != g.SHA256 {
+		return aggregates.Refuse(ErrIRMismatch, "governance validated IR %s with hash %s; the mission's plan hashes to %s", a.State.IRID, short(g.SHA256), short(sum))
+	}
+	return nil
 }
 
 // short is the start of a hash, for messages.
@@ -204,8 +216,22 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 }
 
 // Start starts a validated mission. A mission with a step of tier 2 or
-// more needs a granted (consumed) approval for its IR.
-type Start struct{ MissionID string }
+// more needs a granted (consumed) approval for its IR. The verdict in the
+// mission's stream is not enough: it may predate the checks of
+// RecordValidation, or have been appended raw. Service.Handle fills in
+// governance's record of the mission's IR (Governance.IRStatus), and a
+// ready mission starts only if governance recorded a verdict on the IR for
+// the mission's tenant and for this mission, for the plan it runs (as
+// RecordValidation checks: ErrVerdictNotRecorded, ErrIRMismatch), that
+// verdict is the stream's (ErrVerdictDisagrees), and it allows starting:
+// pass, or escalate with a granted approval (ErrApprovalRequired).
+type Start struct {
+	MissionID string
+
+	// governed is governance's record of the mission's IR (nil: none),
+	// set by the service; a Start decided without it starts nothing.
+	governed *governance.IRState
+}
 
 func (c Start) AggregateID() string { return c.MissionID }
 
@@ -231,6 +257,23 @@ func (c Start) Decide(a *agg) ([]any, error) {
 	}
 	if tier >= governance.EscalationTier && s.ApprovalID == "" {
 		return nil, aggregates.Refuse(ErrApprovalRequired, "IR %s has tier %d steps and no consumed approval", s.IRID, tier)
+	}
+	// Nor the verdict the stream holds: governance's decides.
+	g := c.governed
+	if err := governed(a, g); err != nil {
+		return nil, err
+	}
+	if g.Outcome != s.Outcome {
+		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s for IR %s, the mission's stream says %s", g.Outcome, s.IRID, s.Outcome)
+	}
+	switch g.Outcome {
+	case governance.OutcomePass:
+	case governance.OutcomeEscalate:
+		if s.ApprovalID == "" {
+			return nil, aggregates.Refuse(ErrApprovalRequired, "governance escalated IR %s and the mission has no consumed approval", s.IRID)
+		}
+	default:
+		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s for IR %s: the mission does not start", g.Outcome, s.IRID)
 	}
 	return []any{Started{MissionID: a.ID, IRID: s.IRID, ApprovalID: s.ApprovalID}}, nil
 }

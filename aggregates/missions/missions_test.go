@@ -756,3 +756,125 @@ func TestVerdictsThroughTheReactions(t *testing.T) {
 	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: rejected})
 	dt.Refused(t, env.Store, before, err, missions.ErrEnded)
 }
+
+// forgeVerdict appends a mission.validated to the mission's stream as
+// stored, past RecordValidation: as a release before verdicts were checked
+// against governance's wrote it, or as a tenant can append it raw into its
+// own stream (the HTTP API checks who owns a stream, not which event types
+// it writes).
+func forgeVerdict(t *testing.T, env *dt.Env, id, ir, outcome string, maxTier int) {
+	t.Helper()
+	payload, _ := json.Marshal(missions.Validated{MissionID: id, IRID: ir, Outcome: outcome, MaxTier: maxTier})
+	if _, err := env.Store.Append(ctx, "mission-"+id, eventstore.Exact(1), eventstore.Event{
+		Type: missions.TypeValidated, Source: missions.Source, Payload: payload,
+		Meta: eventstore.Meta{SchemaVersion: 1, TenantID: dt.Meta().TenantID, CorrelationID: "forged"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := env.Missions.Load(ctx, id); a.State.Status != missions.StatusReady {
+		t.Fatalf("the stored %s left the mission %s, want ready", outcome, a.State.Status)
+	}
+}
+
+// refusedStart checks that Start is refused with want, as a
+// *aggregates.RuleError, and that neither the log nor the mission's stream
+// moved.
+func refusedStart(t *testing.T, env *dt.Env, id string, want error) {
+	t.Helper()
+	before := dt.Head(t, env.Store)
+	events := dt.Types(t, env.Store, "mission-"+id)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, want)
+	var re *aggregates.RuleError
+	if !errors.As(err, &re) {
+		t.Fatalf("%v is not a *aggregates.RuleError", err)
+	}
+	if got := dt.Types(t, env.Store, "mission-"+id); !slices.Equal(got, events) {
+		t.Fatalf("the mission's stream went from %v to %v", events, got)
+	}
+	if a, _ := env.Missions.Load(ctx, id); a.State.Status != missions.StatusReady {
+		t.Fatalf("the mission is %s, want ready", a.State.Status)
+	}
+}
+
+// A "pass" in the mission's stream for an IR governance rejected (a plan
+// of tiers 0 and 1, which the tier gate does not stop) does not start the
+// mission: Start checks the stream's verdict against governance's. Before,
+// Start read the stream only, and the forbidden plan ran.
+func TestStoredPassForARejectedIRDoesNotStart(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, ir := create(t, env, forbidden)
+	validate(t, env, id, governance.OutcomeReject)
+	forgeVerdict(t, env, id, ir, governance.OutcomePass, 1)
+	refusedStart(t, env, id, missions.ErrVerdictDisagrees)
+}
+
+// Nor one for an IR governance never validated for the mission: never
+// validated at all, validated for no mission or for another one only,
+// validated for another tenant, or validated for another plan under the
+// same IR id.
+func TestStoredPassGovernanceNeverRecordedDoesNotStart(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+
+	// Never validated.
+	id, ir := create(t, env, steps)
+	forgeVerdict(t, env, id, ir, governance.OutcomePass, 1)
+	refusedStart(t, env, id, missions.ErrVerdictNotRecorded)
+
+	// Validated, but for no mission.
+	if _, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: steps}}); err != nil {
+		t.Fatal(err)
+	}
+	refusedStart(t, env, id, missions.ErrVerdictNotRecorded)
+
+	// Validated for another mission on the same plan only.
+	other := uuid.NewString()
+	do(t, env, missions.Create{MissionID: other, IRID: ir, Title: "Same plan again", Steps: steps, CreatedBy: "ops"})
+	validate(t, env, other, governance.OutcomePass)
+	refusedStart(t, env, id, missions.ErrVerdictNotRecorded)
+
+	// The IR id was validated for another tenant, for this mission id.
+	irT2, id2 := "ir-"+uuid.NewString(), uuid.NewString()
+	if _, err := env.Governance.ValidateIR(ctx, aggregates.CommandMeta{TenantID: "t2"}, governance.ValidateIR{IR: governance.IR{ID: irT2, Steps: steps}, MissionID: id2}); err != nil {
+		t.Fatal(err)
+	}
+	do(t, env, missions.Create{MissionID: id2, IRID: irT2, Title: "Nightly sync", Steps: steps, CreatedBy: "ops"})
+	forgeVerdict(t, env, id2, irT2, governance.OutcomePass, 1)
+	refusedStart(t, env, id2, missions.ErrVerdictNotRecorded)
+
+	// A mission running a forbidden plan under a passed IR's id, which
+	// governance recorded for it (validating the passed plan, naming it).
+	third := uuid.NewString()
+	do(t, env, missions.Create{MissionID: third, IRID: ir, Title: "Same id, other plan", Steps: forbidden, CreatedBy: "ops"})
+	if _, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: steps}, MissionID: third}); err != nil {
+		t.Fatal(err)
+	}
+	forgeVerdict(t, env, third, ir, governance.OutcomePass, 1)
+	refusedStart(t, env, third, missions.ErrIRMismatch)
+
+	// Once governance records the verdict for the first mission, the
+	// stored one (governance's own) starts it.
+	validate(t, env, id, governance.OutcomePass)
+	if res := do(t, env, missions.Start{MissionID: id}); res.Aggregate.State.Status != missions.StatusRunning {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+}
+
+// A verdict stored before verdicts were checked that is governance's own
+// still starts its mission: only the verdicts governance did not give are
+// refused.
+func TestStoredVerdictGovernanceRecordedStarts(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, ir := create(t, env, steps)
+	v := validate(t, env, id, governance.OutcomePass)
+	forgeVerdict(t, env, id, ir, v.Outcome, v.MaxTier)
+	res := do(t, env, missions.Start{MissionID: id})
+	if s := res.Aggregate.State; s.Status != missions.StatusRunning {
+		t.Fatalf("state = %+v", s)
+	}
+	runAll(t, env, id, steps)
+	do(t, env, missions.Complete{MissionID: id})
+}

@@ -67,21 +67,29 @@ func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 // Handle runs one mission command for meta.TenantID. Use GrantApproval
 // for approvals. A mission takes commands from the tenant that created it
 // only: another tenant's is refused with ErrMissionTenant, and its result
-// carries nothing of the mission. A RecordValidation is checked against
-// governance's record of its IR (see RecordValidation).
+// carries nothing of the mission. A RecordValidation and a Start are
+// checked against governance's record of the mission's IR (see
+// RecordValidation and Start).
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
-	switch rv := c.(type) {
+	var err error
+	switch v := c.(type) {
 	case RecordValidation:
-		if err := s.governed(ctx, &rv); err != nil {
-			return aggregates.Result[State]{}, err
-		}
-		c = rv
-	case *RecordValidation:
-		v := *rv
-		if err := s.governed(ctx, &v); err != nil {
-			return aggregates.Result[State]{}, err
-		}
+		v.governed, err = s.irRecord(ctx, v.IRID)
 		c = v
+	case *RecordValidation:
+		w := *v
+		w.governed, err = s.irRecord(ctx, w.IRID)
+		c = w
+	case Start:
+		v.governed, err = s.missionIRRecord(ctx, meta, v.MissionID)
+		c = v
+	case *Start:
+		w := *v
+		w.governed, err = s.missionIRRecord(ctx, meta, w.MissionID)
+		c = w
+	}
+	if err != nil {
+		return aggregates.Result[State]{}, err
 	}
 	res, err := s.repo.Handle(ctx, c.AggregateID(), meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
 		if err := sameTenant(a, meta.TenantID); err != nil {
@@ -92,21 +100,43 @@ func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c agg
 	return hideRefused(res, err)
 }
 
-// governed fills in governance's record of c's IR, if it has one. An IR
+// irRecord returns governance's record of an IR, if it has one. An IR
 // governance has no verdict on (nor could have: an id no stream can have)
-// leaves it empty, for the decider to refuse after the tenant check.
-func (s *Service) governed(ctx context.Context, c *RecordValidation) error {
-	ir, err := s.governance.IRStatus(ctx, c.IRID)
-	var ve *eventstore.ValidationError
+// is nil, for the decider to refuse after the tenant check.
+func (s *Service) irRecord(ctx context.Context, irID string) (*governance.IRState, error) {
+	ir, err := s.governance.IRStatus(ctx, irID)
 	switch {
-	case errors.Is(err, aggregates.ErrNotFound) || errors.As(err, &ve):
-		c.governed = nil
+	case absent(err):
+		return nil, nil
 	case err != nil:
-		return err
-	default:
-		c.governed = &ir
+		return nil, err
 	}
-	return nil
+	return &ir, nil
+}
+
+// missionIRRecord returns governance's record of the IR of the mission
+// missionID, for a Start. A mission's IR id never changes once created, so
+// the record read before the command is decided is the one its decider
+// (and a retry's) needs. A mission that does not exist, or is another
+// tenant's, gets none: the decider refuses it, saying nothing of it.
+func (s *Service) missionIRRecord(ctx context.Context, meta aggregates.CommandMeta, missionID string) (*governance.IRState, error) {
+	a, err := s.repo.Load(ctx, missionID)
+	switch {
+	case absent(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case a.State.TenantID != meta.TenantID:
+		return nil, nil
+	}
+	return s.irRecord(ctx, a.State.IRID)
+}
+
+// absent reports whether err says there is nothing to read: not found, or
+// an id no stream can have.
+func absent(err error) bool {
+	var ve *eventstore.ValidationError
+	return errors.Is(err, aggregates.ErrNotFound) || errors.As(err, &ve)
 }
 
 // hideRefused drops the mission from the result of a refusal that names
