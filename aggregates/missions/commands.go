@@ -196,23 +196,39 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 	if err := in(a, "grant approval", StatusAwaitingApproval); err != nil {
 		return nil, err
 	}
-	ap := c.approval
+	if err := approved(a, c.ApprovalID, &c.approval); err != nil {
+		return nil, err
+	}
+	return []any{ApprovalGranted{MissionID: a.ID, IRID: a.State.IRID, ApprovalID: c.ApprovalID}}, nil
+}
+
+// approved refuses unless ap, governance's record of the approval id (nil:
+// none), is that approval, the mission's tenant's (ErrApprovalOtherTenant),
+// consumed (ErrApprovalNotConsumed), for the mission's IR (ErrIRMismatch)
+// and for this mission (ErrApprovalOtherMission). Both GrantApproval and
+// Start check an approval with it.
+func approved(a *agg, id string, ap *governance.ApprovalState) error {
 	switch {
+	case ap == nil || id == "" || ap.ApprovalID != id:
+		// Governance has no such approval (or none was read for it).
+		return aggregates.Refuse(ErrApprovalNotConsumed, "governance has recorded no consumed approval %s", id)
+	case ap.TenantID != a.State.TenantID:
+		return aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", id)
 	case !ap.Consumed:
-		return nil, aggregates.Refuse(ErrApprovalNotConsumed, "approval %s is not consumed", c.ApprovalID)
+		return aggregates.Refuse(ErrApprovalNotConsumed, "approval %s is not consumed", id)
 	case ap.IRID != a.State.IRID:
-		return nil, aggregates.Refuse(ErrIRMismatch, "approval %s is for IR %s, mission runs IR %s", c.ApprovalID, ap.IRID, a.State.IRID)
+		return aggregates.Refuse(ErrIRMismatch, "approval %s is for IR %s, mission runs IR %s", id, ap.IRID, a.State.IRID)
 	case ap.MissionID == "":
 		// Consumed once, it authorises one mission: the one it was created
 		// or consumed for. Granting one that names none to any mission
 		// that asks would let its single use start them all.
-		return nil, aggregates.Refuse(ErrApprovalOtherMission, "approval %s was consumed for no mission", c.ApprovalID)
+		return aggregates.Refuse(ErrApprovalOtherMission, "approval %s was consumed for no mission", id)
 	case ap.MissionID != a.ID:
 		// Another mission may run the same IR; the approval was consumed
 		// once, for the mission it names.
-		return nil, aggregates.Refuse(ErrApprovalOtherMission, "approval %s was given for mission %s", c.ApprovalID, ap.MissionID)
+		return aggregates.Refuse(ErrApprovalOtherMission, "approval %s was given for mission %s", id, ap.MissionID)
 	}
-	return []any{ApprovalGranted{MissionID: a.ID, IRID: a.State.IRID, ApprovalID: c.ApprovalID}}, nil
+	return nil
 }
 
 // Start starts a validated mission. A mission with a step of tier 2 or
@@ -224,13 +240,23 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 // the mission's tenant and for this mission, for the plan it runs (as
 // RecordValidation checks: ErrVerdictNotRecorded, ErrIRMismatch), that
 // verdict is the stream's (ErrVerdictDisagrees), and it allows starting:
-// pass, or escalate with a granted approval (ErrApprovalRequired).
+// pass, or escalate with a granted approval (ErrApprovalRequired). Nor is
+// the approval the stream names enough: a mission.approval_granted may
+// have been appended raw too. Service.Handle also fills in governance's
+// record of that approval (Governance.ApprovalStatus), and a mission that
+// needs an approval starts only with one GrantApproval would grant it
+// (the same checks: consumed, by the mission's tenant, for its IR and for
+// this mission).
 type Start struct {
 	MissionID string
 
 	// governed is governance's record of the mission's IR (nil: none),
 	// set by the service; a Start decided without it starts nothing.
 	governed *governance.IRState
+	// approval is governance's record of the approval the mission's
+	// stream names (nil: none, or the stream named none), set by the
+	// service; a mission that needs an approval does not start without it.
+	approval *governance.ApprovalState
 }
 
 func (c Start) AggregateID() string { return c.MissionID }
@@ -267,13 +293,19 @@ func (c Start) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s for IR %s, the mission's stream says %s", g.Outcome, s.IRID, s.Outcome)
 	}
 	switch g.Outcome {
-	case governance.OutcomePass:
-	case governance.OutcomeEscalate:
+	case governance.OutcomePass, governance.OutcomeEscalate:
+	default:
+		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s for IR %s: the mission does not start", g.Outcome, s.IRID)
+	}
+	if g.Outcome == governance.OutcomeEscalate || tier >= governance.EscalationTier {
 		if s.ApprovalID == "" {
 			return nil, aggregates.Refuse(ErrApprovalRequired, "governance escalated IR %s and the mission has no consumed approval", s.IRID)
 		}
-	default:
-		return nil, aggregates.Refuse(ErrVerdictDisagrees, "governance recorded %s for IR %s: the mission does not start", g.Outcome, s.IRID)
+		// Nor the approval the stream names: governance's record of it
+		// must be one GrantApproval grants.
+		if err := approved(a, s.ApprovalID, c.approval); err != nil {
+			return nil, err
+		}
 	}
 	return []any{Started{MissionID: a.ID, IRID: s.IRID, ApprovalID: s.ApprovalID}}, nil
 }

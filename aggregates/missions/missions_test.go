@@ -878,3 +878,112 @@ func TestStoredVerdictGovernanceRecordedStarts(t *testing.T) {
 	runAll(t, env, id, steps)
 	do(t, env, missions.Complete{MissionID: id})
 }
+
+// forgeGrant appends a mission.approval_granted naming approval to the
+// escalated mission's stream, past GrantApproval, as its tenant can append
+// it raw into its own stream (the HTTP API checks who owns a stream, not
+// which event types it writes).
+func forgeGrant(t *testing.T, env *dt.Env, id, approval string) {
+	t.Helper()
+	a, err := env.Missions.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.State.Status != missions.StatusAwaitingApproval {
+		t.Fatalf("the mission is %s, want awaiting_approval", a.State.Status)
+	}
+	payload, _ := json.Marshal(missions.ApprovalGranted{MissionID: id, IRID: a.State.IRID, ApprovalID: approval})
+	if _, err := env.Store.Append(ctx, "mission-"+id, eventstore.Exact(a.Version), eventstore.Event{
+		Type: missions.TypeApprovalGranted, Source: missions.Source, Payload: payload,
+		Meta: eventstore.Meta{SchemaVersion: 1, TenantID: dt.Meta().TenantID, CorrelationID: "forged"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := env.Missions.Load(ctx, id); a.State.Status != missions.StatusReady || a.State.ApprovalID != approval {
+		t.Fatalf("the stored grant left the mission %+v, want ready with approval %s", a.State, approval)
+	}
+}
+
+// escalated creates a mission running the risky IR, escalated by
+// governance and awaiting an approval.
+func escalated(t *testing.T, env *dt.Env) (id, ir string) {
+	t.Helper()
+	id, ir = create(t, env, risky)
+	do(t, env, validate(t, env, id, governance.OutcomeEscalate))
+	return id, ir
+}
+
+// An approval grant in an escalated mission's stream that governance never
+// consumed for it does not start the mission: an approval that does not
+// exist, or one created for the mission but never consumed. Start checks
+// the approval the stream names with governance, as GrantApproval does.
+// Before, Start trusted the stream's grant, and the tier 2 mission ran
+// without a human approval.
+func TestForgedApprovalGrantDoesNotStart(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+
+	// An approval governance never created.
+	id, _ := escalated(t, env)
+	forgeGrant(t, env, id, uuid.NewString())
+	refusedStart(t, env, id, missions.ErrApprovalNotConsumed)
+
+	// One created for the mission, never consumed.
+	id, ir := escalated(t, env)
+	approval := uuid.NewString()
+	if _, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	forgeGrant(t, env, id, approval)
+	refusedStart(t, env, id, missions.ErrApprovalNotConsumed)
+}
+
+// Nor does a consumed approval the mission was not given: one consumed
+// for another mission on the same IR, for no mission, for another IR, or
+// another tenant's.
+func TestForgedGrantOfAnotherMissionsApprovalDoesNotStart(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	consumed := func(meta aggregates.CommandMeta, ir, mission string) string {
+		t.Helper()
+		approval := uuid.NewString()
+		token, _, err := env.Governance.CreateApproval(ctx, meta, governance.CreateApproval{ApprovalID: approval, IRID: ir}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Governance.ConsumeApproval(ctx, meta, governance.ConsumeApproval{ApprovalID: approval, Token: token, MissionID: mission}); err != nil {
+			t.Fatal(err)
+		}
+		return approval
+	}
+
+	// Consumed for another mission running the same IR.
+	first, second, ir := escalatedPair(t, env)
+	forFirst := consumed(dt.Meta(), ir, first)
+	forgeGrant(t, env, second, forFirst)
+	refusedStart(t, env, second, missions.ErrApprovalOtherMission)
+
+	// Consumed for no mission.
+	id, ir2 := escalated(t, env)
+	forgeGrant(t, env, id, consumed(dt.Meta(), ir2, ""))
+	refusedStart(t, env, id, missions.ErrApprovalOtherMission)
+
+	// Consumed for this mission id but another IR.
+	id, _ = escalated(t, env)
+	forgeGrant(t, env, id, consumed(dt.Meta(), "ir-"+uuid.NewString(), id))
+	refusedStart(t, env, id, missions.ErrIRMismatch)
+
+	// Another tenant's, consumed for this mission and IR.
+	id, ir3 := escalated(t, env)
+	forgeGrant(t, env, id, consumed(aggregates.CommandMeta{TenantID: "t2"}, ir3, id))
+	refusedStart(t, env, id, missions.ErrApprovalOtherTenant)
+
+	// The approval consumed for the first mission, granted to it, still
+	// starts it.
+	if _, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: first, ApprovalID: forFirst}); err != nil {
+		t.Fatal(err)
+	}
+	if res := do(t, env, missions.Start{MissionID: first}); res.Aggregate.State.Status != missions.StatusRunning || res.Aggregate.State.ApprovalID != forFirst {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+}

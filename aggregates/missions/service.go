@@ -68,7 +68,8 @@ func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 // for approvals. A mission takes commands from the tenant that created it
 // only: another tenant's is refused with ErrMissionTenant, and its result
 // carries nothing of the mission. A RecordValidation and a Start are
-// checked against governance's record of the mission's IR (see
+// checked against governance's record of the mission's IR, and a Start
+// against its record of the approval the mission's stream names (see
 // RecordValidation and Start).
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
 	var err error
@@ -81,11 +82,11 @@ func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c agg
 		w.governed, err = s.irRecord(ctx, w.IRID)
 		c = w
 	case Start:
-		v.governed, err = s.missionIRRecord(ctx, meta, v.MissionID)
+		v.governed, v.approval, err = s.missionRecords(ctx, meta, v.MissionID)
 		c = v
 	case *Start:
 		w := *v
-		w.governed, err = s.missionIRRecord(ctx, meta, w.MissionID)
+		w.governed, w.approval, err = s.missionRecords(ctx, meta, w.MissionID)
 		c = w
 	}
 	if err != nil {
@@ -114,22 +115,41 @@ func (s *Service) irRecord(ctx context.Context, irID string) (*governance.IRStat
 	return &ir, nil
 }
 
-// missionIRRecord returns governance's record of the IR of the mission
-// missionID, for a Start. A mission's IR id never changes once created, so
-// the record read before the command is decided is the one its decider
-// (and a retry's) needs. A mission that does not exist, or is another
-// tenant's, gets none: the decider refuses it, saying nothing of it.
-func (s *Service) missionIRRecord(ctx context.Context, meta aggregates.CommandMeta, missionID string) (*governance.IRState, error) {
+// missionRecords returns governance's record of the IR of the mission
+// missionID, and of the approval the mission's stream names (nil when it
+// names none), for a Start. A mission's IR id never changes once created,
+// so the IR record read before the command is decided is the one its
+// decider (and a retry's) needs; an approval granted after the read is not
+// the one read, and the decider refuses it (ErrApprovalNotConsumed) until
+// the Start is sent again. A mission that does not exist, or is another
+// tenant's, gets neither: the decider refuses it, saying nothing of it.
+func (s *Service) missionRecords(ctx context.Context, meta aggregates.CommandMeta, missionID string) (*governance.IRState, *governance.ApprovalState, error) {
 	a, err := s.repo.Load(ctx, missionID)
 	switch {
 	case absent(err):
-		return nil, nil
+		return nil, nil, nil
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	case a.State.TenantID != meta.TenantID:
-		return nil, nil
+		return nil, nil, nil
 	}
-	return s.irRecord(ctx, a.State.IRID)
+	ir, err := s.irRecord(ctx, a.State.IRID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.State.ApprovalID == "" {
+		return ir, nil, nil
+	}
+	ap, err := s.governance.ApprovalStatus(ctx, a.State.ApprovalID)
+	switch {
+	case absent(err):
+		// An approval governance never created (an id the stream names,
+		// appended raw): the decider refuses it.
+		return ir, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	return ir, &ap, nil
 }
 
 // absent reports whether err says there is nothing to read: not found, or
