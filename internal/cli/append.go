@@ -61,7 +61,9 @@ Every line is validated before anything is written. Events are appended
 per stream, in file order, one atomic batch per stream (split every 10,000
 events); a line that fails validation is reported with its line number and
 nothing is written. Lines with ids already stored with the same content
-are skipped, so a file can be appended again safely.`,
+are skipped, so a file can be appended again safely. A UTF-8 byte order
+mark at the very start of the file is ignored (anywhere else it is
+refused).`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.writes = true
@@ -308,11 +310,13 @@ func readEnvelopes(name string, r io.Reader, defaultStream string) ([]*streamBat
 	n := 0
 	for sc.Scan() {
 		n++
-		line := bytes.TrimSpace(sc.Bytes())
+		// As import: a byte order mark at the very start is ignored,
+		// anywhere else refused as what it is.
+		line := bytes.TrimSpace(trimLeadingBOM(n, sc.Bytes()))
 		if len(line) == 0 {
 			continue
 		}
-		e, err := decodeEnvelope(line)
+		e, err := decodeLine(line)
 		if err != nil {
 			return nil, &lineError{File: name, Line: n, Err: err}
 		}

@@ -76,10 +76,14 @@ type importOptions struct {
 
 // importCheckpoint is where an interrupted import resumes.
 type importCheckpoint struct {
-	File    string    `json:"file"`
-	Target  string    `json:"target"`
-	Line    int       `json:"line"` // lines before this one are imported
-	Events  int       `json:"events"`
+	File   string `json:"file"`
+	Target string `json:"target"`
+	Line   int    `json:"line"` // lines before this one are imported
+	Events int    `json:"events"`
+	// Of Events, those written and those found already stored, so that
+	// the run that resumes reports the whole import, not only its part.
+	Written int       `json:"written"`
+	Present int       `json:"already_present"`
 	Updated time.Time `json:"updated"`
 }
 
@@ -186,8 +190,8 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	var (
 		run      []eventstore.Event
 		runLines []int // the line of each event of run
-		written  int
-		present  int
+		written  = cp.Written
+		present  = cp.Present
 	)
 	flush := func(nextLine int) error {
 		if len(run) == 0 {
@@ -209,6 +213,7 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 		present += pr
 		p.Add(len(run))
 		cp.Events += len(run)
+		cp.Written, cp.Present = written, present
 		cp.Line = nextLine
 		run, runLines = run[:0], runLines[:0]
 		if cpPath != "" {
@@ -363,6 +368,29 @@ func (c *countingStore) Append(ctx context.Context, stream string, expected even
 // utf8BOM is the byte order mark U+FEFF in UTF-8.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
+// trimLeadingBOM drops a UTF-8 byte order mark at the very start of the
+// input (line n 1): as editors on Windows write it, it is not part of the
+// text (RFC 8259 lets a parser ignore it), and a file saved with one reads
+// like the same file without.
+func trimLeadingBOM(n int, raw []byte) []byte {
+	if n == 1 {
+		return bytes.TrimPrefix(raw, utf8BOM)
+	}
+	return raw
+}
+
+// decodeLine is decodeEnvelope naming a byte order mark that starts a line
+// other than the first: a character JSON does not allow outside a string,
+// refused as what it is rather than as the 'ï' its first byte reads as.
+func decodeLine(line []byte) (eventstore.Event, error) {
+	e, err := decodeEnvelope(line)
+	if err != nil && bytes.HasPrefix(line, utf8BOM) {
+		err = &eventstore.ValidationError{Index: -1, Rule: "json",
+			Message: "a byte order mark (U+FEFF, bytes EF BB BF) is allowed only at the very start of the input"}
+	}
+	return e, err
+}
+
 // scanEnvelopes calls fn for each envelope from line startLine on
 // (1-based; 0 is the first line).
 func scanEnvelopes(path, name string, startLine int, fn func(line int, e eventstore.Event) error) error {
@@ -379,27 +407,12 @@ func scanEnvelopes(path, name string, startLine int, fn func(line int, e eventst
 		if n < startLine {
 			continue
 		}
-		raw := sc.Bytes()
-		if n == 1 {
-			// A UTF-8 byte order mark at the very start of the input (as
-			// editors on Windows write it) is not part of the text: RFC
-			// 8259 lets a parser ignore it, and a file saved with one
-			// imports like the same file without.
-			raw = bytes.TrimPrefix(raw, utf8BOM)
-		}
-		line := bytes.TrimSpace(raw)
+		line := bytes.TrimSpace(trimLeadingBOM(n, sc.Bytes()))
 		if len(line) == 0 {
 			continue
 		}
-		e, err := decodeEnvelope(line)
+		e, err := decodeLine(line)
 		if err != nil {
-			if bytes.HasPrefix(line, utf8BOM) {
-				// Anywhere else the mark is a character JSON does not
-				// allow outside a string: refused, named rather than as
-				// the 'ï' its first byte reads as.
-				err = &eventstore.ValidationError{Index: -1, Rule: "json",
-					Message: "a byte order mark (U+FEFF, bytes EF BB BF) is allowed only at the very start of the input"}
-			}
 			return &lineError{File: name, Line: n, Err: err}
 		}
 		if e.Stream == "" {

@@ -268,3 +268,31 @@ func TestImportIgnoresAByteOrderMarkAtTheStart(t *testing.T) {
 		t.Fatalf("the refused import wrote: %s", r)
 	}
 }
+
+// TestAppendFileIgnoresAByteOrderMarkAtTheStart: append --file reads a
+// file saved with a UTF-8 byte order mark as import does, like the same
+// file without one; before, import took it and append --file refused line
+// 1 with "unexpected character 'ï'". A mark on a later line is refused,
+// named, with nothing written.
+func TestAppendFileIgnoresAByteOrderMarkAtTheStart(t *testing.T) {
+	t.Parallel()
+	const bom = "\xEF\xBB\xBF"
+	var lines []string
+	for i := range 3 {
+		lines = append(lines, envelope(fmt.Sprintf("bom-%d", i%2), "course.generation.requested", 2, requested()))
+	}
+	c := newCLI(t)
+	c.must(0, "append", "--file", writeFile(t, c.dir, "bom.ndjson", bom+strings.Join(lines, "\n")+"\n"))
+	if got := c.count("--all"); got != 3 {
+		t.Fatalf("append --file of a file with a BOM wrote %d events, want 3", got)
+	}
+
+	late := newCLI(t)
+	r := late.run("append", "--file", writeFile(t, late.dir, "late.ndjson", lines[0]+"\n"+bom+lines[1]+"\n"))
+	if r.code != 3 || !strings.Contains(r.stderr, "late.ndjson:2:") || !strings.Contains(r.stderr, "byte order mark") {
+		t.Fatalf("a BOM on line 2: want exit 3 naming line 2 and the mark, got %s", r)
+	}
+	if got := late.count("--all"); got != 0 {
+		t.Fatalf("the refused append wrote %d events", got)
+	}
+}

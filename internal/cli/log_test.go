@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -483,6 +484,20 @@ func TestImportResumesAfterCtrlC(t *testing.T) {
 	}
 	if got := c.count("--all"); got != n {
 		t.Fatalf("after resuming the log has %d events, want %d", got, n)
+	}
+	// The summary of the resumed run is of the whole import: every event
+	// of the file is either written or already present. Before, the events
+	// the interrupted run had imported were counted in neither.
+	var sum struct {
+		Events  int `json:"events"`
+		Written int `json:"written"`
+		Present int `json:"already_present"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatalf("summary: %v\n%s", err, r)
+	}
+	if sum.Events != n || sum.Written+sum.Present != n {
+		t.Fatalf("resumed import summary %+v: want %d events, written + already present = %d", sum, n, n)
 	}
 	if m, _ := filepath.Glob(filepath.Join(cps, "import-*.json")); len(m) != 0 {
 		t.Fatalf("checkpoint left behind after a complete import: %v", m)
