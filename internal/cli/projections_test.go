@@ -390,3 +390,19 @@ func TestReactionForAMissingAggregateIsParkedAtOnce(t *testing.T) {
 		t.Fatalf("dlq show does not say the course was not found: %s", r)
 	}
 }
+
+// TestReplayCancelRefusesTheRebuildsFlags: --cancel only drops an
+// unfinished rebuild, so a rebuild's flag given with it (--restart,
+// --keep-old, --max-rate, --batch) is refused (exit 2) rather than
+// accepted and ignored; before, each exited 0 having done nothing of it.
+func TestReplayCancelRefusesTheRebuildsFlags(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, f := range [][]string{{"--restart"}, {"--keep-old"}, {"--max-rate", "5"}, {"--batch", "10"}} {
+		r := c.run(append([]string{"replay", "audit", "--cancel"}, f...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, f[0]+" does nothing with --cancel") {
+			t.Fatalf("replay --cancel %v: want exit 2 naming the flag, got %s", f, r)
+		}
+	}
+	c.must(0, "replay", "audit", "--cancel")
+}

@@ -33,6 +33,15 @@ batch (exit 130); running the same command again resumes the rebuild
 			if err := a.checkProjectionNames(args); err != nil {
 				return err
 			}
+			if cancel {
+				// --cancel only drops the unfinished rebuild: a flag of
+				// the rebuild given with it would do nothing.
+				for _, f := range []string{"restart", "keep-old", "max-rate", "batch"} {
+					if cmd.Flags().Changed(f) {
+						return usagef("--%s does nothing with --cancel, which only drops an unfinished rebuild", f)
+					}
+				}
+			}
 			if maxRate < 0 {
 				return usagef("--max-rate %v: want 0 (unlimited) or more", maxRate)
 			}
