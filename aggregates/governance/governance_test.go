@@ -403,15 +403,10 @@ func TestDAGTamperingRecordedWhateverTheNodeIDs(t *testing.T) {
 	for i := range many {
 		many[i] = governance.Step{ID: fmt.Sprintf("%0120d", i), Action: "http.get"}
 	}
-	for _, store := range []string{"memory", "postgres"} {
+	for _, store := range dt.Backends {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
-			var env *dt.Env
-			if store == "memory" {
-				env = dt.Memory(t, domain.Options{})
-			} else {
-				env = dt.Postgres(t, domain.Options{}, false)
-			}
+			env := dt.OnBackend(t, store, domain.Options{})
 			plan := ir("ir-dag", 0, 1)
 			if _, err := env.Governance.ValidateIR(ctx, tenant("t1"), governance.ValidateIR{IR: plan}); err != nil {
 				t.Fatal(err)

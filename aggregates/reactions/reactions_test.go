@@ -479,15 +479,10 @@ func lastOfType(t *testing.T, env *dt.Env, stream, typ string) eventstore.Event 
 // URL, and the stale event writes nothing, delivered once or twice.
 func TestStaleDeploymentDoesNotOverwriteTheNewerStagingURL(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"memory", "postgres"} {
+	for _, store := range dt.Backends {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
-			var env *dt.Env
-			if store == "memory" {
-				env = dt.Memory(t, domain.Options{})
-			} else {
-				env = dt.Postgres(t, domain.Options{}, false)
-			}
+			env := dt.OnBackend(t, store, domain.Options{})
 			r := newReactions(t, env)
 			course := completeCourse(t, env, "flow-"+uuid.NewString())
 			distID := distribution.IDForCourse(course, distribution.ChannelWeb)

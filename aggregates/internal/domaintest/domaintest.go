@@ -50,6 +50,19 @@ func Memory(t testing.TB, opts domain.Options) *Env {
 	return build(t, st, opts)
 }
 
+// Backends are the names OnBackend takes.
+var Backends = []string{"memory", "postgres"}
+
+// OnBackend returns the modules over a fresh store of the backend named
+// ("memory" or "postgres", without snapshots), for a test run on each.
+func OnBackend(t testing.TB, backend string, opts domain.Options) *Env {
+	t.Helper()
+	if backend == "memory" {
+		return Memory(t, opts)
+	}
+	return Postgres(t, opts, false)
+}
+
 // Postgres returns the modules over a PostgreSQL store in a fresh schema,
 // with the snapshot table migrated; when snapshots is true, the course,
 // distribution and mission aggregates keep their snapshots there.
