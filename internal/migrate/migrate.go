@@ -113,23 +113,32 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey("migrate", *schema)); err != nil {
 		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS eventstream_migrations (
-		component  text        NOT NULL,
-		version    integer     NOT NULL,
-		name       text        NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now(),
-		checksum   text,
-		PRIMARY KEY (component, version))`); err != nil {
-		return nil, fmt.Errorf("migrate %s: create table: %w", component, err)
+	// Up to date, Apply writes nothing: it may run as a role that can only
+	// read the migrations table, or in a read-only session. So the table
+	// and its checksum column are looked up before any DDL (CREATE TABLE
+	// IF NOT EXISTS needs CREATE on the schema even when the table exists),
+	// in the current schema, where CREATE TABLE would put it.
+	var exists, hasChecksum bool
+	if err := tx.QueryRow(ctx, `SELECT c.oid IS NOT NULL, EXISTS (SELECT FROM pg_attribute
+		WHERE attrelid = c.oid AND attname = 'checksum' AND NOT attisdropped)
+		FROM (SELECT to_regclass(quote_ident(current_schema()) || '.eventstream_migrations') AS oid) c`).Scan(&exists, &hasChecksum); err != nil {
+		return nil, fmt.Errorf("migrate %s: read the migrations table: %w", component, err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS eventstream_migrations (
+			component  text        NOT NULL,
+			version    integer     NOT NULL,
+			name       text        NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now(),
+			checksum   text,
+			PRIMARY KEY (component, version))`); err != nil {
+			return nil, fmt.Errorf("migrate %s: create table: %w", component, err)
+		}
+		hasChecksum = true
 	}
 	// A table created by a release that recorded no checksum gets the
 	// column. Looked up first: ALTER TABLE would lock out readers of the
 	// table (Status) until this transaction ends, every time.
-	var hasChecksum bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_attribute
-		WHERE attrelid = 'eventstream_migrations'::regclass AND attname = 'checksum' AND NOT attisdropped)`).Scan(&hasChecksum); err != nil {
-		return nil, fmt.Errorf("migrate %s: read the migrations table: %w", component, err)
-	}
 	if !hasChecksum {
 		if _, err := tx.Exec(ctx, `ALTER TABLE eventstream_migrations ADD COLUMN IF NOT EXISTS checksum text`); err != nil {
 			return nil, fmt.Errorf("migrate %s: add the checksum column: %w", component, err)

@@ -374,3 +374,53 @@ func TestMissingRecordIsRefused(t *testing.T) {
 		t.Fatalf("Apply with the record of 002 missing: %v, want an error naming 002", err)
 	}
 }
+
+// TestUpToDateNeedsNoWrite: a process that finds every migration applied
+// writes nothing, so it may run as a role that can only read the
+// migrations table (the schema migrated beforehand by its owner, as
+// docs/operations/migrate.md suggests), or in a read-only session; one that
+// has migrations to apply there fails naming the cause.
+func TestUpToDateNeedsNoWrite(t *testing.T) {
+	ctx := context.Background()
+	u, schema := pgtest.Schema(t)
+	owner := connect(t, u)
+	ms := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)
+	if _, err := migrate.Apply(ctx, owner, component, ms); err != nil {
+		t.Fatal(err)
+	}
+	role := "es_test_app_" + strings.ToLower(rand.Text()[:8])
+	for _, q := range []string{
+		`CREATE ROLE ` + role,
+		`GRANT USAGE ON SCHEMA ` + schema + ` TO ` + role,
+		`GRANT SELECT ON eventstream_migrations TO ` + role,
+	} {
+		if _, err := owner.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		c := connect(t, pgtest.BaseURL())
+		_, _ = c.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = c.Exec(context.Background(), `DROP ROLE `+role)
+	})
+	for _, tc := range []struct{ name, param, value string }{
+		{"a role without CREATE on the schema", "role", role},
+		{"a read-only session", "default_transaction_read_only", "on"},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			c := connect(t, withParam(t, u, tc.param, tc.value))
+			ran, err := migrate.Apply(ctx, c, component, ms)
+			if err != nil || len(ran) != 0 {
+				t.Fatalf("Apply of the migrations already applied: ran %d, %v; want 0, nil", len(ran), err)
+			}
+			if got := status(t, c); got != 2 {
+				t.Fatalf("Status = %d, want 2", got)
+			}
+			more := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+			_, err = migrate.Apply(ctx, c, component, more)
+			if err == nil || !strings.Contains(err.Error(), "003_m3") {
+				t.Fatalf("Apply of a pending migration: %v, want an error naming 003_m3", err)
+			}
+		})
+	}
+}
