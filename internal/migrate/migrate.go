@@ -103,14 +103,26 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 	}
 	defer tx.Rollback(ctx)
 	var schema *string
-	var searchPath string
-	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path')`).Scan(&schema, &searchPath); err != nil {
+	var searchPath, lockTimeout, statementTimeout string
+	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path'),
+		current_setting('lock_timeout'), current_setting('statement_timeout')`).Scan(&schema, &searchPath, &lockTimeout, &statementTimeout); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", component, err)
 	}
 	if schema == nil {
 		return nil, fmt.Errorf("migrate %s: the search_path (%s) names no schema that exists: create it first", component, searchPath)
 	}
+	// An applier waits for another to finish, however long its migrations
+	// take: a lock_timeout or statement_timeout set for the database or
+	// role would fail every process but one that starts during a
+	// migration. The wait is bounded by ctx instead; the migrations
+	// themselves run under the settings of the session.
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)`); err != nil {
+		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
+	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey("migrate", *schema)); err != nil {
+		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`, lockTimeout, statementTimeout); err != nil {
 		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
 	}
 	// Up to date, Apply writes nothing: it may run as a role that can only

@@ -424,3 +424,54 @@ func TestUpToDateNeedsNoWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentAppliersWaitPastTimeouts: an applier waits for another's
+// lock however low the database's lock_timeout or statement_timeout (the
+// wait is bounded by its context), while the migrations themselves still
+// run under those settings.
+func TestConcurrentAppliersWaitPastTimeouts(t *testing.T) {
+	for _, setting := range []string{"lock_timeout", "statement_timeout"} {
+		t.Run(setting, func(t *testing.T) {
+			ctx := context.Background()
+			u, _ := pgtest.Schema(t)
+			u = withParam(t, u, setting, "200ms")
+			// The first applier holds the lock past the timeout, within it
+			// per statement; the last migration checks the setting is the
+			// session's again.
+			ms := migrations(`SELECT pg_sleep(0.15)`, `SELECT pg_sleep(0.15)`, `SELECT pg_sleep(0.15)`,
+				`DO $$ BEGIN IF current_setting('`+setting+`') <> '200ms' THEN
+					RAISE EXCEPTION 'the migration runs with `+setting+` %', current_setting('`+setting+`'); END IF; END $$`)
+			const n = 3
+			conns := make([]*pgx.Conn, n)
+			for i := range conns {
+				conns[i] = connect(t, u)
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = migrate.Apply(ctx, conns[i], component, ms)
+				}()
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("applier %d: %v", i, err)
+				}
+			}
+			_, err := migrate.Apply(ctx, conns[0], component, append(ms, migrate.Migration{Version: 5, Name: "slow", SQL: `SELECT pg_sleep(0.5)`}))
+			switch setting {
+			case "statement_timeout":
+				if err == nil || !strings.Contains(err.Error(), "005_slow") {
+					t.Errorf("a migration longer than statement_timeout: %v, want it to fail naming 005_slow", err)
+				}
+			case "lock_timeout":
+				if err != nil {
+					t.Errorf("a migration that takes no lock: %v", err)
+				}
+			}
+		})
+	}
+}
