@@ -11,7 +11,8 @@
 //     machines; the ratio is the figure to track.
 //   - It cannot lie: before a figure is reported, the log is checked to
 //     hold every event the run says it appended exactly once (count, ids,
-//     gapless positions, each stream's versions 1..n). Otherwise Run
+//     each in the stream it was appended to, gapless positions, each
+//     stream's versions 1..n). Otherwise Run
 //     returns a *VerifyError (errors.Is(err, ErrVerify)).
 //   - Real events: payloads of the domain's types under schemas/, built to
 //     pass their schemas, written through the store's validation.

@@ -288,3 +288,30 @@ func openSmall(t *testing.T, scenario string) *run {
 	})
 	return r
 }
+
+// An event the bench appended to one stream and that the log holds in
+// another is not the event it claimed: the id is there once, positions and
+// versions still run 1..n (a single-event stream moved to a new stream),
+// and the run must fail all the same.
+func TestVerificationFailsWhenAnEventIsInAnotherStream(t *testing.T) {
+	t.Parallel()
+	c := small("single")
+	c.Rounds, c.SkipRaw = 1, true
+	var moved uuid.UUID
+	c.beforeVerify = func(ctx context.Context, pool *pgxpool.Pool) error {
+		return pool.QueryRow(ctx, `UPDATE events SET stream = stream || '-elsewhere'
+			WHERE position = (SELECT max(position) FROM events) RETURNING id`).Scan(&moved)
+	}
+	rep, err := Run(context.Background(), c)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrVerify) {
+		t.Fatalf("got %v, want a *VerifyError on events", err)
+	}
+	if ve.Table != "events" || ve.WrongStream != 1 || ve.Missing != 0 || ve.Stored != 200 {
+		t.Errorf("verify error: %+v (moved %s)", ve, moved)
+	}
+	if !strings.Contains(err.Error(), "in another stream") {
+		t.Errorf("error does not say what is wrong: %v", err)
+	}
+	wantFailedRun(t, rep)
+}

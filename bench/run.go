@@ -418,32 +418,54 @@ func runPhase(ctx context.Context, spec phaseSpec) (timed, error) {
 	return t, ctx.Err()
 }
 
-// claims collects the ids of the events the bench was told were stored,
-// one slice per worker so that recording takes no lock.
+// claims collects the events the bench was told were stored (their ids
+// and the streams the bench appended them to), one slice per worker so
+// that recording takes no lock.
 type claims struct {
-	per [][]uuid.UUID
+	per [][]claim
 }
 
-func newClaims(workers int) *claims { return &claims{per: make([][]uuid.UUID, workers)} }
+// claim is one event the bench was told was stored: its id and the stream
+// the bench asked for, not the one the store answered with.
+type claim struct {
+	id     uuid.UUID
+	stream string
+}
 
-func (c *claims) add(w int, ids ...uuid.UUID) { c.per[w] = append(c.per[w], ids...) }
+func newClaims(workers int) *claims { return &claims{per: make([][]claim, workers)} }
 
-// addEvents records the ids of events written by the raw side, which has
-// no store to hand them back.
-func (c *claims) addEvents(w int, events []eventstore.Event) {
-	for i := range events {
-		c.per[w] = append(c.per[w], events[i].ID)
+// add records events appended to stream.
+func (c *claims) add(w int, stream string, ids ...uuid.UUID) {
+	for _, id := range ids {
+		c.per[w] = append(c.per[w], claim{id: id, stream: stream})
 	}
 }
 
-func (c *claims) all() []uuid.UUID {
+// addEvents records the ids of events written by the raw side, which has
+// no store to hand them back.
+func (c *claims) addEvents(w int, stream string, events []eventstore.Event) {
+	for i := range events {
+		c.per[w] = append(c.per[w], claim{id: events[i].ID, stream: stream})
+	}
+}
+
+func (c *claims) list() []claim {
 	n := 0
 	for _, p := range c.per {
 		n += len(p)
 	}
-	out := make([]uuid.UUID, 0, n)
+	out := make([]claim, 0, n)
 	for _, p := range c.per {
 		out = append(out, p...)
+	}
+	return out
+}
+
+func (c *claims) all() []uuid.UUID {
+	l := c.list()
+	out := make([]uuid.UUID, len(l))
+	for i := range l {
+		out[i] = l[i].id
 	}
 	return out
 }

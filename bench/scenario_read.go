@@ -183,7 +183,7 @@ rounds:
 			return fmt.Errorf("bench: test hook: %w", err)
 		}
 	}
-	if err := r.checkReadAll(ctx, store, cl.all()); err != nil {
+	if err := r.checkReadAll(ctx, store, cl.list()); err != nil {
 		return err
 	}
 	rep.note("after the timed rounds, an untimed ReadAll pass read every claimed id back through the store's read path exactly once")
@@ -199,17 +199,19 @@ rounds:
 
 // checkReadAll reads the whole log once through the store's read path
 // (ReadAll in pages, as the timed passes do), outside every timed phase,
-// and checks that it returns every claimed id exactly once and nothing
-// else. The SQL check after the load (Verify) looks at the table; this one
+// and checks that it returns every claimed id exactly once, in the stream
+// it was appended to, and nothing else. The SQL check after the load (Verify) looks at the table; this one
 // proves that the path the scenario times returns what is there.
-func (r *run) checkReadAll(ctx context.Context, store *postgres.Store, claimed []uuid.UUID) error {
+func (r *run) checkReadAll(ctx context.Context, store *postgres.Store, claimed []claim) error {
 	ve := &VerifyError{Table: "ReadAll", Claimed: int64(len(claimed))}
 	reads := make(map[uuid.UUID]int, len(claimed))
-	for _, id := range claimed {
-		if _, dup := reads[id]; dup {
+	streams := make(map[uuid.UUID]string, len(claimed))
+	for _, c := range claimed {
+		if _, dup := reads[c.id]; dup {
 			ve.ClaimedTwice++
 		}
-		reads[id] = 0
+		reads[c.id] = 0
+		streams[c.id] = c.stream
 	}
 	from := eventstore.Start
 	for {
@@ -230,6 +232,9 @@ func (r *run) checkReadAll(ctx context.Context, store *postgres.Store, claimed [
 			case n == 1:
 				ve.Duplicated++
 			}
+			if page.Events[i].Stream != streams[page.Events[i].ID] {
+				ve.WrongStream++
+			}
 			reads[page.Events[i].ID] = n + 1
 		}
 		if page.End || len(page.Events) == 0 {
@@ -237,7 +242,8 @@ func (r *run) checkReadAll(ctx context.Context, store *postgres.Store, claimed [
 		}
 		from = page.Next
 	}
-	for _, id := range claimed {
+	for _, c := range claimed {
+		id := c.id
 		if reads[id] == 0 {
 			reads[id] = -1 // counted once, if claimed twice
 			ve.Missing++

@@ -59,7 +59,7 @@ func (r *run) loadLog(ctx context.Context, rep *Report, store *postgres.Store, p
 				return 0, fmt.Errorf("bench: load: append to %s: %w", b.stream, err)
 			}
 			for _, e := range res.Events {
-				cl.add(w, e.ID)
+				cl.add(w, b.stream, e.ID)
 			}
 			return len(res.Events), nil
 		}})
@@ -160,7 +160,7 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 		return &VerifyError{Table: "audit rebuild", Claimed: int64(len(cl.all())), Stored: res.Events,
 			Missing: max(int64(len(cl.all()))-res.Events, 0), Unexpected: max(res.Events-int64(len(cl.all())), 0)}
 	}
-	if _, err := Verify(ctx, pool, "audit_events", "event_id", cl.all(), false); err != nil {
+	if _, err := verifyClaims(ctx, pool, "audit_events", "event_id", cl, false); err != nil {
 		return fmt.Errorf("bench: the rebuilt audit read model does not hold every event once: %w", err)
 	}
 	rep.note("our side: projections.Runtime.Rebuild of the audit projection (read the log, COPY into a new generation, swap); latency is per batch of up to 1,000 events")
@@ -200,7 +200,7 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 		return &VerifyError{Table: "raw_audit", Claimed: n, Stored: raw.Events, Missing: max(n-raw.Events, 0), Unexpected: max(raw.Events-n, 0)}
 	}
 	// The raw table holds the rows of our load, with the same ids.
-	return verifyRaw(ctx, rawPool, "raw_audit", "event_id", cl.all(), false)
+	return verifyRaw(ctx, rawPool, "raw_audit", "event_id", cl, false)
 }
 
 // timedRun times fn as one phase (wall time, CPU, peak memory); fn records

@@ -57,7 +57,7 @@ func (a *appender) append(ctx context.Context, w int, b *batch) (eventstore.Appe
 		if err != nil {
 			return res, fmt.Errorf("bench: append %d events to %s: %w", len(b.events), b.stream, err)
 		}
-		a.claim(w, res)
+		a.claim(w, b.stream, res)
 		return res, nil
 	}
 	v := &a.versions[b.streamIdx]
@@ -69,7 +69,7 @@ func (a *appender) append(ctx context.Context, w int, b *batch) (eventstore.Appe
 			if attempt > 1 {
 				a.retried.Add(1)
 			}
-			a.claim(w, res)
+			a.claim(w, b.stream, res)
 			return res, nil
 		}
 		var ce *eventstore.ConcurrencyError
@@ -82,10 +82,11 @@ func (a *appender) append(ctx context.Context, w int, b *batch) (eventstore.Appe
 	return eventstore.AppendResult{}, fmt.Errorf("bench: append to %s still conflicting after %d attempts", b.stream, maxAttempts)
 }
 
-// claim records the ids the store says it stored.
-func (a *appender) claim(w int, res eventstore.AppendResult) {
+// claim records the ids the store says it stored, in the stream the
+// bench appended them to.
+func (a *appender) claim(w int, stream string, res eventstore.AppendResult) {
 	for _, e := range res.Events {
-		a.claims.add(w, e.ID)
+		a.claims.add(w, stream, e.ID)
 	}
 }
 
@@ -148,7 +149,7 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 		b := wl.batch(seq)
 		n, err := rw.write(ctx, &b, b.streamIdx)
 		if err == nil {
-			rawCl.addEvents(w, b.events)
+			rawCl.addEvents(w, b.stream, b.events)
 		}
 		return n, err
 	}
@@ -232,7 +233,7 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 		rep.note("raw ceiling skipped (SkipRaw)")
 		return nil
 	}
-	if err := verifyRaw(ctx, rawPool, "raw_events", "id", rawCl.all(), true); err != nil {
+	if err := verifyRaw(ctx, rawPool, "raw_events", "id", rawCl, true); err != nil {
 		rep.Verified = false
 		return err
 	}
@@ -253,7 +254,7 @@ func (r *run) verifyLog(ctx context.Context, rep *Report, pool *pgxpool.Pool, cl
 			return fmt.Errorf("bench: test hook: %w", err)
 		}
 	}
-	n, err := Verify(ctx, pool, "events", "id", cl.all(), true)
+	n, err := verifyClaims(ctx, pool, "events", "id", cl, true)
 	if err != nil {
 		return err
 	}

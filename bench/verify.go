@@ -24,8 +24,9 @@ type VerifyError struct {
 	Claimed, Stored int64
 	// Missing claimed ids are not in the table; Unexpected rows are not
 	// claimed; Duplicated ids are stored more than once; ClaimedTwice ids
-	// were handed out twice by the bench itself.
-	Missing, Unexpected, Duplicated, ClaimedTwice int64
+	// were handed out twice by the bench itself; WrongStream ids are
+	// stored in another stream than the one the bench appended them to.
+	Missing, Unexpected, Duplicated, ClaimedTwice, WrongStream int64
 	// PositionGaps: the log's positions are not exactly 1..Stored.
 	// BadStreams: streams whose versions are not exactly 1..n.
 	PositionGaps, BadStreams int64
@@ -44,6 +45,7 @@ func (e *VerifyError) Error() string {
 	add(e.Unexpected, "stored events never claimed")
 	add(e.Duplicated, "ids stored more than once")
 	add(e.ClaimedTwice, "ids claimed twice")
+	add(e.WrongStream, "events in another stream than appended to")
 	add(e.PositionGaps, "position gaps")
 	add(e.BadStreams, "streams with wrong versions")
 	msg := fmt.Sprintf("bench: verification failed on %s: the bench claimed %d events, the table holds %d: %s",
@@ -62,7 +64,7 @@ func (e *VerifyError) Error() string {
 func (e *VerifyError) Is(target error) bool { return target == ErrVerify }
 
 func (e *VerifyError) failed() bool {
-	return e.Missing != 0 || e.Unexpected != 0 || e.Duplicated != 0 || e.ClaimedTwice != 0 || e.PositionGaps != 0 || e.BadStreams != 0
+	return e.Missing != 0 || e.Unexpected != 0 || e.Duplicated != 0 || e.ClaimedTwice != 0 || e.WrongStream != 0 || e.PositionGaps != 0 || e.BadStreams != 0
 }
 
 // Verify checks that the log table (events, or a read model with an
@@ -71,6 +73,22 @@ func (e *VerifyError) failed() bool {
 // gap and that each stream's versions run 1..n. It returns the number of
 // events verified, or a *VerifyError.
 func Verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, claimed []uuid.UUID, log bool) (int64, error) {
+	cl := make([]claim, len(claimed))
+	for i, id := range claimed {
+		cl[i].id = id
+	}
+	return verify(ctx, pool, table, idColumn, cl, false, log)
+}
+
+// verifyClaims is Verify on the run's claims, which also checks that each
+// event is in the stream the bench appended it to (the table's stream
+// column): an event moved to another stream is not the one claimed, and
+// a new stream of its own leaves positions and versions gapless.
+func verifyClaims(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cl *claims, log bool) (int64, error) {
+	return verify(ctx, pool, table, idColumn, cl.list(), true, log)
+}
+
+func verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, claimed []claim, streams, log bool) (int64, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("bench: verify: %w", err)
@@ -79,12 +97,12 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cla
 	tbl := pgx.Identifier{table}.Sanitize()
 	col := pgx.Identifier{idColumn}.Sanitize()
 	// The claimed ids go to a temporary table; the checks are joins.
-	if _, err := conn.Exec(ctx, `CREATE TEMPORARY TABLE bench_claimed (id uuid NOT NULL) ON COMMIT PRESERVE ROWS`); err != nil {
+	if _, err := conn.Exec(ctx, `CREATE TEMPORARY TABLE bench_claimed (id uuid NOT NULL, stream text) ON COMMIT PRESERVE ROWS`); err != nil {
 		return 0, fmt.Errorf("bench: verify: %w", err)
 	}
 	defer func() { _, _ = conn.Exec(context.Background(), `DROP TABLE IF EXISTS bench_claimed`) }()
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bench_claimed"}, []string{"id"}, pgx.CopyFromSlice(len(claimed), func(i int) ([]any, error) {
-		return []any{claimed[i]}, nil
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bench_claimed"}, []string{"id", "stream"}, pgx.CopyFromSlice(len(claimed), func(i int) ([]any, error) {
+		return []any{claimed[i].id, claimed[i].stream}, nil
 	})); err != nil {
 		return 0, fmt.Errorf("bench: verify: load claimed ids: %w", err)
 	}
@@ -109,6 +127,13 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cla
 		{`SELECT count(*) FROM bench_claimed c WHERE NOT EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id)`, &ve.Missing},
 		{`SELECT count(*) FROM ` + tbl + ` e WHERE NOT EXISTS (SELECT 1 FROM bench_claimed c WHERE c.id = e.` + col + `)`, &ve.Unexpected},
 		{`SELECT count(*) FROM (SELECT ` + col + ` FROM ` + tbl + ` GROUP BY ` + col + ` HAVING count(*) > 1) d`, &ve.Duplicated},
+	}
+	if streams {
+		checks = append(checks, struct {
+			sql string
+			dst *int64
+		}{`SELECT count(*) FROM bench_claimed c WHERE EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id)
+			AND NOT EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id AND e.stream = c.stream)`, &ve.WrongStream})
 	}
 	if log {
 		checks = append(checks,
@@ -140,10 +165,11 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cla
 	return ve.Stored, nil
 }
 
-// verifyRaw checks a table of the raw phase id by id, as Verify checks
-// ours: the raw figure is half of every ratio, so a raw row lost and
-// another written twice must not pass because the count still matches.
-func verifyRaw(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, claimed []uuid.UUID, log bool) error {
-	_, err := Verify(ctx, pool, table, idColumn, claimed, log)
+// verifyRaw checks a table of the raw phase id by id (and stream), as
+// verifyClaims checks ours: the raw figure is half of every ratio, so a
+// raw row lost and another written twice must not pass because the count
+// still matches.
+func verifyRaw(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cl *claims, log bool) error {
+	_, err := verifyClaims(ctx, pool, table, idColumn, cl, log)
 	return err
 }
