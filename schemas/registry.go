@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	neturl "net/url"
 	"os"
 	"path"
 	"regexp"
@@ -503,7 +504,7 @@ func leaf(e *jsonschema.ValidationError) Violation {
 	if i := strings.LastIndexByte(rule, '/'); i >= 0 {
 		rule = rule[i+1:]
 	}
-	ptr := e.InstanceLocation
+	ptr := instancePointer(e.InstanceLocation)
 	if rule == "required" || rule == "additionalProperties" || rule == "dependentRequired" {
 		// Point at the missing or extra property rather than its parent.
 		if m := quoted.FindStringSubmatch(e.Message); m != nil {
@@ -514,6 +515,18 @@ func leaf(e *jsonschema.ValidationError) Violation {
 		ptr = "/"
 	}
 	return Violation{Pointer: ptr, Rule: rule, Message: e.Message}
+}
+
+// instancePointer turns jsonschema/v5's instance location into a JSON
+// pointer. jsonschema/v5 escapes each token as a JSON pointer and then
+// percent-encodes it for a URL fragment, so a key "a b" is at "/a%20b"
+// and "é" at "/%C3%A9": neither names the key a reader sees in the
+// document.
+func instancePointer(loc string) string {
+	if p, err := neturl.PathUnescape(loc); err == nil {
+		return p
+	}
+	return loc
 }
 
 func escapePointer(s string) string {

@@ -1,6 +1,7 @@
 package schemas_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"slices"
@@ -151,6 +152,46 @@ func TestDefaultCompiles(t *testing.T) {
 		}
 		if got := reg.Versions(typ); len(got) == 0 || got[0] != 1 {
 			t.Errorf("embedded type %q has versions %v", typ, got)
+		}
+	}
+}
+
+// pointerSchemas have property names that a JSON pointer writes escaped
+// (~0, ~1) and ones it writes as they are (a space, a percent sign,
+// non-ASCII letters).
+var pointerSchemas = withEnvelope(fstest.MapFS{
+	"p/v1.json": {Data: []byte(`{"type":"object",
+		"properties":{"a b":{"type":"string"},"é/~":{"type":"string"},
+			"m":{"type":"object","additionalProperties":{"type":"integer"}}},
+		"additionalProperties":false}`)},
+})
+
+// TestViolationPointers: a violation's pointer is an RFC 6901 JSON
+// pointer into the document, whatever the keys hold.
+func TestViolationPointers(t *testing.T) {
+	reg, err := schemas.Load(pointerSchemas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ doc, pointer, rule string }{
+		{`{"a b": 1}`, "/a b", "type"},
+		{`{"é/~": 1}`, "/é~1~0", "type"},
+		{`{"m": {"x%41y": "s"}}`, "/m/x%41y", "type"},
+		{`{"m": {"ü": "s"}}`, "/m/ü", "type"},
+	} {
+		var doc any
+		dec := json.NewDecoder(strings.NewReader(c.doc))
+		dec.UseNumber()
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		err := reg.Validate("p", 1, doc)
+		var inv *schemas.Invalid
+		if !errors.As(err, &inv) {
+			t.Fatalf("%s: Validate = %v, want *Invalid", c.doc, err)
+		}
+		if got := inv.Violations[0]; got.Pointer != c.pointer || got.Rule != c.rule {
+			t.Errorf("%s: violation at %q [%s], want %q [%s]", c.doc, got.Pointer, got.Rule, c.pointer, c.rule)
 		}
 	}
 }
