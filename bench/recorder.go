@@ -7,7 +7,9 @@ import (
 )
 
 // Latencies are recorded in microseconds from 1 µs to 5 minutes with three
-// significant digits: within 0.1% at every scale.
+// significant digits: within 0.1% at every scale. A longer one is recorded
+// as 5 minutes, counted as over the range, and kept as the max: the
+// report gives the true max and says how many percentiles are cut off.
 const (
 	histMinMicros = 1
 	histMaxMicros = 5 * 60 * 1_000_000
@@ -16,6 +18,16 @@ const (
 
 func newHistogram() *hdrhistogram.Histogram {
 	return hdrhistogram.New(histMinMicros, histMaxMicros, histSigFigs)
+}
+
+// micros returns d in microseconds within the histogram's range, and
+// whether d was above it.
+func micros(d time.Duration) (us int64, over bool) {
+	us = max(d.Microseconds(), histMinMicros)
+	if us > histMaxMicros {
+		return histMaxMicros, true
+	}
+	return us, false
 }
 
 // recorder is one worker's record of a phase: an HDR histogram of
@@ -29,6 +41,9 @@ type recorder struct {
 	events   int64
 	ops      int64
 	overflow int64
+	// maxUs is the longest latency recorded, in microseconds, even above
+	// the histogram's range.
+	maxUs int64
 }
 
 func newRecorder(start time.Time) *recorder {
@@ -37,12 +52,9 @@ func newRecorder(start time.Time) *recorder {
 
 // record notes one operation of n events that took d and ended at end.
 func (r *recorder) record(n int, d time.Duration, end time.Time) {
-	us := d.Microseconds()
-	if us < histMinMicros {
-		us = histMinMicros
-	}
-	if us > histMaxMicros {
-		us = histMaxMicros
+	r.maxUs = max(r.maxUs, d.Microseconds())
+	us, over := micros(d)
+	if over {
 		r.overflow++
 	}
 	_ = r.hist.RecordValue(us)
@@ -72,6 +84,7 @@ func merge(start time.Time, rs []*recorder) *recorder {
 		out.events += r.events
 		out.ops += r.ops
 		out.overflow += r.overflow
+		out.maxUs = max(out.maxUs, r.maxUs)
 	}
 	return out
 }

@@ -25,6 +25,10 @@ type Phase struct {
 	P99Ms  float64 `json:"p99_ms"`
 	MaxMs  float64 `json:"max_ms"`
 	MeanMs float64 `json:"mean_ms"`
+	// OverRange is how many ops took longer than the histogram's range
+	// (5 minutes): MaxMs is still the longest seen, but percentiles that
+	// fall among them read 5 minutes.
+	OverRange int64 `json:"over_range,omitempty"`
 	// CPU time of the bench process (user + system) during the phase; the
 	// server's CPU is not included.
 	CPUSec     float64 `json:"cpu_sec"`
@@ -63,6 +67,9 @@ type Lag struct {
 	MaxMs float64 `json:"max_ms"`
 	// Events is how many events the lag was measured on.
 	Events int64 `json:"events"`
+	// OverRange is how many of them lagged longer than the histogram's
+	// range (5 minutes), as Phase.OverRange.
+	OverRange int64 `json:"over_range,omitempty"`
 }
 
 // GroupCommit is our store's committer counters over our phase.
@@ -219,6 +226,28 @@ func (rep *Report) finish() {
 	if la := loadAverage(); la != nil {
 		rep.Machine.LoadAverage = la
 	}
+	over := func(what string, n int64) {
+		if n > 0 {
+			rep.note("%s: %d above the histogram's range (%s): the max is the longest seen, percentiles among them read %s",
+				what, n, time.Duration(histMaxMicros)*time.Microsecond, time.Duration(histMaxMicros)*time.Microsecond)
+		}
+	}
+	over("ours latency", rep.Ours.OverRange)
+	if rep.Raw != nil {
+		over("raw latency", rep.Raw.OverRange)
+	}
+	if rep.OursExtra != nil {
+		over("ours stream latency", rep.OursExtra.OverRange)
+	}
+	if rep.RawExtra != nil {
+		over("raw stream latency", rep.RawExtra.OverRange)
+	}
+	if rep.Lag != nil {
+		over("projection lag", rep.Lag.OverRange)
+	}
+	if rep.RawLag != nil {
+		over("raw consumer lag", rep.RawLag.OverRange)
+	}
 }
 
 func (rep *Report) note(format string, args ...any) {
@@ -239,23 +268,26 @@ func phase(t timed) Phase {
 		p.EventsPerSec = round(float64(p.Events)/s, 1)
 		p.OpsPerSec = round(float64(p.Ops)/s, 1)
 	}
-	fillLatency(&p, h)
+	fillLatency(&p, h, t.rec.maxUs)
+	p.OverRange = t.rec.overflow
 	return p
 }
 
-func fillLatency(p *Phase, h *hdrhistogram.Histogram) {
+// fillLatency fills p's latencies from h; maxUs is the longest latency
+// seen, which h holds only up to its range.
+func fillLatency(p *Phase, h *hdrhistogram.Histogram, maxUs int64) {
 	if h.TotalCount() == 0 {
 		return
 	}
 	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
 	p.P50Ms, p.P95Ms, p.P99Ms = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(95)), ms(h.ValueAtQuantile(99))
-	p.MaxMs, p.MeanMs = ms(h.Max()), round(h.Mean()/1000, 3)
-	p.Latency = spectrum(h)
+	p.MaxMs, p.MeanMs = ms(max(h.Max(), maxUs)), round(h.Mean()/1000, 3)
+	p.Latency = spectrum(h, maxUs)
 }
 
 // spectrum samples the latency at percentiles spread evenly on a
 // "number of nines" scale, as HDR plots do: 0, 50, 75, 90, 99, 99.9, ...
-func spectrum(h *hdrhistogram.Histogram) []Percentile {
+func spectrum(h *hdrhistogram.Histogram, maxUs int64) []Percentile {
 	var out []Percentile
 	for i := 0; i <= 40; i++ {
 		// x from 0 to 4 nines in steps of 0.1.
@@ -267,16 +299,19 @@ func spectrum(h *hdrhistogram.Histogram) []Percentile {
 		}
 		out = append(out, Percentile{Percentile: round(q, 4), Ms: round(float64(v)/1000, 3)})
 	}
-	out = append(out, Percentile{Percentile: 100, Ms: round(float64(h.Max())/1000, 3)})
+	out = append(out, Percentile{Percentile: 100, Ms: round(float64(max(h.Max(), maxUs))/1000, 3)})
 	return out
 }
 
-func lagOf(h *hdrhistogram.Histogram) *Lag {
+// lagOf turns a lag histogram, the longest lag seen (maxUs, even above the
+// histogram's range) and how many events lagged above it into a Lag.
+func lagOf(h *hdrhistogram.Histogram, maxUs, over int64) *Lag {
 	if h.TotalCount() == 0 {
 		return &Lag{}
 	}
 	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
-	return &Lag{P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99)), MaxMs: ms(h.Max()), Events: h.TotalCount()}
+	return &Lag{P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99)), MaxMs: ms(max(h.Max(), maxUs)),
+		Events: h.TotalCount(), OverRange: over}
 }
 
 func round(x float64, places int) float64 {

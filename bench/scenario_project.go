@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -115,14 +114,15 @@ type appended struct {
 	done time.Time
 }
 
-// lags computes, for each appended event, the time from its append
+// lag computes, for each appended event, the time from its append
 // returning to the first sample that shows it visible.
-func (v *visibility) lags(apps []appended) *hdrhistogram.Histogram {
+func (v *visibility) lag(apps []appended) *Lag {
 	v.mu.Lock()
 	samples := slices.Clone(v.samples)
 	v.mu.Unlock()
 	slices.SortFunc(apps, func(a, b appended) int { return int(a.pos - b.pos) })
 	h := newHistogram()
+	var maxUs, overRange int64
 	i := 0
 	for _, a := range apps {
 		for i < len(samples) && samples[i].pos < a.pos {
@@ -132,10 +132,14 @@ func (v *visibility) lags(apps []appended) *hdrhistogram.Histogram {
 			break // never seen: waitFor has failed the run already
 		}
 		d := max(samples[i].at.Sub(a.done), 0)
-		us := min(max(d.Microseconds(), histMinMicros), histMaxMicros)
+		maxUs = max(maxUs, d.Microseconds())
+		us, over := micros(d)
+		if over {
+			overRange += int64(a.n)
+		}
 		_ = h.RecordValues(us, int64(a.n))
 	}
-	return h
+	return lagOf(h, maxUs, overRange)
 }
 
 // readModelCommit is the synchronous_commit our projection runtime commits
@@ -227,7 +231,7 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 	if err := vis.waitFor(ctx, int64(head.Commit), catchUpTimeout); err != nil {
 		return fmt.Errorf("bench: the audit projection did not catch up: %w", err)
 	}
-	rep.Lag = lagOf(vis.lags(slices.Concat(apps...)))
+	rep.Lag = vis.lag(slices.Concat(apps...))
 	stopVis()
 	rep.note("lag: from an append returning to its row being visible in audit_events (sampled every %s)", lagPoll)
 	if achieved := rep.Ours.EventsPerSec; achieved < 0.95*float64(cfg.Rate) {
@@ -312,7 +316,7 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 	if werr != nil {
 		return fmt.Errorf("bench: the raw consumer did not catch up: %w", werr)
 	}
-	rep.RawLag = lagOf(vis.lags(slices.Concat(apps...)))
+	rep.RawLag = vis.lag(slices.Concat(apps...))
 	if raw.EventsPerSec < 0.95*float64(cfg.Rate) {
 		rep.note("raw writes fell behind the asked rate: %.0f of %d events/s", raw.EventsPerSec, cfg.Rate)
 	}
