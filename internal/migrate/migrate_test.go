@@ -434,12 +434,12 @@ func TestConcurrentAppliersWaitPastTimeouts(t *testing.T) {
 		t.Run(setting, func(t *testing.T) {
 			ctx := context.Background()
 			u, _ := pgtest.Schema(t)
-			u = withParam(t, u, setting, "200ms")
+			u = withParam(t, u, setting, "1s")
 			// The first applier holds the lock past the timeout, within it
 			// per statement; the last migration checks the setting is the
 			// session's again.
-			ms := migrations(`SELECT pg_sleep(0.15)`, `SELECT pg_sleep(0.15)`, `SELECT pg_sleep(0.15)`,
-				`DO $$ BEGIN IF current_setting('`+setting+`') <> '200ms' THEN
+			ms := migrations(`SELECT pg_sleep(0.4)`, `SELECT pg_sleep(0.4)`, `SELECT pg_sleep(0.4)`,
+				`DO $$ BEGIN IF current_setting('`+setting+`') <> '1s' THEN
 					RAISE EXCEPTION 'the migration runs with `+setting+` %', current_setting('`+setting+`'); END IF; END $$`)
 			const n = 3
 			conns := make([]*pgx.Conn, n)
@@ -461,7 +461,7 @@ func TestConcurrentAppliersWaitPastTimeouts(t *testing.T) {
 					t.Errorf("applier %d: %v", i, err)
 				}
 			}
-			_, err := migrate.Apply(ctx, conns[0], component, append(ms, migrate.Migration{Version: 5, Name: "slow", SQL: `SELECT pg_sleep(0.5)`}))
+			_, err := migrate.Apply(ctx, conns[0], component, append(ms, migrate.Migration{Version: 5, Name: "slow", SQL: `SELECT pg_sleep(1.5)`}))
 			switch setting {
 			case "statement_timeout":
 				if err == nil || !strings.Contains(err.Error(), "005_slow") {
