@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -314,4 +315,26 @@ func TestVerificationFailsWhenAnEventIsInAnotherStream(t *testing.T) {
 		t.Errorf("error does not say what is wrong: %v", err)
 	}
 	wantFailedRun(t, rep)
+}
+
+// The server's CPU is that of PostgreSQL's processes only. A backend pid
+// from pg_stat_activity names a process of this host only when the server
+// shares its process namespace: under a container's, the same number is
+// another process here (the bench itself, a daemon), whose CPU must not be
+// reported as the server's.
+func TestServerMeterCountsOnlyPostgresProcesses(t *testing.T) {
+	t.Parallel()
+	m := &serverMeter{start: map[int]time.Duration{}, latest: map[int]time.Duration{}}
+	x := 0
+	for i := range 50_000_000 {
+		x += i
+	}
+	self := os.Getpid()
+	if d, ok := processCPU(self); !ok || d <= 0 {
+		t.Fatalf("processCPU(self) = %v, %v (x=%d)", d, ok, x)
+	}
+	m.observe(self)
+	if got := m.latest[self]; got != 0 {
+		t.Errorf("the meter counted %v of this process (not PostgreSQL) as server CPU", got)
+	}
 }

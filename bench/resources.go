@@ -100,9 +100,11 @@ const clockTicks = 100
 
 // serverMeter measures the CPU time of the PostgreSQL backends serving the
 // run's connections (those whose application_name starts with the run's
-// own), from /proc: it works when the server runs on this host and its
-// processes are readable, and reports zero otherwise. Background
-// processes (WAL writer, checkpointer) are not included.
+// own), from /proc: it works when the server runs on this host, in its
+// process namespace, and its processes are readable, and reports zero
+// otherwise. A pid that names another process here (the server in a
+// container, whose pids are its own) is not counted (backendCPU).
+// Background processes (WAL writer, checkpointer) are not included.
 type serverMeter struct {
 	pool  *pgxpool.Pool
 	app   string
@@ -156,7 +158,7 @@ func (m *serverMeter) sample(ctx context.Context) map[int]time.Duration {
 	}
 	out := make(map[int]time.Duration, len(pids))
 	for _, pid := range pids {
-		if d, ok := processCPU(int(pid)); ok {
+		if d, ok := backendCPU(int(pid)); ok {
 			out[int(pid)] = d
 		}
 	}
@@ -165,7 +167,7 @@ func (m *serverMeter) sample(ctx context.Context) map[int]time.Duration {
 
 // observe samples one backend now (see backendTracer).
 func (m *serverMeter) observe(pid int) {
-	if d, ok := processCPU(pid); ok {
+	if d, ok := backendCPU(pid); ok {
 		m.merge(map[int]time.Duration{pid: d})
 	}
 }
@@ -232,25 +234,46 @@ func (m *serverMeter) stop(ctx context.Context) time.Duration {
 
 // processCPU reads utime + stime of a process from /proc/<pid>/stat.
 func processCPU(pid int) (time.Duration, bool) {
+	_, d, ok := processStat(pid)
+	return d, ok
+}
+
+// backendCPU is processCPU of a PostgreSQL process only: a backend's pid
+// as the server reports it names another process of this host when the
+// server runs in a process namespace of its own (a container), and that
+// process's CPU is not the server's.
+func backendCPU(pid int) (time.Duration, bool) {
+	comm, d, ok := processStat(pid)
+	if !ok || (comm != "postgres" && comm != "postmaster") {
+		return 0, false
+	}
+	return d, true
+}
+
+// processStat reads the command name and utime + stime of a process from
+// /proc/<pid>/stat.
+func processStat(pid int) (comm string, cpu time.Duration, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, false
+		return "", 0, false
 	}
 	// The command name (field 2) may hold spaces; it ends at the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
+	j := strings.IndexByte(s, '(')
+	if i < 0 || j < 0 || j > i {
+		return "", 0, false
 	}
+	comm = s[j+1 : i]
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, false
+		return "", 0, false
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, false
+		return "", 0, false
 	}
-	return time.Duration(u+st) * time.Second / clockTicks, true
+	return comm, time.Duration(u+st) * time.Second / clockTicks, true
 }
