@@ -165,6 +165,12 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return nil, fmt.Errorf("migrate %s: %03d_%s: %w", component, m.Version, m.Name, err)
 		}
+		// A COMMIT or ROLLBACK in the SQL ends the transaction (and the
+		// caller's, under a savepoint) and releases the lock: what follows
+		// would run unlocked, each statement committed on its own.
+		if st := tx.Conn().PgConn().TxStatus(); st != 'T' {
+			return nil, fmt.Errorf("migrate %s: %03d_%s ends the transaction it runs in (COMMIT or ROLLBACK in its SQL); each migration runs in the transaction that records it: remove them, and check what it left behind", component, m.Version, m.Name)
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)`,
 			component, m.Version, m.Name, Checksum(m.SQL)); err != nil {
 			return nil, fmt.Errorf("migrate %s: record %03d_%s: %w", component, m.Version, m.Name, err)

@@ -475,3 +475,26 @@ func TestConcurrentAppliersWaitPastTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrationEndingTheTransactionIsRefused: a migration whose SQL ends
+// the transaction it runs in (COMMIT or ROLLBACK, as hand-written scripts
+// often do) would let its record and the migrations after it run outside
+// any transaction and unlocked; Apply stops there with an error that
+// names it, instead of succeeding.
+func TestMigrationEndingTheTransactionIsRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, end := range []string{"COMMIT", "ROLLBACK"} {
+		t.Run(end, func(t *testing.T) {
+			u, _ := pgtest.Schema(t)
+			c := connect(t, u)
+			ms := migrations(`CREATE TABLE a (x int)`, `BEGIN; CREATE TABLE b (x int); `+end+`;`, `CREATE TABLE c (x int)`)
+			ran, err := migrate.Apply(ctx, c, component, ms)
+			if err == nil || !strings.Contains(err.Error(), "002_m2") || !strings.Contains(err.Error(), "COMMIT or ROLLBACK") {
+				t.Fatalf("Apply of a migration ending in %s: ran %d, %v; want an error naming 002_m2 and why", end, len(ran), err)
+			}
+			if tableExists(t, c, "c") {
+				t.Fatal("003 ran after 002 ended the transaction")
+			}
+		})
+	}
+}
