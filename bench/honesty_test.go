@@ -338,3 +338,21 @@ func TestServerMeterCountsOnlyPostgresProcesses(t *testing.T) {
 		t.Errorf("the meter counted %v of this process (not PostgreSQL) as server CPU", got)
 	}
 }
+
+// read's check through the store's read path fails the run when an event
+// comes back from another stream than the one it was appended to.
+func TestReadCheckFailsWhenAnEventIsInAnotherStream(t *testing.T) {
+	t.Parallel()
+	c := small("read")
+	c.Rounds, c.SkipRaw = 1, true
+	c.beforeReadCheck = func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `UPDATE events SET stream = stream || '-elsewhere' WHERE position = (SELECT max(position) FROM events)`)
+		return err
+	}
+	rep, err := Run(context.Background(), c)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Table != "ReadAll" || ve.WrongStream != 1 || ve.Missing != 0 {
+		t.Fatalf("got %v, want a *VerifyError from the ReadAll check with one event in another stream", err)
+	}
+	wantFailedRun(t, rep)
+}
