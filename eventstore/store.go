@@ -1,6 +1,9 @@
 package eventstore
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+)
 
 // Store is an append-only event log. Every method takes a context first and
 // returns when it is done or when the context ends.
@@ -53,7 +56,8 @@ type ReadAllOptions struct {
 	// From is the first position to return (inclusive). Start reads from
 	// the beginning. Use Page.Next to continue.
 	From Position
-	// Limit is the page size; <= 0 means DefaultPageSize.
+	// Limit is the page size; <= 0 means DefaultPageSize. A page also
+	// stops at MaxPageBytes.
 	Limit int
 	// Types, when set, keeps only events of these types.
 	Types []string
@@ -64,12 +68,35 @@ type ReadAllOptions struct {
 // DefaultPageSize is the page size of ReadAll when none is given.
 const DefaultPageSize = 1000
 
+// MaxPageBytes bounds the bytes of payload and meta that one ReadAll page
+// or one Subscription.Next returns, whatever its Limit or BatchSize: the
+// page ends with the event that brings it to MaxPageBytes, so it always
+// holds at least one event and the next page makes progress. Without it a
+// page of DefaultPageSize events near MaxEventBytes would be a gigabyte.
+// A page cut short is not End. The count is approximate: PostgreSQL
+// counts the stored size of the payload and meta columns (jsonb, after
+// any compression), the other backends PageBytes.
+const MaxPageBytes = 16 << 20
+
+// PageBytes is what an event counts towards MaxPageBytes in the backends
+// that do not count stored sizes: its payload and the meta's values.
+func PageBytes(e *Event) int {
+	n := len(e.Payload) + len(e.Meta.Producer) + len(e.Meta.TenantID) + len(e.Meta.CorrelationID) + len(e.Meta.CausationID)
+	if len(e.Meta.Extra) > 0 {
+		if b, err := json.Marshal(e.Meta.Extra); err == nil {
+			n += len(b)
+		}
+	}
+	return n
+}
+
 // Page is a slice of the whole log.
 type Page struct {
 	Events []Event
 	// Next is the From of the following page.
 	Next Position
 	// End is true when the page reached the head of the log at read time.
+	// A page cut short by Limit or MaxPageBytes is not End.
 	End bool
 }
 
@@ -82,7 +109,8 @@ type SubscribeOptions struct {
 	// backend, not the client, where the backend can).
 	Types []string
 	// BatchSize bounds how many events one Next returns; <= 0 means
-	// DefaultPageSize. It also bounds what the subscription buffers.
+	// DefaultPageSize. It also bounds what the subscription buffers. One
+	// Next also stops at MaxPageBytes.
 	BatchSize int
 }
 

@@ -21,27 +21,39 @@ const readPage = 4096
 
 // drain reads a read stream to its end.
 func drain(rs *client.ReadStream, err error) ([]*client.RecordedEvent, error) {
+	out, _, err := drainUpTo(rs, err, math.MaxInt)
+	return out, err
+}
+
+// drainUpTo is drain that stops once the records it holds reach maxBytes
+// of data and metadata (cut is then true; the read may have had more).
+func drainUpTo(rs *client.ReadStream, err error, maxBytes int) (out []*client.RecordedEvent, cut bool, _ error) {
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rs.Close()
-	var out []*client.RecordedEvent
+	size := 0
 	for {
+		if size >= maxBytes {
+			return out, true, nil
+		}
 		ev, err := rs.Recv()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return out, false, nil
 		}
 		if err != nil {
 			var e *client.Error
 			if errors.As(err, &e) && e.Code() == client.ErrorCodeResourceNotFound {
-				return out, errNotFound
+				return out, false, errNotFound
 			}
 			if errors.As(err, &e) && e.Code() == client.ErrorCodeStreamDeleted {
-				return out, fmt.Errorf("%w (deleted in EventStoreDB)", errNotFound)
+				return out, false, fmt.Errorf("%w (deleted in EventStoreDB)", errNotFound)
 			}
-			return out, err
+			return out, false, err
 		}
-		out = append(out, ev.OriginalEvent())
+		r := ev.OriginalEvent()
+		size += len(r.Data) + len(r.UserMetadata)
+		out = append(out, r)
 	}
 }
 
@@ -226,11 +238,14 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	}
 	page := eventstore.Page{Next: opts.From}
 	from := opts.From
-	scanned := 0
+	scanned, pageBytes := 0, 0
 	size := limit + 2
 	for {
 		want := min(size, readPage)
-		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want)))
+		// A read holds at most about MaxPageBytes of records, whatever
+		// their count: a page's worth, or the filter's look-ahead.
+		rs, err := s.client.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want))
+		batch, cut, err := drainUpTo(rs, err, eventstore.MaxPageBytes)
 		if err != nil {
 			if invalidPosition(err) {
 				return eventstore.Page{}, badPosition(from, err)
@@ -242,7 +257,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			if position(r).Compare(from) < 0 {
 				continue
 			}
-			if len(page.Events) == limit || scanned == scanLimit {
+			if len(page.Events) == limit || scanned == scanLimit || pageBytes >= eventstore.MaxPageBytes {
 				// The next page starts at this event.
 				page.Next = position(r)
 				return page, nil
@@ -255,12 +270,16 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			}
 			if ok && wanted(e, opts) {
 				page.Events = append(page.Events, e)
+				pageBytes += eventstore.PageBytes(&e)
 				kept = true
 			}
 		}
-		if len(batch) < want {
+		if len(batch) < want && !cut {
 			page.End = true
 			return page, nil
+		}
+		if pageBytes >= eventstore.MaxPageBytes {
+			return page, nil // Next is after its last event
 		}
 		from = page.Next
 		if kept {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
@@ -90,9 +91,14 @@ type feed struct {
 	ctx    context.Context // ends when the feed is stopped
 	cancel context.CancelFunc
 	events chan eventstore.Event // filled by pump, in position order
-	done   chan struct{}         // closed when pump has returned
-	err    error                 // why pump returned; read after done
-	fatal  bool                  // err is not the server's drop: subscribing again would meet it again
+	// buffered is the PageBytes of the events in events: pump waits while
+	// it is MaxPageBytes or more (the channel bounds their count only),
+	// and Next signals drained when it has taken some.
+	buffered atomic.Int64
+	drained  chan struct{}
+	done     chan struct{} // closed when pump has returned
+	err      error         // why pump returned; read after done
+	fatal    bool          // err is not the server's drop: subscribing again would meet it again
 }
 
 func (f *feed) stop() {
@@ -142,7 +148,7 @@ func (sub *subscription) feed(ctx context.Context) (*feed, error) {
 		}
 		return nil, s.fail(ctx, "subscribe to $all", err)
 	}
-	f = &feed{inner: inner, ctx: life, cancel: cancel, events: make(chan eventstore.Event, sub.batch), done: make(chan struct{})}
+	f = &feed{inner: inner, ctx: life, cancel: cancel, events: make(chan eventstore.Event, sub.batch), drained: make(chan struct{}, 1), done: make(chan struct{})}
 	go sub.pump(f, after)
 	sub.mu.Lock()
 	select {
@@ -192,6 +198,15 @@ func (sub *subscription) pump(f *feed, after eventstore.Position) {
 			if !ok || e.Position.Compare(after) <= 0 || (len(sub.types) > 0 && !slices.Contains(sub.types, e.Type)) {
 				continue
 			}
+			for f.buffered.Load() >= eventstore.MaxPageBytes {
+				select {
+				case <-f.drained:
+				case <-f.ctx.Done():
+					f.err = f.ctx.Err()
+					return
+				}
+			}
+			f.buffered.Add(int64(eventstore.PageBytes(&e)))
 			select {
 			case f.events <- e:
 			case <-f.ctx.Done():
@@ -199,6 +214,15 @@ func (sub *subscription) pump(f *feed, after eventstore.Position) {
 				return
 			}
 		}
+	}
+}
+
+// took records that Next took events of size bytes from f's buffer.
+func (f *feed) took(size int) {
+	f.buffered.Add(-int64(size))
+	select {
+	case f.drained <- struct{}{}:
+	default:
 	}
 }
 
@@ -293,10 +317,13 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		return nil, ctx.Err()
 	}
 	out := []eventstore.Event{first}
-	for len(out) < sub.batch {
+	size := eventstore.PageBytes(&first)
+	defer func() { f.took(size) }()
+	for len(out) < sub.batch && size < eventstore.MaxPageBytes {
 		select {
 		case e := <-f.events:
 			out = append(out, e)
+			size += eventstore.PageBytes(&e)
 		default:
 			sub.delivered(out)
 			return out, nil

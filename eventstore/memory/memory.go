@@ -209,7 +209,8 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	}
 	i := firstAtOrAfter(opts.From)
 	out := []eventstore.Event{}
-	for ; i < len(s.log) && len(out) < limit; i++ {
+	size := 0
+	for ; i < len(s.log) && len(out) < limit && size < eventstore.MaxPageBytes; i++ {
 		r := &s.log[i]
 		if opts.TenantID != "" && r.ev.Meta.TenantID != opts.TenantID {
 			continue
@@ -218,6 +219,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			continue
 		}
 		out = append(out, r.event())
+		size += eventstore.PageBytes(&out[len(out)-1])
 	}
 	next := eventstore.Pos(uint64(i) + 1)
 	if next.Compare(opts.From) < 0 {

@@ -106,8 +106,8 @@ func (sub *subscription) poll() ([]eventstore.Event, <-chan struct{}, error) {
 		return nil, nil, eventstore.ErrClosed
 	}
 	var out []eventstore.Event
-	scanned := 0
-	for sub.next < len(s.log) && len(out) < sub.batch && scanned < maxScan {
+	scanned, size := 0, 0
+	for sub.next < len(s.log) && len(out) < sub.batch && scanned < maxScan && size < eventstore.MaxPageBytes {
 		r := &s.log[sub.next]
 		sub.next++
 		scanned++
@@ -115,6 +115,7 @@ func (sub *subscription) poll() ([]eventstore.Event, <-chan struct{}, error) {
 			continue
 		}
 		out = append(out, r.event())
+		size += eventstore.PageBytes(&out[len(out)-1])
 	}
 	if len(out) > 0 || sub.next < len(s.log) {
 		return out, nil, nil

@@ -26,7 +26,9 @@ const selectColumns = `position, id, stream, version, type, source, coalesce(tar
 	coalesce(correlation_id, ''), coalesce(causation_id, ''), coalesce(producer, ''), schema_version, "timestamp", payload,
 	nullif(meta - '{schema_version,producer,tenant_id,correlation_id,causation_id}'::text[], '{}'::jsonb)`
 
-func scanEvent(row pgx.Row) (eventstore.Event, error) {
+// scanEvent scans one row of selectColumns, followed by the columns of
+// more, if any.
+func scanEvent(row pgx.Row, more ...any) (eventstore.Event, error) {
 	var (
 		e     eventstore.Event
 		pos   int64
@@ -34,8 +36,8 @@ func scanEvent(row pgx.Row) (eventstore.Event, error) {
 		extra []byte
 		pl    []byte
 	)
-	err := row.Scan(&pos, &id, &e.Stream, &e.Version, &e.Type, &e.Source, &e.Target, &e.Meta.TenantID,
-		&e.Meta.CorrelationID, &e.Meta.CausationID, &e.Meta.Producer, &e.Meta.SchemaVersion, &e.Timestamp, &pl, &extra)
+	err := row.Scan(append([]any{&pos, &id, &e.Stream, &e.Version, &e.Type, &e.Source, &e.Target, &e.Meta.TenantID,
+		&e.Meta.CorrelationID, &e.Meta.CausationID, &e.Meta.Producer, &e.Meta.SchemaVersion, &e.Timestamp, &pl, &extra}, more...)...)
 	if err != nil {
 		return e, err
 	}
@@ -53,8 +55,15 @@ func scanEvent(row pgx.Row) (eventstore.Event, error) {
 	return e, nil
 }
 
-func collect(rows pgx.Rows) ([]eventstore.Event, error) {
+// collect reads rows of selectColumns into events. With pageBytes set,
+// each row also ends with the page_bytes column of pageQuery, and
+// *pageBytes receives the last row's.
+func collect(rows pgx.Rows, pageBytes ...*int64) ([]eventstore.Event, error) {
 	defer rows.Close()
+	var run *int64
+	if len(pageBytes) > 0 {
+		run = pageBytes[0]
+	}
 	// The number of rows is not known until the last one: gather them in
 	// a pooled buffer and return an exact copy, rather than grow the answer
 	// from nothing (1,000 events would allocate three times their size on
@@ -74,6 +83,9 @@ func collect(rows pgx.Rows) ([]eventstore.Event, error) {
 		scratch.Put(bp)
 	}()
 	var d rowDecoder
+	if run != nil {
+		d.more = 1
+	}
 	for rows.Next() {
 		if len(buf) == 0 {
 			d.init(rows.FieldDescriptions())
@@ -81,15 +93,23 @@ func collect(rows pgx.Rows) ([]eventstore.Event, error) {
 		buf = append(buf, eventstore.Event{})
 		e := &buf[len(buf)-1]
 		if d.ok {
-			ok, err := d.decode(rows.RawValues(), e)
+			vals := rows.RawValues()
+			ok, err := d.decode(vals, e)
 			if err != nil {
 				return nil, err
+			}
+			if ok && run != nil {
+				*run = int64(binary.BigEndian.Uint64(vals[numColumns]))
 			}
 			if ok {
 				continue
 			}
 		}
-		ev, err := scanEvent(rows)
+		var more []any
+		if run != nil {
+			more = []any{run}
+		}
+		ev, err := scanEvent(rows, more...)
 		if err != nil {
 			return nil, err
 		}
@@ -144,6 +164,7 @@ var columnOIDs = [numColumns]uint32{
 // a dozen interface conversions per row, most of them for strings that
 // repeat from one row to the next (stream, type, source, tenant, producer).
 type rowDecoder struct {
+	more      int                // bigint columns after selectColumns (pageQuery's page_bytes)
 	ok        bool               // every column arrived in a format it reads
 	jsonbText [numColumns]bool   // a jsonb column arrived in text format
 	last      [numColumns]string // the previous row's text values, reused when equal
@@ -155,10 +176,15 @@ type rowDecoder struct {
 // is a version byte then the text). Anything else (under the simple protocol
 // every column is text) leaves ok false and the rows to Scan.
 func (d *rowDecoder) init(fds []pgconn.FieldDescription) {
-	if len(fds) != numColumns {
+	if len(fds) != numColumns+d.more {
 		return
 	}
-	for i, fd := range fds {
+	for _, fd := range fds[numColumns:] {
+		if fd.DataTypeOID != pgtype.Int8OID || fd.Format != pgtype.BinaryFormatCode {
+			return
+		}
+	}
+	for i, fd := range fds[:numColumns] {
 		if fd.DataTypeOID != columnOIDs[i] {
 			return
 		}
@@ -192,8 +218,13 @@ const microsecFromUnixEpochToY2K = 946_684_800 * 1_000_000
 // NOT NULL column, a wrong length, an infinite timestamp): the caller then
 // scans the row, which gives the same event or the same error.
 func (d *rowDecoder) decode(vals [][]byte, e *eventstore.Event) (ok bool, err error) {
-	if len(vals) != numColumns {
+	if len(vals) != numColumns+d.more {
 		return false, nil
+	}
+	for _, v := range vals[numColumns:] {
+		if len(v) != 8 {
+			return false, nil
+		}
 	}
 	for i, v := range vals[:colExtra] {
 		if v == nil {
@@ -366,11 +397,11 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if opts.From.Prepare > opts.From.Commit && from < math.MaxInt64 {
 		from++ // Pos(Commit) is before From (positions compare by Commit, then Prepare)
 	}
-	evs, through, err := s.readFrom(ctx, from, limit, opts.Types, opts.TenantID)
+	evs, through, end, err := s.readFrom(ctx, from, limit, opts.Types, opts.TenantID)
 	if err != nil {
 		return eventstore.Page{}, err
 	}
-	page := eventstore.Page{Events: evs, Next: opts.From, End: len(evs) < limit}
+	page := eventstore.Page{Events: evs, Next: opts.From, End: end}
 	if through >= from {
 		page.Next = eventstore.Pos(uint64(through) + 1)
 	}
@@ -378,34 +409,38 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 }
 
 // readFrom returns up to limit events from position from on that pass the
-// filters, and the position through which it looked at the log: the last
-// event's, or, when a filtered page is not full, the head. A filtered read
-// may pass over many events that match nothing; without the head, the
-// next read (a subscription's next wake-up, a poller's next page) would
-// start from the last match and look at all of them again, every time.
-func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []string, tenant string) (evs []eventstore.Event, through int64, err error) {
-	var b strings.Builder
-	b.WriteString(`SELECT ` + selectColumns + ` FROM events WHERE position >= $1`)
+// filters, stopping at eventstore.MaxPageBytes, and the position through
+// which it looked at the log: the last event's, or, when a filtered page
+// is not full, the head. A filtered read may pass over many events that
+// match nothing; without the head, the next read (a subscription's next
+// wake-up, a poller's next page) would start from the last match and look
+// at all of them again, every time. end is true when the page is not full
+// (neither limit nor MaxPageBytes cut it).
+func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []string, tenant string) (evs []eventstore.Event, through int64, end bool, err error) {
+	var where strings.Builder
+	where.WriteString(`position >= $1`)
 	args := []any{from}
 	if len(types) > 0 {
 		args = append(args, types)
-		b.WriteString(` AND type = ANY($` + strconv.Itoa(len(args)) + `)`)
+		where.WriteString(` AND type = ANY($` + strconv.Itoa(len(args)) + `)`)
 	}
 	if tenant != "" {
 		args = append(args, tenant)
-		b.WriteString(` AND tenant_id = $` + strconv.Itoa(len(args)))
+		where.WriteString(` AND tenant_id = $` + strconv.Itoa(len(args)))
 	}
-	args = append(args, limit)
-	b.WriteString(` ORDER BY position LIMIT $` + strconv.Itoa(len(args)))
+	args = append(args, limit, eventstore.MaxPageBytes)
+	q := pageQuery(where.String(), len(args)-1, len(args))
+	var pageBytes int64
 	through = from - 1
 	if len(types) == 0 && tenant == "" {
-		rows, err := s.pool.Query(ctx, b.String(), args...)
+		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
-			return nil, 0, fmt.Errorf("postgres store: read all: %w", err)
+			return nil, 0, false, fmt.Errorf("postgres store: read all: %w", err)
 		}
-		if evs, err = collect(rows); err != nil {
-			return nil, 0, fmt.Errorf("postgres store: read all: %w", err)
+		if evs, err = collect(rows, &pageBytes); err != nil {
+			return nil, 0, false, fmt.Errorf("postgres store: read all: %w", err)
 		}
+		end = len(evs) < limit && pageBytes < eventstore.MaxPageBytes
 	} else {
 		// The head is read first, in the same round trip. Every position
 		// up to a visible head is committed (positions are gapless and in
@@ -415,22 +450,40 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 		var head int64
 		batch := &pgx.Batch{}
 		batch.Queue(`SELECT coalesce(max(position), 0) FROM events`).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
-		batch.Queue(b.String(), args...).Query(func(rows pgx.Rows) error {
+		batch.Queue(q, args...).Query(func(rows pgx.Rows) error {
 			var err error
-			evs, err = collect(rows)
+			evs, err = collect(rows, &pageBytes)
 			return err
 		})
 		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-			return nil, 0, fmt.Errorf("postgres store: read all: %w", err)
+			return nil, 0, false, fmt.Errorf("postgres store: read all: %w", err)
 		}
-		if len(evs) < limit {
+		end = len(evs) < limit && pageBytes < eventstore.MaxPageBytes
+		if end {
 			through = max(through, head)
 		}
 	}
 	if len(evs) > 0 {
 		through = max(through, int64(evs[len(evs)-1].Position.Commit))
 	}
-	return evs, through, nil
+	return evs, through, end, nil
+}
+
+// pageQuery selects, in position order, the events that match where, at
+// most $limitArg of them, ending with the one that brings the page to
+// $budgetArg bytes of payload and meta as stored (pg_column_size: what
+// the row holds, after any compression; it reads no TOAST). Each row ends
+// with page_bytes, the bytes of the page up to and including it. The
+// events past the budget are looked at, up to the limit, but not sent.
+func pageQuery(where string, limitArg, budgetArg int) string {
+	return `SELECT ` + selectColumns + `, page_bytes FROM (
+	SELECT *, sum(event_bytes) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) AS page_bytes FROM (
+		SELECT position, id, stream, version, type, source, target, tenant_id, correlation_id, causation_id,
+			producer, schema_version, "timestamp", payload, meta,
+			pg_column_size(payload) + pg_column_size(meta) AS event_bytes
+		FROM events WHERE ` + where + ` ORDER BY position LIMIT $` + strconv.Itoa(limitArg) + `
+	) AS matched
+) AS events WHERE page_bytes - event_bytes < $` + strconv.Itoa(budgetArg) + ` ORDER BY position`
 }
 
 // Head returns the position of the last event (Start when empty).
@@ -517,7 +570,7 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		case <-sub.wake:
 		default:
 		}
-		evs, through, err := sub.store.readFrom(ctx, sub.after+1, sub.batch, sub.types, "")
+		evs, through, _, err := sub.store.readFrom(ctx, sub.after+1, sub.batch, sub.types, "")
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()

@@ -46,6 +46,7 @@ func Run(t *testing.T, h Harness) {
 		{"Ordering", s.testOrdering},
 		{"ReadStream", s.testReadStream},
 		{"ReadAll", s.testReadAll},
+		{"PageBytes", s.testPageBytes},
 		{"Head", s.testHead},
 		{"Subscribe", s.testSubscribe},
 		{"SubscribeCancel", s.testSubscribeCancel},
