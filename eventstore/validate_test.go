@@ -204,6 +204,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"PayloadMalformed", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{`) }), 0, "/payload", "json"},
 		{"PayloadDuplicateKey", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{"name":"a","name":"a"}`) }), 0, "/payload", "duplicate-key"},
 		{"PayloadSchema", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{"name":""}`) }), 0, "/payload/name", "minLength"},
+		{"PayloadExtraKeyQuoted", "s", eventstore.Any, with(func(e *eventstore.Event) { e.Payload = json.RawMessage(`{"name":"x","it's a/b":1}`) }), 0, "/payload/it's a~1b", "additionalProperties"},
 		{"PayloadTooBig", "s", eventstore.Any, with(func(e *eventstore.Event) {
 			e.Payload = json.RawMessage(`{"name":"x","note":"` + strings.Repeat("n", eventstore.MaxEventBytes) + `"}`)
 		}), 0, "/payload", "event-size"},

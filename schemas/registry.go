@@ -497,7 +497,38 @@ func toInvalid(err error) error {
 	return inv
 }
 
-var quoted = regexp.MustCompile(`'([^']*)'`)
+// firstQuoted returns the first property name in a message of
+// jsonschema/v5 ("missing properties: 'a', 'b'"). It writes a name with
+// %q, then unescapes double quotes and escapes single ones, so a name
+// holding a quote, a backslash, a control or a non-printable character
+// is not the text between two single quotes: this undoes that quoting.
+func firstQuoted(msg string) (string, bool) {
+	i := strings.IndexByte(msg, '\'')
+	if i < 0 {
+		return "", false
+	}
+	q := []byte{'"'}
+	for j := i + 1; j < len(msg); j++ {
+		switch c := msg[j]; c {
+		case '\'':
+			name, err := strconv.Unquote(string(append(q, '"')))
+			return name, err == nil
+		case '"':
+			q = append(q, '\\', '"')
+		case '\\':
+			if j++; j == len(msg) {
+				return "", false
+			}
+			if msg[j] != '\'' {
+				q = append(q, '\\')
+			}
+			q = append(q, msg[j])
+		default:
+			q = append(q, c)
+		}
+	}
+	return "", false
+}
 
 func leaf(e *jsonschema.ValidationError) Violation {
 	rule := e.KeywordLocation
@@ -507,8 +538,8 @@ func leaf(e *jsonschema.ValidationError) Violation {
 	ptr := instancePointer(e.InstanceLocation)
 	if rule == "required" || rule == "additionalProperties" || rule == "dependentRequired" {
 		// Point at the missing or extra property rather than its parent.
-		if m := quoted.FindStringSubmatch(e.Message); m != nil {
-			ptr = strings.TrimSuffix(ptr, "/") + "/" + escapePointer(m[1])
+		if name, ok := firstQuoted(e.Message); ok {
+			ptr = strings.TrimSuffix(ptr, "/") + "/" + escapePointer(name)
 		}
 	}
 	if ptr == "" {

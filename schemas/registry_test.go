@@ -164,6 +164,7 @@ var pointerSchemas = withEnvelope(fstest.MapFS{
 		"properties":{"a b":{"type":"string"},"é/~":{"type":"string"},
 			"m":{"type":"object","additionalProperties":{"type":"integer"}}},
 		"additionalProperties":false}`)},
+	"q/v1.json": {Data: []byte(`{"type":"object","required":["it's \\ \"q\"/~"]}`)},
 })
 
 // TestViolationPointers: a violation's pointer is an RFC 6901 JSON
@@ -173,11 +174,19 @@ func TestViolationPointers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ doc, pointer, rule string }{
-		{`{"a b": 1}`, "/a b", "type"},
-		{`{"é/~": 1}`, "/é~1~0", "type"},
-		{`{"m": {"x%41y": "s"}}`, "/m/x%41y", "type"},
-		{`{"m": {"ü": "s"}}`, "/m/ü", "type"},
+	for _, c := range []struct{ typ, doc, pointer, rule string }{
+		{"p", `{"a b": 1}`, "/a b", "type"},
+		{"p", `{"é/~": 1}`, "/é~1~0", "type"},
+		{"p", `{"m": {"x%41y": "s"}}`, "/m/x%41y", "type"},
+		{"p", `{"m": {"ü": "s"}}`, "/m/ü", "type"},
+		// The name of an extra or missing property is read back from
+		// jsonschema/v5's message, where it is quoted and escaped.
+		{"p", `{"it's": 1}`, "/it's", "additionalProperties"},
+		{"p", `{"a\\b": 1}`, `/a\b`, "additionalProperties"},
+		{"p", `{"a\tb\"": 1}`, "/a\tb\"", "additionalProperties"},
+		{"p", `{"\\'": 1}`, `/\'`, "additionalProperties"},
+		{"p", `{"\u00a0/": 1}`, "/\u00a0~1", "additionalProperties"},
+		{"q", `{}`, `/it's \ "q"~1~0`, "required"},
 	} {
 		var doc any
 		dec := json.NewDecoder(strings.NewReader(c.doc))
@@ -185,7 +194,7 @@ func TestViolationPointers(t *testing.T) {
 		if err := dec.Decode(&doc); err != nil {
 			t.Fatal(err)
 		}
-		err := reg.Validate("p", 1, doc)
+		err := reg.Validate(c.typ, 1, doc)
 		var inv *schemas.Invalid
 		if !errors.As(err, &inv) {
 			t.Fatalf("%s: Validate = %v, want *Invalid", c.doc, err)
