@@ -48,7 +48,8 @@ func Load(fsys fs.FS) ([]Migration, error) {
 		}
 		m := upFile.FindStringSubmatch(e.Name())
 		if m == nil {
-			if regexp.MustCompile(`\.sql$`).MatchString(e.Name()) {
+			// Any case: a .SQL file is as much a migration to its author.
+			if strings.HasSuffix(strings.ToLower(e.Name()), ".sql") {
 				return nil, fmt.Errorf("migrate: %s: want NNN_name.up.sql", e.Name())
 			}
 			continue
