@@ -152,27 +152,42 @@ func (r *Runtime) RetryParked(ctx context.Context, id int64) error {
 	return nil
 }
 
+// RetryAllResult counts what RetryAllParked did.
+type RetryAllResult struct {
+	// Applied left the table: their retry succeeded.
+	Applied int
+	// Failed failed again and stay parked, with one more attempt.
+	Failed int
+	// Gone were listed but had left the table when their turn came:
+	// another process retried or skipped them meanwhile.
+	Gone int
+}
+
 // RetryAllParked retries every parked event of the projection (all
-// projections when name is empty) in log order and reports how many were
-// applied and how many failed again.
-func (r *Runtime) RetryAllParked(ctx context.Context, name string) (applied, failed int, err error) {
+// projections when name is empty) in log order and counts the outcomes.
+// On an error that is not one event's failure (the database, ctx), it
+// stops and returns what it had done so far with the error.
+func (r *Runtime) RetryAllParked(ctx context.Context, name string) (RetryAllResult, error) {
+	var res RetryAllResult
 	list, err := r.ListParked(ctx, name)
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	for _, d := range list {
 		err := r.RetryParked(ctx, d.ID)
 		var re *RetryError
 		switch {
 		case err == nil:
-			applied++
-		case errors.As(err, &re), errors.Is(err, ErrNotParked):
-			failed++
+			res.Applied++
+		case errors.As(err, &re):
+			res.Failed++
+		case errors.Is(err, ErrNotParked):
+			res.Gone++
 		default:
-			return applied, failed, err
+			return res, err
 		}
 	}
-	return applied, failed, nil
+	return res, nil
 }
 
 // SkipParked removes a parked event without applying it: its effect is

@@ -3,9 +3,11 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -128,6 +130,105 @@ func TestUnstorableErrorTextStillParks(t *testing.T) {
 		l := waitStopped(t, rt)
 		if !containsAll(l.LastError, poison.ID.String(), "bad byte", "in the payload") || l.Position.Compare(poison.Position) >= 0 {
 			t.Fatalf("stopped projection: %+v", l)
+		}
+	})
+}
+
+// RetryAllParked counts each listed entry once: applied, failed again, or
+// gone (another process retried or skipped it between the list and its
+// turn: not a failure). An error that is not one event's stops it, and
+// what it had applied is still reported.
+func TestRetryAllParkedCounts(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	poisoned(t, store)
+	viewed := eventsOf(t, store, "distribution.viewed")
+	a, b, c := viewed[30], viewed[31], viewed[32]
+
+	// park parks a, b and c, then heals; onRetry runs when an event is
+	// handled again after healing.
+	park := func(t *testing.T, name string, onRetry func(rt *projections.Runtime, e eventstore.Event) error) (*projections.Runtime, map[uuid.UUID]int64) {
+		var healed atomic.Bool
+		var rt *projections.Runtime
+		p := seenProjection(name, func(e eventstore.Event) error {
+			if e.ID != a.ID && e.ID != b.ID && e.ID != c.ID {
+				return nil
+			}
+			if !healed.Load() {
+				return errors.New("poisoned")
+			}
+			return onRetry(rt, e)
+		})
+		rt = newRuntime(t, database(t), store, fastConfig(), p)
+		runUntilCaughtUp(t, rt)
+		parked, err := rt.ListParked(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[uuid.UUID]int64{}
+		for _, d := range parked {
+			ids[d.EventID] = d.ID
+		}
+		if len(parked) != 3 || ids[a.ID] == 0 || ids[b.ID] == 0 || ids[c.ID] == 0 {
+			t.Fatalf("parked: %+v, want the three poisoned events", parked)
+		}
+		healed.Store(true)
+		return rt, ids
+	}
+
+	t.Run("applied, failed, gone", func(t *testing.T) {
+		t.Parallel()
+		var ids map[uuid.UUID]int64
+		rt, ids := park(t, "retryall", func(rt *projections.Runtime, e eventstore.Event) error {
+			switch e.ID {
+			case a.ID:
+				// Another operator skips c while a is being retried.
+				return rt.SkipParked(context.Background(), ids[c.ID])
+			case b.ID:
+				return errors.New("still poisoned")
+			}
+			t.Errorf("event %s handled again; it was skipped", e.ID)
+			return nil
+		})
+		res, err := rt.RetryAllParked(context.Background(), "retryall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (projections.RetryAllResult{Applied: 1, Failed: 1, Gone: 1}); res != want {
+			t.Fatalf("RetryAllParked = %+v, want %+v", res, want)
+		}
+		left, err := rt.ListParked(context.Background(), "retryall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || left[0].EventID != b.ID || left[0].Attempts != 4 {
+			t.Fatalf("left parked: %+v, want b alone with 4 attempts", left)
+		}
+	})
+
+	t.Run("stopped by an error", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		rt, _ := park(t, "retryall_cancel", func(_ *projections.Runtime, e eventstore.Event) error {
+			if e.ID == b.ID {
+				cancel() // the operator's Ctrl-C, while b is retried
+			}
+			return nil
+		})
+		res, err := rt.RetryAllParked(ctx, "retryall_cancel")
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("RetryAllParked: %v, want context.Canceled", err)
+		}
+		if want := (projections.RetryAllResult{Applied: 1}); res != want {
+			t.Fatalf("RetryAllParked = %+v before the error, want %+v", res, want)
+		}
+		left, err := rt.ListParked(context.Background(), "retryall_cancel")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 2 || left[0].EventID != b.ID || left[1].EventID != c.ID {
+			t.Fatalf("left parked: %+v, want b and c (a was applied; b's retry was cancelled)", left)
 		}
 	})
 }

@@ -161,18 +161,23 @@ skip it to give its effect up for good.`,
 			}
 			defer env.Close()
 			if all {
-				applied, failed, err := env.rt.RetryAllParked(cmd.Context(), retryProjection)
+				res, err := env.rt.RetryAllParked(cmd.Context(), retryProjection)
 				if err != nil {
+					// What was applied before the error has left the table;
+					// say so, or a rerun's smaller list would puzzle.
+					if res.Applied+res.Failed+res.Gone > 0 {
+						a.stderrf("before the error: %d applied, %d failed again (still parked), %d already gone\n", res.Applied, res.Failed, res.Gone)
+					}
 					return projectionError(err, retryProjection)
 				}
 				if a.asJSON {
-					if err := a.printJSON(map[string]int{"applied": applied, "failed": failed}); err != nil {
+					if err := a.printJSON(map[string]int{"applied": res.Applied, "failed": res.Failed, "gone": res.Gone}); err != nil {
 						return err
 					}
 				} else {
-					a.stdoutf("%d applied, %d failed again (still parked)\n", applied, failed)
+					a.stdoutf("%d applied, %d failed again (still parked), %d already gone (retried or skipped by another process)\n", res.Applied, res.Failed, res.Gone)
 				}
-				if failed > 0 {
+				if res.Failed > 0 {
 					return &silentError{code: ExitFailure}
 				}
 				return nil
