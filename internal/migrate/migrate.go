@@ -104,13 +104,15 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 	}
 	defer tx.Rollback(ctx)
 	var schema *string
-	var searchPath, lockTimeout, statementTimeout string
-	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path'),
-		current_setting('lock_timeout'), current_setting('statement_timeout')`).Scan(&schema, &searchPath, &lockTimeout, &statementTimeout); err != nil {
+	var searchPath, user, lockTimeout, statementTimeout string
+	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path'), current_user,
+		current_setting('lock_timeout'), current_setting('statement_timeout')`).Scan(&schema, &searchPath, &user, &lockTimeout, &statementTimeout); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", component, err)
 	}
 	if schema == nil {
-		return nil, fmt.Errorf("migrate %s: the search_path (%s) names no schema that exists: create it first", component, searchPath)
+		// PostgreSQL leaves out of the path a schema the role may not use,
+		// as it does one that does not exist.
+		return nil, fmt.Errorf("migrate %s: the search_path (%s) names no schema that exists and that the role %s has USAGE on: create it, or grant USAGE on it", component, searchPath, user)
 	}
 	// An applier waits for another to finish, however long its migrations
 	// take: a lock_timeout or statement_timeout set for the database or

@@ -498,3 +498,22 @@ func TestMigrationEndingTheTransactionIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestSchemaWithoutUsage: a search_path naming a schema that exists but
+// that the role may not use reads as naming none; the error says so
+// instead of asking to create a schema that exists.
+func TestSchemaWithoutUsage(t *testing.T) {
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	admin := connect(t, pgtest.BaseURL())
+	role := "es_test_nousage_" + strings.ToLower(rand.Text()[:8])
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP ROLE `+role) })
+	c := connect(t, withParam(t, u, "role", role))
+	_, err := migrate.Apply(ctx, c, component, migrations(`CREATE TABLE a (x int)`))
+	if err == nil || !strings.Contains(err.Error(), "USAGE") || !strings.Contains(err.Error(), role) {
+		t.Fatalf("Apply as a role without USAGE on the schema: %v, want an error naming the role and USAGE", err)
+	}
+}
