@@ -320,7 +320,7 @@ func jsonKind(v any) string {
 
 // validUTF8Value reports whether every string encoding/json would write
 // for v (strings, map keys, and what a TextMarshaler returns, in maps,
-// slices, arrays, pointers, interfaces and exported struct fields) is
+// slices, arrays, pointers, interfaces and the struct fields it writes) is
 // valid UTF-8. A json.Marshaler's output is written as it is, and checked
 // after encoding like the rest of the meta. depth stops a cyclic value;
 // encoding/json refuses those itself.
@@ -358,8 +358,25 @@ func validUTF8Value(v reflect.Value, depth int) bool {
 			}
 		}
 	case reflect.Struct:
+		t := v.Type()
 		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() && !validUTF8Value(v.Field(i), depth+1) {
+			// The fields encoding/json writes: not tagged "-", and
+			// exported or an embedded struct (whose exported fields it
+			// promotes even when the struct's type is unexported).
+			f := t.Field(i)
+			if f.Tag.Get("json") == "-" {
+				continue
+			}
+			if !f.IsExported() {
+				ft := f.Type
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if !f.Anonymous || ft.Kind() != reflect.Struct {
+					continue
+				}
+			}
+			if !validUTF8Value(v.Field(i), depth+1) {
 				return false
 			}
 		}

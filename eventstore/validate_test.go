@@ -339,3 +339,58 @@ func TestCheckKeepsValidMetaExtra(t *testing.T) {
 		}
 	}
 }
+
+// metaName is unexported: encoding/json still writes the exported fields
+// of a struct embedded with that type.
+type metaName struct{ Name string }
+
+type metaLabel struct {
+	metaName
+	Skipped string `json:"-"`
+}
+
+type metaLabelPtr struct{ *metaName }
+
+// TestCheckMetaExtraUTF8 follows encoding/json's fields: a string it would
+// write with its bad bytes replaced by U+FFFD is refused, one it never
+// writes is not looked at.
+func TestCheckMetaExtraUTF8(t *testing.T) {
+	v := newValidator(t)
+	for _, c := range []struct {
+		name  string
+		value any
+		ok    bool
+	}{
+		{"EmbeddedUnexportedType", metaLabel{metaName: metaName{Name: "a\xffb"}}, false},
+		{"EmbeddedUnexportedPointer", metaLabelPtr{&metaName{Name: "a\xffb"}}, false},
+		{"EmbeddedNilPointer", metaLabelPtr{}, true},
+		{"TaggedOut", metaLabel{metaName: metaName{Name: "ok"}, Skipped: "\xff"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := validEvent()
+			e.Meta.Extra = map[string]any{"label": c.value}
+			out, err := v.Check("s", eventstore.Any, []eventstore.Event{e})
+			if c.ok {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				if !utf8.Valid(out[0].MetaJSON) || strings.Contains(string(out[0].MetaJSON), `\ufffd`) {
+					t.Fatalf("meta stored as %s", out[0].MetaJSON)
+				}
+				return
+			}
+			var ve *eventstore.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Check = %v (meta %s), want a *ValidationError", err, func() []byte {
+					if out != nil {
+						return out[0].MetaJSON
+					}
+					return nil
+				}())
+			}
+			if ve.Index != 0 || ve.Pointer != "/meta/label" || ve.Rule != "utf-8" {
+				t.Fatalf("Check: index %d pointer %q rule %q, want 0 %q %q", ve.Index, ve.Pointer, ve.Rule, "/meta/label", "utf-8")
+			}
+		})
+	}
+}
