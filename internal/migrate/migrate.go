@@ -2,8 +2,12 @@
 // NNN_name.up.sql) to PostgreSQL and records them in the
 // eventstream_migrations table, one row per (component, version). Applying
 // is idempotent and safe from two processes at once: a transaction-scoped
-// advisory lock serialises appliers, and each pending migration runs in the
-// same transaction as its record. Each record keeps a checksum of the
+// advisory lock serialises appliers (one waits for another whatever the
+// session's lock_timeout and statement_timeout), and each pending
+// migration runs in the same transaction as its record (a migration that
+// commits or rolls back is refused). A schema that is up to date is only
+// read, so a role without DDL rights, or a read-only session, can run
+// Apply once nothing is left to apply. Each record keeps a checksum of the
 // migration's SQL: a migration changed after it ran, two migrations with
 // one number, or a missing record stop Apply with an error, since
 // skipping them would leave databases at one version that differ.
