@@ -233,8 +233,18 @@ func (v *Validator) checkEvent(i int, e *Event, docs *envelopeDocs) ([]byte, err
 		if metaKeys[k] {
 			continue // the named fields win; encodeMeta drops these
 		}
-		if !utf8.ValidString(k) || !validUTF8Value(reflect.ValueOf(x), 0) {
-			return nil, refuse("/meta/"+pointerToken(strings.ToValidUTF8(k, "\uFFFD")), "utf-8", "not valid UTF-8")
+		// A NUL, which PostgreSQL's jsonb cannot store, is looked for
+		// here too: once the meta is encoded, it could only be reported
+		// at /meta, at a byte offset of an encoding the caller never sees.
+		rule := stringRule(k)
+		if rule == "" {
+			rule = unstorableString(reflect.ValueOf(x), 0)
+		}
+		switch rule {
+		case "utf-8":
+			return nil, refuse("/meta/"+pointerToken(strings.ToValidUTF8(k, "\uFFFD")), rule, "not valid UTF-8")
+		case "nul":
+			return nil, refuse("/meta/"+pointerToken(k), rule, "contains a NUL byte")
 		}
 	}
 	clear(docs.meta)
@@ -318,43 +328,65 @@ func jsonKind(v any) string {
 	return "an object"
 }
 
-// validUTF8Value reports whether every string encoding/json would write
-// for v (strings, map keys, and what a TextMarshaler returns, in maps,
-// slices, arrays, pointers, interfaces and the struct fields it writes) is
-// valid UTF-8. A json.Marshaler's output is written as it is, and checked
-// after encoding like the rest of the meta. depth stops a cyclic value;
-// encoding/json refuses those itself.
-func validUTF8Value(v reflect.Value, depth int) bool {
+// stringRule returns the rule s breaks as a stored string: "utf-8", "nul",
+// or "" for none.
+func stringRule(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "utf-8"
+	case strings.IndexByte(s, 0) >= 0:
+		return "nul"
+	}
+	return ""
+}
+
+// unstorableString returns the rule (see stringRule) broken by a string
+// encoding/json would write for v (strings, map keys, and what a
+// TextMarshaler returns, in maps, slices, arrays, pointers, interfaces and
+// the struct fields it writes), or "" if none is. A json.Marshaler's
+// output is written as it is, and checked after encoding like the rest of
+// the meta. depth stops a cyclic value; encoding/json refuses those
+// itself.
+func unstorableString(v reflect.Value, depth int) string {
 	if !v.IsValid() || depth > MaxJSONDepth {
-		return true
+		return ""
 	}
 	if v.Kind() != reflect.Pointer && v.Kind() != reflect.Interface && v.CanInterface() {
 		switch x := v.Interface().(type) {
 		case json.Marshaler:
-			return true
+			return ""
 		case encoding.TextMarshaler:
 			b, err := x.MarshalText()
-			return err != nil || utf8.Valid(b)
+			if err != nil {
+				return ""
+			}
+			return stringRule(string(b))
 		}
 	}
 	switch v.Kind() {
 	case reflect.String:
-		return utf8.ValidString(v.String())
+		return stringRule(v.String())
 	case reflect.Pointer, reflect.Interface:
-		return v.IsNil() || validUTF8Value(v.Elem(), depth+1)
+		if v.IsNil() {
+			return ""
+		}
+		return unstorableString(v.Elem(), depth+1)
 	case reflect.Map:
 		for it := v.MapRange(); it.Next(); {
-			if !validUTF8Value(it.Key(), depth+1) || !validUTF8Value(it.Value(), depth+1) {
-				return false
+			if rule := unstorableString(it.Key(), depth+1); rule != "" {
+				return rule
+			}
+			if rule := unstorableString(it.Value(), depth+1); rule != "" {
+				return rule
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		if v.Type().Elem().Kind() == reflect.Uint8 {
-			return true // []byte is written as base64
+			return "" // []byte is written as base64
 		}
 		for i := range v.Len() {
-			if !validUTF8Value(v.Index(i), depth+1) {
-				return false
+			if rule := unstorableString(v.Index(i), depth+1); rule != "" {
+				return rule
 			}
 		}
 	case reflect.Struct:
@@ -376,12 +408,12 @@ func validUTF8Value(v reflect.Value, depth int) bool {
 					continue
 				}
 			}
-			if !validUTF8Value(v.Field(i), depth+1) {
-				return false
+			if rule := unstorableString(v.Field(i), depth+1); rule != "" {
+				return rule
 			}
 		}
 	}
-	return true
+	return ""
 }
 
 // pointerToken escapes a key for a JSON pointer (RFC 6901).

@@ -394,3 +394,32 @@ func TestCheckMetaExtraUTF8(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckMetaExtraNUL: a NUL in a free-form meta value is refused at its
+// key, as it is in the named meta fields.
+func TestCheckMetaExtraNUL(t *testing.T) {
+	v := newValidator(t)
+	for _, c := range []struct {
+		name    string
+		extra   map[string]any
+		pointer string
+	}{
+		{"String", map[string]any{"note": "a\x00b"}, "/meta/note"},
+		{"Nested", map[string]any{"labels": map[string]any{"x": []any{"ok", "a\x00"}}}, "/meta/labels"},
+		{"MapKey", map[string]any{"labels": map[string]string{"a\x00": "x"}}, "/meta/labels"},
+		{"Key", map[string]any{"a/\x00": 1}, "/meta/a~1\x00"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := validEvent()
+			e.Meta.Extra = c.extra
+			_, err := v.Check("s", eventstore.Any, []eventstore.Event{e})
+			var ve *eventstore.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Check = %v, want a *ValidationError", err)
+			}
+			if ve.Index != 0 || ve.Pointer != c.pointer || ve.Rule != "nul" {
+				t.Fatalf("Check: index %d pointer %q rule %q, want 0 %q %q (%v)", ve.Index, ve.Pointer, ve.Rule, c.pointer, "nul", err)
+			}
+		})
+	}
+}
