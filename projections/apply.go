@@ -268,7 +268,7 @@ func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, att
 // stop records that the projection stopped on e and ends the session.
 func (a *applier) stop(ctx context.Context, e eventstore.Event, cause error) error {
 	msg := storable(fmt.Sprintf("event %s (%s at %s): %v", e.ID, e.Type, e.Position, cause))
-	err := pgx.BeginFunc(ctx, a.conn, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, a.conn, readCommitted, func(tx pgx.Tx) error {
 		// Fenced like a commit: a swap or a rewind that committed since
 		// the last attempt took the event away from this generation, and
 		// the stop would otherwise fall on the generation that replaced
@@ -327,7 +327,7 @@ func (a *applier) commit(ctx context.Context, to eventstore.Position, fn func(pg
 		return err
 	}
 	oldC, oldP, _ := posArgs(a.saved)
-	tx, err := a.conn.Begin(ctx)
+	tx, err := a.conn.BeginTx(ctx, readCommitted)
 	if err != nil {
 		return err
 	}

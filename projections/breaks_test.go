@@ -351,7 +351,7 @@ func TestConnectionCutsAwayFromAPoisonParkNothing(t *testing.T) {
 			runner.Store(c.Conn, true)
 			return false
 		}
-		if _, ok := runner.Load(c.Conn); !ok || !bytes.Contains(c.Data, []byte("begin\x00")) {
+		if _, ok := runner.Load(c.Conn); !ok || !bytes.Contains(c.Data, []byte("begin isolation level read committed\x00")) {
 			return false
 		}
 		if n := begins.Add(1); n%3 != 0 || n > 3*maxCuts {

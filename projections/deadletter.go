@@ -28,13 +28,19 @@ type Parked struct {
 	LastFailedAt  time.Time           `json:"last_failed_at"`
 }
 
-const parkedColumns = `id, projection, generation, event_id, commit_position, prepare_position, event_type, stream, tenant_id, error, attempts, first_failed_at, last_failed_at`
+// parkedColumns reads the times as microseconds since the Unix epoch:
+// read as timestamptz they arrive as text under the simple protocol and
+// exec mode, which pgx parses in the ISO DateStyle only, so a database set
+// to another style could not list its parked events.
+const parkedColumns = `id, projection, generation, event_id, commit_position, prepare_position, event_type, stream, tenant_id, error, attempts,
+	(extract(epoch FROM first_failed_at) * 1000000)::bigint, (extract(epoch FROM last_failed_at) * 1000000)::bigint`
 
 func scanParked(row pgx.Row) (Parked, error) {
 	var d Parked
-	var c, p int64
-	err := row.Scan(&d.ID, &d.Projection, &d.Generation, &d.EventID, &c, &p, &d.Type, &d.Stream, &d.TenantID, &d.Error, &d.Attempts, &d.FirstFailedAt, &d.LastFailedAt)
+	var c, p, first, last int64
+	err := row.Scan(&d.ID, &d.Projection, &d.Generation, &d.EventID, &c, &p, &d.Type, &d.Stream, &d.TenantID, &d.Error, &d.Attempts, &first, &last)
 	d.Position = fromArgs(c, p)
+	d.FirstFailedAt, d.LastFailedAt = time.UnixMicro(first).UTC(), time.UnixMicro(last).UTC()
 	return d, err
 }
 
@@ -94,7 +100,7 @@ func (r *Runtime) RetryParked(ctx context.Context, id int64) error {
 	}
 	a := &applier{rt: r, p: p}
 	var handlerErr error
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
 		// The state row is shared-locked so that no swap retires the
 		// generation under the retry; the entry is locked so that two
 		// retries cannot both apply it.

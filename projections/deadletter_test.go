@@ -6,9 +6,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
@@ -231,4 +233,122 @@ func TestRetryAllParkedCounts(t *testing.T) {
 			t.Fatalf("left parked: %+v, want b and c (a was applied; b's retry was cancelled)", left)
 		}
 	})
+}
+
+// The runtime's own reads of parked entries work under any DateStyle and
+// in the modes that read results as text (the simple protocol, exec mode:
+// what PgBouncer in transaction mode needs), where pgx parses timestamps
+// in the ISO style only.
+func TestParkedUnderANonISODateStyle(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	poison := poisoned(t, store)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			pool := databaseWith(t, func(cfg *pgxpool.Config) {
+				cfg.ConnConfig.RuntimeParams["DateStyle"] = "SQL, DMY"
+				cfg.ConnConfig.DefaultQueryExecMode = mode
+			})
+			rt := newRuntime(t, pool, store, fastConfig(), seenProjection("seen", func(e eventstore.Event) error {
+				if e.ID == poison.ID {
+					return errors.New("poisoned")
+				}
+				return nil
+			}))
+			before := time.Now()
+			runUntilCaughtUp(t, rt)
+			parked, err := rt.ListParked(context.Background(), "")
+			if err != nil {
+				t.Fatalf("ListParked: %v", err)
+			}
+			if len(parked) != 1 || parked[0].EventID != poison.ID {
+				t.Fatalf("parked: %+v, want the poisoned event", parked)
+			}
+			got, err := rt.GetParked(context.Background(), parked[0].ID)
+			if err != nil {
+				t.Fatalf("GetParked: %v", err)
+			}
+			for _, ts := range []time.Time{got.FirstFailedAt, got.LastFailedAt} {
+				if ts.Before(before.Add(-time.Minute)) || ts.After(time.Now().Add(time.Minute)) || ts.Location() != time.UTC {
+					t.Fatalf("parked times %v, %v; want UTC times of this run (%v)", got.FirstFailedAt, got.LastFailedAt, before)
+				}
+			}
+			if got.LastFailedAt.Before(got.FirstFailedAt) {
+				t.Fatalf("last failure %v before the first %v", got.LastFailedAt, got.FirstFailedAt)
+			}
+		})
+	}
+}
+
+// The runtime's transactions are READ COMMITTED whatever the database's
+// default: under repeatable read or serializable, a retry whose handler
+// updates a read-model row that another transaction changed since the
+// retry began failed with a serialization error, recorded as the event
+// failing again.
+func TestRetryUnderAStricterDefaultIsolation(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	poison := poisoned(t, store)
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(level, func(t *testing.T) {
+			t.Parallel()
+			pool := databaseWith(t, func(cfg *pgxpool.Config) {
+				cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = level
+			})
+			var healed atomic.Bool
+			p := projections.Projection{
+				Name:    "iso",
+				Handles: projections.Types(1, seenTypes...),
+				Migrations: fstest.MapFS{"001_counter.up.sql": {Data: []byte(
+					`CREATE TABLE counter (k int PRIMARY KEY, n int NOT NULL); INSERT INTO counter VALUES (1, 0);`)}},
+				Handler: projections.EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+					if e.ID != poison.ID {
+						return nil
+					}
+					if !healed.Load() {
+						return errors.New("poisoned")
+					}
+					// Another transaction (the live runner, say) updates the
+					// row and commits while the retry is under way.
+					var schema string
+					if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+						return err
+					}
+					if _, err := pool.Exec(ctx, `UPDATE `+pgx.Identifier{schema, "counter"}.Sanitize()+` SET n = n + 1 WHERE k = 1`); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, `UPDATE counter SET n = n + 10 WHERE k = 1`)
+					return err
+				}),
+			}
+			rt := newRuntime(t, pool, store, fastConfig(), p)
+			runUntilCaughtUp(t, rt)
+			parked, err := rt.ListParked(context.Background(), "iso")
+			if err != nil || len(parked) != 1 {
+				t.Fatalf("parked: %+v %v, want the poisoned event", parked, err)
+			}
+			healed.Store(true)
+			if err := rt.RetryParked(context.Background(), parked[0].ID); err != nil {
+				t.Fatalf("RetryParked: %v, want it applied", err)
+			}
+			var n int
+			if err := pool.QueryRow(context.Background(), `SELECT n FROM `+pgx.Identifier{generationSchema(t, pool, "iso")}.Sanitize()+`.counter WHERE k = 1`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 11 {
+				t.Fatalf("counter = %d, want 11 (both updates)", n)
+			}
+		})
+	}
+}
+
+// generationSchema is the schema of the named projection's active generation.
+func generationSchema(t *testing.T, pool *pgxpool.Pool, name string) string {
+	t.Helper()
+	var schema string
+	if err := pool.QueryRow(context.Background(), `SELECT schema_name FROM projection_generations WHERE projection = $1 AND state = 'active'`, name).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	return schema
 }

@@ -218,7 +218,7 @@ func (r *Runtime) dropRetired(ctx context.Context, home, name string) {
 		return
 	}
 	for _, g := range list {
-		err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		err := pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
 				return err
 			}
@@ -304,7 +304,7 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	}
 
 	var schema string
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
 		s, err := loadState(ctx, tx, name, "FOR UPDATE")
 		if err != nil {
 			return err
@@ -387,7 +387,7 @@ func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *regi
 	prev := 0
 	// The runner's search_path puts the generation first; the swap works
 	// on the runtime's schema.
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'on', true)`, pgx.Identifier{home}.Sanitize()); err != nil {
 			return err
 		}
@@ -499,7 +499,7 @@ func (r *Runtime) CancelRebuild(ctx context.Context, name string) error {
 	if !got {
 		return fmt.Errorf("%w: a rebuild of %q is running", ErrBusy, name)
 	}
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
 		s, err := loadState(ctx, tx, name, "FOR UPDATE")
 		if err != nil || s.building == nil {
 			return err
@@ -531,7 +531,7 @@ func (r *Runtime) Reprocess(ctx context.Context, name string, after eventstore.P
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
 		s, err := loadState(ctx, tx, name, "FOR UPDATE")
 		if err != nil {
 			return err

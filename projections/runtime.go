@@ -62,6 +62,13 @@ type Runtime struct {
 	home   string
 }
 
+// readCommitted is how the runtime begins its transactions: whatever the
+// database's default_transaction_isolation, so that a fence or a handler's
+// update of a row another transaction changed meanwhile waits for it and
+// goes on, instead of failing with a serialization error that would count
+// as the event's failure (and could park it).
+var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
 // New checks every projection's declaration (its name, handler,
 // migrations, and each declared event type and schema version against
 // reg) and returns a runtime for them. A projection that names a type or
@@ -222,7 +229,7 @@ func (r *Runtime) Migrate(ctx context.Context) error {
 }
 
 func (r *Runtime) install(ctx context.Context, home string, p *registered) error {
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO projection_state (projection) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
 			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 		}
@@ -414,7 +421,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // views, the runtime's tables and its migration record. Tests call it in
 // their cleanup, since generation schemas live beside the current one.
 func Uninstall(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, pool, readCommitted, func(tx pgx.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT to_regclass('projection_generations') IS NOT NULL`).Scan(&exists); err != nil {
 			return fmt.Errorf("projections: uninstall: %w", err)

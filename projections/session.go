@@ -122,7 +122,7 @@ func (r *Runtime) hold(ctx context.Context, home string, p *registered) (*holdin
 		return nil, fmt.Errorf("%w: projection %q is run by another runtime", ErrBusy, p.Name)
 	}
 	h := &holding{conn: conn}
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
 		s, err := loadState(ctx, tx, p.Name, "")
 		if err != nil {
 			return err
