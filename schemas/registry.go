@@ -497,6 +497,37 @@ func toInvalid(err error) error {
 	return inv
 }
 
+// keywordOf returns the last keyword of a keyword location. It is most
+// often the location's last token, but not always: a value refused by a
+// false schema is located at that schema (/properties/x, /prefixItems/1,
+// or "" for the whole schema, reported as "false"), and a missing
+// dependent property at /dependentRequired/<name>/<index>. The location
+// is read from the start, since a name may be any word, a keyword's too.
+func keywordOf(loc string) string {
+	toks := strings.Split(strings.TrimPrefix(loc, "/"), "/")
+	index := func(i int) bool {
+		return i < len(toks) && toks[i] != "" && strings.Trim(toks[i], "0123456789") == ""
+	}
+	rule := "false"
+	for i := 0; i < len(toks) && toks[i] != ""; i++ {
+		rule = toks[i]
+		switch rule {
+		case "properties", "patternProperties", "dependentSchemas", "$defs", "definitions":
+			i++ // a name follows
+		case "dependentRequired", "dependencies":
+			i++ // a name, and an index for a missing property
+			if index(i + 1) {
+				i++
+			}
+		case "prefixItems", "allOf", "anyOf", "oneOf", "items":
+			if index(i + 1) {
+				i++
+			}
+		}
+	}
+	return rule
+}
+
 // firstQuoted returns the first property name in a message of
 // jsonschema/v5 ("missing properties: 'a', 'b'"). It writes a name with
 // %q, then unescapes double quotes and escapes single ones, so a name
@@ -531,10 +562,7 @@ func firstQuoted(msg string) (string, bool) {
 }
 
 func leaf(e *jsonschema.ValidationError) Violation {
-	rule := e.KeywordLocation
-	if i := strings.LastIndexByte(rule, '/'); i >= 0 {
-		rule = rule[i+1:]
-	}
+	rule := keywordOf(e.KeywordLocation)
 	ptr := instancePointer(e.InstanceLocation)
 	if rule == "required" || rule == "additionalProperties" || rule == "dependentRequired" {
 		// Point at the missing or extra property rather than its parent.

@@ -204,3 +204,46 @@ func TestViolationPointers(t *testing.T) {
 		}
 	}
 }
+
+// TestViolationRule: a violation's rule is a keyword, also where the
+// last token of jsonschema/v5's keyword location is not one: a value
+// refused by a false schema is reported with the keyword that holds that
+// schema (not a property's name), and a missing dependent property with
+// dependentRequired (not its index), at the missing property.
+func TestViolationRule(t *testing.T) {
+	reg, err := schemas.Load(withEnvelope(fstest.MapFS{
+		"f/v1.json": {Data: []byte(`{"type":"object","properties":{
+			"type":false,
+			"oneOf":{"type":"array","items":false},
+			"t":{"type":"array","prefixItems":[{},false]},
+			"properties":{"type":"object","properties":{"x":false}}}}`)},
+		"g/v1.json": {Data: []byte(`false`)},
+		"h/v1.json": {Data: []byte(`{"type":"object","dependentRequired":{"card":["billing address","cvc"]}}`)},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ typ, doc, pointer, rule string }{
+		{"f", `{"type": 1}`, "/type", "properties"},
+		{"f", `{"oneOf": [1]}`, "/oneOf/0", "items"},
+		{"f", `{"t": [1, 2]}`, "/t/1", "prefixItems"},
+		{"f", `{"properties": {"x": 1}}`, "/properties/x", "properties"},
+		{"g", `{}`, "/", "false"},
+		{"h", `{"card": "x", "cvc": "1"}`, "/billing address", "dependentRequired"},
+	} {
+		var doc any
+		dec := json.NewDecoder(strings.NewReader(c.doc))
+		dec.UseNumber()
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		err := reg.Validate(c.typ, 1, doc)
+		var inv *schemas.Invalid
+		if !errors.As(err, &inv) {
+			t.Fatalf("%s %s: Validate = %v, want *Invalid", c.typ, c.doc, err)
+		}
+		if got := inv.Violations[0]; got.Pointer != c.pointer || got.Rule != c.rule {
+			t.Errorf("%s %s: violation at %q [%s], want %q [%s]", c.typ, c.doc, got.Pointer, got.Rule, c.pointer, c.rule)
+		}
+	}
+}
