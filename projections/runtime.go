@@ -230,11 +230,18 @@ func (r *Runtime) Migrate(ctx context.Context) error {
 
 func (r *Runtime) install(ctx context.Context, home string, p *registered) error {
 	return pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO projection_state (projection) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
-			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
-		}
+		// Another process installing the same projection holds its state
+		// row (or is inserting it) until it commits: wait for it like
+		// migrate.Apply waits for another applier, whatever the session's
+		// lock_timeout.
 		var active, building *int
-		if err := tx.QueryRow(ctx, `SELECT active_generation, building_generation FROM projection_state WHERE projection = $1 FOR UPDATE`, p.Name).Scan(&active, &building); err != nil {
+		err := migrate.WaitUntimed(ctx, tx, func() error {
+			if _, err := tx.Exec(ctx, `INSERT INTO projection_state (projection) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `SELECT active_generation, building_generation FROM projection_state WHERE projection = $1 FOR UPDATE`, p.Name).Scan(&active, &building)
+		})
+		if err != nil {
 			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 		}
 		if active == nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/memory"
@@ -231,5 +233,56 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := projections.New(pool, store, nil, projections.Config{}, audit.Projection()); err == nil {
 		t.Fatal("New accepted a nil registry")
+	}
+}
+
+// Processes that migrate at once wait for each other whatever the
+// lock_timeout of the database or role: the second waits for the first's
+// install of a projection (its state row) instead of failing on it.
+func TestConcurrentMigrateUnderALowLockTimeout(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	for round := range 4 {
+		pools := []*pgxpool.Pool{databaseWith(t, func(cfg *pgxpool.Config) {
+			cfg.ConnConfig.RuntimeParams["lock_timeout"] = "20ms"
+		})}
+		for range 2 {
+			other, err := pgxpool.NewWithConfig(context.Background(), pools[0].Config().Copy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(other.Close)
+			pools = append(pools, other)
+		}
+		never := func(eventstore.Event) error { return nil }
+		var wg sync.WaitGroup
+		errs := make([]error, len(pools))
+		for i, pool := range pools {
+			second := seenProjection("second", never)
+			second.Migrations = fstest.MapFS{"001_marks.up.sql": {Data: []byte(`CREATE TABLE marks (n bigserial PRIMARY KEY)`)}}
+			second.Handler = projections.EachEvent(func(context.Context, pgx.Tx, eventstore.Event) error { return nil })
+			rt, err := projections.New(pool, store, registry(t), fastConfig(), seenProjection("first", never), second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = rt.Migrate(context.Background())
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: process %d of %d: Migrate: %v", round, i+1, len(pools), err)
+			}
+		}
+		var gens int
+		if err := pools[0].QueryRow(context.Background(), `SELECT count(*) FROM projection_generations`).Scan(&gens); err != nil {
+			t.Fatal(err)
+		}
+		if gens != 2 {
+			t.Fatalf("round %d: %d generations, want 2 (one per projection, installed once)", round, gens)
+		}
 	}
 }

@@ -108,9 +108,8 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 	}
 	defer tx.Rollback(ctx)
 	var schema *string
-	var searchPath, user, lockTimeout, statementTimeout string
-	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path'), current_user,
-		current_setting('lock_timeout'), current_setting('statement_timeout')`).Scan(&schema, &searchPath, &user, &lockTimeout, &statementTimeout); err != nil {
+	var searchPath, user string
+	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path'), current_user`).Scan(&schema, &searchPath, &user); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", component, err)
 	}
 	if schema == nil {
@@ -119,17 +118,12 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		return nil, fmt.Errorf("migrate %s: the search_path (%s) names no schema that exists and that the role %s has USAGE on: create it, or grant USAGE on it", component, searchPath, user)
 	}
 	// An applier waits for another to finish, however long its migrations
-	// take: a lock_timeout or statement_timeout set for the database or
-	// role would fail every process but one that starts during a
-	// migration. The wait is bounded by ctx instead; the migrations
-	// themselves run under the settings of the session.
-	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)`); err != nil {
-		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey("migrate", *schema)); err != nil {
-		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`, lockTimeout, statementTimeout); err != nil {
+	// take (WaitUntimed); the migrations themselves run under the settings
+	// of the session.
+	if err := WaitUntimed(ctx, tx, func() error {
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey("migrate", *schema))
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("migrate %s: lock: %w", component, err)
 	}
 	// Up to date, Apply writes nothing: it may run as a role that can only
@@ -265,4 +259,24 @@ func LockKey(purpose, schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("eventstream/" + purpose + "/" + schema))
 	return int64(h.Sum64())
+}
+
+// WaitUntimed runs wait, the statements by which a migrating transaction
+// waits for another process's (a lock), with the session's lock_timeout
+// and statement_timeout lifted, and puts them back after. A timeout set for
+// the database or the role would otherwise fail every process but one that
+// migrates at the same time as another; the wait is bounded by ctx instead.
+func WaitUntimed(ctx context.Context, tx pgx.Tx, wait func() error) error {
+	var lockTimeout, statementTimeout string
+	if err := tx.QueryRow(ctx, `SELECT current_setting('lock_timeout'), current_setting('statement_timeout')`).Scan(&lockTimeout, &statementTimeout); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)`); err != nil {
+		return err
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`, lockTimeout, statementTimeout)
+	return err
 }
