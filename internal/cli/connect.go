@@ -100,9 +100,18 @@ func (a *app) openDB(ctx context.Context, opts connectOptions) (*database, error
 		return nil, fmt.Errorf("read the current schema: %w", err)
 	}
 	if schema == nil {
-		var path string
-		_ = db.Pool.QueryRow(ctx, `SHOW search_path`).Scan(&path)
+		// PostgreSQL leaves out of current_schema() a schema the role may
+		// not use, as it does one that does not exist: tell them apart.
+		var path, user string
+		var unusable []string
+		_ = db.Pool.QueryRow(ctx, `SELECT current_setting('search_path'), current_user,
+			(SELECT coalesce(array_agg(nspname ORDER BY nspname), '{}') FROM pg_namespace
+			 WHERE nspname IN (SELECT btrim(btrim(x), '"') FROM unnest(string_to_array(current_setting('search_path'), ',')) AS x)
+			 AND NOT has_schema_privilege(oid, 'USAGE'))`).Scan(&path, &user, &unusable)
 		db.Close()
+		if len(unusable) > 0 {
+			return nil, fmt.Errorf("the role %s may not use the schema %s of the search_path (%s): grant it USAGE on it, or fix search_path in the database URL", user, strings.Join(unusable, ", "), path)
+		}
 		return nil, fmt.Errorf("no schema of the search_path (%s) exists in the database: create it, or fix search_path in the database URL", path)
 	}
 	return db, nil
