@@ -28,7 +28,8 @@ type Event struct {
 }
 
 // Meta carries the envelope's metadata. Extra holds free-form keys; they are
-// stored and returned as given, beside the named ones.
+// stored and returned beside the named ones, as their JSON encoding gives
+// them. An Extra key that names a named field is dropped: the field wins.
 type Meta struct {
 	SchemaVersion int            `json:"schema_version"`
 	Producer      string         `json:"producer,omitempty"`
