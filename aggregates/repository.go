@@ -320,6 +320,18 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 			// result and in the snapshot taken from it.
 			return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
 		}
+		if len(res.Events) > 0 && res.Events[0].Version > a.Version+1 {
+			// The same command, handled at the same time elsewhere (a
+			// redelivery), landed these events after others that this
+			// state lacks. Applied to it they would make a state that
+			// never was, returned and snapshotted; the state after them
+			// is the log's up to their last version.
+			if err := r.catchUp(ctx, a, res.Events[len(res.Events)-1].Version); err != nil {
+				return Result[S]{Events: res.Events, Attempts: attempt}, fmt.Errorf("aggregates: %s %s: command %s landed at v%d; reading the state after it: %w", r.def.Name, id, cmd.ID, res.Events[0].Version, err)
+			}
+			r.maybeSnapshot(ctx, a)
+			return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
+		}
 		for i, e := range res.Events {
 			if err := r.def.Apply(&a.State, Event{Event: e, Data: values[i]}); err != nil {
 				return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
@@ -329,6 +341,22 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 		r.maybeSnapshot(ctx, a)
 		return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
 	}
+}
+
+// catchUp applies to a the stored events after its version up to version
+// to.
+func (r *Repository[S]) catchUp(ctx context.Context, a *Aggregate[S], to int64) error {
+	events, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, int(to-a.Version))
+	if err != nil {
+		return fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+	}
+	if err := r.replay(a, events); err != nil {
+		return err
+	}
+	if a.Version != to {
+		return fmt.Errorf("aggregates: load %s: the stream ends at v%d, before v%d", a.Stream, a.Version, to)
+	}
+	return nil
 }
 
 // annotate names the aggregate in a RuleError that does not, on a copy:

@@ -162,3 +162,82 @@ func TestCommandRetriedAfterItLandedGetsItsResult(t *testing.T) {
 		run(t, store, pgsnapshot.New(pool))
 	})
 }
+
+// TestSameCommandHandledTwiceAtOnceFromAStaleState: a command delivered
+// twice (a client's retry, a redelivered reaction) is handled by two
+// processes at once. The one that loaded an older state appends after the
+// other has landed the same events further on, and the store answers it
+// with those events. Its result, and the snapshot it takes, must be the
+// state after those events, not its own stale state with them applied on
+// top (which would lose the events in between, in the snapshot for good).
+func TestSameCommandHandledTwiceAtOnceFromAStaleState(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testSchemas(t)
+	store, pool := pgStore(t, s)
+	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	reg := testRegistry(t, s)
+	snaps := pgsnapshot.New(pool)
+	late := counterRepo(t, store, reg, func(d *aggregates.Definition[Counter]) {
+		d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1, SchemaVersion: 1}
+	})
+	other := counterRepo(t, store, reg, nil) // another process, taking no snapshots
+	for range 2 {
+		if _, err := other.Handle(ctx, "d1", meta(), add("d1", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cmd := meta()
+	cmd.ID = eventstore.NewID()
+	loaded, gate := make(chan int64, 1), make(chan struct{})
+	type outcome struct {
+		res aggregates.Result[Counter]
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		first := true
+		res, err := late.Handle(ctx, "d1", cmd, func(a *aggregates.Aggregate[Counter]) ([]any, error) {
+			if first {
+				first = false
+				loaded <- a.Version
+				<-gate
+			}
+			return add("d1", 1)(a)
+		})
+		done <- outcome{res, err}
+	}()
+	if v := <-loaded; v != 2 {
+		t.Fatalf("the late process loaded v%d, want v2", v)
+	}
+	if _, err := other.Handle(ctx, "d1", meta(), add("d1", 10)); err != nil { // v3
+		t.Fatal(err)
+	}
+	if res, err := other.Handle(ctx, "d1", cmd, add("d1", 1)); err != nil || res.Events[0].Version != 4 { // v4
+		t.Fatalf("the command in the other process: %+v, %v; want it at v4", res.Events, err)
+	}
+	close(gate)
+	got := <-done
+	if got.err != nil {
+		t.Fatalf("the late process: %v", got.err)
+	}
+	if len(got.res.Events) != 1 || got.res.Events[0].Version != 4 {
+		t.Fatalf("the late process returned %+v, want the command's event at v4", got.res.Events)
+	}
+	if a := got.res.Aggregate; a.Version != 4 || a.State.Total != 13 || a.State.Adds != 4 {
+		t.Fatalf("the late process's aggregate is v%d %+v, want v4 total 13 adds 4", a.Version, a.State)
+	}
+	if n := streamLen(t, store, "counter-d1"); n != 4 {
+		t.Fatalf("the stream has %d events, want 4", n)
+	}
+	a, err := late.Load(ctx, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != 4 || a.State.Total != 13 || a.State.Adds != 4 {
+		t.Fatalf("loaded v%d %+v, want v4 total 13 adds 4", a.Version, a.State)
+	}
+}
