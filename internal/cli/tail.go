@@ -23,8 +23,9 @@ func (a *app) tailCommand() *cobra.Command {
 		Long: `Follow the whole log: print every new event as one JSON object per line
 until interrupted (Ctrl-C ends it with exit code 0). A lost connection
 (the database restarting) is retried, with a warning on stderr, and tail
-carries on where it was. --from starts after a
-global position instead of at the head, printing the history first.
+carries on where it was. --from prints from a global position on (that
+position's event included, the history first) instead of only new events;
+a position past the head prints the events from there as they come.
 --type keeps only matching types; a pattern may use * and ? (course.*,
 ir.approval_*); repeat it or separate patterns with commas.`,
 		Args: argsExactly(0),
@@ -34,7 +35,7 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 					return usagef("--type %q: bad pattern", p)
 				}
 			}
-			var after eventstore.Position
+			var after, floor eventstore.Position
 			var err error
 			if from != "" {
 				if after, err = eventstore.ParsePosition(from); err != nil {
@@ -52,11 +53,11 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 				}
 			} else if !after.IsZero() {
 				// --from is the first position to print; After is exclusive.
-				if after, err = a.printFirst(cmd.Context(), b.Store, after, patterns); err != nil {
+				if after, floor, err = a.printFirst(cmd.Context(), b.Store, after, patterns); err != nil {
 					return err
 				}
 			}
-			err = a.follow(cmd.Context(), b.Store, after, patterns)
+			err = a.follow(cmd.Context(), b.Store, after, floor, patterns)
 			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
 				return nil
 			}
@@ -69,33 +70,45 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 }
 
 // printFirst prints the event at position from, if any, and returns the
-// position to subscribe after. (Positions are not consecutive on every
+// position to subscribe after and the first position to print from the
+// subscription (Start: all of it). (Positions are not consecutive on every
 // backend, so "the position before from" cannot be computed.)
-func (a *app) printFirst(ctx context.Context, s eventstore.Store, from eventstore.Position, patterns []string) (eventstore.Position, error) {
+//
+// With no event at or after from yet (--from past the head), it subscribes
+// after the head, read before it looked, and prints from from on: before,
+// it subscribed after from, so the event at from itself, when it came, was
+// never printed.
+func (a *app) printFirst(ctx context.Context, s eventstore.Store, from eventstore.Position, patterns []string) (after, floor eventstore.Position, err error) {
+	head, err := s.Head(ctx)
+	if err != nil {
+		return from, floor, err
+	}
 	page, err := s.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: 1})
 	if err != nil {
-		return from, err
+		return from, floor, err
 	}
 	if len(page.Events) == 0 {
-		return from, nil
+		return head, from, nil
 	}
 	e := page.Events[0]
 	if e.Position != from {
 		// No event at from: subscribe from just before the next one.
 		if s.Features().GaplessPositions && e.Position.Commit > 0 {
-			return eventstore.Pos(e.Position.Commit - 1), nil
+			return eventstore.Pos(e.Position.Commit - 1), floor, nil
 		}
-		return from, nil
+		return from, floor, nil
 	}
 	if matchAny(patterns, e.Type) {
 		if err := a.printJSON(e); err != nil {
-			return from, err
+			return from, floor, err
 		}
 	}
-	return e.Position, nil
+	return e.Position, floor, nil
 }
 
-func (a *app) follow(ctx context.Context, s eventstore.Store, after eventstore.Position, patterns []string) error {
+// follow prints the events after position after, from floor on, that
+// match patterns, until ctx ends.
+func (a *app) follow(ctx context.Context, s eventstore.Store, after, floor eventstore.Position, patterns []string) error {
 	opts := eventstore.SubscribeOptions{After: after, BatchSize: 500}
 	exact := true
 	for _, p := range patterns {
@@ -133,7 +146,7 @@ func (a *app) follow(ctx context.Context, s eventstore.Store, after eventstore.P
 		}
 		wait = 250 * time.Millisecond
 		for _, e := range events {
-			if !matchAny(patterns, e.Type) {
+			if e.Position.Compare(floor) < 0 || !matchAny(patterns, e.Type) {
 				continue
 			}
 			if err := a.printJSON(e); err != nil {

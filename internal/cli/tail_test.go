@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -115,4 +118,64 @@ func TestTailCarriesOnAcrossAConnectionCut(t *testing.T) {
 	if strings.Contains(stderr.String(), "panic") {
 		t.Fatalf("stderr: %s", stderr.String())
 	}
+}
+
+// TestTailFromPastTheHead: --from is the first position to print, also
+// when the log has not reached it yet: tail waits for it and prints the
+// event at that position when it comes, and every one after. Before, it
+// subscribed after --from, so that event was never printed (while the
+// same command run once it existed did print it).
+func TestTailFromPastTheHead(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bg := c.start(ctx, "tail", "--from", "4")
+	// Let tail connect and look at the log before it grows to 4: the
+	// event at 4 is then one tail must wait for, not history.
+	waitSocket(t, bg)
+	time.Sleep(time.Second)
+	c.appendMany(3) // positions 3, 4 and 5
+	var got []string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		got = got[:0]
+		for _, e := range jsonLines(t, bg.stdout.String()) {
+			got = append(got, fmt.Sprint(e["position"]))
+		}
+		if len(got) > 0 && got[len(got)-1] == "5" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	if err := <-bg.exited; err != nil {
+		t.Fatalf("tail after Ctrl-C: %v; stderr: %s", err, bg.stderr.String())
+	}
+	if got, want := strings.Join(got, " "), "4 5"; got != want {
+		t.Fatalf("tail --from 4 with the head at 2 printed positions %q, want %q; stderr: %s", got, want, bg.stderr.String())
+	}
+}
+
+// waitSocket waits until the process b runs has a socket open (it has
+// connected to the database); without /proc it waits half a second.
+func waitSocket(t *testing.T, b *background) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", b.cmd.Process.Pid)
+	if _, err := os.Stat(dir); err != nil {
+		time.Sleep(500 * time.Millisecond)
+		return
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(target, "socket:") {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the command opened no socket within a minute; stderr: %s", b.stderr.String())
 }
