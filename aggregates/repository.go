@@ -207,6 +207,19 @@ func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot b
 	if err != nil {
 		return nil, nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
 	}
+	if len(events) == 0 && a.snapshotVersion > 0 {
+		// Nothing after the snapshot: the stream is at its version, or
+		// behind it (truncated, recreated). Events after it would have
+		// proved the first; only this case needs the one-event read.
+		at, err := r.store.ReadStream(ctx, a.Stream, a.snapshotVersion, 1)
+		if err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
+			return nil, nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
+		}
+		if len(at) == 0 || at[0].Version != a.snapshotVersion {
+			r.log.WarnContext(ctx, "aggregates: snapshot ahead of the log, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
+			return r.loadEvents(ctx, id, false)
+		}
+	}
 	if err := r.replay(a, events); err != nil {
 		return nil, nil, err
 	}
