@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -187,7 +188,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	for _, e := range res.Events {
 		out.Events = append(out.Events, appendedOut{ID: e.ID.String(), Type: e.Type, Version: e.Version, Position: e.Position})
 	}
-	w.Header().Set("Location", "/streams/"+escapePath(stream))
+	w.Header().Set("Location", "/streams/"+url.PathEscape(stream))
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -245,10 +246,6 @@ func (s *Server) streamOwner(r *http.Request, stream string) (string, error) {
 		return "", nil
 	}
 	return first[0].Meta.TenantID, nil
-}
-
-func escapePath(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "%", "%25"), "/", "%2F")
 }
 
 // intParam reads a non-negative integer query parameter.
