@@ -80,8 +80,9 @@ func parseExpected(header string, field json.RawMessage) (eventstore.ExpectedVer
 }
 
 // decodeAppend decodes an append body strictly: malformed JSON, unknown
-// keys and duplicate keys are refused.
-func decodeAppend(body []byte) (appendIn, error) {
+// keys and duplicate keys are refused, and so is a batch of more than
+// maxEvents events.
+func decodeAppend(body []byte, maxEvents int) (appendIn, error) {
 	var in appendIn
 	doc, err := eventstore.DecodeJSON(body)
 	if err != nil {
@@ -90,6 +91,15 @@ func decodeAppend(body []byte) (appendIn, error) {
 	obj, ok := doc.(map[string]any)
 	if !ok {
 		return in, badRequest("type", "/", "the body must be a JSON object: one event, or {\"events\": [...]}")
+	}
+	// Counted before the events are decoded: a body of tiny events ({}
+	// is 3 bytes) would otherwise cost hundreds of times its size in
+	// structs before being refused. encoding/json matches keys without
+	// regard to case, so "Events" fills the batch too.
+	for k, v := range obj {
+		if a, ok := v.([]any); ok && strings.EqualFold(k, "events") && len(a) > maxEvents {
+			return in, badRequest("batch-size", "/events", "%d events in one request; this server takes at most %d", len(a), maxEvents)
+		}
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
@@ -116,7 +126,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		s.writeStoreError(w, r, err)
 		return
 	}
-	in, err := decodeAppend(body)
+	in, err := decodeAppend(body, s.cfg.Limits.MaxBatchEvents)
 	if err != nil {
 		s.writeStoreError(w, r, err)
 		return
@@ -124,10 +134,6 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	expected, err := parseExpected(r.Header.Get("Expected-Version"), in.ExpectedVersion)
 	if err != nil {
 		s.writeStoreError(w, r, err)
-		return
-	}
-	if len(in.Events) > s.cfg.Limits.MaxBatchEvents {
-		s.writeStoreError(w, r, badRequest("batch-size", "/events", "%d events in one request; this server takes at most %d", len(in.Events), s.cfg.Limits.MaxBatchEvents))
 		return
 	}
 	// Every event gets its id here, not in the store: an append whose

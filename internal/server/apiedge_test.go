@@ -1,7 +1,10 @@
 package server_test
 
 import (
+	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/brainhq/eventstream/internal/server"
@@ -24,5 +27,39 @@ func TestAppendLocationNamesTheStream(t *testing.T) {
 		if got := e.must(200, "GET", loc, acmeToken, "").json(t)["stream"]; got != stream {
 			t.Errorf("stream %q: Location %q reads stream %q", stream, loc, got)
 		}
+	}
+}
+
+// TestOversizedBatchIsRefusedBeforeItIsDecoded: a body of many tiny events
+// (a megabyte of {}) is refused for its number of events without the
+// server building every one of them first: a request may not cost the
+// server hundreds of times its size in memory. Not parallel, so that the
+// allocations counted are this request's.
+func TestOversizedBatchIsRefusedBeforeItIsDecoded(t *testing.T) {
+	const body = 1 << 20
+	e := newEnv(t, server.Limits{MaxBodyBytes: body})
+	for _, key := range []string{"events", "EVENTS"} {
+		n := (body - 100) / 3
+		in := `{"events":[{}],"` + key + `":[` + strings.Repeat("{},", n-1) + "{}]}"
+		if key == "events" {
+			in = `{"events":[` + strings.Repeat("{},", n-1) + "{}]}"
+		}
+		req := httptest.NewRequest("POST", "/streams/s/events", strings.NewReader(in))
+		req.Header.Set("Authorization", "Bearer "+acmeToken)
+		w := httptest.NewRecorder()
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		e.h.ServeHTTP(w, req)
+		runtime.ReadMemStats(&after)
+		if w.Code != 400 || !strings.Contains(w.Body.String(), `"rule":"batch-size"`) {
+			t.Fatalf("%d events under %q: %d %s, want 400 batch-size", n, key, w.Code, w.Body.String())
+		}
+		if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(100*body); got > limit {
+			t.Errorf("%d events under %q: refusing them allocated %d MB, want at most %d MB (100 times the body)", n, key, got>>20, limit>>20)
+		}
+	}
+	if n := e.logSize(); n != 0 {
+		t.Fatalf("the log has %d events, want 0", n)
 	}
 }
