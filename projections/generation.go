@@ -167,7 +167,22 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 			return &ViewConflictError{Projection: p.Name, Name: t}
 		}
 		view := pgx.Identifier{home, t}.Sanitize()
-		def := ` WITH (security_invoker = true) AS SELECT * FROM ` + pgx.Identifier{schema, t}.Sanitize()
+		table := pgx.Identifier{schema, t}.Sanitize()
+		if owner != nil && exists {
+			// A view that already reads this table, with its columns,
+			// is left alone: replacing it takes an ACCESS EXCLUSIVE lock,
+			// which waits for every query on the view to end (an
+			// analyst's report) and makes new ones queue behind it, on
+			// every Migrate, that is every start of a process.
+			var current bool
+			if err := tx.QueryRow(ctx, viewIsCurrent, view, table).Scan(&current); err != nil {
+				return fmt.Errorf("projections: check view %s of %q: %w", t, p.Name, err)
+			}
+			if current {
+				continue
+			}
+		}
+		def := ` WITH (security_invoker = true) AS SELECT * FROM ` + table
 		// CREATE OR REPLACE keeps the view's identity, so a reader that
 		// waits on it follows it; when the columns changed it cannot be
 		// replaced and is dropped and created again, in the same tx.
@@ -199,6 +214,22 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 	}
 	return nil
 }
+
+// viewIsCurrent is true when the view $1 is what publishViews would make
+// of the table $2: a security_invoker view whose rule reads that table and
+// whose columns are the table's (names, types, order). SELECT * is
+// expanded when a view is made, so a column a migration added since
+// shows as a difference.
+const viewIsCurrent = `SELECT
+	coalesce((SELECT 'security_invoker=true' = ANY(reloptions) FROM pg_class WHERE oid = $1::regclass), false)
+	AND EXISTS (SELECT 1 FROM pg_rewrite rw JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+		WHERE rw.ev_class = $1::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $2::regclass)
+	AND NOT EXISTS (SELECT 1 FROM pg_rewrite rw JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+		WHERE rw.ev_class = $1::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid NOT IN ($1::regclass, $2::regclass))
+	AND (SELECT array_agg(ARRAY[attname::text, format_type(atttypid, atttypmod)] ORDER BY attnum) FROM pg_attribute
+		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped)
+	  = (SELECT array_agg(ARRAY[attname::text, format_type(atttypid, atttypmod)] ORDER BY attnum) FROM pg_attribute
+		WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped)`
 
 // dropRetired drops the schemas of retired generations, best effort: a
 // schema still in use by a long query is left for the next call.

@@ -286,3 +286,57 @@ func TestConcurrentMigrateUnderALowLockTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Migrate leaves a current view alone, so a reader's open query on it does
+// not hold up a process's start; a migration that adds a column still
+// gets the view replaced, with the column.
+func TestMigrateLeavesCurrentViewsAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := logStore(t)
+	pool := database(t)
+	v1 := fstest.MapFS{"001_marks.up.sql": {Data: []byte(`CREATE TABLE marks (n bigserial PRIMARY KEY, tenant_id text)`)}}
+	projection := func(ms fstest.MapFS) projections.Projection {
+		p := seenProjection("marks", func(eventstore.Event) error { return nil })
+		p.Migrations = ms
+		p.Handler = projections.EachEvent(func(context.Context, pgx.Tx, eventstore.Event) error { return nil })
+		return p
+	}
+	newRuntime(t, pool, store, fastConfig(), projection(v1))
+
+	reader, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Release()
+	tx, err := reader.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT count(*) FROM marks`); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := projections.New(pool, store, registry(t), fastConfig(), projection(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := rt.Migrate(mctx); err != nil {
+		t.Fatalf("Migrate while a reader's query holds the view: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	v2 := fstest.MapFS{
+		"001_marks.up.sql": v1["001_marks.up.sql"],
+		"002_note.up.sql":  {Data: []byte(`ALTER TABLE marks ADD COLUMN note text`)},
+	}
+	newRuntime(t, pool, store, fastConfig(), projection(v2))
+	var note *string
+	if err := pool.QueryRow(ctx, `SELECT note FROM marks LIMIT 1`).Scan(&note); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatalf("the view after a migration that added a column: %v", err)
+	}
+}

@@ -42,6 +42,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -404,19 +405,36 @@ func protect(ctx context.Context, tx pgx.Tx, p projections.Publication, roles []
 			continue // not per tenant: analysts get no access
 		}
 		table := pgx.Identifier{p.Schema, t}.Sanitize()
-		for _, q := range []string{
-			`ALTER TABLE ` + table + ` ENABLE ROW LEVEL SECURITY`,
-			`DROP POLICY IF EXISTS ` + PolicyName + ` ON ` + table,
-			// = ANY (ARRAY(...)), not IN (subquery): the array is computed
-			// once and the policy becomes an index condition on an index
-			// that starts with tenant_id. As a filter, PostgreSQL would
-			// run the analyst's LEAKPROOF conditions (=, <, >= ...) first,
-			// as the index condition, and EXPLAIN ANALYZE would count the
-			// rows of other tenants the policy then removed.
-			`CREATE POLICY ` + PolicyName + ` ON ` + table + ` FOR SELECT USING (tenant_id = ANY (ARRAY(SELECT a.tenant_id FROM ` + mapping + ` a WHERE EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = a.role_name AND pg_has_role(current_user, r.oid, 'USAGE')))))`,
-		} {
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return nil, fmt.Errorf("analysts: protect %s.%s: %w", p.Schema, t, err)
+		// = ANY (ARRAY(...)), not IN (subquery): the array is computed
+		// once and the policy becomes an index condition on an index that
+		// starts with tenant_id. As a filter, PostgreSQL would run the
+		// analyst's LEAKPROOF conditions (=, <, >= ...) first, as the index
+		// condition, and EXPLAIN ANALYZE would count the rows of other
+		// tenants the policy then removed.
+		policy := `CREATE POLICY ` + PolicyName + ` ON ` + table + ` FOR SELECT USING (tenant_id = ANY (ARRAY(SELECT a.tenant_id FROM ` + mapping + ` a WHERE EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = a.role_name AND pg_has_role(current_user, r.oid, 'USAGE')))))`
+		sum := sha256.Sum256([]byte(policy))
+		tag := "eventstream analysts policy " + hex.EncodeToString(sum[:8])
+		// A table already protected by this very policy is left alone:
+		// ALTER TABLE and CREATE or DROP POLICY take an ACCESS EXCLUSIVE
+		// lock, which waits for every query on the table or its view (an
+		// analyst's report) and makes new ones queue behind it, on every
+		// publication, that is every start of a process.
+		var current bool
+		if err := tx.QueryRow(ctx, `SELECT c.relrowsecurity AND EXISTS (SELECT 1 FROM pg_policy pol
+				WHERE pol.polrelid = c.oid AND pol.polname = $2 AND obj_description(pol.oid, 'pg_policy') = $3)
+			FROM pg_class c WHERE c.oid = $1::regclass`, table, PolicyName, tag).Scan(&current); err != nil {
+			return nil, fmt.Errorf("analysts: protect %s.%s: %w", p.Schema, t, err)
+		}
+		if !current {
+			for _, q := range []string{
+				`ALTER TABLE ` + table + ` ENABLE ROW LEVEL SECURITY`,
+				`DROP POLICY IF EXISTS ` + PolicyName + ` ON ` + table,
+				policy,
+				`COMMENT ON POLICY ` + PolicyName + ` ON ` + table + ` IS '` + tag + `'`, // tag: letters, digits and spaces only
+			} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return nil, fmt.Errorf("analysts: protect %s.%s: %w", p.Schema, t, err)
+				}
 			}
 		}
 		for _, r := range roles {
