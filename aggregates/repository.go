@@ -193,7 +193,9 @@ func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot b
 	}
 	a := r.blank(id)
 	if p := r.def.Snapshots; p != nil && useSnapshot {
-		r.restore(ctx, a, p)
+		if err := r.restore(ctx, a, p); err != nil {
+			return nil, nil, err
+		}
 	}
 	events, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, readAll)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
@@ -241,22 +243,27 @@ func (r *Repository[S]) replay(a *Aggregate[S], events []eventstore.Event) error
 }
 
 // restore loads the snapshot into a, or leaves a blank when there is none
-// or it cannot be read.
-func (r *Repository[S]) restore(ctx context.Context, a *Aggregate[S], p *SnapshotPolicy) {
+// or it cannot be read. Its only error is the context's end: the load
+// cannot go on then, and the snapshot is not to blame.
+func (r *Repository[S]) restore(ctx context.Context, a *Aggregate[S], p *SnapshotPolicy) error {
 	s, ok, err := p.Store.Load(ctx, a.Stream, p.SchemaVersion)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("aggregates: load %s: snapshot: %w", a.Stream, ctx.Err())
+		}
 		r.log.WarnContext(ctx, "aggregates: snapshot unreadable, rebuilding from events", "stream", a.Stream, "err", err)
-		return
+		return nil
 	}
 	if !ok || s.Version <= 0 {
-		return
+		return nil
 	}
 	state := r.blank(a.ID).State
 	if err := json.Unmarshal(s.State, &state); err != nil {
 		r.log.WarnContext(ctx, "aggregates: snapshot does not decode, rebuilding from events", "stream", a.Stream, "version", s.Version, "err", err)
-		return
+		return nil
 	}
 	a.State, a.Version, a.snapshotVersion = state, s.Version, s.Version
+	return nil
 }
 
 func (r *Repository[S]) apply(a *Aggregate[S], e eventstore.Event) error {

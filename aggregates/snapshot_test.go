@@ -1,9 +1,13 @@
 package aggregates_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 
@@ -256,4 +260,52 @@ func TestSnapshotAheadOfTheLogIsNotTrusted(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestCancelledLoadDoesNotBlameTheSnapshot: a load whose context is
+// cancelled returns the cancellation, and does not log that the snapshot
+// is unreadable and the aggregate rebuilt (neither is true), which would
+// send an operator to inspect aggregate_snapshots for every client that
+// went away.
+func TestCancelledLoadDoesNotBlameTheSnapshot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testSchemas(t)
+	store, pool := pgStore(t, s)
+	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	repo := counterRepo(t, store, testRegistry(t, s), func(d *aggregates.Definition[Counter]) {
+		d.Snapshots = &aggregates.SnapshotPolicy{Store: pgsnapshot.New(pool), Every: 1, SchemaVersion: 1}
+		d.Logger = slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil))
+	})
+	if _, err := repo.Handle(ctx, "k1", meta(), add("k1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := repo.Load(cctx, "k1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Load = %v, want context.Canceled", err)
+	}
+	if _, err := repo.Handle(cctx, "k1", meta(), add("k1", 1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Handle = %v, want context.Canceled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logs.Len() > 0 {
+		t.Fatalf("a cancelled load logged:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
