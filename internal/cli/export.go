@@ -294,7 +294,7 @@ func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from 
 			if err != nil {
 				return n, last, err
 			}
-			bw.Write(line)
+			bw.Write(unescapeHTML(line))
 			bw.WriteByte('\n')
 			n++
 			last = e.Position
@@ -315,4 +315,40 @@ func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from 
 	}
 	p.Finish("export done")
 	return n, last, nil
+}
+
+// unescapeHTML turns the \u003c, \u003e and \u0026 escapes that
+// encoding/json writes for <, > and & back into those characters, in JSON
+// that encoding/json wrote (a backslash is always the start of an escape
+// there). An export line then holds the payload as the store holds it: a
+// six-byte escape per character made a valid event near the size limit a
+// line that import refuses as too long.
+func unescapeHTML(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u00`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if b[i+1] == 'u' && i+6 <= len(b) {
+			switch string(b[i+2 : i+6]) {
+			case "003c":
+				out, i = append(out, '<'), i+5
+				continue
+			case "003e":
+				out, i = append(out, '>'), i+5
+				continue
+			case "0026":
+				out, i = append(out, '&'), i+5
+				continue
+			}
+		}
+		// Any other escape, kept whole: its second byte is never the
+		// start of one (\\u003c is a backslash, then u003c).
+		out, i = append(out, b[i], b[i+1]), i+1
+	}
+	return out
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // TestExportToADeviceOrAPipe: --output may name something that is not a
@@ -146,5 +148,49 @@ func TestExportWithFromResumes(t *testing.T) {
 	c.must(0, "export", "--from", "4", "--output", out, "--restart")
 	if got, _ := os.ReadFile(out); string(got) != open {
 		t.Fatalf("export --restart: the file differs from a one-shot export:\n%s", got)
+	}
+}
+
+// TestExportOfAnEventWithHTMLCharactersImports: export writes a payload's
+// <, > and & as themselves. Before, encoding/json wrote each as a six-byte
+// \u003c escape: a valid event of the log near the size limit became a
+// line import refuses as too long (and the line was no longer the payload
+// the store holds, byte for byte).
+func TestExportOfAnEventWithHTMLCharactersImports(t *testing.T) {
+	t.Parallel()
+	src, dst := newCLI(t), newCLI(t)
+	step := strings.Repeat("<a&b>", 24) // 120 bytes
+	steps := make([]string, 6000)
+	for i := range steps {
+		steps[i] = fmt.Sprintf("%q", fmt.Sprintf("%s%04d", step, i))
+	}
+	payload := fmt.Sprintf(`{"ir_id":"ir-1","ir_sha256":"%s","steps":[{"step_id":"s1","action":"deploy","tier":2}],"max_tier":2,"escalated_steps":[%s]}`,
+		strings.Repeat("0", 64), strings.Join(steps, ","))
+	// A second event whose text holds a backslash before u003c: a
+	// backslash escape followed by letters, not an escape of <.
+	tricky := fmt.Sprintf(`{"id":"%s","type":"course.generation.requested","stream":"c-1","source":"test","payload":{"course_id":"%s","topic":"a\\u003c<&\\\u003e","attempt":1,"language":"en"},"meta":{"schema_version":2,"tenant_id":"acme","note":"\\u0026 & \u2028"}}`,
+		uuid.NewString(), uuid.NewString())
+	src.must(0, "append", "--file", writeFile(t, src.dir, "big.ndjson", envelope("ir-1", "ir.validated_escalate", 1, payload)+"\n"+tricky+"\n"))
+	out := filepath.Join(src.dir, "e.ndjson")
+	src.must(0, "export", "--output", out)
+	exported, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(exported), step) {
+		t.Fatalf("the export escapes the payload's characters: %.300s", exported)
+	}
+	if r := dst.run("import", out); r.code != 0 {
+		t.Fatalf("import of the export: %.2000s", r)
+	}
+	if got, want := dst.must(0, "read", "ir-1", "--json").stdout, src.must(0, "read", "ir-1", "--json").stdout; jsonLines(t, got)[0]["payload"] == nil ||
+		fmt.Sprint(jsonLines(t, got)[0]["payload"]) != fmt.Sprint(jsonLines(t, want)[0]["payload"]) {
+		t.Fatal("the imported payload differs from the exported one")
+	}
+	got, want := jsonLines(t, dst.must(0, "read", "c-1", "--json").stdout)[0], jsonLines(t, src.must(0, "read", "c-1", "--json").stdout)[0]
+	for _, k := range []string{"payload", "meta"} {
+		if g, w := fmt.Sprint(got[k]), fmt.Sprint(want[k]); g != w || !strings.Contains(g, `\u003c<&\>`) && k == "payload" {
+			t.Fatalf("the imported %s differs from the exported one:\n%s\n%s", k, g, w)
+		}
 	}
 }
