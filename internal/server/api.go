@@ -101,6 +101,9 @@ func decodeAppend(body []byte, maxEvents int) (appendIn, error) {
 			return in, badRequest("batch-size", "/events", "%d events in one request; this server takes at most %d", len(a), maxEvents)
 		}
 	}
+	if err := checkKeys(obj); err != nil {
+		return in, err
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if _, batch := obj["events"]; batch {
@@ -117,6 +120,52 @@ func decodeAppend(body []byte, maxEvents int) (appendIn, error) {
 		return in, badRequest("envelope", "/", "not an event: %v", err)
 	}
 	return appendIn{ExpectedVersion: one.ExpectedVersion, Events: []eventIn{one.eventIn}}, nil
+}
+
+// The keys of an append body, spelled as documented.
+var (
+	eventKeys = map[string]bool{"id": true, "type": true, "source": true, "target": true, "payload": true, "meta": true}
+	// oneKeys: the body of a single event may carry the expected version.
+	oneKeys   = map[string]bool{"id": true, "type": true, "source": true, "target": true, "payload": true, "meta": true, "expected_version": true}
+	batchKeys = map[string]bool{"expected_version": true, "events": true}
+)
+
+// checkKeys refuses a key of the body, or of a batch's event, that is not
+// one of the documented names exactly. encoding/json, which decodes the
+// body next, matches keys without regard to case and keeps the last of
+// "type" and "TYPE": it would store a value that readers of the body as
+// JSON (a proxy, a log, the duplicate-key check) take for an unknown key.
+func checkKeys(obj map[string]any) error {
+	ptr := strings.NewReplacer("~", "~0", "/", "~1")
+	if _, batch := obj["events"]; !batch {
+		if k, bad := unknownKey(obj, oneKeys); bad {
+			return badRequest("envelope", "/"+ptr.Replace(k), "not an event: unknown key %q", k)
+		}
+		return nil
+	}
+	if k, bad := unknownKey(obj, batchKeys); bad {
+		return badRequest("envelope", "/"+ptr.Replace(k), "not an append request: unknown key %q", k)
+	}
+	events, _ := obj["events"].([]any)
+	for i, e := range events {
+		ev, _ := e.(map[string]any)
+		if k, bad := unknownKey(ev, eventKeys); bad {
+			return &eventstore.ValidationError{Index: i, Pointer: "/" + ptr.Replace(k), Rule: "envelope", Message: fmt.Sprintf("unknown key %q", k)}
+		}
+	}
+	return nil
+}
+
+// unknownKey returns the first, in sorted order, of obj's keys that is not
+// known (so that the refusal does not change from one request to the next).
+func unknownKey(obj map[string]any, known map[string]bool) (string, bool) {
+	first, bad := "", false
+	for k := range obj {
+		if !known[k] && (!bad || k < first) {
+			first, bad = k, true
+		}
+	}
+	return first, bad
 }
 
 func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principal) {

@@ -63,3 +63,32 @@ func TestOversizedBatchIsRefusedBeforeItIsDecoded(t *testing.T) {
 		t.Fatalf("the log has %d events, want 0", n)
 	}
 }
+
+// TestAppendKeysMatchExactly: a key of an append body is one of the
+// documented names, spelled as documented. encoding/json matches struct
+// fields without regard to case, so "TYPE" beside "type" was a second
+// value for the same field that the duplicate-key check did not see, and
+// the server took whichever came last: a proxy or a log reading the body
+// as JSON saw another event than the one stored.
+func TestAppendKeysMatchExactly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	payload := `{"course_id":"0f0f0f0f-0000-4000-8000-000000000000","topic":"Go","attempt":1,"language":"en"}`
+	for name, body := range map[string]string{
+		"a second type in capitals":       `{"type":"course.generation.requested","TYPE":"course.generation.failed","payload":` + payload + `}`,
+		"the type in capitals":            `{"Type":"course.generation.requested","payload":` + payload + `}`,
+		"the payload in capitals":         `{"type":"course.generation.requested","PAYLOAD":` + payload + `}`,
+		"a second expected version":       `{"expected_version":"any","Expected_Version":"exists","events":[{"type":"course.generation.requested","payload":` + payload + `}]}`,
+		"a batch's event key in capitals": `{"events":[{"type":"course.generation.requested","payload":` + payload + `},{"type":"course.generation.requested","Payload":` + payload + `}]}`,
+		"an empty key":                    `{"":1,"type":"course.generation.requested","payload":` + payload + `}`,
+		"a second id in capitals":         `{"id":"01971b7e-5c3a-7d2e-9f4b-2a6c8e0d1f35","ID":"01971b7e-5c3a-7d2e-9f4b-2a6c8e0d1f36","type":"course.generation.requested","payload":` + payload + `}`,
+	} {
+		r := e.do("POST", "/streams/s/events", acmeToken, body)
+		if r.code != 400 || !strings.Contains(r.body, `"rule":"envelope"`) {
+			t.Errorf("%s: %d %s, want 400 with rule envelope", name, r.code, r.body)
+		}
+	}
+	if n := e.logSize(); n != 0 {
+		t.Fatalf("the log has %d events, want 0", n)
+	}
+}
