@@ -24,15 +24,23 @@ import (
 // first asks whether the command landed: whether its first event id,
 // derived from the command id, is in the stream. The common path pays
 // nothing; a failure pays a scan of the events already loaded, plus a read
-// of the events before the snapshot when the aggregate came from one.
+// of the events before the snapshot when the aggregate came from one, and
+// a failed append a read of the events after the load (the same command,
+// handled at the same time elsewhere, may have landed there).
 
 // unlessLanded returns what Handle returns for a command that failed with
 // failure at attempt: the original result when the command had already
 // landed, a *CommandReusedError when its id landed with another command's
 // events, failure otherwise.
-func (r *Repository[S]) unlessLanded(ctx context.Context, a *Aggregate[S], loaded []eventstore.Event, cmd CommandMeta, decide Decider[S], attempt int, failure error) (Result[S], error) {
+//
+// An append that failed (appended) may also have met the command's events
+// landed after the load, by the same command handled at the same time
+// elsewhere (a redelivery) from a newer state: the events after the load
+// are read too, and the aggregate returned is then the state after the
+// command's events.
+func (r *Repository[S]) unlessLanded(ctx context.Context, a *Aggregate[S], loaded []eventstore.Event, cmd CommandMeta, decide Decider[S], attempt int, appended bool, failure error) (Result[S], error) {
 	res := Result[S]{Aggregate: a, Attempts: attempt}
-	before, stored, err := r.findLanded(ctx, a, loaded, cmd.eventID(0))
+	before, stored, err := r.findLanded(ctx, a, loaded, cmd.eventID(0), appended)
 	if err != nil {
 		return res, fmt.Errorf("aggregates: %s %s: command %s failed (%v) and whether it had already landed is unknown: %w", a.Name, a.ID, cmd.ID, failure, err)
 	}
@@ -43,21 +51,28 @@ func (r *Repository[S]) unlessLanded(ctx context.Context, a *Aggregate[S], loade
 	if err != nil {
 		return res, err
 	}
+	if last := events[len(events)-1].Version; last > a.Version {
+		if err := r.catchUp(ctx, a, last); err != nil {
+			return Result[S]{Events: events, Attempts: attempt}, fmt.Errorf("aggregates: %s %s: command %s landed at v%d; reading the state after it: %w", a.Name, a.ID, cmd.ID, events[0].Version, err)
+		}
+	}
 	res.Events = events
 	return res, refusal
 }
 
-// findLanded looks for the event id first in a's stream. When it is there,
-// before holds the events preceding it (from version 1) and stored the
-// events from it on. Both are nil when it is not there.
-func (r *Repository[S]) findLanded(ctx context.Context, a *Aggregate[S], loaded []eventstore.Event, first uuid.UUID) (before, stored []eventstore.Event, err error) {
+// findLanded looks for the event id first in a's stream, up to a's version
+// or, when later is set, to its end. When it is there, before holds the
+// events preceding it (from version 1) and stored the events from it on.
+// Both are nil when it is not there.
+func (r *Repository[S]) findLanded(ctx context.Context, a *Aggregate[S], loaded []eventstore.Event, first uuid.UUID, later bool) (before, stored []eventstore.Event, err error) {
+	is := func(e eventstore.Event) bool { return e.ID == first }
 	// The events up to base were not loaded: the state came from a
 	// snapshot at base.
 	base := a.Version
 	if len(loaded) > 0 {
 		base = loaded[0].Version - 1
 	}
-	if i := slices.IndexFunc(loaded, func(e eventstore.Event) bool { return e.ID == first }); i >= 0 {
+	if i := slices.IndexFunc(loaded, is); i >= 0 {
 		if base == 0 {
 			return loaded[:i], loaded[i:], nil
 		}
@@ -67,18 +82,34 @@ func (r *Repository[S]) findLanded(ctx context.Context, a *Aggregate[S], loaded 
 		before, err := r.readStream(ctx, a.Stream, loaded[i].Version-1)
 		return before, loaded[i:], err
 	}
-	if base == 0 {
+	if base > 0 {
+		head, err := r.readStream(ctx, a.Stream, base)
+		if err != nil {
+			return nil, nil, err
+		}
+		if i := slices.IndexFunc(head, is); i >= 0 {
+			return head[:i], append(head[i:len(head):len(head)], loaded...), nil
+		}
+	}
+	if !later {
 		return nil, nil, nil
 	}
-	head, err := r.readStream(ctx, a.Stream, base)
-	if err != nil {
-		return nil, nil, err
+	after, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, readAll)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return nil, nil, nil
 	}
-	i := slices.IndexFunc(head, func(e eventstore.Event) bool { return e.ID == first })
+	if err != nil {
+		return nil, nil, fmt.Errorf("aggregates: read %s: %w", a.Stream, err)
+	}
+	i := slices.IndexFunc(after, is)
 	if i < 0 {
 		return nil, nil, nil
 	}
-	return head[:i], append(head[i:len(head):len(head)], loaded...), nil
+	if base == 0 {
+		return append(slices.Clip(loaded), after[:i]...), after[i:], nil
+	}
+	before, err = r.readStream(ctx, a.Stream, after[i].Version-1)
+	return before, after[i:], err
 }
 
 // readStream reads the first n events of stream (none when n is 0).

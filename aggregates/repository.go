@@ -305,7 +305,7 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 		case errors.As(err, &rec):
 			decided, refusal = rec.Events, r.annotate(a, rec.Err)
 		case err != nil:
-			return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, r.annotate(a, err))
+			return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, false, r.annotate(a, err))
 		}
 		if len(decided) == 0 {
 			return Result[S]{Aggregate: a, Attempts: attempt}, refusal
@@ -328,7 +328,7 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 			}
 			err = fmt.Errorf("aggregates: %s %s: append: %w", r.def.Name, id, err)
 			if errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, eventstore.ErrDuplicateEvent) {
-				return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, err)
+				return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, true, err)
 			}
 			return Result[S]{Aggregate: a, Attempts: attempt}, err
 		}

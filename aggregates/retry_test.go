@@ -241,3 +241,78 @@ func TestSameCommandHandledTwiceAtOnceFromAStaleState(t *testing.T) {
 		t.Fatalf("loaded v%d %+v, want v4 total 13 adds 4", a.Version, a.State)
 	}
 }
+
+// TestSameCommandDecidedOtherwiseElsewhereAtOnceGetsItsResult: a command
+// handled twice at once, whose decision depends on the state (fill), lands
+// from the newer state in one process; the other, which loaded an older
+// state, decided other content under the same event ids, and its append
+// collides with them. The command landed: that caller must get its
+// result, not ErrDuplicateEvent as if the id had been given to another
+// command.
+func TestSameCommandDecidedOtherwiseElsewhereAtOnceGetsItsResult(t *testing.T) {
+	t.Parallel()
+	run := func(t *testing.T, store eventstore.Store) {
+		ctx := context.Background()
+		reg := testRegistry(t, testSchemas(t))
+		late := counterRepo(t, store, reg, nil)
+		other := counterRepo(t, store, reg, nil) // another process
+		for range 2 {
+			if _, err := other.Handle(ctx, "e1", meta(), add("e1", 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := meta()
+		cmd.ID = eventstore.NewID()
+		loaded, gate := make(chan int64, 1), make(chan struct{})
+		type outcome struct {
+			res aggregates.Result[Counter]
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			first := true
+			res, err := late.Handle(ctx, "e1", cmd, func(a *aggregates.Aggregate[Counter]) ([]any, error) {
+				if first {
+					first = false
+					loaded <- a.Version
+					<-gate
+				}
+				return fill("e1", 20)(a)
+			})
+			done <- outcome{res, err}
+		}()
+		if v := <-loaded; v != 2 {
+			t.Fatalf("the late process loaded v%d, want v2", v)
+		}
+		if _, err := other.Handle(ctx, "e1", meta(), add("e1", 10)); err != nil { // v3
+			t.Fatal(err)
+		}
+		landed, err := other.Handle(ctx, "e1", cmd, fill("e1", 20)) // v4: +8
+		if err != nil || len(landed.Events) != 1 || landed.Events[0].Version != 4 {
+			t.Fatalf("the command in the other process: %+v, %v; want it at v4", landed.Events, err)
+		}
+		close(gate)
+		got := <-done
+		if got.err != nil {
+			t.Fatalf("the late process: %v, want the command's result", got.err)
+		}
+		if len(got.res.Events) != 1 || got.res.Events[0].ID != landed.Events[0].ID || got.res.Events[0].Version != 4 {
+			t.Fatalf("the late process returned %+v, want %+v", got.res.Events, landed.Events)
+		}
+		if a := got.res.Aggregate; a == nil || a.Version != 4 || a.State.Total != 20 {
+			t.Fatalf("the late process's aggregate is %+v, want v4 total 20", a)
+		}
+		if n := streamLen(t, store, "counter-e1"); n != 4 {
+			t.Fatalf("the stream has %d events, want 4", n)
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		run(t, memStore(t, testSchemas(t)))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		store, _ := pgStore(t, testSchemas(t))
+		run(t, store)
+	})
+}
