@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -50,7 +51,7 @@ committed batch (exit 130); running the command again continues.`,
 			if err := a.checkProjectionNames(args); err != nil {
 				return err
 			}
-			if maxRate < 0 {
+			if maxRate < 0 || math.IsNaN(maxRate) {
 				return usagef("--max-rate %v: want 0 (unlimited) or more", maxRate)
 			}
 			var fromPos eventstore.Position

@@ -624,3 +624,18 @@ func TestBackfillResumedReportsOnlyItsOwnProgress(t *testing.T) {
 		t.Fatalf("checkpoint %d, want 2500", cp)
 	}
 }
+
+// TestReplayAndBackfillRefuseAMaxRateThatIsNoNumber: --max-rate NaN is
+// no rate (it compares false with everything, so it ran unlimited, the
+// opposite of what a limit asks for): refused as a bad value, exit 2,
+// before anything runs.
+func TestReplayAndBackfillRefuseAMaxRateThatIsNoNumber(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	for _, cmd := range []string{"replay", "backfill"} {
+		r := c.run(cmd, "audit", "--max-rate", "NaN")
+		if r.code != 2 || !strings.Contains(r.stderr, "--max-rate") {
+			t.Errorf("%s --max-rate NaN: want exit 2 naming --max-rate, got %s", cmd, r)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +43,7 @@ batch (exit 130); running the same command again resumes the rebuild
 					}
 				}
 			}
-			if maxRate < 0 {
+			if maxRate < 0 || math.IsNaN(maxRate) {
 				return usagef("--max-rate %v: want 0 (unlimited) or more", maxRate)
 			}
 			ctx := cmd.Context()
