@@ -1,6 +1,7 @@
 package aggregates
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -255,6 +256,13 @@ func (r *Repository[S]) restore(ctx context.Context, a *Aggregate[S], p *Snapsho
 		return nil
 	}
 	if !ok || s.Version <= 0 {
+		return nil
+	}
+	// JSON null decodes into a struct without an error and leaves the
+	// blank state, claimed at the snapshot's version: a damaged row, not
+	// a state (one that encodes as null is rebuilt, at worst).
+	if bytes.Equal(bytes.TrimSpace(s.State), []byte("null")) {
+		r.log.WarnContext(ctx, "aggregates: snapshot state is null, rebuilding from events", "stream", a.Stream, "version", s.Version)
 		return nil
 	}
 	state := r.blank(a.ID).State
