@@ -171,6 +171,13 @@ func unknownKey(obj map[string]any, known map[string]bool) (string, bool) {
 func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principal) {
 	stream := r.PathValue("stream")
 	body, err := io.ReadAll(r.Body)
+	var mb *http.MaxBytesError
+	if err != nil && !errors.As(err, &mb) {
+		// The client sent less than it announced (it went away): its
+		// mistake, not an outage of the database nor a defect here.
+		writeError(w, http.StatusBadRequest, "bad_request", "the request body could not be read in full", nil)
+		return
+	}
 	if err != nil {
 		s.writeStoreError(w, r, err)
 		return

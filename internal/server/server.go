@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -375,8 +377,22 @@ func (s *Server) writeAppendError(w http.ResponseWriter, r *http.Request, err er
 		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than the server allows", unknown)
 	case errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, "cancelled", "the request was cancelled", unknown)
+	case unreachable(err):
+		s.log.Warn("request failed: the database cannot be reached", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the database cannot be reached right now; retry later", unknown)
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error (logged on the server)", unknown)
 	}
+}
+
+// unreachable reports whether err says the database could not be reached
+// or the connection to it was lost (it is down, restarting, or the network
+// is), or the store is closed: an outage to retry after, not a defect of
+// the server. It looks at the standard library's errors only, which the
+// drivers wrap, so that no driver's error types leak in here.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, eventstore.ErrClosed)
 }

@@ -1,0 +1,147 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/internal/server"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+// cable forwards TCP connections to PostgreSQL until it is cut: then the
+// database is unreachable, as when it is down or the network is.
+type cable struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCable(t *testing.T, target string) *cable {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cable{ln: ln}
+	t.Cleanup(c.cut)
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return c
+}
+
+func (c *cable) cut() {
+	c.ln.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+}
+
+// TestDatabaseOutageIsUnavailable: while the database cannot be reached,
+// the API answers 503 "unavailable" (retry later), not 500 "internal"
+// (a defect of the server), and says nothing of the connection; an
+// append's answer carries its ids, since a connection lost at the commit
+// leaves its outcome unknown.
+func TestDatabaseOutageIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCable(t, pu.Host)
+	pu.Host = c.ln.Addr().String()
+	pool, err := pgxpool.New(ctx, pu.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reg := schemas.MustDefault()
+	store, err := postgres.New(ctx, pool, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	s, err := server.New(server.Config{Store: store, Registry: reg, Auth: server.NewAuthenticator(server.Tokens{
+		server.TokenFor(acmeToken, "acme", "acme-app"), server.TokenFor(operatorToken, server.AllTenants, "ops"),
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv}
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	c.cut()
+	for _, req := range []struct{ method, path, token string }{
+		{"POST", "/streams/s/events", acmeToken}, {"POST", "/streams/s/events", acmeToken},
+		{"POST", "/streams/t/events", operatorToken}, {"GET", "/streams/s", acmeToken}, {"GET", "/events", acmeToken},
+	} {
+		body := ""
+		if req.method == "POST" {
+			body = requestedEvent("acme")
+		}
+		r := e.do(req.method, req.path, req.token, body)
+		if r.code != 503 || !strings.Contains(r.body, `"kind":"unavailable"`) || strings.Contains(r.body, pu.Host) {
+			t.Errorf("%s %s with the database unreachable: %d %s, want 503 unavailable", req.method, req.path, r.code, r.body)
+			continue
+		}
+		if ids := strings.Contains(r.body, `"event_ids"`); ids != (req.method == "POST") {
+			t.Errorf("%s %s: event_ids given: %v: %s", req.method, req.path, ids, r.body)
+		}
+	}
+}
+
+// truncated is a request body that ends before its end, as when the
+// client goes away in the middle of sending it.
+type truncated struct{ sent bool }
+
+func (b *truncated) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, io.ErrUnexpectedEOF
+	}
+	b.sent = true
+	return copy(p, `{"type":"course.generation.req`), nil
+}
+
+// TestTruncatedBodyIsTheClients: a body cut short is a 400, not taken for
+// a database outage (503) nor logged as a defect of the server (500).
+func TestTruncatedBodyIsTheClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	req := httptest.NewRequest("POST", "/streams/s/events", &truncated{})
+	req.Header.Set("Authorization", "Bearer "+acmeToken)
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, req)
+	if w.Code != 400 {
+		t.Fatalf("a truncated body: %d %s, want 400", w.Code, w.Body.String())
+	}
+}
