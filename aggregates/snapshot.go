@@ -34,8 +34,9 @@ type SnapshotStore interface {
 type SnapshotPolicy struct {
 	// Store keeps the snapshots.
 	Store SnapshotStore
-	// Every takes a snapshot when a save crosses a multiple of Every
-	// events (a stream version divisible by Every). Must be > 0.
+	// Every takes a snapshot after a command that leaves the aggregate
+	// Every or more events past the snapshot it was loaded from (past
+	// version 0 when there was none). Must be > 0.
 	Every int64
 	// SchemaVersion is the version of the state's JSON encoding. Change it
 	// whenever the state type changes incompatibly: older snapshots are
