@@ -185,8 +185,10 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	if err != nil {
 		return err
 	}
-	p := a.newProgress("import", "events", int64(total))
-	p.Add(cp.Events)
+	// The progress is of this run: the events an interrupted run imported
+	// are neither to do nor done now (counted done at the first instant,
+	// they showed a rate far above the real one and an ETA far too short).
+	p := a.newProgress("import", "events", int64(total-cp.Events))
 	var (
 		run      []eventstore.Event
 		runLines []int // the line of each event of run

@@ -296,3 +296,66 @@ func TestAppendFileIgnoresAByteOrderMarkAtTheStart(t *testing.T) {
 		t.Fatalf("the refused append wrote %d events", got)
 	}
 }
+
+// TestImportResumedReportsOnlyItsOwnProgress: an import resumed after
+// Ctrl-C reports, as backfill and export do, the events this run has to
+// write: its total is what the checkpoint left, and its rate is of its
+// own work. Before, the events of the interrupted run counted as done at
+// the first instant, which showed a rate far above the real one and an
+// ETA far too short.
+func TestImportResumedReportsOnlyItsOwnProgress(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	const n = 600
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(envelope(fmt.Sprintf("s-%d", i%7), "course.generation.requested", 2, requested()))
+		b.WriteByte('\n')
+	}
+	p := writeFile(t, c.dir, "big.ndjson", b.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The checkpoint is kept under the working directory: the command
+	// runs in the test's, as c.run does.
+	bg := &background{exited: make(chan error, 1)}
+	bg.cmd = exec.CommandContext(ctx, binary, "--database-url", c.url, "import", p, "--batch", "1")
+	bg.cmd.Env, bg.cmd.Dir = cleanEnv(), c.dir
+	bg.cmd.Stdout, bg.cmd.Stderr = &bg.stdout, &bg.stderr
+	if err := bg.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { bg.exited <- bg.cmd.Wait() }()
+	cps := filepath.Join(c.dir, ".eventstream", "checkpoints")
+	for {
+		if m, _ := filepath.Glob(filepath.Join(cps, "import-*.json")); len(m) > 0 {
+			break
+		}
+		select {
+		case err := <-bg.exited:
+			t.Fatalf("import ended (%v) before it checkpointed; stderr: %s", err, bg.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
+		t.Fatalf("interrupted import: %v; stderr: %s", err, bg.stderr.String())
+	}
+	r := c.must(0, "import", p)
+	if !strings.Contains(r.stderr, "resuming an interrupted import") {
+		t.Fatalf("the second run did not resume: %s", r)
+	}
+	var events, total int
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, `msg="import done"`) {
+			if _, err := fmt.Sscanf(l[strings.Index(l, " events="):], " events=%d", &events); err != nil {
+				t.Fatalf("import done line %q: %v", l, err)
+			}
+			if _, err := fmt.Sscanf(l[strings.Index(l, " total="):], " total=%d", &total); err != nil {
+				t.Fatalf("import done line %q: %v", l, err)
+			}
+		}
+	}
+	if events != total || total <= 0 || total >= n {
+		t.Fatalf("resumed import reports events=%d total=%d; want both the events left after the checkpoint (fewer than %d): %s", events, total, n, r.stderr)
+	}
+}
