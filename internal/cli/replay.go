@@ -71,14 +71,16 @@ batch (exit 130); running the same command again resumes the rebuild
 				Restart: restart, KeepOld: keepOld, MaxEventsPerSecond: maxRate,
 				Progress: func(rp projections.RebuildProgress) {
 					if p == nil {
+						// The progress is of this run: what a resumed
+						// rebuild's earlier runs read is neither to do
+						// nor done now (counted done at the first report,
+						// it showed a rate far above the real one and an
+						// ETA far too short).
 						total := int64(0)
 						if env.b.Store.Features().GaplessPositions {
-							total = int64(rp.Head.Commit)
+							total = max(int64(rp.Head.Commit)-(int64(rp.Position.Commit)-rp.Events), 0)
 						}
 						p = a.newProgress("replay "+name, "events", total)
-						if total > 0 {
-							p.Add(int(rp.Position.Commit) - int(rp.Events))
-						}
 					}
 					p.Add(int(rp.Events - last.Events))
 					last = rp

@@ -1,0 +1,57 @@
+package cli_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReplayResumedReportsOnlyItsOwnProgress: a rebuild resumed after
+// Ctrl-C reports, as backfill does, the events this run reads: its total
+// is what is left from where the unfinished generation stood, and its rate
+// is of its own work. Before, the events of the interrupted run counted
+// as done at the first report, which showed a rate far above the real one
+// and an ETA far too short.
+func TestReplayResumedReportsOnlyItsOwnProgress(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	const n = 300
+	c.appendMany(n)
+	c.must(0, "migrate")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bg := c.start(ctx, "replay", "audit", "--max-rate", "150", "--batch", "10")
+	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit' AND generation = 2`) < 20 {
+		select {
+		case err := <-bg.exited:
+			t.Fatalf("replay ended (%v) before it was interrupted; stderr: %s", err, bg.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
+		t.Fatalf("interrupted replay: %v; stderr: %s", err, bg.stderr.String())
+	}
+	r := c.must(0, "replay", "audit")
+	if !strings.Contains(r.stdout, "resumed") {
+		t.Fatalf("the second replay did not resume: %s", r)
+	}
+	var events, total int
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, `msg="replay done"`) {
+			if _, err := fmt.Sscanf(l[strings.Index(l, " events="):], " events=%d", &events); err != nil {
+				t.Fatalf("replay done line %q: %v", l, err)
+			}
+			if _, err := fmt.Sscanf(l[strings.Index(l, " total="):], " total=%d", &total); err != nil {
+				t.Fatalf("replay done line %q: %v", l, err)
+			}
+		}
+	}
+	if events != total || total <= 0 || total >= n {
+		t.Fatalf("resumed replay reports events=%d total=%d; want both the events left to it (fewer than %d): %s", events, total, n, r.stderr)
+	}
+}
