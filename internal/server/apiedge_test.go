@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"runtime"
@@ -91,4 +92,38 @@ func TestAppendKeysMatchExactly(t *testing.T) {
 	if n := e.logSize(); n != 0 {
 		t.Fatalf("the log has %d events, want 0", n)
 	}
+}
+
+// TestMetricsMethodLabelIsBounded: a request's method is a label of the
+// HTTP metrics, and any token is a method to net/http: a client without a
+// token, sending methods of its own, must not add a series per method
+// (every one kept for the life of the process, and scraped).
+func TestMetricsMethodLabelIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	for i := range 20 {
+		e.do(fmt.Sprintf("BOGUS%d", i), "/events", "", "")
+		e.do(fmt.Sprintf("BOGUS%d", i), "/streams/s/events", acmeToken, "")
+	}
+	e.must(200, "GET", "/events", acmeToken, "")
+	r := e.must(200, "GET", "/metrics", "", "")
+	if strings.Contains(r.body, "BOGUS") {
+		t.Fatalf("the metrics hold a series per made-up method:\n%s", grepLines(r.body, "BOGUS"))
+	}
+	if !strings.Contains(r.body, `eventstream_http_requests_total{code="404",method="other",route="other"} 40`) {
+		t.Fatalf("the made-up methods are not counted as one:\n%s", grepLines(r.body, "eventstream_http_requests_total"))
+	}
+	if !strings.Contains(r.body, `eventstream_http_requests_total{code="200",method="GET",route="GET /events"} 1`) {
+		t.Fatalf("GET is not counted as itself:\n%s", grepLines(r.body, "eventstream_http_requests_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -234,9 +234,22 @@ func (s *Server) instrument(route string, h http.Handler) http.Handler {
 		if sw.code == 0 {
 			sw.code = http.StatusOK
 		}
-		s.cfg.Metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
+		s.cfg.Metrics.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(sw.code)).Inc()
 		s.cfg.Metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
+}
+
+// methodLabel is a request's method as a metrics label: one of HTTP's, or
+// "other". net/http takes any token as a method, and a label per made-up
+// method would be a series kept for the life of the process, added by
+// anyone, without a token.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // limit applies the body size limit and the request deadline.
