@@ -198,7 +198,14 @@ func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot b
 			return nil, nil, err
 		}
 	}
-	events, err := r.store.ReadStream(ctx, a.Stream, a.Version+1, readAll)
+	// After a snapshot, the read starts at the snapshot's own version: its
+	// event proves that the log has reached the snapshot (a stream
+	// truncated or recreated shorter has not), in the same round trip.
+	from := a.Version + 1
+	if a.snapshotVersion > 0 {
+		from = a.snapshotVersion
+	}
+	events, err := r.store.ReadStream(ctx, a.Stream, from, readAll)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
 		if a.snapshotVersion > 0 {
 			// A snapshot of a stream the log does not have: trust the log.
@@ -210,18 +217,12 @@ func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot b
 	if err != nil {
 		return nil, nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
 	}
-	if len(events) == 0 && a.snapshotVersion > 0 {
-		// Nothing after the snapshot: the stream is at its version, or
-		// behind it (truncated, recreated). Events after it would have
-		// proved the first; only this case needs the one-event read.
-		at, err := r.store.ReadStream(ctx, a.Stream, a.snapshotVersion, 1)
-		if err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
-			return nil, nil, fmt.Errorf("aggregates: load %s: %w", a.Stream, err)
-		}
-		if len(at) == 0 || at[0].Version != a.snapshotVersion {
+	if a.snapshotVersion > 0 {
+		if len(events) == 0 || events[0].Version != a.snapshotVersion {
 			r.log.WarnContext(ctx, "aggregates: snapshot ahead of the log, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
 			return r.loadEvents(ctx, id, false)
 		}
+		events = events[1:] // the snapshot holds it
 	}
 	if err := r.replay(a, events); err != nil {
 		return nil, nil, err

@@ -19,16 +19,27 @@ import (
 // countingStore counts the events ReadStream returns.
 type countingStore struct {
 	eventstore.Store
-	mu   sync.Mutex
-	read int
+	mu    sync.Mutex
+	read  int
+	calls int
 }
 
 func (c *countingStore) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
 	evs, err := c.Store.ReadStream(ctx, stream, from, limit)
 	c.mu.Lock()
 	c.read += len(evs)
+	c.calls++
 	c.mu.Unlock()
 	return evs, err
+}
+
+// takeCalls returns the ReadStream calls since the last takeCalls.
+func (c *countingStore) takeCalls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.calls
+	c.calls = 0
+	return n
 }
 
 func (c *countingStore) take() int {
@@ -68,9 +79,27 @@ func snapshotSuite(t *testing.T, store eventstore.Store, snaps aggregates.Snapsh
 	if a.Version != 25 || a.State.Total != 25 || a.State.Adds != 25 {
 		t.Fatalf("loaded v%d %+v, want v25 total 25", a.Version, a.State)
 	}
-	if got := counting.take(); got != 5 {
-		t.Fatalf("load read %d events, want 5 (those after the snapshot)", got)
+	if got := counting.take(); got != 6 {
+		t.Fatalf("load read %d events, want 6 (the snapshot's own, which proves the log has reached it, and the 5 after it)", got)
 	}
+
+	// A stream at its snapshot's version loads in one read too.
+	for range 20 {
+		if _, err := repo.Handle(ctx, "at-snapshot", meta(), add("at-snapshot", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if snap, ok, err := snaps.Load(ctx, "counter-at-snapshot", 1); err != nil || !ok || snap.Version != 20 {
+		t.Fatalf("snapshot after 20 events: v%d %v %v, want v20", snap.Version, ok, err)
+	}
+	counting.takeCalls()
+	if a, err := repo.Load(ctx, "at-snapshot"); err != nil || a.Version != 20 || a.State.Total != 20 {
+		t.Fatalf("load at the snapshot's version: %+v %v, want v20 total 20", a, err)
+	}
+	if got := counting.takeCalls(); got != 1 {
+		t.Fatalf("a load at the snapshot's version read the stream %d times, want once", got)
+	}
+	counting.take()
 
 	t.Run("other schema version is ignored", func(t *testing.T) {
 		other := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) {
