@@ -175,7 +175,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil && !errors.As(err, &mb) {
 		// The client sent less than it announced (it went away): its
 		// mistake, not an outage of the database nor a defect here.
-		writeError(w, http.StatusBadRequest, "bad_request", "the request body could not be read in full", nil)
+		s.writeStoreError(w, r, badRequest("body", "", "the request body could not be read in full"))
 		return
 	}
 	if err != nil {

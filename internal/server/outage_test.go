@@ -141,7 +141,7 @@ func TestTruncatedBodyIsTheClients(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+acmeToken)
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
-	if w.Code != 400 {
-		t.Fatalf("a truncated body: %d %s, want 400", w.Code, w.Body.String())
+	if w.Code != 400 || !strings.Contains(w.Body.String(), `"rule":"body"`) {
+		t.Fatalf("a truncated body: %d %s, want 400 with rule body", w.Code, w.Body.String())
 	}
 }
