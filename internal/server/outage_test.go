@@ -145,3 +145,51 @@ func TestTruncatedBodyIsTheClients(t *testing.T) {
 		t.Fatalf("a truncated body: %d %s, want 400 with rule body", w.Code, w.Body.String())
 	}
 }
+
+// TestDatabaseRestartIsUnavailable: when PostgreSQL ends the server's
+// connections (a restart, a failover, an administrator), the request that
+// finds its connection gone is told to retry (503 unavailable), not that
+// the server failed (500), and the retry succeeds.
+func TestDatabaseRestartIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, schema := pgtest.Schema(t)
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := pu.Query()
+	q.Set("application_name", schema) // so that only this test's connections are ended
+	pu.RawQuery = q.Encode()
+	pool, err := pgxpool.New(ctx, pu.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	admin := pgtest.Pool(t)
+	reg := schemas.MustDefault()
+	store, err := postgres.New(ctx, pool, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	s, err := server.New(server.Config{Store: store, Registry: reg, Auth: server.NewAuthenticator(server.Tokens{
+		server.TokenFor(acmeToken, "acme", "acme-app"),
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv}
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	e.must(200, "GET", "/streams/s", acmeToken, "")
+	var ended int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, schema).Scan(&ended); err != nil || ended == 0 {
+		t.Fatalf("ending the server's connections: %d ended, %v", ended, err)
+	}
+	if r := e.do("GET", "/streams/s", acmeToken, ""); r.code != 503 || !strings.Contains(r.body, `"kind":"unavailable"`) {
+		t.Fatalf("a read on a connection the database ended: %d %s, want 503 unavailable", r.code, r.body)
+	}
+	e.must(200, "GET", "/streams/s", acmeToken, "")
+}

@@ -402,10 +402,25 @@ func (s *Server) writeAppendError(w http.ResponseWriter, r *http.Request, err er
 // unreachable reports whether err says the database could not be reached
 // or the connection to it was lost (it is down, restarting, or the network
 // is), or the store is closed: an outage to retry after, not a defect of
-// the server. It looks at the standard library's errors only, which the
-// drivers wrap, so that no driver's error types leak in here.
+// the server. It looks at the standard library's errors and at the
+// SQLSTATE a PostgreSQL driver's error reports (through a method, so that
+// no driver's types leak in here).
 func unreachable(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, eventstore.ErrClosed)
+	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, eventstore.ErrClosed) {
+		return true
+	}
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) {
+		switch code := pg.SQLState(); {
+		case strings.HasPrefix(code, "08"): // connection exception
+			return true
+		case code == "57P01", code == "57P02", code == "57P03": // shut down by an administrator, crashed, starting up
+			return true
+		case code == "53300": // too many connections
+			return true
+		}
+	}
+	return false
 }
