@@ -199,21 +199,35 @@ func openExportFile(path string, restart bool) (*os.File, *exportedLines, error)
 		fh.Close()
 		return nil, nil, err
 	}
-	b, err := io.ReadAll(fh)
+	// Only the first and the last complete line matter: they are read
+	// alone, so that resuming the export of a large log does not read
+	// the whole file into memory.
+	st, err := fh.Stat()
 	if err != nil {
 		return fail(err)
 	}
-	if len(b) == 0 {
+	if st.Size() == 0 {
 		return fh, nil, nil
 	}
 	// The last complete line must be an exported event; a partial line
 	// after it (an export killed mid-write) is dropped.
-	end := bytes.LastIndexByte(b, '\n') + 1
+	end, err := completeLinesEnd(fh, st.Size())
+	if err != nil {
+		return fail(err)
+	}
 	notExport := usagef("--output %s: it is not an export of eventstream; use --restart to overwrite it", path)
 	if end == 0 {
 		return fail(notExport)
 	}
-	lines := bytes.Split(bytes.TrimRight(b[:end], "\n"), []byte("\n"))
+	lastRaw, err := lastFileLine(fh, end)
+	if err != nil {
+		return fail(err)
+	}
+	firstRaw, err := bufio.NewReaderSize(io.NewSectionReader(fh, 0, end), 64<<10).ReadBytes('\n')
+	if err != nil {
+		return fail(err)
+	}
+	firstRaw = bytes.TrimSuffix(firstRaw, []byte("\n"))
 	line := func(raw []byte) (exportedLine, bool) {
 		var l struct {
 			Position *eventstore.Position `json:"position"`
@@ -225,21 +239,68 @@ func openExportFile(path string, restart bool) (*os.File, *exportedLines, error)
 		id, err := uuid.Parse(l.ID)
 		return exportedLine{Position: *l.Position, ID: id}, err == nil
 	}
-	last, ok := line(lines[len(lines)-1])
+	last, ok := line(lastRaw)
 	if !ok {
 		return fail(notExport)
 	}
 	// A first line that is no export line makes the file one of no
 	// range: it is started over (the zero line is the first event of no
 	// log).
-	first, _ := line(lines[0])
-	if err := fh.Truncate(int64(end)); err != nil {
+	first, _ := line(firstRaw)
+	if err := fh.Truncate(end); err != nil {
 		return fail(err)
 	}
-	if _, err := fh.Seek(int64(end), io.SeekStart); err != nil {
+	if _, err := fh.Seek(end, io.SeekStart); err != nil {
 		return fail(err)
 	}
 	return fh, &exportedLines{first: first, last: last}, nil
+}
+
+// readBackChunk is how much of a file completeLinesEnd and lastFileLine read
+// at a time, from its end backwards.
+const readBackChunk = 64 << 10
+
+// completeLinesEnd is the offset just after the last newline of the first
+// size bytes of fh (0: there is none).
+func completeLinesEnd(fh *os.File, size int64) (int64, error) {
+	buf := make([]byte, readBackChunk)
+	for pos := size; pos > 0; {
+		n := min(int64(len(buf)), pos)
+		if _, err := fh.ReadAt(buf[:n], pos-n); err != nil {
+			return 0, err
+		}
+		pos -= n
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return pos + int64(i) + 1, nil
+		}
+	}
+	return 0, nil
+}
+
+// lastFileLine is the last line of the first end bytes of fh that is not
+// empty (none of it when every line is), read back from end.
+func lastFileLine(fh *os.File, end int64) ([]byte, error) {
+	var line []byte
+	trailing := true // skipping the empty lines at the end
+	for pos := end; pos > 0; {
+		n := min(int64(readBackChunk), pos)
+		buf := make([]byte, n)
+		if _, err := fh.ReadAt(buf, pos-n); err != nil {
+			return nil, err
+		}
+		pos -= n
+		if trailing {
+			if buf = bytes.TrimRight(buf, "\n"); len(buf) == 0 {
+				continue
+			}
+			trailing = false
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			return append(buf[i+1:], line...), nil
+		}
+		line = append(buf, line...)
+	}
+	return line, nil
 }
 
 // resumable reports whether fh is a regular file: one an export can be

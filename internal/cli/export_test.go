@@ -3,8 +3,10 @@ package cli_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,5 +194,62 @@ func TestExportOfAnEventWithHTMLCharactersImports(t *testing.T) {
 		if g, w := fmt.Sprint(got[k]), fmt.Sprint(want[k]); g != w || !strings.Contains(g, `\u003c<&\>`) && k == "payload" {
 			t.Fatalf("the imported %s differs from the exported one:\n%s\n%s", k, g, w)
 		}
+	}
+}
+
+// TestExportResumesALargeFileWithoutReadingItAll: resuming an export reads
+// the first and the last line of the file, not the whole file: before,
+// the file was read into memory whole (and split into lines), so resuming
+// the export of a large log, the case resuming is for, needed as much
+// memory as the file is large.
+func TestExportResumesALargeFileWithoutReadingItAll(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(3)
+	lines := strings.SplitAfter(c.must(0, "export").stdout, "\n")
+	// The first line of the range, filler (resuming looks only at the
+	// first and the last line), and the line of position 2: a file an
+	// interrupted export of a large log leaves, in size.
+	const size = 128 << 20
+	out := filepath.Join(c.dir, "big.ndjson")
+	fh, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := strings.Repeat(`{"filler":"`+strings.Repeat("x", 1000)+`"}`+"\n", 1024)
+	fh.WriteString(lines[0])
+	for written := 0; written < size; written += len(filler) {
+		fh.WriteString(filler)
+	}
+	fh.WriteString(lines[1])
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "--database-url", c.url, "export", "--output", out)
+	cmd.Env = cleanEnv()
+	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "resuming the export") {
+		t.Fatalf("export --output onto the file: %v\n%s", err, b)
+	}
+	tail := make([]byte, 4096)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(tail, st.Size()-int64(len(tail))); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSpace(string(tail)), "\n")
+	if !strings.HasSuffix(string(tail), lines[1]+lines[2]) {
+		t.Fatalf("the resumed export does not end with the events at 2 and 3: %q", got[len(got)-2:])
+	}
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+	t.Logf("resuming the export of a %d MiB file used %d MiB of memory", size>>20, rss>>20)
+	if rss > size {
+		t.Fatal("resuming the export used more memory than the file is large")
 	}
 }
