@@ -74,8 +74,8 @@ const DefaultPageSize = 1000
 // holds at least one event and the next page makes progress. Without it a
 // page of DefaultPageSize events near MaxEventBytes would be a gigabyte.
 // A page cut short is not End. The count is approximate: PostgreSQL
-// counts the stored size of the payload and meta columns (jsonb, after
-// any compression), the other backends PageBytes.
+// counts the payload and meta columns' size as stored, or as text when it
+// compressed them; the other backends count PageBytes.
 const MaxPageBytes = 16 << 20
 
 // PageBytes is what an event counts towards MaxPageBytes in the backends

@@ -471,16 +471,22 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 
 // pageQuery selects, in position order, the events that match where, at
 // most $limitArg of them, ending with the one that brings the page to
-// $budgetArg bytes of payload and meta as stored (pg_column_size: what
-// the row holds, after any compression; it reads no TOAST). Each row ends
-// with page_bytes, the bytes of the page up to and including it. The
-// events past the budget are looked at, up to the limit, but not sent.
+// $budgetArg bytes of payload and meta. Each row ends with page_bytes, the
+// bytes of the page up to and including it. The events past the budget
+// are looked at, up to the limit, but not sent.
+//
+// A value's bytes are its stored size (pg_column_size, which reads no
+// TOAST) unless PostgreSQL compressed it; then its size as text, as it is
+// sent, which costs decompressing it: a compressed size would let a page
+// of compressible events (a tenant's megabyte of repeated text) hold many
+// times the budget.
 func pageQuery(where string, limitArg, budgetArg int) string {
 	return `SELECT ` + selectColumns + `, page_bytes FROM (
 	SELECT *, sum(event_bytes) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) AS page_bytes FROM (
 		SELECT position, id, stream, version, type, source, target, tenant_id, correlation_id, causation_id,
 			producer, schema_version, "timestamp", payload, meta,
-			pg_column_size(payload) + pg_column_size(meta) AS event_bytes
+			CASE WHEN pg_column_compression(payload) IS NULL THEN pg_column_size(payload) ELSE octet_length(payload::text) END
+			+ CASE WHEN pg_column_compression(meta) IS NULL THEN pg_column_size(meta) ELSE octet_length(meta::text) END AS event_bytes
 		FROM events WHERE ` + where + ` ORDER BY position LIMIT $` + strconv.Itoa(limitArg) + `
 	) AS matched
 ) AS events WHERE page_bytes - event_bytes < $` + strconv.Itoa(budgetArg) + ` ORDER BY position`
