@@ -378,14 +378,16 @@ func (a *app) export(ctx context.Context, s eventstore.Store, w io.Writer, from 
 	return n, last, nil
 }
 
-// unescapeHTML turns the \u003c, \u003e and \u0026 escapes that
-// encoding/json writes for <, > and & back into those characters, in JSON
-// that encoding/json wrote (a backslash is always the start of an escape
-// there). An export line then holds the payload as the store holds it: a
-// six-byte escape per character made a valid event near the size limit a
-// line that import refuses as too long.
+// unescapeHTML turns the escapes that encoding/json writes for <, > and &
+// (\u003c, \u003e, \u0026) and for U+2028 and U+2029 (\u2028, \u2029,
+// for JavaScript) back into those characters, in JSON that encoding/json
+// wrote (a backslash is always the start of an escape there). An export
+// line then holds the payload as the store holds it: an escape of six
+// bytes per character made a valid event near the size limit a line that
+// import refuses as too long. NDJSON lines end at \n alone, so U+2028 and
+// U+2029 are safe in a line.
 func unescapeHTML(b []byte) []byte {
-	if !bytes.Contains(b, []byte(`\u00`)) {
+	if !bytes.Contains(b, []byte(`\u`)) {
 		return b
 	}
 	out := make([]byte, 0, len(b))
@@ -395,15 +397,8 @@ func unescapeHTML(b []byte) []byte {
 			continue
 		}
 		if b[i+1] == 'u' && i+6 <= len(b) {
-			switch string(b[i+2 : i+6]) {
-			case "003c":
-				out, i = append(out, '<'), i+5
-				continue
-			case "003e":
-				out, i = append(out, '>'), i+5
-				continue
-			case "0026":
-				out, i = append(out, '&'), i+5
+			if c, ok := htmlEscape(b[i+2 : i+6]); ok {
+				out, i = append(out, c...), i+5
 				continue
 			}
 		}
@@ -412,4 +407,22 @@ func unescapeHTML(b []byte) []byte {
 		out, i = append(out, b[i], b[i+1]), i+1
 	}
 	return out
+}
+
+// htmlEscape is the character of an escape encoding/json writes for HTML
+// and JavaScript, by its hex digits, and whether hex is one.
+func htmlEscape(hex []byte) (string, bool) {
+	switch string(hex) {
+	case "003c":
+		return "<", true
+	case "003e":
+		return ">", true
+	case "0026":
+		return "&", true
+	case "2028":
+		return "\u2028", true
+	case "2029":
+		return "\u2029", true
+	}
+	return "", false
 }

@@ -253,3 +253,38 @@ func TestExportResumesALargeFileWithoutReadingItAll(t *testing.T) {
 		t.Fatal("resuming the export used more memory than the file is large")
 	}
 }
+
+// TestExportOfAnEventWithLineSeparatorsImports: export writes U+2028 and
+// U+2029 (which encoding/json escapes for JavaScript) as the UTF-8 the
+// store holds, as it does <, > and &: escaped, each took six bytes for
+// three, and a valid event near the size limit made a line import refuses
+// as too long. NDJSON lines end at \n alone, so the characters are safe
+// in a line.
+func TestExportOfAnEventWithLineSeparatorsImports(t *testing.T) {
+	t.Parallel()
+	src, dst := newCLI(t), newCLI(t)
+	step := strings.Repeat("\u2028", 60) + strings.Repeat("\u2029", 60)
+	steps := make([]string, 2500)
+	for i := range steps {
+		steps[i] = fmt.Sprintf(`"%s%04d"`, step, i)
+	}
+	payload := fmt.Sprintf(`{"ir_id":"ir-2","ir_sha256":"%s","steps":[{"step_id":"s1","action":"deploy","tier":2}],"max_tier":2,"escalated_steps":[%s]}`,
+		strings.Repeat("0", 64), strings.Join(steps, ","))
+	src.must(0, "append", "--file", writeFile(t, src.dir, "big.ndjson", envelope("ir-2", "ir.validated_escalate", 1, payload)+"\n"))
+	out := filepath.Join(src.dir, "e.ndjson")
+	src.must(0, "export", "--output", out)
+	exported, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(exported), `\u2028`) || strings.Contains(string(exported), `\u2029`) || len(readLines(t, out)) != 1 {
+		t.Fatalf("the export escapes the payload's line separators, or splits its line: %.300s", exported)
+	}
+	if r := dst.run("import", out); r.code != 0 {
+		t.Fatalf("import of the export: %.2000s", r)
+	}
+	got, want := jsonLines(t, dst.must(0, "read", "ir-2", "--json").stdout)[0], jsonLines(t, src.must(0, "read", "ir-2", "--json").stdout)[0]
+	if fmt.Sprint(got["payload"]) != fmt.Sprint(want["payload"]) {
+		t.Fatal("the imported payload differs from the exported one")
+	}
+}
