@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -351,7 +352,7 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request, p Principal)
 			return
 		}
 	}
-	events, err := s.cfg.Store.ReadStream(r.Context(), stream, max(from, 1), int(limit))
+	events, full, err := readStreamPage(r.Context(), s.cfg.Store, stream, max(from, 1), int(limit))
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
 		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
 		return
@@ -370,11 +371,44 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request, p Principal)
 			out.Events = append(out.Events, e)
 		}
 	}
-	if len(events) == int(limit) {
+	if full {
 		n := events[len(events)-1].Version + 1
 		out.Next = &n
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// firstStreamChunk is how many events readStreamPage asks for first,
+// before it knows how big they are.
+const firstStreamChunk = 16
+
+// readStreamPage reads up to limit events of stream from version from,
+// stopping once they hold eventstore.MaxPageBytes (a stream read is not
+// cut by the store: an aggregate's load needs all of it). It reads in
+// chunks sized by the events seen so far, so that a page of small events
+// is one or two reads and one of near-maximum events holds about
+// MaxPageBytes, not a gigabyte. full is true when a next page may follow.
+func readStreamPage(ctx context.Context, st eventstore.Store, stream string, from int64, limit int) (events []eventstore.Event, full bool, err error) {
+	size, chunk := 0, min(limit, firstStreamChunk)
+	for {
+		got, err := st.ReadStream(ctx, stream, from, chunk)
+		if err != nil && (len(events) == 0 || !errors.Is(err, eventstore.ErrStreamNotFound)) {
+			return nil, false, err
+		}
+		for i := range got {
+			size += eventstore.PageBytes(&got[i])
+		}
+		events = append(events, got...)
+		switch {
+		case len(got) < chunk:
+			return events, false, nil
+		case len(events) == limit || size >= eventstore.MaxPageBytes:
+			return events, true, nil
+		}
+		from = events[len(events)-1].Version + 1
+		per := max(size/len(events), 1)
+		chunk = min(limit-len(events), max((eventstore.MaxPageBytes-size)/per, 1))
+	}
 }
 
 func (s *Server) readAll(w http.ResponseWriter, r *http.Request, p Principal) {

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"net/url"
@@ -8,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/server"
 )
 
@@ -126,4 +131,59 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestStreamPageStopsAtMaxPageBytes: a stream read over HTTP holds about
+// eventstore.MaxPageBytes at most, whatever its limit, and its next leads
+// on to the rest: a tenant's stream of near-maximum events would
+// otherwise cost the server a gigabyte per request.
+func TestStreamPageStopsAtMaxPageBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	const n = 40
+	blob := strings.Repeat("x", 900<<10)
+	for i := range n {
+		ev := eventstore.Event{Type: "course.generation.requested", Source: "test",
+			Payload: json.RawMessage(fmt.Sprintf(`{"course_id":%q,"topic":"Go","attempt":1}`, uuid.New())),
+			Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: "acme", Extra: map[string]any{"blob": blob, "i": i}}}
+		if _, err := e.store.Append(context.Background(), "big", eventstore.Any, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var versions []int64
+	path := "/streams/big?limit=1000"
+	for pages := 1; ; pages++ {
+		if pages > n {
+			t.Fatalf("%d pages for %d events", pages, n)
+		}
+		var out struct {
+			Events []eventstore.Event `json:"events"`
+			Next   *int64             `json:"next"`
+		}
+		r := e.must(200, "GET", path, acmeToken, "")
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.body) > eventstore.MaxPageBytes+2*eventstore.MaxEventBytes {
+			t.Fatalf("page %d: %d bytes of JSON, want about MaxPageBytes (%d) at most", pages, len(r.body), eventstore.MaxPageBytes)
+		}
+		for _, ev := range out.Events {
+			versions = append(versions, ev.Version)
+		}
+		if out.Next == nil {
+			if pages < 3 {
+				t.Fatalf("%d events of 900 KiB came in %d pages, want at least 3", n, pages)
+			}
+			break
+		}
+		path = fmt.Sprintf("/streams/big?limit=1000&from=%d", *out.Next)
+	}
+	if len(versions) != n {
+		t.Fatalf("read %d events over the pages, want %d", len(versions), n)
+	}
+	for i, v := range versions {
+		if v != int64(i+1) {
+			t.Fatalf("event %d has version %d, want %d", i, v, i+1)
+		}
+	}
 }
