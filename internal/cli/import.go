@@ -46,8 +46,9 @@ of a stream, is a conflict (exit code 4) instead of a silent renumbering;
 
 Ctrl-C stops at a checkpoint (recorded in ./.eventstream/checkpoints);
 running the same command again resumes there (--restart ignores it). An
-import from standard input (-) keeps no checkpoint: run again, it reads
-from the first line, and what was stored is not written twice.
+import from standard input (-) or from a pipe (import <(gunzip -c …))
+keeps no checkpoint: run again, it reads from the first line, and what
+was stored is not written twice.
 Timestamps are set by the target store when the events are written.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -89,21 +90,34 @@ type importCheckpoint struct {
 
 func (a *app) runImport(ctx context.Context, path string, opts importOptions) error {
 	name := path
-	if path == "-" {
-		// Import reads its input twice (validate, then write): spool stdin.
+	// Import reads its input twice (validate, then write): stdin, and a
+	// path that is no regular file (a FIFO, or import <(gunzip -c …),
+	// whose second read found the pipe drained and wrote nothing), are
+	// spooled to a file first, and keep no checkpoint.
+	spooled := false
+	if st, err := os.Stat(path); path == "-" || err == nil && !st.Mode().IsRegular() {
+		in, what := a.io.In, "stdin"
+		if path != "-" {
+			fh, err := os.Open(path)
+			if err != nil {
+				return usagef("%s: %v", path, errors.Unwrap(err))
+			}
+			defer fh.Close()
+			in, what = fh, path
+		}
 		tmp, err := os.CreateTemp("", "eventstream-import-*.ndjson")
 		if err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
-		if err := copyUntilDone(ctx, tmp, a.io.In); err != nil {
+		if err := copyUntilDone(ctx, tmp, in); err != nil {
 			if ctx.Err() != nil {
 				return interruptedValidating()
 			}
-			return fmt.Errorf("read stdin: %w", err)
+			return fmt.Errorf("read %s: %w", what, err)
 		}
-		path, name = tmp.Name(), "stdin"
+		path, name, spooled = tmp.Name(), what, true
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -170,7 +184,7 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 	target := a.targetIdentity(ctx, b)
 	cpPath := ""
 	var cp importCheckpoint
-	if name != "stdin" && b.Kind != storeMemory {
+	if !spooled && b.Kind != storeMemory {
 		abs, _ := filepath.Abs(path)
 		sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s", abs, st.Size(), st.ModTime().UnixNano(), target))
 		cpPath = filepath.Join(a.workDir, ".eventstream", "checkpoints", "import-"+hex.EncodeToString(sum[:8])+".json")

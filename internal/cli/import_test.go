@@ -359,3 +359,44 @@ func TestImportResumedReportsOnlyItsOwnProgress(t *testing.T) {
 		t.Fatalf("resumed import reports events=%d total=%d; want both the events left after the checkpoint (fewer than %d): %s", events, total, n, r.stderr)
 	}
 }
+
+// TestImportFromAPipe: import reads its input twice (validates every line,
+// then writes), which a pipe given as a path cannot give: import
+// <(gunzip -c events.ndjson.gz) read it to the end to validate it, then
+// found nothing left to write, and reported success with every event
+// counted and none stored. It now reads such an input once, as it does
+// stdin, and imports it.
+func TestImportFromAPipe(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	var b strings.Builder
+	for i := range 5 {
+		b.WriteString(line(uuid.NewString(), fmt.Sprintf("pipe-%d", i%2), uuid.NewString()) + "\n")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.WriteString(b.String())
+		w.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// As the shell runs import <(…): the pipe is a descriptor the
+	// command inherits, named by its /dev/fd path.
+	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "import", "/dev/fd/3", "--json")
+	cmd.Env, cmd.Dir = cleanEnv(), c.dir
+	cmd.ExtraFiles = []*os.File{r}
+	out, err := cmd.Output()
+	r.Close()
+	if err != nil {
+		t.Fatalf("import /dev/fd/3: %v\n%s", err, out)
+	}
+	if got := jsonLines(t, string(out))[0]; got["events"] != float64(5) || got["written"] != float64(5) {
+		t.Fatalf("import from a pipe: %s", out)
+	}
+	if n := c.count("--all"); n != 5 {
+		t.Fatalf("import from a pipe stored %d events, want 5", n)
+	}
+}
