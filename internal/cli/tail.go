@@ -29,14 +29,21 @@ a position past the head prints the events from there as they come.
 --type keeps only matching types; a pattern may use * and ? (course.*,
 ir.approval_*); repeat it or separate patterns with commas.`,
 		Args: argsExactly(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() {
+				// Ctrl-C is how tail ends, whatever it was doing then:
+				// following, or still connecting (where the error says
+				// the connection failed) or reading the history.
+				if err != nil && cmd.Context().Err() != nil {
+					err = nil
+				}
+			}()
 			for _, p := range patterns {
 				if _, err := path.Match(p, ""); err != nil {
 					return usagef("--type %q: bad pattern", p)
 				}
 			}
 			var after, floor eventstore.Position
-			var err error
 			if from != "" {
 				if after, err = eventstore.ParsePosition(from); err != nil {
 					return usagef("--from: %v", err)
@@ -57,11 +64,7 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 					return err
 				}
 			}
-			err = a.follow(cmd.Context(), b.Store, after, floor, patterns)
-			if errors.Is(err, context.Canceled) && cmd.Context().Err() != nil {
-				return nil
-			}
-			return err
+			return a.follow(cmd.Context(), b.Store, after, floor, patterns)
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "first global position to print (default: only new events)")

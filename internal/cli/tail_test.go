@@ -179,3 +179,50 @@ func waitSocket(t *testing.T, b *background) {
 	}
 	t.Fatalf("the command opened no socket within a minute; stderr: %s", b.stderr.String())
 }
+
+// TestTailCtrlCWhileConnectingExitsZero: Ctrl-C is how tail ends, with
+// exit code 0, also when it comes before tail has started following (the
+// database slow to answer): before, that Ctrl-C ended it with 130, as an
+// interrupted job.
+func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	u, err := url.Parse(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	proxy.SetStall(true)
+	u.Host = proxy.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := &background{exited: make(chan error, 1)}
+	b.cmd = exec.CommandContext(ctx, binary, "--database-url", u.String(), "tail")
+	b.cmd.Env = cleanEnv()
+	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.exited <- b.cmd.Wait() }()
+	for proxy.Open() == 0 {
+		select {
+		case err := <-b.exited:
+			t.Fatalf("tail ended (%v) before it connected; stderr: %s", err, b.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-b.exited:
+		if err != nil {
+			t.Fatalf("tail after Ctrl-C while connecting: %v; stderr: %s", err, b.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tail still running 20s after Ctrl-C; stderr: %s", b.stderr.String())
+	}
+}
