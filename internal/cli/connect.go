@@ -246,6 +246,11 @@ func connectFailure(u string, err error) error {
 	if errors.As(err, &ue) {
 		return err
 	}
+	if errors.Is(err, context.Canceled) {
+		// Ctrl-C while connecting: the server is not to blame, and the
+		// command ends as interrupted (130), not as a connection failure.
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
 	cause := err.Error()
 	var pe *pgconn.PgError
 	var op *net.OpError

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -224,5 +225,55 @@ func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("tail still running 20s after Ctrl-C; stderr: %s", b.stderr.String())
+	}
+}
+
+// TestCtrlCWhileConnectingIsInterrupted: Ctrl-C while a command is still
+// connecting ends it as interrupted (exit 130, "interrupted"), as it does
+// later, not as a connection failure (exit 1) that blames the server.
+func TestCtrlCWhileConnectingIsInterrupted(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	u, err := url.Parse(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	proxy.SetStall(true)
+	u.Host = proxy.Addr()
+	for _, args := range [][]string{{"read", "--all"}, {"export", "--output", filepath.Join(c.dir, "out.ndjson")}, {"projections", "status"}} {
+		opened := proxy.Open()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		b := &background{exited: make(chan error, 1)}
+		b.cmd = exec.CommandContext(ctx, binary, append([]string{"--database-url", u.String()}, args...)...)
+		b.cmd.Env = cleanEnv()
+		b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+		if err := b.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { b.exited <- b.cmd.Wait() }()
+		for proxy.Open() == opened {
+			select {
+			case err := <-b.exited:
+				t.Fatalf("%v ended (%v) before it connected; stderr: %s", args, err, b.stderr.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		_ = b.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-b.exited:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.Contains(b.stderr.String(), "cannot connect") {
+				t.Errorf("%v after Ctrl-C while connecting: %v, want exit 130 without a connection failure; stderr: %s", args, err, b.stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%v still running 20s after Ctrl-C; stderr: %s", args, b.stderr.String())
+		}
+		cancel()
 	}
 }
