@@ -187,6 +187,17 @@ func waitSocket(t *testing.T, b *background) {
 // interrupted job.
 func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
 	t.Parallel()
+	stalled, proxy := stalledCLI(t)
+	if err := interruptWhileConnecting(t, stalled, proxy, "tail"); err != nil {
+		t.Fatalf("tail after Ctrl-C while connecting: %v", err)
+	}
+}
+
+// stalledCLI is a CLI on a migrated schema whose connections go through a
+// proxy that lets nothing through: a command started on it is still
+// connecting when the test interrupts it.
+func stalledCLI(t *testing.T) (*cli, *faultproxy.Proxy) {
+	t.Helper()
 	c := newCLI(t)
 	c.must(0, "migrate")
 	u, err := url.Parse(c.url)
@@ -200,20 +211,24 @@ func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
 	t.Cleanup(func() { proxy.Close() })
 	proxy.SetStall(true)
 	u.Host = proxy.Addr()
+	stalled := *c
+	stalled.url = u.String()
+	return &stalled, proxy
+}
+
+// interruptWhileConnecting starts the command, sends it SIGINT once its
+// connection has reached the proxy, and returns how it exited (nil for
+// exit 0, an *exec.ExitError otherwise); stderr is in the error's text.
+func interruptWhileConnecting(t *testing.T, c *cli, proxy *faultproxy.Proxy, args ...string) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	b := &background{exited: make(chan error, 1)}
-	b.cmd = exec.CommandContext(ctx, binary, "--database-url", u.String(), "tail")
-	b.cmd.Env = cleanEnv()
-	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { b.exited <- b.cmd.Wait() }()
-	for proxy.Open() == 0 {
+	opened := proxy.Open()
+	b := c.start(ctx, args...)
+	for proxy.Open() == opened {
 		select {
 		case err := <-b.exited:
-			t.Fatalf("tail ended (%v) before it connected; stderr: %s", err, b.stderr.String())
+			t.Fatalf("%v ended (%v) before it connected; stderr: %s", args, err, b.stderr.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -221,10 +236,12 @@ func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
 	select {
 	case err := <-b.exited:
 		if err != nil {
-			t.Fatalf("tail after Ctrl-C while connecting: %v; stderr: %s", err, b.stderr.String())
+			return fmt.Errorf("%w; stderr: %s", err, b.stderr.String())
 		}
+		return nil
 	case <-time.After(20 * time.Second):
-		t.Fatalf("tail still running 20s after Ctrl-C; stderr: %s", b.stderr.String())
+		t.Fatalf("%v still running 20s after Ctrl-C; stderr: %s", args, b.stderr.String())
+		return nil
 	}
 }
 
@@ -233,47 +250,12 @@ func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
 // later, not as a connection failure (exit 1) that blames the server.
 func TestCtrlCWhileConnectingIsInterrupted(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	c.must(0, "migrate")
-	u, err := url.Parse(c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	proxy.SetStall(true)
-	u.Host = proxy.Addr()
-	for _, args := range [][]string{{"read", "--all"}, {"export", "--output", filepath.Join(c.dir, "out.ndjson")}, {"projections", "status"}} {
-		opened := proxy.Open()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		b := &background{exited: make(chan error, 1)}
-		b.cmd = exec.CommandContext(ctx, binary, append([]string{"--database-url", u.String()}, args...)...)
-		b.cmd.Env = cleanEnv()
-		b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
-		if err := b.cmd.Start(); err != nil {
-			t.Fatal(err)
+	stalled, proxy := stalledCLI(t)
+	for _, args := range [][]string{{"read", "--all"}, {"export", "--output", filepath.Join(stalled.dir, "out.ndjson")}, {"projections", "status"}} {
+		err := interruptWhileConnecting(t, stalled, proxy, args...)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.Contains(err.Error(), "cannot connect") {
+			t.Errorf("%v after Ctrl-C while connecting: %v, want exit 130 without a connection failure", args, err)
 		}
-		go func() { b.exited <- b.cmd.Wait() }()
-		for proxy.Open() == opened {
-			select {
-			case err := <-b.exited:
-				t.Fatalf("%v ended (%v) before it connected; stderr: %s", args, err, b.stderr.String())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		_ = b.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-b.exited:
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.Contains(b.stderr.String(), "cannot connect") {
-				t.Errorf("%v after Ctrl-C while connecting: %v, want exit 130 without a connection failure; stderr: %s", args, err, b.stderr.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("%v still running 20s after Ctrl-C; stderr: %s", args, b.stderr.String())
-		}
-		cancel()
 	}
 }
