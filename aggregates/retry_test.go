@@ -184,43 +184,7 @@ func TestSameCommandHandledTwiceAtOnceFromAStaleState(t *testing.T) {
 		d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1, SchemaVersion: 1}
 	})
 	other := counterRepo(t, store, reg, nil) // another process, taking no snapshots
-	for range 2 {
-		if _, err := other.Handle(ctx, "d1", meta(), add("d1", 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	cmd := meta()
-	cmd.ID = eventstore.NewID()
-	loaded, gate := make(chan int64, 1), make(chan struct{})
-	type outcome struct {
-		res aggregates.Result[Counter]
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		first := true
-		res, err := late.Handle(ctx, "d1", cmd, func(a *aggregates.Aggregate[Counter]) ([]any, error) {
-			if first {
-				first = false
-				loaded <- a.Version
-				<-gate
-			}
-			return add("d1", 1)(a)
-		})
-		done <- outcome{res, err}
-	}()
-	if v := <-loaded; v != 2 {
-		t.Fatalf("the late process loaded v%d, want v2", v)
-	}
-	if _, err := other.Handle(ctx, "d1", meta(), add("d1", 10)); err != nil { // v3
-		t.Fatal(err)
-	}
-	if res, err := other.Handle(ctx, "d1", cmd, add("d1", 1)); err != nil || res.Events[0].Version != 4 { // v4
-		t.Fatalf("the command in the other process: %+v, %v; want it at v4", res.Events, err)
-	}
-	close(gate)
-	got := <-done
+	_, got := raceSameCommand(t, late, other, "d1", func(id string) aggregates.Decider[Counter] { return add(id, 1) })
 	if got.err != nil {
 		t.Fatalf("the late process: %v", got.err)
 	}
@@ -252,47 +216,10 @@ func TestSameCommandHandledTwiceAtOnceFromAStaleState(t *testing.T) {
 func TestSameCommandDecidedOtherwiseElsewhereAtOnceGetsItsResult(t *testing.T) {
 	t.Parallel()
 	run := func(t *testing.T, store eventstore.Store) {
-		ctx := context.Background()
 		reg := testRegistry(t, testSchemas(t))
 		late := counterRepo(t, store, reg, nil)
 		other := counterRepo(t, store, reg, nil) // another process
-		for range 2 {
-			if _, err := other.Handle(ctx, "e1", meta(), add("e1", 1)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cmd := meta()
-		cmd.ID = eventstore.NewID()
-		loaded, gate := make(chan int64, 1), make(chan struct{})
-		type outcome struct {
-			res aggregates.Result[Counter]
-			err error
-		}
-		done := make(chan outcome, 1)
-		go func() {
-			first := true
-			res, err := late.Handle(ctx, "e1", cmd, func(a *aggregates.Aggregate[Counter]) ([]any, error) {
-				if first {
-					first = false
-					loaded <- a.Version
-					<-gate
-				}
-				return fill("e1", 20)(a)
-			})
-			done <- outcome{res, err}
-		}()
-		if v := <-loaded; v != 2 {
-			t.Fatalf("the late process loaded v%d, want v2", v)
-		}
-		if _, err := other.Handle(ctx, "e1", meta(), add("e1", 10)); err != nil { // v3
-			t.Fatal(err)
-		}
-		landed, err := other.Handle(ctx, "e1", cmd, fill("e1", 20)) // v4: +8
-		if err != nil || len(landed.Events) != 1 || landed.Events[0].Version != 4 {
-			t.Fatalf("the command in the other process: %+v, %v; want it at v4", landed.Events, err)
-		}
-		close(gate)
-		got := <-done
+		landed, got := raceSameCommand(t, late, other, "e1", func(id string) aggregates.Decider[Counter] { return fill(id, 20) })
 		if got.err != nil {
 			t.Fatalf("the late process: %v, want the command's result", got.err)
 		}
@@ -315,4 +242,56 @@ func TestSameCommandDecidedOtherwiseElsewhereAtOnceGetsItsResult(t *testing.T) {
 		store, _ := pgStore(t, testSchemas(t))
 		run(t, store)
 	})
+}
+
+// handled is what a Handle returned.
+type handled struct {
+	res aggregates.Result[Counter]
+	err error
+}
+
+// raceSameCommand handles one command in two processes at once: late loads
+// stream id at v2 (two adds by other) and waits inside its decision while
+// other appends v3 (add 10) and then handles the same command, which lands
+// at v4; then late goes on. It returns other's result for the command and
+// late's.
+func raceSameCommand(t *testing.T, late, other *aggregates.Repository[Counter], id string, decide func(string) aggregates.Decider[Counter]) (aggregates.Result[Counter], handled) {
+	t.Helper()
+	ctx := context.Background()
+	for range 2 {
+		if _, err := other.Handle(ctx, id, meta(), add(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := meta()
+	cmd.ID = eventstore.NewID()
+	loaded, gate := make(chan int64, 1), make(chan struct{})
+	done := make(chan handled, 1)
+	go func() {
+		first := true
+		res, err := late.Handle(ctx, id, cmd, func(a *aggregates.Aggregate[Counter]) ([]any, error) {
+			if first {
+				first = false
+				loaded <- a.Version
+				<-gate
+			}
+			return decide(id)(a)
+		})
+		done <- handled{res, err}
+	}()
+	if v := <-loaded; v != 2 {
+		close(gate)
+		t.Fatalf("the late process loaded v%d, want v2", v)
+	}
+	if _, err := other.Handle(ctx, id, meta(), add(id, 10)); err != nil { // v3
+		close(gate)
+		t.Fatal(err)
+	}
+	landed, err := other.Handle(ctx, id, cmd, decide(id)) // v4
+	if err != nil || len(landed.Events) != 1 || landed.Events[0].Version != 4 {
+		close(gate)
+		t.Fatalf("the command in the other process: %+v, %v; want it at v4", landed.Events, err)
+	}
+	close(gate)
+	return landed, <-done
 }
