@@ -3,66 +3,19 @@ package server_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/faultproxy"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/internal/server"
 	"github.com/brainhq/eventstream/schemas"
 )
-
-// cable forwards TCP connections to PostgreSQL until it is cut: then the
-// database is unreachable, as when it is down or the network is.
-type cable struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCable(t *testing.T, target string) *cable {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cable{ln: ln}
-	t.Cleanup(c.cut)
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, in, out)
-			c.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return c
-}
-
-func (c *cable) cut() {
-	c.ln.Close()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-}
 
 // TestDatabaseOutageIsUnavailable: while the database cannot be reached,
 // the API answers 503 "unavailable" (retry later), not 500 "internal"
@@ -77,8 +30,12 @@ func TestDatabaseOutageIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCable(t, pu.Host)
-	pu.Host = c.ln.Addr().String()
+	proxy, err := faultproxy.New(pu.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	pu.Host = proxy.Addr()
 	pool, err := pgxpool.New(ctx, pu.String())
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +57,8 @@ func TestDatabaseOutageIsUnavailable(t *testing.T) {
 	t.Cleanup(srv.Close)
 	e := &env{t: t, srv: srv}
 	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
-	c.cut()
+	proxy.SetRefuse(true) // the database is down: no new connection
+	proxy.CutAll()        // and the open ones are gone
 	for _, req := range []struct{ method, path, token string }{
 		{"POST", "/streams/s/events", acmeToken}, {"POST", "/streams/s/events", acmeToken},
 		{"POST", "/streams/t/events", operatorToken}, {"GET", "/streams/s", acmeToken}, {"GET", "/events", acmeToken},
