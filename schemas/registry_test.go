@@ -188,18 +188,7 @@ func TestViolationPointers(t *testing.T) {
 		{"p", `{"\u00a0/": 1}`, "/\u00a0~1", "additionalProperties"},
 		{"q", `{}`, `/it's \ "q"~1~0`, "required"},
 	} {
-		var doc any
-		dec := json.NewDecoder(strings.NewReader(c.doc))
-		dec.UseNumber()
-		if err := dec.Decode(&doc); err != nil {
-			t.Fatal(err)
-		}
-		err := reg.Validate(c.typ, 1, doc)
-		var inv *schemas.Invalid
-		if !errors.As(err, &inv) {
-			t.Fatalf("%s: Validate = %v, want *Invalid", c.doc, err)
-		}
-		if got := inv.Violations[0]; got.Pointer != c.pointer || got.Rule != c.rule {
+		if got := firstViolation(t, reg, c.typ, c.doc); got.Pointer != c.pointer || got.Rule != c.rule {
 			t.Errorf("%s: violation at %q [%s], want %q [%s]", c.doc, got.Pointer, got.Rule, c.pointer, c.rule)
 		}
 	}
@@ -231,19 +220,26 @@ func TestViolationRule(t *testing.T) {
 		{"g", `{}`, "/", "false"},
 		{"h", `{"card": "x", "cvc": "1"}`, "/billing address", "dependentRequired"},
 	} {
-		var doc any
-		dec := json.NewDecoder(strings.NewReader(c.doc))
-		dec.UseNumber()
-		if err := dec.Decode(&doc); err != nil {
-			t.Fatal(err)
-		}
-		err := reg.Validate(c.typ, 1, doc)
-		var inv *schemas.Invalid
-		if !errors.As(err, &inv) {
-			t.Fatalf("%s %s: Validate = %v, want *Invalid", c.typ, c.doc, err)
-		}
-		if got := inv.Violations[0]; got.Pointer != c.pointer || got.Rule != c.rule {
+		got := firstViolation(t, reg, c.typ, c.doc)
+		if got.Pointer != c.pointer || got.Rule != c.rule {
 			t.Errorf("%s %s: violation at %q [%s], want %q [%s]", c.typ, c.doc, got.Pointer, got.Rule, c.pointer, c.rule)
 		}
 	}
+}
+
+// firstViolation validates the JSON doc as typ v1, which must refuse it,
+// and returns the first violation.
+func firstViolation(t *testing.T, reg *schemas.Registry, typ, doc string) schemas.Violation {
+	t.Helper()
+	var v any
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	var inv *schemas.Invalid
+	if err := reg.Validate(typ, 1, v); !errors.As(err, &inv) {
+		t.Fatalf("%s %s: Validate = %v, want *Invalid", typ, doc, err)
+	}
+	return inv.Violations[0]
 }

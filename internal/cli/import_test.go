@@ -155,6 +155,14 @@ type stdinBackground struct {
 // signal). Without /proc it waits half a second.
 func waitOpened(t *testing.T, b *background, name string) {
 	t.Helper()
+	waitFD(t, b, name, func(target string) bool { return strings.Contains(target, name) })
+}
+
+// waitFD waits until one of the open files of the process b runs has a
+// target (as /proc/PID/fd reads it) that match accepts; what names it in
+// the failure. Without /proc it waits half a second.
+func waitFD(t *testing.T, b *background, what string, match func(target string) bool) {
+	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", b.cmd.Process.Pid)
 	if _, err := os.Stat(dir); err != nil {
 		time.Sleep(500 * time.Millisecond)
@@ -164,17 +172,17 @@ func waitOpened(t *testing.T, b *background, name string) {
 	for time.Now().Before(deadline) {
 		fds, _ := os.ReadDir(dir)
 		for _, fd := range fds {
-			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.Contains(target, name) {
+			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && match(target) {
 				return
 			}
 		}
 		select {
 		case err := <-b.exited:
-			t.Fatalf("the command exited (%v) before it opened %s; stderr: %s", err, name, b.stderr.String())
+			t.Fatalf("the command exited (%v) before it opened %s; stderr: %s", err, what, b.stderr.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Fatalf("the command did not open %s within a minute; stderr: %s", name, b.stderr.String())
+	t.Fatalf("the command did not open %s within a minute; stderr: %s", what, b.stderr.String())
 }
 
 func (c *cli) startWithStdin(ctx context.Context, args ...string) stdinBackground {
@@ -307,39 +315,7 @@ func TestImportResumedReportsOnlyItsOwnProgress(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	const n = 600
-	var b strings.Builder
-	for i := range n {
-		b.WriteString(envelope(fmt.Sprintf("s-%d", i%7), "course.generation.requested", 2, requested()))
-		b.WriteByte('\n')
-	}
-	p := writeFile(t, c.dir, "big.ndjson", b.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	// The checkpoint is kept under the working directory: the command
-	// runs in the test's, as c.run does.
-	bg := &background{exited: make(chan error, 1)}
-	bg.cmd = exec.CommandContext(ctx, binary, "--database-url", c.url, "import", p, "--batch", "1")
-	bg.cmd.Env, bg.cmd.Dir = cleanEnv(), c.dir
-	bg.cmd.Stdout, bg.cmd.Stderr = &bg.stdout, &bg.stderr
-	if err := bg.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { bg.exited <- bg.cmd.Wait() }()
-	cps := filepath.Join(c.dir, ".eventstream", "checkpoints")
-	for {
-		if m, _ := filepath.Glob(filepath.Join(cps, "import-*.json")); len(m) > 0 {
-			break
-		}
-		select {
-		case err := <-bg.exited:
-			t.Fatalf("import ended (%v) before it checkpointed; stderr: %s", err, bg.stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	_ = bg.cmd.Process.Signal(syscall.SIGINT)
-	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
-		t.Fatalf("interrupted import: %v; stderr: %s", err, bg.stderr.String())
-	}
+	p, _ := interruptedImport(t, c, n)
 	r := c.must(0, "import", p)
 	if !strings.Contains(r.stderr, "resuming an interrupted import") {
 		t.Fatalf("the second run did not resume: %s", r)

@@ -442,37 +442,9 @@ func TestImportResumesAfterCtrlC(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	const n = 1500
-	var b strings.Builder
-	for i := range n {
-		b.WriteString(envelope(fmt.Sprintf("s-%d", i%7), "course.generation.requested", 2, requested()))
-		b.WriteByte('\n')
-	}
-	p := writeFile(t, c.dir, "big.ndjson", b.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "import", p, "--batch", "1")
-	cmd.Dir = c.dir
-	cmd.Env = cleanEnv()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	cps := filepath.Join(c.dir, ".eventstream", "checkpoints")
-	for {
-		if m, _ := filepath.Glob(filepath.Join(cps, "import-*.json")); len(m) > 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("no checkpoint appeared")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
-	ee, ok := err.(*exec.ExitError)
-	if !ok || ee.ExitCode() != 130 || !strings.Contains(stderr.String(), "run the same command again to resume") {
-		t.Fatalf("interrupted import: %v\n%s", err, stderr.String())
+	p, stderr := interruptedImport(t, c, n)
+	if !strings.Contains(stderr, "run the same command again to resume") {
+		t.Fatalf("interrupted import: %s", stderr)
 	}
 	partial := c.count("--all")
 	if partial == 0 || partial >= n {
@@ -499,7 +471,7 @@ func TestImportResumesAfterCtrlC(t *testing.T) {
 	if sum.Events != n || sum.Written+sum.Present != n {
 		t.Fatalf("resumed import summary %+v: want %d events, written + already present = %d", sum, n, n)
 	}
-	if m, _ := filepath.Glob(filepath.Join(cps, "import-*.json")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(c.dir, ".eventstream", "checkpoints", "import-*.json")); len(m) != 0 {
 		t.Fatalf("checkpoint left behind after a complete import: %v", m)
 	}
 }
@@ -542,4 +514,46 @@ func TestTailAndExportRefuseBadInput(t *testing.T) {
 	if got := readLines(t, noNewline); got[0] != "no newline at all" {
 		t.Fatalf("a file without a complete line was truncated: %v", got)
 	}
+}
+
+// interruptedImport writes a file of n events, imports it one event per
+// batch, and interrupts the import (SIGINT) once its checkpoint exists,
+// which must end it with exit 130. It returns the file and the
+// interrupted run's stderr.
+func interruptedImport(t *testing.T, c *cli, n int) (path, stderr string) {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(envelope(fmt.Sprintf("s-%d", i%7), "course.generation.requested", 2, requested()))
+		b.WriteByte('\n')
+	}
+	path = writeFile(t, c.dir, "big.ndjson", b.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The checkpoint is kept under the working directory: the command
+	// runs in the test's, as c.run does.
+	bg := &background{exited: make(chan error, 1)}
+	bg.cmd = exec.CommandContext(ctx, binary, "--database-url", c.url, "import", path, "--batch", "1")
+	bg.cmd.Env, bg.cmd.Dir = cleanEnv(), c.dir
+	bg.cmd.Stdout, bg.cmd.Stderr = &bg.stdout, &bg.stderr
+	if err := bg.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { bg.exited <- bg.cmd.Wait() }()
+	cps := filepath.Join(c.dir, ".eventstream", "checkpoints")
+	for {
+		if m, _ := filepath.Glob(filepath.Join(cps, "import-*.json")); len(m) > 0 {
+			break
+		}
+		select {
+		case err := <-bg.exited:
+			t.Fatalf("import ended (%v) before it checkpointed; stderr: %s", err, bg.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
+		t.Fatalf("interrupted import: %v; stderr: %s", err, bg.stderr.String())
+	}
+	return path, bg.stderr.String()
 }

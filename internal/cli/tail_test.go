@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -26,22 +25,11 @@ import (
 // once, and Ctrl-C still ends it with exit code 0.
 func TestTailCarriesOnAcrossAConnectionCut(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	c.must(0, "migrate")
-	u, err := url.Parse(c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := faultproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	u.Host = proxy.Addr()
+	c, proxy, proxied := proxiedCLI(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "--database-url", u.String(), "tail")
+	cmd := exec.CommandContext(ctx, binary, "--database-url", proxied, "tail")
 	cmd.Env = cleanEnv()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -163,22 +151,7 @@ func TestTailFromPastTheHead(t *testing.T) {
 // connected to the database); without /proc it waits half a second.
 func waitSocket(t *testing.T, b *background) {
 	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", b.cmd.Process.Pid)
-	if _, err := os.Stat(dir); err != nil {
-		time.Sleep(500 * time.Millisecond)
-		return
-	}
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if target, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(target, "socket:") {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("the command opened no socket within a minute; stderr: %s", b.stderr.String())
+	waitFD(t, b, "a socket", func(target string) bool { return strings.HasPrefix(target, "socket:") })
 }
 
 // TestTailCtrlCWhileConnectingExitsZero: Ctrl-C is how tail ends, with
@@ -193,10 +166,10 @@ func TestTailCtrlCWhileConnectingExitsZero(t *testing.T) {
 	}
 }
 
-// stalledCLI is a CLI on a migrated schema whose connections go through a
-// proxy that lets nothing through: a command started on it is still
-// connecting when the test interrupts it.
-func stalledCLI(t *testing.T) (*cli, *faultproxy.Proxy) {
+// proxiedCLI is a CLI on a migrated schema, a fault proxy in front of its
+// database, and the database URL through that proxy (c.url still reaches
+// the database directly).
+func proxiedCLI(t *testing.T) (*cli, *faultproxy.Proxy, string) {
 	t.Helper()
 	c := newCLI(t)
 	c.must(0, "migrate")
@@ -209,10 +182,19 @@ func stalledCLI(t *testing.T) (*cli, *faultproxy.Proxy) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proxy.Close() })
-	proxy.SetStall(true)
 	u.Host = proxy.Addr()
+	return c, proxy, u.String()
+}
+
+// stalledCLI is a CLI whose connections go through a proxy that lets
+// nothing through: a command started on it is still connecting when the
+// test interrupts it.
+func stalledCLI(t *testing.T) (*cli, *faultproxy.Proxy) {
+	t.Helper()
+	c, proxy, proxied := proxiedCLI(t)
+	proxy.SetStall(true)
 	stalled := *c
-	stalled.url = u.String()
+	stalled.url = proxied
 	return &stalled, proxy
 }
 
