@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/pgsnapshot"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/eventstore/postgres"
@@ -154,4 +155,14 @@ func streamLen(t testing.TB, store eventstore.Store, stream string) int {
 		t.Fatal(err)
 	}
 	return len(evs)
+}
+
+// pgSnapshotStore is pgStore with the snapshot table migrated in its schema.
+func pgSnapshotStore(t *testing.T, s *schemas.Registry) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	store, pool := pgStore(t, s)
+	if err := pgsnapshot.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return store, pool
 }

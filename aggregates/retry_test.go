@@ -20,10 +20,7 @@ func TestCommandRetriedAfterItLandedCountsOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := testSchemas(t)
-	store, pool := pgStore(t, s)
-	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	store, pool := pgSnapshotStore(t, s)
 	reg := testRegistry(t, s)
 	snaps := pgsnapshot.New(pool)
 	repo := counterRepo(t, store, reg, func(d *aggregates.Definition[Counter]) {
@@ -174,10 +171,7 @@ func TestSameCommandHandledTwiceAtOnceFromAStaleState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := testSchemas(t)
-	store, pool := pgStore(t, s)
-	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	store, pool := pgSnapshotStore(t, s)
 	reg := testRegistry(t, s)
 	snaps := pgsnapshot.New(pool)
 	late := counterRepo(t, store, reg, func(d *aggregates.Definition[Counter]) {

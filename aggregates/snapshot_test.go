@@ -290,10 +290,7 @@ func TestSnapshotAheadOfTheLogIsNotTrusted(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
-		store, pool := pgStore(t, testSchemas(t))
-		if err := pgsnapshot.Migrate(ctx, pool); err != nil {
-			t.Fatal(err)
-		}
+		store, pool := pgSnapshotStore(t, testSchemas(t))
 		run(t, store, pgsnapshot.New(pool), func(sn aggregates.Snapshot) {
 			if _, err := pool.Exec(ctx, `INSERT INTO aggregate_snapshots (stream, schema_version, aggregate, version, state) VALUES ($1, $2, $3, $4, $5)
 				ON CONFLICT (stream, schema_version) DO UPDATE SET version = excluded.version, state = excluded.state`,
@@ -313,10 +310,7 @@ func TestCancelledLoadDoesNotBlameTheSnapshot(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := testSchemas(t)
-	store, pool := pgStore(t, s)
-	if err := pgsnapshot.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	store, pool := pgSnapshotStore(t, s)
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	repo := counterRepo(t, store, testRegistry(t, s), func(d *aggregates.Definition[Counter]) {
@@ -351,3 +345,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
