@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -457,11 +458,12 @@ func TestAnotherTenantCannotApproveOrDriveAMission(t *testing.T) {
 	t2 := aggregates.CommandMeta{TenantID: "t2"}
 
 	approval := uuid.NewString()
-	token, _, err := env.Governance.CreateApproval(ctx, t2, governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour)
+	t2Fresh := aggregates.CommandMeta{TenantID: "t2"}
+	token, _, err := env.Governance.CreateApproval(ctx, t2Fresh, governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Governance.ConsumeApproval(ctx, t2, governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+	if _, err := env.Governance.ConsumeApproval(ctx, t2Fresh, governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
 		t.Fatal(err)
 	}
 	before := dt.Head(t, env.Store)
@@ -985,5 +987,60 @@ func TestForgedGrantOfAnotherMissionsApprovalDoesNotStart(t *testing.T) {
 	}
 	if res := do(t, env, missions.Start{MissionID: first}); res.Aggregate.State.Status != missions.StatusRunning || res.Aggregate.State.ApprovalID != forFirst {
 		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+}
+
+// A command id is no secret a tenant keeps: another tenant that sends a
+// command with the id of one that landed on a mission (a client's
+// idempotency key derived from something both know, or a reused one) is
+// refused as any other tenant's command is, and learns nothing of the
+// mission. Before, the landed-command check answered it with
+// ErrCommandReused and the mission as loaded: its tenant, IR, plan and
+// status.
+func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, ir := create(t, env, risky)
+	do(t, env, validate(t, env, id, governance.OutcomeEscalate))
+	cmd := dt.Meta()
+	cmd.ID = uuid.New()
+	if _, err := env.Missions.Handle(ctx, cmd, missions.Cancel{MissionID: id, Reason: "not needed"}); err != nil {
+		t.Fatal(err)
+	}
+	t2 := aggregates.CommandMeta{TenantID: "t2", ID: cmd.ID}
+	refused := func(what string, res aggregates.Result[missions.State], err error, before eventstore.Position) {
+		t.Helper()
+		dt.Refused(t, env.Store, before, err, missions.ErrMissionTenant)
+		if errors.Is(err, aggregates.ErrCommandReused) || res.Aggregate != nil || len(res.Events) != 0 || strings.Contains(err.Error(), ir) {
+			t.Fatalf("%s: the refusal tells another tenant about the mission: %v, %+v", what, err, res.Aggregate)
+		}
+	}
+	for _, c := range []aggregates.Command[missions.State]{
+		missions.Cancel{MissionID: id, Reason: "not needed"},
+		missions.Create{MissionID: id, IRID: ir, Title: "Nightly sync", Steps: risky, CreatedBy: "ops"},
+	} {
+		before := dt.Head(t, env.Store)
+		res, err := env.Missions.Handle(ctx, t2, c)
+		refused(fmt.Sprintf("%T", c), res, err, before)
+	}
+
+	// Nor through GrantApproval, with an approval of its own.
+	approval := uuid.NewString()
+	t2Fresh := aggregates.CommandMeta{TenantID: "t2"}
+	token, _, err := env.Governance.CreateApproval(ctx, t2Fresh, governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, t2Fresh, governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	res, err := env.Missions.GrantApproval(ctx, t2, missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	refused("GrantApproval", res, err, before)
+
+	// The mission's own tenant retrying its Cancel still gets its result.
+	res, err = env.Missions.Handle(ctx, cmd, missions.Cancel{MissionID: id, Reason: "not needed"})
+	if err != nil || len(res.Events) != 1 || res.Events[0].Type != missions.TypeCancelled {
+		t.Fatalf("the retried Cancel: %v, %v", err, res.Events)
 	}
 }

@@ -98,7 +98,7 @@ func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c agg
 		}
 		return c.Decide(a)
 	})
-	return hideRefused(res, err)
+	return hideRefused(meta, res, err)
 }
 
 // irRecord returns governance's record of an IR, if it has one. An IR
@@ -161,10 +161,21 @@ func absent(err error) bool {
 
 // hideRefused drops the mission from the result of a refusal that names
 // another tenant: a refused command's result carries the aggregate as
-// loaded.
-func hideRefused(res aggregates.Result[State], err error) (aggregates.Result[State], error) {
-	if errors.Is(err, ErrMissionTenant) || errors.Is(err, ErrApprovalOtherTenant) {
+// loaded. A failure on another tenant's mission that is not the tenant
+// refusal (a command id that landed on the mission, reused by another
+// tenant: ErrCommandReused, naming where it landed) becomes that refusal,
+// so that nothing tells the caller more than the mission is not its own.
+func hideRefused(meta aggregates.CommandMeta, res aggregates.Result[State], err error) (aggregates.Result[State], error) {
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, ErrMissionTenant) || errors.Is(err, ErrApprovalOtherTenant):
 		return aggregates.Result[State]{}, err
+	}
+	if a := res.Aggregate; a != nil && a.Exists() && a.State.TenantID != meta.TenantID {
+		re := aggregates.Refuse(ErrMissionTenant, "the mission belongs to another tenant")
+		re.Aggregate, re.ID = a.Name, a.ID
+		return aggregates.Result[State]{}, re
 	}
 	return res, err
 }
@@ -178,7 +189,8 @@ func (s *Service) GrantApproval(ctx context.Context, meta aggregates.CommandMeta
 		return aggregates.Result[State]{}, err
 	}
 	c.approval, c.tenantID = ap, meta.TenantID
-	return hideRefused(s.repo.Execute(ctx, meta, c))
+	res, err := s.repo.Execute(ctx, meta, c)
+	return hideRefused(meta, res, err)
 }
 
 // Load returns the mission, or a *aggregates.NotFoundError.
