@@ -3,6 +3,7 @@ package missions
 import (
 	"slices"
 	"sort"
+	"unicode/utf8"
 
 	"github.com/brainhq/eventstream/aggregates"
 	"github.com/brainhq/eventstream/aggregates/governance"
@@ -29,9 +30,24 @@ var (
 	ErrMissionTenant        = aggregates.Rule("mission-tenant", "a mission belongs to the tenant that created it")
 	ErrVerdictNotRecorded   = aggregates.Rule("verdict-recorded", "a mission records a verdict only once governance recorded it for the mission's IR, tenant and mission")
 	ErrVerdictDisagrees     = aggregates.Rule("verdict-as-recorded", "a mission's verdict is the one governance recorded for its IR")
+	ErrTextEncoding         = aggregates.Rule("text-utf8", "a mission's text is valid UTF-8")
 )
 
 type agg = aggregates.Aggregate[State]
+
+// refuseInvalidText refuses the first of fields (name, value pairs) that
+// is not valid UTF-8. JSON cannot hold such text: the stored payload
+// would have U+FFFD for its bad bytes, so the mission read back would
+// differ from the one decided (two step ids differing only there would
+// be one).
+func refuseInvalidText(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if !utf8.ValidString(fields[i+1]) {
+			return aggregates.Refuse(ErrTextEncoding, "%s %q is not valid UTF-8", fields[i], fields[i+1])
+		}
+	}
+	return nil
+}
 
 // open refuses a command on a missing or ended mission.
 func open(a *agg) error {
@@ -80,8 +96,14 @@ func (c Create) Decide(a *agg) ([]any, error) {
 	if a.Exists() {
 		return nil, aggregates.Refuse(ErrMissionExists, "mission for IR %s", a.State.IRID)
 	}
+	if err := refuseInvalidText("title", c.Title, "created_by", c.CreatedBy); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for _, s := range c.Steps {
+		if err := refuseInvalidText("step id", s.ID, "action", s.Action); err != nil {
+			return nil, err
+		}
 		if seen[s.ID] {
 			return nil, aggregates.Refuse(ErrStepsUnique, "step %q appears twice", s.ID)
 		}
@@ -394,6 +416,9 @@ func (c Fail) Decide(a *agg) ([]any, error) {
 	if err := in(a, "fail", StatusRunning); err != nil {
 		return nil, err
 	}
+	if err := refuseInvalidText("reason", c.Reason); err != nil {
+		return nil, err
+	}
 	if c.TaskID != "" {
 		if _, ok := a.State.Tasks[c.TaskID]; !ok {
 			return nil, aggregates.Refuse(ErrUnknownTask, "task %s", c.TaskID)
@@ -413,6 +438,9 @@ func (c Cancel) AggregateID() string { return c.MissionID }
 
 func (c Cancel) Decide(a *agg) ([]any, error) {
 	if err := open(a); err != nil {
+		return nil, err
+	}
+	if err := refuseInvalidText("reason", c.Reason, "cancelled_by", c.CancelledBy); err != nil {
 		return nil, err
 	}
 	return []any{Cancelled{MissionID: a.ID, Reason: c.Reason, CancelledBy: c.CancelledBy}}, nil

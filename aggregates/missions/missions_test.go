@@ -1044,3 +1044,43 @@ func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
 		t.Fatalf("the retried Cancel: %v, %v", err, res.Events)
 	}
 }
+
+// Text that is not valid UTF-8 cannot be stored as it is: the JSON payload
+// holds U+FFFD for each bad byte. Two step ids that differ only in their
+// bad bytes passed mission-steps-unique and were stored as the same id, so
+// the mission read back from the log ran one step twice in its plan (one
+// task, completed once, completed both); and a title read back differed
+// from the one the command's result held. Such text is refused, and
+// nothing is written.
+func TestTextThatIsNotUTF8IsRefused(t *testing.T) {
+	t.Parallel()
+	for _, b := range dt.Backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, b, domain.Options{})
+			refused := func(c aggregates.Command[missions.State]) {
+				t.Helper()
+				before := dt.Head(t, env.Store)
+				_, err := env.Missions.Handle(ctx, dt.Meta(), c)
+				dt.Refused(t, env.Store, before, err, missions.ErrTextEncoding)
+			}
+			for _, c := range []missions.Create{
+				{Title: "Nightly sync", Steps: []governance.Step{{ID: "a\xff", Action: "http.get"}, {ID: "a\xfe", Action: "http.get"}}},
+				{Title: "Nightly \xffsync", Steps: steps},
+				{Title: "Nightly sync", Steps: steps, CreatedBy: "op\xc3"},
+			} {
+				c.MissionID, c.IRID = uuid.NewString(), "ir-"+uuid.NewString()
+				refused(c)
+				if got := dt.Types(t, env.Store, "mission-"+c.MissionID); got != nil {
+					t.Fatalf("the refused mission has events %v", got)
+				}
+			}
+			id, _ := create(t, env, steps)
+			refused(missions.Cancel{MissionID: id, Reason: "changed \xe2\x82 plans"})
+			refused(missions.Cancel{MissionID: id, CancelledBy: "\xffops"})
+			do(t, env, validate(t, env, id, governance.OutcomePass))
+			do(t, env, missions.Start{MissionID: id})
+			refused(missions.Fail{MissionID: id, Reason: "upstream \xff down"})
+		})
+	}
+}
