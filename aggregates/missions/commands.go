@@ -31,6 +31,7 @@ var (
 	ErrVerdictNotRecorded   = aggregates.Rule("verdict-recorded", "a mission records a verdict only once governance recorded it for the mission's IR, tenant and mission")
 	ErrVerdictDisagrees     = aggregates.Rule("verdict-as-recorded", "a mission's verdict is the one governance recorded for its IR")
 	ErrTextEncoding         = aggregates.Rule("text-utf8", "a mission's text is valid UTF-8")
+	ErrBlank                = aggregates.Rule("text-not-blank", "a mission's title, or the reason it ended, has a visible character")
 )
 
 type agg = aggregates.Aggregate[State]
@@ -98,6 +99,9 @@ func (c Create) Decide(a *agg) ([]any, error) {
 	}
 	if err := refuseInvalidText("title", c.Title, "created_by", c.CreatedBy); err != nil {
 		return nil, err
+	}
+	if aggregates.Blank(c.Title) {
+		return nil, aggregates.Refuse(ErrBlank, "title %q shows nothing", c.Title)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Steps {
@@ -419,6 +423,9 @@ func (c Fail) Decide(a *agg) ([]any, error) {
 	if err := refuseInvalidText("reason", c.Reason); err != nil {
 		return nil, err
 	}
+	if aggregates.Blank(c.Reason) {
+		return nil, aggregates.Refuse(ErrBlank, "reason %q shows nothing: a failure says why", c.Reason)
+	}
 	if c.TaskID != "" {
 		if _, ok := a.State.Tasks[c.TaskID]; !ok {
 			return nil, aggregates.Refuse(ErrUnknownTask, "task %s", c.TaskID)
@@ -442,6 +449,10 @@ func (c Cancel) Decide(a *agg) ([]any, error) {
 	}
 	if err := refuseInvalidText("reason", c.Reason, "cancelled_by", c.CancelledBy); err != nil {
 		return nil, err
+	}
+	if c.Reason != "" && aggregates.Blank(c.Reason) {
+		// No reason is omitted; one that shows nothing is refused.
+		return nil, aggregates.Refuse(ErrBlank, "reason %q shows nothing", c.Reason)
 	}
 	return []any{Cancelled{MissionID: a.ID, Reason: c.Reason, CancelledBy: c.CancelledBy}}, nil
 }

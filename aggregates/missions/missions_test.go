@@ -1084,3 +1084,38 @@ func TestTextThatIsNotUTF8IsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A mission's title and an end's reason must show something, as the
+// other modules' titles must: text of only white space or invisible
+// characters, which the schemas' minLength counts, is refused with
+// text-not-blank. Before, such a title or reason was stored, and a Fail
+// without a reason, which the aggregate accepted, was refused by the
+// schema of mission.failed as a validation error instead of a rule.
+func TestBlankTextIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	refused := func(c aggregates.Command[missions.State]) {
+		t.Helper()
+		before := dt.Head(t, env.Store)
+		_, err := env.Missions.Handle(ctx, dt.Meta(), c)
+		dt.Refused(t, env.Store, before, err, missions.ErrBlank)
+		var re *aggregates.RuleError
+		if !errors.As(err, &re) {
+			t.Fatalf("%v is not a *aggregates.RuleError", err)
+		}
+	}
+	for _, title := range []string{"", "   ", "\u200b", " \u00a0\t"} {
+		refused(missions.Create{MissionID: uuid.NewString(), IRID: "ir-" + uuid.NewString(), Title: title, Steps: steps})
+	}
+	id, _ := create(t, env, steps)
+	refused(missions.Cancel{MissionID: id, Reason: " \u200b "})
+	do(t, env, validate(t, env, id, governance.OutcomePass))
+	do(t, env, missions.Start{MissionID: id})
+	for _, reason := range []string{"", " ", "\ufeff"} {
+		refused(missions.Fail{MissionID: id, Reason: reason})
+	}
+	// A Cancel may give no reason at all.
+	if res := do(t, env, missions.Cancel{MissionID: id}); res.Aggregate.State.Status != missions.StatusCancelled {
+		t.Fatalf("state = %+v", res.Aggregate.State)
+	}
+}
