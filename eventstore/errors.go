@@ -21,7 +21,30 @@ var (
 	ErrDuplicateEvent = errors.New("eventstore: event id already stored with different content")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("eventstore: store closed")
+	// ErrUnavailable: the backend could not be reached, or the connection
+	// to it was lost during the call (it is down, restarting, out of
+	// connections, or the network is cut). Retry later. An append that
+	// fails with it may or may not have been written: retry it with the
+	// same event ids, which is idempotent. The error is an
+	// *UnavailableError holding the backend's own.
+	ErrUnavailable = errors.New("eventstore: backend unavailable")
 )
+
+// UnavailableError is a call that failed because the backend could not be
+// reached (ErrUnavailable). Err is the backend's error, as it was.
+type UnavailableError struct {
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return "eventstore: backend unavailable: " + e.Err.Error()
+}
+
+// Unwrap returns the backend's error.
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
 
 // ConcurrencyError is returned when an append's expected version does not
 // hold. Actual is the stream's version at the time (0: no events).

@@ -7,6 +7,8 @@ import (
 	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/brainhq/eventstream/eventstore"
 )
 
 var (
@@ -110,7 +112,7 @@ func sessionError(ctx context.Context, connClosed bool, err error) bool {
 	if err == nil {
 		return false
 	}
-	if ctx.Err() != nil || errors.Is(err, errFenced) || errors.Is(err, errCommitUnknown) {
+	if ctx.Err() != nil || errors.Is(err, errFenced) || errors.Is(err, errCommitUnknown) || errors.Is(err, eventstore.ErrUnavailable) {
 		return true
 	}
 	var he *handlerError

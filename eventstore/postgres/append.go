@@ -273,7 +273,7 @@ func translate(err error) error {
 	if errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "22" {
 		return &eventstore.ValidationError{Index: -1, Rule: "storage", Message: "PostgreSQL refused the data: " + pe.Message}
 	}
-	return fmt.Errorf("postgres store: append: %w", err)
+	return storeErr("append", err)
 }
 
 // insertEvents writes a whole group with one statement: one array per

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -160,7 +159,7 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 			// Without the lookup a retry of a stored append would look
 			// like a conflict; report the failure instead, so the caller
 			// retries (the group itself is committed).
-			outs[i] = outcome{err: fmt.Errorf("postgres store: append: look up the ids of a conflicting append: %w", err)}
+			outs[i] = outcome{err: storeErr("append: look up the ids of a conflicting append", err)}
 			continue
 		}
 		if res, derr, dup := s.duplicate(r, stored, nil); dup {

@@ -351,7 +351,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 		b.Queue(`SELECT EXISTS (SELECT 1 FROM events WHERE stream = $1)`, stream).QueryRow(func(row pgx.Row) error { return row.Scan(&exists) })
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("postgres store: read stream: %w", err)
+		return nil, storeErr("read stream", err)
 	}
 	if len(evs) == 0 && (from <= 1 || !exists) {
 		return nil, fmt.Errorf("%w: %q", eventstore.ErrStreamNotFound, stream)
@@ -435,10 +435,10 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 	if len(types) == 0 && tenant == "" {
 		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
-			return nil, 0, false, fmt.Errorf("postgres store: read all: %w", err)
+			return nil, 0, false, storeErr("read all", err)
 		}
 		if evs, err = collect(rows, &pageBytes); err != nil {
-			return nil, 0, false, fmt.Errorf("postgres store: read all: %w", err)
+			return nil, 0, false, storeErr("read all", err)
 		}
 		end = len(evs) < limit && pageBytes < eventstore.MaxPageBytes
 	} else {
@@ -456,7 +456,7 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 			return err
 		})
 		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-			return nil, 0, false, fmt.Errorf("postgres store: read all: %w", err)
+			return nil, 0, false, storeErr("read all", err)
 		}
 		end = len(evs) < limit && pageBytes < eventstore.MaxPageBytes
 		if end {
@@ -499,7 +499,7 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	}
 	var head int64
 	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&head); err != nil {
-		return eventstore.Position{}, fmt.Errorf("postgres store: head: %w", err)
+		return eventstore.Position{}, storeErr("head", err)
 	}
 	return eventstore.Pos(uint64(head)), nil
 }

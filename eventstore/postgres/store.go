@@ -41,7 +41,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	_, err = migrate.Apply(ctx, pool, Component, ms)
+	if _, err = migrate.Apply(ctx, pool, Component, ms); unreachable(err) {
+		return &eventstore.UnavailableError{Err: err}
+	}
 	return err
 }
 
@@ -194,7 +196,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	}
 	var schema string
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		return nil, fmt.Errorf("postgres store: %w", err)
+		return nil, storeErr("read the schema", err)
 	}
 	s := &Store{
 		pool:      pool,
@@ -225,7 +227,7 @@ func Open(ctx context.Context, databaseURL string, reg *schemas.Registry, opts .
 	SetSessionDefaults(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres store: connect: %w", err)
+		return nil, storeErr("connect", err)
 	}
 	s, err := New(ctx, pool, reg, opts...)
 	if err != nil {
@@ -299,7 +301,7 @@ var ErrSessionSetting = errors.New("postgres store: a session setting of the poo
 func checkSession(ctx context.Context, pool *pgxpool.Pool) error {
 	var style, isolation string
 	if err := pool.QueryRow(ctx, `SELECT current_setting('DateStyle'), current_setting('default_transaction_isolation')`).Scan(&style, &isolation); err != nil {
-		return fmt.Errorf("postgres store: %w", err)
+		return storeErr("read the session settings", err)
 	}
 	switch pool.Config().ConnConfig.DefaultQueryExecMode {
 	case pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec:

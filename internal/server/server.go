@@ -402,13 +402,15 @@ func (s *Server) writeAppendError(w http.ResponseWriter, r *http.Request, err er
 // unreachable reports whether err says the database could not be reached
 // or the connection to it was lost (it is down, restarting, or the network
 // is), or the store is closed: an outage to retry after, not a defect of
-// the server. It looks at the standard library's errors and at the
+// the server. The store says so itself (eventstore.ErrUnavailable); for
+// the server's own queries (read models, tokens) it looks at the standard
+// library's errors and at the
 // SQLSTATE a PostgreSQL driver's error reports (through a method, so that
 // no driver's types leak in here).
 func unreachable(err error) bool {
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, eventstore.ErrClosed) {
+	if errors.Is(err, eventstore.ErrUnavailable) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, eventstore.ErrClosed) {
 		return true
 	}
 	var pg interface{ SQLState() string }
