@@ -8,7 +8,9 @@
 // a course or distribution the catalog has not seen yet (a course created
 // before the projection's first event, say) still lands. The workflow
 // state is guarded by the position of the event that set it, so a late
-// event (a parked one retried) never moves it back.
+// event (a parked one retried) never moves it back, and an event of an
+// earlier attempt of a course, by the position of the current attempt's
+// request, so it changes nothing the later attempt set.
 package catalog
 
 import (
@@ -137,17 +139,25 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 			course(requested, p.Topic, nullable(p.Language), p.Attempt, pos, prep)
 		case "course.outline.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count) VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET title = excluded.title, lesson_count = excluded.lesson_count, `+touch,
-				p.Title, len(p.Lessons))
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+					title = CASE WHEN `+inAttempt(6)+` THEN excluded.title ELSE t.title END,
+					lesson_count = CASE WHEN `+inAttempt(6)+` THEN excluded.lesson_count ELSE t.lesson_count END, `+touch,
+				p.Title, len(p.Lessons), pos, prep)
 		case "course.lesson.generated":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, lessons_generated) VALUES ($1, $2, $3, 1)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET lessons_generated = t.lessons_generated + 1, ` + touch)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+					lessons_generated = CASE WHEN `+inAttempt(4)+` THEN t.lessons_generated + 1 ELSE t.lessons_generated END, `+touch,
+				pos, prep)
 		case "course.quiz.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, quiz_questions) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET quiz_questions = excluded.quiz_questions, `+touch, p.QuestionCount)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+					quiz_questions = CASE WHEN `+inAttempt(5)+` THEN excluded.quiz_questions ELSE t.quiz_questions END, `+touch,
+				p.QuestionCount, pos, prep)
 		case "course.landing_page.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, landing_page_slug) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET landing_page_slug = excluded.landing_page_slug, `+touch, p.Slug)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
+					landing_page_slug = CASE WHEN `+inAttempt(5)+` THEN excluded.landing_page_slug ELSE t.landing_page_slug END, `+touch,
+				p.Slug, pos, prep)
 		case "course.generation.completed":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count, completed_at,
 					workflow_state, state_position, state_prepare_position)
@@ -270,6 +280,16 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 	return nil
 }
 
+// inAttempt is true for an event (its position in $n and $n+1) later in
+// the log than the request of the course's current attempt: the outline,
+// lessons, quiz and landing page of an earlier attempt (a parked event
+// retried late) change nothing the current attempt has, or lacks. The
+// events of a course are in its stream's order, so its position tells
+// which attempt an event belongs to.
+func inAttempt(n int) string {
+	return fmt.Sprintf(`($%d::bigint, $%d::bigint) > (t.attempt_position, t.attempt_prepare_position)`, n, n+1)
+}
+
 // touch keeps updated_at at the time of the latest event applied.
 const touch = `updated_at = greatest(t.updated_at, excluded.updated_at)`
 
@@ -287,10 +307,12 @@ const stateGuard = `workflow_state = CASE WHEN (excluded.state_position, exclude
 // nothing the later one set. Completions and failures are likewise
 // applied only from the current attempt or a later one.
 const requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, topic, language, attempt, requested_at,
-		workflow_state, state_position, state_prepare_position)
-	VALUES ($1, $2, $3, $4, $5, $6, $3, 'requested', $7, $8)
+		workflow_state, state_position, state_prepare_position, attempt_position, attempt_prepare_position)
+	VALUES ($1, $2, $3, $4, $5, $6, $3, 'requested', $7, $8, $7, $8)
 	ON CONFLICT (tenant_id, course_id) DO UPDATE SET
 		topic = CASE WHEN excluded.attempt >= t.attempt THEN excluded.topic ELSE t.topic END,
+		attempt_prepare_position = CASE WHEN excluded.attempt >= t.attempt THEN excluded.attempt_prepare_position ELSE t.attempt_prepare_position END,
+		attempt_position = CASE WHEN excluded.attempt >= t.attempt THEN excluded.attempt_position ELSE t.attempt_position END,
 		language = CASE WHEN excluded.attempt >= t.attempt THEN coalesce(excluded.language, t.language) ELSE t.language END,
 		attempt = greatest(t.attempt, excluded.attempt),
 		requested_at = CASE WHEN excluded.attempt >= t.attempt THEN excluded.requested_at ELSE t.requested_at END,
