@@ -1119,3 +1119,48 @@ func TestBlankTextIsRefused(t *testing.T) {
 		t.Fatalf("state = %+v", res.Aggregate.State)
 	}
 }
+
+// GrantApproval is an aggregates.Command[State] like the others, so it can
+// be given to Service.Handle. There it was decided without governance's
+// record of the approval nor the caller's tenant, and the mission's own
+// tenant was refused with mission-tenant, told the mission was another
+// tenant's. Handle now grants it as Service.GrantApproval does, value or
+// pointer.
+func TestGrantApprovalThroughHandle(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	for _, asPointer := range []bool{false, true} {
+		id, ir := escalated(t, env)
+		approval := uuid.NewString()
+		token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant := missions.GrantApproval{MissionID: id, ApprovalID: approval}
+		var c aggregates.Command[missions.State] = grant
+		if asPointer {
+			c = &grant
+		}
+		// Not consumed yet: refused as GrantApproval refuses it.
+		before := dt.Head(t, env.Store)
+		_, err = env.Missions.Handle(ctx, dt.Meta(), c)
+		dt.Refused(t, env.Store, before, err, missions.ErrApprovalNotConsumed)
+		if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token}); err != nil {
+			t.Fatal(err)
+		}
+		// Another tenant's call is still refused, and learns nothing.
+		before = dt.Head(t, env.Store)
+		res, err := env.Missions.Handle(ctx, aggregates.CommandMeta{TenantID: "t2"}, c)
+		dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherTenant)
+		if res.Aggregate != nil {
+			t.Fatalf("the refusal returned the mission: %+v", res.Aggregate.State)
+		}
+		res = do(t, env, c)
+		if len(res.Events) != 1 || res.Events[0].Type != missions.TypeApprovalGranted || res.Aggregate.State.ApprovalID != approval {
+			t.Fatalf("pointer %v: grant wrote %v, state %+v", asPointer, res.Events, res.Aggregate.State)
+		}
+		if res := do(t, env, missions.Start{MissionID: id}); res.Aggregate.State.Status != missions.StatusRunning {
+			t.Fatalf("state = %+v", res.Aggregate.State)
+		}
+	}
+}

@@ -64,8 +64,8 @@ func New(store eventstore.Store, reg *aggregates.Registry, gov Governance, opts 
 // Repository returns the underlying repository.
 func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 
-// Handle runs one mission command for meta.TenantID. Use GrantApproval
-// for approvals. A mission takes commands from the tenant that created it
+// Handle runs one mission command for meta.TenantID; a GrantApproval is
+// handled as Service.GrantApproval handles it. A mission takes commands from the tenant that created it
 // only: another tenant's is refused with ErrMissionTenant, and its result
 // carries nothing of the mission. A RecordValidation and a Start are
 // checked against governance's record of the mission's IR, and a Start
@@ -74,6 +74,12 @@ func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
 	var err error
 	switch v := c.(type) {
+	case GrantApproval:
+		// Decided with governance's record of the approval and the
+		// caller's tenant, which only GrantApproval fills in.
+		return s.GrantApproval(ctx, meta, v)
+	case *GrantApproval:
+		return s.GrantApproval(ctx, meta, *v)
 	case RecordValidation:
 		v.governed, err = s.irRecord(ctx, v.IRID)
 		c = v
