@@ -31,6 +31,7 @@ var (
 	ErrVerdictNotRecorded   = aggregates.Rule("verdict-recorded", "a mission records a verdict only once governance recorded it for the mission's IR, tenant and mission")
 	ErrVerdictDisagrees     = aggregates.Rule("verdict-as-recorded", "a mission's verdict is the one governance recorded for its IR")
 	ErrTextEncoding         = aggregates.Rule("text-utf8", "a mission's text is valid UTF-8")
+	ErrTaskCompleted        = aggregates.Rule("task-failed-open", "the task a mission failed by has not completed")
 	ErrBlank                = aggregates.Rule("text-not-blank", "a mission's title, or the reason it ended, has a visible character")
 )
 
@@ -407,7 +408,8 @@ func (c Complete) Decide(a *agg) ([]any, error) {
 	return []any{Completed{MissionID: a.ID, TaskCount: len(a.State.Tasks)}}, nil
 }
 
-// Fail ends a running mission in failure.
+// Fail ends a running mission in failure, naming the task that failed, if
+// one did: a task of the mission that has not completed.
 type Fail struct {
 	MissionID string
 	Reason    string
@@ -427,8 +429,12 @@ func (c Fail) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrBlank, "reason %q shows nothing: a failure says why", c.Reason)
 	}
 	if c.TaskID != "" {
-		if _, ok := a.State.Tasks[c.TaskID]; !ok {
+		t, ok := a.State.Tasks[c.TaskID]
+		if !ok {
 			return nil, aggregates.Refuse(ErrUnknownTask, "task %s", c.TaskID)
+		}
+		if t.Completed {
+			return nil, aggregates.Refuse(ErrTaskCompleted, "task %s (step %q) completed", c.TaskID, t.StepID)
 		}
 	}
 	return []any{Failed{MissionID: a.ID, Reason: c.Reason, TaskID: c.TaskID}}, nil

@@ -1164,3 +1164,27 @@ func TestGrantApprovalThroughHandle(t *testing.T) {
 		}
 	}
 }
+
+// A mission fails because of a task only if that task has not completed:
+// mission.failed names "the task that failed", and a task recorded as
+// completed did not. Before, the log could say a task both completed and
+// failed the mission. A failure naming an open task, or none, still ends
+// the mission.
+func TestFailNamingACompletedTaskIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, _ := create(t, env, steps)
+	do(t, env, validate(t, env, id, governance.OutcomePass))
+	do(t, env, missions.Start{MissionID: id})
+	done, open := uuid.NewString(), uuid.NewString()
+	do(t, env, missions.CreateTask{MissionID: id, TaskID: done, StepID: "fetch"})
+	do(t, env, missions.CompleteTask{MissionID: id, TaskID: done})
+	do(t, env, missions.CreateTask{MissionID: id, TaskID: open, StepID: "write"})
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Fail{MissionID: id, Reason: "timeout", TaskID: done})
+	dt.Refused(t, env.Store, before, err, missions.ErrTaskCompleted)
+	res := do(t, env, missions.Fail{MissionID: id, Reason: "timeout", TaskID: open})
+	if s := res.Aggregate.State; s.Status != missions.StatusFailed || s.EndReason != "timeout" {
+		t.Fatalf("state = %+v", s)
+	}
+}
