@@ -126,7 +126,10 @@ const (
 // the documented "Optimistic concurrency & idempotence" behaviour
 // (docs.geteventstore.com/dotnet-api/4.0.0/optimistic-concurrency-and-idempotence/):
 //
-//   - stream_exists on a stream with no events: wrong expected version.
+//   - stream_exists on a stream with no events and no metadata stream
+//     ("$$"+stream): wrong expected version. A stream that has metadata
+//     but no events satisfies stream_exists ("If it or a metadata stream
+//     does not exist, treat that as a concurrency problem").
 //   - any and stream_exists: if the first event's id is not a committed
 //     event of this stream, write; if it is and so are all the others,
 //     the append is an idempotent retry (acknowledged, nothing written,
@@ -147,7 +150,7 @@ func (l *memLog) append(streamName string, expected int64, events []proposed, cr
 	cur := s.last()
 	wrong := appendResult{decision: decisionWrongExpectedVersion, current: cur}
 
-	if expected == expectStreamExists && cur == noStream {
+	if expected == expectStreamExists && cur == noStream && l.streams["$$"+streamName] == nil {
 		return wrong
 	}
 	if expected == expectAny || expected == expectStreamExists {

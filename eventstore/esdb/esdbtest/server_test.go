@@ -568,3 +568,31 @@ func TestProtocolStandIn_StreamMetadataTrims(t *testing.T) {
 		t.Fatalf("$all holds %v events per stream, want every event written", perStream)
 	}
 }
+
+// stream_exists is satisfied by a stream that has events or, in
+// EventStoreDB, by one that only has metadata: IndexWriter.CheckCommit
+// answers wrong expected version to stream_exists only when the stream and
+// its metadata stream ("$$"+stream) both have no events ("The stream
+// should exist. If it or a metadata stream does not exist, treat that as a
+// concurrency problem", ExpectedVersion.StreamExists in EventStoreDB's
+// client API). The stand-in used to refuse it whenever the stream had no
+// events.
+func TestProtocolStandIn_StreamExistsWithMetadataOnly(t *testing.T) {
+	t.Parallel()
+	_, c := standIn(t)
+	ctx := t.Context()
+	_, err := c.AppendToStream(ctx, "m", client.AppendToStreamOptions{ExpectedRevision: client.StreamExists{}}, event("a"))
+	wantWrongVersion(t, err, "no_stream")
+	var md client.StreamMetadata
+	md.SetMaxAge(time.Hour)
+	if _, err := c.SetStreamMetadata(ctx, "m", client.AppendToStreamOptions{}, md); err != nil {
+		t.Fatal(err)
+	}
+	res := appendTo(t, c, "m", client.StreamExists{}, event("a"))
+	if res.NextExpectedVersion != 0 {
+		t.Fatalf("stream_exists on a stream with metadata only: revision %d, want 0 (the stream's first event)", res.NextExpectedVersion)
+	}
+	if evs, err := readStream(t, c, "m", client.ReadStreamOptions{}, 10); err != nil || len(evs) != 1 {
+		t.Fatalf("stream after the append: %d events, %v; want 1", len(evs), err)
+	}
+}
