@@ -54,6 +54,19 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 
 	name := s.streamName(stream)
+	if expected == eventstore.StreamExists {
+		// EventStoreDB's stream_exists also holds for a stream that has
+		// metadata and no events (IndexWriter.CheckCommit): check that the
+		// stream has events first. A stream never loses its last
+		// revision, so once it has events, stream_exists is exact.
+		has, err := s.hasEvents(ctx, name)
+		if err != nil {
+			return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q: read whether the stream exists", stream), err)
+		}
+		if !has {
+			return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
+		}
+	}
 	res, err := s.client.AppendToStream(ctx, name, client.AppendToStreamOptions{ExpectedRevision: expectedRevision(expected)}, data...)
 	if err != nil {
 		return eventstore.AppendResult{}, s.appendError(parent, ctx, stream, expected, prepared, err)

@@ -11,6 +11,9 @@
 //     NoStream and Exact(0) → no_stream, StreamExists → stream_exists,
 //     Exact(n) → revision n-1). A wrong expected version is a
 //     *eventstore.ConcurrencyError carrying the stream's actual version.
+//     EventStoreDB's stream_exists also accepts a stream that has
+//     metadata and no events, so StreamExists first checks that the
+//     stream has events.
 //   - Event ids are sent as EventStoreDB event ids, so a retried append is
 //     acknowledged by the server without writing twice. The backend then
 //     reads the acknowledged events back and compares their content: a

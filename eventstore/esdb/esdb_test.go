@@ -830,3 +830,43 @@ func TestStandIn_FilteredReadAllReadsLongGapsInFewCalls(t *testing.T) {
 		})
 	}
 }
+
+// StreamExists appends only to a stream that has events. EventStoreDB's
+// stream_exists is also satisfied by a stream that only has metadata (an
+// operator set $maxAge or an ACL before its first event): the backend
+// used to send StreamExists as stream_exists alone, so such an append
+// wrote the stream's first event instead of failing as a conflict.
+func TestStandIn_StreamExistsOnAStreamWithMetadataOnly(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil, esdb.WithNamespace("ns-"))
+	ctx := t.Context()
+	var md client.StreamMetadata
+	md.SetMaxAge(time.Hour)
+	if _, err := rawClient(t, srv).SetStreamMetadata(ctx, "ns-m", client.AppendToStreamOptions{}, md); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.Append(ctx, "m", eventstore.StreamExists, added("a"))
+	var ce *eventstore.ConcurrencyError
+	if !errors.As(err, &ce) || ce.Actual != 0 || ce.Expected != eventstore.StreamExists || ce.Stream != "m" {
+		t.Fatalf("StreamExists on a stream with metadata and no events: %v, want ConcurrencyError actual 0", err)
+	}
+	if _, err := st.ReadStream(ctx, "m", 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("ReadStream after the refused append: %v, want ErrStreamNotFound", err)
+	}
+	mustAppend(t, st, "m", eventstore.NoStream, added("a"))
+	res := mustAppend(t, st, "m", eventstore.StreamExists, added("b"))
+	if res.Version() != 2 {
+		t.Fatalf("StreamExists once the stream has an event: version %d, want 2", res.Version())
+	}
+	// A stream whose events its metadata all hides still has them: its
+	// versions go on.
+	mustAppend(t, st, "hidden", eventstore.NoStream, added("a"), added("b"))
+	var tb client.StreamMetadata
+	tb.SetTruncateBefore(2)
+	if _, err := rawClient(t, srv).SetStreamMetadata(ctx, "ns-hidden", client.AppendToStreamOptions{}, tb); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustAppend(t, st, "hidden", eventstore.StreamExists, added("c")); res.Version() != 3 {
+		t.Fatalf("StreamExists on a stream whose events are hidden: version %d, want 3", res.Version())
+	}
+}

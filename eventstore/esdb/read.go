@@ -78,6 +78,18 @@ func (s *Store) lastVersion(ctx context.Context, name string) (int64, error) {
 	return int64(evs[0].EventNumber) + 1, nil
 }
 
+// hasEvents reports whether a stream has had events: the server answers a
+// read of it without "stream not found". A stream whose events its
+// metadata all hides has had events (its next revision goes on from its
+// last one); one with metadata only, or none at all, has not.
+func (s *Store) hasEvents(ctx context.Context, name string) (bool, error) {
+	_, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
+	if errors.Is(err, errNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // ErrTruncated: the server no longer returns the first events asked for
 // from a stream. EventStoreDB hides a stream's first events from stream
 // reads when its metadata says so ($tb truncate-before, $maxCount,
