@@ -191,10 +191,11 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 				VALUES ($1, $2, $3, $4, $5)
 				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET staging_url = excluded.staging_url, `+touch, p.StagingURL)
 		case "distribution.created":
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, channel, title, version, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $4)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, channel, title, version, created_at,
+					version_position, version_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $8, $9)
 				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET channel = excluded.channel, title = excluded.title,
-					version = excluded.version, created_at = excluded.created_at, `+touch, p.Channel, p.Title, p.Version)
+					created_at = excluded.created_at, `+setVersion+`, `+touch, p.Channel, p.Title, p.Version, pos, prep)
 		case "distribution.updated":
 			c := p.Changes
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, title, price_cents, currency, staging_url)
@@ -203,22 +204,30 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 					price_cents = coalesce(excluded.price_cents, t.price_cents), currency = coalesce(excluded.currency, t.currency),
 					staging_url = coalesce(excluded.staging_url, t.staging_url), `+touch, c.Title, c.PriceCents, c.Currency, c.StagingURL)
 		case "distribution.deleted":
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, status) VALUES ($1, $2, $3, $4, 'deleted')
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET status = 'deleted', published = false, ` + touch)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, status, published,
+					publication_position, publication_prepare_position)
+				VALUES ($1, $2, $3, $4, 'deleted', false, $5, $6)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET status = 'deleted', `+setPublished+`, `+touch, pos, prep)
 		case "distribution.published":
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published, published_at, version)
-				VALUES ($1, $2, $3, $4, true, $4, $5)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET published = true, published_at = excluded.published_at,
-					version = excluded.version, `+touch, p.Version)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published, published_at, version,
+					publication_position, publication_prepare_position, publish_position, publish_prepare_position,
+					version_position, version_prepare_position)
+				VALUES ($1, $2, $3, $4, true, $4, $5, $6, $7, $6, $7, $6, $7)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET `+setPublished+`,
+					`+setPublishedAt+`, `+setVersion+`, `+touch, p.Version, pos, prep)
 		case "distribution.unpublished":
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published) VALUES ($1, $2, $3, $4, false)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET published = false, ` + touch)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, published,
+					publication_position, publication_prepare_position)
+				VALUES ($1, $2, $3, $4, false, $5, $6)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET `+setPublished+`, `+touch, pos, prep)
 		case "distribution.micro_niche_created":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, micro_niches) VALUES ($1, $2, $3, $4, 1)
 				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET micro_niches = t.micro_niches + 1, ` + touch)
 		case "distribution.version_bumped":
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, version) VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET version = excluded.version, `+touch, p.ToVersion)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, version,
+					version_position, version_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET `+setVersion+`, `+touch, p.ToVersion, pos, prep)
 		case "distribution.viewed", "distribution.enrollment_clicked":
 			k := distKey{t, p.DistributionID}
 			if counters[k] == nil {
@@ -289,6 +298,28 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 func inAttempt(n int) string {
 	return fmt.Sprintf(`($%d::bigint, $%d::bigint) > (t.attempt_position, t.attempt_prepare_position)`, n, n+1)
 }
+
+// fromLatest sets the columns of a distribution from the row's latest event
+// in the log that sets them, whatever order the events are applied in (a
+// parked event retried after later ones): the published flag
+// ("publication": published, unpublished, deleted), the time of the last
+// publication ("publish") and the version ("version": created, published,
+// bumped). Each group has its event's position in <group>_position and
+// <group>_prepare_position, which the statement inserts.
+func fromLatest(group string, columns ...string) string {
+	later := fmt.Sprintf(`(excluded.%[1]s_position, excluded.%[1]s_prepare_position) > (t.%[1]s_position, t.%[1]s_prepare_position)`, group)
+	var set []string
+	for _, c := range append(columns, group+"_position", group+"_prepare_position") {
+		set = append(set, fmt.Sprintf(`%[1]s = CASE WHEN %[2]s THEN excluded.%[1]s ELSE t.%[1]s END`, c, later))
+	}
+	return strings.Join(set, ",\n\t")
+}
+
+var (
+	setPublished   = fromLatest("publication", "published")
+	setPublishedAt = fromLatest("publish", "published_at")
+	setVersion     = fromLatest("version", "version")
+)
 
 // touch keeps updated_at at the time of the latest event applied.
 const touch = `updated_at = greatest(t.updated_at, excluded.updated_at)`
