@@ -75,6 +75,7 @@ One read gives up after --tokens-read-timeout. Each must be above 0, and
 	fl.StringVar(&f.tokensFile, "tokens-file", "", "file of tokens: TENANT SHA256-HEX [NAME] per line (default $EVENTSTREAM_TOKENS_FILE); the tokens table is always read too")
 	fl.BoolVar(&f.noProjections, "no-projections", false, "serve only; run the projections elsewhere (eventstream projections run)")
 	fl.Int64Var(&f.limits.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body; larger is 413")
+	fl.Int64Var(&f.limits.MaxInFlightBodyBytes, "max-inflight-body-bytes", 64<<20, "append bodies handled at once, in bytes (decoding takes many times a body's size); an append past it waits for room until --request-timeout, then is 503 busy")
 	fl.IntVar(&f.limits.MaxBatchEvents, "max-batch", 1000, "most events in one append request; more is 400")
 	fl.IntVar(&f.limits.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and headers; larger is 431")
 	fl.DurationVar(&f.limits.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time to read a request's headers")
@@ -99,6 +100,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	if f.limits.MaxBodyBytes < 1024 {
 		return usagef("--max-body-bytes %d: want at least 1024", f.limits.MaxBodyBytes)
+	}
+	if f.limits.MaxInFlightBodyBytes < f.limits.MaxBodyBytes {
+		return usagef("--max-inflight-body-bytes %d: want at least --max-body-bytes (%d), or no body of the largest size could be taken", f.limits.MaxInFlightBodyBytes, f.limits.MaxBodyBytes)
 	}
 	if f.shutdownTimeout <= 0 {
 		// 0 would cut every request in flight at once, appends included.

@@ -185,6 +185,9 @@ func TestServeRefusesBadSettings(t *testing.T) {
 	c := newCLI(t)
 	c.must(2, "serve", "--max-batch", "0")
 	c.must(2, "serve", "--max-body-bytes", "10")
+	if r := c.run("serve", "--max-body-bytes", "8192", "--max-inflight-body-bytes", "4096"); r.code != 2 || !strings.Contains(r.stderr, "--max-inflight-body-bytes") {
+		t.Fatalf("--max-inflight-body-bytes below --max-body-bytes: want a usage error, got %s", r)
+	}
 	for _, d := range []string{"0", "0s", "-1s"} {
 		if r := c.run("serve", "--shutdown-timeout", d); r.code != 2 || !strings.Contains(r.stderr, "--shutdown-timeout") {
 			t.Fatalf("--shutdown-timeout %s: want a usage error, got %s", d, r)

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
@@ -48,6 +49,14 @@ type Limits struct {
 	RequestTimeout time.Duration
 	// MaxPageEvents bounds the events one GET returns [1,000].
 	MaxPageEvents int
+	// MaxInFlightBodyBytes bounds the append bodies being handled at once
+	// [64 MiB], each counted at its Content-Length (MaxBodyBytes when the
+	// client does not say). Decoding and validating a body takes many
+	// times its size in memory (about 50 times for JSON made only of tiny
+	// values), so without a bound a burst of large appends could take the
+	// process's memory. An append past it waits for room until its
+	// deadline, then fails with 503 "busy", having written nothing.
+	MaxInFlightBodyBytes int64
 }
 
 // WithDefaults fills the zero fields.
@@ -68,6 +77,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxPageEvents <= 0 {
 		l.MaxPageEvents = 1000
+	}
+	if l.MaxInFlightBodyBytes <= 0 {
+		l.MaxInFlightBodyBytes = 64 << 20
 	}
 	def(&l.ReadHeaderTimeout, 10*time.Second)
 	def(&l.ReadTimeout, 30*time.Second)
@@ -114,6 +126,8 @@ type Server struct {
 	handler http.Handler // mux, with the security headers
 	log     *slog.Logger
 	ui      *ui
+	// bodies holds MaxInFlightBodyBytes, taken by the appends in flight.
+	bodies *semaphore.Weighted
 }
 
 // New checks cfg and builds the routes.
@@ -134,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Auth.useLogger(cfg.Logger)
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, bodies: semaphore.NewWeighted(cfg.Limits.MaxInFlightBodyBytes)}
 	var err error
 	if s.ui, err = newUI(s); err != nil {
 		return nil, err
@@ -164,7 +178,7 @@ func (s *Server) routes() {
 	api := func(route string, h func(http.ResponseWriter, *http.Request, Principal)) {
 		s.mux.Handle(route, s.instrument(route, s.limit(s.authAPI(h))))
 	}
-	api("POST /streams/{stream}/events", s.appendEvents)
+	api("POST /streams/{stream}/events", s.admit(s.appendEvents))
 	api("GET /streams/{stream}", s.readStream)
 	api("GET /events", s.readAll)
 	api("GET /projections", s.projectionStatus)
@@ -260,6 +274,29 @@ func (s *Server) limit(h http.Handler) http.Handler {
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// admit runs h once the request's body fits in MaxInFlightBodyBytes
+// beside the bodies in flight, and holds its room until h returns. A body
+// of unknown length counts as MaxBodyBytes, which the body cannot pass. It
+// runs after authentication: a request without a valid token takes no
+// room. A request still waiting at its deadline fails with 503 "busy".
+func (s *Server) admit(h func(http.ResponseWriter, *http.Request, Principal)) func(http.ResponseWriter, *http.Request, Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p Principal) {
+		n := s.cfg.Limits.MaxBodyBytes
+		if r.ContentLength >= 0 && r.ContentLength < n {
+			n = r.ContentLength
+		}
+		n = min(max(n, 1), s.cfg.Limits.MaxInFlightBodyBytes)
+		if err := s.bodies.Acquire(r.Context(), n); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "busy",
+				"the server is handling as many append bodies as it takes at once; nothing was written; retry later", nil)
+			return
+		}
+		defer s.bodies.Release(n)
+		h(w, r, p)
+	}
 }
 
 // bearer returns the token of an Authorization: Bearer header.
