@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -868,5 +869,22 @@ func TestStandIn_StreamExistsOnAStreamWithMetadataOnly(t *testing.T) {
 	}
 	if res := mustAppend(t, st, "hidden", eventstore.StreamExists, added("c")); res.Version() != 3 {
 		t.Fatalf("StreamExists on a stream whose events are hidden: version %d, want 3", res.Version())
+	}
+}
+
+// Any exact expected version that does not hold is a conflict, however
+// large (an expected version from a request is not checked against the
+// stream). On the stand-in one above 2^62 used to fail as an invalid
+// argument instead of ErrConcurrency.
+func TestStandIn_HugeExpectedVersionIsAConflict(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	mustAppend(t, st, "h", eventstore.NoStream, added("a"))
+	for _, v := range []int64{1<<62 + 2, math.MaxInt64} {
+		_, err := st.Append(t.Context(), "h", eventstore.Exact(v), added("b"))
+		var ce *eventstore.ConcurrencyError
+		if !errors.As(err, &ce) || ce.Actual != 1 {
+			t.Fatalf("Append expecting version %d of a stream at 1: %v, want ConcurrencyError actual 1", v, err)
+		}
 	}
 }

@@ -596,3 +596,19 @@ func TestProtocolStandIn_StreamExistsWithMetadataOnly(t *testing.T) {
 		t.Fatalf("stream after the append: %d events, %v; want 1", len(evs), err)
 	}
 }
+
+// An expected revision is any 64-bit event number: EventStoreDB answers a
+// revision far past the stream's end as wrong expected version. The
+// stand-in used to refuse revisions above 2^62 as an invalid argument.
+func TestProtocolStandIn_HugeExpectedRevision(t *testing.T) {
+	t.Parallel()
+	_, c := standIn(t)
+	ctx := t.Context()
+	appendTo(t, c, "h", client.NoStream{}, event("a"))
+	for _, r := range []uint64{1<<62 + 1, 1<<63 - 2} {
+		_, err := c.AppendToStream(ctx, "h", client.AppendToStreamOptions{ExpectedRevision: client.Revision(r)}, event("b"))
+		wantWrongVersion(t, err, "0")
+		_, err = c.AppendToStream(ctx, "missing", client.AppendToStreamOptions{ExpectedRevision: client.Revision(r)}, event("b"))
+		wantWrongVersion(t, err, "no_stream")
+	}
+}

@@ -55,7 +55,9 @@ func (svc *streamsService) Append(call streams.Streams_AppendServer) error {
 	case *streams.AppendReq_Options_StreamExists:
 		expected = expectStreamExists
 	case *streams.AppendReq_Options_Revision:
-		if o.Revision > 1<<62 {
+		// EventStoreDB takes the revision as a signed 64-bit event
+		// number; a larger one does not convert.
+		if o.Revision > math.MaxInt64 {
 			return status.Error(codes.InvalidArgument, "expected revision out of range")
 		}
 		expected = int64(o.Revision)
