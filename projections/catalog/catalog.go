@@ -7,10 +7,15 @@
 // Every statement is an upsert keyed by tenant and id, so an event about
 // a course or distribution the catalog has not seen yet (a course created
 // before the projection's first event, say) still lands. The workflow
-// state is guarded by the position of the event that set it, so a late
-// event (a parked one retried) never moves it back, and an event of an
-// earlier attempt of a course, by the position of the current attempt's
-// request, so it changes nothing the later attempt set.
+// state, a course's quiz, landing page, completion and failure, and a
+// distribution's publication and version are guarded by the position of
+// the event that set them, so a late event (a parked one retried) never
+// moves them back; an event of an earlier attempt of a course, by the
+// position of the current attempt's request, so it changes nothing the
+// later attempt set; and a request clears only what events earlier than
+// itself set (lessons_generated keeps the positions of the lessons it
+// counts), so the request of the current attempt, applied late, keeps
+// that attempt's results.
 package catalog
 
 import (
@@ -144,37 +149,38 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 					lesson_count = CASE WHEN `+inAttempt(6)+` THEN excluded.lesson_count ELSE t.lesson_count END, `+touch,
 				p.Title, len(p.Lessons), pos, prep)
 		case "course.lesson.generated":
-			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, lessons_generated) VALUES ($1, $2, $3, 1)
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, lessons_generated, lesson_positions, lesson_prepare_positions)
+				VALUES ($1, $2, $3, 1, ARRAY[$4::bigint], ARRAY[$5::bigint])
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
-					lessons_generated = CASE WHEN `+inAttempt(4)+` THEN t.lessons_generated + 1 ELSE t.lessons_generated END, `+touch,
+					lessons_generated = CASE WHEN `+inAttempt(4)+` THEN t.lessons_generated + 1 ELSE t.lessons_generated END,
+					lesson_positions = CASE WHEN `+inAttempt(4)+` THEN `+lessonPositions("c", "true", true)+` ELSE t.lesson_positions END,
+					lesson_prepare_positions = CASE WHEN `+inAttempt(4)+` THEN `+lessonPositions("p", "true", true)+` ELSE t.lesson_prepare_positions END, `+touch,
 				pos, prep)
 		case "course.quiz.created":
-			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, quiz_questions) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
-					quiz_questions = CASE WHEN `+inAttempt(5)+` THEN excluded.quiz_questions ELSE t.quiz_questions END, `+touch,
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, quiz_questions, quiz_position, quiz_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+fromLatestIf(inAttempt(5), "quiz", "quiz_questions")+`, `+touch,
 				p.QuestionCount, pos, prep)
 		case "course.landing_page.created":
-			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, landing_page_slug) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
-					landing_page_slug = CASE WHEN `+inAttempt(5)+` THEN excluded.landing_page_slug ELSE t.landing_page_slug END, `+touch,
+			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, landing_page_slug, landing_position, landing_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+fromLatestIf(inAttempt(5), "landing", "landing_page_slug")+`, `+touch,
 				p.Slug, pos, prep)
 		case "course.generation.completed":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count, completed_at,
-					workflow_state, state_position, state_prepare_position)
-				VALUES ($1, $2, $3, $4, $5, $3, 'completed', $6, $7)
+					workflow_state, state_position, state_prepare_position, completion_position, completion_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $3, 'completed', $6, $7, $6, $7)
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
 					title = CASE WHEN $8 >= t.attempt THEN excluded.title ELSE t.title END,
 					lesson_count = CASE WHEN $8 >= t.attempt THEN excluded.lesson_count ELSE t.lesson_count END,
-					completed_at = CASE WHEN $8 >= t.attempt THEN excluded.completed_at ELSE t.completed_at END,
+					`+fromLatestIf("$8 >= t.attempt", "completion", "completed_at")+`,
 					`+touch+`, `+stateGuard, p.Title, p.LessonCount, pos, prep, p.Attempt)
 		case "course.generation.failed":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, failure_stage, failure_reason, failed_at,
-					workflow_state, state_position, state_prepare_position)
-				VALUES ($1, $2, $3, $4, $5, $3, 'failed', $6, $7)
+					workflow_state, state_position, state_prepare_position, failure_position, failure_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $3, 'failed', $6, $7, $6, $7)
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
-					failure_stage = CASE WHEN $8 >= t.attempt THEN excluded.failure_stage ELSE t.failure_stage END,
-					failure_reason = CASE WHEN $8 >= t.attempt THEN excluded.failure_reason ELSE t.failure_reason END,
-					failed_at = CASE WHEN $8 >= t.attempt THEN excluded.failed_at ELSE t.failed_at END,
+					`+fromLatestIf("$8 >= t.attempt", "failure", "failure_stage", "failure_reason", "failed_at")+`,
 					`+touch+`, `+stateGuard,
 				p.Stage, p.Reason, pos, prep, p.Attempt)
 		case "course.workflow.transitioned":
@@ -299,15 +305,25 @@ func inAttempt(n int) string {
 	return fmt.Sprintf(`($%d::bigint, $%d::bigint) > (t.attempt_position, t.attempt_prepare_position)`, n, n+1)
 }
 
-// fromLatest sets the columns of a distribution from the row's latest event
-// in the log that sets them, whatever order the events are applied in (a
-// parked event retried after later ones): the published flag
-// ("publication": published, unpublished, deleted), the time of the last
-// publication ("publish") and the version ("version": created, published,
-// bumped). Each group has its event's position in <group>_position and
+// fromLatest sets a group of columns from the row's latest event in the
+// log that sets them, whatever order the events are applied in (a parked
+// event retried after later ones). A distribution's groups are its
+// published flag ("publication": published, unpublished, deleted), the
+// time of its last publication ("publish") and its version ("version":
+// created, published, bumped); a course's, its quiz ("quiz"), landing page
+// ("landing"), completion time ("completion") and failure ("failure"),
+// which a request of a new attempt also sets, to nothing (see
+// requested). Each group has its event's position in <group>_position and
 // <group>_prepare_position, which the statement inserts.
 func fromLatest(group string, columns ...string) string {
-	later := fmt.Sprintf(`(excluded.%[1]s_position, excluded.%[1]s_prepare_position) > (t.%[1]s_position, t.%[1]s_prepare_position)`, group)
+	return fromLatestIf("true", group, columns...)
+}
+
+// fromLatestIf is fromLatest for an event that sets the group only when
+// the condition when holds as well.
+func fromLatestIf(when, group string, columns ...string) string {
+	later := fmt.Sprintf(`(%[1]s) AND (excluded.%[2]s_position, excluded.%[2]s_prepare_position) > (t.%[2]s_position, t.%[2]s_prepare_position)`,
+		when, group)
 	var set []string
 	for _, c := range append(columns, group+"_position", group+"_prepare_position") {
 		set = append(set, fmt.Sprintf(`%[1]s = CASE WHEN %[2]s THEN excluded.%[1]s ELSE t.%[1]s END`, c, later))
@@ -315,10 +331,54 @@ func fromLatest(group string, columns ...string) string {
 	return strings.Join(set, ",\n\t")
 }
 
+// clearedBefore is what a request of a new attempt (excluded.attempt >
+// t.attempt) does to a group of fromLatest: it clears the columns and
+// takes the request's position unless an event later than the request set
+// them. Applied in order, that is every event of the group (all of the
+// earlier attempts); applied late, after the attempt's own events, those
+// are kept.
+func clearedBefore(group string, columns ...string) string {
+	earlier := fmt.Sprintf(`excluded.attempt > t.attempt
+		AND (t.%[1]s_position, t.%[1]s_prepare_position) < (excluded.attempt_position, excluded.attempt_prepare_position)`, group)
+	var set []string
+	for _, c := range columns {
+		set = append(set, fmt.Sprintf(`%[1]s = CASE WHEN %[2]s THEN NULL ELSE t.%[1]s END`, c, earlier))
+	}
+	for _, c := range []string{"_position", "_prepare_position"} {
+		set = append(set, fmt.Sprintf(`%[1]s%[2]s = CASE WHEN %[3]s THEN excluded.attempt%[2]s ELSE t.%[1]s%[2]s END`, group, c, earlier))
+	}
+	return strings.Join(set, ",\n\t\t")
+}
+
+// lessonPositions is the sorted array of the commit ("c") or prepare ("p")
+// positions of the lessons counted in lessons_generated, with the event's
+// own (excluded's) added when add is set, keeping only those for which
+// where holds. Sorted, so that the row does not depend on the order the
+// lessons were applied in.
+func lessonPositions(which, where string, add bool) string {
+	c, p := "t.lesson_positions", "t.lesson_prepare_positions"
+	if add {
+		c, p = c+" || excluded.lesson_positions", p+" || excluded.lesson_prepare_positions"
+	}
+	return fmt.Sprintf(`ARRAY(SELECT l.%s FROM unnest(%s, %s) AS l(c, p) WHERE %s ORDER BY l.c, l.p)`, which, c, p, where)
+}
+
+// laterLessons holds for a lesson later in the log than the request being
+// applied.
+const laterLessons = `(l.c, l.p) > (excluded.attempt_position, excluded.attempt_prepare_position)`
+
 var (
 	setPublished   = fromLatest("publication", "published")
 	setPublishedAt = fromLatest("publish", "published_at")
 	setVersion     = fromLatest("version", "version")
+
+	clearedQuiz       = clearedBefore("quiz", "quiz_questions")
+	clearedLanding    = clearedBefore("landing", "landing_page_slug")
+	clearedFailure    = clearedBefore("failure", "failure_stage", "failure_reason", "failed_at")
+	clearedCompletion = clearedBefore("completion", "completed_at")
+
+	lessonPositionsLater        = lessonPositions("c", laterLessons, false)
+	lessonPreparePositionsLater = lessonPositions("p", laterLessons, false)
 )
 
 // touch keeps updated_at at the time of the latest event applied.
@@ -336,10 +396,15 @@ const stateGuard = `workflow_state = CASE WHEN (excluded.state_position, exclude
 // requested starts an attempt: a later attempt clears what the previous
 // one produced, and an earlier one (a parked event retried late) changes
 // nothing the later one set. Completions and failures are likewise
-// applied only from the current attempt or a later one.
-const requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, topic, language, attempt, requested_at,
-		workflow_state, state_position, state_prepare_position, attempt_position, attempt_prepare_position)
-	VALUES ($1, $2, $3, $4, $5, $6, $3, 'requested', $7, $8, $7, $8)
+// applied only from the current attempt or a later one. What the request
+// clears is what events earlier in the log than itself set: applied late,
+// after its attempt's own lessons, quiz, landing page, completion or
+// failure, it keeps them (and counts only the lessons later than itself).
+var requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, topic, language, attempt, requested_at,
+		workflow_state, state_position, state_prepare_position, attempt_position, attempt_prepare_position,
+		quiz_position, quiz_prepare_position, landing_position, landing_prepare_position,
+		completion_position, completion_prepare_position, failure_position, failure_prepare_position)
+	VALUES ($1, $2, $3, $4, $5, $6, $3, 'requested', $7, $8, $7, $8, $7, $8, $7, $8, $7, $8, $7, $8)
 	ON CONFLICT (tenant_id, course_id) DO UPDATE SET
 		topic = CASE WHEN excluded.attempt >= t.attempt THEN excluded.topic ELSE t.topic END,
 		attempt_prepare_position = CASE WHEN excluded.attempt >= t.attempt THEN excluded.attempt_prepare_position ELSE t.attempt_prepare_position END,
@@ -347,13 +412,15 @@ const requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, update
 		language = CASE WHEN excluded.attempt >= t.attempt THEN coalesce(excluded.language, t.language) ELSE t.language END,
 		attempt = greatest(t.attempt, excluded.attempt),
 		requested_at = CASE WHEN excluded.attempt >= t.attempt THEN excluded.requested_at ELSE t.requested_at END,
-		lessons_generated = CASE WHEN excluded.attempt > t.attempt THEN 0 ELSE t.lessons_generated END,
-		quiz_questions = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.quiz_questions END,
-		landing_page_slug = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.landing_page_slug END,
-		failure_stage = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.failure_stage END,
-		failure_reason = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.failure_reason END,
-		failed_at = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.failed_at END,
-		completed_at = CASE WHEN excluded.attempt > t.attempt THEN NULL ELSE t.completed_at END,
+		lessons_generated = CASE WHEN excluded.attempt > t.attempt
+			THEN (SELECT count(*) FROM unnest(t.lesson_positions, t.lesson_prepare_positions) AS l(c, p) WHERE ` + laterLessons + `)::integer
+			ELSE t.lessons_generated END,
+		lesson_positions = CASE WHEN excluded.attempt > t.attempt THEN ` + lessonPositionsLater + ` ELSE t.lesson_positions END,
+		lesson_prepare_positions = CASE WHEN excluded.attempt > t.attempt THEN ` + lessonPreparePositionsLater + ` ELSE t.lesson_prepare_positions END,
+		` + clearedQuiz + `,
+		` + clearedLanding + `,
+		` + clearedFailure + `,
+		` + clearedCompletion + `,
 		` + touch + `, ` + stateGuard
 
 // summary recomputes the distribution figures of the given courses from
