@@ -396,6 +396,14 @@ func TestStandIn_ConnectErrors(t *testing.T) {
 	if _, err := esdb.New(t.Context(), "postgres://x", reg); err == nil {
 		t.Fatal("New with a postgres:// URL succeeded")
 	}
+	// Reads from a follower could miss the store's own appends: refused
+	// before connecting, naming the setting.
+	for _, pref := range []string{"follower", "random", "readOnlyReplica"} {
+		_, err := esdb.New(t.Context(), "esdb://admin:s3cret@127.0.0.1:1?tls=false&nodePreference="+pref, reg)
+		if err == nil || !strings.Contains(err.Error(), "nodePreference="+strings.ToLower(pref)) || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("New with nodePreference=%s: %v, want a refusal naming it, without the password", pref, err)
+		}
+	}
 	// Nothing listens here: New fails, and says so without the password.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -412,11 +420,17 @@ func TestStandIn_ConnectErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error %q shows the password", err)
 	}
+	if !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("New to a closed port: %v, want eventstore.ErrUnavailable", err)
+	}
 	if got := esdb.Redact("esdb://admin:s3cret@host:2113?tls=true"); strings.Contains(got, "s3cret") || !strings.Contains(got, "host:2113") {
 		t.Fatalf("Redact = %q", got)
 	}
 }
 
+// TestStandIn_ServerGoneEndsSubscription: with the server gone, the
+// subscription ends with its drop and every call fails with
+// eventstore.ErrUnavailable.
 func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
 	t.Parallel()
 	st, srv := standInStore(t, registry(t), nil)
@@ -432,14 +446,31 @@ func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
 	if err == nil || errors.Is(err, eventstore.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next after the server stopped: %v, want the subscription's drop", err)
 	}
-	// The next Next subscribes again, which fails while no server answers.
-	if _, err := sub.Next(ctx); err == nil || errors.Is(err, eventstore.ErrClosed) {
-		t.Fatalf("Next with the server gone: %v, want the failed subscribe", err)
+	// Each call fails as an outage (retry later), with the store still
+	// open: the drop, the next Next's subscribe, and every other call.
+	wantUnavailable := func(what string, err error) {
+		t.Helper()
+		var ue *eventstore.UnavailableError
+		if !errors.Is(err, eventstore.ErrUnavailable) || !errors.As(err, &ue) || errors.Is(err, eventstore.ErrClosed) {
+			t.Errorf("%s with the server gone: %v, want eventstore.ErrUnavailable", what, err)
+		}
 	}
-	// Calls fail, with the store still open.
+	wantUnavailable("the subscription's drop", err)
+	_, err = sub.Next(ctx)
+	wantUnavailable("Next", err)
 	_, err = st.Append(ctx, "x", eventstore.Any, added("x"))
-	if err == nil || errors.Is(err, eventstore.ErrClosed) {
-		t.Fatalf("Append with the server gone: %v", err)
+	wantUnavailable("Append", err)
+	_, err = st.ReadStream(ctx, "x", 1, 0)
+	wantUnavailable("ReadStream", err)
+	_, err = st.ReadAll(ctx, eventstore.ReadAllOptions{})
+	wantUnavailable("ReadAll", err)
+	_, err = st.Head(ctx)
+	wantUnavailable("Head", err)
+	// A refusal decided before the server is needed stays a refusal.
+	bad := added("x")
+	bad.Type = "no.such.type"
+	if _, err := st.Append(ctx, "x", eventstore.Any, bad); !errors.Is(err, eventstore.ErrValidation) || errors.Is(err, eventstore.ErrUnavailable) {
+		t.Errorf("invalid append with the server gone: %v, want ErrValidation only", err)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/schemas"
@@ -96,6 +98,14 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 		// included.
 		return nil, fmt.Errorf("esdb: connection string %s: %s", Redact(connection), strings.ReplaceAll(err.Error(), connection, Redact(connection)))
 	}
+	if cfg.NodePreference != client.NodePreferenceLeader {
+		// On a follower, the read-back that gives an append its positions,
+		// and the reads an aggregate loads from, could be behind the
+		// leader: a landed append would report a failed read-back, and a
+		// load would miss events just appended.
+		return nil, fmt.Errorf("esdb: connection string %s: nodePreference=%s is not supported: the store reads back its own appends and needs the leader's view (leave nodePreference out: the default is leader)",
+			Redact(connection), strings.ToLower(string(cfg.NodePreference)))
+	}
 	log := o.logger
 	cfg.Logger = func(level client.LogLevel, format string, args ...any) {
 		log.Debug(fmt.Sprintf(format, args...), "component", "esdb-client", "client_level", level)
@@ -124,7 +134,11 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 	}
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("esdb: connect to %s: %w", Redact(connection), err)
+		err = fmt.Errorf("esdb: connect to %s: %w", Redact(connection), err)
+		if ctx.Err() == nil {
+			err = unavailable(err)
+		}
+		return nil, err
 	}
 	if err := checkVersion(version); err != nil {
 		c.Close()
@@ -230,7 +244,29 @@ func (s *Store) fail(parent context.Context, what string, err error) error {
 	case parent.Err() != nil:
 		return fmt.Errorf("esdb: %s: %w", what, parent.Err())
 	}
-	return fmt.Errorf("esdb: %s: %w", what, err)
+	return unavailable(fmt.Errorf("esdb: %s: %w", what, err))
+}
+
+// unavailable is err in an *eventstore.UnavailableError when it says that
+// the cluster could not be reached: no node answers (gRPC Unavailable,
+// also what discovery gives up with), the connection was closed under the
+// call, the node is no longer the leader (an election is on), or the node
+// did not answer within the client's own deadline (the caller's ended
+// deadline is told apart before: see fail). Else err as it is.
+func unavailable(err error) error {
+	var e *client.Error
+	if errors.As(err, &e) {
+		switch e.Code() {
+		case client.ErrorUnavailable, client.ErrorCodeConnectionClosed, client.ErrorCodeNotLeader, client.ErrorCodeDeadlineExceeded:
+			return &eventstore.UnavailableError{Err: err}
+		}
+		return err
+	}
+	// A subscription's stream reports its drop as the bare gRPC status.
+	if status.Code(err) == codes.Unavailable {
+		return &eventstore.UnavailableError{Err: err}
+	}
+	return err
 }
 
 // streamName is the EventStoreDB stream of an eventstream stream id.

@@ -251,7 +251,7 @@ func (sub *subscription) dropped(f *feed) error {
 		sub.cur = nil
 	}
 	sub.mu.Unlock()
-	return fmt.Errorf("esdb: subscription to $all dropped by the server (Next subscribes again after the last event it returned): %w", f.err)
+	return unavailable(fmt.Errorf("esdb: subscription to $all dropped by the server (Next subscribes again after the last event it returned): %w", f.err))
 }
 
 // shutdown ends the subscription once, for the reason given.
