@@ -41,10 +41,16 @@ type agg = aggregates.Aggregate[State]
 // than the one that requested it.
 func sameTenant(a *agg, tenantID string) error {
 	if a.Exists() && a.State.TenantID != tenantID {
-		return aggregates.Refuse(ErrCourseTenant, "the course belongs to another tenant")
+		return otherTenant()
 	}
 	return nil
 }
+
+func otherTenant() *aggregates.RuleError {
+	return aggregates.Refuse(ErrCourseTenant, "the course belongs to another tenant")
+}
+
+func owner(s State) string { return s.TenantID }
 
 // transition returns the event of a workflow change.
 func transition(a *agg, to WorkflowState) WorkflowTransitioned {

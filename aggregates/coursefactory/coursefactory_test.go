@@ -3,7 +3,9 @@ package coursefactory_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -378,4 +380,54 @@ func TestBlankTextIsRefused(t *testing.T) {
 		})
 	}
 	do(t, env, cf.RequestGeneration{CourseID: uuid.NewString(), Topic: "  Go  "})
+}
+
+// A command id is no secret a tenant keeps: another tenant sending a
+// command with the id of one that landed on a course (an idempotency key
+// derived from something both know, or a reused one) is refused with
+// course-tenant, as any other tenant's command is, and learns nothing of
+// the course. Before, the landed-command check answered it with
+// ErrCommandReused, naming the version where the command landed, and the
+// course as loaded (its tenant, topic, workflow).
+func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			id := uuid.NewString()
+			first, second := dt.Meta(), dt.Meta()
+			first.ID, second.ID = uuid.New(), uuid.New()
+			request := cf.RequestGeneration{CourseID: id, Topic: "Secret topic", RequestedBy: "u1"}
+			if _, err := env.Courses.Handle(ctx, first, request); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.Courses.Handle(ctx, second, cf.StartOutlining{CourseID: id}); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				id  uuid.UUID
+				cmd aggregates.Command[cf.State]
+			}{
+				{first.ID, request},
+				{first.ID, cf.StartOutlining{CourseID: id}},
+				{second.ID, cf.StartOutlining{CourseID: id}},
+				{second.ID, cf.Fail{CourseID: id, Reason: "probe"}},
+			} {
+				before := dt.Head(t, env.Store)
+				res, err := env.Courses.Handle(ctx, aggregates.CommandMeta{TenantID: "t2", ID: c.id}, c.cmd)
+				dt.Refused(t, env.Store, before, err, cf.ErrCourseTenant)
+				if errors.Is(err, aggregates.ErrCommandReused) || res.Aggregate != nil || len(res.Events) != 0 ||
+					strings.Contains(err.Error(), "Secret") || strings.Contains(err.Error(), " at v") {
+					t.Fatalf("%T: the refusal tells another tenant about the course: %v, %+v", c.cmd, err, res.Aggregate)
+				}
+			}
+			// The course's own tenant retrying its StartOutlining still
+			// gets its result.
+			res, err := env.Courses.Handle(ctx, second, cf.StartOutlining{CourseID: id})
+			if err != nil || len(res.Events) == 0 || res.Events[0].Version != 3 {
+				t.Fatalf("the retried StartOutlining: %v, %v", err, res.Events)
+			}
+		})
+	}
 }

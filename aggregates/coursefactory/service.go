@@ -9,7 +9,6 @@ package coursefactory
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -59,8 +58,10 @@ func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 
 // Handle runs one course command for meta.TenantID. A course takes
 // commands from the tenant that requested it only: another tenant's is
-// refused with ErrCourseTenant, and its result carries nothing of the
-// course. (A reaction's command has the tenant of the event that caused
+// refused with ErrCourseTenant, and neither the refusal nor its result
+// carries anything of the course, whatever else Handle met (a command id
+// that landed on the course, sent again by another tenant, is that
+// refusal, not ErrCommandReused). (A reaction's command has the tenant of the event that caused
 // it, so a distribution another tenant created for this course does not
 // deploy it.)
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
@@ -70,10 +71,7 @@ func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c agg
 		}
 		return c.Decide(a)
 	})
-	if errors.Is(err, ErrCourseTenant) {
-		return aggregates.Result[State]{}, err
-	}
-	return res, err
+	return aggregates.ForTenant(meta.TenantID, owner, otherTenant(), res, err)
 }
 
 // Load returns the course, or a *aggregates.NotFoundError.
