@@ -46,10 +46,16 @@ type agg = aggregates.Aggregate[State]
 // tenant than the one that created it.
 func sameTenant(a *agg, tenantID string) error {
 	if a.Exists() && a.State.TenantID != tenantID {
-		return aggregates.Refuse(ErrTenant, "the distribution belongs to another tenant")
+		return otherTenant()
 	}
 	return nil
 }
+
+func otherTenant() *aggregates.RuleError {
+	return aggregates.Refuse(ErrTenant, "the distribution belongs to another tenant")
+}
+
+func owner(s State) string { return s.TenantID }
 
 // live refuses a command on a missing or deleted distribution.
 func live(a *agg) error {

@@ -3,8 +3,10 @@ package distribution_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -341,6 +343,55 @@ func TestBlankTextIsRefused(t *testing.T) {
 			before := dt.Head(t, env.Store)
 			_, err := env.Distributions.Handle(ctx, dt.Meta(), c.cmd(id))
 			dt.Refused(t, env.Store, before, err, c.want)
+		})
+	}
+}
+
+// A command id is no secret a tenant keeps: another tenant sending a
+// command with the id of one that landed on a distribution is refused with
+// distribution-tenant, as any other tenant's command is, and learns
+// nothing of it. Before, the landed-command check answered it with
+// ErrCommandReused, naming the version where the command landed, and the
+// distribution as loaded (its tenant, course, title, status).
+func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			id, course := uuid.NewString(), uuid.NewString()
+			first, second := dt.Meta(), dt.Meta()
+			first.ID, second.ID = uuid.New(), uuid.New()
+			create := distribution.Create{DistributionID: id, CourseID: course, Channel: distribution.ChannelWeb, Title: "Secret title"}
+			if _, err := env.Distributions.Handle(ctx, first, create); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.Distributions.Handle(ctx, second, distribution.Publish{DistributionID: id}); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				id  uuid.UUID
+				cmd aggregates.Command[distribution.State]
+			}{
+				{first.ID, create},
+				{first.ID, distribution.Publish{DistributionID: id}},
+				{second.ID, distribution.Publish{DistributionID: id}},
+				{second.ID, distribution.RecordView{DistributionID: id, VisitorID: "v2"}},
+			} {
+				before := dt.Head(t, env.Store)
+				res, err := env.Distributions.Handle(ctx, aggregates.CommandMeta{TenantID: "t2", ID: c.id}, c.cmd)
+				dt.Refused(t, env.Store, before, err, distribution.ErrTenant)
+				if errors.Is(err, aggregates.ErrCommandReused) || res.Aggregate != nil || len(res.Events) != 0 ||
+					strings.Contains(err.Error(), "Secret") || strings.Contains(err.Error(), course) || strings.Contains(err.Error(), " at v") {
+					t.Fatalf("%T: the refusal tells another tenant about the distribution: %v, %+v", c.cmd, err, res.Aggregate)
+				}
+			}
+			// The distribution's own tenant retrying its Publish still
+			// gets its result.
+			res, err := env.Distributions.Handle(ctx, second, distribution.Publish{DistributionID: id})
+			if err != nil || len(res.Events) != 1 || res.Events[0].Type != distribution.TypePublished {
+				t.Fatalf("the retried Publish: %v, %v", err, res.Events)
+			}
 		})
 	}
 }

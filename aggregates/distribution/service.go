@@ -7,7 +7,6 @@ package distribution
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -63,8 +62,10 @@ func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c agg
 
 // HandleFunc runs decide against distribution id for meta.TenantID. A
 // distribution takes commands from the tenant that created it only:
-// another tenant's is refused with ErrTenant, and its result carries
-// nothing of the distribution.
+// another tenant's is refused with ErrTenant, and neither the refusal nor
+// its result carries anything of the distribution, whatever else Handle
+// met (a command id that landed on the distribution, sent again by
+// another tenant, is that refusal, not ErrCommandReused).
 func (s *Service) HandleFunc(ctx context.Context, id string, meta aggregates.CommandMeta, decide aggregates.Decider[State]) (aggregates.Result[State], error) {
 	res, err := s.repo.Handle(ctx, id, meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
 		if err := sameTenant(a, meta.TenantID); err != nil {
@@ -72,10 +73,7 @@ func (s *Service) HandleFunc(ctx context.Context, id string, meta aggregates.Com
 		}
 		return decide(a)
 	})
-	if errors.Is(err, ErrTenant) {
-		return aggregates.Result[State]{}, err
-	}
-	return res, err
+	return aggregates.ForTenant(meta.TenantID, owner, otherTenant(), res, err)
 }
 
 // Load returns the distribution, or a *aggregates.NotFoundError.
