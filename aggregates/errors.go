@@ -88,11 +88,16 @@ type CommandReusedError struct {
 	Aggregate string
 	ID        string
 	CommandID uuid.UUID
-	// Version is the stream version of the earlier command's first event.
+	// Version is the stream version of the earlier command's first event
+	// (0: not said).
 	Version int64
 }
 
 func (e *CommandReusedError) Error() string {
+	if e.Version == 0 {
+		// Not said (to another tenant than the aggregate's).
+		return fmt.Sprintf("aggregates: %s %s: command id %s was already used by a command that decided other events", e.Aggregate, e.ID, e.CommandID)
+	}
 	return fmt.Sprintf("aggregates: %s %s: command id %s was already used at v%d by a command that decided other events", e.Aggregate, e.ID, e.CommandID, e.Version)
 }
 

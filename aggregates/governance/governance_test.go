@@ -765,3 +765,92 @@ func TestIRStatus(t *testing.T) {
 		t.Fatalf("IRStatus = %+v", st)
 	}
 }
+
+// A command id is no secret a tenant keeps: another tenant sending a
+// command with the id of one that landed on an IR or an approval of t1 is
+// refused with the tenant rule (ir-tenant, approval-tenant), as any other
+// tenant's command is, and learns nothing of the aggregate; a sweeper of
+// another tenant is told its command id was used, not at which version.
+// Before, the landed-command check answered each with ErrCommandReused,
+// naming the version where the command landed, and ValidateIR, CheckDAG
+// and ConsumeApproval returned the IR or the approval as loaded.
+func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			t1 := func() aggregates.CommandMeta { return aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()} }
+			t2 := func(m aggregates.CommandMeta) aggregates.CommandMeta {
+				return aggregates.CommandMeta{TenantID: "t2", ID: m.ID}
+			}
+			hidden := func(what string, err error, carries bool, secrets ...string) {
+				t.Helper()
+				if errors.Is(err, aggregates.ErrCommandReused) || carries || strings.Contains(err.Error(), " at v") {
+					t.Fatalf("%s: the refusal or its result tells another tenant about the aggregate: %v (result carries it: %v)", what, err, carries)
+				}
+				for _, s := range secrets {
+					if strings.Contains(err.Error(), s) {
+						t.Fatalf("%s: the refusal names %q: %v", what, s, err)
+					}
+				}
+			}
+
+			plan := ir("ir-reused", 0, 2)
+			validated, checked := t1(), t1()
+			res, err := env.Governance.ValidateIR(ctx, validated, governance.ValidateIR{IR: plan})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := res.Aggregate.State.SHA256
+			if _, err := env.Governance.CheckDAG(ctx, checked, governance.CheckDAG{IRID: plan.ID, Nodes: plan.Steps}); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []aggregates.CommandMeta{validated, checked} {
+				before := dt.Head(t, env.Store)
+				res, err := env.Governance.ValidateIR(ctx, t2(m), governance.ValidateIR{IR: plan})
+				dt.Refused(t, env.Store, before, err, governance.ErrIRTenant)
+				hidden("ValidateIR", err, res.Aggregate != nil || len(res.Events) != 0, sum[:12])
+				res, err = env.Governance.CheckDAG(ctx, t2(m), governance.CheckDAG{IRID: plan.ID, Nodes: plan.Steps})
+				dt.Refused(t, env.Store, before, err, governance.ErrIRTenant)
+				hidden("CheckDAG", err, res.Aggregate != nil || len(res.Events) != 0, sum[:12])
+			}
+
+			id, token := newApproval(t, env)
+			st, err := env.Governance.ApprovalStatus(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			consumed := t1()
+			if _, err := env.Governance.ConsumeApproval(ctx, consumed, governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"}); err != nil {
+				t.Fatal(err)
+			}
+			secrets := []string{st.IRID, st.MissionID, st.TokenSHA256[:12], "alice"}
+			ares, err := env.Governance.ConsumeApproval(ctx, t2(consumed), governance.ConsumeApproval{ApprovalID: id, Token: token})
+			if !errors.Is(err, governance.ErrTenantMismatch) {
+				t.Fatalf("ConsumeApproval: error = %v, want %v", err, governance.ErrTenantMismatch)
+			}
+			hidden("ConsumeApproval", err, ares.Aggregate != nil || len(ares.Events) != 0, secrets...)
+			// Its own tenant's retry (before the approval expires) still
+			// gets its result.
+			if res, err := env.Governance.ConsumeApproval(ctx, consumed, governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"}); err != nil || len(res.Events) != 1 || res.Events[0].Type != governance.TypeApprovalConsumed {
+				t.Fatalf("the retried ConsumeApproval: %v, %v", err, res.Events)
+			}
+
+			// A sweeper may expire any tenant's approval; reusing the id
+			// of t1's consumption is its mistake, and it learns no more.
+			env.Clock.Advance(2 * time.Hour)
+			before := dt.Head(t, env.Store)
+			ares, err = env.Governance.ExpireApproval(ctx, t2(consumed), id)
+			dt.Refused(t, env.Store, before, err, aggregates.ErrCommandReused)
+			if ares.Aggregate != nil || len(ares.Events) != 0 || strings.Contains(err.Error(), " at v") {
+				t.Fatalf("ExpireApproval: the error tells another tenant about the approval: %v, %+v", err, ares)
+			}
+
+			// The IR's tenant's retried CheckDAG still gets its result.
+			if res, err := env.Governance.CheckDAG(ctx, checked, governance.CheckDAG{IRID: plan.ID, Nodes: plan.Steps}); err != nil || len(res.Events) != 1 || res.Events[0].Version != 2 {
+				t.Fatalf("the retried CheckDAG: %v, %v", err, res.Events)
+			}
+		})
+	}
+}

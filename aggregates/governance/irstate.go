@@ -120,7 +120,7 @@ func (c ValidateIR) Decide(a *irAgg) ([]any, error) {
 		if a.State.TenantID != c.tenantID {
 			// Nothing of the other tenant's IR (its verdict, its hash, its
 			// state in the result) reaches the caller.
-			return nil, aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", a.ID)
+			return nil, otherIRTenant(a.ID)
 		}
 		if a.State.SHA256 == sum {
 			if c.MissionID == "" || slices.Contains(a.State.Missions, c.MissionID) {
@@ -182,7 +182,7 @@ func (c CheckDAG) Decide(a *irAgg) ([]any, error) {
 		// Nothing of the other tenant's IR (its verdict, its rule, its
 		// steps through a diff) reaches the caller, and nothing is
 		// recorded in its name.
-		return nil, aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", a.ID)
+		return nil, otherIRTenant(a.ID)
 	}
 	if s.Outcome != OutcomePass && s.Outcome != OutcomeEscalate {
 		return nil, aggregates.Refuse(ErrDAGBeforeCheck, "IR %s was rejected by rule %s", a.ID, s.Rule)

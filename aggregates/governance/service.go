@@ -126,7 +126,10 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 // ConsumeApproval uses an approval on behalf of meta.TenantID. A refused
 // use returns a *aggregates.RuleError and, except for an approval already
 // recorded as expired, records the attempt. Another tenant's attempt gets
-// an empty result: nothing of the approval.
+// ErrTenantMismatch and an empty result: nothing of the approval, whatever
+// else Handle met (a command id that landed on the approval, sent again by
+// another tenant, is that refusal, not ErrCommandReused; it is not
+// recorded, since the record's event id would be the landed one).
 func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMeta, c ConsumeApproval) (aggregates.Result[ApprovalState], error) {
 	if !validApprovalID(c.ApprovalID) {
 		// No approval has this id, and the attempt cannot be recorded:
@@ -137,14 +140,20 @@ func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMe
 		}
 	}
 	c.tenantID, c.now = meta.TenantID, s.now()
+	// The attempt is recorded for the approval's tenant; the result (the
+	// approval as loaded: its token's hash, IR, mission, expiry, consumer;
+	// the record) is not the presenter's to see.
 	res, err := s.approvals.Execute(ctx, meta, c)
-	if errors.Is(err, ErrTenantMismatch) {
-		// The attempt is recorded for the approval's tenant; the result
-		// (the approval as loaded: its token's hash, IR, mission, expiry,
-		// consumer; the record) is not the presenter's to see.
-		return aggregates.Result[ApprovalState]{}, err
-	}
-	return res, err
+	return aggregates.ForTenant(meta.TenantID, approvalOwner, aggregates.Refuse(ErrTenantMismatch, "presented by another tenant"), res, err)
+}
+
+func approvalOwner(s ApprovalState) string { return s.TenantID }
+
+func irOwner(s IRState) string { return s.TenantID }
+
+// otherIRTenant is the refusal of a command on an IR of another tenant.
+func otherIRTenant(id string) *aggregates.RuleError {
+	return aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", id)
 }
 
 // ExpireApproval records the expiry of an unused approval past its expiry
@@ -157,8 +166,13 @@ func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMet
 	res, err := s.approvals.Execute(ctx, meta, ExpireApproval{ApprovalID: approvalID, now: s.now(), tenantID: meta.TenantID})
 	if res.Aggregate != nil && res.Aggregate.State.TenantID != meta.TenantID {
 		// A sweeper of another tenant gets what it did (Events), not the
-		// approval's state.
+		// approval's state; told that its command id landed on the
+		// approval with another command, not at which version.
 		res.Aggregate = nil
+		var reused *aggregates.CommandReusedError
+		if errors.As(err, &reused) {
+			err = &aggregates.CommandReusedError{Aggregate: reused.Aggregate, ID: reused.ID, CommandID: reused.CommandID}
+		}
 	}
 	return res, err
 }
@@ -166,23 +180,17 @@ func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMet
 // ValidateIR validates an IR against the service's policy.
 func (s *Service) ValidateIR(ctx context.Context, meta aggregates.CommandMeta, c ValidateIR) (aggregates.Result[IRState], error) {
 	c.policy, c.tenantID = s.policy, meta.TenantID
+	// A refused command's result carries the aggregate as loaded: not
+	// another tenant's IR.
 	res, err := s.irs.Execute(ctx, meta, c)
-	if errors.Is(err, ErrIRTenant) {
-		// A refused command's result carries the aggregate as loaded:
-		// not another tenant's IR.
-		return aggregates.Result[IRState]{}, err
-	}
-	return res, err
+	return aggregates.ForTenant(meta.TenantID, irOwner, otherIRTenant(c.IR.ID), res, err)
 }
 
 // CheckDAG compares a compiled DAG with its IR, for the IR's tenant.
 func (s *Service) CheckDAG(ctx context.Context, meta aggregates.CommandMeta, c CheckDAG) (aggregates.Result[IRState], error) {
 	c.tenantID = meta.TenantID
 	res, err := s.irs.Execute(ctx, meta, c)
-	if errors.Is(err, ErrIRTenant) {
-		return aggregates.Result[IRState]{}, err
-	}
-	return res, err
+	return aggregates.ForTenant(meta.TenantID, irOwner, otherIRTenant(c.IRID), res, err)
 }
 
 // ApprovalStatus says whether approvalID was consumed, for which IR and
