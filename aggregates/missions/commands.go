@@ -66,10 +66,16 @@ func open(a *agg) error {
 // mission's, saying nothing of the mission.
 func sameTenant(a *agg, tenantID string) error {
 	if a.Exists() && a.State.TenantID != tenantID {
-		return aggregates.Refuse(ErrMissionTenant, "the mission belongs to another tenant")
+		return otherTenant()
 	}
 	return nil
 }
+
+func otherTenant() *aggregates.RuleError {
+	return aggregates.Refuse(ErrMissionTenant, "the mission belongs to another tenant")
+}
+
+func owner(s State) string { return s.TenantID }
 
 func in(a *agg, command string, want ...Status) error {
 	if err := open(a); err != nil {

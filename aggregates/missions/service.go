@@ -169,21 +169,14 @@ func absent(err error) bool {
 // another tenant: a refused command's result carries the aggregate as
 // loaded. A failure on another tenant's mission that is not the tenant
 // refusal (a command id that landed on the mission, reused by another
-// tenant: ErrCommandReused, naming where it landed) becomes that refusal,
-// so that nothing tells the caller more than the mission is not its own.
+// tenant: ErrCommandReused, naming where it landed) becomes that refusal
+// (aggregates.ForTenant), so that nothing tells the caller more than the
+// mission is not its own.
 func hideRefused(meta aggregates.CommandMeta, res aggregates.Result[State], err error) (aggregates.Result[State], error) {
-	switch {
-	case err == nil:
-		return res, nil
-	case errors.Is(err, ErrMissionTenant) || errors.Is(err, ErrApprovalOtherTenant):
+	if errors.Is(err, ErrApprovalOtherTenant) {
 		return aggregates.Result[State]{}, err
 	}
-	if a := res.Aggregate; a != nil && a.Exists() && a.State.TenantID != meta.TenantID {
-		re := aggregates.Refuse(ErrMissionTenant, "the mission belongs to another tenant")
-		re.Aggregate, re.ID = a.Name, a.ID
-		return aggregates.Result[State]{}, re
-	}
-	return res, err
+	return aggregates.ForTenant(meta.TenantID, owner, otherTenant(), res, err)
 }
 
 // GrantApproval checks the approval's record in governance and, if it was
