@@ -7,12 +7,13 @@
 // Every statement is an upsert keyed by tenant and id, so an event about
 // a course or distribution the catalog has not seen yet (a course created
 // before the projection's first event, say) still lands. The workflow
-// state, a course's quiz, landing page, completion and failure, and a
-// distribution's publication and version are guarded by the position of
-// the event that set them, so a late event (a parked one retried) never
-// moves them back; an event of an earlier attempt of a course, by the
-// position of the current attempt's request, so it changes nothing the
-// later attempt set; and a request clears only what events earlier than
+// state, a course's quiz, landing page, completion, failure and staging
+// URL, and a distribution's publication, version, title, price, currency
+// and staging URL are guarded by the position of the event that set them
+// (each field a distribution.updated names on its own), so a late event
+// (a parked one retried) never moves them back; an event of an earlier
+// attempt of a course, by the position of the current attempt's request,
+// so it changes nothing the later attempt set; and a request clears only what events earlier than
 // itself set (lessons_generated keeps the positions of the lessons it
 // counts), so the request of the current attempt, applied late, keeps
 // that attempt's results.
@@ -189,26 +190,37 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+touch+`, `+stateGuard, p.To, pos, prep)
 		case "course.deployed.staging":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, staging_url, deployed_at,
-					workflow_state, state_position, state_prepare_position)
-				VALUES ($1, $2, $3, $4, $3, 'deployed', $5, $6)
-				ON CONFLICT (tenant_id, course_id) DO UPDATE SET staging_url = excluded.staging_url,
-					deployed_at = excluded.deployed_at, `+touch+`, `+stateGuard, p.StagingURL, pos, prep)
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, staging_url)
-				VALUES ($1, $2, $3, $4, $5)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET staging_url = excluded.staging_url, `+touch, p.StagingURL)
+					workflow_state, state_position, state_prepare_position, deploy_position, deploy_prepare_position)
+				VALUES ($1, $2, $3, $4, $3, 'deployed', $5, $6, $5, $6)
+				ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+setDeployed+`, `+touch+`, `+stateGuard, p.StagingURL, pos, prep)
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, staging_url,
+					staging_position, staging_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET `+setStaging+`, `+touch, p.StagingURL, pos, prep)
 		case "distribution.created":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, channel, title, version, created_at,
-					version_position, version_prepare_position)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $8, $9)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET channel = excluded.channel, title = excluded.title,
-					created_at = excluded.created_at, `+setVersion+`, `+touch, p.Channel, p.Title, p.Version, pos, prep)
+					version_position, version_prepare_position, title_position, title_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $8, $9, $8, $9)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET channel = excluded.channel,
+					created_at = excluded.created_at, `+setTitle+`, `+setVersion+`, `+touch, p.Channel, p.Title, p.Version, pos, prep)
 		case "distribution.updated":
+			// An update names only the fields that changed: the others keep
+			// position 0, which no event is later than, so they are left alone.
 			c := p.Changes
-			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, title, price_cents, currency, staging_url)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET title = coalesce(excluded.title, t.title),
-					price_cents = coalesce(excluded.price_cents, t.price_cents), currency = coalesce(excluded.currency, t.currency),
-					staging_url = coalesce(excluded.staging_url, t.staging_url), `+touch, c.Title, c.PriceCents, c.Currency, c.StagingURL)
+			args := []any{c.Title, c.PriceCents, c.Currency, c.StagingURL}
+			for _, changed := range []bool{c.Title != nil, c.PriceCents != nil, c.Currency != nil, c.StagingURL != nil} {
+				if changed {
+					args = append(args, pos, prep)
+				} else {
+					args = append(args, int64(0), int64(0))
+				}
+			}
+			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, title, price_cents, currency, staging_url,
+					title_position, title_prepare_position, price_position, price_prepare_position,
+					currency_position, currency_prepare_position, staging_position, staging_prepare_position)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+				ON CONFLICT (tenant_id, distribution_id) DO UPDATE SET `+setTitle+`, `+setPrice+`, `+setCurrency+`, `+setStaging+`, `+touch,
+				args...)
 		case "distribution.deleted":
 			dist(`INSERT INTO course_distributions AS t (tenant_id, distribution_id, course_id, updated_at, status, published,
 					publication_position, publication_prepare_position)
@@ -309,12 +321,16 @@ func inAttempt(n int) string {
 // log that sets them, whatever order the events are applied in (a parked
 // event retried after later ones). A distribution's groups are its
 // published flag ("publication": published, unpublished, deleted), the
-// time of its last publication ("publish") and its version ("version":
-// created, published, bumped); a course's, its quiz ("quiz"), landing page
+// time of its last publication ("publish"), its version ("version":
+// created, published, bumped), its title ("title": created, updated),
+// price ("price"), currency ("currency") and staging URL ("staging":
+// updated, course deployed to staging); a course's, its staging URL and
+// deployment time ("deploy"), and its quiz ("quiz"), landing page
 // ("landing"), completion time ("completion") and failure ("failure"),
 // which a request of a new attempt also sets, to nothing (see
 // requested). Each group has its event's position in <group>_position and
-// <group>_prepare_position, which the statement inserts.
+// <group>_prepare_position, which the statement inserts; an event that
+// does not set the group inserts 0, which is never later.
 func fromLatest(group string, columns ...string) string {
 	return fromLatestIf("true", group, columns...)
 }
@@ -371,6 +387,11 @@ var (
 	setPublished   = fromLatest("publication", "published")
 	setPublishedAt = fromLatest("publish", "published_at")
 	setVersion     = fromLatest("version", "version")
+	setTitle       = fromLatest("title", "title")
+	setPrice       = fromLatest("price", "price_cents")
+	setCurrency    = fromLatest("currency", "currency")
+	setStaging     = fromLatest("staging", "staging_url")
+	setDeployed    = fromLatest("deploy", "staging_url", "deployed_at")
 
 	clearedQuiz       = clearedBefore("quiz", "quiz_questions")
 	clearedLanding    = clearedBefore("landing", "landing_page_slug")
