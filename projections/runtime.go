@@ -235,7 +235,27 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 		// migrate.Apply waits for another applier, whatever the session's
 		// lock_timeout.
 		var active, building *int
+		var readOnly bool
+		if err := tx.QueryRow(ctx, `SELECT current_setting('transaction_read_only') = 'on'`).Scan(&readOnly); err != nil {
+			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		}
+		if readOnly {
+			// A read-only session (a standby, a read-only role's
+			// default) cannot take the state row's lock; an installed,
+			// current projection needs no change and no lock, and
+			// anything else fails at its first write, naming it.
+			err := tx.QueryRow(ctx, `SELECT active_generation, building_generation FROM projection_state WHERE projection = $1`, p.Name).Scan(&active, &building)
+			if errors.Is(err, pgx.ErrNoRows) || (err == nil && active == nil) {
+				return fmt.Errorf("projections: migrate %q: it is not installed, and the session is read-only: run the migration from a session that can write", p.Name)
+			}
+			if err != nil {
+				return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+			}
+		}
 		err := migrate.WaitUntimed(ctx, tx, func() error {
+			if readOnly {
+				return nil
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO projection_state (projection) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
 				return err
 			}
