@@ -20,6 +20,11 @@ var (
 	// aggregate by a command that decided other events. The error is a
 	// *CommandReusedError; nothing was written.
 	ErrCommandReused = errors.New("aggregates: command id already used by another command")
+	// ErrMissingID: a command names no aggregate (its aggregate id is
+	// empty), which is the caller's mistake: it is refused with this rule
+	// (a *RuleError naming the aggregate type, errors.Is(err, ErrRefused))
+	// before anything is read or written.
+	ErrMissingID = Rule("aggregate-id-required", "a command names the aggregate it is for")
 )
 
 // RuleError is a command refused by an invariant. Rule is a stable,
@@ -37,8 +42,11 @@ type RuleError struct {
 }
 
 func (e *RuleError) Error() string {
-	if e.Aggregate == "" {
+	switch {
+	case e.Aggregate == "":
 		return fmt.Sprintf("refused [%s]: %s", e.Rule, e.Message)
+	case e.ID == "":
+		return fmt.Sprintf("%s: refused [%s]: %s", e.Aggregate, e.Rule, e.Message)
 	}
 	return fmt.Sprintf("%s %s: refused [%s]: %s", e.Aggregate, e.ID, e.Rule, e.Message)
 }
@@ -69,6 +77,9 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string {
+	if e.ID == "" {
+		return fmt.Sprintf("aggregates: %s not found: empty id", e.Aggregate)
+	}
 	return fmt.Sprintf("aggregates: %s %s not found", e.Aggregate, e.ID)
 }
 

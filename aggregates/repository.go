@@ -190,7 +190,8 @@ func (r *Repository[S]) load(ctx context.Context, id string, useSnapshot bool) (
 // after the snapshot, or the whole stream when there was none.
 func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot bool) (*Aggregate[S], []eventstore.Event, error) {
 	if id == "" {
-		return nil, nil, fmt.Errorf("aggregates: %s: empty id", r.def.Name)
+		// No aggregate has the empty id (Handle refuses it first).
+		return nil, nil, &NotFoundError{Aggregate: r.def.Name}
 	}
 	a := r.blank(id)
 	if p := r.def.Snapshots; p != nil && useSnapshot {
@@ -291,7 +292,9 @@ func (r *Repository[S]) apply(a *Aggregate[S], e eventstore.Event) error {
 // with the loaded version as the expected version. When another writer
 // got there first (ErrConcurrency) it reloads and decides again, up to
 // Retry.Attempts times, then returns the *eventstore.ConcurrencyError.
-// A refused command returns the decider's error and writes nothing.
+// A refused command returns the decider's error and writes nothing. A
+// command with an empty id is refused with ErrMissingID before anything is
+// read.
 //
 // A command handled again with the command id of one that already landed
 // (a client retrying after a timeout) returns the first Handle's result:
@@ -300,6 +303,10 @@ func (r *Repository[S]) apply(a *Aggregate[S], e eventstore.Event) error {
 // makes the command decide otherwise. When that id landed with events the
 // command does not decide, Handle returns a *CommandReusedError.
 func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, decide Decider[S]) (Result[S], error) {
+	if id == "" {
+		return Result[S]{}, &RuleError{Aggregate: r.def.Name, Rule: ErrMissingID.Rule,
+			Message: fmt.Sprintf("empty %s id: the command names no %s", r.def.Name, r.def.Name)}
+	}
 	cmd = cmd.withDefaults()
 	useSnapshot := true
 	for attempt := 1; ; attempt++ {

@@ -3,6 +3,7 @@ package aggregates_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -50,6 +51,45 @@ func TestLoadMissingIsNotFound(t *testing.T) {
 	var nf *aggregates.NotFoundError
 	if !errors.As(err, &nf) || !errors.Is(err, aggregates.ErrNotFound) || nf.Aggregate != "counter" || nf.ID != "nobody" {
 		t.Fatalf("Load = %v, want *NotFoundError{counter nobody}", err)
+	}
+}
+
+// A command with an empty aggregate id is the caller's mistake, refused
+// with aggregate-id-required, naming the aggregate type and the missing
+// id, before the decider runs; nothing is written. Load of the empty id is
+// not found, as for any id no aggregate has. Before, both were an untyped
+// "aggregates: counter: empty id" that matched neither ErrRefused nor
+// ErrNotFound.
+func TestEmptyIDIsRefused(t *testing.T) {
+	t.Parallel()
+	s := testSchemas(t)
+	store := memStore(t, s)
+	repo := counterRepo(t, store, testRegistry(t, s), nil)
+	ctx := context.Background()
+	decided := false
+	res, err := repo.Handle(ctx, "", meta(), func(a *aggregates.Aggregate[Counter]) ([]any, error) {
+		decided = true
+		return []any{Added{N: 1}}, nil
+	})
+	var re *aggregates.RuleError
+	if !errors.As(err, &re) || !errors.Is(err, aggregates.ErrMissingID) || !errors.Is(err, aggregates.ErrRefused) {
+		t.Fatalf("Handle(\"\") = %v, want the aggregate-id-required RuleError", err)
+	}
+	if re.Aggregate != "counter" || re.ID != "" || !strings.Contains(err.Error(), "counter id") || strings.Contains(err.Error(), "counter :") {
+		t.Fatalf("the refusal does not name what is missing: %+v (%v)", re, err)
+	}
+	if decided || res.Aggregate != nil || len(res.Events) != 0 {
+		t.Fatalf("decided %v, result %+v", decided, res)
+	}
+	if head, err := store.Head(ctx); err != nil || head != eventstore.Start {
+		t.Fatalf("head = %v, %v: something was written", head, err)
+	}
+	for name, load := range map[string]func(context.Context, string) (*aggregates.Aggregate[Counter], error){
+		"Load": repo.Load, "LoadFromEvents": repo.LoadFromEvents,
+	} {
+		if _, err := load(ctx, ""); !errors.Is(err, aggregates.ErrNotFound) {
+			t.Fatalf("%s(\"\") = %v, want not found", name, err)
+		}
 	}
 }
 
