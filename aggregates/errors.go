@@ -88,8 +88,9 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // CommandReusedError is a command whose id already landed on its
 // aggregate with events this command does not decide (against the state
-// the earlier one was decided against): a client gave one id to two
-// commands. A command id must name one command, since its event ids derive
+// the earlier one was decided against), or on another aggregate (then
+// with Version 0, naming neither that aggregate nor its stream, which may
+// be another tenant's): a client gave one id to two commands. A command id must name one command, since its event ids derive
 // from it.
 //
 // errors.Is(err, ErrCommandReused) is true, and so is errors.Is(err,

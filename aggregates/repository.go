@@ -342,6 +342,12 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 				}
 				continue
 			}
+			var de *eventstore.DuplicateEventError
+			if errors.As(err, &de) && de.Stream != a.Stream {
+				// The command id landed on another aggregate, which may be
+				// another tenant's: its stream is not the caller's to learn.
+				return Result[S]{Aggregate: a, Attempts: attempt}, &CommandReusedError{Aggregate: r.def.Name, ID: id, CommandID: cmd.ID}
+			}
 			err = fmt.Errorf("aggregates: %s %s: append: %w", r.def.Name, id, err)
 			if errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, eventstore.ErrDuplicateEvent) {
 				return r.unlessLanded(ctx, a, loaded, cmd, decide, attempt, true, err)

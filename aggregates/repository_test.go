@@ -391,3 +391,45 @@ func TestDerivedIDsKeepTheCommandsTime(t *testing.T) {
 		t.Fatalf("reaction to a version 4 event id: command id version %d, want 5", v)
 	}
 }
+
+// A command id that landed on one aggregate, sent with a command on
+// another (a client's bug, or another tenant's command carrying an id it
+// learned), is ErrCommandReused (and ErrDuplicateEvent) that names neither
+// the aggregate where the id landed nor its stream, which may be another
+// tenant's. Before, the store's DuplicateEventError, wrapped as it was,
+// told the caller that stream ("counter-<id>").
+func TestCommandIDReusedOnAnotherAggregateNamesNotIts(t *testing.T) {
+	t.Parallel()
+	s := testSchemas(t)
+	for name, store := range map[string]eventstore.Store{"memory": memStore(t, s), "postgres": func() eventstore.Store { st, _ := pgStore(t, s); return st }()} {
+		t.Run(name, func(t *testing.T) {
+			repo := counterRepo(t, store, testRegistry(t, s), nil)
+			ctx := context.Background()
+			m := meta()
+			m.ID = uuid.New()
+			secret := "secret-" + uuid.NewString()
+			if _, err := repo.Handle(ctx, secret, m, add(secret, 1)); err != nil {
+				t.Fatal(err)
+			}
+			other := uuid.NewString()
+			before, err := store.Head(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := aggregates.CommandMeta{TenantID: "t2", ID: m.ID}
+			res, err := repo.Handle(ctx, other, o, add(other, 1))
+			if !errors.Is(err, aggregates.ErrCommandReused) || !errors.Is(err, eventstore.ErrDuplicateEvent) {
+				t.Fatalf("Handle = %v, want ErrCommandReused", err)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error names the aggregate where the id landed: %v", err)
+			}
+			if len(res.Events) != 0 {
+				t.Fatalf("events %v", res.Events)
+			}
+			if after, err := store.Head(ctx); err != nil || after != before {
+				t.Fatalf("head %v -> %v (%v): something was written", before, after, err)
+			}
+		})
+	}
+}
