@@ -144,8 +144,14 @@ func NewRepository[S any](store eventstore.Store, reg *Registry, def Definition[
 // Name returns the aggregate's name.
 func (r *Repository[S]) Name() string { return r.def.Name }
 
-// Stream returns the stream of the aggregate id.
-func (r *Repository[S]) Stream(id string) string { return r.def.Name + "-" + id }
+// Stream returns the stream of the aggregate id: StreamPrefix(Name) + id.
+func (r *Repository[S]) Stream(id string) string { return StreamPrefix(r.def.Name) + id }
+
+// StreamPrefix is the category of the aggregate type name's streams: the
+// prefix every one of them starts with (name + "-"). The aggregate reads
+// and writes only these streams; see domain.StreamCategories for the
+// domain modules' categories.
+func StreamPrefix(name string) string { return name + "-" }
 
 // Registry returns the registry the repository decodes with.
 func (r *Repository[S]) Registry() *Registry { return r.reg }
