@@ -72,12 +72,22 @@ func TestSecretsNeverReachLogsErrorsOrHelp(t *testing.T) {
 		"keyword/value":          "host=127.0.0.1 port=1 user=alice password=" + wrong + " dbname=db sslmode=disable",
 		"keyword/value, garbled": "host=127.0.0.1 password='" + wrong,
 	}
+	// The exit code tells an outage (75: no server answered, retry later)
+	// from a server that answered with a refusal (1).
+	wantCode := map[string]int{
+		"nothing listening": cli.ExitUnavailable,
+		"keyword/value":     cli.ExitUnavailable,
+		"wrong password":    cli.ExitFailure,
+	}
 	for name, u := range failing {
 		for _, mode := range [][]string{{"--log-level", "debug"}, {"--json", "--log-level", "debug"}} {
 			args := append(append([]string{"--database-url", u}, mode...), "migrate")
 			r := runCLI(t, ctx, args...)
 			if r.code == 0 {
 				t.Errorf("%s: migrate succeeded", name)
+			}
+			if want, ok := wantCode[name]; ok && r.code != want {
+				t.Errorf("%s %s: migrate exit %d, want %d", name, strings.Join(mode, " "), r.code, want)
 			}
 			check(name+" "+strings.Join(mode, " "), r, wrong)
 		}
@@ -128,6 +138,10 @@ func TestSecretsNeverReachLogsErrorsOrHelp(t *testing.T) {
 		ecancel()
 		if r.code == 0 {
 			t.Errorf("esdb %s: read succeeded", u)
+		}
+		// (kurrentdb:// is refused as a scheme this client does not take.)
+		if strings.HasPrefix(u, "esdb://") && strings.Contains(u, deadAddr) && r.code != cli.ExitUnavailable {
+			t.Errorf("esdb with no node answering: read exit %d, want %d (unavailable)", r.code, cli.ExitUnavailable)
 		}
 		check("esdb", r, wrong)
 	}

@@ -99,6 +99,11 @@ committed batch (exit 130); running the command again continues.`,
 					}
 					return withCode(ExitInterrupted, interrupted(name, res, l, lerr, follow, env.b.Store.Features().GaplessPositions))
 				}
+				if errors.Is(err, eventstore.ErrUnavailable) {
+					// An outage (exit 75): the checkpoint holds what
+					// committed.
+					return fmt.Errorf("backfill of %s stopped: %w; run the same command again to continue", name, err)
+				}
 				return projectionError(err, name)
 			}
 			a.log.Info("backfill reached the head it read at the start; the live runner carries on from there",

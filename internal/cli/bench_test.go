@@ -9,7 +9,8 @@ import (
 
 // Bench refuses bad flags with exit 2 before it runs anything, or even
 // connects: the database URL here has no server behind it, so a run
-// that got as far as connecting would end with exit 1 instead.
+// that got as far as connecting would end with exit 75 (unavailable)
+// instead.
 func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 	t.Parallel()
 	const nowhere = "postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"
@@ -78,8 +79,8 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		{"--scenario", "single", "--linger", "-1ms"},
 	} {
 		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, args...)...)
-		if r.code != 1 {
-			t.Errorf("bench %s with no server: want exit 1 (connection), got %s", strings.Join(args, " "), r)
+		if r.code != 75 {
+			t.Errorf("bench %s with no server: want exit 75 (unavailable), got %s", strings.Join(args, " "), r)
 		}
 	}
 }
@@ -163,8 +164,8 @@ func TestBenchRefusesFlagsTheScenarioDoesNotTake(t *testing.T) {
 		{"--scenario", "all", "--events", "20", "--rate", "100", "--log-events", "1000"},
 	} {
 		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, args...)...)
-		if r.code != 1 {
-			t.Errorf("bench %s with no server: want exit 1 (connection), got %s", strings.Join(args, " "), r)
+		if r.code != 75 {
+			t.Errorf("bench %s with no server: want exit 75 (unavailable), got %s", strings.Join(args, " "), r)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
 )
 
@@ -165,7 +167,9 @@ func (a *app) openDevCluster(ctx context.Context, opts connectOptions, why strin
 	if err != nil {
 		if errors.Is(err, errNoServerBinaries) {
 			u, _ := a.resolveURL()
-			return nil, fmt.Errorf("cannot connect to PostgreSQL at %s and no PostgreSQL server programs (initdb, pg_ctl) were found to start a private one: %s", redactURL(u), pointHint)
+			// No server answered at the default address: an outage as
+			// for an explicit URL (exit 75).
+			return nil, withCode(ExitUnavailable, fmt.Errorf("cannot connect to PostgreSQL at %s and no PostgreSQL server programs (initdb, pg_ctl) were found to start a private one: %s", redactURL(u), pointHint))
 		}
 		return nil, err
 	}
@@ -251,6 +255,7 @@ func connectFailure(u string, err error) error {
 		// command ends as interrupted (130), not as a connection failure.
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
+	cerr := err
 	cause := err.Error()
 	var pe *pgconn.PgError
 	var op *net.OpError
@@ -265,7 +270,38 @@ func connectFailure(u string, err error) error {
 	if p := passwordOf(u); p != "" {
 		cause = strings.ReplaceAll(cause, p, "xxxxx")
 	}
-	return fmt.Errorf("cannot connect to PostgreSQL at %s: %s; %s", redactURL(u), cause, pointHint)
+	err = fmt.Errorf("cannot connect to PostgreSQL at %s: %s; %s", redactURL(u), cause, pointHint)
+	if noServerAnswered(cerr) {
+		return withCode(ExitUnavailable, err)
+	}
+	return err
+}
+
+// noServerAnswered reports whether err, from connecting, says that no
+// server answered (refused, timed out, a network error) or that it cannot
+// take connections now (starting up or shutting down, out of connection
+// slots, a connection exception): an outage to retry after (exit 75). A
+// server that answered with anything else (a failed authentication, a
+// missing role or database) is not one: retrying will not help.
+func noServerAnswered(err error) bool {
+	if errors.Is(err, eventstore.ErrUnavailable) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch code := pe.Code; {
+		case strings.HasPrefix(code, "08"): // connection exception
+			return true
+		case code == "57P01", code == "57P02", code == "57P03": // shutting down, crashed, starting up
+			return true
+		case code == "53300": // too many connections
+			return true
+		}
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || isUnreachable(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgconn.ErrConnClosed)
 }
 
 // createDatabase creates the database named in u through the server's

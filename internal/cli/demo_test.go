@@ -186,7 +186,7 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	r := c.runIn(t.Context(), "--help")
-	for _, want := range []string{"Exit codes:", "3  input refused by validation", "4  concurrency conflict"} {
+	for _, want := range []string{"Exit codes:", "3  input refused by validation", "4  concurrency conflict", "75  unavailable"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("--help lacks %q:\n%s", want, r)
 		}
@@ -197,8 +197,8 @@ func TestUnreachableServerIsOneLineWithoutPassword(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	r := c.runIn(t.Context(), "--database-url", "postgres://root:s3cretpw@127.0.0.1:1/eventstream?sslmode=disable&connect_timeout=2", "migrate")
-	if r.code != 1 {
-		t.Fatalf("want exit 1, got %s", r)
+	if r.code != 75 {
+		t.Fatalf("want exit 75 (unavailable), got %s", r)
 	}
 	if strings.Contains(r.stderr, "s3cretpw") || strings.Contains(r.stdout, "s3cretpw") {
 		t.Fatalf("the password leaked: %s", r)

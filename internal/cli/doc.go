@@ -4,7 +4,9 @@
 //
 // What it promises:
 //   - Exit codes: 0 success, 1 failure, 2 usage error, 3 input refused by
-//     validation, 4 concurrency conflict (wrong expected version).
+//     validation, 4 concurrency conflict (wrong expected version), 75 the
+//     database or EventStoreDB unavailable (try again later), 130
+//     interrupted.
 //   - User errors are one plain line on stderr (a JSON object with --json),
 //     never a stack trace, and never carry a database password.
 //   - Every command that prints data prints a human table by default and

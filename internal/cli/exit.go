@@ -14,10 +14,15 @@ import (
 // listed in --help and the README.
 const (
 	ExitOK       = 0 // success
-	ExitFailure  = 1 // anything else: connection, I/O, server error
+	ExitFailure  = 1 // anything else: I/O, server error, connection refused by the server
 	ExitUsage    = 2 // bad flags, arguments or values
 	ExitInvalid  = 3 // input refused by validation; nothing was written
 	ExitConflict = 4 // wrong expected version; nothing was written
+	// ExitUnavailable (EX_TEMPFAIL of sysexits.h): the database or the
+	// EventStoreDB cluster could not be reached, or was lost during the
+	// command (eventstore.ErrUnavailable). Retry later; a long job
+	// resumes when run again.
+	ExitUnavailable = 75
 	// ExitInterrupted: a long job stopped at a checkpoint on Ctrl-C or
 	// SIGTERM; running the same command again resumes it.
 	ExitInterrupted = 130
@@ -25,10 +30,11 @@ const (
 
 const exitCodesHelp = `Exit codes:
   0  success
-  1  failure (connection, I/O, server error)
+  1  failure (I/O, server error, a connection the server refused: authentication, missing database)
   2  usage error (bad flag, argument or value)
   3  input refused by validation (nothing was written)
   4  concurrency conflict: the stream was not at the expected version (nothing was written)
+  75  unavailable: the database or EventStoreDB could not be reached or was lost; try again later (a long job resumes)
   130  interrupted (Ctrl-C, SIGTERM); a long job stopped at a checkpoint: run it again to resume`
 
 // usageError is a mistake in how the command was called.
@@ -94,6 +100,8 @@ func exitCode(err error) int {
 		return ExitInvalid
 	case errors.Is(err, eventstore.ErrConcurrency):
 		return ExitConflict
+	case errors.Is(err, eventstore.ErrUnavailable):
+		return ExitUnavailable
 	}
 	return ExitFailure
 }
@@ -123,6 +131,8 @@ func kindOf(code int) string {
 		return "validation"
 	case ExitConflict:
 		return "concurrency"
+	case ExitUnavailable:
+		return "unavailable"
 	}
 	return "failure"
 }

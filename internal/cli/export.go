@@ -100,6 +100,10 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 				if cmd.Context().Err() != nil && fh != nil && resumable(fh) {
 					return withCode(ExitInterrupted, fmt.Errorf("export interrupted after %d events (last position %s); run the same command again to resume", n, last))
 				}
+				if errors.Is(err, eventstore.ErrUnavailable) && fh != nil && resumable(fh) {
+					// An outage (exit 75): FILE holds what was read.
+					return fmt.Errorf("export stopped after %d events (last position %s): %w; run the same command again to resume", n, last, err)
+				}
 				return err
 			}
 			return nil

@@ -261,6 +261,10 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 			p.Finish("import interrupted")
 			return withCode(ExitInterrupted, fmt.Errorf("import interrupted after %d of %d events; run the same command again to resume", cp.Events, total))
 		}
+		if cpPath != "" && errors.Is(err, eventstore.ErrUnavailable) {
+			// An outage (exit 75): the checkpoint holds what committed.
+			return fmt.Errorf("%w; run the same command again to resume", err)
+		}
 		return err
 	}
 	p.Finish("import done")

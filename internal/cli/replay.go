@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 )
 
@@ -96,6 +97,11 @@ batch (exit 130); running the same command again resumes the rebuild
 			if err != nil {
 				if ctx.Err() != nil {
 					return withCode(ExitInterrupted, fmt.Errorf("replay of %s interrupted at position %s (generation %d, nothing swapped: readers still see the old one); run the same command again to resume", name, last.Position, last.Generation))
+				}
+				if errors.Is(err, eventstore.ErrUnavailable) {
+					// An outage (exit 75): the rebuild's progress is
+					// committed batch by batch.
+					return fmt.Errorf("replay of %s stopped: %w; run the same command again to resume", name, err)
 				}
 				if errors.Is(err, projections.ErrBusy) {
 					return fmt.Errorf("another process is rebuilding %s: %w", name, err)

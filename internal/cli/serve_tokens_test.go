@@ -11,7 +11,7 @@ import (
 
 // The token cache's flags are checked before serve connects: the database
 // URL here has no server behind it, so a serve that got as far as
-// connecting would exit 1 instead of 2.
+// connecting would exit 75 (unavailable) instead of 2.
 func TestServeRefusesBadTokenCacheFlagsBeforeStarting(t *testing.T) {
 	t.Parallel()
 	const nowhere = "postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"
@@ -48,8 +48,8 @@ func TestServeRefusesBadTokenCacheFlagsBeforeStarting(t *testing.T) {
 		{"--tokens-ttl", "1h", "--tokens-max-stale", "2h"},
 	} {
 		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "serve", "--addr", "127.0.0.1:0"}, args...)...)
-		if r.code != 1 {
-			t.Errorf("serve %s with no database: want exit 1 (connection), got %s", strings.Join(args, " "), r)
+		if r.code != 75 {
+			t.Errorf("serve %s with no database: want exit 75 (unavailable), got %s", strings.Join(args, " "), r)
 		}
 	}
 }
