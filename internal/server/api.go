@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/brainhq/eventstream/aggregates/domain"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 )
@@ -171,6 +172,10 @@ func unknownKey(obj map[string]any, known map[string]bool) (string, bool) {
 
 func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principal) {
 	stream := r.PathValue("stream")
+	if c, ok := domain.CategoryOf(stream); ok {
+		refuseModuleStream(w, stream, c)
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	var mb *http.MaxBytesError
 	if err != nil && !errors.As(err, &mb) {
@@ -253,6 +258,24 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	w.Header().Set("Location", "/streams/"+url.PathEscape(stream))
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// refuseModuleStream refuses a raw append into a stream a domain module
+// owns (domain.CategoryOf): the module decides every event of its
+// aggregates' streams against their state, and an event appended raw
+// there (a mission.started without governance's approval, an
+// ir.validated_pass) would be read as one it decided. The refusal comes
+// before the body is read and the stream's owner is looked at, for every
+// token, the operator's included: it writes nothing, and says nothing of
+// whether, or whose, the stream is. Operators repair such streams with the
+// eventstream CLI, which appends to the store directly.
+func refuseModuleStream(w http.ResponseWriter, stream string, c domain.StreamCategory) {
+	msg := fmt.Sprintf("stream %q is a %s aggregate's stream (%s…): only module %s writes it, through its commands (%s), which check its rules; "+
+		"the API appends to it for no token (an operator repairs it with the eventstream CLI)",
+		stream, c.Aggregate, c.Prefix, c.Module, c.Commands)
+	writeError(w, http.StatusForbidden, "module_stream", msg, func(e *apiError) {
+		e.Stream, e.Module = stream, c.Module
+	})
 }
 
 // errNotOwner: the stream belongs to another tenant.

@@ -45,31 +45,31 @@ func TestEveryAPIEndpointNeedsAToken(t *testing.T) {
 func TestAppendAndRead(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
-	r := e.must(201, "POST", "/streams/course-1/events", acmeToken, requestedEvent(""))
+	r := e.must(201, "POST", "/streams/orders-1/events", acmeToken, requestedEvent(""))
 	got := r.json(t)
-	if got["stream"] != "course-1" || got["version"] != float64(1) || got["position"] != float64(1) {
+	if got["stream"] != "orders-1" || got["version"] != float64(1) || got["position"] != float64(1) {
 		t.Fatalf("append: %s", r.body)
 	}
-	if r.header.Get("Location") != "/streams/course-1" {
+	if r.header.Get("Location") != "/streams/orders-1" {
 		t.Fatalf("Location = %q", r.header.Get("Location"))
 	}
 	// A batch, with the expected version in the body, then in a header.
 	batch := fmt.Sprintf(`{"expected_version": 1, "events": [%s, %s]}`, requestedEvent(""), requestedEvent("acme"))
-	r = e.must(201, "POST", "/streams/course-1/events", acmeToken, batch)
+	r = e.must(201, "POST", "/streams/orders-1/events", acmeToken, batch)
 	if got := r.json(t); got["version"] != float64(3) || len(got["events"].([]any)) != 2 {
 		t.Fatalf("batch: %s", r.body)
 	}
-	e.must(201, "POST", "/streams/course-1/events", acmeToken, requestedEvent(""), "Expected-Version", "3")
+	e.must(201, "POST", "/streams/orders-1/events", acmeToken, requestedEvent(""), "Expected-Version", "3")
 	// Retrying with the same id is idempotent.
 	id := uuid.NewString()
 	one := fmt.Sprintf(`{"id":%q,"type":"course.generation.requested","payload":{"course_id":"%s","topic":"Go","attempt":1,"language":"en"}}`, id, uuid.New())
-	first := e.must(201, "POST", "/streams/course-2/events", acmeToken, one).json(t)
-	again := e.must(201, "POST", "/streams/course-2/events", acmeToken, one).json(t)
+	first := e.must(201, "POST", "/streams/orders-2/events", acmeToken, one).json(t)
+	again := e.must(201, "POST", "/streams/orders-2/events", acmeToken, one).json(t)
 	if first["position"] != again["position"] {
 		t.Fatalf("a retried append moved: %v then %v", first, again)
 	}
 
-	r = e.must(200, "GET", "/streams/course-1?from=2&limit=2", acmeToken, "")
+	r = e.must(200, "GET", "/streams/orders-1?from=2&limit=2", acmeToken, "")
 	stream := r.json(t)
 	evs := stream["events"].([]any)
 	if len(evs) != 2 || evs[0].(map[string]any)["version"] != float64(2) || stream["next"] != float64(4) {
@@ -93,7 +93,7 @@ func TestAppendAndRead(t *testing.T) {
 	if r := e.do("GET", "/events?type=Not%20a%20type", acmeToken, ""); r.code != 400 || !strings.Contains(r.body, `"rule":"type-name"`) {
 		t.Fatalf("GET /events with a malformed type filter: %d %s, want 400 with rule type-name", r.code, r.body)
 	}
-	e.must(400, "GET", "/streams/course-1?limit=-1", acmeToken, "")
+	e.must(400, "GET", "/streams/orders-1?limit=-1", acmeToken, "")
 	e.must(404, "GET", "/nope", acmeToken, "")
 }
 

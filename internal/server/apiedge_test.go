@@ -22,7 +22,7 @@ import (
 func TestAppendLocationNamesTheStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
-	for _, stream := range []string{"course-1", "a/b", "50%", "a b?c#d", "é", "x&y=z"} {
+	for _, stream := range []string{"orders-1", "a/b", "50%", "a b?c#d", "é", "x&y=z"} {
 		r := e.must(201, "POST", "/streams/"+url.PathEscape(stream)+"/events", acmeToken, requestedEvent(""))
 		loc := r.header.Get("Location")
 		u, err := url.Parse(loc)

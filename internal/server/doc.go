@@ -21,6 +21,11 @@
 //   - An append is validated like every append (eventstore.Validator):
 //     400 with the event index, JSON pointer and rule; 409 on a wrong
 //     expected version; nothing is written on either.
+//   - The domain modules' aggregate streams (course-, distribution-, ir-,
+//     approval-, mission-: domain.StreamCategories) are written only by
+//     their modules' commands: a raw append into one is 403 module_stream,
+//     naming the module, for every token (the operator's too), before the
+//     body is read or the stream's owner looked at; nothing is written.
 //   - Requests are bounded: body size, events per append, header size,
 //     read/write/idle timeouts and a per-request deadline (Limits).
 //   - Metrics are registered on the registry the caller gives, never the

@@ -364,6 +364,9 @@ type apiError struct {
 	// unknown (503, 500): it may have been written, and a retry with
 	// these ids is idempotent.
 	EventIDs []string `json:"event_ids,omitempty"`
+	// Module is the domain module that alone writes the stream of a
+	// module_stream refusal.
+	Module string `json:"module,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

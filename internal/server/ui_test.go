@@ -21,9 +21,9 @@ import (
 func (e *env) seed() {
 	e.t.Helper()
 	for i := range 3 {
-		e.must(201, "POST", fmt.Sprintf("/streams/course-%d/events", i), acmeToken, requestedEvent("acme"))
+		e.must(201, "POST", fmt.Sprintf("/streams/orders-%d/events", i), acmeToken, requestedEvent("acme"))
 	}
-	e.must(201, "POST", "/streams/course-0/events", acmeToken,
+	e.must(201, "POST", "/streams/orders-0/events", acmeToken,
 		`{"type":"course.generation.failed","payload":{"course_id":"5b9a2c61-0d7e-4f7e-9a51-0a4c9a3e8d21","stage":"outlining","reason":"model timeout","attempt":1},"meta":{"correlation_id":"corr-1"}}`)
 	e.must(201, "POST", "/streams/other/events", globexToken, requestedEvent(""))
 	e.project()
