@@ -197,7 +197,7 @@ func TestServeSIGTERMFinishesAppendsInFlight(t *testing.T) {
 			for {
 				o := outcome{id: uuid.New()}
 				body := fmt.Sprintf(`{"id":%q,"type":"course.generation.requested","payload":%s}`, o.id, requested())
-				req, _ := http.NewRequest("POST", fmt.Sprintf("%s/streams/course-%d/events", s.url, w), strings.NewReader(body))
+				req, _ := http.NewRequest("POST", fmt.Sprintf("%s/streams/orders-%d/events", s.url, w), strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+token)
 				res, err := client.Do(req)
 				if err != nil {
@@ -380,10 +380,10 @@ func TestServeDevStartsAPrivateCluster(t *testing.T) {
 	}
 	id := uuid.New()
 	body := fmt.Sprintf(`{"id":%q,"type":"course.generation.requested","payload":%s,"meta":{"tenant_id":"acme"}}`, id, requested())
-	if code, body := s.do(t, "POST", "/streams/course-dev/events", token, body); code != 201 {
+	if code, body := s.do(t, "POST", "/streams/orders-dev/events", token, body); code != 201 {
 		t.Fatalf("append with the dev token: %d %s", code, body)
 	}
-	if code, body := s.do(t, "GET", "/streams/course-dev", token, ""); code != 200 || !strings.Contains(body, id.String()) {
+	if code, body := s.do(t, "GET", "/streams/orders-dev", token, ""); code != 200 || !strings.Contains(body, id.String()) {
 		t.Fatalf("read back: %d %s", code, body)
 	}
 

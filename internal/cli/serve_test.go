@@ -101,14 +101,14 @@ func TestServeEndToEnd(t *testing.T) {
 	if code, _ := s.do(t, "GET", "/events", "", ""); code != 401 {
 		t.Fatalf("no token: %d", code)
 	}
-	code, body := s.do(t, "POST", "/streams/course-1/events", fileToken, fmt.Sprintf(`{"type":"course.generation.requested","payload":%s}`, requested()))
+	code, body := s.do(t, "POST", "/streams/orders-1/events", fileToken, fmt.Sprintf(`{"type":"course.generation.requested","payload":%s}`, requested()))
 	if code != 201 {
 		t.Fatalf("append with the file's token: %d %s", code, body)
 	}
-	if code, body := s.do(t, "POST", "/streams/course-1/events", fileToken, `{"type":"course.generation.requested","payload":{}}`); code != 400 || !strings.Contains(body, `"rule":"required"`) {
+	if code, body := s.do(t, "POST", "/streams/orders-1/events", fileToken, `{"type":"course.generation.requested","payload":{}}`); code != 400 || !strings.Contains(body, `"rule":"required"`) {
 		t.Fatalf("invalid append: %d %s", code, body)
 	}
-	if code, _ := s.do(t, "GET", "/streams/course-1", dbToken, ""); code != 404 {
+	if code, _ := s.do(t, "GET", "/streams/orders-1", dbToken, ""); code != 404 {
 		t.Fatalf("globex reads acme's stream: %d", code)
 	}
 	// The projections run: the audit browser lists the event.
@@ -134,7 +134,7 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if code, body := s.do(t, "GET", "/ui/", fileToken, ""); code != 200 || !strings.Contains(body, "course-1") {
+	if code, body := s.do(t, "GET", "/ui/", fileToken, ""); code != 200 || !strings.Contains(body, "orders-1") {
 		t.Fatalf("ui: %d", code)
 	}
 	if _, body := s.do(t, "GET", "/metrics", "", ""); !strings.Contains(body, `eventstream_appends_total{outcome="ok"} 1`) || !strings.Contains(body, "eventstream_projection_lag_events") || !strings.Contains(body, "go_goroutines") {
