@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"google.golang.org/grpc/codes"
@@ -67,7 +69,20 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
 		}
 	}
-	res, err := s.client.AppendToStream(ctx, name, client.AppendToStreamOptions{ExpectedRevision: expectedRevision(expected)}, data...)
+	ao := client.AppendToStreamOptions{ExpectedRevision: expectedRevision(expected)}
+	if !s.ownDeadline {
+		// The client bounds an append by 10 s unless told otherwise,
+		// whatever the caller's context allows: a large append to a
+		// busy cluster would fail while its caller still waits. The
+		// caller's context decides, as on every other backend (no
+		// deadline: until it is cancelled or the store is closed).
+		d := time.Duration(math.MaxInt64)
+		if dl, ok := ctx.Deadline(); ok {
+			d = max(time.Until(dl), time.Millisecond)
+		}
+		ao.Deadline = &d
+	}
+	res, err := s.client.AppendToStream(ctx, name, ao, data...)
 	if err != nil {
 		return eventstore.AppendResult{}, s.appendError(parent, ctx, stream, expected, prepared, err)
 	}

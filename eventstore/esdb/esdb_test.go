@@ -919,3 +919,51 @@ func TestStandIn_HugeExpectedVersionIsAConflict(t *testing.T) {
 		}
 	}
 }
+
+// TestStandIn_AppendWaitsAsLongAsTheCallerAllows: the client bounds an
+// append by 10 s unless told otherwise; the store lets the caller's
+// context decide instead, as every backend does. A node that takes 11 s
+// to answer still gets the append in; a caller's own deadline ends it
+// with the context's error, not as an outage.
+func TestStandIn_AppendWaitsAsLongAsTheCallerAllows(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), []esdbtest.Option{esdbtest.AppendDelay(11 * time.Second)})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := st.Append(ctx, "slow", eventstore.NoStream, added("slow")); err != nil {
+		t.Fatalf("an append the node answers in 11 s, with a minute allowed: %v", err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	_, err := st.Append(short, "slow", eventstore.Any, added("slow"))
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("an append past the caller's deadline: %v, want context.DeadlineExceeded only", err)
+	}
+}
+
+// TestStandIn_DefaultDeadlineBoundsAppends: a defaultDeadline set in the
+// connection string is the operator's bound, kept: a node slower than it
+// is an outage (ErrUnavailable), whatever the caller's context allows.
+func TestStandIn_DefaultDeadlineBoundsAppends(t *testing.T) {
+	t.Parallel()
+	srv, err := esdbtest.Start(t.Context(), esdbtest.AppendDelay(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	st, err := esdb.New(ctx, srv.URL()+"&defaultDeadline=300", registry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	start := time.Now()
+	_, err = st.Append(ctx, "slow", eventstore.NoStream, added("slow"))
+	if !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("an append slower than defaultDeadline=300ms: %v, want eventstore.ErrUnavailable", err)
+	}
+	if took := time.Since(start); took >= 5*time.Second {
+		t.Fatalf("the append took %v: defaultDeadline=300ms was not applied", took)
+	}
+}

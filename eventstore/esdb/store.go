@@ -60,6 +60,9 @@ type Store struct {
 	validator *eventstore.Validator
 	ns        string
 	maxAppend int
+	// ownDeadline: the connection string sets defaultDeadline, which then
+	// bounds each append; else the caller's context does (see Append).
+	ownDeadline bool
 
 	// life ends when the store is closed; every call runs under it.
 	life context.Context
@@ -146,13 +149,14 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 	}
 	life, kill := context.WithCancel(context.Background())
 	return &Store{
-		client:    c,
-		validator: v,
-		ns:        o.namespace,
-		maxAppend: o.maxAppendSize,
-		life:      life,
-		kill:      kill,
-		subs:      map[*subscription]struct{}{},
+		client:      c,
+		validator:   v,
+		ns:          o.namespace,
+		maxAppend:   o.maxAppendSize,
+		ownDeadline: cfg.DefaultDeadline != nil,
+		life:        life,
+		kill:        kill,
+		subs:        map[*subscription]struct{}{},
 	}, nil
 }
 

@@ -45,6 +45,7 @@ type config struct {
 	addr          string
 	maxAppendSize int
 	now           func() time.Time
+	appendDelay   time.Duration
 }
 
 // Addr sets the TCP address to listen on (default 127.0.0.1:0, a free
@@ -55,14 +56,19 @@ func Addr(addr string) Option { return func(c *config) { c.addr = addr } }
 // --max-append-size does (default DefaultMaxAppendSize).
 func MaxAppendSize(n int) Option { return func(c *config) { c.maxAppendSize = n } }
 
+// AppendDelay makes the stand-in wait d before it takes an append (or
+// until the call ends): a node slow to answer, for tests of deadlines.
+func AppendDelay(d time.Duration) Option { return func(c *config) { c.appendDelay = d } }
+
 // Server is a running stand-in.
 type Server struct {
-	log       *memLog
-	grpc      *grpc.Server
-	lis       net.Listener
-	maxAppend int
-	now       func() time.Time
-	version   string
+	log         *memLog
+	grpc        *grpc.Server
+	lis         net.Listener
+	maxAppend   int
+	appendDelay time.Duration
+	now         func() time.Time
+	version     string
 	// streamPositions: stream reads carry each event's $all position
 	// (servers from 22.6.0 on).
 	streamPositions bool
@@ -104,11 +110,12 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("esdbtest: listen on %s: %w", c.addr, err)
 	}
 	s := &Server{
-		log:       newMemLog(),
-		lis:       lis,
-		maxAppend: c.maxAppendSize,
-		now:       c.now,
-		version:   c.version,
+		log:         newMemLog(),
+		lis:         lis,
+		maxAppend:   c.maxAppendSize,
+		appendDelay: c.appendDelay,
+		now:         c.now,
+		version:     c.version,
 		// The stand-in's own version (0.0.0) behaves as the current
 		// servers do.
 		streamPositions: major == 0 || major > 22 || (major == 22 && minor >= 6),

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -34,6 +35,13 @@ type streamsService struct {
 // Append implements the client-streaming append: one options message,
 // then one message per proposed event.
 func (svc *streamsService) Append(call streams.Streams_AppendServer) error {
+	if d := svc.s.appendDelay; d > 0 {
+		select {
+		case <-time.After(d):
+		case <-call.Context().Done():
+			return status.FromContextError(call.Context().Err()).Err()
+		}
+	}
 	first, err := call.Recv()
 	if err != nil {
 		return err
