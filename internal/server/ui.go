@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -306,6 +307,16 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		f.Tenant = p.Tenant
 	}
 	v := eventsView{view: view{Title: "Audit log", Page: "events", Principal: &p}, F: f}
+	// A value PostgreSQL cannot take as text is the caller's mistake, not
+	// an outage: it is refused here rather than sent, which would answer
+	// 503 "cannot be read" and log a warning at any caller's will.
+	for _, c := range []struct{ name, value string }{{"type", f.Type}, {"stream", f.Stream}, {"tenant", f.Tenant}, {"correlation", f.Correlation}} {
+		if !utf8.ValidString(c.value) || strings.ContainsRune(c.value, 0) {
+			v.Unavailable = fmt.Sprintf("The %s filter is not valid text (UTF-8 without NUL).", c.name)
+			u.render(w, http.StatusBadRequest, "events", v)
+			return
+		}
+	}
 	if b := q.Get("before"); b != "" {
 		if n, err := strconv.ParseInt(b, 10, 64); err == nil {
 			f.Before = n
@@ -319,7 +330,9 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 	}
 	if f.Type != "" {
 		if strings.ContainsAny(f.Type, "%*") {
-			add("type LIKE $%d", strings.ReplaceAll(f.Type, "*", "%"))
+			// A backslash is LIKE's escape character: doubled, it is
+			// matched as itself (one ending the pattern is an error).
+			add("type LIKE $%d", strings.ReplaceAll(strings.ReplaceAll(f.Type, `\`, `\\`), "*", "%"))
 		} else {
 			add("type = $%d", f.Type)
 		}
