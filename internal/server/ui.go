@@ -555,6 +555,14 @@ func (u *ui) projections(w http.ResponseWriter, r *http.Request, p Principal) {
 	if !p.Operator() {
 		for i := range v.Lags {
 			v.Lags[i].LastError = ""
+			// The count of the active generation's parked events, as
+			// the list below: the tenant's own, not every tenant's.
+			v.Lags[i].Parked = 0
+			for _, x := range v.Parked {
+				if x.Projection == v.Lags[i].Projection && x.Generation == v.Lags[i].Generation {
+					v.Lags[i].Parked++
+				}
+			}
 		}
 	}
 	u.render(w, http.StatusOK, "projections", v)
