@@ -474,9 +474,14 @@ func (u *ui) event(w http.ResponseWriter, r *http.Request, p Principal) {
 	var pos, prep int64
 	var at time.Time
 	var payload, meta []byte
+	// Ids are unique per stream only on some backends (EventStoreDB):
+	// another tenant's event may carry the same id, so the tenant's own
+	// row is looked for, not the first row with the id, which could be
+	// the other's and hide this one. Of several, the first in the log.
 	err = u.s.cfg.Pool.QueryRow(r.Context(), `SELECT position, prepare_position, event_id, occurred_at, type, stream, version, source, coalesce(target, ''),
 		tenant_id, coalesce(correlation_id, ''), coalesce(causation_id, ''), coalesce(producer, ''), schema_version, payload, meta
-		FROM audit_events WHERE event_id = $1`, id).Scan(&pos, &prep, &e.ID, &at, &e.Type, &e.Stream, &e.Version, &e.Source, &e.Target,
+		FROM audit_events WHERE event_id = $1 AND ($2 OR tenant_id = $3)
+		ORDER BY position, prepare_position LIMIT 1`, id, p.Operator(), p.Tenant).Scan(&pos, &prep, &e.ID, &at, &e.Type, &e.Stream, &e.Version, &e.Source, &e.Target,
 		&e.Tenant, &e.Correlation, &e.Causation, &e.Producer, &e.SchemaVersion, &payload, &meta)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !p.Sees(e.Tenant)) {
 		notFound()
