@@ -185,8 +185,13 @@ func everyTypeLog(t *testing.T, store eventstore.Store, tenant string, n int) []
 		d("distribution.unpublished", dist2, map[string]any{"reason": "paused"}),
 		d("distribution.enrollment_clicked", dist2, map[string]any{"visitor_id": "v3"}),
 		d("distribution.deleted", dist2, map[string]any{}))
+	// A view a producer sent into its own stream: analytics and the audit
+	// log count it, the catalog (which shows only what the distribution
+	// module decided) records it in catalog_skipped_events.
+	app("web-"+tenant, d("distribution.viewed", dist, map[string]any{"visitor_id": "producer-stream"}))
 	// A course the log knows only from a view (created before the log began).
-	app("distribution-"+uuid.NewString(), e("distribution.viewed", 1, map[string]any{"course_id": course2, "distribution_id": uuid.New()}))
+	viewedOnly := uuid.New()
+	app("distribution-"+viewedOnly.String(), e("distribution.viewed", 1, map[string]any{"course_id": course2, "distribution_id": viewedOnly}))
 
 	m := func(typ string, extra map[string]any) eventstore.Event {
 		p := map[string]any{"mission_id": mission}
@@ -250,6 +255,7 @@ var everyReadModel = []string{
 	`SELECT t::text FROM security_alerts t ORDER BY tenant_id, alert_type, source, reason`,
 	`SELECT t::text FROM course_catalog t ORDER BY tenant_id, course_id`,
 	`SELECT t::text FROM course_distributions t ORDER BY tenant_id, distribution_id`,
+	`SELECT t::text FROM catalog_skipped_events t ORDER BY tenant_id, stream, event_type`,
 }
 
 // dumpEvery dumps every read model as text, timestamps in UTC whatever
@@ -362,10 +368,11 @@ func TestCatalogUpdatedAtSameInBatches(t *testing.T) {
 		}
 		return ev(typ, 1, "acme", p)
 	}
-	appendTo(t, base, "distribution-a", d("distribution.created", a, map[string]any{"channel": "web", "title": "a", "version": "1.0.0"}))
-	appendTo(t, base, "distribution-b", d("distribution.created", b, map[string]any{"channel": "web", "title": "b", "version": "1.0.0"}))
-	appendTo(t, base, "distribution-a", d("distribution.viewed", a, nil), d("distribution.viewed", a, nil))
-	appendTo(t, base, "distribution-b", d("distribution.enrollment_clicked", b, nil))
+	sa, sb := "distribution-"+a.String(), "distribution-"+b.String()
+	appendTo(t, base, sa, d("distribution.created", a, map[string]any{"channel": "web", "title": "a", "version": "1.0.0"}))
+	appendTo(t, base, sb, d("distribution.created", b, map[string]any{"channel": "web", "title": "b", "version": "1.0.0"}))
+	appendTo(t, base, sa, d("distribution.viewed", a, nil), d("distribution.viewed", a, nil))
+	appendTo(t, base, sb, d("distribution.enrollment_clicked", b, nil))
 	at := func(h, m int) time.Time { return time.Date(2026, 5, 1, h, m, 0, 0, time.UTC) }
 	clock := map[uint64]time.Time{1: at(10, 0), 2: at(10, 1), 3: at(12, 0), 4: at(10, 3), 5: at(10, 4)}
 	store := clockStore{base, func(p eventstore.Position) time.Time { return clock[p.Commit] }}

@@ -4,6 +4,14 @@
 // one row per distribution in course_distributions, which the catalog's
 // distribution figures are summed from.
 //
+// It shows what the modules decided: a course or distribution event is
+// applied only in the stream of the aggregate its payload names
+// (course-<course_id>, distribution-<distribution_id>), the only streams
+// the modules write and the API lets no one else append to. The same
+// types appended raw anywhere else are not applied: they are counted per
+// tenant, stream and type in catalog_skipped_events and the first of each
+// is logged (see ownStream and skip).
+//
 // Every statement is an upsert keyed by tenant and id, so an event about
 // a course or distribution the catalog has not seen yet (a course created
 // before the projection's first event, say) still lands. The workflow
@@ -25,12 +33,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/coursefactory"
+	"github.com/brainhq/eventstream/aggregates/distribution"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 )
@@ -130,6 +142,21 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		var p payload
 		if err := json.Unmarshal(e.Payload, &p); err != nil {
 			return projections.Permanent(fmt.Errorf("catalog: decode %s %s: %w", e.Type, e.ID, err))
+		}
+		if want, ok := ownStream(e.Type, p); ok && e.Stream != want {
+			// No module decided it: counted, not applied (see skip).
+			b.Queue(skip, e.Meta.TenantID, e.Stream, e.Type, e.ID, int64(e.Position.Commit), int64(e.Position.Prepare), e.Timestamp).
+				QueryRow(func(row pgx.Row) error {
+					var n int64
+					if err := row.Scan(&n); err != nil {
+						return err
+					}
+					if n == 1 {
+						logSkipped(e, want)
+					}
+					return nil
+				})
+			continue
 		}
 		t, ts := e.Meta.TenantID, e.Timestamp
 		pos, prep := int64(e.Position.Commit), int64(e.Position.Prepare)
@@ -401,6 +428,65 @@ var (
 	lessonPositionsLater        = lessonPositions("c", laterLessons, false)
 	lessonPreparePositionsLater = lessonPositions("p", laterLessons, false)
 )
+
+// ownStream is the stream an event of type typ with payload p must be in
+// to be applied: the stream of the course or distribution its payload
+// names, as the module's repository names it (aggregates.StreamPrefix of
+// the aggregate's name, then its id; the reactions' reaction-own-stream
+// rule checks the same). The modules append their events only there, and
+// the API refuses raw appends into those streams, so an event anywhere
+// else (a producer's own stream, another course's or distribution's) is
+// one a tenant appended raw: the catalog shows what the modules decided,
+// not that. ok is false for a type of neither aggregate.
+func ownStream(typ string, p payload) (stream string, ok bool) {
+	switch {
+	case strings.HasPrefix(typ, "course."):
+		return aggregates.StreamPrefix(coursefactory.AggregateName) + p.CourseID, true
+	case strings.HasPrefix(typ, "distribution."):
+		return aggregates.StreamPrefix(distribution.AggregateName) + p.DistributionID, true
+	}
+	return "", false
+}
+
+// skip counts an event outside its aggregate's stream in
+// catalog_skipped_events, one row per tenant, stream and type, with the
+// first and last such event in log order (by position, so a parked event
+// retried late, a rebuild's large batches and live single events give the
+// same row). The event is not applied, and not parked: no retry would
+// make it one the module decided, and a producer doing it in a loop would
+// fill the dead-letter table. The audit log records it like any event.
+const skip = `INSERT INTO catalog_skipped_events AS t (tenant_id, stream, event_type, events,
+		first_event_id, first_position, first_prepare_position, first_at,
+		last_event_id, last_position, last_prepare_position, last_at)
+	VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $4, $5, $6, $7)
+	ON CONFLICT (tenant_id, stream, event_type) DO UPDATE SET events = t.events + 1,
+		first_event_id = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+			THEN excluded.first_event_id ELSE t.first_event_id END,
+		first_at = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+			THEN excluded.first_at ELSE t.first_at END,
+		first_prepare_position = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+			THEN excluded.first_prepare_position ELSE t.first_prepare_position END,
+		first_position = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
+			THEN excluded.first_position ELSE t.first_position END,
+		last_event_id = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+			THEN excluded.last_event_id ELSE t.last_event_id END,
+		last_at = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+			THEN excluded.last_at ELSE t.last_at END,
+		last_prepare_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+			THEN excluded.last_prepare_position ELSE t.last_prepare_position END,
+		last_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
+			THEN excluded.last_position ELSE t.last_position END
+	RETURNING events`
+
+// logSkipped warns of the first event of a type skipped in a stream
+// (catalog_skipped_events counts the rest, so a producer doing it in a
+// loop does not flood the log). A rebuild, which fills a new generation,
+// warns again once per row.
+func logSkipped(e eventstore.Event, want string) {
+	slog.Default().Warn("catalog: event not applied: it is not in its aggregate's stream, so no module decided it (appended raw); "+
+		"later ones of its type in that stream are counted in catalog_skipped_events",
+		"tenant", e.Meta.TenantID, "stream", e.Stream, "type", e.Type, "event_id", e.ID, "position", e.Position.String(), "want_stream", want)
+}
 
 // touch keeps updated_at at the time of the latest event applied.
 const touch = `updated_at = greatest(t.updated_at, excluded.updated_at)`
