@@ -490,16 +490,42 @@ func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Prin
 			s.writeStoreError(w, r, err)
 			return
 		}
-		if !p.Operator() {
-			// Lag is the projections' state, not a tenant's rows; the
-			// error text may quote an event, so tenants do not see it.
-			for i := range lags {
-				lags[i].LastError = ""
-			}
+		if err := s.forPrincipal(r.Context(), p, lags, nil); err != nil {
+			s.writeStoreError(w, r, err)
+			return
 		}
 		out.Projections = lags
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// forPrincipal cuts the projections' lags down to what p may see. The lag
+// itself is the projections' state, not a tenant's rows; but the error
+// text may quote an event, so a tenant does not see it, and the count of
+// parked events is, for a tenant, its own in the active generation (a
+// count of every tenant's would tell it that another has events parked,
+// and how many). parked is the runtime's list of parked events, or nil to
+// read it when needed.
+func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) error {
+	if p.Operator() {
+		return nil
+	}
+	if parked == nil {
+		var err error
+		if parked, err = s.cfg.Runtime.ListParked(ctx, ""); err != nil {
+			return err
+		}
+	}
+	for i := range lags {
+		lags[i].LastError = ""
+		lags[i].Parked = 0
+		for _, x := range parked {
+			if p.Sees(x.TenantID) && x.Projection == lags[i].Projection && x.Generation == lags[i].Generation {
+				lags[i].Parked++
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) listSchemas(w http.ResponseWriter, r *http.Request, p Principal) {

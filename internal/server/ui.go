@@ -542,9 +542,9 @@ func (u *ui) projections(w http.ResponseWriter, r *http.Request, p Principal) {
 		return
 	}
 	lags, err := u.s.cfg.Runtime.Lag(r.Context())
+	var parked []projections.Parked
 	if err == nil {
 		v.Lags = lags
-		var parked []projections.Parked
 		parked, err = u.s.cfg.Runtime.ListParked(r.Context(), "")
 		for _, x := range parked {
 			if p.Sees(x.TenantID) {
@@ -557,18 +557,10 @@ func (u *ui) projections(w http.ResponseWriter, r *http.Request, p Principal) {
 		u.render(w, http.StatusServiceUnavailable, "projections", v)
 		return
 	}
-	if !p.Operator() {
-		for i := range v.Lags {
-			v.Lags[i].LastError = ""
-			// The count of the active generation's parked events, as
-			// the list below: the tenant's own, not every tenant's.
-			v.Lags[i].Parked = 0
-			for _, x := range v.Parked {
-				if x.Projection == v.Lags[i].Projection && x.Generation == v.Lags[i].Generation {
-					v.Lags[i].Parked++
-				}
-			}
-		}
+	if err := u.s.forPrincipal(r.Context(), p, v.Lags, parked); err != nil {
+		v.Unavailable = "Projection state cannot be read: " + friendly(err)
+		u.render(w, http.StatusServiceUnavailable, "projections", v)
+		return
 	}
 	u.render(w, http.StatusOK, "projections", v)
 }

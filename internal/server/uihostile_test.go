@@ -230,3 +230,35 @@ func TestUIProjectionsPageCountsEachTenantItsOwnDeadLetters(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIProjectionsCountEachTenantItsOwnDeadLetters: GET /projections,
+// like the audit browser's page, gives a tenant the count of its own
+// parked events, not every tenant's, and no error text; the operator
+// gets the whole count.
+func TestAPIProjectionsCountEachTenantItsOwnDeadLetters(t *testing.T) {
+	t.Parallel()
+	h := newHostileEnv(t)
+	for _, c := range []struct {
+		token string
+		want  float64
+	}{{acmeToken, 1}, {globexToken, 1}, {operatorToken, 2}} {
+		body := h.must(200, "GET", "/projections", c.token, "").json(t)
+		found := false
+		for _, x := range body["projections"].([]any) {
+			lag := x.(map[string]any)
+			if lag["projection"] != "reactor" {
+				continue
+			}
+			found = true
+			if lag["parked"] != c.want {
+				t.Errorf("the reactor's parked count given to %s is %v, want %v", c.token, lag["parked"], c.want)
+			}
+			if c.token != operatorToken && lag["last_error"] != nil && lag["last_error"] != "" {
+				t.Errorf("a tenant is given the reactor's last error: %v", lag["last_error"])
+			}
+		}
+		if !found {
+			t.Fatalf("no reactor in GET /projections for %s: %v", c.token, body)
+		}
+	}
+}
