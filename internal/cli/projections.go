@@ -23,7 +23,7 @@ var projectionInfo = map[string]struct{ what, tables string }{
 	audit.Name:     {"every event of every type, by type, stream, tenant, correlation id and time", "audit_events"},
 	analytics.Name: {"counts per type, tenant and day; created/completed/failed; generation success rate", "analytics_event_counts, analytics_outcomes, analytics_generation_daily"},
 	alerts.Name:    {"refused approvals and DAG tampering as alert rows with a severity", "security_alerts"},
-	catalog.Name:   {"one row per course: workflow, lessons, distribution, publication, views, clicks", "course_catalog, course_distributions"},
+	catalog.Name:   {"one row per course: workflow, lessons, distribution, publication, views, clicks; events skipped outside their module's stream", "course_catalog, course_distributions, catalog_skipped_events"},
 	reactionsName:  {"module-to-module reactions (course → distribution → staging, mission ↔ governance)", "(none: appends commands; processed_events)"},
 }
 
