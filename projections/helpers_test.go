@@ -247,6 +247,12 @@ func contains(list []string, s string) bool {
 
 // fill appends n events of a mix of course, distribution and governance
 // types, spread over tenants and streams, in appends of up to per events.
+// The outcome events are in the stream of the aggregate their payload
+// names, as the modules write them (analytics counts outcomes only
+// there): the course events in the course's stream, the DAG checks in
+// the IR's. The views go with the course events (the catalog skips
+// them there; nothing that uses fill counts them as catalog views). A
+// run of consecutive events of one stream is one append.
 // It stops the test on failure, so call it from the test's goroutine only;
 // other goroutines call appendSamples.
 func fill(tb testing.TB, store eventstore.Store, n, per int) {
@@ -262,12 +268,34 @@ func appendSamples(ctx context.Context, store eventstore.Store, n, per int) erro
 		k := min(per, n-done)
 		course := uuid.New()
 		tenant := fmt.Sprintf("tenant-%d", done/per%3)
-		evs := make([]eventstore.Event, k)
-		for i := range evs {
-			evs[i] = sample(done+i, course, tenant)
+		var evs []eventstore.Event
+		stream := ""
+		flush := func() error {
+			if len(evs) == 0 {
+				return nil
+			}
+			if _, err := store.Append(ctx, stream, eventstore.Any, evs...); err != nil {
+				return fmt.Errorf("append to %s: %w", stream, err)
+			}
+			evs = evs[:0]
+			return nil
 		}
-		if _, err := store.Append(ctx, "course-"+course.String(), eventstore.Any, evs...); err != nil {
-			return fmt.Errorf("append: %w", err)
+		for i := range k {
+			e := sample(done+i, course, tenant)
+			s := "course-" + course.String()
+			if e.Type == "ir.dag_diff_failed" {
+				s = "ir-" + sampleIR
+			}
+			if s != stream {
+				if err := flush(); err != nil {
+					return err
+				}
+				stream = s
+			}
+			evs = append(evs, e)
+		}
+		if err := flush(); err != nil {
+			return err
 		}
 		done += k
 	}
@@ -294,6 +322,9 @@ func poisoned(tb testing.TB, store eventstore.Store) eventstore.Event {
 	return eventsOf(tb, store, "distribution.viewed")[30]
 }
 
+// sampleIR is the IR of sample's DAG checks (in stream "ir-"+sampleIR).
+const sampleIR = "ir-1"
+
 func sample(i int, course uuid.UUID, tenant string) eventstore.Event {
 	var typ string
 	var payload map[string]any
@@ -305,7 +336,7 @@ func sample(i int, course uuid.UUID, tenant string) eventstore.Event {
 	case 2:
 		typ, payload = "course.generation.failed", map[string]any{"course_id": course, "stage": "generating", "reason": "model timeout", "attempt": 1}
 	case 3:
-		typ, payload = "ir.dag_diff_failed", map[string]any{"ir_id": "ir-1", "ir_sha256": strings.Repeat("ab", 32),
+		typ, payload = "ir.dag_diff_failed", map[string]any{"ir_id": sampleIR, "ir_sha256": strings.Repeat("ab", 32),
 			"severity": "critical", "missing_steps": []string{"s1"}, "unexpected_nodes": []string{}, "changed_nodes": []string{}}
 	default:
 		typ, payload = "distribution.viewed", map[string]any{"distribution_id": uuid.New(), "course_id": course, "visitor_id": fmt.Sprintf("v%d", i)}

@@ -3,14 +3,20 @@
 // counts per subject for every *_created, *_completed and *_failed type
 // (analytics_outcomes); and course generation requested / completed /
 // failed with the success rate per day (analytics_generation_daily).
-// Days are UTC days of the events' timestamps, so the model is a pure
-// function of the log and a rebuild gives the same rows.
+// The event counts are of every event, whatever its stream; the two
+// outcome tables count an event of a module's type only in the stream of
+// the aggregate its payload names (see OwnStream), so that a tenant
+// appending, say, course.generation.completed raw into a stream of its
+// own does not raise its success rate. Days are UTC days of the events'
+// timestamps, so the model is a pure function of the log and a rebuild
+// gives the same rows.
 package analytics
 
 import (
 	"cmp"
 	"context"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -19,6 +25,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/coursefactory"
+	"github.com/brainhq/eventstream/aggregates/distribution"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	"github.com/brainhq/eventstream/aggregates/missions"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 )
@@ -65,6 +76,62 @@ func Outcome(typ string) (subject, outcome string, ok bool) {
 	return "", "", false
 }
 
+// aggregateIDs are the payload fields that name the aggregate of a
+// module's event.
+type aggregateIDs struct {
+	CourseID       string `json:"course_id"`
+	DistributionID string `json:"distribution_id"`
+	IRID           string `json:"ir_id"`
+	ApprovalID     string `json:"approval_id"`
+	MissionID      string `json:"mission_id"`
+}
+
+// OwnStream returns the stream an event of type typ with payload must be
+// in for a module to have decided it: the stream of the aggregate its
+// payload names, as the module's repository names it
+// (aggregates.StreamPrefix of the aggregate's name, then its id):
+// course.* in course-<course_id>, distribution.* in
+// distribution-<distribution_id>, ir.approval_* in
+// approval-<approval_id>, the other ir.* in ir-<ir_id>, mission.* in
+// mission-<mission_id>. The modules append their events only there and
+// the API refuses raw appends into those streams, so the same type
+// anywhere else was appended raw by a tenant. The catalog applies course
+// and distribution events by the same rule (its ownStream).
+//
+// module is false for a type of no module (a deployment's own types,
+// which no module decides). stream is "" (no event is in it) when the
+// payload does not decode.
+func OwnStream(typ string, payload []byte) (stream string, module bool) {
+	var aggregate string
+	var id func(aggregateIDs) string
+	switch {
+	case strings.HasPrefix(typ, "course."):
+		aggregate, id = coursefactory.AggregateName, func(p aggregateIDs) string { return p.CourseID }
+	case strings.HasPrefix(typ, "distribution."):
+		aggregate, id = distribution.AggregateName, func(p aggregateIDs) string { return p.DistributionID }
+	case strings.HasPrefix(typ, "ir.approval_"):
+		aggregate, id = governance.ApprovalAggregate, func(p aggregateIDs) string { return p.ApprovalID }
+	case strings.HasPrefix(typ, "ir."):
+		aggregate, id = governance.IRAggregate, func(p aggregateIDs) string { return p.IRID }
+	case strings.HasPrefix(typ, "mission."):
+		aggregate, id = missions.AggregateName, func(p aggregateIDs) string { return p.MissionID }
+	default:
+		return "", false
+	}
+	var p aggregateIDs
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return "", true
+	}
+	return aggregates.StreamPrefix(aggregate) + id(p), true
+}
+
+// decided says whether e is an event its module decided, or of a type no
+// module has: the outcome tables count only those (see OwnStream).
+func decided(e eventstore.Event) bool {
+	want, module := OwnStream(e.Type, e.Payload)
+	return !module || (want != "" && e.Stream == want)
+}
+
 type dayKey struct {
 	tenant string
 	day    time.Time
@@ -86,19 +153,26 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 		tenant := e.Meta.TenantID
 		counts[dayKey{tenant, day, e.Type}]++
-		if subject, outcome, ok := Outcome(e.Type); ok {
+		subject, outcome, isOutcome := Outcome(e.Type)
+		gi := slices.Index([]string{GenerationRequested, GenerationCompleted, GenerationFailed}, e.Type)
+		if (!isOutcome && gi < 0) || !decided(e) {
+			// Counted above, whatever its stream; an outcome only if its
+			// module decided it.
+			continue
+		}
+		if isOutcome {
 			k := dayKey{tenant, day, subject}
 			if outcomes[k] == nil {
 				outcomes[k] = new([3]int64)
 			}
 			outcomes[k][slices.Index([]string{"created", "completed", "failed"}, outcome)]++
 		}
-		if i := slices.Index([]string{GenerationRequested, GenerationCompleted, GenerationFailed}, e.Type); i >= 0 {
+		if gi >= 0 {
 			k := dayKey{tenant, day, ""}
 			if gen[k] == nil {
 				gen[k] = new([3]int64)
 			}
-			gen[k][i]++
+			gen[k][gi]++
 		}
 	}
 

@@ -437,7 +437,10 @@ var (
 // the API refuses raw appends into those streams, so an event anywhere
 // else (a producer's own stream, another course's or distribution's) is
 // one a tenant appended raw: the catalog shows what the modules decided,
-// not that. ok is false for a type of neither aggregate.
+// not that. ok is false for a type of neither aggregate. Analytics
+// counts outcomes by the same rule (analytics.OwnStream, which also
+// covers the ir, approval and mission streams);
+// TestAnalyticsAndCatalogAgreeOnModuleStreams checks the two agree.
 func ownStream(typ string, p payload) (stream string, ok bool) {
 	switch {
 	case strings.HasPrefix(typ, "course."):
