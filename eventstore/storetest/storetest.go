@@ -81,8 +81,14 @@ func (s *suite) newStore(t *testing.T) eventstore.Store {
 
 // testContext bounds every test so that a hung backend fails instead of
 // blocking the whole run; it is a liveness guard, not a speed assertion.
+// One context covers a case's parallel subtests together: Validation's
+// validate 64 MiB appends, PageBytes moves tens of megabytes, and under
+// the race detector on two busy cores (go test runs two packages at once)
+// those groups took over two minutes, failing in CI with "context
+// deadline exceeded" while nothing hung. Ten minutes stays inside
+// .ci/run's -timeout 15m per package.
 func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
