@@ -18,13 +18,7 @@ func TestCatalogLateDistributionFields(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	course, a, b := uuid.New(), uuid.New(), uuid.New()
-	d := func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
-		p := map[string]any{"course_id": course, "distribution_id": id}
-		for k, v := range extra {
-			p[k] = v
-		}
-		return ev(typ, 1, "acme", p)
-	}
+	d := distEventsOf(course)
 	update := func(id uuid.UUID, changes map[string]any) eventstore.Event {
 		return d("distribution.updated", id, map[string]any{"changes": changes})
 	}

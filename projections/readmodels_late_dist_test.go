@@ -17,13 +17,7 @@ func TestCatalogLatePublicationAndVersion(t *testing.T) {
 	t.Parallel()
 	store := logStore(t)
 	course, a, b := uuid.New(), uuid.New(), uuid.New()
-	d := func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
-		p := map[string]any{"course_id": course, "distribution_id": id}
-		for k, v := range extra {
-			p[k] = v
-		}
-		return ev(typ, 1, "acme", p)
-	}
+	d := distEventsOf(course)
 	bump := func(id uuid.UUID, from, to string) eventstore.Event {
 		return d("distribution.version_bumped", id, map[string]any{"bump": "minor", "from_version": from, "to_version": to})
 	}
@@ -52,4 +46,17 @@ func TestCatalogLatePublicationAndVersion(t *testing.T) {
 		t.Errorf("after the late events: %s, want published | 1.2.0", row)
 	}
 	sameCatalog(t, "after the late events", got, want)
+}
+
+// distEventsOf makes acme's events of distributions of course: an event of
+// type typ for distribution id, its payload naming both, with extra's
+// fields added.
+func distEventsOf(course uuid.UUID) func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
+	return func(typ string, id uuid.UUID, extra map[string]any) eventstore.Event {
+		p := map[string]any{"course_id": course, "distribution_id": id}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return ev(typ, 1, "acme", p)
+	}
 }

@@ -362,6 +362,17 @@ func fromLatest(group string, columns ...string) string {
 	return fromLatestIf("true", group, columns...)
 }
 
+// fromEarliest is fromLatest the other way: the columns of the group keep
+// the values of the earliest event in the log that set them.
+func fromEarliest(group string, columns ...string) string {
+	earlier := fmt.Sprintf(`(excluded.%[1]s_position, excluded.%[1]s_prepare_position) < (t.%[1]s_position, t.%[1]s_prepare_position)`, group)
+	var set []string
+	for _, c := range append(columns, group+"_position", group+"_prepare_position") {
+		set = append(set, fmt.Sprintf(`%[1]s = CASE WHEN %[2]s THEN excluded.%[1]s ELSE t.%[1]s END`, c, earlier))
+	}
+	return strings.Join(set, ",\n\t")
+}
+
 // fromLatestIf is fromLatest for an event that sets the group only when
 // the condition when holds as well.
 func fromLatestIf(when, group string, columns ...string) string {
@@ -458,27 +469,13 @@ func ownStream(typ string, p payload) (stream string, ok bool) {
 // same row). The event is not applied, and not parked: no retry would
 // make it one the module decided, and a producer doing it in a loop would
 // fill the dead-letter table. The audit log records it like any event.
-const skip = `INSERT INTO catalog_skipped_events AS t (tenant_id, stream, event_type, events,
+var skip = `INSERT INTO catalog_skipped_events AS t (tenant_id, stream, event_type, events,
 		first_event_id, first_position, first_prepare_position, first_at,
 		last_event_id, last_position, last_prepare_position, last_at)
 	VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $4, $5, $6, $7)
 	ON CONFLICT (tenant_id, stream, event_type) DO UPDATE SET events = t.events + 1,
-		first_event_id = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
-			THEN excluded.first_event_id ELSE t.first_event_id END,
-		first_at = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
-			THEN excluded.first_at ELSE t.first_at END,
-		first_prepare_position = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
-			THEN excluded.first_prepare_position ELSE t.first_prepare_position END,
-		first_position = CASE WHEN (excluded.first_position, excluded.first_prepare_position) < (t.first_position, t.first_prepare_position)
-			THEN excluded.first_position ELSE t.first_position END,
-		last_event_id = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
-			THEN excluded.last_event_id ELSE t.last_event_id END,
-		last_at = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
-			THEN excluded.last_at ELSE t.last_at END,
-		last_prepare_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
-			THEN excluded.last_prepare_position ELSE t.last_prepare_position END,
-		last_position = CASE WHEN (excluded.last_position, excluded.last_prepare_position) > (t.last_position, t.last_prepare_position)
-			THEN excluded.last_position ELSE t.last_position END
+	` + fromEarliest("first", "first_event_id", "first_at") + `,
+	` + fromLatest("last", "last_event_id", "last_at") + `
 	RETURNING events`
 
 // logSkipped warns of the first event of a type skipped in a stream
