@@ -101,7 +101,9 @@ type Config struct {
 	// StoreOptions tune our store (zero: the defaults).
 	StoreOptions postgres.Options
 	// ProfileDir, when set, receives a CPU profile of the bench process for
-	// each phase: <scenario>-<side>.cpu.pprof (go tool pprof reads them).
+	// each phase: <scenario>-<side>.cpu.pprof, <scenario>-<side>-r<N>.cpu.pprof
+	// with rounds (go tool pprof reads them). Run makes the folder (and its
+	// parents) when it does not exist.
 	ProfileDir string
 	// Logger receives progress messages (nil: discard).
 	Logger *slog.Logger

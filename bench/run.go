@@ -37,6 +37,13 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	if err != nil {
 		return Report{}, err
 	}
+	if cfg.ProfileDir != "" {
+		// Made before the run, so that a folder that cannot be made stops
+		// it at once instead of after minutes of load with no profile.
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return Report{}, fmt.Errorf("bench: the profile folder: %w", err)
+		}
+	}
 	r, err := open(ctx, cfg)
 	if err != nil {
 		return Report{}, err

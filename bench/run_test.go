@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -401,5 +403,45 @@ func wantFailedRun(t *testing.T, rep Report) {
 	}
 	if schemaExists(t, rep.Schema) {
 		t.Errorf("schema %s left behind after a failure", rep.Schema)
+	}
+}
+
+func TestProfileDirIsMadeAndFilled(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "profiles", "today")
+	c := small("batch")
+	c.ProfileDir = dir
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []string{"ours", "raw"} {
+		// One profile per round (the preset's 5): batch-ours-r1.cpu.pprof, ...
+		for round := 1; round <= 5; round++ {
+			name := filepath.Join(dir, fmt.Sprintf("batch-%s-r%d.cpu.pprof", side, round))
+			fi, err := os.Stat(name)
+			if err != nil {
+				t.Fatalf("the %s profile of round %d: %v", side, round, err)
+			}
+			if fi.Size() == 0 {
+				t.Errorf("%s is empty", name)
+			}
+		}
+	}
+}
+
+func TestProfileDirThatCannotBeMadeStopsTheRunFirst(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := small("batch")
+	c.ProfileDir = filepath.Join(file, "profiles")
+	rep, err := Run(context.Background(), c)
+	if err == nil || !strings.Contains(err.Error(), "profile folder") {
+		t.Fatalf("got %v, want the profile folder's error", err)
+	}
+	if rep.Schema != "" || rep.Ours.Events != 0 {
+		t.Errorf("the run started: schema %q, %d events", rep.Schema, rep.Ours.Events)
 	}
 }

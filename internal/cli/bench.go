@@ -168,7 +168,7 @@ for every type under a prefix.`,
 	f.BoolVar(&cfg.SkipRaw, "no-raw", false, "skip the raw ceiling (no ratio)")
 	f.StringVar(&htmlFile, "html", "", "also write a self-contained HTML report with charts to this file")
 	f.StringVar(&mdFile, "markdown", "", "also write the table as Markdown to this file")
-	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of each phase into this folder (<scenario>-<side>.cpu.pprof)")
+	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of each phase into this folder (<scenario>-<side>[-r<round>].cpu.pprof; made if missing)")
 	return cmd
 }
 
