@@ -21,7 +21,7 @@ var (
 	ErrIncomplete         = aggregates.Rule("completion-requirements", "completion needs the outline, every lesson, the quiz and the landing page")
 	ErrDeployNotCompleted = aggregates.Rule("deploy-after-completion", "only a completed course is deployed")
 	ErrCourseTenant       = aggregates.Rule("course-tenant", "a course belongs to the tenant that requested it")
-	ErrBlank              = aggregates.Rule("text-not-blank", "a topic, title or headline has a visible character")
+	ErrBlank              = aggregates.Rule("text-not-blank", "a topic, title, headline or failure reason has a visible character")
 )
 
 // refuseBlank refuses the first of fields (name, value pairs) that is
@@ -279,6 +279,11 @@ func (c Fail) AggregateID() string { return c.CourseID }
 
 func (c Fail) Decide(a *agg) ([]any, error) {
 	if err := require(a, "fail", Requested, Outlining, Generating, Review); err != nil {
+		return nil, err
+	}
+	// A failure says why (course.generation.failed requires a reason);
+	// none is the module's refusal, not the schema's.
+	if err := refuseBlank("reason", c.Reason); err != nil {
 		return nil, err
 	}
 	return []any{

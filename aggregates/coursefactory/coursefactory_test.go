@@ -368,6 +368,12 @@ func TestBlankTextIsRefused(t *testing.T) {
 		{"headline of no-break spaces", cf.Generating, func(id string) aggregates.Command[cf.State] {
 			return cf.CreateLandingPage{CourseID: id, Headline: "\u00a0\u00a0", Slug: "go"}
 		}},
+		{"failure reason of spaces", cf.Generating, func(id string) aggregates.Command[cf.State] {
+			return cf.Fail{CourseID: id, Reason: "  "}
+		}},
+		{"failure without a reason", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+			return cf.Fail{CourseID: id}
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id := uuid.NewString()

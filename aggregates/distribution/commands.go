@@ -23,8 +23,18 @@ var (
 	ErrNoChanges        = aggregates.Rule("update-has-changes", "an update sets at least one field")
 	ErrOtherCourse      = aggregates.Rule("update-own-course", "the distribution offers another course")
 	ErrTenant           = aggregates.Rule("distribution-tenant", "a distribution belongs to the tenant that created it")
-	ErrBlank            = aggregates.Rule("text-not-blank", "a title, tag, niche or keyword has a visible character")
+	ErrBlank            = aggregates.Rule("text-not-blank", "a title, channel, tag, niche, keyword or reason has a visible character")
+	ErrUnknownChannel   = aggregates.Rule("channel-known", "a distribution's channel is one of Channels()")
 )
+
+// refuseBlankReason refuses a reason that is given but shows nothing; no
+// reason at all is omitted from the event.
+func refuseBlankReason(reason string) error {
+	if reason != "" && aggregates.Blank(reason) {
+		return aggregates.Refuse(ErrBlank, "reason %q shows nothing", reason)
+	}
+	return nil
+}
 
 // refuseBlank refuses the first of values that is blank; what names them
 // in the message.
@@ -110,6 +120,12 @@ func (c Create) Decide(a *agg) ([]any, error) {
 	if err := refuseBlank("title", c.Title); err != nil {
 		return nil, err
 	}
+	if err := refuseBlank("channel", c.Channel); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(Channels(), c.Channel) {
+		return nil, aggregates.Refuse(ErrUnknownChannel, "channel %q: want one of %v", c.Channel, Channels())
+	}
 	// The schema checks the version's form; numbers too large to count
 	// would make a distribution whose version can never be bumped.
 	if _, err := ParseSemver(version); errors.Is(err, strconv.ErrRange) {
@@ -188,6 +204,9 @@ func (c Delete) Decide(a *agg) ([]any, error) {
 	if err := live(a); err != nil {
 		return nil, err
 	}
+	if err := refuseBlankReason(c.Reason); err != nil {
+		return nil, err
+	}
 	return []any{Deleted{DistributionID: a.ID, CourseID: a.State.CourseID, Reason: c.Reason}}, nil
 }
 
@@ -220,6 +239,9 @@ func (c Unpublish) Decide(a *agg) ([]any, error) {
 	}
 	if !a.State.Published {
 		return nil, aggregates.Refuse(ErrNotPublished, "unpublish: the distribution is not published")
+	}
+	if err := refuseBlankReason(c.Reason); err != nil {
+		return nil, err
 	}
 	return []any{Unpublished{DistributionID: a.ID, CourseID: a.State.CourseID, Reason: c.Reason}}, nil
 }
@@ -313,6 +335,9 @@ func (c BumpVersion) Decide(a *agg) ([]any, error) {
 	}
 	if c.To != "" && c.To != next.String() {
 		return nil, aggregates.Refuse(ErrBadBump, "a %s bump of %s gives %s, not %s", c.Bump, from, next, c.To)
+	}
+	if err := refuseBlankReason(c.Reason); err != nil {
+		return nil, err
 	}
 	return []any{VersionBumped{DistributionID: a.ID, CourseID: a.State.CourseID, Bump: c.Bump, FromVersion: from.String(), ToVersion: next.String(), Reason: c.Reason}}, nil
 }

@@ -113,9 +113,9 @@ func TestDistributionRefusals(t *testing.T) {
 		{"create again for another course", fresh, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x"}
 		}, distribution.ErrExists},
-		{"create with an unknown channel breaks the schema", missing, func(id string) aggregates.Command[distribution.State] {
+		{"create with an unknown channel", missing, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "fax", Title: "x"}
-		}, eventstore.ErrValidation},
+		}, distribution.ErrUnknownChannel},
 		{"create with a version that is not semver breaks the schema", missing, func(id string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: id, CourseID: uuid.NewString(), Channel: "web", Title: "x", Version: "v1"}
 		}, eventstore.ErrValidation},
@@ -315,36 +315,59 @@ func TestBlankTextIsRefused(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
 	for _, c := range []struct {
-		name string
-		cmd  func(id string) aggregates.Command[distribution.State]
-		want error
+		name      string
+		cmd       func(id string) aggregates.Command[distribution.State]
+		want      error
+		published bool
 	}{
 		{"create with a title of spaces", func(string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Channel: "web", Title: "   "}
-		}, distribution.ErrBlank},
+		}, distribution.ErrBlank, false},
 		{"create with a channel of spaces", func(string) aggregates.Command[distribution.State] {
 			return distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Channel: "  ", Title: "Go"}
-		}, eventstore.ErrValidation},
+		}, distribution.ErrBlank, false},
+		{"create with an empty channel", func(string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Title: "Go"}
+		}, distribution.ErrBlank, false},
+		{"create on an unknown channel", func(string) aggregates.Command[distribution.State] {
+			return distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Channel: "fax", Title: "Go"}
+		}, distribution.ErrUnknownChannel, false},
+		{"delete with a reason of spaces", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Delete{DistributionID: id, Reason: "   "}
+		}, distribution.ErrBlank, false},
+		{"unpublish with a reason of a zero-width space", func(id string) aggregates.Command[distribution.State] {
+			return distribution.Unpublish{DistributionID: id, Reason: "\u200b"}
+		}, distribution.ErrBlank, true},
+		{"version bump with a reason of a tab", func(id string) aggregates.Command[distribution.State] {
+			return distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch, Reason: "\t"}
+		}, distribution.ErrBlank, false},
 		{"update to a title of a zero-width space", func(id string) aggregates.Command[distribution.State] {
 			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("\u200b")}}
-		}, distribution.ErrBlank},
+		}, distribution.ErrBlank, false},
 		{"update with a blank tag", func(id string) aggregates.Command[distribution.State] {
 			return distribution.Update{DistributionID: id, Changes: distribution.Changes{Tags: &[]string{"go", " \t"}}}
-		}, distribution.ErrBlank},
+		}, distribution.ErrBlank, false},
 		{"micro-niche of spaces", func(id string) aggregates.Command[distribution.State] {
 			return distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "  "}
-		}, distribution.ErrBlank},
+		}, distribution.ErrBlank, false},
 		{"micro-niche with a blank keyword", func(id string) aggregates.Command[distribution.State] {
 			return distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "sres", Keywords: []string{"\u00a0"}}
-		}, distribution.ErrBlank},
+		}, distribution.ErrBlank, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id, _ := create(t, env)
+			if c.published {
+				do(t, env, distribution.Publish{DistributionID: id})
+			}
 			before := dt.Head(t, env.Store)
 			_, err := env.Distributions.Handle(ctx, dt.Meta(), c.cmd(id))
 			dt.Refused(t, env.Store, before, err, c.want)
 		})
 	}
+	// A reason is optional: none is still accepted.
+	id, _ := create(t, env)
+	do(t, env, distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch})
+	do(t, env, distribution.Delete{DistributionID: id})
 }
 
 // A command id is no secret a tenant keeps: another tenant sending a
