@@ -25,6 +25,11 @@ var (
 	ErrMissingToken    = aggregates.Rule("approval-token-given", "a token is required")
 	ErrWeakToken       = aggregates.Rule("approval-token-length", "a token the caller chooses has at least MinTokenLength bytes")
 	ErrApprovalMission = aggregates.Rule("approval-mission", "an approval created for a mission is consumed for that mission")
+	// ErrSelfApproval and ErrApproverUnnamed are the four-eyes principle:
+	// an approval that names who requested it is consumed by someone else,
+	// who says who they are (an anonymous approver could be the requester).
+	ErrSelfApproval    = aggregates.Rule("no-self-approval", "the principal who requested an approval does not grant it")
+	ErrApproverUnnamed = aggregates.Rule("approver-named", "an approval that names its requester is consumed by a named approver")
 )
 
 // MinTokenLength is the shortest approval token a caller may choose. Only
@@ -42,6 +47,7 @@ type ApprovalState struct {
 	TenantID    string    `json:"tenant_id"`
 	TokenSHA256 string    `json:"token_sha256"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	RequestedBy string    `json:"requested_by,omitempty"`
 	Consumed    bool      `json:"consumed"`
 	ConsumedBy  string    `json:"consumed_by,omitempty"`
 	Expired     bool      `json:"expired"`
@@ -57,6 +63,7 @@ func applyApproval(s *ApprovalState, e aggregates.Event) error {
 	switch d := e.Data.(type) {
 	case ApprovalCreated:
 		s.Created, s.IRID, s.MissionID, s.TokenSHA256, s.ExpiresAt = true, d.IRID, d.MissionID, d.TokenSHA256, d.ExpiresAt
+		s.RequestedBy = d.RequestedBy
 		s.TenantID = e.Meta.TenantID
 	case ApprovalConsumed:
 		s.Consumed, s.ConsumedBy = true, d.ConsumedBy
@@ -152,6 +159,16 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // authorises none). Naming another mission than the one the approval was
 // created for is refused with ErrApprovalMission (after the token check,
 // not recorded) and consumes nothing.
+//
+// Four eyes: an approval whose CreateApproval named its requester
+// (RequestedBy) is consumed by someone else. A ConsumedBy that is the
+// requester (compared without surrounding white space and ignoring case)
+// is refused with ErrSelfApproval, and a blank one with
+// ErrApproverUnnamed, since it could be the requester; both after the
+// token and mission checks, not recorded, and consuming nothing. An
+// approval that names no requester has no one to compare with. The names
+// are the caller's to give: the rule is as strong as the identities the
+// caller passes.
 type ConsumeApproval struct {
 	ApprovalID string
 	Token      string
@@ -199,11 +216,29 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 	case c.MissionID != "" && s.MissionID != "" && c.MissionID != s.MissionID:
 		return nil, aggregates.Refuse(ErrApprovalMission, "the approval was created for mission %s, not %s", s.MissionID, c.MissionID)
 	}
+	if err := fourEyes(s.RequestedBy, c.ConsumedBy); err != nil {
+		return nil, err
+	}
 	mission := s.MissionID
 	if mission == "" {
 		mission = c.MissionID
 	}
 	return []any{ApprovalConsumed{ApprovalID: a.ID, IRID: s.IRID, MissionID: mission, ConsumedBy: c.ConsumedBy}}, nil
+}
+
+// fourEyes refuses an approver who is, or may be, the approval's
+// requester.
+func fourEyes(requestedBy, consumedBy string) error {
+	requester, approver := strings.TrimSpace(requestedBy), strings.TrimSpace(consumedBy)
+	switch {
+	case requester == "":
+		return nil
+	case approver == "":
+		return aggregates.Refuse(ErrApproverUnnamed, "the approval was requested by %s; its approver says who they are (ConsumedBy)", requester)
+	case strings.EqualFold(requester, approver):
+		return aggregates.Refuse(ErrSelfApproval, "%s requested the approval and cannot grant it", requester)
+	}
+	return nil
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a

@@ -194,7 +194,7 @@ func TestApprovalRefusals(t *testing.T) {
 	_, err = env.Governance.ExpireApproval(ctx, tenant("t1"), uuid.NewString())
 	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 
-	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token}); err != nil {
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	env.Clock.Advance(3 * time.Hour)
@@ -532,7 +532,7 @@ func TestApprovalRefusalPrecedence(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
 	consumed, token := newApproval(t, env)
-	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: consumed, Token: token}); err != nil {
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: consumed, Token: token, ConsumedBy: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	unused, _ := newApproval(t, env)
@@ -852,5 +852,55 @@ func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
 				t.Fatalf("the retried CheckDAG: %v, %v", err, res.Events)
 			}
 		})
+	}
+}
+
+// Four eyes: the principal who requested an approval does not grant it.
+// The requester consuming it, under its name give or take case and
+// surrounding spaces, is refused with no-self-approval; an approver who
+// does not say who they are, with approver-named (they could be the
+// requester). Each refusal writes nothing and consumes nothing, only a
+// holder of the token gets that far (a wrong token is recorded as
+// before), and another approver then consumes it. Before, the requester
+// could approve its own request.
+func TestApprovalFourEyes(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, token := newApproval(t, env) // requested by "planner"
+
+	_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "planner"})
+	checkInvalid(t, env, err, id, governance.ErrTokenMismatch, governance.ReasonTokenMismatch, "t1")
+	for _, c := range []struct {
+		by   string
+		rule error
+	}{
+		{"planner", governance.ErrSelfApproval},
+		{" PLANNER\t", governance.ErrSelfApproval},
+		{"", governance.ErrApproverUnnamed},
+		{"   ", governance.ErrApproverUnnamed},
+	} {
+		before := dt.Head(t, env.Store)
+		res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
+		dt.Refused(t, env.Store, before, err, c.rule)
+		if len(res.Events) != 0 {
+			t.Fatalf("consumed by %q: the refusal returned events %v", c.by, res.Events)
+		}
+		if st, err := env.Governance.ApprovalStatus(ctx, id); err != nil || st.Consumed {
+			t.Fatalf("consumed by %q: the refused approval is consumed (%v)", c.by, err)
+		}
+	}
+	res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
+	if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.ConsumedBy != "alice" || res.Aggregate.State.RequestedBy != "planner" {
+		t.Fatalf("another approver: %v", err)
+	}
+
+	// An approval that names no requester has no one to compare with.
+	anon := uuid.NewString()
+	token, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: anon, IRID: "ir-1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: anon, Token: token}); err != nil {
+		t.Fatalf("an approval with no requester: %v", err)
 	}
 }
