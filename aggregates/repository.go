@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/brainhq/eventstream/eventstore"
 )
 
@@ -31,9 +33,17 @@ type Aggregate[S any] struct {
 	Version int64
 	State   S
 
-	// snapshotVersion is the version of the snapshot the state was loaded
-	// from (0: none).
+	// eventID is the id of the event at Version, which a snapshot of the
+	// state records.
+	eventID uuid.UUID
+	// snapshotVersion and snapshotEventID are the version and event id of
+	// the snapshot the state was loaded from (0: none).
 	snapshotVersion int64
+	snapshotEventID uuid.UUID
+	// resnapshot is set when the load discarded a snapshot that the next
+	// Save replaces: the command's snapshot is then taken whatever Every
+	// says, so that loads stop paying for the bad one.
+	resnapshot bool
 }
 
 // Exists reports whether the aggregate has at least one event.
@@ -227,13 +237,39 @@ func (r *Repository[S]) loadEvents(ctx context.Context, id string, useSnapshot b
 	if a.snapshotVersion > 0 {
 		if len(events) == 0 || events[0].Version != a.snapshotVersion {
 			r.log.WarnContext(ctx, "aggregates: snapshot ahead of the log, ignored", "stream", a.Stream, "snapshot_version", a.snapshotVersion)
-			return r.loadEvents(ctx, id, false)
+			return r.rebuild(ctx, id, a.snapshotEventID == uuid.Nil)
 		}
+		// The version says the log has reached the snapshot; only the
+		// event's id says the snapshot was folded from this log.
+		switch {
+		case a.snapshotEventID == uuid.Nil:
+			r.log.InfoContext(ctx, "aggregates: snapshot records no event id (written before it did), rebuilding from events",
+				"stream", a.Stream, "snapshot_version", a.snapshotVersion)
+			return r.rebuild(ctx, id, true)
+		case events[0].ID != a.snapshotEventID:
+			r.log.WarnContext(ctx, "aggregates: snapshot taken at another event than the log's, ignored",
+				"stream", a.Stream, "snapshot_version", a.snapshotVersion, "snapshot_event_id", a.snapshotEventID, "log_event_id", events[0].ID)
+			return r.rebuild(ctx, id, true)
+		}
+		a.eventID = events[0].ID
 		events = events[1:] // the snapshot holds it
 	}
 	if err := r.replay(a, events); err != nil {
 		return nil, nil, err
 	}
+	return a, events, nil
+}
+
+// rebuild loads the aggregate from its events alone, after its snapshot
+// was discarded; replace says whether the next Save replaces that
+// snapshot (see SnapshotStore.Save), and so whether to take one after
+// the next command.
+func (r *Repository[S]) rebuild(ctx context.Context, id string, replace bool) (*Aggregate[S], []eventstore.Event, error) {
+	a, events, err := r.loadEvents(ctx, id, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.resnapshot = replace
 	return a, events, nil
 }
 
@@ -278,7 +314,7 @@ func (r *Repository[S]) restore(ctx context.Context, a *Aggregate[S], p *Snapsho
 		r.log.WarnContext(ctx, "aggregates: snapshot does not decode, rebuilding from events", "stream", a.Stream, "version", s.Version, "err", err)
 		return nil
 	}
-	a.State, a.Version, a.snapshotVersion = state, s.Version, s.Version
+	a.State, a.Version, a.snapshotVersion, a.snapshotEventID = state, s.Version, s.Version, s.EventID
 	return nil
 }
 
@@ -290,7 +326,7 @@ func (r *Repository[S]) apply(a *Aggregate[S], e eventstore.Event) error {
 	if err := r.def.Apply(&a.State, Event{Event: up, Data: data}); err != nil {
 		return fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
 	}
-	a.Version = e.Version
+	a.Version, a.eventID = e.Version, e.ID
 	return nil
 }
 
@@ -384,7 +420,7 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 			if err := r.def.Apply(&a.State, Event{Event: e, Data: values[i]}); err != nil {
 				return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
 			}
-			a.Version = e.Version
+			a.Version, a.eventID = e.Version, e.ID
 		}
 		r.maybeSnapshot(ctx, a)
 		return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
@@ -470,7 +506,7 @@ func (r *Repository[S]) envelopes(cmd CommandMeta, decided []any) ([]eventstore.
 
 func (r *Repository[S]) maybeSnapshot(ctx context.Context, a *Aggregate[S]) {
 	p := r.def.Snapshots
-	if p == nil || a.Version-a.snapshotVersion < p.Every {
+	if p == nil || (!a.resnapshot && a.Version-a.snapshotVersion < p.Every) {
 		return
 	}
 	state, err := json.Marshal(a.State)
@@ -478,12 +514,12 @@ func (r *Repository[S]) maybeSnapshot(ctx context.Context, a *Aggregate[S]) {
 		r.log.WarnContext(ctx, "aggregates: snapshot not taken: state does not encode", "stream", a.Stream, "err", err)
 		return
 	}
-	s := Snapshot{Stream: a.Stream, Aggregate: r.def.Name, Version: a.Version, SchemaVersion: p.SchemaVersion, State: state}
+	s := Snapshot{Stream: a.Stream, Aggregate: r.def.Name, Version: a.Version, EventID: a.eventID, SchemaVersion: p.SchemaVersion, State: state}
 	if err := p.Store.Save(ctx, s); err != nil {
 		r.log.WarnContext(ctx, "aggregates: snapshot not saved", "stream", a.Stream, "version", a.Version, "err", err)
 		return
 	}
-	a.snapshotVersion = a.Version
+	a.snapshotVersion, a.snapshotEventID, a.resnapshot = a.Version, a.eventID, false
 }
 
 // TakeSnapshot loads the aggregate from events and stores a snapshot of it
@@ -504,7 +540,7 @@ func (r *Repository[S]) TakeSnapshot(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("aggregates: snapshot %s: %w", a.Stream, err)
 	}
-	return p.Store.Save(ctx, Snapshot{Stream: a.Stream, Aggregate: r.def.Name, Version: a.Version, SchemaVersion: p.SchemaVersion, State: state})
+	return p.Store.Save(ctx, Snapshot{Stream: a.Stream, Aggregate: r.def.Name, Version: a.Version, EventID: a.eventID, SchemaVersion: p.SchemaVersion, State: state})
 }
 
 // Command is a command on aggregates of state S: it names its aggregate

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+
+	"github.com/google/uuid"
 )
 
 // Snapshot is an aggregate's state encoded at a stream version.
@@ -13,6 +15,14 @@ type Snapshot struct {
 	// Version is the stream version the state includes (the last applied
 	// event's version).
 	Version int64
+	// EventID is the id of the event at Version. A load uses the snapshot
+	// only when the stream's event at Version has this id: a version alone
+	// does not say which log the state was folded from (a stream recreated,
+	// an append that never committed, a row from another store), and a
+	// snapshot ahead of the log would be used once the stream grew past it.
+	// Zero means unknown (a row written before snapshots kept it): such a
+	// snapshot is not used, and the next Save replaces it.
+	EventID uuid.UUID
 	// SchemaVersion is the version of the state's encoding; a snapshot is
 	// used only by code that declares the same SnapshotPolicy.SchemaVersion.
 	SchemaVersion int
@@ -25,8 +35,11 @@ type SnapshotStore interface {
 	// Load returns the snapshot of stream at schemaVersion; ok is false
 	// when there is none.
 	Load(ctx context.Context, stream string, schemaVersion int) (s Snapshot, ok bool, err error)
-	// Save stores s unless a snapshot of the same stream and schema version
-	// at a higher stream version is already stored.
+	// Save stores s, with its EventID, unless the snapshot of the same
+	// stream and schema version already stored has an EventID and is at a
+	// higher stream version, or at the same version with the same EventID.
+	// So a newer snapshot is not replaced by an older one, while a snapshot
+	// without an EventID, or one the log disowns at s.Version, is.
 	Save(ctx context.Context, s Snapshot) error
 }
 
@@ -73,11 +86,24 @@ func (m *MemorySnapshots) Save(ctx context.Context, s Snapshot) error {
 		m.m = map[memKey]Snapshot{}
 	}
 	k := memKey{s.Stream, s.SchemaVersion}
-	if old, ok := m.m[k]; ok && old.Version > s.Version {
+	if old, ok := m.m[k]; ok && !replaces(s, old) {
 		return nil
 	}
 	m.m[k] = s
 	return nil
+}
+
+// replaces reports whether a SnapshotStore's Save of s replaces old, the
+// stored snapshot of the same stream and schema version (see Save).
+func replaces(s, old Snapshot) bool {
+	switch {
+	case old.EventID == uuid.Nil:
+		return true
+	case old.Version != s.Version:
+		return old.Version < s.Version
+	default:
+		return old.EventID != s.EventID
+	}
 }
 
 // Put stores s as is, even over a newer snapshot (for tests that plant a

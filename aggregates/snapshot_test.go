@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/brainhq/eventstream/aggregates"
 	"github.com/brainhq/eventstream/aggregates/pgsnapshot"
@@ -202,21 +205,6 @@ func TestSnapshotsInPostgres(t *testing.T) {
 		}
 	}
 	snapshotSuite(t, store, snaps, plant)
-
-	// Save keeps the newest.
-	if err := snaps.Save(ctx, aggregates.Snapshot{Stream: "x", Aggregate: "counter", Version: 5, SchemaVersion: 1, State: json.RawMessage(`{"total":5}`)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := snaps.Save(ctx, aggregates.Snapshot{Stream: "x", Aggregate: "counter", Version: 3, SchemaVersion: 1, State: json.RawMessage(`{"total":3}`)}); err != nil {
-		t.Fatal(err)
-	}
-	got, ok, err := snaps.Load(ctx, "x", 1)
-	if err != nil || !ok || got.Version != 5 {
-		t.Fatalf("Load = v%d %v %v, want v5 kept over an older save", got.Version, ok, err)
-	}
-	if _, ok, _ := snaps.Load(ctx, "x", 2); ok {
-		t.Fatal("Load found a snapshot at another schema version")
-	}
 }
 
 // TestSnapshotSchemaVersionFromDefinition: a policy without a schema
@@ -344,4 +332,266 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// snapshotBackends are the snapshot stores under test, each with two event
+// stores (two logs that may hold streams of the same name, as a stream
+// recreated elsewhere does) and a way to plant a snapshot as it was
+// written before snapshots recorded their event's id.
+var snapshotBackends = []struct {
+	name string
+	open func(t *testing.T) (x, y eventstore.Store, snaps aggregates.SnapshotStore, plantLegacy func(aggregates.Snapshot))
+}{
+	{"memory", func(t *testing.T) (eventstore.Store, eventstore.Store, aggregates.SnapshotStore, func(aggregates.Snapshot)) {
+		s := testSchemas(t)
+		snaps := &aggregates.MemorySnapshots{}
+		return memStore(t, s), memStore(t, s), snaps, func(sn aggregates.Snapshot) {
+			sn.EventID = uuid.Nil
+			snaps.Put(sn)
+		}
+	}},
+	{"postgres", func(t *testing.T) (eventstore.Store, eventstore.Store, aggregates.SnapshotStore, func(aggregates.Snapshot)) {
+		s := testSchemas(t)
+		x, pool := pgSnapshotStore(t, s)
+		y, _ := pgStore(t, s)
+		return x, y, pgsnapshot.New(pool), func(sn aggregates.Snapshot) {
+			ctx := context.Background()
+			// The columns of migration 001 only: event_id is left NULL.
+			if _, err := pool.Exec(ctx, `DELETE FROM aggregate_snapshots WHERE stream = $1 AND schema_version = $2`, sn.Stream, sn.SchemaVersion); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, `INSERT INTO aggregate_snapshots (stream, schema_version, aggregate, version, state) VALUES ($1, $2, $3, $4, $5)`,
+				sn.Stream, sn.SchemaVersion, sn.Aggregate, sn.Version, string(sn.State)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}},
+}
+
+// handleN handles n commands adding by to the counter id.
+func handleN(t *testing.T, repo *aggregates.Repository[Counter], id string, n, by int) {
+	t.Helper()
+	for range n {
+		if _, err := repo.Handle(context.Background(), id, meta(), add(id, by)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// loadCounting loads id and returns how many events the load read.
+func loadCounting(t *testing.T, repo *aggregates.Repository[Counter], counting *countingStore, id string) (*aggregates.Aggregate[Counter], int) {
+	t.Helper()
+	counting.take()
+	a, err := repo.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, counting.take()
+}
+
+// wantReplay fails unless a is what a replay of the whole stream gives.
+func wantReplay(t *testing.T, repo *aggregates.Repository[Counter], a *aggregates.Aggregate[Counter]) {
+	t.Helper()
+	full, err := repo.LoadFromEvents(context.Background(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != full.Version || a.State != full.State {
+		t.Fatalf("loaded v%d %+v, want v%d %+v as a replay of the log gives", a.Version, a.State, full.Version, full.State)
+	}
+}
+
+// wantSnapshotOf fails unless the stored snapshot of stream is at version
+// and taken at the log's event there.
+func wantSnapshotOf(t *testing.T, snaps aggregates.SnapshotStore, store eventstore.Store, stream string, version int64) {
+	t.Helper()
+	ctx := context.Background()
+	sn, ok, err := snaps.Load(ctx, stream, 1)
+	if err != nil || !ok {
+		t.Fatalf("no snapshot of %s: %v", stream, err)
+	}
+	evs, err := store.ReadStream(ctx, stream, version, 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("read %s v%d: %v %v", stream, version, evs, err)
+	}
+	if sn.Version != version || sn.EventID != evs[0].ID {
+		t.Fatalf("snapshot of %s at v%d taken at event %s, want v%d at the log's event %s", stream, sn.Version, sn.EventID, version, evs[0].ID)
+	}
+}
+
+// TestSnapshotAheadOfTheLogIsNotUsedOnceTheStreamPassesIt: a snapshot of
+// a stream of the same name in another log (a stream recreated, a state
+// from an append that never committed there) is ahead of this stream,
+// and ignored; once the stream grows past its version it must still not
+// be used, since its state was never this log's. The command after that
+// replaces it, and the replacement is used.
+func TestSnapshotAheadOfTheLogIsNotUsedOnceTheStreamPassesIt(t *testing.T) {
+	t.Parallel()
+	for _, b := range snapshotBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			x, y, snaps, _ := b.open(t)
+			reg := testRegistry(t, testSchemas(t))
+			elsewhere := counterRepo(t, x, reg, func(d *aggregates.Definition[Counter]) {
+				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 10, SchemaVersion: 1}
+			})
+			counting := &countingStore{Store: y}
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			repo := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) {
+				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1000, SchemaVersion: 1}
+				d.Logger = slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil))
+			})
+
+			handleN(t, elsewhere, "c1", 10, 100) // a snapshot at v10, total 1000
+			handleN(t, repo, "c1", 3, 1)
+			a, _ := loadCounting(t, repo, counting, "c1")
+			wantReplay(t, repo, a)
+
+			// Another process, taking no snapshots, moves the stream past
+			// the snapshot's version.
+			handleN(t, counterRepo(t, y, reg, nil), "c1", 9, 1) // v12
+			a, _ = loadCounting(t, repo, counting, "c1")
+			if a.Version != 12 || a.State.Total != 12 {
+				t.Fatalf("loaded v%d %+v, want v12 total 12 (not the other log's state)", a.Version, a.State)
+			}
+			wantReplay(t, repo, a)
+			mu.Lock()
+			logged := logs.String()
+			mu.Unlock()
+			if !strings.Contains(logged, "another event") || !strings.Contains(logged, "counter-c1") {
+				t.Fatalf("the discarded snapshot was not logged:\n%s", logged)
+			}
+
+			// The next command takes a snapshot, Every notwithstanding,
+			// over the discarded one; loads use it.
+			handleN(t, repo, "c1", 1, 1)
+			wantSnapshotOf(t, snaps, y, "counter-c1", 13)
+			a, read := loadCounting(t, repo, counting, "c1")
+			if a.Version != 13 || a.State.Total != 13 || read != 1 {
+				t.Fatalf("loaded v%d %+v reading %d events, want v13 total 13 from the new snapshot reading 1", a.Version, a.State, read)
+			}
+		})
+	}
+}
+
+// TestSnapshotTakenAtAnotherEventIsDiscarded: a snapshot at the stream's
+// own version whose event id is not the log's event there is discarded,
+// the state is the log's, and the next snapshot, at the same version,
+// replaces it.
+func TestSnapshotTakenAtAnotherEventIsDiscarded(t *testing.T) {
+	t.Parallel()
+	for _, b := range snapshotBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			x, y, snaps, _ := b.open(t)
+			reg := testRegistry(t, testSchemas(t))
+			elsewhere := counterRepo(t, x, reg, func(d *aggregates.Definition[Counter]) {
+				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 10, SchemaVersion: 1}
+			})
+			counting := &countingStore{Store: y}
+			repo := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) {
+				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1000, SchemaVersion: 1}
+			})
+			handleN(t, elsewhere, "e1", 10, 100)
+			handleN(t, repo, "e1", 10, 1)
+
+			a, _ := loadCounting(t, repo, counting, "e1")
+			if a.Version != 10 || a.State.Total != 10 {
+				t.Fatalf("loaded v%d %+v, want v10 total 10 (not the other log's state)", a.Version, a.State)
+			}
+			wantReplay(t, repo, a)
+
+			if err := repo.TakeSnapshot(context.Background(), "e1"); err != nil {
+				t.Fatal(err)
+			}
+			wantSnapshotOf(t, snaps, y, "counter-e1", 10)
+			a, read := loadCounting(t, repo, counting, "e1")
+			if a.Version != 10 || a.State.Total != 10 || read != 1 {
+				t.Fatalf("loaded v%d %+v reading %d events, want v10 total 10 from the new snapshot reading 1", a.Version, a.State, read)
+			}
+		})
+	}
+}
+
+// TestSnapshotWithoutEventIDIsReplaced: a snapshot written before
+// snapshots recorded their event's id cannot be checked against the log,
+// so it is not used (a damaged one would be, for good), and the next
+// command replaces it with one that can, even at a lower version.
+func TestSnapshotWithoutEventIDIsReplaced(t *testing.T) {
+	t.Parallel()
+	for _, b := range snapshotBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			_, y, snaps, plantLegacy := b.open(t)
+			reg := testRegistry(t, testSchemas(t))
+			counting := &countingStore{Store: y}
+			repo := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) {
+				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1000, SchemaVersion: 1}
+			})
+			handleN(t, repo, "l1", 5, 1)
+
+			plantLegacy(aggregates.Snapshot{Stream: "counter-l1", Aggregate: "counter", Version: 4, SchemaVersion: 1,
+				State: json.RawMessage(`{"total":400,"adds":4}`)})
+			a, _ := loadCounting(t, repo, counting, "l1")
+			wantReplay(t, repo, a)
+			handleN(t, repo, "l1", 1, 1)
+			wantSnapshotOf(t, snaps, y, "counter-l1", 6)
+
+			// Ahead of the log too: a lower version replaces it.
+			plantLegacy(aggregates.Snapshot{Stream: "counter-l1", Aggregate: "counter", Version: 9, SchemaVersion: 1,
+				State: json.RawMessage(`{"total":900,"adds":9}`)})
+			handleN(t, repo, "l1", 1, 1)
+			wantSnapshotOf(t, snaps, y, "counter-l1", 7)
+			a, read := loadCounting(t, repo, counting, "l1")
+			if a.Version != 7 || a.State.Total != 7 || read != 1 {
+				t.Fatalf("loaded v%d %+v reading %d events, want v7 total 7 from the new snapshot reading 1", a.Version, a.State, read)
+			}
+		})
+	}
+}
+
+// TestSnapshotStoreSave: both stores keep the newest snapshot that records
+// its event, and let a snapshot without one, or one the log disowns at its
+// own version, be replaced.
+func TestSnapshotStoreSave(t *testing.T) {
+	t.Parallel()
+	for _, b := range snapshotBackends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			_, _, snaps, plantLegacy := b.open(t)
+			ids := [4]uuid.UUID{uuid.New(), uuid.New(), uuid.New(), uuid.New()}
+			save := func(version int64, id uuid.UUID) {
+				t.Helper()
+				if err := snaps.Save(ctx, aggregates.Snapshot{Stream: "x", Aggregate: "counter", Version: version, EventID: id, SchemaVersion: 1,
+					State: json.RawMessage(fmt.Sprintf(`{"total":%d}`, version))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := func(version int64, id uuid.UUID, why string) {
+				t.Helper()
+				got, ok, err := snaps.Load(ctx, "x", 1)
+				var state Counter
+				if err == nil && ok {
+					err = json.Unmarshal(got.State, &state)
+				}
+				if err != nil || !ok || got.Version != version || got.EventID != id || got.Aggregate != "counter" || state.Total != int(version) {
+					t.Fatalf("Load = v%d at event %s of %q, state %s, %v %v; want v%d at event %s: %s",
+						got.Version, got.EventID, got.Aggregate, got.State, ok, err, version, id, why)
+				}
+			}
+			save(5, ids[0])
+			save(3, ids[1])
+			want(5, ids[0], "the newest kept over an older save")
+			save(5, ids[2])
+			want(5, ids[2], "a snapshot at the same version taken at another event replaced")
+			plantLegacy(aggregates.Snapshot{Stream: "x", Aggregate: "counter", Version: 9, SchemaVersion: 1, State: json.RawMessage(`{"total":9}`)})
+			save(4, ids[3])
+			want(4, ids[3], "a snapshot without an event id replaced by an older one")
+			if _, ok, _ := snaps.Load(ctx, "x", 2); ok {
+				t.Fatal("Load found a snapshot at another schema version")
+			}
+		})
+	}
 }

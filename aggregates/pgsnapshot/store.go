@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -63,26 +64,37 @@ func New(db DB) *Store { return &Store{db: db} }
 // Load implements aggregates.SnapshotStore.
 func (s *Store) Load(ctx context.Context, stream string, schemaVersion int) (aggregates.Snapshot, bool, error) {
 	snap := aggregates.Snapshot{Stream: stream, SchemaVersion: schemaVersion}
-	err := s.db.QueryRow(ctx, `SELECT aggregate, version, state FROM aggregate_snapshots WHERE stream = $1 AND schema_version = $2`,
-		stream, schemaVersion).Scan(&snap.Aggregate, &snap.Version, &snap.State)
+	var eventID *uuid.UUID // NULL in rows written before the column
+	err := s.db.QueryRow(ctx, `SELECT aggregate, version, event_id, state FROM aggregate_snapshots WHERE stream = $1 AND schema_version = $2`,
+		stream, schemaVersion).Scan(&snap.Aggregate, &snap.Version, &eventID, &snap.State)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return aggregates.Snapshot{}, false, nil
 	}
 	if err != nil {
 		return aggregates.Snapshot{}, false, fmt.Errorf("pgsnapshot: load %s v%d: %w", stream, schemaVersion, err)
 	}
+	if eventID != nil {
+		snap.EventID = *eventID
+	}
 	return snap, true, nil
 }
 
 // Save implements aggregates.SnapshotStore: it keeps the snapshot with the
-// highest stream version.
+// highest stream version, unless that one has no event id, and replaces
+// one at the same version taken at another event.
 func (s *Store) Save(ctx context.Context, snap aggregates.Snapshot) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO aggregate_snapshots (stream, schema_version, aggregate, version, state)
-		VALUES ($1, $2, $3, $4, $5)
+	var eventID *uuid.UUID
+	if snap.EventID != uuid.Nil {
+		eventID = &snap.EventID
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO aggregate_snapshots (stream, schema_version, aggregate, version, event_id, state)
+		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (stream, schema_version) DO UPDATE
-		SET aggregate = excluded.aggregate, version = excluded.version, state = excluded.state, taken_at = now()
-		WHERE aggregate_snapshots.version < excluded.version`,
-		snap.Stream, snap.SchemaVersion, snap.Aggregate, snap.Version, string(snap.State))
+		SET aggregate = excluded.aggregate, version = excluded.version, event_id = excluded.event_id, state = excluded.state, taken_at = now()
+		WHERE aggregate_snapshots.event_id IS NULL
+			OR aggregate_snapshots.version < excluded.version
+			OR (aggregate_snapshots.version = excluded.version AND aggregate_snapshots.event_id IS DISTINCT FROM excluded.event_id)`,
+		snap.Stream, snap.SchemaVersion, snap.Aggregate, snap.Version, eventID, string(snap.State))
 	if err != nil {
 		return fmt.Errorf("pgsnapshot: save %s v%d at %d: %w", snap.Stream, snap.SchemaVersion, snap.Version, err)
 	}
