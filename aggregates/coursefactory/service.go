@@ -65,11 +65,17 @@ func (s *Service) Repository() *aggregates.Repository[State] { return s.repo }
 // it, so a distribution another tenant created for this course does not
 // deploy it.)
 func (s *Service) Handle(ctx context.Context, meta aggregates.CommandMeta, c aggregates.Command[State]) (aggregates.Result[State], error) {
-	res, err := s.repo.Handle(ctx, c.AggregateID(), meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
+	return s.HandleFunc(ctx, c.AggregateID(), meta, c.Decide)
+}
+
+// HandleFunc runs decide against course id for meta.TenantID, with the
+// tenant rule of Handle.
+func (s *Service) HandleFunc(ctx context.Context, id string, meta aggregates.CommandMeta, decide aggregates.Decider[State]) (aggregates.Result[State], error) {
+	res, err := s.repo.Handle(ctx, id, meta, func(a *aggregates.Aggregate[State]) ([]any, error) {
 		if err := sameTenant(a, meta.TenantID); err != nil {
 			return nil, err
 		}
-		return c.Decide(a)
+		return decide(a)
 	})
 	return aggregates.ForTenant(meta.TenantID, owner, otherTenant(), res, err)
 }

@@ -9,8 +9,9 @@
 //   - ir.approval_consumed (for a mission) → grant the approval
 //
 // Every reaction is idempotent by construction, so at-least-once delivery
-// is enough: the command's target is derived from the event (the
-// distribution id is a function of the course id), the command id and so
+// is enough: the command's target is derived from the event alone, never
+// from configuration (the distribution id is a function of the course id,
+// see DistributionID), the command id and so
 // the ids of the events it writes are derived from the causing event's id
 // (aggregates.FromEvent), and each command treats "already done" as done
 // and writes nothing. Handle has the plain shape func(ctx, event) error, to
@@ -53,7 +54,12 @@ type Config struct {
 	// URL is StagingBaseURL/courses/<course id>/<distribution id>.
 	StagingBaseURL string
 	// Channel is the channel of the distribution created for a completed
-	// course (default "web").
+	// course (default "web"). Changing it applies to courses completed
+	// from then on: a course's distribution has one id whatever the
+	// channel (DistributionID), so a completion handled again after the
+	// change finds it and creates no second one. To offer a course
+	// already distributed on another channel too, issue
+	// distribution.Create for it.
 	Channel string
 	Logger  *slog.Logger
 }
@@ -247,6 +253,23 @@ func (r *Reactions) StagingURL(courseID, distributionID string) string {
 	return r.cfg.StagingBaseURL + "/courses/" + url.PathEscape(courseID) + "/" + url.PathEscape(distributionID)
 }
 
+// DistributionID is the id of the distribution the course-completed
+// reaction creates for a course. It is a function of the course alone, not
+// of Config.Channel, so that a completion handled again after the channel
+// changed (a redelivery, a replay, a parked event retried, another
+// deployment configured otherwise) names the distribution already created
+// rather than a second one on the new channel. It is
+// distribution.IDForCourse(courseID, "web"): the id the reaction gave
+// every distribution while it keyed them by the configured channel and
+// that channel was the default, so those keep their ids.
+func DistributionID(courseID string) string {
+	return distribution.IDForCourse(courseID, distribution.ChannelWeb)
+}
+
+// createDistribution creates the course's distribution (DistributionID)
+// on the configured channel, unless the course has it already, on
+// whichever channel: the channel applies to courses completed from the
+// time it is configured, and a course already offered keeps its offering.
 func (r *Reactions) createDistribution(ctx context.Context, e eventstore.Event) error {
 	d, err := decode[cf.GenerationCompleted](r, e)
 	if err != nil {
@@ -255,15 +278,28 @@ func (r *Reactions) createDistribution(ctx context.Context, e eventstore.Event) 
 	if err := r.fromOwnStream(e, r.svc.Courses.Repository(), d.CourseID); err != nil {
 		return err
 	}
-	_, err = r.svc.Distributions.Handle(ctx, aggregates.FromEvent(e, CreateDistribution), distribution.Create{
-		DistributionID: distribution.IDForCourse(d.CourseID, r.cfg.Channel),
+	create := distribution.Create{
+		DistributionID: DistributionID(d.CourseID),
 		CourseID:       d.CourseID,
 		Channel:        r.cfg.Channel,
 		Title:          d.Title,
-	})
+	}
+	_, err = r.svc.Distributions.HandleFunc(ctx, create.AggregateID(), aggregates.FromEvent(e, CreateDistribution),
+		func(a *aggregates.Aggregate[distribution.State]) ([]any, error) {
+			if a.Exists() && !a.State.Deleted && a.State.CourseID == d.CourseID {
+				return nil, nil // created before, maybe on another channel
+			}
+			return create.Decide(a)
+		})
 	return err
 }
 
+// deployToStaging deploys a new distribution's course to staging, unless
+// the course has been deployed for that distribution already, to
+// whichever URL: a distribution is created once, so a deployment is this
+// reaction's done, and a redelivery after Config.StagingBaseURL changed
+// (or after someone deployed it elsewhere since) leaves the deployment as
+// it is instead of deciding a new one under the same command id.
 func (r *Reactions) deployToStaging(ctx context.Context, e eventstore.Event) error {
 	d, err := decode[distribution.Created](r, e)
 	if err != nil {
@@ -272,11 +308,18 @@ func (r *Reactions) deployToStaging(ctx context.Context, e eventstore.Event) err
 	if err := r.fromOwnStream(e, r.svc.Distributions.Repository(), d.DistributionID); err != nil {
 		return err
 	}
-	_, err = r.svc.Courses.Handle(ctx, aggregates.FromEvent(e, DeployToStaging), cf.DeployStaging{
+	deploy := cf.DeployStaging{
 		CourseID:       d.CourseID,
 		DistributionID: d.DistributionID,
 		StagingURL:     r.StagingURL(d.CourseID, d.DistributionID),
-	})
+	}
+	_, err = r.svc.Courses.HandleFunc(ctx, deploy.AggregateID(), aggregates.FromEvent(e, DeployToStaging),
+		func(a *aggregates.Aggregate[cf.State]) ([]any, error) {
+			if _, ok := a.State.Deployments[d.DistributionID]; ok && a.Exists() {
+				return nil, nil
+			}
+			return deploy.Decide(a)
+		})
 	return err
 }
 

@@ -621,3 +621,53 @@ func TestAnotherTenantCannotDeployOrClaimACourse(t *testing.T) {
 		t.Fatalf("t1's course = %+v, want deployed once, for t1", c.State)
 	}
 }
+
+// The course-completed reaction names the distribution after the event
+// alone: a redelivery after Config.Channel and Config.StagingBaseURL
+// changed (on purpose, or two deployments configured differently) finds
+// the distribution it created and the deployment it made, and writes
+// nothing, with no error, instead of creating a second distribution on
+// the new channel (before: refused with ErrCommandReused, which stopped
+// Run). A course completed after the change gets its distribution on the
+// new channel, staged at the new address.
+func TestRedeliveryAfterAConfigChangeCreatesNoSecondDistribution(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			web := newReactions(t, env)
+			course := completeCourse(t, env, "flow-"+uuid.NewString())
+			pump(t, env, web, eventstore.Start)
+			before := dt.Head(t, env.Store)
+			email, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://stage2.example.com", Channel: distribution.ChannelEmail})
+			if err != nil {
+				t.Fatal(err)
+			}
+			redeliverChangesNothing(t, env, email, before)
+			if n := countTypes(t, env)[distribution.TypeCreated]; n != 1 {
+				t.Fatalf("%d distributions after the redelivery on another channel, want 1", n)
+			}
+			d, err := env.Distributions.Load(ctx, reactions.DistributionID(course))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.State.Channel != distribution.ChannelWeb {
+				t.Fatalf("the course's distribution is on %q, want web: a redelivery does not move it", d.State.Channel)
+			}
+
+			later := completeCourse(t, env, "flow-"+uuid.NewString())
+			pump(t, env, email, before)
+			d, err = env.Distributions.Load(ctx, reactions.DistributionID(later))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.State.Channel != distribution.ChannelEmail || d.State.CourseID != later {
+				t.Fatalf("the later course's distribution = %+v, want course %s on email", d.State, later)
+			}
+			if n := countTypes(t, env)[distribution.TypeCreated]; n != 2 {
+				t.Fatalf("%d distributions, want one per course", n)
+			}
+		})
+	}
+}
