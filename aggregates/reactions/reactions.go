@@ -155,9 +155,12 @@ type RunOptions struct {
 // Refusal reports whether err, returned by Handle, is a refusal that
 // handling the event again cannot change: an invariant refused a
 // reaction's command (aggregates.ErrRefused), the command's aggregate does
-// not exist (aggregates.ErrNotFound), or the store refused its events
-// (eventstore.ErrValidation). When several reactions failed, it is a
-// refusal only when every one of them was refused.
+// not exist (aggregates.ErrNotFound), the store refused its events
+// (eventstore.ErrValidation), the command id derived from the event
+// landed with other events (aggregates.ErrCommandReused: the reaction
+// decides otherwise than when it first handled the event), or the event
+// cannot be read as its Go type (a *DecodeError). When several reactions
+// failed, it is a refusal only when every one of them was refused.
 func Refusal(err error) bool {
 	if err == nil {
 		return false
@@ -171,8 +174,27 @@ func Refusal(err error) bool {
 		}
 		return len(errs) > 0
 	}
-	return errors.Is(err, aggregates.ErrRefused) || errors.Is(err, aggregates.ErrNotFound) || errors.Is(err, eventstore.ErrValidation)
+	var de *DecodeError
+	return errors.Is(err, aggregates.ErrRefused) || errors.Is(err, aggregates.ErrNotFound) || errors.Is(err, eventstore.ErrValidation) ||
+		errors.Is(err, aggregates.ErrCommandReused) || errors.As(err, &de)
 }
+
+// DecodeError is an event a reaction cannot read as the Go type of its
+// type: the type has no Go type, its schema version no upcaster chain
+// (an *aggregates.UnknownEventError), or its payload does not decode.
+// The same code meets it again on every delivery, so it is a Refusal:
+// parked or skipped, not retried until the runner gives up.
+type DecodeError struct {
+	Type    string
+	EventID string
+	Err     error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("reactions: cannot read %s %s: %v", e.Type, e.EventID, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Run subscribes to the reactions' event types and handles each event
 // until ctx ends or a reaction fails with an error that another attempt
@@ -211,18 +233,28 @@ func (r *Reactions) Run(ctx context.Context, store eventstore.Store, opts RunOpt
 	}
 }
 
-// decode returns e's payload as T (upcast to the newest version).
+// decode returns e's payload as T (upcast to the newest version), or a
+// *DecodeError.
 func decode[T any](r *Reactions, e eventstore.Event) (T, error) {
 	var zero T
-	v, err := r.svc.Registry.Decode(e)
+	v, err := r.decodeAny(e)
 	if err != nil {
 		return zero, err
 	}
 	t, ok := v.(T)
 	if !ok {
-		return zero, fmt.Errorf("event %s decodes to %T, not %T", e.ID, v, zero)
+		return zero, &DecodeError{Type: e.Type, EventID: e.ID.String(), Err: fmt.Errorf("decodes to %T, not %T", v, zero)}
 	}
 	return t, nil
+}
+
+// decodeAny returns e's payload as its Go type, or a *DecodeError.
+func (r *Reactions) decodeAny(e eventstore.Event) (any, error) {
+	v, err := r.svc.Registry.Decode(e)
+	if err != nil {
+		return nil, &DecodeError{Type: e.Type, EventID: e.ID.String(), Err: err}
+	}
+	return v, nil
 }
 
 // ErrForeignEvent refuses a course or distribution event whose payload
@@ -380,7 +412,7 @@ func (r *Reactions) validateMissionIR(ctx context.Context, e eventstore.Event) e
 }
 
 func (r *Reactions) recordVerdict(ctx context.Context, e eventstore.Event) error {
-	v, err := r.svc.Registry.Decode(e)
+	v, err := r.decodeAny(e)
 	if err != nil {
 		return err
 	}
@@ -393,7 +425,7 @@ func (r *Reactions) recordVerdict(ctx context.Context, e eventstore.Event) error
 	case governance.ValidatedReject:
 		c = missions.RecordValidation{MissionID: d.MissionID, IRID: d.IRID, Outcome: governance.OutcomeReject, Rule: d.Rule}
 	default:
-		return fmt.Errorf("unexpected payload %T", v)
+		return &DecodeError{Type: e.Type, EventID: e.ID.String(), Err: fmt.Errorf("unexpected payload %T", v)}
 	}
 	if c.MissionID == "" {
 		return nil // an IR validated outside any mission

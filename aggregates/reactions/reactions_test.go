@@ -1,9 +1,12 @@
 package reactions_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -436,10 +439,120 @@ func TestRefusalClassifiesErrors(t *testing.T) {
 		{&eventstore.ConcurrencyError{}, false},
 		{errors.Join(refused, refused), true},
 		{errors.Join(refused, transient), false},
+		{&aggregates.CommandReusedError{Aggregate: "distribution", ID: "x"}, true},
+		{&reactions.DecodeError{Type: cf.TypeGenerationCompleted, Err: &aggregates.UnknownEventError{Type: cf.TypeGenerationCompleted}}, true},
 	} {
 		if got := reactions.Refusal(c.err); got != c.want {
 			t.Errorf("Refusal(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+	// An event at a schema version the reactions cannot read: every
+	// delivery fails the same way.
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	e := eventstore.Event{ID: uuid.New(), Type: cf.TypeGenerationCompleted, Payload: []byte(`{}`), Meta: eventstore.Meta{SchemaVersion: 9}}
+	err := r.Handle(ctx, e)
+	var de *reactions.DecodeError
+	if !errors.As(err, &de) || !reactions.Refusal(err) {
+		t.Errorf("Handle of an unreadable event = %v, want a *DecodeError that is a Refusal", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written by Run's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// A completion whose reaction's command id is already taken by other
+// events (here: a distribution an older release created under
+// IDForCourse(course, "email") when the reactions were configured with
+// the email channel) is refused for good: Run logs it, reports it to
+// RunOptions.Refused, and goes on with the courses completed after it.
+// Before, ErrCommandReused was not a Refusal: Run returned it, and every
+// restart from the checkpoint met it again.
+func TestRunGoesOnAfterAReusedCommandID(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			var logs syncBuffer
+			r, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com",
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := completeCourse(t, env, "flow-old")
+			completed := lastOfType(t, env, env.Courses.Repository().Stream(old), cf.TypeGenerationCompleted)
+			if _, err := env.Distributions.Handle(ctx, aggregates.FromEvent(completed, reactions.CreateDistribution), distribution.Create{
+				DistributionID: distribution.IDForCourse(old, distribution.ChannelEmail), CourseID: old, Channel: distribution.ChannelEmail, Title: "Event sourcing",
+			}); err != nil {
+				t.Fatal(err)
+			}
+			course := completeCourse(t, env, "flow-after")
+
+			runCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var mu sync.Mutex
+			var refused []eventstore.Event
+			done := make(chan error, 1)
+			go func() {
+				done <- r.Run(runCtx, env.Store, reactions.RunOptions{
+					Refused: func(e eventstore.Event, err error) {
+						mu.Lock()
+						defer mu.Unlock()
+						if !errors.Is(err, aggregates.ErrCommandReused) {
+							t.Errorf("Refused got %v, want ErrCommandReused", err)
+						}
+						refused = append(refused, e)
+					},
+				})
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				d, err := env.Distributions.Load(ctx, reactions.DistributionID(course))
+				if err == nil && d.State.StagingURL != "" {
+					break
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("Run returned %v before the later course's reactions ran", err)
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the later course's reactions did not run")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run = %v, want context.Canceled", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(refused) != 1 || refused[0].ID != completed.ID {
+				t.Fatalf("Refused saw %d events, want the old course's completion %s", len(refused), completed.ID)
+			}
+			if !strings.Contains(logs.String(), "event refused") || !strings.Contains(logs.String(), completed.ID.String()) {
+				t.Fatalf("no log line names the refused event; logs:\n%s", logs.String())
+			}
+			if _, err := env.Distributions.Load(ctx, reactions.DistributionID(old)); !errors.Is(err, aggregates.ErrNotFound) {
+				t.Fatalf("the old course got a second distribution (%v)", err)
+			}
+		})
 	}
 }
 
