@@ -105,6 +105,12 @@ type Config struct {
 	// with rounds (go tool pprof reads them). Run makes the folder (and its
 	// parents) when it does not exist.
 	ProfileDir string
+	// SampleWaits, when set, samples every SampleWaits what the backends
+	// serving each phase are doing (pg_stat_activity's wait events, and who
+	// holds the append lock): Phase.Waits. The sampler's own queries cost
+	// the server a little CPU, so figures taken with it are a little lower;
+	// 0 (the default) samples nothing. 1ms to 1s.
+	SampleWaits time.Duration
 	// Logger receives progress messages (nil: discard).
 	Logger *slog.Logger
 
@@ -455,6 +461,8 @@ func (c Config) resolve() (Config, error) {
 		return bad("read needs stream events >= 1")
 	case c.Scenario == "hot" && c.Streams < 1:
 		return bad("hot needs a number of streams >= 1")
+	case c.SampleWaits != 0 && (c.SampleWaits < time.Millisecond || c.SampleWaits > time.Second):
+		return bad("the wait sampling interval must be between 1ms and 1s, not %s", c.SampleWaits)
 	}
 	if c.Streams < 0 {
 		c.Streams = 0

@@ -41,6 +41,12 @@ func WriteTable(w io.Writer, reports []Report) error {
 		if g := r.GroupCommit; g != nil && g.Groups > 0 {
 			extra = append(extra, fmt.Sprintf("group commit: %.1f appends, %.1f events, %.0f µs per group", g.AppendsPerGroup, g.EventsPerGroup, g.MicrosPerGroup))
 		}
+		if r.Ours.Waits != nil {
+			extra = append(extra, describeWaits("ours", r.Ours.Waits))
+		}
+		if r.Raw != nil && r.Raw.Waits != nil {
+			extra = append(extra, describeWaits("raw", r.Raw.Waits))
+		}
 		if r.LoadedEvents > 0 {
 			extra = append(extra, fmt.Sprintf("loaded %d events at %.0f events/s", r.LoadedEvents, r.LoadEventsPerSec))
 		}

@@ -51,6 +51,9 @@ type Phase struct {
 	Rounds int `json:"rounds,omitempty"`
 	// Latency is the latency spectrum (percentile → ms) for charts.
 	Latency []Percentile `json:"latency"`
+	// Waits is what the phase's backends were doing, sampled (only with
+	// Config.SampleWaits).
+	Waits *Waits `json:"waits,omitempty"`
 }
 
 // Percentile is one point of a latency spectrum.
@@ -261,6 +264,7 @@ func phase(t timed) Phase {
 		CPUUserSec: round(t.cpu.user.Seconds(), 3), CPUSysSec: round(t.cpu.sys.Seconds(), 3),
 		CPUSec: round((t.cpu.user + t.cpu.sys).Seconds(), 3), PeakRSSBytes: t.peak, PeakRSSSinceStart: !t.ownPeak, Timeline: t.timeline}
 	p.ServerCPUSec = round(t.server.Seconds(), 3)
+	p.Waits = t.waits.waits()
 	if p.Events > 0 {
 		p.CPUMicrosPerEvent = round(float64((t.cpu.user+t.cpu.sys+t.server).Microseconds())/float64(p.Events), 1)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -285,6 +286,8 @@ type timed struct {
 	timeline []Bucket
 	// next is the first sequence number a following round may use.
 	next int64
+	// waits are the sampled backend states (Config.SampleWaits; nil: off).
+	waits *waitCounts
 }
 
 // then appends round u to t: the histograms merge, the times add up, and
@@ -306,6 +309,7 @@ func (t timed) then(u timed) timed {
 	out.peak = max(t.peak, u.peak)
 	out.ownPeak = t.ownPeak && u.ownPeak
 	out.next = u.next
+	out.waits = t.waits.add(u.waits)
 	return out
 }
 
@@ -316,6 +320,7 @@ func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn 
 		r.cfg.beforePhase(side, pool)
 	}
 	stopProfile := r.startProfile(side)
+	stopWaits := r.startWaits(ctx)
 	m := newServerMeter(ctx, pool, r.app)
 	r.tracer.meter.Store(m)
 	r.window.Store(&side)
@@ -323,8 +328,32 @@ func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn 
 	r.window.Store(nil)
 	r.tracer.meter.Store(nil)
 	t.server = m.stop(ctx)
+	t.waits = stopWaits()
 	stopProfile()
 	return t, err
+}
+
+// startWaits, with Config.SampleWaits, samples what the run's backends wait
+// on (sampleWaits) from a connection of its own, outside the phase's pool
+// and named so that neither the sampler nor the server meter counts it.
+func (r *run) startWaits(ctx context.Context) (stop func() *waitCounts) {
+	if r.cfg.SampleWaits <= 0 {
+		return func() *waitCounts { return nil }
+	}
+	cc := r.poolCfg.Copy()
+	cc.MinConns, cc.MaxConns = 0, 1
+	cc.ConnConfig.RuntimeParams["application_name"] = "eventstream-waits-" + strings.TrimPrefix(r.app, "eventstream-bench-")
+	pool, err := pgxpool.NewWithConfig(ctx, cc)
+	if err != nil {
+		r.cfg.Logger.Warn("bench: cannot sample the waits", "err", err)
+		return func() *waitCounts { return nil }
+	}
+	stopSampler := sampleWaits(ctx, pool, r.app, r.cfg.SampleWaits)
+	return func() *waitCounts {
+		w := stopSampler()
+		pool.Close()
+		return w
+	}
 }
 
 // openWindow is the side of the measured phase in progress, "" if none.

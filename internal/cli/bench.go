@@ -168,6 +168,7 @@ for every type under a prefix.`,
 	f.BoolVar(&cfg.SkipRaw, "no-raw", false, "skip the raw ceiling (no ratio)")
 	f.StringVar(&htmlFile, "html", "", "also write a self-contained HTML report with charts to this file")
 	f.StringVar(&mdFile, "markdown", "", "also write the table as Markdown to this file")
+	f.DurationVar(&cfg.SampleWaits, "sample-waits", 0, "sample what the server's backends wait on (CPU, WAL flush, the append lock, the client) every this long, 1ms to 1s (0: off)")
 	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of each phase into this folder (<scenario>-<side>[-r<round>].cpu.pprof; made if missing)")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -499,13 +500,29 @@ func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Prin
 	writeJSON(w, http.StatusOK, out)
 }
 
-// forPrincipal cuts the projections' lags down to what p may see. The lag
-// itself is the projections' state, not a tenant's rows; but the error
-// text may quote an event, so a tenant does not see it, and the count of
-// parked events is, for a tenant, its own in the active generation (a
-// count of every tenant's would tell it that another has events parked,
-// and how many). parked is the runtime's list of parked events, or nil to
-// read it when needed.
+// forPrincipal cuts the projections' lags down to what p may see: an
+// operator sees them whole; a tenant sees nothing counted over other
+// tenants' events, which would tell it how much they write and when.
+//
+//   - The error text may quote an event: a tenant does not see it.
+//   - Parked is, for a tenant, the count of its own parked events in the
+//     active generation (a count of every tenant's would tell it that
+//     another has events parked, and how many).
+//   - LagEvents and LagSeconds are, for a tenant, how many of its own
+//     events are after the projection's position (counted up to
+//     tenantLagCap) and the age of the oldest: whether its newest events
+//     are in the read models yet, which is what a tenant asks the figure.
+//   - EventsPerSecond and Errors count every tenant's events and cannot be
+//     cut down to one: a tenant gets 0.
+//   - Position, Head and RebuildPosition stay: they are positions in the
+//     one log every tenant shares, which a tenant learns anyway from its
+//     own appends' answers and from GET /events' next (the head, once a
+//     read reaches the end). That the log grows, and how fast, is not
+//     hidden by positions that are global; what the events are, whose, and
+//     how they fare is.
+//
+// parked is the runtime's list of parked events, or nil to read it when
+// needed.
 func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) error {
 	if p.Operator() {
 		return nil
@@ -516,16 +533,71 @@ func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projectio
 			return err
 		}
 	}
+	now := time.Now()
+	measured := map[eventstore.Position]tenantLag{} // projections at one position share a count
 	for i := range lags {
-		lags[i].LastError = ""
-		lags[i].Parked = 0
+		l := &lags[i]
+		l.LastError = ""
+		l.Parked = 0
 		for _, x := range parked {
-			if p.Sees(x.TenantID) && x.Projection == lags[i].Projection && x.Generation == lags[i].Generation {
-				lags[i].Parked++
+			if p.Sees(x.TenantID) && x.Projection == l.Projection && x.Generation == l.Generation {
+				l.Parked++
 			}
 		}
+		m, ok := measured[l.Position]
+		if !ok {
+			var err error
+			if m, err = s.measureTenantLag(ctx, p, l.Position, now); err != nil {
+				return err
+			}
+			measured[l.Position] = m
+		}
+		l.LagEvents, l.LagSeconds = m.events, m.seconds
+		l.EventsPerSecond, l.Errors = 0, 0
 	}
 	return nil
+}
+
+// tenantLagCap bounds how many of a tenant's events its lag counts: a
+// tenant far behind sees this many, and reading more would cost every
+// request of its projection page.
+const tenantLagCap = 1000
+
+// tenantLag is a projection's lag over one tenant's events.
+type tenantLag struct {
+	events  int64
+	seconds float64
+}
+
+// measureTenantLag counts p's events after pos (up to tenantLagCap) and
+// the age of the oldest at now.
+func (s *Server) measureTenantLag(ctx context.Context, p Principal, pos eventstore.Position, now time.Time) (tenantLag, error) {
+	var out tenantLag
+	from := pos
+	for out.events < tenantLagCap {
+		page, err := s.cfg.Store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: tenantLagCap, TenantID: p.Tenant})
+		if err != nil {
+			return out, fmt.Errorf("measure a tenant's lag: %w", err)
+		}
+		for _, e := range page.Events {
+			// From is inclusive; a backend that filters in the client
+			// still filters.
+			if e.Position.Compare(pos) <= 0 || !p.Sees(e.Meta.TenantID) {
+				continue
+			}
+			if out.events == 0 {
+				out.seconds = max(now.Sub(e.Timestamp).Seconds(), 0)
+			}
+			if out.events++; out.events == tenantLagCap {
+				break
+			}
+		}
+		if page.End || page.Next.Compare(from) <= 0 {
+			break
+		}
+		from = page.Next
+	}
+	return out, nil
 }
 
 func (s *Server) listSchemas(w http.ResponseWriter, r *http.Request, p Principal) {

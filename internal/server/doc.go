@@ -41,6 +41,11 @@
 //     out ends the session on the server, and it expires after
 //     Config.SessionTTL (12h). A sign-in or sign-out form posted by another
 //     site is refused (403).
+//   - A tenant's token is given projection figures over its own events
+//     only (Server.forPrincipal): its lag, its parked events; no error
+//     text, rate or error count, which count every tenant's events.
+//     Positions in the shared log are shown: a tenant reads them anyway in
+//     its appends' answers and GET /events.
 //   - Every response carries X-Content-Type-Options: nosniff,
 //     X-Frame-Options: DENY and a Content-Security-Policy that loads, runs
 //     and frames nothing (the browser's pages allow their style sheet).

@@ -409,7 +409,7 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		older.Set("before", strconv.FormatInt(last, 10))
 		v.Older = "/ui/?" + older.Encode()
 	}
-	v.Lagging = u.auditLag(r.Context())
+	v.Lagging = u.auditLag(r.Context(), p)
 	u.render(w, http.StatusOK, "events", v)
 }
 
@@ -427,8 +427,8 @@ func friendly(err error) string {
 }
 
 // auditLag returns how many events the audit projection is behind (0 if
-// unknown).
-func (u *ui) auditLag(ctx context.Context) int64 {
+// unknown): for a tenant, how many of its own events (forPrincipal).
+func (u *ui) auditLag(ctx context.Context, p Principal) int64 {
 	if u.s.cfg.Runtime == nil {
 		return 0
 	}
@@ -437,9 +437,17 @@ func (u *ui) auditLag(ctx context.Context) int64 {
 		return 0
 	}
 	for _, l := range lags {
-		if l.Projection == "audit" {
-			return l.LagEvents
+		if l.Projection != "audit" {
+			continue
 		}
+		if !p.Operator() {
+			m, err := u.s.measureTenantLag(ctx, p, l.Position, time.Now())
+			if err != nil {
+				return 0
+			}
+			return m.events
+		}
+		return l.LagEvents
 	}
 	return 0
 }
