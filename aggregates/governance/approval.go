@@ -19,6 +19,10 @@ var (
 	ErrUnknownApproval = aggregates.Rule("approval-known", "no such approval")
 	ErrTokenMismatch   = aggregates.Rule("approval-token", "the token does not match the approval")
 	ErrAlreadyConsumed = aggregates.Rule("approval-single-use", "the approval was already used")
+	// ErrTenantMismatch is the rule another tenant's use of an approval
+	// breaks, as recorded for the approval's tenant (tenant_mismatch); the
+	// presenter is answered as for an approval that does not exist
+	// (ErrUnknownApproval), so it does not learn that the approval exists.
 	ErrTenantMismatch  = aggregates.Rule("approval-tenant", "the approval belongs to another tenant")
 	ErrExpired         = aggregates.Rule("approval-unexpired", "the approval has expired")
 	ErrNotYetExpired   = aggregates.Rule("expire-after-expiry", "the approval has not reached its expiry")
@@ -116,12 +120,18 @@ type CreateApproval struct {
 	ExpiresAt   time.Time
 	RequestedBy string
 
-	now time.Time
+	now      time.Time
+	tenantID string // the caller's, set by the service
 }
 
 func (c CreateApproval) AggregateID() string { return c.ApprovalID }
 
 func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
+	if a.State.Created && a.State.TenantID != c.tenantID {
+		// Approval ids are one namespace, so another tenant learns that
+		// the id is taken, but nothing of the approval.
+		return nil, aggregates.Refuse(ErrApprovalExists, "the approval id is taken")
+	}
 	if a.State.Created {
 		return nil, aggregates.Refuse(ErrApprovalExists, "approval for IR %s", a.State.IRID)
 	}
@@ -150,8 +160,10 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 //
 // When several reasons apply, the first of these wins: unknown approval,
 // tenant mismatch, already consumed, expired, token mismatch. So another
-// tenant's attempt is always recorded as tenant_mismatch, and the token is
-// checked only on an approval that could otherwise be used.
+// tenant's attempt is always recorded as tenant_mismatch (for the
+// approval's tenant), and the token is checked only on an approval that
+// could otherwise be used. Service.ConsumeApproval answers another
+// tenant's attempt as an unknown approval's.
 //
 // An approval authorises at most one mission: the one it was created for,
 // or, when it was created for none, the MissionID its consumer names (the
@@ -201,7 +213,7 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 	}
 	switch {
 	case !s.Created:
-		return nil, invalid(ErrUnknownApproval, ReasonUnknownApproval, "no approval "+a.ID)
+		return nil, invalid(ErrUnknownApproval, ReasonUnknownApproval, unknownApprovalMessage(a.ID))
 	case s.TenantID != c.tenantID:
 		return nil, invalid(ErrTenantMismatch, ReasonTenantMismatch, "presented by another tenant")
 	case s.Consumed:
@@ -225,6 +237,10 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 	}
 	return []any{ApprovalConsumed{ApprovalID: a.ID, IRID: s.IRID, MissionID: mission, ConsumedBy: c.ConsumedBy}}, nil
 }
+
+// unknownApprovalMessage is the refusal's message for an approval that
+// does not exist, which another tenant's is to the presenter.
+func unknownApprovalMessage(id string) string { return "no approval " + id }
 
 // fourEyes refuses an approver who is, or may be, the approval's
 // requester.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -123,7 +124,7 @@ func TestApprovalInvalidReasons(t *testing.T) {
 	t.Run("tenant mismatch", func(t *testing.T) {
 		id, token := newApproval(t, env)
 		_, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token})
-		p := checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+		p := checkInvalid(t, env, err, id, governance.ErrUnknownApproval, governance.ReasonTenantMismatch, "t1")
 		if p.PresentedTenantID != "t2" {
 			t.Fatalf("presented tenant %q, want t2", p.PresentedTenantID)
 		}
@@ -387,7 +388,7 @@ func TestApprovalInvalidRecordedWhateverThePresenterSends(t *testing.T) {
 	}
 
 	_, err = env.Governance.ConsumeApproval(ctx, tenant(long), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "mallory\x00"})
-	p = checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	p = checkInvalid(t, env, err, id, governance.ErrUnknownApproval, governance.ReasonTenantMismatch, "t1")
 	if n := len([]rune(p.PresentedTenantID)); n == 0 || n > 255 || strings.ContainsRune(p.PresentedTenantID, 0) || p.AttemptedBy == "" || strings.ContainsRune(p.AttemptedBy, 0) {
 		t.Fatalf("recorded presented tenant %q (%d characters), attempted_by %q", p.PresentedTenantID, n, p.AttemptedBy)
 	}
@@ -540,7 +541,7 @@ func TestApprovalRefusalPrecedence(t *testing.T) {
 
 	// Another tenant, consumed, expired, wrong token: tenant mismatch.
 	_, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: consumed, Token: "guess"})
-	checkInvalid(t, env, err, consumed, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	checkInvalid(t, env, err, consumed, governance.ErrUnknownApproval, governance.ReasonTenantMismatch, "t1")
 	// Consumed, expired, wrong token: already consumed.
 	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: consumed, Token: "guess"})
 	checkInvalid(t, env, err, consumed, governance.ErrAlreadyConsumed, governance.ReasonAlreadyConsumed, "t1")
@@ -722,14 +723,14 @@ func TestApprovalNothingLeaksToAnotherTenant(t *testing.T) {
 		}
 	}
 	res, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token})
-	checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	checkInvalid(t, env, err, id, governance.ErrUnknownApproval, governance.ReasonTenantMismatch, "t1")
 	leaks("before use", err, res)
 
 	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	res, err = env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token})
-	checkInvalid(t, env, err, id, governance.ErrTenantMismatch, governance.ReasonTenantMismatch, "t1")
+	checkInvalid(t, env, err, id, governance.ErrUnknownApproval, governance.ReasonTenantMismatch, "t1")
 	leaks("after use", err, res)
 
 	env.Clock.Advance(2 * time.Hour)
@@ -768,8 +769,9 @@ func TestIRStatus(t *testing.T) {
 
 // A command id is no secret a tenant keeps: another tenant sending a
 // command with the id of one that landed on an IR or an approval of t1 is
-// refused with the tenant rule (ir-tenant, approval-tenant), as any other
-// tenant's command is, and learns nothing of the aggregate; a sweeper of
+// refused as any other tenant's command is (ir-tenant; for an approval,
+// approval-known, as one that does not exist), and learns nothing of the
+// aggregate; a sweeper of
 // another tenant is told its command id was used, not at which version.
 // Before, the landed-command check answered each with ErrCommandReused,
 // naming the version where the command landed, and ValidateIR, CheckDAG
@@ -827,8 +829,8 @@ func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
 			}
 			secrets := []string{st.IRID, st.MissionID, st.TokenSHA256[:12], "alice"}
 			ares, err := env.Governance.ConsumeApproval(ctx, t2(consumed), governance.ConsumeApproval{ApprovalID: id, Token: token})
-			if !errors.Is(err, governance.ErrTenantMismatch) {
-				t.Fatalf("ConsumeApproval: error = %v, want %v", err, governance.ErrTenantMismatch)
+			if !errors.Is(err, governance.ErrUnknownApproval) {
+				t.Fatalf("ConsumeApproval: error = %v, want %v", err, governance.ErrUnknownApproval)
 			}
 			hidden("ConsumeApproval", err, ares.Aggregate != nil || len(ares.Events) != 0, secrets...)
 			// Its own tenant's retry (before the approval expires) still
@@ -902,5 +904,76 @@ func TestApprovalFourEyes(t *testing.T) {
 	}
 	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: anon, Token: token}); err != nil {
 		t.Fatalf("an approval with no requester: %v", err)
+	}
+}
+
+// A tenant naming another tenant's approval learns nothing, not even that
+// it exists: ConsumeApproval answers it exactly as for an approval id no
+// approval has (the same rule, message and empty result), whatever the
+// approval's state and the token presented, while the attempt is recorded
+// for the approval's tenant (tenant_mismatch). Before, the refusal was
+// approval-tenant, "presented by another tenant": proof that the id was
+// an approval. CreateApproval with the id is refused (approval ids are one
+// namespace) with nothing of the approval: before, the refusal named its
+// IR and the result carried it as loaded.
+func TestAnotherTenantsApprovalIsAnsweredAsUnknown(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	// answer is what t2 is told for id, with the id itself masked.
+	type answer struct {
+		Rule, Aggregate, ID, Message string
+		Result                       aggregates.Result[governance.ApprovalState]
+	}
+	answerFor := func(id, token string) answer {
+		t.Helper()
+		res, err := env.Governance.ConsumeApproval(ctx, tenant("t2"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "mallory"})
+		var re *aggregates.RuleError
+		if !errors.As(err, &re) {
+			t.Fatalf("consume %s: %v, want a *aggregates.RuleError", id, err)
+		}
+		mask := func(s string) string { return strings.ReplaceAll(s, id, "<id>") }
+		return answer{re.Rule, re.Aggregate, mask(re.ID), mask(re.Error()), res}
+	}
+	want := answerFor(uuid.NewString(), "guess")
+	if want.Rule != governance.ErrUnknownApproval.Rule || want.Result.Aggregate != nil || len(want.Result.Events) != 0 {
+		t.Fatalf("an unknown approval is answered %+v", want)
+	}
+
+	errRecorded := errors.New("recorded")
+	fresh, freshToken := newApproval(t, env)
+	used, usedToken := newApproval(t, env)
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: used, Token: usedToken, ConsumedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, id, token string }{
+		{"unused, right token", fresh, freshToken},
+		{"unused, wrong token", fresh, "guess"},
+		{"consumed", used, usedToken},
+	} {
+		if got := answerFor(c.id, c.token); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: another tenant is answered\n%+v\nnot as for an unknown approval\n%+v", c.what, got, want)
+		}
+		// The answer was checked above; the record is the approval tenant's.
+		checkInvalid(t, env, errRecorded, c.id, errRecorded, governance.ReasonTenantMismatch, "t1")
+	}
+	if st, err := env.Governance.ApprovalStatus(ctx, fresh); err != nil || st.Consumed {
+		t.Fatalf("another tenant's attempt consumed the approval (%v)", err)
+	}
+
+	st, err := env.Governance.ApprovalStatus(ctx, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dt.Head(t, env.Store)
+	token, res, err := env.Governance.CreateApproval(ctx, tenant("t2"), governance.CreateApproval{ApprovalID: fresh, IRID: "ir-2"}, time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrApprovalExists)
+	if token != "" || res.Aggregate != nil || len(res.Events) != 0 || strings.Contains(err.Error(), st.IRID) {
+		t.Fatalf("creating another tenant's approval id tells about it: token %q, %v, %+v", token, err, res)
+	}
+	// Its own tenant is still told which IR the id is an approval for.
+	_, res, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: fresh, IRID: "ir-2"}, time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrApprovalExists)
+	if !strings.Contains(err.Error(), st.IRID) || res.Aggregate == nil {
+		t.Fatalf("the approval's tenant: %v, %+v", err, res)
 	}
 }

@@ -103,9 +103,11 @@ func (s *Service) IRs() *aggregates.Repository[IRState] { return s.irs }
 
 // CreateApproval creates an approval valid for ttl and returns its token,
 // the only time the token is seen (c.Token, when set, is used instead of a
-// new one; c.ExpiresAt, when set, instead of now+ttl).
+// new one; c.ExpiresAt, when set, instead of now+ttl). An id another
+// tenant's approval has is refused with ErrApprovalExists and an empty
+// result: nothing of that approval.
 func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMeta, c CreateApproval, ttl time.Duration) (string, aggregates.Result[ApprovalState], error) {
-	c.now = s.now()
+	c.now, c.tenantID = s.now(), meta.TenantID
 	if c.ExpiresAt.IsZero() {
 		c.ExpiresAt = c.now.Add(ttl)
 	}
@@ -118,6 +120,12 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 	}
 	res, err := s.approvals.Execute(ctx, meta, c)
 	if err != nil {
+		if a := res.Aggregate; a != nil && a.State.Created && a.State.TenantID != meta.TenantID {
+			// A refused command's result carries the approval as loaded
+			// (its token's hash, IR, mission, requester): not another
+			// tenant's.
+			res, err = aggregates.ForTenant(meta.TenantID, approvalOwner, aggregates.Refuse(ErrApprovalExists, "the approval id is taken"), res, err)
+		}
 		return "", res, err
 	}
 	return c.Token, res, nil
@@ -125,11 +133,17 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 
 // ConsumeApproval uses an approval on behalf of meta.TenantID. A refused
 // use returns a *aggregates.RuleError and, except for an approval already
-// recorded as expired, records the attempt. Another tenant's attempt gets
-// ErrTenantMismatch and an empty result: nothing of the approval, whatever
-// else Handle met (a command id that landed on the approval, sent again by
-// another tenant, is that refusal, not ErrCommandReused; it is not
-// recorded, since the record's event id would be the landed one).
+// recorded as expired, records the attempt.
+//
+// Another tenant's attempt is recorded for the approval's tenant
+// (tenant_mismatch), and answered exactly as an attempt on an approval
+// that does not exist: ErrUnknownApproval with the same message, and an
+// empty result (an unknown approval's refusal carries no result either),
+// whatever else Handle met (a command id that landed on the approval,
+// sent again by another tenant, is that refusal, not ErrCommandReused; it
+// is not recorded, since the record's event id would be the landed one).
+// So naming another tenant's approval id tells the caller nothing, not
+// even that it exists.
 func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMeta, c ConsumeApproval) (aggregates.Result[ApprovalState], error) {
 	if !validApprovalID(c.ApprovalID) {
 		// No approval has this id, and the attempt cannot be recorded:
@@ -144,7 +158,7 @@ func (s *Service) ConsumeApproval(ctx context.Context, meta aggregates.CommandMe
 	// approval as loaded: its token's hash, IR, mission, expiry, consumer;
 	// the record) is not the presenter's to see.
 	res, err := s.approvals.Execute(ctx, meta, c)
-	return aggregates.ForTenant(meta.TenantID, approvalOwner, aggregates.Refuse(ErrTenantMismatch, "presented by another tenant"), res, err)
+	return aggregates.ForTenant(meta.TenantID, approvalOwner, aggregates.Refuse(ErrUnknownApproval, "%s", unknownApprovalMessage(c.ApprovalID)), res, err)
 }
 
 func approvalOwner(s ApprovalState) string { return s.TenantID }

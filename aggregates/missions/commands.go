@@ -11,14 +11,20 @@ import (
 
 // Rules a mission command can break.
 var (
-	ErrMissionExists        = aggregates.Rule("mission-once", "the mission already exists")
-	ErrStepsUnique          = aggregates.Rule("mission-steps-unique", "a mission's IR names each step once")
-	ErrState                = aggregates.Rule("mission-state", "the command is not allowed in the mission's state")
-	ErrEnded                = aggregates.Rule("nothing-after-end", "a mission that ended accepts no command")
-	ErrIRMismatch           = aggregates.Rule("mission-ir-match", "the verdict or approval is for another IR")
-	ErrNotValidated         = aggregates.Rule("mission-validated", "a mission starts only after governance validated its IR")
-	ErrApprovalRequired     = aggregates.Rule("tier2-needs-approval", "a mission with a step of tier 2 or more starts only with a consumed approval for its IR")
-	ErrApprovalNotConsumed  = aggregates.Rule("approval-consumed", "only a consumed approval can be granted to a mission")
+	ErrMissionExists       = aggregates.Rule("mission-once", "the mission already exists")
+	ErrStepsUnique         = aggregates.Rule("mission-steps-unique", "a mission's IR names each step once")
+	ErrState               = aggregates.Rule("mission-state", "the command is not allowed in the mission's state")
+	ErrEnded               = aggregates.Rule("nothing-after-end", "a mission that ended accepts no command")
+	ErrIRMismatch          = aggregates.Rule("mission-ir-match", "the verdict or approval is for another IR")
+	ErrNotValidated        = aggregates.Rule("mission-validated", "a mission starts only after governance validated its IR")
+	ErrApprovalRequired    = aggregates.Rule("tier2-needs-approval", "a mission with a step of tier 2 or more starts only with a consumed approval for its IR")
+	ErrApprovalNotConsumed = aggregates.Rule("approval-consumed", "only a consumed approval can be granted to a mission")
+	// ErrApprovalOtherTenant is no longer returned: another tenant's
+	// approval is answered as one governance never created (not found
+	// for GrantApproval, ErrApprovalNotConsumed for Start), so that a
+	// tenant naming it does not learn that it exists.
+	//
+	// Deprecated: test for aggregates.ErrNotFound or ErrApprovalNotConsumed.
 	ErrApprovalOtherTenant  = aggregates.Rule("approval-same-tenant", "the approval belongs to another tenant")
 	ErrApprovalOtherMission = aggregates.Rule("approval-same-mission", "the approval was given for another mission, or for none")
 	ErrStepNotDeclared      = aggregates.Rule("task-step-declared", "a task runs a step of the mission's IR")
@@ -216,9 +222,10 @@ func (c GrantApproval) AggregateID() string { return c.MissionID }
 
 func (c GrantApproval) Decide(a *agg) ([]any, error) {
 	// Tenants first, and saying nothing of the approval or the mission:
-	// the approval must be the mission's tenant's, and so must the caller.
+	// the approval must be the caller's tenant's (another tenant's is one
+	// governance never created), and so must the mission.
 	if c.approval.TenantID != c.tenantID {
-		return nil, aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", c.ApprovalID)
+		return nil, approvalNotFound(c.ApprovalID)
 	}
 	if err := sameTenant(a, c.tenantID); err != nil {
 		return nil, err
@@ -236,17 +243,17 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 }
 
 // approved refuses unless ap, governance's record of the approval id (nil:
-// none), is that approval, the mission's tenant's (ErrApprovalOtherTenant),
-// consumed (ErrApprovalNotConsumed), for the mission's IR (ErrIRMismatch)
-// and for this mission (ErrApprovalOtherMission). Both GrantApproval and
-// Start check an approval with it.
+// none), is that approval, the mission's tenant's (another tenant's is, to
+// this one, an approval governance never created), consumed
+// (ErrApprovalNotConsumed), for the mission's IR (ErrIRMismatch) and for
+// this mission (ErrApprovalOtherMission). Both GrantApproval and Start
+// check an approval with it.
 func approved(a *agg, id string, ap *governance.ApprovalState) error {
 	switch {
-	case ap == nil || id == "" || ap.ApprovalID != id:
-		// Governance has no such approval (or none was read for it).
+	case ap == nil || id == "" || ap.ApprovalID != id || ap.TenantID != a.State.TenantID:
+		// Governance has no such approval for the mission's tenant (or
+		// none was read for it).
 		return aggregates.Refuse(ErrApprovalNotConsumed, "governance has recorded no consumed approval %s", id)
-	case ap.TenantID != a.State.TenantID:
-		return aggregates.Refuse(ErrApprovalOtherTenant, "approval %s", id)
 	case !ap.Consumed:
 		return aggregates.Refuse(ErrApprovalNotConsumed, "approval %s is not consumed", id)
 	case ap.IRID != a.State.IRID:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -137,7 +138,7 @@ func TestTier2MissionNeedsAConsumedApproval(t *testing.T) {
 	// Another tenant cannot use it for its mission.
 	before = dt.Head(t, env.Store)
 	_, err = env.Missions.GrantApproval(ctx, aggregates.CommandMeta{TenantID: "t2"}, missions.GrantApproval{MissionID: id, ApprovalID: approval})
-	dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherTenant)
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 
 	do2 := func(c missions.GrantApproval) aggregates.Result[missions.State] {
 		res, err := env.Missions.GrantApproval(ctx, dt.Meta(), c)
@@ -472,9 +473,10 @@ func TestAnotherTenantCannotApproveOrDriveAMission(t *testing.T) {
 	if res.Aggregate != nil {
 		t.Fatalf("the refusal returned the mission: %+v", res.Aggregate.State)
 	}
-	// Nor may the mission's tenant take the other tenant's approval.
+	// Nor may the mission's tenant take the other tenant's approval, which
+	// is, to it, one that does not exist.
 	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
-	dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherTenant)
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
 	dt.Refused(t, env.Store, before, err, missions.ErrApprovalRequired)
 
@@ -978,7 +980,7 @@ func TestForgedGrantOfAnotherMissionsApprovalDoesNotStart(t *testing.T) {
 	// Another tenant's, consumed for this mission and IR.
 	id, ir3 := escalated(t, env)
 	forgeGrant(t, env, id, consumed(aggregates.CommandMeta{TenantID: "t2"}, ir3, id))
-	refusedStart(t, env, id, missions.ErrApprovalOtherTenant)
+	refusedStart(t, env, id, missions.ErrApprovalNotConsumed)
 
 	// The approval consumed for the first mission, granted to it, still
 	// starts it.
@@ -1151,7 +1153,7 @@ func TestGrantApprovalThroughHandle(t *testing.T) {
 		// Another tenant's call is still refused, and learns nothing.
 		before = dt.Head(t, env.Store)
 		res, err := env.Missions.Handle(ctx, aggregates.CommandMeta{TenantID: "t2"}, c)
-		dt.Refused(t, env.Store, before, err, missions.ErrApprovalOtherTenant)
+		dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 		if res.Aggregate != nil {
 			t.Fatalf("the refusal returned the mission: %+v", res.Aggregate.State)
 		}
@@ -1186,5 +1188,61 @@ func TestFailNamingACompletedTaskIsRefused(t *testing.T) {
 	res := do(t, env, missions.Fail{MissionID: id, Reason: "timeout", TaskID: open})
 	if s := res.Aggregate.State; s.Status != missions.StatusFailed || s.EndReason != "timeout" {
 		t.Fatalf("state = %+v", s)
+	}
+}
+
+// A tenant naming another tenant's approval learns nothing, not even that
+// it exists: GrantApproval answers it exactly as an approval governance
+// never created (the same error, an empty result), and a grant naming it
+// in the mission's stream stops Start exactly as one naming an approval
+// that does not exist. Before, both were refused with
+// approval-same-tenant, which told the caller the id was an approval.
+func TestAnotherTenantsApprovalIsAnsweredAsUnknown(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	type answer struct {
+		Err    string
+		Result aggregates.Result[missions.State]
+	}
+	mask := func(err error, ids ...string) string {
+		s := err.Error()
+		for _, id := range ids {
+			s = strings.ReplaceAll(s, id, "<id>")
+		}
+		return s
+	}
+	grant := func(id, approval string) answer {
+		t.Helper()
+		before := dt.Head(t, env.Store)
+		res, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
+		dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
+		return answer{mask(err, approval), res}
+	}
+	start := func(id, approval string) string {
+		t.Helper()
+		forgeGrant(t, env, id, approval)
+		before := dt.Head(t, env.Store)
+		_, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+		dt.Refused(t, env.Store, before, err, missions.ErrApprovalNotConsumed)
+		return mask(err, approval, id)
+	}
+
+	// t2's approval for t1's mission and IR, consumed for that mission.
+	id, ir := escalated(t, env)
+	t2 := aggregates.CommandMeta{TenantID: "t2"}
+	theirs := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, t2, governance.CreateApproval{ApprovalID: theirs, IRID: ir, MissionID: id}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, t2, governance.ConsumeApproval{ApprovalID: theirs, Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := grant(id, theirs), grant(id, uuid.NewString()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("GrantApproval of another tenant's approval answered\n%+v\nnot as an unknown one's\n%+v", got, want)
+	}
+	other, _ := escalated(t, env)
+	if got, want := start(id, theirs), start(other, uuid.NewString()); got != want {
+		t.Fatalf("Start with another tenant's approval refused\n%s\nnot as with an unknown one\n%s", got, want)
 	}
 }

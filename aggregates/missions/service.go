@@ -146,16 +146,32 @@ func (s *Service) missionRecords(ctx context.Context, meta aggregates.CommandMet
 	if a.State.ApprovalID == "" {
 		return ir, nil, nil
 	}
-	ap, err := s.governance.ApprovalStatus(ctx, a.State.ApprovalID)
+	ap, err := s.approvalStatus(ctx, a.State.TenantID, a.State.ApprovalID)
 	switch {
 	case absent(err):
-		// An approval governance never created (an id the stream names,
-		// appended raw): the decider refuses it.
+		// An approval governance never created, or another tenant's (an
+		// id the stream names, appended raw): the decider refuses it.
 		return ir, nil, nil
 	case err != nil:
 		return nil, nil, err
 	}
 	return ir, &ap, nil
+}
+
+// approvalStatus is governance's record of approval id for tenant: an
+// approval of another tenant is, to this one, one governance never created
+// (the *aggregates.NotFoundError governance returns for it), so that
+// naming it tells the caller nothing, not even that it exists.
+func (s *Service) approvalStatus(ctx context.Context, tenant, id string) (governance.ApprovalState, error) {
+	ap, err := s.governance.ApprovalStatus(ctx, id)
+	if err == nil && ap.TenantID != tenant {
+		return governance.ApprovalState{}, approvalNotFound(id)
+	}
+	return ap, err
+}
+
+func approvalNotFound(id string) error {
+	return &aggregates.NotFoundError{Aggregate: governance.ApprovalAggregate, ID: id}
 }
 
 // absent reports whether err says there is nothing to read: not found, or
@@ -173,17 +189,17 @@ func absent(err error) bool {
 // (aggregates.ForTenant), so that nothing tells the caller more than the
 // mission is not its own.
 func hideRefused(meta aggregates.CommandMeta, res aggregates.Result[State], err error) (aggregates.Result[State], error) {
-	if errors.Is(err, ErrApprovalOtherTenant) {
-		return aggregates.Result[State]{}, err
-	}
 	return aggregates.ForTenant(meta.TenantID, owner, otherTenant(), res, err)
 }
 
 // GrantApproval checks the approval's record in governance and, if it was
 // consumed for the mission's IR by the same tenant, for this mission (the
-// one it was created or consumed for), records it.
+// one it was created or consumed for), records it. Another tenant's
+// approval is answered exactly as one governance never created: the
+// *aggregates.NotFoundError and an empty result, before the mission is
+// read.
 func (s *Service) GrantApproval(ctx context.Context, meta aggregates.CommandMeta, c GrantApproval) (aggregates.Result[State], error) {
-	ap, err := s.governance.ApprovalStatus(ctx, c.ApprovalID)
+	ap, err := s.approvalStatus(ctx, meta.TenantID, c.ApprovalID)
 	if err != nil {
 		return aggregates.Result[State]{}, err
 	}
