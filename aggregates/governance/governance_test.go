@@ -977,3 +977,41 @@ func TestAnotherTenantsApprovalIsAnsweredAsUnknown(t *testing.T) {
 		t.Fatalf("the approval's tenant: %v, %+v", err, res)
 	}
 }
+
+// An approval is consumed at most once, whatever mission its consumers
+// name: one created for no mission and consumed for a first mission is
+// refused to a second consumption naming another mission, or none
+// (already consumed, recorded as such and nothing else written), and stays
+// bound to the first mission, so that a single approval never authorises
+// several missions of its tenant.
+func TestApprovalForNoMissionConsumedOnce(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, first := uuid.NewString(), uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, MissionID: first}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mission := range []string{uuid.NewString(), ""} {
+		before := dt.Types(t, env.Store, "approval-"+id)
+		res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "bob", MissionID: mission})
+		checkInvalid(t, env, err, id, governance.ErrAlreadyConsumed, governance.ReasonAlreadyConsumed, "t1")
+		var re *aggregates.RuleError
+		if !errors.As(err, &re) || re.Aggregate != governance.ApprovalAggregate || re.ID != id {
+			t.Fatalf("mission %q: %v is not a refusal naming the approval", mission, err)
+		}
+		if got, want := dt.Types(t, env.Store, "approval-"+id), append(before, governance.TypeApprovalInvalid); !slices.Equal(got, want) {
+			t.Fatalf("mission %q: the approval's stream went from %v to %v, want only the record", mission, before, got)
+		}
+		if len(res.Events) != 1 || res.Events[0].Type != governance.TypeApprovalInvalid {
+			t.Fatalf("mission %q: the refusal returned %v", mission, res.Events)
+		}
+	}
+	st, err := env.Governance.ApprovalStatus(ctx, id)
+	if err != nil || !st.Consumed || st.MissionID != first {
+		t.Fatalf("the approval is %+v (%v), want consumed for mission %s", st, err, first)
+	}
+}

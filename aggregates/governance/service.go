@@ -8,8 +8,9 @@
 // use (unknown approval, token mismatch, already consumed, tenant
 // mismatch) as ir.approval_invalid for security alerting; an IR (stream
 // "ir-<id>") is validated once (pass: tiers 0–1; escalate: some tier 2+;
-// reject: a forbidden action, naming the rule) and every DAG compiled from
-// it is compared with its steps. Time comes from an injectable clock, so
+// reject: a forbidden action, naming the rule), its verdict is recorded for
+// each mission that runs it, and every DAG compiled from it is compared
+// with its steps. Time comes from an injectable clock, so
 // expiry is tested without sleeping.
 package governance
 
