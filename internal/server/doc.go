@@ -34,13 +34,19 @@
 //     text (html/template, no JavaScript), and a tenant only its own events
 //     and parked events. Its cookie holds a random session id, never the
 //     token (the database keeps the SHA-256 of both: a copy of the cookie
-//     is no credential of the API), HttpOnly, SameSite Strict, limited to
-//     /ui/, Secure over TLS (ours, or a proxy's that says so with
-//     X-Forwarded-Proto or Forwarded). The session's token is checked like
-//     a bearer token on every page, so revoking the token ends it; signing
-//     out ends the session on the server, and it expires after
-//     Config.SessionTTL (12h). A sign-in or sign-out form posted by another
-//     site is refused (403).
+//     is no credential of the API), HttpOnly, SameSite Strict. Over TLS
+//     (ours, or a proxy's that says so with X-Forwarded-Proto or Forwarded)
+//     it is __Host-eventstream_token: Secure, Path=/, no Domain, and the
+//     only cookie read; over plain HTTP, where a browser would refuse a
+//     Secure cookie, eventstream_token, limited to /ui/. The session's
+//     token is checked like a bearer token on every page, so revoking the
+//     token ends it; signing out ends the session on the server, signing
+//     in again ends the browser's session before starting the next, a
+//     token keeps at most Config.MaxSessions (20) live sessions (a sign-in
+//     past it ends the oldest), and a session expires after
+//     Config.SessionTTL (12h); expired sessions are deleted at the next
+//     sign-in. A sign-in or sign-out form posted by another site is
+//     refused (403).
 //   - A tenant's token is given projection figures over its own events
 //     only (Server.forPrincipal): its lag, its parked events; no error
 //     text, rate or error count, which count every tenant's events.

@@ -62,6 +62,8 @@ type envOptions struct {
 	auth       server.AuthConfig
 	// sessionTTL is the audit browser's session lifetime (0: default).
 	sessionTTL time.Duration
+	// maxSessions is the audit browser's sessions per token (0: default).
+	maxSessions int
 }
 
 func newEnvWith(t testing.TB, o envOptions) *env {
@@ -107,7 +109,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		Store: logStore, Registry: sreg, Pool: pool, Runtime: e.rt,
 		Auth: server.NewAuthenticatorWithConfig(tokens, o.auth), Gatherer: e.reg, Metrics: m,
 		Ready:  func(context.Context) error { return e.ready },
-		Limits: o.limits, SessionTTL: o.sessionTTL,
+		Limits: o.limits, SessionTTL: o.sessionTTL, MaxSessions: o.maxSessions,
 	})
 	if err != nil {
 		t.Fatal(err)

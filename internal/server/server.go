@@ -115,8 +115,12 @@ type Config struct {
 	// eventstream_ui_sessions table (the server's migrations), shared by
 	// every server on the database; without a Pool, in the process.
 	SessionTTL time.Duration
-	Limits     Limits
-	Logger     *slog.Logger
+	// MaxSessions is how many live sessions of the audit browser one
+	// token keeps [DefaultMaxSessions, 20]: a sign-in past it ends the
+	// token's oldest session.
+	MaxSessions int
+	Limits      Limits
+	Logger      *slog.Logger
 }
 
 // Server serves the API, the metrics and the audit browser.
@@ -143,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.Limits = cfg.Limits.WithDefaults()
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +19,12 @@ import (
 
 // DefaultSessionTTL is how long a sign-in to the audit browser lasts.
 const DefaultSessionTTL = 12 * time.Hour
+
+// DefaultMaxSessions is how many live sessions of the audit browser one
+// token keeps: a new sign-in past it ends the oldest. Without a cap, a
+// token (or whoever holds it) signing in in a loop fills the sessions
+// table without bound.
+const DefaultMaxSessions = 20
 
 // sessionIDLen is the length of a session id as the cookie holds it: 32
 // random bytes, base64url without padding.
@@ -29,8 +37,10 @@ const sessionIDLen = 43
 // token behind it still has to be valid on every page.
 type sessions interface {
 	// create starts a session for the token whose SHA-256 is token,
-	// lasting ttl, and returns its id.
-	create(ctx context.Context, token [sha256.Size]byte, ttl time.Duration) (string, error)
+	// lasting ttl, and returns its id. It deletes the expired sessions,
+	// and the token's oldest live ones beyond the newest max (the new one
+	// included).
+	create(ctx context.Context, token [sha256.Size]byte, ttl time.Duration, max int) (string, error)
 	// lookup returns the token hash of a live (not ended, not expired)
 	// session.
 	lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error)
@@ -63,17 +73,34 @@ type pgSessions struct {
 	pool *pgxpool.Pool
 }
 
-func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl time.Duration) (string, error) {
+func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl time.Duration, max int) (string, error) {
 	id, h, err := newSessionID()
 	if err != nil {
 		return "", err
 	}
-	// Expired sessions go as new ones come: the table holds the live ones
-	// and those expired since the last sign-in.
-	_, err = s.pool.Exec(ctx, `WITH gone AS (DELETE FROM eventstream_ui_sessions WHERE expires_at <= now())
-		INSERT INTO eventstream_ui_sessions (session_sha256, token_sha256, expires_at)
-		VALUES ($1, $2, now() + make_interval(secs => $3))`,
-		hex.EncodeToString(h[:]), hex.EncodeToString(token[:]), ttl.Seconds())
+	tok := hex.EncodeToString(token[:])
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One sign-in of a token at a time: two at once would each count
+		// the other's session out and leave one more than max.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eventstream_ui_sessions ' || $1, 0))`, tok); err != nil {
+			return err
+		}
+		// Expired sessions go as new ones come: the table holds the live
+		// ones and those expired since the last sign-in.
+		if _, err := tx.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE expires_at <= now()`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_ui_sessions (session_sha256, token_sha256, expires_at)
+			VALUES ($1, $2, now() + make_interval(secs => $3))`, hex.EncodeToString(h[:]), tok, ttl.Seconds()); err != nil {
+			return err
+		}
+		// The new session is kept first: created_at is when each
+		// transaction began, not the order in which they took the lock.
+		_, err := tx.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE session_sha256 IN (
+			SELECT session_sha256 FROM eventstream_ui_sessions WHERE token_sha256 = $1
+			ORDER BY session_sha256 = $3 DESC, created_at DESC, session_sha256 OFFSET $2)`, tok, max, hex.EncodeToString(h[:]))
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("start a session: %w", err)
 	}
@@ -115,14 +142,16 @@ type memSessions struct {
 	now func() time.Time
 	mu  sync.Mutex
 	m   map[[sha256.Size]byte]memSession
+	seq uint64
 }
 
 type memSession struct {
 	token   [sha256.Size]byte
 	expires time.Time
+	seq     uint64 // the order of sign-ins, for the cap
 }
 
-func (s *memSessions) create(_ context.Context, token [sha256.Size]byte, ttl time.Duration) (string, error) {
+func (s *memSessions) create(_ context.Context, token [sha256.Size]byte, ttl time.Duration, max int) (string, error) {
 	id, h, err := newSessionID()
 	if err != nil {
 		return "", err
@@ -133,12 +162,23 @@ func (s *memSessions) create(_ context.Context, token [sha256.Size]byte, ttl tim
 	if s.m == nil {
 		s.m = map[[sha256.Size]byte]memSession{}
 	}
+	var mine [][sha256.Size]byte // the token's live sessions
 	for k, v := range s.m {
-		if !now.Before(v.expires) {
+		switch {
+		case !now.Before(v.expires):
+			delete(s.m, k)
+		case v.token == token:
+			mine = append(mine, k)
+		}
+	}
+	if extra := len(mine) + 1 - max; extra > 0 {
+		slices.SortFunc(mine, func(a, b [sha256.Size]byte) int { return cmp.Compare(s.m[a].seq, s.m[b].seq) })
+		for _, k := range mine[:extra] {
 			delete(s.m, k)
 		}
 	}
-	s.m[h] = memSession{token: token, expires: now.Add(ttl)}
+	s.seq++
+	s.m[h] = memSession{token: token, expires: now.Add(ttl), seq: s.seq}
 	return id, nil
 }
 

@@ -26,10 +26,20 @@ import (
 var uiFiles embed.FS
 
 // tokenCookie holds the id of a browser's session (never the token it
-// signed in with: see sessions). The name is the one under which earlier
-// versions kept the token itself, so that signing in or out replaces such a
-// cookie, and one presented is looked up as a session id and refused.
+// signed in with: see sessions) over plain HTTP. The name is the one under
+// which earlier versions kept the token itself, so that signing in or out
+// replaces such a cookie, and one presented is looked up as a session id
+// and refused.
 const tokenCookie = "eventstream_token"
+
+// hostCookie holds it over TLS. Browsers store a __Host- cookie only if it
+// is Secure, for the whole host (Path=/) and without a Domain, so that no
+// other subdomain, and no page of the host served over plain HTTP (which
+// an attacker on the network can make a browser load), can set or replace
+// it: such a page could otherwise sign the browser in to a session of the
+// attacker's choosing. A __Host- cookie cannot be set over plain HTTP,
+// where tokenCookie is used.
+const hostCookie = "__Host-" + tokenCookie
 
 // uiPageSize is how many events one page of the audit browser lists.
 const uiPageSize = 50
@@ -125,7 +135,7 @@ func (u *ui) auth(h func(http.ResponseWriter, *http.Request, Principal)) http.Ha
 		if secret := bearer(r); secret != "" {
 			p, ok, err = u.s.cfg.Auth.Authenticate(r.Context(), secret)
 			msg = "That token is not valid (any more)."
-		} else if c, cerr := r.Cookie(tokenCookie); cerr == nil && c.Value != "" {
+		} else if c, cerr := r.Cookie(cookieName(r)); cerr == nil && c.Value != "" {
 			msg = "Your session has ended or is not valid: sign in again."
 			var token [sha256.Size]byte
 			var live bool
@@ -194,14 +204,39 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusUnauthorized, "login", loginView{view: view{Title: "Sign in"}, Error: "That token is not valid.", Next: next})
 		return
 	}
-	id, err := u.sessions.create(r.Context(), sha256.Sum256([]byte(secret)), u.s.cfg.SessionTTL)
+	// The browser's session, if any, ends before the new one starts: a
+	// sign-in (as another token, or the same) leaves no session behind
+	// that a copy of the old cookie would still open.
+	if !u.endSessions(w, r, "Sign in", next) {
+		return
+	}
+	id, err := u.sessions.create(r.Context(), sha256.Sum256([]byte(secret)), u.s.cfg.SessionTTL, u.s.cfg.MaxSessions)
 	if err != nil {
 		u.s.log.Error("ui: start a session", "err", err)
 		u.render(w, http.StatusServiceUnavailable, "login", loginView{view: view{Title: "Sign in"}, Error: "A session cannot be started right now; retry in a moment.", Next: next})
 		return
 	}
+	clearLegacyCookie(w, r)
 	http.SetCookie(w, sessionCookie(r, id))
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// endSessions ends the sessions of the cookies the request carries (both
+// names: a browser may hold either). It answers 503 and returns false when
+// one cannot be ended.
+func (u *ui) endSessions(w http.ResponseWriter, r *http.Request, title, next string) bool {
+	for _, name := range []string{hostCookie, tokenCookie} {
+		ck, err := r.Cookie(name)
+		if err != nil || !wellFormed(ck.Value) {
+			continue
+		}
+		if err := u.sessions.end(r.Context(), ck.Value); err != nil {
+			u.s.log.Error("ui: end a session", "err", err)
+			u.render(w, http.StatusServiceUnavailable, "login", loginView{view: view{Title: title}, Error: "The session cannot be ended right now; " + strings.ToLower(title) + " again in a moment.", Next: next})
+			return false
+		}
+	}
+	return true
 }
 
 // logout ends the session on the server, so that its cookie opens nothing
@@ -209,13 +244,10 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 // session cannot be ended, the cookie is kept so that signing out can be
 // retried.
 func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(tokenCookie); err == nil && wellFormed(ck.Value) {
-		if err := u.sessions.end(r.Context(), ck.Value); err != nil {
-			u.s.log.Error("ui: end a session", "err", err)
-			u.render(w, http.StatusServiceUnavailable, "login", loginView{view: view{Title: "Sign out"}, Error: "The session cannot be ended right now; sign out again in a moment.", Next: "/ui/"})
-			return
-		}
+	if !u.endSessions(w, r, "Sign out", "/ui/") {
+		return
 	}
+	clearLegacyCookie(w, r)
 	c := sessionCookie(r, "")
 	c.MaxAge = -1
 	http.SetCookie(w, c)
@@ -223,12 +255,38 @@ func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionCookie is the cookie that holds a browser's session id (or clears
-// it, with an empty value). It is Secure whenever the browser reached us over
-// TLS, including through a proxy that terminates TLS, the deployment the
-// documentation recommends: a cookie that is not Secure is sent in clear
-// to any http:// URL of the host the browser is made to load.
+// it, with an empty value). Whenever the browser reached us over TLS,
+// including through a proxy that terminates TLS (the deployment the
+// documentation recommends), it is hostCookie: Secure, since a cookie that
+// is not is sent in clear to any http:// URL of the host the browser is
+// made to load, and out of reach of what plain HTTP and other subdomains
+// set. Over plain HTTP (serve --dev on a laptop) it is tokenCookie, limited
+// to /ui/ and not Secure: browsers refuse a Secure cookie from an http://
+// page (but localhost's, in some of them) and so a __Host- one.
 func sessionCookie(r *http.Request, id string) *http.Cookie {
-	return &http.Cookie{Name: tokenCookie, Value: id, Path: "/ui/", HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode}
+	if overTLS(r) {
+		return &http.Cookie{Name: hostCookie, Value: id, Path: "/", HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode}
+	}
+	return &http.Cookie{Name: tokenCookie, Value: id, Path: "/ui/", HttpOnly: true, SameSite: http.SameSiteStrictMode}
+}
+
+// cookieName is the name of the session cookie r's transport uses. Over
+// TLS only hostCookie is read: a tokenCookie there may have been set by a
+// page over plain HTTP.
+func cookieName(r *http.Request) string {
+	if overTLS(r) {
+		return hostCookie
+	}
+	return tokenCookie
+}
+
+// clearLegacyCookie clears, over TLS, a tokenCookie that an earlier
+// version (or plain HTTP) left in the browser: it may hold the token
+// itself, and it is no longer read there.
+func clearLegacyCookie(w http.ResponseWriter, r *http.Request) {
+	if overTLS(r) {
+		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Path: "/ui/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	}
 }
 
 // overTLS reports whether the browser's connection was TLS: ours, or the

@@ -22,12 +22,17 @@ func (e *env) signIn(token string, headers ...string) response {
 		append([]string{"Content-Type", "application/x-www-form-urlencoded"}, headers...)...)
 }
 
-// sessionCookie returns the Set-Cookie of the session cookie in r.
+// sessionCookie returns the Set-Cookie of the session cookie in r: the
+// __Host- one if r sets it (over TLS, where the other is only cleared),
+// else the plain HTTP one.
 func sessionCookie(t testing.TB, r response) *http.Cookie {
 	t.Helper()
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
-		if c.Name == "eventstream_token" {
-			return c
+	cookies := (&http.Response{Header: r.header}).Cookies()
+	for _, name := range []string{"__Host-eventstream_token", "eventstream_token"} {
+		for _, c := range cookies {
+			if c.Name == name {
+				return c
+			}
 		}
 	}
 	t.Fatalf("no session cookie in %v", r.header)
@@ -40,7 +45,8 @@ func sessionCookie(t testing.TB, r response) *http.Cookie {
 // then be Secure, or a browser sends it in clear to any http:// URL of the
 // host (one an attacker on the network makes it load). Plain HTTP without
 // such a header (serve --dev on a laptop) keeps a cookie the browser stores.
-// Signing out clears the cookie with the same attributes.
+// Signing out clears the cookie with the same attributes. The Secure cookie
+// is the __Host- one, for the whole host (TestUISessionCookieIsHostPrefixedOverTLS).
 func TestUISessionCookieIsSecureBehindATLSProxy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
@@ -63,10 +69,14 @@ func TestUISessionCookieIsSecureBehindATLSProxy(t *testing.T) {
 				t.Fatalf("sign in: %d %s", in.code, in.body)
 			}
 			out := e.do("POST", "/ui/logout", "", "", c.headers...)
+			path := "/ui/"
+			if c.secure {
+				path = "/"
+			}
 			for what, ck := range map[string]*http.Cookie{"sign-in": sessionCookie(t, in), "sign-out": sessionCookie(t, out)} {
-				if ck.Secure != c.secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/ui/" {
-					t.Errorf("%s cookie: Secure=%v HttpOnly=%v SameSite=%v Path=%q; want Secure=%v, HttpOnly, SameSite=Strict, Path=/ui/",
-						what, ck.Secure, ck.HttpOnly, ck.SameSite, ck.Path, c.secure)
+				if ck.Secure != c.secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != path {
+					t.Errorf("%s cookie: Secure=%v HttpOnly=%v SameSite=%v Path=%q; want Secure=%v, HttpOnly, SameSite=Strict, Path=%s",
+						what, ck.Secure, ck.HttpOnly, ck.SameSite, ck.Path, c.secure, path)
 				}
 			}
 		})

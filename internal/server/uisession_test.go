@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,4 +173,246 @@ func TestAuthenticatedAnswersAreNeverCached(t *testing.T) {
 			t.Errorf("%s %s (%d): Cache-Control %q, want no-store", c.method, c.path, r.code, r.header.Get("Cache-Control"))
 		}
 	}
+}
+
+// TestUISessionCookieIsHostPrefixedOverTLS: over TLS (ours, or a proxy's
+// that says so) the session cookie is __Host-: Secure, Path=/ and no
+// Domain, so that neither a page of the host over plain HTTP (which an
+// attacker on the network can make the browser load) nor another
+// subdomain can set one in its place. Over TLS only that cookie is read: a
+// cookie of the plain HTTP name, which such a page can set, opens nothing,
+// even holding a live session's id. Signing in over TLS also clears the
+// plain HTTP cookie an earlier version left (it may hold the token). Over
+// plain HTTP the cookie keeps its name and /ui/ and is not Secure, which a
+// browser would refuse there, and it works.
+func TestUISessionCookieIsHostPrefixedOverTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	viaProxy := []string{"X-Forwarded-Proto", "https"}
+
+	in := e.signIn(acmeToken, viaProxy...)
+	ck := sessionCookie(t, in)
+	if ck.Name != "__Host-eventstream_token" || !ck.Secure || ck.Path != "/" || ck.Domain != "" || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("behind a TLS proxy: cookie %q Secure=%v Path=%q Domain=%q HttpOnly=%v SameSite=%v; want __Host-eventstream_token, Secure, Path=/, no Domain, HttpOnly, Strict",
+			ck.Name, ck.Secure, ck.Path, ck.Domain, ck.HttpOnly, ck.SameSite)
+	}
+	cleared := false
+	for _, c := range (&http.Response{Header: in.header}).Cookies() {
+		cleared = cleared || (c.Name == "eventstream_token" && c.MaxAge < 0 && c.Path == "/ui/")
+	}
+	if !cleared {
+		t.Errorf("signing in over TLS leaves an earlier plain HTTP cookie in place: %v", in.header)
+	}
+	e.must(200, "GET", "/ui/", "", "", append([]string{"Cookie", "__Host-eventstream_token=" + ck.Value}, viaProxy...)...)
+	if r := e.must(401, "GET", "/ui/", "", "", append([]string{"Cookie", "eventstream_token=" + ck.Value}, viaProxy...)...); !strings.Contains(r.body, `id="token"`) {
+		t.Fatalf("over TLS, a live session's id under the plain HTTP name: not the sign-in page:\n%s", r.body)
+	}
+	out := e.must(303, "POST", "/ui/logout", "", "", append([]string{"Cookie", "__Host-eventstream_token=" + ck.Value}, viaProxy...)...)
+	if c := sessionCookie(t, out); c.Name != "__Host-eventstream_token" || c.MaxAge >= 0 || !c.Secure || c.Path != "/" {
+		t.Errorf("signing out behind a TLS proxy does not clear the __Host- cookie: %v", out.header)
+	}
+	e.must(401, "GET", "/ui/", "", "", append([]string{"Cookie", "__Host-eventstream_token=" + ck.Value}, viaProxy...)...)
+
+	// Our own TLS.
+	tls := httptest.NewTLSServer(e.h)
+	t.Cleanup(tls.Close)
+	client := tls.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err := client.PostForm(tls.URL+"/ui/login", url.Values{"token": {acmeToken}, "next": {"/ui/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if c := sessionCookie(t, response{code: res.StatusCode, header: res.Header}); c.Name != "__Host-eventstream_token" || !c.Secure || c.Path != "/" {
+		t.Fatalf("over TLS: cookie %q Secure=%v Path=%q, want __Host-eventstream_token, Secure, Path=/", c.Name, c.Secure, c.Path)
+	}
+
+	// Plain HTTP.
+	in = e.signIn(acmeToken)
+	ck = sessionCookie(t, in)
+	if ck.Name != "eventstream_token" || ck.Secure || ck.Path != "/ui/" {
+		t.Fatalf("over plain HTTP: cookie %q Secure=%v Path=%q; want eventstream_token, not Secure, Path=/ui/", ck.Name, ck.Secure, ck.Path)
+	}
+	e.must(200, "GET", "/ui/", "", "", "Cookie", "eventstream_token="+ck.Value)
+}
+
+// TestUISignInAgainEndsTheBrowsersSession: a browser that signs in again
+// (as another token or the same) while it holds a live session ends that
+// session first: a copy of the old cookie opens nothing afterwards, and
+// the sessions of a browser do not pile up. So over TLS, and without a
+// database.
+func TestUISignInAgainEndsTheBrowsersSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	store, err := memory.New(schemasReg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(server.Config{Store: store, Registry: schemasReg(),
+		Auth:   server.NewAuthenticator(server.Tokens{server.TokenFor(acmeToken, "acme", "acme-app"), server.TokenFor(globexToken, "globex", "globex-app")}),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	mem := &env{t: t, srv: srv}
+	for _, c := range []struct {
+		name    string
+		e       *env
+		cookie  string
+		headers []string
+	}{
+		{"postgres", e, "eventstream_token", nil},
+		{"postgres over TLS", e, "__Host-eventstream_token", []string{"X-Forwarded-Proto", "https"}},
+		{"in memory", mem, "eventstream_token", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			with := func(cookie string) []string { return append([]string{"Cookie", c.cookie + "=" + cookie}, c.headers...) }
+			first := sessionCookie(t, c.e.signIn(acmeToken, c.headers...)).Value
+			c.e.must(200, "GET", "/ui/projections", "", "", with(first)...)
+			for _, token := range []string{acmeToken, globexToken} {
+				again := c.e.signIn(token, with(first)...)
+				if again.code != http.StatusSeeOther {
+					t.Fatalf("sign in again: %d %s", again.code, again.body)
+				}
+				next := sessionCookie(t, again).Value
+				if r := c.e.must(401, "GET", "/ui/projections", "", "", with(first)...); !strings.Contains(r.body, "sign in again") {
+					t.Fatalf("the session signed in over still opens a page, or not the sign-in page:\n%s", r.body)
+				}
+				c.e.must(200, "GET", "/ui/projections", "", "", with(next)...)
+				first = next
+			}
+		})
+	}
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM eventstream_ui_sessions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d sessions left by two browsers that signed in three times each, want 2", n)
+	}
+}
+
+// TestUISessionsOfATokenAreCapped: a token keeps at most
+// Config.MaxSessions live sessions (DefaultMaxSessions, 20, unless set):
+// a sign-in past it ends the token's oldest session, so that signing in
+// in a loop cannot fill the sessions table. The other tokens' sessions are
+// not touched, and sign-ins at the same moment do not overshoot the cap.
+func TestUISessionsOfATokenAreCapped(t *testing.T) {
+	t.Parallel()
+	count := func(e *env, token string) int {
+		t.Helper()
+		var n int
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM eventstream_ui_sessions WHERE token_sha256 = $1`, server.HashToken(token)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	open := func(e *env, id string) int {
+		return e.do("GET", "/ui/projections", "", "", "Cookie", "eventstream_token="+id).code
+	}
+
+	t.Run("default", func(t *testing.T) {
+		t.Parallel()
+		if server.DefaultMaxSessions != 20 {
+			t.Fatalf("DefaultMaxSessions = %d; the documentation says 20", server.DefaultMaxSessions)
+		}
+		e := newEnv(t, server.Limits{})
+		var ids []string
+		for range server.DefaultMaxSessions + 1 {
+			ids = append(ids, sessionCookie(t, e.signIn(acmeToken)).Value)
+		}
+		if n := count(e, acmeToken); n != server.DefaultMaxSessions {
+			t.Fatalf("%d sessions of one token after %d sign-ins, want %d", n, len(ids), server.DefaultMaxSessions)
+		}
+		if got := open(e, ids[0]); got != http.StatusUnauthorized {
+			t.Errorf("the oldest session past the cap: %d, want 401", got)
+		}
+		for _, id := range ids[1:] {
+			if got := open(e, id); got != http.StatusOK {
+				t.Fatalf("a session within the cap: %d, want 200", got)
+			}
+		}
+	})
+
+	t.Run("configured", func(t *testing.T) {
+		t.Parallel()
+		e := newEnvWith(t, envOptions{maxSessions: 3})
+		globex := sessionCookie(t, e.signIn(globexToken)).Value
+		var ids []string
+		for range 5 {
+			ids = append(ids, sessionCookie(t, e.signIn(acmeToken)).Value)
+		}
+		if n := count(e, acmeToken); n != 3 {
+			t.Fatalf("%d sessions of one token with MaxSessions 3", n)
+		}
+		for i, id := range ids {
+			want := http.StatusOK
+			if i < 2 {
+				want = http.StatusUnauthorized
+			}
+			if got := open(e, id); got != want {
+				t.Errorf("session %d of 5 (cap 3): %d, want %d", i+1, got, want)
+			}
+		}
+		if got := open(e, globex); got != http.StatusOK {
+			t.Errorf("another token's session: %d, want 200", got)
+		}
+		// Sign-ins at the same moment.
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Go(func() {
+				res, err := http.PostForm(e.srv.URL+"/ui/login", url.Values{"token": {acmeToken}, "next": {"/ui/"}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				res.Body.Close()
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if n := count(e, acmeToken); n != 3 {
+			t.Fatalf("%d sessions of one token after 8 sign-ins at once with MaxSessions 3", n)
+		}
+	})
+
+	t.Run("without a database", func(t *testing.T) {
+		t.Parallel()
+		store, err := memory.New(schemasReg())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := server.New(server.Config{Store: store, Registry: schemasReg(), MaxSessions: 2,
+			Auth:   server.NewAuthenticator(server.Tokens{server.TokenFor(acmeToken, "acme", "acme-app"), server.TokenFor(globexToken, "globex", "globex-app")}),
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s.Handler())
+		t.Cleanup(srv.Close)
+		m := &env{t: t, srv: srv}
+		globex := sessionCookie(t, m.signIn(globexToken)).Value
+		var ids []string
+		for range 4 {
+			ids = append(ids, sessionCookie(t, m.signIn(acmeToken)).Value)
+		}
+		for i, id := range ids {
+			want := http.StatusOK
+			if i < 2 {
+				want = http.StatusUnauthorized
+			}
+			if got := open(m, id); got != want {
+				t.Errorf("session %d of 4 (cap 2): %d, want %d", i+1, got, want)
+			}
+		}
+		if got := open(m, globex); got != http.StatusOK {
+			t.Errorf("another token's session: %d, want 200", got)
+		}
+	})
 }
