@@ -85,6 +85,24 @@ func SameStoredContent(stored Event, storedMeta []byte, p Prepared) bool {
 	return sameEnvelope(stored, p) && JSONEqual(stored.Payload, p.Payload) && JSONEqual(storedMeta, p.MetaJSON)
 }
 
+// SameLayout reports whether stored, the stored events of a retried
+// append's ids in the append's order, lie as that append would have
+// written them: in one stream, at consecutive versions, in that order.
+// Only then is the append a retry. The same events in another order ([b, a]
+// for a stored [a, b]) or with a gap ([a, c] of a stored [a, b, c]) would
+// have had other versions and positions, so their original result is not
+// this append's result: the backends refuse them with ErrDuplicateEvent.
+// A consecutive part of a stored append ([a, b] or [b] of [a, b, c]) is a
+// retry of those events and returns them as stored.
+func SameLayout(stored []Event) bool {
+	for i := 1; i < len(stored); i++ {
+		if stored[i].Stream != stored[0].Stream || stored[i].Version != stored[0].Version+int64(i) {
+			return false
+		}
+	}
+	return true
+}
+
 func sameEnvelope(stored Event, p Prepared) bool {
 	return stored.Stream == p.Stream && stored.Type == p.Type && stored.Source == p.Source && stored.Target == p.Target
 }

@@ -13,6 +13,11 @@ import (
 // event whose ID is already stored with the same content makes the append
 // return the original result and write nothing (so a retried append is
 // idempotent); the same ID with different content is ErrDuplicateEvent.
+// A retry must send its events as they are stored: all of them stored,
+// in this stream, at consecutive versions in the order sent (SameLayout).
+// A part of a stored append sent so is a retry of that part. Stored events
+// in another order or with a gap between them, or stored events sent with
+// new ones, are ErrDuplicateEvent and write nothing.
 //
 // Reads never skip an event: an event that becomes visible later never has a
 // position lower than one a reader has already been given.

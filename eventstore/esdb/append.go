@@ -191,7 +191,11 @@ func (s *Store) actualVersion(ctx context.Context, stream string, e *client.Erro
 // the place the append expected, but whose other ids are not all stored,
 // is "corrupted idempotency", which the server also reports as wrong
 // expected version. For eventstream that append reuses a stored id with
-// other content: ErrDuplicateEvent. Every other case is a true conflict.
+// other content: ErrDuplicateEvent. So does an append whose ids are stored
+// right after the expected version but in another order (a retry of [a, b]
+// sent as [b, a]): the server compares the first id only and calls it a
+// conflict, but the append can never be written (eventstore.SameLayout).
+// Every other case is a true conflict.
 func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expected eventstore.ExpectedVersion, actual int64, prepared []eventstore.Prepared) error {
 	conflict := &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: actual}
 	duplicate := &eventstore.DuplicateEventError{ID: prepared[0].ID.String(), Stream: stream}
@@ -214,10 +218,18 @@ func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expecte
 		return conflict
 	}
 	// The server compared the event after the expected version with our
-	// first event.
-	evs, err := s.readStream(ctx, s.streamName(stream), uint64(v), 1)
-	if err == nil && len(evs) == 1 && evs[0].EventID == prepared[0].ID {
-		return duplicate
+	// first event; the events where the append would have gone tell a
+	// reordered retry from a conflict.
+	evs, err := s.readStream(ctx, s.streamName(stream), uint64(v), uint64(len(prepared)))
+	if err != nil {
+		return conflict
+	}
+	for _, e := range evs {
+		for _, p := range prepared {
+			if e.EventID == p.ID {
+				return duplicate
+			}
+		}
 	}
 	return conflict
 }

@@ -18,7 +18,11 @@
 //     acknowledged by the server without writing twice. The backend then
 //     reads the acknowledged events back and compares their content: a
 //     retry with the same ids but other content is an
-//     *eventstore.DuplicateEventError. EventStoreDB checks ids per stream
+//     *eventstore.DuplicateEventError, and so is a retry whose events are
+//     stored in another order or with gaps (eventstore.SameLayout): the
+//     server acknowledges those by id, or calls them a conflict when the
+//     append's first id is not the one after its expected version, and
+//     the backend tells them apart. EventStoreDB checks ids per stream
 //     only: the same id appended to another stream is a new event there
 //     (the PostgreSQL backend refuses it).
 //   - The envelope's source, target and meta travel in the event metadata

@@ -111,8 +111,10 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 }
 
 // retried reports whether the batch is a retry of stored events (every id
-// stored, with the same content) and returns their stored form. Some ids
-// stored but not all, or any with other content, is ErrDuplicateEvent.
+// stored, with the same content, laid out as the batch: see
+// eventstore.SameLayout) and returns their stored form. Some ids stored but
+// not all, any with other content, or all stored in another order or with
+// gaps, is ErrDuplicateEvent.
 func (s *Store) retried(stream string, prepared []eventstore.Prepared) (eventstore.AppendResult, bool, error) {
 	found := 0
 	var first *record
@@ -139,6 +141,9 @@ func (s *Store) retried(stream string, prepared []eventstore.Prepared) (eventsto
 	res := eventstore.AppendResult{Stream: stream, Events: make([]eventstore.Event, len(prepared))}
 	for i, p := range prepared {
 		res.Events[i] = s.log[s.byID[p.ID]].event()
+	}
+	if !eventstore.SameLayout(res.Events) {
+		return eventstore.AppendResult{}, false, &eventstore.DuplicateEventError{ID: first.ev.ID.String(), Stream: first.ev.Stream}
 	}
 	return res, true, nil
 }

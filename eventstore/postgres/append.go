@@ -613,11 +613,13 @@ func (s *Store) decide(group []*request, head int64, read map[string]int64, stor
 
 // duplicate decides an append some of whose ids are already stored (or
 // written earlier in the same group). If every event is stored in this
-// stream with the same content, the original result is returned; any other
-// overlap is a DuplicateEventError.
+// stream with the same content, at consecutive versions in the append's
+// order (eventstore.SameLayout), the original result is returned; any
+// other overlap is a DuplicateEventError.
 //
-// The error names a stored event: the first whose content differs, else,
-// when only some of the append's ids are stored, the first stored one.
+// The error names a stored event: the first whose content differs, else
+// the first stored one (when only some of the append's ids are stored, or
+// all are but in another order or with gaps).
 func (s *Store) duplicate(r *request, stored, inGroup map[uuid.UUID]eventstore.Event) (eventstore.AppendResult, error, bool) {
 	res := eventstore.AppendResult{Stream: r.stream}
 	for _, p := range r.events {
@@ -637,7 +639,10 @@ func (s *Store) duplicate(r *request, stored, inGroup map[uuid.UUID]eventstore.E
 	case 0:
 		return eventstore.AppendResult{}, nil, false
 	case len(r.events):
-		return res, nil, true
+		if eventstore.SameLayout(res.Events) {
+			return res, nil, true
+		}
+		fallthrough
 	default:
 		first := res.Events[0]
 		return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: first.ID.String(), Stream: first.Stream}, true

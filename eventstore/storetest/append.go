@@ -252,6 +252,67 @@ func (s *suite) testIdempotency(t *testing.T) {
 		}
 		sameEvents(t, "stream after refused partial retry", evs, first.Events)
 	})
+	t.Run("RetryLayout", func(t *testing.T) {
+		// A retry sends stored events as they lie: consecutive, in order.
+		// Any consecutive part of a stored append is a retry of that part;
+		// the same events in another order, with a gap, or with a new
+		// event after them are not the append that stored them, are
+		// refused naming their first event, and write nothing
+		// (eventstore.SameLayout).
+		t.Parallel()
+		const stream = "idem-layout"
+		a, b, c := withID(added("a")), withID(renamed("b")), withID(added("c"))
+		first := mustAppend(t, st, stream, eventstore.NoStream, a, b, c)
+		stored := first.Events
+		retries := []struct {
+			name string
+			exp  eventstore.ExpectedVersion
+			evs  []eventstore.Event
+			want []eventstore.Event
+		}{
+			{"prefix at the original version", eventstore.NoStream, []eventstore.Event{a, b}, stored[:2]},
+			{"prefix, any", eventstore.Any, []eventstore.Event{a}, stored[:1]},
+			{"suffix, any", eventstore.Any, []eventstore.Event{b, c}, stored[1:]},
+			{"middle at its own version", eventstore.Exact(1), []eventstore.Event{b}, stored[1:2]},
+		}
+		for _, r := range retries {
+			res, err := st.Append(ctx, stream, r.exp, r.evs...)
+			if err != nil {
+				t.Fatalf("retry of a %s: %v, want the stored events", r.name, err)
+			}
+			sameEvents(t, "retry of a "+r.name, res.Events, r.want)
+		}
+		d := withID(added("d"))
+		refusals := []struct {
+			name string
+			exp  eventstore.ExpectedVersion
+			evs  []eventstore.Event
+		}{
+			{"two swapped, any", eventstore.Any, []eventstore.Event{b, a}},
+			{"two swapped, at the original version", eventstore.NoStream, []eventstore.Event{b, a}},
+			{"reversed, any", eventstore.Any, []eventstore.Event{c, b, a}},
+			{"reversed, at the original version", eventstore.NoStream, []eventstore.Event{c, b, a}},
+			{"gap, any", eventstore.Any, []eventstore.Event{a, c}},
+			{"gap, at the original version", eventstore.NoStream, []eventstore.Event{a, c}},
+			{"superset, any", eventstore.Any, []eventstore.Event{a, b, c, d}},
+			{"superset, at the original version", eventstore.NoStream, []eventstore.Event{a, b, c, d}},
+		}
+		for _, r := range refusals {
+			_, err := st.Append(ctx, stream, r.exp, r.evs...)
+			var de *eventstore.DuplicateEventError
+			if !errors.Is(err, eventstore.ErrDuplicateEvent) || !errors.As(err, &de) {
+				t.Fatalf("%s: %v, want a *DuplicateEventError", r.name, err)
+			}
+			if de.ID != r.evs[0].ID.String() || de.Stream != stream {
+				t.Fatalf("%s: DuplicateEventError id %s stream %q, want the first event %s in %q", r.name, de.ID, de.Stream, r.evs[0].ID, stream)
+			}
+		}
+		evs, err := st.ReadStream(ctx, stream, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameEvents(t, "stream after refused retries", evs, stored)
+	})
 	t.Run("DuplicateIDInOneBatch", func(t *testing.T) {
 		t.Parallel()
 		a := withID(added("a"))

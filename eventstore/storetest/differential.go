@@ -32,7 +32,8 @@ import (
 // stored after it are the append's, with any or stream_exists only the
 // first id decides whether an append is a retry); without it, an id is
 // unique in the whole log and an append whose ids are all stored with the
-// same content returns them as stored, whatever its expected version.
+// same content, at consecutive versions in the order sent, returns them as
+// stored, whatever its expected version.
 //
 // The seed is fixed so that the case is deterministic;
 // EVENTSTREAM_STORETEST_SEED runs another one. A failure names the seed,
@@ -139,8 +140,10 @@ func (m *diffModel) decide(stream string, exp eventstore.ExpectedVersion, evs []
 		return m.decidePerStream(stream, exp, evs, cur, conflict)
 	}
 	// Ids are unique in the log: every id stored with the same content (in
-	// this stream) is a retry, whatever the expected version; an id stored
-	// with other content, or only some ids stored, is a duplicate.
+	// this stream), at consecutive versions in the order sent, is a retry,
+	// whatever the expected version; an id stored with other content, only
+	// some ids stored, or all stored in another order or with gaps, is a
+	// duplicate.
 	var first *eventstore.Event
 	var stored []eventstore.Event
 	for _, e := range evs {
@@ -159,6 +162,13 @@ func (m *diffModel) decide(stream string, exp eventstore.ExpectedVersion, evs []
 	}
 	switch {
 	case len(stored) == len(evs):
+		for i := range stored {
+			if stored[i].Version != stored[0].Version+int64(i) {
+				o := outcome{err: &eventstore.DuplicateEventError{ID: first.ID.String(), Stream: first.Stream}}
+				o.note = " (not laid out as stored)"
+				return o
+			}
+		}
 		return outcome{stored: stored}
 	case len(stored) > 0:
 		return outcome{err: &eventstore.DuplicateEventError{ID: first.ID.String(), Stream: first.Stream}}
@@ -227,16 +237,25 @@ func (m *diffModel) decidePerStream(stream string, exp eventstore.ExpectedVersio
 		return outcome{write: true, from: cur}
 	}
 	// An exact version that no longer holds: a retry if the events stored
-	// after it are the append's.
+	// after it are the append's. If the first is not, the server calls it a
+	// conflict; the backend reads where the append would have gone and
+	// reports a duplicate if any of its ids is there.
 	for i, e := range evs {
 		k := v + int64(i) + 1
 		if k <= cur && evsOf[k-1].ID == e.ID {
 			continue
 		}
-		if i == 0 {
-			return conflict
+		if i > 0 {
+			return dup(evs[0].ID)
 		}
-		return dup(evs[0].ID)
+		for _, se := range evsOf[v:min(cur, v+int64(len(evs)))] {
+			for _, e := range evs {
+				if se.ID == e.ID {
+					return dup(evs[0].ID)
+				}
+			}
+		}
+		return conflict
 	}
 	return acknowledged(v + int64(len(evs)))
 }
@@ -772,6 +791,8 @@ func (d *differ) finalCheck() {
 		// conflict or a new write, and the server may acknowledge ids
 		// stored in another order.
 		must = append(must, "retry: ErrConcurrency", "retry: written", "retry: ErrDuplicateEvent (acknowledged too short)")
+	} else {
+		must = append(must, "retry: ErrDuplicateEvent (not laid out as stored)")
 	}
 	if d.seed == diffSeed {
 		for _, k := range must {
