@@ -1,13 +1,15 @@
 package eventstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 )
 
 // JSONError is a payload that is not acceptable JSON: malformed, with a
-// duplicate key, too deeply nested, not UTF-8, or carrying a character
+// duplicate key, too deeply nested, too costly to decode (rule
+// "expansion", see MaxJSONExpansion), not UTF-8, or carrying a character
 // PostgreSQL's jsonb cannot store (NUL, a lone UTF-16 surrogate).
 type JSONError struct {
 	Rule    string
@@ -22,9 +24,47 @@ func (e *JSONError) Error() string { return e.Message }
 // float64 keep their digits). It refuses what a reader or PostgreSQL's
 // jsonb would get wrong: invalid UTF-8, NUL characters, lone surrogates,
 // duplicate object keys, nesting deeper than MaxJSONDepth, and trailing
-// data. It is a single pass over the bytes; the validator runs it on every
+// data, and a value that would take more than MaxJSONExpansion times its
+// size in memory. It is one pass over the bytes, after a count of each
+// array's elements when there are arrays; the validator runs it on every
 // payload, so it is on the append hot path.
 func DecodeJSON(b []byte) (any, error) { return decodeJSON(b, nil) }
+
+// MaxJSONExpansion bounds the memory a decoded JSON value takes: at most
+// this many bytes for each byte of JSON, plus 1 MiB, as DecodeJSON
+// estimates it (map, slice and interface sizes as the Go runtime allocates
+// them). Only JSON dense with small objects comes near it: every object
+// costs 48 bytes, or 336 once it has a member, however few bytes it takes
+// in the JSON, so [{"a":0},{"a":0},...] is about 45 times its size
+// ([{},{},...] 21 times, which passes). The first MiB holds about 3,000
+// such objects; past it, DecodeJSON refuses the value (rule "expansion")
+// before allocating more. Ordinary payloads take 2 to 10 times their
+// size.
+const MaxJSONExpansion = 24
+
+// jsonExpansionFree is what every value may take whatever its size, so
+// that a small payload of a few hundred small objects is never refused.
+const jsonExpansionFree = 1 << 20
+
+// What DecodeJSON charges against MaxJSONExpansion (see mapMember for a
+// map's members). They are what the Go runtime allocates on 64-bit
+// platforms, rounded up.
+const (
+	costBox      = 16 // a string or json.Number put in an interface
+	costSliceBox = 24 // a []any put in an interface
+	costSlot     = 16 // one element of a []any
+	costMap      = 48 // a map[string]any without members
+)
+
+// emptyArray is every empty JSON array: a []any with no room, so no
+// caller can change it (an append makes a new one), and one decoded value
+// of [[],[],...] does not box a slice header per element.
+var emptyArray any = []any{}
+
+// digitNumbers are the one-digit numbers, boxed once: a long array of small
+// integers ([0,1,0,...]) boxes nothing.
+var digitNumbers = [10]any{json.Number("0"), json.Number("1"), json.Number("2"), json.Number("3"), json.Number("4"),
+	json.Number("5"), json.Number("6"), json.Number("7"), json.Number("8"), json.Number("9")}
 
 // decodeJSON is DecodeJSON with an intern table: an object key found in
 // keys is the table's string, not a new allocation.
@@ -32,7 +72,12 @@ func decodeJSON(b []byte, keys map[string]string) (any, error) {
 	if !utf8.Valid(b) {
 		return nil, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
 	}
-	d := decoder{b: b, keys: keys}
+	d := decoder{b: b, keys: keys, budget: MaxJSONExpansion*len(b) + jsonExpansionFree}
+	if len(b) >= countArraysFrom {
+		if n := bytes.Count(b, []byte{'['}); n > 0 {
+			d.counts = countArrays(b, n)
+		}
+	}
 	d.ws()
 	v, err := d.value(0)
 	if err != nil {
@@ -49,6 +94,113 @@ type decoder struct {
 	b    []byte
 	i    int
 	keys map[string]string // read-only intern table, may be nil
+	// counts is each array's element count, in the order the arrays
+	// open (countArrays); next is the next array's.
+	counts []int32
+	next   int
+	// budget is what the value may still allocate (MaxJSONExpansion).
+	budget int
+}
+
+// countArraysFrom is the size from which DecodeJSON counts the arrays'
+// elements first. Below it, arrays grow by append, which costs less than
+// a second look at the bytes, and cannot allocate more than a fraction
+// of jsonExpansionFree.
+const countArraysFrom = 4 << 10
+
+// countArrays counts the elements of each array of b, in the order the
+// arrays open, so that each array is allocated once at its size: append
+// grows a long slice by a quarter at a time and allocates about five
+// times its final size on the way. It only counts commas outside strings;
+// decoding checks the grammar, and on input it refuses a count is only a
+// capacity. n (the number of '[' bytes) bounds the number of arrays.
+func countArrays(b []byte, n int) []int32 {
+	counts := make([]int32, 0, n)
+	// open holds, for each open container, its index in counts, or -1
+	// for an object. Past MaxJSONDepth decoding refuses the value, so
+	// counting can stop.
+	var open [MaxJSONDepth + 1]int32
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			// To the closing quote: the first one not escaped, that is,
+			// after an even number of backslashes.
+			for {
+				q := bytes.IndexByte(b[i+1:], '"')
+				if q < 0 {
+					return counts
+				}
+				i += 1 + q
+				esc := 0
+				for b[i-1-esc] == '\\' {
+					esc++
+				}
+				if esc%2 == 0 {
+					break
+				}
+			}
+		case '[':
+			if depth == len(open) {
+				return counts
+			}
+			open[depth] = int32(len(counts))
+			depth++
+			j := i + 1
+			for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
+				j++
+			}
+			if j < len(b) && b[j] == ']' {
+				counts = append(counts, 0)
+			} else {
+				counts = append(counts, 1)
+			}
+		case '{':
+			if depth == len(open) {
+				return counts
+			}
+			open[depth] = -1
+			depth++
+		case ']', '}':
+			if depth > 0 {
+				depth--
+			}
+		case ',':
+			if depth > 0 && open[depth-1] >= 0 {
+				counts[open[depth-1]]++
+			}
+		}
+	}
+	return counts
+}
+
+// charge takes n bytes from the budget, and refuses the value once it is
+// spent: before the allocation it stands for.
+func (d *decoder) charge(n int) error {
+	d.budget -= n
+	if d.budget < 0 {
+		return &JSONError{Rule: "expansion", Offset: d.i, Message: fmt.Sprintf(
+			"invalid JSON at byte %d: decoded, this JSON of %d bytes would take more than %d times its size in memory (too many small objects or arrays)",
+			d.i, len(d.b), MaxJSONExpansion)}
+	}
+	return nil
+}
+
+// mapMember is what adding member number k (from 0) to a map[string]any
+// costs, growth included: its first group of 8 slots, then the table the
+// ninth member moves it to, then about 144 bytes a member (the tables
+// double, and the old ones are garbage: measured, 131 to 164 bytes a
+// member on average from 57 to 10,000 members).
+func mapMember(k int) int {
+	switch {
+	case k == 0:
+		return 288
+	case k == 8:
+		return 1800
+	case k > 8:
+		return 144
+	}
+	return 0
 }
 
 func (d *decoder) fail(rule, msg string) error {
@@ -105,6 +257,9 @@ func (d *decoder) literal(word string, v any) (any, error) {
 
 func (d *decoder) object(depth int) (any, error) {
 	d.i++ // {
+	if err := d.charge(costMap); err != nil {
+		return nil, err
+	}
 	obj := map[string]any{}
 	d.ws()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
@@ -117,6 +272,9 @@ func (d *decoder) object(depth int) (any, error) {
 			return nil, d.fail("json", "expected an object key")
 		}
 		at := d.i
+		if err := d.charge(mapMember(len(obj))); err != nil {
+			return nil, err
+		}
 		k, err := d.key()
 		if err != nil {
 			return nil, err
@@ -153,12 +311,20 @@ func (d *decoder) object(depth int) (any, error) {
 
 func (d *decoder) array(depth int) (any, error) {
 	d.i++ // [
-	arr := []any{}
+	n := 0
+	if d.next < len(d.counts) {
+		n = max(int(d.counts[d.next]), 0) // a count past 2^31 wraps
+	}
+	d.next++
 	d.ws()
 	if d.i < len(d.b) && d.b[d.i] == ']' {
 		d.i++
-		return arr, nil
+		return emptyArray, nil
 	}
+	if err := d.charge(costSliceBox + costSlot*max(n, 1)); err != nil {
+		return nil, err
+	}
+	arr := make([]any, 0, n)
 	for {
 		d.ws()
 		v, err := d.value(depth + 1)
@@ -197,6 +363,9 @@ func (d *decoder) key() (string, error) {
 		if k, ok := d.keys[string(raw)]; ok {
 			return k, nil
 		}
+		if err := d.charge(len(raw)); err != nil {
+			return "", err
+		}
 		return string(raw), nil
 	}
 	return d.str()
@@ -215,6 +384,13 @@ func (d *decoder) str() (string, error) {
 		case c == '"':
 			raw := d.b[start : d.i+1]
 			d.i++
+			if len(raw) > 2 {
+				// Its bytes (fewer once unescaped), and the box a value
+				// puts it in.
+				if err := d.charge(len(raw) - 2 + costBox); err != nil {
+					return "", err
+				}
+			}
 			if !escaped {
 				return string(raw[1 : len(raw)-1]), nil
 			}
@@ -356,6 +532,12 @@ func (d *decoder) number() (any, error) {
 	if intDigits+exp > MaxNumberExponent || fracDigits-exp > MaxNumberExponent {
 		return nil, &JSONError{Rule: "number-range", Offset: start,
 			Message: fmt.Sprintf("invalid JSON at byte %d: number %s has more than %d digits before or after the decimal point", start, truncate(string(d.b[start:d.i]), 32), MaxNumberExponent)}
+	}
+	if d.i-start == 1 {
+		return digitNumbers[d.b[start]-'0'], nil
+	}
+	if err := d.charge(d.i - start + costBox); err != nil {
+		return nil, err
 	}
 	return json.Number(d.b[start:d.i]), nil
 }

@@ -23,6 +23,9 @@ func (s *suite) testValidation(t *testing.T) {
 		return e
 	}
 	nested := strings.Repeat("[", eventstore.MaxJSONDepth+10) + strings.Repeat("]", eventstore.MaxJSONDepth+10)
+	// Nearly MaxEventBytes of small objects: decoded, about 45 times its
+	// size (eventstore.MaxJSONExpansion).
+	smallObjects := `{"name":"x","nested":[` + strings.Repeat(`{"a":0},`, (eventstore.MaxEventBytes-100)/8) + `{"a":0}]}`
 	bigNote := strings.Repeat("n", eventstore.MaxEventBytes)
 	almost := strings.Repeat("n", eventstore.MaxEventBytes-100)
 	tooMany := make([]eventstore.Event, eventstore.MaxBatchEvents+1)
@@ -74,6 +77,7 @@ func (s *suite) testValidation(t *testing.T) {
 		{"InvalidUTF8", "", eventstore.Any, []eventstore.Event{withPayload("{\"name\":\"\xff\"}")}, 0, "/payload", "utf-8"},
 		{"NULInString", "", eventstore.Any, []eventstore.Event{withPayload(`{"name":"a\u0000b"}`)}, 0, "/payload", "nul"},
 		{"TooDeep", "", eventstore.Any, []eventstore.Event{withPayload(`{"name":"x","nested":` + nested + `}`)}, 0, "/payload", "depth"},
+		{"TooCostlyToDecode", "", eventstore.Any, []eventstore.Event{added("ok"), withPayload(smallObjects)}, 1, "/payload", "expansion"},
 		{"EmptyStreamID", "-", eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
 		{"StreamIDTooLong", strings.Repeat("s", eventstore.MaxStreamIDBytes+1), eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
 		{"StreamIDNUL", "val-a\x00b", eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
