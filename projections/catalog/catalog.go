@@ -80,30 +80,32 @@ func Projection() projections.Projection {
 	}
 }
 
-// payload holds the fields of every handled type the catalog reads.
+// payload holds the fields of every handled type the catalog reads. Its
+// schema integers are projections.Integer: a valid event may write 12 as
+// 12.0 or 1.2e1, which an int refuses.
 type payload struct {
-	CourseID       string            `json:"course_id"`
-	DistributionID string            `json:"distribution_id"`
-	Topic          string            `json:"topic"`
-	Language       string            `json:"language"`
-	Attempt        int               `json:"attempt"`
-	Title          string            `json:"title"`
-	LessonCount    int               `json:"lesson_count"`
-	Lessons        []json.RawMessage `json:"lessons"`
-	QuestionCount  int               `json:"question_count"`
-	Slug           string            `json:"slug"`
-	Stage          string            `json:"stage"`
-	Reason         string            `json:"reason"`
-	To             string            `json:"to"`
-	StagingURL     string            `json:"staging_url"`
-	Channel        string            `json:"channel"`
-	Version        string            `json:"version"`
-	ToVersion      string            `json:"to_version"`
+	CourseID       string              `json:"course_id"`
+	DistributionID string              `json:"distribution_id"`
+	Topic          string              `json:"topic"`
+	Language       string              `json:"language"`
+	Attempt        projections.Integer `json:"attempt"`
+	Title          string              `json:"title"`
+	LessonCount    projections.Integer `json:"lesson_count"`
+	Lessons        []json.RawMessage   `json:"lessons"`
+	QuestionCount  projections.Integer `json:"question_count"`
+	Slug           string              `json:"slug"`
+	Stage          string              `json:"stage"`
+	Reason         string              `json:"reason"`
+	To             string              `json:"to"`
+	StagingURL     string              `json:"staging_url"`
+	Channel        string              `json:"channel"`
+	Version        string              `json:"version"`
+	ToVersion      string              `json:"to_version"`
 	Changes        struct {
-		Title      *string `json:"title"`
-		PriceCents *int64  `json:"price_cents"`
-		Currency   *string `json:"currency"`
-		StagingURL *string `json:"staging_url"`
+		Title      *string              `json:"title"`
+		PriceCents *projections.Integer `json:"price_cents"`
+		Currency   *string              `json:"currency"`
+		StagingURL *string              `json:"staging_url"`
 	} `json:"changes"`
 }
 
@@ -169,7 +171,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		}
 		switch e.Type {
 		case "course.generation.requested":
-			course(requested, p.Topic, nullable(p.Language), p.Attempt, pos, prep)
+			course(requested, p.Topic, nullable(p.Language), int64(p.Attempt), pos, prep)
 		case "course.outline.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count) VALUES ($1, $2, $3, $4, $5)
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
@@ -188,7 +190,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, quiz_questions, quiz_position, quiz_prepare_position)
 				VALUES ($1, $2, $3, $4, $5, $6)
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+fromLatestIf(inAttempt(5), "quiz", "quiz_questions")+`, `+touch,
-				p.QuestionCount, pos, prep)
+				int64(p.QuestionCount), pos, prep)
 		case "course.landing_page.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, landing_page_slug, landing_position, landing_prepare_position)
 				VALUES ($1, $2, $3, $4, $5, $6)
@@ -202,7 +204,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 					title = CASE WHEN $8 >= t.attempt THEN excluded.title ELSE t.title END,
 					lesson_count = CASE WHEN $8 >= t.attempt THEN excluded.lesson_count ELSE t.lesson_count END,
 					`+fromLatestIf("$8 >= t.attempt", "completion", "completed_at")+`,
-					`+touch+`, `+stateGuard, p.Title, p.LessonCount, pos, prep, p.Attempt)
+					`+touch+`, `+stateGuard, p.Title, int64(p.LessonCount), pos, prep, int64(p.Attempt))
 		case "course.generation.failed":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, failure_stage, failure_reason, failed_at,
 					workflow_state, state_position, state_prepare_position, failure_position, failure_prepare_position)
@@ -210,7 +212,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 				ON CONFLICT (tenant_id, course_id) DO UPDATE SET
 					`+fromLatestIf("$8 >= t.attempt", "failure", "failure_stage", "failure_reason", "failed_at")+`,
 					`+touch+`, `+stateGuard,
-				p.Stage, p.Reason, pos, prep, p.Attempt)
+				p.Stage, p.Reason, pos, prep, int64(p.Attempt))
 		case "course.workflow.transitioned":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, workflow_state, state_position, state_prepare_position)
 				VALUES ($1, $2, $3, $4, $5, $6)
@@ -234,7 +236,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 			// An update names only the fields that changed: the others keep
 			// position 0, which no event is later than, so they are left alone.
 			c := p.Changes
-			args := []any{c.Title, c.PriceCents, c.Currency, c.StagingURL}
+			args := []any{c.Title, (*int64)(c.PriceCents), c.Currency, c.StagingURL}
 			for _, changed := range []bool{c.Title != nil, c.PriceCents != nil, c.Currency != nil, c.StagingURL != nil} {
 				if changed {
 					args = append(args, pos, prep)
