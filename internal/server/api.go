@@ -481,21 +481,32 @@ func (s *Server) readAll(w http.ResponseWriter, r *http.Request, p Principal) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// projectionLag is a projection's entry of GET /projections.
+type projectionLag struct {
+	projections.Lag
+	// LagEventsAtLeast: LagEvents, counted over a tenant's events, is a
+	// lower bound (measureTenantLag stopped at one of its bounds).
+	LagEventsAtLeast bool `json:"lag_events_at_least,omitempty"`
+}
+
 func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Principal) {
 	out := struct {
-		Projections []projections.Lag `json:"projections"`
-	}{Projections: []projections.Lag{}}
+		Projections []projectionLag `json:"projections"`
+	}{Projections: []projectionLag{}}
 	if s.cfg.Runtime != nil {
 		lags, err := s.cfg.Runtime.Lag(r.Context())
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		if err := s.forPrincipal(r.Context(), p, lags, nil); err != nil {
+		atLeast, err := s.cutForPrincipal(r.Context(), p, lags, nil)
+		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		out.Projections = lags
+		for i, l := range lags {
+			out.Projections = append(out.Projections, projectionLag{Lag: l, LagEventsAtLeast: atLeast[i]})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -509,9 +520,10 @@ func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Prin
 //     active generation (a count of every tenant's would tell it that
 //     another has events parked, and how many).
 //   - LagEvents and LagSeconds are, for a tenant, how many of its own
-//     events are after the projection's position (counted up to
-//     tenantLagCap) and the age of the oldest: whether its newest events
-//     are in the read models yet, which is what a tenant asks the figure.
+//     events are after the projection's position and the age of the
+//     oldest: whether its newest events are in the read models yet,
+//     which is what a tenant asks the figure. They are counted within
+//     bounds (measureTenantLag), past which LagEvents is a lower bound.
 //   - EventsPerSecond and Errors count every tenant's events and cannot be
 //     cut down to one: a tenant gets 0.
 //   - Position, Head and RebuildPosition stay: they are positions in the
@@ -524,13 +536,20 @@ func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Prin
 // parked is the runtime's list of parked events, or nil to read it when
 // needed.
 func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) error {
+	_, err := s.cutForPrincipal(ctx, p, lags, parked)
+	return err
+}
+
+// cutForPrincipal is forPrincipal, and says of each of lags whether its
+// LagEvents is a lower bound.
+func (s *Server) cutForPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) (atLeast []bool, err error) {
+	atLeast = make([]bool, len(lags))
 	if p.Operator() {
-		return nil
+		return atLeast, nil
 	}
 	if parked == nil {
-		var err error
 		if parked, err = s.cfg.Runtime.ListParked(ctx, ""); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	now := time.Now()
@@ -548,56 +567,82 @@ func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projectio
 		if !ok {
 			var err error
 			if m, err = s.measureTenantLag(ctx, p, l.Position, now); err != nil {
-				return err
+				return nil, err
 			}
 			measured[l.Position] = m
 		}
-		l.LagEvents, l.LagSeconds = m.events, m.seconds
+		l.LagEvents, l.LagSeconds, atLeast[i] = m.events, m.seconds, m.atLeast
 		l.EventsPerSecond, l.Errors = 0, 0
 	}
-	return nil
+	return atLeast, nil
 }
 
-// tenantLagCap bounds how many of a tenant's events its lag counts: a
-// tenant far behind sees this many, and reading more would cost every
-// request of its projection page.
-const tenantLagCap = 1000
+// The bounds of a tenant's lag. The log has no index on the tenant, so a
+// read filtered by tenant scans every event up to its page's last match:
+// from a projection far behind (a rebuild, an outage) that is the whole
+// backlog, on every request of any tenant. A tenant's lag is counted over
+// unfiltered pages instead, and over a window of the log after the
+// projection's position; past either bound the count is a lower bound.
+const (
+	// tenantLagCap bounds how many of a tenant's events its lag counts.
+	tenantLagCap = 1000
+	// tenantLagWindow bounds how many events of the log, every tenant's,
+	// the count looks at after the projection's position.
+	tenantLagWindow = 10_000
+	// tenantLagPage is the size of a page of the count, and
+	// tenantLagPages bounds how many pages it reads: a page of large
+	// events stops at eventstore.MaxPageBytes, so the bytes read are
+	// bounded too.
+	tenantLagPage  = 1000
+	tenantLagPages = tenantLagWindow / tenantLagPage
+)
 
 // tenantLag is a projection's lag over one tenant's events.
 type tenantLag struct {
 	events  int64
 	seconds float64
+	// atLeast: a bound stopped the count before the end of the log, so
+	// events is a lower bound and seconds the age of the oldest event
+	// counted (0: none counted).
+	atLeast bool
 }
 
-// measureTenantLag counts p's events after pos (up to tenantLagCap) and
-// the age of the oldest at now.
+// measureTenantLag counts p's events among the tenantLagWindow events
+// after pos (up to tenantLagCap of them) and the age of the oldest at now.
 func (s *Server) measureTenantLag(ctx context.Context, p Principal, pos eventstore.Position, now time.Time) (tenantLag, error) {
 	var out tenantLag
-	from := pos
-	for out.events < tenantLagCap {
-		page, err := s.cfg.Store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: tenantLagCap, TenantID: p.Tenant})
+	from, looked := pos, 0
+	for pages := 0; ; pages++ {
+		if pages == tenantLagPages || looked >= tenantLagWindow {
+			out.atLeast = true
+			return out, nil
+		}
+		page, err := s.cfg.Store.ReadAll(ctx, eventstore.ReadAllOptions{From: from, Limit: min(tenantLagPage, tenantLagWindow-looked)})
 		if err != nil {
 			return out, fmt.Errorf("measure a tenant's lag: %w", err)
 		}
 		for _, e := range page.Events {
-			// From is inclusive; a backend that filters in the client
-			// still filters.
-			if e.Position.Compare(pos) <= 0 || !p.Sees(e.Meta.TenantID) {
+			// From is inclusive.
+			if e.Position.Compare(pos) <= 0 {
+				continue
+			}
+			looked++
+			if !p.Sees(e.Meta.TenantID) {
 				continue
 			}
 			if out.events == 0 {
 				out.seconds = max(now.Sub(e.Timestamp).Seconds(), 0)
 			}
 			if out.events++; out.events == tenantLagCap {
-				break
+				out.atLeast = true
+				return out, nil
 			}
 		}
 		if page.End || page.Next.Compare(from) <= 0 {
-			break
+			return out, nil
 		}
 		from = page.Next
 	}
-	return out, nil
 }
 
 func (s *Server) listSchemas(w http.ResponseWriter, r *http.Request, p Principal) {

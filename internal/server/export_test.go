@@ -11,3 +11,9 @@ func (a *Authenticator) WaitForRead() {
 		<-r.done
 	}
 }
+
+// Bounds of a tenant's lag, which tests check.
+const (
+	TenantLagWindow = tenantLagWindow
+	TenantLagPages  = tenantLagPages
+)

@@ -1,10 +1,18 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/uuid"
+
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/server"
 )
 
@@ -37,8 +45,8 @@ func TestTenantSeesTheLagOfItsOwnEventsOnly(t *testing.T) {
 		token string
 		want  float64
 	}{{acmeToken, 1}, {globexToken, 3}, {operatorToken, 4}} {
-		if got := auditLag(t, e, c.token)["lag_events"]; got != c.want {
-			t.Errorf("GET /projections gives %s an audit lag of %v events, want %v", c.token, got, c.want)
+		if l := auditLag(t, e, c.token); l["lag_events"] != c.want || l["lag_events_at_least"] != nil {
+			t.Errorf("GET /projections gives %s an audit lag of %v events (at least: %v), want exactly %v", c.token, l["lag_events"], l["lag_events_at_least"], c.want)
 		}
 	}
 	if p := e.must(200, "GET", "/ui/", acmeToken, "").body; !strings.Contains(p, "is 1 events behind") {
@@ -95,5 +103,94 @@ func TestTenantIsNotGivenEveryTenantsErrorsAndRate(t *testing.T) {
 		if l := reactor(token); l["errors"] != 0.0 || l["events_per_second"] != 0.0 {
 			t.Errorf("%s is given the reactor's errors %v and rate %v over every tenant's events; want 0, 0", token, l["errors"], l["events_per_second"])
 		}
+	}
+}
+
+// readCountingStore counts ReadAll's pages and the positions of the log
+// they looked at (from From to the page's Next), matched or not.
+type readCountingStore struct {
+	eventstore.Store
+	mu     sync.Mutex
+	pages  int
+	looked uint64
+}
+
+func (c *readCountingStore) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
+	page, err := c.Store.ReadAll(ctx, opts)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pages++
+	if err == nil && page.Next.Commit > opts.From.Commit {
+		c.looked += page.Next.Commit - opts.From.Commit
+	}
+	return page, err
+}
+
+func (c *readCountingStore) counts() (pages int, looked uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pages, c.looked
+}
+
+// TestTenantLagFarBehindIsBoundedAndSaysAtLeast: when a projection is far
+// behind (a rebuild, an outage), a tenant's lag looks at a bounded window
+// of the log after the projection's position, not at the whole backlog on
+// every request (the log has no index on the tenant: a read filtered by
+// tenant scans every event up to its last match), and says that its count
+// is a lower bound.
+func TestTenantLagFarBehindIsBoundedAndSaysAtLeast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, server.Limits{})
+	ctx := context.Background()
+	event := func(tenant string) eventstore.Event {
+		return eventstore.Event{Type: "course.generation.requested", Source: "test",
+			Payload: json.RawMessage(fmt.Sprintf(`{"course_id":%q,"topic":"Go","attempt":1}`, uuid.New())),
+			Meta:    eventstore.Meta{SchemaVersion: 1, TenantID: tenant}}
+	}
+	// One of acme's events within the window, one beyond it, and a
+	// backlog of globex's events between them.
+	if _, err := e.store.Append(ctx, "acme-near", eventstore.Any, event("acme")); err != nil {
+		t.Fatal(err)
+	}
+	backlog := server.TenantLagWindow + 2000
+	for n := 0; n < backlog; {
+		var batch []eventstore.Event
+		for ; n < backlog && len(batch) < 1000; n++ {
+			batch = append(batch, event("globex"))
+		}
+		if _, err := e.store.Append(ctx, "globex-backlog", eventstore.Any, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.store.Append(ctx, "acme-far", eventstore.Any, event("acme")); err != nil {
+		t.Fatal(err)
+	}
+
+	counting := &readCountingStore{Store: e.store}
+	s, err := server.New(server.Config{Store: counting, Registry: schemasReg(), Pool: e.pool, Runtime: e.rt,
+		Auth: server.NewAuthenticator(server.Tokens{
+			server.TokenFor(acmeToken, "acme", "acme-app"),
+			server.TokenFor(operatorToken, server.AllTenants, "ops"),
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	counted := &env{t: t, srv: srv}
+
+	l := auditLag(t, counted, acmeToken)
+	if l["lag_events"] != 1.0 || l["lag_events_at_least"] != true {
+		t.Errorf("acme, with one event in the window and one beyond, is given the audit lag %v events (at least: %v); want at least 1", l["lag_events"], l["lag_events_at_least"])
+	}
+	pages, looked := counting.counts()
+	if pages > server.TenantLagPages || looked > uint64(server.TenantLagWindow)+1 {
+		t.Errorf("acme's lag read %d pages over %d positions of the log; want at most %d pages over %d positions (the backlog is %d events)",
+			pages, looked, server.TenantLagPages, server.TenantLagWindow+1, backlog+2)
+	}
+
+	l = auditLag(t, counted, operatorToken)
+	if got, want := l["lag_events"], float64(backlog+2); got != want || l["lag_events_at_least"] != nil {
+		t.Errorf("the operator is given the audit lag %v events (at least: %v); want exactly %v", got, l["lag_events_at_least"], want)
 	}
 }
