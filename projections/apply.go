@@ -32,9 +32,12 @@ type applier struct {
 	// building: this applier fills a generation being rebuilt, which
 	// readers and the live runner do not use yet.
 	building bool
-	// breaks is the runner's memory of where its sessions broke; nil
-	// outside Run (CatchUp and Rebuild return a session's error).
+	// breaks is the memory, kept across the sessions of one Run, CatchUp
+	// or Rebuild, of where they broke.
 	breaks *sessionBreaks
+	// broke: this applier's session ended while it was applying events
+	// and breaks says where, so that another session may go on from it.
+	broke bool
 }
 
 func newApplier(rt *Runtime, p *registered, conn *pgx.Conn, gen int, checkpoint eventstore.Position, st *stats) *applier {

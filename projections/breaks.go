@@ -83,6 +83,7 @@ func (a *applier) brokeIn(ctx context.Context, last eventstore.Position, err err
 		return
 	}
 	*a.breaks = sessionBreaks{set: true, gen: a.gen, at: last, last: err}
+	a.broke = true
 }
 
 // brokeAt records that the session broke while e was being applied on its
@@ -97,6 +98,7 @@ func (a *applier) brokeAt(ctx context.Context, e eventstore.Event, err error) {
 	}
 	b.n++
 	b.last = err
+	a.broke = true
 	a.st.failed()
 	a.rt.log.Warn("projection session broke while applying an event; restarting it", "projection", a.p.Name, "event_id", e.ID, "type", e.Type,
 		"position", e.Position.String(), "breaks", b.n, "max_breaks", a.rt.cfg.Retry.MaxSessionBreaks, "err", err)
@@ -129,6 +131,7 @@ func (a *applier) failedAt(e eventstore.Event, attempt int, err error) {
 		*b = sessionBreaks{set: true, gen: a.gen, at: e.Position, event: true, id: e.ID}
 	}
 	b.tried, b.failure = attempt, err
+	a.broke = true
 }
 
 // triedBefore returns how many attempts of e earlier sessions made (whose

@@ -321,18 +321,11 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	if err != nil {
 		return res, err
 	}
-	conn, err := r.connect(ctx, "rebuild:"+name)
+	conn, err := r.lockBuild(ctx, home, name)
 	if err != nil {
 		return res, err
 	}
-	defer closeConn(conn)
-	got, err := tryLock(ctx, conn, r.buildLockKey(home, name))
-	if err != nil {
-		return res, err
-	}
-	if !got {
-		return res, fmt.Errorf("%w: a rebuild of %q is already running", ErrBusy, name)
-	}
+	defer func() { closeConn(conn) }() // the last session's
 
 	var schema string
 	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
@@ -377,8 +370,9 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	}
 	st := &stats{}
 	st.start(res.Generation, from)
+	breaks := &sessionBreaks{}
 	a := newApplier(r, p, conn, res.Generation, from, st)
-	a.building = true
+	a.building, a.breaks = true, breaks
 	progress := func(n int) {
 		res.Events += int64(n)
 		if opts.Progress != nil {
@@ -388,10 +382,29 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	// Drain to the head, then swap; if the live generation has meanwhile
 	// gone further than the new one, drain the difference and try again,
 	// so that readers never see the model go back.
+	// A session that breaks while applying events is followed by another
+	// with the memory of where, as in Run and CatchUp: an event that
+	// breaks it MaxSessionBreaks times in a row is given up instead of
+	// ending every call to Rebuild at the same place.
 	var prev int
-	for {
+	for again := 0; ; {
 		if err := r.drain(ctx, a, a.pos, opts.MaxEventsPerSecond, progress); err != nil {
-			return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
+			if !a.broke || ctx.Err() != nil {
+				return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
+			}
+			closeConn(conn)
+			if !r.pauseAfterBreak(ctx, name, again, err) {
+				return res, ctx.Err()
+			}
+			again++
+			c, from, err := r.reopenBuild(ctx, home, name, res.Generation, schema, again)
+			if err != nil {
+				return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
+			}
+			conn = c
+			a = newApplier(r, p, conn, res.Generation, from, st)
+			a.building, a.breaks = true, breaks
+			continue
 		}
 		prev, err = r.swap(ctx, conn, home, p, res.Generation, schema, a.pos)
 		if !errors.Is(err, errBehind) {
@@ -409,6 +422,57 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 		r.dropRetired(ctx, home, name)
 	}
 	return res, nil
+}
+
+// lockBuild connects and takes the projection's build lock; ErrBusy when
+// another rebuild of it runs.
+func (r *Runtime) lockBuild(ctx context.Context, home, name string) (*pgx.Conn, error) {
+	conn, err := r.connect(ctx, "rebuild:"+name)
+	if err != nil {
+		return nil, err
+	}
+	got, err := tryLock(ctx, conn, r.buildLockKey(home, name))
+	if err == nil && !got {
+		err = fmt.Errorf("%w: a rebuild of %q is already running", ErrBusy, name)
+	}
+	if err != nil {
+		closeConn(conn)
+		return nil, err
+	}
+	return conn, nil
+}
+
+// reopenBuild starts another session of the rebuild of generation gen
+// after one broke: it takes the build lock again, checks that the
+// generation is still the one being built (CancelRebuild may have dropped
+// it meanwhile) and returns its checkpoint.
+func (r *Runtime) reopenBuild(ctx context.Context, home, name string, gen int, schema string, again int) (*pgx.Conn, eventstore.Position, error) {
+	conn, err := relock(ctx, r, again, func() (*pgx.Conn, error) { return r.lockBuild(ctx, home, name) })
+	if err != nil {
+		return nil, eventstore.Position{}, err
+	}
+	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
+		s, err := loadState(ctx, tx, name, "")
+		if err != nil {
+			return err
+		}
+		if s.building == nil || *s.building != gen {
+			return fmt.Errorf("generation %d of %q is no longer being built", gen, name)
+		}
+		return nil
+	})
+	if err == nil {
+		err = setSearchPath(ctx, conn, schema, home)
+	}
+	var from eventstore.Position
+	if err == nil {
+		from, err = loadCheckpoint(ctx, conn, name, gen)
+	}
+	if err != nil {
+		closeConn(conn)
+		return nil, eventstore.Position{}, err
+	}
+	return conn, from, nil
 }
 
 // swap makes the built generation the active one in one transaction: the

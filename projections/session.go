@@ -249,6 +249,13 @@ func (r *Runtime) heartbeat(ctx context.Context, a *applier) error {
 // ErrBusy when another runtime runs the projection (which is then
 // catching up there). The events/s rate is limited to maxRate when it is
 // above zero, to spare the database others use.
+//
+// A session that breaks while applying events is followed by another, as
+// in Run, with the memory of where it broke: an event that breaks its
+// session RetryPolicy.MaxSessionBreaks times in a row is given up
+// (parked, or the projection stopped) instead of ending every call at
+// the same place, since a caller that ran CatchUp again would start
+// without that memory. Any other error ends the call.
 func (r *Runtime) CatchUp(ctx context.Context, name string, maxRate float64) (eventstore.Position, error) {
 	p, err := r.lookup(name)
 	if err != nil {
@@ -258,19 +265,56 @@ func (r *Runtime) CatchUp(ctx context.Context, name string, maxRate float64) (ev
 	if err != nil {
 		return eventstore.Position{}, err
 	}
-	h, err := r.hold(ctx, home, p)
-	if err != nil {
-		return eventstore.Position{}, err
+	breaks := &sessionBreaks{}
+	var pos eventstore.Position
+	for again := 0; ; again++ {
+		h, err := relock(ctx, r, again, func() (*holding, error) { return r.hold(ctx, home, p) })
+		if err != nil {
+			return pos, err
+		}
+		st := r.stats[p.Name]
+		st.start(h.gen, h.pos)
+		a := newApplier(r, p, h.conn, h.gen, h.pos, st)
+		a.breaks = breaks
+		err = r.drain(ctx, a, h.pos, maxRate, nil)
+		st.stop()
+		closeConn(h.conn)
+		pos = a.pos
+		if err == nil || !a.broke || ctx.Err() != nil {
+			return pos, err
+		}
+		if !r.pauseAfterBreak(ctx, p.Name, again, err) {
+			return pos, ctx.Err()
+		}
 	}
-	defer closeConn(h.conn)
-	st := r.stats[p.Name]
-	st.start(h.gen, h.pos)
-	defer st.stop()
-	a := newApplier(r, p, h.conn, h.gen, h.pos, st)
-	if err := r.drain(ctx, a, h.pos, maxRate, nil); err != nil {
-		return a.pos, err
+}
+
+// relockTries bounds how often a CatchUp or Rebuild that goes on after a
+// broken session tries a lock it finds held: its own, until the server
+// has ended the broken session's backend.
+const relockTries = 5
+
+// relock runs lock, the session's start, which returns ErrBusy while the
+// lock is held. After a break (again > 0) the holder may be the broken
+// session itself, so ErrBusy is tried again a few times.
+func relock[T any](ctx context.Context, r *Runtime, again int, lock func() (T, error)) (T, error) {
+	for try := 1; ; try++ {
+		v, err := lock()
+		if again == 0 || try >= relockTries || !errors.Is(err, ErrBusy) {
+			return v, err
+		}
+		if !sleep(ctx, r.cfg.LockPollInterval) {
+			return v, ctx.Err()
+		}
 	}
-	return a.pos, nil
+}
+
+// pauseAfterBreak logs a broken session of CatchUp or Rebuild and waits,
+// as Run does, before the next one; false if ctx ended meanwhile.
+func (r *Runtime) pauseAfterBreak(ctx context.Context, name string, again int, err error) bool {
+	wait := r.cfg.Retry.Backoff(again + 1)
+	r.log.Warn("projection session broke while applying events; going on in a new one", "projection", name, "err", err, "retry_in", wait)
+	return sleep(ctx, wait)
 }
 
 // drain applies the log from from (inclusive) until a page reaches the
