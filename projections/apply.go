@@ -241,7 +241,9 @@ func (a *applier) giveUp(ctx context.Context, e eventstore.Event, cause error, a
 }
 
 // park records e in the dead-letter table and moves the checkpoint past
-// it, in one transaction.
+// it, in one transaction. An entry is keyed by the event's id and
+// position: EventStoreDB lets two streams hold one id, and each of those
+// events parked keeps its own entry.
 func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, attempts int) error {
 	c, p, err := posArgs(e.Position)
 	if err != nil {
@@ -251,7 +253,7 @@ func (a *applier) park(ctx context.Context, e eventstore.Event, cause error, att
 		_, err := tx.Exec(ctx, `INSERT INTO projection_dead_letters
 			(projection, generation, event_id, commit_position, prepare_position, event_type, stream, tenant_id, error, attempts)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-			ON CONFLICT (projection, generation, event_id) DO UPDATE
+			ON CONFLICT (projection, generation, event_id, commit_position, prepare_position) DO UPDATE
 			SET error = excluded.error, attempts = projection_dead_letters.attempts + excluded.attempts, last_failed_at = now()`,
 			a.p.Name, a.gen, e.ID, c, p, e.Type, e.Stream, e.Meta.TenantID, storable(cause.Error()), attempts)
 		return err

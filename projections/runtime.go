@@ -368,6 +368,17 @@ func (r *Runtime) selectProjections(names []string) ([]*registered, error) {
 }
 
 func (r *Runtime) checkMigrated(ctx context.Context, ps []*registered) error {
+	// The runtime's statements rely on its latest migration (parking, for
+	// one, on the dead letters' key by id and position): an upgraded
+	// binary on a database not migrated since is refused here rather than
+	// failing at its first parked event.
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	if v, err := migrate.Status(ctx, r.pool, Component); err == nil && v < len(ms) {
+		return fmt.Errorf("%w: the runtime's migrations are at version %d of %d", ErrNotMigrated, v, len(ms))
+	}
 	names := make([]string, len(ps))
 	for i, p := range ps {
 		names[i] = p.Name
