@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/analysts"
 	"github.com/brainhq/eventstream/internal/migrate"
 )
 
@@ -18,7 +19,14 @@ func (a *app) migrateCommand() *cobra.Command {
 projection's read model to the database, in order, under an advisory lock.
 Running it again, or from two processes at once, is safe: what already ran
 is skipped. A database migrated by a newer eventstream is left alone and
-reported.`,
+reported.
+
+The analysts component (eventstream_analysts) is not installed here: its
+table turns on row-level security for every read model published after it
+exists, which hides their rows from any role not granted through
+"eventstream tenants grant-analyst", so that command installs it on first
+use. Once installed, migrate upgrades it; until then it reports it as not
+installed.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-migrate"})
@@ -34,7 +42,11 @@ reported.`,
 			if err != nil {
 				return err
 			}
-			return a.printMigrations(results)
+			an, err := migrateAnalystsIfInstalled(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			return a.printMigrations(append(results, an))
 		},
 	}
 	return cmd
@@ -45,6 +57,38 @@ type migrationResult struct {
 	Component string   `json:"component"`
 	Version   int      `json:"version"`
 	Applied   []string `json:"applied"`
+	// NotInstalled says why migrate left the component out (its version
+	// is then 0).
+	NotInstalled string `json:"not_installed,omitempty"`
+}
+
+// analystsNotInstalled is migrate's report of an analysts component that
+// no grant-analyst has installed yet.
+const analystsNotInstalled = "not installed: eventstream tenants grant-analyst installs it on first use"
+
+// migrateAnalystsIfInstalled upgrades the analysts component if a
+// grant-analyst installed it, and otherwise reports it as not installed:
+// its table is what turns on row-level security for every read model
+// published after it exists (analysts.OnPublish), hiding their rows from
+// every role not granted through grant-analyst, which migrate must not
+// impose on a deployment that has no analysts.
+func migrateAnalystsIfInstalled(ctx context.Context, db *database) (migrationResult, error) {
+	v, err := migrate.Status(ctx, db.Pool, analysts.Component)
+	if err != nil {
+		return migrationResult{}, err
+	}
+	if v == 0 {
+		return migrationResult{Component: analysts.Component, Applied: []string{}, NotInstalled: analystsNotInstalled}, nil
+	}
+	ms, err := analysts.Migrations()
+	if err != nil {
+		return migrationResult{}, err
+	}
+	ran, err := migrate.Apply(ctx, db.Pool, analysts.Component, ms)
+	if err != nil {
+		return migrationResult{}, err
+	}
+	return result(analysts.Component, len(ms), ran), nil
 }
 
 // migrateAll applies every component's migrations: the log's (when it
@@ -89,7 +133,10 @@ func (a *app) printMigrations(rs []migrationResult) error {
 	t := a.newTable("COMPONENT", "VERSION", "APPLIED NOW")
 	for _, r := range rs {
 		applied := "up to date"
-		if len(r.Applied) > 0 {
+		switch {
+		case r.NotInstalled != "":
+			applied = r.NotInstalled
+		case len(r.Applied) > 0:
 			applied = fmt.Sprint(r.Applied)
 		}
 		t.row(r.Component, r.Version, applied)

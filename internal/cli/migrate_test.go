@@ -2,10 +2,16 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/internal/analysts"
 )
 
 // TestMigrateRefusesWhatItCannotApply: a database a newer eventstream
@@ -44,4 +50,58 @@ func TestMigrateRefusesWhatItCannotApply(t *testing.T) {
 	exec(`DELETE FROM eventstream_migrations WHERE component = 'eventstore' AND version = 99`)
 	exec(`UPDATE eventstream_migrations SET checksum = 'edited' WHERE component = 'api' AND version = 1`)
 	check("001_api_tokens was changed after it was applied")
+}
+
+// TestMigrateSaysItLeavesAnalystsToGrantAnalyst: migrate does not create
+// the analysts component, whose table turns on row-level security for
+// every read model published after it exists (hiding their rows from
+// roles not granted through grant-analyst), and says so in its report;
+// once grant-analyst installed it, migrate reports (and upgrades) it.
+func TestMigrateSaysItLeavesAnalystsToGrantAnalyst(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	analystsEntry := func() map[string]any {
+		t.Helper()
+		var rs []map[string]any
+		r := c.must(0, "migrate", "--json")
+		if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
+			t.Fatalf("migrate --json: %v\n%s", err, r)
+		}
+		for _, x := range rs {
+			if x["component"] == "analysts" {
+				return x
+			}
+		}
+		t.Fatalf("migrate --json does not report the analysts component:\n%s", r)
+		return nil
+	}
+	if a := analystsEntry(); a["version"] != 0.0 || !strings.Contains(fmt.Sprint(a["not_installed"]), "grant-analyst") {
+		t.Errorf("migrate reports analysts as %v; want version 0, not installed, naming grant-analyst", a)
+	}
+	r := c.must(0, "migrate")
+	if !regexp.MustCompile(`(?m)^analysts\s+0\s+not installed: eventstream tenants grant-analyst`).MatchString(r.stdout) {
+		t.Errorf("migrate's table does not say it left analysts to grant-analyst:\n%s", r)
+	}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('eventstream_analysts') IS NOT NULL`).Scan(&exists); err != nil || exists {
+		t.Fatalf("migrate created eventstream_analysts (%v)", err)
+	}
+
+	// What grant-analyst does first.
+	if err := analysts.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := analysts.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := analystsEntry(); a["version"] != float64(len(ms)) || a["not_installed"] != nil {
+		t.Errorf("migrate reports the installed analysts component as %v; want version %d, installed", a, len(ms))
+	}
 }
