@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -166,22 +169,11 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		}
 	}
 
-	ready := func(ctx context.Context) error {
-		if err := b.DB.Pool.Ping(ctx); err != nil {
-			return errors.New("the database does not answer")
-		}
-		checks := map[string]int{projections.Component: 1, server.Component: 1}
-		if b.PG != nil {
-			checks[postgres.Component] = 1
-		}
-		for c, want := range checks {
-			v, err := migrate.Status(ctx, b.DB.Pool, c)
-			if err != nil || v < want {
-				return fmt.Errorf("migrations of %s are not applied", c)
-			}
-		}
-		return nil
+	versions, err := readyVersions(b.PG != nil)
+	if err != nil {
+		return err
 	}
+	ready := readiness(b.DB.Pool, versions)
 	srv, err := server.New(server.Config{
 		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
 		Auth: server.NewAuthenticatorWithConfig(sources, f.auth), Gatherer: reg, Metrics: metrics,
@@ -401,4 +393,46 @@ func migrateAPI(ctx context.Context, db *database) (migrationResult, error) {
 		return migrationResult{}, err
 	}
 	return result(server.Component, len(ms), ran), nil
+}
+
+// readyVersions is, for each component serve needs, the version its
+// migrations reach in this binary (withLog: the PostgreSQL log's too). A
+// database behind any of them is not ready: the projections runtime, for
+// one, refuses to run on a runtime schema older than its own.
+func readyVersions(withLog bool) (map[string]int, error) {
+	sets := map[string]func() ([]migrate.Migration, error){
+		projections.Component: projections.Migrations,
+		server.Component:      server.Migrations,
+	}
+	if withLog {
+		sets[postgres.Component] = postgres.Migrations
+	}
+	out := make(map[string]int, len(sets))
+	for c, load := range sets {
+		ms, err := load()
+		if err != nil {
+			return nil, fmt.Errorf("the migrations of %s: %w", c, err)
+		}
+		if len(ms) > 0 {
+			out[c] = ms[len(ms)-1].Version
+		}
+	}
+	return out, nil
+}
+
+// readiness is GET /readyz's check: the database answers and holds every
+// component at the version this binary needs (readyVersions).
+func readiness(pool *pgxpool.Pool, versions map[string]int) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return errors.New("the database does not answer")
+		}
+		for _, c := range slices.Sorted(maps.Keys(versions)) {
+			v, err := migrate.Status(ctx, pool, c)
+			if err != nil || v < versions[c] {
+				return fmt.Errorf("migrations of %s are not applied (version %d of %d): run eventstream migrate", c, v, versions[c])
+			}
+		}
+		return nil
+	}
 }
