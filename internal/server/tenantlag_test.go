@@ -189,6 +189,15 @@ func TestTenantLagFarBehindIsBoundedAndSaysAtLeast(t *testing.T) {
 			pages, looked, server.TenantLagPages, server.TenantLagWindow+1, backlog+2)
 	}
 
+	// The audit browser says so too, on the events page and the
+	// projections page.
+	if p := counted.must(200, "GET", "/ui/", acmeToken, "").body; !strings.Contains(p, "far behind the log (at least 1 of your events)") {
+		t.Errorf("the events page does not say acme's lag is a lower bound:\n%s", p)
+	}
+	if p := counted.must(200, "GET", "/ui/projections", acmeToken, "").body; !strings.Contains(p, "&ge; 1</td>") {
+		t.Errorf("the projections page does not say acme's lag is a lower bound:\n%s", p)
+	}
+
 	l = auditLag(t, counted, operatorToken)
 	if got, want := l["lag_events"], float64(backlog+2); got != want || l["lag_events_at_least"] != nil {
 		t.Errorf("the operator is given the audit lag %v events (at least: %v); want exactly %v", got, l["lag_events_at_least"], want)

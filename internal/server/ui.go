@@ -346,6 +346,9 @@ type eventsView struct {
 	Older       string
 	Unavailable string
 	Lagging     int64
+	// LaggingAtLeast: Lagging is a lower bound, a tenant's count over a
+	// bounded window of the log (measureTenantLag).
+	LaggingAtLeast bool
 }
 
 // parseUITime reads a datetime-local value (UTC).
@@ -467,7 +470,7 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		older.Set("before", strconv.FormatInt(last, 10))
 		v.Older = "/ui/?" + older.Encode()
 	}
-	v.Lagging = u.auditLag(r.Context(), p)
+	v.Lagging, v.LaggingAtLeast = u.auditLag(r.Context(), p)
 	u.render(w, http.StatusOK, "events", v)
 }
 
@@ -485,14 +488,15 @@ func friendly(err error) string {
 }
 
 // auditLag returns how many events the audit projection is behind (0 if
-// unknown): for a tenant, how many of its own events (forPrincipal).
-func (u *ui) auditLag(ctx context.Context, p Principal) int64 {
+// unknown): for a tenant, how many of its own events (forPrincipal), and
+// whether that is a lower bound because the count stopped at its window.
+func (u *ui) auditLag(ctx context.Context, p Principal) (events int64, atLeast bool) {
 	if u.s.cfg.Runtime == nil {
-		return 0
+		return 0, false
 	}
 	lags, err := u.s.cfg.Runtime.Lag(ctx)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	for _, l := range lags {
 		if l.Projection != "audit" {
@@ -501,13 +505,13 @@ func (u *ui) auditLag(ctx context.Context, p Principal) int64 {
 		if !p.Operator() {
 			m, err := u.s.measureTenantLag(ctx, p, l.Position, time.Now())
 			if err != nil {
-				return 0
+				return 0, false
 			}
-			return m.events
+			return m.events, m.atLeast
 		}
-		return l.LagEvents
+		return l.LagEvents, false
 	}
-	return 0
+	return 0, false
 }
 
 type eventDetail struct {
@@ -580,7 +584,10 @@ func indentJSON(b []byte) string {
 
 type projectionsView struct {
 	view
-	Lags        []projections.Lag
+	Lags []projections.Lag
+	// AtLeast[i]: Lags[i].LagEvents is a lower bound (a tenant's count
+	// over a bounded window of the log).
+	AtLeast     []bool
 	Parked      []projections.Parked
 	Unavailable string
 }
@@ -623,7 +630,7 @@ func (u *ui) projections(w http.ResponseWriter, r *http.Request, p Principal) {
 		u.render(w, http.StatusServiceUnavailable, "projections", v)
 		return
 	}
-	if err := u.s.forPrincipal(r.Context(), p, v.Lags, parked); err != nil {
+	if v.AtLeast, err = u.s.cutForPrincipal(r.Context(), p, v.Lags, parked); err != nil {
 		v.Unavailable = "Projection state cannot be read: " + friendly(err)
 		u.render(w, http.StatusServiceUnavailable, "projections", v)
 		return
