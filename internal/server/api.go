@@ -499,7 +499,7 @@ func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Prin
 			s.writeStoreError(w, r, err)
 			return
 		}
-		atLeast, err := s.cutForPrincipal(r.Context(), p, lags, nil)
+		atLeast, err := s.forPrincipal(r.Context(), p, lags, nil)
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
@@ -534,15 +534,9 @@ func (s *Server) projectionStatus(w http.ResponseWriter, r *http.Request, p Prin
 //     how they fare is.
 //
 // parked is the runtime's list of parked events, or nil to read it when
-// needed.
-func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) error {
-	_, err := s.cutForPrincipal(ctx, p, lags, parked)
-	return err
-}
-
-// cutForPrincipal is forPrincipal, and says of each of lags whether its
-// LagEvents is a lower bound.
-func (s *Server) cutForPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) (atLeast []bool, err error) {
+// needed. atLeast says of each of lags whether its LagEvents is a lower
+// bound.
+func (s *Server) forPrincipal(ctx context.Context, p Principal, lags []projections.Lag, parked []projections.Parked) (atLeast []bool, err error) {
 	atLeast = make([]bool, len(lags))
 	if p.Operator() {
 		return atLeast, nil

@@ -116,7 +116,7 @@ type Config struct {
 	// every server on the database; without a Pool, in the process.
 	SessionTTL time.Duration
 	// MaxSessions is how many live sessions of the audit browser one
-	// token keeps [DefaultMaxSessions, 20]: a sign-in past it ends the
+	// token keeps (0: DefaultMaxSessions, 20): a sign-in past it ends the
 	// token's oldest session.
 	MaxSessions int
 	Limits      Limits

@@ -630,7 +630,7 @@ func (u *ui) projections(w http.ResponseWriter, r *http.Request, p Principal) {
 		u.render(w, http.StatusServiceUnavailable, "projections", v)
 		return
 	}
-	if v.AtLeast, err = u.s.cutForPrincipal(r.Context(), p, v.Lags, parked); err != nil {
+	if v.AtLeast, err = u.s.forPrincipal(r.Context(), p, v.Lags, parked); err != nil {
 		v.Unavailable = "Projection state cannot be read: " + friendly(err)
 		u.render(w, http.StatusServiceUnavailable, "projections", v)
 		return
