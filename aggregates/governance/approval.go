@@ -258,11 +258,13 @@ func fourEyes(requestedBy, consumedBy string) error {
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a
-// sweeper's command, which may run for any tenant: the event is the
-// approval's tenant's). Expiring an expired approval changes nothing.
+// sweeper's command, run as the approval's tenant, which the approval's
+// events name). Expiring an expired approval changes nothing.
 //
-// A sweeper of another tenant than the approval's learns from a refusal
-// only its rule: not who consumed the approval nor when it expires.
+// Another tenant's approval is, to this command, one that does not exist:
+// refused as not found before anything else is looked at, with nothing
+// written, so that a tenant sweeping an id does not learn that another
+// tenant has an approval with it.
 type ExpireApproval struct {
 	ApprovalID string
 
@@ -275,20 +277,16 @@ func (c ExpireApproval) AggregateID() string { return c.ApprovalID }
 func (c ExpireApproval) Decide(a *approvalAgg) ([]any, error) {
 	s := a.State
 	switch {
-	case !s.Created:
+	case !s.Created, s.TenantID != c.tenantID:
 		return nil, a.NotFound()
 	case s.Expired:
 		return nil, nil
-	case s.Consumed && s.TenantID != c.tenantID:
-		return nil, aggregates.Refuse(ErrAlreadyConsumed, "consumed before it expired")
 	case s.Consumed:
 		return nil, aggregates.Refuse(ErrAlreadyConsumed, "consumed by %s before it expired", s.ConsumedBy)
-	case c.now.Before(s.ExpiresAt) && s.TenantID != c.tenantID:
-		return nil, aggregates.Refuse(ErrNotYetExpired, "not yet expired")
 	case c.now.Before(s.ExpiresAt):
 		return nil, aggregates.Refuse(ErrNotYetExpired, "expires at %s", s.ExpiresAt.Format(time.RFC3339))
 	}
-	// Recorded for the approval's tenant, whoever sweeps.
+	// The approval's tenant, which is the caller's.
 	return []any{aggregates.Emit{Data: ApprovalExpired{ApprovalID: a.ID, IRID: s.IRID, MissionID: s.MissionID, ExpiresAt: s.ExpiresAt}, TenantID: s.TenantID}}, nil
 }
 

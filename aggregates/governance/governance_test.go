@@ -451,16 +451,21 @@ func TestApprovalExpiryBeyondYear9999Refused(t *testing.T) {
 	}
 }
 
-// The expiry of an approval is a fact of the approval's tenant, whoever
-// runs the sweeper: ir.approval_expired is recorded for it, as
-// ir.approval_invalid is, so that the tenant's alerts and projections see
-// it and the approval's stream holds one tenant's events.
+// The expiry of an approval is a fact of the approval's tenant:
+// ir.approval_expired is recorded for it, as ir.approval_invalid is, so
+// that the tenant's alerts and projections see it and the approval's
+// stream holds one tenant's events. A sweeper sweeps as that tenant;
+// sweeping as another is answered as for an unknown approval and writes
+// nothing (TestAnotherTenantsExpireApprovalIsAnsweredAsUnknown).
 func TestApprovalExpiredRecordedForTheApprovalsTenant(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
 	id, _ := newApproval(t, env)
 	env.Clock.Advance(2 * time.Hour)
-	res, err := env.Governance.ExpireApproval(ctx, tenant("sweeper"), id)
+	before := dt.Head(t, env.Store)
+	_, err := env.Governance.ExpireApproval(ctx, tenant("sweeper"), id)
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
+	res, err := env.Governance.ExpireApproval(ctx, tenant("t1"), id)
 	if err != nil || len(res.Events) != 1 || res.Events[0].Type != governance.TypeApprovalExpired {
 		t.Fatalf("sweep: %v, %d events", err, len(res.Events))
 	}
@@ -701,7 +706,8 @@ func TestCheckDAGIsTheIRTenantsOwn(t *testing.T) {
 // is recorded for the approval's tenant, but the result handed to the
 // presenter carried the approval as loaded (its token's hash, IR,
 // mission, expiry, consumer) and the record naming its IR. A sweeper of
-// another tenant does not learn who consumed an approval either.
+// another tenant does not learn who consumed an approval either (it is
+// answered as for an unknown approval).
 func TestApprovalNothingLeaksToAnotherTenant(t *testing.T) {
 	t.Parallel()
 	env := dt.Postgres(t, domain.Options{}, false)
@@ -736,7 +742,7 @@ func TestApprovalNothingLeaksToAnotherTenant(t *testing.T) {
 	env.Clock.Advance(2 * time.Hour)
 	before := dt.Head(t, env.Store)
 	res, err = env.Governance.ExpireApproval(ctx, tenant("t2"), id)
-	dt.Refused(t, env.Store, before, err, governance.ErrAlreadyConsumed)
+	dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 	leaks("sweeper", err, res)
 }
 
@@ -771,8 +777,8 @@ func TestIRStatus(t *testing.T) {
 // command with the id of one that landed on an IR or an approval of t1 is
 // refused as any other tenant's command is (ir-tenant; for an approval,
 // approval-known, as one that does not exist), and learns nothing of the
-// aggregate; a sweeper of
-// another tenant is told its command id was used, not at which version.
+// aggregate; a sweeper of another tenant is answered as for an approval
+// that does not exist.
 // Before, the landed-command check answered each with ErrCommandReused,
 // naming the version where the command landed, and ValidateIR, CheckDAG
 // and ConsumeApproval returned the IR or the approval as loaded.
@@ -839,12 +845,12 @@ func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
 				t.Fatalf("the retried ConsumeApproval: %v, %v", err, res.Events)
 			}
 
-			// A sweeper may expire any tenant's approval; reusing the id
-			// of t1's consumption is its mistake, and it learns no more.
+			// Another tenant's sweep reusing the id of t1's consumption
+			// learns no more than for an approval that does not exist.
 			env.Clock.Advance(2 * time.Hour)
 			before := dt.Head(t, env.Store)
 			ares, err = env.Governance.ExpireApproval(ctx, t2(consumed), id)
-			dt.Refused(t, env.Store, before, err, aggregates.ErrCommandReused)
+			dt.Refused(t, env.Store, before, err, aggregates.ErrNotFound)
 			if ares.Aggregate != nil || len(ares.Events) != 0 || strings.Contains(err.Error(), " at v") {
 				t.Fatalf("ExpireApproval: the error tells another tenant about the approval: %v, %+v", err, ares)
 			}
@@ -1013,5 +1019,81 @@ func TestApprovalForNoMissionConsumedOnce(t *testing.T) {
 	st, err := env.Governance.ApprovalStatus(ctx, id)
 	if err != nil || !st.Consumed || st.MissionID != first {
 		t.Fatalf("the approval is %+v (%v), want consumed for mission %s", st, err, first)
+	}
+}
+
+// A tenant sweeping another tenant's approval learns nothing, not even
+// that it exists: ExpireApproval answers it exactly as for an approval id
+// no approval has (the same *aggregates.NotFoundError, message and empty
+// result), whatever the approval's state, also when the sweep reuses the
+// command id of the approval's tenant, and writes nothing. A sweeper
+// sweeps as the approval's tenant, which the approval's events name.
+// Before, another tenant was told expire-after-expiry, approval-single-use
+// or ErrCommandReused, or expired the approval (a no-op on one already
+// expired): proof that the id was an approval.
+func TestAnotherTenantsExpireApprovalIsAnsweredAsUnknown(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			// answer is what t2 is told for id, with the id itself masked.
+			type answer struct {
+				Type, Message, Result string
+				NotFound              bool
+			}
+			answerFor := func(meta aggregates.CommandMeta, id string) answer {
+				t.Helper()
+				before := dt.Head(t, env.Store)
+				res, err := env.Governance.ExpireApproval(ctx, meta, id)
+				if err == nil {
+					t.Fatalf("expire %s as %s: accepted with %d events", id, meta.TenantID, len(res.Events))
+				}
+				if after := dt.Head(t, env.Store); after != before {
+					t.Fatalf("expire %s as %s: the log moved from %s to %s", id, meta.TenantID, before, after)
+				}
+				result, jerr := json.Marshal(res)
+				if jerr != nil {
+					t.Fatal(jerr)
+				}
+				mask := func(s string) string { return strings.ReplaceAll(s, id, "<id>") }
+				return answer{fmt.Sprintf("%T", err), mask(err.Error()), mask(string(result)), errors.Is(err, aggregates.ErrNotFound)}
+			}
+			t2 := aggregates.CommandMeta{TenantID: "t2"}
+			want := answerFor(t2, uuid.NewString())
+			if !want.NotFound {
+				t.Fatalf("an unknown approval is answered %+v", want)
+			}
+			check := func(what string, meta aggregates.CommandMeta, id string) {
+				t.Helper()
+				if got := answerFor(meta, id); got != want {
+					t.Fatalf("%s: another tenant's sweep is answered\n%+v\nnot as for an unknown approval\n%+v", what, got, want)
+				}
+			}
+
+			unused, _ := newApproval(t, env)
+			check("unused, not yet expired", t2, unused)
+
+			consumed, token := newApproval(t, env)
+			consume := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+			if _, err := env.Governance.ConsumeApproval(ctx, consume, governance.ConsumeApproval{ApprovalID: consumed, Token: token, ConsumedBy: "alice"}); err != nil {
+				t.Fatal(err)
+			}
+			expired, _ := newApproval(t, env)
+			env.Clock.Advance(2 * time.Hour)
+			if _, err := env.Governance.ExpireApproval(ctx, tenant("t1"), expired); err != nil {
+				t.Fatal(err)
+			}
+			check("unused, past its expiry", t2, unused)
+			check("consumed", t2, consumed)
+			check("already expired", t2, expired)
+			check("reusing the command id of the consumption", aggregates.CommandMeta{TenantID: "t2", ID: consume.ID}, consumed)
+
+			// The approval's tenant still sweeps it, for itself.
+			res, err := env.Governance.ExpireApproval(ctx, tenant("t1"), unused)
+			if err != nil || len(res.Events) != 1 || res.Events[0].Type != governance.TypeApprovalExpired || res.Events[0].Meta.TenantID != "t1" {
+				t.Fatalf("the approval's tenant sweeping it: %v, %v", err, res.Events)
+			}
+		})
 	}
 }

@@ -171,23 +171,25 @@ func otherIRTenant(id string) *aggregates.RuleError {
 	return aggregates.Refuse(ErrIRTenant, "IR %s was validated for another tenant", id)
 }
 
-// ExpireApproval records the expiry of an unused approval past its expiry
-// (for any tenant: a sweeper's; the result carries the approval's state
-// only for the approval's own tenant).
+// ExpireApproval records the expiry of an unused approval past its expiry,
+// for the approval's tenant: a sweeper sweeps as that tenant. Another
+// tenant's approval is answered exactly as one that does not exist: a
+// *aggregates.NotFoundError with the same message and an empty result,
+// with nothing written, whatever the approval's state and whatever else
+// Handle met (a command id that landed on the approval, sent again by
+// another tenant, is that answer, not ErrCommandReused). So sweeping
+// another tenant's approval id tells the caller nothing, not even that it
+// exists.
 func (s *Service) ExpireApproval(ctx context.Context, meta aggregates.CommandMeta, approvalID string) (aggregates.Result[ApprovalState], error) {
 	if !validApprovalID(approvalID) {
 		return aggregates.Result[ApprovalState]{}, approvalNotFound(approvalID)
 	}
 	res, err := s.approvals.Execute(ctx, meta, ExpireApproval{ApprovalID: approvalID, now: s.now(), tenantID: meta.TenantID})
-	if res.Aggregate != nil && res.Aggregate.State.TenantID != meta.TenantID {
-		// A sweeper of another tenant gets what it did (Events), not the
-		// approval's state; told that its command id landed on the
-		// approval with another command, not at which version.
-		res.Aggregate = nil
-		var reused *aggregates.CommandReusedError
-		if errors.As(err, &reused) {
-			err = &aggregates.CommandReusedError{Aggregate: reused.Aggregate, ID: reused.ID, CommandID: reused.CommandID}
-		}
+	if err != nil && (errors.Is(err, aggregates.ErrNotFound) || res.Aggregate != nil && res.Aggregate.State.TenantID != meta.TenantID) {
+		// The same answer for an approval that does not exist and for
+		// another tenant's: the result of a refused command carries the
+		// approval as loaded.
+		return aggregates.Result[ApprovalState]{}, approvalNotFound(approvalID)
 	}
 	return res, err
 }
