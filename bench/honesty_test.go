@@ -356,3 +356,56 @@ func TestReadCheckFailsWhenAnEventIsInAnotherStream(t *testing.T) {
 	}
 	wantFailedRun(t, rep)
 }
+
+// The server's background processes are measured apart from the run's
+// backends: the checkpointer's work for a phase's writes shows in
+// ServerBackgroundCPUSec, and not in the backends' figure.
+func TestServerMeterCountsTheBackgroundProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := openSmall(t, "batch")
+	p, err := r.tracedPool(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checkpointer int
+	if err := p.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'`).Scan(&checkpointer); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := backendCPU(checkpointer)
+	if !ok {
+		t.Skip("the server's processes are not readable here")
+	}
+	var burnt time.Duration
+	tm, err := r.measured(ctx, p, "ours", func() (timed, error) {
+		// Dirty buffers for the checkpointer to write out.
+		if _, err := p.Exec(ctx, `CREATE TABLE meter_bg AS SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 600000) i`); err != nil {
+			return timed{}, err
+		}
+		if _, err := p.Exec(ctx, `CHECKPOINT`); err != nil {
+			return timed{}, err
+		}
+		after, _ := backendCPU(checkpointer)
+		burnt = after - before
+		return timed{rec: newRecorder(time.Now())}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if burnt <= 0 {
+		// /proc counts in 10 ms ticks.
+		t.Skip("the checkpointer burnt less than a clock tick: nothing to tell")
+	}
+	if tm.serverBG < burnt {
+		t.Errorf("background CPU %v, but the checkpointer alone burnt %v", tm.serverBG, burnt)
+	}
+	ph := phase(tm)
+	if ph.ServerBackgroundCPUSec < burnt.Seconds()-0.001 {
+		t.Errorf("Phase.ServerBackgroundCPUSec = %v, want at least %v", ph.ServerBackgroundCPUSec, burnt.Seconds())
+	}
+	// The backends' figure is the run's connections only: the checkpointer
+	// is not in it twice.
+	if tm.server <= 0 {
+		t.Errorf("the backends' CPU is %v after a 600,000-row CREATE TABLE AS", tm.server)
+	}
+}

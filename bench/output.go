@@ -41,6 +41,9 @@ func WriteTable(w io.Writer, reports []Report) error {
 		if g := r.GroupCommit; g != nil && g.Groups > 0 {
 			extra = append(extra, fmt.Sprintf("group commit: %.1f appends, %.1f events, %.0f µs per group", g.AppendsPerGroup, g.EventsPerGroup, g.MicrosPerGroup))
 		}
+		if bg := backgroundLine(r); bg != "" {
+			extra = append(extra, bg)
+		}
 		if r.Ours.Waits != nil {
 			extra = append(extra, describeWaits("ours", r.Ours.Waits))
 		}
@@ -125,4 +128,18 @@ func WriteMarkdown(w io.Writer, reports []Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// backgroundLine reports the server's background CPU of a scenario's
+// phases (WAL writer, checkpointer, background writer, autovacuum), "" when
+// none was measured.
+func backgroundLine(r Report) string {
+	if r.Ours.ServerBackgroundCPUSec == 0 && (r.Raw == nil || r.Raw.ServerBackgroundCPUSec == 0) {
+		return ""
+	}
+	line := fmt.Sprintf("server background cpu (WAL writer, checkpointer, autovacuum; not in cpu µs/event): ours %.2f s", r.Ours.ServerBackgroundCPUSec)
+	if r.Raw != nil {
+		line += fmt.Sprintf(", raw %.2f s", r.Raw.ServerBackgroundCPUSec)
+	}
+	return line
 }

@@ -37,7 +37,13 @@ type Phase struct {
 	// ServerCPUSec is the CPU time of the PostgreSQL backends serving the
 	// phase's connections (0 when the server is not on this host).
 	ServerCPUSec float64 `json:"server_cpu_sec"`
-	// CPUMicrosPerEvent is (bench + server) CPU time per event.
+	// ServerBackgroundCPUSec is the CPU time of the server's background
+	// processes during the phase: the WAL writer, the checkpointer, the
+	// background writer and autovacuum. They serve the whole server, so it
+	// includes whatever else the server did meanwhile; it is not part of
+	// CPUMicrosPerEvent.
+	ServerBackgroundCPUSec float64 `json:"server_background_cpu_sec"`
+	// CPUMicrosPerEvent is (bench + server backends) CPU time per event.
 	CPUMicrosPerEvent float64 `json:"cpu_us_per_event"`
 	// PeakRSSBytes is the bench process's peak resident memory during the
 	// phase (VmHWM, reset at the phase's start where Linux allows; where it
@@ -264,6 +270,7 @@ func phase(t timed) Phase {
 		CPUUserSec: round(t.cpu.user.Seconds(), 3), CPUSysSec: round(t.cpu.sys.Seconds(), 3),
 		CPUSec: round((t.cpu.user + t.cpu.sys).Seconds(), 3), PeakRSSBytes: t.peak, PeakRSSSinceStart: !t.ownPeak, Timeline: t.timeline}
 	p.ServerCPUSec = round(t.server.Seconds(), 3)
+	p.ServerBackgroundCPUSec = round(t.serverBG.Seconds(), 3)
 	p.Waits = t.waits.waits()
 	if p.Events > 0 {
 		p.CPUMicrosPerEvent = round(float64((t.cpu.user+t.cpu.sys+t.server).Microseconds())/float64(p.Events), 1)

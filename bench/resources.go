@@ -104,26 +104,39 @@ const clockTicks = 100
 // process namespace, and its processes are readable, and reports zero
 // otherwise. A pid that names another process here (the server in a
 // container, whose pids are its own) is not counted (backendCPU).
-// Background processes (WAL writer, checkpointer) are not included.
+//
+// It measures the server's background processes apart (backgroundTypes:
+// the WAL writer, the checkpointer, the background writer, autovacuum):
+// the WAL a phase writes is also written, flushed and checkpointed by
+// them, not only by the backends. They serve the whole server, so their
+// figure includes whatever else the server did meanwhile, and an
+// autovacuum worker counts from the first sample that sees it.
 type serverMeter struct {
 	pool  *pgxpool.Pool
 	app   string
 	start map[int]time.Duration
+	bg    map[int]time.Duration // background processes at the start
 
 	// A sampler keeps each backend's latest figure, so that a connection
 	// closed during the phase (a rebuild's own) still counts, up to the
 	// last sample.
-	mu     sync.Mutex
-	latest map[int]time.Duration
-	stopFn func()
+	mu       sync.Mutex
+	latest   map[int]time.Duration
+	bgLatest map[int]time.Duration
+	stopFn   func()
 }
+
+// backgroundTypes are the backend_type values of pg_stat_activity that
+// serverMeter counts as the server's background work.
+var backgroundTypes = []string{"walwriter", "checkpointer", "background writer", "autovacuum launcher", "autovacuum worker"}
 
 // serverSample is how often the meter samples while a phase runs.
 const serverSample = 100 * time.Millisecond
 
 func newServerMeter(ctx context.Context, pool *pgxpool.Pool, app string) *serverMeter {
-	m := &serverMeter{pool: pool, app: app, latest: map[int]time.Duration{}}
+	m := &serverMeter{pool: pool, app: app, latest: map[int]time.Duration{}, bgLatest: map[int]time.Duration{}}
 	m.start = m.sample(ctx)
+	m.bg = m.sampleBackground(ctx)
 	m.stopFn = background(ctx, func(ctx context.Context) {
 		t := time.NewTicker(serverSample)
 		defer t.Stop()
@@ -133,6 +146,7 @@ func newServerMeter(ctx context.Context, pool *pgxpool.Pool, app string) *server
 				return
 			case <-t.C:
 				m.merge(m.sample(ctx))
+				m.mergeBackground(m.sampleBackground(ctx))
 			}
 		}
 	})
@@ -147,8 +161,26 @@ func (m *serverMeter) merge(s map[int]time.Duration) {
 	}
 }
 
+func (m *serverMeter) mergeBackground(s map[int]time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for pid, d := range s {
+		m.bgLatest[pid] = max(m.bgLatest[pid], d)
+	}
+}
+
 func (m *serverMeter) sample(ctx context.Context) map[int]time.Duration {
-	rows, err := m.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, $1)`, m.app)
+	return m.samplePIDs(ctx, `SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, $1)`, m.app)
+}
+
+// sampleBackground is the CPU time of the server's background processes
+// (backgroundTypes) now.
+func (m *serverMeter) sampleBackground(ctx context.Context) map[int]time.Duration {
+	return m.samplePIDs(ctx, `SELECT pid FROM pg_stat_activity WHERE backend_type = ANY($1)`, backgroundTypes)
+}
+
+func (m *serverMeter) samplePIDs(ctx context.Context, query string, arg any) map[int]time.Duration {
+	rows, err := m.pool.Query(ctx, query, arg)
 	if err != nil {
 		return nil
 	}
@@ -219,17 +251,22 @@ func (t *backendTracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.T
 	t.observe(conn)
 }
 
-// stop returns the backends' CPU time since the meter started.
-func (m *serverMeter) stop(ctx context.Context) time.Duration {
+// stop returns the CPU time since the meter started of the run's backends
+// and of the server's background processes. A background process that
+// started after the meter (an autovacuum worker) counts from zero.
+func (m *serverMeter) stop(ctx context.Context) (backends, background time.Duration) {
 	m.stopFn()
 	m.merge(m.sample(ctx))
+	m.mergeBackground(m.sampleBackground(ctx))
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var total time.Duration
 	for pid, d := range m.latest {
-		total += d - m.start[pid]
+		backends += d - m.start[pid]
 	}
-	return max(total, 0)
+	for pid, d := range m.bgLatest {
+		background += d - m.bg[pid]
+	}
+	return max(backends, 0), max(background, 0)
 }
 
 // processCPU reads utime + stime of a process from /proc/<pid>/stat.

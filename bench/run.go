@@ -277,10 +277,13 @@ type phaseSpec struct {
 // timed is a phase's merged record and its wall time, CPU time (ours and
 // the server's) and peak memory.
 type timed struct {
-	rec      *recorder
-	elapsed  time.Duration
-	cpu      usage
-	server   time.Duration
+	rec     *recorder
+	elapsed time.Duration
+	cpu     usage
+	server  time.Duration
+	// serverBG is the server's background processes' CPU time (see
+	// serverMeter).
+	serverBG time.Duration
 	peak     int64
 	ownPeak  bool
 	timeline []Bucket
@@ -306,6 +309,7 @@ func (t timed) then(u timed) timed {
 	out.elapsed += u.elapsed
 	out.cpu = usage{user: t.cpu.user + u.cpu.user, sys: t.cpu.sys + u.cpu.sys}
 	out.server += u.server
+	out.serverBG += u.serverBG
 	out.peak = max(t.peak, u.peak)
 	out.ownPeak = t.ownPeak && u.ownPeak
 	out.next = u.next
@@ -327,7 +331,7 @@ func (r *run) measured(ctx context.Context, pool *pgxpool.Pool, side string, fn 
 	t, err := fn()
 	r.window.Store(nil)
 	r.tracer.meter.Store(nil)
-	t.server = m.stop(ctx)
+	t.server, t.serverBG = m.stop(ctx)
 	t.waits = stopWaits()
 	stopProfile()
 	return t, err
