@@ -356,6 +356,10 @@ func (r *run) startWaits(ctx context.Context) (stop func() *waitCounts) {
 	return func() *waitCounts {
 		w := stopSampler()
 		pool.Close()
+		if w.failed > 0 {
+			r.cfg.Logger.Warn("bench: wait samples failed; the waits are over the others only",
+				"failed", w.failed, "taken", w.samples, "first_err", w.err)
+		}
 		return w
 	}
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -20,6 +21,9 @@ import (
 type Waits struct {
 	IntervalMs float64 `json:"interval_ms"`
 	Samples    int64   `json:"samples"`
+	// Failed is how many samples failed (a query error, a broken
+	// connection) and are in no figure below.
+	Failed int64 `json:"failed,omitempty"`
 	// Backends is, for each state ("CPU" when the backend waits on
 	// nothing, else wait_event_type:wait_event), the mean number of the
 	// phase's active backends in it.
@@ -38,9 +42,12 @@ type Waits struct {
 type waitCounts struct {
 	interval time.Duration
 	samples  int64
-	states   map[string]int64
-	held     int64
-	holder   map[string]int64
+	failed   int64
+	// err is the sampler's first failure (nil: none).
+	err    error
+	states map[string]int64
+	held   int64
+	holder map[string]int64
 }
 
 func (w *waitCounts) add(u *waitCounts) *waitCounts {
@@ -50,8 +57,8 @@ func (w *waitCounts) add(u *waitCounts) *waitCounts {
 	if u == nil {
 		return w
 	}
-	out := &waitCounts{interval: w.interval, samples: w.samples + u.samples, held: w.held + u.held,
-		states: maps.Clone(w.states), holder: maps.Clone(w.holder)}
+	out := &waitCounts{interval: w.interval, samples: w.samples + u.samples, failed: w.failed + u.failed, held: w.held + u.held,
+		err: cmp.Or(w.err, u.err), states: maps.Clone(w.states), holder: maps.Clone(w.holder)}
 	for k, n := range u.states {
 		out.states[k] += n
 	}
@@ -61,13 +68,18 @@ func (w *waitCounts) add(u *waitCounts) *waitCounts {
 	return out
 }
 
-// waits turns the counts into the report's shares (nil: no sample).
+// waits turns the counts into the report's shares (nil: nothing was
+// sampled, not even a failure).
 func (w *waitCounts) waits() *Waits {
-	if w == nil || w.samples == 0 {
+	if w == nil || w.samples+w.failed == 0 {
 		return nil
 	}
-	out := &Waits{IntervalMs: float64(w.interval) / float64(time.Millisecond), Samples: w.samples,
-		Backends: map[string]float64{}, LockHeld: round(float64(w.held)/float64(w.samples), 3)}
+	out := &Waits{IntervalMs: float64(w.interval) / float64(time.Millisecond), Samples: w.samples, Failed: w.failed,
+		Backends: map[string]float64{}}
+	if w.samples == 0 {
+		return out
+	}
+	out.LockHeld = round(float64(w.held)/float64(w.samples), 3)
 	for k, n := range w.states {
 		out.Backends[k] = round(float64(n)/float64(w.samples), 3)
 	}
@@ -90,16 +102,25 @@ FROM pg_stat_activity a
 WHERE starts_with(a.application_name, $1) AND a.pid <> pg_backend_pid() AND a.state = 'active'`
 
 // sampleWaits samples the run's backends every interval until stop is
-// called, which returns the counts. A sample that fails is skipped (the
-// phase goes on; the counts say how many were taken).
+// called, which returns the counts. A sample that fails is counted as
+// failed and left out of the figures (the phase goes on); the first
+// failure is kept for the caller to report. A connection that breaks is
+// replaced at the next tick.
 func sampleWaits(ctx context.Context, pool *pgxpool.Pool, app string, interval time.Duration) (stop func() *waitCounts) {
 	w := &waitCounts{interval: interval, states: map[string]int64{}, holder: map[string]int64{}}
-	stopFn := background(ctx, func(ctx context.Context) {
-		conn, err := pool.Acquire(ctx)
-		if err != nil {
-			return
+	fail := func(err error) {
+		w.failed++
+		if w.err == nil {
+			w.err = err
 		}
-		defer conn.Release()
+	}
+	stopFn := background(ctx, func(ctx context.Context) {
+		var conn *pgxpool.Conn
+		defer func() {
+			if conn != nil {
+				conn.Release()
+			}
+		}()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -108,8 +129,26 @@ func sampleWaits(ctx context.Context, pool *pgxpool.Pool, app string, interval t
 				return
 			case <-t.C:
 			}
+			if conn == nil {
+				c, err := pool.Acquire(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						fail(fmt.Errorf("connect: %w", err))
+					}
+					continue
+				}
+				conn = c
+			}
 			rows, err := conn.Query(ctx, waitQuery, app)
 			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				fail(err)
+				if conn.Conn().IsClosed() {
+					conn.Release()
+					conn = nil
+				}
 				continue
 			}
 			var (
@@ -128,7 +167,15 @@ func sampleWaits(ctx context.Context, pool *pgxpool.Pool, app string, interval t
 				}
 			}
 			rows.Close()
-			if rows.Err() != nil {
+			if err := rows.Err(); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				fail(err)
+				if conn.Conn().IsClosed() {
+					conn.Release()
+					conn = nil
+				}
 				continue
 			}
 			w.samples++
@@ -150,7 +197,11 @@ func sampleWaits(ctx context.Context, pool *pgxpool.Pool, app string, interval t
 // describeWaits is the text report's line for one side's waits.
 func describeWaits(side string, w *Waits) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s waits (mean active backends, %d samples every %s ms): %s", side, w.Samples, ms(w.IntervalMs), topShares(w.Backends, "%.2f"))
+	failed := ""
+	if w.Failed > 0 {
+		failed = fmt.Sprintf(", %d failed", w.Failed)
+	}
+	fmt.Fprintf(&b, "%s waits (mean active backends, %d samples every %s ms%s): %s", side, w.Samples, ms(w.IntervalMs), failed, topShares(w.Backends, "%.2f"))
 	if w.LockHeld > 0 {
 		fmt.Fprintf(&b, "; an advisory lock (the append lock) held %.0f%% of the time, its holder: %s", 100*w.LockHeld, topShares(w.Holder, "%.0f%%"))
 	}

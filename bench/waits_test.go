@@ -193,3 +193,75 @@ func TestSampleWaitsIntervalIsChecked(t *testing.T) {
 		t.Errorf("5ms: %v", err)
 	}
 }
+
+// A sampler that cannot connect takes no sample, and says so: its failures
+// are counted and reported instead of the waits silently missing.
+func TestSampleWaitsThatCannotConnectReportsTheFailures(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Nothing listens on port 1.
+	cfg, err := pgxpool.ParseConfig("postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	stop := sampleWaits(ctx, pool, "eventstream-bench-nowhere", 5*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	c := stop()
+	if c.samples != 0 || c.failed == 0 || c.err == nil || !strings.Contains(c.err.Error(), "connect") {
+		t.Fatalf("samples %d, failed %d, err %v; want none taken, failures counted, a connect error", c.samples, c.failed, c.err)
+	}
+	w := c.waits()
+	if w == nil || w.Samples != 0 || w.Failed != c.failed || w.LockHeld != 0 || len(w.Backends) != 0 {
+		t.Fatalf("waits %+v, want no figures and %d failed", w, c.failed)
+	}
+	if line := describeWaits("ours", w); !strings.Contains(line, fmt.Sprintf("0 samples every 5.00 ms, %d failed", c.failed)) {
+		t.Errorf("the report line hides the failures: %s", line)
+	}
+}
+
+// A sampler whose connection breaks mid-phase counts the failed samples,
+// keeps them out of the figures, and samples again on a new connection.
+func TestSampleWaitsRecoversFromABrokenConnection(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app := fmt.Sprintf("eventstream-bench-wb%x", time.Now().UnixNano())
+	pool, err := pgxpool.New(ctx, pgtest.BaseURL()+"&application_name=eventstream-waits-"+app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	stop := sampleWaits(ctx, pool, app, 5*time.Millisecond)
+	time.Sleep(30 * time.Millisecond)
+	// End the sampler's backend, as an operator's pg_terminate_backend or
+	// a server restart would.
+	var killed int
+	if err := pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
+		"eventstream-waits-"+app).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	if killed != 1 {
+		t.Fatalf("terminated %d sampler backends, want 1", killed)
+	}
+	before := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	c := stop()
+	if c.failed == 0 || c.err == nil {
+		t.Fatalf("failed %d, err %v: the broken connection's sample was not counted as failed", c.failed, c.err)
+	}
+	// Samples kept coming after the break: about 60 ticks in 300 ms,
+	// against at most 6 before it.
+	if c.samples < 30 {
+		t.Errorf("%d samples in all (%v after the break): the sampler did not reconnect", c.samples, time.Since(before))
+	}
+	w := c.waits()
+	if w.Failed != c.failed || w.Samples != c.samples {
+		t.Errorf("waits %+v, want %d samples and %d failed", w, c.samples, c.failed)
+	}
+}
