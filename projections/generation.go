@@ -95,13 +95,53 @@ func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registere
 	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{schema}.Sanitize()); err != nil {
 		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 	}
-	if _, err := migrate.Apply(ctx, tx, p.component, p.migrations); err != nil {
+	_, err := migrate.Apply(ctx, tx, p.component, p.migrations)
+	// Put back on failure too: Apply rolled back to its savepoint, and the
+	// caller may go on in the transaction (migratePublished does).
+	if _, rerr := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, orig); rerr != nil && err == nil {
+		return fmt.Errorf("projections: migrate %q: %w", p.Name, rerr)
+	}
+	if err != nil {
 		return fmt.Errorf("projections: migrate %q in %s: %w", p.Name, schema, err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, orig); err != nil {
-		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
-	}
 	return nil
+}
+
+// migratePublished applies the projection's migrations to its published
+// generation (in schema). Each of its views in the home schema reads
+// every column of a table (SELECT *), and PostgreSQL refuses to change
+// the type of a column a view reads (feature_not_supported): a migration
+// refused so (catalog's 007 widens a column) runs again with the
+// projection's views dropped, which publishViews then makes again in the
+// same transaction. Only then: dropping a view takes an ACCESS EXCLUSIVE
+// lock, a reader waiting on it fails rather than follows the new one, and
+// a view someone made on top of one stops the drop (naming it), where a
+// migration that adds a column leaves it be.
+func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) error {
+	err := r.migrateGeneration(ctx, tx, p, schema)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "0A000" { // feature_not_supported
+		return err
+	}
+	rows, qerr := tx.Query(ctx, `SELECT view_name FROM projection_views WHERE projection = $1 ORDER BY view_name`, p.Name)
+	if qerr != nil {
+		return fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
+	}
+	views, qerr := pgx.CollectRows(rows, pgx.RowTo[string])
+	if qerr != nil {
+		return fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
+	}
+	for _, v := range views {
+		if _, derr := tx.Exec(ctx, `DROP VIEW IF EXISTS `+pgx.Identifier{home, v}.Sanitize()); derr != nil {
+			// The detail names what depends on the view: what to drop.
+			var detail string
+			if errors.As(derr, &pgErr) && pgErr.Detail != "" {
+				detail = " (" + pgErr.Detail + ")"
+			}
+			return fmt.Errorf("projections: migrate %q: a migration cannot run under the view %s (%v), and dropping it, to make it again after, failed%s: %w", p.Name, v, err, detail, derr)
+		}
+	}
+	return r.migrateGeneration(ctx, tx, p, schema)
 }
 
 // ViewConflictError: a read-model table would be exposed under a name

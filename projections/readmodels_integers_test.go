@@ -61,7 +61,7 @@ func TestReadModelsApplyIntegersWrittenWithAFractionOrAnExponent(t *testing.T) {
 				}
 			}
 			got := queryRows(t, pool, `SELECT attempt, quiz_questions, lesson_count FROM course_catalog WHERE course_id = $1`, course)
-			if len(got) != 1 || got[0]["attempt"] != int32(2) || got[0]["quiz_questions"] != int32(12) || got[0]["lesson_count"] != int32(3) {
+			if len(got) != 1 || got[0]["attempt"] != int64(2) || got[0]["quiz_questions"] != int32(12) || got[0]["lesson_count"] != int32(3) {
 				t.Fatalf("catalog row %v, want attempt 2, 12 questions, 3 lessons", got)
 			}
 			got = queryRows(t, pool, `SELECT price_cents FROM course_distributions WHERE distribution_id = $1`, dist)

@@ -220,7 +220,7 @@ func TestCourseCatalog(t *testing.T) {
 		t.Fatalf("%d catalog rows for the course", len(got))
 	}
 	want := map[string]any{
-		"title": "Event sourcing in Go", "topic": "Event sourcing", "language": nil, "workflow_state": "deployed", "attempt": int32(1),
+		"title": "Event sourcing in Go", "topic": "Event sourcing", "language": nil, "workflow_state": "deployed", "attempt": int64(1),
 		"lesson_count": int32(3), "lessons_generated": int32(3), "quiz_questions": int32(12), "landing_page_slug": "event-sourcing",
 		"staging_url": "https://staging.example/courses/1", "distribution_count": int32(1), "distribution_status": "active",
 		"publication_status": "published", "published_version": "1.1.0", "views": int64(5), "enrollment_clicks": int64(2),
@@ -233,7 +233,7 @@ func TestCourseCatalog(t *testing.T) {
 	}
 	got = queryRows(t, pool, `SELECT workflow_state, attempt, language, failure_reason, lessons_generated, distribution_status
 		FROM course_catalog WHERE tenant_id = 'acme' AND course_id = $1`, retried)
-	if len(got) != 1 || got[0]["workflow_state"] != "requested" || got[0]["attempt"] != int32(2) || got[0]["language"] != "fr" ||
+	if len(got) != 1 || got[0]["workflow_state"] != "requested" || got[0]["attempt"] != int64(2) || got[0]["language"] != "fr" ||
 		got[0]["failure_reason"] != nil || got[0]["distribution_status"] != "none" {
 		t.Fatalf("the retried course: %v", got)
 	}

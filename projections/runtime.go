@@ -283,7 +283,7 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 		if err != nil {
 			return err
 		}
-		if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+		if err := r.migratePublished(ctx, tx, home, p, schema); err != nil {
 			return err
 		}
 		if err := r.publishViews(ctx, tx, home, p, *active, schema); err != nil {
