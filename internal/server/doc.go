@@ -44,9 +44,11 @@
 //     in again ends the browser's session before starting the next, a
 //     token keeps at most Config.MaxSessions (20) live sessions (a sign-in
 //     past it ends the oldest), and a session expires after
-//     Config.SessionTTL (12h); expired sessions are deleted at the next
-//     sign-in. A sign-in or sign-out form posted by another site is
-//     refused (403).
+//     Config.SessionTTL (12h); an expired session opens nothing, and is
+//     deleted at the next sign-in or, on a started server (Server.Start),
+//     within Config.SessionPurgeInterval (15m), though nobody signs in.
+//     Close stops what Start started, and New starts nothing. A sign-in or
+//     sign-out form posted by another site is refused (403).
 //   - A tenant's token is given projection figures over its own events
 //     only (Server.forPrincipal): its lag, its parked events; no error
 //     text, rate or error count, which count every tenant's events.

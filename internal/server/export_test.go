@@ -17,3 +17,15 @@ const (
 	TenantLagWindow = tenantLagWindow
 	TenantLagPages  = tenantLagPages
 )
+
+// SessionCount is how many sessions, live or expired, a server without a
+// database keeps in the process (-1 for a server with one).
+func SessionCount(s *Server) int {
+	m, ok := s.ui.sessions.(*memSessions)
+	if !ok {
+		return -1
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.m)
+}

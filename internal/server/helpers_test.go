@@ -64,6 +64,9 @@ type envOptions struct {
 	sessionTTL time.Duration
 	// maxSessions is the audit browser's sessions per token (0: default).
 	maxSessions int
+	// purgeInterval, if set, starts the server (Server.Start) with this
+	// SessionPurgeInterval, and closes it at the end of the test.
+	purgeInterval time.Duration
 }
 
 func newEnvWith(t testing.TB, o envOptions) *env {
@@ -110,9 +113,16 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		Auth: server.NewAuthenticatorWithConfig(tokens, o.auth), Gatherer: e.reg, Metrics: m,
 		Ready:  func(context.Context) error { return e.ready },
 		Limits: o.limits, SessionTTL: o.sessionTTL, MaxSessions: o.maxSessions,
+		SessionPurgeInterval: o.purgeInterval,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.purgeInterval > 0 {
+		if err := s.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
 	}
 	e.h = s.Handler()
 	e.srv = httptest.NewServer(e.h)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -119,8 +120,13 @@ type Config struct {
 	// token keeps (0: DefaultMaxSessions, 20): a sign-in past it ends the
 	// token's oldest session.
 	MaxSessions int
-	Limits      Limits
-	Logger      *slog.Logger
+	// SessionPurgeInterval is how often a started server (Start) deletes
+	// the expired sessions of the audit browser [DefaultSessionPurgeInterval,
+	// 15m]. A sign-in deletes them too; this bounds the table of a server
+	// nobody signs in to.
+	SessionPurgeInterval time.Duration
+	Limits               Limits
+	Logger               *slog.Logger
 }
 
 // Server serves the API, the metrics and the audit browser.
@@ -132,6 +138,12 @@ type Server struct {
 	ui      *ui
 	// bodies holds MaxInFlightBodyBytes, taken by the appends in flight.
 	bodies *semaphore.Weighted
+
+	// The upkeep Start starts and Close stops.
+	mu     sync.Mutex
+	closed bool
+	stop   context.CancelFunc // nil until started
+	done   chan struct{}      // closed when the upkeep has returned
 }
 
 // New checks cfg and builds the routes.
@@ -151,6 +163,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
+	if cfg.SessionPurgeInterval <= 0 {
+		cfg.SessionPurgeInterval = DefaultSessionPurgeInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -163,6 +178,71 @@ func New(cfg Config) (*Server, error) {
 	s.routes()
 	s.handler = securityHeaders(s.mux)
 	return s, nil
+}
+
+// Start starts the server's upkeep, which runs until ctx ends or Close is
+// called: it deletes the audit browser's expired sessions now and every
+// Config.SessionPurgeInterval. New starts nothing, so a server that is
+// never started leaks no goroutine; it serves all the same, and its
+// expired sessions, which never open a page, are deleted at sign-ins only.
+// Start may be called once; Close stops what it started.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return errors.New("server: start: closed")
+	case s.stop != nil:
+		return errors.New("server: start: already started")
+	}
+	ctx, s.stop = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		s.purgeSessions(ctx)
+	}()
+	return nil
+}
+
+// Close stops the upkeep Start started, a purge in flight included, and
+// returns once it has stopped. It does not stop serving: shut the
+// http.Server down first. Close may be called more than once, and without
+// Start.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	stop, done := s.stop, s.done
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// purgeSessions deletes the expired sessions now and every
+// SessionPurgeInterval until ctx ends. A failed purge is logged and tried
+// again at the next tick: nothing depends on it but the table's size.
+func (s *Server) purgeSessions(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SessionPurgeInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, sessionPurgeTimeout)
+		n, err := s.ui.sessions.purge(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.Warn("ui: delete the expired sessions", "err", err, "retry_in", s.cfg.SessionPurgeInterval)
+		case n > 0:
+			s.log.Debug("ui: deleted the expired sessions", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // securityHeaders gives every response the headers that keep a browser

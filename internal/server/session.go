@@ -26,6 +26,16 @@ const DefaultSessionTTL = 12 * time.Hour
 // table without bound.
 const DefaultMaxSessions = 20
 
+// DefaultSessionPurgeInterval is how often a started server deletes the
+// audit browser's expired sessions (Server.Start). A sign-in deletes them
+// too, but a server nobody signs in to would otherwise keep them forever.
+// They never open a page, expired or not: this only bounds the table.
+const DefaultSessionPurgeInterval = 15 * time.Minute
+
+// sessionPurgeTimeout bounds one purge, so that a database that hangs
+// holds no connection of the pool for longer.
+const sessionPurgeTimeout = 30 * time.Second
+
 // sessionIDLen is the length of a session id as the cookie holds it: 32
 // random bytes, base64url without padding.
 const sessionIDLen = 43
@@ -46,6 +56,9 @@ type sessions interface {
 	lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error)
 	// end ends a session (nothing if there is none).
 	end(ctx context.Context, id string) error
+	// purge deletes the expired sessions, every token's, and returns how
+	// many it deleted.
+	purge(ctx context.Context) (int64, error)
 }
 
 func newSessionID() (id string, hash [sha256.Size]byte, err error) {
@@ -85,8 +98,8 @@ func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl tim
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eventstream_ui_sessions ' || $1, 0))`, tok); err != nil {
 			return err
 		}
-		// Expired sessions go as new ones come: the table holds the live
-		// ones and those expired since the last sign-in.
+		// Expired sessions go as new ones come, and every
+		// SessionPurgeInterval on a started server (Server.Start).
 		if _, err := tx.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE expires_at <= now()`); err != nil {
 			return err
 		}
@@ -105,6 +118,18 @@ func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl tim
 		return "", fmt.Errorf("start a session: %w", err)
 	}
 	return id, nil
+}
+
+// purge skips the expired sessions a sign-in is deleting at the same
+// moment (it deletes them itself): the purge then never waits on a
+// sign-in, nor the two on each other.
+func (s pgSessions) purge(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE session_sha256 IN (
+		SELECT session_sha256 FROM eventstream_ui_sessions WHERE expires_at <= now() FOR UPDATE SKIP LOCKED)`)
+	if err != nil {
+		return 0, fmt.Errorf("delete the expired sessions: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 func (s pgSessions) lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error) {
@@ -191,6 +216,20 @@ func (s *memSessions) lookup(_ context.Context, id string) ([sha256.Size]byte, b
 		return [sha256.Size]byte{}, false, nil
 	}
 	return v.token, true, nil
+}
+
+func (s *memSessions) purge(context.Context) (int64, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for k, v := range s.m {
+		if !now.Before(v.expires) {
+			delete(s.m, k)
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *memSessions) end(_ context.Context, id string) error {

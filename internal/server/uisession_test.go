@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/internal/server"
@@ -415,4 +418,163 @@ func TestUISessionsOfATokenAreCapped(t *testing.T) {
 			t.Errorf("another token's session: %d, want 200", got)
 		}
 	})
+}
+
+// TestUIExpiredSessionsArePurgedWithoutASignIn: a started server deletes
+// the expired sessions every SessionPurgeInterval, every token's, though
+// nobody signs in, and keeps the live ones, which still open pages. The
+// expired ones open nothing before they are deleted.
+func TestUIExpiredSessionsArePurgedWithoutASignIn(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, envOptions{purgeInterval: 50 * time.Millisecond})
+	ctx := context.Background()
+	count := func(where string) int {
+		t.Helper()
+		var n int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM eventstream_ui_sessions WHERE `+where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	open := func(id string) int {
+		return e.do("GET", "/ui/projections", "", "", "Cookie", "eventstream_token="+id).code
+	}
+	acme1 := sessionCookie(t, e.signIn(acmeToken)).Value
+	acme2 := sessionCookie(t, e.signIn(acmeToken)).Value
+	globex := sessionCookie(t, e.signIn(globexToken)).Value
+	ops := sessionCookie(t, e.signIn(operatorToken)).Value
+	// Two rounds, so that the purge is seen to come back, not only to run
+	// once when the server starts.
+	for _, round := range []struct {
+		expire []string // tokens whose sessions time moves past their end
+		gone   []string // their cookies
+		live   []string
+	}{
+		{[]string{acmeToken, globexToken}, []string{acme1, acme2, globex}, []string{ops}},
+		{[]string{operatorToken}, []string{ops}, nil},
+	} {
+		for _, token := range round.expire {
+			if _, err := e.pool.Exec(ctx, `UPDATE eventstream_ui_sessions SET expires_at = now() - interval '1 second' WHERE token_sha256 = $1`, server.HashToken(token)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); count("expires_at <= now()") > 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d expired sessions still kept 10s after they expired, with SessionPurgeInterval 50ms and no sign-in", count("expires_at <= now()"))
+			}
+		}
+		if n, want := count("true"), len(round.live); n != want {
+			t.Fatalf("%d sessions left after the purge, want the %d live ones", n, want)
+		}
+		for _, id := range round.gone {
+			if got := open(id); got != http.StatusUnauthorized {
+				t.Errorf("an expired session: %d, want 401", got)
+			}
+		}
+		for _, id := range round.live {
+			if got := open(id); got != http.StatusOK {
+				t.Errorf("a live session after a purge: %d, want 200", got)
+			}
+		}
+	}
+}
+
+// TestUIExpiredSessionsArePurgedWithoutADatabase: so in the process too.
+func TestUIExpiredSessionsArePurgedWithoutADatabase(t *testing.T) {
+	t.Parallel()
+	s, err := server.New(server.Config{Store: memoryStore(t), Registry: schemasReg(), SessionTTL: 300 * time.Millisecond,
+		SessionPurgeInterval: 50 * time.Millisecond,
+		Auth:                 server.NewAuthenticator(server.Tokens{server.TokenFor(acmeToken, "acme", "acme-app")}),
+		Logger:               slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv}
+	e.signIn(acmeToken)
+	e.signIn(acmeToken)
+	if n := server.SessionCount(s); n != 2 {
+		t.Fatalf("%d sessions after two sign-ins, want 2", n)
+	}
+	for deadline := time.Now().Add(10 * time.Second); server.SessionCount(s) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions still kept 10s after they expired (TTL 300ms), with SessionPurgeInterval 50ms and no sign-in", server.SessionCount(s))
+		}
+	}
+}
+
+// TestServerUpkeepStops: the upkeep Start starts (the session purge)
+// stops at Close and when Start's context ends: no goroutine outlives the
+// server. New starts none. Not parallel, so that the goroutines of other
+// tests do not count.
+func TestServerUpkeepStops(t *testing.T) {
+	store := memoryStore(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	purging := func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "server.(*Server).purgeSessions")
+	}
+	newServer := func() *server.Server {
+		s, err := server.New(server.Config{Store: store, Registry: schemasReg(), SessionPurgeInterval: time.Millisecond,
+			Auth:   server.NewAuthenticator(server.Tokens{server.TokenFor(acmeToken, "acme", "acme-app")}),
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	s := newServer()
+	if purging() {
+		t.Fatal("New started the upkeep")
+	}
+	s.Close() // never started: nothing to stop
+	if err := s.Start(context.Background()); err == nil {
+		t.Fatal("Start after Close: want an error")
+	}
+
+	s = newServer()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil {
+		t.Fatal("a second Start: want an error")
+	}
+	time.Sleep(20 * time.Millisecond) // a few purges
+	if !purging() {
+		t.Fatal("no upkeep running after Start")
+	}
+	s.Close()
+	if purging() {
+		t.Fatal("the upkeep still runs after Close returned")
+	}
+	s.Close()
+
+	s = newServer()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for deadline := time.Now().Add(5 * time.Second); purging(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upkeep still runs 5s after Start's context ended")
+		}
+	}
+	s.Close()
+}
+
+// memoryStore is an in-memory log, for servers without a database.
+func memoryStore(t *testing.T) *memory.Store {
+	t.Helper()
+	store, err := memory.New(schemasReg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
