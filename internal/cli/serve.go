@@ -27,6 +27,8 @@ type serveFlags struct {
 	dev, noProjections bool
 	limits             server.Limits
 	shutdownTimeout    time.Duration
+	// maxSessions is the audit browser's live sessions per token.
+	maxSessions int
 	// auth holds the token cache's TTL, MaxStale and ReadTimeout.
 	auth server.AuthConfig
 }
@@ -66,7 +68,11 @@ within it. While it cannot be read (database down or hanging, tokens file
 unreadable), the last list read answers until it is --tokens-max-stale old,
 then every request with a token gets 503 until the list is read again.
 One read gives up after --tokens-read-timeout. Each must be above 0, and
---tokens-max-stale at least --tokens-ttl and --tokens-read-timeout.`,
+--tokens-max-stale at least --tokens-ttl and --tokens-read-timeout.
+
+A token keeps at most --max-sessions live sessions of the audit browser (at
+least 1): a sign-in past it ends the token's oldest. Expired sessions are
+deleted at sign-ins and every 15 minutes.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.serve(cmd.Context(), f)
@@ -88,6 +94,7 @@ One read gives up after --tokens-read-timeout. Each must be above 0, and
 	fl.DurationVar(&f.limits.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one request's work (503 past it)")
 	fl.IntVar(&f.limits.MaxPageEvents, "max-page", 1000, "most events one GET returns")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fl.IntVar(&f.maxSessions, "max-sessions", server.DefaultMaxSessions, "live sessions of the audit browser one token keeps: a sign-in past it ends the token's oldest; at least 1")
 	// The server's own defaults: the flags' defaults are what a server
 	// built without them would use.
 	auth := server.AuthConfig{}.WithDefaults()
@@ -110,6 +117,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if f.shutdownTimeout <= 0 {
 		// 0 would cut every request in flight at once, appends included.
 		return usagef("--shutdown-timeout %s: want more than 0, the time requests in flight get to finish", f.shutdownTimeout)
+	}
+	if f.maxSessions < 1 {
+		// The server would take 0 or less as its default, not as "none".
+		return usagef("--max-sessions %d: want at least 1 (left unset: %d)", f.maxSessions, server.DefaultMaxSessions)
 	}
 	if err := checkAuthFlags(f.auth); err != nil {
 		return err
@@ -177,11 +188,17 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	srv, err := server.New(server.Config{
 		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
 		Auth: server.NewAuthenticatorWithConfig(sources, f.auth), Gatherer: reg, Metrics: metrics,
-		Ready: ready, Limits: f.limits, Logger: a.log,
+		Ready: ready, Limits: f.limits, Logger: a.log, MaxSessions: f.maxSessions,
 	})
 	if err != nil {
 		return err
 	}
+	// The upkeep (deleting expired sessions) stops with ctx, and at the
+	// latest here, before the pool closes.
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Close()
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
