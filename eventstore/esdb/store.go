@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	client "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"google.golang.org/grpc/codes"
@@ -240,13 +241,19 @@ func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
 }
 
 // fail says what went wrong in a call made under parent: the store was
-// closed, the caller's context ended, or err.
+// closed, the caller's context ended, or err. The caller's deadline counts
+// as ended once it has passed, even if parent's own timer has not fired
+// yet: the client's timer for the same deadline may fire first, and its
+// DeadlineExceeded is then the caller's, not an outage.
 func (s *Store) fail(parent context.Context, what string, err error) error {
 	switch {
 	case s.life.Err() != nil:
 		return fmt.Errorf("esdb: %s: %w", what, eventstore.ErrClosed)
 	case parent.Err() != nil:
 		return fmt.Errorf("esdb: %s: %w", what, parent.Err())
+	}
+	if d, ok := parent.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("esdb: %s: %w", what, context.DeadlineExceeded)
 	}
 	return unavailable(fmt.Errorf("esdb: %s: %w", what, err))
 }
