@@ -1,0 +1,22 @@
+-- The stream column compares in byte order (COLLATE "C") instead of the
+-- database's collation.
+--
+-- Every append checks its stream's head and inserts into the (stream,
+-- version) index, and every stream read walks it: each step compares stream
+-- ids. Under a database collation other than C (C.UTF-8 and en_US.UTF-8
+-- included) PostgreSQL compares text through strcoll, copying both values
+-- first; byte order is a memcmp. Measured in one session (2 vCPUs, 100-event
+-- appends from 4 goroutines, alternating): 89.6-93.2k events/s against
+-- 79.5-90.3k, and the index insert alone 1.4 instead of 2.2 µs an event.
+--
+-- Stream ids are only ever compared for equality, which is byte equality
+-- under any deterministic collation, so no read or check answers
+-- differently; nothing orders by stream. (For UTF-8, byte order is also
+-- code point order, the order of C.UTF-8.)
+--
+-- The table is not rewritten, but events_stream_version_key is rebuilt
+-- under an ACCESS EXCLUSIVE lock: appends and reads wait for it. It took
+-- 0.54 s for 1.67 million events on that machine; on a large log, run
+-- `eventstream migrate` when a pause of that order is acceptable (see
+-- docs/operations/migrate.md).
+ALTER TABLE events ALTER COLUMN stream TYPE text COLLATE "C";
