@@ -11,11 +11,12 @@ import (
 )
 
 // The raw ceiling writes the same rows as our store into a bare table of
-// the same columns: no constraint, no index, no validation, no ordering
+// the same columns (stream in byte order, as the log's since its migration
+// 004): no constraint, no index, no validation, no ordering
 // guard. It is what PostgreSQL itself does on this machine for the same
 // work, so ours / raw is the figure to track.
 const rawEventsDDL = `CREATE TABLE raw_events (
-	position bigint, id uuid, stream text, version bigint, type text, source text, target text,
+	position bigint, id uuid, stream text COLLATE "C", version bigint, type text, source text, target text,
 	tenant_id text, correlation_id text, causation_id text, producer text, schema_version integer,
 	"timestamp" timestamptz, payload jsonb, meta jsonb)`
 

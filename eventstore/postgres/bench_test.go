@@ -25,7 +25,7 @@ import (
 //	go test -run '^$' -bench . -benchtime 20000x ./eventstore/postgres
 
 const rawTable = `CREATE TABLE raw_events (
-	position bigint, id uuid, stream text, version bigint, type text, source text, target text,
+	position bigint, id uuid, stream text COLLATE "C", version bigint, type text, source text, target text,
 	tenant_id text, correlation_id text, causation_id text, producer text, schema_version integer,
 	"timestamp" timestamptz, payload jsonb, meta jsonb)`
 
