@@ -206,6 +206,10 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	events := make([]eventstore.Event, len(in.Events))
 	ids := make([]string, len(in.Events))
 	for i, e := range in.Events {
+		if err := refuseAppendedBy(i, e.Meta); err != nil {
+			s.writeStoreError(w, r, err)
+			return
+		}
 		m := e.Meta
 		switch {
 		case m.TenantID == "" && !p.Operator():
@@ -222,6 +226,14 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		if m.Producer == "" {
 			m.Producer = "http/" + p.Name
 		}
+		// Stamped on every attempt alike: a retry of these ids by the
+		// same token is the same content, which the store answers with
+		// the original result; by another token it differs in the stamp,
+		// and the store refuses it as an id stored with other content.
+		if m.Extra == nil {
+			m.Extra = map[string]any{}
+		}
+		m.Extra[AppendedByKey] = p.Name
 		src := e.Source
 		if src == "" {
 			src = "http"
@@ -259,6 +271,34 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	w.Header().Set("Location", "/streams/"+url.PathEscape(stream))
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// AppendedByKey is the free-form meta key in which the API records the
+// name of the token that appended an event (Principal.Name). meta.producer
+// is what the client says it is, and the client may set it to anything;
+// meta.appended_by is what the server authenticated. Appends made outside
+// the API (the library, the CLI) do not carry it.
+const AppendedByKey = "appended_by"
+
+// refuseAppendedBy refuses event i when its meta carries AppendedByKey,
+// which only the server writes: a client that could send it would sign
+// its events with another token's name. Keys that differ from it only in
+// case are refused too: encoding/json, which readers of the meta may
+// decode it with, takes them for the same key.
+func refuseAppendedBy(i int, m eventstore.Meta) error {
+	first := ""
+	for k := range m.Extra {
+		if strings.EqualFold(k, AppendedByKey) && (first == "" || k < first) {
+			first = k
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	// Only ASCII letters fold onto "appended_by": first needs no escaping
+	// in a JSON pointer.
+	return &eventstore.ValidationError{Index: i, Pointer: "/meta/" + first, Rule: "reserved",
+		Message: fmt.Sprintf("meta key %q is reserved: the server sets meta.%s to the name of the token that appends the event", first, AppendedByKey)}
 }
 
 // refuseModuleStream refuses a raw append into a stream a domain module
