@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -31,6 +33,8 @@ type serveFlags struct {
 	maxSessions int
 	// auth holds the token cache's TTL, MaxStale and ReadTimeout.
 	auth server.AuthConfig
+	// metricsTokenFile holds the secret GET /metrics asks for.
+	metricsTokenFile string
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -45,7 +49,7 @@ func (a *app) serveCommand() *cobra.Command {
   GET  /events                       read the whole log (?from=POSITION&limit=N&type=T)
   GET  /projections                  projection status: position, lag, parked
   GET  /schemas, /schemas/{type}/{version}
-  GET  /metrics                      Prometheus metrics (no token needed)
+  GET  /metrics                      Prometheus metrics (open, or --metrics-token-file)
   GET  /healthz, /readyz             liveness; readiness (migrated, database answers)
   GET  /ui/                          the audit browser
 
@@ -53,6 +57,14 @@ Every endpoint but /metrics, /healthz and /readyz needs a bearer token
 mapped to a tenant (eventstream tokens create TENANT; or a --tokens-file of
 "TENANT SHA256-HEX [NAME]" lines). A token sees only its tenant's events;
 tenant "*" is an operator's and sees all.
+
+/metrics carries every tenant's figures and, by default, is open. With
+--metrics-token-file FILE it needs "Authorization: Bearer SECRET", SECRET
+being what FILE holds (a trailing newline is dropped; printable ASCII, no
+spaces): 401 otherwise. No API token opens it, and the secret opens nothing
+else. A missing, unreadable or empty file is refused (exit 2) before
+anything connects. Prometheus: authorization: {type: Bearer,
+credentials_file: FILE}.
 
 --dev starts a private PostgreSQL cluster when none answers (and the
 EventStoreDB stand-in with --store esdb), and, when no token exists yet,
@@ -94,6 +106,7 @@ deleted at sign-ins and every 15 minutes.`,
 	fl.DurationVar(&f.limits.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one request's work (503 past it)")
 	fl.IntVar(&f.limits.MaxPageEvents, "max-page", 1000, "most events one GET returns")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fl.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding the secret GET /metrics then asks for as a bearer token (default: /metrics needs no token)")
 	fl.IntVar(&f.maxSessions, "max-sessions", server.DefaultMaxSessions, "live sessions of the audit browser one token keeps: a sign-in past it ends the token's oldest; at least 1")
 	// The server's own defaults: the flags' defaults are what a server
 	// built without them would use.
@@ -124,6 +137,14 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	if err := checkAuthFlags(f.auth); err != nil {
 		return err
+	}
+	var metricsToken *[sha256.Size]byte
+	if f.metricsTokenFile != "" {
+		h, err := readMetricsToken(f.metricsTokenFile)
+		if err != nil {
+			return err
+		}
+		metricsToken = &h
 	}
 	var migrations []migrationResult
 	b, err := a.openStore(ctx, storeOptions{
@@ -188,7 +209,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	srv, err := server.New(server.Config{
 		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
 		Auth: server.NewAuthenticatorWithConfig(sources, f.auth), Gatherer: reg, Metrics: metrics,
-		Ready: ready, Limits: f.limits, Logger: a.log, MaxSessions: f.maxSessions,
+		Ready: ready, Limits: f.limits, Logger: a.log, MaxSessions: f.maxSessions, MetricsToken: metricsToken,
 	})
 	if err != nil {
 		return err
@@ -269,6 +290,30 @@ func checkAuthFlags(c server.AuthConfig) error {
 		return usagef("--tokens-read-timeout %s is longer than --tokens-max-stale %s: a list is as old as the moment its read began, so a read that takes longer than the max stale brings a list already too old to answer from, and while one read hangs no other starts, so requests are refused past the max stale until it gives up; want a read timeout of at most the max stale", c.ReadTimeout, c.MaxStale)
 	}
 	return nil
+}
+
+// readMetricsToken reads the secret of --metrics-token-file and returns its
+// SHA-256, which is all the server keeps; the secret's bytes are zeroed
+// once hashed. One trailing newline (as editors and echo write) is not
+// part of it. A secret Prometheus could not send as written is refused:
+// it trims spaces around credentials_file's content, and a header value
+// cannot hold control characters, so such a secret would never match.
+func readMetricsToken(path string) ([sha256.Size]byte, error) {
+	raw, err := os.ReadFile(path)
+	defer clear(raw)
+	if err != nil {
+		return [sha256.Size]byte{}, usagef("--metrics-token-file: %v", err)
+	}
+	secret := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
+	if len(secret) == 0 {
+		return [sha256.Size]byte{}, usagef("--metrics-token-file %s is empty: want the secret GET /metrics asks for (a trailing newline is dropped)", path)
+	}
+	for _, c := range secret {
+		if c < 0x21 || c > 0x7e {
+			return [sha256.Size]byte{}, usagef("--metrics-token-file %s: the secret holds a space, a control character, a second line or a byte outside ASCII; want printable ASCII without spaces (as Prometheus sends it: openssl rand -hex 32, say)", path)
+		}
+	}
+	return sha256.Sum256(secret), nil
 }
 
 // displayAddr turns ":8080" listeners into a clickable address.

@@ -30,6 +30,13 @@
 //     read/write/idle timeouts and a per-request deadline (Limits).
 //   - Metrics are registered on the registry the caller gives, never the
 //     global one, and carry no tenant or token in their labels.
+//   - GET /metrics, which carries every tenant's figures, is open unless
+//     Config.MetricsToken is set; then it answers only the bearer token
+//     whose SHA-256 that is (compared in constant time, digest against
+//     digest), and 401 with WWW-Authenticate: Bearer to anything else. It
+//     is a secret apart: no API token, not even an operator's, opens
+//     /metrics, and the metrics secret opens no other endpoint. Only its
+//     digest is kept.
 //   - The audit browser shows every value a tenant or a handler wrote as
 //     text (html/template, no JavaScript), and a tenant only its own events
 //     and parked events. Its cookie holds a random session id, never the

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,6 +109,13 @@ type Config struct {
 	Auth *Authenticator
 	// Gatherer serves GET /metrics (nil: no metrics endpoint).
 	Gatherer prometheus.Gatherer
+	// MetricsToken, if set, is the SHA-256 of the secret GET /metrics
+	// asks for (Authorization: Bearer SECRET; 401 otherwise). Only the
+	// digest is kept, and it is a secret of its own: no API token opens
+	// /metrics, and it opens nothing else. Nil leaves /metrics open to
+	// whoever reaches it, as before it existed; the metrics carry every
+	// tenant's figures.
+	MetricsToken *[sha256.Size]byte
 	// Metrics counts requests (nil: not counted).
 	Metrics *Metrics
 	// Ready reports whether the server may take traffic (GET /readyz).
@@ -155,6 +164,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: a schema registry is required")
 	case cfg.Auth == nil:
 		return nil, errors.New("server: an authenticator is required")
+	case cfg.MetricsToken != nil && *cfg.MetricsToken == sha256.Sum256(nil):
+		// No header at all would present that secret.
+		return nil, errors.New("server: the metrics token is the SHA-256 of an empty secret")
+	}
+	if cfg.MetricsToken != nil {
+		h := *cfg.MetricsToken // the caller's array is the caller's to change
+		cfg.MetricsToken = &h
 	}
 	cfg.Limits = cfg.Limits.WithDefaults()
 	if cfg.SessionTTL <= 0 {
@@ -274,7 +290,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /healthz", s.instrument("/healthz", http.HandlerFunc(s.healthz)))
 	s.mux.Handle("GET /readyz", s.instrument("/readyz", http.HandlerFunc(s.readyz)))
 	if s.cfg.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))
+		s.mux.Handle("GET /metrics", s.authMetrics(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	s.ui.routes()
 	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -415,6 +431,28 @@ func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) 
 			return
 		}
 		h(w, r, p)
+	})
+}
+
+// authMetrics lets a request through to h only with the metrics secret
+// as its bearer token, when Config.MetricsToken is set. The digests are
+// compared, in constant time, so neither the secret's length nor a prefix
+// of it shows in the time taken.
+func (s *Server) authMetrics(h http.Handler) http.Handler {
+	want := s.cfg.MetricsToken
+	if want == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every tenant's figures: no cache keeps them for whoever asks next.
+		w.Header().Set("Cache-Control", "no-store")
+		got := sha256.Sum256([]byte(bearer(r)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eventstream-metrics"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the metrics secret is required as a bearer token (Authorization: Bearer SECRET); API tokens do not open /metrics", nil)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
