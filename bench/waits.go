@@ -139,35 +139,8 @@ func sampleWaits(ctx context.Context, pool *pgxpool.Pool, app string, interval t
 				}
 				conn = c
 			}
-			rows, err := conn.Query(ctx, waitQuery, app)
+			sample, held, err := takeSample(ctx, conn, app)
 			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				fail(err)
-				if conn.Conn().IsClosed() {
-					conn.Release()
-					conn = nil
-				}
-				continue
-			}
-			var (
-				state string
-				holds bool
-			)
-			var sample []string
-			held := ""
-			for rows.Next() {
-				if rows.Scan(&state, &holds) != nil {
-					break
-				}
-				sample = append(sample, state)
-				if holds {
-					held = state
-				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -192,6 +165,30 @@ func sampleWaits(ctx context.Context, pool *pgxpool.Pool, app string, interval t
 		stopFn()
 		return w
 	}
+}
+
+// takeSample reads one sample: the state of each of the run's active
+// backends, and that of the one holding an advisory lock ("" if none).
+func takeSample(ctx context.Context, conn *pgxpool.Conn, app string) (sample []string, held string, err error) {
+	rows, err := conn.Query(ctx, waitQuery, app)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var (
+		state string
+		holds bool
+	)
+	for rows.Next() {
+		if err := rows.Scan(&state, &holds); err != nil {
+			return nil, "", err
+		}
+		sample = append(sample, state)
+		if holds {
+			held = state
+		}
+	}
+	return sample, held, rows.Err()
 }
 
 // describeWaits is the text report's line for one side's waits.
