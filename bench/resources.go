@@ -135,8 +135,7 @@ const serverSample = 100 * time.Millisecond
 
 func newServerMeter(ctx context.Context, pool *pgxpool.Pool, app string) *serverMeter {
 	m := &serverMeter{pool: pool, app: app, latest: map[int]time.Duration{}, bgLatest: map[int]time.Duration{}}
-	m.start = m.sample(ctx)
-	m.bg = m.sampleBackground(ctx)
+	m.start, m.bg = m.sample(ctx)
 	m.stopFn = background(ctx, func(ctx context.Context) {
 		t := time.NewTicker(serverSample)
 		defer t.Stop()
@@ -146,61 +145,56 @@ func newServerMeter(ctx context.Context, pool *pgxpool.Pool, app string) *server
 				return
 			case <-t.C:
 				m.merge(m.sample(ctx))
-				m.mergeBackground(m.sampleBackground(ctx))
 			}
 		}
 	})
 	return m
 }
 
-func (m *serverMeter) merge(s map[int]time.Duration) {
+func (m *serverMeter) merge(backends, background map[int]time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for pid, d := range s {
+	for pid, d := range backends {
 		m.latest[pid] = max(m.latest[pid], d)
 	}
-}
-
-func (m *serverMeter) mergeBackground(s map[int]time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for pid, d := range s {
+	for pid, d := range background {
 		m.bgLatest[pid] = max(m.bgLatest[pid], d)
 	}
 }
 
-func (m *serverMeter) sample(ctx context.Context) map[int]time.Duration {
-	return m.samplePIDs(ctx, `SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, $1)`, m.app)
-}
-
-// sampleBackground is the CPU time of the server's background processes
-// (backgroundTypes) now.
-func (m *serverMeter) sampleBackground(ctx context.Context) map[int]time.Duration {
-	return m.samplePIDs(ctx, `SELECT pid FROM pg_stat_activity WHERE backend_type = ANY($1)`, backgroundTypes)
-}
-
-func (m *serverMeter) samplePIDs(ctx context.Context, query string, arg any) map[int]time.Duration {
-	rows, err := m.pool.Query(ctx, query, arg)
+// sample is the CPU time now of the run's backends and, apart, of the
+// server's background processes (backgroundTypes), from one query.
+func (m *serverMeter) sample(ctx context.Context) (backends, background map[int]time.Duration) {
+	rows, err := m.pool.Query(ctx, `SELECT pid, backend_type = ANY($2) FROM pg_stat_activity
+		WHERE starts_with(application_name, $1) OR backend_type = ANY($2)`, m.app, backgroundTypes)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return nil
-	}
-	out := make(map[int]time.Duration, len(pids))
-	for _, pid := range pids {
+	backends, background = map[int]time.Duration{}, map[int]time.Duration{}
+	var (
+		pid int32
+		bg  bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pid, &bg}, func() error {
 		if d, ok := backendCPU(int(pid)); ok {
-			out[int(pid)] = d
+			if bg {
+				background[int(pid)] = d
+			} else {
+				backends[int(pid)] = d
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil
 	}
-	return out
+	return backends, background
 }
 
 // observe samples one backend now (see backendTracer).
 func (m *serverMeter) observe(pid int) {
 	if d, ok := backendCPU(pid); ok {
-		m.merge(map[int]time.Duration{pid: d})
+		m.merge(map[int]time.Duration{pid: d}, nil)
 	}
 }
 
@@ -257,7 +251,6 @@ func (t *backendTracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, _ pgx.T
 func (m *serverMeter) stop(ctx context.Context) (backends, background time.Duration) {
 	m.stopFn()
 	m.merge(m.sample(ctx))
-	m.mergeBackground(m.sampleBackground(ctx))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for pid, d := range m.latest {
