@@ -54,17 +54,20 @@ func (a *app) serveCommand() *cobra.Command {
   GET  /ui/                          the audit browser
 
 Every endpoint but /metrics, /healthz and /readyz needs a bearer token
-mapped to a tenant (eventstream tokens create TENANT; or a --tokens-file of
-"TENANT SHA256-HEX [NAME]" lines). A token sees only its tenant's events;
-tenant "*" is an operator's and sees all.
+mapped to a tenant (eventstream tokens create TENANT; or a --tokens-file,
+default $EVENTSTREAM_TOKENS_FILE, of "TENANT SHA256-HEX [NAME]" lines). A
+token sees only its tenant's events; tenant "*" is an operator's and sees
+all. A missing, unreadable or malformed tokens file is refused (exit 2)
+before anything connects.
 
 /metrics carries every tenant's figures and, by default, is open. With
---metrics-token-file FILE it needs "Authorization: Bearer SECRET", SECRET
-being what FILE holds (a trailing newline is dropped; printable ASCII, no
-spaces): 401 otherwise. No API token opens it, and the secret opens nothing
-else. A missing, unreadable or empty file is refused (exit 2) before
-anything connects. Prometheus: authorization: {type: Bearer,
-credentials_file: FILE}.
+--metrics-token-file FILE (default $EVENTSTREAM_METRICS_TOKEN_FILE; the
+flag wins) it needs "Authorization: Bearer SECRET", SECRET being what FILE
+holds (a trailing newline is dropped; printable ASCII, no spaces): 401
+otherwise. No API token opens it, and the secret opens nothing else. A
+missing, unreadable or empty file is refused (exit 2) before anything
+connects. Prometheus: authorization: {type: Bearer, credentials_file:
+FILE}.
 
 --dev starts a private PostgreSQL cluster when none answers (and the
 EventStoreDB stand-in with --store esdb), and, when no token exists yet,
@@ -106,7 +109,7 @@ deleted at sign-ins and every 15 minutes.`,
 	fl.DurationVar(&f.limits.RequestTimeout, "request-timeout", 30*time.Second, "deadline of one request's work (503 past it)")
 	fl.IntVar(&f.limits.MaxPageEvents, "max-page", 1000, "most events one GET returns")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
-	fl.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding the secret GET /metrics then asks for as a bearer token (default: /metrics needs no token)")
+	fl.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding the secret GET /metrics then asks for as a bearer token (default $EVENTSTREAM_METRICS_TOKEN_FILE; neither: /metrics needs no token)")
 	fl.IntVar(&f.maxSessions, "max-sessions", server.DefaultMaxSessions, "live sessions of the audit browser one token keeps: a sign-in past it ends the token's oldest; at least 1")
 	// The server's own defaults: the flags' defaults are what a server
 	// built without them would use.
@@ -138,9 +141,29 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if err := checkAuthFlags(f.auth); err != nil {
 		return err
 	}
+	// The files are read before anything connects, so that a wrong path
+	// or content is a usage error (exit 2) even with no database, not a
+	// start that fails, or waits, on something else first.
+	tokensFrom, metricsFrom := "--tokens-file", "--metrics-token-file"
+	if f.tokensFile == "" {
+		f.tokensFile, tokensFrom = a.getenv("EVENTSTREAM_TOKENS_FILE"), "$EVENTSTREAM_TOKENS_FILE"
+	}
+	if f.metricsTokenFile == "" {
+		f.metricsTokenFile, metricsFrom = a.getenv("EVENTSTREAM_METRICS_TOKEN_FILE"), "$EVENTSTREAM_METRICS_TOKEN_FILE"
+	}
+	var tokensFile server.TokenSource
+	if f.tokensFile != "" {
+		tf := server.TokenFile{Path: f.tokensFile}
+		// Read again with the tokens table every --tokens-ttl; this
+		// first read only refuses a file that cannot serve.
+		if _, err := tf.Tokens(ctx); err != nil {
+			return usagef("%s: %v", tokensFrom, err)
+		}
+		tokensFile = tf
+	}
 	var metricsToken *[sha256.Size]byte
 	if f.metricsTokenFile != "" {
-		h, err := readMetricsToken(f.metricsTokenFile)
+		h, err := readMetricsToken(metricsFrom, f.metricsTokenFile)
 		if err != nil {
 			return err
 		}
@@ -176,15 +199,8 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 
 	sources := server.Sources{server.TokenTable{Pool: b.DB.Pool}}
-	if f.tokensFile == "" {
-		f.tokensFile = a.getenv("EVENTSTREAM_TOKENS_FILE")
-	}
-	if f.tokensFile != "" {
-		tf := server.TokenFile{Path: f.tokensFile}
-		if _, err := tf.Tokens(ctx); err != nil {
-			return usagef("--tokens-file: %v", err)
-		}
-		sources = append(sources, tf)
+	if tokensFile != nil {
+		sources = append(sources, tokensFile)
 	}
 	if f.dev {
 		have, err := sources.Tokens(ctx)
@@ -292,25 +308,26 @@ func checkAuthFlags(c server.AuthConfig) error {
 	return nil
 }
 
-// readMetricsToken reads the secret of --metrics-token-file and returns its
+// readMetricsToken reads the secret of --metrics-token-file (from: the flag
+// or the environment variable that named path, for messages) and returns its
 // SHA-256, which is all the server keeps; the secret's bytes are zeroed
 // once hashed. One trailing newline (as editors and echo write) is not
 // part of it. A secret Prometheus could not send as written is refused:
 // it trims spaces around credentials_file's content, and a header value
 // cannot hold control characters, so such a secret would never match.
-func readMetricsToken(path string) ([sha256.Size]byte, error) {
+func readMetricsToken(from, path string) ([sha256.Size]byte, error) {
 	raw, err := os.ReadFile(path)
 	defer clear(raw)
 	if err != nil {
-		return [sha256.Size]byte{}, usagef("--metrics-token-file: %v", err)
+		return [sha256.Size]byte{}, usagef("%s: %v", from, err)
 	}
 	secret := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
 	if len(secret) == 0 {
-		return [sha256.Size]byte{}, usagef("--metrics-token-file %s is empty: want the secret GET /metrics asks for (a trailing newline is dropped)", path)
+		return [sha256.Size]byte{}, usagef("%s %s is empty: want the secret GET /metrics asks for (a trailing newline is dropped)", from, path)
 	}
 	for _, c := range secret {
 		if c < 0x21 || c > 0x7e {
-			return [sha256.Size]byte{}, usagef("--metrics-token-file %s: the secret holds a space, a control character, a second line or a byte outside ASCII; want printable ASCII without spaces (as Prometheus sends it: openssl rand -hex 32, say)", path)
+			return [sha256.Size]byte{}, usagef("%s %s: the secret holds a space, a control character, a second line or a byte outside ASCII; want printable ASCII without spaces (as Prometheus sends it: openssl rand -hex 32, say)", from, path)
 		}
 	}
 	return sha256.Sum256(secret), nil

@@ -59,7 +59,7 @@ func startServe(t *testing.T, c *cli, args ...string) *running {
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = c.dir
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), c.env...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
