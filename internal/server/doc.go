@@ -54,8 +54,12 @@
 //     Config.SessionTTL (12h); an expired session opens nothing, and is
 //     deleted at the next sign-in or, on a started server (Server.Start),
 //     within Config.SessionPurgeInterval (15m), though nobody signs in.
-//     Close stops what Start started, and New starts nothing. A sign-in or
-//     sign-out form posted by another site is refused (403).
+//     That purge deletes Config.SessionPurgeBatch (10,000) expired
+//     sessions per statement, each statement its own transaction, never
+//     waits on a sign-in (it skips the rows one holds), and gives up after
+//     30 seconds until the next interval. Close stops what Start started,
+//     and New starts nothing. A sign-in or sign-out form posted by another
+//     site is refused (403).
 //   - A tenant's token is given projection figures over its own events
 //     only (Server.forPrincipal): its lag, its parked events; no error
 //     text, rate or error count, which count every tenant's events.

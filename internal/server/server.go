@@ -134,8 +134,13 @@ type Config struct {
 	// 15m]. A sign-in deletes them too; this bounds the table of a server
 	// nobody signs in to.
 	SessionPurgeInterval time.Duration
-	Limits               Limits
-	Logger               *slog.Logger
+	// SessionPurgeBatch is how many expired sessions one statement of a
+	// purge deletes [DefaultSessionPurgeBatch, 10000]: a purge deletes
+	// batch after batch, each in its own transaction, until one deletes
+	// fewer, within 30 seconds per purge.
+	SessionPurgeBatch int
+	Limits            Limits
+	Logger            *slog.Logger
 }
 
 // Server serves the API, the metrics and the audit browser.
@@ -181,6 +186,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionPurgeInterval <= 0 {
 		cfg.SessionPurgeInterval = DefaultSessionPurgeInterval
+	}
+	if cfg.SessionPurgeBatch <= 0 {
+		cfg.SessionPurgeBatch = DefaultSessionPurgeBatch
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -236,20 +244,22 @@ func (s *Server) Close() {
 }
 
 // purgeSessions deletes the expired sessions now and every
-// SessionPurgeInterval until ctx ends. A failed purge is logged and tried
-// again at the next tick: nothing depends on it but the table's size.
+// SessionPurgeInterval until ctx ends, SessionPurgeBatch per statement. A
+// failed purge (one that ran out of its 30 seconds included) is logged and
+// tried again at the next tick: nothing depends on it but the table's size,
+// and the batches it committed stay deleted.
 func (s *Server) purgeSessions(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SessionPurgeInterval)
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, sessionPurgeTimeout)
-		n, err := s.ui.sessions.purge(pctx)
+		n, err := s.ui.sessions.purge(pctx, s.cfg.SessionPurgeBatch)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			s.log.Warn("ui: delete the expired sessions", "err", err, "retry_in", s.cfg.SessionPurgeInterval)
+			s.log.Warn("ui: delete the expired sessions", "err", err, "deleted", n, "retry_in", s.cfg.SessionPurgeInterval)
 		case n > 0:
 			s.log.Debug("ui: deleted the expired sessions", "count", n)
 		}

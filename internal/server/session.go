@@ -32,7 +32,11 @@ const DefaultMaxSessions = 20
 // They never open a page, expired or not: this only bounds the table.
 const DefaultSessionPurgeInterval = 15 * time.Minute
 
-// sessionPurgeTimeout bounds one purge, so that a database that hangs
+// DefaultSessionPurgeBatch is how many expired sessions one statement of a
+// purge deletes (Config.SessionPurgeBatch).
+const DefaultSessionPurgeBatch = 10_000
+
+// sessionPurgeTimeout bounds one purge, all its batches together, so that a database that hangs
 // holds no connection of the pool for longer.
 const sessionPurgeTimeout = 30 * time.Second
 
@@ -56,9 +60,10 @@ type sessions interface {
 	lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error)
 	// end ends a session (nothing if there is none).
 	end(ctx context.Context, id string) error
-	// purge deletes the expired sessions, every token's, and returns how
-	// many it deleted.
-	purge(ctx context.Context) (int64, error)
+	// purge deletes the expired sessions, every token's, at most batch
+	// of them per statement, and returns how many it deleted (until the
+	// error, if any).
+	purge(ctx context.Context, batch int) (int64, error)
 }
 
 func newSessionID() (id string, hash [sha256.Size]byte, err error) {
@@ -120,16 +125,27 @@ func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl tim
 	return id, nil
 }
 
-// purge skips the expired sessions a sign-in is deleting at the same
-// moment (it deletes them itself): the purge then never waits on a
-// sign-in, nor the two on each other.
-func (s pgSessions) purge(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE session_sha256 IN (
-		SELECT session_sha256 FROM eventstream_ui_sessions WHERE expires_at <= now() FOR UPDATE SKIP LOCKED)`)
-	if err != nil {
-		return 0, fmt.Errorf("delete the expired sessions: %w", err)
+// purge deletes batch after batch, each statement its own transaction,
+// until one deletes fewer than batch: a table of millions of expired
+// sessions is then never cleared by one statement that locks every row
+// it deletes until it commits and makes one transaction of them all. It
+// skips the expired sessions a sign-in is deleting at the same moment (it
+// deletes them itself): the purge then never waits on a sign-in, nor the
+// two on each other, and a batch made short by them ends the purge.
+func (s pgSessions) purge(ctx context.Context, batch int) (int64, error) {
+	var n int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE session_sha256 IN (
+			SELECT session_sha256 FROM eventstream_ui_sessions WHERE expires_at <= now()
+			LIMIT $1 FOR UPDATE SKIP LOCKED)`, batch)
+		if err != nil {
+			return n, fmt.Errorf("delete the expired sessions: %w", err)
+		}
+		n += tag.RowsAffected()
+		if tag.RowsAffected() < int64(batch) {
+			return n, nil
+		}
 	}
-	return tag.RowsAffected(), nil
 }
 
 func (s pgSessions) lookup(ctx context.Context, id string) ([sha256.Size]byte, bool, error) {
@@ -218,7 +234,8 @@ func (s *memSessions) lookup(_ context.Context, id string) ([sha256.Size]byte, b
 	return v.token, true, nil
 }
 
-func (s *memSessions) purge(context.Context) (int64, error) {
+// purge deletes every expired session at once: there are no locks to hold.
+func (s *memSessions) purge(context.Context, int) (int64, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
