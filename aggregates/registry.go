@@ -201,12 +201,17 @@ func (r *Registry) TypeOf(v any) (typ string, version int, err error) {
 // Each step's result is validated against the schema of the version it
 // claims. The stored event is not touched; an event already at the newest
 // version is returned as it is.
+//
+// e is a stored event, so its payload is decoded as one
+// (eventstore.DecodeStoredJSON): an event stored before the expansion
+// limit, or read back denser than it was written, that exceeds it still
+// upcasts, and its aggregate still loads.
 func (r *Registry) Upcast(e eventstore.Event) (eventstore.Event, error) {
 	v := e.Meta.SchemaVersion
 	if _, ok := r.upcasters[upKey{e.Type, v}]; !ok {
 		return e, nil
 	}
-	decoded, err := eventstore.DecodeJSON(e.Payload)
+	decoded, err := eventstore.DecodeStoredJSON(e.Payload)
 	if err != nil {
 		return e, fmt.Errorf("aggregates: upcast %s %s v%d: %w", e.Type, e.ID, v, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"unicode/utf8"
 )
 
@@ -28,7 +29,30 @@ func (e *JSONError) Error() string { return e.Message }
 // size in memory. It is one pass over the bytes, after a count of each
 // array's elements when there are arrays; the validator runs it on every
 // payload, so it is on the append hot path.
+//
+// DecodeJSON is for JSON on its way in (an append, a request body). JSON
+// read back from a store is decoded with DecodeStoredJSON, which does not
+// apply MaxJSONExpansion.
 func DecodeJSON(b []byte) (any, error) { return decodeJSON(b, nil) }
+
+// DecodeStoredJSON is DecodeJSON for JSON read back from a store (a stored
+// event's payload or meta): the same value and the same checks, except
+// MaxJSONExpansion. That limit bounds what a writer can make the process
+// allocate; a stored value was accepted when it was written, and must
+// always load. It may exceed the limit now: written by a release before
+// the limit, imported, or read back in a denser form than it was sent in
+// (PostgreSQL's jsonb gives it back without the writer's whitespace).
+// Refusing it would leave its aggregate unloadable and a retry of its
+// append unrecognised for good, and what it costs is bounded by what the
+// store holds (MaxEventBytes a payload). Every other check stays: they
+// are about what the value is (well-formed, UTF-8, no duplicate key to
+// choose between, no character jsonb cannot hold), bound the decoder's
+// recursion (MaxJSONDepth), or bound the work of comparing a number
+// (ValueEqual) or checking it against a schema (MaxNumberExponent).
+func DecodeStoredJSON(b []byte) (any, error) {
+	v, _, err := decodeWithin(b, nil, noJSONBudget)
+	return v, err
+}
 
 // MaxJSONExpansion bounds the memory a decoded JSON value takes: at most
 // this many bytes for each byte of JSON, plus 1 MiB, as DecodeJSON
@@ -40,11 +64,23 @@ func DecodeJSON(b []byte) (any, error) { return decodeJSON(b, nil) }
 // such objects; past it, DecodeJSON refuses the value (rule "expansion")
 // before allocating more. Ordinary payloads take 2 to 10 times their
 // size.
+//
+// The limit is on writes: the validator's check of every appended payload
+// and meta, and the HTTP API's request bodies. JSON read back from a store
+// is not held to it (DecodeStoredJSON; JSONEqual's stored side), since a
+// stored event must load whatever the limit was when it was written.
 const MaxJSONExpansion = 24
 
 // jsonExpansionFree is what every value may take whatever its size, so
 // that a small payload of a few hundred small objects is never refused.
 const jsonExpansionFree = 1 << 20
+
+// jsonBudget is what DecodeJSON lets a value of n bytes take.
+func jsonBudget(n int) int { return MaxJSONExpansion*n + jsonExpansionFree }
+
+// noJSONBudget is DecodeStoredJSON's budget: more than any value can
+// spend, so the expansion rule never applies.
+const noJSONBudget = math.MaxInt
 
 // What DecodeJSON charges against MaxJSONExpansion (see mapMember for a
 // map's members). They are what the Go runtime allocates on 64-bit
@@ -69,10 +105,17 @@ var digitNumbers = [10]any{json.Number("0"), json.Number("1"), json.Number("2"),
 // decodeJSON is DecodeJSON with an intern table: an object key found in
 // keys is the table's string, not a new allocation.
 func decodeJSON(b []byte, keys map[string]string) (any, error) {
+	v, _, err := decodeWithin(b, keys, jsonBudget(len(b)))
+	return v, err
+}
+
+// decodeWithin decodes b, refusing it (rule "expansion") once it would
+// take more than budget bytes, and returns what the value took.
+func decodeWithin(b []byte, keys map[string]string, budget int) (any, int, error) {
 	if !utf8.Valid(b) {
-		return nil, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
+		return nil, 0, &JSONError{Rule: "utf-8", Message: "JSON is not valid UTF-8"}
 	}
-	d := decoder{b: b, keys: keys, budget: MaxJSONExpansion*len(b) + jsonExpansionFree}
+	d := decoder{b: b, keys: keys, budget: budget}
 	if len(b) >= countArraysFrom {
 		if n := bytes.Count(b, []byte{'['}); n > 0 {
 			d.counts = countArrays(b, n)
@@ -81,13 +124,13 @@ func decodeJSON(b []byte, keys map[string]string) (any, error) {
 	d.ws()
 	v, err := d.value(0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	d.ws()
 	if d.i != len(d.b) {
-		return nil, d.fail("json", "data after the JSON value")
+		return nil, 0, d.fail("json", "data after the JSON value")
 	}
-	return v, nil
+	return v, budget - d.budget, nil
 }
 
 type decoder struct {

@@ -81,3 +81,64 @@ func TestDecodeJSONExpansionFree(t *testing.T) {
 		t.Fatalf("2,500 small objects: %v, want them decoded", err)
 	}
 }
+
+// TestDecodeStoredJSON: JSON read back from a store is not held to
+// MaxJSONExpansion, so an event stored before the limit (or read back
+// denser than it was sent) still loads; every other check still applies.
+func TestDecodeStoredJSON(t *testing.T) {
+	dense := pathological(`{"a":0}`, 20_000) // 160 kB, about 7 MB decoded
+	var je *eventstore.JSONError
+	if _, err := eventstore.DecodeJSON(dense); !errors.As(err, &je) || je.Rule != "expansion" {
+		t.Fatalf("DecodeJSON = %v, want a *JSONError with rule expansion", err)
+	}
+	v, err := eventstore.DecodeStoredJSON(dense)
+	if err != nil {
+		t.Fatalf("DecodeStoredJSON = %v, want it decoded", err)
+	}
+	if got, want := len(v.([]any)), 20_000; got != want {
+		t.Fatalf("DecodeStoredJSON gave %d elements, want %d", got, want)
+	}
+	for _, c := range []struct{ in, rule string }{
+		{`{"a":1,"a":2}`, "duplicate-key"},
+		{"\"\xff\"", "utf-8"},
+		{`"\u0000"`, "nul"},
+		{`"\ud800"`, "surrogate"},
+		{strings.Repeat("[", eventstore.MaxJSONDepth+1) + strings.Repeat("]", eventstore.MaxJSONDepth+1), "depth"},
+		{`1e1001`, "number-range"},
+		{`{} {}`, "json"},
+	} {
+		if _, err := eventstore.DecodeStoredJSON([]byte(c.in)); !errors.As(err, &je) || je.Rule != c.rule {
+			t.Errorf("DecodeStoredJSON(%.20q) = %v, want rule %s", c.in, err, c.rule)
+		}
+	}
+}
+
+// TestJSONEqualStoredBeyondExpansion: a stored value beyond
+// MaxJSONExpansion still equals what a retry of its append sends, in any
+// spelling (whitespace, escaped keys, other number forms), while the new
+// side stays bounded: a dense value compared with a small stored one is
+// refused within its own allowance.
+func TestJSONEqualStoredBeyondExpansion(t *testing.T) {
+	stored := pathological(`{"a":0}`, 20_000)
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"the same bytes", stored, true},
+		{"spaced as jsonb gives it back", pathological(`{"a": 0}`, 20_000), true},
+		{"escaped keys, other numbers", pathological(` { "\u0061" : 0.0e5 } `, 20_000), true},
+		{"one element more", pathological(`{"a":0}`, 20_001), false},
+		{"another value", pathological(`{"a":1}`, 20_000), false},
+	} {
+		if got := eventstore.JSONEqual(stored, c.b); got != c.want {
+			t.Errorf("%s: JSONEqual = %v, want %v", c.name, got, c.want)
+		}
+	}
+	in := pathological(`{"":0}`, (1<<20)/7)
+	var equal bool
+	got := allocated(func() { equal = eventstore.JSONEqual([]byte(`{}`), in) })
+	if limit := uint64((eventstore.MaxJSONExpansion+2)*len(in) + 1<<20); equal || got > limit {
+		t.Errorf("JSONEqual({}, %d bytes of small objects) = %v, allocated %d; want false within %d", len(in), equal, got, limit)
+	}
+}

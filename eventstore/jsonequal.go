@@ -6,16 +6,27 @@ import (
 	"reflect"
 )
 
-// JSONEqual reports whether a and b are the same JSON value, as
-// PostgreSQL's jsonb equality sees it: object key order and whitespace do
-// not matter, numbers compare by value (1.0 equals 1, and digits beyond
+// JSONEqual reports whether stored, JSON read back from a store, and b,
+// the JSON compared with it (a retried append's), are the same JSON value,
+// as PostgreSQL's jsonb equality sees it: object key order and whitespace
+// do not matter, numbers compare by value (1.0 equals 1, and digits beyond
 // float64 count). Invalid JSON is equal to nothing.
-func JSONEqual(a, b []byte) bool {
-	x, err := DecodeJSON(a)
+//
+// stored is decoded without MaxJSONExpansion (DecodeStoredJSON): a stored
+// event may exceed it, and a retry of its append must still be recognised.
+// b keeps the limit, raised by what stored took. A b equal to stored
+// differs from it only in whitespace, key order, escapes and the spelling
+// of numbers, which cost b at most 16 bytes for each of its own bytes on
+// top of what stored cost (a comma that makes an array's count exceed
+// stored's, an escaped key that stored has plain): within its own
+// allowance, so it always fits. A b that does not fit is not equal, and
+// is refused before it takes more than stored plus its allowance.
+func JSONEqual(stored, b []byte) bool {
+	x, cost, err := decodeWithin(stored, nil, noJSONBudget)
 	if err != nil {
 		return false
 	}
-	y, err := DecodeJSON(b)
+	y, _, err := decodeWithin(b, nil, cost+jsonBudget(len(b)))
 	if err != nil {
 		return false
 	}
