@@ -52,8 +52,10 @@
 //     token keeps at most Config.MaxSessions (20) live sessions (a sign-in
 //     past it ends the oldest), and a session expires after
 //     Config.SessionTTL (12h); an expired session opens nothing, and is
-//     deleted at the next sign-in or, on a started server (Server.Start),
-//     within Config.SessionPurgeInterval (15m), though nobody signs in.
+//     deleted at its token's next sign-in (which also takes up to 100 of
+//     other tokens', skipping rows a purge holds) or, on a started server
+//     (Server.Start), within Config.SessionPurgeInterval (15m), though
+//     nobody signs in.
 //     That purge deletes Config.SessionPurgeBatch (10,000) expired
 //     sessions per statement, each statement its own transaction, never
 //     waits on a sign-in (it skips the rows one holds), and gives up after

@@ -85,6 +85,10 @@ func wellFormed(id string) bool {
 	return err == nil
 }
 
+// signInPurgeLimit bounds the expired sessions a sign-in deletes (see
+// pgSessions.create).
+const signInPurgeLimit = 100
+
 // pgSessions keeps sessions in eventstream_ui_sessions, so that every
 // server sharing the database knows them. Times are the database's.
 type pgSessions struct {
@@ -103,9 +107,15 @@ func (s pgSessions) create(ctx context.Context, token [sha256.Size]byte, ttl tim
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eventstream_ui_sessions ' || $1, 0))`, tok); err != nil {
 			return err
 		}
-		// Expired sessions go as new ones come, and every
-		// SessionPurgeInterval on a started server (Server.Start).
-		if _, err := tx.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE expires_at <= now()`); err != nil {
+		// Expired sessions go as new ones come, at most
+		// signInPurgeLimit of them, this token's first, skipping those a
+		// purge or another sign-in is deleting: a sign-in never carries a
+		// backlog of expired sessions nor waits on a purge's batch. The
+		// backlog is the purge's, every SessionPurgeInterval on a started
+		// server (Server.Start).
+		if _, err := tx.Exec(ctx, `DELETE FROM eventstream_ui_sessions WHERE session_sha256 IN (
+			SELECT session_sha256 FROM eventstream_ui_sessions WHERE expires_at <= now()
+			ORDER BY token_sha256 = $1 DESC LIMIT $2 FOR UPDATE SKIP LOCKED)`, tok, signInPurgeLimit); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_ui_sessions (session_sha256, token_sha256, expires_at)

@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -141,5 +143,71 @@ func TestSessionPurgeDeletesInBatches(t *testing.T) {
 	}
 	if len(xacts) != len(deleted) {
 		t.Fatalf("%d statements of the purge ran in %d transactions, want one each", len(deleted), len(xacts))
+	}
+}
+
+// TestSignInDeletesABoundedShareOfExpiredSessions: a sign-in deletes the
+// expired sessions of its own token and at most 100 others, and skips one
+// that a purge holds locked instead of waiting for it: the backlog is the
+// purge's, so a sign-in after a long quiet spell neither carries it in its
+// transaction nor stalls behind a purge's batch.
+func TestSignInDeletesABoundedShareOfExpiredSessions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnvWith(t, envOptions{})
+	own := fmt.Sprintf("%x", sha256.Sum256([]byte(acmeToken)))
+	for _, q := range []string{
+		`INSERT INTO eventstream_ui_sessions (session_sha256, token_sha256, expires_at)
+			SELECT encode(sha256(('other-' || i)::bytea), 'hex'), encode(sha256(('token-' || i % 5)::bytea), 'hex'),
+				now() - make_interval(secs => i)
+			FROM generate_series(1, 250) i`,
+		`INSERT INTO eventstream_ui_sessions (session_sha256, token_sha256, expires_at)
+			SELECT encode(sha256(('own-' || i)::bytea), 'hex'), '` + own + `', now() - make_interval(secs => 1000 + i)
+			FROM generate_series(1, 3) i`,
+	} {
+		if _, err := e.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A purge's batch holds one of the others' expired sessions.
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	var locked string
+	if err := lock.QueryRow(ctx, `SELECT session_sha256 FROM eventstream_ui_sessions
+		WHERE token_sha256 <> $1 AND expires_at <= now() ORDER BY expires_at DESC LIMIT 1 FOR UPDATE`, own).Scan(&locked); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan response, 1)
+	go func() { done <- e.signIn(acmeToken) }()
+	select {
+	case r := <-done:
+		if r.code != http.StatusSeeOther {
+			t.Fatalf("sign-in: %d %s", r.code, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sign-in waited on an expired session a purge holds locked")
+	}
+	count := func(where string, args ...any) int {
+		var n int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM eventstream_ui_sessions WHERE `+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(`token_sha256 = $1 AND expires_at <= now()`, own); n != 0 {
+		t.Errorf("%d of the token's own expired sessions kept after its sign-in", n)
+	}
+	// 253 expired: its 3, then at most 97 of the others.
+	if n := count(`token_sha256 <> $1 AND expires_at <= now()`, own); n < 153 || n > 250 {
+		t.Errorf("%d of the others' 250 expired sessions kept, want 153 to 249 (at most 100 deleted in all, some deleted)", n)
+	}
+	if n := count(`session_sha256 = $1`, locked); n != 1 {
+		t.Errorf("the locked expired session was deleted under its lock")
+	}
+	if n := count(`token_sha256 = $1 AND expires_at > now()`, own); n != 1 {
+		t.Errorf("%d live sessions of the token after its sign-in, want 1", n)
 	}
 }
