@@ -159,7 +159,8 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // approval is presented) and returned as a *aggregates.RuleError.
 //
 // When several reasons apply, the first of these wins: unknown approval,
-// tenant mismatch, already consumed, expired, token mismatch. So another
+// tenant mismatch, already consumed, expired, token mismatch, mission,
+// four eyes (self approval or unnamed approver). So another
 // tenant's attempt is always recorded as tenant_mismatch (for the
 // approval's tenant), and the token is checked only on an approval that
 // could otherwise be used. Service.ConsumeApproval answers another
@@ -176,11 +177,15 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // (RequestedBy) is consumed by someone else. A ConsumedBy that is the
 // requester (compared without surrounding white space and ignoring case)
 // is refused with ErrSelfApproval, and a blank one with
-// ErrApproverUnnamed, since it could be the requester; both after the
-// token and mission checks, not recorded, and consuming nothing. An
-// approval that names no requester has no one to compare with. The names
-// are the caller's to give: the rule is as strong as the identities the
-// caller passes.
+// ErrApproverUnnamed, since it could be the requester; both last, after
+// the token and mission checks (so a wrong token is token_mismatch
+// whoever presents it), consuming nothing, and recorded as
+// ir.approval_invalid (v2: self_approval, approver_unnamed) for the
+// approval's tenant, with attempted_by as presented: a requester holding
+// the token and trying to grant its own request is what security
+// alerting is for. An approval that names no requester has no one to
+// compare with. The names are the caller's to give: the rule is as strong
+// as the identities the caller passes.
 type ConsumeApproval struct {
 	ApprovalID string
 	Token      string
@@ -228,8 +233,8 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 	case c.MissionID != "" && s.MissionID != "" && c.MissionID != s.MissionID:
 		return nil, aggregates.Refuse(ErrApprovalMission, "the approval was created for mission %s, not %s", s.MissionID, c.MissionID)
 	}
-	if err := fourEyes(s.RequestedBy, c.ConsumedBy); err != nil {
-		return nil, err
+	if rule, reason, msg := fourEyes(s.RequestedBy, c.ConsumedBy); rule != nil {
+		return nil, invalid(rule, reason, msg)
 	}
 	mission := s.MissionID
 	if mission == "" {
@@ -242,19 +247,20 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 // does not exist, which another tenant's is to the presenter.
 func unknownApprovalMessage(id string) string { return "no approval " + id }
 
-// fourEyes refuses an approver who is, or may be, the approval's
-// requester.
-func fourEyes(requestedBy, consumedBy string) error {
+// fourEyes returns the rule, the recorded reason and the message that
+// refuse an approver who is, or may be, the approval's requester, or a
+// nil rule.
+func fourEyes(requestedBy, consumedBy string) (*aggregates.RuleError, InvalidReason, string) {
 	requester, approver := strings.TrimSpace(requestedBy), strings.TrimSpace(consumedBy)
 	switch {
 	case requester == "":
-		return nil
+		return nil, "", ""
 	case approver == "":
-		return aggregates.Refuse(ErrApproverUnnamed, "the approval was requested by %s; its approver says who they are (ConsumedBy)", requester)
+		return ErrApproverUnnamed, ReasonApproverUnnamed, fmt.Sprintf("the approval was requested by %s; its approver says who they are (ConsumedBy)", requester)
 	case strings.EqualFold(requester, approver):
-		return aggregates.Refuse(ErrSelfApproval, "%s requested the approval and cannot grant it", requester)
+		return ErrSelfApproval, ReasonSelfApproval, fmt.Sprintf("%s requested the approval and cannot grant it", requester)
 	}
-	return nil
+	return nil, "", ""
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a

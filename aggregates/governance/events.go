@@ -22,12 +22,15 @@ const (
 // InvalidReason is why an attempt to use an approval was refused.
 type InvalidReason string
 
-// The four reasons of ir.approval_invalid.
+// The reasons of ir.approval_invalid: v1 has the first four, v2 adds the
+// four-eyes refusals (ErrSelfApproval, ErrApproverUnnamed).
 const (
 	ReasonUnknownApproval InvalidReason = "unknown_approval"
 	ReasonTokenMismatch   InvalidReason = "token_mismatch"
 	ReasonAlreadyConsumed InvalidReason = "already_consumed"
 	ReasonTenantMismatch  InvalidReason = "tenant_mismatch"
+	ReasonSelfApproval    InvalidReason = "self_approval"
+	ReasonApproverUnnamed InvalidReason = "approver_unnamed"
 )
 
 // SeverityCritical is the severity of DAG tampering.
@@ -60,7 +63,8 @@ type ApprovalExpired struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 }
 
-// ApprovalInvalid is ir.approval_invalid v1.
+// ApprovalInvalid is ir.approval_invalid v2 (v1 lacks the reasons
+// self_approval and approver_unnamed; UpcastApprovalInvalidV1).
 type ApprovalInvalid struct {
 	ApprovalID        string        `json:"approval_id"`
 	IRID              string        `json:"ir_id,omitempty"`
@@ -118,17 +122,22 @@ type DAGDiffFailed struct {
 	ChangedNodes    []string `json:"changed_nodes"`
 }
 
-// Register binds the module's event types to reg and declares the "ir."
-// types its own.
+// Register binds the module's event types to reg, with the upcaster of
+// ir.approval_invalid v1→v2, and declares the "ir." types its own.
 func Register(reg *aggregates.Registry) {
 	aggregates.Register[ApprovalCreated](reg, TypeApprovalCreated, 1)
 	aggregates.Register[ApprovalConsumed](reg, TypeApprovalConsumed, 1)
 	aggregates.Register[ApprovalExpired](reg, TypeApprovalExpired, 1)
-	aggregates.Register[ApprovalInvalid](reg, TypeApprovalInvalid, 1)
+	aggregates.Register[ApprovalInvalid](reg, TypeApprovalInvalid, 2)
 	aggregates.Register[ValidatedPass](reg, TypeValidatedPass, 1)
 	aggregates.Register[ValidatedEscalate](reg, TypeValidatedEscalate, 1)
 	aggregates.Register[ValidatedReject](reg, TypeValidatedReject, 1)
 	aggregates.Register[DAGDiffOK](reg, TypeDAGDiffOK, 1)
 	aggregates.Register[DAGDiffFailed](reg, TypeDAGDiffFailed, 1)
+	reg.RegisterUpcaster(TypeApprovalInvalid, 1, UpcastApprovalInvalidV1)
 	reg.Own("ir.")
 }
+
+// UpcastApprovalInvalidV1 brings ir.approval_invalid v1 to v2. v2 only
+// widens the reason's enum, so a v1 payload is a v2 payload as it is.
+func UpcastApprovalInvalidV1(p map[string]any) (map[string]any, error) { return p, nil }

@@ -533,7 +533,8 @@ func TestDAGCheckRecordedForTheIRsTenant(t *testing.T) {
 
 // When several reasons apply, the first in ConsumeApproval's documented
 // order wins: unknown approval, tenant mismatch, already consumed, expired,
-// token mismatch.
+// token mismatch (then mission and four eyes: see
+// TestApprovalFourEyesRefusalRecordedOnce).
 func TestApprovalRefusalPrecedence(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
@@ -867,50 +868,163 @@ func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
 // The requester consuming it, under its name give or take case and
 // surrounding spaces, is refused with no-self-approval; an approver who
 // does not say who they are, with approver-named (they could be the
-// requester). Each refusal writes nothing and consumes nothing, only a
-// holder of the token gets that far (a wrong token is recorded as
-// before), and another approver then consumes it. Before, the requester
-// could approve its own request.
+// requester). Each refusal consumes nothing and is recorded, as one
+// ir.approval_invalid v2 for the approval's tenant naming the reason and
+// who presented it (fourEyesRecorded); only a holder of the token gets
+// that far (a wrong token is recorded as token_mismatch, whoever presents
+// it), and another approver then consumes it. Before, the requester could
+// approve its own request; then it was refused but left no trace, so no
+// security alert.
 func TestApprovalFourEyes(t *testing.T) {
 	t.Parallel()
-	env := dt.Postgres(t, domain.Options{}, false)
-	id, token := newApproval(t, env) // requested by "planner"
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			id, token := newApproval(t, env) // requested by "planner"
 
-	_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "planner"})
-	checkInvalid(t, env, err, id, governance.ErrTokenMismatch, governance.ReasonTokenMismatch, "t1")
-	for _, c := range []struct {
-		by   string
-		rule error
-	}{
-		{"planner", governance.ErrSelfApproval},
-		{" PLANNER\t", governance.ErrSelfApproval},
-		{"", governance.ErrApproverUnnamed},
-		{"   ", governance.ErrApproverUnnamed},
-	} {
-		before := dt.Head(t, env.Store)
-		res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
-		dt.Refused(t, env.Store, before, err, c.rule)
-		if len(res.Events) != 0 {
-			t.Fatalf("consumed by %q: the refusal returned events %v", c.by, res.Events)
-		}
-		if st, err := env.Governance.ApprovalStatus(ctx, id); err != nil || st.Consumed {
-			t.Fatalf("consumed by %q: the refused approval is consumed (%v)", c.by, err)
-		}
-	}
-	res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
-	if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.ConsumedBy != "alice" || res.Aggregate.State.RequestedBy != "planner" {
-		t.Fatalf("another approver: %v", err)
-	}
+			_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "planner"})
+			checkInvalid(t, env, err, id, governance.ErrTokenMismatch, governance.ReasonTokenMismatch, "t1")
+			for _, c := range []struct {
+				by     string
+				rule   error
+				reason governance.InvalidReason
+			}{
+				{"planner", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{" PLANNER\t", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{"", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+				{"   ", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+			} {
+				res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
+				fourEyesRecorded(t, env, id, c.by, res, err, c.rule, c.reason)
+			}
+			res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
+			if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.ConsumedBy != "alice" || res.Aggregate.State.RequestedBy != "planner" {
+				t.Fatalf("another approver: %v", err)
+			}
+			if inv := res.Aggregate.State.Invalid; inv[governance.ReasonSelfApproval] != 2 || inv[governance.ReasonApproverUnnamed] != 2 || inv[governance.ReasonTokenMismatch] != 1 {
+				t.Fatalf("the approval counts the refused uses %v, want 2 self_approval, 2 approver_unnamed, 1 token_mismatch", inv)
+			}
 
-	// An approval that names no requester has no one to compare with.
-	anon := uuid.NewString()
-	token, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: anon, IRID: "ir-1"}, time.Hour)
+			// An approval that names no requester has no one to compare with.
+			anon := uuid.NewString()
+			token, _, err = env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: anon, IRID: "ir-1"}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: anon, Token: token}); err != nil {
+				t.Fatalf("an approval with no requester: %v", err)
+			}
+		})
+	}
+}
+
+// fourEyesRecorded checks that a ConsumeApproval presented by "by" was
+// refused with rule, consumed nothing, and wrote exactly one event: an
+// ir.approval_invalid v2 with reason for the approval's tenant (t1),
+// naming the approval, its IR and who presented it as they sent it, which
+// the result carries.
+func fourEyesRecorded(t *testing.T, env *dt.Env, id, by string, res aggregates.Result[governance.ApprovalState], err, rule error, reason governance.InvalidReason) {
+	t.Helper()
+	if !errors.Is(err, rule) {
+		t.Fatalf("consumed by %q: error = %v, want %v", by, err, rule)
+	}
+	var re *aggregates.RuleError
+	if !errors.As(err, &re) || re.Aggregate != governance.ApprovalAggregate || re.ID != id {
+		t.Fatalf("consumed by %q: %v does not name the approval", by, err)
+	}
+	e := lastEvent(t, env, "approval-"+id)
+	if len(res.Events) != 1 || res.Events[0].ID != e.ID {
+		t.Fatalf("consumed by %q: the refusal returned %d events, want the one it recorded", by, len(res.Events))
+	}
+	if e.Type != governance.TypeApprovalInvalid || e.Meta.SchemaVersion != 2 || e.Meta.TenantID != "t1" {
+		t.Fatalf("consumed by %q: recorded %s v%d for tenant %s, want %s v2 for t1", by, e.Type, e.Meta.SchemaVersion, e.Meta.TenantID, governance.TypeApprovalInvalid)
+	}
+	want := map[string]any{"approval_id": id, "ir_id": "ir-1", "reason": string(reason)}
+	if by != "" {
+		want["attempted_by"] = by
+	}
+	if got := payloadMap(t, e.Payload); !reflect.DeepEqual(got, want) {
+		t.Fatalf("consumed by %q: recorded %v, want %v", by, got, want)
+	}
+	if st, err := env.Governance.ApprovalStatus(ctx, id); err != nil || st.Consumed {
+		t.Fatalf("consumed by %q: the refused approval is consumed (%v)", by, err)
+	}
+}
+
+// A four-eyes refusal is recorded like the other refused uses, also on
+// retry: the same command sent again (same command id, a client retrying
+// after a timeout) returns the same refusal and the event it recorded the
+// first time, and records nothing more; a new attempt (a new command id)
+// is recorded again. The four-eyes check comes last: the requester naming
+// another mission than the approval's is refused as approval-mission, not
+// recorded (as for anyone), and a wrong token is token_mismatch.
+func TestApprovalFourEyesRefusalRecordedOnce(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			id, token := newApproval(t, env) // requested by "planner", for a mission
+
+			before := dt.Head(t, env.Store)
+			_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "planner", MissionID: uuid.NewString()})
+			dt.Refused(t, env.Store, before, err, governance.ErrApprovalMission)
+
+			for _, c := range []struct {
+				by     string
+				rule   error
+				reason governance.InvalidReason
+			}{
+				{"planner", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{"", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+			} {
+				meta := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+				consume := governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by}
+				first, err := env.Governance.ConsumeApproval(ctx, meta, consume)
+				fourEyesRecorded(t, env, id, c.by, first, err, c.rule, c.reason)
+				recorded := dt.Head(t, env.Store)
+
+				again, err := env.Governance.ConsumeApproval(ctx, meta, consume)
+				if !errors.Is(err, c.rule) {
+					t.Fatalf("the retry: %v, want %v as the first time", err, c.rule)
+				}
+				if len(again.Events) != 1 || again.Events[0].ID != first.Events[0].ID {
+					t.Fatalf("the retry returned %v, want the event the first attempt recorded", again.Events)
+				}
+				if after := dt.Head(t, env.Store); after != recorded {
+					t.Fatalf("the retry moved the log from %s to %s", recorded, after)
+				}
+				if n := countInvalid(t, env, id, c.reason); n != 1 {
+					t.Fatalf("%d %s recorded after a retry, want 1", n, c.reason)
+				}
+
+				// Another attempt is another record.
+				res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), consume)
+				fourEyesRecorded(t, env, id, c.by, res, err, c.rule, c.reason)
+				if n := countInvalid(t, env, id, c.reason); n != 2 {
+					t.Fatalf("%d %s recorded after a second attempt, want 2", n, c.reason)
+				}
+			}
+		})
+	}
+}
+
+// countInvalid counts the ir.approval_invalid with reason in the
+// approval's stream.
+func countInvalid(t *testing.T, env *dt.Env, id string, reason governance.InvalidReason) int {
+	t.Helper()
+	evs, err := env.Store.ReadStream(ctx, "approval-"+id, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: anon, Token: token}); err != nil {
-		t.Fatalf("an approval with no requester: %v", err)
+	n := 0
+	for _, e := range evs {
+		if e.Type == governance.TypeApprovalInvalid && payloadMap(t, e.Payload)["reason"] == string(reason) {
+			n++
+		}
 	}
+	return n
 }
 
 // A tenant naming another tenant's approval learns nothing, not even that

@@ -1,9 +1,10 @@
 // Package alerts is the security-alert read model: every
-// ir.approval_invalid and ir.dag_diff_failed event becomes, or counts
-// towards, a row of security_alerts keyed by tenant, alert type, source
-// (the approval or the IR concerned) and reason, with a severity
+// ir.approval_invalid (v1 and v2) and ir.dag_diff_failed event becomes,
+// or counts towards, a row of security_alerts keyed by tenant, alert type,
+// source (the approval or the IR concerned) and reason, with a severity
 // (critical for DAG tampering and for an approval presented by another
-// tenant), when it was first and last seen, and how often.
+// tenant, high for a requester granting its own request), when it was
+// first and last seen, and how often.
 package alerts
 
 import (
@@ -38,8 +39,12 @@ func Projection() projections.Projection {
 		panic(err) // the embedded folder is part of the binary
 	}
 	return projections.Projection{
-		Name:       Name,
-		Handles:    projections.Types(1, ApprovalInvalid, DAGDiffFailed),
+		Name: Name,
+		// ir.approval_invalid v2 only adds reasons, which Classify reads
+		// the same way in either version: a v1 event is applied as stored
+		// when the runtime has no upcaster, and as v2 when it has one.
+		Handles: append(projections.Types(1, DAGDiffFailed),
+			projections.EventType{Type: ApprovalInvalid, Versions: []int{1, 2}}),
 		Migrations: sub,
 		Handler:    projections.HandlerFunc(handle),
 	}
@@ -49,11 +54,20 @@ func Projection() projections.Projection {
 // another tenant is an attack across tenants; a wrong or replayed token
 // is an attack on one approval; an unknown approval is most often a
 // stale link.
+//
+// The four-eyes reasons (v2) come from a holder of the right token. A
+// requester who tries to grant its own request (self_approval) is
+// deliberately getting round the control: high, as an attack on one
+// approval. An approver who names no one (approver_unnamed) is most often
+// a client that does not pass its user's name, which a security team
+// still wants to hear about, but is not evidence of intent: medium.
 var approvalSeverity = map[string]string{
 	"tenant_mismatch":  "critical",
 	"token_mismatch":   "high",
 	"already_consumed": "high",
+	"self_approval":    "high",
 	"unknown_approval": "medium",
+	"approver_unnamed": "medium",
 }
 
 // Alert is what one event contributes to security_alerts.

@@ -1,0 +1,191 @@
+package alerts_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/domain"
+	"github.com/brainhq/eventstream/aggregates/governance"
+	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/alerts"
+	"github.com/brainhq/eventstream/schemas"
+)
+
+var ctx = context.Background()
+
+// pool is a fresh schema with a pool on it; the projection runtime's
+// generation schemas, outside it, are dropped when the test ends.
+func pool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	u, _ := pgtest.Schema(t)
+	p, err := pgxpool.New(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := projections.Uninstall(c, p); err != nil {
+			t.Errorf("uninstall: %v", err)
+		}
+		p.Close()
+	})
+	return p
+}
+
+type alertRow struct {
+	Severity    string
+	Occurrences int64
+}
+
+// TestFourEyesRefusalsBecomeAlerts: a requester trying to grant its own
+// approval (self_approval, high) and an approver naming no one
+// (approver_unnamed, medium), refused and recorded by the governance
+// module as ir.approval_invalid v2, become security_alerts rows of the
+// approval's tenant; the v1 events of before project as they did (v2 only
+// adds reasons). Both with the runtime's upcaster (v1 arrives as v2, as
+// `eventstream` wires it) and without (each version as stored), and with
+// nothing parked. Before, the projection declared v1 only, so a v2 event
+// was parked, never an alert.
+func TestFourEyesRefusalsBecomeAlerts(t *testing.T) {
+	t.Parallel()
+	for _, upcast := range []bool{false, true} {
+		name := "as stored"
+		if upcast {
+			name = "upcast"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			reg := schemas.MustDefault()
+			store, err := postgres.New(ctx, pool(t), reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			dom, err := domain.NewRegistry(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := domain.New(store, dom, domain.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// The log of before: v1 refusals.
+			old := uuid.New()
+			v1 := func(reason string) eventstore.Event {
+				b, _ := json.Marshal(map[string]any{"approval_id": old, "ir_id": "ir-7", "reason": reason, "attempted_by": "mallory"})
+				return eventstore.Event{Type: alerts.ApprovalInvalid, Source: "test", Payload: b, Meta: eventstore.Meta{SchemaVersion: 1, TenantID: "acme"}}
+			}
+			if _, err := store.Append(ctx, "approval-"+old.String(), eventstore.Any,
+				v1("token_mismatch"), v1("token_mismatch"), v1("already_consumed"), v1("tenant_mismatch"), v1("unknown_approval")); err != nil {
+				t.Fatal(err)
+			}
+
+			// The four-eyes refusals, by the governance module.
+			id := uuid.NewString()
+			token, _, err := svc.Governance.CreateApproval(ctx, aggregates.CommandMeta{TenantID: "acme"},
+				governance.CreateApproval{ApprovalID: id, IRID: "ir-8", RequestedBy: "planner"}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				by   string
+				rule error
+			}{{"planner", governance.ErrSelfApproval}, {"Planner ", governance.ErrSelfApproval}, {"", governance.ErrApproverUnnamed}} {
+				_, err := svc.Governance.ConsumeApproval(ctx, aggregates.CommandMeta{TenantID: "acme"}, governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
+				if !errors.Is(err, c.rule) {
+					t.Fatalf("consumed by %q: %v, want %v", c.by, err, c.rule)
+				}
+			}
+
+			cfg := projections.Config{BatchSize: 100, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Retry: projections.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}}
+			if upcast {
+				cfg.Upcast = dom.Upcast
+			}
+			db := pool(t)
+			rt, err := projections.New(db, store, reg, cfg, alerts.Projection())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rt.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rt.CatchUp(ctx, alerts.Name, 0); err != nil {
+				t.Fatal(err)
+			}
+			if parked, err := rt.ListParked(ctx, alerts.Name); err != nil || len(parked) != 0 {
+				t.Fatalf("parked %+v (%v), want none", parked, err)
+			}
+
+			rows, err := db.Query(ctx, `SELECT tenant_id, source, reason, severity, occurrences FROM security_alerts WHERE alert_type = 'approval_invalid'`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[[3]string]alertRow{}
+			var tenant, source, reason string
+			var r alertRow
+			if _, err := pgx.ForEachRow(rows, []any{&tenant, &source, &reason, &r.Severity, &r.Occurrences}, func() error {
+				got[[3]string{tenant, source, reason}] = r
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			want := map[[3]string]alertRow{
+				{"acme", "approval:" + id, "self_approval"}:              {"high", 2},
+				{"acme", "approval:" + id, "approver_unnamed"}:           {"medium", 1},
+				{"acme", "approval:" + old.String(), "token_mismatch"}:   {"high", 2},
+				{"acme", "approval:" + old.String(), "already_consumed"}: {"high", 1},
+				{"acme", "approval:" + old.String(), "tenant_mismatch"}:  {"critical", 1},
+				{"acme", "approval:" + old.String(), "unknown_approval"}: {"medium", 1},
+			}
+			if len(got) != len(want) {
+				t.Fatalf("alerts %v, want %v", got, want)
+			}
+			for k, w := range want {
+				if got[k] != w {
+					t.Fatalf("alert %v is %+v, want %+v (all: %v)", k, got[k], w, got)
+				}
+			}
+		})
+	}
+}
+
+// Classify gives each reason of ir.approval_invalid, in either schema
+// version, its severity.
+func TestClassifyApprovalInvalidSeverity(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		version          int
+		reason, severity string
+	}{
+		{1, "tenant_mismatch", "critical"},
+		{1, "token_mismatch", "high"},
+		{1, "already_consumed", "high"},
+		{1, "unknown_approval", "medium"},
+		{2, "tenant_mismatch", "critical"},
+		{2, "unknown_approval", "medium"},
+		{2, "self_approval", "high"},
+		{2, "approver_unnamed", "medium"},
+	} {
+		b, _ := json.Marshal(map[string]any{"approval_id": uuid.NewString(), "ir_id": "ir-1", "reason": c.reason})
+		a, err := alerts.Classify(eventstore.Event{Type: alerts.ApprovalInvalid, Payload: b, Meta: eventstore.Meta{SchemaVersion: c.version, TenantID: "acme"}})
+		if err != nil || a.Severity != c.severity || a.Reason != c.reason || a.Type != "approval_invalid" {
+			t.Fatalf("v%d %s: %+v, %v; want severity %s", c.version, c.reason, a, err, c.severity)
+		}
+	}
+}
