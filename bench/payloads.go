@@ -161,8 +161,8 @@ var generators = []payloadGen{
 		return map[string]any{"approval_id": id(r), "ir_id": irID(r), "mission_id": id(r),
 			"expires_at": time.Date(2026, 1, 1+r.IntN(28), r.IntN(24), 0, 0, 0, time.UTC).Format(time.RFC3339)}
 	}},
-	{"ir.approval_invalid", 1, "governance", func(r *rand.Rand, size int) map[string]any {
-		return map[string]any{"approval_id": id(r), "ir_id": irID(r), "reason": pick(r, "unknown_approval", "token_mismatch", "already_consumed"),
+	{"ir.approval_invalid", 2, "governance", func(r *rand.Rand, size int) map[string]any {
+		return map[string]any{"approval_id": id(r), "ir_id": irID(r), "reason": pick(r, "unknown_approval", "token_mismatch", "already_consumed", "self_approval", "approver_unnamed"),
 			"attempted_by": user(r)}
 	}},
 	// missions
