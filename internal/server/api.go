@@ -206,7 +206,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	events := make([]eventstore.Event, len(in.Events))
 	ids := make([]string, len(in.Events))
 	for i, e := range in.Events {
-		if err := refuseAppendedBy(i, e.Meta); err != nil {
+		if err := refuseStampKeys(i, e.Meta); err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
@@ -228,12 +228,14 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		}
 		// Stamped on every attempt alike: a retry of these ids by the
 		// same token is the same content, which the store answers with
-		// the original result; by another token it differs in the stamp,
-		// and the store refuses it as an id stored with other content.
+		// the original result; by another token it differs in the stamp
+		// (the key id, whatever the names), and the store refuses it as
+		// an id stored with other content.
 		if m.Extra == nil {
 			m.Extra = map[string]any{}
 		}
 		m.Extra[AppendedByKey] = p.Name
+		m.Extra[AppendedByKeyKey] = p.KeyID
 		src := e.Source
 		if src == "" {
 			src = "http"
@@ -280,25 +282,44 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 // the API (the library, the CLI) do not carry it.
 const AppendedByKey = "appended_by"
 
-// refuseAppendedBy refuses event i when its meta carries AppendedByKey,
-// which only the server writes: a client that could send it would sign
-// its events with another token's name. Keys that differ from it only in
+// AppendedByKeyKey is the free-form meta key in which the API records the
+// key id of the token that appended an event (Principal.KeyID), beside its
+// name in AppendedByKey. Names are optional and not unique, so the name
+// alone may not tell two tokens apart; the key id does, and it is the
+// hash prefix that `eventstream tokens list` shows for the token.
+const AppendedByKeyKey = "appended_by_key"
+
+// stampKeys are the meta keys only the server writes.
+var stampKeys = [...]string{AppendedByKey, AppendedByKeyKey}
+
+// refuseStampKeys refuses event i when its meta carries a key the server
+// stamps (stampKeys): a client that could send one would sign its events
+// with another token's name or key id. Keys that differ from one only in
 // case are refused too: encoding/json, which readers of the meta may
-// decode it with, takes them for the same key.
-func refuseAppendedBy(i int, m eventstore.Meta) error {
-	first := ""
+// decode it with, takes them for the same key. Of several, the first in
+// sorted order is named, so that the refusal does not change from one
+// request to the next.
+func refuseStampKeys(i int, m eventstore.Meta) error {
+	first, stamp := "", ""
 	for k := range m.Extra {
-		if strings.EqualFold(k, AppendedByKey) && (first == "" || k < first) {
-			first = k
+		for _, s := range stampKeys {
+			if strings.EqualFold(k, s) && (first == "" || k < first) {
+				first, stamp = k, s
+			}
 		}
 	}
 	if first == "" {
 		return nil
 	}
-	// Only ASCII letters fold onto "appended_by": first needs no escaping
-	// in a JSON pointer.
+	// What folds onto a stamp key is ASCII letters and '_', or the
+	// Kelvin sign (U+212A) for the k of appended_by_key: never '~' or
+	// '/', so first needs no escaping in a JSON pointer.
+	what := "name"
+	if stamp == AppendedByKeyKey {
+		what = "key id"
+	}
 	return &eventstore.ValidationError{Index: i, Pointer: "/meta/" + first, Rule: "reserved",
-		Message: fmt.Sprintf("meta key %q is reserved: the server sets meta.%s to the name of the token that appends the event", first, AppendedByKey)}
+		Message: fmt.Sprintf("meta key %q is reserved: the server sets meta.%s to the %s of the token that appends the event", first, stamp, what)}
 }
 
 // refuseModuleStream refuses a raw append into a stream a domain module

@@ -29,7 +29,10 @@ const AllTenants = "*"
 // Principal is who a request authenticated as.
 type Principal struct {
 	Tenant string
-	Name   string
+	Name   string // the token's name: optional, not unique
+	// KeyID tells the token apart from every other, named alike or not:
+	// KeyID of its stored hash, as TokenTable.List shows it.
+	KeyID string
 }
 
 // Operator reports whether the principal sees every tenant.
@@ -64,6 +67,22 @@ func NewToken() (string, error) {
 // TokenFor returns the stored form of a secret.
 func TokenFor(secret, tenant, name string) Token {
 	return Token{Hash: sha256.Sum256([]byte(secret)), Tenant: tenant, Name: name}
+}
+
+// KeyIDLen is the length, in hex digits, of a token's key id.
+const KeyIDLen = 12
+
+// KeyID returns the key id of a token whose stored hash is h: the first
+// KeyIDLen hex digits (lower case) of the SHA-256 of its secret, the
+// hash_prefix of TokenTable.List and `eventstream tokens list`. It names
+// the token where a name cannot (names are optional and not unique).
+// It is no secret, and every reader of the events the token appends sees
+// it: 48 bits of the hash of a secret of NewToken's 256 random bits help
+// no one find the secret (a guessable secret hashed into a tokens file
+// could be guessed offline against them: the docs ask for random ones).
+// Two tokens share an id with a chance of 1 in 2^48 per pair.
+func KeyID(h [sha256.Size]byte) string {
+	return hex.EncodeToString(h[:KeyIDLen/2])
 }
 
 // HashToken returns the hex SHA-256 of a token secret, as stored.
@@ -233,7 +252,8 @@ func (a *Authenticator) authenticateHash(ctx context.Context, h [sha256.Size]byt
 	if match < 0 {
 		return Principal{}, false, nil
 	}
-	return Principal{Tenant: tokens[match].Tenant, Name: tokens[match].Name}, true, nil
+	t := tokens[match]
+	return Principal{Tenant: t.Tenant, Name: t.Name, KeyID: KeyID(t.Hash)}, true, nil
 }
 
 func (a *Authenticator) tokens(ctx context.Context) ([]Token, error) {
@@ -516,6 +536,9 @@ func (t TokenTable) Revoke(ctx context.Context, name string) (int64, error) {
 
 // TokenInfo describes a stored token (never its secret).
 type TokenInfo struct {
+	// HashPrefix is the token's key id (KeyID; Add stores the hash in
+	// lower case): the API stamps it on the events the token appends, as
+	// meta.appended_by_key.
 	HashPrefix string     `json:"hash_prefix"`
 	Tenant     string     `json:"tenant"`
 	Name       string     `json:"name"`
@@ -525,7 +548,7 @@ type TokenInfo struct {
 
 // List describes every stored token.
 func (t TokenTable) List(ctx context.Context) ([]TokenInfo, error) {
-	rows, err := t.Pool.Query(ctx, `SELECT left(token_sha256, 12), tenant_id, name, created_at, revoked_at FROM eventstream_api_tokens ORDER BY created_at`)
+	rows, err := t.Pool.Query(ctx, `SELECT left(token_sha256, $1), tenant_id, name, created_at, revoked_at FROM eventstream_api_tokens ORDER BY created_at`, KeyIDLen)
 	if err != nil {
 		return nil, err
 	}
