@@ -162,8 +162,14 @@ var generators = []payloadGen{
 			"expires_at": time.Date(2026, 1, 1+r.IntN(28), r.IntN(24), 0, 0, 0, time.UTC).Format(time.RFC3339)}
 	}},
 	{"ir.approval_invalid", 2, "governance", func(r *rand.Rand, size int) map[string]any {
-		return map[string]any{"approval_id": id(r), "ir_id": irID(r), "reason": pick(r, "unknown_approval", "token_mismatch", "already_consumed", "self_approval", "approver_unnamed"),
-			"attempted_by": user(r)}
+		approval, ir := id(r), irID(r)
+		reason := pick(r, "unknown_approval", "token_mismatch", "already_consumed", "self_approval", "approver_unnamed", "mission_mismatch")
+		p := map[string]any{"approval_id": approval, "ir_id": ir, "reason": reason, "attempted_by": user(r)}
+		if reason == "mission_mismatch" {
+			// governance names the mission presented for this reason only.
+			p["presented_mission_id"] = id(r)
+		}
+		return p
 	}},
 	// missions
 	{"mission.created", 1, "missions", func(r *rand.Rand, size int) map[string]any {

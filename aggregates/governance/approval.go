@@ -86,8 +86,8 @@ func applyApproval(s *ApprovalState, e aggregates.Event) error {
 	return nil
 }
 
-// maxTextLen is the longest attempted_by and presented_tenant_id an
-// ir.approval_invalid holds, in characters.
+// maxTextLen is the longest attempted_by, presented_tenant_id and
+// presented_mission_id an ir.approval_invalid holds, in characters.
 const maxTextLen = 255
 
 // boundText returns s as a schema string of at most n characters: valid
@@ -170,8 +170,12 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // or, when it was created for none, the MissionID its consumer names (the
 // consumption records it; an approval consumed naming no mission
 // authorises none). Naming another mission than the one the approval was
-// created for is refused with ErrApprovalMission (after the token check,
-// not recorded) and consumes nothing.
+// created for is refused with ErrApprovalMission, after the token check
+// (so a wrong token is token_mismatch whatever mission it names) and
+// before four eyes, consumes nothing, and is recorded as
+// ir.approval_invalid (v2: mission_mismatch) for the approval's tenant,
+// with presented_mission_id as presented: a holder of the token using it
+// to authorise another mission is trying to get round the control.
 //
 // Four eyes: an approval whose CreateApproval named its requester
 // (RequestedBy) is consumed by someone else. A ConsumedBy that is the
@@ -205,8 +209,11 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 		// What the presenter sends is recorded bounded to what the schema
 		// takes: a value it refuses would keep the attempt out of the log.
 		ev := ApprovalInvalid{ApprovalID: a.ID, IRID: s.IRID, Reason: reason, AttemptedBy: boundText(c.ConsumedBy, maxTextLen)}
-		if reason == ReasonTenantMismatch {
+		switch reason {
+		case ReasonTenantMismatch:
 			ev.PresentedTenantID = boundText(c.tenantID, maxTextLen)
+		case ReasonMissionMismatch:
+			ev.PresentedMissionID = boundText(c.MissionID, maxTextLen)
 		}
 		// The alert belongs to the approval's tenant, not to whoever
 		// presented it; an unknown approval has no tenant but the caller's.
@@ -231,7 +238,7 @@ func (c ConsumeApproval) Decide(a *approvalAgg) ([]any, error) {
 	case subtle.ConstantTimeCompare([]byte(HashToken(c.Token)), []byte(s.TokenSHA256)) != 1:
 		return nil, invalid(ErrTokenMismatch, ReasonTokenMismatch, "wrong token")
 	case c.MissionID != "" && s.MissionID != "" && c.MissionID != s.MissionID:
-		return nil, aggregates.Refuse(ErrApprovalMission, "the approval was created for mission %s, not %s", s.MissionID, c.MissionID)
+		return nil, invalid(ErrApprovalMission, ReasonMissionMismatch, fmt.Sprintf("the approval was created for mission %s, not %s", s.MissionID, c.MissionID))
 	}
 	if rule, reason, msg := fourEyes(s.RequestedBy, c.ConsumedBy); rule != nil {
 		return nil, invalid(rule, reason, msg)

@@ -23,7 +23,8 @@ const (
 type InvalidReason string
 
 // The reasons of ir.approval_invalid: v1 has the first four, v2 adds the
-// four-eyes refusals (ErrSelfApproval, ErrApproverUnnamed).
+// four-eyes refusals (ErrSelfApproval, ErrApproverUnnamed) and an approval
+// presented for another mission than its own (ErrApprovalMission).
 const (
 	ReasonUnknownApproval InvalidReason = "unknown_approval"
 	ReasonTokenMismatch   InvalidReason = "token_mismatch"
@@ -31,6 +32,7 @@ const (
 	ReasonTenantMismatch  InvalidReason = "tenant_mismatch"
 	ReasonSelfApproval    InvalidReason = "self_approval"
 	ReasonApproverUnnamed InvalidReason = "approver_unnamed"
+	ReasonMissionMismatch InvalidReason = "mission_mismatch"
 )
 
 // SeverityCritical is the severity of DAG tampering.
@@ -64,13 +66,15 @@ type ApprovalExpired struct {
 }
 
 // ApprovalInvalid is ir.approval_invalid v2 (v1 lacks the reasons
-// self_approval and approver_unnamed; UpcastApprovalInvalidV1).
+// self_approval, approver_unnamed and mission_mismatch, and
+// presented_mission_id; UpcastApprovalInvalidV1).
 type ApprovalInvalid struct {
-	ApprovalID        string        `json:"approval_id"`
-	IRID              string        `json:"ir_id,omitempty"`
-	Reason            InvalidReason `json:"reason"`
-	PresentedTenantID string        `json:"presented_tenant_id,omitempty"`
-	AttemptedBy       string        `json:"attempted_by,omitempty"`
+	ApprovalID         string        `json:"approval_id"`
+	IRID               string        `json:"ir_id,omitempty"`
+	Reason             InvalidReason `json:"reason"`
+	PresentedTenantID  string        `json:"presented_tenant_id,omitempty"`
+	PresentedMissionID string        `json:"presented_mission_id,omitempty"`
+	AttemptedBy        string        `json:"attempted_by,omitempty"`
 }
 
 // ValidatedPass is ir.validated_pass v1.
@@ -139,5 +143,6 @@ func Register(reg *aggregates.Registry) {
 }
 
 // UpcastApprovalInvalidV1 brings ir.approval_invalid v1 to v2. v2 only
-// widens the reason's enum, so a v1 payload is a v2 payload as it is.
+// widens the reason's enum and adds an optional field, so a v1 payload is
+// a v2 payload as it is.
 func UpcastApprovalInvalidV1(p map[string]any) (map[string]any, error) { return p, nil }

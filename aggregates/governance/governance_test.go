@@ -559,8 +559,8 @@ func TestApprovalRefusalPrecedence(t *testing.T) {
 }
 
 // An approval created for a mission is not consumed for another one: the
-// use is refused, nothing is written, and the approval stays usable for
-// its own mission.
+// use is refused, recorded as mission_mismatch (and nothing else written),
+// and the approval stays usable for its own mission.
 func TestApprovalConsumedForAnotherMissionRefused(t *testing.T) {
 	t.Parallel()
 	env := dt.Postgres(t, domain.Options{}, false)
@@ -569,9 +569,12 @@ func TestApprovalConsumedForAnotherMissionRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := dt.Head(t, env.Store)
+	before := dt.Types(t, env.Store, "approval-"+id)
 	_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, MissionID: uuid.NewString()})
-	dt.Refused(t, env.Store, before, err, governance.ErrApprovalMission)
+	checkInvalid(t, env, err, id, governance.ErrApprovalMission, governance.ReasonMissionMismatch, "t1")
+	if got, want := dt.Types(t, env.Store, "approval-"+id), append(before, governance.TypeApprovalInvalid); !slices.Equal(got, want) {
+		t.Fatalf("the approval's stream went from %v to %v, want only the record", before, got)
+	}
 	res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, MissionID: mission})
 	if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.MissionID != mission {
 		t.Fatalf("consume for its own mission: %v", err)
@@ -957,8 +960,10 @@ func fourEyesRecorded(t *testing.T, env *dt.Env, id, by string, res aggregates.R
 // after a timeout) returns the same refusal and the event it recorded the
 // first time, and records nothing more; a new attempt (a new command id)
 // is recorded again. The four-eyes check comes last: the requester naming
-// another mission than the approval's is refused as approval-mission, not
-// recorded (as for anyone), and a wrong token is token_mismatch.
+// another mission than the approval's is refused as approval-mission and
+// recorded as mission_mismatch (as for anyone: see
+// TestApprovalMissionMismatchRecorded), and a wrong token is
+// token_mismatch.
 func TestApprovalFourEyesRefusalRecordedOnce(t *testing.T) {
 	t.Parallel()
 	for _, backend := range dt.Backends {
@@ -967,9 +972,8 @@ func TestApprovalFourEyesRefusalRecordedOnce(t *testing.T) {
 			env := dt.OnBackend(t, backend, domain.Options{})
 			id, token := newApproval(t, env) // requested by "planner", for a mission
 
-			before := dt.Head(t, env.Store)
 			_, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "planner", MissionID: uuid.NewString()})
-			dt.Refused(t, env.Store, before, err, governance.ErrApprovalMission)
+			checkInvalid(t, env, err, id, governance.ErrApprovalMission, governance.ReasonMissionMismatch, "t1")
 
 			for _, c := range []struct {
 				by     string
@@ -1025,6 +1029,108 @@ func countInvalid(t *testing.T, env *dt.Env, id string, reason governance.Invali
 		}
 	}
 	return n
+}
+
+// An approval created for mission A presented, with its token, for
+// mission B is refused with approval-mission, consumes nothing, and is
+// recorded as one ir.approval_invalid v2 (mission_mismatch) for the
+// approval's tenant, naming the mission the presenter named (bounded like
+// the other presented values) and who presented it: using a valid
+// approval to authorise another mission is an attempt round the control.
+// The check comes after the token's (a wrong token for another mission is
+// token_mismatch) and before four eyes (the requester presenting it for
+// another mission is mission_mismatch). The same command sent again (same
+// command id) returns the event recorded the first time and records
+// nothing more. Before, the refusal left no trace.
+func TestApprovalMissionMismatchRecorded(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			id, mission, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
+			token, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1", MissionID: mission, RequestedBy: "planner"}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// A wrong token for another mission: token_mismatch.
+			_, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: "guess", ConsumedBy: "mallory", MissionID: other})
+			if p := checkInvalid(t, env, err, id, governance.ErrTokenMismatch, governance.ReasonTokenMismatch, "t1"); p.PresentedMissionID != "" {
+				t.Fatalf("a token_mismatch names the presented mission %q", p.PresentedMissionID)
+			}
+
+			meta := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+			consume := governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "mallory", MissionID: other}
+			first, err := env.Governance.ConsumeApproval(ctx, meta, consume)
+			missionMismatchRecorded(t, env, id, first, err, map[string]any{"presented_mission_id": other, "attempted_by": "mallory"})
+			recorded := dt.Head(t, env.Store)
+
+			again, err := env.Governance.ConsumeApproval(ctx, meta, consume)
+			if !errors.Is(err, governance.ErrApprovalMission) {
+				t.Fatalf("the retry: %v, want %v as the first time", err, governance.ErrApprovalMission)
+			}
+			if len(again.Events) != 1 || again.Events[0].ID != first.Events[0].ID {
+				t.Fatalf("the retry returned %v, want the event the first attempt recorded", again.Events)
+			}
+			if after := dt.Head(t, env.Store); after != recorded {
+				t.Fatalf("the retry moved the log from %s to %s", recorded, after)
+			}
+			if n := countInvalid(t, env, id, governance.ReasonMissionMismatch); n != 1 {
+				t.Fatalf("%d mission_mismatch recorded after a retry, want 1", n)
+			}
+
+			// The requester, for another mission: the mission is checked
+			// before four eyes.
+			res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "planner", MissionID: other})
+			missionMismatchRecorded(t, env, id, res, err, map[string]any{"presented_mission_id": other, "attempted_by": "planner"})
+
+			// Whatever the presenter names is recorded, bounded.
+			res, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "mallory", MissionID: strings.Repeat("m", 300) + "\x00"})
+			missionMismatchRecorded(t, env, id, res, err, map[string]any{"presented_mission_id": strings.Repeat("m", 254) + "…", "attempted_by": "mallory"})
+
+			res, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice", MissionID: mission})
+			if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.MissionID != mission {
+				t.Fatalf("consumed for its own mission: %v", err)
+			}
+			if inv := res.Aggregate.State.Invalid; inv[governance.ReasonMissionMismatch] != 3 || inv[governance.ReasonTokenMismatch] != 1 || len(inv) != 2 {
+				t.Fatalf("the approval counts the refused uses %v, want 3 mission_mismatch, 1 token_mismatch", inv)
+			}
+		})
+	}
+}
+
+// missionMismatchRecorded checks that a ConsumeApproval was refused with
+// approval-mission, consumed nothing, and wrote exactly one event, which
+// the result carries: an ir.approval_invalid v2 with reason
+// mission_mismatch for the approval's tenant (t1), naming the approval,
+// its IR and the presented values in extra.
+func missionMismatchRecorded(t *testing.T, env *dt.Env, id string, res aggregates.Result[governance.ApprovalState], err error, extra map[string]any) {
+	t.Helper()
+	if !errors.Is(err, governance.ErrApprovalMission) {
+		t.Fatalf("error = %v, want %v", err, governance.ErrApprovalMission)
+	}
+	var re *aggregates.RuleError
+	if !errors.As(err, &re) || re.Aggregate != governance.ApprovalAggregate || re.ID != id {
+		t.Fatalf("%v does not name the approval", err)
+	}
+	e := lastEvent(t, env, "approval-"+id)
+	if len(res.Events) != 1 || res.Events[0].ID != e.ID {
+		t.Fatalf("the refusal returned %d events, want the one it recorded", len(res.Events))
+	}
+	if e.Type != governance.TypeApprovalInvalid || e.Meta.SchemaVersion != 2 || e.Meta.TenantID != "t1" {
+		t.Fatalf("recorded %s v%d for tenant %s, want %s v2 for t1", e.Type, e.Meta.SchemaVersion, e.Meta.TenantID, governance.TypeApprovalInvalid)
+	}
+	want := map[string]any{"approval_id": id, "ir_id": "ir-1", "reason": string(governance.ReasonMissionMismatch)}
+	for k, v := range extra {
+		want[k] = v
+	}
+	if got := payloadMap(t, e.Payload); !reflect.DeepEqual(got, want) {
+		t.Fatalf("recorded %v, want %v", got, want)
+	}
+	if st, err := env.Governance.ApprovalStatus(ctx, id); err != nil || st.Consumed {
+		t.Fatalf("the refused approval is consumed (%v)", err)
+	}
 }
 
 // A tenant naming another tenant's approval learns nothing, not even that

@@ -6,13 +6,13 @@
 // Two aggregates: an approval (stream "approval-<id>") stores only a hash
 // of its token and an expiry, is consumed once, by someone else than who
 // requested it, and records refused uses (unknown approval, token
-// mismatch, already consumed, tenant mismatch, self approval, unnamed
-// approver) as ir.approval_invalid for security alerting; an IR (stream
-// "ir-<id>") is validated once (pass: tiers 0–1; escalate: some tier 2+;
-// reject: a forbidden action, naming the rule), its verdict is recorded for
-// each mission that runs it, and every DAG compiled from it is compared
-// with its steps. Time comes from an injectable clock, so
-// expiry is tested without sleeping.
+// mismatch, already consumed, tenant mismatch, mission mismatch, self
+// approval, unnamed approver) as ir.approval_invalid for security
+// alerting; an IR (stream "ir-<id>") is validated once (pass: tiers 0–1;
+// escalate: some tier 2+; reject: a forbidden action, naming the rule),
+// its verdict is recorded for each mission that runs it, and every DAG
+// compiled from it is compared with its steps. Time comes from an
+// injectable clock, so expiry is tested without sleeping.
 package governance
 
 import (
@@ -135,8 +135,7 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 
 // ConsumeApproval uses an approval on behalf of meta.TenantID. A refused
 // use returns a *aggregates.RuleError and, except for an approval already
-// recorded as expired and one named for another mission than its own,
-// records the attempt.
+// recorded as expired, records the attempt.
 //
 // Another tenant's attempt is recorded for the approval's tenant
 // (tenant_mismatch), and answered exactly as an attempt on an approval

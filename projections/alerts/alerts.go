@@ -3,8 +3,9 @@
 // or counts towards, a row of security_alerts keyed by tenant, alert type,
 // source (the approval or the IR concerned) and reason, with a severity
 // (critical for DAG tampering and for an approval presented by another
-// tenant, high for a requester granting its own request), when it was
-// first and last seen, and how often.
+// tenant, high for a requester granting its own request or an approval
+// presented for another mission), when it was first and last seen, and
+// how often.
 package alerts
 
 import (
@@ -61,11 +62,18 @@ func Projection() projections.Projection {
 // approval. An approver who names no one (approver_unnamed) is most often
 // a client that does not pass its user's name, which a security team
 // still wants to hear about, but is not evidence of intent: medium.
+//
+// mission_mismatch (v2) also comes from a holder of the right token, who
+// names another mission than the one the approval was created for: using
+// an approval granted for one mission to authorise another is getting
+// round the control, as self_approval is: high, an attack on one approval
+// (not critical: it stays within the approval's tenant).
 var approvalSeverity = map[string]string{
 	"tenant_mismatch":  "critical",
 	"token_mismatch":   "high",
 	"already_consumed": "high",
 	"self_approval":    "high",
+	"mission_mismatch": "high",
 	"unknown_approval": "medium",
 	"approver_unnamed": "medium",
 }

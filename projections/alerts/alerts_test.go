@@ -181,11 +181,92 @@ func TestClassifyApprovalInvalidSeverity(t *testing.T) {
 		{2, "unknown_approval", "medium"},
 		{2, "self_approval", "high"},
 		{2, "approver_unnamed", "medium"},
+		{2, "mission_mismatch", "high"},
 	} {
 		b, _ := json.Marshal(map[string]any{"approval_id": uuid.NewString(), "ir_id": "ir-1", "reason": c.reason})
 		a, err := alerts.Classify(eventstore.Event{Type: alerts.ApprovalInvalid, Payload: b, Meta: eventstore.Meta{SchemaVersion: c.version, TenantID: "acme"}})
 		if err != nil || a.Severity != c.severity || a.Reason != c.reason || a.Type != "approval_invalid" {
 			t.Fatalf("v%d %s: %+v, %v; want severity %s", c.version, c.reason, a, err, c.severity)
 		}
+	}
+}
+
+// TestMissionMismatchBecomesAHighAlert: an approval created for one
+// mission and presented, with its token, for another is refused and
+// recorded by the governance module as ir.approval_invalid v2 with reason
+// mission_mismatch, which becomes a high security_alerts row of the
+// approval's tenant whose details name the mission presented. Both with
+// the runtime's upcaster and without, with nothing parked. Before, the
+// refusal left no event, so no alert.
+func TestMissionMismatchBecomesAHighAlert(t *testing.T) {
+	t.Parallel()
+	for _, upcast := range []bool{false, true} {
+		name := "as stored"
+		if upcast {
+			name = "upcast"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			reg := schemas.MustDefault()
+			store, err := postgres.New(ctx, pool(t), reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			dom, err := domain.NewRegistry(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := domain.New(store, dom, domain.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			id, mission, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
+			token, _, err := svc.Governance.CreateApproval(ctx, aggregates.CommandMeta{TenantID: "acme"},
+				governance.CreateApproval{ApprovalID: id, IRID: "ir-9", MissionID: mission, RequestedBy: "planner"}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				_, err := svc.Governance.ConsumeApproval(ctx, aggregates.CommandMeta{TenantID: "acme"},
+					governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice", MissionID: other})
+				if !errors.Is(err, governance.ErrApprovalMission) {
+					t.Fatalf("consumed for another mission: %v, want %v", err, governance.ErrApprovalMission)
+				}
+			}
+
+			cfg := projections.Config{BatchSize: 100, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Retry: projections.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}}
+			if upcast {
+				cfg.Upcast = dom.Upcast
+			}
+			db := pool(t)
+			rt, err := projections.New(db, store, reg, cfg, alerts.Projection())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rt.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rt.CatchUp(ctx, alerts.Name, 0); err != nil {
+				t.Fatal(err)
+			}
+			if parked, err := rt.ListParked(ctx, alerts.Name); err != nil || len(parked) != 0 {
+				t.Fatalf("parked %+v (%v), want none", parked, err)
+			}
+
+			var tenant, source, reason, severity, presented string
+			var n int64
+			err = db.QueryRow(ctx, `SELECT tenant_id, source, reason, severity, occurrences, details->>'presented_mission_id'
+				FROM security_alerts WHERE alert_type = 'approval_invalid'`).Scan(&tenant, &source, &reason, &severity, &n, &presented)
+			if err != nil {
+				t.Fatalf("the mission_mismatch alert: %v", err)
+			}
+			if tenant != "acme" || source != "approval:"+id || reason != "mission_mismatch" || severity != "high" || n != 2 || presented != other {
+				t.Fatalf("alert %s %s %s %s ×%d presenting %q, want acme approval:%s mission_mismatch high ×2 presenting %s",
+					tenant, source, reason, severity, n, presented, id, other)
+			}
+		})
 	}
 }
