@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -224,7 +225,9 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 			}
 		}
 		if m.Producer == "" {
-			m.Producer = "http/" + p.Name
+			// The token's name, or its key id when it has none: a bare
+			// "http/" would say nothing.
+			m.Producer = "http/" + cmp.Or(p.Name, p.KeyID)
 		}
 		// Stamped on every attempt alike: a retry of these ids by the
 		// same token is the same content, which the store answers with

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -311,6 +312,11 @@ func TestAppendedByKeyTellsTokensApart(t *testing.T) {
 		}
 		if s, _ := key.(string); len(s) != server.KeyIDLen {
 			t.Errorf("event %d: meta.appended_by_key = %v, want %d hex digits", i+1, key, server.KeyIDLen)
+		}
+		// Left unset, producer names the token: by its name, or by its key
+		// id when it has none.
+		if got, want := m["producer"], "http/"+cmp.Or(tokens[i].name, listed[tokens[i].secret]); got != want {
+			t.Errorf("event %d: meta.producer = %v, want %q", i+1, got, want)
 		}
 		if j, twice := seen[key]; twice {
 			t.Errorf("events %d and %d, of different tokens, carry the same appended_by_key %v", j, i+1, key)
