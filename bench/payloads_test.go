@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strconv"
@@ -276,6 +277,50 @@ func TestRandomIDsChangeOnlyTheIDs(t *testing.T) {
 				t.Fatalf("append %d event %d differs beyond its ids:\nordered: %s %s %+v\nrandom:  %s %s %+v", seq, i,
 					x.Type, x.Payload, x.Meta, y.Type, y.Payload, y.Meta)
 			}
+		}
+	}
+}
+
+// Generators draw among variants (an approval's refusal reasons, optional
+// fields); a few samples per type can miss a branch. Many samples must
+// all pass validation, and ir.approval_invalid's must draw each reason its
+// generator picks among (all but tenant_mismatch, which the generator does
+// not make), each branch's own fields included.
+func TestEveryGeneratorBranchPassesValidation(t *testing.T) {
+	t.Parallel()
+	v := validator(t)
+	reasons := map[string]bool{}
+	for _, size := range []int{0, 2_000} {
+		pool, err := newPayloadPool(UniformMix(), size, 150, 11)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, samples := range pool.byType {
+			for _, s := range samples {
+				e := eventstore.Event{Type: s.gen.typ, Source: s.gen.source, Payload: s.payload,
+					Meta: eventstore.Meta{SchemaVersion: s.gen.version, TenantID: "t", Producer: producer}}
+				if _, err := v.Check("stream-1", eventstore.Any, []eventstore.Event{e}); err != nil {
+					t.Fatalf("size %d: %s payload refused: %v\n%s", size, s.gen.typ, err, s.payload)
+				}
+				if s.gen.typ == "ir.approval_invalid" {
+					var p struct {
+						Reason    string `json:"reason"`
+						Presented string `json:"presented_mission_id"`
+					}
+					if err := json.Unmarshal(s.payload, &p); err != nil {
+						t.Fatal(err)
+					}
+					reasons[p.Reason] = true
+					if (p.Reason == "mission_mismatch") != (p.Presented != "") {
+						t.Errorf("reason %s with presented_mission_id %q", p.Reason, p.Presented)
+					}
+				}
+			}
+		}
+	}
+	for _, want := range []string{"unknown_approval", "token_mismatch", "already_consumed", "self_approval", "approver_unnamed", "mission_mismatch"} {
+		if !reasons[want] {
+			t.Errorf("no ir.approval_invalid sample with reason %s in 300 (drew %v)", want, reasons)
 		}
 	}
 }
