@@ -121,40 +121,14 @@ func TestAppendedByRecordsTheToken(t *testing.T) {
 func TestAppendedByFromTheClientIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
-	cases := []struct {
-		name, token, body string
-		index             int
-		pointer           string
-	}{
+	cases := []reservedCase{
 		{"one event", acmeToken, eventWith("", `{"appended_by":"ops"}`), 0, "/meta/appended_by"},
 		{"another token's name", acmeToken, eventWith("", `{"appended_by":"acme-app"}`), 0, "/meta/appended_by"},
 		{"in another case", acmeToken, eventWith("", `{"Appended_By":"ops"}`), 0, "/meta/Appended_By"},
 		{"second of a batch", acmeToken, `{"events":[` + eventWith("", "") + `,` + eventWith("", `{"tenant_id":"acme","appended_by":""}`) + `]}`, 1, "/meta/appended_by"},
 		{"the operator's", operatorToken, eventWith("", `{"tenant_id":"acme","appended_by":"acme-app"}`), 0, "/meta/appended_by"},
 	}
-	for _, tc := range cases {
-		r := e.do("POST", "/streams/forged/events", tc.token, tc.body)
-		if r.code != 400 {
-			t.Errorf("%s: want 400, got %d: %s", tc.name, r.code, r.body)
-			continue
-		}
-		var got struct {
-			Kind    string `json:"kind"`
-			Index   *int   `json:"index"`
-			Pointer string `json:"pointer"`
-			Rule    string `json:"rule"`
-		}
-		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
-			t.Fatalf("%s: %s", tc.name, r.body)
-		}
-		if got.Kind != "validation" || got.Index == nil || *got.Index != tc.index || got.Pointer != tc.pointer || got.Rule != "reserved" {
-			t.Errorf("%s: want kind validation, index %d, pointer %s, rule reserved: %s", tc.name, tc.index, tc.pointer, r.body)
-		}
-	}
-	if n := e.logSize(); n != 0 {
-		t.Fatalf("refused appends wrote: the log has %d events, want 0", n)
-	}
-	e.must(404, "GET", "/streams/forged", operatorToken, "")
+	e.wantReserved(cases)
 }
 
 // TestAppendedByRetries: a retry of the same ids by the token that
@@ -332,11 +306,7 @@ func TestAppendedByKeyTellsTokensApart(t *testing.T) {
 func TestAppendedByKeyFromTheClientIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
-	cases := []struct {
-		name, token, body string
-		index             int
-		pointer           string
-	}{
+	cases := []reservedCase{
 		{"one event", acmeToken, eventWith("", `{"appended_by_key":"0123456789ab"}`), 0, "/meta/appended_by_key"},
 		{"in another case", acmeToken, eventWith("", `{"Appended_By_Key":"0123456789ab"}`), 0, "/meta/Appended_By_Key"},
 		{"in upper case", acmeToken, eventWith("", `{"APPENDED_BY_KEY":""}`), 0, "/meta/APPENDED_BY_KEY"},
@@ -345,29 +315,7 @@ func TestAppendedByKeyFromTheClientIsRefused(t *testing.T) {
 		{"second of a batch", acmeToken, `{"events":[` + eventWith("", "") + `,` + eventWith("", `{"tenant_id":"acme","appended_by_key":"x"}`) + `]}`, 1, "/meta/appended_by_key"},
 		{"the operator's", operatorToken, eventWith("", `{"tenant_id":"acme","appended_by_key":"x"}`), 0, "/meta/appended_by_key"},
 	}
-	for _, tc := range cases {
-		r := e.do("POST", "/streams/forged/events", tc.token, tc.body)
-		if r.code != 400 {
-			t.Errorf("%s: want 400, got %d: %s", tc.name, r.code, r.body)
-			continue
-		}
-		var got struct {
-			Kind    string `json:"kind"`
-			Index   *int   `json:"index"`
-			Pointer string `json:"pointer"`
-			Rule    string `json:"rule"`
-		}
-		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
-			t.Fatalf("%s: %s", tc.name, r.body)
-		}
-		if got.Kind != "validation" || got.Index == nil || *got.Index != tc.index || got.Pointer != tc.pointer || got.Rule != "reserved" {
-			t.Errorf("%s: want kind validation, index %d, pointer %s, rule reserved: %s", tc.name, tc.index, tc.pointer, r.body)
-		}
-	}
-	if n := e.logSize(); n != 0 {
-		t.Fatalf("refused appends wrote: the log has %d events, want 0", n)
-	}
-	e.must(404, "GET", "/streams/forged", operatorToken, "")
+	e.wantReserved(cases)
 }
 
 // TestAppendedByKeyRetries: a retry of the same ids by the token that
@@ -417,4 +365,43 @@ func TestAppendedByKeyRetries(t *testing.T) {
 	if n := e.logSize(); n != 2 {
 		t.Fatalf("the log has %d events, want 2", n)
 	}
+}
+
+// reservedCase is an append that sends a key only the server writes: the
+// request, and the index and pointer the refusal must name.
+type reservedCase struct {
+	name, token, body string
+	index             int
+	pointer           string
+}
+
+// wantReserved sends each case to a new stream and wants the API's 400
+// validation refusal with rule reserved, its index and pointer, and
+// nothing written.
+func (e *env) wantReserved(cases []reservedCase) {
+	t := e.t
+	t.Helper()
+	for _, tc := range cases {
+		r := e.do("POST", "/streams/forged/events", tc.token, tc.body)
+		if r.code != 400 {
+			t.Errorf("%s: want 400, got %d: %s", tc.name, r.code, r.body)
+			continue
+		}
+		var got struct {
+			Kind    string `json:"kind"`
+			Index   *int   `json:"index"`
+			Pointer string `json:"pointer"`
+			Rule    string `json:"rule"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+			t.Fatalf("%s: %s", tc.name, r.body)
+		}
+		if got.Kind != "validation" || got.Index == nil || *got.Index != tc.index || got.Pointer != tc.pointer || got.Rule != "reserved" {
+			t.Errorf("%s: want kind validation, index %d, pointer %s, rule reserved: %s", tc.name, tc.index, tc.pointer, r.body)
+		}
+	}
+	if n := e.logSize(); n != 0 {
+		t.Fatalf("refused appends wrote: the log has %d events, want 0", n)
+	}
+	e.must(404, "GET", "/streams/forged", operatorToken, "")
 }

@@ -69,20 +69,7 @@ func TestFourEyesRefusalsBecomeAlerts(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg := schemas.MustDefault()
-			store, err := postgres.New(ctx, pool(t), reg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
-			dom, err := domain.NewRegistry(reg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc, err := domain.New(store, dom, domain.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			store, dom, svc := domainOnPostgres(t)
 
 			// The log of before: v1 refusals.
 			old := uuid.New()
@@ -118,7 +105,7 @@ func TestFourEyesRefusalsBecomeAlerts(t *testing.T) {
 				cfg.Upcast = dom.Upcast
 			}
 			db := pool(t)
-			rt, err := projections.New(db, store, reg, cfg, alerts.Projection())
+			rt, err := projections.New(db, store, schemas.MustDefault(), cfg, alerts.Projection())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,20 +194,7 @@ func TestMissionMismatchBecomesAHighAlert(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg := schemas.MustDefault()
-			store, err := postgres.New(ctx, pool(t), reg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
-			dom, err := domain.NewRegistry(reg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc, err := domain.New(store, dom, domain.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			store, dom, svc := domainOnPostgres(t)
 
 			id, mission, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
 			token, _, err := svc.Governance.CreateApproval(ctx, aggregates.CommandMeta{TenantID: "acme"},
@@ -242,7 +216,7 @@ func TestMissionMismatchBecomesAHighAlert(t *testing.T) {
 				cfg.Upcast = dom.Upcast
 			}
 			db := pool(t)
-			rt, err := projections.New(db, store, reg, cfg, alerts.Projection())
+			rt, err := projections.New(db, store, schemas.MustDefault(), cfg, alerts.Projection())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,4 +243,25 @@ func TestMissionMismatchBecomesAHighAlert(t *testing.T) {
 			}
 		})
 	}
+}
+
+// domainOnPostgres is a PostgreSQL store in a schema of the test's own,
+// the domain's aggregate registry and its services over that store.
+func domainOnPostgres(t *testing.T) (*postgres.Store, *aggregates.Registry, *domain.Services) {
+	t.Helper()
+	reg := schemas.MustDefault()
+	store, err := postgres.New(ctx, pool(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	dom, err := domain.NewRegistry(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := domain.New(store, dom, domain.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, dom, svc
 }
