@@ -100,8 +100,8 @@ func chromium() string {
 }
 
 // headless starts a headless browser (at its first use) with a profile of
-// its own, closed at the test's end.
-func headless(t *testing.T, browser string) context.Context {
+// its own, closed at the test's end; extra adds to its options.
+func headless(t *testing.T, browser string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.NoSandbox,
@@ -110,6 +110,7 @@ func headless(t *testing.T, browser string) context.Context {
 		chromedp.NoFirstRun,
 		chromedp.UserDataDir(t.TempDir()),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
