@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,6 +68,9 @@ type envOptions struct {
 	// purgeInterval, if set, starts the server (Server.Start) with this
 	// SessionPurgeInterval, and closes it at the end of the test.
 	purgeInterval time.Duration
+	// metricsToken, if set, is the digest of the secret GET /metrics asks
+	// for (Config.MetricsToken).
+	metricsToken *[sha256.Size]byte
 }
 
 func newEnvWith(t testing.TB, o envOptions) *env {
@@ -113,7 +117,7 @@ func newEnvWith(t testing.TB, o envOptions) *env {
 		Auth: server.NewAuthenticatorWithConfig(tokens, o.auth), Gatherer: e.reg, Metrics: m,
 		Ready:  func(context.Context) error { return e.ready },
 		Limits: o.limits, SessionTTL: o.sessionTTL, MaxSessions: o.maxSessions,
-		SessionPurgeInterval: o.purgeInterval,
+		SessionPurgeInterval: o.purgeInterval, MetricsToken: o.metricsToken,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -18,39 +17,11 @@ import (
 
 const metricsSecret = "es_metrics_scraper_secret"
 
-// newMetricsEnv is a server on a fresh schema whose GET /metrics asks for
-// metricsToken (nil: open), with the test tenants' API tokens.
+// newMetricsEnv is the test server (newEnvWith) whose GET /metrics asks
+// for metricsToken (nil: open).
 func newMetricsEnv(t *testing.T, metricsToken *[sha256.Size]byte) *env {
 	t.Helper()
-	ctx := context.Background()
-	pool := pgtest.Pool(t)
-	sreg := schemas.MustDefault()
-	store, err := postgres.New(ctx, pool, sreg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	e := &env{t: t, store: store, pool: pool, reg: prometheus.NewRegistry()}
-	m, err := server.NewMetrics(e.reg, sreg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.New(server.Config{
-		Store: m.InstrumentStore(store), Registry: sreg,
-		Auth: server.NewAuthenticator(server.Tokens{
-			server.TokenFor(acmeToken, "acme", "acme-app"),
-			server.TokenFor(operatorToken, server.AllTenants, "ops"),
-		}),
-		Gatherer: e.reg, Metrics: m, MetricsToken: metricsToken,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h = s.Handler()
-	e.srv = httptest.NewServer(e.h)
-	t.Cleanup(e.srv.Close)
-	return e
+	return newEnvWith(t, envOptions{metricsToken: metricsToken})
 }
 
 // With a metrics token, GET /metrics answers its secret only: not nothing,

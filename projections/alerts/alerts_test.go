@@ -99,25 +99,7 @@ func TestFourEyesRefusalsBecomeAlerts(t *testing.T) {
 				}
 			}
 
-			cfg := projections.Config{BatchSize: 100, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Retry: projections.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}}
-			if upcast {
-				cfg.Upcast = dom.Upcast
-			}
-			db := pool(t)
-			rt, err := projections.New(db, store, schemas.MustDefault(), cfg, alerts.Projection())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := rt.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := rt.CatchUp(ctx, alerts.Name, 0); err != nil {
-				t.Fatal(err)
-			}
-			if parked, err := rt.ListParked(ctx, alerts.Name); err != nil || len(parked) != 0 {
-				t.Fatalf("parked %+v (%v), want none", parked, err)
-			}
+			db := caughtUp(t, store, dom, upcast)
 
 			rows, err := db.Query(ctx, `SELECT tenant_id, source, reason, severity, occurrences FROM security_alerts WHERE alert_type = 'approval_invalid'`)
 			if err != nil {
@@ -210,25 +192,7 @@ func TestMissionMismatchBecomesAHighAlert(t *testing.T) {
 				}
 			}
 
-			cfg := projections.Config{BatchSize: 100, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Retry: projections.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}}
-			if upcast {
-				cfg.Upcast = dom.Upcast
-			}
-			db := pool(t)
-			rt, err := projections.New(db, store, schemas.MustDefault(), cfg, alerts.Projection())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := rt.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := rt.CatchUp(ctx, alerts.Name, 0); err != nil {
-				t.Fatal(err)
-			}
-			if parked, err := rt.ListParked(ctx, alerts.Name); err != nil || len(parked) != 0 {
-				t.Fatalf("parked %+v (%v), want none", parked, err)
-			}
+			db := caughtUp(t, store, dom, upcast)
 
 			var tenant, source, reason, severity, presented string
 			var n int64
@@ -264,4 +228,31 @@ func domainOnPostgres(t *testing.T) (*postgres.Store, *aggregates.Registry, *dom
 		t.Fatal(err)
 	}
 	return store, dom, svc
+}
+
+// caughtUp runs the alerts projection over store's log to its head, with
+// the domain's upcaster or without, on a schema of the test's own, which
+// it returns; nothing may be parked.
+func caughtUp(t *testing.T, store eventstore.Store, dom *aggregates.Registry, upcast bool) *pgxpool.Pool {
+	t.Helper()
+	cfg := projections.Config{BatchSize: 100, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Retry: projections.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}}
+	if upcast {
+		cfg.Upcast = dom.Upcast
+	}
+	db := pool(t)
+	rt, err := projections.New(db, store, schemas.MustDefault(), cfg, alerts.Projection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CatchUp(ctx, alerts.Name, 0); err != nil {
+		t.Fatal(err)
+	}
+	if parked, err := rt.ListParked(ctx, alerts.Name); err != nil || len(parked) != 0 {
+		t.Fatalf("parked %+v (%v), want none", parked, err)
+	}
+	return db
 }
