@@ -8,7 +8,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -34,45 +33,6 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 	defer cancel()
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	n := 0
-	for _, r := range group {
-		n += len(r.events)
-	}
-	var (
-		reqStream = make([]string, len(group))
-		reqExpect = make([]int64, len(group))
-		reqCount  = make([]int32, len(group))
-		evReq     = make([]int32, 0, n)
-		id        = make([]pgtype.UUID, 0, n)
-		typ       = make([]string, 0, n)
-		source    = make([]string, 0, n)
-		target    = make([]string, 0, n)
-		tenant    = make([]string, 0, n)
-		corr      = make([]string, 0, n)
-		caus      = make([]string, 0, n)
-		prod      = make([]string, 0, n)
-		sv        = make([]int32, 0, n)
-		payload   = make([][]byte, 0, n)
-		meta      = make([][]byte, 0, n)
-	)
-	for i, r := range group {
-		reqStream[i], reqExpect[i], reqCount[i] = r.stream, int64(r.expected), int32(len(r.events))
-		for _, p := range r.events {
-			evReq = append(evReq, int32(i+1))
-			id = append(id, pgtype.UUID{Bytes: p.ID, Valid: true})
-			typ = append(typ, p.Type)
-			source = append(source, p.Source)
-			target = append(target, p.Target)
-			tenant = append(tenant, p.Meta.TenantID)
-			corr = append(corr, p.Meta.CorrelationID)
-			caus = append(caus, p.Meta.CausationID)
-			prod = append(prod, p.Meta.Producer)
-			sv = append(sv, int32(p.Meta.SchemaVersion))
-			payload = append(payload, p.Payload)
-			meta = append(meta, p.MetaJSON)
-		}
-	}
-
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -82,18 +42,11 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 	// discarded by the pool.
 	defer conn.Release()
 
-	type verdict struct {
-		accepted         bool
-		actual, ver, pos int64
+	call := queryAppendArgs
+	if conn.Conn().Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
+		call = callAppendBinary
 	}
-	verdicts := make([]verdict, 0, len(group))
-	rows, _ := conn.Query(ctx, callAppend, s.lockKey, s.channel, now, reqStream, reqExpect, reqCount, evReq,
-		id, typ, source, target, tenant, corr, caus, prod, sv, jsonArray(conn.Conn(), payload), jsonArray(conn.Conn(), meta))
-	var v verdict
-	_, err = pgx.ForEachRow(rows, []any{&v.accepted, &v.actual, &v.ver, &v.pos}, func() error {
-		verdicts = append(verdicts, v)
-		return nil
-	})
+	verdicts, err := call(ctx, conn.Conn(), group, s.lockKey, s.channel, now)
 	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_id_key" {
