@@ -116,10 +116,22 @@ func TestCatalogMigrationWidensAttemptOfAnExistingTable(t *testing.T) {
 		t.Fatalf("%d migrations before the widening among %d", len(before), len(names))
 	}
 	old.Migrations = before
+	analyst := testRoles(t, "es_catalog_analyst_")[0]
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), old)
 	if _, err := rt.CatchUp(ctx, catalog.Name, 0); err != nil {
 		t.Fatal(err)
+	}
+	// An operator's grants and comments, on the view whose column is
+	// widened and on one the widening does not touch (all the catalog's
+	// views are made again for it).
+	for _, q := range []string{
+		`GRANT SELECT ON course_catalog, course_distributions TO ` + pgx.Identifier{analyst}.Sanitize(),
+		`COMMENT ON VIEW course_catalog IS 'courses, for the analysts'`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if table, view, v := catalogAttemptTypes(t, pool); table != "integer" || view != "integer" || v != 6 {
 		t.Fatalf("the old generation: attempt %s (view %s) at migration %d, want integer at 6", table, view, v)
@@ -135,6 +147,15 @@ func TestCatalogMigrationWidensAttemptOfAnExistingTable(t *testing.T) {
 	}
 	if got := catalogRows(t, pool); strings.Join(got, "\n") != strings.Join(rows, "\n") {
 		t.Fatalf("the rows changed in the upgrade:\n%q\nwant\n%q", got, rows)
+	}
+	var granted bool
+	var note *string
+	if err := pool.QueryRow(ctx, `SELECT has_table_privilege($1, 'course_catalog', 'SELECT') AND has_table_privilege($1, 'course_distributions', 'SELECT'),
+		obj_description('course_catalog'::regclass, 'pg_class')`, analyst).Scan(&granted, &note); err != nil {
+		t.Fatal(err)
+	}
+	if !granted || note == nil || *note != "courses, for the analysts" {
+		t.Fatalf("after the upgrade: the analyst's SELECT %v, the comment %v; want both kept", granted, note)
 	}
 
 	appendTo(t, store, "course-"+kept.String(),

@@ -112,11 +112,15 @@ func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registere
 // every column of a table (SELECT *), and PostgreSQL refuses to change
 // the type of a column a view reads (feature_not_supported): a migration
 // refused so (catalog's 007 widens a column) runs again with the
-// projection's views dropped, which publishViews then makes again in the
-// same transaction. Only then: dropping a view takes an ACCESS EXCLUSIVE
-// lock, a reader waiting on it fails rather than follows the new one, and
-// a view someone made on top of one stops the drop (naming it), where a
-// migration that adds a column leaves it be.
+// projection's views dropped, and the views are made again after it, in
+// the same transaction, with what was set on them by hand (owner,
+// privileges, comments: viewSettings), so that a role an operator
+// granted SELECT on a view keeps it; if anything fails, the transaction
+// rolls back and the old views stand as they were. Only then: dropping a
+// view takes an ACCESS EXCLUSIVE lock, a reader waiting on it fails
+// rather than follows the new one, and a view someone made on top of one
+// stops the drop (naming it), where a migration that adds a column
+// leaves it be.
 func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) error {
 	err := r.migrateGeneration(ctx, tx, p, schema)
 	var pgErr *pgconn.PgError
@@ -131,6 +135,12 @@ func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, 
 	if qerr != nil {
 		return fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
 	}
+	kept := make([]*viewSettings, len(views))
+	for i, v := range views {
+		if kept[i], qerr = captureView(ctx, tx, pgx.Identifier{home, v}.Sanitize()); qerr != nil {
+			return fmt.Errorf("projections: migrate %q: read the grants, owner and comments of the view %s: %w", p.Name, v, qerr)
+		}
+	}
 	for _, v := range views {
 		if _, derr := tx.Exec(ctx, `DROP VIEW IF EXISTS `+pgx.Identifier{home, v}.Sanitize()); derr != nil {
 			// The detail names what depends on the view: what to drop.
@@ -141,7 +151,336 @@ func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, 
 			return fmt.Errorf("projections: migrate %q: a migration cannot run under the view %s (%v), and dropping it, to make it again after, failed%s: %w", p.Name, v, err, detail, derr)
 		}
 	}
-	return r.migrateGeneration(ctx, tx, p, schema)
+	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+		return err
+	}
+	// The views of the tables still there are made again here, where
+	// their settings are known; publishViews then finds them current (and
+	// drops those whose table the migration removed, and makes new ones).
+	tables, err := generationTables(ctx, tx, schema)
+	if err != nil {
+		return fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
+	}
+	for i, v := range views {
+		if kept[i] == nil || !slices.Contains(tables, v) {
+			continue
+		}
+		view := pgx.Identifier{home, v}.Sanitize()
+		if _, err := tx.Exec(ctx, `CREATE VIEW `+view+viewDefinition(pgx.Identifier{schema, v}.Sanitize())); err != nil {
+			return fmt.Errorf("projections: migrate %q: make the view %s again: %w", p.Name, v, err)
+		}
+		if err := r.restoreView(ctx, tx, kept[i]); err != nil {
+			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// viewDefinition is what follows CREATE VIEW <name> for a view of the
+// table (quoted, schema-qualified).
+func viewDefinition(table string) string {
+	return ` WITH (security_invoker = true) AS SELECT * FROM ` + table
+}
+
+// generationTables lists the relations of a generation's schema that
+// become views, by name.
+func generationTables(ctx context.Context, tx pgx.Tx, schema string) ([]string, error) {
+	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relname <> 'eventstream_migrations'
+		ORDER BY c.relname`, schema)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// viewSettings is what an operator may have set by hand on a view that
+// is lost when the view is dropped: its owner, its privileges and its
+// columns' (GRANT SELECT ON <view> TO analyst_role), and the comments on
+// it and its columns. captureView reads them before a view is dropped,
+// restoreView puts them on the view made again, in the same transaction.
+type viewSettings struct {
+	view    string // quoted and schema-qualified
+	owner   string
+	acl     []aclItem // with the owner's implicit privileges when relacl is NULL
+	comment *string
+	columns []columnSettings
+}
+
+type columnSettings struct {
+	name    string
+	comment *string
+	acl     []aclItem
+}
+
+// aclItem is one privilege of an ACL, as aclexplode gives it, with role
+// names rather than oids. Grantee is "" for PUBLIC (no role has that name).
+type aclItem struct {
+	Grantor   string
+	Grantee   string
+	Privilege string // SELECT, INSERT, ...
+	Grantable bool   // WITH GRANT OPTION
+}
+
+// aclPrivileges are the privilege names aclexplode may return for a
+// relation or a column; a name is only ever written into SQL from here.
+var aclPrivileges = map[string]bool{
+	"SELECT": true, "INSERT": true, "UPDATE": true, "DELETE": true, "TRUNCATE": true,
+	"REFERENCES": true, "TRIGGER": true, "MAINTAIN": true,
+}
+
+// The privileges of a relation (with the owner's implicit ones when its
+// ACL is NULL, so that an ACL and none compare) and of one of its columns
+// (which have none implicitly).
+const (
+	relationACL = `SELECT pg_get_userbyid(a.grantor), CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END,
+		a.privilege_type, a.is_grantable
+		FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+		WHERE c.oid = $1::regclass ORDER BY 1, 2, 3`
+	columnACL = `SELECT pg_get_userbyid(a.grantor), CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END,
+		a.privilege_type, a.is_grantable
+		FROM pg_attribute t, aclexplode(t.attacl) a
+		WHERE t.attrelid = $1::regclass AND t.attname = $2 AND t.attnum > 0 AND NOT t.attisdropped ORDER BY 1, 2, 3`
+)
+
+func aclItems(ctx context.Context, tx pgx.Tx, query string, args ...any) ([]aclItem, error) {
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[aclItem])
+}
+
+// captureView reads the settings of view (quoted, schema-qualified); nil
+// when there is no such relation.
+func captureView(ctx context.Context, tx pgx.Tx, view string) (*viewSettings, error) {
+	s := &viewSettings{view: view}
+	err := tx.QueryRow(ctx, `SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class') FROM pg_class WHERE oid = to_regclass($1)`, view).
+		Scan(&s.owner, &s.comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.acl, err = aclItems(ctx, tx, relationACL, view); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT attname::text, col_description(attrelid, attnum) FROM pg_attribute
+		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND (attacl IS NOT NULL OR col_description(attrelid, attnum) IS NOT NULL)
+		ORDER BY attnum`, view)
+	if err != nil {
+		return nil, err
+	}
+	cols, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (columnSettings, error) {
+		var c columnSettings
+		err := row.Scan(&c.name, &c.comment)
+		return c, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range cols {
+		if cols[i].acl, err = aclItems(ctx, tx, columnACL, view, cols[i].name); err != nil {
+			return nil, err
+		}
+	}
+	s.columns = cols
+	return s, nil
+}
+
+// restoreView puts the settings s read of a view on the view of that
+// name just made again: first the owner (ALTER ... OWNER rewrites the
+// owner's entries of an ACL), then the privileges, then the comments. A
+// column that the view no longer has (a migration renamed it) loses its
+// settings, which is logged.
+func (r *Runtime) restoreView(ctx context.Context, tx pgx.Tx, s *viewSettings) error {
+	var owner string
+	if err := tx.QueryRow(ctx, `SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = $1::regclass`, s.view).Scan(&owner); err != nil {
+		return fmt.Errorf("restore the owner of the view %s: %w", s.view, err)
+	}
+	if owner != s.owner {
+		if _, err := tx.Exec(ctx, `ALTER VIEW `+s.view+` OWNER TO `+pgx.Identifier{s.owner}.Sanitize()); err != nil {
+			return fmt.Errorf("restore the owner of the view %s (%s): %w", s.view, s.owner, err)
+		}
+	}
+	if err := restoreACL(ctx, tx, s.view, "", s.owner, s.acl); err != nil {
+		return fmt.Errorf("restore the privileges on the view %s: %w", s.view, err)
+	}
+	if err := comment(ctx, tx, "VIEW "+s.view, s.comment); err != nil {
+		return fmt.Errorf("restore the comment on the view %s: %w", s.view, err)
+	}
+	for _, c := range s.columns {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND attnum > 0 AND NOT attisdropped)`, s.view, c.name).Scan(&exists); err != nil {
+			return fmt.Errorf("restore the column %s of the view %s: %w", c.name, s.view, err)
+		}
+		if !exists {
+			r.log.Warn("projections: a column of a view made again is gone; its privileges and comment are not kept", "view", s.view, "column", c.name)
+			continue
+		}
+		if err := restoreACL(ctx, tx, s.view, c.name, s.owner, c.acl); err != nil {
+			return fmt.Errorf("restore the privileges on the column %s of the view %s: %w", c.name, s.view, err)
+		}
+		if err := comment(ctx, tx, "COLUMN "+s.view+"."+pgx.Identifier{c.name}.Sanitize(), c.comment); err != nil {
+			return fmt.Errorf("restore the comment on the column %s of the view %s: %w", c.name, s.view, err)
+		}
+	}
+	return nil
+}
+
+// comment sets the comment on object (COMMENT ON <object>), if text is
+// not nil. The literal is quoted by the server (format's %L).
+func comment(ctx context.Context, tx pgx.Tx, object string, text *string) error {
+	if text == nil {
+		return nil
+	}
+	var q string
+	if err := tx.QueryRow(ctx, `SELECT format('COMMENT ON %s IS %L', $1::text, $2::text)`, object, *text).Scan(&q); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, q)
+	return err
+}
+
+// restoreACL makes the privileges on view (or on its column, when column
+// is not "") those of want, owned by owner: it grants what is missing,
+// each by its grantor once that grantor holds the grant option (the
+// owner's first, then those granted by a role that was given the option),
+// then revokes what a new view has that want has not (default privileges,
+// ALTER DEFAULT PRIVILEGES, that an operator had revoked from the view).
+func restoreACL(ctx context.Context, tx pgx.Tx, view, column, owner string, want []aclItem) error {
+	var have []aclItem
+	var err error
+	if column == "" {
+		have, err = aclItems(ctx, tx, relationACL, view)
+	} else {
+		have, err = aclItems(ctx, tx, columnACL, view, column)
+	}
+	if err != nil {
+		return err
+	}
+	type key struct{ grantor, grantee, privilege string }
+	type option struct{ grantee, privilege string }
+	had := map[key]bool{}
+	holds := map[option]bool{} // grantee holds the grant option of privilege
+	for _, a := range have {
+		had[key{a.Grantor, a.Grantee, a.Privilege}] = a.Grantable
+		if a.Grantable {
+			holds[option{a.Grantee, a.Privilege}] = true
+		}
+	}
+	wanted := map[key]bool{}
+	var missing []aclItem
+	for _, a := range want {
+		if !aclPrivileges[a.Privilege] {
+			return fmt.Errorf("unknown privilege %q", a.Privilege)
+		}
+		k := key{a.Grantor, a.Grantee, a.Privilege}
+		wanted[k] = a.Grantable
+		if g, ok := had[k]; !ok || (a.Grantable && !g) {
+			missing = append(missing, a)
+		}
+	}
+	on := ` ON ` + view
+	cols := ""
+	if column != "" {
+		cols = ` (` + pgx.Identifier{column}.Sanitize() + `)`
+	}
+	for len(missing) > 0 {
+		var later []aclItem
+		for _, a := range missing {
+			if a.Grantor != owner && !holds[option{a.Grantor, a.Privilege}] {
+				later = append(later, a)
+				continue
+			}
+			q := `GRANT ` + a.Privilege + cols + on + ` TO ` + grantee(a.Grantee)
+			if a.Grantable {
+				q += ` WITH GRANT OPTION`
+			}
+			if err := asGrantor(ctx, tx, a.Grantor, owner, q); err != nil {
+				return err
+			}
+			if a.Grantable {
+				holds[option{a.Grantee, a.Privilege}] = true
+			}
+		}
+		if len(later) == len(missing) {
+			a := later[0]
+			return fmt.Errorf("cannot grant %s to %s as %s: %s never holds the grant option", a.Privilege, grantee(a.Grantee), a.Grantor, a.Grantor)
+		}
+		missing = later
+	}
+	// Revoke what others granted before what the owner did: a grant
+	// option revoked first would need CASCADE for the grants made with it.
+	var extra []aclItem
+	for _, a := range have {
+		if g, ok := wanted[key{a.Grantor, a.Grantee, a.Privilege}]; !ok || (a.Grantable && !g) {
+			extra = append(extra, a)
+		}
+	}
+	slices.SortStableFunc(extra, func(a, b aclItem) int {
+		switch {
+		case a.Grantor == owner && b.Grantor != owner:
+			return 1
+		case a.Grantor != owner && b.Grantor == owner:
+			return -1
+		}
+		return 0
+	})
+	for _, a := range extra {
+		if !aclPrivileges[a.Privilege] {
+			return fmt.Errorf("unknown privilege %q", a.Privilege)
+		}
+		q := `REVOKE ` + a.Privilege + cols + on + ` FROM ` + grantee(a.Grantee)
+		if _, ok := wanted[key{a.Grantor, a.Grantee, a.Privilege}]; ok {
+			q = `REVOKE GRANT OPTION FOR ` + a.Privilege + cols + on + ` FROM ` + grantee(a.Grantee)
+		}
+		if err := asGrantor(ctx, tx, a.Grantor, owner, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grantee is a role of an ACL as GRANT and REVOKE name it.
+func grantee(role string) string {
+	if role == "" {
+		return "PUBLIC"
+	}
+	return pgx.Identifier{role}.Sanitize()
+}
+
+// asGrantor runs a GRANT or REVOKE so that PostgreSQL records grantor as
+// the role that made it. The owner's are run as they are (a superuser or
+// a member of the owning role acts as the owner). Another grantor's are
+// run under SET LOCAL ROLE grantor, the role then set back; when the
+// current role cannot become that role, the statement runs as it is,
+// and the grant is then recorded as the owner's (the same privilege,
+// another grantor).
+func asGrantor(ctx context.Context, tx pgx.Tx, grantor, owner, q string) error {
+	if grantor == owner {
+		_, err := tx.Exec(ctx, q)
+		return err
+	}
+	var member bool
+	var role string
+	if err := tx.QueryRow(ctx, `SELECT pg_has_role(current_user, r.oid, 'MEMBER'), current_setting('role')
+		FROM pg_roles r WHERE r.rolname = $1`, grantor).Scan(&member, &role); err != nil {
+		return fmt.Errorf("the grantor %s: %w", grantor, err)
+	}
+	if !member {
+		_, err := tx.Exec(ctx, q)
+		return err
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('role', $1, true)`, grantor); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, q); err != nil {
+		return fmt.Errorf("as %s: %w", grantor, err)
+	}
+	_, err := tx.Exec(ctx, `SELECT set_config('role', $1, true)`, role)
+	return err
 }
 
 // ViewConflictError: a read-model table would be exposed under a name
@@ -163,17 +502,11 @@ func (e *ViewConflictError) Error() string {
 // tables of the given generation schema, inside tx: readers see the old
 // views until tx commits, then the new ones.
 func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *registered, gen int, schema string) error {
-	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relname <> 'eventstream_migrations'
-		ORDER BY c.relname`, schema)
+	tables, err := generationTables(ctx, tx, schema)
 	if err != nil {
 		return fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
 	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
-	}
-	rows, err = tx.Query(ctx, `SELECT view_name FROM projection_views WHERE projection = $1`, p.Name)
+	rows, err := tx.Query(ctx, `SELECT view_name FROM projection_views WHERE projection = $1`, p.Name)
 	if err != nil {
 		return fmt.Errorf("projections: list views of %q: %w", p.Name, err)
 	}
@@ -222,10 +555,11 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 				continue
 			}
 		}
-		def := ` WITH (security_invoker = true) AS SELECT * FROM ` + table
+		def := viewDefinition(table)
 		// CREATE OR REPLACE keeps the view's identity, so a reader that
 		// waits on it follows it; when the columns changed it cannot be
-		// replaced and is dropped and created again, in the same tx.
+		// replaced and is dropped and created again, in the same tx,
+		// with the settings made on it by hand (grants, owner, comments).
 		err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 			_, err := sp.Exec(ctx, `CREATE OR REPLACE VIEW `+view+def)
 			return err
@@ -235,11 +569,20 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 			if !errors.As(err, &pgErr) {
 				return fmt.Errorf("projections: create view %s of %q: %w", t, p.Name, err)
 			}
+			kept, err := captureView(ctx, tx, view)
+			if err != nil {
+				return fmt.Errorf("projections: replace view %s of %q: %w", t, p.Name, err)
+			}
 			if _, err := tx.Exec(ctx, `DROP VIEW IF EXISTS `+view); err != nil {
 				return fmt.Errorf("projections: replace view %s of %q: %w", t, p.Name, err)
 			}
 			if _, err := tx.Exec(ctx, `CREATE VIEW `+view+def); err != nil {
 				return fmt.Errorf("projections: replace view %s of %q: %w", t, p.Name, err)
+			}
+			if kept != nil {
+				if err := r.restoreView(ctx, tx, kept); err != nil {
+					return fmt.Errorf("projections: replace view %s of %q: %w", t, p.Name, err)
+				}
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO projection_views (view_name, projection) VALUES ($1, $2) ON CONFLICT DO NOTHING`, t, p.Name); err != nil {
