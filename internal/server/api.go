@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -233,7 +234,9 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		// same token is the same content, which the store answers with
 		// the original result; by another token it differs in the stamp
 		// (the key id, whatever the names), and the store refuses it as
-		// an id stored with other content.
+		// an id stored with other content. Events that an earlier release
+		// stored with less of the stamp are recognised below
+		// (appendAsStoredBefore).
 		if m.Extra == nil {
 			m.Extra = map[string]any{}
 		}
@@ -255,11 +258,16 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		return
 	}
 	res, err := s.appendOwned(r, p, stream, expected, events)
+	var de *eventstore.DuplicateEventError
+	if errors.As(err, &de) && de.Stream == stream {
+		if res2, err2, tried := s.appendAsStoredBefore(r, p, stream, expected, events); tried {
+			res, err = res2, err2
+		}
+	}
 	if errors.Is(err, errNotOwner) {
 		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
 		return
 	}
-	var de *eventstore.DuplicateEventError
 	if errors.As(err, &de) && !p.Operator() && de.Stream != stream {
 		// The id is stored in another stream, perhaps another tenant's:
 		// refuse without naming it.
@@ -294,6 +302,60 @@ const AppendedByKeyKey = "appended_by_key"
 
 // stampKeys are the meta keys only the server writes.
 var stampKeys = [...]string{AppendedByKey, AppendedByKeyKey}
+
+// earlierStamps are the stamps that releases before the current one put
+// on the events they appended, as the stamp keys each left out: the
+// release that stamped appended_by only (no appended_by_key), and the
+// releases before the stamp (neither key).
+var earlierStamps = [...][]string{{AppendedByKeyKey}, {AppendedByKey, AppendedByKeyKey}}
+
+// appendAsStoredBefore answers an append that the store refused as a
+// duplicate (events are this request's, stamped for p) when its events
+// are stored as an earlier release stamped them: with no stamp, or with
+// appended_by only. Those differ from this request's events only in the
+// stamp keys the earlier release did not write, so the store took the
+// retry for an id reused with other content. The append is made again
+// with each earlier stamp in turn (p's name kept where that release
+// stamped it, never another token's), and the store, comparing under its
+// own lock as for any retry, answers the first that is the same content
+// with the original result. tried is false when none is: the caller
+// keeps the first refusal, which names the event that differs.
+//
+// Nothing can be written twice, nor written unstamped: the refusal says
+// that one of these ids is stored in this stream, the log keeps its
+// events for ever, and an append holding a stored id either is a retry of
+// stored events, answered with their original result and writing nothing,
+// or is refused whole (eventstore.Store). The store does the comparison,
+// not a read and compare here that a concurrent append could overtake.
+// Each attempt is an append call, counted as such in
+// eventstream_appends_total: a duplicate that is none of these costs two
+// more, both refused.
+//
+// An event that the current release stamped for another token is not
+// taken for a retry of it: the stored key id names who appended it, and
+// the server does not answer another token as though it had appended it.
+// An event stored without the stamp names nobody, so any token that may
+// write the stream gets its original result, as it did before the stamp.
+func (s *Server) appendAsStoredBefore(r *http.Request, p Principal, stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (res eventstore.AppendResult, err error, tried bool) {
+	for _, absent := range earlierStamps {
+		earlier := make([]eventstore.Event, len(events))
+		for i, e := range events {
+			e.Meta.Extra = maps.Clone(e.Meta.Extra)
+			for _, k := range absent {
+				delete(e.Meta.Extra, k)
+			}
+			earlier[i] = e
+		}
+		res, err = s.appendOwned(r, p, stream, expected, earlier)
+		if errors.Is(err, eventstore.ErrDuplicateEvent) {
+			continue
+		}
+		// The original result, or an error that leaves the outcome
+		// unknown (the database went away): the client retries.
+		return res, err, true
+	}
+	return eventstore.AppendResult{}, nil, false
+}
 
 // refuseStampKeys refuses event i when its meta carries a key the server
 // stamps (stampKeys): a client that could send one would sign its events
