@@ -110,8 +110,9 @@ func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registere
 // migratePublished applies the projection's migrations to its published
 // generation (in schema). Each of its views in the home schema reads
 // every column of a table (SELECT *), and PostgreSQL refuses to change
-// the type of a column a view reads (feature_not_supported): a migration
-// refused so (catalog's 007 widens a column) runs again with the
+// the type of a column a view reads (feature_not_supported) or to drop it
+// (dependent_objects_still_exist): a migration refused so (catalog's 007
+// widens a column) runs again with the
 // projection's views dropped, and the views are made again after it, in
 // the same transaction, with what was set on them by hand (owner,
 // privileges, comments: viewSettings), so that a role an operator
@@ -124,7 +125,10 @@ func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registere
 func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) error {
 	err := r.migrateGeneration(ctx, tx, p, schema)
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "0A000" { // feature_not_supported
+	// feature_not_supported: a column's type changes under a view;
+	// dependent_objects_still_exist: a column (or table) a view reads is
+	// dropped.
+	if !errors.As(err, &pgErr) || (pgErr.Code != "0A000" && pgErr.Code != "2BP01") {
 		return err
 	}
 	rows, qerr := tx.Query(ctx, `SELECT view_name FROM projection_views WHERE projection = $1 ORDER BY view_name`, p.Name)
@@ -152,6 +156,10 @@ func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, 
 		}
 	}
 	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+		if errors.As(err, &pgErr) && pgErr.Code == "2BP01" && pgErr.Detail != "" {
+			// Something else depends on what the migration drops: name it.
+			return fmt.Errorf("%w (%s)", err, pgErr.Detail)
+		}
 		return err
 	}
 	// The views of the tables still there are made again here, where

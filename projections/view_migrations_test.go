@@ -389,3 +389,64 @@ func TestMigrateKeepsTheGrantsOfAViewWhoseColumnsChanged(t *testing.T) {
 		t.Fatalf("after the rename: %s (oid %d), want %s made again (oid %d)", got, got.OID, set, set.OID)
 	}
 }
+
+// A migration may drop a column of a published table, which PostgreSQL
+// refuses while a view reads it (dependent_objects_still_exist): Migrate
+// drops the projection's views for it and makes them again without the
+// column, keeping the rows. A reader's own view on the column still stops
+// it, naming the view, and changes nothing.
+func TestMigrateDropsAColumnUnderThePublishedView(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := logStore(t)
+	fill(t, store, 20, 10)
+	pool := database(t)
+	none := func(eventstore.Event) error { return nil }
+	with := func(sql ...string) projections.Projection {
+		p := seenProjection("seen", none)
+		ms := p.Migrations.(fstest.MapFS)
+		for i, q := range sql {
+			ms[[]string{"002_size.up.sql", "003_no_size.up.sql"}[i]] = &fstest.MapFile{Data: []byte(q)}
+		}
+		return p
+	}
+	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
+	dropSize := `ALTER TABLE seen DROP COLUMN size`
+
+	rt := newRuntime(t, pool, store, fastConfig(), with(addSize))
+	if _, err := rt.CatchUp(ctx, "seen", 0); err != nil {
+		t.Fatal(err)
+	}
+	want := seenCount(t, pool)
+	if want == 0 {
+		t.Fatal("nothing seen")
+	}
+	if _, err := pool.Exec(ctx, `CREATE VIEW seen_sizes AS SELECT size FROM seen`); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := projections.New(pool, store, registry(t), fastConfig(), with(addSize, dropSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rt.Migrate(ctx)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "2BP01" || !strings.Contains(err.Error(), "seen_sizes") {
+		t.Fatalf("Migrate under a reader's view on the column: %v, want the refusal naming seen_sizes", err)
+	}
+	if got := seenSizeType(t, pool); got != "integer" || seenCount(t, pool) != want {
+		t.Fatalf("the refused migration changed size to %q or the rows", got)
+	}
+	if _, err := pool.Exec(ctx, `DROP VIEW seen_sizes`); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate dropping a column under the projection's view: %v", err)
+	}
+	var cols int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_attribute WHERE attrelid = 'seen'::regclass AND attname = 'size' AND NOT attisdropped`).Scan(&cols); err != nil || cols != 0 {
+		t.Fatalf("after the drop the view still has size (%d, %v)", cols, err)
+	}
+	if got := seenCount(t, pool); got != want {
+		t.Fatalf("after the drop the view shows %d rows, want %d", got, want)
+	}
+}
