@@ -1,11 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net"
 	"net/http"
@@ -67,7 +66,11 @@ holds (a trailing newline is dropped; printable ASCII, no spaces): 401
 otherwise. No API token opens it, and the secret opens nothing else. A
 missing, unreadable or empty file is refused (exit 2) before anything
 connects. Prometheus: authorization: {type: Bearer, credentials_file:
-FILE}.
+FILE}. To change the secret, rewrite FILE: no restart. A request to
+/metrics stats FILE and reads it again when it changed, so the new secret
+opens /metrics, and the old one no longer does, from the next scrape on.
+While FILE is missing, unreadable, empty or invalid, the last secret read
+stays in use (/metrics never opens) and the error is logged.
 
 --dev starts a private PostgreSQL cluster when none answers (and the
 EventStoreDB stand-in with --store esdb), and, when no token exists yet,
@@ -161,13 +164,15 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		}
 		tokensFile = tf
 	}
-	var metricsToken *[sha256.Size]byte
 	if f.metricsTokenFile != "" {
-		h, err := readMetricsToken(metricsFrom, f.metricsTokenFile)
-		if err != nil {
-			return err
+		// The server reads it again, and again whenever it changes; this
+		// first read only refuses a file that cannot serve.
+		if _, err := server.ReadMetricsSecret(f.metricsTokenFile); err != nil {
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				return usagef("%s: %v", metricsFrom, err) // "open FILE: ..."
+			}
+			return usagef("%s %v", metricsFrom, err) // "FILE is empty ..."
 		}
-		metricsToken = &h
 	}
 	var migrations []migrationResult
 	b, err := a.openStore(ctx, storeOptions{
@@ -225,7 +230,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	srv, err := server.New(server.Config{
 		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
 		Auth: server.NewAuthenticatorWithConfig(sources, f.auth), Gatherer: reg, Metrics: metrics,
-		Ready: ready, Limits: f.limits, Logger: a.log, MaxSessions: f.maxSessions, MetricsToken: metricsToken,
+		Ready: ready, Limits: f.limits, Logger: a.log, MaxSessions: f.maxSessions, MetricsTokenFile: f.metricsTokenFile,
 	})
 	if err != nil {
 		return err
@@ -306,31 +311,6 @@ func checkAuthFlags(c server.AuthConfig) error {
 		return usagef("--tokens-read-timeout %s is longer than --tokens-max-stale %s: a list is as old as the moment its read began, so a read that takes longer than the max stale brings a list already too old to answer from, and while one read hangs no other starts, so requests are refused past the max stale until it gives up; want a read timeout of at most the max stale", c.ReadTimeout, c.MaxStale)
 	}
 	return nil
-}
-
-// readMetricsToken reads the secret of --metrics-token-file (from: the flag
-// or the environment variable that named path, for messages) and returns its
-// SHA-256, which is all the server keeps; the secret's bytes are zeroed
-// once hashed. One trailing newline (as editors and echo write) is not
-// part of it. A secret Prometheus could not send as written is refused:
-// it trims spaces around credentials_file's content, and a header value
-// cannot hold control characters, so such a secret would never match.
-func readMetricsToken(from, path string) ([sha256.Size]byte, error) {
-	raw, err := os.ReadFile(path)
-	defer clear(raw)
-	if err != nil {
-		return [sha256.Size]byte{}, usagef("%s: %v", from, err)
-	}
-	secret := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
-	if len(secret) == 0 {
-		return [sha256.Size]byte{}, usagef("%s %s is empty: want the secret GET /metrics asks for (a trailing newline is dropped)", from, path)
-	}
-	for _, c := range secret {
-		if c < 0x21 || c > 0x7e {
-			return [sha256.Size]byte{}, usagef("%s %s: the secret holds a space, a control character, a second line or a byte outside ASCII; want printable ASCII without spaces (as Prometheus sends it: openssl rand -hex 32, say)", from, path)
-		}
-	}
-	return sha256.Sum256(secret), nil
 }
 
 // displayAddr turns ":8080" listeners into a clickable address.

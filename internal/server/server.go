@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +118,21 @@ type Config struct {
 	// whoever reaches it, as before it existed; the metrics carry every
 	// tenant's figures.
 	MetricsToken *[sha256.Size]byte
+	// MetricsTokenFile, if set, is a file holding the secret GET /metrics
+	// asks for, as MetricsToken would hold its digest, but followed: a
+	// request to /metrics stats the file and, when it changed (another
+	// file at the path, another size, mode or modification time), reads
+	// it again, so a new secret takes over, and the old one stops
+	// opening /metrics, without a restart. The file is also read again,
+	// at most once a second, while its modification time is within 2
+	// seconds of its last read, for a rewrite a coarse clock would not
+	// tell apart. While it cannot be read or holds no valid secret
+	// (ReadMetricsSecret), the last secret read stays in use (/metrics
+	// never opens, and the scrapes that know that secret go on), the
+	// error is logged once, and the file is tried again at most once a
+	// second. New reads it first and fails if it cannot. Set MetricsToken
+	// or MetricsTokenFile, not both.
+	MetricsTokenFile string
 	// Metrics counts requests (nil: not counted).
 	Metrics *Metrics
 	// Ready reports whether the server may take traffic (GET /readyz).
@@ -152,6 +169,8 @@ type Server struct {
 	ui      *ui
 	// bodies holds MaxInFlightBodyBytes, taken by the appends in flight.
 	bodies *semaphore.Weighted
+	// metricsSecret follows Config.MetricsTokenFile (nil without one).
+	metricsSecret *metricsSecret
 
 	// The upkeep Start starts and Close stops.
 	mu     sync.Mutex
@@ -172,6 +191,8 @@ func New(cfg Config) (*Server, error) {
 	case cfg.MetricsToken != nil && *cfg.MetricsToken == sha256.Sum256(nil):
 		// No header at all would present that secret.
 		return nil, errors.New("server: the metrics token is the SHA-256 of an empty secret")
+	case cfg.MetricsToken != nil && cfg.MetricsTokenFile != "":
+		return nil, errors.New("server: both a metrics token and a metrics token file: set one")
 	}
 	if cfg.MetricsToken != nil {
 		h := *cfg.MetricsToken // the caller's array is the caller's to change
@@ -196,6 +217,11 @@ func New(cfg Config) (*Server, error) {
 	cfg.Auth.useLogger(cfg.Logger)
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, bodies: semaphore.NewWeighted(cfg.Limits.MaxInFlightBodyBytes)}
 	var err error
+	if cfg.MetricsTokenFile != "" {
+		if s.metricsSecret, err = newMetricsSecret(cfg.MetricsTokenFile, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
 	if s.ui, err = newUI(s); err != nil {
 		return nil, err
 	}
@@ -445,25 +471,150 @@ func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) 
 }
 
 // authMetrics lets a request through to h only with the metrics secret
-// as its bearer token, when Config.MetricsToken is set. The digests are
-// compared, in constant time, so neither the secret's length nor a prefix
-// of it shows in the time taken.
+// as its bearer token, when Config.MetricsToken or Config.MetricsTokenFile
+// is set. The digests are compared, in constant time, so neither the
+// secret's length nor a prefix of it shows in the time taken.
 func (s *Server) authMetrics(h http.Handler) http.Handler {
-	want := s.cfg.MetricsToken
-	if want == nil {
+	var want func() [sha256.Size]byte
+	switch {
+	case s.metricsSecret != nil:
+		want = s.metricsSecret.current
+	case s.cfg.MetricsToken != nil:
+		d := *s.cfg.MetricsToken
+		want = func() [sha256.Size]byte { return d }
+	default:
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Every tenant's figures: no cache keeps them for whoever asks next.
 		w.Header().Set("Cache-Control", "no-store")
-		got := sha256.Sum256([]byte(bearer(r)))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		got, secret := sha256.Sum256([]byte(bearer(r))), want()
+		if subtle.ConstantTimeCompare(got[:], secret[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="eventstream-metrics"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "the metrics secret is required as a bearer token (Authorization: Bearer SECRET); API tokens do not open /metrics", nil)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// ReadMetricsSecret reads the file of Config.MetricsTokenFile and returns
+// the SHA-256 of the secret it holds, which is all the server keeps; the
+// secret's bytes are zeroed once hashed. One trailing newline ("\n" or
+// "\r\n", as editors and echo write) is not part of it. An empty secret is
+// refused (no header at all would present it), and so is one Prometheus
+// could not send as written: it trims spaces around credentials_file's
+// content, and a header value cannot hold control characters, so such a
+// secret would never match. No error shows the secret.
+func ReadMetricsSecret(path string) ([sha256.Size]byte, error) {
+	raw, err := os.ReadFile(path)
+	defer clear(raw)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	secret := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
+	if len(secret) == 0 {
+		return [sha256.Size]byte{}, fmt.Errorf("%s is empty: want the secret GET /metrics asks for (a trailing newline is dropped)", path)
+	}
+	for _, c := range secret {
+		if c < 0x21 || c > 0x7e {
+			return [sha256.Size]byte{}, fmt.Errorf("%s: the secret holds a space, a control character, a second line or a byte outside ASCII; want printable ASCII without spaces (as Prometheus sends it: openssl rand -hex 32, say)", path)
+		}
+	}
+	return sha256.Sum256(secret), nil
+}
+
+// metricsSecretRetry is how often, at most, a metrics token file is read
+// again when a stat cannot tell it is unchanged: while its last read
+// failed, and while its modification time is too close to its last read.
+const metricsSecretRetry = time.Second
+
+// metricsSecretRacy is how close to a read a file's modification time
+// leaves the read in doubt: a file rewritten within the same tick of a
+// coarse file-system clock, at the same size, stats the same.
+const metricsSecretRacy = 2 * time.Second
+
+// metricsSecret is the digest of the secret a metrics token file holds,
+// read again when the file changes (Config.MetricsTokenFile).
+type metricsSecret struct {
+	path string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	digest  [sha256.Size]byte // the last secret read
+	stat    os.FileInfo       // the file at the last read (nil: no stat)
+	readAt  time.Time         // when the last read was
+	failure string            // the last read's error ("": it succeeded)
+}
+
+// newMetricsSecret reads path, and fails if it holds no secret.
+func newMetricsSecret(path string, log *slog.Logger) (*metricsSecret, error) {
+	m := &metricsSecret{path: path, log: log}
+	if err := m.read(time.Now()); err != nil {
+		return nil, fmt.Errorf("server: the metrics token file: %w", err)
+	}
+	return m, nil
+}
+
+// read stats the file, then reads it: a change between the two shows at
+// the next stat. A secret read replaces the digest; a failure keeps it.
+func (m *metricsSecret) read(now time.Time) error {
+	fi, err := os.Stat(m.path)
+	var h [sha256.Size]byte
+	if err == nil {
+		h, err = ReadMetricsSecret(m.path)
+	}
+	m.stat, m.readAt = fi, now
+	if err != nil {
+		return err
+	}
+	m.digest = h
+	return nil
+}
+
+// current is the digest /metrics asks for now: the file's secret, read
+// again if the file changed, or the last one read while the file holds
+// none. A failure is logged once (until the error changes or the file
+// reads again), and so is the file's reading again.
+func (m *metricsSecret) current() [sha256.Size]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.unchanged(now) {
+		return m.digest
+	}
+	old := m.digest
+	err := m.read(now)
+	switch {
+	case err != nil:
+		if msg := err.Error(); msg != m.failure {
+			m.failure = msg
+			m.log.Error("metrics token file: no secret can be read from it; GET /metrics keeps asking for the last secret read until the file holds one again (tried at requests to /metrics, at most once a second)",
+				"file", m.path, "err", err)
+		}
+	case m.failure != "" || m.digest != old:
+		m.failure = ""
+		m.log.Info("metrics token file read again", "file", m.path, "secret_changed", m.digest != old)
+	}
+	return m.digest
+}
+
+// unchanged reports whether a stat shows the file as last read, so that
+// reading it again would bring nothing new (or, after a failure, nothing
+// yet worth trying again).
+func (m *metricsSecret) unchanged(now time.Time) bool {
+	fi, err := os.Stat(m.path)
+	switch {
+	case err != nil && m.stat == nil:
+		// No stat then, none now: only trying again tells.
+		return now.Sub(m.readAt) < metricsSecretRetry
+	case err != nil, m.stat == nil, !os.SameFile(fi, m.stat), fi.Size() != m.stat.Size(),
+		fi.Mode() != m.stat.Mode(), !fi.ModTime().Equal(m.stat.ModTime()):
+		return false
+	case m.failure != "", m.readAt.Sub(fi.ModTime()) < metricsSecretRacy:
+		return now.Sub(m.readAt) < metricsSecretRetry
+	}
+	return true
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
