@@ -34,7 +34,25 @@ type serveFlags struct {
 	auth server.AuthConfig
 	// metricsTokenFile holds the secret GET /metrics asks for.
 	metricsTokenFile string
+	// The audit browser's session lifetime, and the purge of the expired
+	// sessions: how often, how many per statement.
+	sessionTTL, sessionPurgeInterval time.Duration
+	sessionPurgeBatch                int
 }
+
+// The bounds of the session flags: past them a value is a mistake, not a
+// setting (a session shorter than a second ends before its sign-in's
+// redirect lands; a purge more often than every second is a busy loop on
+// the database; a purge less often than daily, or a session longer than a
+// year, or a statement deleting more than a million rows in one
+// transaction, defeats what they are for).
+const (
+	minSessionTTL           = time.Second
+	maxSessionTTL           = 365 * 24 * time.Hour
+	minSessionPurgeInterval = time.Second
+	maxSessionPurgeInterval = 24 * time.Hour
+	maxSessionPurgeBatch    = 1_000_000
+)
 
 func (a *app) serveCommand() *cobra.Command {
 	var f serveFlags
@@ -89,8 +107,12 @@ One read gives up after --tokens-read-timeout. Each must be above 0, and
 --tokens-max-stale at least --tokens-ttl and --tokens-read-timeout.
 
 A token keeps at most --max-sessions live sessions of the audit browser (at
-least 1): a sign-in past it ends the token's oldest. Expired sessions are
-deleted at sign-ins and every 15 minutes.`,
+least 1): a sign-in past it ends the token's oldest. A session lasts
+--session-ttl from its sign-in (1s to 8760h). Expired sessions are deleted
+at sign-ins, and at start and every --session-purge-interval (1s to 24h)
+by a purge deleting --session-purge-batch of them per statement (1 to
+1000000), each statement its own transaction. A value out of bounds is
+refused (exit 2).`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.serve(cmd.Context(), f)
@@ -114,6 +136,9 @@ deleted at sign-ins and every 15 minutes.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	fl.StringVar(&f.metricsTokenFile, "metrics-token-file", "", "file holding the secret GET /metrics then asks for as a bearer token (default $EVENTSTREAM_METRICS_TOKEN_FILE; neither: /metrics needs no token)")
 	fl.IntVar(&f.maxSessions, "max-sessions", server.DefaultMaxSessions, "live sessions of the audit browser one token keeps: a sign-in past it ends the token's oldest; at least 1")
+	fl.DurationVar(&f.sessionTTL, "session-ttl", server.DefaultSessionTTL, "how long a sign-in to the audit browser lasts; 1s to 8760h")
+	fl.DurationVar(&f.sessionPurgeInterval, "session-purge-interval", server.DefaultSessionPurgeInterval, "how often the audit browser's expired sessions are deleted (also at start); 1s to 24h")
+	fl.IntVar(&f.sessionPurgeBatch, "session-purge-batch", server.DefaultSessionPurgeBatch, "expired sessions one statement (one transaction) of a purge deletes; 1 to 1000000")
 	// The server's own defaults: the flags' defaults are what a server
 	// built without them would use.
 	auth := server.AuthConfig{}.WithDefaults()
@@ -140,6 +165,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if f.maxSessions < 1 {
 		// The server would take 0 or less as its default, not as "none".
 		return usagef("--max-sessions %d: want at least 1 (left unset: %d)", f.maxSessions, server.DefaultMaxSessions)
+	}
+	if err := checkSessionFlags(f); err != nil {
+		return err
 	}
 	if err := checkAuthFlags(f.auth); err != nil {
 		return err
@@ -231,6 +259,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		Store: logStore, Registry: b.Registry, Pool: b.DB.Pool, Runtime: rt,
 		Auth: server.NewAuthenticatorWithConfig(sources, f.auth), Gatherer: reg, Metrics: metrics,
 		Ready: ready, Limits: f.limits, Logger: a.log, MaxSessions: f.maxSessions, MetricsTokenFile: f.metricsTokenFile,
+		SessionTTL: f.sessionTTL, SessionPurgeInterval: f.sessionPurgeInterval, SessionPurgeBatch: f.sessionPurgeBatch,
 	})
 	if err != nil {
 		return err
@@ -309,6 +338,27 @@ func checkAuthFlags(c server.AuthConfig) error {
 	}
 	if c.ReadTimeout > c.MaxStale {
 		return usagef("--tokens-read-timeout %s is longer than --tokens-max-stale %s: a list is as old as the moment its read began, so a read that takes longer than the max stale brings a list already too old to answer from, and while one read hangs no other starts, so requests are refused past the max stale until it gives up; want a read timeout of at most the max stale", c.ReadTimeout, c.MaxStale)
+	}
+	return nil
+}
+
+// checkSessionFlags refuses session settings out of their bounds: the
+// server would take 0 or less as its default, not as given, and the
+// bounds' reasons are at minSessionTTL.
+func checkSessionFlags(f serveFlags) error {
+	for _, d := range []struct {
+		flag          string
+		v, lo, hi, df time.Duration
+	}{
+		{"--session-ttl", f.sessionTTL, minSessionTTL, maxSessionTTL, server.DefaultSessionTTL},
+		{"--session-purge-interval", f.sessionPurgeInterval, minSessionPurgeInterval, maxSessionPurgeInterval, server.DefaultSessionPurgeInterval},
+	} {
+		if d.v < d.lo || d.v > d.hi {
+			return usagef("%s %s: want %s to %s (left unset: %s)", d.flag, d.v, d.lo, d.hi, d.df)
+		}
+	}
+	if f.sessionPurgeBatch < 1 || f.sessionPurgeBatch > maxSessionPurgeBatch {
+		return usagef("--session-purge-batch %d: want 1 to %d (left unset: %d)", f.sessionPurgeBatch, maxSessionPurgeBatch, server.DefaultSessionPurgeBatch)
 	}
 	return nil
 }
