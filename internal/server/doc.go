@@ -31,9 +31,12 @@
 //   - Metrics are registered on the registry the caller gives, never the
 //     global one, and carry no tenant or token in their labels.
 //   - GET /metrics, which carries every tenant's figures, is open unless
-//     Config.MetricsToken is set; then it answers only the bearer token
-//     whose SHA-256 that is (compared in constant time, digest against
-//     digest), and 401 with WWW-Authenticate: Bearer to anything else. It
+//     Config.MetricsToken is set, or Config.MetricsTokenFile (read again
+//     when the file changes: a new secret needs no restart, a file that
+//     breaks keeps the last good one); then it answers only the bearer
+//     token whose SHA-256 that is (compared in constant time, digest
+//     against digest), and 401 with WWW-Authenticate: Bearer to anything
+//     else. It
 //     is a secret apart: no API token, not even an operator's, opens
 //     /metrics, and the metrics secret opens no other endpoint. Only its
 //     digest is kept.
