@@ -33,6 +33,20 @@ func seenSizeType(tb testing.TB, pool *pgxpool.Pool) string {
 	return typ
 }
 
+// seenWithMigrations is the "seen" projection (a handler that does
+// nothing) with the migrations sql added after its own, named after names
+// in order.
+func seenWithMigrations(names ...string) func(sql ...string) projections.Projection {
+	return func(sql ...string) projections.Projection {
+		p := seenProjection("seen", func(eventstore.Event) error { return nil })
+		ms := p.Migrations.(fstest.MapFS)
+		for i, q := range sql {
+			ms[names[i]] = &fstest.MapFile{Data: []byte(q)}
+		}
+		return p
+	}
+}
+
 // A migration may change the type of a column of a published table,
 // which PostgreSQL refuses while a view reads it: Migrate drops the
 // projection's views for that migration and makes them again, in one
@@ -46,15 +60,7 @@ func TestMigrateChangesAColumnTypeUnderThePublishedView(t *testing.T) {
 	store := logStore(t)
 	fill(t, store, 30, 10)
 	pool := database(t)
-	none := func(eventstore.Event) error { return nil }
-	with := func(sql ...string) projections.Projection {
-		p := seenProjection("seen", none)
-		ms := p.Migrations.(fstest.MapFS)
-		for i, q := range sql {
-			ms[[]string{"002_size.up.sql", "003_size_bigint.up.sql"}[i]] = &fstest.MapFile{Data: []byte(q)}
-		}
-		return p
-	}
+	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql")
 	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
 	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
 
@@ -228,15 +234,7 @@ func TestMigrateKeepsTheGrantsOfTheViewsItMakesAgain(t *testing.T) {
 	store := logStore(t)
 	fill(t, store, 30, 10)
 	pool := database(t)
-	none := func(eventstore.Event) error { return nil }
-	with := func(sql ...string) projections.Projection {
-		p := seenProjection("seen", none)
-		ms := p.Migrations.(fstest.MapFS)
-		for i, q := range sql {
-			ms[[]string{"002_size.up.sql", "003_size_bigint.up.sql", "004_fails.up.sql"}[i]] = &fstest.MapFile{Data: []byte(q)}
-		}
-		return p
-	}
+	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql", "004_fails.up.sql")
 	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
 	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
 
@@ -401,15 +399,7 @@ func TestMigrateDropsAColumnUnderThePublishedView(t *testing.T) {
 	store := logStore(t)
 	fill(t, store, 20, 10)
 	pool := database(t)
-	none := func(eventstore.Event) error { return nil }
-	with := func(sql ...string) projections.Projection {
-		p := seenProjection("seen", none)
-		ms := p.Migrations.(fstest.MapFS)
-		for i, q := range sql {
-			ms[[]string{"002_size.up.sql", "003_no_size.up.sql"}[i]] = &fstest.MapFile{Data: []byte(q)}
-		}
-		return p
-	}
+	with := seenWithMigrations("002_size.up.sql", "003_no_size.up.sql")
 	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
 	dropSize := `ALTER TABLE seen DROP COLUMN size`
 

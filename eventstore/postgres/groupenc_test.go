@@ -2,17 +2,14 @@ package postgres
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/pgtest"
-	"github.com/brainhq/eventstream/schemas"
 )
 
 // encGroup is a group of appends with every kind of value (readTestEvents),
@@ -141,25 +138,9 @@ func TestAppendAfterTheStatementIsDeallocated(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	u, _ := pgtest.Schema(t)
-	cfg, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // one session: the one whose statements are dropped
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("testdata/schemas"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(ctx, pool, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	// One session: the one whose statements are dropped.
+	s := readTestStore(t, u+"&pool_max_conns=1", pgx.QueryExecModeCacheStatement)
+	pool := s.pool
 	ev := readTestEvents()[1]
 	for i, drop := range []string{"", "DEALLOCATE ALL", "DISCARD ALL", ""} {
 		if drop != "" {
