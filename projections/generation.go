@@ -378,6 +378,20 @@ func restoreACL(ctx context.Context, tx pgx.Tx, view, column, owner string, want
 			holds[option{a.Grantee, a.Privilege}] = true
 		}
 	}
+	if column != "" {
+		// The grant option of a privilege on the whole view lets its
+		// holder grant it on a column too (restoreView has restored the
+		// view's privileges by now).
+		table, err := aclItems(ctx, tx, relationACL, view)
+		if err != nil {
+			return err
+		}
+		for _, a := range table {
+			if a.Grantable {
+				holds[option{a.Grantee, a.Privilege}] = true
+			}
+		}
+	}
 	wanted := map[key]bool{}
 	var missing []aclItem
 	for _, a := range want {
