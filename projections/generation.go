@@ -487,7 +487,11 @@ func asGrantor(ctx context.Context, tx pgx.Tx, grantor, owner, q string) error {
 	}
 	var member bool
 	var role string
-	if err := tx.QueryRow(ctx, `SELECT pg_has_role(current_user, r.oid, 'MEMBER'), current_setting('role')
+	// From PostgreSQL 16 a membership may be granted WITH SET FALSE,
+	// which does not allow SET ROLE: ask for what SET ROLE needs.
+	if err := tx.QueryRow(ctx, `SELECT pg_has_role(current_user, r.oid,
+			CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END),
+		current_setting('role')
 		FROM pg_roles r WHERE r.rolname = $1`, grantor).Scan(&member, &role); err != nil {
 		return fmt.Errorf("the grantor %s: %w", grantor, err)
 	}
