@@ -222,13 +222,23 @@ var binaryResults = []int16{1, 1, 1, 1}
 
 // callAppendBinary runs the group through the statement prepared on conn
 // as appendStatement, with encodeGroup's arguments.
-func callAppendBinary(ctx context.Context, conn *pgx.Conn, group []*request, lockKey int64, channel string, now time.Time) ([]verdict, error) {
+//
+// The pool's pgx.QueryTracer, if it has one, sees the call as it would
+// see conn.Query's: TraceQueryStart with the SQL (without the arguments,
+// which the store encodes itself), TraceQueryEnd with the command tag or
+// the error.
+func callAppendBinary(ctx context.Context, conn *pgx.Conn, group []*request, lockKey int64, channel string, now time.Time) (verdicts []verdict, err error) {
+	var tag pgconn.CommandTag
+	if tr := conn.Config().Tracer; tr != nil {
+		ctx = tr.TraceQueryStart(ctx, conn, pgx.TraceQueryStartData{SQL: callAppend})
+		defer func() { tr.TraceQueryEnd(ctx, conn, pgx.TraceQueryEndData{CommandTag: tag, Err: err}) }()
+	}
 	sd, err := conn.Prepare(ctx, appendStatement, callAppend)
 	if err != nil {
 		return nil, err
 	}
 	enc := encodeGroup(group, lockKey, channel, now)
-	verdicts, err := readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, enc.formats, binaryResults), len(group))
+	verdicts, tag, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, enc.formats, binaryResults), len(group))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "26000" {
 		// The statement is gone from the session (a DISCARD ALL or
@@ -238,13 +248,13 @@ func callAppendBinary(ctx context.Context, conn *pgx.Conn, group []*request, loc
 		if sd, err = conn.Prepare(ctx, appendStatement, callAppend); err != nil {
 			return nil, err
 		}
-		verdicts, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, enc.formats, binaryResults), len(group))
+		verdicts, tag, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, enc.formats, binaryResults), len(group))
 	}
 	return verdicts, err
 }
 
 // readVerdicts reads eventstream_append's binary rows.
-func readVerdicts(rr *pgconn.ResultReader, n int) ([]verdict, error) {
+func readVerdicts(rr *pgconn.ResultReader, n int) ([]verdict, pgconn.CommandTag, error) {
 	verdicts := make([]verdict, 0, n)
 	var bad error
 	for rr.NextRow() {
@@ -263,10 +273,11 @@ func readVerdicts(rr *pgconn.ResultReader, n int) ([]verdict, error) {
 			pos:      int64(binary.BigEndian.Uint64(vals[3])),
 		})
 	}
-	if _, err := rr.Close(); err != nil {
-		return nil, err
+	tag, err := rr.Close()
+	if err != nil {
+		return nil, tag, err
 	}
-	return verdicts, bad
+	return verdicts, tag, bad
 }
 
 // queryAppendArgs runs the group through callAppend with pgx encoding its

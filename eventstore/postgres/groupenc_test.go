@@ -2,11 +2,15 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/internal/pgtest"
@@ -182,9 +186,83 @@ func TestReadVerdictsRefusesAnUnexpectedRow(t *testing.T) {
 		`SELECT true, 1::integer, 2::bigint, 3::bigint`, // a column of another type
 	} {
 		rr := conn.Conn().PgConn().ExecParams(ctx, sql, nil, nil, nil, []int16{1})
-		v, err := readVerdicts(rr, 1)
+		v, _, err := readVerdicts(rr, 1)
 		if err == nil || !strings.Contains(err.Error(), "unexpected shape") {
 			t.Fatalf("%s: %+v, %v; want the unexpected-shape error", sql, v, err)
 		}
+	}
+}
+
+// queryTrace records what a pgx.QueryTracer is told.
+type queryTrace struct {
+	mu    sync.Mutex
+	calls []traced
+}
+
+type traced struct {
+	sql   string
+	ended bool
+	tag   string
+	err   error
+}
+
+type traceKey struct{}
+
+func (q *queryTrace) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.calls = append(q.calls, traced{sql: d.SQL})
+	return context.WithValue(ctx, traceKey{}, len(q.calls)-1)
+}
+
+func (q *queryTrace) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := ctx.Value(traceKey{}).(int)
+	q.calls[i].ended, q.calls[i].tag, q.calls[i].err = true, d.CommandTag.String(), d.Err
+}
+
+// appendCalls returns the traced calls of the group statement.
+func (q *queryTrace) appendCalls() []traced {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []traced
+	for _, c := range q.calls {
+		if c.sql == callAppend {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// The binary path is not hidden from a pool's pgx.QueryTracer: each group
+// is traced as a query, started and ended, with its command tag, or with
+// the error that failed it.
+func TestBinaryCallIsTraced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, _ := pgtest.Schema(t)
+	tr := &queryTrace{}
+	s := readTestStoreWith(t, u, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = tr })
+	ev := readTestEvents()[1]
+	res, err := s.Append(ctx, "traced-a", eventstore.NoStream, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := tr.appendCalls()
+	if len(calls) != 1 || !calls[0].ended || calls[0].err != nil || calls[0].tag != "SELECT 1" {
+		t.Fatalf("traced group calls %+v, want one, ended with SELECT 1 and no error", calls)
+	}
+	// The same id in another stream: the group statement fails on the id
+	// index (then the careful path refuses the append as a duplicate).
+	dup := ev
+	dup.ID = res.Events[0].ID
+	if _, err := s.Append(ctx, "traced-b", eventstore.NoStream, dup); !errors.Is(err, eventstore.ErrDuplicateEvent) {
+		t.Fatalf("append of a stored id to another stream: %v, want a duplicate", err)
+	}
+	calls = tr.appendCalls()
+	var pe *pgconn.PgError
+	if len(calls) != 2 || !calls[1].ended || !errors.As(calls[1].err, &pe) || pe.Code != "23505" {
+		t.Fatalf("traced group calls %+v, want a second, ended with the unique violation", calls)
 	}
 }

@@ -72,11 +72,18 @@ func readTestEvents() []eventstore.Event {
 
 func readTestStore(t testing.TB, u string, mode pgx.QueryExecMode) *Store {
 	t.Helper()
+	return readTestStoreWith(t, u, func(cfg *pgxpool.Config) { cfg.ConnConfig.DefaultQueryExecMode = mode })
+}
+
+// readTestStoreWith is readTestStore with the pool's configuration set by
+// configure.
+func readTestStoreWith(t testing.TB, u string, configure func(*pgxpool.Config)) *Store {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.ConnConfig.DefaultQueryExecMode = mode
+	configure(cfg)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
