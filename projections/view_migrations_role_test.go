@@ -3,7 +3,6 @@ package projections_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -196,18 +195,9 @@ func TestMigrateAsARoleThatIsNotSuperuserKeepsItsGrants(t *testing.T) {
 	cfg := fastConfig()
 	cfg.OnPublish = grantReaders(analyst)
 	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql", "004_no_size.up.sql")
-	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
-	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
-	dropSize := `ALTER TABLE seen DROP COLUMN size`
 
 	rt := newRuntime(t, pool, store, cfg, with(addSize))
-	if _, err := rt.CatchUp(ctx, "seen", 0); err != nil {
-		t.Fatal(err)
-	}
-	want := seenCount(t, pool)
-	if want == 0 {
-		t.Fatal("nothing seen")
-	}
+	want := catchUpSeen(t, rt, pool)
 	for _, q := range []string{
 		`GRANT SELECT ON seen TO ` + pgx.Identifier{analyst}.Sanitize(),
 		`COMMENT ON VIEW seen IS 'seen events'`,
@@ -283,32 +273,17 @@ func TestMigrateAsARoleThatIsNotSuperuserRegrantsWhatItCannotGrantAs(t *testing.
 	cfg := fastConfig()
 	cfg.OnPublish = grantReaders(lead, chained)
 	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql")
-	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
-	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
 
 	rt := newRuntime(t, pool, store, cfg, with(addSize))
-	if _, err := rt.CatchUp(ctx, "seen", 0); err != nil {
-		t.Fatal(err)
-	}
-	want := seenCount(t, pool)
+	want := catchUpSeen(t, rt, pool)
 	if _, err := pool.Exec(ctx, `GRANT SELECT ON seen TO `+id(lead)+` WITH GRANT OPTION`); err != nil {
 		t.Fatal(err)
 	}
-	err := pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
-		for _, q := range []string{
-			`SET LOCAL ROLE ` + id(lead),
-			`GRANT SELECT ON seen TO ` + id(chained),
-			`GRANT SELECT (event_id) ON seen TO ` + id(chained),
-		} {
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	execInTx(t, admin,
+		`SET LOCAL ROLE `+id(lead),
+		`GRANT SELECT ON seen TO `+id(chained),
+		`GRANT SELECT (event_id) ON seen TO `+id(chained),
+	)
 	var member bool
 	if err := admin.QueryRow(ctx, `SELECT pg_has_role($1, $2, 'MEMBER')`, runtime, lead).Scan(&member); err != nil || member {
 		t.Fatalf("%s is a member of %s (%v): the test proves nothing", runtime, lead, err)
@@ -326,7 +301,7 @@ func TestMigrateAsARoleThatIsNotSuperuserRegrantsWhatItCannotGrantAs(t *testing.
 		t.Fatalf("the chained role reads %d rows (%v), want %d", n, err, want)
 	}
 
-	rt, err = projections.New(pool, store, registry(t), cfg, with(addSize, widenSize))
+	rt, err := projections.New(pool, store, registry(t), cfg, with(addSize, widenSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,31 +356,19 @@ func TestMigrateKeepsAColumnGrantMadeWithTheViewsGrantOption(t *testing.T) {
 	fill(t, store, 10, 5)
 	pool := database(t)
 	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql")
-	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
-	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
 
 	newRuntime(t, pool, store, fastConfig(), with(addSize))
 	var home string
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&home); err != nil {
 		t.Fatal(err)
 	}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		for _, q := range []string{
-			`GRANT SELECT ON seen TO ` + id(lead) + ` WITH GRANT OPTION`,
-			`GRANT USAGE ON SCHEMA ` + id(home) + ` TO ` + id(lead),
-			`SET LOCAL ROLE ` + id(lead),
-			`GRANT SELECT (event_id) ON seen TO ` + id(chained),
-			`RESET ROLE`,
-		} {
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	execInTx(t, pool,
+		`GRANT SELECT ON seen TO `+id(lead)+` WITH GRANT OPTION`,
+		`GRANT USAGE ON SCHEMA `+id(home)+` TO `+id(lead),
+		`SET LOCAL ROLE `+id(lead),
+		`GRANT SELECT (event_id) ON seen TO `+id(chained),
+		`RESET ROLE`,
+	)
 	set := seenViewSettings(t, pool)
 	if set.ColumnACL != lead+">"+chained+":SELECT" {
 		t.Fatalf("the grants made: %s", set)

@@ -33,6 +33,43 @@ func seenSizeType(tb testing.TB, pool *pgxpool.Pool) string {
 	return typ
 }
 
+// The migrations the view tests add to the seen projection.
+const (
+	addSize   = `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
+	widenSize = `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
+	dropSize  = `ALTER TABLE seen DROP COLUMN size`
+)
+
+// catchUpSeen catches the seen projection up with the log and returns
+// how many events its view shows (failing the test when none).
+func catchUpSeen(t *testing.T, rt *projections.Runtime, pool *pgxpool.Pool) int {
+	t.Helper()
+	if _, err := rt.CatchUp(context.Background(), "seen", 0); err != nil {
+		t.Fatal(err)
+	}
+	n := seenCount(t, pool)
+	if n == 0 {
+		t.Fatal("nothing seen")
+	}
+	return n
+}
+
+// execInTx runs the statements, in order, in one transaction on pool.
+func execInTx(t *testing.T, pool *pgxpool.Pool, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, q := range stmts {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // seenWithMigrations is the "seen" projection (a handler that does
 // nothing) with the migrations sql added after its own, named after names
 // in order.
@@ -81,17 +118,9 @@ func TestMigrateChangesAColumnTypeUnderThePublishedView(t *testing.T) {
 	fill(t, store, 30, 10)
 	pool := database(t)
 	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql")
-	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
-	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
 
 	rt := newRuntime(t, pool, store, fastConfig(), with())
-	if _, err := rt.CatchUp(ctx, "seen", 0); err != nil {
-		t.Fatal(err)
-	}
-	want := seenCount(t, pool)
-	if want == 0 {
-		t.Fatal("nothing seen")
-	}
+	want := catchUpSeen(t, rt, pool)
 	if _, err := pool.Exec(ctx, `CREATE VIEW seen_report AS SELECT event_id FROM seen`); err != nil {
 		t.Fatal(err)
 	}
@@ -244,45 +273,30 @@ func TestMigrateKeepsTheGrantsOfTheViewsItMakesAgain(t *testing.T) {
 	fill(t, store, 30, 10)
 	pool := database(t)
 	with := seenWithMigrations("002_size.up.sql", "003_size_bigint.up.sql", "004_fails.up.sql")
-	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
-	widenSize := `ALTER TABLE seen ALTER COLUMN size TYPE bigint`
 
 	rt := newRuntime(t, pool, store, fastConfig(), with())
-	if _, err := rt.CatchUp(ctx, "seen", 0); err != nil {
-		t.Fatal(err)
-	}
-	want := seenCount(t, pool)
+	want := catchUpSeen(t, rt, pool)
 	var home string
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&home); err != nil {
 		t.Fatal(err)
 	}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		for _, q := range []string{
-			`ALTER VIEW seen OWNER TO ` + id(owner),
-			`REVOKE TRUNCATE, TRIGGER ON seen FROM ` + id(owner),
-			`GRANT SELECT ON seen TO ` + id(reader),
-			`GRANT SELECT ON seen TO ` + id(lead) + ` WITH GRANT OPTION`,
-			`GRANT SELECT ON seen TO PUBLIC`,
-			`GRANT SELECT (event_id), UPDATE (event_id) ON seen TO ` + id(column),
-			`COMMENT ON VIEW seen IS 'What was seen: it''s "quoted" \ and ünicode'`,
-			`COMMENT ON COLUMN seen.event_id IS 'the event'`,
-			// The lead grants on its own (it needs to find the view).
-			`GRANT USAGE ON SCHEMA ` + id(home) + ` TO ` + id(lead),
-			`SET LOCAL ROLE ` + id(lead),
-			`GRANT SELECT ON seen TO ` + id(chained),
-			`RESET ROLE`,
-			// What a view made from now on gets, and seen did not.
-			`ALTER DEFAULT PRIVILEGES IN SCHEMA ` + id(home) + ` GRANT SELECT, DELETE ON TABLES TO ` + id(stranger),
-		} {
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	execInTx(t, pool,
+		`ALTER VIEW seen OWNER TO `+id(owner),
+		`REVOKE TRUNCATE, TRIGGER ON seen FROM `+id(owner),
+		`GRANT SELECT ON seen TO `+id(reader),
+		`GRANT SELECT ON seen TO `+id(lead)+` WITH GRANT OPTION`,
+		`GRANT SELECT ON seen TO PUBLIC`,
+		`GRANT SELECT (event_id), UPDATE (event_id) ON seen TO `+id(column),
+		`COMMENT ON VIEW seen IS 'What was seen: it''s "quoted" \ and ünicode'`,
+		`COMMENT ON COLUMN seen.event_id IS 'the event'`,
+		// The lead grants on its own (it needs to find the view).
+		`GRANT USAGE ON SCHEMA `+id(home)+` TO `+id(lead),
+		`SET LOCAL ROLE `+id(lead),
+		`GRANT SELECT ON seen TO `+id(chained),
+		`RESET ROLE`,
+		// What a view made from now on gets, and seen did not.
+		`ALTER DEFAULT PRIVILEGES IN SCHEMA `+id(home)+` GRANT SELECT, DELETE ON TABLES TO `+id(stranger),
+	)
 	set := seenViewSettings(t, pool)
 	for _, item := range []string{
 		owner + ">" + reader + ":SELECT", owner + ">" + lead + ":SELECT*", lead + ">" + chained + ":SELECT",
@@ -409,17 +423,9 @@ func TestMigrateDropsAColumnUnderThePublishedView(t *testing.T) {
 	fill(t, store, 20, 10)
 	pool := database(t)
 	with := seenWithMigrations("002_size.up.sql", "003_no_size.up.sql")
-	addSize := `ALTER TABLE seen ADD COLUMN size integer NOT NULL DEFAULT 7`
-	dropSize := `ALTER TABLE seen DROP COLUMN size`
 
 	rt := newRuntime(t, pool, store, fastConfig(), with(addSize))
-	if _, err := rt.CatchUp(ctx, "seen", 0); err != nil {
-		t.Fatal(err)
-	}
-	want := seenCount(t, pool)
-	if want == 0 {
-		t.Fatal("nothing seen")
-	}
+	want := catchUpSeen(t, rt, pool)
 	if _, err := pool.Exec(ctx, `CREATE VIEW seen_sizes AS SELECT size FROM seen`); err != nil {
 		t.Fatal(err)
 	}
