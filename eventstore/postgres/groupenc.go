@@ -52,11 +52,14 @@ type verdict struct {
 	actual, ver, pos int64
 }
 
-// groupEncoding is one group's arguments, binary, ready for a Bind.
+// groupEncoding is one group's arguments, binary, ready for a Bind
+// (with binaryParams).
 type groupEncoding struct {
-	values  [][]byte
-	formats []int16
+	values [][]byte
 }
+
+// binaryParams says every argument is in binary.
+var binaryParams = []int16{1}
 
 // pgEpoch is where PostgreSQL's timestamps count from.
 var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -99,7 +102,7 @@ func encodeGroup(group []*request, lockKey int64, channel string, now time.Time)
 		total += n
 	}
 	buf := make([]byte, 0, total)
-	enc := groupEncoding{values: make([][]byte, len(sizes)), formats: []int16{1}}
+	enc := groupEncoding{values: make([][]byte, len(sizes))}
 	mark := 0
 	next := func(i int) {
 		enc.values[i] = buf[mark:len(buf):len(buf)]
@@ -238,7 +241,7 @@ func callAppendBinary(ctx context.Context, conn *pgx.Conn, group []*request, loc
 		return nil, err
 	}
 	enc := encodeGroup(group, lockKey, channel, now)
-	verdicts, tag, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, enc.formats, binaryResults), len(group))
+	verdicts, tag, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, binaryParams, binaryResults), len(group))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "26000" {
 		// The statement is gone from the session (a DISCARD ALL or
@@ -248,7 +251,7 @@ func callAppendBinary(ctx context.Context, conn *pgx.Conn, group []*request, loc
 		if sd, err = conn.Prepare(ctx, appendStatement, callAppend); err != nil {
 			return nil, err
 		}
-		verdicts, tag, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, enc.formats, binaryResults), len(group))
+		verdicts, tag, err = readVerdicts(conn.PgConn().ExecStatement(ctx, sd, enc.values, binaryParams, binaryResults), len(group))
 	}
 	return verdicts, err
 }
