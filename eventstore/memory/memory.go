@@ -200,6 +200,11 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if err := ctx.Err(); err != nil {
 		return eventstore.Page{}, err
 	}
+	// Closed first, as the other backends do: a read of a closed store is
+	// ErrClosed whatever it asks for, not a ValidationError.
+	if s.isClosed() {
+		return eventstore.Page{}, eventstore.ErrClosed
+	}
 	if err := eventstore.CheckFilter(opts.Types, opts.TenantID); err != nil {
 		return eventstore.Page{}, err
 	}

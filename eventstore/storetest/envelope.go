@@ -164,5 +164,14 @@ func (s *suite) testClose(t *testing.T) {
 	if _, err := st.Head(ctx); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("Head after Close: %v, want ErrClosed", err)
 	}
+	// A closed store says so before it looks at what a read asks for: a
+	// read that can never succeed is not a validation error that the
+	// caller might correct and send again.
+	if _, err := st.ReadStream(ctx, "", 0, 0); !errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("ReadStream of an invalid stream id after Close: %v, want ErrClosed", err)
+	}
+	if _, err := st.ReadAll(ctx, eventstore.ReadAllOptions{Types: []string{"Not A Type"}, TenantID: "\xff"}); !errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("ReadAll with invalid filters after Close: %v, want ErrClosed", err)
+	}
 	st.Close() // a second Close must not panic
 }
