@@ -56,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentManyStreams", s.testConcurrentManyStreams},
 		{"Envelope", s.testEnvelope},
 		{"Close", s.testClose},
+		{"Edges", s.testEdges},
 		{"Differential", s.testDifferential},
 	} {
 		t.Run(c.name, func(t *testing.T) {

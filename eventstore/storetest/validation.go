@@ -81,6 +81,8 @@ func (s *suite) testValidation(t *testing.T) {
 		{"EmptyStreamID", "-", eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
 		{"StreamIDTooLong", strings.Repeat("s", eventstore.MaxStreamIDBytes+1), eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
 		{"StreamIDNUL", "val-a\x00b", eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
+		{"StreamIDNotUTF8", "val-a\xffb", eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
+		{"StreamID256BytesOfUTF8", strings.Repeat("é", 128), eventstore.Any, []eventstore.Event{added("x")}, -1, "/stream", "stream-id"},
 		{"BadTypeCharacters", "", eventstore.Any, []eventstore.Event{change(added("x"), func(e *eventstore.Event) { e.Type = "Storetest.Item Added" })}, 0, "/type", "type-name"},
 		{"NegativeExpectedVersion", "", eventstore.ExpectedVersion(-4), []eventstore.Event{added("x")}, -1, "/expected_version", "expected-version"},
 		{"NoEvents", "", eventstore.Any, nil, -1, "", "batch-size"},
@@ -118,7 +120,7 @@ func (s *suite) testValidation(t *testing.T) {
 			}
 			_, err := st.Append(ctx, stream, c.expected, c.events...)
 			wantValidation(t, err, c.index, c.pointer, c.rule)
-			if stream != "" && len(stream) <= eventstore.MaxStreamIDBytes && !strings.ContainsRune(stream, 0) {
+			if eventstore.CheckStreamID(stream) == nil {
 				evs, err := st.ReadStream(ctx, stream, 0, 0)
 				if stream == "val-seed" {
 					if err != nil {
