@@ -525,7 +525,9 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		done:  make(chan struct{}),
 		turn:  make(chan struct{}, 1),
 	}
+	sub.ctx, sub.cancel = context.WithCancel(s.closing)
 	if !s.notifier.add(sub.wake) {
+		sub.cancel()
 		return nil, eventstore.ErrClosed // Close ran since the check above
 	}
 	return sub, nil
@@ -537,6 +539,12 @@ type subscription struct {
 	batch int
 	wake  chan struct{}
 	done  chan struct{}
+	// ctx is cancelled by Close and by the store's Close. Next reads the
+	// log under it as well as its caller's context: a read that does not
+	// come back (the network to the database hangs) must not hold a Next
+	// that its subscription or store has closed.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// closeOnce closes done.
 	closeOnce sync.Once
 	// turn is held by the Next in progress. Calls from several goroutines
@@ -560,6 +568,9 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 	}
 	poll := time.NewTimer(sub.store.opts.PollInterval)
 	defer poll.Stop()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(sub.ctx, cancel)()
 	for {
 		select {
 		case <-sub.done:
@@ -576,8 +587,13 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		case <-sub.wake:
 		default:
 		}
-		evs, through, _, err := sub.store.readFrom(ctx, sub.after+1, sub.batch, sub.types, "")
+		evs, through, _, err := sub.store.readFrom(rctx, sub.after+1, sub.batch, sub.types, "")
 		if err != nil {
+			if sub.ctx.Err() != nil {
+				// Closed meanwhile: the read was cut short, or the
+				// store's pool refused it ("closed pool").
+				return nil, eventstore.ErrClosed
+			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -606,6 +622,7 @@ func (sub *subscription) Close() error {
 	// find done open and close it twice.
 	sub.closeOnce.Do(func() {
 		close(sub.done)
+		sub.cancel()
 		sub.store.notifier.remove(sub.wake)
 	})
 	return nil

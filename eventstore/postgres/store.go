@@ -120,6 +120,11 @@ type Store struct {
 	closed                    bool
 
 	notifier *notifier
+	// closing is cancelled by Close: a subscription's read in progress
+	// (on a network that hangs, say) ends with it instead of holding its
+	// Next, and Close, until the database answers.
+	closing       context.Context
+	cancelClosing context.CancelFunc
 
 	groups, appends, written atomic.Uint64
 	groupNanos               atomic.Int64
@@ -210,6 +215,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 		groupDone: make(chan struct{}, o.Committers),
 		gathering: make(chan struct{}, 1),
 	}
+	s.closing, s.cancelClosing = context.WithCancel(context.Background())
 	s.notifier = newNotifier(s)
 	for range o.Committers {
 		s.done.Add(1)
@@ -354,6 +360,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	close(s.stop)
+	s.cancelClosing()
 	s.closeMu.Unlock()
 	s.done.Wait()
 	s.notifier.close()
