@@ -1,8 +1,11 @@
 package storetest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,5 +200,82 @@ func (s *suite) testEdges(t *testing.T) {
 		sameEvents(t, "retry", again.Events, want)
 		mutate(again.Events)
 		check("after changing a retry's result")
+	})
+	t.Run("ConcurrentRetries", func(t *testing.T) {
+		// The same new append sent by several clients at once (a retry
+		// racing the original) is written once; every sender gets that
+		// one result, none a conflict or a duplicate.
+		t.Parallel()
+		st := s.newStore(t)
+		ctx := testContext(t)
+		for round := range 5 {
+			stream := fmt.Sprintf("race-retry-%d", round)
+			a, b := added("a"), renamed("b")
+			a.ID, b.ID = uuid.New(), uuid.New()
+			const senders = 8
+			results := make([]eventstore.AppendResult, senders)
+			errs := make([]error, senders)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range senders {
+				wg.Go(func() {
+					<-start
+					results[i], errs[i] = st.Append(ctx, stream, eventstore.NoStream, a, b)
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("round %d: sender %d of the same append: %v, want the one result", round, i, err)
+				}
+				sameEvents(t, fmt.Sprintf("round %d: sender %d", round, i), results[i].Events, results[0].Events)
+			}
+			evs, err := st.ReadStream(ctx, stream, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameEvents(t, "stream after racing retries", evs, results[0].Events)
+		}
+	})
+	t.Run("SlowConsumer", func(t *testing.T) {
+		// A subscriber that does not call Next while much is appended
+		// still gets every event once, in order, when it reads on.
+		t.Parallel()
+		st := s.newStore(t)
+		sub := subscribe(t, st, eventstore.SubscribeOptions{BatchSize: 7})
+		first := mustAppend(t, st, "slow", eventstore.NoStream, added("first"))
+		sameEvents(t, "first event", collect(t, sub, 1, 7), first.Events)
+		var want []eventstore.Event
+		for i := range 60 {
+			batch := make([]eventstore.Event, 1+i%5)
+			for j := range batch {
+				batch[j] = added(fmt.Sprintf("e%d-%d", i, j))
+			}
+			want = append(want, mustAppend(t, st, fmt.Sprintf("slow-%d", i%4), eventstore.Any, batch...).Events...)
+		}
+		got := collect(t, sub, len(want), 7)
+		sameEvents(t, "events appended while the subscriber was away", got, want)
+		nothingMore(t, sub)
+	})
+	t.Run("CancelledContext", func(t *testing.T) {
+		// A call whose context has ended returns the context's error.
+		t.Parallel()
+		st := s.newStore(t)
+		mustAppend(t, st, "cancelled", eventstore.NoStream, added("a"))
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := st.Append(ctx, "cancelled", eventstore.Any, added("b")); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Append with a cancelled context: %v, want context.Canceled", err)
+		}
+		if _, err := st.ReadStream(ctx, "cancelled", 0, 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("ReadStream with a cancelled context: %v, want context.Canceled", err)
+		}
+		if _, err := st.ReadAll(ctx, eventstore.ReadAllOptions{}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("ReadAll with a cancelled context: %v, want context.Canceled", err)
+		}
+		if _, err := st.Head(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Head with a cancelled context: %v, want context.Canceled", err)
+		}
 	})
 }
