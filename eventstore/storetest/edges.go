@@ -278,4 +278,23 @@ func (s *suite) testEdges(t *testing.T) {
 			t.Fatalf("Head with a cancelled context: %v, want context.Canceled", err)
 		}
 	})
+	t.Run("StreamIDsCompareByBytes", func(t *testing.T) {
+		// Stream ids are equal only when their bytes are: no case
+		// folding, Unicode normalisation or trimming of spaces.
+		t.Parallel()
+		st := s.newStore(t)
+		ctx := testContext(t)
+		ids := []string{"caf\u00e9", "cafe\u0301", "CAF\u00c9", "caf\u00e9 ", " caf\u00e9", "caf\u00e9\t"}
+		want := map[string][]eventstore.Event{}
+		for _, id := range ids {
+			want[id] = mustAppend(t, st, id, eventstore.NoStream, added(id)).Events
+		}
+		for _, id := range ids {
+			evs, err := st.ReadStream(ctx, id, 0, 0)
+			if err != nil {
+				t.Fatalf("ReadStream(%q): %v", id, err)
+			}
+			sameEvents(t, fmt.Sprintf("ReadStream(%q)", id), evs, want[id])
+		}
+	})
 }
