@@ -590,8 +590,7 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		evs, through, _, err := sub.store.readFrom(rctx, sub.after+1, sub.batch, sub.types, "")
 		if err != nil {
 			if sub.ctx.Err() != nil {
-				// Closed meanwhile: the read was cut short, or the
-				// store's pool refused it ("closed pool").
+				// Closed meanwhile: the read was cut short by it.
 				return nil, eventstore.ErrClosed
 			}
 			if ctx.Err() != nil {

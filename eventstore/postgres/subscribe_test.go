@@ -89,9 +89,9 @@ func TestStoreCloseEndsANextStuckInARead(t *testing.T) {
 }
 
 // TestStoreCloseDuringANextReadIsErrClosed: a store that owns its pool is
-// closed while a Next waits for a connection of it: the Next returns
-// ErrClosed, not the pool's own error ("closed pool"), which a caller would
-// take for a transient failure and call Next again.
+// closed while a Next waits for a connection of it (all of them are busy):
+// the Next returns ErrClosed at once. (Before, it went on waiting for a
+// connection, past the Close.)
 func TestStoreCloseDuringANextReadIsErrClosed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
