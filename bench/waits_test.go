@@ -51,10 +51,13 @@ func TestWaitCountsAddUpAndBecomeShares(t *testing.T) {
 
 // The sampler reads the states of the run's own backends: one holds an
 // advisory lock while it sleeps, another waits for that lock, and a
-// backend of another application is not counted.
+// backend of another application is not counted. The sleepers sleep until
+// the sampler has been seen to take its samples (not for a fixed time): on
+// a loaded machine a sampler can take far fewer than one sample per
+// interval, and a fixed sleep could end before the sampling does.
 func TestSampleWaitsSeesTheLockHolderAndItsWaiter(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// application_name keeps 63 bytes: the run's own names are short.
 	app := fmt.Sprintf("eventstream-bench-wt%x", time.Now().UnixNano())
@@ -72,24 +75,22 @@ func TestSampleWaitsSeesTheLockHolderAndItsWaiter(t *testing.T) {
 		return c
 	}
 	holder, waiter, other := connect(app), connect(app+"-2"), connect("someone-else")
+	probe := connect("probe")
+	// The holder and the other application sleep until the sampling is
+	// done, then are cancelled (an error they are expected to return).
+	sleeping, wake := context.WithCancel(ctx)
+	defer wake()
 	key := time.Now().UnixNano()
 	held := make(chan error, 1)
 	go func() {
-		_, err := holder.Exec(ctx, `SELECT pg_advisory_xact_lock($1), pg_sleep(1.5)`, key)
+		_, err := holder.Exec(sleeping, `SELECT pg_advisory_xact_lock($1), pg_sleep(600)`, key)
 		held <- err
 	}()
 	// The waiter queues behind the holder once the holder has the lock.
-	probe := connect("probe")
-	for {
-		var n int
-		if err := probe.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1`, holder.PgConn().PID()).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, ctx, probe, "the holder to take the lock and sleep",
+		`SELECT count(*) FROM pg_stat_activity a WHERE a.pid = $1 AND a.wait_event = 'PgSleep'
+			AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)`,
+		holder.PgConn().PID())
 	waited := make(chan error, 1)
 	go func() {
 		_, err := waiter.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key)
@@ -97,23 +98,32 @@ func TestSampleWaitsSeesTheLockHolderAndItsWaiter(t *testing.T) {
 	}()
 	slept := make(chan error, 1)
 	go func() {
-		_, err := other.Exec(ctx, `SELECT pg_sleep(1)`)
+		_, err := other.Exec(sleeping, `SELECT pg_sleep(600)`)
 		slept <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, ctx, probe, "the waiter to queue for the lock and the other application to sleep",
+		`SELECT (count(*) = 2)::int FROM pg_stat_activity WHERE (pid = $1 AND wait_event_type = 'Lock') OR (pid = $2 AND wait_event = 'PgSleep')`,
+		waiter.PgConn().PID(), other.PgConn().PID())
 
-	pool, err := pgxpool.New(ctx, pgtest.BaseURL())
+	// The sampler's own backends are named so that the probe can watch
+	// them (not after app: the sampler leaves its own backend out anyway).
+	sampler := "sampler-" + app
+	pool, err := pgxpool.New(ctx, pgtest.BaseURL()+"&application_name="+sampler)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	stop := sampleWaits(ctx, pool, app, 5*time.Millisecond)
-	time.Sleep(400 * time.Millisecond)
+	watchSamples(t, ctx, probe, sampler, nil, 11)
 	w := stop().waits()
-	for _, ch := range []chan error{held, waited, slept} {
-		if err := <-ch; err != nil {
-			t.Fatal(err)
+	wake()
+	for name, ch := range map[string]chan error{"holder": held, "other application": slept} {
+		if err := <-ch; err == nil {
+			t.Fatalf("the %s's sleep was not cancelled", name)
 		}
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
 	}
 	if w == nil || w.Samples < 10 {
 		t.Fatalf("too few samples: %+v", w)
@@ -127,6 +137,49 @@ func TestSampleWaitsSeesTheLockHolderAndItsWaiter(t *testing.T) {
 	// The other application's sleeper is not ours: only the holder sleeps.
 	if got := w.Backends["Timeout:PgSleep"]; got > 1 {
 		t.Errorf("backends sleeping: %v, want at most 1 (another application's counted)", got)
+	}
+}
+
+// waitFor polls query (a count) on probe until it is at least 1.
+func waitFor(t *testing.T, ctx context.Context, probe *pgx.Conn, what, query string, args ...any) {
+	t.Helper()
+	for {
+		var n int
+		if err := probe.QueryRow(ctx, query, args...).Scan(&n); err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// watchSamples waits until probe has seen at least n samples start on
+// the sampler's backends (those named sampler, but for the pids in
+// skip): each sample is a statement of its own, whose start
+// pg_stat_activity shows. Seen n starts, the sampler has finished at
+// least n-1 samples. Polled faster than the sampler's interval, it may
+// still miss some on a loaded machine: it then waits for more.
+func watchSamples(t *testing.T, ctx context.Context, probe *pgx.Conn, sampler string, skip []uint32, n int) {
+	t.Helper()
+	if skip == nil {
+		skip = []uint32{}
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		var pid uint32
+		var start time.Time
+		err := probe.QueryRow(ctx, `SELECT pid, query_start FROM pg_stat_activity
+			WHERE application_name = $1 AND pid <> ALL($2) AND query = $3 AND query_start IS NOT NULL
+			ORDER BY query_start DESC LIMIT 1`, sampler, skip, waitQuery).Scan(&pid, &start)
+		switch {
+		case err == nil:
+			seen[fmt.Sprint(pid, start.UnixMicro())] = true
+		case !errors.Is(err, pgx.ErrNoRows):
+			t.Fatalf("watching the sampler (%d of %d samples seen): %v", len(seen), n, err)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -227,38 +280,49 @@ func TestSampleWaitsThatCannotConnectReportsTheFailures(t *testing.T) {
 
 // A sampler whose connection breaks mid-phase counts the failed samples,
 // keeps them out of the figures, and samples again on a new connection.
+// The test watches the sampler's statements rather than sleeping: it
+// breaks the connection once the sampler has one, and stops the sampler
+// once it has been seen to sample again after the break.
 func TestSampleWaitsRecoversFromABrokenConnection(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	app := fmt.Sprintf("eventstream-bench-wb%x", time.Now().UnixNano())
-	pool, err := pgxpool.New(ctx, pgtest.BaseURL()+"&application_name=eventstream-waits-"+app)
+	sampler := "eventstream-waits-" + app
+	pool, err := pgxpool.New(ctx, pgtest.BaseURL()+"&application_name="+sampler)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	stop := sampleWaits(ctx, pool, app, 5*time.Millisecond)
-	time.Sleep(30 * time.Millisecond)
-	// End the sampler's backend, as an operator's pg_terminate_backend or
-	// a server restart would.
-	var killed int
-	if err := pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
-		"eventstream-waits-"+app).Scan(&killed); err != nil {
+	probe, err := pgx.Connect(ctx, pgtest.BaseURL())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if killed != 1 {
-		t.Fatalf("terminated %d sampler backends, want 1", killed)
+	defer probe.Close(context.Background())
+	stop := sampleWaits(ctx, pool, app, 5*time.Millisecond)
+	defer stop()
+	watchSamples(t, ctx, probe, sampler, nil, 2)
+	// End the sampler's backend, as an operator's pg_terminate_backend or
+	// a server restart would (the probe is the only other backend, and it
+	// is of another application).
+	var killed []uint32
+	if err := probe.QueryRow(ctx, `SELECT coalesce(array_agg(pid), '{}') FROM (SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) t`,
+		sampler).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	if len(killed) != 1 {
+		t.Fatalf("terminated %d sampler backends, want 1", len(killed))
 	}
 	before := time.Now()
-	time.Sleep(300 * time.Millisecond)
+	// Samples keep coming after the break, on another backend.
+	const after = 10
+	watchSamples(t, ctx, probe, sampler, killed, after+1)
 	c := stop()
 	if c.failed == 0 || c.err == nil {
 		t.Fatalf("failed %d, err %v: the broken connection's sample was not counted as failed", c.failed, c.err)
 	}
-	// Samples kept coming after the break: about 60 ticks in 300 ms,
-	// against at most 6 before it.
-	if c.samples < 30 {
-		t.Errorf("%d samples in all (%v after the break): the sampler did not reconnect", c.samples, time.Since(before))
+	if c.samples < after {
+		t.Errorf("%d samples in all (%v after the break), want at least the %d seen after it", c.samples, time.Since(before), after)
 	}
 	w := c.waits()
 	if w.Failed != c.failed || w.Samples != c.samples {
