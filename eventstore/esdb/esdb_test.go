@@ -967,3 +967,53 @@ func TestStandIn_DefaultDeadlineBoundsAppends(t *testing.T) {
 		t.Fatalf("the append took %v: defaultDeadline=300ms was not applied", took)
 	}
 }
+
+// The largest page sizes a caller can ask for are taken as "as many as
+// fit", as the other backends take them. ReadAll with Limit math.MaxInt
+// used to overflow the size of its first read, and Subscribe with
+// BatchSize math.MaxInt panicked making its buffer.
+func TestStandIn_HugePageSizes(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	mustAppend(t, st, "huge", eventstore.NoStream, added("a"), added("b"), added("c"))
+	page, err := st.ReadAll(t.Context(), eventstore.ReadAllOptions{Limit: math.MaxInt})
+	if err != nil || len(page.Events) != 3 || !page.End {
+		t.Fatalf("ReadAll with Limit math.MaxInt: %d events, End %v, %v; want the 3 events and End", len(page.Events), page.End, err)
+	}
+	for _, n := range []int{math.MaxInt, math.MaxInt - 1, 1 << 40} {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{BatchSize: n})
+		if err != nil {
+			cancel()
+			t.Fatalf("Subscribe with BatchSize %d: %v", n, err)
+		}
+		var got []eventstore.Event
+		for len(got) < 3 {
+			evs, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("Next with BatchSize %d after %d events: %v", n, len(got), err)
+			}
+			got = append(got, evs...)
+		}
+		if len(got) != 3 || got[0].Type != page.Events[0].Type || got[2].ID != page.Events[2].ID {
+			t.Fatalf("Subscribe with BatchSize %d: %d events, want the 3 of ReadAll in order", n, len(got))
+		}
+		sub.Close()
+		cancel()
+	}
+}
+
+// A closed store says so before it looks at the arguments, as the
+// others do: Subscribe with a filter no event can match used to return
+// the filter's ValidationError.
+func TestStandIn_ClosedBeforeArguments(t *testing.T) {
+	t.Parallel()
+	st, _ := standInStore(t, registry(t), nil)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.Subscribe(t.Context(), eventstore.SubscribeOptions{Types: []string{"Not A Type"}})
+	if !errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("Subscribe with a bad filter on a closed store: %v, want ErrClosed", err)
+	}
+}

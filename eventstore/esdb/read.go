@@ -251,7 +251,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	page := eventstore.Page{Next: opts.From}
 	from := opts.From
 	scanned, pageBytes := 0, 0
-	size := limit + 2
+	size := plusTwo(limit)
 	for {
 		want := min(size, readPage)
 		// A read holds at most about MaxPageBytes of records, whatever
@@ -295,11 +295,20 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		}
 		from = page.Next
 		if kept {
-			size = limit - len(page.Events) + 2
+			size = plusTwo(limit - len(page.Events))
 		} else {
 			size = want * 2
 		}
 	}
+}
+
+// plusTwo is n+2 without wrapping: a Limit of math.MaxInt asks for as
+// many events as a read holds.
+func plusTwo(n int) int {
+	if n > math.MaxInt-2 {
+		return math.MaxInt
+	}
+	return n + 2
 }
 
 func wanted(e eventstore.Event, opts eventstore.ReadAllOptions) bool {

@@ -24,6 +24,14 @@ import (
 // election), Next says so once and the following Next subscribes again
 // after the last event it returned.
 func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	// A closed store says so whatever the arguments (checked again below,
+	// under the lock).
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, eventstore.ErrClosed
+	}
 	if err := eventstore.CheckFilter(opts.Types, ""); err != nil {
 		return nil, err
 	}
@@ -148,7 +156,9 @@ func (sub *subscription) feed(ctx context.Context) (*feed, error) {
 		}
 		return nil, s.fail(ctx, "subscribe to $all", err)
 	}
-	f = &feed{inner: inner, ctx: life, cancel: cancel, events: make(chan eventstore.Event, sub.batch), drained: make(chan struct{}, 1), done: make(chan struct{})}
+	// The buffer holds a batch, up to a read's worth: a BatchSize of
+	// math.MaxInt means "as many as there are", not a buffer that size.
+	f = &feed{inner: inner, ctx: life, cancel: cancel, events: make(chan eventstore.Event, min(sub.batch, readPage)), drained: make(chan struct{}, 1), done: make(chan struct{})}
 	go sub.pump(f, after)
 	sub.mu.Lock()
 	select {
