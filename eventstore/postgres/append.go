@@ -39,6 +39,11 @@ type outcome struct {
 // the events may or may not have been written: retry with the same event
 // ids, which is idempotent.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	// A closed store says so whatever the append (checked again below,
+	// before it is queued), as its reads do.
+	if s.isClosed() {
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
 	prepared, err := s.validator.Check(stream, expected, events)
 	if err != nil {
 		return eventstore.AppendResult{}, err

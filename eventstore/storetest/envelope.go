@@ -173,5 +173,11 @@ func (s *suite) testClose(t *testing.T) {
 	if _, err := st.ReadAll(ctx, eventstore.ReadAllOptions{Types: []string{"Not A Type"}, TenantID: "\xff"}); !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("ReadAll with invalid filters after Close: %v, want ErrClosed", err)
 	}
+	if _, err := st.Append(ctx, "", eventstore.Any, added("b")); !errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("Append to an invalid stream id after Close: %v, want ErrClosed", err)
+	}
+	if _, err := st.Subscribe(ctx, eventstore.SubscribeOptions{Types: []string{"Not A Type"}}); !errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("Subscribe with an invalid filter after Close: %v, want ErrClosed", err)
+	}
 	st.Close() // a second Close must not panic
 }
