@@ -512,6 +512,11 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	if err := eventstore.CheckFilter(opts.Types, ""); err != nil {
 		return nil, err
 	}
+	// Subscribe reads nothing yet, but a caller whose context has ended
+	// gets its error, as from every other call and backend.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	batch := opts.BatchSize
 	if batch <= 0 {
 		batch = eventstore.DefaultPageSize

@@ -277,6 +277,13 @@ func (s *suite) testEdges(t *testing.T) {
 		if _, err := st.Head(ctx); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Head with a cancelled context: %v, want context.Canceled", err)
 		}
+		sub, err := st.Subscribe(ctx, eventstore.SubscribeOptions{})
+		if err == nil {
+			sub.Close()
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Subscribe with a cancelled context: %v, want context.Canceled", err)
+		}
 	})
 	t.Run("StreamIDsCompareByBytes", func(t *testing.T) {
 		// Stream ids are equal only when their bytes are: no case
