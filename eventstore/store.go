@@ -101,7 +101,12 @@ type Page struct {
 	// Next is the From of the following page.
 	Next Position
 	// End is true when the page reached the head of the log at read time.
-	// A page cut short by Limit or MaxPageBytes is not End.
+	// A page cut short by Limit or MaxPageBytes is not End. A page of
+	// exactly Limit events that ends at the head may be either: the
+	// memory and EventStoreDB stores look one event further and say End,
+	// PostgreSQL does not look and says not End, and the page after it is
+	// then empty and End. A paging loop that stops at End is right with
+	// both.
 	End bool
 }
 
