@@ -63,10 +63,6 @@ func (w *rawWriter) rows(b *batch, streamIdx int) [][]any {
 	return rows
 }
 
-func (w *rawWriter) write(ctx context.Context, b *batch, streamIdx int) (int, error) {
-	return w.writeRows(ctx, w.rows(b, streamIdx))
-}
-
 func (w *rawWriter) writeRows(ctx context.Context, rows [][]any) (int, error) {
 	if len(rows) == 1 {
 		if _, err := w.pool.Exec(ctx, rawInsert, rows[0]...); err != nil {

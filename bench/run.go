@@ -469,27 +469,31 @@ type claims struct {
 	per [][]claim
 }
 
-// claim is one event the bench was told was stored: its id and the stream
-// the bench asked for, not the one the store answered with.
+// claim is one event the bench was told was stored: its id, the stream
+// the bench asked for, not the one the store answered with, and the
+// version the store answered (or the raw side wrote) for it, 0 where the
+// bench was not told one.
 type claim struct {
-	id     uuid.UUID
-	stream string
+	id      uuid.UUID
+	stream  string
+	version int64
 }
 
 func newClaims(workers int) *claims { return &claims{per: make([][]claim, workers)} }
 
-// add records events appended to stream.
-func (c *claims) add(w int, stream string, ids ...uuid.UUID) {
-	for _, id := range ids {
-		c.per[w] = append(c.per[w], claim{id: id, stream: stream})
+// add records the events an append to stream returned: their ids and
+// the versions the store gave them.
+func (c *claims) add(w int, stream string, events []eventstore.Event) {
+	for i := range events {
+		c.per[w] = append(c.per[w], claim{id: events[i].ID, stream: stream, version: events[i].Version})
 	}
 }
 
-// addEvents records the ids of events written by the raw side, which has
-// no store to hand them back.
-func (c *claims) addEvents(w int, stream string, events []eventstore.Event) {
-	for i := range events {
-		c.per[w] = append(c.per[w], claim{id: events[i].ID, stream: stream})
+// addRows records the rows written by the raw side (rawWriter.rows),
+// which has no store to hand them back: their ids, streams and versions.
+func (c *claims) addRows(w int, rows [][]any) {
+	for _, r := range rows {
+		c.per[w] = append(c.per[w], claim{id: r[1].(uuid.UUID), stream: r[2].(string), version: r[3].(int64)})
 	}
 }
 

@@ -298,7 +298,7 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 				n, err := rw.writeRows(ctx, rows)
 				if err == nil {
 					apps[w] = append(apps[w], appended{pos: rows[len(rows)-1][0].(int64), n: n, done: time.Now()})
-					rawCl.addEvents(w, b.stream, b.events)
+					rawCl.addRows(w, rows)
 				}
 				return n, err
 			}})

@@ -205,13 +205,13 @@ rounds:
 func (r *run) checkReadAll(ctx context.Context, store *postgres.Store, claimed []claim) error {
 	ve := &VerifyError{Table: "ReadAll", Claimed: int64(len(claimed))}
 	reads := make(map[uuid.UUID]int, len(claimed))
-	streams := make(map[uuid.UUID]string, len(claimed))
+	claims := make(map[uuid.UUID]claim, len(claimed))
 	for _, c := range claimed {
 		if _, dup := reads[c.id]; dup {
 			ve.ClaimedTwice++
 		}
 		reads[c.id] = 0
-		streams[c.id] = c.stream
+		claims[c.id] = c
 	}
 	from := eventstore.Start
 	for {
@@ -232,8 +232,12 @@ func (r *run) checkReadAll(ctx context.Context, store *postgres.Store, claimed [
 			case n == 1:
 				ve.Duplicated++
 			}
-			if page.Events[i].Stream != streams[page.Events[i].ID] {
+			c := claims[page.Events[i].ID]
+			if page.Events[i].Stream != c.stream {
 				ve.WrongStream++
+			}
+			if c.version > 0 && page.Events[i].Version != c.version {
+				ve.WrongVersion++
 			}
 			reads[page.Events[i].ID] = n + 1
 		}

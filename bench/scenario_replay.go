@@ -58,9 +58,7 @@ func (r *run) loadLog(ctx context.Context, rep *Report, store *postgres.Store, p
 			if err != nil {
 				return 0, fmt.Errorf("bench: load: append to %s: %w", b.stream, err)
 			}
-			for _, e := range res.Events {
-				cl.add(w, b.stream, e.ID)
-			}
+			cl.add(w, b.stream, res.Events)
 			return len(res.Events), nil
 		}})
 	if err != nil {

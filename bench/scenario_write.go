@@ -83,11 +83,9 @@ func (a *appender) append(ctx context.Context, w int, b *batch) (eventstore.Appe
 }
 
 // claim records the ids the store says it stored, in the stream the
-// bench appended them to.
+// bench appended them to, at the versions the store answered.
 func (a *appender) claim(w int, stream string, res eventstore.AppendResult) {
-	for _, e := range res.Events {
-		a.claims.add(w, stream, e.ID)
-	}
+	a.claims.add(w, stream, res.Events)
 }
 
 // raise moves v up to n (never down).
@@ -147,9 +145,10 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	rawCl := newClaims(cfg.Writers)
 	rawOp := func(ctx context.Context, w int, seq int64) (int, error) {
 		b := wl.batch(seq)
-		n, err := rw.write(ctx, &b, b.streamIdx)
+		rows := rw.rows(&b, b.streamIdx)
+		n, err := rw.writeRows(ctx, rows)
 		if err == nil {
-			rawCl.addEvents(w, b.stream, b.events)
+			rawCl.addRows(w, rows)
 		}
 		return n, err
 	}

@@ -26,7 +26,9 @@ type VerifyError struct {
 	// claimed; Duplicated ids are stored more than once; ClaimedTwice ids
 	// were handed out twice by the bench itself; WrongStream ids are
 	// stored in another stream than the one the bench appended them to.
-	Missing, Unexpected, Duplicated, ClaimedTwice, WrongStream int64
+	// WrongVersion ids are stored at another version than the one the
+	// store answered for them (or the raw side wrote).
+	Missing, Unexpected, Duplicated, ClaimedTwice, WrongStream, WrongVersion int64
 	// PositionGaps: the log's positions are not exactly 1..Stored.
 	// BadStreams: streams whose versions are not exactly 1..n.
 	PositionGaps, BadStreams int64
@@ -46,6 +48,7 @@ func (e *VerifyError) Error() string {
 	add(e.Duplicated, "ids stored more than once")
 	add(e.ClaimedTwice, "ids claimed twice")
 	add(e.WrongStream, "events in another stream than appended to")
+	add(e.WrongVersion, "events at another version than the store answered")
 	add(e.PositionGaps, "position gaps")
 	add(e.BadStreams, "streams with wrong versions")
 	msg := fmt.Sprintf("bench: verification failed on %s: the bench claimed %d events, the table holds %d: %s",
@@ -64,7 +67,7 @@ func (e *VerifyError) Error() string {
 func (e *VerifyError) Is(target error) bool { return target == ErrVerify }
 
 func (e *VerifyError) failed() bool {
-	return e.Missing != 0 || e.Unexpected != 0 || e.Duplicated != 0 || e.ClaimedTwice != 0 || e.WrongStream != 0 || e.PositionGaps != 0 || e.BadStreams != 0
+	return e.Missing != 0 || e.Unexpected != 0 || e.Duplicated != 0 || e.ClaimedTwice != 0 || e.WrongStream != 0 || e.WrongVersion != 0 || e.PositionGaps != 0 || e.BadStreams != 0
 }
 
 // Verify checks that the log table (events, or a read model with an
@@ -83,7 +86,10 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cla
 // verifyClaims is Verify on the run's claims, which also checks that each
 // event is in the stream the bench appended it to (the table's stream
 // column): an event moved to another stream is not the one claimed, and
-// a new stream of its own leaves positions and versions gapless.
+// a new stream of its own leaves positions and versions gapless. Each
+// event must also be at the version the store answered for it (the
+// table's version column): two events of a stream that trade versions
+// leave the versions 1..n.
 func verifyClaims(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cl *claims, log bool) (int64, error) {
 	return verify(ctx, pool, table, idColumn, cl.list(), true, log)
 }
@@ -97,12 +103,16 @@ func verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cla
 	tbl := pgx.Identifier{table}.Sanitize()
 	col := pgx.Identifier{idColumn}.Sanitize()
 	// The claimed ids go to a temporary table; the checks are joins.
-	if _, err := conn.Exec(ctx, `CREATE TEMPORARY TABLE bench_claimed (id uuid NOT NULL, stream text) ON COMMIT PRESERVE ROWS`); err != nil {
+	if _, err := conn.Exec(ctx, `CREATE TEMPORARY TABLE bench_claimed (id uuid NOT NULL, stream text, version bigint) ON COMMIT PRESERVE ROWS`); err != nil {
 		return 0, fmt.Errorf("bench: verify: %w", err)
 	}
 	defer func() { _, _ = conn.Exec(context.Background(), `DROP TABLE IF EXISTS bench_claimed`) }()
-	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bench_claimed"}, []string{"id", "stream"}, pgx.CopyFromSlice(len(claimed), func(i int) ([]any, error) {
-		return []any{claimed[i].id, claimed[i].stream}, nil
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"bench_claimed"}, []string{"id", "stream", "version"}, pgx.CopyFromSlice(len(claimed), func(i int) ([]any, error) {
+		var version *int64 // 0: not told one, not checked
+		if claimed[i].version > 0 {
+			version = &claimed[i].version
+		}
+		return []any{claimed[i].id, claimed[i].stream, version}, nil
 	})); err != nil {
 		return 0, fmt.Errorf("bench: verify: load claimed ids: %w", err)
 	}
@@ -133,7 +143,15 @@ func verify(ctx context.Context, pool *pgxpool.Pool, table, idColumn string, cla
 			sql string
 			dst *int64
 		}{`SELECT count(*) FROM bench_claimed c WHERE EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id)
-			AND NOT EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id AND e.stream = c.stream)`, &ve.WrongStream})
+			AND NOT EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id AND e.stream = c.stream)`, &ve.WrongStream},
+			// Events of one stream that trade versions leave every other
+			// check passing: each must be at the version it was given.
+			struct {
+				sql string
+				dst *int64
+			}{`SELECT count(*) FROM bench_claimed c WHERE c.version IS NOT NULL
+			AND EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id)
+			AND NOT EXISTS (SELECT 1 FROM ` + tbl + ` e WHERE e.` + col + ` = c.id AND e.version = c.version)`, &ve.WrongVersion})
 	}
 	if log {
 		checks = append(checks,
