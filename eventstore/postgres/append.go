@@ -278,7 +278,19 @@ func translate(err error) error {
 	if errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "22" {
 		return &eventstore.ValidationError{Index: -1, Rule: "storage", Message: "PostgreSQL refused the data: " + pe.Message}
 	}
-	return storeErr("append", err)
+	return groupErr("append", err)
+}
+
+// groupErr is storeErr for an error of a group. The committer's context
+// is its own (groupTimeout), never the caller's: a group that ran out of
+// it was not answered by the database in time, an outage whose result is
+// unknown, so it is an *eventstore.UnavailableError, and does not match
+// context.DeadlineExceeded, which a caller reads as its own deadline.
+func groupErr(op string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &eventstore.UnavailableError{Err: fmt.Errorf("postgres store: %s: the database did not answer in time (%v)", op, err)}
+	}
+	return storeErr(op, err)
 }
 
 // insertEvents writes a whole group with one statement: one array per
@@ -459,6 +471,13 @@ func (s *Store) groupConn(ctx context.Context) (*pgxpool.Conn, func(committed bo
 	}, nil
 }
 
+// groupTimeout bounds how long a committer waits for the database to
+// answer a group (a connection, its round trips, the lookup of a refused
+// append's ids). A database that has not answered by then is as good as
+// unreachable: the group fails with an *eventstore.UnavailableError (see
+// groupErr), and its appends may or may not have been written.
+const groupTimeout = 60 * time.Second
+
 // errRecheckIDs asks commitGroup to rerun a group with the id check: an id
 // of the group turned out to be stored already.
 var errRecheckIDs = errors.New("postgres store: an event id is already stored")
@@ -470,7 +489,7 @@ var errRecheckIDs = errors.New("postgres store: an event id is already stored")
 // appends of the group with one id are told apart), then writes what is
 // left. It costs two round trips under the lock instead of none.
 func (s *Store) writeGroupChecked(group []*request) ([]outcome, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.groupTimeout)
 	defer cancel()
 
 	streams := make([]string, 0, len(group))

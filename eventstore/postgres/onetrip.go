@@ -29,7 +29,7 @@ FROM eventstream_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 
 // whole group fail on the id index with errRecheckIDs, and commitGroup
 // reruns it on writeGroupChecked, which looks every id up.
 func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.groupTimeout)
 	defer cancel()
 
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -112,7 +112,7 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 			// Without the lookup a retry of a stored append would look
 			// like a conflict; report the failure instead, so the caller
 			// retries (the group itself is committed).
-			outs[i] = outcome{err: storeErr("append: look up the ids of a conflicting append", err)}
+			outs[i] = outcome{err: groupErr("append: look up the ids of a conflicting append", err)}
 			continue
 		}
 		if res, derr, dup := s.duplicate(r, stored, nil); dup {

@@ -115,9 +115,12 @@ type Store struct {
 	// lingerBackoff what the last timed-out wait set it to (guarded by
 	// the gathering token).
 	lingerSkip, lingerBackoff int
-	done                      sync.WaitGroup
-	closeMu                   sync.RWMutex
-	closed                    bool
+	// groupTimeout bounds how long a committer waits for the database
+	// to answer a group (groupTimeout; a test may shorten it).
+	groupTimeout time.Duration
+	done         sync.WaitGroup
+	closeMu      sync.RWMutex
+	closed       bool
 
 	notifier *notifier
 	// closing is cancelled by Close: a subscription's read in progress
@@ -214,6 +217,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 		stop:      make(chan struct{}),
 		groupDone: make(chan struct{}, o.Committers),
 		gathering: make(chan struct{}, 1),
+
+		groupTimeout: groupTimeout,
 	}
 	s.closing, s.cancelClosing = context.WithCancel(context.Background())
 	s.notifier = newNotifier(s)
