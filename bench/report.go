@@ -290,27 +290,69 @@ func fillLatency(p *Phase, h *hdrhistogram.Histogram, maxUs int64) {
 	if h.TotalCount() == 0 {
 		return
 	}
+	d := ranksOf(h, maxUs)
 	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
-	p.P50Ms, p.P95Ms, p.P99Ms = ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(95)), ms(h.ValueAtQuantile(99))
-	p.MaxMs, p.MeanMs = ms(max(h.Max(), maxUs)), round(h.Mean()/1000, 3)
-	p.Latency = spectrum(h, maxUs)
+	p.P50Ms, p.P95Ms, p.P99Ms = ms(d.at(50)), ms(d.at(95)), ms(d.at(99))
+	p.MaxMs, p.MeanMs = ms(d.top), round(h.Mean()/1000, 3)
+	p.Latency = spectrum(h, d)
+}
+
+// ranks is a histogram's non-empty buckets in order, for percentiles.
+type ranks struct {
+	bars []hdrhistogram.Bar
+	n    int64
+	// top is the longest value seen: maxUs, which the recorders keep
+	// exactly (even above the histogram's range), rather than the top of
+	// the histogram's last bucket, which can be above it (by up to 0.1%).
+	top int64
+}
+
+func ranksOf(h *hdrhistogram.Histogram, maxUs int64) ranks {
+	r := ranks{n: h.TotalCount(), top: max(maxUs, histMinMicros)} // a value under 1 µs is recorded as 1 µs
+	for _, b := range h.Distribution() {
+		if b.Count > 0 {
+			r.bars = append(r.bars, b)
+		}
+	}
+	return r
+}
+
+// at is the q-th percentile by rank: the smallest recorded value with at
+// least q% of the values at or below it. (The histogram's own
+// ValueAtQuantile rounds the rank to the nearest instead of up, so that
+// the p99 of 60 values was the 59th, with 1.7% of them above it.) It is
+// the top of that value's bucket, but never above the longest seen.
+func (r ranks) at(q float64) int64 {
+	if r.n == 0 {
+		return 0
+	}
+	// The epsilon keeps a product such as 99.9 * 1000 / 100, which floats
+	// make 999.0000000000001, at its integer rank.
+	rank := max(int64(math.Ceil(q*float64(r.n)/100-1e-9)), 1)
+	var seen int64
+	for _, b := range r.bars {
+		if seen += b.Count; seen >= rank {
+			return min(b.To, r.top)
+		}
+	}
+	return r.top
 }
 
 // spectrum samples the latency at percentiles spread evenly on a
 // "number of nines" scale, as HDR plots do: 0, 50, 75, 90, 99, 99.9, ...
-func spectrum(h *hdrhistogram.Histogram, maxUs int64) []Percentile {
+func spectrum(h *hdrhistogram.Histogram, d ranks) []Percentile {
 	var out []Percentile
 	for i := 0; i <= 40; i++ {
 		// x from 0 to 4 nines in steps of 0.1.
 		x := float64(i) / 10
 		q := 100 * (1 - math.Pow(10, -x))
-		v := h.ValueAtQuantile(q)
+		v := d.at(q)
 		if i == 0 {
 			v = h.Min()
 		}
 		out = append(out, Percentile{Percentile: round(q, 4), Ms: round(float64(v)/1000, 3)})
 	}
-	out = append(out, Percentile{Percentile: 100, Ms: round(float64(max(h.Max(), maxUs))/1000, 3)})
+	out = append(out, Percentile{Percentile: 100, Ms: round(float64(d.top)/1000, 3)})
 	return out
 }
 
@@ -320,9 +362,9 @@ func lagOf(h *hdrhistogram.Histogram, maxUs, over int64) *Lag {
 	if h.TotalCount() == 0 {
 		return &Lag{}
 	}
+	d := ranksOf(h, maxUs)
 	ms := func(us int64) float64 { return round(float64(us)/1000, 3) }
-	return &Lag{P50Ms: ms(h.ValueAtQuantile(50)), P99Ms: ms(h.ValueAtQuantile(99)), MaxMs: ms(max(h.Max(), maxUs)),
-		Events: h.TotalCount(), OverRange: over}
+	return &Lag{P50Ms: ms(d.at(50)), P99Ms: ms(d.at(99)), MaxMs: ms(d.top), Events: h.TotalCount(), OverRange: over}
 }
 
 func round(x float64, places int) float64 {
