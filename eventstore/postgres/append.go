@@ -109,14 +109,28 @@ func (s *Store) commitLoop() {
 			group = append(group, r)
 		case <-s.stop:
 			<-s.gathering
-			// Write what was queued before Close, then stop.
+			// Write what was queued before Close, then stop. In groups, as
+			// before Close: one append at a time, a database that does not
+			// answer would hold each of them, and Close, for a whole
+			// groupTimeout (TestCloseDuringAStallAnswersTheQueueInGroups).
 			for {
-				select {
-				case r := <-s.queue:
-					s.commitGroup([]*request{r})
-				default:
+				group = group[:0]
+				n, b := 0, 0
+			take:
+				for n < s.opts.MaxGroupEvents && b < s.opts.MaxGroupBytes {
+					select {
+					case r := <-s.queue:
+						group = append(group, r)
+						n += len(r.events)
+						b += r.bytes
+					default:
+						break take
+					}
+				}
+				if len(group) == 0 {
 					return
 				}
+				s.commitGroup(group)
 			}
 		}
 		n, b := len(group[0].events), group[0].bytes
