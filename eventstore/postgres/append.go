@@ -77,6 +77,23 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 }
 
+// takeQueued adds to group, which holds n events of b bytes, the appends
+// already queued, without waiting, while the group is under
+// MaxGroupEvents and MaxGroupBytes.
+func (s *Store) takeQueued(group []*request, n, b int) ([]*request, int, int) {
+	for n < s.opts.MaxGroupEvents && b < s.opts.MaxGroupBytes {
+		select {
+		case r := <-s.queue:
+			group = append(group, r)
+			n += len(r.events)
+			b += r.bytes
+		default:
+			return group, n, b
+		}
+	}
+	return group, n, b
+}
+
 // maxHoldBack bounds how long a committer holds back a small group while
 // another is in flight. A group commits in a few milliseconds; one that
 // takes longer is stuck (a network stall, a lock held outside the store),
@@ -114,37 +131,15 @@ func (s *Store) commitLoop() {
 			// answer would hold each of them, and Close, for a whole
 			// groupTimeout (TestCloseDuringAStallAnswersTheQueueInGroups).
 			for {
-				group = group[:0]
-				n, b := 0, 0
-			take:
-				for n < s.opts.MaxGroupEvents && b < s.opts.MaxGroupBytes {
-					select {
-					case r := <-s.queue:
-						group = append(group, r)
-						n += len(r.events)
-						b += r.bytes
-					default:
-						break take
-					}
-				}
+				group, _, _ = s.takeQueued(group[:0], 0, 0)
 				if len(group) == 0 {
 					return
 				}
 				s.commitGroup(group)
 			}
 		}
-		n, b := len(group[0].events), group[0].bytes
-	drain:
-		for n < s.opts.MaxGroupEvents && b < s.opts.MaxGroupBytes {
-			select {
-			case r := <-s.queue:
-				group = append(group, r)
-				n += len(r.events)
-				b += r.bytes
-			default:
-				break drain
-			}
-		}
+		var n, b int
+		group, n, b = s.takeQueued(group, len(group[0].events), group[0].bytes)
 		if n < s.opts.MinOverlapEvents && b < s.opts.MaxGroupBytes && s.inFlight.Load() > 0 {
 			hold.Reset(maxHoldBack)
 		gather:
