@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/brainhq/eventstream/aggregates"
@@ -179,8 +180,9 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 //
 // Four eyes: an approval whose CreateApproval named its requester
 // (RequestedBy) is consumed by someone else. A ConsumedBy that is the
-// requester (compared without surrounding white space and ignoring case)
-// is refused with ErrSelfApproval, and a blank one with
+// requester (compared without surrounding white space and invisible
+// control and format characters, and ignoring case) is refused with
+// ErrSelfApproval, and a blank one (only such characters) with
 // ErrApproverUnnamed, since it could be the requester; both last, after
 // the token and mission checks (so a wrong token is token_mismatch
 // whoever presents it), consuming nothing, and recorded as
@@ -258,7 +260,7 @@ func unknownApprovalMessage(id string) string { return "no approval " + id }
 // refuse an approver who is, or may be, the approval's requester, or a
 // nil rule.
 func fourEyes(requestedBy, consumedBy string) (*aggregates.RuleError, InvalidReason, string) {
-	requester, approver := strings.TrimSpace(requestedBy), strings.TrimSpace(consumedBy)
+	requester, approver := principal(requestedBy), principal(consumedBy)
 	switch {
 	case requester == "":
 		return nil, "", ""
@@ -268,6 +270,21 @@ func fourEyes(requestedBy, consumedBy string) (*aggregates.RuleError, InvalidRea
 		return ErrSelfApproval, ReasonSelfApproval, fmt.Sprintf("%s requested the approval and cannot grant it", requester)
 	}
 	return nil, "", ""
+}
+
+// principal is a name as four eyes compares it: without the control and
+// format characters (U+200B ZERO WIDTH SPACE and the like), which show
+// nothing, and without surrounding white space. Otherwise "planner\u200b"
+// would be another principal than "planner", though an approval's reader
+// sees one name, and a requester could grant its own request; and an
+// approver named only by such characters would name no one.
+func principal(name string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.In(r, unicode.Cc, unicode.Cf) {
+			return -1
+		}
+		return r
+	}, name))
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a

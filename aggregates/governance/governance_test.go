@@ -922,6 +922,43 @@ func TestApprovalFourEyes(t *testing.T) {
 	}
 }
 
+// Characters that show nothing do not make another principal: the
+// requester with a zero-width space (or another format or control
+// character) around or inside its name is still the requester, and an
+// approver named only by such characters names no one. Each is refused
+// and recorded as the plain name would be, and the approval stays
+// unconsumed. Before, "planner\u200b" consumed planner's own request, and
+// the log showed an approval granted by someone who reads as "planner".
+func TestApprovalFourEyesSeesThroughInvisibleCharacters(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			id, token := newApproval(t, env) // requested by "planner"
+			for _, c := range []struct {
+				by     string
+				rule   error
+				reason governance.InvalidReason
+			}{
+				{"planner\u200b", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{"\u200bPlanner", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{"plan\u00adner", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{" planner\u2060 ", governance.ErrSelfApproval, governance.ReasonSelfApproval},
+				{"\u200b", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+				{"\u200b \ufeff", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+			} {
+				res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
+				fourEyesRecorded(t, env, id, c.by, res, err, c.rule, c.reason)
+			}
+			res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
+			if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.ConsumedBy != "alice" {
+				t.Fatalf("another approver: %v", err)
+			}
+		})
+	}
+}
+
 // fourEyesRecorded checks that a ConsumeApproval presented by "by" was
 // refused with rule, consumed nothing, and wrote exactly one event: an
 // ir.approval_invalid v2 with reason for the approval's tenant (t1),
