@@ -261,6 +261,13 @@ func TestValidateIRRefusals(t *testing.T) {
 	dup.Steps[1].ID = dup.Steps[0].ID
 	badAction := ir("ir-4", 0)
 	badAction.Steps[0].Action = "Not An Action"
+	// Two step ids that differ only in bytes that are not UTF-8 would be
+	// stored as one ("a\ufffd" twice): the verdict would be on another
+	// plan than the one judged.
+	badUTF8 := ir("ir-5", 0, 1)
+	badUTF8.Steps[0].ID, badUTF8.Steps[1].ID = "a\xff", "a\xfe"
+	badUTF8Action := ir("ir-6", 0)
+	badUTF8Action.Steps[0].Action = "http.get\xff"
 	for _, c := range []struct {
 		name string
 		ir   governance.IR
@@ -271,6 +278,8 @@ func TestValidateIRRefusals(t *testing.T) {
 		{"duplicate step ids", dup, governance.ErrMalformedIR},
 		{"tier out of range", ir("ir-3", 4), governance.ErrMalformedIR},
 		{"action breaking the schema", badAction, eventstore.ErrValidation},
+		{"step ids not valid UTF-8", badUTF8, governance.ErrMalformedIR},
+		{"action not valid UTF-8", badUTF8Action, governance.ErrMalformedIR},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := dt.Head(t, env.Store)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"unicode/utf8"
 )
 
 // Step is one step of an IR: an action and its risk tier (0 to 3).
@@ -27,7 +28,9 @@ const EscalationTier = 2
 // MaxTier is the highest risk tier.
 const MaxTier = 3
 
-// check returns what is wrong with the IR's shape, if anything.
+// check returns what is wrong with the IR's shape, if anything: no steps,
+// a step without an id or action, two steps with one id, a tier outside
+// 0..MaxTier, or an id or action that is not valid UTF-8.
 func (ir IR) check() error {
 	if len(ir.Steps) == 0 {
 		return fmt.Errorf("the IR has no steps")
@@ -37,6 +40,11 @@ func (ir IR) check() error {
 		switch {
 		case s.ID == "":
 			return fmt.Errorf("step %d has no id", i)
+		case !utf8.ValidString(s.ID) || !utf8.ValidString(s.Action):
+			// JSON holds U+FFFD for the bad bytes: the verdict would be
+			// recorded for another plan than the one judged (two step ids
+			// differing only there would be one).
+			return fmt.Errorf("step %d: its id %q or action %q is not valid UTF-8", i, s.ID, s.Action)
 		case seen[s.ID]:
 			return fmt.Errorf("step id %q is used twice", s.ID)
 		case s.Action == "":
