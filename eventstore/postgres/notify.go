@@ -29,11 +29,17 @@ type notifier struct {
 	// up, minutes later; meanwhile every live subscription would wait for
 	// its safety poll.
 	idle, pingTimeout time.Duration
+	// setupTimeout bounds connecting and LISTEN. A server that accepts
+	// the connection and then says nothing (a stalled failover, a proxy
+	// whose backend is gone) would otherwise hold the reconnect until
+	// TCP gives up, and the subscriptions would wait for their safety
+	// poll all that time.
+	setupTimeout time.Duration
 }
 
 func newNotifier(s *Store) *notifier {
 	return &notifier{s: s, wakes: map[chan struct{}]struct{}{}, done: make(chan struct{}),
-		idle: 10 * time.Second, pingTimeout: 5 * time.Second}
+		idle: 10 * time.Second, pingTimeout: 5 * time.Second, setupTimeout: 10 * time.Second}
 }
 
 // add registers a subscription's wake channel, starting the LISTEN
@@ -121,18 +127,21 @@ func (n *notifier) listen(ctx context.Context) {
 // listenOnce listens until the connection fails; listened reports whether
 // it got as far as LISTEN.
 func (n *notifier) listenOnce(ctx context.Context) (listened bool, err error) {
-	conn, err := pgx.ConnectConfig(ctx, n.s.pool.Config().ConnConfig.Copy())
+	sctx, cancelSetup := context.WithTimeout(ctx, n.setupTimeout)
+	defer cancelSetup()
+	conn, err := pgx.ConnectConfig(sctx, n.s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("connecting: %w", err)
 	}
 	defer func() {
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		conn.Close(c)
 	}()
-	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{n.s.channel}.Sanitize()); err != nil {
-		return false, err
+	if _, err := conn.Exec(sctx, `LISTEN `+pgx.Identifier{n.s.channel}.Sanitize()); err != nil {
+		return false, fmt.Errorf("LISTEN: %w", err)
 	}
+	cancelSetup()
 	// Anything committed while we were not listening must be picked up.
 	n.wakeLocal()
 	for {

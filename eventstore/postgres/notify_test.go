@@ -76,53 +76,7 @@ func TestSilentListenConnectionIsReplaced(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	u, _ := pgtest.Schema(t)
-	writer, err := Open(ctx, u, testRegistryInternal(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close()
-
-	bh := newBlackholeProxy(t)
-	cfg, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", bh.port()
-	cfg.ConnConfig.Fallbacks = nil
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	app := "es-silent-test-" + hex.EncodeToString(b[:])
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	reader, err := New(ctx, pool, testRegistryInternal(t), Options{SkipMigrate: true, PollInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close()
-	reader.notifier.idle, reader.notifier.pingTimeout = 200*time.Millisecond, 300*time.Millisecond
-
-	sub, err := reader.Subscribe(ctx, eventstore.SubscribeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	for {
-		var n int
-		err := writer.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = $1 AND query LIKE 'LISTEN%' AND state = 'idle'`, app).Scan(&n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break // the reader listens
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	writer, _, bh, sub := listeningThroughBlackhole(ctx, t)
 	// The LISTEN connection works: an event of the other process arrives.
 	res, err := writer.Append(ctx, "silent", eventstore.NoStream, thingEvent(1))
 	if err != nil {
@@ -166,6 +120,124 @@ func TestSilentListenConnectionIsReplaced(t *testing.T) {
 	}
 }
 
+// listeningThroughBlackhole opens a writer store directly and a reader
+// store whose connections go through a blackholeProxy, with a safety poll
+// of an hour and short LISTEN health checks, subscribes with the reader and
+// returns once the reader's LISTEN connection is idle on the server.
+func listeningThroughBlackhole(ctx context.Context, t *testing.T) (writer, reader *Store, bh *blackholeProxy, sub eventstore.Subscription) {
+	t.Helper()
+	u, _ := pgtest.Schema(t)
+	writer, err := Open(ctx, u, testRegistryInternal(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close() })
+
+	bh = newBlackholeProxy(t)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", bh.port()
+	cfg.ConnConfig.Fallbacks = nil
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	app := "es-silent-test-" + hex.EncodeToString(b[:])
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	reader, err = New(ctx, pool, testRegistryInternal(t), Options{SkipMigrate: true, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reader.Close() })
+	reader.notifier.idle, reader.notifier.pingTimeout = 200*time.Millisecond, 300*time.Millisecond
+	reader.notifier.setupTimeout = 500 * time.Millisecond
+
+	sub, err = reader.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	for {
+		var n int
+		err := writer.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND query LIKE 'LISTEN%' AND state = 'idle'`, app).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return writer, reader, bh, sub // the reader listens
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestListenReconnectToASilentServerGivesUp replaces a silent LISTEN
+// connection while the server accepts new connections and answers none
+// of them (a failover in progress, a proxy whose backend is gone). The
+// reconnect must give up on such a connection and try again: once the
+// server answers, an event appended by another process reaches the
+// subscription, whose safety poll is an hour.
+func TestListenReconnectToASilentServerGivesUp(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	writer, _, bh, sub := listeningThroughBlackhole(ctx, t)
+
+	before := bh.accepted.Load()
+	bh.silentNew.Store(true)
+	if !bh.silence("LISTEN") {
+		t.Fatal("no connection of the reader sent LISTEN")
+	}
+	// Wait for the reconnect to reach the silent server.
+	for bh.accepted.Load() == before {
+		if ctx.Err() != nil {
+			t.Fatal("the silent LISTEN connection was never replaced")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Take the wake-up of the lost connection, then leave the reconnect
+	// with the silent server for longer than its setup bound.
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if evs, err := sub.Next(short); err == nil {
+		t.Fatalf("Next with nothing appended: %d events", len(evs))
+	}
+	time.Sleep(time.Second)
+	bh.silentNew.Store(false)
+
+	type result struct {
+		evs []eventstore.Event
+		err error
+	}
+	next := make(chan result, 1)
+	go func() {
+		nctx, ncancel := context.WithTimeout(ctx, 20*time.Second)
+		defer ncancel()
+		evs, err := sub.Next(nctx)
+		next <- result{evs, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // Next has read nothing and waits
+	res, err := writer.Append(ctx, "silent-setup", eventstore.NoStream, thingEvent(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-next
+	if r.err != nil {
+		t.Fatalf("Next after the server stopped answering new connections for a while: %v (the reconnect never gave up)", r.err)
+	}
+	if len(r.evs) != 1 || r.evs[0].ID != res.Events[0].ID {
+		t.Fatalf("Next: %d events, want the appended one", len(r.evs))
+	}
+	if n := bh.accepted.Load() - before; n < 2 {
+		t.Fatalf("%d connections reached the proxy after the cut, want a silent one and a working one", n)
+	}
+}
+
 func testRegistryInternal(t *testing.T) *schemas.Registry {
 	t.Helper()
 	reg, err := schemas.Load(schemas.Embedded(), os.DirFS("testdata/schemas"))
@@ -192,6 +264,10 @@ type blackholeProxy struct {
 	mu     sync.Mutex
 	links  []*blackholeLink
 	wg     sync.WaitGroup
+	// silentNew makes connections accepted while it is set silent from
+	// their first byte: a server that accepts and never answers.
+	silentNew atomic.Bool
+	accepted  atomic.Int64
 }
 
 type blackholeLink struct {
@@ -241,6 +317,8 @@ func (p *blackholeProxy) accept() {
 			continue
 		}
 		l := &blackholeLink{client: c, server: s}
+		l.silent.Store(p.silentNew.Load())
+		p.accepted.Add(1)
 		p.mu.Lock()
 		p.links = append(p.links, l)
 		p.mu.Unlock()
