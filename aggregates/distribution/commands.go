@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -25,7 +26,21 @@ var (
 	ErrTenant           = aggregates.Rule("distribution-tenant", "a distribution belongs to the tenant that created it")
 	ErrBlank            = aggregates.Rule("text-not-blank", "a title, channel, tag, niche, keyword or reason has a visible character")
 	ErrUnknownChannel   = aggregates.Rule("channel-known", "a distribution's channel is one of Channels()")
+	ErrTextEncoding     = aggregates.Rule("text-utf8", "a distribution's text is valid UTF-8")
 )
+
+// refuseInvalidText refuses the first of values that is not valid UTF-8:
+// JSON stores U+FFFD for its bad bytes, so what is read back is not what
+// was decided (two niche names differing only there would be one name,
+// held by two niches).
+func refuseInvalidText(what string, values ...string) error {
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			return aggregates.Refuse(ErrTextEncoding, "%s %q is not valid UTF-8", what, v)
+		}
+	}
+	return nil
+}
 
 // refuseBlankReason refuses a reason that is given but shows nothing; no
 // reason at all is omitted from the event.
@@ -117,6 +132,9 @@ func (c Create) Decide(a *agg) ([]any, error) {
 		}
 		return nil, aggregates.Refuse(ErrExists, "it offers course %s on %s", s.CourseID, s.Channel)
 	}
+	if err := refuseInvalidText("title", c.Title); err != nil {
+		return nil, err
+	}
 	if err := refuseBlank("title", c.Title); err != nil {
 		return nil, err
 	}
@@ -158,11 +176,17 @@ func (c Update) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrNoChanges, "no field given")
 	}
 	if in.Title != nil {
+		if err := refuseInvalidText("title", *in.Title); err != nil {
+			return nil, err
+		}
 		if err := refuseBlank("title", *in.Title); err != nil {
 			return nil, err
 		}
 	}
 	if in.Tags != nil {
+		if err := refuseInvalidText("tag", *in.Tags...); err != nil {
+			return nil, err
+		}
 		if err := refuseBlank("tag", *in.Tags...); err != nil {
 			return nil, err
 		}
@@ -296,6 +320,12 @@ func (c CreateMicroNiche) AggregateID() string { return c.DistributionID }
 
 func (c CreateMicroNiche) Decide(a *agg) ([]any, error) {
 	if err := live(a); err != nil {
+		return nil, err
+	}
+	if err := refuseInvalidText("niche", c.Niche); err != nil {
+		return nil, err
+	}
+	if err := refuseInvalidText("keyword", c.Keywords...); err != nil {
 		return nil, err
 	}
 	if id, ok := a.State.Niches[c.Niche]; ok {

@@ -205,6 +205,33 @@ func TestMicroNicheNamesAreUnique(t *testing.T) {
 	dt.Refused(t, env.Store, before, err, distribution.ErrNicheExists)
 }
 
+// Text that is not valid UTF-8 is refused, with nothing written: JSON
+// stores U+FFFD for its bad bytes. Before, niches "go\xff" and "go\xfe"
+// were both accepted, one after the other, and stored as one name,
+// "go\ufffd", held by two niches; the title read back was not the one
+// decided.
+func TestInvalidUTF8TextIsRefused(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	id, _ := create(t, env)
+	for _, c := range []aggregates.Command[distribution.State]{
+		distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go\xff"},
+		distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go", Keywords: []string{"k\xfe"}},
+		distribution.Update{DistributionID: id, Changes: distribution.Changes{Title: ptr("Go\xff")}},
+		distribution.Update{DistributionID: id, Changes: distribution.Changes{Tags: &[]string{"go\xff"}}},
+		distribution.Create{DistributionID: uuid.NewString(), CourseID: uuid.NewString(), Channel: distribution.ChannelWeb, Title: "Go\xff"},
+	} {
+		before := dt.Head(t, env.Store)
+		_, err := env.Distributions.Handle(ctx, dt.Meta(), c)
+		dt.Refused(t, env.Store, before, err, distribution.ErrTextEncoding)
+	}
+	// The second of two names that JSON would store as one is refused too.
+	do(t, env, distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go\ufffd"})
+	before := dt.Head(t, env.Store)
+	_, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go\xfe"})
+	dt.Refused(t, env.Store, before, err, distribution.ErrTextEncoding)
+}
+
 func TestVersionBumpsFollowSemver(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
