@@ -734,7 +734,7 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	if err != nil {
 		return res, err
 	}
-	defer func() { closeConn(conn) }() // the last session's
+	defer func() { r.closeConn(conn) }() // the last session's
 
 	var schema string
 	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
@@ -801,7 +801,7 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 			if !a.broke || ctx.Err() != nil {
 				return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
 			}
-			closeConn(conn)
+			r.closeConn(conn)
 			if !r.pauseAfterBreak(ctx, name, again, err) {
 				return res, ctx.Err()
 			}
@@ -845,7 +845,7 @@ func (r *Runtime) lockBuild(ctx context.Context, home, name string) (*pgx.Conn, 
 		err = fmt.Errorf("%w: a rebuild of %q is already running", ErrBusy, name)
 	}
 	if err != nil {
-		closeConn(conn)
+		r.closeConn(conn)
 		return nil, err
 	}
 	return conn, nil
@@ -878,7 +878,7 @@ func (r *Runtime) reopenBuild(ctx context.Context, home, name string, gen int, s
 		from, err = loadCheckpoint(ctx, conn, name, gen)
 	}
 	if err != nil {
-		closeConn(conn)
+		r.closeConn(conn)
 		return nil, eventstore.Position{}, err
 	}
 	return conn, from, nil
@@ -995,7 +995,7 @@ func (r *Runtime) CancelRebuild(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer closeConn(conn)
+	defer r.closeConn(conn)
 	got, err := tryLock(ctx, conn, r.buildLockKey(home, name))
 	if err != nil {
 		return err

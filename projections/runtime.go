@@ -176,14 +176,39 @@ func (r *Runtime) connect(ctx context.Context, purpose string) (*pgx.Conn, error
 // server ends a closed session, and releases its locks, only some time
 // after the client has gone: without the release, a caller that retries
 // at once (a Rebuild after a failed one) could find its own lock still
-// held and be told ErrBusy. A broken connection has nothing to release.
-func closeConn(conn *pgx.Conn) {
+// held and be told ErrBusy.
+//
+// A connection that cannot release them itself (closed by pgx when the
+// caller's context ended during a statement, or left in a transaction)
+// leaves a backend that may still be running that statement, holding the
+// locks, for as long as the statement lasts: a Rebuild or CatchUp
+// cancelled while its handler ran, and called again at once, would be
+// told that it is "already running". So the statement is cancelled (by
+// the connection's own cancel key, which cannot reach another session),
+// and closeConn waits, a few seconds at most, until the server holds no
+// advisory lock for that backend any more.
+func (r *Runtime) closeConn(conn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if !conn.IsClosed() && conn.PgConn().TxStatus() == 'I' {
-		_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`); err == nil {
+			_ = conn.Close(ctx)
+			return
+		}
 	}
+	pid := conn.PgConn().PID()
 	_ = conn.Close(ctx)
+	if pid == 0 {
+		return
+	}
+	_ = conn.PgConn().CancelRequest(ctx)
+	for {
+		var held bool
+		err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory')`, int64(pid)).Scan(&held)
+		if err != nil || !held || !sleep(ctx, 10*time.Millisecond) {
+			return
+		}
+	}
 }
 
 // tryLock takes a session advisory lock on conn without waiting.

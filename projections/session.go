@@ -111,7 +111,7 @@ func (r *Runtime) hold(ctx context.Context, home string, p *registered) (*holdin
 	ok := false
 	defer func() {
 		if !ok {
-			closeConn(conn)
+			r.closeConn(conn)
 		}
 	}()
 	got, err := tryLock(ctx, conn, r.runLockKey(home, p.Name))
@@ -173,7 +173,7 @@ func (r *Runtime) session(ctx context.Context, home string, p *registered, break
 	if err != nil {
 		return err
 	}
-	defer closeConn(h.conn)
+	defer r.closeConn(h.conn)
 	st := r.stats[p.Name]
 	st.start(h.gen, h.pos)
 	defer st.stop()
@@ -278,7 +278,7 @@ func (r *Runtime) CatchUp(ctx context.Context, name string, maxRate float64) (ev
 		a.breaks = breaks
 		err = r.drain(ctx, a, h.pos, maxRate, nil)
 		st.stop()
-		closeConn(h.conn)
+		r.closeConn(h.conn)
 		pos = a.pos
 		if err == nil || !a.broke || ctx.Err() != nil {
 			return pos, err
