@@ -245,7 +245,9 @@ func (r *Runtime) measure(ctx context.Context, l *Lag, gapless bool, now time.Ti
 		from = page.Next
 	}
 	if !gapless {
-		l.LagEvents = counted
+		// Pages are counted whole, so the count may pass the cap by up
+		// to a page; what is promised is a count up to the cap.
+		l.LagEvents = min(counted, countCap)
 	}
 	return nil
 }
