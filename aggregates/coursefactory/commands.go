@@ -2,6 +2,7 @@ package coursefactory
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/brainhq/eventstream/aggregates"
 )
@@ -22,7 +23,22 @@ var (
 	ErrDeployNotCompleted = aggregates.Rule("deploy-after-completion", "only a completed course is deployed")
 	ErrCourseTenant       = aggregates.Rule("course-tenant", "a course belongs to the tenant that requested it")
 	ErrBlank              = aggregates.Rule("text-not-blank", "a topic, title, headline or failure reason has a visible character")
+	ErrTextEncoding       = aggregates.Rule("text-utf8", "a course's text is valid UTF-8")
 )
+
+// refuseInvalidText refuses the first of fields (name, value pairs) that
+// is not valid UTF-8. JSON cannot hold such text: the stored payload
+// would have U+FFFD for its bad bytes, so the course read back would
+// differ from the one decided (and a deployment repeated with the same
+// URL would not match the stored one, and be recorded again).
+func refuseInvalidText(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if !utf8.ValidString(fields[i+1]) {
+			return aggregates.Refuse(ErrTextEncoding, "%s %q is not valid UTF-8", fields[i], fields[i+1])
+		}
+	}
+	return nil
+}
 
 // refuseBlank refuses the first of fields (name, value pairs) that is
 // blank.
@@ -89,6 +105,9 @@ func (c RequestGeneration) Decide(a *agg) ([]any, error) {
 	if a.Exists() && a.State.Workflow != Failed {
 		return nil, aggregates.Refuse(ErrAlreadyRequested, "the course is %s", a.State.Workflow)
 	}
+	if err := refuseInvalidText("topic", c.Topic, "requested_by", c.RequestedBy, "language", c.Language); err != nil {
+		return nil, err
+	}
 	if err := refuseBlank("topic", c.Topic); err != nil {
 		return nil, err
 	}
@@ -128,6 +147,14 @@ func (c CreateOutline) AggregateID() string { return c.CourseID }
 func (c CreateOutline) Decide(a *agg) ([]any, error) {
 	if err := require(a, "create outline", Outlining); err != nil {
 		return nil, err
+	}
+	if err := refuseInvalidText("title", c.Title, "summary", c.Summary); err != nil {
+		return nil, err
+	}
+	for _, l := range c.Lessons {
+		if err := refuseInvalidText(fmt.Sprintf("slot %d's title", l.Slot), l.Title); err != nil {
+			return nil, err
+		}
 	}
 	if err := refuseBlank("title", c.Title); err != nil {
 		return nil, err
@@ -174,6 +201,9 @@ func (c GenerateLesson) Decide(a *agg) ([]any, error) {
 	if a.State.Lessons[c.Slot] {
 		return nil, aggregates.Refuse(ErrLessonTwice, "slot %d is already generated", c.Slot)
 	}
+	if err := refuseInvalidText("lesson title", c.Title, "content_uri", c.ContentURI); err != nil {
+		return nil, err
+	}
 	if err := refuseBlank("lesson title", c.Title); err != nil {
 		return nil, err
 	}
@@ -215,6 +245,9 @@ func (c CreateLandingPage) Decide(a *agg) ([]any, error) {
 	}
 	if a.State.HasLanding {
 		return nil, aggregates.Refuse(ErrLandingPageTwice, "the course already has a landing page")
+	}
+	if err := refuseInvalidText("headline", c.Headline, "slug", c.Slug); err != nil {
+		return nil, err
 	}
 	if err := refuseBlank("headline", c.Headline); err != nil {
 		return nil, err
@@ -283,6 +316,9 @@ func (c Fail) Decide(a *agg) ([]any, error) {
 	}
 	// A failure says why (course.generation.failed requires a reason);
 	// none is the module's refusal, not the schema's.
+	if err := refuseInvalidText("reason", c.Reason); err != nil {
+		return nil, err
+	}
 	if err := refuseBlank("reason", c.Reason); err != nil {
 		return nil, err
 	}
@@ -308,6 +344,11 @@ func (c DeployStaging) Decide(a *agg) ([]any, error) {
 		return nil, aggregates.Refuse(ErrDeployNotCompleted, "the course is %s", a.State.Workflow)
 	}
 	if err := require(a, "deploy to staging", Completed, Deployed); err != nil {
+		return nil, err
+	}
+	// Before the comparison with the stored URL, which has U+FFFD where
+	// such a URL has its bad bytes: the same deployment would not match.
+	if err := refuseInvalidText("staging_url", c.StagingURL); err != nil {
 		return nil, err
 	}
 	if url, ok := a.State.Deployments[c.DistributionID]; ok && url == c.StagingURL {

@@ -437,3 +437,81 @@ func TestAnotherTenantReusingALandedCommandIDLearnsNothing(t *testing.T) {
 		})
 	}
 }
+
+// Text that is not valid UTF-8 cannot be stored as it is: the JSON payload
+// holds U+FFFD for each bad byte. Before, a course requested with topic
+// "Go\xff" came back from Handle with that topic and from Load with
+// "Go\ufffd", and a DeployStaging repeated with the same such URL did not
+// match the stored URL and was recorded a second time. Such text is
+// refused, typed, and nothing is written.
+func TestTextThatIsNotUTF8IsRefused(t *testing.T) {
+	t.Parallel()
+	for _, b := range dt.Backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, b, domain.Options{})
+			for _, c := range []struct {
+				name string
+				from cf.WorkflowState
+				cmd  func(id string) aggregates.Command[cf.State]
+			}{
+				{"topic", "", func(id string) aggregates.Command[cf.State] {
+					return cf.RequestGeneration{CourseID: id, Topic: "Go\xff"}
+				}},
+				{"requester", "", func(id string) aggregates.Command[cf.State] {
+					return cf.RequestGeneration{CourseID: id, Topic: "Go", RequestedBy: "u\xfe"}
+				}},
+				{"outline title", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+					return cf.CreateOutline{CourseID: id, Title: "Go\xff", Lessons: []cf.LessonSlot{{1, "a"}}}
+				}},
+				{"outline summary", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+					return cf.CreateOutline{CourseID: id, Title: "Go", Summary: "s\xc3", Lessons: []cf.LessonSlot{{1, "a"}}}
+				}},
+				{"lesson slot title", cf.Outlining, func(id string) aggregates.Command[cf.State] {
+					return cf.CreateOutline{CourseID: id, Title: "Go", Lessons: []cf.LessonSlot{{1, "a"}, {2, "b\xff"}}}
+				}},
+				{"lesson title", cf.Generating, func(id string) aggregates.Command[cf.State] {
+					return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "Goroutines\xff"}
+				}},
+				{"lesson content URI", cf.Generating, func(id string) aggregates.Command[cf.State] {
+					return cf.GenerateLesson{CourseID: id, Slot: 1, Title: "Goroutines", ContentURI: "s3://courses/\xff.md"}
+				}},
+				{"headline", cf.Generating, func(id string) aggregates.Command[cf.State] {
+					return cf.CreateLandingPage{CourseID: id, Headline: "Learn Go\xff", Slug: "go"}
+				}},
+				{"failure reason", cf.Generating, func(id string) aggregates.Command[cf.State] {
+					return cf.Fail{CourseID: id, Reason: "timeout\xff"}
+				}},
+				{"staging URL", cf.Completed, func(id string) aggregates.Command[cf.State] {
+					return cf.DeployStaging{CourseID: id, DistributionID: uuid.NewString(), StagingURL: "https://staging.example.com/\xff"}
+				}},
+			} {
+				id := uuid.NewString()
+				if c.from != "" {
+					id = course(t, env, c.from)
+				}
+				// Twice: a refused command stays refused (before, the second
+				// deployment was recorded again).
+				for range 2 {
+					before := dt.Head(t, env.Store)
+					_, err := env.Courses.Handle(ctx, dt.Meta(), c.cmd(id))
+					var re *aggregates.RuleError
+					if !errors.As(err, &re) || re.Rule != "text-utf8" {
+						t.Fatalf("%s: error = %v, want a text-utf8 refusal", c.name, err)
+					}
+					dt.Refused(t, env.Store, before, err, cf.ErrTextEncoding)
+				}
+			}
+			// Valid text is stored and read back as decided.
+			id := uuid.NewString()
+			res := do(t, env, cf.RequestGeneration{CourseID: id, Topic: "Go \u00e9\u00e8 \U0001F680"})
+			a, err := env.Courses.Load(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := a.State.Topic, res.Aggregate.State.Topic; got != want {
+				t.Fatalf("topic read back %q, decided %q", got, want)
+			}
+		})
+	}
+}
