@@ -27,6 +27,7 @@ var (
 	ErrBlank            = aggregates.Rule("text-not-blank", "a title, channel, tag, niche, keyword or reason has a visible character")
 	ErrUnknownChannel   = aggregates.Rule("channel-known", "a distribution's channel is one of Channels()")
 	ErrTextEncoding     = aggregates.Rule("text-utf8", "a distribution's text is valid UTF-8")
+	ErrNicheIDExists    = aggregates.Rule("niche-id-unique", "a micro-niche id names one micro-niche of the distribution")
 )
 
 // refuseInvalidText refuses the first of values that is not valid UTF-8:
@@ -308,7 +309,9 @@ func (c RecordEnrollmentClick) Decide(a *agg) ([]any, error) {
 	return []any{EnrollmentClicked{DistributionID: a.ID, CourseID: a.State.CourseID, VisitorID: c.VisitorID}}, nil
 }
 
-// CreateMicroNiche adds a targeted variant; niche names are unique.
+// CreateMicroNiche adds a targeted variant; niche names are unique, and so
+// are niche ids: a second niche of a name, or under an id in use, is
+// refused, whatever its other fields.
 type CreateMicroNiche struct {
 	DistributionID string
 	NicheID        string
@@ -330,6 +333,13 @@ func (c CreateMicroNiche) Decide(a *agg) ([]any, error) {
 	}
 	if id, ok := a.State.Niches[c.Niche]; ok {
 		return nil, aggregates.Refuse(ErrNicheExists, "niche %q exists as %s", c.Niche, id)
+	}
+	// The id names the niche (the event's niche_id): one id under two
+	// names would be two niches that readers keyed by id take for one.
+	for name, id := range a.State.Niches {
+		if id == c.NicheID {
+			return nil, aggregates.Refuse(ErrNicheIDExists, "niche id %s is niche %q", id, name)
+		}
 	}
 	if err := refuseBlank("niche", c.Niche); err != nil {
 		return nil, err

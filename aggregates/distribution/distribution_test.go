@@ -205,6 +205,41 @@ func TestMicroNicheNamesAreUnique(t *testing.T) {
 	dt.Refused(t, env.Store, before, err, distribution.ErrNicheExists)
 }
 
+// A niche id names one micro-niche of the distribution. Before, a second
+// CreateMicroNiche with the id of an existing niche and another name was
+// recorded: the stream then held two niches under one id. It is refused,
+// typed, and nothing is written; the same id with the same name stays the
+// niche-unique refusal of any second niche of a name.
+func TestMicroNicheIDsAreUnique(t *testing.T) {
+	t.Parallel()
+	for _, b := range dt.Backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, b, domain.Options{})
+			id, _ := create(t, env)
+			niche := uuid.NewString()
+			do(t, env, distribution.CreateMicroNiche{DistributionID: id, NicheID: niche, Niche: "go for sres"})
+			for _, c := range []struct {
+				name string
+				want error
+			}{{"go for data engineers", distribution.ErrNicheIDExists}, {"go for sres", distribution.ErrNicheExists}} {
+				before := dt.Head(t, env.Store)
+				_, err := env.Distributions.Handle(ctx, dt.Meta(), distribution.CreateMicroNiche{DistributionID: id, NicheID: niche, Niche: c.name})
+				var re *aggregates.RuleError
+				if !errors.As(err, &re) {
+					t.Fatalf("niche %q under a used id: error = %v, want a refusal", c.name, err)
+				}
+				dt.Refused(t, env.Store, before, err, c.want)
+			}
+			// Another id is still another niche.
+			res := do(t, env, distribution.CreateMicroNiche{DistributionID: id, NicheID: uuid.NewString(), Niche: "go for data engineers"})
+			if got, want := len(res.Aggregate.State.Niches), 2; got != want {
+				t.Fatalf("%d niches, want %d", got, want)
+			}
+		})
+	}
+}
+
 // Text that is not valid UTF-8 is refused, with nothing written: JSON
 // stores U+FFFD for its bad bytes. Before, niches "go\xff" and "go\xfe"
 // were both accepted, one after the other, and stored as one name,
