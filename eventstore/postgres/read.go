@@ -350,8 +350,10 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	if from > 1 {
 		b.Queue(`SELECT EXISTS (SELECT 1 FROM events WHERE stream = $1)`, stream).QueryRow(func(row pgx.Row) error { return row.Scan(&exists) })
 	}
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, storeErr("read stream", err)
+	rctx, done := s.readCtx(ctx)
+	defer done()
+	if err := s.pool.SendBatch(rctx, b).Close(); err != nil {
+		return nil, s.closedErr(storeErr("read stream", err))
 	}
 	if len(evs) == 0 && (from <= 1 || !exists) {
 		return nil, fmt.Errorf("%w: %q", eventstore.ErrStreamNotFound, stream)
@@ -397,9 +399,11 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	if opts.From.Prepare > opts.From.Commit && from < math.MaxInt64 {
 		from++ // Pos(Commit) is before From (positions compare by Commit, then Prepare)
 	}
-	evs, through, end, err := s.readFrom(ctx, from, limit, opts.Types, opts.TenantID)
+	rctx, done := s.readCtx(ctx)
+	defer done()
+	evs, through, end, err := s.readFrom(rctx, from, limit, opts.Types, opts.TenantID)
 	if err != nil {
-		return eventstore.Page{}, err
+		return eventstore.Page{}, s.closedErr(err)
 	}
 	page := eventstore.Page{Events: evs, Next: opts.From, End: end}
 	if through >= from {
@@ -497,9 +501,11 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	if s.isClosed() {
 		return eventstore.Position{}, eventstore.ErrClosed
 	}
+	rctx, done := s.readCtx(ctx)
+	defer done()
 	var head int64
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&head); err != nil {
-		return eventstore.Position{}, storeErr("head", err)
+	if err := s.pool.QueryRow(rctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&head); err != nil {
+		return eventstore.Position{}, s.closedErr(storeErr("head", err))
 	}
 	return eventstore.Pos(uint64(head)), nil
 }

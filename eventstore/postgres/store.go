@@ -123,9 +123,9 @@ type Store struct {
 	closed       bool
 
 	notifier *notifier
-	// closing is cancelled by Close: a subscription's read in progress
-	// (on a network that hangs, say) ends with it instead of holding its
-	// Next, and Close, until the database answers.
+	// closing is cancelled by Close: a read in progress (on a network that
+	// hangs, say), a subscription's or a plain one, ends with it instead of
+	// holding its caller, and Close, until the database answers.
 	closing       context.Context
 	cancelClosing context.CancelFunc
 
@@ -373,6 +373,24 @@ func (s *Store) Close() error {
 		s.pool.Close()
 	}
 	return nil
+}
+
+// readCtx is ctx, also cancelled by Close: a read that the database does
+// not answer (the network to it hangs) ends with Close instead of holding
+// its caller until its own deadline. done releases it.
+func (s *Store) readCtx(ctx context.Context) (rctx context.Context, done func()) {
+	rctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closing, cancel)
+	return rctx, func() { stop(); cancel() }
+}
+
+// closedErr is eventstore.ErrClosed for a read that failed once Close ran
+// (cut short by it, or refused by a pool it closed), else err.
+func (s *Store) closedErr(err error) error {
+	if err != nil && s.closing.Err() != nil {
+		return eventstore.ErrClosed
+	}
+	return err
 }
 
 func (s *Store) isClosed() bool {
