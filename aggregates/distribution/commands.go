@@ -184,6 +184,19 @@ func (c Update) Decide(a *agg) ([]any, error) {
 			return nil, err
 		}
 	}
+	// Before the comparisons with the stored values, which have U+FFFD
+	// where such text has its bad bytes: the same update would not match.
+	for _, f := range []struct {
+		what string
+		v    *string
+	}{{"description", in.Description}, {"currency", in.Currency}, {"staging URL", in.StagingURL}} {
+		if f.v == nil {
+			continue
+		}
+		if err := refuseInvalidText(f.what, *f.v); err != nil {
+			return nil, err
+		}
+	}
 	if in.Tags != nil {
 		if err := refuseInvalidText("tag", *in.Tags...); err != nil {
 			return nil, err
@@ -229,6 +242,9 @@ func (c Delete) Decide(a *agg) ([]any, error) {
 	if err := live(a); err != nil {
 		return nil, err
 	}
+	if err := refuseInvalidText("reason", c.Reason); err != nil {
+		return nil, err
+	}
 	if err := refuseBlankReason(c.Reason); err != nil {
 		return nil, err
 	}
@@ -265,6 +281,9 @@ func (c Unpublish) Decide(a *agg) ([]any, error) {
 	if !a.State.Published {
 		return nil, aggregates.Refuse(ErrNotPublished, "unpublish: the distribution is not published")
 	}
+	if err := refuseInvalidText("reason", c.Reason); err != nil {
+		return nil, err
+	}
 	if err := refuseBlankReason(c.Reason); err != nil {
 		return nil, err
 	}
@@ -287,6 +306,12 @@ func (c RecordView) Decide(a *agg) ([]any, error) {
 	if !a.State.Published {
 		return nil, aggregates.Refuse(ErrNotPublished, "view: the distribution is not published")
 	}
+	if err := refuseInvalidText("visitor id", c.VisitorID); err != nil {
+		return nil, err
+	}
+	if err := refuseInvalidText("referrer", c.Referrer); err != nil {
+		return nil, err
+	}
 	return []any{Viewed{DistributionID: a.ID, CourseID: a.State.CourseID, VisitorID: c.VisitorID, Referrer: c.Referrer}}, nil
 }
 
@@ -305,6 +330,9 @@ func (c RecordEnrollmentClick) Decide(a *agg) ([]any, error) {
 	}
 	if !a.State.Published {
 		return nil, aggregates.Refuse(ErrNotPublished, "enrollment click: the distribution is not published")
+	}
+	if err := refuseInvalidText("visitor id", c.VisitorID); err != nil {
+		return nil, err
 	}
 	return []any{EnrollmentClicked{DistributionID: a.ID, CourseID: a.State.CourseID, VisitorID: c.VisitorID}}, nil
 }
@@ -375,6 +403,9 @@ func (c BumpVersion) Decide(a *agg) ([]any, error) {
 	}
 	if c.To != "" && c.To != next.String() {
 		return nil, aggregates.Refuse(ErrBadBump, "a %s bump of %s gives %s, not %s", c.Bump, from, next, c.To)
+	}
+	if err := refuseInvalidText("reason", c.Reason); err != nil {
+		return nil, err
 	}
 	if err := refuseBlankReason(c.Reason); err != nil {
 		return nil, err

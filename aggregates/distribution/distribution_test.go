@@ -267,6 +267,47 @@ func TestInvalidUTF8TextIsRefused(t *testing.T) {
 	dt.Refused(t, env.Store, before, err, distribution.ErrTextEncoding)
 }
 
+// The rest of a distribution's text is refused too when it is not valid
+// UTF-8. Before, an Update of the description or staging URL to such text
+// was recorded, and the same Update again was recorded a second time (the
+// stored value, with U+FFFD, never matched it), so an update that changes
+// nothing wrote events; a reason, visitor id or referrer was read back
+// otherwise than decided.
+func TestOtherInvalidUTF8TextIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, b := range dt.Backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, b, domain.Options{})
+			id, _ := create(t, env)
+			pub, _ := create(t, env)
+			do(t, env, distribution.Publish{DistributionID: pub})
+			for _, c := range []aggregates.Command[distribution.State]{
+				distribution.Update{DistributionID: id, Changes: distribution.Changes{Description: ptr("About Go\xff")}},
+				distribution.Update{DistributionID: id, Changes: distribution.Changes{StagingURL: ptr("https://staging.example.com/\xff")}},
+				distribution.Update{DistributionID: id, Changes: distribution.Changes{Currency: ptr("EU\xff")}},
+				distribution.Delete{DistributionID: id, Reason: "retired\xff"},
+				distribution.BumpVersion{DistributionID: id, Bump: distribution.Patch, Reason: "fix\xfe"},
+				distribution.Unpublish{DistributionID: pub, Reason: "rework\xff"},
+				distribution.RecordView{DistributionID: pub, VisitorID: "v\xff"},
+				distribution.RecordView{DistributionID: pub, VisitorID: "v1", Referrer: "news\xfe"},
+				distribution.RecordEnrollmentClick{DistributionID: pub, VisitorID: "v\xc3"},
+			} {
+				// Twice: before, the second Update was recorded again.
+				for range 2 {
+					before := dt.Head(t, env.Store)
+					_, err := env.Distributions.Handle(ctx, dt.Meta(), c)
+					var re *aggregates.RuleError
+					if !errors.As(err, &re) || re.Rule != "text-utf8" {
+						t.Fatalf("%+v: error = %v, want a text-utf8 refusal", c, err)
+					}
+					dt.Refused(t, env.Store, before, err, distribution.ErrTextEncoding)
+				}
+			}
+		})
+	}
+}
+
 func TestVersionBumpsFollowSemver(t *testing.T) {
 	t.Parallel()
 	env := dt.Memory(t, domain.Options{})
