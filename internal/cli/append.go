@@ -59,8 +59,8 @@ envelope; "stream" may be left out when --stream is given):
 
 Every line is validated before anything is written. Events are appended
 per stream, in file order, one atomic batch per stream (split every 10,000
-events); a line that fails validation is reported with its line number and
-nothing is written. Lines with ids already stored with the same content
+events, and where a batch would pass 64 MiB); a line that fails
+validation is reported with its line number and nothing is written. Lines with ids already stored with the same content
 are skipped, so a file can be appended again safely. A UTF-8 byte order
 mark at the very start of the file is ignored (anywhere else it is
 refused).`,
@@ -218,23 +218,20 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 	if err != nil {
 		return err
 	}
-	for _, sb := range batches {
-		for start := 0; start < len(sb.lines); start += eventstore.MaxBatchEvents {
-			chunk := sb.lines[start:min(start+eventstore.MaxBatchEvents, len(sb.lines))]
-			if _, err := v.Check(sb.stream, expected, eventsOf(chunk)); err != nil {
-				return placeError(name, chunk, err)
-			}
+	chunks := make([][][]fileLine, len(batches))
+	for i, sb := range batches {
+		if chunks[i], err = checkedChunks(v, name, sb, expected); err != nil {
+			return err
 		}
 	}
 	var outs []appendOutput
-	for _, sb := range batches {
+	for i, sb := range batches {
 		exp := expected
 		var last eventstore.AppendResult
-		for start := 0; start < len(sb.lines); start += eventstore.MaxBatchEvents {
-			chunk := sb.lines[start:min(start+eventstore.MaxBatchEvents, len(sb.lines))]
+		for j, chunk := range chunks[i] {
 			res, err := b.Store.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
 			if err != nil {
-				if len(outs) > 0 || start > 0 {
+				if len(outs) > 0 || j > 0 {
 					a.writes = false
 					err = fmt.Errorf("%w (streams before %s are appended; %s from this line on is not)", err, sb.stream, sb.stream)
 				}
@@ -261,6 +258,40 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 		t.row(o.Stream, len(batches[i].lines), o.Version, o.Position)
 	}
 	return t.flush()
+}
+
+// checkedChunks validates one stream's lines and splits them into the
+// appends the store takes: at most MaxBatchEvents events, and at most
+// MaxAppendBytes of payloads and encoded metas, each. The validator itself
+// says where the bytes run out (the event that passes the limit), so a
+// stream is split only where one append could not carry it; before, a
+// stream of valid events that passed MaxAppendBytes together was refused
+// whole, naming the line of its first event.
+func checkedChunks(v *eventstore.Validator, name string, sb *streamBatch, expected eventstore.ExpectedVersion) ([][]fileLine, error) {
+	var out [][]fileLine
+	for lines := sb.lines; len(lines) > 0; {
+		// The payloads alone first, as Check weighs them before it
+		// checks the events (that refusal names no event to cut at).
+		n, payloads := 0, 0
+		for n < len(lines) && n < eventstore.MaxBatchEvents && (n == 0 || payloads+len(lines[n].event.Payload) <= eventstore.MaxAppendBytes) {
+			payloads += len(lines[n].event.Payload)
+			n++
+		}
+		chunk := lines[:n]
+		_, err := v.Check(sb.stream, expected, eventsOf(chunk))
+		var ve *eventstore.ValidationError
+		if errors.As(err, &ve) && ve.Rule == "batch-bytes" && ve.Index > 0 {
+			// The events before it are checked and fit: they are one
+			// append, and the rest is checked from that event on.
+			chunk, err = chunk[:ve.Index], nil
+		}
+		if err != nil {
+			return nil, placeError(name, chunk, err)
+		}
+		out = append(out, chunk)
+		lines = lines[len(chunk):]
+	}
+	return out, nil
 }
 
 func eventsOf(lines []fileLine) []eventstore.Event {

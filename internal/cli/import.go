@@ -64,7 +64,7 @@ Timestamps are set by the target store when the events are written.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&restart, "restart", false, "ignore a checkpoint of an interrupted import and start from the first line")
-	f.IntVar(&batchSize, "batch", 1000, fmt.Sprintf("most events per append (consecutive events of one stream; keeping versions, an append also stays within %d KiB)", eventstore.DefaultImportBatchBytes>>10))
+	f.IntVar(&batchSize, "batch", 1000, fmt.Sprintf("most events per append (consecutive events of one stream; an append also stays within %d KiB)", eventstore.DefaultImportBatchBytes>>10))
 	f.StringVar(&versions, "expected-versions", "source", "source: keep the file's stream versions; any: append after what each stream holds")
 	return cmd
 }
@@ -347,10 +347,25 @@ func (a *app) appendRun(ctx context.Context, s eventstore.Store, run []eventstor
 	return cs.written, cs.present, nil
 }
 
-// appendAny appends a run at Any; if some of it is stored and some not (an
-// import over a partly imported history), it appends event by event, each
-// idempotent by id.
+// appendAny appends a run at Any, in appends of at most
+// eventstore.DefaultImportBatchBytes (as eventstore.Import bounds the runs
+// that keep their versions): one append of the whole run, up to --batch
+// events of up to 1 MiB each, could pass eventstore.MaxAppendBytes and be
+// refused half way through an import whose every line was valid. If some
+// of an append is stored and some not (an import over a partly imported
+// history), it appends event by event, each idempotent by id.
 func appendAny(ctx context.Context, s eventstore.Store, run []eventstore.Event) error {
+	for len(run) > 0 {
+		n := appendRunLength(run, eventstore.DefaultImportBatchBytes)
+		if err := appendAnyOnce(ctx, s, run[:n]); err != nil {
+			return err
+		}
+		run = run[n:]
+	}
+	return nil
+}
+
+func appendAnyOnce(ctx context.Context, s eventstore.Store, run []eventstore.Event) error {
 	_, err := s.Append(ctx, run[0].Stream, eventstore.Any, run...)
 	if err == nil || len(run) == 1 || !errors.Is(err, eventstore.ErrDuplicateEvent) {
 		return err
@@ -361,6 +376,26 @@ func appendAny(ctx context.Context, s eventstore.Store, run []eventstore.Event) 
 		}
 	}
 	return nil
+}
+
+// appendRunLength is how many events at the head of events (at least one)
+// weigh at most maxBytes together, by their payloads and encoded metas. The
+// meta's encoding here may differ from the validator's by a few bytes per
+// escaped character; maxBytes is far below eventstore.MaxAppendBytes, and
+// one event is at most eventstore.MaxEventBytes, so an append of this
+// length is always within the limit.
+func appendRunLength(events []eventstore.Event, maxBytes int) int {
+	size := 0
+	for i, e := range events {
+		meta, err := eventstore.AppendMeta(nil, e.Meta)
+		if err != nil {
+			return max(i, 1) // the append refuses this event: say so there
+		}
+		if size += len(e.Payload) + len(meta); size > maxBytes && i > 0 {
+			return i
+		}
+	}
+	return len(events)
 }
 
 // countingStore counts the events its successful appends return: written
