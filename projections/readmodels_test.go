@@ -68,12 +68,13 @@ func TestSecurityAlerts(t *testing.T) {
 		return ev(alerts.DAGDiffFailed, 1, tenant, map[string]any{"ir_id": ir, "ir_sha256": strings.Repeat("0f", 32), "severity": "critical",
 			"missing_steps": []string{"s2"}, "unexpected_nodes": []string{"n9"}, "changed_nodes": []string{}})
 	}
-	first := appendTo(t, store, "approval-a", invalid("acme", approval, "token_mismatch"))[0]
+	// Each in the stream governance records it in (alerts take no other).
+	first := appendTo(t, store, "approval-"+approval.String(), invalid("acme", approval, "token_mismatch"))[0]
 	fill(t, store, 30, 10) // unrelated events in between
-	appendTo(t, store, "approval-a", invalid("acme", approval, "token_mismatch"), invalid("acme", approval, "token_mismatch"))
-	appendTo(t, store, "approval-b", invalid("acme", other, "tenant_mismatch"), invalid("acme", other, "unknown_approval"))
-	appendTo(t, store, "ir-1", tamper("acme", "ir-1"), tamper("acme", "ir-1"))
-	last := appendTo(t, store, "ir-1b", tamper("globex", "ir-1"))[0]
+	appendTo(t, store, "approval-"+approval.String(), invalid("acme", approval, "token_mismatch"), invalid("acme", approval, "token_mismatch"))
+	appendTo(t, store, "approval-"+other.String(), invalid("acme", other, "tenant_mismatch"), invalid("acme", other, "unknown_approval"))
+	appendTo(t, store, "ir-ir-1", tamper("acme", "ir-1"), tamper("acme", "ir-1"))
+	last := appendTo(t, store, "ir-ir-1", tamper("globex", "ir-1"))[0]
 
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), alerts.Projection())

@@ -6,6 +6,14 @@
 // tenant, high for a requester granting its own request or an approval
 // presented for another mission), when it was first and last seen, and
 // how often.
+//
+// It shows what the governance module recorded: an event is an alert only
+// in the stream the module records it in, the stream of the approval or
+// IR its payload names (approval-<approval_id>, ir-<ir_id>; see
+// Alert.Stream), which the API lets no one else append to. The same types
+// appended raw anywhere else (a tenant's own stream, another approval's or
+// IR's) raise no alert and are not parked; the audit log records them, as
+// every event.
 package alerts
 
 import (
@@ -17,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/brainhq/eventstream/aggregates"
+	"github.com/brainhq/eventstream/aggregates/governance"
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 )
@@ -85,6 +95,14 @@ type Alert struct {
 	Reason   string
 	Severity string
 	IRID     string
+	// Stream is the stream the governance module records the event in:
+	// that of the approval or IR the payload names, as the module's
+	// repository names it (aggregates.StreamPrefix of the aggregate's
+	// name, then its id; analytics.OwnStream gives the same). The API
+	// refuses raw appends into those streams, so an event of the type
+	// anywhere else was appended raw by a tenant, not decided by the
+	// module: handle raises no alert for it.
+	Stream string
 }
 
 // Classify turns an event of a handled type into its alert.
@@ -103,7 +121,8 @@ func Classify(e eventstore.Event) (Alert, error) {
 		if !ok {
 			sev = "high" // a reason added later is worth a look until classified
 		}
-		return Alert{Type: "approval_invalid", Source: "approval:" + p.ApprovalID, Reason: p.Reason, Severity: sev, IRID: p.IRID}, nil
+		return Alert{Type: "approval_invalid", Source: "approval:" + p.ApprovalID, Reason: p.Reason, Severity: sev, IRID: p.IRID,
+			Stream: aggregates.StreamPrefix(governance.ApprovalAggregate) + p.ApprovalID}, nil
 	case DAGDiffFailed:
 		var p struct {
 			IRID     string `json:"ir_id"`
@@ -115,7 +134,8 @@ func Classify(e eventstore.Event) (Alert, error) {
 		if p.Severity == "" {
 			p.Severity = "critical"
 		}
-		return Alert{Type: "dag_tampering", Source: "ir:" + p.IRID, Reason: "dag_diff_failed", Severity: p.Severity, IRID: p.IRID}, nil
+		return Alert{Type: "dag_tampering", Source: "ir:" + p.IRID, Reason: "dag_diff_failed", Severity: p.Severity, IRID: p.IRID,
+			Stream: aggregates.StreamPrefix(governance.IRAggregate) + p.IRID}, nil
 	}
 	return Alert{}, projections.Permanent(fmt.Errorf("alerts: unexpected event type %q", e.Type))
 }
@@ -161,8 +181,16 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		if err != nil {
 			return err
 		}
+		if e.Stream != a.Stream {
+			// Appended raw, not recorded by the module: no alert, and
+			// nothing to retry (see Alert.Stream).
+			continue
+		}
 		b.Queue(upsert, e.Meta.TenantID, a.Type, a.Source, a.Reason, a.Severity, e.Type, nullable(a.IRID),
 			e.Timestamp, e.ID, int64(e.Position.Commit), int64(e.Position.Prepare), e.Stream, nullable(e.Meta.CorrelationID), string(e.Payload))
+	}
+	if b.Len() == 0 {
+		return nil
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("alerts: %w", err)

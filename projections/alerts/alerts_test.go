@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/alerts"
+	"github.com/brainhq/eventstream/projections/analytics"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -255,4 +257,90 @@ func caughtUp(t *testing.T, store eventstore.Store, dom *aggregates.Registry, up
 		t.Fatalf("parked %+v (%v), want none", parked, err)
 	}
 	return db
+}
+
+// TestRawAppendedLookAlikesRaiseNoAlert: the refused approval and the
+// tampered DAG the governance module records become alerts; events of the
+// same types that a tenant appended raw (Store.Append, or the HTTP API's
+// append, which refuses raw appends only into the modules' streams) into
+// a stream of its own, or into the stream of another approval or IR than
+// the one they name, raise none and are not parked. Before, the
+// projection took every such event as the module's, so any tenant could
+// forge critical alerts.
+func TestRawAppendedLookAlikesRaiseNoAlert(t *testing.T) {
+	t.Parallel()
+	store, dom, svc := domainOnPostgres(t)
+	acme := aggregates.CommandMeta{TenantID: "acme"}
+
+	// What the module decided: a wrong token, and a tampered DAG.
+	id := uuid.NewString()
+	if _, _, err := svc.Governance.CreateApproval(ctx, acme, governance.CreateApproval{ApprovalID: id, IRID: "ir-real"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Governance.ConsumeApproval(ctx, acme, governance.ConsumeApproval{ApprovalID: id, Token: "wrong"}); !errors.Is(err, governance.ErrTokenMismatch) {
+		t.Fatalf("wrong token: %v, want %v", err, governance.ErrTokenMismatch)
+	}
+	plan := governance.IR{ID: "ir-real", Steps: []governance.Step{{ID: "a", Action: "http.get", Tier: 0}, {ID: "b", Action: "http.get", Tier: 1}}}
+	if _, err := svc.Governance.ValidateIR(ctx, acme, governance.ValidateIR{IR: plan}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.Governance.CheckDAG(ctx, acme, governance.CheckDAG{IRID: "ir-real", Nodes: plan.Steps[:1]})
+	if err != nil || len(res.Events) != 1 || res.Events[0].Type != alerts.DAGDiffFailed {
+		t.Fatalf("tampered DAG: %+v, %v", res.Events, err)
+	}
+
+	// What a tenant appended raw.
+	invalid := func(approval, reason string) eventstore.Event {
+		b, _ := json.Marshal(map[string]any{"approval_id": approval, "ir_id": "ir-real", "reason": reason, "attempted_by": "mallory"})
+		return eventstore.Event{Type: alerts.ApprovalInvalid, Source: "test", Payload: b, Meta: eventstore.Meta{SchemaVersion: 2, TenantID: "acme"}}
+	}
+	tamper := func(ir string) eventstore.Event {
+		b, _ := json.Marshal(map[string]any{"ir_id": ir, "ir_sha256": strings.Repeat("0f", 32), "severity": "critical",
+			"missing_steps": []string{"b"}, "unexpected_nodes": []string{}, "changed_nodes": []string{}})
+		return eventstore.Event{Type: alerts.DAGDiffFailed, Source: "test", Payload: b, Meta: eventstore.Meta{SchemaVersion: 1, TenantID: "acme"}}
+	}
+	other, fake := uuid.NewString(), uuid.NewString()
+	for stream, evs := range map[string][]eventstore.Event{
+		"web-x":                 {invalid(id, "tenant_mismatch"), invalid(fake, "token_mismatch"), tamper("ir-real"), tamper("ir-fake")},
+		"approval-" + other:     {invalid(id, "tenant_mismatch")},
+		"ir-ir-other":           {tamper("ir-real")},
+		"approval-" + id + "-x": {invalid(id, "already_consumed")},
+	} {
+		if _, err := store.Append(ctx, stream, eventstore.Any, evs...); err != nil {
+			t.Fatalf("raw append into %s: %v", stream, err)
+		}
+	}
+
+	db := caughtUp(t, store, dom, true)
+	rows, err := db.Query(ctx, `SELECT concat_ws(' ', tenant_id, alert_type, source, reason, severity, occurrences, last_stream)
+		FROM security_alerts ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"acme approval_invalid approval:" + id + " token_mismatch high 1 approval-" + id,
+		"acme dag_tampering ir:ir-real dag_diff_failed critical 1 ir-ir-real",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("security_alerts:\n%s\nwant only the module's\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The stream an alert must come from is the one analytics counts the
+// same event's outcome in (analytics.OwnStream): the read models agree on
+// which governance events the module recorded.
+func TestAlertStreamIsAnalyticsOwnStream(t *testing.T) {
+	t.Parallel()
+	payload, _ := json.Marshal(map[string]any{"approval_id": uuid.NewString(), "ir_id": "ir-1", "reason": "token_mismatch"})
+	for _, typ := range []string{alerts.ApprovalInvalid, alerts.DAGDiffFailed} {
+		a, err := alerts.Classify(eventstore.Event{Type: typ, Payload: payload})
+		want, module := analytics.OwnStream(typ, payload)
+		if err != nil || !module || a.Stream != want {
+			t.Errorf("%s: alert stream %q (%v), analytics.OwnStream %q", typ, a.Stream, err, want)
+		}
+	}
 }
