@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -141,23 +142,30 @@ func TestDeadLetterKeyMigrationRunsTwice(t *testing.T) {
 }
 
 // Run refuses a database whose runtime migrations lag behind the binary:
-// parking would otherwise fail on the missing key by id and position.
+// parking would otherwise fail on the missing key by id and position
+// (migration 2), and a reaction on the missing key by stream and version
+// of processed_events (migration 3).
 func TestRunRefusesARuntimeNotMigratedToTheDeadLetterKey(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	pool := database(t)
-	mem, err := memory.New(registry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
-	rt := newRuntime(t, pool, mem, fastConfig(), audit.Projection())
-	if _, err := pool.Exec(ctx, `DELETE FROM eventstream_migrations WHERE component = $1 AND version = 2`, projections.Component); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second) // Run lasts as long as its context unless refused
-	defer cancel()
-	if err := rt.Run(rctx); !errors.Is(err, projections.ErrNotMigrated) {
-		t.Fatalf("Run on a runtime at migration 1: %v, want ErrNotMigrated", err)
+	for _, at := range []int{1, 2} {
+		t.Run(fmt.Sprintf("at migration %d", at), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool := database(t)
+			mem, err := memory.New(registry(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { mem.Close() })
+			rt := newRuntime(t, pool, mem, fastConfig(), audit.Projection())
+			if _, err := pool.Exec(ctx, `DELETE FROM eventstream_migrations WHERE component = $1 AND version > $2`, projections.Component, at); err != nil {
+				t.Fatal(err)
+			}
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second) // Run lasts as long as its context unless refused
+			defer cancel()
+			if err := rt.Run(rctx); !errors.Is(err, projections.ErrNotMigrated) {
+				t.Fatalf("Run on a runtime at migration %d: %v, want ErrNotMigrated", at, err)
+			}
+		})
 	}
 }

@@ -29,8 +29,10 @@
 //     the old one through views, then swaps the views in one transaction.
 //   - Lag (position, head, lag in events and seconds, events/s, errors,
 //     parked) through Lag and as Prometheus metrics on a given Registerer.
-//   - Once gives consumers whose effect lies outside the read-model
-//     database (reactions) an idempotent processed_events guard.
+//   - OnceEvent gives consumers whose effect lies outside the read-model
+//     database (reactions) an idempotent processed_events guard, keyed by
+//     event id, stream and stream version, so that events sharing an id
+//     in two streams (EventStoreDB) are each acted on once.
 //
 // The read models live in sub-packages: audit, analytics, alerts and
 // catalog. docs/projections.md describes the design and its operation.

@@ -11,8 +11,10 @@ import (
 // Reaction returns a projection for a consumer whose effect lies outside
 // the read-model database, such as a reaction that appends commands to
 // the store: before it calls fn for an event, it records the event under
-// consumer with Once, in the transaction that commits the checkpoint, and
-// it skips events the consumer has already acted on. fn runs before that
+// consumer with OnceEvent (by id, stream and stream version, so that two
+// events with one id in two streams, as EventStoreDB allows, are acted on
+// each), in the transaction that commits the checkpoint, and it skips
+// events the consumer has already acted on. fn runs before that
 // transaction commits, so it runs again whenever the transaction does not
 // commit: after a crash between the two, and for the other events of a
 // batch in which one event fails (the runtime rolls the batch back and
@@ -28,7 +30,7 @@ func Reaction(name, consumer string, handles []EventType, fn func(ctx context.Co
 		Name:    name,
 		Handles: handles,
 		Handler: EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
-			first, err := Once(ctx, tx, consumer, e.ID)
+			first, err := OnceEvent(ctx, tx, consumer, e)
 			if err != nil || !first {
 				return err
 			}
