@@ -81,7 +81,7 @@ func reactionsProjection(rx *reactions.Reactions, reg *schemas.Registry) project
 		Handles: handles,
 		Handler: projections.EachEvent(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
 			for _, x := range byType[e.Type] {
-				first, err := projections.Once(ctx, tx, "reaction:"+x.Name, e.ID)
+				first, err := projections.OnceEvent(ctx, tx, "reaction:"+x.Name, e)
 				if err != nil {
 					return err
 				}
