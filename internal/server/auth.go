@@ -522,7 +522,13 @@ var ErrNoToken = errors.New("no such token")
 
 // Revoke revokes the tokens named name (or whose hash starts with name,
 // of at least 8 characters, compared literally: never as a LIKE pattern).
+// An empty name names no token (ErrNoToken): tokens created without a name
+// are stored with the name "", and an empty argument (a script's unset
+// variable) would revoke every one of them.
 func (t TokenTable) Revoke(ctx context.Context, name string) (int64, error) {
+	if name == "" {
+		return 0, ErrNoToken
+	}
 	tag, err := t.Pool.Exec(ctx, `UPDATE eventstream_api_tokens SET revoked_at = now()
 		WHERE revoked_at IS NULL AND (name = $1 OR (length($1) >= 8 AND left(token_sha256, length($1)) = $1))`, name)
 	if err != nil {

@@ -120,6 +120,32 @@ func TestRevokeMatchesAHashPrefixLiterally(t *testing.T) {
 	}
 }
 
+// TestRevokeOfAnEmptyNameRevokesNothing: tokens created without --name
+// are stored with the name "", so revoking "" (`eventstream tokens revoke
+// "$NAME"` with NAME unset) matched every unnamed token, the operators'
+// included, and cut them all off at once.
+func TestRevokeOfAnEmptyNameRevokesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, tt := tokenTable(t)
+	var secrets []string
+	for _, tenant := range []string{"acme", server.AllTenants} {
+		s, err := tt.Add(ctx, tenant, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, s)
+	}
+	if n, err := tt.Revoke(ctx, ""); !errors.Is(err, server.ErrNoToken) {
+		t.Errorf("revoke \"\": revoked %d tokens (%v), want ErrNoToken", n, err)
+	}
+	for _, secret := range secrets {
+		if _, ok, err := server.NewAuthenticator(tt).Authenticate(ctx, secret); err != nil || !ok {
+			t.Fatalf("an unnamed token was revoked by an empty name (%v)", err)
+		}
+	}
+}
+
 // clock is a test's clock: it moves only when told.
 type clock struct {
 	mu  sync.Mutex
