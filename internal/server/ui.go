@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
 )
 
@@ -318,7 +320,12 @@ func overTLS(r *http.Request) bool {
 // filters are the audit browser's query parameters.
 type filters struct {
 	Type, Stream, Tenant, Correlation, Since, Until string
-	Before                                          int64
+	// Before is the cursor of an older page: the position, both halves,
+	// of the last row of the page before it (zero: the newest page).
+	// Events of one transaction on EventStoreDB share a commit position,
+	// so the commit position alone would skip the rest of one that a
+	// page boundary cut.
+	Before eventstore.Position
 }
 
 func (f filters) values() url.Values {
@@ -379,9 +386,14 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		}
 	}
 	if b := q.Get("before"); b != "" {
-		if n, err := strconv.ParseInt(b, 10, 64); err == nil {
-			f.Before = n
+		pos, err := eventstore.ParsePosition(b)
+		// audit_events keeps positions as bigint.
+		if err != nil || pos.Commit > math.MaxInt64 || pos.Prepare > math.MaxInt64 {
+			v.Unavailable = fmt.Sprintf("before=%q: want a position (N or COMMIT/PREPARE, at most %d), as the Older events link gives.", b, int64(math.MaxInt64))
+			u.render(w, http.StatusBadRequest, "events", v)
+			return
 		}
+		f.Before = pos
 	}
 	var where []string
 	var args []any
@@ -421,8 +433,9 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		}
 		add("occurred_at "+t.op+" $%d", tm)
 	}
-	if f.Before > 0 {
-		add("position < $%d", f.Before)
+	if !f.Before.IsZero() {
+		args = append(args, int64(f.Before.Commit), int64(f.Before.Prepare))
+		where = append(where, fmt.Sprintf("(position, prepare_position) < ($%d, $%d)", len(args)-1, len(args)))
 	}
 	sql := `SELECT position, prepare_position, event_id, occurred_at, type, stream, version, tenant_id, coalesce(correlation_id, '') FROM audit_events`
 	if len(where) > 0 {
@@ -439,7 +452,7 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		u.unavailable(w, &v, err)
 		return
 	}
-	var last int64 // the position of the last row shown
+	var last eventstore.Position // the position of the last row shown
 	for rows.Next() {
 		var row eventRow
 		var pos, prep int64
@@ -455,7 +468,7 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 		}
 		row.Time = at.UTC().Format("2006-01-02 15:04:05.000")
 		if len(v.Rows) < uiPageSize {
-			last = pos
+			last = eventstore.Position{Commit: uint64(pos), Prepare: uint64(prep)}
 		}
 		v.Rows = append(v.Rows, row)
 	}
@@ -467,7 +480,7 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 	if len(v.Rows) > uiPageSize {
 		v.Rows, v.More = v.Rows[:uiPageSize], true
 		older := f.values()
-		older.Set("before", strconv.FormatInt(last, 10))
+		older.Set("before", last.String())
 		v.Older = "/ui/?" + older.Encode()
 	}
 	v.Lagging, v.LaggingAtLeast = u.auditLag(r.Context(), p)
