@@ -162,14 +162,32 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		return nil, err
 	}
 	var ran []Migration
+	if len(ms) > current {
+		// A transaction-local setting marks this transaction: it reverts
+		// when the transaction ends, so it is gone in one that a
+		// migration's SQL opened after ending this one (COMMIT; BEGIN).
+		if _, err := tx.Exec(ctx, `SELECT set_config('eventstream.migrate_tx', 'on', true)`); err != nil {
+			return nil, fmt.Errorf("migrate %s: %w", component, err)
+		}
+	}
 	for _, m := range ms[current:] {
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return nil, fmt.Errorf("migrate %s: %03d_%s: %w", component, m.Version, m.Name, err)
 		}
 		// A COMMIT or ROLLBACK in the SQL ends the transaction (and the
 		// caller's, under a savepoint) and releases the lock: what follows
-		// would run unlocked, each statement committed on its own.
-		if st := tx.Conn().PgConn().TxStatus(); st != 'T' {
+		// would run unlocked, each statement committed on its own, or in a
+		// transaction the SQL began again, which the status alone does not
+		// tell from this one.
+		ended := tx.Conn().PgConn().TxStatus() != 'T'
+		if !ended {
+			var mark string
+			if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('eventstream.migrate_tx', true), '')`).Scan(&mark); err != nil {
+				return nil, fmt.Errorf("migrate %s: %03d_%s: %w", component, m.Version, m.Name, err)
+			}
+			ended = mark != "on"
+		}
+		if ended {
 			return nil, fmt.Errorf("migrate %s: %03d_%s ends the transaction it runs in (COMMIT or ROLLBACK in its SQL); each migration runs in the transaction that records it: remove them, and check what it left behind", component, m.Version, m.Name)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)`,

@@ -517,3 +517,36 @@ func TestSchemaWithoutUsage(t *testing.T) {
 		t.Fatalf("Apply as a role without USAGE on the schema: %v, want an error naming the role and USAGE", err)
 	}
 }
+
+// TestMigrationCommittingAndBeginningAgainIsRefused: a migration that
+// commits and opens a transaction of its own (`COMMIT; ...; BEGIN;`, as
+// scripts written for tools that run each file in a transaction do, to
+// get a statement outside it) leaves a transaction open behind it, so the
+// transaction status alone does not show it. What ran before it was
+// committed and the lock released; the migrations after it ran unlocked,
+// and a failure among them left the schema half migrated. Apply must
+// refuse it as it refuses a bare COMMIT, and leave the earlier migrations
+// of the run unapplied.
+func TestMigrationCommittingAndBeginningAgainIsRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, end := range []string{"COMMIT", "ROLLBACK"} {
+		t.Run(end, func(t *testing.T) {
+			u, _ := pgtest.Schema(t)
+			c := connect(t, u)
+			ms := migrations(`CREATE TABLE a (x int)`, end+`; BEGIN; CREATE TABLE b (x int)`, `CREATE TABLE c (x int)`)
+			ran, err := migrate.Apply(ctx, c, component, ms)
+			if err == nil || !strings.Contains(err.Error(), "002_m2") || !strings.Contains(err.Error(), "COMMIT or ROLLBACK") {
+				t.Fatalf("Apply of a migration running %s; BEGIN: ran %d, %v; want an error naming 002_m2 and why", end, len(ran), err)
+			}
+			if tableExists(t, c, "c") {
+				t.Fatal("003 ran after 002 ended the transaction")
+			}
+			if end == "COMMIT" {
+				return // 001 was committed by 002's COMMIT, as the docs say
+			}
+			if tableExists(t, c, "b") {
+				t.Fatal("002 was recorded after it rolled 001 back")
+			}
+		})
+	}
+}
