@@ -13,9 +13,10 @@
 //     payloads of every tenant), the API tokens or the migrations: Grant
 //     revokes any such privilege and refuses a role that would still reach
 //     them.
-//   - A role that can create objects in the home schema or a generation's
-//     schema, or create schemas, is refused: the owner's unqualified SQL
-//     could resolve to what it plants.
+//   - A role that can create objects in the home schema, a generation's
+//     schema or another schema of the owner's search_path, or create
+//     schemas, is refused: the owner's unqualified SQL could resolve to
+//     what it plants.
 //   - Superusers, roles with BYPASSRLS, the tables' owner and the role
 //     running the command are refused: row-level security cannot hold them.
 //     So are REPLICATION roles and members of pg_execute_server_program,
@@ -245,11 +246,12 @@ func Grant(ctx context.Context, pool *pgxpool.Pool, tenant, role string, opts Op
 }
 
 // checkNoCreate refuses (rolling back) if role can create objects in the
-// home schema or a generation's schema, or create schemas: the owner's
-// unqualified SQL (Grant's own queries, the runtime's, OnPublish's) would
-// resolve to a function, aggregate or operator it planted, or to a schema
-// named like the owner ("$user" comes first in the default search_path),
-// and run it with the owner's rights.
+// home schema, a generation's schema or any other schema of the owner's
+// search_path (search_path=events,public reaches public too), or create
+// schemas: the owner's unqualified SQL (Grant's own queries, the
+// runtime's, OnPublish's) would resolve to a function, aggregate or
+// operator it planted, or to a schema named like the owner ("$user" comes
+// first in the default search_path), and run it with the owner's rights.
 func checkNoCreate(ctx context.Context, tx pgx.Tx, home, role string, pubs []projections.Publication) error {
 	schemas := []string{home}
 	for _, p := range pubs {
@@ -259,7 +261,8 @@ func checkNoCreate(ctx context.Context, tx pgx.Tx, home, role string, pubs []pro
 	err := tx.QueryRow(ctx, `SELECT CASE
 			WHEN has_database_privilege($1, current_database(), 'CREATE') THEN 'database ' || current_database()
 			ELSE (SELECT 'schema ' || n.nspname FROM pg_namespace n
-				WHERE n.nspname = ANY($2) AND has_schema_privilege($1, n.oid, 'CREATE') ORDER BY n.nspname LIMIT 1)
+				WHERE (n.nspname = ANY($2) OR n.nspname = ANY(current_schemas(false))) AND has_schema_privilege($1, n.oid, 'CREATE')
+				ORDER BY n.nspname LIMIT 1)
 		END`, role, schemas).Scan(&where)
 	if err != nil {
 		return fmt.Errorf("analysts: check role %s: %w", role, err)
