@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/google/uuid"
 )
 
 // DefaultImportBatchBytes bounds one append of Import and Copy: half of
@@ -109,7 +111,23 @@ func Copy(ctx context.Context, from, to Store, opts CopyOptions) (CopyProgress, 
 // (Exact(Version-1)) with its own id. It returns how many appends it sent.
 // Like Copy, it is idempotent: events to already holds are acknowledged as
 // retries, and a stream whose stored events differ is an error.
+//
+// Every event needs its id and its stream version: an event without
+// either is refused, as a *ValidationError naming its index, before
+// anything is written. (The store would give an event without an id a
+// new one, so a run could never recognise it as already imported, and
+// every later run would find the stream diverged.)
 func Import(ctx context.Context, to Store, events []Event, maxBatchBytes int) (appends int, err error) {
+	for i, e := range events {
+		switch {
+		case e.ID == uuid.Nil:
+			return 0, &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "required",
+				Message: "an imported event needs its id: Import keeps ids and is idempotent by them"}
+		case e.Version < 1:
+			return 0, &ValidationError{Index: i, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/version", Rule: "minimum",
+				Message: fmt.Sprintf("stream version %d: an imported event needs its stream version (from 1)", e.Version)}
+		}
+	}
 	appends, _, err = importEvents(ctx, to, events, maxBatchBytes)
 	return appends, err
 }

@@ -363,3 +363,45 @@ func TestCopy_RoundTripPostgresStandIn(t *testing.T) {
 		}
 	}
 }
+
+// TestImport_RefusesAnEventWithoutIDOrVersion: an event without its id
+// or its stream version is refused before anything is written, also when
+// it is not in the first append. An event without an id used to be
+// written under an id the store made up, then reported as an error, and
+// every later run of the import found the stream diverged.
+func TestImport_RefusesAnEventWithoutIDOrVersion(t *testing.T) {
+	t.Parallel()
+	reg := copyRegistry(t)
+	for _, c := range []struct {
+		name, pointer, rule string
+		spoil               func(*eventstore.Event)
+	}{
+		{"NoID", "/id", "required", func(e *eventstore.Event) { e.ID = uuid.Nil }},
+		{"NoVersion", "/version", "minimum", func(e *eventstore.Event) { e.Version = 0 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dst := memStore(t, reg)
+			events := make([]eventstore.Event, 3)
+			for i := range events {
+				events[i] = copyEvent(fmt.Sprint("x", i), 0)
+				events[i].Stream, events[i].Version = fmt.Sprint("s", i), 1
+			}
+			spoilt := events[2]
+			c.spoil(&spoilt)
+			_, err := eventstore.Import(t.Context(), dst, []eventstore.Event{events[0], events[1], spoilt}, 0)
+			var ve *eventstore.ValidationError
+			if !errors.As(err, &ve) || ve.Index != 2 || ve.Pointer != c.pointer || ve.Rule != c.rule {
+				t.Fatalf("Import with event 2 spoilt: %v, want a ValidationError for event 2 at %s (%s)", err, c.pointer, c.rule)
+			}
+			if h, err := dst.Head(t.Context()); err != nil || !h.IsZero() {
+				t.Fatalf("head after a refused import = %v, %v; want nothing written", h, err)
+			}
+			// Given what it lacked, the same import goes through.
+			if _, err := eventstore.Import(t.Context(), dst, events, 0); err != nil {
+				t.Fatal(err)
+			}
+			sameLog(t, "target", readLog(t, dst), events)
+		})
+	}
+}
