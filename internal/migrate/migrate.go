@@ -236,10 +236,15 @@ func checkApplied(ctx context.Context, tx pgx.Tx, component string, ms []Migrati
 		if rec.version != m.Version {
 			return 0, fmt.Errorf("migrate %s: the migrations table records version %d but not %03d_%s: it was edited by hand; restore the record if that migration ran", component, rec.version, m.Version, m.Name)
 		}
+		sum := Checksum(m.SQL)
 		if rec.name != m.Name {
+			// The same SQL under another name is a file renamed after it
+			// ran; other SQL, another branch's migration of that number.
+			if rec.checksum != nil && *rec.checksum == sum {
+				return 0, fmt.Errorf("migrate %s: migration %03d ran as %q but this program's %03d, with the same SQL, is named %q: it was renamed after it ran; give it back its name", component, m.Version, rec.name, m.Version, m.Name)
+			}
 			return 0, fmt.Errorf("migrate %s: migration %03d ran as %q but this program's %03d is %q: two migrations were given one number", component, m.Version, rec.name, m.Version, m.Name)
 		}
-		sum := Checksum(m.SQL)
 		if rec.checksum == nil {
 			if _, err := tx.Exec(ctx, `UPDATE eventstream_migrations SET checksum = $3 WHERE component = $1 AND version = $2`, component, m.Version, sum); err != nil {
 				return 0, fmt.Errorf("migrate %s: record the checksum of %03d_%s: %w", component, m.Version, m.Name, err)

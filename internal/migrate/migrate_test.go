@@ -300,7 +300,9 @@ func TestEditedMigrationIsRefused(t *testing.T) {
 }
 
 // TestRenamedMigrationIsRefused: two branches that each added a migration
-// 002 of their own: the database ran one, the program has the other.
+// 002 of their own: the database ran one, the program has the other; and
+// a migration whose file was renamed after it ran. Each is refused with
+// an error that says which it is.
 func TestRenamedMigrationIsRefused(t *testing.T) {
 	ctx := context.Background()
 	u, _ := pgtest.Schema(t)
@@ -308,11 +310,19 @@ func TestRenamedMigrationIsRefused(t *testing.T) {
 	if _, err := migrate.Apply(ctx, c, component, migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)); err != nil {
 		t.Fatal(err)
 	}
-	other := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)
+	other := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE c (x int)`)
 	other[1].Name = "other_branch"
 	_, err := migrate.Apply(ctx, c, component, other)
-	if err == nil || !strings.Contains(err.Error(), `"m2"`) || !strings.Contains(err.Error(), `"other_branch"`) {
-		t.Fatalf("Apply with another 002: %v, want an error naming both", err)
+	if err == nil || !strings.Contains(err.Error(), `"m2"`) || !strings.Contains(err.Error(), `"other_branch"`) || !strings.Contains(err.Error(), "one number") {
+		t.Fatalf("Apply with another 002: %v, want an error naming both, saying they share a number", err)
+	}
+	// The same SQL under a new name is the file renamed, and the error
+	// says so rather than blaming another branch.
+	renamed := migrations(`CREATE TABLE a (x int)`, `CREATE TABLE b (x int)`)
+	renamed[1].Name = "create_b"
+	_, err = migrate.Apply(ctx, c, component, renamed)
+	if err == nil || !strings.Contains(err.Error(), `"m2"`) || !strings.Contains(err.Error(), `"create_b"`) || !strings.Contains(err.Error(), "renamed") {
+		t.Fatalf("Apply with 002 renamed: %v, want an error naming both, saying it was renamed", err)
 	}
 }
 
