@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/google/uuid"
@@ -63,7 +64,7 @@ func (s *suite) testExpectedVersion(t *testing.T) {
 		t.Parallel()
 		mustAppend(t, st, "ev-exact", eventstore.NoStream, added("a"))
 		mustAppend(t, st, "ev-exact", eventstore.Exact(1), added("b"))
-		for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(1), eventstore.Exact(3), eventstore.Exact(0), eventstore.Exact(1 << 40)} {
+		for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(1), eventstore.Exact(3), eventstore.Exact(0), eventstore.Exact(1 << 40), eventstore.Exact(math.MaxInt64)} {
 			_, err := st.Append(ctx, "ev-exact", exp, added("c"))
 			wantConcurrency(t, err, "ev-exact", 2)
 			var ce *eventstore.ConcurrencyError
@@ -71,8 +72,10 @@ func (s *suite) testExpectedVersion(t *testing.T) {
 				t.Fatalf("ConcurrencyError.Expected = %s, want %s", ce.Expected, exp)
 			}
 		}
-		_, err := st.Append(ctx, "ev-exact-missing", eventstore.Exact(4), added("c"))
-		wantConcurrency(t, err, "ev-exact-missing", 0)
+		for _, exp := range []eventstore.ExpectedVersion{eventstore.Exact(4), eventstore.Exact(math.MaxInt64)} {
+			_, err := st.Append(ctx, "ev-exact-missing", exp, added("c"))
+			wantConcurrency(t, err, "ev-exact-missing", 0)
+		}
 		res := mustAppend(t, st, "ev-exact", eventstore.Exact(2), added("c"))
 		if got, want := res.Version(), int64(3); got != want {
 			t.Fatalf("version = %d, want %d", got, want)
