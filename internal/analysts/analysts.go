@@ -23,6 +23,9 @@
 //     pg_read_server_files, pg_write_server_files and pg_read_all_stats
 //     (pg_monitor), which read the data around it (the last through
 //     other sessions' query texts, where the log's writers send payloads).
+//   - A role that is a member of another tenant's analyst role, or has
+//     one among its members, is refused: one of them would read both
+//     tenants.
 //   - A new generation of a read model (a rebuild) is protected and
 //     granted in the transaction that publishes it, through OnPublish
 //     (projections.Config.OnPublish); without it the analysts lose access
@@ -212,6 +215,9 @@ func Grant(ctx context.Context, pool *pgxpool.Pool, tenant, role string, opts Op
 			ON CONFLICT (role_name) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, granted_at = now()`, role, tenant); err != nil {
 			return fmt.Errorf("analysts: record %s: %w", role, err)
 		}
+		if err := checkOneTenant(ctx, tx, role, tenant); err != nil {
+			return err
+		}
 		if err := revokeLog(ctx, tx, home, ident); err != nil {
 			return err
 		}
@@ -271,6 +277,30 @@ func checkNoCreate(ctx context.Context, tx pgx.Tx, home, role string, pubs []pro
 		return refuse("role %s has CREATE on %s (directly, through PUBLIC or a role it is a member of): objects it creates there would run with the owner's rights; revoke that first", role, *where)
 	}
 	return nil
+}
+
+// checkOneTenant refuses (rolling back) if role, granted tenant, is a
+// member of an analyst role of another tenant, or has one among its
+// members: the policy lets a role read the tenants of every analyst role
+// it uses, so one of them would read both tenants.
+func checkOneTenant(ctx context.Context, tx pgx.Tx, role, tenant string) error {
+	var other, otherTenant *string
+	var member bool
+	err := tx.QueryRow(ctx, `SELECT a.role_name, a.tenant_id, pg_has_role($1, r.oid, 'USAGE')
+		FROM eventstream_analysts a JOIN pg_roles r ON r.rolname = a.role_name
+		WHERE a.role_name <> $1 AND a.tenant_id <> $2
+			AND (pg_has_role($1, r.oid, 'USAGE') OR pg_has_role(r.oid, $1, 'USAGE'))
+		ORDER BY a.role_name LIMIT 1`, role, tenant).Scan(&other, &otherTenant, &member)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("analysts: check role %s: %w", role, err)
+	}
+	if member {
+		return refuse("role %s is a member of %s, the analyst role of tenant %s: it would read both tenants; revoke that membership first", role, *other, *otherTenant)
+	}
+	return refuse("role %s has %s, the analyst role of tenant %s, among its members: that role would read both tenants; revoke that membership first", role, *other, *otherTenant)
 }
 
 // Revoke removes role's mapping and its grants on the read models. The

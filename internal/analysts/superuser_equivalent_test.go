@@ -225,3 +225,39 @@ func (s *shared) refusedUnrecorded(t *testing.T, role, what, why string, err err
 		t.Errorf("the refused grant to %s was recorded (%v)", role, err)
 	}
 }
+
+// TestGrantRefusesARoleThatReadsAnotherTenantThroughAGroup: the policy
+// lets a role read the tenants of every analyst role it is a member of.
+// A role that is already a member of another tenant's analyst group
+// (grant-analyst --no-login) would, granted for acme, read globex too,
+// while grant-analyst says it reads acme. Grant must refuse it, naming
+// the group, and record nothing.
+func TestGrantRefusesARoleThatReadsAnotherTenantThroughAGroup(t *testing.T) {
+	s := newShared(t)
+	ctx := context.Background()
+	group := s.role(t, "an_group")
+	if _, err := analysts.Grant(ctx, s.pool, "globex", group, analysts.Options{NoLogin: true}); err != nil {
+		t.Fatal(err)
+	}
+	member := s.role(t, "an_member")
+	if _, err := s.pool.Exec(ctx, `CREATE ROLE `+member+` LOGIN IN ROLE `+group); err != nil {
+		t.Fatal(err)
+	}
+	_, err := analysts.Grant(ctx, s.pool, "acme", member, analysts.Options{})
+	if err == nil {
+		var all, foreign int
+		if err := s.as(t, member).QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE tenant_id <> 'acme') FROM audit_events`).Scan(&all, &foreign); err != nil {
+			t.Fatal(err)
+		}
+		t.Fatalf("Grant accepted a member of globex's analyst group as the analyst of acme; it reads %d rows, %d of other tenants", all, foreign)
+	}
+	s.refusedUnrecorded(t, member, "a member of globex's analyst group", group, err)
+	// A member of an analyst group of the same tenant is fine.
+	same := s.role(t, "an_same")
+	if _, err := s.pool.Exec(ctx, `CREATE ROLE `+same+` LOGIN IN ROLE `+group); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := analysts.Grant(ctx, s.pool, "globex", same, analysts.Options{}); err != nil {
+		t.Fatalf("Grant to a member of an analyst group of the same tenant: %v", err)
+	}
+}
