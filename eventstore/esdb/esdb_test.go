@@ -539,10 +539,29 @@ func TestStandIn_NextAtTheEnd(t *testing.T) {
 // ErrClosed transient: the subscription keeps its place, and the next
 // Next resumes after the last event it returned. A server drops
 // subscriptions (a restart, a leader election); after the drop, Next
-// reports it once, then subscribes again and delivers the rest of the log,
-// each event once.
+// reports it once, as ErrUnavailable, then subscribes again and delivers
+// the rest of the log, each event once. A node that stops being the leader
+// drops its subscriptions with "not leader" (gRPC NotFound), which the
+// subscription reports as the bare status: it was a generic error, which
+// the projection runtime counts as a failure of the event and the CLI
+// reports as a failed command, instead of an outage to wait out.
 func TestStandIn_SubscriptionResumesAfterADrop(t *testing.T) {
 	t.Parallel()
+	for _, c := range []struct {
+		name string
+		drop func(*esdbtest.Server)
+	}{
+		{"unavailable", (*esdbtest.Server).DropSubscriptions},
+		{"not leader", (*esdbtest.Server).DropSubscriptionsNotLeader},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			subscriptionResumesAfterADrop(t, c.drop)
+		})
+	}
+}
+
+func subscriptionResumesAfterADrop(t *testing.T, drop func(*esdbtest.Server)) {
 	st, srv := standInStore(t, registry(t), nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -557,7 +576,7 @@ func TestStandIn_SubscriptionResumesAfterADrop(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.DropSubscriptions()
+	drop(srv)
 	dropped := false
 	for !dropped {
 		evs, err := sub.Next(ctx)
@@ -566,6 +585,8 @@ func TestStandIn_SubscriptionResumesAfterADrop(t *testing.T) {
 			got = append(got, evs...) // buffered before the drop
 		case errors.Is(err, eventstore.ErrClosed) || ctx.Err() != nil:
 			t.Fatalf("Next after the server dropped the subscription: %v, want the drop", err)
+		case !errors.Is(err, eventstore.ErrUnavailable):
+			t.Fatalf("Next after the server dropped the subscription: %v, want ErrUnavailable", err)
 		default:
 			t.Logf("the drop: %v", err)
 			dropped = true
@@ -1015,5 +1036,34 @@ func TestStandIn_ClosedBeforeArguments(t *testing.T) {
 	_, err := st.Subscribe(t.Context(), eventstore.SubscribeOptions{Types: []string{"Not A Type"}})
 	if !errors.Is(err, eventstore.ErrClosed) {
 		t.Fatalf("Subscribe with a bad filter on a closed store: %v, want ErrClosed", err)
+	}
+}
+
+// EventStoreDB answers an append whose commit the cluster did not
+// acknowledge in time (an election, a node lost) with "Operation timed
+// out" (gRPC Aborted): the events may have been written. That is
+// ErrUnavailable, whose contract says exactly that: retry with the same
+// ids. It was a generic error, so callers that retry outages gave up, and
+// the CLI exited as for a refused append. The retry then gets the
+// original result, and the stream holds the events once.
+func TestStandIn_AppendTimedOutByTheClusterIsUnavailable(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	evs := []eventstore.Event{added("a"), added("b")}
+	for i := range evs {
+		evs[i].ID = uuid.New()
+	}
+	srv.TimeOutAppends(1)
+	_, err := st.Append(t.Context(), "timeout", eventstore.NoStream, evs...)
+	if !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("append answered with a commit timeout: %v, want ErrUnavailable", err)
+	}
+	res := mustAppend(t, st, "timeout", eventstore.NoStream, evs...)
+	if got, want := ids(res.Events), ids(evs); got != want || res.Events[1].Version != 2 {
+		t.Fatalf("retry: %s (last version %d), want %s at versions 1 and 2", got, res.Events[1].Version, want)
+	}
+	stored, err := st.ReadStream(t.Context(), "timeout", 1, 0)
+	if err != nil || ids(stored) != ids(evs) {
+		t.Fatalf("stream after the retry: %s %v, want %s once", ids(stored), err, ids(evs))
 	}
 }

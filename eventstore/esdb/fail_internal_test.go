@@ -3,8 +3,12 @@ package esdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -34,5 +38,32 @@ func TestFailTellsTheCallersDeadlineFromAnOutage(t *testing.T) {
 	err = s.fail(ahead, "append to \"slow\"", errors.New("rpc error: code = DeadlineExceeded"))
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a call whose caller's deadline is an hour away: %v, want the client's error, not the caller's deadline", err)
+	}
+}
+
+// A subscription's drop reaches the backend as the bare gRPC status, with
+// none of the client's classification. EventStoreDB ends a subscription so
+// when its node stops being the leader (NotFound "Leader info available"),
+// knows of no leader during an election (Unknown "No leader info available
+// in response"), is not ready or too busy (Unavailable), or times a read
+// out (Aborted): each is an outage to wait out (RpcExceptions in
+// EventStoreDB's source). A stream that is not found is not.
+func TestUnavailableReadsEventStoreDBsBareStatuses(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.NotFound, "Leader info available"), true},
+		{status.Error(codes.Unknown, "No leader info available in response"), true},
+		{status.Error(codes.Unavailable, "Server Is Not Ready"), true},
+		{status.Error(codes.Aborted, "Operation timed out: read"), true},
+		{status.Error(codes.NotFound, "Event stream 's' is not found."), false},
+		{status.Error(codes.Unknown, "Unexpected ReadAllResult: Error"), false},
+	} {
+		wrapped := fmt.Errorf("esdb: subscription to $all dropped by the server: %w", c.err)
+		if got := errors.Is(unavailable(wrapped), eventstore.ErrUnavailable); got != c.want {
+			t.Errorf("%v: ErrUnavailable %v, want %v", c.err, got, c.want)
+		}
 	}
 }

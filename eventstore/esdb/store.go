@@ -259,25 +259,56 @@ func (s *Store) fail(parent context.Context, what string, err error) error {
 }
 
 // unavailable is err in an *eventstore.UnavailableError when it says that
-// the cluster could not be reached: no node answers (gRPC Unavailable,
-// also what discovery gives up with), the connection was closed under the
-// call, the node is no longer the leader (an election is on), or the node
-// did not answer within the client's own deadline (the caller's ended
-// deadline is told apart before: see fail). Else err as it is.
+// the cluster could not be reached or could not finish the call: no node
+// answers (gRPC Unavailable, also what discovery gives up with, and the
+// server's "not ready" and "too busy"), the connection was closed under
+// the call, the node is no longer the leader or knows of none (an election
+// is on), the server timed the operation out (Aborted: an append whose
+// commit the cluster did not acknowledge in time, which may have been
+// written), or the node did not answer within the client's own deadline
+// (the caller's ended deadline is told apart before: see fail). Else err
+// as it is.
 func unavailable(err error) error {
 	var e *client.Error
 	if errors.As(err, &e) {
 		switch e.Code() {
-		case client.ErrorUnavailable, client.ErrorCodeConnectionClosed, client.ErrorCodeNotLeader, client.ErrorCodeDeadlineExceeded:
+		case client.ErrorUnavailable, client.ErrorCodeConnectionClosed, client.ErrorCodeNotLeader, client.ErrorCodeDeadlineExceeded, client.ErrorAborted:
 			return &eventstore.UnavailableError{Err: err}
 		}
-		return err
 	}
-	// A subscription's stream reports its drop as the bare gRPC status.
-	if status.Code(err) == codes.Unavailable {
+	// A subscription's stream reports its drop as the bare gRPC status,
+	// without the trailers the client reads "not leader" from.
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Aborted:
+		return &eventstore.UnavailableError{Err: err}
+	}
+	if noLeader(err) {
 		return &eventstore.UnavailableError{Err: err}
 	}
 	return err
+}
+
+// noLeader reports whether err is EventStoreDB's answer from a node that
+// is not the leader (RpcExceptions.LeaderInfo: NotFound "Leader info
+// available") or knows of no leader (NoLeaderInfo: Unknown "No leader info
+// available in response"), as the bare status: the client turns the first
+// into ErrorCodeNotLeader only for calls it reads the trailers of, which
+// excludes a subscription's drop.
+func noLeader(err error) bool {
+	// status.FromError of a wrapped status gives the wrapper's text as
+	// the message: take the status itself.
+	var g interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &g) {
+		return false
+	}
+	st := g.GRPCStatus()
+	switch st.Code() {
+	case codes.NotFound:
+		return st.Message() == "Leader info available"
+	case codes.Unknown:
+		return st.Message() == "No leader info available in response"
+	}
+	return false
 }
 
 // streamName is the EventStoreDB stream of an eventstream stream id.

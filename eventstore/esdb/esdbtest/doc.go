@@ -38,8 +38,11 @@
 // stream reads without $all positions, as those servers do.
 //
 // DropSubscriptions ends every subscription call with gRPC Unavailable while
-// the server keeps serving, as a node does when it restarts or loses its
-// role.
+// the server keeps serving, as a node does when it restarts;
+// DropSubscriptionsNotLeader ends them with "not leader", as a node does
+// when it stops being the leader. TimeOutAppends answers the next appends
+// with "Operation timed out" (gRPC Aborted) after writing them, as a
+// leader does when the cluster does not acknowledge a commit in time.
 //
 // Not implemented (answered with gRPC Unimplemented): BatchAppend, Delete,
 // Tombstone, persistent subscriptions, projections, users, operations.

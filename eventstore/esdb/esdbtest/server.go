@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/gossip"
@@ -77,7 +78,9 @@ type Server struct {
 	stopOnce        sync.Once
 
 	dropMu sync.Mutex
-	drop   chan struct{} // closed by DropSubscriptions, then replaced
+	drop   *dropSignal // fired by DropSubscriptions, then replaced
+
+	timeouts atomic.Int64 // appends still to answer with a commit timeout
 
 	reads atomic.Int64 // Read calls received (reads and subscriptions)
 }
@@ -121,7 +124,7 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		streamPositions: major == 0 || major > 22 || (major == 22 && minor >= 6),
 		id:              uuid.New(),
 		served:          make(chan struct{}),
-		drop:            make(chan struct{}),
+		drop:            newDropSignal(),
 	}
 	s.grpc = grpc.NewServer(
 		// The client pings every 10 s, even without calls in flight; the
@@ -163,21 +166,83 @@ func (s *Server) Stop() {
 // when the node it subscribed on shuts its subscriptions down (a restart,
 // a leader election, a node going offline behind a load balancer). The
 // connection stays up, so a client may subscribe again at once.
-func (s *Server) DropSubscriptions() {
-	s.dropMu.Lock()
-	defer s.dropMu.Unlock()
-	close(s.drop)
-	s.drop = make(chan struct{})
+func (s *Server) DropSubscriptions() { s.dropWith(errDropped) }
+
+// DropSubscriptionsNotLeader ends every subscription call in progress as
+// EventStoreDB ends a subscription on a node that stopped being the leader
+// while the subscription asked for the leader (the client's default
+// nodePreference): the subscription's read is "not handled", which the
+// server answers with RpcExceptions.LeaderInfo, the gRPC status NotFound
+// "Leader info available" with the new leader's address in the trailers
+// (exception not-leader). The stand-in names itself as the leader, so a
+// client may subscribe again at once.
+func (s *Server) DropSubscriptionsNotLeader() {
+	host, port, _ := net.SplitHostPort(s.Addr())
+	s.dropWith(&dropReason{
+		err: status.Error(codes.NotFound, "Leader info available"),
+		trailer: metadata.Pairs("exception", "not-leader",
+			"leader-endpoint-host", host, "leader-endpoint-port", port),
+	})
 }
 
-func (s *Server) dropSignal() <-chan struct{} {
+// TimeOutAppends makes the next n appends end as EventStoreDB ends an
+// append whose commit the cluster did not acknowledge in time (a leader
+// election, a node lost, a quorum too slow): OperationResult.CommitTimeout,
+// which the server answers with RpcExceptions.Timeout, the gRPC status
+// Aborted "Operation timed out" (Streams.Append). The events are written
+// all the same, one of the two outcomes a real cluster may have (the
+// other: the leader loses them in the election), so that a retry meets
+// the ids it already holds.
+func (s *Server) TimeOutAppends(n int) { s.timeouts.Add(int64(n)) }
+
+// takeTimeout reports whether this append is one TimeOutAppends asked for.
+func (s *Server) takeTimeout() bool {
+	for {
+		n := s.timeouts.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.timeouts.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// errCommitTimeout is RpcExceptions.Timeout as EventStoreDB answers an
+// append's CommitTimeout.
+var errCommitTimeout = status.Error(codes.Aborted, "Operation timed out: CommitTimeout")
+
+// dropReason is how a subscription dropped by the server ends: its status
+// and the trailers sent with it.
+type dropReason struct {
+	err     error
+	trailer metadata.MD
+}
+
+// dropSignal is one drop: done is closed once reason is set.
+type dropSignal struct {
+	done   chan struct{}
+	reason *dropReason
+}
+
+func newDropSignal() *dropSignal { return &dropSignal{done: make(chan struct{})} }
+
+func (s *Server) dropWith(r *dropReason) {
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	s.drop.reason = r
+	close(s.drop.done)
+	s.drop = newDropSignal()
+}
+
+func (s *Server) dropSignal() *dropSignal {
 	s.dropMu.Lock()
 	defer s.dropMu.Unlock()
 	return s.drop
 }
 
 // errDropped is what a subscription dropped by DropSubscriptions ends with.
-var errDropped = status.Error(codes.Unavailable, "subscription dropped by the server")
+var errDropped = &dropReason{err: status.Error(codes.Unavailable, "subscription dropped by the server")}
 
 // featuresService answers the client's connect-time question: which
 // methods does this node serve. The client asks it on every (re)connect.

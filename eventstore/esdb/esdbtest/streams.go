@@ -137,6 +137,11 @@ func (svc *streamsService) Append(call streams.Streams_AppendServer) error {
 	}
 
 	res := svc.s.log.append(name, expected, events, toTicks(svc.s.now()), func(p proposed) uint64 { return sizes[p.id] })
+	// A timeout comes from the commit of a write; a retry the server
+	// recognizes is answered at once.
+	if res.decision == decisionWrite && svc.s.takeTimeout() {
+		return errCommitTimeout
+	}
 	if res.decision == decisionWrongExpectedVersion {
 		return call.SendAndClose(&streams.AppendResp{Result: &streams.AppendResp_WrongExpectedVersion_{
 			WrongExpectedVersion: wrongExpectedVersion(expected, res.current),
@@ -430,6 +435,12 @@ func (svc *streamsService) subscribeStream(call streams.Streams_ReadServer, rq r
 func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readRequest, start func() (int, error), keep func(*record) bool) error {
 	ctx := call.Context()
 	drop := svc.s.dropSignal()
+	dropped := func() error {
+		if drop.reason.trailer != nil {
+			call.SetTrailer(drop.reason.trailer)
+		}
+		return drop.reason.err
+	}
 	if err := call.Send(&streams.ReadResp{Content: &streams.ReadResp_Confirmation{Confirmation: &streams.ReadResp_SubscriptionConfirmation{
 		SubscriptionId: uuid.NewString(),
 	}}}); err != nil {
@@ -452,16 +463,16 @@ func (svc *streamsService) follow(call streams.Streams_ReadServer, rq readReques
 			select {
 			case <-changed:
 				continue
-			case <-drop:
-				return errDropped
+			case <-drop.done:
+				return dropped()
 			case <-ctx.Done():
 				return status.FromContextError(ctx.Err()).Err()
 			}
 		}
 		for ; i < len(all); i++ {
 			select {
-			case <-drop:
-				return errDropped
+			case <-drop.done:
+				return dropped()
 			default:
 			}
 			r := all[i]
