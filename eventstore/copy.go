@@ -25,7 +25,9 @@ type CopyOptions struct {
 	// DefaultPageSize.
 	PageSize int
 	// MaxBatchBytes bounds one target append (payload, meta and envelope
-	// strings added up); <= 0 means DefaultImportBatchBytes.
+	// strings added up); <= 0 means DefaultImportBatchBytes. A bound
+	// above MaxAppendBytes is taken as MaxAppendBytes, which no append
+	// may pass.
 	MaxBatchBytes int
 	// Progress, if set, is called after each page is copied, and when an
 	// append fails, with what the target holds of that page: its last call
@@ -108,7 +110,9 @@ func Copy(ctx context.Context, from, to Store, opts CopyOptions) (CopyProgress, 
 
 // Import appends events read elsewhere (from another store, an export
 // file) to to, in the order given, each at its own stream version
-// (Exact(Version-1)) with its own id. It returns how many appends it sent.
+// (Exact(Version-1)) with its own id, in appends of at most maxBatchBytes
+// (<= 0: DefaultImportBatchBytes; at most MaxAppendBytes). It returns
+// how many appends it sent.
 // Like Copy, it is idempotent: events to already holds are acknowledged as
 // retries, and a stream whose stored events differ is an error.
 //
@@ -139,6 +143,9 @@ func importEvents(ctx context.Context, to Store, events []Event, maxBatchBytes i
 	if maxBatchBytes <= 0 {
 		maxBatchBytes = DefaultImportBatchBytes
 	}
+	// A run the validator would refuse as a whole (batch-bytes) is cut
+	// here instead: importSize counts at least what the validator does.
+	maxBatchBytes = min(maxBatchBytes, MaxAppendBytes)
 	for held < len(events) {
 		run := runLength(events[held:], maxBatchBytes)
 		n, stored, err := appendOrOneByOne(ctx, to, events[held:held+run])

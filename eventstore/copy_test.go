@@ -405,3 +405,30 @@ func TestImport_RefusesAnEventWithoutIDOrVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestImport_SplitsAtMaxAppendBytes: a batch bound above MaxAppendBytes
+// is held to it. Import used to send a stream's events as one append of
+// up to the caller's bound, which the store refused whole (batch-bytes)
+// once it passed MaxAppendBytes, though every event was valid.
+func TestImport_SplitsAtMaxAppendBytes(t *testing.T) {
+	t.Parallel()
+	dst := memStore(t, copyRegistry(t))
+	note := strings.Repeat("n", eventstore.MaxEventBytes-1000)
+	n := eventstore.MaxAppendBytes/eventstore.MaxEventBytes + 2
+	events := make([]eventstore.Event, n)
+	for i := range events {
+		events[i] = copyEvent("x", 0)
+		events[i].Stream, events[i].Version = "big", int64(i+1)
+		events[i].Payload = json.RawMessage(`{"name":"x","note":"` + note + `"}`)
+	}
+	appends, err := eventstore.Import(t.Context(), dst, events, 1<<30)
+	if err != nil {
+		t.Fatalf("Import of %d events near MaxEventBytes with a 1 GiB batch bound: %v", n, err)
+	}
+	if appends < 2 {
+		t.Fatalf("Import sent %d appends, want at least 2", appends)
+	}
+	if h, err := dst.Head(t.Context()); err != nil || h != eventstore.Pos(uint64(n)) {
+		t.Fatalf("head = %v, %v; want %d", h, err, n)
+	}
+}
