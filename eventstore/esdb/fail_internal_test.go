@@ -67,3 +67,28 @@ func TestUnavailableReadsEventStoreDBsBareStatuses(t *testing.T) {
 		}
 	}
 }
+
+// EventStoreDB refuses a $all position inside a record with "Trying to
+// read from an invalid position": gRPC Unknown in 23.10, InvalidArgument
+// from 24.x on (RpcExceptions.InvalidPositionException). Only Unknown was
+// recognized, so on 24.10 (the version the compose file runs) a
+// subscription from such a position reported a transient drop on every
+// Next, forever, and ReadAll a generic error instead of one naming the
+// position. The stand-in answers as 24.x does; 23.10's answer is checked
+// here.
+func TestInvalidPositionInEveryServerVersion(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.Unknown, "Trying to read from an invalid position."), true},
+		{status.Error(codes.InvalidArgument, "Trying to read from an invalid position."), true},
+		{status.Error(codes.InvalidArgument, "Maximum Append Size of 1048576 Exceeded."), false},
+		{status.Error(codes.Unavailable, "Server Is Not Ready"), false},
+	} {
+		if got := invalidPosition(fmt.Errorf("subscription dropped: %w", c.err)); got != c.want {
+			t.Errorf("%v: invalid position %v, want %v", c.err, got, c.want)
+		}
+	}
+}

@@ -197,11 +197,19 @@ var errBadPosition = errors.New("not a position of this EventStoreDB log")
 
 // invalidPosition reports whether err is EventStoreDB's refusal of a $all
 // position that is not at the start of a record ("Trying to read from an
-// invalid position", RpcExceptions.InvalidPositionException, gRPC status
-// Unknown; kurrent-io/KurrentDB#3963, #3991, #4128).
+// invalid position", RpcExceptions.InvalidPositionException;
+// kurrent-io/KurrentDB#3963, #3991, #4128). Its gRPC status is Unknown in
+// 23.10 and InvalidArgument from 24.x on (KurrentDB included).
 func invalidPosition(err error) bool {
 	st, ok := status.FromError(err)
-	return ok && st.Code() == codes.Unknown && strings.Contains(st.Message(), "invalid position")
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.Unknown, codes.InvalidArgument:
+		return strings.Contains(st.Message(), "invalid position")
+	}
+	return false
 }
 
 // badPosition says that p cannot be read from: it points inside a record,

@@ -297,8 +297,10 @@ func clampRevision(r uint64, n int64) int64 {
 }
 
 // errInvalidPosition is what EventStoreDB answers to a $all read or
-// subscription that starts inside a record (RpcExceptions.InvalidPositionException).
-var errInvalidPosition = status.Error(codes.Unknown, "Trying to read from an invalid position.")
+// subscription that starts inside a record (RpcExceptions.InvalidPositionException):
+// gRPC InvalidArgument in EventStoreDB 24.x and KurrentDB, as the stand-in
+// answers; 23.10 answered Unknown (kurrent-io/KurrentDB#3963).
+var errInvalidPosition = status.Error(codes.InvalidArgument, "Trying to read from an invalid position.")
 
 // checkPosition refuses a $all start position as EventStoreDB does: the
 // server first builds its Position struct from the request, whose
