@@ -131,7 +131,9 @@ type Report struct {
 	// mix).
 	MeanPayloadBytes float64 `json:"mean_payload_bytes"`
 
-	// hot: conflicts seen and retried; every retried append landed.
+	// With exact expected versions (hot, or ExactVersions in single,
+	// batch and project): the conflicts seen and retried, their share of
+	// every append attempt, and that every retried append landed.
 	Conflicts     int64   `json:"conflicts,omitempty"`
 	ConflictRate  float64 `json:"conflict_rate,omitempty"`
 	RetriedLanded *bool   `json:"retried_landed,omitempty"`

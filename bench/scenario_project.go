@@ -221,6 +221,7 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 	})
 	rep.Ours = phase(t)
 	rep.GroupCommit = groupCommit(store.Stats())
+	a.reportConflicts(rep)
 	if err != nil {
 		return fmt.Errorf("bench: project, our phase: %w", err)
 	}
@@ -240,6 +241,7 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 	if err := r.verifyLog(ctx, rep, pool, cl); err != nil {
 		return err
 	}
+	a.reportLanded(rep)
 	if _, err := verifyClaims(ctx, pool, "audit_events", "event_id", cl, false); err != nil {
 		return fmt.Errorf("bench: the audit read model does not hold every event once: %w", err)
 	}

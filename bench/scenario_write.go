@@ -82,6 +82,36 @@ func (a *appender) append(ctx context.Context, w int, b *batch) (eventstore.Appe
 	return eventstore.AppendResult{}, fmt.Errorf("bench: append to %s still conflicting after %d attempts", b.stream, maxAttempts)
 }
 
+// reportConflicts puts, with exact expected versions, the conflicts of
+// our phase in the report: how many, and their share of every append
+// attempt (a conflicting attempt is retried, so the attempts are the
+// appends plus the conflicts). Every scenario that takes ExactVersions
+// calls it, so that a report never shows a run with exact versions as
+// one without conflicts.
+func (a *appender) reportConflicts(rep *Report) {
+	if !a.exact {
+		return
+	}
+	rep.Conflicts = a.conflicts.Load()
+	if n := a.attempts.Load(); n > 0 {
+		rep.ConflictRate = round(float64(rep.Conflicts)/float64(n), 4)
+	}
+	rep.note("%d appends needed at least one retry after a conflict", a.retried.Load())
+}
+
+// reportLanded, with exact expected versions, says that every retried
+// append landed: called once the log check passed, which proves each
+// claimed event (retried ones included) is in the log once, at the
+// version the store answered.
+func (a *appender) reportLanded(rep *Report) {
+	if !a.exact {
+		return
+	}
+	landed := true
+	rep.RetriedLanded = &landed
+	rep.note("raw: the same rows with no expected-version check (a bare table has none), so no conflicts")
+}
+
 // claim records the ids the store says it stored, in the stream the
 // bench appended them to, at the versions the store answered.
 func (a *appender) claim(w int, stream string, res eventstore.AppendResult) {
@@ -199,13 +229,7 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	rep.Ours = phase(ours)
 	rep.Ours.Rounds = int(rounds)
 	rep.GroupCommit = groupCommit(store.Stats())
-	if cfg.ExactVersions {
-		rep.Conflicts = a.conflicts.Load()
-		if n := a.attempts.Load(); n > 0 {
-			rep.ConflictRate = round(float64(rep.Conflicts)/float64(n), 4)
-		}
-		rep.note("%d appends needed at least one retry after a conflict", a.retried.Load())
-	}
+	a.reportConflicts(rep)
 	if oursErr != nil {
 		return fmt.Errorf("bench: %s, our phase: %w", cfg.Scenario, oursErr)
 	}
@@ -220,11 +244,7 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	if err := r.verifyLog(ctx, rep, pool, cl); err != nil {
 		return err
 	}
-	if cfg.ExactVersions {
-		landed := true
-		rep.RetriedLanded = &landed
-		rep.note("raw: the same rows with no expected-version check (a bare table has none), so no conflicts")
-	}
+	a.reportLanded(rep)
 	if rounds > 1 {
 		rep.note("ours and raw alternated in %d rounds; each side's figures add its rounds up", rounds)
 	}
