@@ -467,6 +467,12 @@ func (c Config) resolve() (Config, error) {
 	if c.Streams < 0 {
 		c.Streams = 0
 	}
+	// A duration shared among rounds shorter than the rounds' number of
+	// nanoseconds leaves each round 0, which a phase reads as no time
+	// bound: single, batch and hot ran until interrupted, read 3s a round.
+	if rounds := c.durationRounds(); c.Duration > 0 && c.Duration/time.Duration(rounds) == 0 {
+		return bad("a duration of %s shared among %d rounds leaves each round none: give at least %s, or fewer rounds", c.Duration, rounds, time.Duration(rounds))
+	}
 	if c.ExactVersions && c.Streams == 0 {
 		return bad("exact expected versions need shared streams (streams >= 1)")
 	}
@@ -474,6 +480,22 @@ func (c Config) resolve() (Config, error) {
 		return bad("%v", err)
 	}
 	return c, nil
+}
+
+// durationRounds is how many rounds share the duration: the rounds of
+// single, batch, hot (no more than their appends) and read; 1 elsewhere.
+func (c Config) durationRounds() int64 {
+	switch c.Scenario {
+	case "single", "batch", "hot":
+		rounds := int64(max(c.Rounds, 1))
+		if ops := opsFor(c.Events, c.EventsPerAppend); ops > 0 {
+			rounds = min(rounds, ops)
+		}
+		return rounds
+	case "read":
+		return int64(max(c.Rounds, 1))
+	}
+	return 1
 }
 
 // check refuses what the payload pool cannot generate, so that Check

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -238,5 +239,49 @@ func TestCheckGivenRefusesValuesOutOfRange(t *testing.T) {
 	c, err = Config{Scenario: "replay"}.resolve()
 	if err != nil || c.LogEvents != 200_000 || c.EventsPerAppend != 100 {
 		t.Errorf("replay left unset: %+v, %v; want its preset (200000 log events, 100 events per append)", c, err)
+	}
+}
+
+// A duration shared among rounds that leaves each round 0 is refused:
+// a phase reads 0 as no time bound, so `--duration 4ns` (5 rounds) ran
+// single until interrupted, and read 3s a round. A duration of one
+// nanosecond a round passes, and so does one with as few appends as ns.
+func TestDurationTooShortForItsRoundsIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, c := range []Config{
+		{Scenario: "single", Duration: 4},
+		{Scenario: "hot", Duration: 9, Rounds: 10},
+		{Scenario: "batch", Duration: 2, Events: 300},
+		{Scenario: "read", Duration: 2},
+	} {
+		err := Check(c)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "leaves each round none") {
+			t.Errorf("%s, duration %s, %d rounds: got %v, want ErrConfig", c.Scenario, c.Duration, c.Rounds, err)
+		}
+	}
+	for _, c := range []Config{
+		{Scenario: "single", Duration: 5},
+		{Scenario: "single", Duration: 2, Events: 2},
+		{Scenario: "read", Duration: 3},
+		{Scenario: "project", Duration: 1},
+	} {
+		if err := Check(c); err != nil {
+			t.Errorf("%s, duration %s: refused: %v", c.Scenario, c.Duration, err)
+		}
+	}
+}
+
+// An event count near the largest int is a count: working out its
+// appends overflowed to a negative number, read as no count at all.
+func TestOpsForTheLargestEventCount(t *testing.T) {
+	t.Parallel()
+	if got, want := opsFor(math.MaxInt, 2), int64(math.MaxInt/2+1); got != want {
+		t.Errorf("opsFor(MaxInt, 2) = %d, want %d", got, want)
+	}
+	if got := opsFor(7, 3); got != 3 {
+		t.Errorf("opsFor(7, 3) = %d, want 3", got)
+	}
+	if got := opsFor(6, 3); got != 2 {
+		t.Errorf("opsFor(6, 3) = %d, want 2", got)
 	}
 }

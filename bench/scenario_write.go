@@ -23,7 +23,9 @@ func opsFor(events, perAppend int) int64 {
 	if events <= 0 {
 		return 0
 	}
-	return int64((events + perAppend - 1) / perAppend)
+	// Not (events + perAppend - 1) / perAppend, which overflows near the
+	// largest int and made the count unbounded.
+	return int64(events/perAppend) + b2i(events%perAppend != 0)
 }
 
 // appender appends the workload's batches to our store, retrying
@@ -146,10 +148,7 @@ func (r *run) writeScenario(ctx context.Context, rep *Report) error {
 	rep.Op = "append"
 	wl := newWorkload(cfg, cfg.Scenario, r.payloads)
 	ops := opsFor(cfg.Events, cfg.EventsPerAppend)
-	rounds := int64(max(cfg.Rounds, 1))
-	if ops > 0 {
-		rounds = min(rounds, ops)
-	}
+	rounds := cfg.durationRounds()
 
 	store, pool, err := r.store(ctx)
 	if err != nil {

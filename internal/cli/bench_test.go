@@ -43,6 +43,9 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		{[]string{"--scenario", "single", "--events", "0"}, "--events 0: want 1 or more"},
 		{[]string{"--scenario", "single", "--events", "-5"}, "--events -5: want 1 or more"},
 		{[]string{"--scenario", "single", "--duration", "0"}, "--duration 0s: want a duration above 0"},
+		// Shared among 5 rounds, 4ns left each round 0: no time bound,
+		// and single ran until interrupted.
+		{[]string{"--scenario", "single", "--duration", "4ns"}, "leaves each round none"},
 		{[]string{"--scenario", "single", "--event-size", "-1"}, "--event-size -1: want 0 (each type's natural size) to"},
 		{[]string{"--scenario", "single", "--committers", "-1"}, "--committers -1: want 0 (the store's default) or more"},
 		// --streams 0 is a new stream per append, which hot cannot do: it
