@@ -314,6 +314,17 @@ func (r *Repository[S]) restore(ctx context.Context, a *Aggregate[S], p *Snapsho
 		r.log.WarnContext(ctx, "aggregates: snapshot does not decode, rebuilding from events", "stream", a.Stream, "version", s.Version, "err", err)
 		return nil
 	}
+	// JSON decodes into a struct whatever keys it has: a snapshot of
+	// another shape of S (a field added, renamed or dropped without a new
+	// SchemaVersion) leaves the fields it lacks at New's values, a state
+	// the log never had. Only a snapshot that is what its state encodes
+	// to is used; the next command replaces the others.
+	if again, err := json.Marshal(state); err != nil || !eventstore.JSONEqual(s.State, again) {
+		r.log.WarnContext(ctx, "aggregates: snapshot is not what its state encodes to (the state type changed without a new SchemaVersion?), rebuilding from events",
+			"stream", a.Stream, "version", s.Version)
+		a.resnapshot = true
+		return nil
+	}
 	a.State, a.Version, a.snapshotVersion, a.snapshotEventID = state, s.Version, s.Version, s.EventID
 	return nil
 }
