@@ -157,7 +157,7 @@ func (r *Repository[S]) original(a *Aggregate[S], before, stored []eventstore.Ev
 	if len(decided) == 0 || len(decided) > len(stored) {
 		return nil, nil, reused
 	}
-	events, _, err := r.envelopes(cmd, decided)
+	events, err := r.envelopes(cmd, decided)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -379,7 +379,7 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 		if len(decided) == 0 {
 			return Result[S]{Aggregate: a, Attempts: attempt}, refusal
 		}
-		events, values, err := r.envelopes(cmd, decided)
+		events, err := r.envelopes(cmd, decided)
 		if err != nil {
 			return Result[S]{Aggregate: a, Attempts: attempt}, err
 		}
@@ -427,11 +427,15 @@ func (r *Repository[S]) Handle(ctx context.Context, id string, cmd CommandMeta, 
 			r.maybeSnapshot(ctx, a)
 			return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
 		}
-		for i, e := range res.Events {
-			if err := r.def.Apply(&a.State, Event{Event: e, Data: values[i]}); err != nil {
-				return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, fmt.Errorf("aggregates: apply %s v%d (%s): %w", a.Stream, e.Version, e.Type, err)
+		// The events are applied as stored, decoded as a load decodes
+		// them, not as decided: a value that JSON does not carry as it
+		// is (a string that is not UTF-8, a field JSON skips) would make
+		// the result, and the snapshot taken from it, a state the log
+		// never had.
+		for _, e := range res.Events {
+			if err := r.apply(a, e); err != nil {
+				return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, err
 			}
-			a.Version, a.eventID = e.Version, e.ID
 		}
 		r.maybeSnapshot(ctx, a)
 		return Result[S]{Aggregate: a, Events: res.Events, Attempts: attempt}, refusal
@@ -477,11 +481,9 @@ func (r *Repository[S]) pause(ctx context.Context, attempt int) error {
 	}
 }
 
-// envelopes turns decided values into events to append, and returns the
-// values normalised to what Apply sees (struct values, not pointers).
-func (r *Repository[S]) envelopes(cmd CommandMeta, decided []any) ([]eventstore.Event, []any, error) {
+// envelopes turns decided values into events to append.
+func (r *Repository[S]) envelopes(cmd CommandMeta, decided []any) ([]eventstore.Event, error) {
 	events := make([]eventstore.Event, len(decided))
-	values := make([]any, len(decided))
 	for i, d := range decided {
 		tenant := cmd.TenantID
 		if em, ok := d.(Emit); ok {
@@ -495,9 +497,8 @@ func (r *Repository[S]) envelopes(cmd CommandMeta, decided []any) ([]eventstore.
 		}
 		typ, version, payload, err := r.reg.encode(d)
 		if err != nil {
-			return nil, nil, fmt.Errorf("aggregates: %s: %w", r.def.Name, err)
+			return nil, fmt.Errorf("aggregates: %s: %w", r.def.Name, err)
 		}
-		values[i] = d
 		events[i] = eventstore.Event{
 			ID:      cmd.eventID(i),
 			Type:    typ,
@@ -512,7 +513,7 @@ func (r *Repository[S]) envelopes(cmd CommandMeta, decided []any) ([]eventstore.
 			},
 		}
 	}
-	return events, values, nil
+	return events, nil
 }
 
 func (r *Repository[S]) maybeSnapshot(ctx context.Context, a *Aggregate[S]) {
