@@ -97,7 +97,8 @@ makes an operator token for this run and prints it.
 SIGTERM or Ctrl-C: stop accepting, finish requests in flight (appends
 included) within --shutdown-timeout, then stop the projections at their
 checkpoints. Limits (body, batch, header, timeouts) are in
-docs/operations/serve.md.
+docs/operations/serve.md; a timeout or size of 0 or less, or an --addr
+without a valid port, is refused (exit 2) before anything connects.
 
 The token list is read again every --tokens-ttl, so a revocation applies
 within it. While it cannot be read (database down or hanging, tokens file
@@ -167,6 +168,12 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return usagef("--max-sessions %d: want at least 1 (left unset: %d)", f.maxSessions, server.DefaultMaxSessions)
 	}
 	if err := checkSessionFlags(f); err != nil {
+		return err
+	}
+	if err := checkLimitFlags(f.limits); err != nil {
+		return err
+	}
+	if err := checkListenAddr(f.addr); err != nil {
 		return err
 	}
 	if err := checkAuthFlags(f.auth); err != nil {
@@ -338,6 +345,58 @@ func checkAuthFlags(c server.AuthConfig) error {
 	}
 	if c.ReadTimeout > c.MaxStale {
 		return usagef("--tokens-read-timeout %s is longer than --tokens-max-stale %s: a list is as old as the moment its read began, so a read that takes longer than the max stale brings a list already too old to answer from, and while one read hangs no other starts, so requests are refused past the max stale until it gives up; want a read timeout of at most the max stale", c.ReadTimeout, c.MaxStale)
+	}
+	return nil
+}
+
+// checkLimitFlags refuses the timeouts and sizes of the HTTP server that
+// are 0 or less: the server would take them as its default, not as given
+// (--read-timeout 0 would be 30s, not "no timeout").
+func checkLimitFlags(l server.Limits) error {
+	def := server.Limits{}.WithDefaults()
+	for _, d := range []struct {
+		flag   string
+		v, def time.Duration
+	}{
+		{"--read-header-timeout", l.ReadHeaderTimeout, def.ReadHeaderTimeout},
+		{"--read-timeout", l.ReadTimeout, def.ReadTimeout},
+		{"--write-timeout", l.WriteTimeout, def.WriteTimeout},
+		{"--idle-timeout", l.IdleTimeout, def.IdleTimeout},
+		{"--request-timeout", l.RequestTimeout, def.RequestTimeout},
+	} {
+		if d.v <= 0 {
+			return usagef("%s %s: want a duration above 0 (left unset: %s)", d.flag, d.v, d.def)
+		}
+	}
+	for _, n := range []struct {
+		flag   string
+		v, def int
+	}{
+		{"--max-page", l.MaxPageEvents, def.MaxPageEvents},
+		{"--max-header-bytes", l.MaxHeaderBytes, def.MaxHeaderBytes},
+	} {
+		if n.v < 1 {
+			return usagef("%s %d: want at least 1 (left unset: %d)", n.flag, n.v, n.def)
+		}
+	}
+	return nil
+}
+
+// checkListenAddr refuses an address no host could make listenable (no
+// port, a port out of range), so that the mistake is a usage error found
+// before serve connects and migrates, not a failure after. A host that
+// does not resolve or a port in use is found when listening.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		return usagef("--addr %q: %v; want HOST:PORT or :PORT, e.g. :8080", addr, err)
 	}
 	return nil
 }

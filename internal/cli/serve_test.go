@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -206,8 +207,15 @@ func TestServeRefusesBadSettings(t *testing.T) {
 	}
 	c.must(2, "serve", "--tokens-file", filepath.Join(c.dir, "missing"))
 	c.must(2, "serve", "--tokens-file", writeFile(t, c.dir, "plain", "acme es_secret_in_clear\n"))
-	if r := c.run("serve", "--addr", "256.0.0.1:99999"); r.code != 1 || !strings.Contains(r.stderr, "listen") {
-		t.Fatalf("bad address: %s", r)
+	// A port out of range is a usage error (TestServeRefusesBadLimitsAndAddressBeforeConnecting);
+	// a port in use is found when listening: a failure.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if r := c.run("serve", "--addr", taken.Addr().String()); r.code != 1 || !strings.Contains(r.stderr, "listen on "+taken.Addr().String()) {
+		t.Fatalf("address in use: want exit 1 naming it, got %s", r)
 	}
 	c.must(1, "tokens", "revoke", "nobody")
 }
