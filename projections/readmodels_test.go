@@ -221,7 +221,7 @@ func TestCourseCatalog(t *testing.T) {
 		t.Fatalf("%d catalog rows for the course", len(got))
 	}
 	want := map[string]any{
-		"title": "Event sourcing in Go", "topic": "Event sourcing", "language": nil, "workflow_state": "deployed", "attempt": int64(1),
+		"title": "Event sourcing in Go", "topic": "Event sourcing", "language": "en", "workflow_state": "deployed", "attempt": int64(1),
 		"lesson_count": int32(3), "lessons_generated": int32(3), "quiz_questions": int32(12), "landing_page_slug": "event-sourcing",
 		"staging_url": "https://staging.example/courses/1", "distribution_count": int32(1), "distribution_status": "active",
 		"publication_status": "published", "published_version": "1.1.0", "views": int64(5), "enrollment_clicks": int64(2),

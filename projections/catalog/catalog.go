@@ -171,6 +171,12 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		}
 		switch e.Type {
 		case "course.generation.requested":
+			if e.Meta.SchemaVersion == 1 {
+				// v1 has no language: its courses are in the language v2
+				// defaults to, as the upcaster reads them, so a runtime
+				// without Config.Upcast shows the same row.
+				p.Language = coursefactory.DefaultLanguage
+			}
 			course(requested, p.Topic, nullable(p.Language), int64(p.Attempt), pos, prep)
 		case "course.outline.created":
 			course(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at, title, lesson_count) VALUES ($1, $2, $3, $4, $5)
