@@ -238,6 +238,12 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 
+	if b.Kind == storeMemory || b.standIn != nil {
+		if err := refuseReadModelsAhead(ctx, rt, b.Kind); err != nil {
+			return err
+		}
+	}
+
 	sources := server.Sources{server.TokenTable{Pool: b.DB.Pool}}
 	if tokensFile != nil {
 		sources = append(sources, tokensFile)
@@ -320,6 +326,29 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return serveErr
 	}
 	return nil
+}
+
+// refuseReadModelsAhead refuses to serve an ephemeral log (memory, the
+// EventStoreDB stand-in), which starts empty on every run, beside read
+// models whose checkpoints an earlier run left past its head: the new
+// log's events would get the positions those checkpoints have passed, and
+// the projections would skip them without a word.
+func refuseReadModelsAhead(ctx context.Context, rt *projections.Runtime, kind string) error {
+	lags, err := rt.Lag(ctx)
+	if err != nil {
+		return projectionError(err, "")
+	}
+	var ahead *projections.Lag
+	for i, l := range lags {
+		if l.Position.Compare(l.Head) > 0 && (ahead == nil || l.Position.Compare(ahead.Position) > 0) {
+			ahead = &lags[i]
+		}
+	}
+	if ahead == nil {
+		return nil
+	}
+	return fmt.Errorf("the read models in this database are at position %s of an earlier log (%s, for one), and the %s log starts empty on every run: the projections would skip its first events; "+
+		"point --database-url at an empty database or schema (search_path=NAME in the URL), or keep the log with --store postgres", ahead.Position, ahead.Projection, kind)
 }
 
 // checkAuthFlags refuses token-cache durations the server would not
