@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/brainhq/eventstream/eventstore"
-	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/audit"
 )
@@ -41,11 +40,7 @@ func (s sharedIDStore) ReadAll(ctx context.Context, opts eventstore.ReadAllOptio
 func TestEventsWithOneIdInTwoStreamsAreParkedApart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	mem, err := memory.New(registry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
+	mem := memoryStore(t)
 	a := appendTo(t, mem, "distribution-a", ev("distribution.viewed", 1, "acme", map[string]any{"distribution_id": uuid.New(), "course_id": uuid.New(), "visitor_id": "v"}))[0]
 	fill(t, mem, 20, 5)
 	b := appendTo(t, mem, "distribution-b", ev("distribution.viewed", 1, "acme", map[string]any{"distribution_id": uuid.New(), "course_id": uuid.New(), "visitor_id": "v"}))[0]
@@ -97,25 +92,9 @@ func TestDeadLetterKeyMigrationRunsTwice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := database(t)
-	mem, err := memory.New(registry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
+	mem := memoryStore(t)
 	newRuntime(t, pool, mem, fastConfig(), audit.Projection())
-	ms, err := projections.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sql string
-	for _, m := range ms {
-		if m.Name == "dead_letters_keyed_by_position" {
-			sql = m.SQL
-		}
-	}
-	if sql == "" {
-		t.Fatal("no dead_letters_keyed_by_position migration")
-	}
+	_, sql := runtimeMigration(t, "dead_letters_keyed_by_position")
 	if _, err := pool.Exec(ctx, sql); err != nil {
 		t.Fatalf("the migration run a second time: %v", err)
 	}
@@ -152,11 +131,7 @@ func TestRunRefusesARuntimeNotMigratedToTheDeadLetterKey(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			pool := database(t)
-			mem, err := memory.New(registry(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { mem.Close() })
+			mem := memoryStore(t)
 			rt := newRuntime(t, pool, mem, fastConfig(), audit.Projection())
 			if _, err := pool.Exec(ctx, `DELETE FROM eventstream_migrations WHERE component = $1 AND version > $2`, projections.Component, at); err != nil {
 				t.Fatal(err)

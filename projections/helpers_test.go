@@ -18,7 +18,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/eventstore/postgres"
+	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/analytics"
@@ -37,6 +39,35 @@ func registry(tb testing.TB) *schemas.Registry {
 
 // database is a fresh schema with a pool on it; the projection runtime's
 // generation schemas are dropped when the test ends.
+// memoryStore is a memory store with the test registry, closed at the
+// test's end.
+func memoryStore(tb testing.TB) *memory.Store {
+	tb.Helper()
+	mem, err := memory.New(registry(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { mem.Close() })
+	return mem
+}
+
+// runtimeMigration returns the runtime's migrations and the SQL of the
+// one named name.
+func runtimeMigration(tb testing.TB, name string) ([]migrate.Migration, string) {
+	tb.Helper()
+	ms, err := projections.Migrations()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name == name {
+			return ms, m.SQL
+		}
+	}
+	tb.Fatalf("no runtime migration named %s", name)
+	return nil, ""
+}
+
 func database(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	return databaseNamed(tb, "")

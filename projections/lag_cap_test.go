@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/brainhq/eventstream/eventstore"
-	"github.com/brainhq/eventstream/eventstore/memory"
 )
 
 // gappedStore is a store that does not promise gapless positions (as
@@ -26,11 +25,7 @@ func (s gappedStore) Features() eventstore.Features {
 func TestLagEventsCountedUpToTheCap(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	mem, err := memory.New(registry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
+	mem := memoryStore(t)
 	view := func() eventstore.Event {
 		return ev("distribution.viewed", 1, "acme", map[string]any{"distribution_id": uuid.New(), "course_id": uuid.New(), "visitor_id": "v"})
 	}

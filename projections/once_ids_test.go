@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/brainhq/eventstream/eventstore"
-	"github.com/brainhq/eventstream/eventstore/memory"
 	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/projections"
 )
@@ -22,11 +21,7 @@ import (
 func TestReactionActsOnEventsWithOneIdInTwoStreams(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	mem, err := memory.New(registry(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mem.Close() })
+	mem := memoryStore(t)
 	viewed := func() eventstore.Event {
 		return ev("distribution.viewed", 1, "acme", map[string]any{"distribution_id": uuid.New(), "course_id": uuid.New(), "visitor_id": "v"})
 	}
@@ -111,19 +106,7 @@ func TestProcessedEventsKeyMigrationKeepsOldRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := database(t)
-	ms, err := projections.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sql string
-	for _, m := range ms {
-		if m.Name == "processed_events_keyed_by_stream" {
-			sql = m.SQL
-		}
-	}
-	if sql == "" {
-		t.Fatal("no processed_events_keyed_by_stream migration")
-	}
+	ms, sql := runtimeMigration(t, "processed_events_keyed_by_stream")
 	// The runtime as it was before: migrations 1 and 2, and a record.
 	if _, err := migrate.Apply(ctx, pool, projections.Component, ms[:2]); err != nil {
 		t.Fatal(err)
