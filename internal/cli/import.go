@@ -155,6 +155,12 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 			return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/id", Rule: "required",
 				Message: "the envelope has no id: import keeps ids and is idempotent by them (append --file gives new ids)"}}
 		}
+		if e.Version < 0 {
+			// 0 (or no version) is "append after what the stream holds";
+			// a negative version is no place in a stream.
+			return &lineError{File: name, Line: line, Err: &eventstore.ValidationError{Index: -1, Type: e.Type, SchemaVersion: e.Meta.SchemaVersion, Pointer: "/version", Rule: "minimum",
+				Message: fmt.Sprintf("version %d: a stream's versions start at 1 (leave it out to append after what the stream holds)", e.Version)}}
+		}
 		k := idKey{id: e.ID}
 		if perStream {
 			k.stream = e.Stream

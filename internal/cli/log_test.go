@@ -375,6 +375,24 @@ func versioned(stream string, version int) string {
 		uuid.New(), stream, version, requested())
 }
 
+// TestImportRefusesANegativeVersion: a line whose version is negative is
+// refused before anything is written, naming the line and /version. (It
+// was read as "no version" and appended after what the stream held.)
+func TestImportRefusesANegativeVersion(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	p := writeFile(t, c.dir, "negative.ndjson", versioned("n", 1)+"\n"+versioned("n", -1)+"\n")
+	for _, args := range [][]string{{"import", p}, {"import", p, "--expected-versions", "any"}} {
+		r := c.run(args...)
+		if r.code != 3 || !strings.Contains(r.stderr, "negative.ndjson:2:") || !strings.Contains(r.stderr, "/version") {
+			t.Fatalf("%v: want exit 3 naming line 2 and /version, got %s", args, r)
+		}
+	}
+	if r := c.run("read", "--all", "--json"); strings.TrimSpace(r.stdout) != "" {
+		t.Fatalf("a refused import wrote: %s", r)
+	}
+}
+
 // TestImportOverAPartlyImportedHistory: an import whose runs overlap what
 // an earlier import stored (here the first lines of the same file, in
 // other batches) appends the overlapping run one event at a time, counts
