@@ -207,7 +207,9 @@ func short(sum string) string { return sum[:min(len(sum), 12)] }
 // GrantApproval records a consumed approval for the mission's IR, letting
 // an escalated mission start. The approval must name the mission (created
 // for it, or consumed for it: governance.ConsumeApproval.MissionID), so
-// one approval authorises one mission. Service.GrantApproval fills in what the
+// one approval authorises one mission. It is granted to a mission awaiting
+// an approval, or to one still waiting for its verdict (created), which an
+// escalate verdict then makes ready; a mission takes one approval. Service.GrantApproval fills in what the
 // approval's own record says; granting the same approval again changes
 // nothing.
 type GrantApproval struct {
@@ -233,8 +235,16 @@ func (c GrantApproval) Decide(a *agg) ([]any, error) {
 	if a.Exists() && a.State.ApprovalID == c.ApprovalID && c.ApprovalID != "" {
 		return nil, nil
 	}
-	if err := in(a, "grant approval", StatusAwaitingApproval); err != nil {
+	// Created too: an approval consumed before governance's verdict
+	// reached the mission (the reactions lag behind the approver) is
+	// granted now, and the escalate verdict then makes the mission
+	// ready. Refused, its event would be parked for good and the
+	// mission would wait forever for an approval that was single-use.
+	if err := in(a, "grant approval", StatusCreated, StatusAwaitingApproval); err != nil {
 		return nil, err
+	}
+	if a.State.ApprovalID != "" {
+		return nil, aggregates.Refuse(ErrState, "approval %s was granted to the mission already", a.State.ApprovalID)
 	}
 	if err := approved(a, c.ApprovalID, &c.approval); err != nil {
 		return nil, err

@@ -1246,3 +1246,81 @@ func TestAnotherTenantsApprovalIsAnsweredAsUnknown(t *testing.T) {
 		t.Fatalf("Start with another tenant's approval refused\n%s\nnot as with an unknown one\n%s", got, want)
 	}
 }
+
+// An approval consumed before governance's verdict reached the mission is
+// granted while the mission is created; the escalate verdict then makes
+// it ready. Before, the grant was refused with mission-state, and the
+// mission, once escalated, waited for an approval already consumed. A
+// mission still takes one approval, a consumed one, and a verdict of
+// reject still ends it.
+func TestApprovalGrantedBeforeTheVerdict(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	id, ir := create(t, env, risky)
+	newApproval := func() (string, string) {
+		t.Helper()
+		approval := uuid.NewString()
+		token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: id, RequestedBy: "planner"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return approval, token
+	}
+	consume := func(approval, token string) {
+		t.Helper()
+		if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token, ConsumedBy: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	approval, token := newApproval()
+	before := dt.Head(t, env.Store)
+	_, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	dt.Refused(t, env.Store, before, err, missions.ErrApprovalNotConsumed)
+
+	consume(approval, token)
+	res, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: approval})
+	if err != nil {
+		t.Fatalf("grant before the verdict: %v", err)
+	}
+	if s := res.Aggregate.State; s.Status != missions.StatusCreated || s.ApprovalID != approval {
+		t.Fatalf("after the grant: %s with approval %q, want created with %s", s.Status, s.ApprovalID, approval)
+	}
+	// One approval per mission: another consumed one is refused.
+	other, otherToken := newApproval()
+	consume(other, otherToken)
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: id, ApprovalID: other})
+	dt.Refused(t, env.Store, before, err, missions.ErrState)
+	// The grant is not a verdict.
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: id})
+	dt.Refused(t, env.Store, before, err, missions.ErrNotValidated)
+
+	res = do(t, env, validate(t, env, id, governance.OutcomeEscalate))
+	if got, want := res.Aggregate.State.Status, missions.StatusReady; got != want {
+		t.Fatalf("after the escalate verdict: %s, want %s", got, want)
+	}
+	res = do(t, env, missions.Start{MissionID: id})
+	if s := res.Aggregate.State; s.Status != missions.StatusRunning || s.ApprovalID != approval {
+		t.Fatalf("after start: %s with approval %q", s.Status, s.ApprovalID)
+	}
+
+	// A rejected plan is not started by an approval granted before.
+	bad, badIR := create(t, env, forbidden)
+	a := uuid.NewString()
+	tok, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: a, IRID: badIR, MissionID: bad}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: a, Token: tok, ConsumedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Missions.GrantApproval(ctx, dt.Meta(), missions.GrantApproval{MissionID: bad, ApprovalID: a}); err != nil {
+		t.Fatal(err)
+	}
+	if res := do(t, env, validate(t, env, bad, governance.OutcomeReject)); res.Aggregate.State.Status != missions.StatusRejected {
+		t.Fatalf("after the reject verdict: %s", res.Aggregate.State.Status)
+	}
+	before = dt.Head(t, env.Store)
+	_, err = env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: bad})
+	dt.Refused(t, env.Store, before, err, missions.ErrEnded)
+}

@@ -13,7 +13,10 @@ import (
 //	        ─validated escalate▶ awaiting_approval ─approval granted─▲
 //	        ─validated reject──▶ rejected
 //
-// and any state before the end may be cancelled.
+// and any state before the end may be cancelled. An approval may also be
+// granted while the mission is created (consumed before governance's
+// verdict reached it): the mission stays created, and an escalate verdict
+// then makes it ready rather than awaiting an approval it already has.
 type Status string
 
 // Mission statuses.
@@ -88,11 +91,17 @@ func apply(s *State, e aggregates.Event) error {
 			s.Status = StatusReady
 		case governance.OutcomeEscalate:
 			s.Status = StatusAwaitingApproval
+			if s.ApprovalID != "" {
+				s.Status = StatusReady // granted before the verdict
+			}
 		default:
 			s.Status, s.EndReason = StatusRejected, d.Rule
 		}
 	case ApprovalGranted:
-		s.ApprovalID, s.Status = d.ApprovalID, StatusReady
+		s.ApprovalID = d.ApprovalID
+		if s.Status == StatusAwaitingApproval {
+			s.Status = StatusReady
+		}
 	case Started:
 		s.Status = StatusRunning
 	case TaskCreated:

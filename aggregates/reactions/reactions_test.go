@@ -784,3 +784,50 @@ func TestRedeliveryAfterAConfigChangeCreatesNoSecondDistribution(t *testing.T) {
 		})
 	}
 }
+
+// An approver may consume a mission's approval before the reactions have
+// brought governance's escalate verdict to the mission (the approval is
+// created for the mission and its IR, which governance does not make
+// wait for the verdict). The grant reaction then met a mission still
+// created and was refused with mission-state, a refusal for good, so the
+// event was parked; the verdict that followed left the mission awaiting
+// an approval that had been consumed, single-use, and it never started.
+func TestApprovalConsumedBeforeTheVerdictStartsTheMission(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	mission, ir := uuid.NewString(), "ir-"+uuid.NewString()
+	steps := []governance.Step{{ID: "a", Action: "http.get", Tier: 0}, {ID: "b", Action: "payments.send", Tier: 2}}
+	if _, err := env.Missions.Handle(ctx, dt.Meta(), missions.Create{MissionID: mission, IRID: ir, Title: "Pay", Steps: steps}); err != nil {
+		t.Fatal(err)
+	}
+	approval := uuid.NewString()
+	token, _, err := env.Governance.CreateApproval(ctx, dt.Meta(), governance.CreateApproval{ApprovalID: approval, IRID: ir, MissionID: mission}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Governance.ConsumeApproval(ctx, dt.Meta(), governance.ConsumeApproval{ApprovalID: approval, Token: token, ConsumedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	// The log holds mission.created, the approval's creation and its
+	// consumption; the verdict comes when the reactions handle the first.
+	pump(t, env, r, eventstore.Start)
+	m, err := env.Missions.Load(ctx, mission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.State.Status, missions.StatusReady; got != want || m.State.ApprovalID != approval {
+		t.Fatalf("mission = %s with approval %q, want %s with %s", got, m.State.ApprovalID, want, approval)
+	}
+	res, err := env.Missions.Handle(ctx, dt.Meta(), missions.Start{MissionID: mission})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if got, want := res.Aggregate.State.Status, missions.StatusRunning; got != want {
+		t.Fatalf("mission = %s, want %s", got, want)
+	}
+	n := countTypes(t, env)
+	if n[missions.TypeValidated] != 1 || n[missions.TypeApprovalGranted] != 1 {
+		t.Fatalf("event counts %v", n)
+	}
+}
