@@ -30,6 +30,9 @@ type request struct {
 type outcome struct {
 	res eventstore.AppendResult
 	err error
+	// wrote: the group wrote res.Events; a retry's original result, which
+	// it only read back, is not counted in Stats.Events.
+	wrote bool
 }
 
 // Append validates the events, then hands them to the committer, which
@@ -247,7 +250,9 @@ func (s *Store) commitGroup(group []*request) {
 		s.groups.Add(1)
 		s.appends.Add(uint64(len(live)))
 		for _, o := range outs {
-			s.written.Add(uint64(len(o.res.Events)))
+			if o.wrote {
+				s.written.Add(uint64(len(o.res.Events)))
+			}
 		}
 		s.groupNanos.Add(int64(time.Since(start)))
 		// What a committer lingering for the next group expects: what
@@ -639,7 +644,7 @@ func (s *Store) decide(group []*request, head int64, read map[string]int64, stor
 			cols.add(pos, &e, p.MetaJSON)
 		}
 		versions[r.stream] = cur
-		outs[i] = outcome{res: res}
+		outs[i] = outcome{res: res, wrote: true}
 	}
 	return outs, cols, pos
 }

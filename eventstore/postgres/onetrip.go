@@ -86,7 +86,7 @@ func (s *Store) writeGroupOneTrip(group []*request) ([]outcome, error) {
 			e.Timestamp = now
 			res.Events[j] = e
 		}
-		outs[i] = outcome{res: res}
+		outs[i] = outcome{res: res, wrote: true}
 	}
 	if len(refused) == 0 {
 		return outs, nil
