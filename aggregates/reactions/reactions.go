@@ -405,8 +405,32 @@ func (r *Reactions) validateMissionIR(ctx context.Context, e eventstore.Event) e
 	if err != nil {
 		return err
 	}
-	_, err = r.svc.Governance.ValidateIR(ctx, aggregates.FromEvent(e, ValidateMissionIR), governance.ValidateIR{
+	res, err := r.svc.Governance.ValidateIR(ctx, aggregates.FromEvent(e, ValidateMissionIR), governance.ValidateIR{
 		IR: governance.IR{ID: d.IRID, Steps: d.Steps}, MissionID: d.MissionID,
+	})
+	if err != nil || len(res.Events) > 0 || res.Aggregate == nil {
+		// A verdict written now reaches the mission through its own
+		// event (recordVerdict).
+		return err
+	}
+	// Governance had recorded the verdict for this mission already: a
+	// redelivery, or a ValidateIR naming the mission sent before the
+	// mission existed, whose event met no mission and was refused for
+	// good. Its verdict is recorded here, or the mission would wait in
+	// created for ever.
+	m, err := r.svc.Missions.Load(ctx, d.MissionID)
+	if errors.Is(err, aggregates.ErrNotFound) {
+		return nil // a mission.created outside the mission's stream
+	}
+	if err != nil || m.State.Status != missions.StatusCreated || m.State.TenantID != e.Meta.TenantID {
+		return err
+	}
+	g := res.Aggregate.State
+	if g.Outcome == "" || !slices.Contains(g.Missions, d.MissionID) {
+		return nil
+	}
+	_, err = r.svc.Missions.Handle(ctx, aggregates.FromEvent(e, RecordVerdict), missions.RecordValidation{
+		MissionID: d.MissionID, IRID: g.IRID, Outcome: g.Outcome, MaxTier: g.MaxTier, Rule: g.Rule,
 	})
 	return err
 }

@@ -831,3 +831,53 @@ func TestApprovalConsumedBeforeTheVerdictStartsTheMission(t *testing.T) {
 		t.Fatalf("event counts %v", n)
 	}
 }
+
+// A client may have governance validate a mission's IR, naming the
+// mission, before it creates the mission. The verdict's reaction then met
+// no mission (not found, parked for good), and the mission.created
+// reaction's ValidateIR found the verdict recorded for the mission and
+// wrote nothing: the mission stayed created, without its verdict, for
+// ever. The mission.created reaction now records governance's verdict on
+// the mission when governance has it for the mission already.
+func TestVerdictRecordedBeforeTheMissionExistedReachesIt(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	r := newReactions(t, env)
+	mission, ir := uuid.NewString(), "ir-"+uuid.NewString()
+	steps := []governance.Step{{ID: "a", Action: "http.get", Tier: 0}, {ID: "b", Action: "db.write", Tier: 1}}
+	verdict, err := env.Governance.ValidateIR(ctx, dt.Meta(), governance.ValidateIR{IR: governance.IR{ID: ir, Steps: steps}, MissionID: mission})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The verdict's reaction finds no mission yet.
+	if err := r.Handle(ctx, verdict.Events[0]); !reactions.Refusal(err) || !errors.Is(err, aggregates.ErrNotFound) {
+		t.Fatalf("verdict before the mission: %v, want a not-found refusal", err)
+	}
+	created, err := env.Missions.Handle(ctx, dt.Meta(), missions.Create{MissionID: mission, IRID: ir, Title: "Sync", Steps: steps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := r.Handle(ctx, created.Events[0]); err != nil {
+			t.Fatalf("mission.created: %v", err)
+		}
+	}
+	m, err := env.Missions.Load(ctx, mission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.State.Status, missions.StatusReady; got != want {
+		t.Fatalf("mission = %s, want %s", got, want)
+	}
+	if n := countTypes(t, env); n[missions.TypeValidated] != 1 || n[governance.TypeValidatedPass] != 1 {
+		t.Fatalf("event counts %v", n)
+	}
+	evs, err := env.Store.ReadStream(ctx, "mission-"+mission, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := evs[len(evs)-1]
+	if v.Type != missions.TypeValidated || v.Meta.CausationID != created.Events[0].ID.String() || v.Meta.TenantID != "t1" {
+		t.Fatalf("%s caused by %s for %q, want by mission.created %s for t1", v.Type, v.Meta.CausationID, v.Meta.TenantID, created.Events[0].ID)
+	}
+}
