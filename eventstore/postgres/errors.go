@@ -27,8 +27,8 @@ func storeErr(op string, err error) error {
 
 // unreachable reports whether err says that the database could not be
 // reached or that the connection to it was lost: the server is down,
-// restarting or shutting down, out of connection slots, or the network
-// failed. The caller's own deadline or cancellation is not: pgx reports it
+// restarting or shutting down, out of connection slots, ended the session
+// for being idle, or the network failed. The caller's own deadline or cancellation is not: pgx reports it
 // as the context's error, and the caller knows of it already.
 func unreachable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -40,6 +40,12 @@ func unreachable(err error) bool {
 		case strings.HasPrefix(code, "08"): // connection exception
 			return true
 		case code == "57P01", code == "57P02", code == "57P03": // admin shutdown, crash shutdown, cannot connect now
+			return true
+		case code == "57P05", code == "25P03":
+			// The server ended the session for being idle (idle_session_timeout,
+			// or idle_in_transaction_session_timeout, which the careful path
+			// sets: a network that stalls between its round trips): the
+			// connection is lost, and a retry on another one may land.
 			return true
 		case code == "53300": // too many connections
 			return true
