@@ -317,6 +317,9 @@ func overTLS(r *http.Request) bool {
 	return false
 }
 
+// likeTypePattern turns the type filter's pattern into LIKE's.
+var likeTypePattern = strings.NewReplacer(`\`, `\\`, "_", `\_`, "*", "%")
+
 // filters are the audit browser's query parameters.
 type filters struct {
 	Type, Stream, Tenant, Correlation, Since, Until string
@@ -403,9 +406,12 @@ func (u *ui) events(w http.ResponseWriter, r *http.Request, p Principal) {
 	}
 	if f.Type != "" {
 		if strings.ContainsAny(f.Type, "%*") {
-			// A backslash is LIKE's escape character: doubled, it is
-			// matched as itself (one ending the pattern is an error).
-			add("type LIKE $%d", strings.ReplaceAll(strings.ReplaceAll(f.Type, `\`, `\\`), "*", "%"))
+			// "*" and "%" match any run of characters; nothing else is a
+			// wildcard. A backslash is LIKE's escape character: doubled,
+			// it is matched as itself (one ending the pattern is an
+			// error), and "_", which type names hold, is escaped, or it
+			// would match any one character.
+			add("type LIKE $%d", likeTypePattern.Replace(f.Type))
 		} else {
 			add("type = $%d", f.Type)
 		}
