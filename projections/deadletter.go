@@ -103,15 +103,21 @@ func (r *Runtime) RetryParked(ctx context.Context, id int64) error {
 	err = pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
 		// The state row is shared-locked so that no swap retires the
 		// generation under the retry; the entry is locked so that two
-		// retries cannot both apply it.
+		// retries cannot both apply it. The state row first, in a
+		// statement of its own, as the swap, Reprocess and CancelRebuild
+		// lock it before they delete entries: locked the other way round,
+		// a retry and one of them each waited for the other, and the
+		// server aborted one with "deadlock detected".
+		if _, err := tx.Exec(ctx, `SELECT FROM projection_state WHERE projection = $1 FOR SHARE`, d.Projection); err != nil {
+			return fmt.Errorf("projections: retry parked event %d: %w", id, err)
+		}
 		var gen int
 		var schema string
 		err := tx.QueryRow(ctx, `SELECT dl.generation, g.schema_name
 			FROM projection_dead_letters dl
-			JOIN projection_state s ON s.projection = dl.projection
 			JOIN projection_generations g ON g.projection = dl.projection AND g.generation = dl.generation
-			WHERE dl.id = $1 AND g.state IN ('active', 'building')
-			FOR UPDATE OF dl FOR SHARE OF s`, id).Scan(&gen, &schema)
+			WHERE dl.id = $1 AND dl.projection = $2 AND g.state IN ('active', 'building')
+			FOR UPDATE OF dl`, id, d.Projection).Scan(&gen, &schema)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %d", ErrNotParked, id)
 		}
