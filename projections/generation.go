@@ -677,7 +677,10 @@ func (r *Runtime) dropRetired(ctx context.Context, home, name string) {
 // RebuildOptions tune Rebuild.
 type RebuildOptions struct {
 	// From is where the new generation starts: events at or before it are
-	// not applied. Start (the default) rebuilds from the whole log.
+	// not applied. Start (the default) rebuilds from the whole log. A From
+	// past the head of the log is refused, since the events appended up
+	// to it would never be applied. A resumed rebuild goes on from its
+	// own checkpoint.
 	From eventstore.Position
 	// Restart drops a rebuild left unfinished by an earlier call instead
 	// of resuming it.
@@ -754,6 +757,16 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 				return err
 			}
 			return r.migrateGeneration(ctx, tx, p, schema)
+		}
+		// A new generation starting past the head would, once swapped in,
+		// have its runner go on from there and never apply the events
+		// appended up to From: refused, as Reprocess refuses to skip.
+		head, err := r.store.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("projections: read the head of the log: %w", err)
+		}
+		if opts.From.Compare(head) > 0 {
+			return fmt.Errorf("projections: rebuild %q from %s: the log ends at %s; a rebuild cannot skip events not yet appended", name, opts.From, head)
 		}
 		res.Generation, schema, err = r.createGeneration(ctx, tx, home, p, "building", opts.From)
 		if err != nil {
