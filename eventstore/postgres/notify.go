@@ -129,7 +129,17 @@ func (n *notifier) listen(ctx context.Context) {
 func (n *notifier) listenOnce(ctx context.Context) (listened bool, err error) {
 	sctx, cancelSetup := context.WithTimeout(ctx, n.setupTimeout)
 	defer cancelSetup()
-	conn, err := pgx.ConnectConfig(sctx, n.s.pool.Config().ConnConfig.Copy())
+	// Connect as the pool does: its BeforeConnect may supply what the
+	// configuration lacks (a rotating password, an IAM token, the address
+	// of the current primary), and its AfterConnect prepares a session.
+	pcfg := n.s.pool.Config()
+	cc := pcfg.ConnConfig
+	if pcfg.BeforeConnect != nil {
+		if err := pcfg.BeforeConnect(sctx, cc); err != nil {
+			return false, fmt.Errorf("connecting: before connect: %w", err)
+		}
+	}
+	conn, err := pgx.ConnectConfig(sctx, cc)
 	if err != nil {
 		return false, fmt.Errorf("connecting: %w", err)
 	}
@@ -138,6 +148,11 @@ func (n *notifier) listenOnce(ctx context.Context) (listened bool, err error) {
 		defer cancel()
 		conn.Close(c)
 	}()
+	if pcfg.AfterConnect != nil {
+		if err := pcfg.AfterConnect(sctx, conn); err != nil {
+			return false, fmt.Errorf("connecting: after connect: %w", err)
+		}
+	}
 	if _, err := conn.Exec(sctx, `LISTEN `+pgx.Identifier{n.s.channel}.Sanitize()); err != nil {
 		return false, fmt.Errorf("LISTEN: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
@@ -367,4 +368,86 @@ func (p *blackholeProxy) silence(s string) bool {
 		}
 	}
 	return found
+}
+
+// TestListenConnectsAsThePoolDoes gives the reader a pool whose
+// connections are made by its BeforeConnect hook (as a pool does that
+// fetches a rotating password or an IAM token, or resolves the primary,
+// just before each connect): the configuration alone names a port where
+// nothing listens. The LISTEN connection must be made the same way, or
+// the subscriptions of that store, whose safety poll is an hour, never
+// hear of an event another process appends.
+func TestListenConnectsAsThePoolDoes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	u, _ := pgtest.Schema(t)
+	writer, err := Open(ctx, u, testRegistryInternal(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := uint16(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	host, port := cfg.ConnConfig.Host, cfg.ConnConfig.Port
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Fallbacks = "127.0.0.1", closedPort, nil
+	var afterConnect atomic.Int32
+	cfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+		cc.Host, cc.Port = host, port
+		return nil
+	}
+	cfg.AfterConnect = func(context.Context, *pgx.Conn) error {
+		afterConnect.Add(1)
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	reader, err := New(ctx, pool, testRegistryInternal(t), Options{SkipMigrate: true, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	sub, err := reader.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Take the wake-up the listener gives once it listens, then wait for
+	// the event.
+	for deadline := time.Now().Add(10 * time.Second); afterConnect.Load() < 2; { // the pool's connection, then the listener's
+		if time.Now().After(deadline) {
+			t.Fatal("the LISTEN connection was never made through the pool's AfterConnect")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if evs, err := sub.Next(short); err == nil {
+		t.Fatalf("Next with nothing appended: %d events", len(evs))
+	}
+	res, err := writer.Append(ctx, "hooked", eventstore.NoStream, thingEvent(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nctx, ncancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ncancel()
+	got, err := sub.Next(nctx)
+	if err != nil {
+		t.Fatalf("Next after another process appended: %v (the LISTEN connection ignored the pool's BeforeConnect)", err)
+	}
+	if len(got) != 1 || got[0].ID != res.Events[0].ID {
+		t.Fatalf("Next: %d events, want the appended one", len(got))
+	}
 }
