@@ -15,12 +15,7 @@ import (
 // exit 75 instead, after migrating when a database answered.
 func TestServeRefusesBadLimitsAndAddressBeforeConnecting(t *testing.T) {
 	t.Parallel()
-	const nowhere = "postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"
-	c := &cli{t: t, dir: t.TempDir()}
-	for _, tc := range []struct {
-		args []string
-		want string // in the message
-	}{
+	checkServeFlags(t, []serveFlagCase{
 		{[]string{"--read-header-timeout", "0"}, "--read-header-timeout 0s: want a duration above 0 (left unset: 10s)"},
 		{[]string{"--read-timeout", "0"}, "--read-timeout 0s: want a duration above 0 (left unset: 30s)"},
 		{[]string{"--read-timeout", "-1s"}, "--read-timeout -1s: want a duration above 0"},
@@ -34,23 +29,41 @@ func TestServeRefusesBadLimitsAndAddressBeforeConnecting(t *testing.T) {
 		{[]string{"--addr", ":99999"}, `--addr ":99999"`},
 		{[]string{"--addr", "256.0.0.1:99999"}, `--addr "256.0.0.1:99999"`},
 		{[]string{"--addr", ":-1"}, `--addr ":-1"`},
-	} {
-		args := append([]string{"--database-url", nowhere, "serve", "--addr", "127.0.0.1:0"}, tc.args...)
-		r := c.runIn(context.Background(), args...)
-		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "connect") {
-			t.Errorf("serve %s: want exit 2 before connecting, with %q in the message; got %s", strings.Join(tc.args, " "), tc.want, r)
-		}
-	}
-	// Good values, a service name and a host-less port included, get as
-	// far as connecting.
-	for _, args := range [][]string{
+	}, [][]string{
+		// Good values, a service name and a host-less port included, get as
+		// far as connecting.
 		{"--read-timeout", "1ns", "--max-page", "1", "--max-header-bytes", "1"},
 		{"--addr", ":http"},
 		{"--addr", "[::1]:0"},
 		{"--addr", "localhost:8080"},
-	} {
-		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "serve", "--addr", "127.0.0.1:0"}, args...)...)
-		if r.code != 75 {
+	})
+}
+
+// serveFlagCase is a set of serve flags and what their refusal says.
+type serveFlagCase struct {
+	args []string
+	want string // in the message
+}
+
+// checkServeFlags runs serve with a database URL that no server answers.
+// Each refused case must exit 2 before connecting, serving nothing, with
+// its message; each accepted set of flags gets as far as connecting
+// (exit 75, unavailable).
+func checkServeFlags(t *testing.T, refused []serveFlagCase, accepted [][]string) {
+	t.Helper()
+	const nowhere = "postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"
+	c := &cli{t: t, dir: t.TempDir()}
+	serve := func(args []string) result {
+		return c.runIn(context.Background(), append([]string{"--database-url", nowhere, "serve", "--addr", "127.0.0.1:0"}, args...)...)
+	}
+	for _, tc := range refused {
+		r := serve(tc.args)
+		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "connect") || strings.Contains(r.stderr, "serving") {
+			t.Errorf("serve %s: want exit 2 before connecting, with %q in the message; got %s", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+	for _, args := range accepted {
+		if r := serve(args); r.code != 75 {
 			t.Errorf("serve %s with no database: want exit 75 (unavailable), got %s", strings.Join(args, " "), r)
 		}
 	}

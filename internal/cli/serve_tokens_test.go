@@ -14,12 +14,7 @@ import (
 // connecting would exit 75 (unavailable) instead of 2.
 func TestServeRefusesBadTokenCacheFlagsBeforeStarting(t *testing.T) {
 	t.Parallel()
-	const nowhere = "postgres://root@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"
-	c := &cli{t: t, dir: t.TempDir()}
-	for _, tc := range []struct {
-		args []string
-		want string // in the message
-	}{
+	checkServeFlags(t, []serveFlagCase{
 		// 0 or less: the server would quietly take its default.
 		{[]string{"--tokens-ttl", "0"}, "--tokens-ttl 0s: want a duration above 0 (left unset: 5s)"},
 		{[]string{"--tokens-ttl", "-1s"}, "--tokens-ttl -1s: want a duration above 0"},
@@ -34,24 +29,14 @@ func TestServeRefusesBadTokenCacheFlagsBeforeStarting(t *testing.T) {
 		// A read allowed to outlast the max stale.
 		{[]string{"--tokens-read-timeout", "2m"}, "--tokens-read-timeout 2m0s is longer than --tokens-max-stale 1m0s"},
 		{[]string{"--tokens-ttl", "1s", "--tokens-max-stale", "2s"}, "--tokens-read-timeout 3s is longer than --tokens-max-stale 2s: a list is as old as the moment its read began"},
-	} {
-		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "serve", "--addr", "127.0.0.1:0"}, tc.args...)...)
-		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, "serving") {
-			t.Errorf("serve %s: want exit 2, nothing served and %q in the message; got %s", strings.Join(tc.args, " "), tc.want, r)
-		}
-	}
-	// The controls get as far as connecting: the bounds themselves are
-	// allowed.
-	for _, args := range [][]string{
-		{"--tokens-ttl", "1m", "--tokens-max-stale", "1m", "--tokens-read-timeout", "1m"},
-		{"--tokens-ttl", "100ms", "--tokens-max-stale", "200ms", "--tokens-read-timeout", "200ms"},
-		{"--tokens-ttl", "1h", "--tokens-max-stale", "2h"},
-	} {
-		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "serve", "--addr", "127.0.0.1:0"}, args...)...)
-		if r.code != 75 {
-			t.Errorf("serve %s with no database: want exit 75 (unavailable), got %s", strings.Join(args, " "), r)
-		}
-	}
+	},
+		// The controls get as far as connecting: the bounds themselves are
+		// allowed.
+		[][]string{
+			{"--tokens-ttl", "1m", "--tokens-max-stale", "1m", "--tokens-read-timeout", "1m"},
+			{"--tokens-ttl", "100ms", "--tokens-max-stale", "200ms", "--tokens-read-timeout", "200ms"},
+			{"--tokens-ttl", "1h", "--tokens-max-stale", "2h"},
+		})
 }
 
 // The token cache's flags reach the server. With the defaults (5s, 1m,
