@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -96,26 +95,11 @@ func TestCatalogMigrationWidensAttemptOfAnExistingTable(t *testing.T) {
 	appendTo(t, store, "course-"+kept.String(),
 		ev("course.generation.requested", 2, "acme", map[string]any{"course_id": kept, "topic": "Max", "attempt": int64(1)<<31 - 1, "language": "en"}))
 
-	old := catalog.Projection()
-	names, err := fs.Glob(old.Migrations, "*.up.sql")
+	old := catalogBefore(t, 7)
+	names, err := fs.Glob(catalog.Projection().Migrations, "*.up.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := fstest.MapFS{}
-	for _, n := range names {
-		if n >= "007_" {
-			continue
-		}
-		b, err := fs.ReadFile(old.Migrations, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[n] = &fstest.MapFile{Data: b}
-	}
-	if len(before) != 6 || len(names) <= len(before) {
-		t.Fatalf("%d migrations before the widening among %d", len(before), len(names))
-	}
-	old.Migrations = before
 	analyst := testRoles(t, "es_catalog_analyst_")[0]
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), old)

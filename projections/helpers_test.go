@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/analytics"
 	"github.com/brainhq/eventstream/projections/audit"
+	"github.com/brainhq/eventstream/projections/catalog"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -491,4 +493,32 @@ func seenTimes(tb testing.TB, pool *pgxpool.Pool, id string) int {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+// catalogBefore is the catalog projection with only its migrations
+// numbered below n: a read model as a binary of before migration n left
+// it.
+func catalogBefore(tb testing.TB, n int) projections.Projection {
+	tb.Helper()
+	old := catalog.Projection()
+	names, err := fs.Glob(old.Migrations, "*.up.sql")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	before := fstest.MapFS{}
+	for _, name := range names {
+		if name >= fmt.Sprintf("%03d_", n) {
+			continue
+		}
+		b, err := fs.ReadFile(old.Migrations, name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		before[name] = &fstest.MapFile{Data: b}
+	}
+	if len(before) != n-1 || len(names) <= len(before) {
+		tb.Fatalf("%d catalog migrations before %d, among %d", len(before), n, len(names))
+	}
+	old.Migrations = before
+	return old
 }

@@ -2,9 +2,7 @@ package projections_test
 
 import (
 	"context"
-	"io/fs"
 	"testing"
-	"testing/fstest"
 
 	"github.com/google/uuid"
 
@@ -74,26 +72,7 @@ func TestCatalogMigrationGivesV1CoursesTheirLanguage(t *testing.T) {
 	appendTo(t, store, "distribution-"+dist.String(),
 		ev("distribution.created", 1, "acme", map[string]any{"course_id": seen, "distribution_id": dist, "channel": "web", "title": "T", "version": "1.0.0"}))
 
-	old := catalog.Projection()
-	names, err := fs.Glob(old.Migrations, "*.up.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := fstest.MapFS{}
-	for _, n := range names {
-		if n >= "008_" {
-			continue
-		}
-		b, err := fs.ReadFile(old.Migrations, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[n] = &fstest.MapFile{Data: b}
-	}
-	if len(before) != 7 || len(names) <= len(before) {
-		t.Fatalf("%d migrations before 8 among %d", len(before), len(names))
-	}
-	old.Migrations = before
+	old := catalogBefore(t, 8)
 	pool := database(t)
 	rt := newRuntime(t, pool, store, fastConfig(), old)
 	if _, err := rt.CatchUp(ctx, catalog.Name, 0); err != nil {
