@@ -144,7 +144,7 @@ func importEvents(ctx context.Context, to Store, events []Event, maxBatchBytes i
 		maxBatchBytes = DefaultImportBatchBytes
 	}
 	// A run the validator would refuse as a whole (batch-bytes) is cut
-	// here instead: importSize counts at least what the validator does.
+	// here instead: AppendBytes counts at least what the validator does.
 	maxBatchBytes = min(maxBatchBytes, MaxAppendBytes)
 	for held < len(events) {
 		run := runLength(events[held:], maxBatchBytes)
@@ -162,14 +162,14 @@ func importEvents(ctx context.Context, to Store, events []Event, maxBatchBytes i
 // one append may carry: one stream, consecutive versions, within the
 // limits. It is at least 1.
 func runLength(events []Event, maxBytes int) int {
-	size := importSize(events[0])
+	size := AppendBytes(events[0])
 	n := 1
 	for n < len(events) && n < MaxBatchEvents {
 		e := events[n]
 		if e.Stream != events[0].Stream || e.Version != events[n-1].Version+1 {
 			break
 		}
-		s := importSize(e)
+		s := AppendBytes(e)
 		if size+s > maxBytes {
 			break
 		}
@@ -179,9 +179,12 @@ func runLength(events []Event, maxBytes int) int {
 	return n
 }
 
-// importSize estimates what an event weighs in an append: its payload, its
-// meta and envelope strings, and a fixed allowance for the rest.
-func importSize(e Event) int {
+// AppendBytes estimates what an event weighs in an append: its payload,
+// its meta and envelope strings, and a fixed allowance for the rest. It is
+// at least what the validator counts against MaxAppendBytes, so events
+// whose AppendBytes add up to at most that limit are never refused as
+// too heavy together. Import and Copy cut their appends by it.
+func AppendBytes(e Event) int {
 	return len(e.Payload) + metaSize(e.Meta) + len(e.Type) + len(e.Stream) + len(e.Source) + len(e.Target) + 256
 }
 

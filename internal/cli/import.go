@@ -385,19 +385,12 @@ func appendAnyOnce(ctx context.Context, s eventstore.Store, run []eventstore.Eve
 }
 
 // appendRunLength is how many events at the head of events (at least one)
-// weigh at most maxBytes together, by their payloads and encoded metas. The
-// meta's encoding here may differ from the validator's by a few bytes per
-// escaped character; maxBytes is far below eventstore.MaxAppendBytes, and
-// one event is at most eventstore.MaxEventBytes, so an append of this
-// length is always within the limit.
+// weigh at most maxBytes together (eventstore.AppendBytes, as Import cuts
+// its appends).
 func appendRunLength(events []eventstore.Event, maxBytes int) int {
 	size := 0
 	for i, e := range events {
-		meta, err := eventstore.AppendMeta(nil, e.Meta)
-		if err != nil {
-			return max(i, 1) // the append refuses this event: say so there
-		}
-		if size += len(e.Payload) + len(meta); size > maxBytes && i > 0 {
+		if size += eventstore.AppendBytes(e); size > maxBytes && i > 0 {
 			return i
 		}
 	}
