@@ -119,7 +119,9 @@ func (p *Proxy) SetRefuse(refuse bool) {
 
 // SetStall stops (true) or resumes (false) forwarding on every
 // connection, open or new, without closing any: the network hangs, as in a
-// partition, instead of failing fast.
+// partition, instead of failing fast. Nothing crosses while it lasts: no
+// data, no end of a connection (a side that closes is seen closing by the
+// other only after the stall), no new connection to the target.
 func (p *Proxy) SetStall(stall bool) {
 	p.mu.Lock()
 	p.stalled = stall
@@ -224,6 +226,9 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		// A hung network does not carry a new connection's handshake
+		// either: the server sees it only once the stall is over.
+		p.waitStall()
 		p.mu.Lock()
 		refuse, closed := p.refuse, p.closed
 		p.mu.Unlock()
@@ -275,21 +280,31 @@ func (p *Proxy) pipe(l *link, dir Direction, from, to net.Conn, counter *atomic.
 			}
 			// After the cut rule, so that a rule may stall the very chunk
 			// it sees (SetStall from inside a CutFunc).
-			p.mu.Lock()
-			for p.stalled && !p.closed {
-				p.unstall.Wait()
-			}
-			p.mu.Unlock()
+			p.waitStall()
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
 			}
 			counter.Add(int64(n))
 		}
 		if err != nil {
-			// Either side ending (EOF or error) ends the connection.
+			// Either side ending (EOF or error) ends the connection. The
+			// end is traffic too: a hung network carries no FIN or reset
+			// either, so the other side learns of it only once the stall
+			// is over (a client that gives up during a partition must not
+			// end its server session through the proxy).
+			p.waitStall()
 			return
 		}
 	}
+}
+
+// waitStall returns once the proxy is not stalled (or is closed).
+func (p *Proxy) waitStall() {
+	p.mu.Lock()
+	for p.stalled && !p.closed {
+		p.unstall.Wait()
+	}
+	p.mu.Unlock()
 }
 
 // drop cuts l if it is still open, counts the cut (before the client can

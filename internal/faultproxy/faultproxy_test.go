@@ -230,3 +230,83 @@ func TestStallHoldsTrafficUntilResumed(t *testing.T) {
 		t.Fatalf("a stall cut %d connections", s.Cuts)
 	}
 }
+
+// TestStallHoldsConnectionEndsAndNewConnections checks that a stall is a
+// hung network in both senses the fault tests rely on: a client that
+// gives up and closes its connection during the stall is not seen closing
+// by the server until the stall ends (a partitioned client must not end
+// its server session, and so free its locks, through the proxy), and a
+// connection opened during the stall does not reach the server until then.
+func TestStallHoldsConnectionEndsAndNewConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p, err := faultproxy.New(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var server net.Conn
+	select {
+	case server = <-accepted:
+		t.Cleanup(func() { server.Close() })
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server never saw the connection")
+	}
+	waitOpen(t, p, 1)
+
+	p.SetStall(true)
+	c.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := server.Read(make([]byte, 1))
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		t.Fatalf("the server saw the client's close during the stall (%v): the stall let the end of the connection through", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	late, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	select {
+	case s := <-accepted:
+		s.Close()
+		t.Fatal("a connection opened during the stall reached the server")
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	p.SetStall(false)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server never saw the client's close after the stall")
+	}
+	select {
+	case s := <-accepted:
+		s.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection opened during the stall never reached the server after it")
+	}
+}
