@@ -197,7 +197,7 @@ func New(opts ...Options) (*Cluster, error) {
 			return c, nil
 		}
 		if attempt == 4 {
-			_ = os.RemoveAll(c.root)
+			_ = c.Destroy()
 			return nil, err
 		}
 	}
@@ -301,8 +301,16 @@ func (c *Cluster) Restart(mode Mode, down time.Duration) error {
 	return c.Start()
 }
 
-// Destroy stops the server (immediately) and removes its folder.
+// Destroy stops the server (immediately) and removes its folder. It
+// stops a server that Start did not see come up, too: pg_ctl start gives
+// up waiting after its timeout but leaves the server starting, and
+// removing the folder under it would leave the server running.
 func (c *Cluster) Destroy() error {
+	c.mu.Lock()
+	if _, serr := os.Stat(filepath.Join(c.data, "postmaster.pid")); serr == nil {
+		c.running = true
+	}
+	c.mu.Unlock()
 	err := c.Stop(Immediate)
 	if rerr := os.RemoveAll(c.root); err == nil {
 		err = rerr
