@@ -15,6 +15,7 @@ import (
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
+	"github.com/brainhq/eventstream/projections/audit"
 )
 
 // A StopOnError projection whose rebuild meets an event it cannot apply
@@ -161,5 +162,53 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// A resumed rebuild reads the log from its checkpoint, which includes the
+// event at the checkpoint, already applied; it must not count that event
+// among the ones it read: the CLI's progress total, rate and ETA and
+// `replay`'s "N events read" are of the events left to this run (there
+// were N+1, one too many, and a total one above the events left).
+func TestResumedRebuildCountsOnlyTheEventsLeft(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	fill(t, store, 250, 25)
+	pool := database(t)
+	cfg := fastConfig()
+	cfg.BatchSize = 50
+	rt := newRuntime(t, pool, store, cfg, audit.Projection())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{Progress: func(p projections.RebuildProgress) {
+		if p.Events >= 100 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Rebuild: %v", err)
+	}
+	lag, err := rt.Lag(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := lag[0].RebuildPosition.Commit
+	if lag[0].Rebuilding != 2 || stopped == 0 || stopped >= 250 {
+		t.Fatalf("after the interruption: %+v", lag[0])
+	}
+	var first *projections.RebuildProgress
+	res, err := rt.Rebuild(context.Background(), audit.Name, projections.RebuildOptions{Progress: func(p projections.RebuildProgress) {
+		if first == nil {
+			first = &p
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(250 - stopped); !res.Resumed || res.Events != want {
+		t.Fatalf("resumed Rebuild from %d: %+v, want %d events read", stopped, res, want)
+	}
+	if first == nil || int64(first.Position.Commit)-first.Events != int64(stopped) {
+		t.Fatalf("first progress of the resumed Rebuild: %+v, want its position minus its events to be %d, where it resumed", first, stopped)
 	}
 }

@@ -332,12 +332,22 @@ func (r *Runtime) drain(ctx context.Context, a *applier, from eventstore.Positio
 		if b.err != nil {
 			return b.err
 		}
+		// A page read from a checkpoint starts with the event at it,
+		// already applied (the reader's From is inclusive): only the
+		// events past it are read by this call, for the rate and the
+		// progress (a resumed rebuild counted one event too many).
+		fresh := 0
+		for _, e := range b.events {
+			if e.Position.Compare(a.pos) > 0 {
+				fresh++
+			}
+		}
 		if err := a.apply(ctx, b.events); err != nil {
 			return err
 		}
-		n += len(b.events)
+		n += fresh
 		if progress != nil {
-			progress(len(b.events))
+			progress(fresh)
 		}
 		if b.end {
 			return a.flush(ctx)
