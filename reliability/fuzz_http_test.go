@@ -2,6 +2,7 @@ package reliability_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -17,7 +18,8 @@ import (
 // FuzzHTTPAppend posts fuzzed bodies, stream ids and Expected-Version
 // headers to the real append handler (on the in-memory store): the answer
 // is always one of the documented statuses with a JSON body, never a 500
-// or a crash; a refusal names its rule; an acceptance is readable at once.
+// or a crash; a refusal names its rule and writes nothing; an acceptance
+// is readable at once.
 func FuzzHTTPAppend(f *testing.F) {
 	reg := registry(f)
 	store, err := memory.New(reg)
@@ -43,9 +45,19 @@ func FuzzHTTPAppend(f *testing.F) {
 		if expected != "" {
 			req.Header["Expected-Version"] = []string{expected}
 		}
+		before, err := store.Head(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		code := rec.Code
+		// A refusal (or a redirect) writes nothing.
+		if code != http.StatusCreated {
+			if after, err := store.Head(context.Background()); err != nil || after != before {
+				t.Fatalf("status %d for stream %q, body %q, yet the log's head moved from %s to %s (%v)", code, stream, body, before, after, err)
+			}
+		}
 		if code == http.StatusTemporaryRedirect || code == http.StatusPermanentRedirect || code == http.StatusMovedPermanently {
 			// ServeMux sends an unclean path ("/streams//events",
 			// "/streams/../events") to its clean form; nothing else.
