@@ -159,8 +159,8 @@ func (e *partitionEnv) otherAppends(t *testing.T, bound time.Duration) time.Dura
 // finishPartitioned waits for the partitioned call, once the partition is
 // over; on an error it retries with the same event (a retry of a stored
 // append must get its original result). It returns how the partitioned
-// call ended.
-func (e *partitionEnv) finishPartitioned(t *testing.T, rec *appendRecord, ev eventstore.Event, done <-chan partitionedCall, original *eventstore.AppendResult) string {
+// call ended, and its error (nil if it was acknowledged).
+func (e *partitionEnv) finishPartitioned(t *testing.T, rec *appendRecord, ev eventstore.Event, done <-chan partitionedCall, original *eventstore.AppendResult) (string, error) {
 	t.Helper()
 	var call partitionedCall
 	select {
@@ -168,7 +168,7 @@ func (e *partitionEnv) finishPartitioned(t *testing.T, rec *appendRecord, ev eve
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the partitioned append did not end within 30s of the end of the partition")
 	}
-	outcome := "acknowledged"
+	outcome, heldErr := "acknowledged", call.err
 	if call.err != nil {
 		outcome = "error: " + call.err.Error()
 		e.led.failed(rec, call.err)
@@ -182,7 +182,7 @@ func (e *partitionEnv) finishPartitioned(t *testing.T, rec *appendRecord, ev eve
 				rec.abandoned = true
 			}
 			t.Errorf("the retry of the partitioned append after the partition: %v", call.err)
-			return outcome
+			return outcome, heldErr
 		}
 		outcome += "; the retry was acknowledged"
 	}
@@ -197,7 +197,7 @@ func (e *partitionEnv) finishPartitioned(t *testing.T, rec *appendRecord, ev eve
 		e.led.ackedEvents.Add(1)
 	}
 	rec.acked, rec.result = true, call.res
-	return outcome
+	return outcome, heldErr
 }
 
 func (e *partitionEnv) report(t *testing.T, path string, held, other time.Duration, outcome string, extra map[string]any) {
@@ -241,7 +241,12 @@ func partitionOneRoundTrip(t *testing.T) {
 	// server's 5 s bound on an idle transaction could matter.
 	other := e.otherAppends(t, 3*time.Second)
 	held := e.lift()
-	outcome := e.finishPartitioned(t, rec, stuck, done, nil)
+	outcome, heldErr := e.finishPartitioned(t, rec, stuck, done, nil)
+	// The call held on its way took no lock and has all the time it
+	// needs: once the network heals it goes through.
+	if heldErr != nil {
+		t.Errorf("the call held on its way was not acknowledged when the partition ended: %v", heldErr)
+	}
 	e.report(t, "one round trip", held, other, outcome, nil)
 }
 
@@ -295,6 +300,12 @@ func partitionCarefulPath(t *testing.T) {
 		t.Errorf("the partitioned session %d still exists after the other process appended", pid)
 	}
 	held := e.lift()
-	outcome := e.finishPartitioned(t, rec, ev, done, &original)
+	outcome, heldErr := e.finishPartitioned(t, rec, ev, done, &original)
+	// What freed the lock must be the server's idle bound (SQLSTATE
+	// 25P03, idle_in_transaction_session_timeout), not anything else
+	// ending the session.
+	if heldErr == nil || !strings.Contains(heldErr.Error(), "25P03") {
+		t.Errorf("the held careful-path call ended with %v, want the server's idle-in-transaction timeout (SQLSTATE 25P03)", heldErr)
+	}
 	e.report(t, "careful (writeGroupChecked)", held, other, outcome, map[string]any{"server_ended_session": !alive})
 }
