@@ -173,10 +173,24 @@ func (a *app) runDemo(ctx context.Context) error {
 	if a.asJSON {
 		return a.printJSON(rep)
 	}
-	a.say("\nDone in %s. Next:", time.Since(start).Round(time.Millisecond))
-	a.say("   eventstream read course-%s        # the course's stream", rep.CourseID)
-	a.say("   eventstream projections status      # lag, parked events")
-	a.say("   eventstream serve --dev              # the HTTP API and the audit browser at /ui/")
+	took := time.Since(start).Round(time.Millisecond)
+	if rep.Schema != "" {
+		// The log lived in this process and is gone, and the read models
+		// are in a schema of their own: the course's stream cannot be
+		// read, and the projections' status is another schema's.
+		a.say("\nDone in %s. The %s log ended with this run (its read models stay in schema %s). Next:", took, b.Kind, rep.Schema)
+		a.say("   eventstream demo                     # the same on the PostgreSQL log, which stays: its streams can then be read")
+		a.say("   eventstream serve --dev              # the HTTP API and the audit browser at /ui/")
+		return nil
+	}
+	store := ""
+	if b.Kind != storePostgres {
+		store = "--store " + b.Kind + " "
+	}
+	a.say("\nDone in %s. Next:", took)
+	a.say("   eventstream %sread course-%s        # the course's stream", store, rep.CourseID)
+	a.say("   eventstream %sprojections status      # lag, parked events", store)
+	a.say("   eventstream %sserve --dev              # the HTTP API and the audit browser at /ui/", store)
 	return nil
 }
 

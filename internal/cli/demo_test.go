@@ -232,3 +232,28 @@ func TestDemoStartsAPrivateCluster(t *testing.T) {
 		}
 	}
 }
+
+// The commands a demo suggests next work. On the memory log (and the
+// in-process EventStoreDB stand-in) the log is gone when the demo ends and
+// its read models are in a schema of their own, so the demo suggested
+// reading a course stream that no later command can find (exit 1,
+// "not found"): it says the log ended instead, and suggests only what
+// works.
+func TestDemoOnAnInProcessLogSuggestsOnlyWhatWorks(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	r := c.must(0, "demo", "--store", "memory")
+	if !strings.Contains(r.stdout, "The memory log ended with this run") {
+		t.Fatalf("demo --store memory does not say its log ended:\n%s", r.stdout)
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "eventstream read ")
+		if !ok {
+			continue
+		}
+		args := append([]string{"read"}, strings.Fields(strings.SplitN(cmd, "#", 2)[0])...)
+		if got := c.run(args...); got.code != 0 {
+			t.Errorf("the demo suggests %q, which fails: %s", strings.TrimSpace(line), got)
+		}
+	}
+}
