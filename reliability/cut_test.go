@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,16 @@ var commitReply = []byte("C\x00\x00\x00\x0bCOMMIT\x00")
 var (
 	appendCall = []byte("eventstream_append_v3\x00")
 	readyIdle  = []byte("Z\x00\x00\x00\x05I")
+)
+
+// readQuery is in the text of a subscription's read of the log. pgx sends
+// a query's text once per connection, in the Parse of a prepared
+// statement named stmtcachePrefix + hex; every later read on that
+// connection names the statement only (in its Bind). The cut rule learns
+// the names, or it could cut only a connection's first read.
+var (
+	readQuery     = []byte("FROM events WHERE position >=")
+	stmtCacheName = regexp.MustCompile(`stmtcache_[0-9a-f]+`)
 )
 
 // TestConnectionCutsAtRandomMoments puts a TCP proxy between every
@@ -75,6 +86,7 @@ func TestConnectionCutsAtRandomMoments(t *testing.T) {
 		mu                                               sync.Mutex
 		listeners                                        = map[uint64]bool{}
 		appending                                        = map[uint64]bool{}
+		readStmts                                        = map[string]bool{}
 		cutRng                                           = rand.New(rand.NewPCG(seed, 2))
 		commitCuts, groupCuts, copyCuts, readCuts, armed atomic.Int64
 	)
@@ -102,9 +114,25 @@ func TestConnectionCutsAtRandomMoments(t *testing.T) {
 		case c.Dir == faultproxy.ToServer && bytes.Contains(c.Data, []byte("PGCOPY\n")) && cutRng.IntN(4) == 0:
 			copyCuts.Add(1)
 			return true
-		case c.Dir == faultproxy.ToServer && bytes.Contains(c.Data, []byte("FROM events WHERE position >=")) && cutRng.IntN(8) == 0:
-			readCuts.Add(1)
-			return true
+		case c.Dir == faultproxy.ToServer && bytes.Contains(c.Data, readQuery):
+			// The statement's Parse: its name comes right before the text.
+			if names := stmtCacheName.FindAll(c.Data[:bytes.Index(c.Data, readQuery)], -1); len(names) > 0 {
+				readStmts[string(names[len(names)-1])] = true
+			}
+			if cutRng.IntN(8) == 0 {
+				readCuts.Add(1)
+				return true
+			}
+		case c.Dir == faultproxy.ToServer && bytes.Contains(c.Data, []byte("stmtcache_")):
+			for _, name := range stmtCacheName.FindAll(c.Data, -1) {
+				if readStmts[string(name)] {
+					if cutRng.IntN(30) == 0 {
+						readCuts.Add(1)
+						return true
+					}
+					break
+				}
+			}
 		}
 		return false
 	})
@@ -166,9 +194,9 @@ func TestConnectionCutsAtRandomMoments(t *testing.T) {
 	// COMMIT replies come from the projection's transactions and the
 	// careful path, too few in some runs to count on; group replies come
 	// from every group of appends.
-	if groupCuts.Load() == 0 || listenCuts == 0 || fg.FailedAttempts == 0 {
-		t.Errorf("the faults missed their targets (group-reply cuts %d, LISTEN cuts %d, failed appends %d): the test proved less than it claims",
-			groupCuts.Load(), listenCuts, fg.FailedAttempts)
+	if groupCuts.Load() == 0 || listenCuts == 0 || copyCuts.Load() == 0 || readCuts.Load() == 0 || fg.FailedAttempts == 0 {
+		t.Errorf("the faults missed their targets (group-reply cuts %d, LISTEN cuts %d, mid-COPY cuts %d, subscription-read cuts %d, failed appends %d): the test proved less than it claims",
+			groupCuts.Load(), listenCuts, copyCuts.Load(), readCuts.Load(), fg.FailedAttempts)
 	}
 	report(t, fg)
 }
