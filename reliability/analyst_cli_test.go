@@ -103,6 +103,20 @@ func TestGrantAnalystThroughTheCLI(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d: %s", args, r.code, cli.ExitUsage, r.stderr)
 		}
 	}
+	// The refusals wrote nothing: no mapping, no role.
+	if r := must("--json", "tenants", "analysts"); json.Unmarshal([]byte(r.stdout), &list) != nil || len(list) != 1 || list[0]["tenant"] != "acme" {
+		t.Errorf("tenants analysts after the refusals: %s", r.stdout)
+	}
+	owned, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles int
+	err = owned.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname IN ('someone', 'Bad Name')`).Scan(&roles)
+	owned.Close(context.Background())
+	if err != nil || roles != 0 {
+		t.Errorf("the refused grants created %d roles (%v)", roles, err)
+	}
 	must("tenants", "revoke-analyst", "analyst_cli")
 	if _, err := conn.Exec(ctx, `SELECT 1 FROM audit_events`); sqlState(err) != "42501" {
 		t.Errorf("after revoke-analyst: %v, want permission denied", err)
