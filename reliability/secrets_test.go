@@ -125,6 +125,9 @@ func TestSecretsNeverReachLogsErrorsOrHelp(t *testing.T) {
 	sctx, scancel := context.WithTimeout(ctx, 4*time.Second)
 	r = runCLI(t, sctx, "--database-url", good, "--log-level", "debug", "serve", "--addr", "127.0.0.1:0", "--shutdown-timeout", "1s")
 	scancel()
+	if !strings.Contains(r.stderr, "serving") {
+		t.Errorf("serve never started serving (exit %d), so its log proves nothing: %s", r.code, clip(r.stderr))
+	}
 	check("serve", r, right)
 
 	// EventStoreDB connection strings.
