@@ -70,6 +70,10 @@ func (a *app) resolveURL() (string, bool) {
 
 const pointHint = "start PostgreSQL, or pass --database-url (or set DATABASE_URL) to point eventstream at a server"
 
+// refusedHint is pointHint for a server that answered and refused the
+// connection (a role or database that does not exist, authentication).
+const refusedHint = "the server is running and refused it: pass --database-url (or set DATABASE_URL) with a role, password and database it accepts"
+
 // openDB connects to the database following the connection conventions,
 // and checks that the schema the URL selects exists.
 func (a *app) openDB(ctx context.Context, opts connectOptions) (*database, error) {
@@ -270,11 +274,12 @@ func connectFailure(u string, err error) error {
 	if p := passwordOf(u); p != "" {
 		cause = strings.ReplaceAll(cause, p, "xxxxx")
 	}
-	err = fmt.Errorf("cannot connect to PostgreSQL at %s: %s; %s", redactURL(u), cause, pointHint)
 	if noServerAnswered(cerr) {
-		return withCode(ExitUnavailable, err)
+		return withCode(ExitUnavailable, fmt.Errorf("cannot connect to PostgreSQL at %s: %s; %s", redactURL(u), cause, pointHint))
 	}
-	return err
+	// The server answered and refused: it is running, so "start
+	// PostgreSQL" would send the user the wrong way.
+	return fmt.Errorf("cannot connect to PostgreSQL at %s: %s; %s", redactURL(u), cause, refusedHint)
 }
 
 // noServerAnswered reports whether err, from connecting, says that no

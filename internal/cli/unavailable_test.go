@@ -122,8 +122,11 @@ func TestServerRefusalIsAFailure(t *testing.T) {
 			what := fmt.Sprintf("%s with %s", strings.Join(args, " "), name)
 			r := c.runIn(context.Background(), append([]string{"--database-url", target}, args...)...)
 			if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != 1 || len(lines) != 1 ||
-				!strings.Contains(lines[0], "cannot connect to PostgreSQL") || strings.Contains(r.stderr, "s3cretpw") {
-				t.Errorf("%s: want exit 1 and one line without the password, got %s", what, r)
+				!strings.Contains(lines[0], "cannot connect to PostgreSQL") || strings.Contains(r.stderr, "s3cretpw") ||
+				strings.Contains(r.stderr, "start PostgreSQL") || !strings.Contains(r.stderr, "--database-url") {
+				// The server runs: "start PostgreSQL" (the hint for one
+				// that does not answer) sent the user the wrong way.
+				t.Errorf("%s: want exit 1 and one line without the password, pointing at --database-url and not at starting PostgreSQL, got %s", what, r)
 			}
 			checkReport(t, what, c.runIn(context.Background(), append([]string{"--json", "--database-url", target}, args...)...), 1, "failure")
 		}
