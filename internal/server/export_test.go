@@ -1,5 +1,7 @@
 package server
 
+import "time"
+
 // WaitForRead waits until the read of the tokens in flight, if any, has
 // ended and its outcome is recorded: how a test sees the end of a read that
 // no request waited for.
@@ -28,4 +30,10 @@ func SessionCount(s *Server) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.m)
+}
+
+// SetSessionClock makes now the clock of the sessions a server without a
+// database keeps in the process. Call it before Start.
+func SetSessionClock(s *Server, now func() time.Time) {
+	s.ui.sessions.(*memSessions).now = now
 }

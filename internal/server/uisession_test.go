@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -489,6 +490,12 @@ func TestUIExpiredSessionsArePurgedWithoutADatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The sessions' clock stands still until the test moves it past the
+	// TTL: on a loaded machine the first session could otherwise expire,
+	// and be purged, before the second sign-in is counted.
+	start := time.Now()
+	var elapsed atomic.Int64
+	server.SetSessionClock(s, func() time.Time { return start.Add(time.Duration(elapsed.Load())) })
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -501,6 +508,7 @@ func TestUIExpiredSessionsArePurgedWithoutADatabase(t *testing.T) {
 	if n := server.SessionCount(s); n != 2 {
 		t.Fatalf("%d sessions after two sign-ins, want 2", n)
 	}
+	elapsed.Store(int64(300 * time.Millisecond))
 	for deadline := time.Now().Add(10 * time.Second); server.SessionCount(s) > 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d sessions still kept 10s after they expired (TTL 300ms), with SessionPurgeInterval 50ms and no sign-in", server.SessionCount(s))
