@@ -168,6 +168,7 @@ func TestConnectionCutsAtRandomMoments(t *testing.T) {
 	armed.Store(0)
 	f.waitEachWriter(t, f.snapshot(), 3, 20*time.Second)
 	f.finish()
+	listenDelivers(t, writer, led, fl)
 	writer.Close()
 
 	rows := readLog(t, writePool)

@@ -744,3 +744,50 @@ func report(tb testing.TB, fg figures) {
 		_, _ = f.Write(append(b, '\n'))
 	}
 }
+
+// listenDelivers proves that the follower's store still hears of new
+// events through LISTEN/NOTIFY after the faults. Once the follower has
+// caught up with the log, it appends one event (recorded in the ledger)
+// and requires the follower to see it with no error in between: the
+// follower's store has its safety poll switched off, and without an error
+// it does not resubscribe and read, so only a notification on a LISTEN
+// connection that came back by itself can have woken it. Catching up
+// after the faults alone does not show that: a resubscription's read
+// after the last fault may have fetched everything.
+func listenDelivers(tb testing.TB, writer *postgres.Store, led *ledger, fl *follower) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var head eventstore.Position
+	waitFor(tb, 30*time.Second, func() bool {
+		var err error
+		head, err = writer.Head(ctx)
+		return err == nil && fl.position.Load() >= head.Commit
+	}, func() string {
+		return fmt.Sprintf("the subscription is at %d, the log at %d, before the LISTEN probe", fl.position.Load(), head.Commit)
+	})
+	fl.mu.Lock()
+	errsBefore := fl.errs
+	fl.mu.Unlock()
+
+	ev := probe(99, 0, 0)
+	rec := &appendRecord{writer: 99, stream: "listen-probe", ids: []uuid.UUID{ev.ID}, attempts: 1}
+	led.add(rec)
+	res, err := writer.Append(ctx, rec.stream, eventstore.NoStream, ev)
+	if err != nil {
+		rec.abandoned = true
+		tb.Fatalf("the LISTEN probe's append after the faults: %v", err)
+	}
+	rec.acked, rec.result = true, res
+	led.ackedEvents.Add(1)
+	pos := res.Events[0].Position.Commit
+	waitFor(tb, 15*time.Second, func() bool { return fl.position.Load() >= pos }, func() string {
+		return fmt.Sprintf("the subscription (safety poll off) never saw the event appended at %d after the faults: no notification reached it, the LISTEN connection did not come back", pos)
+	})
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.errs != errsBefore {
+		tb.Errorf("the subscription had %d errors while waiting for the LISTEN probe (last: %s): it may have read the probe on a resubscription, not on a notification",
+			fl.errs-errsBefore, fl.lastErr)
+	}
+}

@@ -64,6 +64,7 @@ func restartUnderLoad(t *testing.T, mode pgcluster.Mode, restarts int) {
 	}
 	f.waitEachWriter(t, f.snapshot(), 3, 20*time.Second)
 	f.finish()
+	listenDelivers(t, writer, led, fl)
 	// Every append that will ever land has landed once the writing store's
 	// committers have stopped.
 	writer.Close()

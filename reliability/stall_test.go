@@ -64,6 +64,7 @@ func TestNetworkStalls(t *testing.T) {
 	}
 	f.waitEachWriter(t, f.snapshot(), 3, 30*time.Second)
 	f.finish()
+	listenDelivers(t, writer, led, fl)
 	writer.Close()
 
 	rows := readLog(t, writePool)
