@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -29,9 +30,11 @@ const partitionHold = 6500 * time.Millisecond
 // in an earlier round trip would block every other process's appends for
 // as long as the partition lasts.
 //
-//   - one-round-trip: the call of eventstream_append is held on its way.
-//     The function takes the lock only once the whole call has arrived, so
-//     another process appends at once, long before the partition ends.
+//   - one-round-trip: the call of eventstream_append is held half-way,
+//     the statement prepared and the first chunk of its Bind delivered,
+//     the rest held. The function takes the lock only once the whole call
+//     has arrived, so another process appends at once, long before the
+//     partition ends.
 //   - careful-path: a retry of a stored append (its id is stored, so the
 //     group runs writeGroupChecked) is held after the round trip that took
 //     the lock, with the lock held by a transaction idle on the server. The
@@ -221,21 +224,44 @@ func (e *partitionEnv) report(t *testing.T, path string, held, other time.Durati
 	report(t, fg)
 }
 
-// partitionOneRoundTrip holds a's call of eventstream_append on its way
-// to the server.
+// partitionOneRoundTrip holds a's call of eventstream_append half-way to
+// the server.
 func partitionOneRoundTrip(t *testing.T) {
 	e := newPartitionEnv(t)
 	// Only b warms up: a's first call must carry its statement text (pgx
 	// sends it once per connection, then only the prepared name).
 	e.appendOnce(t, e.b, 1, "warm-up", probe(1, 0, 0))
 
-	e.stallOn(func(data []byte) bool { return bytes.Contains(data, []byte("eventstream_append(")) })
+	// Hold the call half-arrived: the server has prepared the statement
+	// and holds the first chunk of its Bind (a 100 KiB event spans
+	// several), the rest is held. Holding the whole call would prove
+	// nothing: a call the server has not seen cannot hold a lock.
+	var callConn atomic.Uint64
+	var bindStarted atomic.Bool
+	e.proxy.SetCut(func(c faultproxy.Chunk) bool {
+		if c.Dir != faultproxy.ToServer || e.stallStart.Load() != 0 {
+			return false
+		}
+		switch {
+		case bytes.Contains(c.Data, []byte("eventstream_append(")):
+			callConn.CompareAndSwap(0, c.Conn) // the Prepare: its Parse carries the text
+		case c.Conn != callConn.Load():
+		case !bindStarted.Load():
+			bindStarted.Store(bytes.Contains(c.Data, appendCall)) // the Bind's first chunk goes through
+		case e.stallStart.CompareAndSwap(0, time.Now().UnixNano()):
+			e.proxy.SetStall(true)
+		}
+		return false
+	})
 	stuck := probe(0, 1, 0)
+	stuck.Payload = json.RawMessage(fmt.Sprintf(`{"writer":0,"seq":1,"i":0,"note":%q}`, strings.Repeat("x", 100<<10)))
 	rec := &appendRecord{writer: 0, stream: "partitioned", ids: []uuid.UUID{stuck.ID}}
 	e.led.add(rec)
 	done := e.startPartitioned(rec, stuck)
 	waitFor(t, 10*time.Second, func() bool { return e.stallStart.Load() != 0 },
-		func() string { return "the partitioned append never sent its call" })
+		func() string {
+			return fmt.Sprintf("the partitioned append never sent its call half-way (prepared on connection %d, Bind started %v)", callConn.Load(), bindStarted.Load())
+		})
 
 	// No lock is held: the other process appends at once, well before the
 	// server's 5 s bound on an idle transaction could matter.
