@@ -306,12 +306,14 @@ func (c *Cluster) Restart(mode Mode, down time.Duration) error {
 // up waiting after its timeout but leaves the server starting, and
 // removing the folder under it would leave the server running.
 func (c *Cluster) Destroy() error {
-	c.mu.Lock()
-	if _, serr := os.Stat(filepath.Join(c.data, "postmaster.pid")); serr == nil {
-		c.running = true
-	}
-	c.mu.Unlock()
 	err := c.Stop(Immediate)
+	if _, serr := os.Stat(filepath.Join(c.data, "postmaster.pid")); serr == nil && err == nil {
+		// Not known to run, yet a postmaster may: stop it. A stale pid
+		// file (a postmaster killed outright) makes pg_ctl fail, harmlessly.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, _ = c.run(ctx, "pg_ctl", "stop", "-w", "-t", "90", "-m", string(Immediate), "-D", c.data)
+		cancel()
+	}
 	if rerr := os.RemoveAll(c.root); err == nil {
 		err = rerr
 	}
