@@ -163,6 +163,10 @@ func TestSlowConsumerNeverBlocksAppends(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the stalled subscription, resumed at %d of %d: %v", last, total, err)
 		}
+		// Resumed, it still reads a batch at a time, not the backlog.
+		if len(evs) > 100 {
+			t.Fatalf("the resumed subscription returned %d events at once, past its BatchSize of 100: it holds the backlog in memory", len(evs))
+		}
 		for _, e := range evs {
 			if e.Position.Commit != last+1 || seen[e.Position.Commit] {
 				t.Fatalf("the resumed subscription gave position %d after %d", e.Position.Commit, last)
