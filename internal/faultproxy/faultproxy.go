@@ -186,7 +186,9 @@ func (p *Proxy) CutConn(id uint64) bool {
 	return victim != nil && p.drop(victim)
 }
 
-// Open is the number of connections currently forwarded.
+// Open is the number of connections currently forwarded. A connection
+// opened during a stall is not among them until the stall ends (it has
+// not reached the target): wait for a client's own socket instead.
 func (p *Proxy) Open() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
