@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -51,6 +52,10 @@ func writeHeavyStream(t *testing.T, dir, name, stream string, n, pad int, versio
 func TestImportAndAppendFileOfAStreamPastOneAppendsBytes(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
+	// Each run validates and writes 68 MB with the race detector on (and,
+	// in CI, two schema checkers): about a minute on an idle machine, past
+	// the usual 2-minute guard when CI's other tests share the cores.
+	c.limit = 10 * time.Minute
 	const n, pad = 68, 1_000_000 // 68 MB of metas: past 64 MiB
 	p := writeHeavyStream(t, c.dir, "heavy.ndjson", "heavy", n, pad, false)
 	r := c.run("import", "--expected-versions", "any", p)

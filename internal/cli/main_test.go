@@ -74,6 +74,9 @@ type cli struct {
 	dir   string
 	env   []string
 	stdin string
+	// limit bounds each run of the binary [2m]: a guard against a hang,
+	// which a test whose runs have much work to do widens.
+	limit time.Duration
 }
 
 // newCLI gives the test a fresh schema and a working directory.
@@ -92,7 +95,11 @@ func (c *cli) run(args ...string) result {
 // runRaw runs the binary with exactly args.
 func (c *cli) runIn(ctx context.Context, args ...string) result {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	limit := 2 * time.Minute
+	if c.limit > 0 {
+		limit = c.limit
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = c.dir
