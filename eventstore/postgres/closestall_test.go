@@ -26,14 +26,19 @@ func TestCloseDuringAStallAnswersTheQueueInGroups(t *testing.T) {
 	if _, err := e.a.Append(ctx, "close-warm", eventstore.NoStream, thing(0)); err != nil {
 		t.Fatal(err)
 	}
+	// The warm-up's group has ended (its Append returns before the
+	// committer counts the group done): the committer is idle.
+	waitFor(t, 30*time.Second, func() bool { return postgres.GroupsInFlight(e.a) == 0 },
+		func() string { return "the warm-up's group never ended" })
 	e.proxy.SetStall(true)
 	const queued = 20
 	errs := make(chan error, queued+1)
 	go func() { _, err := e.a.Append(ctx, "close-first", eventstore.NoStream, thing(1)); errs <- err }()
 	// The only committer waits for the stalled group: the others queue.
-	waitFor(t, 10*time.Second, func() bool { return e.a.Stats().Queued == 0 },
+	// (Queued is 0 before the first append is queued too: what tells that
+	// the committer took it is its group in flight.)
+	waitFor(t, 30*time.Second, func() bool { return postgres.GroupsInFlight(e.a) == 1 },
 		func() string { return "the committer did not take the first append" })
-	time.Sleep(100 * time.Millisecond)
 	for i := range queued {
 		go func() {
 			_, err := e.a.Append(ctx, fmt.Sprintf("close-%d", i), eventstore.NoStream, thing(i))
