@@ -108,7 +108,8 @@ func TestQueuedAppendCancelled(t *testing.T) {
 	qctx, cancel := context.WithCancel(ctx)
 	queued := make(chan error, 1)
 	go func() { _, err := s.Append(qctx, "queue-cancelled", eventstore.NoStream, thing(2)); queued <- err }()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Queued == 1 },
+		func() string { return "the second append never waited in the queue" })
 	cancel()
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled queued append: %v, want context.Canceled", err)
@@ -233,7 +234,9 @@ func TestCarefulPathDecidesRetryAndConflict(t *testing.T) {
 		res, err := s.Append(ctx, "careful-b", eventstore.NoStream, thing(4))
 		conflicted <- answer{res, err}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Both wait in the queue, so that the committer takes them together.
+	waitFor(t, 30*time.Second, func() bool { return s.Stats().Queued == 2 },
+		func() string { return fmt.Sprintf("%d appends queued behind the filler, want 2", s.Stats().Queued) })
 	release()
 	if err := <-filler; err != nil {
 		t.Fatal(err)
