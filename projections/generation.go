@@ -665,6 +665,9 @@ func (r *Runtime) dropRetired(ctx context.Context, home, name string) {
 			if _, err := tx.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{g.Schema}.Sanitize()+` CASCADE`); err != nil {
 				return err
 			}
+			if _, err := tx.Exec(ctx, `DELETE FROM projection_deferred_indexes WHERE projection = $1 AND generation = $2`, name, g.Gen); err != nil {
+				return err
+			}
 			_, err := tx.Exec(ctx, `DELETE FROM projection_generations WHERE projection = $1 AND generation = $2 AND state = 'retired'`, name, g.Gen)
 			return err
 		})
@@ -756,7 +759,7 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 			if schema, err = generationSchema(ctx, tx, name, res.Generation); err != nil {
 				return err
 			}
-			return r.migrateGeneration(ctx, tx, p, schema)
+			return r.migrateBuilding(ctx, tx, p, res.Generation, schema, p.DeferIndexes)
 		}
 		// A new generation starting past the head would, once swapped in,
 		// have its runner go on from there and never apply the events
@@ -771,6 +774,11 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 		res.Generation, schema, err = r.createGeneration(ctx, tx, home, p, "building", opts.From)
 		if err != nil {
 			return err
+		}
+		if p.DeferIndexes {
+			if _, err := deferIndexes(ctx, tx, name, res.Generation, schema); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, `UPDATE projection_state SET building_generation = $2, updated_at = now() WHERE projection = $1`, name, res.Generation)
 		return err
@@ -827,6 +835,12 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 			a = newApplier(r, p, conn, res.Generation, from, st)
 			a.building, a.breaks = true, breaks
 			continue
+		}
+		// The indexes dropped for the load are made before the swap, each
+		// over the rows loaded; events appended meanwhile are left to the
+		// live runner, after the swap.
+		if _, err := r.buildDeferred(ctx, conn, name, res.Generation, schema); err != nil {
+			return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
 		}
 		prev, err = r.swap(ctx, conn, home, p, res.Generation, schema, a.pos)
 		if !errors.Is(err, errBehind) {
@@ -984,6 +998,7 @@ func (r *Runtime) dropGeneration(ctx context.Context, tx pgx.Tx, name string, ge
 	for _, q := range []string{
 		`DELETE FROM projection_checkpoints WHERE projection = $1 AND generation = $2`,
 		`DELETE FROM projection_dead_letters WHERE projection = $1 AND generation = $2`,
+		`DELETE FROM projection_deferred_indexes WHERE projection = $1 AND generation = $2`,
 		`DELETE FROM projection_generations WHERE projection = $1 AND generation = $2`,
 		`UPDATE projection_state SET building_generation = NULL, updated_at = now() WHERE projection = $1 AND building_generation = $2`,
 	} {

@@ -61,6 +61,21 @@ type Projection struct {
 	// such an event returns its error instead, leaving the live
 	// projection running.
 	StopOnError bool
+
+	// DeferIndexes lets Rebuild drop the indexes of the new generation's
+	// tables that only writes keep up to date (not unique, behind no
+	// constraint) while it loads them, and make each again, by one sort
+	// of the rows, once the generation has caught up and before the swap:
+	// the way pg_restore loads a table. Keeping such an index up to date
+	// row by row costs more than building it once (for the audit log, about
+	// half of the writing backend's time in a rebuild). Only for a handler that never looks rows up in
+	// its own tables (by those indexes, a lookup would scan the table
+	// instead): one that only inserts, as the audit log does. Unique
+	// indexes and constraints stay, so ON CONFLICT works as live. The
+	// dropped indexes are recorded in the runtime's schema, so that an
+	// interrupted rebuild, resumed, still makes them; live runs never drop
+	// an index.
+	DeferIndexes bool
 }
 
 // EventType is one event type a projection handles and the schema versions

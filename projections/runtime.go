@@ -319,7 +319,7 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 			if err != nil {
 				return err
 			}
-			if err := r.migrateGeneration(ctx, tx, p, bschema); err != nil {
+			if err := r.migrateBuilding(ctx, tx, p, *building, bschema, false); err != nil {
 				return err
 			}
 		}
@@ -506,7 +506,7 @@ func Uninstall(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 		}
 		for _, q := range []string{
-			`DROP TABLE projection_state, projection_generations, projection_checkpoints, projection_dead_letters, processed_events, projection_views`,
+			`DROP TABLE projection_state, projection_generations, projection_checkpoints, projection_dead_letters, processed_events, projection_views, projection_deferred_indexes`,
 			`DELETE FROM eventstream_migrations WHERE component = '` + Component + `'`,
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {

@@ -534,7 +534,7 @@ func generationSchemas(ctx context.Context, tx pgx.Tx) ([]string, error) {
 var logTables = []string{
 	"events", "aggregate_snapshots", "eventstream_migrations", "eventstream_api_tokens", "eventstream_ui_sessions",
 	"projection_state", "projection_generations", "projection_checkpoints",
-	"projection_dead_letters", "projection_views", "processed_events",
+	"projection_dead_letters", "projection_views", "processed_events", "projection_deferred_indexes",
 }
 
 func revokeLog(ctx context.Context, tx pgx.Tx, home, ident string) error {

@@ -30,12 +30,15 @@ func Projection() projections.Projection {
 		panic(err) // the embedded folder is part of the binary
 	}
 	return projections.Projection{
-		Name:       Name,
-		AllTypes:   true,
-		Raw:        true,
-		Migrations: sub,
-		Handler:    projections.HandlerFunc(handle),
-		Rewind:     rewind,
+		Name:     Name,
+		AllTypes: true,
+		Raw:      true,
+		// The handler only inserts (COPY): a rebuild makes the secondary
+		// indexes after loading.
+		DeferIndexes: true,
+		Migrations:   sub,
+		Handler:      projections.HandlerFunc(handle),
+		Rewind:       rewind,
 	}
 }
 

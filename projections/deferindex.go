@@ -1,0 +1,199 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// deferrableIndexes lists the indexes of a generation's tables that a
+// rebuild may drop while it loads and make again after: those a write
+// only has to keep up to date. Kept: unique indexes (ON CONFLICT and
+// uniqueness need them while rows arrive), those behind a constraint
+// (primary keys, exclusion constraints), partitions of a partitioned
+// index (dropped with their parent only), indexes not yet valid, and
+// those with settings pg_get_indexdef does not write out (a tablespace of
+// their own, a per-column statistics target), which would come back
+// without them.
+const deferrableIndexes = `SELECT ci.relname, ct.relname, pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class')
+	FROM pg_index i
+	JOIN pg_class ci ON ci.oid = i.indexrelid
+	JOIN pg_class ct ON ct.oid = i.indrelid
+	JOIN pg_namespace n ON n.oid = ct.relnamespace
+	WHERE n.nspname = $1 AND ct.relname <> 'eventstream_migrations'
+	  AND NOT i.indisunique AND NOT i.indisexclusion AND i.indisvalid AND i.indisready
+	  AND ci.reltablespace = 0
+	  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+	  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+	  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget > 0)
+	ORDER BY ci.relname`
+
+// qualifiedNames makes pg_get_indexdef name every object with its schema
+// (nothing but pg_catalog is on the path), inside the transaction, until
+// restore: the CREATE INDEX statements it writes then make the same index
+// whatever the search_path they run under.
+func qualifiedNames(ctx context.Context, tx pgx.Tx) (restore func() error, err error) {
+	var orig string
+	if err := tx.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&orig); err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', 'pg_catalog', true)`); err != nil {
+		return nil, err
+	}
+	return func() error {
+		_, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, orig)
+		return err
+	}, nil
+}
+
+// deferIndexes drops the deferrable indexes of generation gen (in
+// schema) and records their definitions, inside tx, so that a bulk load
+// into its empty tables writes each row's heap tuple and its unique
+// indexes only; buildDeferred makes them again, each by one sort of the
+// loaded rows, which costs a fraction of keeping them up to date row by
+// row. It returns how many it dropped; an index already recorded (a
+// migration made it again since) gets its new definition.
+func deferIndexes(ctx context.Context, tx pgx.Tx, name string, gen int, schema string) (int, error) {
+	restore, err := qualifiedNames(ctx, tx)
+	if err != nil {
+		return 0, fmt.Errorf("projections: defer the indexes of %q generation %d: %w", name, gen, err)
+	}
+	rows, err := tx.Query(ctx, deferrableIndexes, schema)
+	if err != nil {
+		return 0, fmt.Errorf("projections: defer the indexes of %q generation %d: %w", name, gen, err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[deferredIndex])
+	if err != nil {
+		return 0, fmt.Errorf("projections: defer the indexes of %q generation %d: %w", name, gen, err)
+	}
+	if err := restore(); err != nil {
+		return 0, fmt.Errorf("projections: defer the indexes of %q generation %d: %w", name, gen, err)
+	}
+	for _, ix := range list {
+		if _, err := tx.Exec(ctx, `INSERT INTO projection_deferred_indexes (projection, generation, index_name, table_name, definition, comment)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (projection, generation, index_name) DO UPDATE
+			SET table_name = excluded.table_name, definition = excluded.definition, comment = excluded.comment, deferred_at = now()`,
+			name, gen, ix.Name, ix.Table, ix.Definition, ix.Comment); err != nil {
+			return 0, fmt.Errorf("projections: defer the index %s of %q generation %d: %w", ix.Name, name, gen, err)
+		}
+		if _, err := tx.Exec(ctx, `DROP INDEX `+pgx.Identifier{schema, ix.Name}.Sanitize()); err != nil {
+			return 0, fmt.Errorf("projections: defer the index %s of %q generation %d: %w", ix.Name, name, gen, err)
+		}
+	}
+	return len(list), nil
+}
+
+// deferredIndex is one index recorded by deferIndexes.
+type deferredIndex struct {
+	Name, Table, Definition string
+	Comment                 *string
+}
+
+func listDeferred(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, name string, gen int) ([]deferredIndex, error) {
+	rows, err := q.Query(ctx, `SELECT index_name, table_name, definition, comment FROM projection_deferred_indexes
+		WHERE projection = $1 AND generation = $2 ORDER BY index_name`, name, gen)
+	if err != nil {
+		return nil, fmt.Errorf("projections: list the deferred indexes of %q generation %d: %w", name, gen, err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[deferredIndex])
+	if err != nil {
+		return nil, fmt.Errorf("projections: list the deferred indexes of %q generation %d: %w", name, gen, err)
+	}
+	return list, nil
+}
+
+// makeDeferred makes one deferred index again and forgets its record,
+// inside tx. An index of that name already there (a migration that ran
+// meanwhile made it) is left as it is; so is a record whose table a
+// migration dropped since.
+func makeDeferred(ctx context.Context, tx pgx.Tx, name string, gen int, schema string, ix deferredIndex) error {
+	var missing bool
+	err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL AND to_regclass($2) IS NOT NULL`,
+		pgx.Identifier{schema, ix.Name}.Sanitize(), pgx.Identifier{schema, ix.Table}.Sanitize()).Scan(&missing)
+	if err != nil {
+		return err
+	}
+	if missing {
+		if _, err := tx.Exec(ctx, ix.Definition); err != nil {
+			return err
+		}
+		if ix.Comment != nil {
+			var stmt string
+			err := tx.QueryRow(ctx, `SELECT format('COMMENT ON INDEX %s IS %L', $1::text, $2::text)`,
+				pgx.Identifier{schema, ix.Name}.Sanitize(), *ix.Comment).Scan(&stmt)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = tx.Exec(ctx, `DELETE FROM projection_deferred_indexes WHERE projection = $1 AND generation = $2 AND index_name = $3`, name, gen, ix.Name)
+	return err
+}
+
+// buildDeferred makes the deferred indexes of generation gen again, each
+// in a transaction of its own that also forgets its record, so that an
+// interruption keeps those already made. It returns how many it made.
+func (r *Runtime) buildDeferred(ctx context.Context, conn *pgx.Conn, name string, gen int, schema string) (int, error) {
+	list, err := listDeferred(ctx, conn, name, gen)
+	if err != nil || len(list) == 0 {
+		return 0, err
+	}
+	began := time.Now()
+	for _, ix := range list {
+		err := pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
+			return makeDeferred(ctx, tx, name, gen, schema, ix)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("projections: make the deferred index %s of %q generation %d: %w", ix.Name, name, gen, err)
+		}
+	}
+	r.log.Info("projection rebuild: deferred indexes made", "projection", name, "generation", gen, "indexes", len(list), "took", time.Since(began).Round(time.Millisecond).String())
+	return len(list), nil
+}
+
+// migrateBuilding applies the projection's migrations to the generation
+// being built, inside tx. When some are pending and the generation's
+// indexes are deferred, they are made first, so that the migrations find
+// the tables as they made them (a migration may alter or drop one of
+// those indexes), and deferred again after. deferNow defers the
+// generation's indexes even when none were (Rebuild of a projection with
+// DeferIndexes resuming a rebuild begun without).
+func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, p *registered, gen int, schema string, deferNow bool) error {
+	deferred, err := listDeferred(ctx, tx, p.Name, gen)
+	if err != nil {
+		return err
+	}
+	if len(deferred) > 0 {
+		var applied int
+		err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+pgx.Identifier{schema, "eventstream_migrations"}.Sanitize()+` WHERE component = $1`,
+			p.component).Scan(&applied)
+		if err != nil {
+			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		}
+		if applied >= len(p.migrations) {
+			return nil
+		}
+		for _, ix := range deferred {
+			if err := makeDeferred(ctx, tx, p.Name, gen, schema, ix); err != nil {
+				return fmt.Errorf("projections: migrate %q: make the deferred index %s first: %w", p.Name, ix.Name, err)
+			}
+		}
+	}
+	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+		return err
+	}
+	if len(deferred) > 0 || deferNow {
+		if _, err := deferIndexes(ctx, tx, p.Name, gen, schema); err != nil {
+			return err
+		}
+	}
+	return nil
+}
