@@ -315,12 +315,20 @@ func partitionCarefulPath(t *testing.T) {
 	// The server ends that session after 5 s idle; the other process then
 	// gets the lock.
 	other := e.otherAppends(t, 7*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// A backend the server ends releases its locks before it leaves
+	// pg_stat_activity: give the exit a moment (the partition, which
+	// alone could end the session from a's side, lasts until lift).
 	var alive bool
-	err := e.b.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&alive)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := e.b.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&alive)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !alive || time.Now().After(deadline) {
+			break
+		}
 	}
 	if alive {
 		t.Errorf("the partitioned session %d still exists after the other process appended", pid)
