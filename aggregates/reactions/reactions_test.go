@@ -179,11 +179,18 @@ func TestCourseReactionsFromTwoConcurrentSubscriptions(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
-	for range 2 {
+	var mu sync.Mutex
+	handled := make([]eventstore.Position, 2) // where each subscriber is
+	for i := range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.Run(runCtx, env.Store, reactions.RunOptions{}); err != nil && !errors.Is(err, context.Canceled) {
+			opts := reactions.RunOptions{Handled: func(p eventstore.Position) {
+				mu.Lock()
+				handled[i] = p
+				mu.Unlock()
+			}}
+			if err := r.Run(runCtx, env.Store, opts); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- err
 			}
 		}()
@@ -200,7 +207,33 @@ func TestCourseReactionsFromTwoConcurrentSubscriptions(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(50 * time.Millisecond) // let the slower subscriber catch up
+	// The slower subscriber delivers every event too before they stop:
+	// both have handled the last event of the types they follow, and the
+	// log did not grow meanwhile (a reaction appends before its event
+	// counts as handled).
+	last := func() eventstore.Position {
+		t.Helper()
+		page, err := env.Store.ReadAll(ctx, eventstore.ReadAllOptions{Limit: 10_000, Types: r.Types()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Events[len(page.Events)-1].Position
+	}
+	both := func() bool {
+		want := last()
+		mu.Lock()
+		done := handled[0].Compare(want) >= 0 && handled[1].Compare(want) >= 0
+		mu.Unlock()
+		return done && last() == want
+	}
+	for deadline := time.Now().Add(30 * time.Second); !both(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			a, b := handled[0], handled[1]
+			mu.Unlock()
+			t.Fatalf("the subscribers handled up to %v and %v, want both at %v", a, b, last())
+		}
+	}
 	cancel()
 	wg.Wait()
 	close(errs)
