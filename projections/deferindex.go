@@ -12,11 +12,13 @@ import (
 // rebuild may drop while it loads and make again after: those a write
 // only has to keep up to date. Kept: unique indexes (ON CONFLICT and
 // uniqueness need them while rows arrive), those behind a constraint
-// (primary keys, exclusion constraints), partitions of a partitioned
-// index (dropped with their parent only), indexes not yet valid, and
-// those with settings pg_get_indexdef does not write out (a tablespace of
-// their own, a per-column statistics target), which would come back
-// without them.
+// (primary keys, exclusion constraints), the indexes of a partitioned
+// table and their partitions (pg_get_indexdef writes a partitioned index
+// ON ONLY the parent: made again from it, it would be invalid and without
+// its partitions' indexes, which it made under names of its own, not the
+// migrations'), indexes not yet valid, and those with settings
+// pg_get_indexdef does not write out (a tablespace of their own, a
+// per-column statistics target), which would come back without them.
 const deferrableIndexes = `SELECT ci.relname, ct.relname, pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class')
 	FROM pg_index i
 	JOIN pg_class ci ON ci.oid = i.indexrelid
@@ -24,6 +26,7 @@ const deferrableIndexes = `SELECT ci.relname, ct.relname, pg_get_indexdef(i.inde
 	JOIN pg_namespace n ON n.oid = ct.relnamespace
 	WHERE n.nspname = $1 AND ct.relname <> 'eventstream_migrations'
 	  AND NOT i.indisunique AND NOT i.indisexclusion AND i.indisvalid AND i.indisready
+	  AND ci.relkind = 'i'
 	  AND ci.reltablespace = 0
 	  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
 	  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)

@@ -64,7 +64,7 @@ type Projection struct {
 
 	// DeferIndexes lets Rebuild drop the indexes of the new generation's
 	// tables that only writes keep up to date (not unique, behind no
-	// constraint) while it loads them, and make each again, by one sort
+	// constraint, not of a partitioned table) while it loads them, and make each again, by one sort
 	// of the rows, once the generation has caught up and before the swap:
 	// the way pg_restore loads a table. Keeping such an index up to date
 	// row by row costs more than building it once (for the audit log, about
