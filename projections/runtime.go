@@ -506,7 +506,10 @@ func Uninstall(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 		}
 		for _, q := range []string{
-			`DROP TABLE projection_state, projection_generations, projection_checkpoints, projection_dead_letters, processed_events, projection_views, projection_deferred_indexes`,
+			`DROP TABLE projection_state, projection_generations, projection_checkpoints, projection_dead_letters, processed_events, projection_views`,
+			// Made by runtime migration 004: a runtime last migrated by an
+			// earlier release has none.
+			`DROP TABLE IF EXISTS projection_deferred_indexes`,
 			`DELETE FROM eventstream_migrations WHERE component = '` + Component + `'`,
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {
