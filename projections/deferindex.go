@@ -2,10 +2,13 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/eventstream/internal/migrate"
 )
 
 // deferrableIndexes lists the indexes of a generation's tables that a
@@ -141,25 +144,64 @@ func makeDeferred(ctx context.Context, tx pgx.Tx, name string, gen int, schema s
 	return err
 }
 
+// deferredLockKey names the transaction-level advisory lock by which a
+// Migrate (migrateBuilding, in this process or another) and the rebuild
+// making the deferred indexes again (buildDeferred) take turns on the
+// generation's indexes and their records: otherwise a Migrate that makes
+// the deferred indexes, migrates and defers them again meanwhile raced
+// the rebuild's CREATE INDEX (a deadlock, or an index of the same name
+// made twice), and the rebuild, going by the list it read before, made an
+// index as the old migrations defined it, or missed one that Migrate
+// deferred again, and swapped in the generation without it.
+func (r *Runtime) deferredLockKey(home, name string) int64 {
+	return migrate.LockKey("projection-deferred-indexes/"+name, home)
+}
+
 // buildDeferred makes the deferred indexes of generation gen again, each
 // in a transaction of its own that also forgets its record, so that an
-// interruption keeps those already made. It returns how many it made.
-func (r *Runtime) buildDeferred(ctx context.Context, conn *pgx.Conn, name string, gen int, schema string) (int, error) {
-	list, err := listDeferred(ctx, conn, name, gen)
-	if err != nil || len(list) == 0 {
-		return 0, err
-	}
+// interruption keeps those already made. Each transaction waits for a
+// Migrate that works on the generation's indexes and takes the record as
+// that left it; once through the list, it reads the list again, since a
+// Migrate may have deferred indexes again meanwhile. It returns how many
+// it made.
+func (r *Runtime) buildDeferred(ctx context.Context, conn *pgx.Conn, home, name string, gen int, schema string) (int, error) {
+	key := r.deferredLockKey(home, name)
 	began := time.Now()
-	for _, ix := range list {
-		err := pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
-			return makeDeferred(ctx, tx, name, gen, schema, ix)
-		})
+	made := 0
+	for {
+		list, err := listDeferred(ctx, conn, name, gen)
 		if err != nil {
-			return 0, fmt.Errorf("projections: make the deferred index %s of %q generation %d: %w", ix.Name, name, gen, err)
+			return made, err
+		}
+		if len(list) == 0 {
+			break
+		}
+		for _, ix := range list {
+			err := pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key); err != nil {
+					return err
+				}
+				var cur deferredIndex
+				err := tx.QueryRow(ctx, `SELECT index_name, table_name, definition, comment FROM projection_deferred_indexes
+					WHERE projection = $1 AND generation = $2 AND index_name = $3`, name, gen, ix.Name).Scan(&cur.Name, &cur.Table, &cur.Definition, &cur.Comment)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil // made by a Migrate meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				return makeDeferred(ctx, tx, name, gen, schema, cur)
+			})
+			if err != nil {
+				return made, fmt.Errorf("projections: make the deferred index %s of %q generation %d: %w", ix.Name, name, gen, err)
+			}
+			made++
 		}
 	}
-	r.log.Info("projection rebuild: deferred indexes made", "projection", name, "generation", gen, "indexes", len(list), "took", time.Since(began).Round(time.Millisecond).String())
-	return len(list), nil
+	if made > 0 {
+		r.log.Info("projection rebuild: deferred indexes made", "projection", name, "generation", gen, "indexes", made, "took", time.Since(began).Round(time.Millisecond).String())
+	}
+	return made, nil
 }
 
 // migrateBuilding applies the projection's migrations to the generation
@@ -169,7 +211,16 @@ func (r *Runtime) buildDeferred(ctx context.Context, conn *pgx.Conn, name string
 // those indexes), and deferred again after. deferNow defers the
 // generation's indexes even when none were (Rebuild of a projection with
 // DeferIndexes resuming a rebuild begun without).
-func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, p *registered, gen int, schema string, deferNow bool) error {
+func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, home string, p *registered, gen int, schema string, deferNow bool) error {
+	// Waits for the rebuild to finish the index it is making (the
+	// session's lock_timeout lifted, as for the state row).
+	err := migrate.WaitUntimed(ctx, tx, func() error {
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, r.deferredLockKey(home, p.Name))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+	}
 	deferred, err := listDeferred(ctx, tx, p.Name, gen)
 	if err != nil {
 		return err

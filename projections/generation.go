@@ -759,7 +759,7 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 			if schema, err = generationSchema(ctx, tx, name, res.Generation); err != nil {
 				return err
 			}
-			return r.migrateBuilding(ctx, tx, p, res.Generation, schema, p.DeferIndexes)
+			return r.migrateBuilding(ctx, tx, home, p, res.Generation, schema, p.DeferIndexes)
 		}
 		// A new generation starting past the head would, once swapped in,
 		// have its runner go on from there and never apply the events
@@ -839,11 +839,11 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 		// The indexes dropped for the load are made before the swap, each
 		// over the rows loaded; events appended meanwhile are left to the
 		// live runner, after the swap.
-		if _, err := r.buildDeferred(ctx, conn, name, res.Generation, schema); err != nil {
+		if _, err := r.buildDeferred(ctx, conn, home, name, res.Generation, schema); err != nil {
 			return res, fmt.Errorf("projections: rebuild %q (resume by calling Rebuild again): %w", name, err)
 		}
 		prev, err = r.swap(ctx, conn, home, p, res.Generation, schema, a.pos)
-		if !errors.Is(err, errBehind) {
+		if !errors.Is(err, errBehind) && !errors.Is(err, errDeferredLeft) {
 			break
 		}
 	}
@@ -929,6 +929,17 @@ func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *regi
 		if s.building == nil || *s.building != gen {
 			return fmt.Errorf("projections: swap %q: generation %d is no longer the one being built", p.Name, gen)
 		}
+		// Never swapped in without an index its migrations make: one
+		// still deferred (a Migrate deferred it again after buildDeferred
+		// read the list) is made first. The state row, locked, holds off
+		// a Migrate until the swap commits.
+		var left bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM projection_deferred_indexes WHERE projection = $1 AND generation = $2)`, p.Name, gen).Scan(&left); err != nil {
+			return err
+		}
+		if left {
+			return errDeferredLeft
+		}
 		if s.active != nil {
 			// Locking the live checkpoint holds its runner still until
 			// the swap commits; its next transaction then finds the row
@@ -962,7 +973,7 @@ func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *regi
 		_, err = tx.Exec(ctx, `UPDATE projection_state SET active_generation = $2, building_generation = NULL, stopped = false, last_error = NULL, updated_at = now() WHERE projection = $1`, p.Name, gen)
 		return err
 	})
-	if errors.Is(err, errBehind) {
+	if errors.Is(err, errBehind) || errors.Is(err, errDeferredLeft) {
 		return 0, err
 	}
 	if err != nil {
@@ -973,6 +984,10 @@ func (r *Runtime) swap(ctx context.Context, conn *pgx.Conn, home string, p *regi
 
 // errBehind: the live generation is ahead of the one to swap in.
 var errBehind = errors.New("projections: the new generation is behind the live one")
+
+// errDeferredLeft: the generation to swap in has deferred indexes yet to
+// make.
+var errDeferredLeft = errors.New("projections: the new generation has deferred indexes yet to make")
 
 func lockCheckpoint(ctx context.Context, tx pgx.Tx, name string, gen int) (eventstore.Position, error) {
 	var c, p int64

@@ -319,7 +319,7 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 			if err != nil {
 				return err
 			}
-			if err := r.migrateBuilding(ctx, tx, p, *building, bschema, false); err != nil {
+			if err := r.migrateBuilding(ctx, tx, home, p, *building, bschema, false); err != nil {
 				return err
 			}
 		}
