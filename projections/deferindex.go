@@ -113,8 +113,8 @@ func listDeferred(ctx context.Context, q interface {
 	return list, nil
 }
 
-// makeDeferred makes one deferred index again and forgets its record,
-// inside tx. An index of that name already there (a migration that ran
+// makeDeferred makes one deferred index again, as its definition says
+// under search_path pg_catalog, and forgets its record, inside tx. An index of that name already there (a migration that ran
 // meanwhile made it) is left as it is; so is a record whose table a
 // migration dropped since.
 func makeDeferred(ctx context.Context, tx pgx.Tx, name string, gen int, schema string, ix deferredIndex) error {
@@ -125,7 +125,18 @@ func makeDeferred(ctx context.Context, tx pgx.Tx, name string, gen int, schema s
 		return err
 	}
 	if missing {
+		// Under the search_path the definition was written for: a name
+		// it leaves unqualified is pg_catalog's, which a session whose
+		// path puts another schema before pg_catalog would look up there
+		// first.
+		restore, err := qualifiedNames(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, ix.Definition); err != nil {
+			return err
+		}
+		if err := restore(); err != nil {
 			return err
 		}
 		if ix.Comment != nil {
