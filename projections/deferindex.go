@@ -21,7 +21,8 @@ import (
 // its partitions' indexes, which it made under names of its own, not the
 // migrations'), indexes not yet valid, and those with settings
 // pg_get_indexdef does not write out (a tablespace of their own, a
-// per-column statistics target), which would come back without them.
+// per-column statistics target, 0 included: -1 is the default; the
+// table's CLUSTER ON), which would come back without them.
 const deferrableIndexes = `SELECT ci.relname, ct.relname, pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class')
 	FROM pg_index i
 	JOIN pg_class ci ON ci.oid = i.indexrelid
@@ -33,7 +34,8 @@ const deferrableIndexes = `SELECT ci.relname, ct.relname, pg_get_indexdef(i.inde
 	  AND ci.reltablespace = 0
 	  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
 	  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
-	  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget > 0)
+	  AND NOT i.indisclustered
+	  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0)
 	ORDER BY ci.relname`
 
 // qualifiedNames makes pg_get_indexdef name every object with its schema
