@@ -225,15 +225,9 @@ func (r *Runtime) buildDeferred(ctx context.Context, conn *pgx.Conn, home, name 
 // generation's indexes even when none were (Rebuild of a projection with
 // DeferIndexes resuming a rebuild begun without).
 func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, home string, p *registered, gen int, schema string, deferNow bool) error {
-	// Waits for the rebuild to finish the index it is making (the
-	// session's lock_timeout lifted, as for the state row).
-	err := migrate.WaitUntimed(ctx, tx, func() error {
-		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, r.deferredLockKey(home, p.Name))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
-	}
+	// No record appears while the state row is locked (a rebuild defers
+	// only under it): with none, or no migration pending, the indexes are
+	// left alone, and a rebuild making them again is not waited for.
 	deferred, err := listDeferred(ctx, tx, p.Name, gen)
 	if err != nil {
 		return err
@@ -247,6 +241,19 @@ func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, home string, p
 		}
 		if applied >= len(p.migrations) {
 			return nil
+		}
+		// Waits for the rebuild to finish the index it is making (the
+		// session's lock_timeout lifted, as for the state row), then
+		// takes the records as it left them.
+		err = migrate.WaitUntimed(ctx, tx, func() error {
+			_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, r.deferredLockKey(home, p.Name))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		}
+		if deferred, err = listDeferred(ctx, tx, p.Name, gen); err != nil {
+			return err
 		}
 		for _, ix := range deferred {
 			if err := makeDeferred(ctx, tx, p.Name, gen, schema, ix); err != nil {

@@ -30,65 +30,8 @@ func TestMigrateWhileTheRebuildMakesTheDeferredIndexes(t *testing.T) {
 	runUntilCaughtUp(t, rt)
 	total := countAll(t, store)
 
-	// Once the rebuild has loaded every event, the test holds a lock on
-	// the new generation's table that its CREATE INDEX waits for.
-	var schema string
-	var holder pgx.Tx
-	locked := make(chan struct{})
-	type result struct {
-		res projections.RebuildResult
-		err error
-	}
-	rebuilt := make(chan result, 1)
-	go func() {
-		res, err := rt.Rebuild(ctx, "racing", projections.RebuildOptions{KeepOld: true, Progress: func(p projections.RebuildProgress) {
-			if holder != nil || p.Events < int64(total) {
-				return
-			}
-			if err := pool.QueryRow(ctx, `SELECT schema_name FROM projection_generations WHERE projection = 'racing' AND generation = $1`, p.Generation).Scan(&schema); err != nil {
-				panic(err)
-			}
-			tx, err := pool.Begin(ctx)
-			if err != nil {
-				panic(err)
-			}
-			if _, err := tx.Exec(ctx, `LOCK TABLE `+pgx.Identifier{schema, "indexed"}.Sanitize()+` IN EXCLUSIVE MODE`); err != nil {
-				panic(err)
-			}
-			holder = tx
-			close(locked)
-		}})
-		rebuilt <- result{res, err}
-	}()
-	select {
-	case <-locked:
-	case r := <-rebuilt:
-		t.Fatalf("Rebuild ended before it loaded every event: %+v %v", r.res, r.err)
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			_ = holder.Rollback(context.Background())
-		}
-	}
+	rebuilt, release, waiting := rebuildWaitingInCreateIndex(t, ctx, pool, rt, "racing", total)
 	defer release()
-	waiting := func(app string, other bool) {
-		t.Helper()
-		for {
-			var n int
-			err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()
-				AND CASE WHEN $2 THEN application_name = $1 ELSE query LIKE 'CREATE INDEX%' AND strpos(query, $3) > 0 END`, app, other, schema).Scan(&n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n > 0 {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waiting("", false) // the rebuild's first CREATE INDEX waits
 
 	// Another process, on the new release, migrates meanwhile.
 	newer := fstest.MapFS{}
@@ -102,20 +45,14 @@ CREATE INDEX indexed_lower_type_idx ON indexed (lower(type), tenant_id);
 CREATE INDEX indexed_stream_type_idx ON indexed (stream, type);
 `)}
 	app := fmt.Sprintf("deferrace-%d", time.Now().UnixNano())
-	cfg := pool.Config()
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	pool2, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool2.Close()
+	pool2 := poolNamed(t, ctx, pool, app)
 	rt2, err := projections.New(pool2, store, registry(t), fastConfig(), indexedProjection("racing", true, newer))
 	if err != nil {
 		t.Fatal(err)
 	}
 	migrated := make(chan error, 1)
 	go func() { migrated <- rt2.Migrate(ctx) }()
-	waiting(app, true) // Migrate waits for the rebuild
+	waiting(app) // Migrate waits for the rebuild
 	release()
 
 	if err := <-migrated; err != nil {
@@ -137,5 +74,112 @@ CREATE INDEX indexed_stream_type_idx ON indexed (stream, type);
 	}
 	if rec := deferredRecords(t, pool, "racing"); len(rec) != 0 {
 		t.Errorf("after the swap, deferred indexes still recorded: %v", rec)
+	}
+}
+
+type rebuildResult struct {
+	res projections.RebuildResult
+	err error
+}
+
+// rebuildWaitingInCreateIndex starts a rebuild (KeepOld) of the
+// projection name of rt and returns once it waits in the CREATE INDEX of
+// its first deferred index, for a lock on the new generation's table the
+// test took once every event was loaded; release lets it go on. waiting
+// returns once a session of the application app waits for a lock.
+func rebuildWaitingInCreateIndex(t *testing.T, ctx context.Context, pool *pgxpool.Pool, rt *projections.Runtime, name string, total int) (rebuilt chan rebuildResult, release func(), waiting func(app string)) {
+	t.Helper()
+	var schema string
+	var holder pgx.Tx
+	locked := make(chan struct{})
+	rebuilt = make(chan rebuildResult, 1)
+	go func() {
+		res, err := rt.Rebuild(ctx, name, projections.RebuildOptions{KeepOld: true, Progress: func(p projections.RebuildProgress) {
+			if holder != nil || p.Events < int64(total) {
+				return
+			}
+			if err := pool.QueryRow(ctx, `SELECT schema_name FROM projection_generations WHERE projection = $1 AND generation = $2`, name, p.Generation).Scan(&schema); err != nil {
+				panic(err)
+			}
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				panic(err)
+			}
+			if _, err := tx.Exec(ctx, `LOCK TABLE `+pgx.Identifier{schema, "indexed"}.Sanitize()+` IN EXCLUSIVE MODE`); err != nil {
+				panic(err)
+			}
+			holder = tx
+			close(locked)
+		}})
+		rebuilt <- rebuildResult{res, err}
+	}()
+	select {
+	case <-locked:
+	case r := <-rebuilt:
+		t.Fatalf("Rebuild ended before it loaded every event: %+v %v", r.res, r.err)
+	}
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			_ = holder.Rollback(context.Background())
+		}
+	}
+	wait := func(app string, other bool) {
+		t.Helper()
+		for {
+			var n int
+			err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()
+				AND CASE WHEN $2 THEN application_name = $1 ELSE query LIKE 'CREATE INDEX%' AND strpos(query, $3) > 0 END`, app, other, schema).Scan(&n)
+			if err != nil {
+				release()
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait("", false) // the rebuild's first CREATE INDEX waits
+	return rebuilt, release, func(app string) { wait(app, true) }
+}
+
+// poolNamed is another pool on pool's database and schema, its sessions
+// named app.
+func poolNamed(t *testing.T, ctx context.Context, pool *pgxpool.Pool, app string) *pgxpool.Pool {
+	t.Helper()
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// A Migrate that brings nothing new to the generation being built does
+// not wait for the index the rebuild is making (which, for the audit log,
+// takes minutes, with the projection's state row locked meanwhile).
+func TestMigrateWithNothingNewDoesNotWaitForTheDeferredIndexes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store := logStore(t)
+	fill(t, store, 200, 20)
+	pool := database(t)
+	rt := newRuntime(t, pool, store, fastConfig(), indexedProjection("waiting", true, indexedMigrations))
+	runUntilCaughtUp(t, rt)
+	rebuilt, release, _ := rebuildWaitingInCreateIndex(t, ctx, pool, rt, "waiting", countAll(t, store))
+	defer release()
+	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer mcancel()
+	if err := rt.Migrate(mctx); err != nil {
+		t.Errorf("Migrate while the rebuild makes an index: %v", err)
+	}
+	release()
+	if r := <-rebuilt; r.err != nil {
+		t.Fatalf("Rebuild: %v", r.err)
 	}
 }
