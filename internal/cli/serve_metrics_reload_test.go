@@ -45,8 +45,13 @@ func TestServeMetricsTokenFileChangesWithoutARestart(t *testing.T) {
 
 	writeFile(t, c.dir, "metrics-token", "")
 	scrapes("the file emptied", 0, map[string]int{next: 200, old: 401, "": 401})
-	if !strings.Contains(s.log.String(), "is empty") {
-		t.Errorf("the emptied file is not logged:\n%s", s.log)
+	// The server logs before it answers, but its stderr reaches s.log
+	// through a pipe another goroutine copies: wait for the line.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.log.String(), "is empty"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("the emptied file is not logged:\n%s", s.log)
+			break
+		}
 	}
 
 	writeFile(t, c.dir, "metrics-token", last+"\n")
