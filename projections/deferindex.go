@@ -116,9 +116,10 @@ func listDeferred(ctx context.Context, q interface {
 }
 
 // makeDeferred makes one deferred index again, as its definition says
-// under search_path pg_catalog, and forgets its record, inside tx. An index of that name already there (a migration that ran
-// meanwhile made it) is left as it is; so is a record whose table a
-// migration dropped since.
+// under search_path pg_catalog, and forgets its record, inside tx. An
+// index of that name already there (a migration that ran meanwhile made
+// it) is left as it is; so is a record whose table a migration dropped
+// since.
 func makeDeferred(ctx context.Context, tx pgx.Tx, name string, gen int, schema string, ix deferredIndex) error {
 	var missing bool
 	err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL AND to_regclass($2) IS NOT NULL`,
