@@ -161,7 +161,7 @@ func (r *run) replayScenario(ctx context.Context, rep *Report) error {
 	if _, err := verifyClaims(ctx, pool, "audit_events", "event_id", cl, false); err != nil {
 		return fmt.Errorf("bench: the rebuilt audit read model does not hold every event once: %w", err)
 	}
-	rep.note("our side: projections.Runtime.Rebuild of the audit projection (read the log, COPY into a new generation, swap); latency is per batch of up to 1,000 events")
+	rep.note("our side: projections.Runtime.Rebuild of the audit projection (read the log, COPY into a new generation loaded without its secondary indexes, make them, swap); latency is per batch of up to 1,000 events")
 	r.release(store, pool)
 
 	if cfg.SkipRaw {
