@@ -62,15 +62,7 @@ CREATE INDEX parted_low_stream_only ON parted_low (stream, type);
 	if !sameNames(recorded, []string{"parted_low_stream_only"}) {
 		t.Errorf("while loading, deferred indexes recorded: %v, want only the partition's own", recorded)
 	}
-	got := generationIndexes(t, pool, "parted", res.Generation)
-	if len(got) != len(want) {
-		t.Errorf("after the swap, generation %d has the indexes %v, want %v", res.Generation, namesOf(got), namesOf(want))
-	}
-	for n, def := range want {
-		if got[n] != def {
-			t.Errorf("index %s after the swap:\n got %s\nwant %s", n, got[n], def)
-		}
-	}
+	checkIndexesAfterSwap(t, pool, "parted", res.Generation, want)
 	var invalid []string
 	rows, err := pool.Query(context.Background(), `SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 		JOIN projection_generations g ON g.schema_name = c.relnamespace::regnamespace::text
