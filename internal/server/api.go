@@ -184,7 +184,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil && !errors.As(err, &mb) {
 		// The client sent less than it announced (it went away): its
 		// mistake, not an outage of the database nor a defect here.
-		s.writeStoreError(w, r, badRequest("body", "", "the request body could not be read in full"))
+		s.refuseAppend(w, r, badRequest("body", "", "the request body could not be read in full"), nil)
 		return
 	}
 	if err != nil {
@@ -193,12 +193,12 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	in, err := decodeAppend(body, s.cfg.Limits.MaxBatchEvents)
 	if err != nil {
-		s.writeStoreError(w, r, err)
+		s.refuseAppend(w, r, err, nil)
 		return
 	}
 	expected, err := parseExpected(r.Header.Get("Expected-Version"), in.ExpectedVersion)
 	if err != nil {
-		s.writeStoreError(w, r, err)
+		s.refuseAppend(w, r, err, in.Events)
 		return
 	}
 	// Every event gets its id here, not in the store: an append whose
@@ -209,7 +209,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	ids := make([]string, len(in.Events))
 	for i, e := range in.Events {
 		if err := refuseStampKeys(i, e.Meta); err != nil {
-			s.writeStoreError(w, r, err)
+			s.refuseAppend(w, r, err, in.Events)
 			return
 		}
 		m := e.Meta
@@ -254,7 +254,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		events[i] = eventstore.Event{ID: id, Type: e.Type, Source: src, Target: e.Target, Payload: e.Payload, Meta: m}
 	}
 	if err := eventstore.CheckStreamID(stream); err != nil {
-		s.writeStoreError(w, r, err)
+		s.refuseAppend(w, r, err, in.Events)
 		return
 	}
 	res, err := s.appendOwned(r, p, stream, expected, events)
@@ -284,6 +284,14 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	w.Header().Set("Location", "/streams/"+url.PathEscape(stream))
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// refuseAppend answers an append request the API refuses before any
+// append call, and counts a validation refusal among the store's in
+// eventstream_validation_refusals_total (Metrics.refusedBeforeAppend).
+func (s *Server) refuseAppend(w http.ResponseWriter, r *http.Request, err error, events []eventIn) {
+	s.cfg.Metrics.refusedBeforeAppend(err, events)
+	s.writeStoreError(w, r, err)
 }
 
 // AppendedByKey is the free-form meta key in which the API records the

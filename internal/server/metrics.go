@@ -65,6 +65,38 @@ func NewMetrics(r prometheus.Registerer, reg *schemas.Registry) (*Metrics, error
 	return m, nil
 }
 
+// refusedBeforeAppend counts in eventstream_validation_refusals_total an
+// append request the API refused itself, before any append call (a batch
+// over --max-batch, malformed JSON, an unknown or reserved key, a bad
+// expected version or stream id): refused by validation like the store's
+// refusals, with a rule, answered as one, but never seen by the
+// instrumented store. events are the request's decoded events, if any,
+// for the type of the event the refusal names. Other errors (a body too
+// large, a client gone) are no validation refusal and are not counted.
+func (m *Metrics) refusedBeforeAppend(err error, events []eventIn) {
+	if m == nil {
+		return
+	}
+	var ve *eventstore.ValidationError
+	var je *eventstore.JSONError
+	var typ, rule string
+	switch {
+	case errors.As(err, &ve):
+		typ, rule = ve.Type, ve.Rule
+		if typ == "" && ve.Index >= 0 && ve.Index < len(events) {
+			typ = events[ve.Index].Type
+		}
+	case errors.As(err, &je):
+		rule = je.Rule
+	default:
+		return
+	}
+	if rule == "" {
+		rule = "other"
+	}
+	m.refusals.WithLabelValues(m.typeLabel(typ), rule).Inc()
+}
+
 func (m *Metrics) typeLabel(t string) string {
 	if m.reg != nil && m.reg.Latest(t) > 0 {
 		return t
