@@ -9,6 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// staleSnapshots is how many MetricsIntervals the lag snapshot may go
+// without a refresh before the gauges read from it are left out. A
+// measure may take up to 5 intervals (monitor's timeout), so a slow one
+// does not drop them.
+const staleSnapshots = 10
+
 // metrics exports the runtime's lag and counters to Prometheus. Gauges
 // come from the last Lag snapshot taken by Run's monitor; counters are
 // read from the runners' stats when scraped.
@@ -17,8 +23,14 @@ type metrics struct {
 
 	batch *prometheus.HistogramVec
 
-	mu   sync.Mutex
-	last []Lag
+	mu     sync.Mutex
+	last   []Lag
+	lastAt time.Time // when last was measured
+	// staleAfter is how old last may get before the gauges it feeds are
+	// left out: a snapshot the monitor can no longer refresh (the
+	// database or the log unreachable, Run returned) would go on
+	// reporting, say, no lag while the projection falls behind.
+	staleAfter time.Duration
 
 	position, head, lagEvents, lagSeconds, rate, parked, running, held, stopped *prometheus.Desc
 	consumed, handled, errors                                                   *prometheus.Desc
@@ -30,7 +42,8 @@ func newMetrics(rt *Runtime, reg prometheus.Registerer) (*metrics, error) {
 		return prometheus.NewDesc("eventstream_projection_"+name, help, labels, nil)
 	}
 	m := &metrics{
-		rt: rt,
+		rt:         rt,
+		staleAfter: staleSnapshots * rt.cfg.MetricsInterval,
 		batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "eventstream_projection_batch_seconds",
 			Help:    "Time to apply and commit one batch of events, checkpoint included.",
@@ -73,6 +86,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	last := m.last
+	if time.Since(m.lastAt) > m.staleAfter {
+		last = nil
+	}
 	m.mu.Unlock()
 	gauge := func(d *prometheus.Desc, v float64, name string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
@@ -115,7 +131,7 @@ func (r *Runtime) monitor(ctx context.Context) {
 		cancel()
 		if err == nil {
 			r.m.mu.Lock()
-			r.m.last = lag
+			r.m.last, r.m.lastAt = lag, time.Now()
 			r.m.mu.Unlock()
 		} else if ctx.Err() == nil {
 			r.log.Warn("projections: measure lag", "err", err)
