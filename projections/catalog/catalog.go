@@ -137,6 +137,9 @@ func latest(a, b time.Time) time.Time {
 func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 	b := &pgx.Batch{}
 	touched := map[courseKey]time.Time{}
+	// The distributions the batch writes: the figures of the course each
+	// row belongs to are recomputed too (see summary).
+	written := map[distKey]bool{}
 	counters := map[distKey]*counter{}
 	courseOf := map[distKey]string{}
 	var order []distKey
@@ -168,6 +171,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		dist := func(sql string, args ...any) {
 			b.Queue(sql, append([]any{t, p.DistributionID, p.CourseID, ts}, args...)...)
 			touched[courseKey{t, p.CourseID}] = latest(touched[courseKey{t, p.CourseID}], ts)
+			written[distKey{t, p.DistributionID}] = true
 		}
 		switch e.Type {
 		case "course.generation.requested":
@@ -294,6 +298,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 				counters[k].clicks++
 			}
 			counters[k].at = latest(counters[k].at, ts)
+			written[k] = true
 			touched[courseKey{t, p.CourseID}] = latest(touched[courseKey{t, p.CourseID}], ts)
 		default:
 			return projections.Permanent(fmt.Errorf("catalog: unexpected event type %q", e.Type))
@@ -334,7 +339,18 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 		b.Queue(`INSERT INTO course_catalog AS t (tenant_id, course_id, updated_at)
 			SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[])
 			ON CONFLICT (tenant_id, course_id) DO UPDATE SET `+touch, tenants, courses, stamps)
-		b.Queue(summary, tenants, courses)
+		dists := make([]distKey, 0, len(written))
+		for k := range written {
+			dists = append(dists, k)
+		}
+		slices.SortFunc(dists, func(a, b distKey) int {
+			return strings.Compare(a.tenant+"\x00"+a.dist, b.tenant+"\x00"+b.dist)
+		})
+		var distTenants, distIDs []string
+		for _, k := range dists {
+			distTenants, distIDs = append(distTenants, k.tenant), append(distIDs, k.dist)
+		}
+		b.Queue(summary, tenants, courses, distTenants, distIDs)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -538,9 +554,24 @@ var requested = `INSERT INTO course_catalog AS t (tenant_id, course_id, updated_
 		` + clearedCompletion + `,
 		` + touch + `, ` + stateGuard
 
-// summary recomputes the distribution figures of the given courses from
-// course_distributions.
-const summary = `UPDATE course_catalog c SET
+// summary recomputes from course_distributions the distribution figures
+// of the given courses ($1, $2: the courses the batch's events name) and
+// of the courses the given distributions belong to ($3, $4: the rows the
+// batch wrote). A row keeps the course of the event that made it, which
+// need not be the course a later event of it names (a course deployed to
+// staging for a distribution created afterwards for another course):
+// recomputing only the courses the events name left that row's course
+// with the figures of the last batch that named it, so a live runner,
+// applying one event at a time, showed other figures than a rebuild,
+// whose larger batches happened to name it after the row's later events.
+const summary = `WITH k AS (
+		SELECT * FROM unnest($1::text[], $2::uuid[]) AS k(tenant_id, course_id)
+		UNION
+		SELECT d.tenant_id, d.course_id FROM course_distributions d
+		JOIN unnest($3::text[], $4::uuid[]) AS w(tenant_id, distribution_id)
+			ON d.tenant_id = w.tenant_id AND d.distribution_id = w.distribution_id
+	)
+	UPDATE course_catalog c SET
 		distribution_count = s.active,
 		distribution_status = CASE WHEN s.total = 0 THEN 'none' WHEN s.active > 0 THEN 'active' ELSE 'deleted' END,
 		publication_status = CASE WHEN s.published > 0 THEN 'published' ELSE 'unpublished' END,
@@ -557,8 +588,7 @@ const summary = `UPDATE course_catalog c SET
 			sum(d.views) AS views,
 			sum(d.enrollment_clicks) AS clicks
 		FROM course_distributions d
-		JOIN unnest($1::text[], $2::uuid[]) AS k(tenant_id, course_id)
-			ON d.tenant_id = k.tenant_id AND d.course_id = k.course_id
+		JOIN k ON d.tenant_id = k.tenant_id AND d.course_id = k.course_id
 		GROUP BY d.tenant_id, d.course_id
 	) s
 	WHERE c.tenant_id = s.tenant_id AND c.course_id = s.course_id`
