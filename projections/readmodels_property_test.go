@@ -376,8 +376,9 @@ func flaky(ps []projections.Projection, r *rand.Rand, p int) []projections.Proje
 // The four read models built live from a random domain history, the
 // events arriving while the runner runs in small batches (1 to 5 events),
 // the runner stopped and started again ten times (each time with another
-// batch size, some with every batch delivered twice, two of them rebuilt
-// while they run) and one batch in about five failing after its writes
+// batch size, some with every batch delivered twice, some along with
+// another runtime that stops half-way, two of them rebuilt while they
+// run) and one batch in about five failing after its writes
 // (rolled back and applied again), have exactly the rows a Rebuild from
 // scratch writes over the same log in batches of 1,000, and no event is
 // parked. Every column is compared: none is a time of processing
@@ -442,6 +443,15 @@ func liveEqualsRebuild(t *testing.T, seed uint64, clock func(eventstore.Store) e
 		appendSome(r.IntN(share), false)
 		rt := newRuntime(t, pool, s, cfg, flaky(allFour(), rand.New(rand.NewPCG(seed, uint64(incarnation)+2)), 5)...)
 		stop := runTolerant(t, rt)
+		// Some of the time another process runs too, with its own batch
+		// size, and stops half-way: whichever holds a projection's lock
+		// runs it, and the other takes it over.
+		stopOther := func() {}
+		if r.IntN(3) == 0 {
+			other := cfg
+			other.BatchSize = 1 + r.IntN(5)
+			stopOther = runTolerant(t, newRuntime(t, pool, store, other, flaky(allFour(), rand.New(rand.NewPCG(seed, uint64(incarnation)+100)), 5)...))
+		}
 		rebuilt := make(chan error, 1)
 		if incarnation == 4 || incarnation == 7 {
 			// A rebuild while the runner runs and events keep coming: the
@@ -458,7 +468,9 @@ func liveEqualsRebuild(t *testing.T, seed uint64, clock func(eventstore.Store) e
 		} else {
 			rebuilt <- nil
 		}
-		appendSome(r.IntN(share+1), true)
+		appendSome(r.IntN(share+1)/2, true)
+		stopOther()
+		appendSome(r.IntN(share+1)/2, true)
 		time.Sleep(time.Duration(r.IntN(60)) * time.Millisecond)
 		if incarnation == incarnations-1 {
 			appendSome(len(history), true)
