@@ -328,8 +328,10 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 }
 
 // Run runs the named projections (all of them when none is named) until
-// ctx ends, then returns nil; it returns an error early only when the
-// store is closed. For each projection it waits for the lock,
+// ctx ends, then returns nil, also when ctx ends while it is starting; it
+// returns an error early only when the store is closed, or at once when a
+// projection is not migrated (ErrNotMigrated) or its state cannot be
+// read. For each projection it waits for the lock,
 // catches up from the checkpoint, then follows the log live; when it
 // loses the lock or its connection it starts over from the checkpoint.
 // Migrate must have run. Run also keeps the lag metrics up to date.
@@ -343,10 +345,14 @@ func (r *Runtime) Run(ctx context.Context, names ...string) error {
 	}
 	defer r.running.Store(false)
 	home, err := r.homeSchema(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		err = r.checkMigrated(ctx, ps)
 	}
-	if err := r.checkMigrated(ctx, ps); err != nil {
+	if err != nil {
+		if ctx.Err() != nil {
+			// Ended while starting: stopped as asked, like later.
+			return nil
+		}
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -340,3 +340,16 @@ func TestMigrateLeavesCurrentViewsAlone(t *testing.T) {
 		t.Fatalf("the view after a migration that added a column: %v", err)
 	}
 }
+
+// Run ended while it starts (its context cancelled before it has read
+// the projections' state) returns nil, as when it is ended later: a
+// process told to stop at once has not failed.
+func TestRunEndedWhileStartingReturnsNil(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, database(t), memoryStore(t), fastConfig(), seenProjection("starting", func(eventstore.Event) error { return nil }))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := rt.Run(ctx); err != nil {
+		t.Fatalf("Run with its context already ended: %v, want nil", err)
+	}
+}
