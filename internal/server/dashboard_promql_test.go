@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/brainhq/eventstream/internal/server"
 )
 
 // promQLInDocs is every PromQL expression of the Grafana dashboard and of
@@ -77,14 +74,7 @@ func TestPromQLInDocsFitsTheMetrics(t *testing.T) {
 	t.Parallel()
 	exprs := promQLInDocs(t)
 
-	e := newEnv(t, server.Limits{})
-	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
-	e.must(400, "POST", "/streams/s/events", acmeToken, `{"type":"course.generation.requested","payload":{}}`)
-	e.must(409, "POST", "/streams/s/events", acmeToken, requestedEvent(""), "Expected-Version", "no-stream")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.rt.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	e := envWithEveryOutcome(t)
 
 	types := map[string]dto.MetricType{}
 	labels := map[string]map[string]bool{}

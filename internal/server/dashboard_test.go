@@ -27,14 +27,7 @@ func TestGrafanaDashboardUsesExistingMetrics(t *testing.T) {
 	if len(names) < 8 {
 		t.Fatalf("the dashboard queries only %v", names)
 	}
-	e := newEnv(t, server.Limits{})
-	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
-	e.must(400, "POST", "/streams/s/events", acmeToken, `{"type":"course.generation.requested","payload":{}}`)
-	e.must(409, "POST", "/streams/s/events", acmeToken, requestedEvent(""), "Expected-Version", "no-stream")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.rt.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	e := envWithEveryOutcome(t)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -53,4 +46,25 @@ func TestGrafanaDashboardUsesExistingMetrics(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// envWithEveryOutcome is an env whose metrics have seen an append of each
+// outcome (accepted, refused, conflicting) and whose projection runtime
+// runs until the test ends, so that every metric the docs name is there.
+func envWithEveryOutcome(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t, server.Limits{})
+	e.must(201, "POST", "/streams/s/events", acmeToken, requestedEvent(""))
+	e.must(400, "POST", "/streams/s/events", acmeToken, `{"type":"course.generation.requested","payload":{}}`)
+	e.must(409, "POST", "/streams/s/events", acmeToken, requestedEvent(""), "Expected-Version", "no-stream")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.rt.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return e
 }
