@@ -38,10 +38,12 @@ const deferrableIndexes = `SELECT ci.relname, ct.relname, pg_get_indexdef(i.inde
 	  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0)
 	ORDER BY ci.relname`
 
-// qualifiedNames makes pg_get_indexdef name every object with its schema
-// (nothing but pg_catalog is on the path), inside the transaction, until
-// restore: the CREATE INDEX statements it writes then make the same index
-// whatever the search_path they run under.
+// qualifiedNames sets search_path to pg_catalog alone, inside the
+// transaction, until restore: pg_get_indexdef then names every object
+// outside pg_catalog with its schema, and the CREATE INDEX statements it
+// wrote, run under the same path (makeDeferred), make the same index
+// whatever the session's own path (one that puts a schema with, say, its
+// own lower() before pg_catalog).
 func qualifiedNames(ctx context.Context, tx pgx.Tx) (restore func() error, err error) {
 	var orig string
 	if err := tx.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&orig); err != nil {
