@@ -732,6 +732,11 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 	if err != nil {
 		return res, err
 	}
+	// Like Run: a database not migrated since the upgrade lacks what the
+	// rebuild relies on (projection_deferred_indexes, for one).
+	if err := r.checkMigrated(ctx, []*registered{p}); err != nil {
+		return res, err
+	}
 	home, err := r.homeSchema(ctx)
 	if err != nil {
 		return res, err

@@ -353,3 +353,40 @@ func TestRunEndedWhileStartingReturnsNil(t *testing.T) {
 		t.Fatalf("Run with its context already ended: %v, want nil", err)
 	}
 }
+
+// Rebuild and CatchUp, like Run, refuse a database whose runtime tables
+// were last migrated by an earlier release (here: before runtime migration
+// 004, which made projection_deferred_indexes) with ErrNotMigrated,
+// instead of failing on the first table that release did not make.
+func TestRebuildAndCatchUpRefuseARuntimeNotMigratedSinceTheUpgrade(t *testing.T) {
+	t.Parallel()
+	pool := database(t)
+	store := logStore(t)
+	fill(t, store, 20, 5)
+	rt := newRuntime(t, pool, store, fastConfig(), audit.Projection())
+	ctx := context.Background()
+	for _, q := range []string{
+		`DROP TABLE projection_deferred_indexes`,
+		`DELETE FROM eventstream_migrations WHERE component = 'projections' AND version >= 4`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{}); !errors.Is(err, projections.ErrNotMigrated) {
+		t.Errorf("Rebuild on a runtime not migrated since the upgrade: %v, want ErrNotMigrated", err)
+	}
+	if _, err := rt.CatchUp(ctx, audit.Name, 0); !errors.Is(err, projections.ErrNotMigrated) {
+		t.Errorf("CatchUp on a runtime not migrated since the upgrade: %v, want ErrNotMigrated", err)
+	}
+	// Migrate brings it up to date; both work again.
+	if err := rt.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CatchUp(ctx, audit.Name, 0); err != nil {
+		t.Errorf("CatchUp after Migrate: %v", err)
+	}
+	if _, err := rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{}); err != nil {
+		t.Errorf("Rebuild after Migrate: %v", err)
+	}
+}

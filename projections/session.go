@@ -261,6 +261,9 @@ func (r *Runtime) CatchUp(ctx context.Context, name string, maxRate float64) (ev
 	if err != nil {
 		return eventstore.Position{}, err
 	}
+	if err := r.checkMigrated(ctx, []*registered{p}); err != nil {
+		return eventstore.Position{}, err
+	}
 	home, err := r.homeSchema(ctx)
 	if err != nil {
 		return eventstore.Position{}, err
