@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -30,6 +31,10 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 	})
 	const app = "retry-lock-order"
 	retrying := make(chan struct{})
+	// retryDone closes when RetryParked has returned, with its error in
+	// retryErr: a retry that ends without ever waiting says why.
+	retryDone := make(chan struct{})
+	var retryErr error
 	p.Rewind = func(ctx context.Context, tx pgx.Tx, after eventstore.Position) error {
 		// Reprocess holds the state row now: let the retry start and
 		// wait until it is blocked on a lock.
@@ -43,6 +48,11 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 			}
 			if waiting {
 				break
+			}
+			select {
+			case <-retryDone:
+				return fmt.Errorf("the retry ended without waiting for a lock: %v", retryErr)
+			default:
 			}
 			if time.Now().After(deadline) {
 				return errors.New("the retry never waited for a lock")
@@ -61,7 +71,9 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 	retried := make(chan error, 1)
 	go func() {
 		<-retrying
-		retried <- rt.RetryParked(context.Background(), parked[0].ID)
+		retryErr = rt.RetryParked(context.Background(), parked[0].ID)
+		close(retryDone)
+		retried <- retryErr
 	}()
 	before := eventstore.Position{Commit: poison.Position.Commit - 1}
 	if err := rt.Reprocess(context.Background(), "seen", before); err != nil {
