@@ -310,21 +310,8 @@ func TestRebuildResumesAfterInterruption(t *testing.T) {
 	want := reference(t, store)
 	rt := newRuntime(t, pool, store, fastConfig(), audit.Projection(), analytics.Projection())
 
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{Progress: func(p projections.RebuildProgress) {
-		if p.Events >= 300 {
-			cancel()
-		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted Rebuild: %v", err)
-	}
-	lag, err := rt.Lag(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lag[0].Rebuilding != 2 || lag[0].RebuildPosition.Commit < 300 || lag[0].Generation != 1 {
-		t.Fatalf("after the interruption: %+v", lag[0])
+	if l := interruptedRebuild(t, rt, audit.Name, 300); l.Rebuilding != 2 || l.RebuildPosition.Commit < 300 || l.Generation != 1 {
+		t.Fatalf("after the interruption: %+v", l)
 	}
 	res, err := rt.Rebuild(context.Background(), audit.Name, projections.RebuildOptions{})
 	if err != nil {

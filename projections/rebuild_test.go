@@ -179,22 +179,10 @@ func TestResumedRebuildCountsOnlyTheEventsLeft(t *testing.T) {
 	cfg.BatchSize = 50
 	rt := newRuntime(t, pool, store, cfg, audit.Projection())
 
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := rt.Rebuild(ctx, audit.Name, projections.RebuildOptions{Progress: func(p projections.RebuildProgress) {
-		if p.Events >= 100 {
-			cancel()
-		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted Rebuild: %v", err)
-	}
-	lag, err := rt.Lag(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := lag[0].RebuildPosition.Commit
-	if lag[0].Rebuilding != 2 || stopped == 0 || stopped >= 250 {
-		t.Fatalf("after the interruption: %+v", lag[0])
+	l := interruptedRebuild(t, rt, audit.Name, 100)
+	stopped := l.RebuildPosition.Commit
+	if l.Rebuilding != 2 || stopped == 0 || stopped >= 250 {
+		t.Fatalf("after the interruption: %+v", l)
 	}
 	var first *projections.RebuildProgress
 	res, err := rt.Rebuild(context.Background(), audit.Name, projections.RebuildOptions{Progress: func(p projections.RebuildProgress) {
@@ -211,4 +199,32 @@ func TestResumedRebuildCountsOnlyTheEventsLeft(t *testing.T) {
 	if first == nil || int64(first.Position.Commit)-first.Events != int64(stopped) {
 		t.Fatalf("first progress of the resumed Rebuild: %+v, want its position minus its events to be %d, where it resumed", first, stopped)
 	}
+}
+
+// interruptedRebuild starts a rebuild of the projection name and cancels
+// it once it has read at least after events; it returns the projection's
+// Lag then, which shows where the unfinished rebuild stopped.
+func interruptedRebuild(tb testing.TB, rt *projections.Runtime, name string, after int64) projections.Lag {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := rt.Rebuild(ctx, name, projections.RebuildOptions{Progress: func(p projections.RebuildProgress) {
+		if p.Events >= after {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		tb.Fatalf("interrupted Rebuild of %s: %v", name, err)
+	}
+	lag, err := rt.Lag(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range lag {
+		if l.Projection == name {
+			return l
+		}
+	}
+	tb.Fatalf("no lag for %s in %+v", name, lag)
+	return projections.Lag{}
 }
