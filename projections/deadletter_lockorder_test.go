@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/projections"
@@ -31,6 +32,7 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 	})
 	const app = "retry-lock-order"
 	retrying := make(chan struct{})
+	var pool *pgxpool.Pool // set below, before Rewind runs
 	// retryDone closes when RetryParked has returned, with its error in
 	// retryErr: a retry that ends without ever waiting says why.
 	retryDone := make(chan struct{})
@@ -41,8 +43,14 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 		close(retrying)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
+			// Looked at from another session, each time in a statement
+			// of its own, not from inside Reprocess's transaction. The
+			// test failed twice in CI under load with the retry neither
+			// ended nor seen waiting after 20 s (cause not found, not
+			// reproduced alone or under load here); the message then says
+			// what the retry's session was doing.
 			var waiting bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 				WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting); err != nil {
 				return err
 			}
@@ -55,13 +63,17 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 			default:
 			}
 			if time.Now().After(deadline) {
-				return errors.New("the retry never waited for a lock")
+				// Say what the retry's session was doing instead.
+				var sessions string
+				_ = pool.QueryRow(ctx, `SELECT coalesce(string_agg(format('%s %s/%s %s', state, wait_event_type, wait_event, left(query, 80)), '; '), 'none')
+					FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`, app).Scan(&sessions)
+				return fmt.Errorf("the retry never waited for a lock; the sessions of %s: %s", app, sessions)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		return nil // the runner does not run again here: nothing to undo
 	}
-	pool := databaseNamed(t, app)
+	pool = databaseNamed(t, app)
 	rt := newRuntime(t, pool, store, fastConfig(), p)
 	runUntilCaughtUp(t, rt)
 	parked, err := rt.ListParked(context.Background(), "seen")
