@@ -56,6 +56,17 @@ type Store interface {
 	Close() error
 }
 
+// WriteReporter is a Store whose appends also tell whether they wrote
+// their events or were an idempotent retry, which wrote nothing and
+// returned the original result (see Store). A server's metrics use it to
+// count written events apart from retries; a Store without it has its
+// successful appends counted as writes.
+type WriteReporter interface {
+	// AppendReporting is Append, and wrote reports whether it wrote res's
+	// events: false for an idempotent retry, and for every error.
+	AppendReporting(ctx context.Context, stream string, expected ExpectedVersion, events ...Event) (res AppendResult, wrote bool, err error)
+}
+
 // ReadAllOptions selects a page of the whole log.
 type ReadAllOptions struct {
 	// From is the first position to return (inclusive). Start reads from

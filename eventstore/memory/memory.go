@@ -16,7 +16,10 @@ import (
 	"github.com/brainhq/eventstream/schemas"
 )
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.WriteReporter = (*Store)(nil)
+)
 
 // Store is the in-memory event log. It is safe for concurrent use.
 type Store struct {
@@ -62,29 +65,36 @@ func (s *Store) Features() eventstore.Features {
 // Append validates events, then appends them to stream if its version
 // satisfies expected. See eventstore.Store.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	res, _, err := s.AppendReporting(ctx, stream, expected, events...)
+	return res, err
+}
+
+// AppendReporting is Append, and wrote is false for an idempotent retry,
+// which wrote nothing (eventstore.WriteReporter).
+func (s *Store) AppendReporting(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.AppendResult{}, false, err
 	}
 	if s.isClosed() {
-		return eventstore.AppendResult{}, eventstore.ErrClosed
+		return eventstore.AppendResult{}, false, eventstore.ErrClosed
 	}
 	// Validation is the costly part and needs no lock.
 	prepared, err := s.v.Check(stream, expected, events)
 	if err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.AppendResult{}, false, err
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return eventstore.AppendResult{}, eventstore.ErrClosed
+		return eventstore.AppendResult{}, false, eventstore.ErrClosed
 	}
 	if res, retry, err := s.retried(stream, prepared); retry || err != nil {
-		return res, err
+		return res, false, err
 	}
 	current := int64(len(s.streams[stream]))
 	if !expected.Satisfied(current) {
-		return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: current}
+		return eventstore.AppendResult{}, false, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: current}
 	}
 	// PostgreSQL keeps microseconds; so does this store, so that a test
 	// written against one passes against the other.
@@ -107,7 +117,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 	close(s.wake)
 	s.wake = make(chan struct{})
-	return res, nil
+	return res, true, nil
 }
 
 // retried reports whether the batch is a retry of stored events (every id

@@ -42,14 +42,22 @@ type outcome struct {
 // the events may or may not have been written: retry with the same event
 // ids, which is idempotent.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	res, _, err := s.AppendReporting(ctx, stream, expected, events...)
+	return res, err
+}
+
+// AppendReporting is Append, and wrote is false for an idempotent retry,
+// which wrote nothing (eventstore.WriteReporter; Stats.Events counts the
+// same way).
+func (s *Store) AppendReporting(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (res eventstore.AppendResult, wrote bool, err error) {
 	// A closed store says so whatever the append (checked again below,
 	// before it is queued), as its reads do.
 	if s.isClosed() {
-		return eventstore.AppendResult{}, eventstore.ErrClosed
+		return eventstore.AppendResult{}, false, eventstore.ErrClosed
 	}
 	prepared, err := s.validator.Check(stream, expected, events)
 	if err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.AppendResult{}, false, err
 	}
 	size := 0
 	for i := range prepared {
@@ -59,7 +67,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
-		return eventstore.AppendResult{}, eventstore.ErrClosed
+		return eventstore.AppendResult{}, false, eventstore.ErrClosed
 	}
 	// Counted before it is queued: a committer that takes it at once
 	// must see it (linger's expectation).
@@ -70,13 +78,13 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	case <-ctx.Done():
 		s.arrivals.Add(-1)
 		s.closeMu.RUnlock()
-		return eventstore.AppendResult{}, ctx.Err()
+		return eventstore.AppendResult{}, false, ctx.Err()
 	}
 	select {
 	case o := <-req.result:
-		return o.res, o.err
+		return o.res, o.wrote && o.err == nil, o.err
 	case <-ctx.Done():
-		return eventstore.AppendResult{}, ctx.Err()
+		return eventstore.AppendResult{}, false, ctx.Err()
 	}
 }
 

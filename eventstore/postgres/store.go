@@ -158,7 +158,10 @@ func (s *Store) Stats() Stats {
 		Lingers: s.lingers.Load(), LingersTimedOut: s.lingersTimedOut.Load(), Queued: len(s.queue)}
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.WriteReporter = (*Store)(nil)
+)
 
 // New returns a Store on pool, whose search_path schema holds the log. It
 // applies the migrations unless opts.SkipMigrate. reg is required: every

@@ -38,10 +38,10 @@ func NewMetrics(r prometheus.Registerer, reg *schemas.Registry) (*Metrics, error
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"route"}),
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventstream_appends_total", Help: "Append calls to the log by outcome (ok, invalid, conflict, duplicate, error).",
+			Name: "eventstream_appends_total", Help: "Append calls to the log by outcome (ok: written, retry: an idempotent retry that wrote nothing, invalid, conflict, duplicate, error).",
 		}, []string{"outcome"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventstream_events_total", Help: "Events in append calls by event type and outcome.",
+			Name: "eventstream_events_total", Help: "Events in append calls by event type and outcome (ok: written, retry: already stored, not written again).",
 		}, []string{"type", "outcome"}),
 		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "eventstream_append_duration_seconds", Help: "Latency of append calls to the log, validation included.",
@@ -118,11 +118,21 @@ type instrumented struct {
 
 func (s *instrumented) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	start := time.Now()
-	res, err := s.Store.Append(ctx, stream, expected, events...)
+	var res eventstore.AppendResult
+	var err error
+	wrote := true // a store that cannot tell has its successes counted as writes
+	if wr, ok := s.Store.(eventstore.WriteReporter); ok {
+		res, wrote, err = wr.AppendReporting(ctx, stream, expected, events...)
+	} else {
+		res, err = s.Store.Append(ctx, stream, expected, events...)
+	}
 	s.m.appendLatency.Observe(time.Since(start).Seconds())
 	outcome := "ok"
 	var ve *eventstore.ValidationError
 	switch {
+	case err == nil && !wrote:
+		// An idempotent retry: the original result, nothing written.
+		outcome = "retry"
 	case err == nil:
 	case errors.As(err, &ve):
 		outcome = "invalid"
