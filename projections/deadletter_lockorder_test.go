@@ -37,41 +37,13 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 	// retryErr: a retry that ends without ever waiting says why.
 	retryDone := make(chan struct{})
 	var retryErr error
+	// Rewind runs in Reprocess's transaction, which holds the state row
+	// now: it lets the retry start, and returns (so that Reprocess goes
+	// on to delete the entries and commit) only once the retry's session
+	// waits for a lock that Reprocess's session holds.
 	p.Rewind = func(ctx context.Context, tx pgx.Tx, after eventstore.Position) error {
-		// Reprocess holds the state row now: let the retry start and
-		// wait until it is blocked on a lock.
 		close(retrying)
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			// Looked at from another session, each time in a statement
-			// of its own, not from inside Reprocess's transaction. The
-			// test failed twice in CI under load with the retry neither
-			// ended nor seen waiting after 20 s (cause not found, not
-			// reproduced alone or under load here); the message then says
-			// what the retry's session was doing.
-			var waiting bool
-			if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-				WHERE application_name = $1 AND wait_event_type = 'Lock')`, app).Scan(&waiting); err != nil {
-				return err
-			}
-			if waiting {
-				break
-			}
-			select {
-			case <-retryDone:
-				return fmt.Errorf("the retry ended without waiting for a lock: %v", retryErr)
-			default:
-			}
-			if time.Now().After(deadline) {
-				// Say what the retry's session was doing instead.
-				var sessions string
-				_ = pool.QueryRow(ctx, `SELECT coalesce(string_agg(format('%s %s/%s %s', state, wait_event_type, wait_event, left(query, 80)), '; '), 'none')
-					FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`, app).Scan(&sessions)
-				return fmt.Errorf("the retry never waited for a lock; the sessions of %s: %s", app, sessions)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return nil // the runner does not run again here: nothing to undo
+		return waitBlockedBy(ctx, pool, app, tx.Conn().PgConn().PID(), retryDone, &retryErr)
 	}
 	pool = databaseNamed(t, app)
 	rt := newRuntime(t, pool, store, fastConfig(), p)
@@ -94,5 +66,46 @@ func TestRetryParkedDuringReprocessDoesNotDeadlock(t *testing.T) {
 	// Reprocess dropped the entry, since the event will be tried again.
 	if err := <-retried; !errors.Is(err, projections.ErrNotParked) {
 		t.Fatalf("RetryParked: %v, want ErrNotParked", err)
+	}
+}
+
+// waitBlockedBy waits until a session of the given application_name waits
+// for a lock that the session holder holds, and fails when done closes
+// first (with *doneErr, the blocked call's result: it ended without ever
+// waiting) or after 20 s (saying what the sessions of app were doing).
+//
+// Each look is a statement of its own on pool, never one inside the
+// holder's transaction: pg_stat_activity is read once per transaction
+// and that snapshot is shown until the transaction ends, so a loop inside
+// the transaction that first looked before the other session was blocked
+// saw it not blocked every time after, however long it waited. That was
+// why TestRetryParkedDuringReprocessDoesNotDeadlock failed under load
+// with "the retry never waited for a lock" (the retry was slower to reach
+// the state row than Rewind to its first look). pg_blocking_pids reads
+// the lock manager itself, so the wait found is on the holder's locks,
+// not any lock.
+func waitBlockedBy(ctx context.Context, pool *pgxpool.Pool, app string, holder uint32, done <-chan struct{}, doneErr *error) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var blocked bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE application_name = $1 AND $2::int = ANY (pg_blocking_pids(pid)))`, app, int64(holder)).Scan(&blocked); err != nil {
+			return err
+		}
+		if blocked {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("the call ended without waiting for a lock of session %d: %v", holder, *doneErr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			var sessions string
+			_ = pool.QueryRow(ctx, `SELECT coalesce(string_agg(format('%s %s %s/%s blocked by %s: %s', pid, state, wait_event_type, wait_event, pg_blocking_pids(pid), left(query, 80)), '; '), 'none')
+				FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`, app).Scan(&sessions)
+			return fmt.Errorf("no session of %s waited for a lock of session %d; its sessions: %s", app, holder, sessions)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
