@@ -48,7 +48,8 @@ type Config struct {
 	// a crash exactly as acknowledged.
 	SynchronousCommit string
 
-	// MetricsInterval is how often Run refreshes the lag gauges (default 1s).
+	// MetricsInterval is how often Run (or Monitor) refreshes the lag
+	// gauges (default 1s).
 	MetricsInterval time.Duration
 
 	// Upcast, if set, brings an event to the schema version a projection

@@ -121,6 +121,20 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// Monitor keeps the gauges read from the database (position, head, lag,
+// events/s, parked, held, stopped) up to date, every MetricsInterval,
+// until ctx ends, without running any projection: for a process that
+// exports the metrics of projections other processes run (serve
+// --no-projections), whose checkpoints and locks are in the database.
+// Run does the same itself: call Monitor only on a runtime whose Run is
+// not called. Without Config.Registerer it returns at once.
+func (r *Runtime) Monitor(ctx context.Context) {
+	if r.m == nil {
+		return
+	}
+	r.monitor(ctx)
+}
+
 // monitor refreshes the lag snapshot the gauges report until ctx ends.
 func (r *Runtime) monitor(ctx context.Context) {
 	t := time.NewTicker(r.cfg.MetricsInterval)

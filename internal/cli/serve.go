@@ -292,9 +292,15 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	projDone := make(chan error, 1)
 	var projWatch <-chan error // nil (never ready) without projections
+	monitorDone := make(chan struct{})
 	if !f.noProjections {
+		close(monitorDone) // Run keeps the lag gauges itself
 		go func() { projDone <- rt.Run(projCtx) }()
 		projWatch = projDone
+	} else {
+		// Others run the projections; their lag, read from the database,
+		// is exported all the same.
+		go func() { defer close(monitorDone); rt.Monitor(projCtx) }()
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -316,6 +322,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		_ = hs.Close()
 	}
 	stopProjections()
+	<-monitorDone
 	if !f.noProjections {
 		if err := <-projDone; err != nil && serveErr == nil && !errors.Is(err, context.Canceled) {
 			serveErr = err
