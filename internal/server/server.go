@@ -326,7 +326,10 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /healthz", s.instrument("/healthz", http.HandlerFunc(s.healthz)))
 	s.mux.Handle("GET /readyz", s.instrument("/readyz", http.HandlerFunc(s.readyz)))
 	if s.cfg.Gatherer != nil {
-		s.mux.Handle("GET /metrics", s.authMetrics(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
+		// Scrapes are counted like every request, under their own route
+		// (401s included: a scraper with the wrong secret shows), where
+		// promhttp.Handler would count them in a metric of its own.
+		s.mux.Handle("GET /metrics", s.instrument("GET /metrics", s.authMetrics(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))))
 	}
 	s.ui.routes()
 	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -80,7 +80,7 @@ func (u *ui) routes() {
 		m.Handle(route, s.instrument(route, s.limit(u.auth(h))))
 	}
 	page("GET /ui/{$}", u.events)
-	m.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	m.Handle("GET /ui", s.instrument("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently)))
 	page("GET /ui/events/{id}", u.event)
 	page("GET /ui/projections", u.projections)
 	m.Handle("GET /ui/login", s.instrument("GET /ui/login", http.HandlerFunc(u.loginPage)))
@@ -94,11 +94,11 @@ func (u *ui) routes() {
 	}))
 	m.Handle("POST /ui/login", s.instrument("POST /ui/login", sameOrigin.Handler(s.limit(http.HandlerFunc(u.login)))))
 	m.Handle("POST /ui/logout", s.instrument("POST /ui/logout", sameOrigin.Handler(s.limit(http.HandlerFunc(u.logout)))))
-	m.Handle("GET /ui/static/style.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m.Handle("GET /ui/static/style.css", s.instrument("GET /ui/static/style.css", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "max-age=3600")
 		_, _ = w.Write(u.css)
-	}))
+	})))
 }
 
 // view is what every page template gets.
