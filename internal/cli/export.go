@@ -34,7 +34,11 @@ It resumes only a FILE that holds the beginning of the same range (its
 first line is the range's first event, its last line an event of the log
 within the range); a FILE holding another export is started over, with a
 warning, and a FILE that is no export at all is refused.
-Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
+Progress goes to stderr: a bar on a terminal, log lines otherwise.
+
+With --output FILE (a regular file) and --json, export prints one object
+once done:
+{"file", "events" (written by this run), "last_position", "resumed"}.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var fromPos, toPos eventstore.Position
@@ -106,6 +110,15 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 				}
 				return err
 			}
+			if fh != nil && resumable(fh) && a.asJSON {
+				// Written to a regular FILE (not /dev/stdout), the events
+				// leave stdout free for the result (to stdout, the events
+				// are the output).
+				if n == 0 && resumeAfter != nil {
+					last = *resumeAfter // nothing new: FILE still ends there
+				}
+				return a.printJSON(exportOutput{File: output, Events: n, Last: last, Resumed: resumeAfter != nil})
+			}
 			return nil
 		},
 	}
@@ -115,6 +128,14 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.`,
 	f.StringVarP(&output, "output", "o", "", "write to FILE instead of stdout (resumable)")
 	f.BoolVar(&restart, "restart", false, "with --output: overwrite FILE instead of resuming")
 	return cmd
+}
+
+// exportOutput is what export --output FILE --json prints.
+type exportOutput struct {
+	File    string              `json:"file"`
+	Events  int                 `json:"events"`
+	Last    eventstore.Position `json:"last_position"`
+	Resumed bool                `json:"resumed"`
 }
 
 // exportedLine is where a line of an export file was in the log.

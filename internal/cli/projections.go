@@ -141,7 +141,11 @@ func (a *app) projectionsCommand() *cobra.Command {
 up from each checkpoint, then follow the log live, until Ctrl-C or
 SIGTERM. Several processes may run projections against one database: each
 projection is run by exactly one of them, and another takes over within
-seconds when it stops.`,
+seconds when it stops.
+
+run has no result to print: stdout stays empty, --json or not; its log
+(with each projection's lag, periodically) goes to stderr, and
+"projections status --json" reports where the projections stand.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkProjectionNames(args); err != nil {
 				return err
@@ -197,6 +201,9 @@ seconds when it stops.`,
 			defer env.Close()
 			if err := env.rt.Resume(cmd.Context(), args[0]); err != nil {
 				return projectionError(err, args[0])
+			}
+			if a.asJSON {
+				return a.printJSON(map[string]any{"projection": args[0], "resumed": true})
 			}
 			a.stdoutf("resumed %s\n", args[0])
 			return nil

@@ -127,9 +127,9 @@ func TestReplayRebuildsAndResumesAfterCtrlC(t *testing.T) {
 		t.Fatalf("audit_events has %d rows after backfill, want 300", n)
 	}
 	var res struct {
-		Generation int   `json:"Generation"`
-		Previous   int   `json:"Previous"`
-		Events     int64 `json:"Events"`
+		Generation int   `json:"generation"`
+		Previous   int   `json:"previous_generation"`
+		Events     int64 `json:"events"`
 	}
 	r := c.must(0, "replay", "audit", "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {

@@ -28,7 +28,13 @@ one transaction. No reader ever sees a half-built model.
 Progress is shown with rate and ETA. Ctrl-C stops at the last committed
 batch (exit 130); running the same command again resumes the rebuild
 (--restart drops it and starts over, --cancel drops it and exits).
---max-rate limits events per second to spare the live database.`,
+--max-rate N applies at most N events per second, to spare the live
+database, within a batch too: at a rate limit a batch is applied in slices
+of 0.1 s worth of events (at least one), each its own transaction.
+
+--json prints one object: {"projection", "generation", "previous_generation",
+"position", "events", "parked", "resumed"}; with --cancel,
+{"projection", "cancelled": true}.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -62,6 +68,9 @@ batch (exit 130); running the same command again resumes the rebuild
 			if cancel {
 				if err := env.rt.CancelRebuild(ctx, name); err != nil {
 					return projectionError(err, name)
+				}
+				if a.asJSON {
+					return a.printJSON(replayCancelOutput{Projection: name, Cancelled: true})
 				}
 				a.stdoutf("dropped any unfinished rebuild of %s\n", name)
 				return nil
@@ -109,7 +118,7 @@ batch (exit 130); running the same command again resumes the rebuild
 				return projectionError(err, name)
 			}
 			if a.asJSON {
-				return a.printJSON(res)
+				return a.printJSON(replayOutputOf(res))
 			}
 			how := "rebuilt"
 			if res.Resumed {
@@ -124,7 +133,33 @@ batch (exit 130); running the same command again resumes the rebuild
 	f.BoolVar(&restart, "restart", false, "drop an unfinished rebuild and start over")
 	f.BoolVar(&cancel, "cancel", false, "drop an unfinished rebuild and exit")
 	f.BoolVar(&keepOld, "keep-old", false, "keep the old generation's tables after the swap (dropped by the next migrate)")
-	f.Float64Var(&maxRate, "max-rate", 0, "at most N events per second (0: unlimited)")
+	f.Float64Var(&maxRate, "max-rate", 0, "at most N events per second, within a batch too (0: unlimited)")
 	f.IntVar(&batch, "batch", 0, "events per transaction (default 1000); smaller batches commit progress more often")
 	return cmd
+}
+
+// replayOutput is what replay --json prints: the rebuild's result in the
+// snake_case keys of the CLI's other JSON (projections.RebuildResult has
+// no JSON tags, and printed as it was its keys were Go's field names).
+type replayOutput struct {
+	Projection string              `json:"projection"`
+	Generation int                 `json:"generation"`
+	Previous   int                 `json:"previous_generation"`
+	Position   eventstore.Position `json:"position"`
+	Events     int64               `json:"events"`
+	Parked     int64               `json:"parked"`
+	Resumed    bool                `json:"resumed"`
+}
+
+func replayOutputOf(r projections.RebuildResult) replayOutput {
+	return replayOutput{Projection: r.Projection, Generation: r.Generation, Previous: r.Previous,
+		Position: r.Position, Events: r.Events, Parked: r.Parked, Resumed: r.Resumed}
+}
+
+// replayCancelOutput is what replay --cancel --json prints. Cancelled is
+// true whether or not there was an unfinished rebuild to drop (the
+// runtime does not say): none is left.
+type replayCancelOutput struct {
+	Projection string `json:"projection"`
+	Cancelled  bool   `json:"cancelled"`
 }

@@ -113,7 +113,10 @@ least 1): a sign-in past it ends the token's oldest. A session lasts
 at sign-ins, and at start and every --session-purge-interval (1s to 24h)
 by a purge deleting --session-purge-batch of them per statement (1 to
 1000000), each statement its own transaction. A value out of bounds is
-refused (exit 2).`,
+refused (exit 2).
+
+serve runs until stopped and has no result to print: stdout stays empty,
+--json or not (the log, and the --dev token, go to stderr).`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.serve(cmd.Context(), f)
@@ -560,7 +563,10 @@ once, when it is created.`,
 	revoke := &cobra.Command{
 		Use:   "revoke NAME|HASH-PREFIX",
 		Short: "Revoke tokens by name or by the hash prefix tokens list shows",
-		Args:  argsExactly(1),
+		Long: `Revoke the live tokens named NAME, or whose hash starts with HASH-PREFIX
+(at least 8 hex digits, as tokens list shows them); servers stop accepting
+them within seconds. --json prints {"revoked": N}, the number revoked.`,
+		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-tokens"})
 			if err != nil {
@@ -576,6 +582,9 @@ once, when it is created.`,
 			}
 			if err != nil {
 				return err
+			}
+			if a.asJSON {
+				return a.printJSON(map[string]any{"revoked": n})
 			}
 			a.stdoutf("revoked %d token(s); servers stop accepting them within seconds\n", n)
 			return nil

@@ -120,6 +120,9 @@ nor its logs.`,
 			if err != nil {
 				return err
 			}
+			if a.asJSON {
+				return a.printJSON(map[string]any{"role": args[0], "revoked": true})
+			}
 			a.stdoutf("role %s no longer reads the read models\n", args[0])
 			return nil
 		},
