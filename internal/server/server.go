@@ -441,13 +441,51 @@ func (s *Server) admit(h func(http.ResponseWriter, *http.Request, Principal)) fu
 	}
 }
 
-// bearer returns the token of an Authorization: Bearer header.
+// bearer returns the token of an Authorization: Bearer header, as RFC
+// 6750 writes it: the scheme in any case, one or more spaces, the token
+// (net/http has trimmed the value's ends). Anything else is no bearer
+// token (""): another scheme, no space, a tab, a token holding a space
+// or any byte outside printable ASCII. Printable ASCII is wider than RFC
+// 6750's b64token (A-Z a-z 0-9 - . _ ~ + / and trailing =), which the
+// API's tokens (es_ and base64url) keep to: a metrics secret may be any
+// printable ASCII (ReadMetricsSecret), and Prometheus sends it as written.
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
+	if len(h) < 8 || !strings.EqualFold(h[:6], "bearer") || h[6] != ' ' {
+		return ""
 	}
-	return ""
+	t := strings.TrimLeft(h[7:], " ")
+	for i := 0; i < len(t); i++ {
+		if t[i] < 0x21 || t[i] > 0x7e {
+			return ""
+		}
+	}
+	return t
+}
+
+// challenge sets the WWW-Authenticate header of a 401 for realm: with
+// error="invalid_token" when the request presented a bearer token (RFC
+// 6750, 3.1), without when it presented none (no header, another scheme,
+// a malformed one).
+func challenge(w http.ResponseWriter, r *http.Request, realm string) {
+	v := `Bearer realm="` + realm + `"`
+	if bearer(r) != "" {
+		v += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", v)
+}
+
+// unauthorizedMessage says why a request got 401: invalid when it
+// presented a bearer token, else that it presented none, and want, what
+// the endpoint asks for ("Authorization: Bearer X").
+func unauthorizedMessage(r *http.Request, want, invalid string) string {
+	switch {
+	case bearer(r) != "":
+		return invalid
+	case r.Header.Get("Authorization") != "":
+		return "the Authorization header is not a bearer token: want " + want + " (the scheme Bearer, a space, the token)"
+	}
+	return "no Authorization header: want " + want
 }
 
 func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) http.Handler {
@@ -465,8 +503,8 @@ func (s *Server) authAPI(h func(http.ResponseWriter, *http.Request, Principal)) 
 			return
 		}
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="eventstream"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer TOKEN)", nil)
+			challenge(w, r, "eventstream")
+			writeError(w, http.StatusUnauthorized, "unauthorized", unauthorizedMessage(r, "Authorization: Bearer TOKEN", "the bearer token is not valid (unknown or revoked)"), nil)
 			return
 		}
 		h(w, r, p)
@@ -493,8 +531,9 @@ func (s *Server) authMetrics(h http.Handler) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		got, secret := sha256.Sum256([]byte(bearer(r))), want()
 		if subtle.ConstantTimeCompare(got[:], secret[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="eventstream-metrics"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "the metrics secret is required as a bearer token (Authorization: Bearer SECRET); API tokens do not open /metrics", nil)
+			challenge(w, r, "eventstream-metrics")
+			writeError(w, http.StatusUnauthorized, "unauthorized", unauthorizedMessage(r, "Authorization: Bearer SECRET",
+				"the bearer token is not the metrics secret (API tokens do not open /metrics)"), nil)
 			return
 		}
 		h.ServeHTTP(w, r)
