@@ -51,25 +51,39 @@ func writeHeavyStream(t *testing.T, dir, name, stream string, n, pad int, versio
 // refused the whole file the same way.
 func TestImportAndAppendFileOfAStreamPastOneAppendsBytes(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
-	// Each run validates and writes 68 MB with the race detector on (and,
-	// in CI, two schema checkers): about a minute on an idle machine, past
-	// the usual 2-minute guard when CI's other tests share the cores.
-	c.limit = 10 * time.Minute
 	const n, pad = 68, 1_000_000 // 68 MB of metas: past 64 MiB
-	p := writeHeavyStream(t, c.dir, "heavy.ndjson", "heavy", n, pad, false)
-	r := c.run("import", "--expected-versions", "any", p)
-	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d events, %d written", n, n)) {
-		t.Fatalf("import --expected-versions any of %d events of 1 MB: want all written, got %s", n, r)
+	// The two commands are independent (each on a schema of its own) and
+	// run side by side: one after the other they were the package's
+	// longest test by far.
+	heavy := func(t *testing.T) *cli {
+		t.Parallel()
+		c := newCLI(t)
+		// Each run validates and writes 68 MB with the race detector on
+		// (and, in CI, two schema checkers): about a minute on an idle
+		// machine, past the usual 2-minute guard when CI's other tests
+		// share the cores.
+		c.limit = 10 * time.Minute
+		return c
 	}
-	if got := c.queryInt(`SELECT count(*) FROM events WHERE stream = $1`, "heavy"); got != n {
-		t.Fatalf("heavy has %d events, want %d", got, n)
-	}
-	q := writeHeavyStream(t, c.dir, "heavy2.ndjson", "heavy2", n, pad, false)
-	if r := c.run("append", "--file", q); r.code != 0 {
-		t.Fatalf("append --file of %d events of 1 MB: %s", n, r)
-	}
-	if got := c.queryInt(`SELECT count(*) FROM events WHERE stream = $1`, "heavy2"); got != n {
-		t.Fatalf("heavy2 has %d events, want %d", got, n)
-	}
+	t.Run("import", func(t *testing.T) {
+		c := heavy(t)
+		p := writeHeavyStream(t, c.dir, "heavy.ndjson", "heavy", n, pad, false)
+		r := c.run("import", "--expected-versions", "any", p)
+		if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d events, %d written", n, n)) {
+			t.Fatalf("import --expected-versions any of %d events of 1 MB: want all written, got %s", n, r)
+		}
+		if got := c.queryInt(`SELECT count(*) FROM events WHERE stream = $1`, "heavy"); got != n {
+			t.Fatalf("heavy has %d events, want %d", got, n)
+		}
+	})
+	t.Run("append-file", func(t *testing.T) {
+		c := heavy(t)
+		q := writeHeavyStream(t, c.dir, "heavy2.ndjson", "heavy2", n, pad, false)
+		if r := c.run("append", "--file", q); r.code != 0 {
+			t.Fatalf("append --file of %d events of 1 MB: %s", n, r)
+		}
+		if got := c.queryInt(`SELECT count(*) FROM events WHERE stream = $1`, "heavy2"); got != n {
+			t.Fatalf("heavy2 has %d events, want %d", got, n)
+		}
+	})
 }
