@@ -692,7 +692,9 @@ type RebuildOptions struct {
 	// retired, and dropped by the next Migrate).
 	KeepOld bool
 	// MaxEventsPerSecond limits the rebuild's pace (0: unlimited), to
-	// spare the database the live projections use.
+	// spare the database the live projections use: at most that many
+	// events per second, within a page too (applied in slices of 0.1 s
+	// worth of events, at least one, each its own transaction).
 	MaxEventsPerSecond float64
 	// Progress, if set, is called after every batch.
 	Progress func(RebuildProgress)

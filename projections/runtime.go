@@ -60,6 +60,11 @@ type Runtime struct {
 
 	homeMu sync.Mutex
 	home   string
+
+	// paceNow and paceSleep are the clock of --max-rate's pacing (nil:
+	// the real one); tests set them.
+	paceNow   func() time.Time
+	paceSleep func(context.Context, time.Duration) bool
 }
 
 // readCommitted is how the runtime begins its transactions: whatever the

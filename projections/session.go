@@ -248,7 +248,8 @@ func (r *Runtime) heartbeat(ctx context.Context, a *applier) error {
 // lagging projection. It takes the projection's run lock, so it returns
 // ErrBusy when another runtime runs the projection (which is then
 // catching up there). The events/s rate is limited to maxRate when it is
-// above zero, to spare the database others use.
+// above zero, to spare the database others use, within a page too (see
+// RebuildOptions.MaxEventsPerSecond).
 //
 // A session that breaks while applying events is followed by another, as
 // in Run, with the memory of where it broke: an event that breaks its
@@ -320,8 +321,21 @@ func (r *Runtime) pauseAfterBreak(ctx context.Context, name string, again int, e
 	return sleep(ctx, wait)
 }
 
+// prefixOfFresh is the length of the shortest prefix of evs that holds n
+// events past pos.
+func prefixOfFresh(evs []eventstore.Event, pos eventstore.Position, n int) int {
+	i := 0
+	for c := 0; i < len(evs) && c < n; i++ {
+		if evs[i].Position.Compare(pos) > 0 {
+			c++
+		}
+	}
+	return i
+}
+
 // drain applies the log from from (inclusive) until a page reaches the
-// head, then saves the checkpoint.
+// head, then saves the checkpoint. With maxRate above 0 it applies at
+// most that many events per second, within a page too.
 func (r *Runtime) drain(ctx context.Context, a *applier, from eventstore.Position, maxRate float64, progress func(n int)) error {
 	rctx, cancel := context.WithCancel(ctx)
 	batches, wait := prefetch(rctx, r.pages(from))
@@ -329,8 +343,10 @@ func (r *Runtime) drain(ctx context.Context, a *applier, from eventstore.Positio
 		cancel()
 		wait()
 	}()
-	started := time.Now()
-	n := 0
+	var pace *pacer
+	if maxRate > 0 {
+		pace = newPacer(maxRate, r.paceNow, r.paceSleep)
+	}
 	for b := range batches {
 		if b.err != nil {
 			return b.err
@@ -345,21 +361,37 @@ func (r *Runtime) drain(ctx context.Context, a *applier, from eventstore.Positio
 				fresh++
 			}
 		}
-		if err := a.apply(ctx, b.events); err != nil {
-			return err
-		}
-		n += fresh
-		if progress != nil {
-			progress(fresh)
+		// Paced, the page goes in slices that keep to the rate (paced
+		// between pages only, a page of thousands of events went out at
+		// full speed, and the first page unpaced).
+		evs := b.events
+		for left := fresh; ; {
+			chunk, k := evs, left
+			if pace != nil && left > 0 {
+				var err error
+				if k, err = pace.take(ctx, left); err != nil {
+					return err
+				}
+				if k < left {
+					chunk = evs[:prefixOfFresh(evs, a.pos, k)]
+				}
+			}
+			if err := a.apply(ctx, chunk); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(k)
+			}
+			evs, left = evs[len(chunk):], left-k
+			if len(evs) == 0 {
+				break
+			}
 		}
 		if b.end {
 			return a.flush(ctx)
 		}
-		if maxRate > 0 {
-			ahead := time.Duration(float64(n)/maxRate*float64(time.Second)) - time.Since(started)
-			if !sleep(ctx, ahead) {
-				return ctx.Err()
-			}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -44,7 +44,11 @@ If another process (serve, projections run) runs the projection, backfill
 waits for that process's checkpoint to reach the head read at the start
 (with --follow, follows it until Ctrl-C); should that process let go of
 the projection, backfill takes it over. Ctrl-C stops at the last
-committed batch (exit 130); running the command again continues.`,
+committed batch (exit 130); running the command again continues.
+
+--max-rate N applies at most N events per second, within a batch too: at
+a rate limit a batch is applied in slices of 0.1 s worth of events (at
+least one), each its own transaction.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -112,7 +116,7 @@ committed batch (exit 130); running the command again continues.`,
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "reprocess from this global position (default: continue from the checkpoint)")
-	cmd.Flags().Float64Var(&maxRate, "max-rate", 0, "at most N events per second (0: unlimited)")
+	cmd.Flags().Float64Var(&maxRate, "max-rate", 0, "at most N events per second, within a batch too (0: unlimited)")
 	cmd.Flags().BoolVar(&follow, "follow", false, "do not stop at the head read at the start: keep catching up until Ctrl-C")
 	return cmd
 }
