@@ -435,7 +435,9 @@ func ownDatabase(t *testing.T) (dbURL, name string) {
 		t.Fatalf("create a database for the test (the test role needs CREATEDB): %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// DROP DATABASE waits for a checkpoint; under a loaded CI machine
+		// with many dirty buffers that took more than 30 s once.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, base)
 		if err != nil {
