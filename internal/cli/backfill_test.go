@@ -125,6 +125,22 @@ func (c *cli) start(ctx context.Context, args ...string) *background {
 	return b
 }
 
+// waitSaying waits until the command has written text to stderr. It fails
+// the test if the command exits first (its failure names what, for the
+// message) or ctx ends first.
+func (b *background) waitSaying(ctx context.Context, t *testing.T, text, ended string) {
+	t.Helper()
+	for !strings.Contains(b.stderr.String(), text) {
+		select {
+		case err := <-b.exited:
+			t.Fatalf("%s: %v\n%s\n%s", ended, err, b.stdout.String(), b.stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("the command did not say %q:\n%s", text, b.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
@@ -367,16 +383,8 @@ func TestBackfillOfAProjectionRunElsewhereStopsAtTheStartHead(t *testing.T) {
 	defer bcancel()
 	b := c.start(bctx, "backfill", "audit", "--json")
 	stdout, stderr, exited := &b.stdout, &b.stderr, b.exited
-	const waiting = "another process runs this projection; waiting for its checkpoint to reach the head read at the start"
-	for !strings.Contains(stderr.String(), waiting) {
-		select {
-		case err := <-exited:
-			t.Fatalf("backfill ended while the process that runs the projection was behind: %v\n%s\n%s", err, stdout.String(), stderr.String())
-		case <-bctx.Done():
-			t.Fatalf("backfill did not say it waits for the other process:\n%s", stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	b.waitSaying(bctx, t, "another process runs this projection; waiting for its checkpoint to reach the head read at the start",
+		"backfill ended while the process that runs the projection was behind")
 	select {
 	case err := <-exited:
 		t.Fatalf("backfill ended while the process that runs the projection was behind: %v\n%s\n%s", err, stdout.String(), stderr.String())
@@ -492,16 +500,8 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 
 	b := c.start(ctx, "backfill", "audit", "--json")
 	stdout, stderr, exited := &b.stdout, &b.stderr, b.exited
-	const waiting = "another process runs this projection; waiting for its checkpoint to reach the head read at the start"
-	for !strings.Contains(stderr.String(), waiting) {
-		select {
-		case err := <-exited:
-			t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
-		case <-ctx.Done():
-			t.Fatalf("backfill did not say it waits for the other process:\n%s", stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	b.waitSaying(ctx, t, "another process runs this projection; waiting for its checkpoint to reach the head read at the start",
+		"backfill ended while another process held the projection, behind the head")
 	// A backend reports its session when it ends or, open, within a
 	// second or so: let those of backfill's pool be counted first.
 	time.Sleep(1500 * time.Millisecond)

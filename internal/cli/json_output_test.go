@@ -1,15 +1,12 @@
 package cli_test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 )
 
 var snakeKey = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -109,33 +106,7 @@ func TestMutatingCommandsHonourJSON(t *testing.T) {
 	}
 	check([]string{"export", "--output", out}, map[string]any{"file": out, "events": float64(0), "resumed": true})
 
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var schema string
-	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	role := "json_" + strings.TrimPrefix(schema, "es_test_")
-	t.Cleanup(func() {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, c.url)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil || !exists {
-			return
-		}
-		if _, err := conn.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role); err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-		}
-	})
+	role := c.scratchRole("json_")
 	c.must(0, "tenants", "grant-analyst", "acme", role, "--no-login")
 	check([]string{"tenants", "revoke-analyst", role}, map[string]any{"role": role, "revoked": true})
 }

@@ -254,15 +254,7 @@ func TestBackfillWaitsForTheProcessThatRunsIt(t *testing.T) {
 	// The lock is released once backfill says it waits for it, not after
 	// a fixed time: under load the race-built binary can take longer than
 	// any such time to reach the lock, find it free, and never wait.
-	for !strings.Contains(stderr.String(), "another process runs this projection") {
-		select {
-		case err := <-exited:
-			t.Fatalf("backfill ended while another process held the projection, behind the head: %v\n%s\n%s", err, stdout.String(), stderr.String())
-		case <-ctx.Done():
-			t.Fatalf("backfill did not say it waits for the other process:\n%s", stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	b.waitSaying(ctx, t, "another process runs this projection", "backfill ended while another process held the projection, behind the head")
 	release()
 	if err := <-exited; err != nil {
 		t.Fatalf("backfill after the lock was freed: %v\n%s", err, stderr.String())

@@ -25,27 +25,7 @@ func TestGrantAnalystRefusesAnEmptyPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var schema string
-	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		t.Fatal(err)
-	}
-	role := "an_empty_" + strings.TrimPrefix(schema, "es_test_")
-	t.Cleanup(func() {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, c.url)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil || !exists {
-			return
-		}
-		if _, err := conn.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role); err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-		}
-	})
+	role := c.scratchRole("an_empty_")
 	empty := filepath.Join(t.TempDir(), "empty")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -68,4 +48,38 @@ func TestGrantAnalystRefusesAnEmptyPassword(t *testing.T) {
 			t.Fatalf("grant-analyst %v with an empty password created the role (%v)", tc.args, err)
 		}
 	}
+}
+
+// scratchRole names a role of the test's own, prefix and the test's
+// schema, and drops it (and what it owns) when the test ends, if a
+// command created it: roles are cluster-wide, and tests run side by side.
+func (c *cli) scratchRole(prefix string) string {
+	c.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		c.t.Fatal(err)
+	}
+	role := prefix + strings.TrimPrefix(schema, "es_test_")
+	c.t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, c.url)
+		if err != nil {
+			c.t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil || !exists {
+			return
+		}
+		if _, err := conn.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role); err != nil {
+			c.t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	return role
 }
