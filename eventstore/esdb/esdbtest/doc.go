@@ -30,6 +30,13 @@
 //   - Stream metadata $tb, $maxCount and $maxAge, written by the client's
 //     SetStreamMetadata to "$$"+stream: stream reads skip the events they
 //     hide, as EventStoreDB does before a scavenge ($all keeps them).
+//   - streams.Streams/Delete (soft delete: $tb at EventNumber.DeletedStream
+//     in "$$"+stream; the stream reads as stream_not_found and is recreated
+//     by the next write, its revisions going on after the deleted ones) and
+//     streams.Streams/Tombstone (a "$streamDeleted" record; reads, appends,
+//     deletes and stream subscriptions fail with stream deleted), as
+//     EventStoreDB 22.x to 24.x do; delete.go lists the rules and their
+//     sources. $all keeps a deleted stream's events (nothing is scavenged).
 //
 // Reads counts the Read calls received; Clock sets the server's clock
 // (event timestamps and $maxAge).
@@ -44,8 +51,8 @@
 // with "Operation timed out" (gRPC Aborted) after writing them, as a
 // leader does when the cluster does not acknowledge a commit in time.
 //
-// Not implemented (answered with gRPC Unimplemented): BatchAppend, Delete,
-// Tombstone, persistent subscriptions, projections, users, operations.
+// Not implemented (answered with gRPC Unimplemented): BatchAppend,
+// persistent subscriptions, projections, users, operations.
 // Access control is not enforced; credentials are ignored. Links are never
 // resolved (the stand-in writes no link events).
 package esdbtest

@@ -47,6 +47,9 @@ func (r *record) tfPos() tfPos { return tfPos{r.pos, r.pos} }
 
 type stream struct {
 	records []*record
+	// tombstoned: the stream was hard-deleted (Tombstone). Its tombstone
+	// record is in $all only: records[i] stays revision i.
+	tombstoned bool
 }
 
 func (s *stream) last() int64 {
@@ -101,6 +104,9 @@ const (
 	decisionWrite decision = iota
 	decisionIdempotent
 	decisionWrongExpectedVersion
+	// decisionStreamDeleted: CommitDecision.Deleted, which the server
+	// answers with RpcExceptions.StreamDeleted.
+	decisionStreamDeleted
 )
 
 // appendResult is what an append answers: the stream's last event number
@@ -143,26 +149,52 @@ const (
 //   - an exact revision above the last event number: wrong expected
 //     version.
 //   - equal: write.
+//
+// Deleted streams, as EventStoreDB 22.x to 24.x check them (CheckCommit
+// there: CommitDecision.Deleted; see delete.go for the sources):
+//
+//   - a tombstoned stream: stream deleted, whatever the expected revision
+//     and ids (before any idempotency check);
+//   - stream_exists on a soft-deleted stream: stream deleted;
+//   - no_stream on a soft-deleted stream whose first id is not stored at
+//     revision 0: write. Any write to a soft-deleted stream recreates it:
+//     its events go on after the deleted ones, and undelete sets $tb to
+//     the first of them.
 func (l *memLog) append(streamName string, expected int64, events []proposed, created int64, size func(proposed) uint64) appendResult {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.streams[streamName]
 	cur := s.last()
 	wrong := appendResult{decision: decisionWrongExpectedVersion, current: cur}
+	if s != nil && s.tombstoned {
+		return appendResult{decision: decisionStreamDeleted, current: cur}
+	}
+	soft := l.softDeletedLocked(streamName)
+	// A write to a soft-deleted stream recreates it (see undelete).
+	write := func() appendResult {
+		res := l.write(streamName, s, events, created, size)
+		if soft {
+			l.undelete(streamName, cur+1, created)
+		}
+		return res
+	}
 
+	if expected == expectStreamExists && soft {
+		return appendResult{decision: decisionStreamDeleted, current: cur}
+	}
 	if expected == expectStreamExists && cur == noStream && l.streams["$$"+streamName] == nil {
 		return wrong
 	}
 	if expected == expectAny || expected == expectStreamExists {
 		if len(events) == 0 {
-			return l.write(streamName, s, nil, created, size)
+			return write()
 		}
 		var end int64 = -1
 		for i, e := range events {
 			info, ok := l.committed[e.id]
 			if !ok || info.stream != streamName {
 				if i == 0 {
-					return l.write(streamName, s, events, created, size)
+					return write()
 				}
 				return wrong // corrupted idempotency
 			}
@@ -172,10 +204,15 @@ func (l *memLog) append(streamName string, expected int64, events []proposed, cr
 	}
 	if expected < cur {
 		n := expected
-		for _, e := range events {
+		for i, e := range events {
 			n++
 			if n <= cur && s.records[n].id == e.id {
 				continue
+			}
+			// no_stream on a soft-deleted stream whose first event is
+			// new recreates the stream.
+			if i == 0 && expected == noStream && soft {
+				return write()
 			}
 			// The first differs: wrong expected version; a later one:
 			// corrupted idempotency, which is answered the same way.
@@ -189,7 +226,7 @@ func (l *memLog) append(streamName string, expected int64, events []proposed, cr
 	if expected > cur {
 		return wrong
 	}
-	return l.write(streamName, s, events, created, size)
+	return write()
 }
 
 func (l *memLog) write(streamName string, s *stream, events []proposed, created int64, size func(proposed) uint64) appendResult {
@@ -272,20 +309,15 @@ type retention struct {
 // scavenge, and the stream's last revision does not move, so appends go on
 // numbering from it ("the version numbers do not start at zero but at where
 // you soft deleted the stream from", EventStoreDB's HTTP API docs,
-// "Deleting a stream"). The stand-in never scavenges, does not model soft
-// deletes ($tb at its largest value), and applies no metadata to metadata
-// streams.
+// "Deleting a stream"). $tb at its largest value is a soft delete
+// (softDeletedLocked): reads answer stream_not_found instead. The stand-in
+// never scavenges and applies no metadata to metadata streams.
 func (l *memLog) firstVisible(name string, now int64) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.streams[name]
-	meta := l.streams["$$"+name]
-	if s == nil || meta == nil || strings.HasPrefix(name, "$$") {
-		return 0
-	}
-	m := meta.records[len(meta.records)-1]
-	var r retention
-	if m.eventType != metadataEventType || json.Unmarshal(m.data, &r) != nil {
+	r, ok := l.retentionLocked(name)
+	if s == nil || !ok {
 		return 0
 	}
 	n := int64(len(s.records))
@@ -303,6 +335,21 @@ func (l *memLog) firstVisible(name string, now int64) int64 {
 		}
 	}
 	return first
+}
+
+// retentionLocked is what the stream's latest metadata event sets, if it
+// has one the stand-in reads. Metadata streams have none.
+func (l *memLog) retentionLocked(name string) (retention, bool) {
+	meta := l.streams["$$"+name]
+	if meta == nil || len(meta.records) == 0 || strings.HasPrefix(name, "$$") {
+		return retention{}, false
+	}
+	m := meta.records[len(meta.records)-1]
+	var r retention
+	if m.eventType != metadataEventType || json.Unmarshal(m.data, &r) != nil {
+		return retention{}, false
+	}
+	return r, true
 }
 
 // validPosition reports whether a $all read or subscription may start at

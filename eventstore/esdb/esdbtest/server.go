@@ -258,6 +258,8 @@ func (f *featuresService) GetSupportedMethods(context.Context, *shared.Empty) (*
 		Methods: []*serverfeatures.SupportedMethod{
 			{ServiceName: svc, MethodName: "read"},
 			{ServiceName: svc, MethodName: "append"},
+			{ServiceName: svc, MethodName: "delete"},
+			{ServiceName: svc, MethodName: "tombstone"},
 			{ServiceName: "event_store.client.gossip.gossip", MethodName: "read"},
 			{ServiceName: "event_store.client.server_features.serverfeatures", MethodName: "getsupportedmethods"},
 		},

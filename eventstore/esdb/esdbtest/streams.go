@@ -142,6 +142,10 @@ func (svc *streamsService) Append(call streams.Streams_AppendServer) error {
 	if res.decision == decisionWrite && svc.s.takeTimeout() {
 		return errCommitTimeout
 	}
+	if res.decision == decisionStreamDeleted {
+		call.SetTrailer(deletedTrailer(name))
+		return errStreamDeleted(name)
+	}
 	if res.decision == decisionWrongExpectedVersion {
 		return call.SendAndClose(&streams.AppendResp{Result: &streams.AppendResp_WrongExpectedVersion_{
 			WrongExpectedVersion: wrongExpectedVersion(expected, res.current),
@@ -241,12 +245,18 @@ type readRequest struct {
 	filter     *matcher
 }
 
-// readStream reads one stream. A stream with no events answers
-// stream_not_found; reading from past the end of a stream that exists
-// returns no events and no error, as EventStoreDB does.
+// readStream reads one stream. A stream with no events, or soft-deleted,
+// answers stream_not_found; a tombstoned one fails with stream deleted
+// (delete.go); reading from past the end of a stream that exists returns
+// no events and no error, as EventStoreDB does.
 func (svc *streamsService) readStream(call streams.Streams_ReadServer, rq readRequest, name string, so *streams.ReadReq_Options_StreamOptions) error {
+	tombstoned, soft := svc.s.log.deletedState(name)
+	if tombstoned {
+		call.SetTrailer(deletedTrailer(name))
+		return errStreamDeleted(name)
+	}
 	recs, ok := svc.s.log.streamRecords(name)
-	if !ok {
+	if !ok || soft {
 		return call.Send(&streams.ReadResp{Content: &streams.ReadResp_StreamNotFound_{StreamNotFound: &streams.ReadResp_StreamNotFound{
 			StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(name)},
 		}}})
@@ -425,7 +435,18 @@ func (svc *streamsService) subscribeStream(call streams.Streams_ReadServer, rq r
 		after = int64(min(r.Revision, 1<<62))
 	}
 	rq.filter = nil // filters apply to $all only
-	return svc.follow(call, rq, func() (int, error) { return start, nil }, func(r *record) bool { return r.stream == name && r.number > after })
+	// The catch-up read of a tombstoned stream fails the subscription,
+	// after its confirmation, with stream deleted
+	// (Enumerators.StreamSubscription: ReadStreamResult.StreamDeleted).
+	// The tombstone record itself is not delivered.
+	begin := func() (int, error) {
+		if tombstoned, _ := svc.s.log.deletedState(name); tombstoned {
+			call.SetTrailer(deletedTrailer(name))
+			return 0, errStreamDeleted(name)
+		}
+		return start, nil
+	}
+	return svc.follow(call, rq, begin, func(r *record) bool { return r.stream == name && r.number > after && r.number != deletedStream })
 }
 
 // follow confirms the subscription, then sends every record of $all from
