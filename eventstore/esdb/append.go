@@ -62,6 +62,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		// stream has events first. A stream never loses its last
 		// revision, so once it has events, stream_exists is exact.
 		has, err := s.hasEvents(ctx, name)
+		if errors.Is(err, ErrDeleted) {
+			return eventstore.AppendResult{}, deleted(stream, err)
+		}
 		if err != nil {
 			return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q: read whether the stream exists", stream), err)
 		}
@@ -160,7 +163,7 @@ func (s *Store) appendError(parent, ctx context.Context, stream string, expected
 			}
 			return s.wrongExpectedVersion(ctx, stream, expected, actual, prepared)
 		case client.ErrorCodeStreamDeleted:
-			return fmt.Errorf("esdb: append to %q: the stream is deleted in EventStoreDB: %w", stream, err)
+			return deleted(stream, err)
 		}
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "Maximum Append Size") {
@@ -168,6 +171,16 @@ func (s *Store) appendError(parent, ctx context.Context, stream string, expected
 			Message: fmt.Sprintf("refused by the server: %s (set WithMaxAppendSize to the server's limit to refuse it before sending)", st.Message())}
 	}
 	return s.fail(parent, fmt.Sprintf("append to %q", stream), err)
+}
+
+// deleted is an append EventStoreDB refuses as stream deleted: the stream
+// is tombstoned, whatever the expected version (or, if it was soft-deleted
+// after the backend read that it has events, stream_exists on it).
+func deleted(stream string, err error) error {
+	if errors.Is(err, ErrDeleted) { // the backend's own read said so
+		return fmt.Errorf("esdb: append to %q: %w: it is tombstoned, and can never be written again", stream, ErrDeleted)
+	}
+	return fmt.Errorf("esdb: append to %q: %w (a tombstoned stream can never be written again): %v", stream, ErrDeleted, err)
 }
 
 // actualVersion is the stream's version named in a wrong-expected-version
@@ -219,12 +232,18 @@ func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expecte
 	}
 	// The server compared the event after the expected version with our
 	// first event; the events where the append would have gone tell a
-	// reordered retry from a conflict.
+	// reordered retry from a conflict. Only those: a stream whose first
+	// events are hidden (stream metadata, or a soft-deleted stream
+	// recreated) is read from the first event the server still returns,
+	// at a later version.
 	evs, err := s.readStream(ctx, s.streamName(stream), uint64(v), uint64(len(prepared)))
 	if err != nil {
 		return conflict
 	}
 	for _, e := range evs {
+		if e.EventNumber >= uint64(v)+uint64(len(prepared)) {
+			break
+		}
 		for _, p := range prepared {
 			if e.EventID == p.ID {
 				return duplicate

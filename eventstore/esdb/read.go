@@ -47,7 +47,7 @@ func drainUpTo(rs *client.ReadStream, err error, maxBytes int) (out []*client.Re
 				return out, false, errNotFound
 			}
 			if errors.As(err, &e) && e.Code() == client.ErrorCodeStreamDeleted {
-				return out, false, fmt.Errorf("%w (deleted in EventStoreDB)", errNotFound)
+				return out, false, errTombstoned
 			}
 			return out, false, err
 		}
@@ -56,6 +56,10 @@ func drainUpTo(rs *client.ReadStream, err error, maxBytes int) (out []*client.Re
 		out = append(out, r)
 	}
 }
+
+// errTombstoned is a read of a tombstoned stream: EventStoreDB answers
+// stream deleted (a soft-deleted stream reads as not found).
+var errTombstoned = fmt.Errorf("%w: %w: it is tombstoned", errNotFound, ErrDeleted)
 
 // readStream reads up to count events of an EventStoreDB stream forwards
 // from revision from. A stream without events is errNotFound; reading past
@@ -81,14 +85,20 @@ func (s *Store) lastVersion(ctx context.Context, name string) (int64, error) {
 // hasEvents reports whether a stream has had events: the server answers a
 // read of it without "stream not found". A stream whose events its
 // metadata all hides has had events (its next revision goes on from its
-// last one); one with metadata only, or none at all, has not.
+// last one); one with metadata only, or none at all, or soft-deleted, has
+// not. A tombstoned stream is errTombstoned.
 func (s *Store) hasEvents(ctx context.Context, name string) (bool, error) {
 	_, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
-	if errors.Is(err, errNotFound) {
+	if errors.Is(err, errNotFound) && !errors.Is(err, ErrDeleted) {
 		return false, nil
 	}
 	return err == nil, err
 }
+
+// ErrDeleted: EventStoreDB refused a read of or an append to the stream
+// as deleted: the stream is tombstoned (hard-deleted), and can never be
+// written again. A read of it is also eventstore.ErrStreamNotFound.
+var ErrDeleted = errors.New("stream deleted in EventStoreDB")
 
 // ErrTruncated: the server no longer returns the first events asked for
 // from a stream. EventStoreDB hides a stream's first events from stream
@@ -133,6 +143,9 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from int64, limit
 	for remaining > 0 {
 		count := min(remaining, readPage)
 		page, err := s.readStream(ctx, name, rev, count)
+		if errors.Is(err, ErrDeleted) {
+			return nil, fmt.Errorf("esdb: stream %q: %w (%w: it is tombstoned)", stream, eventstore.ErrStreamNotFound, ErrDeleted)
+		}
 		if errors.Is(err, errNotFound) {
 			return nil, fmt.Errorf("esdb: stream %q: %w", stream, eventstore.ErrStreamNotFound)
 		}
