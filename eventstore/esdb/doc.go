@@ -32,6 +32,12 @@
 //     asked for: a stream whose first events its EventStoreDB metadata
 //     hides ($tb, $maxCount, $maxAge) is ErrTruncated, not a shorter
 //     stream.
+//   - A stream tombstoned in EventStoreDB reads as
+//     eventstore.ErrStreamNotFound that is also ErrDeleted, and appends to
+//     it are ErrDeleted. A soft-deleted one reads as ErrStreamNotFound, and
+//     the next append recreates it with versions going on after the
+//     deleted ones, as the server numbers them (ReadStream from version 1
+//     is then ErrTruncated).
 //   - Positions are $all commit/prepare positions. They are ordered but not
 //     consecutive (Features.GaplessPositions is false).
 //   - ReadAll pages over $all, skipping system events (types starting with
