@@ -38,7 +38,9 @@ Progress goes to stderr: a bar on a terminal, log lines otherwise.
 
 With --output FILE (a regular file) and --json, export prints one object
 once done:
-{"file", "events" (written by this run), "last_position", "resumed"}.`,
+{"file", "events" (written by this run), "last_position", "resumed"};
+not when FILE is where stdout goes (--output /dev/stdout > FILE), where
+the events are the output.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var fromPos, toPos eventstore.Position
@@ -110,10 +112,11 @@ once done:
 				}
 				return err
 			}
-			if fh != nil && resumable(fh) && a.asJSON {
+			if fh != nil && resumable(fh) && a.asJSON && !a.isStdout(fh) {
 				// Written to a regular FILE (not /dev/stdout), the events
 				// leave stdout free for the result (to stdout, the events
-				// are the output).
+				// are the output: also a FILE that stdout is redirected
+				// to, where the result would land in the export).
 				if n == 0 && resumeAfter != nil {
 					last = *resumeAfter // nothing new: FILE still ends there
 				}
@@ -128,6 +131,24 @@ once done:
 	f.StringVarP(&output, "output", "o", "", "write to FILE instead of stdout (resumable)")
 	f.BoolVar(&restart, "restart", false, "with --output: overwrite FILE instead of resuming")
 	return cmd
+}
+
+// isStdout reports whether fh is the file stdout writes to: --output
+// /dev/stdout (or FILE) with stdout redirected to that regular file. The
+// events written there through fh are the output; anything printed to
+// stdout would be written into the same file, over its first event (>)
+// or after its last (>>).
+func (a *app) isStdout(fh *os.File) bool {
+	out, ok := a.io.Out.(*os.File)
+	if !ok {
+		return false
+	}
+	fs, err := fh.Stat()
+	if err != nil {
+		return false
+	}
+	ss, err := out.Stat()
+	return err == nil && os.SameFile(fs, ss)
 }
 
 // exportOutput is what export --output FILE --json prints.
