@@ -117,8 +117,13 @@ func New(opts ...Options) (*Cluster, error) {
 		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
+	reapOrphans(bin, os.TempDir())
 	c.root, err = os.MkdirTemp("", "pgcluster-")
 	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(c.root, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		_ = os.RemoveAll(c.root)
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
 	if c.cred != nil {
@@ -318,6 +323,51 @@ func (c *Cluster) Destroy() error {
 		err = rerr
 	}
 	return err
+}
+
+// ownerFile, in a cluster's folder, holds the process id of the process
+// that made it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops and removes the clusters in dir (pgcluster-*) whose
+// owning process is gone without destroying them: a test binary killed by
+// go test -timeout, or by a signal, runs no cleanup, and the server it
+// started would run on, holding its port and memory, until the machine
+// stops. A folder with no owner file is left alone (a New in another
+// process may be making it right now), as is one whose owner runs (or
+// whose process id another process has taken since: reaping is a
+// courtesy, and a live process's cluster must never be touched).
+func reapOrphans(bin, dir string) {
+	folders, _ := filepath.Glob(filepath.Join(dir, "pgcluster-*"))
+	for _, root := range folders {
+		b, err := os.ReadFile(filepath.Join(root, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || processRuns(pid) {
+			continue
+		}
+		orphan := &Cluster{bin: bin, root: root, data: filepath.Join(root, "data")}
+		if fi, err := os.Stat(root); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && st.Uid != 0 {
+				orphan.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(orphan.data, "postmaster.pid")); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_, _ = orphan.run(ctx, "pg_ctl", "stop", "-w", "-t", "50", "-m", string(Immediate), "-D", orphan.data)
+			cancel()
+		}
+		_ = os.RemoveAll(root)
+	}
+}
+
+// processRuns reports whether a process with this id exists (signal 0:
+// EPERM means it does, under another user).
+func processRuns(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // LogTail returns the last n lines of the server log.
