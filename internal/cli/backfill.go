@@ -44,7 +44,8 @@ If another process (serve, projections run) runs the projection, backfill
 waits for that process's checkpoint to reach the head read at the start
 (with --follow, follows it until Ctrl-C); should that process let go of
 the projection, backfill takes it over. Ctrl-C stops at the last
-committed batch (exit 130); running the command again continues.
+committed batch (exit 130); running the command again continues (after
+--from POS, run it without --from: with it, it rewinds and starts over).
 
 --max-rate N applies at most N events per second, within a batch too: at
 a rate limit a batch is applied in slices of 0.1 s worth of events (at
@@ -101,12 +102,12 @@ least one), each its own transaction.`,
 						a.log.Info("backfill --follow stopped", "projection", name, "position", l.Position.String(), "head", l.Head.String(), "lag_events", l.LagEvents)
 						return a.printBackfill(res)
 					}
-					return withCode(ExitInterrupted, interrupted(name, res, l, lerr, follow, env.b.Store.Features().GaplessPositions))
+					return withCode(ExitInterrupted, interrupted(name, from, res, l, lerr, follow, env.b.Store.Features().GaplessPositions))
 				}
 				if errors.Is(err, eventstore.ErrUnavailable) {
 					// An outage (exit 75): the checkpoint holds what
 					// committed.
-					return fmt.Errorf("backfill of %s stopped: %w; run the same command again to continue", name, err)
+					return fmt.Errorf("backfill of %s stopped: %w; %s", name, err, runAgain(from))
 				}
 				return projectionError(err, name)
 			}
@@ -137,17 +138,32 @@ func (a *app) printBackfill(r backfillResult) error {
 	return nil
 }
 
+// runAgain says how to continue a backfill that stopped: the same
+// command, unless it was given --from, which would rewind to that
+// position again and reapply what the stopped run did: without --from,
+// it continues from the checkpoint.
+func runAgain(from string) string {
+	if from != "" {
+		return "run it again without --from to continue (with --from " + from + " it would rewind and start over)"
+	}
+	return "run the same command again to continue"
+}
+
 // interrupted says where a backfill stopped on Ctrl-C (l, read after it;
 // lerr if that failed), where it was going (the head it started with, or
 // following, the head) and how many events it had left, so that an
 // operator knows how far it was. res is what backfill returned: its start
-// head and the last lag it read.
-func interrupted(name string, res backfillResult, l projections.Lag, lerr error, follow, gapless bool) error {
+// head and the last lag it read; from is its --from ("" without).
+func interrupted(name, from string, res backfillResult, l projections.Lag, lerr error, follow, gapless bool) error {
 	at := "its last committed batch"
 	if lerr == nil {
 		at = "position " + l.Position.String()
 	}
-	msg := fmt.Sprintf("backfill of %s interrupted at %s; run the same command again to continue", name, at)
+	again := "run the same command again to continue"
+	if from != "" {
+		again = "run it again without --from to continue"
+	}
+	msg := fmt.Sprintf("backfill of %s interrupted at %s; %s", name, at, again)
 	switch {
 	case follow:
 		// Ctrl-C ends --follow with exit 0 when the lag can be read, so
@@ -168,6 +184,9 @@ func interrupted(name string, res backfillResult, l projections.Lag, lerr error,
 	default:
 		// Positions do not count events here: count those to the head.
 		msg += fmt.Sprintf(" to position %s, the head when it started (%d events behind the head now)", res.StartHead, l.LagEvents)
+	}
+	if from != "" {
+		msg += " (with --from " + from + " it would rewind and start over)"
 	}
 	return errors.New(msg)
 }
