@@ -143,7 +143,7 @@ func dedupe(events []eventstore.Event, pos eventstore.Position) []eventstore.Eve
 // an attempt, not a break, even if the rollback then closes the
 // connection.
 func (a *applier) handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-	err := catch(func() error { return a.p.Handler.Handle(ctx, tx, events) })
+	err := catch(func() error { return a.p.Handler.Handle(a.rt.withLogger(ctx), tx, events) })
 	if err == nil || ctx.Err() != nil || a.conn.IsClosed() {
 		return err
 	}

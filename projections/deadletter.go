@@ -131,7 +131,7 @@ func (r *Runtime) RetryParked(ctx context.Context, id int64) error {
 		ev, err := a.prepare(e)
 		if err == nil {
 			err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-				if err := catch(func() error { return p.Handler.Handle(ctx, sp, []eventstore.Event{ev}) }); err != nil {
+				if err := catch(func() error { return p.Handler.Handle(r.withLogger(ctx), sp, []eventstore.Event{ev}) }); err != nil {
 					return err
 				}
 				// Deferred constraints are checked here rather than at

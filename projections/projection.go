@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"regexp"
 	"slices"
 
@@ -104,6 +105,25 @@ func Types(version int, types ...string) []EventType {
 // event is retried, then parked or the projection stopped.
 type Handler interface {
 	Handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error
+}
+
+// loggerKey carries the runtime's logger in a handler's context.
+type loggerKey struct{}
+
+// Logger returns, inside a Handler, the logger of the runtime applying the
+// events (Config.Logger), so that a handler's warnings go where the
+// runtime's own logs go (a command's --log-level and format); outside a
+// runtime's call, slog.Default().
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok && l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// withLogger is ctx carrying the runtime's logger for its handlers.
+func (r *Runtime) withLogger(ctx context.Context) context.Context {
+	return context.WithValue(ctx, loggerKey{}, r.log)
 }
 
 // HandlerFunc adapts a function to Handler.

@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -157,7 +156,7 @@ func handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
 						return err
 					}
 					if n == 1 {
-						logSkipped(e, want)
+						logSkipped(ctx, e, want)
 					}
 					return nil
 				})
@@ -506,8 +505,8 @@ var skip = `INSERT INTO catalog_skipped_events AS t (tenant_id, stream, event_ty
 // (catalog_skipped_events counts the rest, so a producer doing it in a
 // loop does not flood the log). A rebuild, which fills a new generation,
 // warns again once per row.
-func logSkipped(e eventstore.Event, want string) {
-	slog.Default().Warn("catalog: event not applied: it is not in its aggregate's stream, so no module decided it (appended raw); "+
+func logSkipped(ctx context.Context, e eventstore.Event, want string) {
+	projections.Logger(ctx).Warn("catalog: event not applied: it is not in its aggregate's stream, so no module decided it (appended raw); "+
 		"later ones of its type in that stream are counted in catalog_skipped_events",
 		"tenant", e.Meta.TenantID, "stream", e.Stream, "type", e.Type, "event_id", e.ID, "position", e.Position.String(), "want_stream", want)
 }
