@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -113,7 +112,7 @@ func (n *notifier) listen(ctx context.Context) {
 			// failure of the same one.
 			backoff = firstBackoff
 		}
-		slog.Warn("eventstream: LISTEN connection lost; reconnecting", "error", err, "retry_in", backoff)
+		n.s.opts.Logger.Warn("eventstream: LISTEN connection lost; reconnecting", "error", err, "retry_in", backoff)
 		n.wakeLocal()
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,6 +92,9 @@ type Options struct {
 	PollInterval time.Duration
 	// SkipMigrate leaves the schema alone in New; Migrate must have run.
 	SkipMigrate bool
+	// Logger receives the store's warnings (its LISTEN connection lost and
+	// reconnecting); default slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is the PostgreSQL event store. Create it with New or Open.
@@ -177,6 +181,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, reg *schemas.Registry, opts ..
 	}
 	if o.MaxGroupEvents <= 0 {
 		o.MaxGroupEvents = 4000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	if o.MaxGroupBytes <= 0 {
 		o.MaxGroupBytes = 64 << 20

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,7 +176,9 @@ func TestSubscriptionSurvivesTerminatedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	reader, err := postgres.New(ctx, pool, testRegistry(t), postgres.Options{SkipMigrate: true, PollInterval: time.Hour})
+	var logged syncWriter
+	reader, err := postgres.New(ctx, pool, testRegistry(t), postgres.Options{SkipMigrate: true, PollInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,4 +250,26 @@ func TestSubscriptionSurvivesTerminatedConnections(t *testing.T) {
 			t.Fatalf("event %d: got %v at %v, want %v at %v", i, got[i].ID, got[i].Position, want[i].ID, want[i].Position)
 		}
 	}
+	// Said through Options.Logger, not slog's default.
+	if !strings.Contains(logged.String(), "LISTEN connection lost") {
+		t.Fatalf("the store's logger did not hear of the lost LISTEN connections:\n%s", logged.String())
+	}
+}
+
+// syncWriter is a strings.Builder safe for a logger and a test at once.
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

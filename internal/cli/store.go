@@ -116,7 +116,7 @@ func (a *app) openStore(ctx context.Context, opts storeOptions) (*backend, error
 		}
 		b.Store = s
 	default:
-		s, err := postgres.New(ctx, b.DB.Pool, reg)
+		s, err := postgres.New(ctx, b.DB.Pool, reg, postgres.Options{Logger: a.log})
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("open the PostgreSQL event store: %w", err)
