@@ -26,6 +26,17 @@ type appendOutput struct {
 	Type     string              `json:"type,omitempty"`
 }
 
+// appendFileOutput is what append --file prints per stream: the lines of
+// the stream in the file, and where its last one is stored. It has no id:
+// a stream of the file is one or many events (--json: stream, events,
+// version, position); read the stream for their ids.
+type appendFileOutput struct {
+	Stream   string              `json:"stream"`
+	Events   int                 `json:"events"`
+	Version  int64               `json:"version"`
+	Position eventstore.Position `json:"position"`
+}
+
 func appendOutputOf(e eventstore.Event) appendOutput {
 	return appendOutput{Stream: e.Stream, Version: e.Version, Position: e.Position, ID: e.ID.String(), Type: e.Type}
 }
@@ -63,7 +74,10 @@ events, and where a batch would pass 64 MiB); a line that fails
 validation is reported with its line number and nothing is written. Lines with ids already stored with the same content
 are skipped, so a file can be appended again safely. A UTF-8 byte order
 mark at the very start of the file is ignored (anywhere else it is
-refused).`,
+refused). It prints, per stream, the number of its lines in the file and
+the version and position of its last event (--json: one object per
+stream, with keys stream, events, version, position; no id, as a stream
+may take many events: read the stream for them).`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.writes = true
@@ -224,7 +238,7 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			return err
 		}
 	}
-	var outs []appendOutput
+	var outs []appendFileOutput
 	for i, sb := range batches {
 		exp := expected
 		var last eventstore.AppendResult
@@ -239,13 +253,10 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			}
 			exp, last = eventstore.Exact(res.Version()), res
 		}
-		o := appendOutput{Stream: sb.stream, Version: last.Version(), Position: last.Position()}
+		o := appendFileOutput{Stream: sb.stream, Events: len(sb.lines), Version: last.Version(), Position: last.Position()}
 		outs = append(outs, o)
 		if a.asJSON {
-			if err := a.printJSON(struct {
-				appendOutput
-				Events int `json:"events"`
-			}{o, len(sb.lines)}); err != nil {
+			if err := a.printJSON(o); err != nil {
 				return err
 			}
 		}
@@ -254,8 +265,8 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 		return nil
 	}
 	t := a.newTable("STREAM", "EVENTS", "VERSION", "POSITION")
-	for i, o := range outs {
-		t.row(o.Stream, len(batches[i].lines), o.Version, o.Position)
+	for _, o := range outs {
+		t.row(o.Stream, o.Events, o.Version, o.Position)
 	}
 	return t.flush()
 }

@@ -22,7 +22,7 @@ import (
 func TestJSONOutputTypesHaveSnakeCaseKeys(t *testing.T) {
 	for _, v := range []any{
 		replayOutput{}, replayCancelOutput{}, exportOutput{}, backfillResult{},
-		appendOutput{}, migrationResult{}, demoReport{}, lintCheck{}, errorReport{},
+		appendOutput{}, appendFileOutput{}, migrationResult{}, demoReport{}, lintCheck{}, errorReport{},
 		projections.Parked{}, projections.Lag{}, eventstore.Event{},
 		server.TokenInfo{}, analysts.Result{}, analysts.Analyst{}, bench.Report{},
 	} {
