@@ -139,16 +139,19 @@ the events are the output.`,
 // stdout would be written into the same file, over its first event (>)
 // or after its last (>>).
 func (a *app) isStdout(fh *os.File) bool {
+	fs, err := fh.Stat()
+	return err == nil && a.stdoutIs(fs)
+}
+
+// stdoutIs reports whether fi is the file stdout writes to (see isStdout;
+// schemas docs -o /dev/stdout > FILE too).
+func (a *app) stdoutIs(fi os.FileInfo) bool {
 	out, ok := a.io.Out.(*os.File)
 	if !ok {
 		return false
 	}
-	fs, err := fh.Stat()
-	if err != nil {
-		return false
-	}
 	ss, err := out.Stat()
-	return err == nil && os.SameFile(fs, ss)
+	return err == nil && os.SameFile(fi, ss)
 }
 
 // exportOutput is what export --output FILE --json prints.

@@ -129,7 +129,12 @@ date. Exit code 3 when a check fails.`,
 	docs := &cobra.Command{
 		Use:   "docs",
 		Short: "Regenerate the event catalog (docs/events.md) from the schemas",
-		Args:  argsExactly(0),
+		Long: `Regenerate the event catalog (docs/events.md, or -o FILE; - for stdout)
+from the schemas, and print whether FILE was updated or unchanged (--json:
+{"file", "types", "state"}); nothing when FILE is where stdout goes
+(-o /dev/stdout, also redirected to a file), where the catalog is the
+output.`,
+		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, err := load()
 			if err != nil {
@@ -150,9 +155,22 @@ date. Exit code 3 when a check fails.`,
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				return err
 			}
-			old, _ := os.ReadFile(path)
+			// FILE is read for what it held only when it is a regular
+			// file: read, /dev/stdout to a pipe or a terminal waited for
+			// input that never came.
+			var old []byte
+			fi, statErr := os.Stat(path)
+			if statErr == nil && fi.Mode().IsRegular() {
+				old, _ = os.ReadFile(path)
+			}
 			if err := os.WriteFile(path, b, 0o644); err != nil {
 				return err
+			}
+			if statErr == nil && a.stdoutIs(fi) {
+				// -o /dev/stdout (> FILE): the catalog is the output, as
+				// with -o -; a result printed to stdout would be written
+				// into it, over its first line.
+				return nil
 			}
 			state := "unchanged"
 			if !bytes.Equal(old, b) {
