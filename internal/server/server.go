@@ -332,11 +332,10 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /metrics", s.instrument("GET /metrics", s.authMetrics(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))))
 	}
 	s.ui.routes()
+	// The root is the way to the audit browser, a route of its own: under
+	// "other" it counted as no such endpoint.
+	s.mux.Handle("GET /{$}", s.instrument("GET /", http.RedirectHandler("/ui/", http.StatusSeeOther)))
 	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
-			http.Redirect(w, r, "/ui/", http.StatusSeeOther)
-			return
-		}
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint", nil)
 	})))
 }
