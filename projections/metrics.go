@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -127,12 +128,37 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // exports the metrics of projections other processes run (serve
 // --no-projections), whose checkpoints and locks are in the database.
 // Run does the same itself: call Monitor only on a runtime whose Run is
-// not called. Without Config.Registerer it returns at once.
-func (r *Runtime) Monitor(ctx context.Context) {
+// not called. Without Config.Registerer it returns nil at once.
+//
+// Like Run, it first checks that the runtime and every projection are
+// migrated and returns ErrNotMigrated at once when not (it used to log a
+// warning every interval for ever); while the database cannot answer
+// that, it logs a warning and asks again every MetricsInterval. It
+// returns nil when ctx ends.
+func (r *Runtime) Monitor(ctx context.Context) error {
 	if r.m == nil {
-		return
+		return nil
+	}
+	for {
+		err := r.checkMigrated(ctx, r.list)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrNotMigrated) {
+			return err
+		}
+		r.log.Warn("projections: check migrations before measuring lag", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.MetricsInterval):
+		}
 	}
 	r.monitor(ctx)
+	return nil
 }
 
 // monitor refreshes the lag snapshot the gauges report until ctx ends.

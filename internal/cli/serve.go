@@ -303,7 +303,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	} else {
 		// Others run the projections; their lag, read from the database,
 		// is exported all the same.
-		go func() { defer close(monitorDone); rt.Monitor(projCtx) }()
+		go func() { defer close(monitorDone); a.monitorLag(projCtx, rt) }()
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
@@ -631,6 +631,31 @@ func readyVersions(withLog bool) (map[string]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// monitorLag keeps the projections' lag gauges of serve --no-projections
+// up to date until ctx ends. Monitor refuses a runtime that is not
+// migrated (ErrNotMigrated, and /readyz says so; serve migrates when it
+// starts, so only a database changed under it is): serve says it once and
+// asks again every 10 s, quietly, so that the gauges come once eventstream
+// migrate has run.
+func (a *app) monitorLag(ctx context.Context, rt *projections.Runtime) {
+	warned := false
+	for {
+		err := rt.Monitor(ctx)
+		if err == nil {
+			return
+		}
+		if !warned {
+			a.log.Warn("the projections' lag gauges are not exported until the projections are migrated: run eventstream migrate", "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 }
 
 // readiness is GET /readyz's check: the database answers and holds every
