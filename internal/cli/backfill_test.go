@@ -537,10 +537,11 @@ func TestBackfillWaitingForAnotherProcessOpensNoConnections(t *testing.T) {
 }
 
 // interruptedBackfill migrates, appends 1,500 events, starts a backfill
-// of audit at rate events/s (a batch is 1,000 events, so the second one
-// waits), runs meanwhile once the first batch is committed, then sends
-// Ctrl-C and checks the exit 130. It returns what the backfill wrote on
-// stderr.
+// of audit at rate events/s (paced within a page: slices of 0.1 s worth
+// of events, each committed with its checkpoint, so at 100/s the 1,500
+// take 15 s), runs meanwhile once the first slice is committed, then
+// sends Ctrl-C and checks the exit 130: the backfill is then part way.
+// It returns what the backfill wrote on stderr.
 func (c *cli) interruptedBackfill(rate string, meanwhile func()) string {
 	c.t.Helper()
 	c.must(0, "migrate")
@@ -607,8 +608,8 @@ func TestBackfillResumedReportsOnlyItsOwnProgress(t *testing.T) {
 	c.appendMany(1000)
 	c.must(0, "backfill", "audit")
 	c.appendMany(1500)
-	// At 1000 events/s the second batch waits: progress lines come
-	// while it runs, not only at the end.
+	// At 1000 events/s the 1,500 take 1.5 s (paced in slices of 100):
+	// progress lines come while it runs, not only at the end.
 	c.env = []string{"EVENTSTREAM_PROGRESS_INTERVAL=100ms"}
 	r := c.must(0, "backfill", "audit", "--max-rate", "1000")
 
