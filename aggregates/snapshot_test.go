@@ -1,12 +1,10 @@
 package aggregates_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"github.com/brainhq/eventstream/aggregates"
 	"github.com/brainhq/eventstream/aggregates/pgsnapshot"
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 )
 
 // countingStore counts the events ReadStream returns.
@@ -299,11 +298,10 @@ func TestCancelledLoadDoesNotBlameTheSnapshot(t *testing.T) {
 	ctx := context.Background()
 	s := testSchemas(t)
 	store, pool := pgSnapshotStore(t, s)
-	var logs bytes.Buffer
-	var mu sync.Mutex
+	var logs syncbuf.Buffer
 	repo := counterRepo(t, store, testRegistry(t, s), func(d *aggregates.Definition[Counter]) {
 		d.Snapshots = &aggregates.SnapshotPolicy{Store: pgsnapshot.New(pool), Every: 1, SchemaVersion: 1}
-		d.Logger = slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil))
+		d.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	if _, err := repo.Handle(ctx, "k1", meta(), add("k1", 1)); err != nil {
 		t.Fatal(err)
@@ -316,22 +314,9 @@ func TestCancelledLoadDoesNotBlameTheSnapshot(t *testing.T) {
 	if _, err := repo.Handle(cctx, "k1", meta(), add("k1", 1)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Handle = %v, want context.Canceled", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if logs.Len() > 0 {
 		t.Fatalf("a cancelled load logged:\n%s", logs.String())
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // snapshotBackends are the snapshot stores under test, each with two event
@@ -436,11 +421,10 @@ func TestSnapshotAheadOfTheLogIsNotUsedOnceTheStreamPassesIt(t *testing.T) {
 				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 10, SchemaVersion: 1}
 			})
 			counting := &countingStore{Store: y}
-			var logs bytes.Buffer
-			var mu sync.Mutex
+			var logs syncbuf.Buffer
 			repo := counterRepo(t, counting, reg, func(d *aggregates.Definition[Counter]) {
 				d.Snapshots = &aggregates.SnapshotPolicy{Store: snaps, Every: 1000, SchemaVersion: 1}
-				d.Logger = slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil))
+				d.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			})
 
 			handleN(t, elsewhere, "c1", 10, 100) // a snapshot at v10, total 1000
@@ -456,9 +440,7 @@ func TestSnapshotAheadOfTheLogIsNotUsedOnceTheStreamPassesIt(t *testing.T) {
 				t.Fatalf("loaded v%d %+v, want v12 total 12 (not the other log's state)", a.Version, a.State)
 			}
 			wantReplay(t, repo, a)
-			mu.Lock()
 			logged := logs.String()
-			mu.Unlock()
 			if !strings.Contains(logged, "another event") || !strings.Contains(logged, "counter-c1") {
 				t.Fatalf("the discarded snapshot was not logged:\n%s", logged)
 			}

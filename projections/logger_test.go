@@ -1,36 +1,17 @@
 package projections_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 	"github.com/brainhq/eventstream/projections"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A handler's warnings go to the runtime's logger (Config.Logger), found
 // with projections.Logger(ctx), and not to slog's default: the catalog
@@ -41,7 +22,7 @@ func TestHandlersLogThroughTheRuntimesLogger(t *testing.T) {
 	ctx := context.Background()
 	store := logStore(t)
 	fill(t, store, 3, 3)
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	cfg := fastConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(&out, nil))
 	logging := projections.Projection{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/brainhq/eventstream/internal/syncbuf"
 	"github.com/brainhq/eventstream/projections"
 	"github.com/brainhq/eventstream/projections/audit"
 )
@@ -24,7 +25,7 @@ func TestMonitorRefusesAnUnmigratedRuntime(t *testing.T) {
 	t.Parallel()
 	pool := database(t)
 	store := logStore(t)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	cfg := fastConfig()
 	cfg.Registerer = prometheus.NewRegistry()
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))

@@ -1,7 +1,6 @@
 package reactions_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/brainhq/eventstream/aggregates/missions"
 	"github.com/brainhq/eventstream/aggregates/reactions"
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 )
 
 var ctx = context.Background()
@@ -491,24 +491,6 @@ func TestRefusalClassifiesErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a logger written by Run's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // A completion whose reaction's command id is already taken by other
 // events (here: a distribution an older release created under
 // IDForCourse(course, "email") when the reactions were configured with
@@ -522,7 +504,7 @@ func TestRunGoesOnAfterAReusedCommandID(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			env := dt.OnBackend(t, backend, domain.Options{})
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			r, err := reactions.New(env.Services, reactions.Config{StagingBaseURL: "https://staging.example.com",
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 )
 
 // stalledNext starts sub.Next with a context of a minute on a network that
@@ -176,7 +176,7 @@ func TestSubscriptionSurvivesTerminatedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	var logged syncWriter
+	var logged syncbuf.Buffer
 	reader, err := postgres.New(ctx, pool, testRegistry(t), postgres.Options{SkipMigrate: true, PollInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
@@ -254,22 +254,4 @@ func TestSubscriptionSurvivesTerminatedConnections(t *testing.T) {
 	if !strings.Contains(logged.String(), "LISTEN connection lost") {
 		t.Fatalf("the store's logger did not hear of the lost LISTEN connections:\n%s", logged.String())
 	}
-}
-
-// syncWriter is a strings.Builder safe for a logger and a test at once.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

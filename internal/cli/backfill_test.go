@@ -21,6 +21,7 @@ import (
 	"github.com/brainhq/eventstream/eventstore"
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/pgtest"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -101,13 +102,11 @@ func (c *cli) checkpoint(projection string) int {
 		WHERE c.projection = $1`, projection)
 }
 
-// syncBuffer is a command's output, read by the test while the command
-// still writes it.
 // background is the binary running in the background (cli.start).
 type background struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
-	exited         chan error // cmd.Wait's result, once
+	stdout, stderr syncbuf.Buffer // read while the command still writes them
+	exited         chan error     // cmd.Wait's result, once
 }
 
 // start runs the binary against the test's database in the background,
@@ -139,23 +138,6 @@ func (b *background) waitSaying(ctx context.Context, t *testing.T, text, ended s
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // backfillJSON is what backfill --json prints.
@@ -347,7 +329,7 @@ func TestBackfillOfAProjectionRunElsewhereStopsAtTheStartHead(t *testing.T) {
 	defer cancel()
 	runner := exec.CommandContext(ctx, binary, "--database-url", c.url, "projections", "run", "audit")
 	runner.Env = cleanEnv()
-	var runLog syncBuffer
+	var runLog syncbuf.Buffer
 	runner.Stderr = &runLog
 	if err := runner.Start(); err != nil {
 		t.Fatal(err)

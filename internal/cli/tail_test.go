@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/brainhq/eventstream/internal/faultproxy"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 )
 
 // TestTailCarriesOnAcrossAConnectionCut: tail follows the log until
@@ -35,7 +36,7 @@ func TestTailCarriesOnAcrossAConnectionCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

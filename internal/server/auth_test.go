@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/brainhq/eventstream/internal/migrate"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/internal/server"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -164,35 +164,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// logLines is a log written as text, safe for concurrent writers.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// count returns how many lines hold every one of parts.
-func (l *logLines) count(parts ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for line := range strings.Lines(l.buf.String()) {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // tokensAway returns functions that rename the real tokens table away,
 // so that every read of it fails in PostgreSQL, and back.
 func tokensAway(t *testing.T, pool *pgxpool.Pool) (away, back func()) {
@@ -220,7 +191,7 @@ func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	outage, restore := tokensAway(t, pool)
 
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	logs := &logLines{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store, err := memory.New(schemasReg())
 	if err != nil {
@@ -265,8 +236,8 @@ func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	must(200, "/schemas", globex)
 	clk.Advance(30*time.Second - time.Millisecond)
 	must(200, "/schemas", acme)
-	if n := logs.count(warning); n != 0 {
-		t.Fatalf("%d warnings within the bound, want none:\n%s", n, logs.buf.String())
+	if n := logs.Lines(warning); n != 0 {
+		t.Fatalf("%d warnings within the bound, want none:\n%s", n, logs.String())
 	}
 
 	// Past it: every request with a token is refused, with the API's error
@@ -286,10 +257,10 @@ func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	must(401, "/schemas", "")
 	clk.Advance(time.Hour)
 	must(503, "/schemas", acme)
-	if n := logs.count(warning); n != 1 {
-		t.Fatalf("%d warnings for one outage, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines(warning); n != 1 {
+		t.Fatalf("%d warnings for one outage, want 1:\n%s", n, logs.String())
 	}
-	if strings.Contains(logs.buf.String(), acme) || strings.Contains(logs.buf.String(), globex) {
+	if strings.Contains(logs.String(), acme) || strings.Contains(logs.String(), globex) {
 		t.Fatal("a token's secret reached the log")
 	}
 
@@ -301,8 +272,8 @@ func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	clk.Advance(5 * time.Second)
 	must(200, "/schemas", acme)
 	must(401, "/schemas", globex)
-	if n := logs.count("level=INFO", "can be read again"); n != 1 {
-		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=INFO", "can be read again"); n != 1 {
+		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.String())
 	}
 
 	// A second outage is a second warning.
@@ -310,8 +281,8 @@ func TestTokensPastMaxStaleAreRefused(t *testing.T) {
 	clk.Advance(time.Minute)
 	must(503, "/schemas", acme)
 	must(503, "/schemas", acme)
-	if n := logs.count(warning); n != 2 {
-		t.Fatalf("%d warnings for two outages, want 2:\n%s", n, logs.buf.String())
+	if n := logs.Lines(warning); n != 2 {
+		t.Fatalf("%d warnings for two outages, want 2:\n%s", n, logs.String())
 	}
 	auth.WaitForRead()
 	restore()
@@ -351,7 +322,7 @@ func TestTokensNeverReadAreRefused(t *testing.T) {
 	t.Parallel()
 	src := &switchSource{tokens: server.Tokens{server.TokenFor("s1", "acme", "a")}, err: errors.New("connection refused")}
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	logs := &logLines{}
+	logs := &syncbuf.Buffer{}
 	auth := server.NewAuthenticatorWithConfig(src, server.AuthConfig{
 		TTL: time.Second, MaxStale: 10 * time.Second, Now: clk.Now,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -363,16 +334,16 @@ func TestTokensNeverReadAreRefused(t *testing.T) {
 	if _, ok, err := auth.Authenticate(cancelled, "s1"); ok || !errors.Is(err, server.ErrTokensUnavailable) {
 		t.Fatalf("cancelled, never read: %v %v, want ErrTokensUnavailable", ok, err)
 	}
-	if n := logs.count("level=WARN"); n != 0 {
-		t.Fatalf("a cancelled request was logged as an outage:\n%s", logs.buf.String())
+	if n := logs.Lines("level=WARN"); n != 0 {
+		t.Fatalf("a cancelled request was logged as an outage:\n%s", logs.String())
 	}
 	for range 3 {
 		if _, ok, err := auth.Authenticate(ctx, "s1"); ok || !errors.Is(err, server.ErrTokensUnavailable) {
 			t.Fatalf("never read: %v %v, want ErrTokensUnavailable", ok, err)
 		}
 	}
-	if n := logs.count("level=WARN", "never read", "connection refused"); n != 1 {
-		t.Fatalf("%d warnings, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=WARN", "never read", "connection refused"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 
 	src.fail(nil)
@@ -385,8 +356,8 @@ func TestTokensNeverReadAreRefused(t *testing.T) {
 	if _, _, err := auth.Authenticate(cancelled, "s1"); !errors.Is(err, server.ErrTokensUnavailable) {
 		t.Fatalf("cancelled, past the bound: %v, want ErrTokensUnavailable", err)
 	}
-	if n := logs.count("level=WARN"); n != 1 {
-		t.Fatalf("a cancelled request started an outage:\n%s", logs.buf.String())
+	if n := logs.Lines("level=WARN"); n != 1 {
+		t.Fatalf("a cancelled request started an outage:\n%s", logs.String())
 	}
 }
 
@@ -523,7 +494,7 @@ func TestTokenReadThatHangsHoldsUpNoRequest(t *testing.T) {
 	t.Parallel()
 	src := newHangSource(server.TokenFor("s1", "acme", "a"))
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	logs := &logLines{}
+	logs := &syncbuf.Buffer{}
 	auth := server.NewAuthenticatorWithConfig(src, server.AuthConfig{
 		TTL: 5 * time.Second, MaxStale: time.Minute, ReadTimeout: time.Hour, Now: clk.Now,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -571,8 +542,8 @@ func TestTokenReadThatHangsHoldsUpNoRequest(t *testing.T) {
 	if calls, most := src.reads(); calls != 3 || most != 1 {
 		t.Fatalf("%d reads, at most %d at once; want 3 (two lists, the read that hangs), one at a time", calls, most)
 	}
-	if n := logs.count("level=WARN", "cannot read the tokens"); n != 1 {
-		t.Fatalf("%d warnings, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=WARN", "cannot read the tokens"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 
 	// The read fails at last: the request that started it is answered (it
@@ -592,7 +563,7 @@ func TestFailedTokenReadIsRetriedAfterTTL(t *testing.T) {
 	t.Parallel()
 	src := newHangSource(server.TokenFor("s1", "acme", "a"), server.TokenFor("s2", "globex", "b"))
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	logs := &logLines{}
+	logs := &syncbuf.Buffer{}
 	auth := server.NewAuthenticatorWithConfig(src, server.AuthConfig{
 		TTL: 5 * time.Second, MaxStale: 20 * time.Second, ReadTimeout: time.Hour, Now: clk.Now,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -658,11 +629,11 @@ func TestFailedTokenReadIsRetriedAfterTTL(t *testing.T) {
 	check("recovered", "s1", true, nil)
 	check("a token gone from the list", "s2", false, nil)
 	calls(5)
-	if n := logs.count("level=WARN", "cannot read the tokens"); n != 1 {
-		t.Fatalf("%d warnings, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=WARN", "cannot read the tokens"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
-	if n := logs.count("level=INFO", "can be read again"); n != 1 {
-		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=INFO", "can be read again"); n != 1 {
+		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.String())
 	}
 }
 
@@ -731,7 +702,7 @@ func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	away, back := tokensAway(t, pool)
 
 	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	logs := &logLines{}
+	logs := &syncbuf.Buffer{}
 	store, err := memory.New(schemasReg())
 	if err != nil {
 		t.Fatal(err)
@@ -814,8 +785,8 @@ func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	clk.Advance(time.Minute)
 	must(503, acme)
 	must(503, globex)
-	if n := logs.count("level=WARN", "cannot read the tokens"); n != 1 {
-		t.Fatalf("%d warnings, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=WARN", "cannot read the tokens"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 
 	// The lock goes: the read that waited for it ends, and the revocation
@@ -826,8 +797,8 @@ func TestTokensTableThatHangsIsServedFromTheCache(t *testing.T) {
 	auth.WaitForRead()
 	must(200, acme)
 	must(401, globex)
-	if n := logs.count("level=INFO", "can be read again"); n != 1 {
-		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.buf.String())
+	if n := logs.Lines("level=INFO", "can be read again"); n != 1 {
+		t.Fatalf("%d recovery lines, want 1:\n%s", n, logs.String())
 	}
 }
 

@@ -18,12 +18,13 @@ import (
 	"github.com/brainhq/eventstream/eventstore/postgres"
 	"github.com/brainhq/eventstream/internal/pgtest"
 	"github.com/brainhq/eventstream/internal/server"
+	"github.com/brainhq/eventstream/internal/syncbuf"
 	"github.com/brainhq/eventstream/schemas"
 )
 
 // metricsFileConfig is a server's Config on a fresh schema whose GET
 // /metrics asks for the secret in file, logging to logs.
-func metricsFileConfig(t *testing.T, file string, logs *logLines) server.Config {
+func metricsFileConfig(t *testing.T, file string, logs *syncbuf.Buffer) server.Config {
 	t.Helper()
 	sreg := schemas.MustDefault()
 	store, err := postgres.New(context.Background(), pgtest.Pool(t), sreg)
@@ -41,7 +42,7 @@ func metricsFileConfig(t *testing.T, file string, logs *logLines) server.Config 
 
 // newMetricsFileEnv serves a server built from metricsFileConfig; of the
 // env, only do and must work.
-func newMetricsFileEnv(t *testing.T, file string, logs *logLines) *env {
+func newMetricsFileEnv(t *testing.T, file string, logs *syncbuf.Buffer) *env {
 	t.Helper()
 	s, err := server.New(metricsFileConfig(t, file, logs))
 	if err != nil {
@@ -101,7 +102,7 @@ func TestMetricsTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 	file := filepath.Join(dir, "metrics-token")
 	const first, second, third, fourth = "metrics-first-0a1b", "metrics-second-2c3d4e", "metrics-third-5f6a7b8", "metrics-fourth-8c9d"
 	write(t, file, first+"\n")
-	logs := &logLines{}
+	logs := &syncbuf.Buffer{}
 	e := newMetricsFileEnv(t, file, logs)
 	e.wantScrapes("as started", 0, map[string]int{first: 200, second: 401, "": 401, acmeToken: 401})
 
@@ -132,12 +133,12 @@ func TestMetricsTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 	time.Sleep(2100 * time.Millisecond)
 	e.wantScrapes("later", 0, map[string]int{fourth: 200, third: 401, first: 401})
 
-	if n := logs.count("metrics token file read again", "secret_changed=true"); n != 3 {
-		t.Errorf("%d log lines say the secret changed, want 3 (one per change):\n%s", n, logs.buf.String())
+	if n := logs.Lines("metrics token file read again", "secret_changed=true"); n != 3 {
+		t.Errorf("%d log lines say the secret changed, want 3 (one per change):\n%s", n, logs.String())
 	}
 	for _, s := range []string{first, second, third, fourth} {
-		if logs.count(s) > 0 {
-			t.Fatalf("the log shows a metrics secret:\n%s", logs.buf.String())
+		if logs.Lines(s) > 0 {
+			t.Fatalf("the log shows a metrics secret:\n%s", logs.String())
 		}
 	}
 }
@@ -164,7 +165,7 @@ func TestMetricsTokenFileFollowsASwappedLink(t *testing.T) {
 	}
 	link("..v1", "..data")
 	link(filepath.Join("..data", "metrics-token"), "metrics-token")
-	e := newMetricsFileEnv(t, filepath.Join(dir, "metrics-token"), &logLines{})
+	e := newMetricsFileEnv(t, filepath.Join(dir, "metrics-token"), &syncbuf.Buffer{})
 	e.wantScrapes("as started", 0, map[string]int{old: 200, next: 401})
 
 	link("..v2", "..data_tmp")
@@ -208,7 +209,7 @@ func TestMetricsTokenFileWithoutASecretKeepsTheLastOne(t *testing.T) {
 			const good, next = "metrics-last-good", "metrics-next-good-1234"
 			file := filepath.Join(t.TempDir(), "metrics-token")
 			write(t, file, good+"\n")
-			logs := &logLines{}
+			logs := &syncbuf.Buffer{}
 			e := newMetricsFileEnv(t, file, logs)
 			e.wantScrapes("as started", 0, map[string]int{good: 200, "": 401})
 
@@ -216,8 +217,8 @@ func TestMetricsTokenFileWithoutASecretKeepsTheLastOne(t *testing.T) {
 			for range 3 {
 				e.wantScrapes("spoilt", 0, map[string]int{good: 200, "": 401, "more": 401, next: 401})
 			}
-			if n := logs.count("level=ERROR", "metrics token file", c.want); n != 1 {
-				t.Fatalf("%d errors logged with %q after a few scrapes, want 1:\n%s", n, c.want, logs.buf.String())
+			if n := logs.Lines("level=ERROR", "metrics token file", c.want); n != 1 {
+				t.Fatalf("%d errors logged with %q after a few scrapes, want 1:\n%s", n, c.want, logs.String())
 			}
 
 			if fi, err := os.Stat(file); err == nil && fi.IsDir() {
@@ -227,8 +228,8 @@ func TestMetricsTokenFileWithoutASecretKeepsTheLastOne(t *testing.T) {
 			}
 			write(t, file, next+"\n")
 			e.wantScrapes("a secret written again", 2*time.Second, map[string]int{next: 200, good: 401, "": 401})
-			if n := logs.count("level=INFO", "metrics token file read again", "secret_changed=true"); n != 1 {
-				t.Fatalf("%d log lines say the file was read again, want 1:\n%s", n, logs.buf.String())
+			if n := logs.Lines("level=INFO", "metrics token file read again", "secret_changed=true"); n != 1 {
+				t.Fatalf("%d log lines say the file was read again, want 1:\n%s", n, logs.String())
 			}
 		})
 	}
@@ -245,16 +246,16 @@ func TestNewRefusesABadMetricsTokenFile(t *testing.T) {
 	} {
 		file := filepath.Join(dir, c.name)
 		write(t, file, c.content)
-		if _, err := server.New(metricsFileConfig(t, file, &logLines{})); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
+		if _, err := server.New(metricsFileConfig(t, file, &syncbuf.Buffer{})); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("server.New with a metrics token file %s: %v, want a refusal saying %q", c.name, err, c.want)
 		}
 	}
-	if _, err := server.New(metricsFileConfig(t, filepath.Join(dir, "missing"), &logLines{})); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, err := server.New(metricsFileConfig(t, filepath.Join(dir, "missing"), &syncbuf.Buffer{})); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("server.New with a missing metrics token file: %v, want a refusal", err)
 	}
 	file := filepath.Join(dir, "good")
 	write(t, file, "s3cret\n")
-	cfg := metricsFileConfig(t, file, &logLines{})
+	cfg := metricsFileConfig(t, file, &syncbuf.Buffer{})
 	h := sha256.Sum256([]byte("s3cret"))
 	cfg.MetricsToken = &h
 	if _, err := server.New(cfg); err == nil || !strings.Contains(err.Error(), "set one") {
