@@ -21,6 +21,27 @@ func TestDestroyStopsAServerStartDidNotSeeUp(t *testing.T) {
 	if _, err := FindBinaries(); err != nil {
 		t.Skipf("skipped: %v", err)
 	}
+	c, pid := newWithPID(t)
+	// What a Start whose pg_ctl gave up waiting leaves: the server up, the
+	// cluster not knowing it.
+	c.mu.Lock()
+	c.running = false
+	c.mu.Unlock()
+
+	if err := c.Destroy(); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	waitExited(t, pid, "after Destroy")
+	if _, err := os.Stat(c.root); !os.IsNotExist(err) {
+		t.Fatalf("the cluster's folder is still there after Destroy: %v", err)
+	}
+}
+
+// newWithPID starts a cluster and returns it with its postmaster's process
+// id; the postmaster is told to quit, and the folder removed, when the
+// test ends, whatever the test did to the cluster.
+func newWithPID(t *testing.T) (*Cluster, int) {
+	t.Helper()
 	c, err := New()
 	if err != nil {
 		t.Fatal(err)
@@ -35,28 +56,25 @@ func TestDestroyStopsAServerStartDidNotSeeUp(t *testing.T) {
 		_ = c.Destroy()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGQUIT) })
-	// What a Start whose pg_ctl gave up waiting leaves: the server up, the
-	// cluster not knowing it.
-	c.mu.Lock()
-	c.running = false
-	c.mu.Unlock()
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGQUIT)
+		_ = os.RemoveAll(c.root)
+	})
+	return c, pid
+}
 
-	if err := c.Destroy(); err != nil {
-		t.Fatalf("Destroy: %v", err)
-	}
+// waitExited waits up to 10 s for the process pid to be gone.
+func waitExited(t *testing.T, pid int, when string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := syscall.Kill(pid, 0)
 		if errors.Is(err, syscall.ESRCH) {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the postmaster (pid %d) still runs after Destroy (kill 0: %v)", pid, err)
+			t.Fatalf("the postmaster (pid %d) still runs %s (kill 0: %v)", pid, when, err)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-	if _, err := os.Stat(c.root); !os.IsNotExist(err) {
-		t.Fatalf("the cluster's folder is still there after Destroy: %v", err)
 	}
 }

@@ -1,15 +1,12 @@
 package pgcluster
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestNewReapsTheClustersOfProcessesThatDiedWithoutCleanup: a test binary
@@ -21,24 +18,7 @@ func TestNewReapsTheClustersOfProcessesThatDiedWithoutCleanup(t *testing.T) {
 	if _, err := FindBinaries(); err != nil {
 		t.Skipf("skipped: %v", err)
 	}
-	c, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
-	if err != nil {
-		_ = c.Destroy()
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-	if err != nil {
-		_ = c.Destroy()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGQUIT)
-		_ = os.RemoveAll(c.root)
-	})
+	c, pid := newWithPID(t)
 
 	// Owned by this process, which runs: untouched.
 	reapOrphans(c.bin, filepath.Dir(c.root))
@@ -58,17 +38,7 @@ func TestNewReapsTheClustersOfProcessesThatDiedWithoutCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	reapOrphans(c.bin, filepath.Dir(c.root))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := syscall.Kill(pid, 0)
-		if errors.Is(err, syscall.ESRCH) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the orphaned cluster's postmaster (pid %d) still runs (kill 0: %v)", pid, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitExited(t, pid, "once its owner is gone and a New has reaped it")
 	if _, err := os.Stat(c.root); !os.IsNotExist(err) {
 		t.Fatalf("the orphaned cluster's folder is still there: %v", err)
 	}
