@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -121,6 +122,14 @@ func New(opts ...Options) (*Cluster, error) {
 	c.root, err = os.MkdirTemp("", "pgcluster-")
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	// The owner's pid namespace first, then its pid: a folder with an
+	// owner file always says in which namespace its pid means something.
+	if ns := pidNamespace(); ns != "" {
+		if err := os.WriteFile(filepath.Join(c.root, ownerNSFile), []byte(ns), 0o644); err != nil {
+			_ = os.RemoveAll(c.root)
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(c.root, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		_ = os.RemoveAll(c.root)
@@ -326,18 +335,38 @@ func (c *Cluster) Destroy() error {
 }
 
 // ownerFile, in a cluster's folder, holds the process id of the process
-// that made it.
-const ownerFile = "owner.pid"
+// that made it; ownerNSFile its pid namespace (Linux's
+// /proc/self/ns/pid), in which that id means that process.
+const (
+	ownerFile   = "owner.pid"
+	ownerNSFile = "owner.ns"
+)
 
 // reapOrphans stops and removes the clusters in dir (pgcluster-*) whose
 // owning process is gone without destroying them: a test binary killed by
 // go test -timeout, or by a signal, runs no cleanup, and the server it
 // started would run on, holding its port and memory, until the machine
-// stops. A folder with no owner file is left alone (a New in another
-// process may be making it right now), as is one whose owner runs (or
-// whose process id another process has taken since: reaping is a
-// courtesy, and a live process's cluster must never be touched).
+// stops. Reaping is a courtesy, and a live process's cluster must never
+// be touched, so a folder is left alone unless it is known to be an
+// orphan:
+//   - with no owner file (a New in another process may be making it right
+//     now), or one whose owner runs (or whose process id another process
+//     has taken since);
+//   - owned by a process of another pid namespace (another container
+//     sharing this temporary folder: its owner's pid says nothing here),
+//     or of an unknown one (not Linux, or a folder of an older version);
+//   - whose postmaster.pid names a running process that cannot be told to
+//     be its server (its working folder, /proc/PID/cwd, unreadable).
+//
+// A postmaster.pid naming a process that is not this cluster's server
+// (the server died too, and its pid was taken) is stale: nothing is
+// signalled, and the folder is removed. pg_ctl stop, given the pid file,
+// would have sent SIGQUIT to whatever process had that pid.
 func reapOrphans(bin, dir string) {
+	ns := pidNamespace()
+	if ns == "" {
+		return
+	}
 	folders, _ := filepath.Glob(filepath.Join(dir, "pgcluster-*"))
 	for _, root := range folders {
 		b, err := os.ReadFile(filepath.Join(root, ownerFile))
@@ -348,19 +377,70 @@ func reapOrphans(bin, dir string) {
 		if err != nil || pid <= 0 || processRuns(pid) {
 			continue
 		}
+		if b, err := os.ReadFile(filepath.Join(root, ownerNSFile)); err != nil || strings.TrimSpace(string(b)) != ns {
+			continue
+		}
 		orphan := &Cluster{bin: bin, root: root, data: filepath.Join(root, "data")}
 		if fi, err := os.Stat(root); err == nil {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && st.Uid != 0 {
 				orphan.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
 			}
 		}
-		if _, err := os.Stat(filepath.Join(orphan.data, "postmaster.pid")); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			_, _ = orphan.run(ctx, "pg_ctl", "stop", "-w", "-t", "50", "-m", string(Immediate), "-D", orphan.data)
+		runs, known := orphan.serverRuns()
+		if !known {
+			continue
+		}
+		if runs {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			_, _ = orphan.run(ctx, "pg_ctl", "stop", "-w", "-t", "15", "-m", string(Immediate), "-D", orphan.data)
 			cancel()
 		}
+		// A server that did not stop in time ends by itself once its
+		// postmaster.pid is gone (it checks the file every minute).
 		_ = os.RemoveAll(root)
 	}
+}
+
+// serverRuns reports whether the process postmaster.pid names is this
+// cluster's server (its working folder is the data folder, where the
+// postmaster changes to); known is false when that cannot be told.
+func (c *Cluster) serverRuns() (runs, known bool) {
+	b, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, true
+	}
+	if err != nil {
+		return false, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pid <= 0 {
+		return false, false // being written, or not a pid file
+	}
+	if !processRuns(pid) {
+		return false, true
+	}
+	want, err := filepath.EvalSymlinks(c.data)
+	if err != nil {
+		return false, false
+	}
+	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+	if err != nil {
+		if !processRuns(pid) {
+			return false, true
+		}
+		return false, false
+	}
+	return cwd == want, true
+}
+
+// pidNamespace is this process's pid namespace ("pid:[4026531836]"), or
+// "" where it cannot be read (not Linux).
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
 }
 
 // processRuns reports whether a process with this id exists (signal 0:
