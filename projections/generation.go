@@ -617,7 +617,7 @@ func (r *Runtime) publishViews(ctx context.Context, tx pgx.Tx, home string, p *r
 	}
 	if r.cfg.OnPublish != nil {
 		pub := Publication{Projection: p.Name, Generation: gen, Schema: schema, Home: home, Tables: tables}
-		if err := catch(func() error { return r.cfg.OnPublish(ctx, tx, pub) }); err != nil {
+		if err := catch(func() error { return r.cfg.OnPublish(r.withLogger(ctx), tx, pub) }); err != nil {
 			return fmt.Errorf("projections: OnPublish for %q generation %d: %w", p.Name, gen, err)
 		}
 	}
@@ -1109,7 +1109,7 @@ func (r *Runtime) Reprocess(ctx context.Context, name string, after eventstore.P
 		if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, path); err != nil {
 			return err
 		}
-		if err := catch(func() error { return p.Rewind(ctx, tx, after) }); err != nil {
+		if err := catch(func() error { return p.Rewind(r.withLogger(ctx), tx, after) }); err != nil {
 			return fmt.Errorf("projections: rewind %q to %s: %w", name, after, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET commit_position = $3, prepare_position = $4, updated_at = now() WHERE projection = $1 AND generation = $2`, name, gen, c, pp); err != nil {

@@ -110,10 +110,10 @@ type Handler interface {
 // loggerKey carries the runtime's logger in a handler's context.
 type loggerKey struct{}
 
-// Logger returns, inside a Handler, the logger of the runtime applying the
-// events (Config.Logger), so that a handler's warnings go where the
-// runtime's own logs go (a command's --log-level and format); outside a
-// runtime's call, slog.Default().
+// Logger returns, inside a Handler (and a Projection's Rewind, and
+// Config.OnPublish), the logger of the runtime calling it (Config.Logger),
+// so that its warnings go where the runtime's own logs go (a command's
+// --log-level and format); outside a runtime's call, slog.Default().
 func Logger(ctx context.Context) *slog.Logger {
 	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok && l != nil {
 		return l
