@@ -321,9 +321,10 @@ func (c *Cluster) Restart(mode Mode, down time.Duration) error {
 // removing the folder under it would leave the server running.
 func (c *Cluster) Destroy() error {
 	err := c.Stop(Immediate)
-	if _, serr := os.Stat(filepath.Join(c.data, "postmaster.pid")); serr == nil && err == nil {
+	if runs, known := c.serverRuns(); (runs || !known) && err == nil {
 		// Not known to run, yet a postmaster may: stop it. A stale pid
-		// file (a postmaster killed outright) makes pg_ctl fail, harmlessly.
+		// file (a postmaster killed outright) is left alone: its pid may
+		// be another process's now, which pg_ctl stop would signal.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		_, _ = c.run(ctx, "pg_ctl", "stop", "-w", "-t", "90", "-m", string(Immediate), "-D", c.data)
 		cancel()

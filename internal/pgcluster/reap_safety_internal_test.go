@@ -66,6 +66,54 @@ func TestReapSignalsNoProcessAStalePIDFileNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A process of the server's user that took the server's pid.
+	exited := staleServerPID(t, c)
+	if err := os.WriteFile(filepath.Join(c.root, ownerFile), []byte(strconv.Itoa(deadPID(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reapOrphans(c.bin, filepath.Dir(c.root))
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("reaping the orphan signalled the process its stale postmaster.pid names: %v", err)
+	case <-time.After(time.Second):
+	}
+	if _, err := os.Stat(c.root); !os.IsNotExist(err) {
+		t.Fatalf("the orphan's folder is still there: %v", err)
+	}
+}
+
+// TestDestroySignalsNoProcessAStalePIDFileNames: Destroy of a cluster not
+// known to run stopped whatever process its postmaster.pid named; a
+// postmaster killed outright leaves a pid that another process may have
+// taken since.
+func TestDestroySignalsNoProcessAStalePIDFileNames(t *testing.T) {
+	if _, err := FindBinaries(); err != nil {
+		t.Skipf("skipped: %v", err)
+	}
+	c, _ := newWithPID(t)
+	if err := c.Stop(Fast); err != nil {
+		t.Fatal(err)
+	}
+	exited := staleServerPID(t, c)
+	if err := c.Destroy(); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("Destroy signalled the process its stale postmaster.pid names: %v", err)
+	case <-time.After(time.Second):
+	}
+	if _, err := os.Stat(c.root); !os.IsNotExist(err) {
+		t.Fatalf("the cluster's folder is still there after Destroy: %v", err)
+	}
+}
+
+// staleServerPID starts a process of the server's user and writes its pid
+// to the stopped cluster's postmaster.pid, as if it had taken the pid of
+// a server killed outright; the channel receives its Wait's result.
+func staleServerPID(t *testing.T, c *Cluster) chan error {
+	t.Helper()
 	other := exec.Command("sleep", "60")
 	other.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
 	if err := other.Start(); err != nil {
@@ -83,17 +131,5 @@ func TestReapSignalsNoProcessAStalePIDFileNames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(c.root, ownerFile), []byte(strconv.Itoa(deadPID(t))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	reapOrphans(c.bin, filepath.Dir(c.root))
-	select {
-	case err := <-exited:
-		exited <- err
-		t.Fatalf("reaping the orphan signalled the process its stale postmaster.pid names: %v", err)
-	case <-time.After(time.Second):
-	}
-	if _, err := os.Stat(c.root); !os.IsNotExist(err) {
-		t.Fatalf("the orphan's folder is still there: %v", err)
-	}
+	return exited
 }
