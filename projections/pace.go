@@ -25,16 +25,16 @@ type pacer struct {
 }
 
 // newPacer returns a pacer at rate events per second whose bucket starts
-// full; now and sleep are the clock (nil: the real one).
-func newPacer(rate float64, now func() time.Time, sleep func(context.Context, time.Duration) bool) *pacer {
+// full; now and pause are the clock (nil: the real one).
+func newPacer(rate float64, now func() time.Time, pause func(context.Context, time.Duration) bool) *pacer {
 	if now == nil {
 		now = time.Now
 	}
-	if sleep == nil {
-		sleep = pauseFor
+	if pause == nil {
+		pause = sleep
 	}
 	burst := max(1, math.Floor(rate*paceSlice.Seconds()))
-	return &pacer{rate: rate, burst: burst, tokens: burst, last: now(), now: now, sleep: sleep}
+	return &pacer{rate: rate, burst: burst, tokens: burst, last: now(), now: now, sleep: pause}
 }
 
 // take waits until min(want, burst) events may go, takes them and
@@ -61,6 +61,3 @@ func (p *pacer) take(ctx context.Context, want int) (int, error) {
 		}
 	}
 }
-
-// pauseFor is sleep as a pacer's clock.
-func pauseFor(ctx context.Context, d time.Duration) bool { return sleep(ctx, d) }
