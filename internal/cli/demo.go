@@ -397,7 +397,7 @@ func (d *demo) project(ctx context.Context) error {
 // settle brings one projection to the head (catchUpToHead). When another
 // process (serve) runs it, the demo waits 30 s at most for that one.
 func (d *demo) settle(ctx context.Context, name string) error {
-	_, err := catchUpToHead(ctx, d.rt, name, catchUpOptions{busyWait: 30 * time.Second})
+	_, err := catchUpToHead(ctx, d.rt, name, catchUpOptions{stop: stopAtHead, busyWait: 30 * time.Second})
 	return err
 }
 
