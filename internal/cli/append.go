@@ -27,12 +27,16 @@ type appendOutput struct {
 }
 
 // appendFileOutput is what append --file prints per stream: the lines of
-// the stream in the file, and where its last one is stored. It has no id:
-// a stream of the file is one or many events (--json: stream, events,
-// version, position); read the stream for their ids.
+// the stream in the file, of them those written now and those found
+// already stored (a file appended again writes nothing), and where its
+// last one is stored. It has no id: a stream of the file is one or many
+// events (--json: stream, events, written, already_present, version,
+// position); read the stream for their ids.
 type appendFileOutput struct {
 	Stream   string              `json:"stream"`
 	Events   int                 `json:"events"`
+	Written  int                 `json:"written"`
+	Present  int                 `json:"already_present"`
 	Version  int64               `json:"version"`
 	Position eventstore.Position `json:"position"`
 }
@@ -74,10 +78,11 @@ events, and where a batch would pass 64 MiB); a line that fails
 validation is reported with its line number and nothing is written. Lines with ids already stored with the same content
 are skipped, so a file can be appended again safely. A UTF-8 byte order
 mark at the very start of the file is ignored (anywhere else it is
-refused). It prints, per stream, the number of its lines in the file and
-the version and position of its last event (--json: one object per
-stream, with keys stream, events, version, position; no id, as a stream
-may take many events: read the stream for them).`,
+refused). It prints, per stream, the number of its lines in the file, how
+many of them it wrote and how many were already stored, and the version
+and position of its last event (--json: one object per stream, with keys
+stream, events, written, already_present, version, position; no id, as a
+stream may take many events: read the stream for them).`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.writes = true
@@ -238,12 +243,19 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			return err
 		}
 	}
+	// An event at or before the head is one an earlier run stored: the
+	// append was an idempotent retry of it, which wrote nothing.
+	head, err := b.Store.Head(cmd.Context())
+	if err != nil {
+		return err
+	}
 	var outs []appendFileOutput
 	for i, sb := range batches {
 		exp := expected
 		var last eventstore.AppendResult
+		cs := &countingStore{Store: b.Store, head: head}
 		for j, chunk := range chunks[i] {
-			res, err := b.Store.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
+			res, err := cs.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
 			if err != nil {
 				if len(outs) > 0 || j > 0 {
 					a.writes = false
@@ -253,7 +265,7 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			}
 			exp, last = eventstore.Exact(res.Version()), res
 		}
-		o := appendFileOutput{Stream: sb.stream, Events: len(sb.lines), Version: last.Version(), Position: last.Position()}
+		o := appendFileOutput{Stream: sb.stream, Events: len(sb.lines), Written: cs.written, Present: cs.present, Version: last.Version(), Position: last.Position()}
 		outs = append(outs, o)
 		if a.asJSON {
 			if err := a.printJSON(o); err != nil {
@@ -264,9 +276,9 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 	if a.asJSON {
 		return nil
 	}
-	t := a.newTable("STREAM", "EVENTS", "VERSION", "POSITION")
+	t := a.newTable("STREAM", "EVENTS", "WRITTEN", "PRESENT", "VERSION", "POSITION")
 	for _, o := range outs {
-		t.row(o.Stream, o.Events, o.Version, o.Position)
+		t.row(o.Stream, o.Events, o.Written, o.Present, o.Version, o.Position)
 	}
 	return t.flush()
 }

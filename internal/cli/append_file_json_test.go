@@ -11,7 +11,8 @@ import (
 // object per stream, and a stream of the file is one or many events, with
 // no one id to print: the object had an "id" key all the same, always ""
 // (the single append's output type, with the id left unset). Its keys are
-// stream, events, version and position.
+// stream, events, written, already_present, version and
+// position.
 func TestAppendFileJSONPrintsNoEmptyID(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
@@ -28,8 +29,8 @@ func TestAppendFileJSONPrintsNoEmptyID(t *testing.T) {
 		{"stream": "a", "events": float64(2), "version": float64(2), "position": float64(2)},
 		{"stream": "b", "events": float64(1), "version": float64(1), "position": float64(3)},
 	} {
-		if keys := slices.Sorted(maps.Keys(got[i])); !slices.Equal(keys, []string{"events", "position", "stream", "version"}) {
-			t.Errorf("stream %s: keys %v, want events, position, stream, version (no id)", want["stream"], keys)
+		if keys := slices.Sorted(maps.Keys(got[i])); !slices.Equal(keys, []string{"already_present", "events", "position", "stream", "version", "written"}) {
+			t.Errorf("stream %s: keys %v, want already_present, events, position, stream, version, written (no id)", want["stream"], keys)
 		}
 		for k, v := range want {
 			if got[i][k] != v {
