@@ -22,54 +22,88 @@ import (
 // its position and timestamp, and tells a retry that EventStoreDB
 // acknowledged by id alone from one whose content differs.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	res, _, err := s.appendEvents(ctx, stream, expected, false, events)
+	return res, err
+}
+
+// AppendReporting is Append, and wrote is false for an idempotent retry,
+// which wrote nothing (eventstore.WriteReporter).
+//
+// EventStoreDB answers a write and an idempotent retry with the same
+// success message (a retry gets the original events' last revision and,
+// from 21.10, their position; before, or while they are not yet
+// replicated, no position), so the store reads the stream's last version
+// before appending: a write stores its events after it, a retry found
+// them at or before it. That read costs AppendReporting one more round
+// trip than Append (none for StreamExists, which reads it anyway). Two
+// appends of the same ids in flight at once may both report that they
+// wrote; one of them was answered as a retry.
+func (s *Store) AppendReporting(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (res eventstore.AppendResult, wrote bool, err error) {
+	return s.appendEvents(ctx, stream, expected, true, events)
+}
+
+// appendEvents is Append; with report, it also tells whether it wrote
+// (see AppendReporting), else wrote is true for every success.
+func (s *Store) appendEvents(ctx context.Context, stream string, expected eventstore.ExpectedVersion, report bool, events []eventstore.Event) (_ eventstore.AppendResult, wrote bool, _ error) {
 	parent := ctx
 	ctx, done, err := s.begin(ctx)
 	if err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.AppendResult{}, false, err
 	}
 	defer done()
 
 	prepared, err := s.validator.Check(stream, expected, events)
 	if err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.AppendResult{}, false, err
 	}
 	if err := s.checkStream(stream); err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.AppendResult{}, false, err
 	}
 	data := make([]client.EventData, len(prepared))
 	total := 0
 	for i, p := range prepared {
 		if data[i], err = encode(p); err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("esdb: %w", err)
+			return eventstore.AppendResult{}, false, fmt.Errorf("esdb: %w", err)
 		}
 		size := appendSize(data[i])
 		if size > s.maxAppend {
-			return eventstore.AppendResult{}, &eventstore.ValidationError{Index: i, Type: p.Type, SchemaVersion: p.Meta.SchemaVersion,
+			return eventstore.AppendResult{}, false, &eventstore.ValidationError{Index: i, Type: p.Type, SchemaVersion: p.Meta.SchemaVersion,
 				Pointer: "/payload", Rule: "event-size",
 				Message: fmt.Sprintf("event is %d bytes as EventStoreDB counts them; the server's maximum append size is %d", size, s.maxAppend)}
 		}
 		total += size
 	}
 	if total > s.maxAppend {
-		return eventstore.AppendResult{}, &eventstore.ValidationError{Index: -1, Rule: "append-size",
+		return eventstore.AppendResult{}, false, &eventstore.ValidationError{Index: -1, Rule: "append-size",
 			Message: fmt.Sprintf("%d events of %d bytes in all as EventStoreDB counts them; the server's maximum append size is %d", len(data), total, s.maxAppend)}
 	}
 
 	name := s.streamName(stream)
+	// before is the stream's last version before the append (-1: not
+	// read), which tells a write from a retry (see AppendReporting).
+	before := int64(-1)
 	if expected == eventstore.StreamExists {
 		// EventStoreDB's stream_exists also holds for a stream that has
 		// metadata and no events (IndexWriter.CheckCommit): check that the
 		// stream has events first. A stream never loses its last
 		// revision, so once it has events, stream_exists is exact.
-		has, err := s.hasEvents(ctx, name)
+		last, has, err := s.lastEvent(ctx, name)
 		if errors.Is(err, ErrDeleted) {
-			return eventstore.AppendResult{}, deleted(stream, err)
+			return eventstore.AppendResult{}, false, deleted(stream, err)
 		}
 		if err != nil {
-			return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q: read whether the stream exists", stream), err)
+			return eventstore.AppendResult{}, false, s.fail(parent, fmt.Sprintf("append to %q: read whether the stream exists", stream), err)
 		}
 		if !has {
-			return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
+			return eventstore.AppendResult{}, false, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
+		}
+		before = last
+	} else if report {
+		// A failed read leaves before unknown: the append still goes,
+		// and says what went wrong if the cluster is down; a success is
+		// then reported as a write, as a store that cannot tell does.
+		if last, _, err := s.lastEvent(ctx, name); err == nil {
+			before = last
 		}
 	}
 	ao := client.AppendToStreamOptions{ExpectedRevision: expectedRevision(expected)}
@@ -87,7 +121,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 	res, err := s.client.AppendToStream(ctx, name, ao, data...)
 	if err != nil {
-		return eventstore.AppendResult{}, s.appendError(parent, ctx, stream, expected, prepared, err)
+		return eventstore.AppendResult{}, false, s.appendError(parent, ctx, stream, expected, prepared, err)
 	}
 	n := uint64(len(prepared))
 	if res.NextExpectedVersion+1 < n {
@@ -100,7 +134,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		// the batch. That append is not a retry of any append: as when
 		// the read-back below finds other events, it reuses stored ids
 		// (storetest's Differential case).
-		return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: prepared[0].ID.String(), Stream: stream}
+		return eventstore.AppendResult{}, false, &eventstore.DuplicateEventError{ID: prepared[0].ID.String(), Stream: stream}
 	}
 	first := res.NextExpectedVersion + 1 - n
 	stored, err := s.readStream(ctx, name, first, n)
@@ -110,7 +144,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if err != nil {
 		// The append itself succeeded: retrying it with the same ids is
 		// safe, EventStoreDB acknowledges it without writing twice.
-		return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q succeeded but reading it back failed", stream), err)
+		return eventstore.AppendResult{}, false, s.fail(parent, fmt.Sprintf("append to %q succeeded but reading it back failed", stream), err)
 	}
 	out := eventstore.AppendResult{Stream: stream, Events: make([]eventstore.Event, n)}
 	for i, r := range stored {
@@ -120,17 +154,21 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			err = fmt.Errorf("revision %d is not an eventstream event", r.EventNumber)
 		}
 		if err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("esdb: append to %q: %w", stream, err)
+			return eventstore.AppendResult{}, false, fmt.Errorf("esdb: append to %q: %w", stream, err)
 		}
 		// EventStoreDB acknowledged an append whose ids it already held
 		// (an idempotent retry) without looking at the content. Same
 		// ids, other content is not a retry.
 		if e.ID != p.ID || !eventstore.SameContent(e, p) {
-			return eventstore.AppendResult{}, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: stream}
+			return eventstore.AppendResult{}, false, &eventstore.DuplicateEventError{ID: p.ID.String(), Stream: stream}
 		}
 		out.Events[i] = e
 	}
-	return out, nil
+	// A write stores its events after the stream's last version; a retry
+	// found them there already. Hidden events (a soft-deleted or
+	// truncated stream) read as no version, and so do the events a write
+	// recreating the stream goes on after.
+	return out, before < 0 || out.Events[0].Version > before, nil
 }
 
 // expectedRevision maps a stream version (from 1) to EventStoreDB's

@@ -82,17 +82,23 @@ func (s *Store) lastVersion(ctx context.Context, name string) (int64, error) {
 	return int64(evs[0].EventNumber) + 1, nil
 }
 
-// hasEvents reports whether a stream has had events: the server answers a
-// read of it without "stream not found". A stream whose events its
-// metadata all hides has had events (its next revision goes on from its
-// last one); one with metadata only, or none at all, or soft-deleted, has
-// not. A tombstoned stream is errTombstoned.
-func (s *Store) hasEvents(ctx context.Context, name string) (bool, error) {
-	_, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
-	if errors.Is(err, errNotFound) && !errors.Is(err, ErrDeleted) {
-		return false, nil
+// lastEvent reads a stream's last event: last is its version (0: none
+// the server returns), has whether the stream has had events: the server
+// answers a read of it without "stream not found". A stream whose events
+// its metadata all hides has had events (its next revision goes on from
+// its last one), and its last is 0; one with metadata only, or none at
+// all, or soft-deleted, has not. A tombstoned stream is errTombstoned.
+func (s *Store) lastEvent(ctx context.Context, name string) (last int64, has bool, err error) {
+	evs, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
+	switch {
+	case errors.Is(err, errNotFound) && !errors.Is(err, ErrDeleted):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, err
+	case len(evs) == 0:
+		return 0, true, nil
 	}
-	return err == nil, err
+	return int64(evs[0].EventNumber) + 1, true, nil
 }
 
 // ErrDeleted: EventStoreDB refused a read of or an append to the stream

@@ -75,7 +75,10 @@ type Store struct {
 	subs   map[*subscription]struct{}
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.WriteReporter = (*Store)(nil)
+)
 
 // New connects to the EventStoreDB node or cluster named by connection (an
 // esdb:// or esdb+discover:// connection string, as the client parses it)
