@@ -34,6 +34,7 @@ It resumes only a FILE that holds the beginning of the same range (its
 first line is the range's first event, its last line an event of the log
 within the range); a FILE holding another export is started over, with a
 warning, and a FILE that is no export at all is refused.
+--output /dev/stdout >> FILE resumes FILE too (> FILE empties it first).
 Progress goes to stderr: a bar on a terminal, log lines otherwise.
 
 With --output FILE (a regular file) and --json, export prints one object
@@ -103,12 +104,19 @@ the events are the output.`,
 				}
 			}
 			if err != nil {
+				// Run again, the same command resumes after FILE's last
+				// line; but where FILE is also stdout (> FILE), the shell
+				// empties it before export reads it back: >> keeps it.
+				again := "run the same command again to resume"
+				if fh != nil && a.isStdout(fh) {
+					again = "to resume, run the same command again with >> in place of > (> empties the file before export can read it back)"
+				}
 				if cmd.Context().Err() != nil && fh != nil && resumable(fh) {
-					return withCode(ExitInterrupted, fmt.Errorf("export interrupted after %d events (last position %s); run the same command again to resume", n, last))
+					return withCode(ExitInterrupted, fmt.Errorf("export interrupted after %d events (last position %s); %s", n, last, again))
 				}
 				if errors.Is(err, eventstore.ErrUnavailable) && fh != nil && resumable(fh) {
 					// An outage (exit 75): FILE holds what was read.
-					return fmt.Errorf("export stopped after %d events (last position %s): %w; run the same command again to resume", n, last, err)
+					return fmt.Errorf("export stopped after %d events (last position %s): %w; %s", n, last, err, again)
 				}
 				return err
 			}
