@@ -133,7 +133,7 @@ date. Exit code 3 when a check fails.`,
 from the schemas, and print whether FILE was updated or unchanged (--json:
 {"file", "types", "state"}); nothing when FILE is where stdout goes
 (-o /dev/stdout, also redirected to a file), where the catalog is the
-output.`,
+output, written as the shell opened it (>> FILE appends it).`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, err := load()
@@ -160,17 +160,20 @@ output.`,
 			// input that never came.
 			var old []byte
 			fi, statErr := os.Stat(path)
+			if statErr == nil && a.stdoutIs(fi) {
+				// -o /dev/stdout (> FILE): the catalog is the output, as
+				// with -o -, written through stdout as the shell opened
+				// it: opened again (O_TRUNC), >> FILE lost what FILE
+				// held. A result printed to stdout would be written into
+				// the catalog, so there is none.
+				_, err = a.io.Out.Write(b)
+				return err
+			}
 			if statErr == nil && fi.Mode().IsRegular() {
 				old, _ = os.ReadFile(path)
 			}
 			if err := os.WriteFile(path, b, 0o644); err != nil {
 				return err
-			}
-			if statErr == nil && a.stdoutIs(fi) {
-				// -o /dev/stdout (> FILE): the catalog is the output, as
-				// with -o -; a result printed to stdout would be written
-				// into it, over its first line.
-				return nil
 			}
 			state := "unchanged"
 			if !bytes.Equal(old, b) {
