@@ -267,8 +267,11 @@ func TestCancelRebuildForgetsDeferredIndexes(t *testing.T) {
 	if r := deferredRecords(t, pool, "cancelling"); len(r) == 0 {
 		t.Fatal("nothing recorded for the interrupted rebuild")
 	}
-	if err := rt.CancelRebuild(context.Background(), "cancelling"); err != nil {
-		t.Fatal(err)
+	if gen, err := rt.CancelRebuild(context.Background(), "cancelling"); err != nil || gen != 2 {
+		t.Fatalf("CancelRebuild = %d, %v; want generation 2 dropped", gen, err)
+	}
+	if gen, err := rt.CancelRebuild(context.Background(), "cancelling"); err != nil || gen != 0 {
+		t.Fatalf("CancelRebuild again = %d, %v; want 0: nothing left to drop", gen, err)
 	}
 	if r := deferredRecords(t, pool, "cancelling"); len(r) != 0 {
 		t.Errorf("after CancelRebuild, deferred indexes still recorded: %v", r)

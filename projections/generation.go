@@ -1031,35 +1031,45 @@ func (r *Runtime) dropGeneration(ctx context.Context, tx pgx.Tx, name string, ge
 	return nil
 }
 
-// CancelRebuild drops an unfinished rebuild of the projection. ErrBusy if
+// CancelRebuild drops an unfinished rebuild of the projection and returns
+// the generation it dropped, or 0 when there was none to drop. ErrBusy if
 // the rebuild is running.
-func (r *Runtime) CancelRebuild(ctx context.Context, name string) error {
+func (r *Runtime) CancelRebuild(ctx context.Context, name string) (dropped int, err error) {
 	if _, err := r.lookup(name); err != nil {
-		return err
+		return 0, err
 	}
 	home, err := r.homeSchema(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	conn, err := r.connect(ctx, "rebuild:"+name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer r.closeConn(conn)
 	got, err := tryLock(ctx, conn, r.buildLockKey(home, name))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !got {
-		return fmt.Errorf("%w: a rebuild of %q is running", ErrBusy, name)
+		return 0, fmt.Errorf("%w: a rebuild of %q is running", ErrBusy, name)
 	}
-	return pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
+		dropped = 0
 		s, err := loadState(ctx, tx, name, "FOR UPDATE")
 		if err != nil || s.building == nil {
 			return err
 		}
-		return r.dropGeneration(ctx, tx, name, *s.building)
+		if err := r.dropGeneration(ctx, tx, name, *s.building); err != nil {
+			return err
+		}
+		dropped = *s.building
+		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return dropped, nil
 }
 
 // Reprocess applies the log again from after the given position to the

@@ -93,7 +93,7 @@ func TestMutatingCommandsHonourJSON(t *testing.T) {
 			}
 		}
 	}
-	check([]string{"replay", "audit", "--cancel"}, map[string]any{"projection": "audit", "cancelled": true})
+	check([]string{"replay", "audit", "--cancel"}, map[string]any{"projection": "audit", "cancelled": false})
 	check([]string{"projections", "resume", "audit"}, map[string]any{"projection": "audit", "resumed": true})
 
 	c.must(0, "tokens", "create", "acme", "--name", "jsontest")

@@ -34,7 +34,8 @@ of 0.1 s worth of events (at least one), each its own transaction.
 
 --json prints one object: {"projection", "generation", "previous_generation",
 "position", "events", "parked", "resumed"}; with --cancel,
-{"projection", "cancelled": true}.`,
+{"projection", "cancelled", "generation"}: cancelled is false (and
+generation absent) when there was no unfinished rebuild to drop.`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -66,13 +67,18 @@ of 0.1 s worth of events (at least one), each its own transaction.
 				return err
 			}
 			if cancel {
-				if err := env.rt.CancelRebuild(ctx, name); err != nil {
+				gen, err := env.rt.CancelRebuild(ctx, name)
+				if err != nil {
 					return projectionError(err, name)
 				}
 				if a.asJSON {
-					return a.printJSON(replayCancelOutput{Projection: name, Cancelled: true})
+					return a.printJSON(replayCancelOutput{Projection: name, Cancelled: gen > 0, Generation: gen})
 				}
-				a.stdoutf("dropped any unfinished rebuild of %s\n", name)
+				if gen == 0 {
+					a.stdoutf("%s has no unfinished rebuild: nothing to drop\n", name)
+					return nil
+				}
+				a.stdoutf("dropped the unfinished rebuild of %s (generation %d)\n", name, gen)
 				return nil
 			}
 			var p *progress
@@ -156,10 +162,11 @@ func replayOutputOf(r projections.RebuildResult) replayOutput {
 		Position: r.Position, Events: r.Events, Parked: r.Parked, Resumed: r.Resumed}
 }
 
-// replayCancelOutput is what replay --cancel --json prints. Cancelled is
-// true whether or not there was an unfinished rebuild to drop (the
-// runtime does not say): none is left.
+// replayCancelOutput is what replay --cancel --json prints. Cancelled
+// says whether there was an unfinished rebuild to drop, Generation which
+// one it was; either way none is left.
 type replayCancelOutput struct {
 	Projection string `json:"projection"`
 	Cancelled  bool   `json:"cancelled"`
+	Generation int    `json:"generation,omitempty"`
 }

@@ -55,3 +55,43 @@ func TestReplayResumedReportsOnlyItsOwnProgress(t *testing.T) {
 		t.Fatalf("resumed replay reports events=%d total=%d; want both the events left to it (fewer than %d): %s", events, total, n, r.stderr)
 	}
 }
+
+// TestReplayCancelSaysWhatItDropped: replay --cancel says whether there
+// was an unfinished rebuild to drop and which generation it was. Before,
+// it printed "cancelled": true (and "dropped any unfinished rebuild")
+// whether or not there was one, so a script could not tell a dropped
+// rebuild from a mistyped name's nothing.
+func TestReplayCancelSaysWhatItDropped(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(100)
+	c.must(0, "migrate")
+	if r := c.must(0, "replay", "audit", "--cancel"); !strings.Contains(r.stdout, "audit has no unfinished rebuild: nothing to drop") {
+		t.Fatalf("replay --cancel with no rebuild: %s", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bg := c.start(ctx, "replay", "audit", "--max-rate", "100", "--batch", "10")
+	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit' AND generation = 2`) < 10 {
+		select {
+		case err := <-bg.exited:
+			t.Fatalf("replay ended (%v) before it was interrupted; stderr: %s", err, bg.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
+		t.Fatalf("interrupted replay: %v; stderr: %s", err, bg.stderr.String())
+	}
+	got := onlyJSON(t, "replay --cancel", c.must(0, "replay", "audit", "--cancel", "--json").stdout)
+	if got["cancelled"] != true || got["generation"] != float64(2) {
+		t.Fatalf("replay --cancel --json after an interrupted rebuild: %v, want cancelled true, generation 2", got)
+	}
+	if n := c.queryInt(`SELECT count(*) FROM projection_generations WHERE projection = 'audit' AND generation = 2`); n != 0 {
+		t.Fatalf("generation 2 still recorded after --cancel (%d rows)", n)
+	}
+	got = onlyJSON(t, "replay --cancel", c.must(0, "replay", "audit", "--cancel", "--json").stdout)
+	if got["cancelled"] != false || got["generation"] != nil {
+		t.Fatalf("replay --cancel --json with nothing left to drop: %v, want cancelled false and no generation", got)
+	}
+}
