@@ -121,7 +121,10 @@ func (s *Store) appendEvents(ctx context.Context, stream string, expected events
 	}
 	res, err := s.client.AppendToStream(ctx, name, ao, data...)
 	if err != nil {
-		return eventstore.AppendResult{}, false, s.appendError(parent, ctx, stream, expected, prepared, err)
+		// A retry the server did not recognize may still be told apart
+		// (see wrongExpectedVersion): it wrote nothing either way.
+		out, err := s.appendError(parent, ctx, stream, expected, prepared, err)
+		return out, false, err
 	}
 	n := uint64(len(prepared))
 	if res.NextExpectedVersion+1 < n {
@@ -190,25 +193,25 @@ func expectedRevision(e eventstore.ExpectedVersion) client.ExpectedRevision {
 // revision is a number or no_stream.
 var currentRevision = regexp.MustCompile(`but got '([^']*)'`)
 
-func (s *Store) appendError(parent, ctx context.Context, stream string, expected eventstore.ExpectedVersion, prepared []eventstore.Prepared, err error) error {
+func (s *Store) appendError(parent, ctx context.Context, stream string, expected eventstore.ExpectedVersion, prepared []eventstore.Prepared, err error) (eventstore.AppendResult, error) {
 	var e *client.Error
 	if errors.As(err, &e) {
 		switch e.Code() {
 		case client.ErrorCodeWrongExpectedVersion:
 			actual, perr := s.actualVersion(ctx, stream, e)
 			if perr != nil {
-				return s.fail(parent, fmt.Sprintf("append to %q: wrong expected version, and the actual version could not be read", stream), perr)
+				return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q: wrong expected version, and the actual version could not be read", stream), perr)
 			}
 			return s.wrongExpectedVersion(ctx, stream, expected, actual, prepared)
 		case client.ErrorCodeStreamDeleted:
-			return deleted(stream, err)
+			return eventstore.AppendResult{}, deleted(stream, err)
 		}
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "Maximum Append Size") {
-		return &eventstore.ValidationError{Index: -1, Rule: "append-size",
+		return eventstore.AppendResult{}, &eventstore.ValidationError{Index: -1, Rule: "append-size",
 			Message: fmt.Sprintf("refused by the server: %s (set WithMaxAppendSize to the server's limit to refuse it before sending)", st.Message())}
 	}
-	return s.fail(parent, fmt.Sprintf("append to %q", stream), err)
+	return eventstore.AppendResult{}, s.fail(parent, fmt.Sprintf("append to %q", stream), err)
 }
 
 // deleted is an append EventStoreDB refuses as stream deleted: the stream
@@ -246,27 +249,35 @@ func (s *Store) actualVersion(ctx context.Context, stream string, e *client.Erro
 // right after the expected version but in another order (a retry of [a, b]
 // sent as [b, a]): the server compares the first id only and calls it a
 // conflict, but the append can never be written (eventstore.SameLayout).
+//
+// One retry the server does not recognize is a retry still: that of an
+// append that recreated a soft-deleted stream with no stream expected.
+// The server compares its ids with the deleted events, from revision 0,
+// while it stored them after those, where the stream now starts; the
+// original result is returned (and the same ids stored there in another
+// order are ErrDuplicateEvent).
+//
 // Every other case is a true conflict.
-func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expected eventstore.ExpectedVersion, actual int64, prepared []eventstore.Prepared) error {
+func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expected eventstore.ExpectedVersion, actual int64, prepared []eventstore.Prepared) (eventstore.AppendResult, error) {
 	conflict := &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: actual}
 	duplicate := &eventstore.DuplicateEventError{ID: prepared[0].ID.String(), Stream: stream}
 	switch expected {
 	case eventstore.Any:
 		// any fails only when the first id is stored in this stream and
 		// a later one is not.
-		return duplicate
+		return eventstore.AppendResult{}, duplicate
 	case eventstore.StreamExists:
 		if actual == 0 {
-			return conflict
+			return eventstore.AppendResult{}, conflict
 		}
-		return duplicate
+		return eventstore.AppendResult{}, duplicate
 	}
 	v := int64(expected)
 	if expected == eventstore.NoStream {
 		v = 0
 	}
 	if v >= actual {
-		return conflict
+		return eventstore.AppendResult{}, conflict
 	}
 	// The server compared the event after the expected version with our
 	// first event; the events where the append would have gone tell a
@@ -276,7 +287,12 @@ func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expecte
 	// at a later version.
 	evs, err := s.readStream(ctx, s.streamName(stream), uint64(v), uint64(len(prepared)))
 	if err != nil {
-		return conflict
+		return eventstore.AppendResult{}, conflict
+	}
+	if v == 0 && len(evs) > 0 && evs[0].EventNumber > uint64(v) {
+		if res, err, ok := s.recreated(stream, evs, prepared); ok {
+			return res, err
+		}
 	}
 	for _, e := range evs {
 		if e.EventNumber >= uint64(v)+uint64(len(prepared)) {
@@ -284,9 +300,42 @@ func (s *Store) wrongExpectedVersion(ctx context.Context, stream string, expecte
 		}
 		for _, p := range prepared {
 			if e.EventID == p.ID {
-				return duplicate
+				return eventstore.AppendResult{}, duplicate
 			}
 		}
 	}
-	return conflict
+	return eventstore.AppendResult{}, conflict
+}
+
+// recreated decides an append expecting no stream that the server
+// answered with wrong expected version, given the first events the
+// stream returns, which start after hidden ones: if they are the
+// append's events, in its order, it is a retry of the append that
+// recreated the soft-deleted stream (ok, and its original result, or
+// ErrDuplicateEvent if their content differs); if they hold some of its
+// ids otherwise, ErrDuplicateEvent; else not ok.
+func (s *Store) recreated(stream string, evs []*client.RecordedEvent, prepared []eventstore.Prepared) (eventstore.AppendResult, error, bool) {
+	duplicate := &eventstore.DuplicateEventError{ID: prepared[0].ID.String(), Stream: stream}
+	same := len(evs) == len(prepared)
+	found := false
+	for i, r := range evs {
+		if i < len(prepared) && r.EventID != prepared[i].ID || r.EventNumber != evs[0].EventNumber+uint64(i) {
+			same = false
+		}
+		for _, p := range prepared {
+			found = found || r.EventID == p.ID
+		}
+	}
+	if !same {
+		return eventstore.AppendResult{}, duplicate, found
+	}
+	out := eventstore.AppendResult{Stream: stream, Events: make([]eventstore.Event, len(evs))}
+	for i, r := range evs {
+		e, ok, err := s.decode(r)
+		if err != nil || !ok || !eventstore.SameContent(e, prepared[i]) {
+			return eventstore.AppendResult{}, duplicate, true
+		}
+		out.Events[i] = e
+	}
+	return out, nil, true
 }
