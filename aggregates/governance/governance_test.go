@@ -1363,3 +1363,42 @@ func TestAnotherTenantsExpireApprovalIsAnsweredAsUnknown(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovalRetriedWithAServiceMadeTokenSaysWhy: a CreateApproval whose
+// token the service made cannot be answered again (only the token's hash
+// is stored, and the retry makes a new token), so its retry with the same
+// command id is refused with ErrApprovalExists saying so, not with
+// ErrCommandReused, which told the client it had given one id to two
+// commands. A retry that carries the first call's Token and ExpiresAt
+// gets the first answer.
+func TestApprovalRetriedWithAServiceMadeTokenSaysWhy(t *testing.T) {
+	t.Parallel()
+	env := dt.Memory(t, domain.Options{})
+	meta := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+	create := governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1", MissionID: uuid.NewString(), RequestedBy: "planner"}
+	token, first, err := env.Governance.CreateApproval(ctx, meta, create, time.Hour)
+	if err != nil || token == "" {
+		t.Fatalf("create: %q, %v", token, err)
+	}
+	before := dt.Head(t, env.Store)
+	again, res, err := env.Governance.CreateApproval(ctx, meta, create, time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrApprovalExists)
+	if errors.Is(err, aggregates.ErrCommandReused) || !strings.Contains(err.Error(), "Token") || again != "" {
+		t.Fatalf("retry with a service-made token: %q, %v; want ErrApprovalExists naming Token, not ErrCommandReused", again, err)
+	}
+	if res.Aggregate == nil || res.Aggregate.State.IRID != "ir-1" {
+		t.Fatalf("the refusal's result: %+v, want the approval as loaded", res)
+	}
+
+	// Made retry-safe: the caller's own token and expiry.
+	meta.ID = uuid.New()
+	create.ApprovalID, create.Token, create.ExpiresAt = uuid.NewString(), "a-token-of-the-callers-own-0123456789", env.Clock.T.Add(time.Hour)
+	if _, first, err = env.Governance.CreateApproval(ctx, meta, create, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	env.Clock.Advance(time.Minute)
+	token, res, err = env.Governance.CreateApproval(ctx, meta, create, time.Hour)
+	if err != nil || token != create.Token || len(res.Events) != 1 || res.Events[0].ID != first.Events[0].ID {
+		t.Fatalf("retry with the caller's token and expiry: %q, %v, %v; want the first answer", token, err, res.Events)
+	}
+}

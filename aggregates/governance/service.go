@@ -105,7 +105,10 @@ func (s *Service) IRs() *aggregates.Repository[IRState] { return s.irs }
 
 // CreateApproval creates an approval valid for ttl and returns its token,
 // the only time the token is seen (c.Token, when set, is used instead of a
-// new one; c.ExpiresAt, when set, instead of now+ttl). An id another
+// new one; c.ExpiresAt, when set, instead of now+ttl). A command meant to
+// be retried (the same CommandMeta.ID) must set both: a retry of one whose
+// token the service made is refused with ErrApprovalExists, since the
+// token it returned cannot be given again. An id another
 // tenant's approval has is refused with ErrApprovalExists and an empty
 // result: nothing of that approval.
 func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMeta, c CreateApproval, ttl time.Duration) (string, aggregates.Result[ApprovalState], error) {
@@ -113,7 +116,8 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 	if c.ExpiresAt.IsZero() {
 		c.ExpiresAt = c.now.Add(ttl)
 	}
-	if c.Token == "" {
+	tokenMade := c.Token == ""
+	if tokenMade {
 		t, err := s.token()
 		if err != nil {
 			return "", aggregates.Result[ApprovalState]{}, err
@@ -122,6 +126,16 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 	}
 	res, err := s.approvals.Execute(ctx, meta, c)
 	if err != nil {
+		var reused *aggregates.CommandReusedError
+		if a := res.Aggregate; tokenMade && errors.As(err, &reused) && reused.Version == 1 && a != nil && a.State.Created &&
+			a.State.TenantID == meta.TenantID && a.State.IRID == c.IRID && a.State.MissionID == c.MissionID && a.State.RequestedBy == c.RequestedBy {
+			// This command created the approval: the retry made a new
+			// token, so it decides other events. The first answer cannot
+			// be given again (only the token's hash is stored).
+			return "", res, &aggregates.RuleError{Aggregate: ApprovalAggregate, ID: c.ApprovalID, Rule: ErrApprovalExists.Rule,
+				Message: "this command id created the approval; its token was returned by that call only, and a retry makes a new one. " +
+					"A CreateApproval meant to be retried must carry its own Token and ExpiresAt"}
+		}
 		if a := res.Aggregate; a != nil && a.State.Created && a.State.TenantID != meta.TenantID {
 			// A refused command's result carries the approval as loaded
 			// (its token's hash, IR, mission, requester): not another
