@@ -40,7 +40,8 @@ type outcome struct {
 //
 // If ctx ends while the append is in flight, Append returns ctx.Err() and
 // the events may or may not have been written: retry with the same event
-// ids, which is idempotent.
+// ids, which is idempotent. An append whose group had committed by then
+// returns its result.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	res, _, err := s.AppendReporting(ctx, stream, expected, events...)
 	return res, err
@@ -80,11 +81,26 @@ func (s *Store) AppendReporting(ctx context.Context, stream string, expected eve
 		s.closeMu.RUnlock()
 		return eventstore.AppendResult{}, false, ctx.Err()
 	}
+	o := awaitOutcome(ctx, req.result)
+	return o.res, o.wrote && o.err == nil, o.err
+}
+
+// awaitOutcome waits for an append's outcome, or until ctx ends. An
+// outcome the committer has delivered by then is returned, not ctx's
+// error: select picks at random among ready cases, and an append that
+// committed would be reported as maybe written (and not counted as
+// written by the server's metrics, nor its retry).
+func awaitOutcome(ctx context.Context, result <-chan outcome) outcome {
 	select {
-	case o := <-req.result:
-		return o.res, o.wrote && o.err == nil, o.err
+	case o := <-result:
+		return o
 	case <-ctx.Done():
-		return eventstore.AppendResult{}, false, ctx.Err()
+		select {
+		case o := <-result:
+			return o
+		default:
+			return outcome{err: ctx.Err()}
+		}
 	}
 }
 
