@@ -41,6 +41,7 @@ func Run(t *testing.T, h Harness) {
 		{"Features", s.testFeatures},
 		{"ExpectedVersion", s.testExpectedVersion},
 		{"Idempotency", s.testIdempotency},
+		{"Reporting", s.testReporting},
 		{"Validation", s.testValidation},
 		{"Limits", s.testValidationLimits},
 		{"Ordering", s.testOrdering},
