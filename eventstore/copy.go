@@ -215,12 +215,16 @@ func metaSize(m Meta) int {
 	return n
 }
 
-// appendOrOneByOne appends one run; if the target refuses it as a whole because
-// an earlier, interrupted copy stored part of it, it appends the events
-// one by one, each an idempotent retry or a new write. held is how many
-// events at the head of run the target holds when it returns: the run is
-// appended whole or not at all, and one by one it stops at the first
-// event refused.
+// appendOrOneByOne appends one run. If the target refuses it as a whole
+// (a duplicate id, or its stream not at the run's version), it reads the
+// target's stream at the run's versions: an earlier, interrupted copy may
+// have stored the head of the run. That head is appended again one event
+// at a time, each an idempotent retry that writes nothing (or the first
+// whose content differs, refused), and the rest of the run as one append.
+// A target that holds none of the run refuses it as it is, and nothing of
+// it is written: a run is written whole or not at all, beyond what the
+// target already held. held is how many events at the head of run the
+// target holds when it returns.
 func appendOrOneByOne(ctx context.Context, to Store, run []Event) (appends, held int, err error) {
 	err = appendRun(ctx, to, run)
 	appends = 1
@@ -230,13 +234,44 @@ func appendOrOneByOne(ctx context.Context, to Store, run []Event) (appends, held
 	if len(run) == 1 || !(errors.Is(err, ErrDuplicateEvent) || errors.Is(err, ErrConcurrency)) {
 		return appends, 0, err
 	}
-	for i := range run {
+	stored, rerr := storedHead(ctx, to, run)
+	if rerr != nil {
+		return appends, 0, rerr
+	}
+	if stored == 0 {
+		return appends, 0, err
+	}
+	for i := range stored {
 		appends++
 		if err := appendRun(ctx, to, run[i:i+1]); err != nil {
 			return appends, i, err
 		}
 	}
+	if stored < len(run) {
+		appends++
+		if err := appendRun(ctx, to, run[stored:]); err != nil {
+			return appends, stored, err
+		}
+	}
 	return appends, len(run), nil
+}
+
+// storedHead is how many events at the head of run the target's stream
+// holds at their versions, with their ids.
+func storedHead(ctx context.Context, to Store, run []Event) (int, error) {
+	first := run[0]
+	got, err := to.ReadStream(ctx, first.Stream, first.Version, len(run))
+	if errors.Is(err, ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read stream %q from version %d: %w", first.Stream, first.Version, err)
+	}
+	n := 0
+	for n < len(got) && n < len(run) && got[n].ID == run[n].ID && got[n].Version == run[n].Version {
+		n++
+	}
+	return n, nil
 }
 
 func appendRun(ctx context.Context, to Store, run []Event) error {

@@ -105,9 +105,9 @@ func exactlyOnce(t *testing.T, log []eventstore.Event) {
 
 // An interrupted copy stored the events before the run and the first
 // fbPrefix events of the run (the same events: ids and content). Copying
-// again completes the log: the run is refused as a whole, its events are
-// appended one by one (retries, then new writes), every event is stored
-// once, at its version, in the source's order.
+// again completes the log: the run is refused as a whole, its stored
+// events are appended one by one (retries), the rest as one append; every
+// event is stored once, at its version, in the source's order.
 func TestCopy_FallbackCompletesAStoredPrefixOfARun(t *testing.T) {
 	t.Parallel()
 	reg := copyRegistry(t)
@@ -142,9 +142,10 @@ func TestCopy_FallbackCompletesAStoredPrefixOfARun(t *testing.T) {
 			if p.Events != fbEvents || p.Position != want[len(want)-1].Position {
 				t.Errorf("progress %+v, want %d events up to %v", p, fbEvents, want[len(want)-1].Position)
 			}
-			// One append per run, plus one per event of the refused run.
-			if p.Appends != fbRuns+fbRunLen {
-				t.Errorf("%d appends, want %d: %d runs, and the refused run's %d events one by one", p.Appends, fbRuns+fbRunLen, fbRuns, fbRunLen)
+			// One append per run, plus one per stored event of the refused
+			// run, and one for its rest.
+			if p.Appends != fbRuns+fbPrefix+1 {
+				t.Errorf("%d appends, want %d: %d runs, the refused run's %d stored events one by one, and its rest", p.Appends, fbRuns+fbPrefix+1, fbRuns, fbPrefix)
 			}
 
 			// Once complete, a copy again writes nothing and goes without
@@ -177,7 +178,8 @@ func TestCopy_FallbackStopsAtADivergedRun(t *testing.T) {
 		prepare func(t *testing.T, dst eventstore.Store, run []eventstore.Event) []eventstore.Event
 		want    error
 		// appends: the copy's appends to fail (the first run, the refused
-		// run, then one by one up to the failing event).
+		// run, then its stored events one by one, then the rest, or the
+		// stored event that differs).
 		appends int64
 		// version in the error: where the target holds other events.
 		version int64
@@ -191,7 +193,7 @@ func TestCopy_FallbackStopsAtADivergedRun(t *testing.T) {
 				}
 				return res.Events
 			},
-			want: eventstore.ErrConcurrency, appends: 1 + 1 + 1, version: 1,
+			want: eventstore.ErrConcurrency, appends: 1 + 1, version: 1,
 		},
 		{
 			name: "StoredPrefixThenAnotherEvent",
@@ -300,14 +302,15 @@ func TestImport_FallbackReportsAppendsAndStops(t *testing.T) {
 			if _, err := dst.Append(ctx, fbStream, eventstore.Exact(2), otherEvent(7)); err != nil {
 				t.Fatal(err)
 			}
-			// The run alone: refused whole, then 1 and 2 retried, 3 refused.
+			// The run alone: refused whole, then 1 and 2 retried, 3..8
+			// refused as one append.
 			n, err := eventstore.Import(ctx, dst, run, 0)
 			var ce *eventstore.ConcurrencyError
 			if !errors.As(err, &ce) || ce.Actual != 3 || ce.Stream != fbStream {
 				t.Fatalf("import onto a run diverged at version 3: %v, want a ConcurrencyError of %s at version 3", err, fbStream)
 			}
 			if n != 1+3 {
-				t.Errorf("%d appends, want 4: the run, then events 1, 2 and 3", n)
+				t.Errorf("%d appends, want 4: the run, events 1 and 2, then the rest", n)
 			}
 			got, err := dst.ReadStream(ctx, fbStream, 1, 0)
 			if err != nil {
@@ -315,6 +318,41 @@ func TestImport_FallbackReportsAppendsAndStops(t *testing.T) {
 			}
 			if len(got) != 3 || got[0].ID != run[0].ID || got[1].ID != run[1].ID || got[2].ID == run[2].ID {
 				t.Fatalf("%s after the failed import: %d events", fbStream, len(got))
+			}
+		})
+	}
+}
+
+// A run the target holds none of is one append, whole or not at all: the
+// fallback is for a run an interrupted import stored the head of. The
+// target's log holds, in another stream, an event with the id of the
+// run's fourth event: the run is refused, and none of it is written.
+// Before, the refusal sent the run one event at a time, and the three
+// events before the duplicate were written, each alone.
+func TestImport_RunTheTargetHoldsNoneOfIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	reg := copyRegistry(t)
+	for _, target := range fallbackTargets {
+		t.Run(target.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			_, want := fallbackSource(t, reg)
+			run := want[fbRunHead : fbRunHead+fbRunLen]
+			dst := target.open(t, reg)
+			taken := otherEvent(1)
+			taken.ID = run[3].ID
+			if _, err := dst.Append(ctx, "elsewhere", eventstore.NoStream, taken); err != nil {
+				t.Fatal(err)
+			}
+			n, err := eventstore.Import(ctx, dst, run, 0)
+			if !errors.Is(err, eventstore.ErrDuplicateEvent) {
+				t.Fatalf("import of a run whose fourth id is taken: %v, want ErrDuplicateEvent", err)
+			}
+			if got, err := dst.ReadStream(ctx, fbStream, 1, 0); !errors.Is(err, eventstore.ErrStreamNotFound) {
+				t.Fatalf("the refused run left %d events of %s (%v), want none", len(got), fbStream, err)
+			}
+			if n != 1 {
+				t.Errorf("%d appends, want 1: the run, refused", n)
 			}
 		})
 	}

@@ -170,7 +170,8 @@ func TestCopy_IsIdempotentAndResumes(t *testing.T) {
 	// An interrupted copy: the target has the first events, and they end
 	// inside a run (one stream, consecutive versions) that the copy sends
 	// as one append. The target refuses that append as a whole (some of
-	// its ids are stored), so the copy appends the run's events one by one.
+	// its ids are stored), so the copy appends the run's stored events one
+	// by one (retries), then the rest of the run as one append.
 	const cut = 7
 	if want[cut-1].Stream != want[cut].Stream || want[cut].Version != want[cut-1].Version+1 {
 		t.Fatalf("events %d and %d (%s@%d, %s@%d) are not one run: the test no longer cuts a run",
@@ -180,6 +181,7 @@ func TestCopy_IsIdempotentAndResumes(t *testing.T) {
 	for i := cut - 1; i > 0 && want[i-1].Stream == want[i].Stream && want[i].Version == want[i-1].Version+1; i-- {
 		run++
 	}
+	stored := run // of them, those before the cut
 	for i := cut; i < len(want) && want[i].Stream == want[i-1].Stream && want[i].Version == want[i-1].Version+1; i++ {
 		run++
 	}
@@ -191,10 +193,11 @@ func TestCopy_IsIdempotentAndResumes(t *testing.T) {
 		t.Fatalf("copy over a partly copied target: %v", err)
 	}
 	sameLog(t, "target after the completed copy", readLog(t, dst), want)
-	// The refused append, then one per event of the run.
-	if resumed.Appends != clean.Appends+int64(run) {
-		t.Fatalf("copy over a target cut inside a run of %d sent %d appends; into an empty target %d: want %d (the run one by one)",
-			run, resumed.Appends, clean.Appends, clean.Appends+int64(run))
+	// The refused append, one per stored event of the run, and one for
+	// the rest of it.
+	if resumed.Appends != clean.Appends+int64(stored)+1 {
+		t.Fatalf("copy over a target cut after %d events of a run of %d sent %d appends; into an empty target %d: want %d (the stored events one by one, then the rest)",
+			stored, run, resumed.Appends, clean.Appends, clean.Appends+int64(stored)+1)
 	}
 	sameLog(t, "target after the completed copy, against the fresh target", readLog(t, dst), readLog(t, fresh))
 

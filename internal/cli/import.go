@@ -222,12 +222,28 @@ func (a *app) runImport(ctx context.Context, path string, opts importOptions) er
 		w, pr, err := a.appendRun(ctx, b.Store, run, head, opts.keepVersions)
 		if err != nil {
 			// The run is appended in order, so the w+pr events counted
-			// are its head: the error is at the next one.
-			line := runLines[min(w+pr, len(run)-1)]
+			// are its head: the error is at the next one, or, refused
+			// for an id stored with other content, at the line of that id
+			// (a batch is refused whole, at its first line).
+			next := min(w+pr, len(run)-1)
+			line := runLines[next]
+			var de *eventstore.DuplicateEventError
+			if errors.As(err, &de) {
+				for i := next; i < len(run); i++ {
+					if run[i].ID.String() == de.ID {
+						line = runLines[i]
+						break
+					}
+				}
+			}
 			if cp.Events > 0 || w > 0 || pr > 0 {
 				// Earlier events are in: say exactly what was written.
 				a.writes = false
-				err = fmt.Errorf("%w (the %d events before this line are imported, none from this line on)", err, cp.Events+w+pr)
+				if line == runLines[next] {
+					err = fmt.Errorf("%w (the %d events before this line are imported, none from this line on)", err, cp.Events+w+pr)
+				} else {
+					err = fmt.Errorf("%w (the %d events before line %d are imported, none from that line on)", err, cp.Events+w+pr, runLines[next])
+				}
 			}
 			return &lineError{File: name, Line: line, Err: err}
 		}
