@@ -22,20 +22,7 @@ func TestReplayResumedReportsOnlyItsOwnProgress(t *testing.T) {
 	const n = 300
 	c.appendMany(n)
 	c.must(0, "migrate")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	bg := c.start(ctx, "replay", "audit", "--max-rate", "150", "--batch", "10")
-	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit' AND generation = 2`) < 20 {
-		select {
-		case err := <-bg.exited:
-			t.Fatalf("replay ended (%v) before it was interrupted; stderr: %s", err, bg.stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	_ = bg.cmd.Process.Signal(syscall.SIGINT)
-	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
-		t.Fatalf("interrupted replay: %v; stderr: %s", err, bg.stderr.String())
-	}
+	interruptReplay(t, c, 150, 20)
 	r := c.must(0, "replay", "audit")
 	if !strings.Contains(r.stdout, "resumed") {
 		t.Fatalf("the second replay did not resume: %s", r)
@@ -69,20 +56,7 @@ func TestReplayCancelSaysWhatItDropped(t *testing.T) {
 	if r := c.must(0, "replay", "audit", "--cancel"); !strings.Contains(r.stdout, "audit has no unfinished rebuild: nothing to drop") {
 		t.Fatalf("replay --cancel with no rebuild: %s", r)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	bg := c.start(ctx, "replay", "audit", "--max-rate", "100", "--batch", "10")
-	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit' AND generation = 2`) < 10 {
-		select {
-		case err := <-bg.exited:
-			t.Fatalf("replay ended (%v) before it was interrupted; stderr: %s", err, bg.stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	_ = bg.cmd.Process.Signal(syscall.SIGINT)
-	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
-		t.Fatalf("interrupted replay: %v; stderr: %s", err, bg.stderr.String())
-	}
+	interruptReplay(t, c, 100, 10)
 	got := onlyJSON(t, "replay --cancel", c.must(0, "replay", "audit", "--cancel", "--json").stdout)
 	if got["cancelled"] != true || got["generation"] != float64(2) {
 		t.Fatalf("replay --cancel --json after an interrupted rebuild: %v, want cancelled true, generation 2", got)
@@ -93,5 +67,26 @@ func TestReplayCancelSaysWhatItDropped(t *testing.T) {
 	got = onlyJSON(t, "replay --cancel", c.must(0, "replay", "audit", "--cancel", "--json").stdout)
 	if got["cancelled"] != false || got["generation"] != nil {
 		t.Fatalf("replay --cancel --json with nothing left to drop: %v, want cancelled false and no generation", got)
+	}
+}
+
+// interruptReplay starts replay audit (generation 2) at maxRate events/s
+// in batches of 10, sends it Ctrl-C once its checkpoint is at least at
+// position, and checks it exited 130, leaving the rebuild unfinished.
+func interruptReplay(t *testing.T, c *cli, maxRate, position int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bg := c.start(ctx, "replay", "audit", "--max-rate", fmt.Sprint(maxRate), "--batch", "10")
+	for c.queryInt(`SELECT coalesce(max(commit_position), 0) FROM projection_checkpoints WHERE projection = 'audit' AND generation = 2`) < position {
+		select {
+		case err := <-bg.exited:
+			t.Fatalf("replay ended (%v) before it was interrupted; stderr: %s", err, bg.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_ = bg.cmd.Process.Signal(syscall.SIGINT)
+	if err, ok := (<-bg.exited).(*exec.ExitError); !ok || err.ExitCode() != 130 {
+		t.Fatalf("interrupted replay: %v; stderr: %s", err, bg.stderr.String())
 	}
 }
