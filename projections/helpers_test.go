@@ -242,8 +242,11 @@ func runStrict(tb testing.TB, failing *atomic.Bool, msg string) (eventstore.Stor
 // caught up, with every handled event in the seen read model.
 func resumeCaughtUp(tb testing.TB, rt *projections.Runtime, name string, pool *pgxpool.Pool, store eventstore.Store) {
 	tb.Helper()
-	if err := rt.Resume(context.Background(), name); err != nil {
-		tb.Fatal(err)
+	if resumed, err := rt.Resume(context.Background(), name); err != nil || !resumed {
+		tb.Fatalf("Resume(%s) = %v, %v; want the stopped projection resumed", name, resumed, err)
+	}
+	if resumed, err := rt.Resume(context.Background(), name); err != nil || resumed {
+		tb.Fatalf("Resume(%s) again = %v, %v; want false: it was no longer stopped", name, resumed, err)
 	}
 	waitCaughtUp(tb, rt)
 	if got, want := seenCount(tb, pool), countHandled(tb, store); got != want {

@@ -255,18 +255,23 @@ func (r *Runtime) measure(ctx context.Context, l *Lag, gapless bool, now time.Ti
 func lockHigh(key int64) int64 { return int64(uint64(key) >> 32) }
 func lockLow(key int64) int64  { return int64(uint32(uint64(key))) }
 
-// Resume clears a projection's stopped state; a runtime running it picks
-// it up within LockPollInterval.
-func (r *Runtime) Resume(ctx context.Context, name string) error {
+// Resume clears a projection's stopped state and reports whether it was
+// stopped (false: it was running, nothing changed but its last error
+// cleared); a runtime running it picks it up within LockPollInterval.
+func (r *Runtime) Resume(ctx context.Context, name string) (resumed bool, err error) {
 	if _, err := r.lookup(name); err != nil {
-		return err
+		return false, err
 	}
-	tag, err := r.pool.Exec(ctx, `UPDATE projection_state SET stopped = false, last_error = NULL, updated_at = now() WHERE projection = $1`, name)
+	// The old row, locked first, tells what the update changed, also
+	// when another Resume or a stop commits meanwhile.
+	err = r.pool.QueryRow(ctx, `UPDATE projection_state p SET stopped = false, last_error = NULL, updated_at = now()
+		FROM (SELECT projection, stopped FROM projection_state WHERE projection = $1 FOR UPDATE) old
+		WHERE p.projection = old.projection RETURNING old.stopped`, name).Scan(&resumed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("%w: %q", ErrNotMigrated, name)
+	}
 	if err != nil {
-		return fmt.Errorf("projections: resume %q: %w", name, err)
+		return false, fmt.Errorf("projections: resume %q: %w", name, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: %q", ErrNotMigrated, name)
-	}
-	return nil
+	return resumed, nil
 }

@@ -94,7 +94,7 @@ func TestMutatingCommandsHonourJSON(t *testing.T) {
 		}
 	}
 	check([]string{"replay", "audit", "--cancel"}, map[string]any{"projection": "audit", "cancelled": false})
-	check([]string{"projections", "resume", "audit"}, map[string]any{"projection": "audit", "resumed": true})
+	check([]string{"projections", "resume", "audit"}, map[string]any{"projection": "audit", "resumed": false})
 
 	c.must(0, "tokens", "create", "acme", "--name", "jsontest")
 	check([]string{"tokens", "revoke", "jsontest"}, map[string]any{"revoked": float64(1)})

@@ -199,11 +199,16 @@ run has no result to print: stdout stays empty, --json or not; its log
 				return err
 			}
 			defer env.Close()
-			if err := env.rt.Resume(cmd.Context(), args[0]); err != nil {
+			resumed, err := env.rt.Resume(cmd.Context(), args[0])
+			if err != nil {
 				return projectionError(err, args[0])
 			}
 			if a.asJSON {
-				return a.printJSON(map[string]any{"projection": args[0], "resumed": true})
+				return a.printJSON(map[string]any{"projection": args[0], "resumed": resumed})
+			}
+			if !resumed {
+				a.stdoutf("%s was not stopped: nothing to resume\n", args[0])
+				return nil
 			}
 			a.stdoutf("resumed %s\n", args[0])
 			return nil

@@ -402,3 +402,35 @@ func TestReplayCancelRefusesTheRebuildsFlags(t *testing.T) {
 	}
 	c.must(0, "replay", "audit", "--cancel")
 }
+
+// TestProjectionsResumeSaysWhetherItWasStopped: projections resume says
+// whether the projection was stopped ("resumed": false and "was not
+// stopped" when it was running), as replay --cancel says whether there
+// was a rebuild to drop. Before, it printed "resumed": true whatever it
+// found, so a script (or an operator who named the wrong projection)
+// could not tell a stopped projection started again from nothing done.
+func TestProjectionsResumeSaysWhetherItWasStopped(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.must(0, "migrate")
+	if r := c.must(0, "projections", "resume", "audit"); !strings.Contains(r.stdout, "audit was not stopped: nothing to resume") {
+		t.Fatalf("resume of a running projection: %s", r)
+	}
+	if got := onlyJSON(t, "projections resume", c.must(0, "projections", "resume", "audit", "--json").stdout); got["resumed"] != false {
+		t.Fatalf("resume --json of a running projection: %v, want resumed false", got)
+	}
+	stop := `WITH s AS (UPDATE projection_state SET stopped = true, last_error = 'boom' WHERE projection = 'audit' RETURNING 1) SELECT count(*) FROM s`
+	if n := c.queryInt(stop); n != 1 {
+		t.Fatalf("stopping audit updated %d rows", n)
+	}
+	if r := c.must(0, "projections", "resume", "audit"); !strings.Contains(r.stdout, "resumed audit") {
+		t.Fatalf("resume of a stopped projection: %s", r)
+	}
+	if n := c.queryInt(`SELECT count(*) FROM projection_state WHERE projection = 'audit' AND (stopped OR last_error IS NOT NULL)`); n != 0 {
+		t.Fatal("audit still stopped after resume")
+	}
+	c.queryInt(stop)
+	if got := onlyJSON(t, "projections resume", c.must(0, "projections", "resume", "audit", "--json").stdout); got["resumed"] != true {
+		t.Fatalf("resume --json of a stopped projection: %v, want resumed true", got)
+	}
+}
