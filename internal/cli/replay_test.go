@@ -47,7 +47,7 @@ func TestReplayResumedReportsOnlyItsOwnProgress(t *testing.T) {
 // was an unfinished rebuild to drop and which generation it was. Before,
 // it printed "cancelled": true (and "dropped any unfinished rebuild")
 // whether or not there was one, so a script could not tell a dropped
-// rebuild from a mistyped name's nothing.
+// rebuild from a rebuild that was never there.
 func TestReplayCancelSaysWhatItDropped(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
