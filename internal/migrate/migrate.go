@@ -5,7 +5,7 @@
 // advisory lock serialises appliers (one waits for another whatever the
 // session's lock_timeout and statement_timeout), and each pending
 // migration runs in the same transaction as its record (a migration that
-// commits or rolls back is refused). A schema that is up to date is only
+// commits or rolls back, or changes the search_path, is refused). A schema that is up to date is only
 // read, so a role without DDL rights, or a read-only session, can run
 // Apply once nothing is left to apply. Each record keeps a checksum of the
 // migration's SQL: a migration changed after it ran, two migrations with
@@ -180,15 +180,23 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		// transaction the SQL began again, which the status alone does not
 		// tell from this one.
 		ended := tx.Conn().PgConn().TxStatus() != 'T'
+		var mark, path string
 		if !ended {
-			var mark string
-			if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('eventstream.migrate_tx', true), '')`).Scan(&mark); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('eventstream.migrate_tx', true), ''), current_setting('search_path')`).Scan(&mark, &path); err != nil {
 				return nil, fmt.Errorf("migrate %s: %03d_%s: %w", component, m.Version, m.Name, err)
 			}
 			ended = mark != "on"
 		}
 		if ended {
 			return nil, fmt.Errorf("migrate %s: %03d_%s ends the transaction it runs in (COMMIT or ROLLBACK in its SQL); each migration runs in the transaction that records it: remove them, and check what it left behind", component, m.Version, m.Name)
+		}
+		// A migration that changes the search_path (SET, or pg_dump's
+		// set_config) sends what follows it, its record included, to
+		// another schema, and a plain SET outlives the transaction: the
+		// connection would migrate that schema next time. Refused; the
+		// rollback undoes the change.
+		if path != searchPath {
+			return nil, fmt.Errorf("migrate %s: %03d_%s changes the search_path (from %s to %s): a migration works in the schema it is applied to; remove the SET and qualify the names that must live elsewhere", component, m.Version, m.Name, searchPath, path)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)`,
 			component, m.Version, m.Name, Checksum(m.SQL)); err != nil {

@@ -560,3 +560,54 @@ func TestMigrationCommittingAndBeginningAgainIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrationChangingTheSearchPathIsRefused: a migration that changes
+// the search_path (SET search_path, or pg_dump's set_config('search_path',
+// ”, false) pasted in) makes what follows it leave the schema being
+// migrated: its objects land in another schema, its record goes to that
+// schema's migrations table (or fails there), and a plain SET outlives
+// the transaction, so the pooled connection migrates the wrong schema the
+// next time. Apply refuses it, naming it, and leaves nothing behind.
+func TestMigrationChangingTheSearchPathIsRefused(t *testing.T) {
+	ctx := context.Background()
+	for name, set := range map[string]string{
+		"SET":        "SET search_path TO %s",
+		"SET_LOCAL":  "SET LOCAL search_path TO %s",
+		"set_config": "SELECT set_config('search_path', '%s', false)",
+	} {
+		t.Run(name, func(t *testing.T) {
+			u, schema := pgtest.Schema(t)
+			otherURL, other := pgtest.Schema(t)
+			oc := connect(t, otherURL)
+			// The other schema is migrated too, so a record would land.
+			if _, err := migrate.Apply(ctx, oc, component, migrations(`CREATE TABLE a (x int)`)); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := pgxpool.ParseConfig(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.MaxConns = 1
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			ms := migrations(`CREATE TABLE a (x int)`, fmt.Sprintf(set, other)+`; CREATE TABLE b (x int)`)
+			ran, err := migrate.Apply(ctx, pool, component, ms)
+			if err == nil || !strings.Contains(err.Error(), "002_m2") || !strings.Contains(err.Error(), "search_path") {
+				t.Errorf("Apply of a migration that changes the search_path: ran %d, %v; want an error naming 002_m2 and the search_path", len(ran), err)
+			}
+			if tableExists(t, oc, other+".b") {
+				t.Errorf("002 created its table in the schema %s", other)
+			}
+			if got := status(t, oc); got != 1 {
+				t.Errorf("the migrations table of the schema %s records version %d, want 1", other, got)
+			}
+			var cur string
+			if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&cur); err != nil || cur != schema {
+				t.Errorf("after Apply, the pool's connection works in the schema %q (%v), want %q", cur, err, schema)
+			}
+		})
+	}
+}
