@@ -40,16 +40,29 @@ installed.`,
 			}
 			results, err := a.migrateAll(cmd.Context(), db, kind == storePostgres)
 			if err != nil {
-				return err
+				return lostDuringMigrate(cmd.Context(), err)
 			}
 			an, err := migrateAnalystsIfInstalled(cmd.Context(), db)
 			if err != nil {
-				return err
+				return lostDuringMigrate(cmd.Context(), err)
 			}
 			return a.printMigrations(append(results, an))
 		},
 	}
 	return cmd
+}
+
+// lostDuringMigrate gives err, which stopped migrate once connected, exit
+// 75 when it says the database went away (a restart, a failover, a
+// network failure): an outage to retry after, as when no server answers
+// at the start, rather than a failure that retrying will not mend. The
+// run is safe to repeat: what had not committed was rolled back. Not when
+// ctx ended (Ctrl-C): pgx may report that as a closed connection.
+func lostDuringMigrate(ctx context.Context, err error) error {
+	if ctx.Err() != nil || !noServerAnswered(err) {
+		return err
+	}
+	return withCode(ExitUnavailable, fmt.Errorf("%w; the database was lost: run migrate again once it is back", err))
 }
 
 // migrationResult is what migrate reports per component.

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/eventstream/internal/analysts"
+	"github.com/brainhq/eventstream/internal/faultproxy"
 )
 
 // TestMigrateRefusesWhatItCannotApply: a database a newer eventstream
@@ -103,5 +104,31 @@ func TestMigrateSaysItLeavesAnalystsToGrantAnalyst(t *testing.T) {
 	}
 	if a := analystsEntry(); a["version"] != float64(len(ms)) || a["not_installed"] != nil {
 		t.Errorf("migrate reports the installed analysts component as %v; want version %d, installed", a, len(ms))
+	}
+}
+
+// TestMigrateThatLosesTheDatabaseExitsUnavailable: a migrate that loses
+// the database once it is under way (a restart, a failover) is an outage
+// to retry after, exit 75 (docs/operations/migrate.md), as when no server
+// answers at the start: not a failure (exit 1), which tells a deploy
+// script that retrying will not help.
+func TestMigrateThatLosesTheDatabaseExitsUnavailable(t *testing.T) {
+	t.Parallel()
+	c, proxy, proxied := proxiedCLI(t)
+	for _, args := range [][]string{{"migrate"}, {"migrate", "--json"}} {
+		what := strings.Join(args, " ")
+		cut := cutAndRefuse(proxy, faultproxy.ToServer, "pg_advisory_xact_lock")
+		r := c.runIn(context.Background(), append([]string{"--database-url", proxied}, args...)...)
+		if !cut.Load() {
+			t.Fatalf("%s: the lock query never went through the proxy: %s", what, r)
+		}
+		if r.code != 75 {
+			t.Errorf("%s that lost the database: want exit 75 (unavailable), got %s", what, r)
+		}
+		if len(args) == 2 && !strings.Contains(r.stderr, `"kind":"unavailable"`) {
+			t.Errorf("%s that lost the database: want a report of kind unavailable, got %s", what, r)
+		}
+		heal(proxy)
+		c.must(0, append([]string{"--database-url", proxied}, args...)...)
 	}
 }
