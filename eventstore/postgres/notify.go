@@ -161,11 +161,16 @@ func (n *notifier) listenOnce(ctx context.Context) (listened bool, err error) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, n.idle)
 		_, err := conn.WaitForNotification(wctx)
+		// Whether the wait timed out, read before cancel: after it,
+		// wctx.Err() is set whatever ended the wait, and a connection
+		// the server ended would be taken for a silent one and logged
+		// as "does not answer" instead of with the server's reason.
+		silent := wctx.Err() != nil
 		cancel()
 		switch {
 		case err == nil:
 			n.wakeLocal()
-		case ctx.Err() == nil && wctx.Err() != nil:
+		case ctx.Err() == nil && silent:
 			// Silent for a while: make sure the server is still there. (A
 			// timed-out wait leaves the connection usable: pgconn keeps a
 			// message it had half read.)

@@ -255,3 +255,55 @@ func TestSubscriptionSurvivesTerminatedConnections(t *testing.T) {
 		t.Fatalf("the store's logger did not hear of the lost LISTEN connections:\n%s", logged.String())
 	}
 }
+
+// TestTerminatedListenConnectionIsLoggedWithItsCause terminates the LISTEN
+// connection (pg_terminate_backend): the store's warning must give the
+// server's reason, not say that the connection stopped answering, which
+// sends an operator looking for a network partition. (The wait's own
+// timer was cancelled before its error was looked at, so every lost
+// connection was taken for a silent one and pinged, and the ping's "conn
+// closed" was logged instead.)
+func TestTerminatedListenConnectionIsLoggedWithItsCause(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	u, _ := pgtest.Schema(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	app := "es-terminate-log-" + hex.EncodeToString(b[:])
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var logged syncbuf.Buffer
+	s, err := postgres.New(ctx, pool, testRegistry(t), postgres.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub, err := s.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	terminated := func() bool {
+		tag, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE application_name = $1 AND query LIKE 'LISTEN%' AND state = 'idle' AND pid <> pg_backend_pid()`, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tag.RowsAffected() > 0
+	}
+	waitFor(t, 10*time.Second, terminated, func() string { return "the store never listened" })
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(logged.String(), "LISTEN connection lost") },
+		func() string { return "no warning of the lost LISTEN connection" })
+	if got := logged.String(); !strings.Contains(got, "57P01") || strings.Contains(got, "does not answer") {
+		t.Fatalf("warning of a LISTEN connection the server terminated does not give the server's reason (57P01):\n%s", got)
+	}
+}
