@@ -243,8 +243,8 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			return err
 		}
 	}
-	// An event at or before the head is one an earlier run stored: the
-	// append was an idempotent retry of it, which wrote nothing.
+	// countingStore tells what the store wrote from what it held (an
+	// idempotent retry); the head is for a store that cannot tell.
 	head, err := b.Store.Head(cmd.Context())
 	if err != nil {
 		return err

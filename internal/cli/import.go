@@ -330,8 +330,7 @@ func copyUntilDone(ctx context.Context, w io.Writer, r io.Reader) error {
 }
 
 // appendRun appends consecutive events of one stream and counts those
-// written now and those that were already stored (their positions are at
-// or before the head read when the import started).
+// written now and those that were already stored (see countingStore).
 //
 // Events that keep their file versions (--expected-versions source) go
 // through eventstore.Import, the same code as eventstore.Copy: each run at
@@ -439,7 +438,12 @@ func appendRunLength(events []eventstore.Event, maxBytes int) int {
 }
 
 // countingStore counts the events its successful appends return: written
-// now (after head) or already stored (at or before head).
+// now, or already stored (an idempotent retry, which wrote nothing). A
+// store that tells them apart (eventstore.WriteReporter: every backend)
+// says which; otherwise an event after head, read before the first
+// append, counts as written. Only the store can tell: events another
+// writer stored after head (the same file imported twice at once) are
+// after it too.
 type countingStore struct {
 	eventstore.Store
 	head             eventstore.Position
@@ -447,6 +451,17 @@ type countingStore struct {
 }
 
 func (c *countingStore) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	if wr, ok := c.Store.(eventstore.WriteReporter); ok {
+		res, wrote, err := wr.AppendReporting(ctx, stream, expected, events...)
+		if err == nil {
+			if wrote {
+				c.written += len(res.Events)
+			} else {
+				c.present += len(res.Events)
+			}
+		}
+		return res, err
+	}
 	res, err := c.Store.Append(ctx, stream, expected, events...)
 	if err == nil {
 		for _, e := range res.Events {
