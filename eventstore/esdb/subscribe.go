@@ -45,6 +45,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 		batch:  batch,
 		last:   opts.After,
 		closed: make(chan struct{}),
+		turn:   make(chan struct{}, 1),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -86,6 +87,15 @@ type subscription struct {
 
 	closed chan struct{} // closed by shutdown
 	once   sync.Once
+	// turn is held by the Next in progress. Calls from several goroutines
+	// take turns, as on the other backends: one taking events from the
+	// feed while another does would interleave their batches, and a call
+	// that finds the feed dropped would subscribe again from the last
+	// batch recorded as delivered, delivering a second time what another
+	// call holds but has not recorded yet. A channel, not a mutex, so that
+	// a call waiting its turn still returns when its context ends or the
+	// subscription closes.
+	turn chan struct{}
 
 	mu   sync.Mutex
 	err  error               // why the subscription ended
@@ -306,6 +316,14 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 	case <-sub.closed:
 		return nil, sub.reason()
 	default:
+	}
+	select {
+	case sub.turn <- struct{}{}:
+		defer func() { <-sub.turn }()
+	case <-sub.closed:
+		return nil, sub.reason()
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	f, err := sub.feed(ctx)
 	if err != nil {

@@ -240,7 +240,10 @@ func (s *suite) testSubscribeCancel(t *testing.T) {
 }
 
 // testSubscribeShared covers a subscription used from several goroutines:
-// each event is still delivered once, a call waiting for another still
+// each event is still delivered once, calls take turns (each batch is a
+// run of consecutive events of the log: a call does not take events from
+// under another, which a subscription that starts again from the last
+// batch it handed out would then deliver twice), a call waiting for another still
 // honours its own context, and concurrent Closes are safe. It also checks
 // that a subscription keeps its own copy of the Types it was given.
 func (s *suite) testSubscribeShared(t *testing.T) {
@@ -252,10 +255,11 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), liveness)
 		defer cancel()
 		var (
-			mu    sync.Mutex
-			seen  = map[uuid.UUID]int{}
-			total int
-			wg    sync.WaitGroup
+			mu      sync.Mutex
+			seen    = map[uuid.UUID]int{}
+			batches [][]eventstore.Event
+			total   int
+			wg      sync.WaitGroup
 		)
 		for range 4 {
 			wg.Go(func() {
@@ -274,6 +278,7 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 					for _, e := range evs {
 						seen[e.ID]++
 					}
+					batches = append(batches, evs)
 					total += len(evs)
 					if total >= appends*perAppend {
 						cancel()
@@ -295,6 +300,17 @@ func (s *suite) testSubscribeShared(t *testing.T) {
 		}
 		if total != len(want) {
 			t.Fatalf("four goroutines sharing a subscription got %d events, want %d", total, len(want))
+		}
+		at := map[uuid.UUID]int{}
+		for i, e := range want {
+			at[e.ID] = i
+		}
+		for _, b := range batches {
+			for i := 1; i < len(b); i++ {
+				if at[b[i].ID] != at[b[i-1].ID]+1 {
+					t.Fatalf("a batch holds events %d and then %d of the log: calls sharing the subscription took events from under each other", at[b[i-1].ID], at[b[i].ID])
+				}
+			}
 		}
 	})
 	t.Run("WaitingNextCancelled", func(t *testing.T) {
