@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -92,6 +93,9 @@ for every type under a prefix.`,
 			// would lose their reports. The flags given are checked with
 			// the flag set at hand: in a Config, a 0 given looks like a 0
 			// left unset, which bench.Run fills from the preset.
+			if htmlFile != "" && htmlFile == mdFile || sameFile(htmlFile, mdFile) {
+				return usagef("--html and --markdown name the same file (%s, %s): give each its own", htmlFile, mdFile)
+			}
 			given := cmd.Flags().Changed
 			if err := bench.CheckGiven(cfg, given); err != nil {
 				return usagef("%v", err)
@@ -166,8 +170,8 @@ for every type under a prefix.`,
 	f.Int64Var(&cfg.Seed, "seed", 0, "seed of the generated events (0: 1)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep each run's schema (its name is in the report)")
 	f.BoolVar(&cfg.SkipRaw, "no-raw", false, "skip the raw ceiling (no ratio)")
-	f.StringVar(&htmlFile, "html", "", "also write a self-contained HTML report with charts to this file")
-	f.StringVar(&mdFile, "markdown", "", "also write the table as Markdown to this file")
+	f.StringVar(&htmlFile, "html", "", "also write a self-contained HTML report with charts to this file (/dev/stdout: the report alone goes to stdout)")
+	f.StringVar(&mdFile, "markdown", "", "also write the table as Markdown to this file (/dev/stdout: the report alone goes to stdout)")
 	f.DurationVar(&cfg.SampleWaits, "sample-waits", 0, "sample what the server's backends wait on (CPU, WAL flush, the append lock, the client) every this long, 1ms to 1s (0: off)")
 	f.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of each phase into this folder (<scenario>-<side>[-r<round>].cpu.pprof; made if missing)")
 	return cmd
@@ -189,21 +193,46 @@ func scenarioList(s string) ([]string, error) {
 }
 
 func (a *app) writeBenchReports(reports []bench.Report, htmlFile, mdFile string) error {
-	if a.asJSON {
+	outs := []struct {
+		file  string
+		write func(io.Writer) error
+	}{
+		{htmlFile, func(w io.Writer) error { return bench.WriteHTML(w, reports) }},
+		{mdFile, func(w io.Writer) error { return bench.WriteMarkdown(w, reports) }},
+	}
+	// A report whose file is where stdout goes (--html /dev/stdout, to a
+	// pipe or redirected to a file) is the output: written through stdout
+	// as the shell opened it, without the table or JSON before it.
+	// Opened again (O_TRUNC), it emptied the file stdout was redirected to,
+	// the table with it, and >> FILE lost what FILE held.
+	toStdout := ""
+	for _, out := range outs {
+		if out.file == "" || len(reports) == 0 {
+			continue
+		}
+		if fi, err := os.Stat(out.file); err == nil && a.stdoutIs(fi) {
+			toStdout = out.file // one at most: refused up front
+		}
+	}
+	switch {
+	case toStdout != "":
+	case a.asJSON:
 		if err := bench.WriteJSON(a.io.Out, reports); err != nil {
 			return err
 		}
-	} else if err := bench.WriteTable(a.io.Out, reports); err != nil {
-		return err
+	default:
+		if err := bench.WriteTable(a.io.Out, reports); err != nil {
+			return err
+		}
 	}
-	for _, out := range []struct {
-		file  string
-		write func(*os.File) error
-	}{
-		{htmlFile, func(f *os.File) error { return bench.WriteHTML(f, reports) }},
-		{mdFile, func(f *os.File) error { return bench.WriteMarkdown(f, reports) }},
-	} {
+	for _, out := range outs {
 		if out.file == "" || len(reports) == 0 {
+			continue
+		}
+		if out.file == toStdout {
+			if err := out.write(a.io.Out); err != nil {
+				return fmt.Errorf("write %s: %w", out.file, err)
+			}
 			continue
 		}
 		f, err := os.Create(out.file)
@@ -220,4 +249,15 @@ func (a *app) writeBenchReports(reports []bench.Report, htmlFile, mdFile string)
 		a.log.Info("report written", "file", out.file, "at", time.Now().Format(time.TimeOnly))
 	}
 	return nil
+}
+
+// sameFile says whether two paths, both given and both existing, name the
+// same file.
+func sameFile(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }

@@ -65,6 +65,9 @@ func TestBenchRefusesBadFlagsBeforeRunningAnything(t *testing.T) {
 		{[]string{"--rate", "0"}, "--rate 0: want 1 or more"},
 		{[]string{"--log-events", "0"}, "--log-events 0: want 1 or more"},
 		{[]string{"--streams", "0"}, "scenario hot: bench: invalid configuration: --streams 0"},
+		// One file for both reports: the second would replace the first.
+		{[]string{"--scenario", "single", "--html", "/dev/stdout", "--markdown", "/dev/stdout"}, "--html and --markdown name the same file"},
+		{[]string{"--scenario", "single", "--html", "/dev/stdout", "--markdown", "/proc/self/fd/1"}, "--html and --markdown name the same file"},
 	} {
 		r := c.runIn(context.Background(), append([]string{"--database-url", nowhere, "bench"}, tc.args...)...)
 		if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) {
