@@ -253,6 +253,14 @@ func (a *Authenticator) authenticateHash(ctx context.Context, h [sha256.Size]byt
 		return Principal{}, false, nil
 	}
 	t := tokens[match]
+	if CheckTenant(t.Tenant) != nil {
+		// A tenant no tokens file nor tokens create takes (a row the
+		// tokens table got by hand, a list built in code): the empty
+		// tenant would pass for "no tenant filter" where a tenant's reads
+		// are filtered, and a padded one names no tenant. Such a token
+		// opens nothing.
+		return Principal{}, false, nil
+	}
 	return Principal{Tenant: t.Tenant, Name: t.Name, KeyID: KeyID(t.Hash)}, true, nil
 }
 
