@@ -186,8 +186,21 @@ func safeNext(next string) string {
 	return next
 }
 
+// signInFormBytes bounds the sign-in form, which anyone may send and which
+// is read whole before any token is checked: a token and the address to go
+// back to, itself no longer than a request line (MaxHeaderBytes), which
+// the form's encoding may make three times as long.
+func (u *ui) signInFormBytes() int64 {
+	return 3*int64(u.s.cfg.Limits.MaxHeaderBytes) + 4<<10
+}
+
 func (u *ui) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, u.signInFormBytes())
 	if err := r.ParseForm(); err != nil {
+		if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
+			u.render(w, http.StatusRequestEntityTooLarge, "login", loginView{view: view{Title: "Sign in"}, Error: "The form is too large.", Next: "/ui/"})
+			return
+		}
 		u.render(w, http.StatusBadRequest, "login", loginView{view: view{Title: "Sign in"}, Error: "Malformed form.", Next: "/ui/"})
 		return
 	}
