@@ -388,40 +388,43 @@ func appendAny(ctx context.Context, s eventstore.Store, run []eventstore.Event) 
 
 // appendAnyOnce appends run at Any. If the target refuses it because an
 // earlier, interrupted import stored its head (the refusal names run's
-// first event, stored in its stream), that head is appended again one
-// event at a time, each an idempotent retry, and the rest as one append.
-// Any other refusal (an id of run stored elsewhere with other content)
-// refuses run whole: sent one event at a time, the events before that id
-// were written, each alone, so a half-written batch.
+// first event, stored in its stream), the events stored there in a row
+// are appended again one at a time, each an idempotent retry, and the
+// rest goes the same way: as one append, or, if the target holds its
+// head too (stored by another append, after another writer's event),
+// again in two steps. Any other refusal (an id of run stored elsewhere
+// with other content) refuses what is left of run whole: sent one event
+// at a time, the events before that id were written, each alone, so a
+// half-written batch.
 func appendAnyOnce(ctx context.Context, s eventstore.Store, run []eventstore.Event) error {
-	_, err := s.Append(ctx, run[0].Stream, eventstore.Any, run...)
-	var de *eventstore.DuplicateEventError
-	if err == nil || len(run) == 1 || !errors.As(err, &de) || de.ID != run[0].ID.String() || de.Stream != run[0].Stream {
-		return err
-	}
-	// The first event is stored in this stream (or stored with other
-	// content, and refused alone): its retry says at which version.
-	res, err := s.Append(ctx, run[0].Stream, eventstore.Any, run[0])
-	if err != nil {
-		return err
-	}
-	got, err := s.ReadStream(ctx, run[0].Stream, res.Version(), len(run))
-	if err != nil {
-		return fmt.Errorf("read stream %q from version %d: %w", run[0].Stream, res.Version(), err)
-	}
-	stored := 1
-	for stored < len(run) && stored < len(got) && got[stored].ID == run[stored].ID && got[stored].Version == got[0].Version+int64(stored) {
-		stored++
-	}
-	for _, e := range run[1:stored] {
-		if _, err := s.Append(ctx, e.Stream, eventstore.Any, e); err != nil {
+	for len(run) > 0 {
+		_, err := s.Append(ctx, run[0].Stream, eventstore.Any, run...)
+		var de *eventstore.DuplicateEventError
+		if err == nil || len(run) == 1 || !errors.As(err, &de) || de.ID != run[0].ID.String() || de.Stream != run[0].Stream {
 			return err
 		}
+		// The first event is stored in this stream (or stored with other
+		// content, and refused alone): its retry says at which version.
+		res, err := s.Append(ctx, run[0].Stream, eventstore.Any, run[0])
+		if err != nil {
+			return err
+		}
+		got, err := s.ReadStream(ctx, run[0].Stream, res.Version(), len(run))
+		if err != nil {
+			return fmt.Errorf("read stream %q from version %d: %w", run[0].Stream, res.Version(), err)
+		}
+		stored := 1
+		for stored < len(run) && stored < len(got) && got[stored].ID == run[stored].ID && got[stored].Version == got[0].Version+int64(stored) {
+			stored++
+		}
+		for _, e := range run[1:stored] {
+			if _, err := s.Append(ctx, e.Stream, eventstore.Any, e); err != nil {
+				return err
+			}
+		}
+		run = run[stored:]
 	}
-	if stored < len(run) {
-		_, err = s.Append(ctx, run[stored].Stream, eventstore.Any, run[stored:]...)
-	}
-	return err
+	return nil
 }
 
 // appendRunLength is how many events at the head of events (at least one)
