@@ -107,6 +107,26 @@ func (v *visibility) waitFor(ctx context.Context, pos int64, timeout time.Durati
 	}
 }
 
+// lagProbe opens the visibility sampler of a read model table on a
+// connection of its own, open before the clock starts. On the phase's pool
+// each sample waited for a connection behind the writers (on the raw side
+// 256 of them for 67 connections) once they held them all, and the lag
+// counted that wait. Its backend is the run's (application_name), so the
+// server CPU meter counts it on both sides, as before.
+func (r *run) lagProbe(ctx context.Context, table string) (*visibility, error) {
+	pc := r.poolCfg.Copy()
+	pc.MinConns, pc.MaxConns = 0, 1
+	pc.ConnConfig.RuntimeParams["application_name"] = r.app + ":lag-probe"
+	p, err := r.addPool(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	if err := warm(ctx, p, 1); err != nil {
+		return nil, err
+	}
+	return newVisibility(p, table), nil
+}
+
 // appended is one append's last position and when it returned.
 type appended struct {
 	pos  int64
@@ -197,7 +217,10 @@ func (r *run) projectScenario(ctx context.Context, rep *Report) error {
 	}
 	stopRT := background(ctx, func(ctx context.Context) { _ = rt.Run(ctx, audit.Name) })
 	defer stopRT()
-	vis := newVisibility(pool, "audit_events")
+	vis, err := r.lagProbe(ctx, "audit_events")
+	if err != nil {
+		return err
+	}
 	stopVis := background(ctx, vis.watch)
 	defer stopVis()
 
@@ -274,7 +297,10 @@ func (r *run) rawProject(ctx context.Context, rep *Report, wl *workload, ops int
 	if err := r.rawReadModel(ctx, pool, true); err != nil {
 		return err
 	}
-	vis := newVisibility(pool, "raw_audit")
+	vis, err := r.lagProbe(ctx, "raw_audit")
+	if err != nil {
+		return err
+	}
 	stopVis := background(ctx, vis.watch)
 	defer stopVis()
 	consumer, err := r.consumerPool(ctx)
