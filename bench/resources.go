@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"os"
-	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,9 +33,12 @@ func currentUsage() usage {
 // resetPeakRSS starts a new peak-memory window. On Linux, writing 5 to
 // /proc/self/clear_refs resets VmHWM to the current RSS, so each phase
 // gets its own peak; where that fails, the peak is the process's since
-// start (ru_maxrss), which can only over-state a later phase.
+// start (ru_maxrss), which can only over-state a later phase. The last
+// phase's garbage is collected and returned to the system first: only
+// collected, it stayed resident, and the window started at the last
+// phase's peak.
 func resetPeakRSS() bool {
-	runtime.GC()
+	debug.FreeOSMemory()
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 }
 
