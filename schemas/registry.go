@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	neturl "net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
@@ -115,7 +117,7 @@ func MustDefault() *Registry {
 
 // Load compiles every <type>/v<N>.json of the given file systems (later ones
 // may add types and versions, not replace them). It fails on a file that
-// does not compile, a misnamed file, a duplicate, a missing envelope schema,
+// is not one JSON value in UTF-8 or does not compile, a misnamed file, a duplicate, a missing envelope schema,
 // a hole in a type's versions (v1 and v3 without v2), a key written twice
 // in one object of a file, or a count bound
 // (maxLength, maxItems, ...) above 2^53, which jsonschema/v5 cannot read as
@@ -154,7 +156,7 @@ func Load(fsyss ...fs.FS) (*Registry, error) {
 			if err != nil {
 				return nil, fmt.Errorf("schemas: read %s: %w", f, err)
 			}
-			if err := duplicateKey(json.NewDecoder(bytes.NewReader(b)), ""); err != nil && !errors.Is(err, errMalformed) {
+			if err := oneJSONValue(b); err != nil {
 				return nil, fmt.Errorf("schemas: %s: %w", f, err)
 			}
 			if err := c.AddResource(url(k), bytes.NewReader(b)); err != nil {
@@ -217,6 +219,33 @@ func schemaFiles(fsys fs.FS) ([]string, error) {
 		return nil, fmt.Errorf("schemas: list files: %w", err)
 	}
 	return files, nil
+}
+
+// oneJSONValue refuses a schema file that is not one JSON value in UTF-8
+// with each key once per object (see duplicateKey). jsonschema/v5 decodes
+// the file with encoding/json, which would read it otherwise without a
+// word: bytes that are not UTF-8 become U+FFFD (a Latin-1 "café" in an
+// enum would refuse "café"), and what follows the first value is looked
+// at for a delimiter only, so an object closed too early (`{...}},
+// "required": [...]}`) compiles without its rest. Malformed JSON is left
+// to jsonschema/v5, whose error says where.
+func oneJSONValue(b []byte) error {
+	if !utf8.Valid(b) {
+		return errors.New("not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	err := duplicateKey(dec, "")
+	if errors.Is(err, errMalformed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	end := dec.InputOffset()
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("not one JSON value: data after it at byte %d", end)
+	}
+	return nil
 }
 
 // errMalformed: duplicateKey met JSON it cannot read, which jsonschema/v5

@@ -123,6 +123,14 @@ func TestLoadRefuses(t *testing.T) {
 		{"DuplicateKeyword", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"object","required":["a"],"properties":{"a":{"maxLength":3,"maxLength":300}}}`)}})}, `key "maxLength" appears twice in the object at "/properties/a/"`},
 		{"DuplicateKeyInArray", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"enum":[{"x":1},{"x":1,"x":2}]}`)}})}, `key "x" appears twice in the object at "/enum/1/"`},
 		{"DuplicateKeyInEnvelope", []fstest.MapFS{{"envelope/v1.json": {Data: []byte(`{"type":"object","type":"array"}`)}}}, "envelope/v1.json"},
+		// jsonschema/v5 reads the first JSON value of a file and looks past
+		// it for a delimiter only: an object closed too early, so that the
+		// rest ("required") trails it, compiled without that rest.
+		{"TrailingData", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"object","properties":{"a":{"type":"string"}}}, "required":["a"]}`)}})}, "a/v1.json: not one JSON value"},
+		{"TrailingWord", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"type":"object"} x`)}})}, "a/v1.json: not one JSON value"},
+		// encoding/json replaces each invalid byte with U+FFFD: a Latin-1
+		// "café" in an enum would become "caf\uFFFD" and refuse "café".
+		{"NotUTF8", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte("{\"enum\":[\"caf\xe9\"]}")}})}, "a/v1.json: not valid UTF-8"},
 		{"BrokenRef", []fstest.MapFS{withEnvelope(fstest.MapFS{"a/v1.json": {Data: []byte(`{"$ref":"#/$defs/missing"}`)}})}, "a/v1.json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
