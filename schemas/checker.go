@@ -28,7 +28,7 @@ import (
 type checker struct {
 	types  uint8 // typeBits; 0: any type
 	format func(any) bool
-	enum   []any // allowed values (const is an enum of one)
+	enum   []any // allowed values (const is an enum of one); nil: any value
 
 	// objects
 	minProps, maxProps int // -1: no bound
@@ -119,9 +119,21 @@ func (b *checkerBuilder) build(s *jsonschema.Schema) *checker {
 		// package's Formats table; an unknown format is an annotation.
 		c.format = jsonschema.Formats[s.Format]
 	}
-	if len(s.Constant) > 0 {
+	switch {
+	case len(s.Constant) > 0 && len(s.Enum) > 0:
+		// Both hold: a value must be the const and in the enum. The
+		// const is allowed if the enum has it; otherwise nothing is
+		// (an empty enum), and jsonschema/v5 decides.
+		c.enum = []any{}
+		for _, e := range s.Enum {
+			if sameValue(s.Constant[0], e) {
+				c.enum = s.Constant[:1]
+				break
+			}
+		}
+	case len(s.Constant) > 0:
 		c.enum = s.Constant[:1]
-	} else if len(s.Enum) > 0 {
+	case len(s.Enum) > 0:
 		c.enum = s.Enum
 	}
 

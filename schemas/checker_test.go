@@ -621,3 +621,39 @@ func TestTypeNameMatcher(t *testing.T) {
 	}()
 	mustClassMatcher(regexp.MustCompile(`^(ab|cd)$`))
 }
+
+// A schema may say const and enum at once; a value must satisfy both.
+// The checker read only const, so it accepted a value that enum refuses.
+func TestCheckerHonoursConstAndEnumTogether(t *testing.T) {
+	r, err := Load(fstest.MapFS{
+		"envelope/v1.json": {Data: []byte(`{"type":"object"}`)},
+		"k.both/v1.json": {Data: []byte(`{"type":"object","properties":{
+			"s":{"const":"a","enum":["b","c"]},
+			"n":{"enum":[1,2],"const":2}}}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		doc   string
+		valid bool
+	}{
+		{`{"s":"a"}`, false}, // const holds, enum does not
+		{`{"s":"b"}`, false}, // enum holds, const does not
+		{`{"n":2}`, true},
+		{`{"n":1}`, false},
+	} {
+		doc := decode(t, c.doc)
+		if k := r.schemas[key{"k.both", 1}].check; k != nil && k.valid(doc) && !c.valid {
+			t.Errorf("%s: the checker accepts it", c.doc)
+		}
+		err := r.Validate("k.both", 1, doc)
+		if got := err == nil; got != c.valid {
+			t.Errorf("%s: valid = %v (%v), want %v", c.doc, got, err, c.valid)
+		}
+		var inv *Invalid
+		if err != nil && !errors.As(err, &inv) {
+			t.Errorf("%s: %v, want *Invalid", c.doc, err)
+		}
+	}
+}
