@@ -188,10 +188,12 @@ func safeNext(next string) string {
 
 // signInFormBytes bounds the sign-in form, which anyone may send and which
 // is read whole before any token is checked: a token and the address to go
-// back to, itself no longer than a request line (MaxHeaderBytes), which
-// the form's encoding may make three times as long.
+// back to, itself no longer than a request line, which the form's encoding
+// may make three times as long. Go's server reads a request line and its
+// headers up to MaxHeaderBytes plus 4 KiB (its buffer), so an address
+// the audit browser served may be that long.
 func (u *ui) signInFormBytes() int64 {
-	return 3*int64(u.s.cfg.Limits.MaxHeaderBytes) + 4<<10
+	return 3*(int64(u.s.cfg.Limits.MaxHeaderBytes)+4<<10) + 4<<10
 }
 
 func (u *ui) login(w http.ResponseWriter, r *http.Request) {
