@@ -163,19 +163,7 @@ func TestSubscriptionSurvivesTerminatedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer writer.Close()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	app := "es-terminate-test-" + hex.EncodeToString(b[:])
-	cfg, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool, app := namedPool(t, ctx, u, "es-terminate-test-")
 	var logged syncbuf.Buffer
 	reader, err := postgres.New(ctx, pool, testRegistry(t), postgres.Options{SkipMigrate: true, PollInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
@@ -268,19 +256,7 @@ func TestTerminatedListenConnectionIsLoggedWithItsCause(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	u, _ := pgtest.Schema(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	app := "es-terminate-log-" + hex.EncodeToString(b[:])
-	cfg, err := pgxpool.ParseConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool, app := namedPool(t, ctx, u, "es-terminate-log-")
 	var logged syncbuf.Buffer
 	s, err := postgres.New(ctx, pool, testRegistry(t), postgres.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
@@ -306,4 +282,26 @@ func TestTerminatedListenConnectionIsLoggedWithItsCause(t *testing.T) {
 	if got := logged.String(); !strings.Contains(got, "57P01") || strings.Contains(got, "does not answer") {
 		t.Fatalf("warning of a LISTEN connection the server terminated does not give the server's reason (57P01):\n%s", got)
 	}
+}
+
+// namedPool opens a pool on url whose sessions carry an application name
+// of its own (prefix and a random suffix), so that a test can find them in
+// pg_stat_activity among the parallel tests' sessions. Closed at the
+// test's end.
+func namedPool(t *testing.T, ctx context.Context, url, prefix string) (*pgxpool.Pool, string) {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	app := prefix + hex.EncodeToString(b[:])
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, app
 }
