@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/wholenum"
 	"github.com/brainhq/eventstream/schemas"
 )
 
@@ -84,10 +85,26 @@ func Register[T any](r *Registry, typ string, version int) {
 	}
 	e := &entry{typ: typ, version: version, goType: t, decode: func(b []byte) (any, error) {
 		var v T
-		if err := json.Unmarshal(b, &v); err != nil {
+		err := json.Unmarshal(b, &v)
+		if err == nil {
+			return v, nil
+		}
+		// The schemas count 1.0, 1e2 and -0.0 as integers, so a valid event
+		// may hold one where T has an int, which encoding/json refuses.
+		// Only then, not on every decode, are such numbers rewritten as
+		// digits and the payload decoded again; what still fails (1.5,
+		// 1e30) fails with the first error.
+		var typeErr *json.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
 			return nil, err
 		}
-		return v, nil
+		if nb, changed := wholenum.Normalize(b); changed {
+			var w T
+			if json.Unmarshal(nb, &w) == nil {
+				return w, nil
+			}
+		}
+		return nil, err
 	}}
 	r.byName[typ] = e
 	r.byGo[t] = e
