@@ -236,7 +236,11 @@ func (s *Store) actualVersion(ctx context.Context, stream string, e *client.Erro
 			return r + 1, nil
 		}
 	}
-	return s.lastVersion(ctx, s.streamName(stream))
+	last, _, err := s.lastEvent(ctx, s.streamName(stream))
+	if errors.Is(err, errNotFound) {
+		return 0, nil // tombstoned: no events
+	}
+	return last, err
 }
 
 // wrongExpectedVersion tells the two reasons EventStoreDB answers "wrong

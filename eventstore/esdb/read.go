@@ -68,20 +68,6 @@ func (s *Store) readStream(ctx context.Context, name string, from, count uint64)
 	return drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{From: client.Revision(from)}, count))
 }
 
-// lastVersion is the version of a stream's last event (0: no events).
-func (s *Store) lastVersion(ctx context.Context, name string) (int64, error) {
-	evs, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
-	switch {
-	case errors.Is(err, errNotFound):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case len(evs) == 0:
-		return 0, nil
-	}
-	return int64(evs[0].EventNumber) + 1, nil
-}
-
 // lastEvent reads a stream's last event: last is its version (0: none
 // the server returns), has whether the stream has had events: the server
 // answers a read of it without "stream not found". A stream whose events
