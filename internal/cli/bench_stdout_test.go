@@ -1,14 +1,10 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestBenchReportToStdoutKeepsTheFile: bench --markdown /dev/stdout (or
@@ -34,17 +30,11 @@ func TestBenchReportToStdoutKeepsTheFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "bench", "--scenario", "batch",
+		r := c.runTo(f, "--database-url", c.url, "bench", "--scenario", "batch",
 			"--events", "200", "--rounds", "1", "--no-raw", tc.flag, "/dev/stdout")
-		cmd.Dir, cmd.Env = c.dir, cleanEnv()
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = f, &stderr
-		err = cmd.Run()
-		cancel()
 		f.Close()
-		if err != nil {
-			t.Fatalf("bench %s /dev/stdout: %v\n%s", tc.flag, err, stderr.String())
+		if r.code != 0 {
+			t.Fatalf("bench %s /dev/stdout: %s", tc.flag, r)
 		}
 		got := readFileT(t, path)
 		if !strings.HasPrefix(got, held+tc.starts) {

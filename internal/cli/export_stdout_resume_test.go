@@ -1,13 +1,10 @@
 package cli_test
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -44,20 +41,8 @@ func TestExportToStdoutRedirectedToAFileSaysHowToResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer out.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, binary, "--database-url", proxied, "export", "--output", "/dev/stdout")
-		cmd.Dir, cmd.Env = c.dir, cleanEnv()
-		var stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = out, &stderr
-		err = cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return stderr.String(), code
+		r := c.runTo(out, "--database-url", proxied, "export", "--output", "/dev/stdout")
+		return r.stderr, r.code
 	}
 	cut := cutAndRefuse(proxy, faultproxy.ToClient, marker+"-b")
 	stderr, code := export(os.O_WRONLY | os.O_CREATE | os.O_TRUNC)

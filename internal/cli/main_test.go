@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,8 +93,24 @@ func (c *cli) run(args ...string) result {
 	return c.runIn(context.Background(), append([]string{"--database-url", c.url}, args...)...)
 }
 
-// runRaw runs the binary with exactly args.
+// runIn runs the binary with exactly args.
 func (c *cli) runIn(ctx context.Context, args ...string) result {
+	c.t.Helper()
+	var out bytes.Buffer
+	r := c.exec(ctx, &out, args)
+	r.stdout = out.String()
+	return r
+}
+
+// runTo runs the binary with exactly args and its stdout the file out, as
+// the shell hands it FILE for > FILE or >> FILE; r.stdout is empty.
+func (c *cli) runTo(out *os.File, args ...string) result {
+	c.t.Helper()
+	return c.exec(context.Background(), out, args)
+}
+
+// exec runs the binary with exactly args and stdout, and waits.
+func (c *cli) exec(ctx context.Context, stdout io.Writer, args []string) result {
 	c.t.Helper()
 	limit := 2 * time.Minute
 	if c.limit > 0 {
@@ -105,8 +122,8 @@ func (c *cli) runIn(ctx context.Context, args ...string) result {
 	cmd.Dir = c.dir
 	cmd.Env = append(cleanEnv(), c.env...)
 	cmd.Stdin = strings.NewReader(c.stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = stdout, &errb
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -114,7 +131,7 @@ func (c *cli) runIn(ctx context.Context, args ...string) result {
 	} else if err != nil {
 		c.t.Fatalf("run %v: %v", args, err)
 	}
-	r := result{stdout: out.String(), stderr: errb.String(), code: code}
+	r := result{stderr: errb.String(), code: code}
 	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic:") {
 		c.t.Fatalf("eventstream %v crashed:\n%s", args, r)
 	}

@@ -1,13 +1,9 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // TestSchemasDocsAppendedToStdoutKeepsWhatTheFileHeld: schemas docs
@@ -32,16 +28,10 @@ func TestSchemasDocsAppendedToStdoutKeepsWhatTheFileHeld(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		cmd := exec.CommandContext(ctx, binary, "schemas", "docs", "-o", output)
-		cmd.Dir, cmd.Env = c.dir, cleanEnv()
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = f, &stderr
-		err = cmd.Run()
-		cancel()
+		r := c.runTo(f, "schemas", "docs", "-o", output)
 		f.Close()
-		if err != nil {
-			t.Fatalf("schemas docs -o %s >> FILE: %v\n%s", output, err, stderr.String())
+		if r.code != 0 {
+			t.Fatalf("schemas docs -o %s >> FILE: %s", output, r)
 		}
 		if got := readFileT(t, path); got != held+catalog {
 			t.Errorf("schemas docs -o %s >> FILE: FILE is not what it held followed by the catalog; it starts:\n%.200s", output, got)
