@@ -1055,7 +1055,6 @@ func (r *Runtime) CancelRebuild(ctx context.Context, name string) (dropped int, 
 		return 0, fmt.Errorf("%w: a rebuild of %q is running", ErrBusy, name)
 	}
 	err = pgx.BeginTxFunc(ctx, conn, readCommitted, func(tx pgx.Tx) error {
-		dropped = 0
 		s, err := loadState(ctx, tx, name, "FOR UPDATE")
 		if err != nil || s.building == nil {
 			return err
