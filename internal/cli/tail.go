@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,9 @@ func (a *app) tailCommand() *cobra.Command {
 		Use:   "tail [--from POSITION] [--type PATTERN]",
 		Short: "Follow the whole log live, one JSON object per line, until interrupted",
 		Long: `Follow the whole log: print every new event as one JSON object per line
-until interrupted (Ctrl-C ends it with exit code 0). A lost connection
+until interrupted (Ctrl-C ends it with exit code 0), or until the reader
+of its output goes away (tail | head -1 ends when head does, silently,
+also while no event comes). A lost connection
 (the database restarting) is retried, with a warning on stderr, and tail
 carries on where it was. --from prints from a global position on (that
 position's event included, the history first) instead of only new events;
@@ -30,11 +33,18 @@ a position past the head prints the events from there as they come.
 ir.approval_*); repeat it or separate patterns with commas.`,
 		Args: argsExactly(0),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			// tail also ends, at once, when the reader of its output goes
+			// away (tail | head -1), without waiting for an event to
+			// write: on a quiet log that could be never.
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			var readerGone atomic.Bool
+			go watchReader(ctx, a.io.Out, func() { readerGone.Store(true); cancel() })
 			defer func() {
 				// Ctrl-C is how tail ends, whatever it was doing then:
 				// following, or still connecting (where the error says
 				// the connection failed) or reading the history.
-				if err != nil && cmd.Context().Err() != nil {
+				if err != nil && (cmd.Context().Err() != nil || readerGone.Load()) {
 					err = nil
 				}
 			}()
@@ -49,22 +59,22 @@ ir.approval_*); repeat it or separate patterns with commas.`,
 					return usagef("--from: %v", err)
 				}
 			}
-			b, err := a.openStore(cmd.Context(), storeOptions{connectOptions: connectOptions{appName: "eventstream-tail"}, logOnly: true})
+			b, err := a.openStore(ctx, storeOptions{connectOptions: connectOptions{appName: "eventstream-tail"}, logOnly: true})
 			if err != nil {
 				return err
 			}
 			defer b.Close()
 			if from == "" {
-				if after, err = b.Store.Head(cmd.Context()); err != nil {
+				if after, err = b.Store.Head(ctx); err != nil {
 					return err
 				}
 			} else if !after.IsZero() {
 				// --from is the first position to print; After is exclusive.
-				if after, floor, err = a.printFirst(cmd.Context(), b.Store, after, patterns); err != nil {
+				if after, floor, err = a.printFirst(ctx, b.Store, after, patterns); err != nil {
 					return err
 				}
 			}
-			return a.follow(cmd.Context(), b.Store, after, floor, patterns)
+			return a.follow(ctx, b.Store, after, floor, patterns)
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "first global position to print (default: only new events)")
