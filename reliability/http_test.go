@@ -405,7 +405,10 @@ func TestServerRequestLimits(t *testing.T) {
 	alive()
 
 	// A client that sends half a request line and stops: the server hangs
-	// up after ReadHeaderTimeout instead of holding the connection.
+	// up after ReadHeaderTimeout (300 ms here) instead of holding the
+	// connection. Within 5 s, so that the server's own 10 s default (the
+	// limit not reaching the http.Server) fails the test.
+	dialed := time.Now()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -421,6 +424,8 @@ func TestServerRequestLimits(t *testing.T) {
 		t.Errorf("a client that never finishes its headers still holds its connection after 20s")
 	} else if n > 0 && !strings.Contains(string(buf[:n]), "408") && !strings.Contains(string(buf[:n]), "400") {
 		t.Errorf("a stalled request line got %q", buf[:n])
+	} else if took := time.Since(dialed); took > 5*time.Second {
+		t.Errorf("a client that never finishes its headers was hung up on after %s, want about the 300ms ReadHeaderTimeout", took)
 	}
 	alive()
 
