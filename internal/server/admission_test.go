@@ -76,7 +76,12 @@ func TestAppendBodiesInFlightAreBounded(t *testing.T) {
 		t.Fatal("the first append never reached the store")
 	}
 
+	// It waits for room until its deadline (1 s), not refused at once.
+	asked := time.Now()
 	code, text, h := post("/streams/second/events", strings.NewReader(requestedEvent("")))
+	if waited := time.Since(asked); waited < time.Second {
+		t.Errorf("an append with no room left was answered after %s, want it to wait for room until its 1s deadline", waited)
+	}
 	if code != 503 || !strings.Contains(text, `"kind":"busy"`) || h.Get("Retry-After") == "" {
 		t.Errorf("an append with no room left: %d %s (Retry-After %q), want 503 busy with Retry-After", code, text, h.Get("Retry-After"))
 	}
