@@ -141,7 +141,8 @@ func TestRawAppendsIntoModuleStreamsAreRefused(t *testing.T) {
 // TestModuleStreamRefusalRevealsNoOwner: the refusal comes before the
 // stream's owner is looked at, so another tenant's module stream answers
 // exactly as one's own and as one that does not exist: it tells nobody
-// whether, or whose, the stream is.
+// whether, or whose, the stream is. The operator's token is refused on
+// the existing stream too, and none of the refusals writes anything.
 func TestModuleStreamRefusalRevealsNoOwner(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
@@ -154,6 +155,7 @@ func TestModuleStreamRefusalRevealsNoOwner(t *testing.T) {
 	body := func(m string) string {
 		return fmt.Sprintf(`{"type":"mission.started","payload":{"mission_id":%q,"ir_id":"ir-1"}}`, m)
 	}
+	before := e.logSize()
 	acmes := e.do("POST", "/streams/mission-"+mission+"/events", globexToken, body(mission))
 	wantModuleStream(t, acmes, "aggregates/missions")
 	none := uuid.NewString()
@@ -161,6 +163,12 @@ func TestModuleStreamRefusalRevealsNoOwner(t *testing.T) {
 	wantModuleStream(t, absent, "aggregates/missions")
 	if strings.ReplaceAll(absent.body, none, mission) != acmes.body {
 		t.Fatalf("another tenant's mission stream answers\n%s\nand one that does not exist\n%s", acmes.body, absent.body)
+	}
+	// The operator's token, on the stream that exists, is refused alike.
+	wantModuleStream(t, e.do("POST", "/streams/mission-"+mission+"/events", operatorToken,
+		strings.TrimSuffix(body(mission), "}")+`,"meta":{"tenant_id":"acme"}}`), "aggregates/missions")
+	if n := e.logSize(); n != before {
+		t.Fatalf("the refused appends wrote %d events", n-before)
 	}
 }
 
