@@ -99,16 +99,25 @@ skip it to give its effect up for good.`,
 			if err != nil {
 				return notParked(err, id)
 			}
+			// A failed read of the event still shows the entry (the
+			// failure is worth seeing while the log is down), and then
+			// ends the command with the read's error: "event": null with
+			// exit 0 said the event was not in the log.
 			var ev *eventstore.Event
-			page, err := env.b.Store.ReadAll(cmd.Context(), eventstore.ReadAllOptions{From: p.Position, Limit: 1})
-			if err == nil && len(page.Events) == 1 && page.Events[0].ID == p.EventID {
+			page, readErr := env.b.Store.ReadAll(cmd.Context(), eventstore.ReadAllOptions{From: p.Position, Limit: 1})
+			if readErr != nil {
+				readErr = fmt.Errorf("reading the parked event %s at position %s from the log: %w", p.EventID, p.Position, readErr)
+			} else if len(page.Events) == 1 && page.Events[0].ID == p.EventID {
 				ev = &page.Events[0]
 			}
 			if a.asJSON {
-				return a.printJSON(struct {
+				if err := a.printJSON(struct {
 					Parked projections.Parked `json:"parked"`
 					Event  *eventstore.Event  `json:"event"`
-				}{p, ev})
+				}{p, ev}); err != nil {
+					return err
+				}
+				return readErr
 			}
 			t := a.newTable()
 			for _, kv := range [][2]any{
@@ -126,7 +135,7 @@ skip it to give its effect up for good.`,
 			if ev != nil {
 				a.stdoutf("payload:\n  %s\n", ev.Payload)
 			}
-			return nil
+			return readErr
 		},
 	}
 
