@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -363,26 +364,52 @@ func TestUISessionsOfATokenAreCapped(t *testing.T) {
 		if got := open(e, globex); got != http.StatusOK {
 			t.Errorf("another token's session: %d, want 200", got)
 		}
-		// Sign-ins at the same moment.
+		// Sign-ins at the same moment: each succeeds (a redirect with a
+		// session cookie), and the cap holds: 3 of the 8 new sessions
+		// live, every older one ended.
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
+		fresh := make(chan string, 8)
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		for range 8 {
 			wg.Go(func() {
-				res, err := http.PostForm(e.srv.URL+"/ui/login", url.Values{"token": {acmeToken}, "next": {"/ui/"}})
+				res, err := noRedirect.PostForm(e.srv.URL+"/ui/login", url.Values{"token": {acmeToken}, "next": {"/ui/"}})
 				if err != nil {
 					errs <- err
 					return
 				}
 				res.Body.Close()
+				for _, c := range res.Cookies() {
+					if c.Name == "eventstream_token" && c.Value != "" && res.StatusCode == http.StatusSeeOther {
+						fresh <- c.Value
+						return
+					}
+				}
+				errs <- fmt.Errorf("a sign-in at the same moment as others: %d, cookies %v; want 303 with a session cookie", res.StatusCode, res.Cookies())
 			})
 		}
 		wg.Wait()
 		close(errs)
+		close(fresh)
 		for err := range errs {
 			t.Fatal(err)
 		}
 		if n := count(e, acmeToken); n != 3 {
 			t.Fatalf("%d sessions of one token after 8 sign-ins at once with MaxSessions 3", n)
+		}
+		live := 0
+		for id := range fresh {
+			if open(e, id) == http.StatusOK {
+				live++
+			}
+		}
+		if live != 3 {
+			t.Errorf("%d of the 8 sessions signed in at once open the audit log, want 3 (the cap)", live)
+		}
+		for i, id := range ids {
+			if got := open(e, id); got != http.StatusUnauthorized {
+				t.Errorf("session %d of 5, older than the 8 signed in at once: %d, want 401", i+1, got)
+			}
 		}
 	})
 
