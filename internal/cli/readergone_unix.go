@@ -22,9 +22,16 @@ func watchReader(ctx context.Context, w io.Writer, gone func()) {
 	if !ok {
 		return
 	}
-	// Duplicate the descriptor: polling f's own could outlive f.
-	fd, err := unix.Dup(int(f.Fd()))
+	// Duplicate the descriptor: polling f's own could outlive f. Through
+	// SyscallConn, not f.Fd(), which would put a non-blocking stdout (an
+	// inherited pipe's mode, shared with every process writing to it)
+	// into blocking mode.
+	rc, err := f.SyscallConn()
 	if err != nil {
+		return
+	}
+	fd := -1
+	if cerr := rc.Control(func(s uintptr) { fd, err = unix.Dup(int(s)) }); cerr != nil || err != nil {
 		return
 	}
 	defer unix.Close(fd)
