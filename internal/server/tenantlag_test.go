@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -98,6 +99,16 @@ func TestTenantIsNotGivenEveryTenantsErrorsAndRate(t *testing.T) {
 	}
 	if got := reactor(operatorToken)["errors"]; got == 0.0 {
 		t.Fatalf("the operator is given no errors of the reactor, which failed on two events")
+	}
+	// A rate: sampled, an event passed, sampled again half a second later
+	// (the rate is over the time between two samples, at least 0.5 s).
+	h.must(201, "POST", "/streams/acme-rate/events", acmeToken, requestedEvent(""))
+	if _, err := h.rt.CatchUp(context.Background(), "reactor", 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if got := reactor(operatorToken)["events_per_second"]; got == 0.0 {
+		t.Fatalf("the operator is given no rate of the reactor, which passed an event in the last second: the tenants' 0 below would prove nothing")
 	}
 	for _, token := range []string{acmeToken, globexToken} {
 		if l := reactor(token); l["errors"] != 0.0 || l["events_per_second"] != 0.0 {
