@@ -152,6 +152,16 @@ func TestUISessionExpires(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d expired sessions kept after a sign-in", n)
 	}
+
+	// Unconfigured, a session lasts the documented 12 h.
+	d := newEnv(t, server.Limits{})
+	sessionCookie(t, d.signIn(acmeToken))
+	if err := d.pool.QueryRow(ctx, `SELECT extract(epoch FROM expires_at - created_at)::float8 * 1e9 FROM eventstream_ui_sessions`).Scan(&lasts); err != nil {
+		t.Fatal(err)
+	}
+	if lasts != 12*time.Hour {
+		t.Fatalf("with the default SessionTTL, a session lasts %v, want 12h", lasts)
+	}
 }
 
 // TestAuthenticatedAnswersAreNeverCached: every answer to a request with
