@@ -430,7 +430,9 @@ func TestStandIn_ConnectErrors(t *testing.T) {
 
 // TestStandIn_ServerGoneEndsSubscription: with the server gone, the
 // subscription ends with its drop and every call fails with
-// eventstore.ErrUnavailable.
+// eventstore.ErrUnavailable; once a server answers at the address again,
+// the same store works (the client closes itself for good when its
+// discovery gives up: the store must replace it).
 func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
 	t.Parallel()
 	st, srv := standInStore(t, registry(t), nil)
@@ -471,6 +473,33 @@ func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
 	bad.Type = "no.such.type"
 	if _, err := st.Append(ctx, "x", eventstore.Any, bad); !errors.Is(err, eventstore.ErrValidation) || errors.Is(err, eventstore.ErrUnavailable) {
 		t.Errorf("invalid append with the server gone: %v, want ErrValidation only", err)
+	}
+
+	// Back (a server at the same address): the same store, not reopened,
+	// appends and reads again.
+	back, err := esdbtest.Start(t.Context(), esdbtest.Addr(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(back.Stop)
+	ctx, cancel = context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var lastErr error
+	for {
+		_, err = st.Append(ctx, "after", eventstore.NoStream, added("after"))
+		if err == nil {
+			break
+		}
+		if ctx.Err() == nil {
+			lastErr = err
+		}
+		if !errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("Append once the server is back: %v (last error %v), want it to work again without reopening the store", err, lastErr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if evs, err := st.ReadStream(ctx, "after", 1, 0); err != nil || len(evs) != 1 {
+		t.Fatalf("ReadStream once the server is back: %d events, %v", len(evs), err)
 	}
 }
 

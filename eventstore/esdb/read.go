@@ -65,7 +65,10 @@ var errTombstoned = fmt.Errorf("%w: %w: it is tombstoned", errNotFound, ErrDelet
 // from revision from. A stream without events is errNotFound; reading past
 // the end of a stream that has events returns none.
 func (s *Store) readStream(ctx context.Context, name string, from, count uint64) ([]*client.RecordedEvent, error) {
-	return drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{From: client.Revision(from)}, count))
+	c := s.conn()
+	rs, err := c.ReadStream(ctx, name, client.ReadStreamOptions{From: client.Revision(from)}, count)
+	s.renewOn(c, err)
+	return drain(rs, err)
 }
 
 // lastEvent reads a stream's last event: last is its version (0: none
@@ -75,7 +78,10 @@ func (s *Store) readStream(ctx context.Context, name string, from, count uint64)
 // its last one), and its last is 0; one with metadata only, or none at
 // all, or soft-deleted, has not. A tombstoned stream is errTombstoned.
 func (s *Store) lastEvent(ctx context.Context, name string) (last int64, has bool, err error) {
-	evs, err := drain(s.client.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
+	c := s.conn()
+	rs, err := c.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1)
+	s.renewOn(c, err)
+	evs, err := drain(rs, err)
 	switch {
 	case errors.Is(err, errNotFound) && !errors.Is(err, ErrDeleted):
 		return 0, false, nil
@@ -269,7 +275,9 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		want := min(size, readPage)
 		// A read holds at most about MaxPageBytes of records, whatever
 		// their count: a page's worth, or the filter's look-ahead.
-		rs, err := s.client.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want))
+		c := s.conn()
+		rs, err := c.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want))
+		s.renewOn(c, err)
 		batch, cut, err := drainUpTo(rs, err, eventstore.MaxPageBytes)
 		if err != nil {
 			if invalidPosition(err) {
@@ -342,7 +350,10 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	defer done()
 	var from client.AllPosition = client.End{}
 	for count := uint64(16); ; count = min(count*4, readPage) {
-		batch, err := drain(s.client.ReadAll(ctx, client.ReadAllOptions{Direction: client.Backwards, From: from}, count))
+		c := s.conn()
+		rs, err := c.ReadAll(ctx, client.ReadAllOptions{Direction: client.Backwards, From: from}, count)
+		s.renewOn(c, err)
+		batch, err := drain(rs, err)
 		if err != nil {
 			return eventstore.Position{}, s.fail(parent, "read the head of $all", err)
 		}

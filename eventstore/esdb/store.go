@@ -57,7 +57,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // Store is an eventstore.Store on EventStoreDB. It is safe for concurrent
 // use.
 type Store struct {
+	// client is the client the calls use now (under mu: see renewOn);
+	// cfg makes its successors.
 	client    *client.Client
+	cfg       *client.Configuration
 	validator *eventstore.Validator
 	ns        string
 	maxAppend int
@@ -154,6 +157,7 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 	life, kill := context.WithCancel(context.Background())
 	return &Store{
 		client:      c,
+		cfg:         cfg,
 		validator:   v,
 		ns:          o.namespace,
 		maxAppend:   o.maxAppendSize,
@@ -221,7 +225,39 @@ func (s *Store) Close() error {
 		sub.wait()
 	}
 	s.ops.Wait()
-	return s.client.Close()
+	return s.conn().Close()
+}
+
+// conn returns the client for a call.
+func (s *Store) conn() *client.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.client
+}
+
+// renewOn replaces c with a new client over the same configuration when
+// err, from a call on c, says that c is closed for good. The EventStoreDB
+// client closes itself when a discovery fails (no node answered within its
+// maxDiscoverAttempts): every later call on it fails at once with
+// "connection is closed", the cluster back or not, so without a new client
+// the store would stay unavailable until reopened. The next call's new
+// client discovers the cluster afresh.
+func (s *Store) renewOn(c *client.Client, err error) {
+	var e *client.Error
+	if !errors.As(err, &e) || e.Code() != client.ErrorCodeConnectionClosed {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.client != c {
+		return // closed by Close, or already renewed by another call
+	}
+	nc, nerr := client.NewClient(s.cfg)
+	if nerr != nil {
+		return // the configuration made the first client: not expected
+	}
+	s.client = nc
+	_ = c.Close()
 }
 
 // begin registers a call: it fails once the store is closed, and the

@@ -148,10 +148,12 @@ func (sub *subscription) feed(ctx context.Context) (*feed, error) {
 	// The setup waits for the server's confirmation; give up on it when
 	// the caller's context ends.
 	stop := context.AfterFunc(ctx, cancel)
-	inner, err := s.client.SubscribeToAll(life, client.SubscribeToAllOptions{
+	c := s.conn()
+	inner, err := c.SubscribeToAll(life, client.SubscribeToAllOptions{
 		From:   serverPosition(after),
 		Filter: s.filter(sub.types),
 	})
+	s.renewOn(c, err)
 	if !stop() {
 		cancel()
 		if err == nil {
