@@ -256,8 +256,10 @@ func (s *Store) renewOn(c *client.Client, err error) {
 	if nerr != nil {
 		return // the configuration made the first client: not expected
 	}
+	// c is dropped, not closed: its connection goroutine has ended, and
+	// Close would close the channel a call that raced the end of the
+	// discovery may still be sending on (a panic, in the client).
 	s.client = nc
-	_ = c.Close()
 }
 
 // begin registers a call: it fails once the store is closed, and the
