@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -473,6 +474,43 @@ func TestStandIn_ServerGoneEndsSubscription(t *testing.T) {
 	bad.Type = "no.such.type"
 	if _, err := st.Append(ctx, "x", eventstore.Any, bad); !errors.Is(err, eventstore.ErrValidation) || errors.Is(err, eventstore.ErrUnavailable) {
 		t.Errorf("invalid append with the server gone: %v, want ErrValidation only", err)
+	}
+
+	// Many callers at once through the outage, across the store's
+	// renewals of its client: each call ends, as ErrUnavailable. A client
+	// handed to the calls before it has connected strands every call that
+	// asks it for its connection while its discovery fails, whatever the
+	// call's context says.
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	until := time.Now().Add(3 * time.Second)
+	for range 8 {
+		wg.Go(func() {
+			for time.Now().Before(until) {
+				cctx, ccancel := context.WithTimeout(t.Context(), 5*time.Second)
+				_, err := st.Append(cctx, "x", eventstore.Any, added("x"))
+				ccancel()
+				select {
+				case errs <- err:
+				default:
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(time.Minute):
+		t.Fatal("Append from 8 callers at once with the server gone: a call has not returned within a minute")
+	}
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, eventstore.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Append from 8 callers at once with the server gone: %v, want eventstore.ErrUnavailable", err)
+			break
+		}
 	}
 
 	// Back (a server at the same address): the same store, not reopened,

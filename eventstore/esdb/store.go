@@ -74,8 +74,10 @@ type Store struct {
 
 	mu     sync.Mutex
 	closed bool
-	ops    sync.WaitGroup
-	subs   map[*subscription]struct{}
+	// renewing: a renewal of client runs (see renewOn).
+	renewing bool
+	ops      sync.WaitGroup
+	subs     map[*subscription]struct{}
 }
 
 var (
@@ -204,7 +206,9 @@ func (s *Store) Features() eventstore.Features {
 }
 
 // Close ends every subscription, waits for calls in flight (cancelling
-// them) and closes the connection. Later calls fail with ErrClosed.
+// them) and closes the connection. Later calls fail with ErrClosed. A
+// renewal in flight (see renewOn) is not waited for: it closes its client
+// itself once its probe ends.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -235,13 +239,24 @@ func (s *Store) conn() *client.Client {
 	return s.client
 }
 
-// renewOn replaces c with a new client over the same configuration when
-// err, from a call on c, says that c is closed for good. The EventStoreDB
-// client closes itself when a discovery fails (no node answered within its
-// maxDiscoverAttempts): every later call on it fails at once with
-// "connection is closed", the cluster back or not, so without a new client
-// the store would stay unavailable until reopened. The next call's new
-// client discovers the cluster afresh.
+// renewOn starts replacing c with a new client over the same
+// configuration when err, from a call on c, says that c is closed for
+// good. The EventStoreDB client closes itself when a discovery fails (no
+// node answered within its maxDiscoverAttempts): every later call on it
+// fails at once with "connection is closed", the cluster back or not, so
+// without a new client the store would stay unavailable until reopened.
+//
+// One renewal runs at a time, in the background, and publishes its client
+// only once that client has connected. The client runs a discovery in its
+// one connection goroutine, and a call that asks for the connection while
+// a discovery runs waits to send on an unbuffered channel; if the
+// discovery fails, that goroutine ends and such a call waits forever,
+// whatever its context says. A client handed to the calls before it
+// connects would strand a call per concurrent caller on each failed
+// discovery, for the whole outage; the renewal's probe is its client's
+// only caller, so a failed probe strands nothing. Meanwhile the calls fail
+// at once on c (ErrUnavailable), and the next of them, once a probe has
+// failed, starts another.
 func (s *Store) renewOn(c *client.Client, err error) {
 	var e *client.Error
 	if !errors.As(err, &e) || e.Code() != client.ErrorCodeConnectionClosed {
@@ -249,17 +264,36 @@ func (s *Store) renewOn(c *client.Client, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.client != c {
-		return // closed by Close, or already renewed by another call
+	if s.closed || s.client != c || s.renewing {
+		return // closed by Close, renewed already, or being renewed
 	}
-	nc, nerr := client.NewClient(s.cfg)
-	if nerr != nil {
-		return // the configuration made the first client: not expected
+	s.renewing = true
+	go s.renew()
+}
+
+// renew makes a new client, connects it and, if it connected and the
+// store is still open, makes it the client the calls use. The old one,
+// which closed itself, is dropped, not closed: its connection goroutine has
+// ended, and Close would close the channel a call that raced the end of
+// its discovery may still be sending on (a panic, in the client).
+func (s *Store) renew() {
+	nc, err := client.NewClient(s.cfg)
+	if err == nil {
+		_, err = nc.GetServerVersion()
 	}
-	// c is dropped, not closed: its connection goroutine has ended, and
-	// Close would close the channel a call that raced the end of the
-	// discovery may still be sending on (a panic, in the client).
-	s.client = nc
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.renewing = false
+	switch {
+	case nc == nil:
+		// The configuration made the first client: not expected.
+	case err != nil || s.closed:
+		// Nothing else used nc: closing it cannot panic. A failed
+		// probe has closed it already.
+		_ = nc.Close()
+	default:
+		s.client = nc
+	}
 }
 
 // begin registers a call: it fails once the store is closed, and the
