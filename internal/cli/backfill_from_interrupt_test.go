@@ -59,4 +59,5 @@ func TestBackfillFromInterruptedSaysRunItWithoutFrom(t *testing.T) {
 	if n := c.queryInt(`SELECT count(*) FROM audit_events`); n != 1500 {
 		t.Fatalf("audit_events has %d rows, want 1500", n)
 	}
+	checkSameEvents(t, "audit_events after the backfill continued", c.auditRows(), c.logRows())
 }

@@ -620,6 +620,7 @@ func TestBackfillResumedReportsOnlyItsOwnProgress(t *testing.T) {
 	if cp := c.checkpoint("audit"); cp != 2500 {
 		t.Fatalf("checkpoint %d, want 2500", cp)
 	}
+	checkSameEvents(t, "audit_events after the resumed backfill", c.auditRows(), c.logRows())
 }
 
 // TestReplayAndBackfillRefuseAMaxRateThatIsNoNumber: --max-rate NaN is

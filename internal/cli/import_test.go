@@ -334,6 +334,7 @@ func TestImportResumedReportsOnlyItsOwnProgress(t *testing.T) {
 	if events != total || total <= 0 || total >= n {
 		t.Fatalf("resumed import reports events=%d total=%d; want both the events left after the checkpoint (fewer than %d): %s", events, total, n, r.stderr)
 	}
+	checkSameEvents(t, "after the resumed import the log", c.logRows(), importedFrom(t, readFileT(t, p)))
 }
 
 // TestImportFromAPipe: import reads its input twice (validates every line,

@@ -475,6 +475,7 @@ func TestImportResumesAfterCtrlC(t *testing.T) {
 	if got := c.count("--all"); got != n {
 		t.Fatalf("after resuming the log has %d events, want %d", got, n)
 	}
+	checkSameEvents(t, "after resuming the log", c.logRows(), importedFrom(t, readFileT(t, p)))
 	// The summary of the resumed run is of the whole import: every event
 	// of the file is either written or already present. Before, the events
 	// the interrupted run had imported were counted in neither.

@@ -171,7 +171,8 @@ func TestOutageMidImportExitsUnavailable(t *testing.T) {
 			lines = append(lines, line(uuid.NewString(), s, uuid.NewString()))
 		}
 	}
-	p := writeFile(t, c.dir, "outage.ndjson", strings.Join(lines, "\n")+"\n")
+	content := strings.Join(lines, "\n") + "\n"
+	p := writeFile(t, c.dir, "outage.ndjson", content)
 	cut := cutAndRefuse(proxy, faultproxy.ToServer, "outage-b")
 	r := c.runIn(context.Background(), "--database-url", proxied, "import", p)
 	if !cut.Load() {
@@ -188,6 +189,7 @@ func TestOutageMidImportExitsUnavailable(t *testing.T) {
 	if n := c.count("--all"); n != 15 {
 		t.Fatalf("after the resumed import the log has %d events, want 15", n)
 	}
+	checkSameEvents(t, "after the resumed import the log", c.logRows(), importedFrom(t, content))
 }
 
 // TestOutageMidExportExitsUnavailable: the database going away while an
@@ -215,6 +217,7 @@ func TestOutageMidExportExitsUnavailable(t *testing.T) {
 	if n := len(jsonLines(t, string(b))); n != 30 {
 		t.Fatalf("the export run again holds %d events, want 30", n)
 	}
+	checkSameEvents(t, "the export run again", exportedRows(t, string(b)), c.logRows())
 }
 
 // TestOutageMidCommandExitsUnavailable: a read, a replay and a backfill
@@ -244,5 +247,10 @@ func TestOutageMidCommandExitsUnavailable(t *testing.T) {
 		}
 		heal(proxy)
 		c.must(0, append([]string{"--database-url", proxied}, tc.args...)...)
+		if tc.args[0] != "read" {
+			// The audit log run again holds every event of the log once.
+			checkSameEvents(t, what+" run again: audit_events",
+				c.auditRows(), c.logRows())
+		}
 	}
 }
