@@ -289,7 +289,7 @@ func (s *Store) renew() {
 		// The configuration made the first client: not expected.
 	case err != nil || s.closed:
 		// Nothing else used nc: closing it cannot panic. A failed
-		// probe has closed it already.
+		// probe only marked it closed; Close releases what it holds.
 		_ = nc.Close()
 	default:
 		s.client = nc
