@@ -10,6 +10,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/brainhq/eventstream/aggregates"
 )
 
@@ -181,7 +184,8 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 // Four eyes: an approval whose CreateApproval named its requester
 // (RequestedBy) is consumed by someone else. A ConsumedBy that is the
 // requester (compared without surrounding white space and invisible
-// control and format characters, and ignoring case) is refused with
+// control and format characters, as Unicode's compatibility caseless
+// match compares text: NFKC and full case folding) is refused with
 // ErrSelfApproval, and a blank one (only such characters) with
 // ErrApproverUnnamed, since it could be the requester; both last, after
 // the token and mission checks (so a wrong token is token_mismatch
@@ -266,13 +270,13 @@ func fourEyes(requestedBy, consumedBy string) (*aggregates.RuleError, InvalidRea
 		return nil, "", ""
 	case approver == "":
 		return ErrApproverUnnamed, ReasonApproverUnnamed, fmt.Sprintf("the approval was requested by %s; its approver says who they are (ConsumedBy)", requester)
-	case strings.EqualFold(requester, approver):
+	case samePrincipal(requester, approver):
 		return ErrSelfApproval, ReasonSelfApproval, fmt.Sprintf("%s requested the approval and cannot grant it", requester)
 	}
 	return nil, "", ""
 }
 
-// principal is a name as four eyes compares it: without the control and
+// principal is a name as four eyes reads it: without the control and
 // format characters (U+200B ZERO WIDTH SPACE and the like), which show
 // nothing, and without surrounding white space. Otherwise "planner\u200b"
 // would be another principal than "planner", though an approval's reader
@@ -285,6 +289,28 @@ func principal(name string) string {
 		}
 		return r
 	}, name))
+}
+
+// samePrincipal reports whether two principals are one name to Unicode:
+// equal once compatibility-normalised and case-folded (NFKC and full case
+// folding, Unicode's compatibility caseless match). Otherwise "jose"
+// followed by U+0301 COMBINING ACUTE ACCENT would be another principal
+// than "José" with its precomposed é, though they are the same text, and
+// so would "ｐｌａｎｎｅｒ" (fullwidth) be for "planner", or "STRAUß" for
+// "strauss". Letters of other scripts that only look alike (a Cyrillic
+// "а" for a Latin "a") stay other names: telling them apart is the
+// identity provider's job, whose names the caller passes.
+func samePrincipal(a, b string) bool {
+	return principalKey(a) == principalKey(b)
+}
+
+// principalKey is the form samePrincipal compares: the name normalised
+// (NFKC), case-folded, normalised again (folding can undo a
+// normalisation), and trimmed (compatibility characters can become
+// spaces).
+func principalKey(name string) string {
+	folded := cases.Fold().String(norm.NFKC.String(name))
+	return strings.TrimSpace(norm.NFKC.String(folded))
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a

@@ -968,6 +968,44 @@ func TestApprovalFourEyesSeesThroughInvisibleCharacters(t *testing.T) {
 	}
 }
 
+// Names that are the same text in Unicode are one principal: the
+// requester spelled with a combining accent where it was requested with a
+// precomposed letter (canonically equivalent: the same characters, shown
+// identically), in fullwidth letters, with a ligature, or differing by a
+// case only full case folding sees, is still the requester. Each is
+// refused and recorded as the plain name would be, and the approval stays
+// unconsumed. Before, "jose\u0301" consumed "José"'s own request.
+func TestApprovalFourEyesSeesThroughEquivalentSpellings(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			for _, c := range []struct{ requester, by string }{
+				{"Jos\u00e9", "jose\u0301"},                               // NFC requester, NFD approver
+				{"Jose\u0301", "jos\u00e9"},                               // and the other way round
+				{"Jos\u00e9", "JOSE\u200b\u0301"},                         // and an invisible character between
+				{"planner", "\uff50\uff4c\uff41\uff4e\uff4e\uff45\uff52"}, // fullwidth
+				{"office", "o\ufb03ce"},                                   // the "ffi" ligature
+				{"strauss", "STRAU\u00df"},                                // ß folds to ss
+				{"\u212bngstr\u00f6m", "\u00c5NGSTRO\u0308M"},             // the Angstrom sign is Å
+			} {
+				id, token := uuid.NewString(), "0123456789abcdef-"+uuid.NewString()
+				if _, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1", Token: token, RequestedBy: c.requester}, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+				res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
+				fourEyesRecorded(t, env, id, c.by, res, err, governance.ErrSelfApproval, governance.ReasonSelfApproval)
+				// Someone else still grants it.
+				res, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
+				if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.ConsumedBy != "alice" {
+					t.Fatalf("requested by %q, another approver: %v", c.requester, err)
+				}
+			}
+		})
+	}
+}
+
 // fourEyesRecorded checks that a ConsumeApproval presented by "by" was
 // refused with rule, consumed nothing, and wrote exactly one event: an
 // ir.approval_invalid v2 with reason for the approval's tenant (t1),
