@@ -1440,3 +1440,47 @@ func TestApprovalRetriedWithAServiceMadeTokenSaysWhy(t *testing.T) {
 		t.Fatalf("retry with the caller's token and expiry: %q, %v, %v; want the first answer", token, err, res.Events)
 	}
 }
+
+// Whether a retried CreateApproval created the approval is read from
+// where its command id landed, not from the approval's version: an id
+// someone probed before it was created (recorded as unknown_approval)
+// has its ir.approval_created at v2. The retry of the command that
+// created it is refused with ErrApprovalExists saying why; a command id
+// that landed as the probe, sent again as a CreateApproval, is
+// ErrCommandReused, since it created nothing. Before, the first was
+// ErrCommandReused and the second was told that it had created the
+// approval and its token could not be given again.
+func TestApprovalRetriedWithAServiceMadeTokenAfterAProbeSaysWhy(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	probe := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+	meta := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+	create := governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1", MissionID: uuid.NewString(), RequestedBy: "planner"}
+	_, err := env.Governance.ConsumeApproval(ctx, probe, governance.ConsumeApproval{ApprovalID: create.ApprovalID, Token: "guess"})
+	checkInvalid(t, env, err, create.ApprovalID, governance.ErrUnknownApproval, governance.ReasonUnknownApproval, "t1")
+	token, first, err := env.Governance.CreateApproval(ctx, meta, create, time.Hour)
+	if err != nil || token == "" || first.Events[0].Version != 2 {
+		t.Fatalf("create: %q, %v, %v", token, err, first.Events)
+	}
+
+	before := dt.Head(t, env.Store)
+	again, res, err := env.Governance.CreateApproval(ctx, meta, create, time.Hour)
+	dt.Refused(t, env.Store, before, err, governance.ErrApprovalExists)
+	if errors.Is(err, aggregates.ErrCommandReused) || !strings.Contains(err.Error(), "Token") || again != "" {
+		t.Fatalf("retry with a service-made token: %q, %v; want ErrApprovalExists naming Token, not ErrCommandReused", again, err)
+	}
+	if res.Aggregate == nil || res.Aggregate.State.IRID != "ir-1" {
+		t.Fatalf("the refusal's result: %+v, want the approval as loaded", res)
+	}
+
+	// The probe's command id created nothing.
+	again, _, err = env.Governance.CreateApproval(ctx, probe, create, time.Hour)
+	dt.Refused(t, env.Store, before, err, aggregates.ErrCommandReused)
+	if errors.Is(err, governance.ErrApprovalExists) || again != "" {
+		t.Fatalf("the probe's command id as a CreateApproval: %q, %v; want ErrCommandReused only", again, err)
+	}
+	var reused *aggregates.CommandReusedError
+	if !errors.As(err, &reused) || reused.Version != 1 {
+		t.Fatalf("the probe's command id as a CreateApproval: %v; want it named as landed at v1", err)
+	}
+}

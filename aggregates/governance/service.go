@@ -53,6 +53,7 @@ type Options struct {
 
 // Service handles approvals and IR validation.
 type Service struct {
+	store     eventstore.Store
 	approvals *aggregates.Repository[ApprovalState]
 	irs       *aggregates.Repository[IRState]
 	now       func() time.Time
@@ -63,7 +64,7 @@ type Service struct {
 // New returns a Service over store. reg must have had Register called and
 // passed Check.
 func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Service, error) {
-	s := &Service{now: opts.Now, token: opts.Token, policy: DefaultPolicy()}
+	s := &Service{store: store, now: opts.Now, token: opts.Token, policy: DefaultPolicy()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -87,6 +88,16 @@ func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Servi
 		return nil, err
 	}
 	return s, nil
+}
+
+// createdAt reports whether the event at version of an approval's stream
+// is its ir.approval_created: whether the command whose first event
+// landed there created the approval. It is not always at version 1: an
+// id presented before the approval was created has its unknown_approval
+// record first.
+func (s *Service) createdAt(ctx context.Context, stream string, version int64) bool {
+	evs, err := s.store.ReadStream(ctx, stream, version, 1)
+	return err == nil && len(evs) == 1 && evs[0].Version == version && evs[0].Type == TypeApprovalCreated
 }
 
 func randomToken() (string, error) {
@@ -127,8 +138,9 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 	res, err := s.approvals.Execute(ctx, meta, c)
 	if err != nil {
 		var reused *aggregates.CommandReusedError
-		if a := res.Aggregate; tokenMade && errors.As(err, &reused) && reused.Version == 1 && a != nil && a.State.Created &&
-			a.State.TenantID == meta.TenantID && a.State.IRID == c.IRID && a.State.MissionID == c.MissionID && a.State.RequestedBy == c.RequestedBy {
+		if a := res.Aggregate; tokenMade && errors.As(err, &reused) && a != nil && a.State.Created &&
+			a.State.TenantID == meta.TenantID && a.State.IRID == c.IRID && a.State.MissionID == c.MissionID && a.State.RequestedBy == c.RequestedBy &&
+			s.createdAt(ctx, a.Stream, reused.Version) {
 			// This command created the approval: the retry made a new
 			// token, so it decides other events. The first answer cannot
 			// be given again (only the token's hash is stored).
