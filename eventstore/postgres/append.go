@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,7 +26,17 @@ type request struct {
 	events   []eventstore.Prepared
 	bytes    int // the events' payloads and metas
 	result   chan outcome
+	// answer says who settled the append, once: the committer, which
+	// then sends the outcome (answerSent), or the caller, whose context
+	// ended first (answerAbandoned). See awaitOutcome and Store.answer.
+	answer atomic.Int32
 }
+
+const (
+	answerPending   = iota
+	answerSent      // the committer sends the outcome; the caller takes it
+	answerAbandoned // the caller returned ctx.Err(); nobody takes the outcome
+)
 
 type outcome struct {
 	res eventstore.AppendResult
@@ -41,7 +52,9 @@ type outcome struct {
 // If ctx ends while the append is in flight, Append returns ctx.Err() and
 // the events may or may not have been written: retry with the same event
 // ids, which is idempotent. An append whose group had committed by then
-// returns its result.
+// returns its result. One whose group commits after it returned is
+// counted in Stats.UnreportedEvents: no call reports those events as
+// written (the retry's AppendReporting says wrote=false).
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	res, _, err := s.AppendReporting(ctx, stream, expected, events...)
 	return res, err
@@ -81,26 +94,42 @@ func (s *Store) AppendReporting(ctx context.Context, stream string, expected eve
 		s.closeMu.RUnlock()
 		return eventstore.AppendResult{}, false, ctx.Err()
 	}
-	o := awaitOutcome(ctx, req.result)
+	o := awaitOutcome(ctx, req)
 	return o.res, o.wrote && o.err == nil, o.err
 }
 
-// awaitOutcome waits for an append's outcome, or until ctx ends. An
-// outcome the committer has delivered by then is returned, not ctx's
-// error: select picks at random among ready cases, and an append that
-// committed would be reported as maybe written (and not counted as
-// written by the server's metrics, nor its retry).
-func awaitOutcome(ctx context.Context, result <-chan outcome) outcome {
+// awaitOutcome waits for an append's outcome, or until ctx ends. Once ctx
+// has ended, whichever of the caller and the committer claims the request
+// first decides: an outcome the committer has claimed (it is on its way
+// or delivered) is returned, not ctx's error, since select picks at
+// random among ready cases and an append that committed would be
+// reported as maybe written (and not counted as written by the server's
+// metrics, nor its retry). Otherwise the caller gets ctx's error, and the
+// committer, which finds the request abandoned, counts a write of it in
+// Stats.UnreportedEvents (Store.answer).
+func awaitOutcome(ctx context.Context, r *request) outcome {
 	select {
-	case o := <-result:
+	case o := <-r.result:
 		return o
 	case <-ctx.Done():
-		select {
-		case o := <-result:
-			return o
-		default:
+		if r.answer.CompareAndSwap(answerPending, answerAbandoned) {
 			return outcome{err: ctx.Err()}
 		}
+		return <-r.result
+	}
+}
+
+// answer delivers an append's outcome, unless its caller has stopped
+// waiting: then an outcome that wrote is counted as unreported, the one
+// place that write is told.
+func (s *Store) answer(r *request, o outcome) {
+	if r.answer.CompareAndSwap(answerPending, answerSent) {
+		r.result <- o
+		return
+	}
+	if o.wrote && o.err == nil {
+		s.unreportedAppends.Add(1)
+		s.unreportedEvents.Add(uint64(len(o.res.Events)))
 	}
 }
 
@@ -255,7 +284,7 @@ func (s *Store) commitGroup(group []*request) {
 	live := group[:0:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.result <- outcome{err: err}
+			s.answer(r, outcome{err: err})
 			continue
 		}
 		live = append(live, r)
@@ -283,7 +312,7 @@ func (s *Store) commitGroup(group []*request) {
 		// arrived meanwhile, and the writers released now.
 		s.expect.Store(s.arrivals.Load() - arrivedBefore + int64(len(live)))
 		for i, r := range live {
-			r.result <- outs[i]
+			s.answer(r, outs[i])
 		}
 		s.notifier.wakeLocal()
 		return
@@ -296,7 +325,7 @@ func (s *Store) commitGroup(group []*request) {
 	}
 	err = translate(err)
 	for _, r := range live {
-		r.result <- outcome{err: err}
+		s.answer(r, outcome{err: err})
 	}
 }
 

@@ -136,6 +136,9 @@ type Store struct {
 	groups, appends, written atomic.Uint64
 	groupNanos               atomic.Int64
 	lingers, lingersTimedOut atomic.Uint64
+	// Of written: the appends, and their events, whose caller had
+	// stopped waiting (its context ended) when their group committed.
+	unreportedAppends, unreportedEvents atomic.Uint64
 }
 
 // Stats counts the committer's work since the Store was created.
@@ -146,6 +149,13 @@ type Stats struct {
 	Appends uint64
 	// Events is the number of events they wrote.
 	Events uint64
+	// UnreportedAppends and UnreportedEvents count the appends, and the
+	// events they wrote (part of Events), whose group committed after
+	// their caller's context had ended: Append returned ctx.Err() and
+	// AppendReporting wrote=false, and a retry of them, an idempotent
+	// one, reports wrote=false too. Events minus UnreportedEvents is what
+	// the calls reported as written (eventstore.WriteReporter).
+	UnreportedAppends, UnreportedEvents uint64
 	// GroupTime is the total time spent in group transactions.
 	GroupTime time.Duration
 	// Lingers is how many times a committer waited for expected appends
@@ -158,7 +168,8 @@ type Stats struct {
 
 // Stats returns the committer's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Groups: s.groups.Load(), Appends: s.appends.Load(), Events: s.written.Load(), GroupTime: time.Duration(s.groupNanos.Load()),
+	return Stats{Groups: s.groups.Load(), Appends: s.appends.Load(), Events: s.written.Load(),
+		UnreportedAppends: s.unreportedAppends.Load(), UnreportedEvents: s.unreportedEvents.Load(), GroupTime: time.Duration(s.groupNanos.Load()),
 		Lingers: s.lingers.Load(), LingersTimedOut: s.lingersTimedOut.Load(), Queued: len(s.queue)}
 }
 
