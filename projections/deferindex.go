@@ -226,24 +226,25 @@ func (r *Runtime) buildDeferred(ctx context.Context, conn *pgx.Conn, home, name 
 // the tables as they made them (a migration may alter or drop one of
 // those indexes), and deferred again after. deferNow defers the
 // generation's indexes even when none were (Rebuild of a projection with
-// DeferIndexes resuming a rebuild begun without).
-func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, home string, p *registered, gen int, schema string, deferNow bool) error {
+// DeferIndexes resuming a rebuild begun without). It returns the
+// migrations it ran.
+func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, home string, p *registered, gen int, schema string, deferNow bool) ([]migrate.Migration, error) {
 	// No record appears while the state row is locked (a rebuild defers
 	// only under it): with none, or no migration pending, the indexes are
 	// left alone, and a rebuild making them again is not waited for.
 	deferred, err := listDeferred(ctx, tx, p.Name, gen)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(deferred) > 0 {
 		var applied int
 		err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+pgx.Identifier{schema, "eventstream_migrations"}.Sanitize()+` WHERE component = $1`,
 			p.component).Scan(&applied)
 		if err != nil {
-			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+			return nil, fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 		}
 		if applied >= len(p.migrations) {
-			return nil
+			return nil, nil
 		}
 		// Waits for the rebuild to finish the index it is making (the
 		// session's lock_timeout lifted, as for the state row), then
@@ -253,24 +254,25 @@ func (r *Runtime) migrateBuilding(ctx context.Context, tx pgx.Tx, home string, p
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+			return nil, fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 		}
 		if deferred, err = listDeferred(ctx, tx, p.Name, gen); err != nil {
-			return err
+			return nil, err
 		}
 		for _, ix := range deferred {
 			if err := makeDeferred(ctx, tx, p.Name, gen, schema, ix); err != nil {
-				return fmt.Errorf("projections: migrate %q: make the deferred index %s first: %w", p.Name, ix.Name, err)
+				return nil, fmt.Errorf("projections: migrate %q: make the deferred index %s first: %w", p.Name, ix.Name, err)
 			}
 		}
 	}
-	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
-		return err
+	ran, err := r.migrateGeneration(ctx, tx, p, schema)
+	if err != nil {
+		return nil, err
 	}
 	if len(deferred) > 0 || deferNow {
 		if _, err := deferIndexes(ctx, tx, p.Name, gen, schema); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return ran, nil
 }

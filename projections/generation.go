@@ -76,7 +76,7 @@ func (r *Runtime) createGeneration(ctx context.Context, tx pgx.Tx, home string, 
 		VALUES ($1, $2, $3, $4)`, p.Name, gen, c, pp); err != nil {
 		return 0, "", fmt.Errorf("projections: checkpoint of generation %d of %q: %w", gen, p.Name, err)
 	}
-	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+	if _, err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
 		return 0, "", err
 	}
 	return gen, schema, nil
@@ -84,27 +84,28 @@ func (r *Runtime) createGeneration(ctx context.Context, tx pgx.Tx, home string, 
 
 // migrateGeneration applies the projection's migrations inside the
 // generation's schema; they are recorded there, as "projection:<name>".
-func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registered, schema string) error {
+// It returns those it ran.
+func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registered, schema string) ([]migrate.Migration, error) {
 	if len(p.migrations) == 0 {
-		return nil
+		return nil, nil
 	}
 	var orig string
 	if err := tx.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&orig); err != nil {
-		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		return nil, fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, pgx.Identifier{schema}.Sanitize()); err != nil {
-		return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+		return nil, fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 	}
-	_, err := migrate.Apply(ctx, tx, p.component, p.migrations)
+	ran, err := migrate.Apply(ctx, tx, p.component, p.migrations)
 	// Put back on failure too: Apply rolled back to its savepoint, and the
 	// caller may go on in the transaction (migratePublished does).
 	if _, rerr := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, orig); rerr != nil && err == nil {
-		return fmt.Errorf("projections: migrate %q: %w", p.Name, rerr)
+		return nil, fmt.Errorf("projections: migrate %q: %w", p.Name, rerr)
 	}
 	if err != nil {
-		return fmt.Errorf("projections: migrate %q in %s: %w", p.Name, schema, err)
+		return nil, fmt.Errorf("projections: migrate %q in %s: %w", p.Name, schema, err)
 	}
-	return nil
+	return ran, nil
 }
 
 // migratePublished applies the projection's migrations to its published
@@ -122,27 +123,27 @@ func (r *Runtime) migrateGeneration(ctx context.Context, tx pgx.Tx, p *registere
 // rather than follows the new one, and a view someone made on top of one
 // stops the drop (naming it), where a migration that adds a column
 // leaves it be.
-func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) error {
-	err := r.migrateGeneration(ctx, tx, p, schema)
+func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, p *registered, schema string) ([]migrate.Migration, error) {
+	ran, err := r.migrateGeneration(ctx, tx, p, schema)
 	var pgErr *pgconn.PgError
 	// feature_not_supported: a column's type changes under a view;
 	// dependent_objects_still_exist: a column (or table) a view reads is
 	// dropped.
 	if !errors.As(err, &pgErr) || (pgErr.Code != "0A000" && pgErr.Code != "2BP01") {
-		return err
+		return ran, err
 	}
 	rows, qerr := tx.Query(ctx, `SELECT view_name FROM projection_views WHERE projection = $1 ORDER BY view_name`, p.Name)
 	if qerr != nil {
-		return fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
+		return nil, fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
 	}
 	views, qerr := pgx.CollectRows(rows, pgx.RowTo[string])
 	if qerr != nil {
-		return fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
+		return nil, fmt.Errorf("projections: list views of %q: %w", p.Name, qerr)
 	}
 	kept := make([]*viewSettings, len(views))
 	for i, v := range views {
 		if kept[i], qerr = captureView(ctx, tx, pgx.Identifier{home, v}.Sanitize()); qerr != nil {
-			return fmt.Errorf("projections: migrate %q: read the grants, owner and comments of the view %s: %w", p.Name, v, qerr)
+			return nil, fmt.Errorf("projections: migrate %q: read the grants, owner and comments of the view %s: %w", p.Name, v, qerr)
 		}
 	}
 	for _, v := range views {
@@ -152,22 +153,25 @@ func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, 
 			if errors.As(derr, &pgErr) && pgErr.Detail != "" {
 				detail = " (" + pgErr.Detail + ")"
 			}
-			return fmt.Errorf("projections: migrate %q: a migration cannot run under the view %s (%v), and dropping it, to make it again after, failed%s: %w", p.Name, v, err, detail, derr)
+			return nil, fmt.Errorf("projections: migrate %q: a migration cannot run under the view %s (%v), and dropping it, to make it again after, failed%s: %w", p.Name, v, err, detail, derr)
 		}
 	}
-	if err := r.migrateGeneration(ctx, tx, p, schema); err != nil {
+	// Apply rolled the first attempt back to its savepoint: what this
+	// one runs is all that ran.
+	ran, err = r.migrateGeneration(ctx, tx, p, schema)
+	if err != nil {
 		if errors.As(err, &pgErr) && pgErr.Code == "2BP01" && pgErr.Detail != "" {
 			// Something else depends on what the migration drops: name it.
-			return fmt.Errorf("%w (%s)", err, pgErr.Detail)
+			return nil, fmt.Errorf("%w (%s)", err, pgErr.Detail)
 		}
-		return err
+		return nil, err
 	}
 	// The views of the tables still there are made again here, where
 	// their settings are known; publishViews then finds them current (and
 	// drops those whose table the migration removed, and makes new ones).
 	tables, err := generationTables(ctx, tx, schema)
 	if err != nil {
-		return fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
+		return nil, fmt.Errorf("projections: list tables of %q: %w", p.Name, err)
 	}
 	for i, v := range views {
 		if kept[i] == nil || !slices.Contains(tables, v) {
@@ -175,13 +179,13 @@ func (r *Runtime) migratePublished(ctx context.Context, tx pgx.Tx, home string, 
 		}
 		view := pgx.Identifier{home, v}.Sanitize()
 		if _, err := tx.Exec(ctx, `CREATE VIEW `+view+viewDefinition(pgx.Identifier{schema, v}.Sanitize())); err != nil {
-			return fmt.Errorf("projections: migrate %q: make the view %s again: %w", p.Name, v, err)
+			return nil, fmt.Errorf("projections: migrate %q: make the view %s again: %w", p.Name, v, err)
 		}
 		if err := r.restoreView(ctx, tx, kept[i]); err != nil {
-			return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
+			return nil, fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 		}
 	}
-	return nil
+	return ran, nil
 }
 
 // viewDefinition is what follows CREATE VIEW <name> for a view of the
@@ -766,7 +770,8 @@ func (r *Runtime) Rebuild(ctx context.Context, name string, opts RebuildOptions)
 			if schema, err = generationSchema(ctx, tx, name, res.Generation); err != nil {
 				return err
 			}
-			return r.migrateBuilding(ctx, tx, home, p, res.Generation, schema, p.DeferIndexes)
+			_, err := r.migrateBuilding(ctx, tx, home, p, res.Generation, schema, p.DeferIndexes)
+			return err
 		}
 		// A new generation starting past the head would, once swapped in,
 		// have its runner go on from there and never apply the events

@@ -238,28 +238,67 @@ func (r *Runtime) buildLockKey(home, name string) int64 {
 // and in the one being rebuilt, if any) and the views readers query. It
 // is idempotent and safe to run from several processes at once.
 func (r *Runtime) Migrate(ctx context.Context) error {
+	_, err := r.MigrateReport(ctx)
+	return err
+}
+
+// AppliedMigration is a migration that MigrateReport ran.
+type AppliedMigration struct {
+	// Component is Component for the runtime's own migrations, and
+	// "projection:<name>" for a read model's.
+	Component string
+	// Projection names the read model ("" for the runtime's).
+	Projection string
+	// Generation is the read model's generation whose schema the
+	// migration ran in (0 for the runtime's); Building says it is the
+	// generation being rebuilt, not the one readers query.
+	Generation int
+	Building   bool
+	Version    int
+	Name       string
+}
+
+// MigrateReport is Migrate, and returns the migrations it ran, in the
+// order it ran them: those another process ran first, while this one
+// waited for its locks, are not among them.
+func (r *Runtime) MigrateReport(ctx context.Context) ([]AppliedMigration, error) {
 	ms, err := Migrations()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := migrate.Apply(ctx, r.pool, Component, ms); err != nil {
-		return err
+	ran, err := migrate.Apply(ctx, r.pool, Component, ms)
+	if err != nil {
+		return nil, err
+	}
+	var out []AppliedMigration
+	for _, m := range ran {
+		out = append(out, AppliedMigration{Component: Component, Version: m.Version, Name: m.Name})
 	}
 	home, err := r.homeSchema(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range r.list {
-		if err := r.install(ctx, home, p); err != nil {
-			return err
+		applied, err := r.install(ctx, home, p)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, applied...)
 		r.dropRetired(ctx, home, p.Name)
 	}
-	return nil
+	return out, nil
 }
 
-func (r *Runtime) install(ctx context.Context, home string, p *registered) error {
-	return pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
+// install installs or migrates p and returns the migrations it ran.
+func (r *Runtime) install(ctx context.Context, home string, p *registered) ([]AppliedMigration, error) {
+	var out []AppliedMigration
+	report := func(gen int, building bool, ran []migrate.Migration) {
+		for _, m := range ran {
+			out = append(out, AppliedMigration{Component: p.component, Projection: p.Name, Generation: gen, Building: building, Version: m.Version, Name: m.Name})
+		}
+	}
+	err := pgx.BeginTxFunc(ctx, r.pool, readCommitted, func(tx pgx.Tx) error {
+		out = nil
 		// Another process installing the same projection holds its state
 		// row (or is inserting it) until it commits: wait for it like
 		// migrate.Apply waits for another applier, whatever the session's
@@ -306,6 +345,8 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 			if err != nil {
 				return fmt.Errorf("projections: migrate %q: %w", p.Name, err)
 			}
+			// The generation's schema is new: every migration ran in it.
+			report(gen, false, p.migrations)
 			r.log.Info("projection installed", "projection", p.Name, "generation", gen, "schema", schema)
 			return nil
 		}
@@ -313,9 +354,11 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 		if err != nil {
 			return err
 		}
-		if err := r.migratePublished(ctx, tx, home, p, schema); err != nil {
+		ran, err := r.migratePublished(ctx, tx, home, p, schema)
+		if err != nil {
 			return err
 		}
+		report(*active, false, ran)
 		if err := r.publishViews(ctx, tx, home, p, *active, schema); err != nil {
 			return err
 		}
@@ -324,12 +367,18 @@ func (r *Runtime) install(ctx context.Context, home string, p *registered) error
 			if err != nil {
 				return err
 			}
-			if err := r.migrateBuilding(ctx, tx, home, p, *building, bschema, false); err != nil {
+			ran, err := r.migrateBuilding(ctx, tx, home, p, *building, bschema, false)
+			if err != nil {
 				return err
 			}
+			report(*building, true, ran)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Run runs the named projections (all of them when none is named) until

@@ -73,7 +73,7 @@ least one), each its own transaction.`,
 			}
 			defer env.Close()
 			if err := env.rt.Migrate(ctx); err != nil {
-				return err
+				return lostDuringMigrate(ctx, err)
 			}
 			if from != "" {
 				after := fromPos

@@ -52,17 +52,19 @@ installed.`,
 	return cmd
 }
 
-// lostDuringMigrate gives err, which stopped migrate once connected, exit
-// 75 when it says the database went away (a restart, a failover, a
-// network failure): an outage to retry after, as when no server answers
-// at the start, rather than a failure that retrying will not mend. The
-// run is safe to repeat: what had not committed was rolled back. Not when
-// ctx ended (Ctrl-C): pgx may report that as a closed connection.
+// lostDuringMigrate gives err, which stopped a migration once connected
+// (migrate's, or the one a command runs when it starts), exit 75 when it
+// says the database went away (a restart, a failover, a network
+// failure): an outage to retry after, as when no server answers at the
+// start, rather than a failure that retrying will not mend. The run is
+// safe to repeat: what had not committed was rolled back. Not when ctx
+// ended (Ctrl-C): pgx may report that as a closed connection. An error
+// already unavailable is left as it is.
 func lostDuringMigrate(ctx context.Context, err error) error {
-	if ctx.Err() != nil || !noServerAnswered(err) {
+	if ctx.Err() != nil || exitCode(err) == ExitUnavailable || !noServerAnswered(err) {
 		return err
 	}
-	return withCode(ExitUnavailable, fmt.Errorf("%w; the database was lost: run migrate again once it is back", err))
+	return withCode(ExitUnavailable, fmt.Errorf("%w; the database was lost while migrating: run the command again once it is back", err))
 }
 
 // migrationResult is what migrate reports per component.

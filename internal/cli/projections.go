@@ -156,7 +156,7 @@ run has no result to print: stdout stays empty, --json or not; its log
 			}
 			defer env.Close()
 			if err := env.rt.Migrate(cmd.Context()); err != nil {
-				return err
+				return lostDuringMigrate(cmd.Context(), err)
 			}
 			names := args
 			if len(names) == 0 {

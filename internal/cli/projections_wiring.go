@@ -166,22 +166,29 @@ func (a *app) migrateProjections(ctx context.Context, db *database) ([]migration
 	if err != nil {
 		return nil, err
 	}
-	before := map[string]int{}
-	components := append([]string{projections.Component}, projectionComponents(rt)...)
-	for _, c := range components {
-		before[c], _ = migrationStatus(ctx, db, c)
-	}
-	if err := rt.Migrate(ctx); err != nil {
+	// What the runtime ran, not what the versions went from and to: a
+	// run that waited for another's locks finds that one's migrations
+	// applied, and reports them as such.
+	applied, err := rt.MigrateReport(ctx)
+	if err != nil {
 		return nil, err
 	}
-	for _, c := range components {
+	for _, c := range append([]string{projections.Component}, projectionComponents(rt)...) {
 		v, err := migrationStatus(ctx, db, c)
 		if err != nil {
 			return nil, err
 		}
 		r := migrationResult{Component: c, Version: v, Applied: []string{}}
-		for i := before[c] + 1; i <= v; i++ {
-			r.Applied = append(r.Applied, fmt.Sprintf("%03d", i))
+		for _, m := range applied {
+			if m.Component != c {
+				continue
+			}
+			name := fmt.Sprintf("%03d_%s", m.Version, m.Name)
+			if m.Building {
+				// The version is the active generation's.
+				name += fmt.Sprintf(" (generation %d, being rebuilt)", m.Generation)
+			}
+			r.Applied = append(r.Applied, name)
 		}
 		out = append(out, r)
 	}

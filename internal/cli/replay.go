@@ -64,7 +64,7 @@ generation absent) when there was no unfinished rebuild to drop.`,
 			}
 			defer env.Close()
 			if err := env.rt.Migrate(ctx); err != nil {
-				return err
+				return lostDuringMigrate(ctx, err)
 			}
 			if cancel {
 				gen, err := env.rt.CancelRebuild(ctx, name)

@@ -603,7 +603,7 @@ func migrateAPI(ctx context.Context, db *database) (migrationResult, error) {
 	}
 	ran, err := migrate.Apply(ctx, db.Pool, server.Component, ms)
 	if err != nil {
-		return migrationResult{}, err
+		return migrationResult{}, lostDuringMigrate(ctx, err)
 	}
 	return result(server.Component, len(ms), ran), nil
 }

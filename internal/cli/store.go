@@ -81,7 +81,7 @@ func (a *app) openStore(ctx context.Context, opts storeOptions) (*backend, error
 		if opts.migrations != nil {
 			if *opts.migrations, err = a.migrateAll(ctx, b.DB, kind == storePostgres); err != nil {
 				b.Close()
-				return nil, err
+				return nil, lostDuringMigrate(ctx, err)
 			}
 		}
 	}
