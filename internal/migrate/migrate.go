@@ -5,7 +5,8 @@
 // advisory lock serialises appliers (one waits for another whatever the
 // session's lock_timeout and statement_timeout), and each pending
 // migration runs in the same transaction as its record (a migration that
-// commits or rolls back, or changes the search_path, is refused). A schema that is up to date is only
+// commits or rolls back, or changes the search_path or the schema it
+// resolves to, is refused). A schema that is up to date is only
 // read, so a role without DDL rights, or a read-only session, can run
 // Apply once nothing is left to apply. Each record keeps a checksum of the
 // migration's SQL: a migration changed after it ran, two migrations with
@@ -181,8 +182,9 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		// tell from this one.
 		ended := tx.Conn().PgConn().TxStatus() != 'T'
 		var mark, path string
+		var cur *string
 		if !ended {
-			if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('eventstream.migrate_tx', true), ''), current_setting('search_path')`).Scan(&mark, &path); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('eventstream.migrate_tx', true), ''), current_setting('search_path'), current_schema()`).Scan(&mark, &path, &cur); err != nil {
 				return nil, fmt.Errorf("migrate %s: %03d_%s: %w", component, m.Version, m.Name, err)
 			}
 			ended = mark != "on"
@@ -197,6 +199,18 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		// rollback undoes the change.
 		if path != searchPath {
 			return nil, fmt.Errorf("migrate %s: %03d_%s changes the search_path (from %s to %s): a migration works in the schema it is applied to; remove the SET and qualify the names that must live elsewhere", component, m.Version, m.Name, searchPath, path)
+		}
+		// The same path can name another schema once the migration made
+		// one that the path names ahead of this one (search_path=new,app,
+		// or "$user",app and the role's schema), or changed the role that
+		// "$user" names (SET ROLE): what follows would go there, and a
+		// later run would migrate it. Refused likewise.
+		if cur == nil || *cur != *schema {
+			now := "none"
+			if cur != nil {
+				now = *cur
+			}
+			return nil, fmt.Errorf("migrate %s: %03d_%s changes the schema it works in (from %s to %s, with the search_path %s): a migration works in the schema it is applied to; create other schemas elsewhere, and do not change the role", component, m.Version, m.Name, *schema, now, searchPath)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)`,
 			component, m.Version, m.Name, Checksum(m.SQL)); err != nil {

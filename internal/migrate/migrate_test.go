@@ -611,3 +611,35 @@ func TestMigrationChangingTheSearchPathIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrationCreatingASchemaAheadInThePathIsRefused: a migration can
+// leave the schema being migrated without changing the search_path, by
+// creating the schema the path names ahead of it that did not exist
+// (search_path=new,schema, or "$user",schema with the role's schema
+// missing): what follows it then lands in that schema, and so does every
+// later run. Apply refuses it, naming it, and leaves nothing behind: no
+// schema, no table, no record.
+func TestMigrationCreatingASchemaAheadInThePathIsRefused(t *testing.T) {
+	ctx := context.Background()
+	u, schema := pgtest.Schema(t)
+	ahead := schema + "_ahead"
+	admin := connect(t, u)
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgx.Identifier{ahead}.Sanitize()+` CASCADE`); err != nil {
+			t.Error(err)
+		}
+	})
+	c := connect(t, withParam(t, u, "search_path", ahead+","+schema))
+	ms := migrations(`CREATE TABLE a (x int)`, `CREATE SCHEMA `+pgx.Identifier{ahead}.Sanitize()+`; CREATE TABLE b (x int)`)
+	ran, err := migrate.Apply(ctx, c, component, ms)
+	if err == nil || !strings.Contains(err.Error(), "002_m2") || !strings.Contains(err.Error(), ahead) {
+		t.Errorf("Apply of a migration that creates a schema ahead in the path: ran %d, %v; want an error naming 002_m2 and %s", len(ran), err, ahead)
+	}
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)`, ahead).Scan(&exists); err != nil || exists {
+		t.Errorf("the schema %s exists after the refusal (%v)", ahead, err)
+	}
+	if tableExists(t, admin, schema+".a") || tableExists(t, admin, schema+".eventstream_migrations") {
+		t.Errorf("the refused run left 001's table or record in %s", schema)
+	}
+}
