@@ -265,7 +265,7 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request, p Principa
 		}
 	}
 	if errors.Is(err, errNotOwner) {
-		writeError(w, http.StatusNotFound, "not_found", "stream not found", nil)
+		refuseNotOwner(w, stream)
 		return
 	}
 	if errors.As(err, &de) && !p.Operator() && de.Stream != stream {
@@ -413,60 +413,83 @@ func refuseModuleStream(w http.ResponseWriter, stream string, c domain.StreamCat
 	})
 }
 
-// errNotOwner: the stream belongs to another tenant.
+// errNotOwner: the stream holds events and is not the appending tenant's.
 var errNotOwner = errors.New("stream of another tenant")
 
+// refuseNotOwner answers an append to a stream that is not the token's
+// tenant's. Stream ids are shared by every tenant, so the refusal itself
+// tells that the id is taken (an append to a free id would succeed);
+// nothing else about the stream may show. The answer depends on the
+// request's stream id only: not on the stream's owner, version or events,
+// nor on the expected version or the events sent (docs/operations/tenants.md,
+// "Stream ids are shared").
+func refuseNotOwner(w http.ResponseWriter, stream string) {
+	msg := fmt.Sprintf("stream %q is not this tenant's: this token cannot append to it; stream ids are shared by every tenant, choose another", stream)
+	writeError(w, http.StatusConflict, "stream_taken", msg, func(e *apiError) { e.Stream = stream })
+}
+
 // appendOwned appends for p. A stream belongs to the tenant of its first
-// event; another tenant neither writes to it nor learns that it exists.
-// When the stream is empty at the check, "any" is appended as "no stream",
-// so that another tenant creating the stream at the same moment makes this
-// append conflict (and be checked again) instead of landing in that
-// tenant's stream; an expected version that needs the stream to exist
-// conflicts at once, for the same reason.
+// event; another tenant neither writes to it nor learns anything of it but
+// that its id is taken (errNotOwner). When the stream is empty at the
+// check, "any" is appended as "no stream", so that another tenant creating
+// the stream at the same moment makes this append conflict (and be checked
+// again) instead of landing in that tenant's stream; an expected version
+// that needs the stream to exist conflicts at once, for the same reason.
+//
+// A conflict of an append made on a stream that was empty at the check is
+// never returned as the store reported it: the stream was created
+// meanwhile, perhaps by another tenant, and the store's error carries that
+// stream's version. The stream is checked again instead.
 func (s *Server) appendOwned(r *http.Request, p Principal, stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (eventstore.AppendResult, error) {
 	if p.Operator() {
 		return s.cfg.Store.Append(r.Context(), stream, expected, events...)
 	}
 	for attempt := 0; ; attempt++ {
-		owner, err := s.streamOwner(r, stream)
+		owner, exists, err := s.streamOwner(r, stream)
 		if err != nil {
 			return eventstore.AppendResult{}, err
 		}
-		if owner != "" && owner != p.Tenant {
+		if exists && owner != p.Tenant {
 			return eventstore.AppendResult{}, errNotOwner
 		}
-		if owner == "" && !expected.Satisfied(0) {
+		if !exists && !expected.Satisfied(0) {
 			// The stream was empty when checked, so the condition failed
 			// then. Appending anyway would succeed only if another tenant
 			// created the stream meanwhile, and land in its stream.
 			return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
 		}
 		exp := expected
-		if owner == "" && expected == eventstore.Any {
+		if !exists {
 			exp = eventstore.NoStream
 		}
 		res, err := s.cfg.Store.Append(r.Context(), stream, exp, events...)
-		if exp != expected && errors.Is(err, eventstore.ErrConcurrency) && attempt < 3 {
-			continue // created meanwhile: check whose it is
+		if !exists && errors.Is(err, eventstore.ErrConcurrency) {
+			if attempt < 3 {
+				continue // created meanwhile: check whose it is
+			}
+			// Empty at every check, yet not at the append: report the
+			// conflict as of the check, as above.
+			return eventstore.AppendResult{}, &eventstore.ConcurrencyError{Stream: stream, Expected: expected, Actual: 0}
 		}
 		return res, err
 	}
 }
 
-// streamOwner returns the tenant of a stream's first event ("" when the
-// stream has no events).
-func (s *Server) streamOwner(r *http.Request, stream string) (string, error) {
+// streamOwner returns the tenant of a stream's first event, and whether
+// the stream has any. A stream whose first event names no tenant (written
+// around the API's and the store's checks) exists and is no tenant's.
+func (s *Server) streamOwner(r *http.Request, stream string) (owner string, exists bool, err error) {
 	first, err := s.cfg.Store.ReadStream(r.Context(), stream, 1, 1)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if len(first) == 0 {
-		return "", nil
+		return "", false, nil
 	}
-	return first[0].Meta.TenantID, nil
+	return first[0].Meta.TenantID, true, nil
 }
 
 // intParam reads a non-negative integer query parameter.
@@ -500,7 +523,7 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request, p Principal)
 		return
 	}
 	if !p.Operator() {
-		owner, err := s.streamOwner(r, stream)
+		owner, _, err := s.streamOwner(r, stream)
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return

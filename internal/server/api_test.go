@@ -162,10 +162,12 @@ func TestTenantsSeeOnlyTheirOwnEvents(t *testing.T) {
 	e.must(201, "POST", "/streams/acme-course/events", acmeToken, requestedEvent(""))
 	e.must(201, "POST", "/streams/globex-course/events", globexToken, requestedEvent(""))
 
-	// Another tenant's stream does not exist, for reading and for writing.
+	// Another tenant's stream does not exist for reading; an append to it
+	// is refused as a taken id, without naming its owner
+	// (TestAppendToAnotherTenantsStreamRevealsNothingOfIt).
 	e.must(404, "GET", "/streams/acme-course", globexToken, "")
-	if r := e.must(404, "POST", "/streams/acme-course/events", globexToken, requestedEvent("")); strings.Contains(r.body, "acme") {
-		t.Fatalf("the 404 reveals the owner: %s", r.body)
+	if r := e.must(409, "POST", "/streams/acme-course/events", globexToken, requestedEvent("")); strings.Contains(r.body, "acme\"") || !strings.Contains(r.body, `"kind":"stream_taken"`) {
+		t.Fatalf("the refusal reveals the owner: %s", r.body)
 	}
 	// An event of another tenant cannot be written, anywhere.
 	e.must(403, "POST", "/streams/globex-2/events", globexToken, requestedEvent("acme"))
@@ -286,7 +288,8 @@ func TestHeaderLimit(t *testing.T) {
 }
 
 // TestTwoTenantsRacingForANewStream: whichever tenant creates a stream
-// owns it; the other's concurrent appends get 404 and never land in it.
+// owns it; the other's concurrent appends get 409 stream_taken (never a
+// conflict naming the owner's version) and never land in it.
 func TestTwoTenantsRacingForANewStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, server.Limits{})
@@ -302,7 +305,7 @@ func TestTwoTenantsRacingForANewStream(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				r := e.do("POST", fmt.Sprintf("/streams/race-%d/events", i), token, requestedEvent(""))
-				if r.code != 201 && r.code != 404 {
+				if r.code != 201 && (r.code != 409 || !strings.Contains(r.body, `"kind":"stream_taken"`)) {
 					t.Errorf("race-%d: %d %s", i, r.code, r.body)
 				}
 			}()

@@ -4,10 +4,13 @@
 // server-rendered audit browser.
 //
 // What it promises:
-//   - A token reads and writes only its tenant's events: another tenant's
-//     stream is 404 (its existence is not revealed), lists hold only the
-//     token's tenant's rows. A token of tenant "*" is an operator's and
-//     sees every tenant. No token, or an unknown one: 401.
+//   - A token reads and writes only its tenant's events: a read of another
+//     tenant's stream is 404 (as for a stream that does not exist), an
+//     append to it 409 stream_taken, the same answer whatever the stream
+//     holds (stream ids are shared, so that the id is taken is all it
+//     tells); lists hold only the token's tenant's rows. A token of tenant
+//     "*" is an operator's and sees every tenant. No token, or an unknown
+//     one: 401.
 //   - Tokens are stored as SHA-256 hashes (in a file or the
 //     eventstream_api_tokens table) and compared in constant time against
 //     every stored hash. The list is re-read every 5 seconds; while it
