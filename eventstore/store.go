@@ -79,6 +79,16 @@ type ReadAllOptions struct {
 	Types []string
 	// TenantID, when set, keeps only events of this tenant.
 	TenantID string
+	// ScanLimit, when > 0, bounds how many events of the log the page
+	// looks at, those the filters leave out included. A filtered page
+	// over a long stretch of events it leaves out then ends early: not
+	// End, with fewer events than Limit or none, and Next the first event
+	// it did not look at, so that the next page goes on from there. 0
+	// looks as far as it takes to fill the page: the whole log, when few
+	// events match. The PostgreSQL and memory backends honour it; the
+	// EventStoreDB backend ignores it and bounds every page's scan on its
+	// own (End false, as here).
+	ScanLimit int
 }
 
 // DefaultPageSize is the page size of ReadAll when none is given.

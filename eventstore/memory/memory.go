@@ -228,9 +228,13 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		return eventstore.Page{}, eventstore.ErrClosed
 	}
 	i := firstAtOrAfter(opts.From)
+	stop := len(s.log) // past the last event the page may look at
+	if opts.ScanLimit > 0 && i < len(s.log) && len(s.log)-i > opts.ScanLimit {
+		stop = i + opts.ScanLimit
+	}
 	out := []eventstore.Event{}
 	size := 0
-	for ; i < len(s.log) && len(out) < limit && size < eventstore.MaxPageBytes; i++ {
+	for ; i < stop && len(out) < limit && size < eventstore.MaxPageBytes; i++ {
 		r := &s.log[i]
 		if opts.TenantID != "" && r.ev.Meta.TenantID != opts.TenantID {
 			continue

@@ -401,7 +401,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	}
 	rctx, done := s.readCtx(ctx)
 	defer done()
-	evs, through, end, err := s.readFrom(rctx, from, limit, opts.Types, opts.TenantID)
+	evs, through, end, err := s.readFrom(rctx, from, limit, opts.Types, opts.TenantID, opts.ScanLimit)
 	if err != nil {
 		return eventstore.Page{}, s.closedErr(err)
 	}
@@ -419,11 +419,32 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 // match nothing; without the head, the next read (a subscription's next
 // wake-up, a poller's next page) would start from the last match and look
 // at all of them again, every time. end is true when the page is not full
-// (neither limit nor MaxPageBytes cut it).
-func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []string, tenant string) (evs []eventstore.Event, through int64, end bool, err error) {
+// (neither limit nor MaxPageBytes cut it) and it looked up to the head.
+//
+// scan > 0 bounds the events it looks at (ReadAllOptions.ScanLimit):
+// positions are gapless, so the scan is the window [from, from+scan) of
+// the primary key, and a filtered page that the window ends before the
+// head is not end and looked through the window's last position. Without
+// the window, a filter that matches little is a scan of the whole log
+// (PostgreSQL then reads every page of the table, in parallel).
+func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []string, tenant string, scan int) (evs []eventstore.Event, through int64, end bool, err error) {
+	filtered := len(types) > 0 || tenant != ""
+	if scan > 0 && !filtered {
+		limit = min(limit, scan) // every event looked at is returned
+	}
+	// window is the first position past the scan; 0 when unbounded (or
+	// when from+scan would pass the largest position).
+	var window int64
+	if first := max(from, 1); scan > 0 && filtered && first <= math.MaxInt64-int64(scan) {
+		window = first + int64(scan) // positions start at 1
+	}
 	var where strings.Builder
 	where.WriteString(`position >= $1`)
 	args := []any{from}
+	if window > 0 {
+		args = append(args, window)
+		where.WriteString(` AND position < $` + strconv.Itoa(len(args)))
+	}
 	if len(types) > 0 {
 		args = append(args, types)
 		where.WriteString(` AND type = ANY($` + strconv.Itoa(len(args)) + `)`)
@@ -436,7 +457,7 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 	q := pageQuery(where.String(), len(args)-1, len(args))
 	var pageBytes int64
 	through = from - 1
-	if len(types) == 0 && tenant == "" {
+	if !filtered {
 		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
 			return nil, 0, false, storeErr("read all", err)
@@ -462,8 +483,15 @@ func (s *Store) readFrom(ctx context.Context, from int64, limit int, types []str
 		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 			return nil, 0, false, storeErr("read all", err)
 		}
-		end = len(evs) < limit && pageBytes < eventstore.MaxPageBytes
-		if end {
+		full := len(evs) == limit || pageBytes >= eventstore.MaxPageBytes
+		switch {
+		case full:
+		case window > 0 && head >= window:
+			// The window ended before the head: every position in it is
+			// committed and was looked at.
+			through = window - 1
+		default:
+			end = true
 			through = max(through, head)
 		}
 	}
@@ -598,7 +626,7 @@ func (sub *subscription) Next(ctx context.Context) ([]eventstore.Event, error) {
 		case <-sub.wake:
 		default:
 		}
-		evs, through, _, err := sub.store.readFrom(rctx, sub.after+1, sub.batch, sub.types, "")
+		evs, through, _, err := sub.store.readFrom(rctx, sub.after+1, sub.batch, sub.types, "", 0)
 		if err != nil {
 			if sub.ctx.Err() != nil {
 				// Closed meanwhile: the read was cut short by it.

@@ -611,7 +611,9 @@ func (s *Server) readAll(w http.ResponseWriter, r *http.Request, p Principal) {
 		return
 	}
 	limit = min(max(limit, 1), int64(s.cfg.Limits.MaxPageEvents))
-	opts := eventstore.ReadAllOptions{From: from, Limit: int(limit)}
+	// The scan is bounded: a page of a filter that matches little ends
+	// early, not End, and the client follows Next.
+	opts := eventstore.ReadAllOptions{From: from, Limit: int(limit), ScanLimit: s.cfg.Limits.MaxScanEvents}
 	if t := r.URL.Query()["type"]; len(t) > 0 {
 		opts.Types = t
 	}

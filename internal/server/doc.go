@@ -30,7 +30,9 @@
 //     naming the module, for every token (the operator's too), before the
 //     body is read or the stream's owner looked at; nothing is written.
 //   - Requests are bounded: body size, events per append, header size,
-//     read/write/idle timeouts and a per-request deadline (Limits).
+//     read/write/idle timeouts, a per-request deadline, and the events of
+//     the log one GET /events looks at, whatever its filters match
+//     (Limits).
 //   - Metrics are registered on the registry the caller gives, never the
 //     global one, and carry no tenant or token in their labels.
 //   - GET /metrics, which carries every tenant's figures, is open unless

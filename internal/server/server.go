@@ -54,6 +54,13 @@ type Limits struct {
 	RequestTimeout time.Duration
 	// MaxPageEvents bounds the events one GET returns [1,000].
 	MaxPageEvents int
+	// MaxScanEvents bounds the events of the log one GET /events looks at
+	// [10,000], those its filters leave out included (a tenant's token
+	// always filters by its tenant): a page that reaches it ends early,
+	// not end, and its next goes on from the first event it did not look
+	// at. Without it a filter that matches little costs a scan of the
+	// whole log per request (eventstore.ReadAllOptions.ScanLimit).
+	MaxScanEvents int
 	// MaxInFlightBodyBytes bounds the append bodies being handled at once
 	// [64 MiB], each counted at its Content-Length (MaxBodyBytes when the
 	// client does not say). Decoding and validating a body takes many
@@ -82,6 +89,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxPageEvents <= 0 {
 		l.MaxPageEvents = 1000
+	}
+	if l.MaxScanEvents <= 0 {
+		l.MaxScanEvents = 10_000
 	}
 	if l.MaxInFlightBodyBytes <= 0 {
 		l.MaxInFlightBodyBytes = 64 << 20
