@@ -119,10 +119,10 @@ func (s *Store) appendEvents(ctx context.Context, stream string, expected events
 		}
 		ao.Deadline = &d
 	}
-	c := s.conn()
-	res, err := c.AppendToStream(ctx, name, ao, data...)
+	res, err := call(ctx, s, s.conn(), func(c *client.Client) (*client.WriteResult, error) {
+		return c.AppendToStream(ctx, name, ao, data...)
+	}, nil)
 	if err != nil {
-		s.renewOn(c, err)
 		// A retry the server did not recognize may still be told apart
 		// (see wrongExpectedVersion): it wrote nothing either way.
 		out, err := s.appendError(parent, ctx, stream, expected, prepared, err)

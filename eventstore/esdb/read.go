@@ -65,10 +65,9 @@ var errTombstoned = fmt.Errorf("%w: %w: it is tombstoned", errNotFound, ErrDelet
 // from revision from. A stream without events is errNotFound; reading past
 // the end of a stream that has events returns none.
 func (s *Store) readStream(ctx context.Context, name string, from, count uint64) ([]*client.RecordedEvent, error) {
-	c := s.conn()
-	rs, err := c.ReadStream(ctx, name, client.ReadStreamOptions{From: client.Revision(from)}, count)
-	s.renewOn(c, err)
-	return drain(rs, err)
+	return call(ctx, s, s.conn(), func(c *client.Client) ([]*client.RecordedEvent, error) {
+		return drain(c.ReadStream(ctx, name, client.ReadStreamOptions{From: client.Revision(from)}, count))
+	}, nil)
 }
 
 // lastEvent reads a stream's last event: last is its version (0: none
@@ -78,10 +77,9 @@ func (s *Store) readStream(ctx context.Context, name string, from, count uint64)
 // its last one), and its last is 0; one with metadata only, or none at
 // all, or soft-deleted, has not. A tombstoned stream is errTombstoned.
 func (s *Store) lastEvent(ctx context.Context, name string) (last int64, has bool, err error) {
-	c := s.conn()
-	rs, err := c.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1)
-	s.renewOn(c, err)
-	evs, err := drain(rs, err)
+	evs, err := call(ctx, s, s.conn(), func(c *client.Client) ([]*client.RecordedEvent, error) {
+		return drain(c.ReadStream(ctx, name, client.ReadStreamOptions{Direction: client.Backwards, From: client.End{}}, 1))
+	}, nil)
 	switch {
 	case errors.Is(err, errNotFound) && !errors.Is(err, ErrDeleted):
 		return 0, false, nil
@@ -275,10 +273,16 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		want := min(size, readPage)
 		// A read holds at most about MaxPageBytes of records, whatever
 		// their count: a page's worth, or the filter's look-ahead.
-		c := s.conn()
-		rs, err := c.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want))
-		s.renewOn(c, err)
-		batch, cut, err := drainUpTo(rs, err, eventstore.MaxPageBytes)
+		type read struct {
+			batch []*client.RecordedEvent
+			cut   bool
+		}
+		r, err := call(ctx, s, s.conn(), func(c *client.Client) (read, error) {
+			rs, err := c.ReadAll(ctx, client.ReadAllOptions{From: serverPosition(from)}, uint64(want))
+			batch, cut, err := drainUpTo(rs, err, eventstore.MaxPageBytes)
+			return read{batch, cut}, err
+		}, nil)
+		batch, cut := r.batch, r.cut
 		if err != nil {
 			if invalidPosition(err) {
 				return eventstore.Page{}, badPosition(from, err)
@@ -350,10 +354,9 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	defer done()
 	var from client.AllPosition = client.End{}
 	for count := uint64(16); ; count = min(count*4, readPage) {
-		c := s.conn()
-		rs, err := c.ReadAll(ctx, client.ReadAllOptions{Direction: client.Backwards, From: from}, count)
-		s.renewOn(c, err)
-		batch, err := drain(rs, err)
+		batch, err := call(ctx, s, s.conn(), func(c *client.Client) ([]*client.RecordedEvent, error) {
+			return drain(c.ReadAll(ctx, client.ReadAllOptions{Direction: client.Backwards, From: from}, count))
+		}, nil)
 		if err != nil {
 			return eventstore.Position{}, s.fail(parent, "read the head of $all", err)
 		}

@@ -59,7 +59,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 type Store struct {
 	// client is the client the calls use now (under mu: see renewOn);
 	// cfg makes its successors.
-	client    *client.Client
+	client    *conn
 	cfg       *client.Configuration
 	validator *eventstore.Validator
 	ns        string
@@ -127,25 +127,12 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 		return nil, fmt.Errorf("esdb: %w", err)
 	}
 	// The client connects on first use; connect now so that a wrong
-	// address fails here, not on the first append.
-	type answer struct {
-		v   *client.ServerVersion
-		err error
-	}
-	probe := make(chan answer, 1)
-	go func() {
-		v, err := c.GetServerVersion()
-		probe <- answer{v, err}
-	}()
-	var version *client.ServerVersion
-	select {
-	case a := <-probe:
-		version, err = a.v, a.err
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	// address fails here, not on the first append. A probe left behind
+	// when ctx ends closes the client once the client answers it.
+	cn := newConn(c)
+	version, err := call(ctx, nil, cn, (*client.Client).GetServerVersion, nil)
 	if err != nil {
-		c.Close()
+		cn.retire()
 		err = fmt.Errorf("esdb: connect to %s: %w", Redact(connection), err)
 		if ctx.Err() == nil {
 			err = unavailable(err)
@@ -153,12 +140,12 @@ func New(ctx context.Context, connection string, reg *schemas.Registry, opts ...
 		return nil, err
 	}
 	if err := checkVersion(version); err != nil {
-		c.Close()
+		cn.retire()
 		return nil, fmt.Errorf("esdb: %s: %w", Redact(connection), err)
 	}
 	life, kill := context.WithCancel(context.Background())
 	return &Store{
-		client:      c,
+		client:      cn,
 		cfg:         cfg,
 		validator:   v,
 		ns:          o.namespace,
@@ -205,10 +192,12 @@ func (s *Store) Features() eventstore.Features {
 	return eventstore.Features{GaplessPositions: false, TenantFilter: false, Persistent: true, PerStreamIDs: true}
 }
 
-// Close ends every subscription, waits for calls in flight (cancelling
-// them) and closes the connection. Later calls fail with ErrClosed. A
-// renewal in flight (see renewOn) is not waited for: it closes its client
-// itself once its probe ends.
+// Close ends every subscription and waits for the calls in flight, which
+// end at once with ErrClosed. It does not wait for the client: a call's
+// goroutine still inside it leaves once the client answers it (see call),
+// and the client is closed once none is left. Later calls fail with
+// ErrClosed. A renewal in flight (see renewOn) is not waited for either:
+// it closes its client once its probe ends.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -229,42 +218,42 @@ func (s *Store) Close() error {
 		sub.wait()
 	}
 	s.ops.Wait()
-	return s.conn().Close()
+	s.conn().retire()
+	return nil
 }
 
 // conn returns the client for a call.
-func (s *Store) conn() *client.Client {
+func (s *Store) conn() *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.client
 }
 
-// renewOn starts replacing c with a new client over the same
-// configuration when err, from a call on c, says that c is closed for
-// good. The EventStoreDB client closes itself when a discovery fails (no
-// node answered within its maxDiscoverAttempts): every later call on it
-// fails at once with "connection is closed", the cluster back or not, so
-// without a new client the store would stay unavailable until reopened.
+// renewOn starts replacing cn when err, from a call on it, says that its
+// client has closed itself for good (see clientGone). The EventStoreDB
+// client closes itself when a discovery fails (no node answered within its
+// maxDiscoverAttempts): every later call on it fails at once with
+// "connection is closed", the cluster back or not, so without a new client
+// the store would stay unavailable until reopened. cn is marked dead: the
+// calls still waiting in it give up (ErrUnavailable), as the client will
+// never answer those that asked it for its connection during the
+// discovery.
 //
 // One renewal runs at a time, in the background, and publishes its client
-// only once that client has connected. The client runs a discovery in its
-// one connection goroutine, and a call that asks for the connection while
-// a discovery runs waits to send on an unbuffered channel; if the
-// discovery fails, that goroutine ends and such a call waits forever,
-// whatever its context says. A client handed to the calls before it
-// connects would strand a call per concurrent caller on each failed
-// discovery, for the whole outage; the renewal's probe is its client's
-// only caller, so a failed probe strands nothing. Meanwhile the calls fail
-// at once on c (ErrUnavailable), and the next of them, once a probe has
-// failed, starts another.
-func (s *Store) renewOn(c *client.Client, err error) {
-	var e *client.Error
-	if !errors.As(err, &e) || e.Code() != client.ErrorCodeConnectionClosed {
+// only once that client has connected: the renewal's probe is then its
+// client's only caller, so a failed probe strands nothing, where a client
+// handed to the calls before it connects would strand, on each failed
+// discovery through the outage, a goroutine per concurrent caller.
+// Meanwhile the calls fail at once on cn (ErrUnavailable), and the next of
+// them, once a probe has failed, starts another.
+func (s *Store) renewOn(cn *conn, err error) {
+	if !clientGone(err) {
 		return
 	}
+	cn.markDead()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.client != c || s.renewing {
+	if s.closed || s.client != cn || s.renewing {
 		return // closed by Close, renewed already, or being renewed
 	}
 	s.renewing = true
@@ -272,27 +261,30 @@ func (s *Store) renewOn(c *client.Client, err error) {
 }
 
 // renew makes a new client, connects it and, if it connected and the
-// store is still open, makes it the client the calls use. The old one,
-// which closed itself, is dropped, not closed: its connection goroutine has
-// ended, and Close would close the channel a call that raced the end of
-// its discovery may still be sending on (a panic, in the client).
+// store is still open, makes it the client the calls use. The old one is
+// retired: closed once no call is left inside it, which for a call
+// stranded by its failed discovery is never (see conn.retire).
 func (s *Store) renew() {
 	nc, err := client.NewClient(s.cfg)
+	var cn *conn
 	if err == nil {
-		_, err = nc.GetServerVersion()
+		cn = newConn(nc)
+		// Once the store is closed, the probe is not waited for: it
+		// closes nc when the client answers it.
+		_, err = call(s.life, nil, cn, (*client.Client).GetServerVersion, nil)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.renewing = false
 	switch {
-	case nc == nil:
+	case cn == nil:
 		// The configuration made the first client: not expected.
 	case err != nil || s.closed:
-		// Nothing else used nc: closing it cannot panic. A failed
-		// probe only marked it closed; Close releases what it holds.
-		_ = nc.Close()
+		cn.retire()
 	default:
-		s.client = nc
+		old := s.client
+		s.client = cn
+		old.retire()
 	}
 }
 
@@ -337,7 +329,8 @@ func (s *Store) fail(parent context.Context, what string, err error) error {
 // the cluster could not be reached or could not finish the call: no node
 // answers (gRPC Unavailable, also what discovery gives up with, and the
 // server's "not ready" and "too busy"), the connection was closed under
-// the call, the node is no longer the leader or knows of none (an election
+// the call, the client closed itself under the call (errClientGone), the
+// node is no longer the leader or knows of none (an election
 // is on), the server timed the operation out (Aborted: an append whose
 // commit the cluster did not acknowledge in time, which may have been
 // written), or the node did not answer within the client's own deadline
@@ -350,6 +343,9 @@ func unavailable(err error) error {
 		case client.ErrorUnavailable, client.ErrorCodeConnectionClosed, client.ErrorCodeNotLeader, client.ErrorCodeDeadlineExceeded, client.ErrorAborted:
 			return &eventstore.UnavailableError{Err: err}
 		}
+	}
+	if errors.Is(err, errClientGone) {
+		return &eventstore.UnavailableError{Err: err}
 	}
 	// A subscription's stream reports its drop as the bare gRPC status,
 	// without the trailers the client reads "not leader" from.

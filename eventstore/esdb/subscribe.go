@@ -148,12 +148,14 @@ func (sub *subscription) feed(ctx context.Context) (*feed, error) {
 	// The setup waits for the server's confirmation; give up on it when
 	// the caller's context ends.
 	stop := context.AfterFunc(ctx, cancel)
-	c := s.conn()
-	inner, err := c.SubscribeToAll(life, client.SubscribeToAllOptions{
-		From:   serverPosition(after),
-		Filter: s.filter(sub.types),
-	})
-	s.renewOn(c, err)
+	// The client is asked in a goroutine of its own (see call): the
+	// setup ends with ctx or the store even if the client never answers.
+	inner, err := call(life, s, s.conn(), func(c *client.Client) (*client.Subscription, error) {
+		return c.SubscribeToAll(life, client.SubscribeToAllOptions{
+			From:   serverPosition(after),
+			Filter: s.filter(sub.types),
+		})
+	}, func(inner *client.Subscription) { inner.Close() })
 	if !stop() {
 		cancel()
 		if err == nil {
