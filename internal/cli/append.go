@@ -76,7 +76,9 @@ Every line is validated before anything is written. Events are appended
 per stream, in file order, one atomic batch per stream (split every 10,000
 events, and where a batch would pass 64 MiB); a line that fails
 validation is reported with its line number and nothing is written. Lines with ids already stored with the same content
-are skipped, so a file can be appended again safely. A UTF-8 byte order
+are skipped, so a file can be appended again safely; an id stored with
+other content is a conflict (exit code 4) naming its line, and nothing of
+that append is written. A UTF-8 byte order
 mark at the very start of the file is ignored (anywhere else it is
 refused). It prints, per stream, the number of its lines in the file, how
 many of them it wrote and how many were already stored, and the version
@@ -258,8 +260,11 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 			res, err := cs.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
 			if err != nil {
 				if len(outs) > 0 || j > 0 {
+					// The error is placed on the line of the event it
+					// names (a refused id), which may come after the
+					// first line of this append: name that one.
 					a.writes = false
-					err = fmt.Errorf("%w (streams before %s are appended; %s from this line on is not)", err, sb.stream, sb.stream)
+					err = fmt.Errorf("%w (streams before %s are appended; %s from line %d on is not)", err, sb.stream, sb.stream, chunk[0].line)
 				}
 				return placeError(name, chunk, err)
 			}
@@ -330,6 +335,14 @@ func placeError(file string, chunk []fileLine, err error) error {
 	var ve *eventstore.ValidationError
 	if errors.As(err, &ve) && ve.Index >= 0 && ve.Index < len(chunk) {
 		return &lineError{File: file, Line: chunk[ve.Index].line, Err: err}
+	}
+	var de *eventstore.DuplicateEventError
+	if errors.As(err, &de) {
+		for _, l := range chunk {
+			if l.event.ID.String() == de.ID {
+				return &lineError{File: file, Line: l.line, Err: err}
+			}
+		}
 	}
 	if len(chunk) > 0 && (errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, eventstore.ErrValidation)) {
 		return &lineError{File: file, Line: chunk[0].line, Err: err}

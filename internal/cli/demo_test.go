@@ -186,7 +186,7 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t)
 	r := c.runIn(t.Context(), "--help")
-	for _, want := range []string{"Exit codes:", "3  input refused by validation", "4  concurrency conflict", "75  unavailable"} {
+	for _, want := range []string{"Exit codes:", "3  input refused by validation", "4  conflict with what is stored", "75  unavailable"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("--help lacks %q:\n%s", want, r)
 		}

@@ -35,7 +35,9 @@ skip it to give its effect up for good.`,
 	}
 	notParked := func(err error, id int64) error {
 		if errors.Is(err, projections.ErrNotParked) {
-			return fmt.Errorf("no parked event has id %d (dlq list shows them)", id)
+			// An id that names nothing, as tenants revoke-analyst and
+			// tokens revoke say of a role or a token: exit 2.
+			return usagef("no parked event has id %d (dlq list shows them)", id)
 		}
 		return projectionError(err, "")
 	}

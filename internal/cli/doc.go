@@ -4,7 +4,8 @@
 //
 // What it promises:
 //   - Exit codes: 0 success, 1 failure, 2 usage error, 3 input refused by
-//     validation, 4 concurrency conflict (wrong expected version), 75 the
+//     validation, 4 conflict with what is stored (wrong expected version,
+//     or an event id stored with other content), 75 the
 //     database or EventStoreDB unavailable (try again later), 130
 //     interrupted.
 //   - User errors are one plain line on stderr (a JSON object with --json),

@@ -15,9 +15,9 @@ import (
 const (
 	ExitOK       = 0 // success
 	ExitFailure  = 1 // anything else: I/O, server error, connection refused by the server
-	ExitUsage    = 2 // bad flags, arguments or values
+	ExitUsage    = 2 // bad flags, arguments or values; a name or id that names nothing
 	ExitInvalid  = 3 // input refused by validation; nothing was written
-	ExitConflict = 4 // wrong expected version; nothing was written
+	ExitConflict = 4 // conflict with what is stored (wrong expected version, or an id stored with other content); nothing was written
 	// ExitUnavailable (EX_TEMPFAIL of sysexits.h): the database or the
 	// EventStoreDB cluster could not be reached, or was lost during the
 	// command (eventstore.ErrUnavailable). Retry later; a long job
@@ -31,9 +31,9 @@ const (
 const exitCodesHelp = `Exit codes:
   0  success
   1  failure (I/O, server error, a connection the server refused: authentication, missing database)
-  2  usage error (bad flag, argument or value)
+  2  usage error (bad flag, argument or value; a name or id that names nothing)
   3  input refused by validation (nothing was written)
-  4  concurrency conflict: the stream was not at the expected version (nothing was written)
+  4  conflict with what is stored: the stream was not at the expected version, or an event id is already stored with other content (nothing was written)
   75  unavailable: the database or EventStoreDB could not be reached or was lost; try again later (a long job resumes)
   130  interrupted (Ctrl-C, SIGTERM); a long job stopped at a checkpoint: run it again to resume`
 
@@ -98,7 +98,7 @@ func exitCode(err error) int {
 		return ExitInvalid
 	case errors.As(err, new(*eventstore.JSONError)):
 		return ExitInvalid
-	case errors.Is(err, eventstore.ErrConcurrency):
+	case errors.Is(err, eventstore.ErrConcurrency), errors.Is(err, eventstore.ErrDuplicateEvent):
 		return ExitConflict
 	case errors.Is(err, eventstore.ErrUnavailable):
 		return ExitUnavailable
@@ -106,13 +106,21 @@ func exitCode(err error) int {
 	return ExitFailure
 }
 
-// errorReport is the --json form of an error, written to stderr.
+// errorReport is the --json form of an error, written to stderr. Index,
+// the event's index in its append, is given only when there is no Line:
+// an error placed on a line of a file (append --file, import) names its
+// event by the line, and the index in the batch that line went in (0 for
+// each of import's one-event checks) said nothing true. An event id
+// already stored with other content has code 4, as a wrong expected
+// version (a conflict with what is stored; HTTP 409 in the API), and kind
+// "duplicate", with its Stream and ID.
 type errorReport struct {
 	Error   string                 `json:"error"`
 	Code    int                    `json:"code"`
 	Kind    string                 `json:"kind"`
 	Line    int                    `json:"line,omitempty"`
 	Index   *int                   `json:"index,omitempty"`
+	ID      string                 `json:"id,omitempty"` // the event id of a duplicate (kind "duplicate")
 	Type    string                 `json:"type,omitempty"`
 	Schema  int                    `json:"schema_version,omitempty"`
 	Pointer string                 `json:"pointer,omitempty"`
@@ -146,7 +154,7 @@ func reportOf(err error) errorReport {
 	}
 	var ve *eventstore.ValidationError
 	if errors.As(err, &ve) {
-		if ve.Index >= 0 {
+		if ve.Index >= 0 && r.Line == 0 {
 			i := ve.Index
 			r.Index = &i
 		}
@@ -161,6 +169,12 @@ func reportOf(err error) errorReport {
 		r.Stream, r.Expect = ce.Stream, ce.Expected.String()
 		a := ce.Actual
 		r.Actual = &a
+	}
+	// The same exit code as a wrong expected version (4: a conflict
+	// with what is stored), told apart by its kind.
+	var de *eventstore.DuplicateEventError
+	if errors.As(err, &de) {
+		r.Kind, r.Stream, r.ID = "duplicate", de.Stream, de.ID
 	}
 	return r
 }

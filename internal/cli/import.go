@@ -42,7 +42,9 @@ second time. By default each stream keeps the versions of the file
 (--expected-versions source): each event is appended at its own version, so
 a stream that already holds other events, or a file that skips a version
 of a stream, is a conflict (exit code 4) instead of a silent renumbering;
---expected-versions any appends after whatever the stream holds.
+--expected-versions any appends after whatever the stream holds. An id
+stored with other content is a conflict too (exit code 4), naming its
+line.
 
 Ctrl-C stops at a checkpoint (recorded in ./.eventstream/checkpoints);
 running the same command again resumes there (--restart ignores it). An

@@ -313,8 +313,8 @@ func TestDeadLetters(t *testing.T) {
 	if got := deployed[len(deployed)-2]["type"]; got != "course.deployed.staging" {
 		t.Fatalf("the retried reaction did not deploy the course: last events %v", deployed[len(deployed)-2:])
 	}
-	c.must(1, "dlq", "retry", id)
-	c.must(1, "dlq", "show", id)
+	c.must(2, "dlq", "retry", id)
+	c.must(2, "dlq", "show", id)
 
 	// Skip, and retry --all.
 	park()
@@ -325,7 +325,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("want 2 parked, got %v", parked)
 	}
 	c.must(0, "dlq", "skip", fmt.Sprint(parked[0]["id"]))
-	c.must(1, "dlq", "skip", fmt.Sprint(parked[0]["id"]))
+	c.must(2, "dlq", "skip", fmt.Sprint(parked[0]["id"]))
 	r = c.run("dlq", "retry", "--all", "--json")
 	if r.code != 1 || !strings.Contains(r.stdout, `"failed":1`) {
 		t.Fatalf("retry --all with one still failing: %s", r)

@@ -547,6 +547,9 @@ once, when it is created.`,
 				return err
 			}
 			if a.asJSON {
+				if ts == nil {
+					ts = []server.TokenInfo{} // [], not null
+				}
 				return a.printJSON(ts)
 			}
 			t := a.newTable("TENANT", "NAME", "HASH", "CREATED", "REVOKED")
@@ -565,7 +568,8 @@ once, when it is created.`,
 		Short: "Revoke tokens by name or by the hash prefix tokens list shows",
 		Long: `Revoke the live tokens named NAME, or whose hash starts with HASH-PREFIX
 (at least 8 hex digits, as tokens list shows them); servers stop accepting
-them within seconds. --json prints {"revoked": N}, the number revoked.`,
+them within seconds. --json prints {"revoked": N}, the number revoked. A
+name or prefix of no live token is refused as a usage error (exit code 2).`,
 		Args: argsExactly(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := a.openDB(cmd.Context(), connectOptions{appName: "eventstream-tokens"})
@@ -578,7 +582,9 @@ them within seconds. --json prints {"revoked": N}, the number revoked.`,
 			}
 			n, err := server.TokenTable{Pool: db.Pool}.Revoke(cmd.Context(), args[0])
 			if errors.Is(err, server.ErrNoToken) {
-				return fmt.Errorf("no live token is named or hashed %q", args[0])
+				// A name that names nothing, as tenants revoke-analyst
+				// and dlq say of a role or an id: exit 2.
+				return usagef("no live token is named or hashed %q (tokens list shows them)", args[0])
 			}
 			if err != nil {
 				return err

@@ -217,5 +217,5 @@ func TestServeRefusesBadSettings(t *testing.T) {
 	if r := c.run("serve", "--addr", taken.Addr().String()); r.code != 1 || !strings.Contains(r.stderr, "listen on "+taken.Addr().String()) {
 		t.Fatalf("address in use: want exit 1 naming it, got %s", r)
 	}
-	c.must(1, "tokens", "revoke", "nobody")
+	c.must(2, "tokens", "revoke", "nobody")
 }
