@@ -183,9 +183,11 @@ func (c CreateApproval) Decide(a *approvalAgg) ([]any, error) {
 //
 // Four eyes: an approval whose CreateApproval named its requester
 // (RequestedBy) is consumed by someone else. A ConsumedBy that is the
-// requester (compared without surrounding white space and invisible
-// control and format characters, as Unicode's compatibility caseless
-// match compares text: NFKC and full case folding) is refused with
+// requester (compared without surrounding white space and the characters
+// that show nothing: control and format characters and the rest of
+// Unicode's default-ignorable code points, such as variation selectors;
+// and as Unicode's compatibility caseless match compares text: NFKC and
+// full case folding) is refused with
 // ErrSelfApproval, and a blank one (only such characters) with
 // ErrApproverUnnamed, since it could be the requester; both last, after
 // the token and mission checks (so a wrong token is token_mismatch
@@ -264,53 +266,53 @@ func unknownApprovalMessage(id string) string { return "no approval " + id }
 // refuse an approver who is, or may be, the approval's requester, or a
 // nil rule.
 func fourEyes(requestedBy, consumedBy string) (*aggregates.RuleError, InvalidReason, string) {
-	requester, approver := principal(requestedBy), principal(consumedBy)
+	requester := principal(requestedBy)
+	rk, ak := principalKey(requestedBy), principalKey(consumedBy)
 	switch {
-	case requester == "":
+	case rk == "":
 		return nil, "", ""
-	case approver == "":
+	case ak == "":
 		return ErrApproverUnnamed, ReasonApproverUnnamed, fmt.Sprintf("the approval was requested by %s; its approver says who they are (ConsumedBy)", requester)
-	case samePrincipal(requester, approver):
+	case rk == ak:
 		return ErrSelfApproval, ReasonSelfApproval, fmt.Sprintf("%s requested the approval and cannot grant it", requester)
 	}
 	return nil, "", ""
 }
 
-// principal is a name as four eyes reads it: without the control and
-// format characters (U+200B ZERO WIDTH SPACE and the like), which show
-// nothing, and without surrounding white space. Otherwise "planner\u200b"
-// would be another principal than "planner", though an approval's reader
-// sees one name, and a requester could grant its own request; and an
-// approver named only by such characters would name no one.
+// principal is a name as four eyes reads it: without the characters that
+// show nothing, and without surrounding white space. Those are the control
+// and format characters (U+200B ZERO WIDTH SPACE and the like) and the
+// rest of Unicode's default-ignorable code points: variation selectors,
+// U+034F COMBINING GRAPHEME JOINER, the Hangul fillers. Otherwise
+// "planner\u200b" or "planner\u034f" would be another principal than
+// "planner", though an approval's reader sees one name, and a requester
+// could grant its own request; and an approver named only by such
+// characters would name no one.
 func principal(name string) string {
 	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if unicode.In(r, unicode.Cc, unicode.Cf) {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector) {
 			return -1
 		}
 		return r
 	}, name))
 }
 
-// samePrincipal reports whether two principals are one name to Unicode:
-// equal once compatibility-normalised and case-folded (NFKC and full case
-// folding, Unicode's compatibility caseless match). Otherwise "jose"
-// followed by U+0301 COMBINING ACUTE ACCENT would be another principal
-// than "José" with its precomposed é, though they are the same text, and
-// so would "ｐｌａｎｎｅｒ" (fullwidth) be for "planner", or "STRAUß" for
-// "strauss". Letters of other scripts that only look alike (a Cyrillic
-// "а" for a Latin "a") stay other names: telling them apart is the
-// identity provider's job, whose names the caller passes.
-func samePrincipal(a, b string) bool {
-	return principalKey(a) == principalKey(b)
-}
-
-// principalKey is the form samePrincipal compares: the name normalised
-// (NFKC), case-folded, normalised again (folding can undo a
-// normalisation), and trimmed (compatibility characters can become
-// spaces).
+// principalKey is the form four eyes compares two names in: equal keys
+// are one name to Unicode, compatibility-normalised and case-folded (NFKC
+// and full case folding, Unicode's compatibility caseless match). It is
+// the name as principal reads it, normalised, case-folded, normalised
+// again (folding can undo a normalisation), and read by principal again
+// (compatibility characters can become spaces). A name whose key is empty
+// names no one. Otherwise "jose" followed by U+0301 COMBINING ACUTE ACCENT
+// would be another principal than "José" with its precomposed é, though
+// they are the same text, and so would "ｐｌａｎｎｅｒ" (fullwidth) be for
+// "planner", or "STRAUß" for "strauss". Letters of other scripts that only
+// look alike (a Cyrillic "а" for a Latin "a") stay other names: telling
+// them apart is the identity provider's job, whose names the caller
+// passes.
 func principalKey(name string) string {
-	folded := cases.Fold().String(norm.NFKC.String(name))
-	return strings.TrimSpace(norm.NFKC.String(folded))
+	folded := cases.Fold().String(norm.NFKC.String(principal(name)))
+	return principal(norm.NFKC.String(folded))
 }
 
 // ExpireApproval records that an unused approval passed its expiry (a

@@ -1006,6 +1006,49 @@ func TestApprovalFourEyesSeesThroughEquivalentSpellings(t *testing.T) {
 	}
 }
 
+// Characters that Unicode says to show nothing for (Default_Ignorable_Code_Point)
+// but that are no control or format character are left out of names like
+// U+200B: a combining grapheme joiner, a variation selector, a Hangul
+// filler. "planner" followed by one is "planner", on either side, and an
+// approver named only by them names no one. Before, only Cc and Cf were
+// left out, so "planner\u034f" consumed planner's own request and "\u3164"
+// (which shows as a blank) was an approver's name.
+func TestApprovalFourEyesSeesThroughDefaultIgnorables(t *testing.T) {
+	t.Parallel()
+	for _, backend := range dt.Backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			env := dt.OnBackend(t, backend, domain.Options{})
+			for _, c := range []struct {
+				requester, by string
+				rule          error
+				reason        governance.InvalidReason
+			}{
+				{"planner", "planner\u034f", governance.ErrSelfApproval, governance.ReasonSelfApproval},      // combining grapheme joiner
+				{"planner", "plan\ufe0fner", governance.ErrSelfApproval, governance.ReasonSelfApproval},      // variation selector 16
+				{"planner", "planner\U000e0100", governance.ErrSelfApproval, governance.ReasonSelfApproval},  // variation selector 17
+				{"planner", "\u3164planner", governance.ErrSelfApproval, governance.ReasonSelfApproval},      // Hangul filler
+				{"planner", "planner\uffa0", governance.ErrSelfApproval, governance.ReasonSelfApproval},      // halfwidth Hangul filler
+				{"planner\u180b", "PLANNER", governance.ErrSelfApproval, governance.ReasonSelfApproval},      // on the requester's side
+				{"jos\u00e9\u034f", "jose\u0301", governance.ErrSelfApproval, governance.ReasonSelfApproval}, // with a canonical equivalent
+				{"planner", "\u3164", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+				{"planner", "\u034f\ufe0f \u115f\u1160", governance.ErrApproverUnnamed, governance.ReasonApproverUnnamed},
+			} {
+				id, token := uuid.NewString(), "0123456789abcdef-"+uuid.NewString()
+				if _, _, err := env.Governance.CreateApproval(ctx, tenant("t1"), governance.CreateApproval{ApprovalID: id, IRID: "ir-1", Token: token, RequestedBy: c.requester}, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+				res, err := env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: c.by})
+				fourEyesRecorded(t, env, id, c.by, res, err, c.rule, c.reason)
+				res, err = env.Governance.ConsumeApproval(ctx, tenant("t1"), governance.ConsumeApproval{ApprovalID: id, Token: token, ConsumedBy: "alice"})
+				if err != nil || !res.Aggregate.State.Consumed || res.Aggregate.State.ConsumedBy != "alice" {
+					t.Fatalf("requested by %q, another approver: %v", c.requester, err)
+				}
+			}
+		})
+	}
+}
+
 // fourEyesRecorded checks that a ConsumeApproval presented by "by" was
 // refused with rule, consumed nothing, and wrote exactly one event: an
 // ir.approval_invalid v2 with reason for the approval's tenant (t1),
