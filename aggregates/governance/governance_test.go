@@ -19,6 +19,7 @@ import (
 	"github.com/brainhq/eventstream/aggregates/governance"
 	dt "github.com/brainhq/eventstream/aggregates/internal/domaintest"
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/schemas"
 )
 
 var ctx = context.Background()
@@ -1525,5 +1526,75 @@ func TestApprovalRetriedWithAServiceMadeTokenAfterAProbeSaysWhy(t *testing.T) {
 	var reused *aggregates.CommandReusedError
 	if !errors.As(err, &reused) || reused.Version != 1 {
 		t.Fatalf("the probe's command id as a CreateApproval: %v; want it named as landed at v1", err)
+	}
+}
+
+// readsFailFrom is a store whose stream reads from version from on fail
+// as an outage does, once armed: the read CreateApproval makes, after a
+// retry was refused as a reused command id, of the event the id landed as.
+type readsFailFrom struct {
+	eventstore.Store
+	from   int64
+	mu     sync.Mutex
+	on     bool
+	failed int
+}
+
+func (s *readsFailFrom) arm() { s.mu.Lock(); s.on = true; s.mu.Unlock() }
+
+func (s *readsFailFrom) ReadStream(ctx context.Context, stream string, from int64, limit int) ([]eventstore.Event, error) {
+	s.mu.Lock()
+	fail := s.on && from >= s.from
+	if fail {
+		s.failed++
+	}
+	s.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("read %s: %w", stream, eventstore.ErrUnavailable)
+	}
+	return s.Store.ReadStream(ctx, stream, from, limit)
+}
+
+// A CreateApproval retried after the service made its token, whose read
+// of the event its command id landed as fails (the database went away),
+// does not know whether the command created the approval: it returns the
+// read's error (eventstore.ErrUnavailable: retry later), not
+// ErrCommandReused, which says that the id was given to another command
+// and is no answer to retry. Before, a failed read counted as "not
+// created" and the creator's own retry got ErrCommandReused.
+func TestApprovalRetryWhoseLandingCannotBeReadIsUnavailable(t *testing.T) {
+	t.Parallel()
+	env := dt.Postgres(t, domain.Options{}, false)
+	st := &readsFailFrom{Store: env.Store, from: 2}
+	reg, err := domain.NewRegistry(schemas.MustDefault())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := governance.New(st, reg, governance.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+	meta := aggregates.CommandMeta{TenantID: "t1", ID: uuid.New()}
+	create := governance.CreateApproval{ApprovalID: uuid.NewString(), IRID: "ir-1", MissionID: uuid.NewString(), RequestedBy: "planner"}
+	if _, err := svc.ConsumeApproval(ctx, probe, governance.ConsumeApproval{ApprovalID: create.ApprovalID, Token: "guess"}); !errors.Is(err, governance.ErrUnknownApproval) {
+		t.Fatalf("probe: %v", err)
+	}
+	token, first, err := svc.CreateApproval(ctx, meta, create, time.Hour)
+	if err != nil || token == "" || first.Events[0].Version != 2 {
+		t.Fatalf("create: %q, %v, %v", token, err, first.Events)
+	}
+
+	before := dt.Head(t, env.Store)
+	st.arm()
+	again, _, err := svc.CreateApproval(ctx, meta, create, time.Hour)
+	if !errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, aggregates.ErrCommandReused) || errors.Is(err, governance.ErrApprovalExists) || again != "" {
+		t.Fatalf("retry whose landed event cannot be read: %q, %v; want eventstore.ErrUnavailable only", again, err)
+	}
+	if st.failed == 0 {
+		t.Fatal("no read failed: the test did not reach the read it is about")
+	}
+	if after := dt.Head(t, env.Store); after != before {
+		t.Fatalf("the retry wrote: head %s, want %s", after, before)
 	}
 }

@@ -94,10 +94,20 @@ func New(store eventstore.Store, reg *aggregates.Registry, opts Options) (*Servi
 // is its ir.approval_created: whether the command whose first event
 // landed there created the approval. It is not always at version 1: an
 // id presented before the approval was created has its unknown_approval
-// record first.
-func (s *Service) createdAt(ctx context.Context, stream string, version int64) bool {
+// record first. A read that fails is an error: whether the command
+// created the approval is then unknown, not "no".
+func (s *Service) createdAt(ctx context.Context, stream string, version int64) (bool, error) {
+	if version <= 0 {
+		return false, nil // not said
+	}
 	evs, err := s.store.ReadStream(ctx, stream, version, 1)
-	return err == nil && len(evs) == 1 && evs[0].Version == version && evs[0].Type == TypeApprovalCreated
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(evs) == 1 && evs[0].Version == version && evs[0].Type == TypeApprovalCreated, nil
 }
 
 func randomToken() (string, error) {
@@ -138,9 +148,17 @@ func (s *Service) CreateApproval(ctx context.Context, meta aggregates.CommandMet
 	res, err := s.approvals.Execute(ctx, meta, c)
 	if err != nil {
 		var reused *aggregates.CommandReusedError
+		created := false
 		if a := res.Aggregate; tokenMade && errors.As(err, &reused) && a != nil && a.State.Created &&
-			a.State.TenantID == meta.TenantID && a.State.IRID == c.IRID && a.State.MissionID == c.MissionID && a.State.RequestedBy == c.RequestedBy &&
-			s.createdAt(ctx, a.Stream, reused.Version) {
+			a.State.TenantID == meta.TenantID && a.State.IRID == c.IRID && a.State.MissionID == c.MissionID && a.State.RequestedBy == c.RequestedBy {
+			var rerr error
+			if created, rerr = s.createdAt(ctx, a.Stream, reused.Version); rerr != nil {
+				// The approval is the caller's tenant's (checked above).
+				return "", res, fmt.Errorf("governance: approval %s: command %s was refused (%v) and whether it created the approval is unknown: %w",
+					c.ApprovalID, reused.CommandID, err, rerr)
+			}
+		}
+		if created {
 			// This command created the approval: the retry made a new
 			// token, so it decides other events. The first answer cannot
 			// be given again (only the token's hash is stored).
