@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -72,9 +73,20 @@ type migrationResult struct {
 	Component string   `json:"component"`
 	Version   int      `json:"version"`
 	Applied   []string `json:"applied"`
+	// Rebuilding is, for a read model that an unfinished replay is
+	// rebuilding, what this run applied in the generation being built
+	// (Applied is the generation readers query).
+	Rebuilding *rebuildingResult `json:"rebuilding,omitempty"`
 	// NotInstalled says why migrate left the component out (its version
 	// is then 0).
 	NotInstalled string `json:"not_installed,omitempty"`
+}
+
+// rebuildingResult is what migrate applied in the generation of a read
+// model being rebuilt.
+type rebuildingResult struct {
+	Generation int      `json:"generation"`
+	Applied    []string `json:"applied"`
 }
 
 // analystsNotInstalled is migrate's report of an analysts component that
@@ -147,12 +159,19 @@ func (a *app) printMigrations(rs []migrationResult) error {
 	}
 	t := a.newTable("COMPONENT", "VERSION", "APPLIED NOW")
 	for _, r := range rs {
+		names := r.Applied
+		if r.Rebuilding != nil {
+			names = slices.Clone(names)
+			for _, n := range r.Rebuilding.Applied {
+				names = append(names, fmt.Sprintf("%s (generation %d, being rebuilt)", n, r.Rebuilding.Generation))
+			}
+		}
 		applied := "up to date"
 		switch {
 		case r.NotInstalled != "":
 			applied = r.NotInstalled
-		case len(r.Applied) > 0:
-			applied = fmt.Sprint(r.Applied)
+		case len(names) > 0:
+			applied = fmt.Sprint(names)
 		}
 		t.row(r.Component, r.Version, applied)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -417,5 +419,108 @@ func TestStartUpMigrationThatLosesTheDatabaseExitsUnavailable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMigrateJSONKeepsARebuildsMigrationsApart: with a replay of the
+// catalog interrupted (its generation 2 being built), a migration that
+// runs in both generations is reported in --json by its name alone:
+// "applied" lists what ran in the generation readers query, and
+// "rebuilding" the generation being built and what ran in it, so that
+// every entry of either list is a migration's NNN_name. The table marks
+// the rebuild's.
+func TestMigrateJSONKeepsARebuildsMigrationsApart(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t)
+	c.appendMany(300)
+	c.must(0, "migrate")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--database-url", c.url, "replay", "catalog", "--max-rate", "50", "--batch", "10")
+	cmd.Env = cleanEnv()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for c.queryInt(`SELECT count(*) FROM projection_state WHERE projection = 'catalog' AND building_generation IS NOT NULL`) == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the rebuild never started: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the replay ended before it was interrupted: %s", stderr.String())
+	}
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The catalog's last migration (an UPDATE) is taken as not run yet
+	// in both generations.
+	var version int
+	var name string
+	var active string
+	if err := conn.QueryRow(ctx, `SELECT schema_name FROM projection_generations WHERE projection = 'catalog' AND generation = 1`).Scan(&active); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT version, name FROM `+pgx.Identifier{active, "eventstream_migrations"}.Sanitize()+` WHERE component = 'projection:catalog' ORDER BY version DESC LIMIT 1`).Scan(&version, &name); err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprintf("%03d_%s", version, name)
+	forget := func() {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT schema_name FROM projection_generations WHERE projection = 'catalog' ORDER BY generation`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(schemas) != 2 {
+			t.Fatalf("the catalog's generations are in %v (%v), want 2", schemas, err)
+		}
+		for _, s := range schemas {
+			if _, err := conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{s, "eventstream_migrations"}.Sanitize()+` WHERE component = 'projection:catalog' AND version = $1`, version); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	forget()
+	r := c.must(0, "migrate", "--json")
+	var rs []map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
+		t.Fatalf("%v\n%s", err, r)
+	}
+	found := false
+	for _, x := range rs {
+		var comp string
+		_ = json.Unmarshal(x["component"], &comp)
+		if comp != "projection:catalog" {
+			if _, ok := x["rebuilding"]; ok {
+				t.Errorf("migrate --json reports a rebuild of %s: %s", comp, x["rebuilding"])
+			}
+			continue
+		}
+		found = true
+		var applied []string
+		var rebuilding struct {
+			Generation int      `json:"generation"`
+			Applied    []string `json:"applied"`
+		}
+		if err := json.Unmarshal(x["applied"], &applied); err != nil || !slices.Equal(applied, []string{last}) {
+			t.Errorf("migrate --json reports the catalog's applied %s (%v), want [%q]", x["applied"], err, last)
+		}
+		if err := json.Unmarshal(x["rebuilding"], &rebuilding); err != nil || rebuilding.Generation != 2 || !slices.Equal(rebuilding.Applied, []string{last}) {
+			t.Errorf("migrate --json reports the catalog's rebuilding %s (%v), want generation 2 and [%q]", x["rebuilding"], err, last)
+		}
+	}
+	if !found {
+		t.Fatalf("migrate --json does not report the catalog: %s", r)
+	}
+	forget()
+	r = c.must(0, "migrate")
+	if want := "[" + last + " " + last + " (generation 2, being rebuilt)]"; !strings.Contains(r.stdout, want) {
+		t.Errorf("migrate's table does not show %s\n%s", want, r)
 	}
 }

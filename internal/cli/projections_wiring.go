@@ -184,11 +184,16 @@ func (a *app) migrateProjections(ctx context.Context, db *database) ([]migration
 				continue
 			}
 			name := fmt.Sprintf("%03d_%s", m.Version, m.Name)
-			if m.Building {
-				// The version is the active generation's.
-				name += fmt.Sprintf(" (generation %d, being rebuilt)", m.Generation)
+			if !m.Building {
+				r.Applied = append(r.Applied, name)
+				continue
 			}
-			r.Applied = append(r.Applied, name)
+			// Kept apart, so that every entry of either list is a
+			// migration's name; the version is the active generation's.
+			if r.Rebuilding == nil {
+				r.Rebuilding = &rebuildingResult{Generation: m.Generation, Applied: []string{}}
+			}
+			r.Rebuilding.Applied = append(r.Rebuilding.Applied, name)
 		}
 		out = append(out, r)
 	}
