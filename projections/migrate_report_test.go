@@ -2,6 +2,7 @@ package projections_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -113,5 +114,50 @@ func TestMigrateReportOfConcurrentRuntimes(t *testing.T) {
 				t.Errorf("round %d: %s's generation records %d migrations, %d distinct (%v); want 2", round, name, n, distinct, err)
 			}
 		}
+	}
+}
+
+// TestMigrateReportOfARebuildInProgress: a new release's migration runs
+// in the active generation and in the one an interrupted rebuild (with
+// DeferIndexes, its plain indexes dropped while it loads) is building;
+// MigrateReport reports it once for each, the second marked Building
+// with that generation's number, and reports nothing when run again.
+func TestMigrateReportOfARebuildInProgress(t *testing.T) {
+	t.Parallel()
+	store := logStore(t)
+	fill(t, store, 300, 30)
+	pool := database(t)
+	rt := newRuntime(t, pool, store, fastConfig(), indexedProjection("reported", true, indexedMigrations))
+	runUntilCaughtUp(t, rt)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := rt.Rebuild(ctx, "reported", projections.RebuildOptions{Progress: func(projections.RebuildProgress) { cancel() }})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Rebuild cancelled while loading: %v", err)
+	}
+	if r := deferredRecords(t, pool, "reported"); !sameNames(r, deferredDropped) {
+		t.Fatalf("after the interruption, deferred indexes recorded: %v, want %v", r, deferredDropped)
+	}
+	rt2, err := projections.New(pool, store, registry(t), fastConfig(), indexedProjection("reported", true, reindexedMigrations()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rt2.MigrateReport(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []projections.AppliedMigration{
+		{Component: "projection:reported", Projection: "reported", Generation: 1, Version: 2, Name: "reindex"},
+		{Component: "projection:reported", Projection: "reported", Generation: 2, Building: true, Version: 2, Name: "reindex"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("MigrateReport with a rebuild in progress reports %+v; want %+v", got, want)
+	}
+	for gen := 1; gen <= 2; gen++ {
+		if ix := generationIndexes(t, pool, "reported", gen); gen == 1 && len(ix) != 7 {
+			t.Errorf("generation 1 has the indexes %v after the migration, want the 7 of both migrations", namesOf(ix))
+		}
+	}
+	if got, err := rt2.MigrateReport(context.Background()); err != nil || len(got) != 0 {
+		t.Errorf("MigrateReport run again reports %+v, %v; want nothing", got, err)
 	}
 }

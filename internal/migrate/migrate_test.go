@@ -643,3 +643,40 @@ func TestMigrationCreatingASchemaAheadInThePathIsRefused(t *testing.T) {
 		t.Errorf("the refused run left 001's table or record in %s", schema)
 	}
 }
+
+// TestMigrationCreatingASchemaNotAheadIsApplied: the refusal of a
+// migration that moves current_schema() refuses no other: one that, in a
+// schema whose name needs quoting, creates another schema the path does
+// not name ahead of it (and a table in it), and a temporary table (which
+// puts pg_temp first in the path for lookups, not for creation), is
+// applied and recorded in that schema.
+func TestMigrationCreatingASchemaNotAheadIsApplied(t *testing.T) {
+	ctx := context.Background()
+	u, base := pgtest.Schema(t)
+	admin := connect(t, u)
+	odd, other := base+`_Odd "x" Y`, base+"_other"
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{odd}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range []string{odd, other} {
+			if _, err := admin.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgx.Identifier{s}.Sanitize()+` CASCADE`); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	c := connect(t, withParam(t, u, "search_path", pgx.Identifier{odd}.Sanitize()+","+pgx.Identifier{base}.Sanitize()))
+	ms := migrations(`CREATE TABLE a (x int)`,
+		`CREATE SCHEMA `+pgx.Identifier{other}.Sanitize()+`; CREATE TABLE `+pgx.Identifier{other, "t"}.Sanitize()+` (x int); CREATE TEMP TABLE tmp (x int); CREATE TABLE b (x int)`)
+	ran, err := migrate.Apply(ctx, c, component, ms)
+	if err != nil || len(ran) != 2 {
+		t.Fatalf("Apply: ran %d, %v; want both", len(ran), err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{odd, "eventstream_migrations"}.Sanitize()+` WHERE component = $1`, component).Scan(&n); err != nil || n != 2 {
+		t.Errorf("the schema %q records %d migrations (%v), want 2", odd, n, err)
+	}
+	if !tableExists(t, admin, pgx.Identifier{odd, "b"}.Sanitize()) {
+		t.Errorf("002's table is not in %q", odd)
+	}
+}
