@@ -166,6 +166,11 @@ type Stats struct {
 	Queued int
 }
 
+// UnreportedEvents is Stats().UnreportedEvents: the events written by
+// appends whose caller had stopped waiting when their group committed. A
+// server's metrics add it to the events the calls reported as written.
+func (s *Store) UnreportedEvents() uint64 { return s.unreportedEvents.Load() }
+
 // Stats returns the committer's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Groups: s.groups.Load(), Appends: s.appends.Load(), Events: s.written.Load(),

@@ -23,6 +23,21 @@ type Metrics struct {
 	conflicts     prometheus.Counter
 	subscriptions prometheus.Gauge
 	reg           *schemas.Registry
+
+	// unreported are the instrumented stores that count the writes no
+	// append call reported (see unreportingStore), summed by
+	// eventstream_events_unreported_total.
+	unreportedMu sync.Mutex
+	unreported   []unreportingStore
+}
+
+// unreportingStore is a store that counts the events it wrote for appends
+// whose caller had stopped waiting (its context ended) before they
+// committed: the call returned the context's error, so the metrics counted
+// it as an error, and an idempotent retry of it counts as a retry. The
+// PostgreSQL store is one.
+type unreportingStore interface {
+	UnreportedEvents() uint64
 }
 
 // NewMetrics registers the metrics on r. reg bounds the "type" label to
@@ -57,7 +72,11 @@ func NewMetrics(r prometheus.Registerer, reg *schemas.Registry) (*Metrics, error
 			Name: "eventstream_subscriptions", Help: "Live subscriptions to the log open in this process (projections included).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.appends, m.events, m.appendLatency, m.refusals, m.conflicts, m.subscriptions} {
+	unreported := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "eventstream_events_unreported_total",
+		Help: "Events written by appends whose caller had stopped waiting (its context ended) before they committed: no append call reported them written (they count as error, and a retry of them as retry, in eventstream_events_total). Written events are those of outcome ok plus these.",
+	}, m.unreportedEvents)
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.appends, m.events, m.appendLatency, m.refusals, m.conflicts, m.subscriptions, unreported} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}
@@ -108,7 +127,22 @@ func (m *Metrics) typeLabel(t string) string {
 // Use the result for everything that writes (the API, the reactions), so
 // the metrics see every append of the process.
 func (m *Metrics) InstrumentStore(s eventstore.Store) eventstore.Store {
+	if u, ok := s.(unreportingStore); ok {
+		m.unreportedMu.Lock()
+		m.unreported = append(m.unreported, u)
+		m.unreportedMu.Unlock()
+	}
 	return &instrumented{Store: s, m: m}
+}
+
+func (m *Metrics) unreportedEvents() float64 {
+	m.unreportedMu.Lock()
+	defer m.unreportedMu.Unlock()
+	var n uint64
+	for _, u := range m.unreported {
+		n += u.UnreportedEvents()
+	}
+	return float64(n)
 }
 
 type instrumented struct {
