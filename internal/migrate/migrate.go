@@ -5,8 +5,11 @@
 // advisory lock serialises appliers (one waits for another whatever the
 // session's lock_timeout and statement_timeout), and each pending
 // migration runs in the same transaction as its record (a migration that
-// commits or rolls back, or changes the search_path or the schema it
-// resolves to, is refused). A schema that is up to date is only
+// commits or rolls back, changes the search_path or the schema it
+// resolves to, or copies from STDIN, is refused; so is a search_path that
+// resolves to no schema, or to the session's temporary one). Every
+// refusal is a *RefusedError; database errors are returned wrapped, as
+// they are. A schema that is up to date is only
 // read, so a role without DDL rights, or a read-only session, can run
 // Apply once nothing is left to apply. Each record keeps a checksum of the
 // migration's SQL: a migration changed after it ran, two migrations with
@@ -55,7 +58,7 @@ func Load(fsys fs.FS) ([]Migration, error) {
 		if m == nil {
 			// Any case: a .SQL file is as much a migration to its author.
 			if strings.HasSuffix(strings.ToLower(e.Name()), ".sql") {
-				return nil, fmt.Errorf("migrate: %s: want NNN_name.up.sql", e.Name())
+				return nil, refuse("", nil, ReasonMisnamed, "migrate: %s: want NNN_name.up.sql", e.Name())
 			}
 			continue
 		}
@@ -69,7 +72,7 @@ func Load(fsys fs.FS) ([]Migration, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i, m := range out {
 		if m.Version != i+1 {
-			return nil, fmt.Errorf("migrate: migration %d (%s): versions must run 1, 2, 3… without holes or duplicates", m.Version, m.Name)
+			return nil, refuse("", &m, ReasonNumbering, "migrate: migration %d (%s): versions must run 1, 2, 3… without holes or duplicates", m.Version, m.Name)
 		}
 	}
 	return out, nil
@@ -110,13 +113,25 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 	defer tx.Rollback(ctx)
 	var schema *string
 	var searchPath, user string
-	if err := tx.QueryRow(ctx, `SELECT current_schema(), current_setting('search_path'), current_user`).Scan(&schema, &searchPath, &user); err != nil {
+	var temporary bool
+	// current_schema() is called before the temporary schema is looked
+	// up: with pg_temp first in the path it creates the session's
+	// pg_temp_N, and returns it.
+	if err := tx.QueryRow(ctx, `SELECT s, current_setting('search_path'), current_user,
+		coalesce((SELECT oid = pg_my_temp_schema() OR pg_is_other_temp_schema(oid) FROM pg_namespace WHERE nspname = s), false)
+		FROM current_schema() s`).Scan(&schema, &searchPath, &user, &temporary); err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", component, err)
 	}
 	if schema == nil {
 		// PostgreSQL leaves out of the path a schema the role may not use,
 		// as it does one that does not exist.
-		return nil, fmt.Errorf("migrate %s: the search_path (%s) names no schema that exists and that the role %s has USAGE on: create it, or grant USAGE on it", component, searchPath, user)
+		return nil, refuse(component, nil, ReasonNoSchema, "migrate %s: the search_path (%s) names no schema that exists and that the role %s has USAGE on: create it, or grant USAGE on it", component, searchPath, user)
+	}
+	if temporary {
+		// pg_temp first in the path: the migrations and their records
+		// would go to the session's temporary schema and vanish with the
+		// session, to be applied again by the next one.
+		return nil, refuse(component, nil, ReasonTemporarySchema, "migrate %s: the search_path (%s) makes the session's temporary schema (%s) the one to migrate, which is dropped when the session ends: put pg_temp after the schema to migrate, or leave it out", component, searchPath, *schema)
 	}
 	// An applier waits for another to finish, however long its migrations
 	// take (WaitUntimed); the migrations themselves run under the settings
@@ -162,6 +177,13 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 	if err != nil {
 		return nil, err
 	}
+	// Refused before any runs: COPY … FROM STDIN would wait, until ctx
+	// ends, for data that Apply does not send.
+	for _, m := range ms[current:] {
+		if copiesFromStdin(m.SQL) {
+			return nil, refuse(component, &m, ReasonCopyFromStdin, "migrate %s: %03d_%s runs COPY … FROM STDIN, which waits for data that a migration cannot send: put the rows in INSERT statements", component, m.Version, m.Name)
+		}
+	}
 	var ran []Migration
 	if len(ms) > current {
 		// A transaction-local setting marks this transaction: it reverts
@@ -190,7 +212,7 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 			ended = mark != "on"
 		}
 		if ended {
-			return nil, fmt.Errorf("migrate %s: %03d_%s ends the transaction it runs in (COMMIT or ROLLBACK in its SQL); each migration runs in the transaction that records it: remove them, and check what it left behind", component, m.Version, m.Name)
+			return nil, refuse(component, &m, ReasonEndsTransaction, "migrate %s: %03d_%s ends the transaction it runs in (COMMIT or ROLLBACK in its SQL); each migration runs in the transaction that records it: remove them, and check what it left behind", component, m.Version, m.Name)
 		}
 		// A migration that changes the search_path (SET, or pg_dump's
 		// set_config) sends what follows it, its record included, to
@@ -198,7 +220,7 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 		// connection would migrate that schema next time. Refused; the
 		// rollback undoes the change.
 		if path != searchPath {
-			return nil, fmt.Errorf("migrate %s: %03d_%s changes the search_path (from %s to %s): a migration works in the schema it is applied to; remove the SET and qualify the names that must live elsewhere", component, m.Version, m.Name, searchPath, path)
+			return nil, refuse(component, &m, ReasonSearchPathChanged, "migrate %s: %03d_%s changes the search_path (from %s to %s): a migration works in the schema it is applied to; remove the SET and qualify the names that must live elsewhere", component, m.Version, m.Name, searchPath, path)
 		}
 		// The same path can name another schema once the migration made
 		// one that the path names ahead of this one (search_path=new,app,
@@ -210,7 +232,7 @@ func Apply(ctx context.Context, db Beginner, component string, ms []Migration) (
 			if cur != nil {
 				now = *cur
 			}
-			return nil, fmt.Errorf("migrate %s: %03d_%s changes the schema it works in (from %s to %s, with the search_path %s): a migration works in the schema it is applied to; create other schemas elsewhere, and do not change the role", component, m.Version, m.Name, *schema, now, searchPath)
+			return nil, refuse(component, &m, ReasonSchemaChanged, "migrate %s: %03d_%s changes the schema it works in (from %s to %s, with the search_path %s): a migration works in the schema it is applied to; create other schemas elsewhere, and do not change the role", component, m.Version, m.Name, *schema, now, searchPath)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO eventstream_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)`,
 			component, m.Version, m.Name, Checksum(m.SQL)); err != nil {
@@ -251,28 +273,28 @@ func checkApplied(ctx context.Context, tx pgx.Tx, component string, ms []Migrati
 		return 0, fmt.Errorf("migrate %s: read applied: %w", component, err)
 	}
 	if n := len(applied); n > 0 && applied[n-1].version > len(ms) {
-		return 0, fmt.Errorf("migrate %s: the database is at version %d but this program knows only %d migrations; upgrade the program", component, applied[n-1].version, len(ms))
+		return 0, refuse(component, nil, ReasonNewerDatabase, "migrate %s: the database is at version %d but this program knows only %d migrations; upgrade the program", component, applied[n-1].version, len(ms))
 	}
 	for i, rec := range applied {
 		m := ms[i]
 		if rec.version != m.Version {
-			return 0, fmt.Errorf("migrate %s: the migrations table records version %d but not %03d_%s: it was edited by hand; restore the record if that migration ran", component, rec.version, m.Version, m.Name)
+			return 0, refuse(component, &m, ReasonMissingRecord, "migrate %s: the migrations table records version %d but not %03d_%s: it was edited by hand; restore the record if that migration ran", component, rec.version, m.Version, m.Name)
 		}
 		sum := Checksum(m.SQL)
 		if rec.name != m.Name {
 			// The same SQL under another name is a file renamed after it
 			// ran; other SQL, another branch's migration of that number.
 			if rec.checksum != nil && *rec.checksum == sum {
-				return 0, fmt.Errorf("migrate %s: migration %03d ran as %q but this program's %03d, with the same SQL, is named %q: it was renamed after it ran; give it back its name", component, m.Version, rec.name, m.Version, m.Name)
+				return 0, refuse(component, &m, ReasonRenamed, "migrate %s: migration %03d ran as %q but this program's %03d, with the same SQL, is named %q: it was renamed after it ran; give it back its name", component, m.Version, rec.name, m.Version, m.Name)
 			}
-			return 0, fmt.Errorf("migrate %s: migration %03d ran as %q but this program's %03d is %q: two migrations were given one number", component, m.Version, rec.name, m.Version, m.Name)
+			return 0, refuse(component, &m, ReasonNumberReused, "migrate %s: migration %03d ran as %q but this program's %03d is %q: two migrations were given one number", component, m.Version, rec.name, m.Version, m.Name)
 		}
 		if rec.checksum == nil {
 			if _, err := tx.Exec(ctx, `UPDATE eventstream_migrations SET checksum = $3 WHERE component = $1 AND version = $2`, component, m.Version, sum); err != nil {
 				return 0, fmt.Errorf("migrate %s: record the checksum of %03d_%s: %w", component, m.Version, m.Name, err)
 			}
 		} else if *rec.checksum != sum {
-			return 0, fmt.Errorf("migrate %s: migration %03d_%s was changed after it was applied (checksum %.12s recorded, %.12s now): restore it and make the change in a new migration", component, m.Version, m.Name, *rec.checksum, sum)
+			return 0, refuse(component, &m, ReasonEdited, "migrate %s: migration %03d_%s was changed after it was applied (checksum %.12s recorded, %.12s now): restore it and make the change in a new migration", component, m.Version, m.Name, *rec.checksum, sum)
 		}
 	}
 	return len(applied), nil
