@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,9 +52,13 @@ func TestStandIn_CallsEndWhenEveryNodeGoesAway(t *testing.T) {
 	t.Cleanup(srv.Stop)
 	nctx, ncancel := context.WithTimeout(t.Context(), time.Minute)
 	defer ncancel()
-	// Discovery gives up after 5 attempts 50 ms apart: several discoveries
-	// fail in the outage below.
-	st, err := esdb.New(nctx, srv.URL()+"&maxDiscoverAttempts=5&discoveryInterval=50", reg)
+	// Discovery gives up after 5 attempts 300 ms apart, about 1.5 s:
+	// longer than the callers' deadlines, so callers that gave up call
+	// again while the first failed discovery runs. Those calls must wait
+	// for the abandoned ones, not enter the client and be stranded too
+	// (one more goroutine per call made meanwhile). A renewal's discovery
+	// fails in the outage below too.
+	st, err := esdb.New(nctx, srv.URL()+"&maxDiscoverAttempts=5&discoveryInterval=300", reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,10 +108,18 @@ func TestStandIn_CallsEndWhenEveryNodeGoesAway(t *testing.T) {
 			problems = append(problems, fmt.Sprintf(format, args...))
 		}
 	}
+	// ready: every caller has had a call answered, so that calls of
+	// every kind are in flight when the node goes away. down: the node
+	// is gone; a call begun after it that failed is recorded in outage.
+	var ready sync.WaitGroup
+	ready.Add(callers)
+	var down atomic.Bool
+	var outage [callers]atomic.Bool
 	var wg sync.WaitGroup
 	for i := range callers {
 		wg.Go(func() {
 			kind := kinds[i%len(kinds)]
+			var answered sync.Once
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
@@ -122,13 +135,18 @@ func TestStandIn_CallsEndWhenEveryNodeGoesAway(t *testing.T) {
 					timeout = time.Duration(200+(i*37+n*53)%800) * time.Millisecond
 					ctx, cancel = context.WithTimeout(t.Context(), timeout)
 				}
-				began := time.Now()
+				began, after := time.Now(), down.Load()
 				err := call(ctx, i)
 				took := time.Since(began)
 				cancel()
 				switch {
-				case err == nil, errors.Is(err, eventstore.ErrUnavailable):
-				case timeout > 0 && errors.Is(err, context.DeadlineExceeded):
+				case err == nil:
+					answered.Do(ready.Done)
+				case errors.Is(err, eventstore.ErrUnavailable),
+					timeout > 0 && errors.Is(err, context.DeadlineExceeded):
+					if after {
+						outage[i].Store(true)
+					}
 				default:
 					report("%s (caller %d): %v, want success, ErrUnavailable or its deadline", kind, i, err)
 				}
@@ -139,9 +157,19 @@ func TestStandIn_CallsEndWhenEveryNodeGoesAway(t *testing.T) {
 		})
 	}
 
-	time.Sleep(200 * time.Millisecond) // calls in flight on a healthy node
+	readied := make(chan struct{})
+	go func() { ready.Wait(); close(readied) }()
+	select {
+	case <-readied:
+	case <-time.After(30 * time.Second):
+		close(stop)
+		t.Fatalf("not every caller had a call answered within 30 s on a healthy node")
+	}
 	srv.Stop()
-	time.Sleep(3 * time.Second) // several failed discoveries and renewals
+	down.Store(true)
+	// The outage lasts 3 s: the first discovery fails after about 1.5 s,
+	// then a renewal's.
+	time.Sleep(3 * time.Second)
 	close(stop)
 
 	ended := make(chan struct{})
@@ -166,6 +194,13 @@ func TestStandIn_CallsEndWhenEveryNodeGoesAway(t *testing.T) {
 		t.Error(p)
 	}
 	mu.Unlock()
+	// Every caller met the outage: without a deadline, as
+	// ErrUnavailable.
+	for i := range callers {
+		if !outage[i].Load() {
+			t.Errorf("%s (caller %d): no call begun after the node went away failed with ErrUnavailable (or its deadline)", kinds[i%len(kinds)], i)
+		}
+	}
 	if t.Failed() {
 		return
 	}
