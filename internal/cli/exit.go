@@ -54,10 +54,24 @@ type lineError struct {
 }
 
 func (e *lineError) Error() string {
-	if e.File != "" {
-		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	msg := e.Err.Error()
+	// The line names the event. A validation error's "event N" is its
+	// index in the batch it was checked in (0 for each of import's
+	// one-event checks, its place among its stream's lines for append
+	// --file), which names nothing a user can find: it is left out, as
+	// the --json report leaves out its index.
+	var ve *eventstore.ValidationError
+	if errors.As(e.Err, &ve) && ve.Index >= 0 {
+		full := ve.Error()
+		at := fmt.Sprintf("eventstore: event %d", ve.Index)
+		if strings.HasPrefix(full, at) {
+			msg = strings.Replace(msg, full, "eventstore: event"+strings.TrimPrefix(full, at), 1)
+		}
 	}
-	return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+	if e.File != "" {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, msg)
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, msg)
 }
 
 func (e *lineError) Unwrap() error { return e.Err }
