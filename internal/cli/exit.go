@@ -185,10 +185,15 @@ func reportOf(err error) errorReport {
 		r.Actual = &a
 	}
 	// The same exit code as a wrong expected version (4: a conflict
-	// with what is stored), told apart by its kind.
-	var de *eventstore.DuplicateEventError
-	if errors.As(err, &de) {
-		r.Kind, r.Stream, r.ID = "duplicate", de.Stream, de.ID
+	// with what is stored), told apart by its kind: every error that is
+	// ErrDuplicateEvent (an aggregate's reused command id too, which
+	// holds no *DuplicateEventError), not only those naming the id.
+	if code == ExitConflict && errors.Is(err, eventstore.ErrDuplicateEvent) && !errors.Is(err, eventstore.ErrConcurrency) {
+		r.Kind = "duplicate"
+		var de *eventstore.DuplicateEventError
+		if errors.As(err, &de) {
+			r.Stream, r.ID = de.Stream, de.ID
+		}
 	}
 	return r
 }
