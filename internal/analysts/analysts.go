@@ -146,8 +146,16 @@ type Result struct {
 }
 
 // Grant creates or updates role so that it reads tenant's rows of every
-// published read model and nothing else, in one transaction.
+// published read model and nothing else, in one transaction. A database
+// lost on the way (installing the component, or granting) is an
+// *eventstore.UnavailableError: what had not committed was rolled back,
+// and running it again once the database is back does the rest.
 func Grant(ctx context.Context, pool *pgxpool.Pool, tenant, role string, opts Options) (Result, error) {
+	res, err := grant(ctx, pool, tenant, role, opts)
+	return res, lost(ctx, err)
+}
+
+func grant(ctx context.Context, pool *pgxpool.Pool, tenant, role string, opts Options) (Result, error) {
 	res := Result{Role: role, Tenant: tenant}
 	if err := CheckRole(role); err != nil {
 		return res, err
