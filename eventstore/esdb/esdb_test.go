@@ -1134,3 +1134,56 @@ func TestStandIn_AppendTimedOutByTheClusterIsUnavailable(t *testing.T) {
 		t.Fatalf("stream after the retry: %s %v, want %s once", ids(stored), err, ids(evs))
 	}
 }
+
+// ScanLimit counts the events of the log, not the records of $all that
+// are not in it (system events, other programs' events): those are
+// stepped over, also after the budget is used, so that a page that used
+// it on the log's last event still ends the log.
+func TestStandIn_ScanLimitStepsOverForeignEvents(t *testing.T) {
+	t.Parallel()
+	st, srv := standInStore(t, registry(t), nil)
+	raw := rawClient(t, srv)
+	foreign := func() {
+		t.Helper()
+		if _, err := raw.AppendToStream(t.Context(), "theirs", client.AppendToStreamOptions{}, client.EventData{
+			EventID: uuid.New(), EventType: "order.placed", ContentType: client.ContentTypeJson, Data: []byte(`{}`),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := mustAppend(t, st, "mine", eventstore.NoStream, added("a")).Events[0]
+	foreign()
+	foreign()
+	b := mustAppend(t, st, "mine", eventstore.Exact(1), added("b")).Events[0]
+	foreign()
+	c := mustAppend(t, st, "mine", eventstore.Exact(2), added("c")).Events[0]
+	foreign()
+	foreign()
+
+	for _, tc := range []struct {
+		name string
+		opts eventstore.ReadAllOptions
+		want [][]eventstore.Event
+	}{
+		{"unfiltered", eventstore.ReadAllOptions{ScanLimit: 1}, [][]eventstore.Event{{a}, {b}, {c}}},
+		{"all left out", eventstore.ReadAllOptions{ScanLimit: 1, Types: []string{storetest.TypeRenamed}}, [][]eventstore.Event{nil, nil, nil}},
+		{"two", eventstore.ReadAllOptions{ScanLimit: 2}, [][]eventstore.Event{{a, b}, {c}}},
+	} {
+		opts := tc.opts
+		next := []eventstore.Position{b.Position, c.Position}
+		if tc.opts.ScanLimit == 2 {
+			next = next[1:]
+		}
+		for i, want := range tc.want {
+			p, err := st.ReadAll(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := i == len(tc.want)-1
+			if ids(p.Events) != ids(want) || p.End != last || (!last && p.Next != next[i]) {
+				t.Fatalf("%s: page %d: events [%s] Next %v End %v; want [%s] End %v", tc.name, i, ids(p.Events), p.Next, p.End, ids(want), last)
+			}
+			opts.From = p.Next
+		}
+	}
+}

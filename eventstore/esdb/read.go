@@ -241,14 +241,23 @@ const scanLimit = 16 * readPage
 // are not part of the log are skipped, and Types and TenantID are applied
 // here, so a page may need several reads; a page stops early (End false,
 // maybe with fewer events than the limit, Next the first event it did not
-// look at) once it has looked at scanLimit events.
+// look at) once it has looked at opts.ScanLimit events of the log (those
+// the filters leave out included; when > 0), or at scanLimit records of
+// $all (the log's and the others: system events, other programs' and
+// namespaces' events), whichever comes first. ScanLimit counts events of
+// the log only, as the other backends do, so that a page that has used
+// its budget still steps over the records that are not in the log after
+// its last event: it ends at the next event of the log, or is End.
 //
 // A read asks for what the page still needs plus two (one more says the
 // page is not the end of the log, and one more for the event a position
 // made by after points at). While reads keep none of their events (a
 // filter over a long stretch of other events), each asks for twice as
 // many, up to readPage, so that a small Limit does not cost one round trip
-// per Limit+2 events. The page is the same whatever the read sizes: it
+// per Limit+2 events. With a ScanLimit, a read asks for no more than the
+// events the budget has left plus two, plus as many as the records not in
+// the log the page has stepped over so far (so that reads over a stretch
+// of them still grow). The page is the same whatever the read sizes: it
 // ends at the same event, and End is still only set by a read that came
 // back short (the end of the log at read time).
 func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.Page, error) {
@@ -267,10 +276,15 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	}
 	page := eventstore.Page{Next: opts.From}
 	from := opts.From
-	scanned, pageBytes := 0, 0
+	// scanned counts the records of $all looked at, looked the events of
+	// the log among them, foreign the others.
+	scanned, looked, pageBytes := 0, 0, 0
 	size := plusTwo(limit)
 	for {
 		want := min(size, readPage)
+		if left := opts.ScanLimit - looked; opts.ScanLimit > 0 && left < readPage {
+			want = min(want, left+2+scanned-looked)
+		}
 		// A read holds at most about MaxPageBytes of records, whatever
 		// their count: a page's worth, or the filter's look-ahead.
 		type read struct {
@@ -299,11 +313,20 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 				page.Next = position(r)
 				return page, nil
 			}
-			scanned++
-			page.Next = after(r.Position)
 			e, ok, err := s.decode(r)
+			if (ok || err != nil) && opts.ScanLimit > 0 && looked == opts.ScanLimit {
+				// An event of the log (or one that is not readable:
+				// the next page says so) past the budget.
+				page.Next = position(r)
+				return page, nil
+			}
 			if err != nil {
 				return eventstore.Page{}, fmt.Errorf("esdb: read $all: %w", err)
+			}
+			scanned++
+			page.Next = after(r.Position)
+			if ok {
+				looked++
 			}
 			if ok && wanted(e, opts) {
 				page.Events = append(page.Events, e)

@@ -91,3 +91,17 @@ func TestConformance_EventStoreDB(t *testing.T) {
 		Features: features,
 	})
 }
+
+// TestStandIn_ReadAllScanLimit: a page looks at no more than ScanLimit
+// events of the log, as on the other backends. The backend used to ignore
+// ScanLimit and look at up to 65,536 events per page.
+func TestStandIn_ReadAllScanLimit(t *testing.T) {
+	t.Parallel()
+	storetest.RunScanLimit(t, storetest.Harness{
+		New: func(t *testing.T, reg *schemas.Registry) eventstore.Store {
+			st, _ := standInStore(t, reg, nil)
+			return st
+		},
+		Features: features,
+	})
+}
