@@ -168,7 +168,18 @@ func (cn *conn) closeIfIdle() {
 // (see conn.left), as long as their own context allows. With s, an error saying that
 // the client closed itself starts its replacement (see renewOn), even when
 // the caller has left.
+//
+// A call that finds cn closed or dead before entering it (errClientGone:
+// fn has not run) while the store has made another client meanwhile runs
+// once more on that one, as if it had picked it up: the caller got cn from
+// s.conn() just before a renewal replaced and retired it, and should not
+// fail for it. A call that entered cn is never run again: fn may have
+// reached the server.
 func call[T any](ctx context.Context, s *Store, cn *conn, fn func(*client.Client) (T, error), discard func(T)) (T, error) {
+	return callOn(ctx, s, cn, fn, discard, true)
+}
+
+func callOn[T any](ctx context.Context, s *Store, cn *conn, fn func(*client.Client) (T, error), discard func(T), retry bool) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
@@ -180,6 +191,9 @@ func call[T any](ctx context.Context, s *Store, cn *conn, fn func(*client.Client
 	if err != nil {
 		if s != nil {
 			s.renewOn(cn, err)
+			if nc := s.conn(); retry && errors.Is(err, errClientGone) && nc != cn {
+				return callOn(ctx, s, nc, fn, discard, false)
+			}
 		}
 		return zero, err
 	}
