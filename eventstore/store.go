@@ -85,9 +85,10 @@ type ReadAllOptions struct {
 	// End, with fewer events than Limit or none, and Next the first event
 	// it did not look at, so that the next page goes on from there. 0
 	// looks as far as it takes to fill the page: the whole log, when few
-	// events match. The PostgreSQL and memory backends honour it; the
-	// EventStoreDB backend ignores it and bounds every page's scan on its
-	// own (End false, as here).
+	// events match. Every backend honours it; the EventStoreDB backend
+	// counts the events of this log it looks at, not the other records of
+	// $all (system events, other namespaces), which it steps over, and
+	// bounds every page's scan of those on its own (End false, as here).
 	ScanLimit int
 }
 

@@ -8,8 +8,7 @@ import (
 )
 
 // RunScanLimit checks ReadAllOptions.ScanLimit against h's backend, which
-// must honour it (PostgreSQL, memory; the EventStoreDB backend bounds its
-// scans on its own and is not run): a page looks at no more than ScanLimit
+// must honour it (PostgreSQL, memory, EventStoreDB): a page looks at no more than ScanLimit
 // events of the log, a filtered page that reaches it ends early (not End,
 // Next the first event it did not look at), and following Next gives every
 // matching event once, in order, whatever the limit and the budget.
