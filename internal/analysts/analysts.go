@@ -313,7 +313,15 @@ func checkOneTenant(ctx context.Context, tx pgx.Tx, role, tenant string) error {
 
 // Revoke removes role's mapping and its grants on the read models. The
 // role itself is left (drop it with DROP ROLE when nothing else uses it).
+// A database lost on the way is an *eventstore.UnavailableError: what had
+// not committed was rolled back (one transaction), and running it again
+// once the database is back revokes (or, if the connection was lost as
+// the commit landed, refuses a role that is no longer an analyst).
 func Revoke(ctx context.Context, pool *pgxpool.Pool, role string) error {
+	return lost(ctx, revoke(ctx, pool, role))
+}
+
+func revoke(ctx context.Context, pool *pgxpool.Pool, role string) error {
 	if err := CheckRole(role); err != nil {
 		return err
 	}
@@ -388,7 +396,16 @@ type Analyst struct {
 }
 
 // List returns the analyst roles (none when the table does not exist).
+// A database lost on the way is an *eventstore.UnavailableError.
 func List(ctx context.Context, pool *pgxpool.Pool) ([]Analyst, error) {
+	as, err := list(ctx, pool)
+	if err != nil {
+		return nil, lost(ctx, err)
+	}
+	return as, nil
+}
+
+func list(ctx context.Context, pool *pgxpool.Pool) ([]Analyst, error) {
 	var exists bool
 	if err := pool.QueryRow(ctx, `SELECT to_regclass('eventstream_analysts') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return nil, err
