@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -33,13 +34,15 @@ skip it to give its effect up for good.`,
 		}
 		return id, nil
 	}
-	notParked := func(err error, id int64) error {
+	// notParked words an error of a command on one parked event; a
+	// database lost meanwhile is unavailable (exit 75).
+	notParked := func(ctx context.Context, err error, id int64) error {
 		if errors.Is(err, projections.ErrNotParked) {
 			// An id that names nothing, as tenants revoke-analyst and
 			// tokens revoke say of a role or a token: exit 2.
 			return usagef("no parked event has id %d (dlq list shows them)", id)
 		}
-		return projectionError(err, "")
+		return projectionError(lostDB(ctx, err), "")
 	}
 
 	var projection string
@@ -60,7 +63,7 @@ skip it to give its effect up for good.`,
 			defer env.Close()
 			ps, err := env.rt.ListParked(cmd.Context(), projection)
 			if err != nil {
-				return projectionError(err, projection)
+				return projectionError(lostDB(cmd.Context(), err), projection)
 			}
 			if a.asJSON {
 				for _, p := range ps {
@@ -99,7 +102,7 @@ skip it to give its effect up for good.`,
 			defer env.Close()
 			p, err := env.rt.GetParked(cmd.Context(), id)
 			if err != nil {
-				return notParked(err, id)
+				return notParked(cmd.Context(), err, id)
 			}
 			// A failed read of the event still shows the entry (the
 			// failure is worth seeing while the log is down), and then
@@ -179,7 +182,7 @@ skip it to give its effect up for good.`,
 					if res.Applied+res.Failed+res.Gone > 0 {
 						a.stderrf("before the error: %d applied, %d failed again (still parked), %d already gone\n", res.Applied, res.Failed, res.Gone)
 					}
-					return projectionError(err, retryProjection)
+					return projectionError(lostDB(cmd.Context(), err), retryProjection)
 				}
 				if a.asJSON {
 					if err := a.printJSON(map[string]int{"applied": res.Applied, "failed": res.Failed, "gone": res.Gone}); err != nil {
@@ -198,7 +201,7 @@ skip it to give its effect up for good.`,
 				if errors.As(err, &re) {
 					return fmt.Errorf("parked event %d failed again and stays parked: %v", id, re.Err)
 				}
-				return notParked(err, id)
+				return notParked(cmd.Context(), err, id)
 			}
 			if a.asJSON {
 				return a.printJSON(map[string]any{"id": id, "applied": true})
@@ -225,7 +228,7 @@ skip it to give its effect up for good.`,
 			}
 			defer env.Close()
 			if err := env.rt.SkipParked(cmd.Context(), id); err != nil {
-				return notParked(err, id)
+				return notParked(cmd.Context(), err, id)
 			}
 			if a.asJSON {
 				return a.printJSON(map[string]any{"id": id, "skipped": true})

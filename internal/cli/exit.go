@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/brainhq/eventstream/eventstore"
 )
@@ -93,6 +97,49 @@ func withCode(code int, err error) error { return &exitError{code: code, err: er
 type silentError struct{ code int }
 
 func (e *silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// lostDB returns err, from a query a command ran on the database once
+// connected (not through the store, which classifies its own), as an
+// *eventstore.UnavailableError (exit 75, kind "unavailable") when it says
+// the database went away or cannot take the work now: a connection
+// exception, a server shutting down or starting up, out of connection
+// slots, a connection closed, reset or ended mid-answer, or no new one to
+// be had. Left as it is: an error already unavailable, any other answer of
+// the server (an SQL error, a missing permission), a name or id that names
+// nothing, and any error once ctx ended (pgx may report Ctrl-C as a closed
+// connection). Only for database calls: io.EOF from a file is not an
+// outage, which is why exitCode does not do this for every error.
+func lostDB(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || errors.Is(err, eventstore.ErrUnavailable) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch code := pe.Code; {
+		case strings.HasPrefix(code, "08"), // connection exception
+			code == "57P01", code == "57P02", code == "57P03", // shutting down, crashed, starting up
+			code == "57P05", code == "25P03", // idle session timeouts: the session was ended
+			code == "53300": // too many connections
+			return &eventstore.UnavailableError{Err: err}
+		}
+		return err
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return &eventstore.UnavailableError{Err: err}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// A deadline is a net.Error too; one that is not a connection
+		// attempt's is the command's own limit, not an outage.
+		return err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &eventstore.UnavailableError{Err: err}
+	}
+	return err
+}
 
 // exitCode maps an error to the documented exit codes.
 func exitCode(err error) int {

@@ -516,7 +516,7 @@ once, when it is created.`,
 					return err
 				}
 				if secret, err = (server.TokenTable{Pool: db.Pool}).Add(cmd.Context(), tenant, name); err != nil {
-					return err
+					return lostDB(cmd.Context(), err)
 				}
 			}
 			if a.asJSON {
@@ -544,7 +544,7 @@ once, when it is created.`,
 			}
 			ts, err := server.TokenTable{Pool: db.Pool}.List(cmd.Context())
 			if err != nil {
-				return err
+				return lostDB(cmd.Context(), err)
 			}
 			if a.asJSON {
 				if ts == nil {
@@ -587,7 +587,7 @@ name or prefix of no live token is refused as a usage error (exit code 2).`,
 				return usagef("no live token is named or hashed %q (tokens list shows them)", args[0])
 			}
 			if err != nil {
-				return err
+				return lostDB(cmd.Context(), err)
 			}
 			if a.asJSON {
 				return a.printJSON(map[string]any{"revoked": n})
