@@ -3,11 +3,13 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -76,9 +78,12 @@ Every line is validated before anything is written. Events are appended
 per stream, in file order, one atomic batch per stream (split every 10,000
 events, and where a batch would pass 64 MiB); a line that fails
 validation is reported with its line number and nothing is written. Lines with ids already stored with the same content
-are skipped, so a file can be appended again safely; an id stored with
-other content is a conflict (exit code 4) naming its line, and nothing of
-that append is written. A UTF-8 byte order
+are skipped, so a file can be appended again safely, and a file appended
+again after lines were added to it writes only the new lines, each
+stream's right after its stored ones (a stream another writer appended to
+since is a conflict, exit code 4). An id stored with other content is a
+conflict (exit code 4) naming its line, and so is a stored line after new
+lines of its stream; nothing of that stream is written. A UTF-8 byte order
 mark at the very start of the file is ignored (anywhere else it is
 refused). It prints, per stream, the number of its lines in the file, how
 many of them it wrote and how many were already stored, and the version
@@ -257,14 +262,14 @@ func (a *app) appendFile(cmd *cobra.Command, f appendFlags) error {
 		var last eventstore.AppendResult
 		cs := &countingStore{Store: b.Store, head: head}
 		for j, chunk := range chunks[i] {
-			res, err := cs.Append(cmd.Context(), sb.stream, exp, eventsOf(chunk)...)
+			res, held, err := appendChunk(cmd.Context(), b.Store, cs, sb.stream, exp, chunk)
 			if err != nil {
-				if len(outs) > 0 || j > 0 {
+				if len(outs) > 0 || j > 0 || held > 0 {
 					// The error is placed on the line of the event it
 					// names (a refused id), which may come after the
 					// first line of this append: name that one.
 					a.writes = false
-					err = fmt.Errorf("%w (streams before %s are appended; %s from line %d on is not)", err, sb.stream, sb.stream, chunk[0].line)
+					err = fmt.Errorf("%w (streams before %s are appended; %s from line %d on is not)", err, sb.stream, sb.stream, chunk[held].line)
 				}
 				return placeError(name, chunk, err)
 			}
@@ -322,6 +327,77 @@ func checkedChunks(v *eventstore.Validator, name string, sb *streamBatch, expect
 	return out, nil
 }
 
+// appendChunk appends one chunk of a stream's lines at expected, through
+// cs, which counts them. A file appended again after lines were added to
+// it has chunks that hold stored lines and new ones together, which the
+// store refuses whole as a duplicate (it takes stored events only as a
+// retry of them alone). So, refused for an id of the chunk's first line
+// stored in this stream, it finds how many lines at the head of the chunk
+// the stream holds in a row, appends those again (a retry: counted
+// present, or refused for a line whose content differs), and the rest
+// right after them, at Exact of the last one's version, as the next chunk
+// of a stream goes after the one before. Refused for the id of a later
+// line, that line alone says whether it is stored with other content (the
+// store's refusal) or with the same, and then lines before it that are
+// not stored cannot go in file order: a conflict naming it. held is how
+// many lines at the head of chunk are stored when it returns.
+func appendChunk(ctx context.Context, s eventstore.Store, cs *countingStore, stream string, expected eventstore.ExpectedVersion, chunk []fileLine) (last eventstore.AppendResult, held int, err error) {
+	for held < len(chunk) {
+		rest := chunk[held:]
+		res, err := cs.Append(ctx, stream, expected, eventsOf(rest)...)
+		var de *eventstore.DuplicateEventError
+		if err == nil || len(rest) == 1 || !errors.As(err, &de) || de.Stream != stream {
+			if err == nil {
+				held = len(chunk)
+			}
+			return res, held, err
+		}
+		at := slices.IndexFunc(rest, func(l fileLine) bool { return l.event.ID.String() == de.ID })
+		if at < 0 {
+			return res, held, err
+		}
+		// The id is stored in this stream, so this append of its event
+		// alone writes nothing: it is a retry, or refused.
+		probe, perr := s.Append(ctx, stream, eventstore.Any, rest[at].event)
+		if perr != nil {
+			return last, held, perr
+		}
+		if at > 0 {
+			return last, held, withCode(ExitConflict, &storedAfterNewError{ID: de.ID, Stream: stream, Version: probe.Version()})
+		}
+		got, rerr := s.ReadStream(ctx, stream, probe.Version(), len(rest))
+		if rerr != nil {
+			return last, held, fmt.Errorf("read stream %q from version %d: %w", stream, probe.Version(), rerr)
+		}
+		n := 1
+		for n < len(rest) && n < len(got) && got[n].ID == rest[n].event.ID && got[n].Version == got[0].Version+int64(n) {
+			n++
+		}
+		// Stored, so a retry whatever the expected version: counted
+		// present, or refused naming a line whose content differs.
+		if last, err = cs.Append(ctx, stream, eventstore.Any, eventsOf(rest[:n])...); err != nil {
+			return last, held, err
+		}
+		held += n
+		expected = eventstore.Exact(last.Version())
+	}
+	return last, held, nil
+}
+
+// storedAfterNewError is a line of append --file stored already, with the
+// same content, after lines of its stream that are not: they cannot be
+// appended before it (exit 4, a conflict with what is stored).
+type storedAfterNewError struct {
+	ID      string
+	Stream  string
+	Version int64
+}
+
+func (e *storedAfterNewError) Error() string {
+	return fmt.Sprintf("event id %s is already stored in stream %q, with the same content, at version %d, but lines of %s before it in this append are not, and cannot go before it: a file appended again may only have lines added after its stored ones (a line without an id is given a new one each time)",
+		e.ID, e.Stream, e.Version, e.Stream)
+}
+
 func eventsOf(lines []fileLine) []eventstore.Event {
 	out := make([]eventstore.Event, len(lines))
 	for i, l := range lines {
@@ -335,6 +411,14 @@ func placeError(file string, chunk []fileLine, err error) error {
 	var ve *eventstore.ValidationError
 	if errors.As(err, &ve) && ve.Index >= 0 && ve.Index < len(chunk) {
 		return &lineError{File: file, Line: chunk[ve.Index].line, Err: err}
+	}
+	var se *storedAfterNewError
+	if errors.As(err, &se) {
+		for _, l := range chunk {
+			if l.event.ID.String() == se.ID {
+				return &lineError{File: file, Line: l.line, Err: err}
+			}
+		}
 	}
 	var de *eventstore.DuplicateEventError
 	if errors.As(err, &de) {
