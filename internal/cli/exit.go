@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/brainhq/eventstream/eventstore"
+	"github.com/brainhq/eventstream/internal/pglost"
 )
 
 // Exit codes of the eventstream command. They are part of its contract and
@@ -109,37 +107,7 @@ func (e *silentError) Error() string { return fmt.Sprintf("exit status %d", e.co
 // nothing, and any error once ctx ended (pgx may report Ctrl-C as a closed
 // connection). Only for database calls: io.EOF from a file is not an
 // outage, which is why exitCode does not do this for every error.
-func lostDB(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil || errors.Is(err, eventstore.ErrUnavailable) {
-		return err
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch code := pe.Code; {
-		case strings.HasPrefix(code, "08"), // connection exception
-			code == "57P01", code == "57P02", code == "57P03", // shutting down, crashed, starting up
-			code == "57P05", code == "25P03", // idle session timeouts: the session was ended
-			code == "53300": // too many connections
-			return &eventstore.UnavailableError{Err: err}
-		}
-		return err
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return &eventstore.UnavailableError{Err: err}
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// A deadline is a net.Error too; one that is not a connection
-		// attempt's is the command's own limit, not an outage.
-		return err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return &eventstore.UnavailableError{Err: err}
-	}
-	return err
-}
+func lostDB(ctx context.Context, err error) error { return pglost.Err(ctx, err) }
 
 // exitCode maps an error to the documented exit codes.
 func exitCode(err error) int {
